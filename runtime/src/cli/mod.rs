@@ -1,0 +1,148 @@
+//! The `oort` command line: one clap struct per subcommand, whose doc comments are the `--help`.
+
+mod run_rule;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::Clock;
+use crate::engine::RunConfig;
+use crate::host::{ArtifactCache, HostConfig};
+
+/// Run eKuiper rules whose sinks are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "oort", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter such as
+    /// `oort=debug,wasmtime=warn`. Also read from OORT_LOG.
+    #[arg(long, global = true, env = "OORT_LOG", default_value = "info")]
+    pub log: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a rule (or every rule of a ruleset) until its input ends, then print a summary.
+    RunRule(run_rule::RunRuleArgs),
+    /// Check a rule, its SQL, streams and sinks without running anything.
+    Validate(validate::ValidateArgs),
+    /// Print the SQL functions this version supports, as a Markdown table.
+    Functions,
+}
+
+/// Options shared by commands that load rules.
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    /// The rule file: an eKuiper rule (`{"id", "sql", "actions"}`) or ruleset export
+    /// (`{"streams", "rules"}`).
+    pub rule: PathBuf,
+
+    /// A file of `CREATE STREAM` statements (repeatable). Relative DATASOURCE paths start at
+    /// its folder.
+    #[arg(long = "streams", short = 's')]
+    pub streams: Vec<PathBuf>,
+
+    /// The plugins folder; sink components are `<dir>/sinks/<Name>.wasm`.
+    #[arg(long, env = "OORT_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// Only this rule of a ruleset.
+    #[arg(long = "rule-id")]
+    pub rule_id: Option<String>,
+
+    /// Where compiled sink components are cached (default: $OORT_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/oort/components, else ~/.cache/oort/components).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile sink components every time instead of caching them.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Sink instances that may be alive at once (pooled memory); 0 allocates on demand.
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances: u32,
+
+    /// Linear memory one sink instance may use, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_limit_mib: usize,
+
+    /// Longest one call into a sink may take, in milliseconds, before it is interrupted.
+    #[arg(long, default_value_t = 10_000)]
+    pub call_timeout_ms: u64,
+}
+
+impl RuleArgs {
+    /// The run configuration these options describe.
+    pub fn config(&self) -> RunConfig {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(ArtifactCache::default_dir)
+        };
+        RunConfig {
+            rule_path: self.rule.clone(),
+            stream_paths: self.streams.clone(),
+            plugins_dir: self.plugins.clone(),
+            only_rule: self.rule_id.clone(),
+            host: HostConfig {
+                cache_dir,
+                max_instances: self.max_instances,
+                max_memory_bytes: self.memory_limit_mib.saturating_mul(1 << 20),
+                call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+            },
+            clock: Clock::System,
+        }
+    }
+}
+
+/// Exit code of a run that finished but did not deliver every row.
+pub const EXIT_UNDELIVERED: u8 = 3;
+
+/// Parses the arguments, sets up logging and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::RunRule(args) => run_rule::run(args).await,
+            Command::Validate(args) => validate::run(args).await,
+            Command::Functions => {
+                print!("{}", crate::sql::functions::markdown_table());
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // Cranelift and wasmtime are chatty at debug; keep them quiet unless asked by name.
+        .add_directive("cranelift_codegen=warn".parse().expect("static directive"))
+        .add_directive("wasmtime_cranelift=warn".parse().expect("static directive"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

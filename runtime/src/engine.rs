@@ -1,0 +1,613 @@
+//! A run: load the rule file and stream definitions, compile each rule, prepare its actions,
+//! then wire source -> rule -> actions with bounded channels and run until every bounded source
+//! is exhausted (or the run is stopped), then flush and close every sink.
+//!
+//! [`validate`] does the same up to the point where anything would have a side effect: SQL is
+//! compiled, sinks resolved and loaded, their props checked and `configure` called, files and
+//! sockets left alone.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::host::{EngineError, HostConfig, SinkHost};
+use crate::message::Message;
+use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
+use crate::rule::{RuleDef, RuleError};
+use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
+use crate::source::{self, MemoryBus, SourceContext, SourceError};
+use crate::sql::{self, EvalCtx, Query, SqlError};
+use crate::stream::{DdlError, SourceType, StreamDef, parse_streams};
+use crate::value::Value;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The rule file (a rule or a ruleset).
+    pub rule_path: PathBuf,
+    /// Files of `CREATE STREAM` statements.
+    pub stream_paths: Vec<PathBuf>,
+    /// The plugins folder (`<dir>/sinks/*.wasm`).
+    pub plugins_dir: PathBuf,
+    /// Run only the rule with this id (of a ruleset).
+    pub only_rule: Option<String>,
+    /// Engine settings.
+    pub host: HostConfig,
+    /// Processing time.
+    pub clock: Clock,
+}
+
+/// A run could not start (or a rule is invalid). Names the file, rule and field.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The rule file is wrong.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A streams file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    StreamsFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A stream definition is wrong.
+    #[error(transparent)]
+    Stream(#[from] DdlError),
+    /// A stream is defined in two places.
+    #[error("stream `{name}` is defined twice: {first} and {second}")]
+    DuplicateStream {
+        /// The stream.
+        name: String,
+        /// First definition.
+        first: String,
+        /// Second definition.
+        second: String,
+    },
+    /// The rule's SQL is wrong.
+    #[error("{path}: rule `{rule}`: field `sql`: {source}")]
+    Sql {
+        /// The rule file.
+        path: PathBuf,
+        /// The rule.
+        rule: String,
+        /// What and where.
+        source: SqlError,
+    },
+    /// A stream cannot be read.
+    #[error("rule `{rule}`: {source}")]
+    Source {
+        /// The rule.
+        rule: String,
+        /// Why.
+        source: SourceError,
+    },
+    /// An action cannot start.
+    #[error("{path}: rule `{rule}`: {source}")]
+    Action {
+        /// The rule file.
+        path: PathBuf,
+        /// The rule.
+        rule: String,
+        /// Why.
+        source: ActionError,
+    },
+    /// The wasm engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// `--rule` names no rule of the file.
+    #[error("{path}: no rule with id `{id}` (the file has: {ids})")]
+    NoSuchRule {
+        /// The rule file.
+        path: PathBuf,
+        /// The id asked for.
+        id: String,
+        /// The ids it has.
+        ids: String,
+    },
+    /// Two rules read standard input.
+    #[error("rules `{first}` and `{second}` both read stdin; only one rule of a run can")]
+    StdinTwice {
+        /// One rule.
+        first: String,
+        /// The other.
+        second: String,
+    },
+}
+
+/// The stream definitions of a run.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    streams: HashMap<String, Arc<StreamDef>>,
+}
+
+impl sql::Catalog for Catalog {
+    fn stream(&self, name: &str) -> Option<&StreamDef> {
+        self.streams
+            .get(name)
+            .or_else(|| {
+                self.streams
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+            .map(|s| s.as_ref())
+    }
+}
+
+impl Catalog {
+    fn add(&mut self, def: StreamDef) -> Result<(), RunError> {
+        if let Some(existing) = self.streams.get(def.name.as_ref()) {
+            return Err(RunError::DuplicateStream {
+                name: def.name.to_string(),
+                first: existing.origin.clone(),
+                second: def.origin,
+            });
+        }
+        self.streams.insert(def.name.to_string(), Arc::new(def));
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<StreamDef>> {
+        sql::Catalog::stream(self, name).and_then(|s| self.streams.get(s.name.as_ref()).cloned())
+    }
+}
+
+/// A rule ready to run.
+#[derive(Debug)]
+pub struct PreparedRule {
+    /// Its definition.
+    pub def: RuleDef,
+    /// Its compiled SQL.
+    pub query: Query,
+    /// The stream it reads.
+    pub stream: Arc<StreamDef>,
+    /// Its actions.
+    pub actions: Vec<PreparedAction>,
+}
+
+/// Loads the rule file and the streams, and compiles every selected rule's SQL.
+pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
+    let file = crate::rule::load(&config.rule_path)?;
+    let mut catalog = Catalog::default();
+    for path in &config.stream_paths {
+        let text = std::fs::read_to_string(path).map_err(|source| RunError::StreamsFile {
+            path: path.clone(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_owned());
+        for def in parse_streams(&text, &path.display().to_string(), &base)? {
+            catalog.add(def)?;
+        }
+    }
+    for def in file.streams {
+        catalog.add(def)?;
+    }
+    let mut rules = file.rules;
+    if let Some(id) = &config.only_rule {
+        let ids = rules
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        rules.retain(|r| &r.id == id);
+        if rules.is_empty() {
+            return Err(RunError::NoSuchRule {
+                path: config.rule_path.clone(),
+                id: id.clone(),
+                ids,
+            });
+        }
+    }
+    Ok((rules, catalog))
+}
+
+/// Compiles a rule and prepares its actions.
+async fn prepare_rule(
+    def: RuleDef,
+    catalog: &Catalog,
+    env: &ActionEnv,
+    running: bool,
+) -> Result<PreparedRule, RunError> {
+    let query = sql::compile(&def.sql, catalog).map_err(|source| RunError::Sql {
+        path: def.path.clone(),
+        rule: def.id.clone(),
+        source,
+    })?;
+    let stream = catalog.get(query.stream()).ok_or_else(|| RunError::Sql {
+        path: def.path.clone(),
+        rule: def.id.clone(),
+        source: SqlError {
+            line: 0,
+            column: 0,
+            message: format!("unknown stream `{}`", query.stream()),
+        },
+    })?;
+    source::check(&stream).map_err(|source| RunError::Source {
+        rule: def.id.clone(),
+        source,
+    })?;
+    let mut actions = Vec::with_capacity(def.actions.len());
+    for action in &def.actions {
+        let prepared = sink::prepare(&def, action, env, running)
+            .await
+            .map_err(|source| RunError::Action {
+                path: def.path.clone(),
+                rule: def.id.clone(),
+                source,
+            })?;
+        actions.push(prepared);
+    }
+    Ok(PreparedRule {
+        def,
+        query,
+        stream,
+        actions,
+    })
+}
+
+/// What `validate` found.
+#[derive(Debug, Default)]
+pub struct ValidateReport {
+    /// Per rule: its id, the stream it reads and its actions (`name -> sink`).
+    pub rules: Vec<(String, String, Vec<String>)>,
+    /// Things that are accepted but have no effect.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a rule file and its streams without running anything.
+pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
+    let (rules, catalog) = load(config)?;
+    let host = SinkHost::new(config.host.clone())?;
+    let env = ActionEnv::new(host, config.plugins_dir.clone(), MemoryBus::new());
+    let mut report = ValidateReport::default();
+    check_stdin(&rules, &catalog)?;
+    for def in rules {
+        for option in &def.ignored_options {
+            report.warnings.push(format!(
+                "rule `{}`: option `{option}` is accepted for eKuiper compatibility and has no effect",
+                def.id
+            ));
+        }
+        let rule = prepare_rule(def, &catalog, &env, false).await?;
+        let mut actions = Vec::new();
+        for action in &rule.actions {
+            sink::validate(action)
+                .await
+                .map_err(|source| RunError::Action {
+                    path: rule.def.path.clone(),
+                    rule: rule.def.id.clone(),
+                    source,
+                })?;
+            let target = match &action.spec {
+                sink::ConnectorSpec::Wasm(spec) => format!(
+                    "{} ({}, version {})",
+                    action.plugin,
+                    spec.plugin.path.display(),
+                    spec.plugin.hash
+                ),
+                _ => format!("{} (built in)", action.plugin),
+            };
+            actions.push(format!("{} -> {target}", action.name));
+        }
+        report
+            .rules
+            .push((rule.def.id.clone(), rule.stream.name.to_string(), actions));
+    }
+    Ok(report)
+}
+
+fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
+    let mut reader: Option<&str> = None;
+    for rule in rules {
+        let Ok(query) = sql::compile(&rule.sql, catalog) else {
+            continue;
+        };
+        if catalog
+            .get(query.stream())
+            .is_some_and(|s| s.options.source_type == SourceType::Stdin)
+        {
+            if let Some(first) = reader {
+                return Err(RunError::StdinTwice {
+                    first: first.to_string(),
+                    second: rule.id.clone(),
+                });
+            }
+            reader = Some(&rule.id);
+        }
+    }
+    Ok(())
+}
+
+/// The counters of one rule after (or during) a run.
+#[derive(Debug)]
+pub struct RuleReport {
+    /// The rule's id.
+    pub id: String,
+    /// The stream it read.
+    pub stream: String,
+    /// The source's counters.
+    pub source: Arc<SourceMetrics>,
+    /// The query's counters.
+    pub rule: Arc<RuleMetrics>,
+    /// Each action: name, sink, counters.
+    pub actions: Vec<(String, String, Arc<ActionMetrics>)>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Per rule.
+    pub rules: Vec<RuleReport>,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Whether the run was stopped before its sources ended.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// True when every row was decoded and evaluated, and every payload delivered.
+    pub fn all_delivered(&self) -> bool {
+        self.rules.iter().all(|r| {
+            r.source.exceptions.total() == 0
+                && r.rule.exceptions.total() == 0
+                && r.actions.iter().all(|(_, _, a)| a.failed.get() == 0)
+        })
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for rule in &self.rules {
+            out.push_str(&format!(
+                "rule {}: stream {}: {} rows read, {} decode errors; query: {} in, {} out, {} filtered, {} errors\n",
+                rule.id,
+                rule.stream,
+                rule.source.records_out.get(),
+                rule.source.exceptions.total(),
+                rule.rule.records_in.get(),
+                rule.rule.records_out.get(),
+                rule.rule.filtered.get(),
+                rule.rule.exceptions.total(),
+            ));
+            if let Some(last) = rule.source.exceptions.last() {
+                out.push_str(&format!("  last decode error: {last}\n"));
+            }
+            if let Some(last) = rule.rule.exceptions.last() {
+                out.push_str(&format!("  last query error: {last}\n"));
+            }
+            out.push_str(&format!(
+                "  {:<20} {:<12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                "action",
+                "sink",
+                "in",
+                "out",
+                "failed",
+                "omitted",
+                "retries",
+                "restarts",
+                "version"
+            ));
+            for (name, plugin, m) in &rule.actions {
+                out.push_str(&format!(
+                    "  {:<20} {:<12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                    name,
+                    plugin,
+                    m.records_in.get(),
+                    m.records_out.get(),
+                    m.failed.get(),
+                    m.omitted.get(),
+                    m.retries.get(),
+                    m.restarts.get(),
+                    m.version().unwrap_or_else(|| "built in".into()),
+                ));
+                if let Some(last) = m.exceptions.last() {
+                    out.push_str(&format!("    last error: {last}\n"));
+                }
+                let dropped = m.dropped_logs.load(std::sync::atomic::Ordering::Relaxed);
+                if dropped > 0 {
+                    out.push_str(&format!(
+                        "    {dropped} sink log lines dropped (rate limit)\n"
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!("finished in {:.3} s", self.elapsed.as_secs_f64()));
+        if self.interrupted {
+            out.push_str(" (stopped before the end of the input)");
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// Runs the rules of `config` until their sources end or `stop` completes.
+pub async fn run(
+    config: &RunConfig,
+    stop: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let (rules, catalog) = load(config)?;
+    check_stdin(&rules, &catalog)?;
+    let host = SinkHost::new(config.host.clone())?;
+    let bus = MemoryBus::new();
+    let env = ActionEnv::new(host, config.plugins_dir.clone(), Arc::clone(&bus));
+    let mut prepared = Vec::with_capacity(rules.len());
+    for def in rules {
+        for option in &def.ignored_options {
+            tracing::warn!(rule = %def.id, option, "option accepted for eKuiper compatibility; it has no effect");
+        }
+        prepared.push(prepare_rule(def, &catalog, &env, true).await?);
+    }
+
+    // Start every sink before any source, so a sink that cannot open stops the run before a
+    // row is read.
+    let mut wired = Vec::with_capacity(prepared.len());
+    for rule in prepared {
+        let mut started_actions = Vec::with_capacity(rule.actions.len());
+        for action in rule.actions {
+            let started = sink::start(action)
+                .await
+                .map_err(|source| RunError::Action {
+                    path: rule.def.path.clone(),
+                    rule: rule.def.id.clone(),
+                    source,
+                })?;
+            started_actions.push(started);
+        }
+        wired.push((rule.def, rule.query, rule.stream, started_actions));
+    }
+
+    let mut report = RunReport::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sources = Vec::new();
+    for (def, query, stream, actions) in wired {
+        let source_metrics = Arc::new(SourceMetrics::default());
+        let rule_metrics = Arc::new(RuleMetrics::default());
+        let mut action_txs = Vec::with_capacity(actions.len());
+        let mut action_reports = Vec::with_capacity(actions.len());
+        for started in actions {
+            let a = started.action();
+            let capacity = (a.common.buffer_length / source::CHUNK_ROWS).max(1);
+            let (tx, rx) = mpsc::channel(capacity);
+            action_reports.push((a.name.to_string(), a.plugin.clone(), Arc::clone(&a.metrics)));
+            action_txs.push((tx, Arc::clone(&a.metrics)));
+            tasks.spawn(sink::run(started, rx));
+        }
+        let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
+        let (row_tx, row_rx) = mpsc::channel(capacity);
+        tasks.spawn(run_query(
+            query,
+            row_rx,
+            action_txs,
+            Arc::clone(&rule_metrics),
+            config.clock.clone(),
+            def.options.send_error,
+            def.id.clone(),
+        ));
+        sources.push(source::start(
+            SourceContext {
+                def: Arc::clone(&stream),
+                metrics: Arc::clone(&source_metrics),
+                clock: config.clock.clone(),
+                event_time: def.options.is_event_time,
+                bus: Arc::clone(&bus),
+            },
+            row_tx,
+        ));
+        report.rules.push(RuleReport {
+            id: def.id.clone(),
+            stream: stream.name.to_string(),
+            source: source_metrics,
+            rule: rule_metrics,
+            actions: action_reports,
+        });
+    }
+    drop(env);
+    drop(bus);
+
+    // Sources run until their input ends; stopping drops them, which closes their channels and
+    // lets every downstream stage drain and close in order.
+    let all_sources = futures_join_all(sources);
+    tokio::select! {
+        () = all_sources => {}
+        () = stop => {
+            report.interrupted = true;
+            tracing::info!("stopping: sources closed, draining the actions");
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            tracing::error!("a rule task failed: {e}");
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Waits for all futures (sources are few; no extra dependency needed).
+async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futures: Vec<F>) {
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    while let Some(result) = set.join_next().await {
+        if let Err(e) = result {
+            tracing::error!("a source task failed: {e}");
+        }
+    }
+}
+
+/// The rule's query stage: evaluates each row and fans the results out to the actions.
+async fn run_query(
+    query: Query,
+    mut rx: mpsc::Receiver<source::Chunk>,
+    actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
+    metrics: Arc<RuleMetrics>,
+    clock: Clock,
+    send_error: bool,
+    rule: String,
+) {
+    let mut open: Vec<bool> = vec![true; actions.len()];
+    while let Some(rows) = rx.recv().await {
+        let started = Instant::now();
+        let ctx = EvalCtx {
+            now_ms: clock.now_ms(),
+            meta: &Value::Null,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        let mut filtered = 0;
+        for row in &rows {
+            match query.process(row, &ctx) {
+                Ok(Some(result)) => out.push(Message::Row(result)),
+                Ok(None) => filtered += 1,
+                Err(err) => {
+                    tracing::debug!(rule, "row evaluation failed: {err}");
+                    metrics.exceptions.record(err.to_string());
+                    if send_error {
+                        out.push(Message::Error {
+                            message: Arc::from(err.to_string()),
+                            timestamp_ms: row.timestamp_ms,
+                        });
+                    }
+                }
+            }
+        }
+        metrics.records_in.add(rows.len() as u64);
+        metrics.filtered.add(filtered);
+        metrics
+            .records_out
+            .add(out.iter().filter(|m| m.row_count() > 0).count() as u64);
+        metrics
+            .process_time_us
+            .add(started.elapsed().as_micros() as u64);
+        if out.is_empty() {
+            continue;
+        }
+        let chunk: sink::Chunk = Arc::from(out);
+        for ((tx, action), open) in actions.iter().zip(open.iter_mut()) {
+            if !*open {
+                action.records_in.add(chunk.len() as u64);
+                action.failed.add(chunk.len() as u64);
+            } else if tx.send(Arc::clone(&chunk)).await.is_err() {
+                tracing::error!(
+                    rule,
+                    "an action stopped early; its remaining messages are counted as failed"
+                );
+                action.records_in.add(chunk.len() as u64);
+                action.failed.add(chunk.len() as u64);
+                action.exceptions.record("the action stopped early");
+                *open = false;
+            }
+        }
+    }
+}

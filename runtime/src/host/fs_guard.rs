@@ -1,0 +1,353 @@
+//! `wasi:filesystem` with a guard in front: a sink may name only the files it was granted.
+//!
+//! WASI grants whole directories (preopens). To grant one file, the host preopens the file's
+//! folder and this guard lets path-taking calls through only when they are made on that
+//! preopened folder and name one of the granted files in it, with the granted access. Listing
+//! the folder, creating folders or links, and any path on another descriptor are refused with
+//! `not-permitted`. Calls on an already opened file go straight to wasmtime-wasi.
+
+use std::collections::HashMap;
+
+use wasmtime::component::{HasData, Linker, Resource};
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};
+use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
+
+use super::grants::FileAccess;
+use super::state::InstanceState;
+
+/// Which names each preopened folder lets a sink use.
+#[derive(Debug, Default)]
+pub struct FileGuard {
+    /// Per preopen, in the order they were added to the WASI context: allowed file names.
+    dirs: Vec<Vec<(String, FileAccess)>>,
+    /// Descriptor handles the guest holds for preopened folders -> index into `dirs`.
+    preopens: HashMap<u32, usize>,
+}
+
+impl FileGuard {
+    /// A guard for preopens added in this order, each allowing these names.
+    pub fn new(dirs: Vec<Vec<(String, FileAccess)>>) -> Self {
+        Self {
+            dirs,
+            preopens: HashMap::new(),
+        }
+    }
+
+    fn check(&self, fd: &Resource<Descriptor>, path: &str, write: bool) -> FsResult<()> {
+        let name = path.strip_prefix("./").unwrap_or(path);
+        let allowed = self
+            .preopens
+            .get(&fd.rep())
+            .and_then(|&dir| self.dirs.get(dir))
+            .and_then(|names| names.iter().find(|(n, _)| n == name))
+            .is_some_and(|(_, access)| !write || *access == FileAccess::Write);
+        if allowed {
+            Ok(())
+        } else {
+            tracing::debug!(path, write, "sink filesystem access refused");
+            Err(FsError::from(types::ErrorCode::NotPermitted))
+        }
+    }
+}
+
+fn denied<T>() -> FsResult<T> {
+    Err(FsError::from(types::ErrorCode::NotPermitted))
+}
+
+/// The guarded view handed to the filesystem bindings.
+pub struct Guarded<'a> {
+    inner: WasiFilesystemCtxView<'a>,
+    guard: &'a mut FileGuard,
+}
+
+struct GuardedFs;
+
+impl HasData for GuardedFs {
+    type Data<'a> = Guarded<'a>;
+}
+
+fn guarded(state: &mut InstanceState) -> Guarded<'_> {
+    Guarded {
+        inner: WasiFilesystemCtxView {
+            ctx: state.wasi.filesystem(),
+            table: &mut state.table,
+        },
+        guard: &mut state.files,
+    }
+}
+
+/// Links the guarded `wasi:filesystem/{types,preopens}`, replacing wasmtime-wasi's.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<InstanceState, GuardedFs>(linker, guarded)?;
+    preopens::add_to_linker::<InstanceState, GuardedFs>(linker, guarded)?;
+    Ok(())
+}
+
+impl preopens::Host for Guarded<'_> {
+    fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
+        let dirs = preopens::Host::get_directories(&mut self.inner)?;
+        for (index, (fd, _)) in dirs.iter().enumerate() {
+            self.guard.preopens.insert(fd.rep(), index);
+        }
+        Ok(dirs)
+    }
+}
+
+impl types::Host for Guarded<'_> {
+    fn convert_error_code(&mut self, err: FsError) -> wasmtime::Result<types::ErrorCode> {
+        types::Host::convert_error_code(&mut self.inner, err)
+    }
+
+    fn filesystem_error_code(
+        &mut self,
+        err: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<types::ErrorCode>> {
+        types::Host::filesystem_error_code(&mut self.inner, err)
+    }
+}
+
+impl types::HostDirectoryEntryStream for Guarded<'_> {
+    async fn read_directory_entry(
+        &mut self,
+        stream: Resource<types::DirectoryEntryStream>,
+    ) -> FsResult<Option<types::DirectoryEntry>> {
+        self.inner.read_directory_entry(stream).await
+    }
+
+    fn drop(&mut self, stream: Resource<types::DirectoryEntryStream>) -> wasmtime::Result<()> {
+        types::HostDirectoryEntryStream::drop(&mut self.inner, stream)
+    }
+}
+
+impl types::HostDescriptor for Guarded<'_> {
+    async fn advise(
+        &mut self,
+        fd: Resource<Descriptor>,
+        offset: types::Filesize,
+        len: types::Filesize,
+        advice: types::Advice,
+    ) -> FsResult<()> {
+        self.inner.advise(fd, offset, len, advice).await
+    }
+
+    async fn sync_data(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
+        self.inner.sync_data(fd).await
+    }
+
+    async fn get_flags(&mut self, fd: Resource<Descriptor>) -> FsResult<types::DescriptorFlags> {
+        self.inner.get_flags(fd).await
+    }
+
+    async fn get_type(&mut self, fd: Resource<Descriptor>) -> FsResult<types::DescriptorType> {
+        self.inner.get_type(fd).await
+    }
+
+    async fn set_size(&mut self, fd: Resource<Descriptor>, size: types::Filesize) -> FsResult<()> {
+        self.inner.set_size(fd, size).await
+    }
+
+    async fn set_times(
+        &mut self,
+        fd: Resource<Descriptor>,
+        atim: types::NewTimestamp,
+        mtim: types::NewTimestamp,
+    ) -> FsResult<()> {
+        if self.guard.preopens.contains_key(&fd.rep()) {
+            return denied();
+        }
+        self.inner.set_times(fd, atim, mtim).await
+    }
+
+    async fn read(
+        &mut self,
+        fd: Resource<Descriptor>,
+        len: types::Filesize,
+        offset: types::Filesize,
+    ) -> FsResult<(Vec<u8>, bool)> {
+        self.inner.read(fd, len, offset).await
+    }
+
+    async fn write(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Vec<u8>,
+        offset: types::Filesize,
+    ) -> FsResult<types::Filesize> {
+        self.inner.write(fd, buf, offset).await
+    }
+
+    async fn read_directory(
+        &mut self,
+        _fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<types::DirectoryEntryStream>> {
+        // Listing a granted folder would reveal the files that were not granted.
+        denied()
+    }
+
+    async fn sync(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
+        self.inner.sync(fd).await
+    }
+
+    async fn create_directory_at(
+        &mut self,
+        _fd: Resource<Descriptor>,
+        _path: String,
+    ) -> FsResult<()> {
+        denied()
+    }
+
+    async fn stat(&mut self, fd: Resource<Descriptor>) -> FsResult<types::DescriptorStat> {
+        self.inner.stat(fd).await
+    }
+
+    async fn stat_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path_flags: types::PathFlags,
+        path: String,
+    ) -> FsResult<types::DescriptorStat> {
+        self.guard.check(&fd, &path, false)?;
+        self.inner.stat_at(fd, path_flags, path).await
+    }
+
+    async fn set_times_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path_flags: types::PathFlags,
+        path: String,
+        atim: types::NewTimestamp,
+        mtim: types::NewTimestamp,
+    ) -> FsResult<()> {
+        self.guard.check(&fd, &path, true)?;
+        self.inner
+            .set_times_at(fd, path_flags, path, atim, mtim)
+            .await
+    }
+
+    async fn link_at(
+        &mut self,
+        _fd: Resource<Descriptor>,
+        _old_path_flags: types::PathFlags,
+        _old_path: String,
+        _new_descriptor: Resource<Descriptor>,
+        _new_path: String,
+    ) -> FsResult<()> {
+        denied()
+    }
+
+    async fn open_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path_flags: types::PathFlags,
+        path: String,
+        oflags: types::OpenFlags,
+        flags: types::DescriptorFlags,
+    ) -> FsResult<Resource<Descriptor>> {
+        let write = oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE)
+            || flags.intersects(
+                types::DescriptorFlags::WRITE | types::DescriptorFlags::MUTATE_DIRECTORY,
+            );
+        if oflags.contains(types::OpenFlags::DIRECTORY) {
+            return denied();
+        }
+        self.guard.check(&fd, &path, write)?;
+        // A granted name is a file: never follow a link it may have become. (`symlink-follow`
+        // is the only path flag.)
+        let _ = path_flags;
+        self.inner
+            .open_at(fd, types::PathFlags::empty(), path, oflags, flags)
+            .await
+    }
+
+    fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
+        self.guard.preopens.remove(&fd.rep());
+        types::HostDescriptor::drop(&mut self.inner, fd)
+    }
+
+    async fn readlink_at(&mut self, _fd: Resource<Descriptor>, _path: String) -> FsResult<String> {
+        denied()
+    }
+
+    async fn remove_directory_at(
+        &mut self,
+        _fd: Resource<Descriptor>,
+        _path: String,
+    ) -> FsResult<()> {
+        denied()
+    }
+
+    async fn rename_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        old_path: String,
+        new_fd: Resource<Descriptor>,
+        new_path: String,
+    ) -> FsResult<()> {
+        self.guard.check(&fd, &old_path, true)?;
+        self.guard.check(&new_fd, &new_path, true)?;
+        self.inner.rename_at(fd, old_path, new_fd, new_path).await
+    }
+
+    async fn symlink_at(
+        &mut self,
+        _fd: Resource<Descriptor>,
+        _src_path: String,
+        _dest_path: String,
+    ) -> FsResult<()> {
+        denied()
+    }
+
+    async fn unlink_file_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
+        self.guard.check(&fd, &path, true)?;
+        self.inner.unlink_file_at(fd, path).await
+    }
+
+    fn read_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+        offset: types::Filesize,
+    ) -> FsResult<Resource<DynInputStream>> {
+        self.inner.read_via_stream(fd, offset)
+    }
+
+    fn write_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+        offset: types::Filesize,
+    ) -> FsResult<Resource<DynOutputStream>> {
+        self.inner.write_via_stream(fd, offset)
+    }
+
+    fn append_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<DynOutputStream>> {
+        self.inner.append_via_stream(fd)
+    }
+
+    async fn is_same_object(
+        &mut self,
+        a: Resource<Descriptor>,
+        b: Resource<Descriptor>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.is_same_object(a, b).await
+    }
+
+    async fn metadata_hash(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<types::MetadataHashValue> {
+        self.inner.metadata_hash(fd).await
+    }
+
+    async fn metadata_hash_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path_flags: types::PathFlags,
+        path: String,
+    ) -> FsResult<types::MetadataHashValue> {
+        self.guard.check(&fd, &path, false)?;
+        self.inner.metadata_hash_at(fd, path_flags, path).await
+    }
+}

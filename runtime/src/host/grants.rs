@@ -1,0 +1,262 @@
+//! What a sink may reach: its manifest says which props name files, the operator's props say
+//! which files, and the host grants exactly those and nothing else.
+//!
+//! A sink sees no file, socket, environment variable or argument by default. The manifest
+//! (`<Name>.json` beside `<Name>.wasm`, written by the sink's author) can only *point at props*;
+//! the values come from the rule the operator wrote. So a sink can be granted the file its
+//! `path` prop names, but never pick a file of its own.
+
+use std::collections::BTreeMap;
+use std::path::{Component as PathPart, Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The manifest file of a sink component.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// What the sink does, for `oort` listings.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Which props name things the sink needs access to.
+    #[serde(default)]
+    pub grants: ManifestGrants,
+}
+
+/// The grant section of a manifest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestGrants {
+    /// Props whose value is a file path the sink opens.
+    #[serde(default)]
+    pub files: Vec<FileProp>,
+}
+
+/// One prop that names a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProp {
+    /// The prop's name, e.g. `path`.
+    pub prop: String,
+    /// What the sink may do with the file.
+    pub access: FileAccess,
+    /// Whether the rule may leave the prop out (then nothing is granted for it).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// What a sink may do with a granted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileAccess {
+    /// Open and read it.
+    Read,
+    /// Create, read, write, truncate it (and create its folder if missing).
+    Write,
+}
+
+/// A manifest could not be read, or a prop it points at is missing or not a path.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest file is unreadable or not valid.
+    #[error("{path}: bad sink manifest: {reason}")]
+    Invalid {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A prop the manifest names as a file is missing or not a string.
+    #[error(
+        "prop `{prop}` must be a string naming a file (the sink's manifest declares it a {access:?} file)"
+    )]
+    PropNotAPath {
+        /// The prop's name.
+        prop: String,
+        /// What access it would grant.
+        access: FileAccess,
+    },
+    /// The folder of a granted file cannot be created or resolved.
+    #[error("prop `{prop}`: cannot use {path}: {reason}")]
+    Unusable {
+        /// The prop's name.
+        prop: String,
+        /// The path it names.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+}
+
+impl Manifest {
+    /// Reads the manifest beside `module` (`X.wasm` -> `X.json`); no manifest means no grants.
+    pub fn beside(module: &Path) -> Result<Self, ManifestError> {
+        let path = module.with_extension("json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ManifestError::Invalid {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(ManifestError::Invalid {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// One granted file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileGrant {
+    /// Its absolute path on the host (the sink sees the same path).
+    pub path: PathBuf,
+    /// What the sink may do with it.
+    pub access: FileAccess,
+}
+
+/// Everything one action's instances are granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Files, each by exact path.
+    pub files: Vec<FileGrant>,
+}
+
+impl Grants {
+    /// Derives the grants of an action from its manifest and props. Relative paths are resolved
+    /// against `base_dir` (the rule file's folder) and the props are rewritten to the absolute
+    /// path, which is what the sink then opens. With `prepare`, folders of writable files are
+    /// created (running); without it nothing on disk changes (validating).
+    pub fn resolve(
+        manifest: &Manifest,
+        props: &mut serde_json::Map<String, serde_json::Value>,
+        base_dir: &Path,
+        prepare: bool,
+    ) -> Result<Self, ManifestError> {
+        let mut files = Vec::new();
+        for file in &manifest.grants.files {
+            let value = match props.get(&file.prop) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                None if file.optional => continue,
+                _ => {
+                    return Err(ManifestError::PropNotAPath {
+                        prop: file.prop.clone(),
+                        access: file.access,
+                    });
+                }
+            };
+            let path = absolute(base_dir, Path::new(&value));
+            let unusable = |reason: String| ManifestError::Unusable {
+                prop: file.prop.clone(),
+                path: path.clone(),
+                reason,
+            };
+            let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+                return Err(unusable("it names no file".into()));
+            };
+            if prepare && file.access == FileAccess::Write {
+                std::fs::create_dir_all(dir).map_err(|e| unusable(e.to_string()))?;
+            }
+            // Resolve symlinks in the folder, so the grant names the real place.
+            let path = match dir.canonicalize() {
+                Ok(dir) => dir.join(path.file_name().unwrap_or_default()),
+                Err(_) if !prepare => path.clone(),
+                Err(e) => return Err(unusable(e.to_string())),
+            };
+            let shown = path.to_string_lossy().into_owned();
+            props.insert(file.prop.clone(), serde_json::Value::String(shown));
+            files.push(FileGrant {
+                path,
+                access: file.access,
+            });
+        }
+        Ok(Self { files })
+    }
+
+    /// The granted files grouped by folder: what gets preopened, and which names in it the sink
+    /// may use. A folder with any writable file is opened read-write.
+    pub fn by_dir(&self) -> Vec<(PathBuf, FileAccess, Vec<(String, FileAccess)>)> {
+        let mut dirs: BTreeMap<PathBuf, Vec<(String, FileAccess)>> = BTreeMap::new();
+        for grant in &self.files {
+            if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name()) {
+                dirs.entry(dir.to_owned())
+                    .or_default()
+                    .push((name.to_string_lossy().into_owned(), grant.access));
+            }
+        }
+        dirs.into_iter()
+            .map(|(dir, names)| {
+                let access = if names.iter().any(|(_, a)| *a == FileAccess::Write) {
+                    FileAccess::Write
+                } else {
+                    FileAccess::Read
+                };
+                (dir, access, names)
+            })
+            .collect()
+    }
+}
+
+/// `path` made absolute against `base`, with `.` and `..` removed lexically.
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            PathPart::CurDir => {}
+            PathPart::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        serde_json::from_str(r#"{"grants":{"files":[{"prop":"path","access":"write"}]}}"#).unwrap()
+    }
+
+    #[test]
+    fn resolves_relative_paths_and_rewrites_the_prop() {
+        let base = std::env::temp_dir().join(format!("oort-grants-{}", std::process::id()));
+        let mut props = serde_json::json!({"path": "out/../out/r.txt"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest(), &mut props, &base, true).unwrap();
+        let real = base.canonicalize().unwrap().join("out").join("r.txt");
+        assert_eq!(
+            grants.files,
+            [FileGrant {
+                path: real.clone(),
+                access: FileAccess::Write
+            }]
+        );
+        assert_eq!(props["path"], real.to_string_lossy().as_ref());
+        let dirs = grants.by_dir();
+        assert_eq!(dirs.len(), 1);
+        assert_eq!(dirs[0].2, [("r.txt".to_string(), FileAccess::Write)]);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_missing_path_prop_is_an_error_naming_it() {
+        let mut props = serde_json::Map::new();
+        let err = Grants::resolve(&manifest(), &mut props, Path::new("/"), false).unwrap_err();
+        assert!(err.to_string().contains("prop `path`"), "{err}");
+    }
+
+    #[test]
+    fn manifests_reject_unknown_fields() {
+        assert!(serde_json::from_str::<Manifest>(r#"{"grant":{}}"#).is_err());
+    }
+}

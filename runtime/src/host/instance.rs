@@ -1,0 +1,257 @@
+//! One sandboxed sink instance: its store, and the four lifecycle calls with a deadline each.
+//!
+//! A call ends in one of three ways: `Ok`, a [`CallFailure::Sink`] (the guest returned a WIT
+//! `sink-error`: data the host acts on), or a [`CallFailure::Trap`] (the instance is broken and
+//! must be replaced). The two failure kinds are never mixed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
+use super::fs_guard::FileGuard;
+use super::grants::{FileAccess, Grants};
+use super::state::{InstanceState, InstanceTag, LogBudget};
+use super::stdio::LogStream;
+use super::{EPOCH_TICK, Plugin, SinkHost};
+
+/// How a call into a sink failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The sink returned `invalid-config`.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// The sink returned `transient`.
+    #[error("transient error: {0}")]
+    Transient(String),
+    /// The sink returned `rejected`.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The instance trapped (or could not be created): it is discarded.
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+impl CallFailure {
+    /// True for traps: the instance must not be called again.
+    pub fn is_trap(&self) -> bool {
+        matches!(self, Self::Trap(_))
+    }
+
+    fn from_wit(err: WitError) -> Self {
+        match err {
+            WitError::InvalidConfig(m) => Self::InvalidConfig(m),
+            WitError::Transient(m) => Self::Transient(m),
+            WitError::Rejected(m) => Self::Rejected(m),
+        }
+    }
+}
+
+/// A live instance of a sink component.
+pub struct WasmInstance {
+    store: Store<InstanceState>,
+    bindings: SinkWorld,
+    plugin: Arc<Plugin>,
+    call_timeout: Duration,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for WasmInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmInstance")
+            .field("plugin", &self.plugin)
+            .field("tag", &self.store.data().tag)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) async fn instantiate(
+    host: &SinkHost,
+    plugin: &Arc<Plugin>,
+    tag: InstanceTag,
+    grants: &Grants,
+) -> Result<WasmInstance, CallFailure> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(LogStream::new(tag.clone(), Level::Info))
+        .stderr(LogStream::new(tag.clone(), Level::Warn))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    let mut allowed = Vec::new();
+    for (dir, access, names) in grants.by_dir() {
+        let perms = match access {
+            FileAccess::Read => FsPerms::ReadOnly,
+            FileAccess::Write => FsPerms::ReadWrite,
+        };
+        wasi.preopened_dir(&dir, dir.to_string_lossy(), perms)
+            .map_err(|e| {
+                CallFailure::Trap(format!(
+                    "cannot open granted folder {}: {e:#}",
+                    dir.display()
+                ))
+            })?;
+        allowed.push(names);
+    }
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(host.config().max_memory_bytes)
+        .instances(64)
+        .tables(64)
+        .memories(8)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = InstanceState {
+        wasi: wasi.build(),
+        table: Default::default(),
+        limits,
+        files: FileGuard::new(allowed),
+        tag,
+        budget: LogBudget::default(),
+        deadline_hit: false,
+    };
+    let mut store = Store::new(host.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    // Instantiation runs the component's start functions: it gets a deadline too.
+    let call_timeout = host.config().call_timeout;
+    arm_deadline(&mut store, call_timeout);
+    let bindings = plugin
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| trap_message(&store, &e))
+        .map_err(CallFailure::Trap)?;
+    Ok(WasmInstance {
+        store,
+        bindings,
+        plugin: Arc::clone(plugin),
+        call_timeout,
+        poisoned: false,
+    })
+}
+
+/// Arms the epoch deadline for one call: the guest yields to the runtime every tick (so a busy
+/// guest does not hog a thread) and traps once the call has run for `timeout`.
+fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
+    let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    let mut left = ticks;
+    store.data_mut().deadline_hit = false;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        left = left.saturating_sub(1);
+        if left == 0 {
+            ctx.data_mut().deadline_hit = true;
+            Err(wasmtime::Error::msg("the call ran past its deadline"))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+fn trap_message(store: &Store<InstanceState>, err: &wasmtime::Error) -> String {
+    if store.data().deadline_hit {
+        return "the call ran past its deadline (interrupted)".into();
+    }
+    let text = format!("{err:#}");
+    // Keep the first lines: the reason and the innermost frames, not a whole backtrace.
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect();
+    if lines.is_empty() {
+        lines.push("unknown trap");
+    }
+    lines.join(" | ")
+}
+
+impl WasmInstance {
+    /// The component this instance runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// True once the instance trapped; it must then be replaced.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Log lines dropped so far because the sink logged too fast.
+    pub fn dropped_logs(&self) -> u64 {
+        self.store
+            .data()
+            .tag
+            .dropped_logs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn settle(
+        &mut self,
+        result: wasmtime::Result<Result<(), WitError>>,
+    ) -> Result<(), CallFailure> {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(CallFailure::from_wit(err)),
+            Err(err) => {
+                self.poisoned = true;
+                Err(CallFailure::Trap(trap_message(&self.store, &err)))
+            }
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), CallFailure> {
+        if self.poisoned {
+            Err(CallFailure::Trap("the instance trapped earlier".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Calls `configure` with the action's context and props (a JSON object).
+    pub async fn configure(&mut self, ctx: &WitContext, props: &str) -> Result<(), CallFailure> {
+        self.check_usable()?;
+        arm_deadline(&mut self.store, self.call_timeout);
+        let result = self
+            .bindings
+            .oort_sink_sink()
+            .call_configure(&mut self.store, ctx, props)
+            .await;
+        self.settle(result)
+    }
+
+    /// Calls `open`.
+    pub async fn open(&mut self) -> Result<(), CallFailure> {
+        self.check_usable()?;
+        arm_deadline(&mut self.store, self.call_timeout);
+        let result = self
+            .bindings
+            .oort_sink_sink()
+            .call_open(&mut self.store)
+            .await;
+        self.settle(result)
+    }
+
+    /// Calls `collect` with one batch.
+    pub async fn collect(&mut self, batch: &WitBatch) -> Result<(), CallFailure> {
+        self.check_usable()?;
+        arm_deadline(&mut self.store, self.call_timeout);
+        let result = self
+            .bindings
+            .oort_sink_sink()
+            .call_collect(&mut self.store, batch)
+            .await;
+        self.settle(result)
+    }
+
+    /// Calls `close`.
+    pub async fn close(&mut self) -> Result<(), CallFailure> {
+        self.check_usable()?;
+        arm_deadline(&mut self.store, self.call_timeout);
+        let result = self
+            .bindings
+            .oort_sink_sink()
+            .call_close(&mut self.store)
+            .await;
+        self.settle(result)
+    }
+}

@@ -1,0 +1,308 @@
+//! The wasm sink host: one wasmtime engine, sink components loaded and pre-instantiated once, and
+//! one sandboxed instance per rule action (times its `concurrency`).
+//!
+//! Phases, each its own function so `oort validate` can stop after the ones without side
+//! effects: [`SinkHost::load`] reads, compiles (or takes from the artifact cache) and type-checks
+//! a component against the `oort:sink` world; [`SinkHost::instantiate`] makes a fresh store and
+//! instance with the action's grants; the [`WasmInstance`] then runs
+//! `configure -> open -> collect* -> close`.
+
+pub mod bindings;
+mod cache;
+mod fs_guard;
+mod grants;
+mod instance;
+mod state;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::{ArtifactCache, CacheOutcome};
+pub use grants::{FileAccess, FileGrant, Grants, Manifest, ManifestError, absolute};
+pub use instance::{CallFailure, WasmInstance};
+pub use state::InstanceTag;
+
+use bindings::{SinkWorld, SinkWorldPre};
+use state::InstanceState;
+
+/// How often the engine's epoch advances; call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide settings, from the command line.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are kept between runs; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that can be alive at once (the size of the pooling allocator); 0 allocates each
+    /// instance on demand instead of from a pool.
+    pub max_instances: u32,
+    /// The most linear memory one instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// The longest one call into a sink may run before it is trapped.
+    pub call_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: ArtifactCache::default_dir(),
+            max_instances: 1000,
+            max_memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the wasm engine: {0}")]
+pub struct EngineError(String);
+
+/// A sink component could not be loaded. Each variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the sink module: {source}")]
+    Read {
+        /// The module's path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path}: not a WebAssembly file (it does not start with the `\\0asm` magic)")]
+    NotWasm {
+        /// The module's path.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "{path}: a core WebAssembly module, not a component: build the sink with \
+         `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule {
+        /// The module's path.
+        path: PathBuf,
+    },
+    /// The component is malformed or uses features the engine does not support.
+    #[error("{path}: invalid component: {reason}")]
+    Compile {
+        /// The module's path.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// The component does not fit the `oort:sink` world.
+    #[error("{path}: not an oort:sink component: {reason}")]
+    WrongWorld {
+        /// The module's path.
+        path: PathBuf,
+        /// What is missing or mistyped.
+        reason: String,
+    },
+    /// The manifest beside the module is wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// A sink component, compiled and type-checked, ready to instantiate any number of times.
+pub struct Plugin {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// The first 16 hex digits of the BLAKE3 hash of the file: the version an action runs.
+    pub hash: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Whether the compiled artifact came from the cache.
+    pub cache: CacheOutcome,
+    /// How long loading took (compiling or deserializing, and type-checking).
+    pub load_time: Duration,
+    /// What the manifest beside the module declares.
+    pub manifest: Manifest,
+    pre: SinkWorldPre<InstanceState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wasm engine and everything shared by the instances it runs.
+#[derive(Clone)]
+pub struct SinkHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    cache: Option<ArtifactCache>,
+    config: HostConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        tracing::trace!("sink host dropped");
+    }
+}
+
+impl SinkHost {
+    /// Builds the engine (with a pooling allocator unless `max_instances` is 0), the linker
+    /// (WASI p2 with nothing granted, a guarded filesystem, the `host` interface) and starts
+    /// the epoch ticker that enforces call deadlines.
+    pub fn new(config: HostConfig) -> Result<Self, EngineError> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            // Component-model async is not used; without it every call is cheaper.
+            .concurrency_support(false)
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20);
+        if config.max_instances > 0 {
+            let mut pool = PoolingAllocationConfig::new();
+            let n = config.max_instances;
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(4))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(4))
+                .total_stacks(n)
+                .max_memory_size(config.max_memory_bytes)
+                .max_core_instances_per_component(16)
+                .max_memories_per_component(4)
+                .max_tables_per_component(16);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| EngineError(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        // The filesystem is linked a second time through a guard that only lets a sink name
+        // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
+        linker.allow_shadowing(true);
+        fs_guard::add_to_linker(&mut linker).map_err(|e| EngineError(format!("{e:#}")))?;
+        linker.allow_shadowing(false);
+        SinkWorld::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |state| state)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+
+        spawn_epoch_ticker(&engine);
+        let cache = config.cache_dir.clone().map(ArtifactCache::new);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                config,
+            }),
+        })
+    }
+
+    /// The settings the host was built with.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Reads, compiles (or loads from the artifact cache) and type-checks a sink component, and
+    /// reads its manifest. Blocking and CPU-heavy: call it off the async runtime's threads.
+    pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let started = Instant::now();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm {
+                path: path.to_owned(),
+            });
+        }
+        // Byte 4..8 is the version: 1 for core modules, 0x0d (layer 1) for components.
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(LoadError::CoreModule {
+                path: path.to_owned(),
+            });
+        }
+        let manifest = Manifest::beside(path)?;
+        let hash = blake3::hash(&bytes).to_hex()[..16].to_string();
+        let compile_err = |e: wasmtime::Error| LoadError::Compile {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let (component, cache) = match &self.inner.cache {
+            Some(cache) => cache
+                .load_or_compile(&self.inner.engine, &bytes)
+                .map_err(compile_err)?,
+            None => (
+                Component::new(&self.inner.engine, &bytes).map_err(compile_err)?,
+                CacheOutcome::Disabled,
+            ),
+        };
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = SinkWorldPre::new(pre).map_err(wrong_world)?;
+        let plugin = Plugin {
+            path: path.to_owned(),
+            hash,
+            loaded_at: SystemTime::now(),
+            cache,
+            load_time: started.elapsed(),
+            manifest,
+            pre,
+        };
+        tracing::debug!(
+            path = %plugin.path.display(),
+            hash = %plugin.hash,
+            cache = ?plugin.cache,
+            load_ms = plugin.load_time.as_secs_f64() * 1e3,
+            "sink component loaded"
+        );
+        Ok(Arc::new(plugin))
+    }
+
+    /// Creates a fresh, sandboxed instance of `plugin`: its own store, memory limit, deadline,
+    /// and the grants given. Nothing is called in it yet.
+    pub async fn instantiate(
+        &self,
+        plugin: &Arc<Plugin>,
+        tag: InstanceTag,
+        grants: &Grants,
+    ) -> Result<WasmInstance, CallFailure> {
+        instance::instantiate(self, plugin, tag, grants).await
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("oort-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(%err, "cannot start the epoch thread: sink calls will have no deadline");
+    }
+}

@@ -1,0 +1,22 @@
+//! Oort runs eKuiper-style streaming rules whose sinks are WebAssembly components.
+//!
+//! Sources decode rows, the rule engine evaluates the rule's SQL over them, and each action
+//! of the rule delivers the results through its sink pipeline into a sink: a built-in one
+//! (`log`, `nop`, `memory`) or a wasm component run by [`host`], one sandboxed instance per
+//! action.
+
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod host;
+pub mod json;
+pub mod message;
+pub mod metrics;
+pub mod report;
+pub mod rule;
+pub mod sink;
+pub mod source;
+pub mod sql;
+pub mod stream;
+pub mod template;
+pub mod value;

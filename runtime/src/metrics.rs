@@ -1,0 +1,125 @@
+//! Counters per source, rule and action, named as eKuiper names its metrics
+//! (`records_in_total`, `records_out_total`, `exceptions_total`, `last_exception`, ...).
+//! They are plain atomics: updated by the workers, read by the summary at any time.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The last error seen, with how many there were.
+#[derive(Debug, Default)]
+pub struct Exceptions {
+    count: Counter,
+    last: Mutex<Option<String>>,
+}
+
+impl Exceptions {
+    /// Records one error.
+    pub fn record(&self, message: impl Into<String>) {
+        self.count.add(1);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(message.into());
+        }
+    }
+
+    /// Records `n` errors with one message.
+    pub fn record_many(&self, n: u64, message: impl Into<String>) {
+        if n == 0 {
+            return;
+        }
+        self.count.add(n);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(message.into());
+        }
+    }
+
+    /// `exceptions_total`.
+    pub fn total(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// `last_exception`.
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// A source's metrics.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    /// Rows decoded and handed to the rule.
+    pub records_out: Counter,
+    /// Messages that could not be decoded (bad JSON, a value that does not fit the schema).
+    pub exceptions: Exceptions,
+}
+
+/// The rule's (query operator's) metrics.
+#[derive(Debug, Default)]
+pub struct RuleMetrics {
+    /// Rows the query received.
+    pub records_in: Counter,
+    /// Messages the query produced.
+    pub records_out: Counter,
+    /// Rows the WHERE clause dropped.
+    pub filtered: Counter,
+    /// Rows whose evaluation failed.
+    pub exceptions: Exceptions,
+    /// Time spent evaluating, in microseconds (summed).
+    pub process_time_us: Counter,
+}
+
+/// One action's metrics.
+#[derive(Debug, Default)]
+pub struct ActionMetrics {
+    /// Messages the action received from the rule.
+    pub records_in: Counter,
+    /// Payloads the sink accepted.
+    pub records_out: Counter,
+    /// Payloads that could not be delivered (rejected, retries exhausted, transform errors).
+    pub failed: Counter,
+    /// Results dropped by `omitIfEmpty`.
+    pub omitted: Counter,
+    /// Batches retried after a transient error.
+    pub retries: Counter,
+    /// Instances replaced after a trap.
+    pub restarts: Counter,
+    /// `collect` calls made.
+    pub batches: Counter,
+    /// Time spent in `collect`, in microseconds (summed).
+    pub collect_time_us: Counter,
+    /// Errors, with the last one.
+    pub exceptions: Exceptions,
+    /// Guest log lines dropped because the sink logged too fast.
+    pub dropped_logs: std::sync::Arc<AtomicU64>,
+    /// The sink module version running (content hash), for wasm sinks.
+    pub version: Mutex<Option<String>>,
+}
+
+impl ActionMetrics {
+    /// The version the action runs, if it is a wasm sink.
+    pub fn version(&self) -> Option<String> {
+        self.version.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Records the version the action now runs.
+    pub fn set_version(&self, hash: &str) {
+        if let Ok(mut v) = self.version.lock() {
+            *v = Some(hash.to_string());
+        }
+    }
+}

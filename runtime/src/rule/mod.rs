@@ -1,0 +1,465 @@
+//! Rule files: an eKuiper rule (`{"id", "sql", "actions", "options"}`) or an eKuiper ruleset
+//! export (`{"streams": {...}, "tables": {...}, "rules": {...}}`), read into validated
+//! [`RuleDef`]s. Every error names the file and the field.
+
+mod duration;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+pub use duration::parse_duration_ms;
+
+use crate::stream::{DdlError, StreamDef, parse_streams};
+
+/// A rule or ruleset file is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON, or a field has the wrong shape.
+    #[error("{path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, with line and column.
+        message: String,
+    },
+    /// A field has a bad value.
+    #[error("{path}: rule `{rule}`: field `{field}`: {message}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// The rule's id (or position).
+        rule: String,
+        /// The field, as a path (`actions[0].log`, `options.bufferLength`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A stream definition inside a ruleset is wrong.
+    #[error(transparent)]
+    Stream(#[from] DdlError),
+}
+
+/// One action of a rule: the sink it delivers to and that sink's props.
+#[derive(Debug, Clone)]
+pub struct ActionDef {
+    /// Position in the rule's `actions` list.
+    pub index: usize,
+    /// The sink's name: the action object's only key (`log`, `mqtt`, `mySink`).
+    pub plugin: String,
+    /// The props: the object under that key.
+    pub props: Map<String, Json>,
+}
+
+impl ActionDef {
+    /// The action's name in metrics and logs: `<plugin>_<index>`, as eKuiper names sink nodes.
+    pub fn name(&self) -> String {
+        format!("{}_{}", self.plugin, self.index)
+    }
+}
+
+/// A rule's `options`, validated.
+#[derive(Debug, Clone)]
+pub struct RuleOptions {
+    /// `isEventTime`: windows follow the rows' `TIMESTAMP` field rather than arrival time.
+    pub is_event_time: bool,
+    /// `lateTolerance` in milliseconds.
+    pub late_tolerance_ms: u64,
+    /// `concurrency`: accepted for compatibility (the engine sizes its own workers).
+    pub concurrency: u32,
+    /// `bufferLength`: rows buffered between the source and the rule.
+    pub buffer_length: usize,
+    /// `sendMetaToSink`: pass the source's metadata on to the sinks.
+    pub send_meta_to_sink: bool,
+    /// `sendNilField`: keep `null` fields in the output instead of leaving them out.
+    pub send_nil_field: bool,
+    /// `sendError`: send evaluation errors to the sinks as `{"error": "..."}` messages.
+    pub send_error: bool,
+}
+
+impl Default for RuleOptions {
+    fn default() -> Self {
+        Self {
+            is_event_time: false,
+            late_tolerance_ms: 1000,
+            concurrency: 1,
+            buffer_length: 1024,
+            send_meta_to_sink: false,
+            send_nil_field: false,
+            send_error: false,
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct RuleDef {
+    /// `id`.
+    pub id: String,
+    /// `name` (defaults to the id).
+    pub name: String,
+    /// `sql`.
+    pub sql: String,
+    /// `actions`, in order.
+    pub actions: Vec<ActionDef>,
+    /// `options`.
+    pub options: RuleOptions,
+    /// `tags`.
+    pub tags: Vec<String>,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// That file's folder: relative paths in the rule's props start here.
+    pub base_dir: PathBuf,
+    /// Options present in the file that eKuiper has but Oort does not act on (reported as
+    /// warnings by `oort validate`).
+    pub ignored_options: Vec<String>,
+}
+
+/// What a rule file holds: its rules, and for a ruleset, its stream and table definitions.
+#[derive(Debug, Clone, Default)]
+pub struct RuleFile {
+    /// The rules.
+    pub rules: Vec<RuleDef>,
+    /// Streams and tables defined in the file (ruleset exports only).
+    pub streams: Vec<StreamDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
+    graph: Option<Json>,
+    #[serde(default)]
+    actions: Vec<Json>,
+    #[serde(default)]
+    options: Option<Map<String, Json>>,
+    #[serde(default)]
+    triggered: Option<bool>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleset {
+    #[serde(default)]
+    streams: Map<String, Json>,
+    #[serde(default)]
+    tables: Map<String, Json>,
+    #[serde(default)]
+    rules: Map<String, Json>,
+}
+
+/// Reads a rule file or a ruleset file.
+pub fn load(path: &Path) -> Result<RuleFile, RuleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let base_dir = base_dir
+        .canonicalize()
+        .unwrap_or_else(|_| base_dir.to_owned());
+    parse(&text, path, &base_dir)
+}
+
+/// Parses rule file `text` (named `path` in errors; relative paths start at `base_dir`).
+pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<RuleFile, RuleError> {
+    let json_err = |e: serde_json::Error| RuleError::Json {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let top: Json = serde_json::from_str(text).map_err(json_err)?;
+    let is_ruleset = top.as_object().is_some_and(|o| {
+        !o.contains_key("sql")
+            && !o.contains_key("id")
+            && (o.contains_key("rules") || o.contains_key("streams"))
+    });
+    if !is_ruleset {
+        let rule = rule_from_json(top, path, base_dir, "the rule")?;
+        return Ok(RuleFile {
+            rules: vec![rule],
+            streams: Vec::new(),
+        });
+    }
+    let raw: RawRuleset = serde_json::from_value(top).map_err(json_err)?;
+    let origin = path.display().to_string();
+    let mut streams = Vec::new();
+    for (name, def) in raw.streams.iter().chain(raw.tables.iter()) {
+        let Json::String(sql) = def else {
+            return Err(RuleError::Field {
+                path: path.to_owned(),
+                rule: String::new(),
+                field: format!("streams.{name}"),
+                message: "expected a CREATE STREAM statement as a string".into(),
+            });
+        };
+        let defs = parse_streams(sql, &format!("{origin} (streams.{name})"), base_dir)?;
+        streams.extend(defs);
+    }
+    let mut rules = Vec::new();
+    for (id, rule) in raw.rules {
+        // eKuiper exports hold each rule as a JSON string; accept objects too.
+        let rule = match rule {
+            Json::String(text) => serde_json::from_str(&text).map_err(|e| RuleError::Field {
+                path: path.to_owned(),
+                rule: id.clone(),
+                field: format!("rules.{id}"),
+                message: format!("not a valid rule: {e}"),
+            })?,
+            other => other,
+        };
+        rules.push(rule_from_json(rule, path, base_dir, &id)?);
+    }
+    Ok(RuleFile { rules, streams })
+}
+
+fn rule_from_json(
+    json: Json,
+    path: &Path,
+    base_dir: &Path,
+    what: &str,
+) -> Result<RuleDef, RuleError> {
+    let raw: RawRule = serde_json::from_value(json).map_err(|e| RuleError::Json {
+        path: path.to_owned(),
+        message: format!("{what}: {e}"),
+    })?;
+    let field_err = |field: &str, message: String| RuleError::Field {
+        path: path.to_owned(),
+        rule: raw.id.clone(),
+        field: field.to_string(),
+        message,
+    };
+    if raw.id.trim().is_empty() {
+        return Err(field_err("id", "must not be empty".into()));
+    }
+    if raw.graph.is_some() {
+        return Err(field_err(
+            "graph",
+            "graph rules are not supported: write the rule with `sql` and `actions`".into(),
+        ));
+    }
+    let sql = match raw.sql {
+        Some(sql) if !sql.trim().is_empty() => sql,
+        _ => return Err(field_err("sql", "is required".into())),
+    };
+    if raw.actions.is_empty() {
+        return Err(field_err(
+            "actions",
+            "the rule needs at least one action".into(),
+        ));
+    }
+    let mut actions = Vec::with_capacity(raw.actions.len());
+    for (index, action) in raw.actions.into_iter().enumerate() {
+        let field = format!("actions[{index}]");
+        let Json::Object(map) = action else {
+            return Err(field_err(
+                &field,
+                "expected an object like {\"log\": {}}".into(),
+            ));
+        };
+        if map.len() != 1 {
+            return Err(field_err(
+                &field,
+                format!(
+                    "an action object names exactly one sink, found {}: write several actions instead",
+                    map.len()
+                ),
+            ));
+        }
+        let Some((plugin, props)) = map.into_iter().next() else {
+            continue;
+        };
+        let props = match props {
+            Json::Object(props) => props,
+            Json::Null => Map::new(),
+            _ => {
+                return Err(field_err(
+                    &format!("{field}.{plugin}"),
+                    "the sink's props must be an object".into(),
+                ));
+            }
+        };
+        actions.push(ActionDef {
+            index,
+            plugin,
+            props,
+        });
+    }
+    let (options, ignored_options) = options(raw.options.unwrap_or_default())
+        .map_err(|(field, message)| field_err(&format!("options.{field}"), message))?;
+    let _ = raw.triggered;
+    Ok(RuleDef {
+        name: raw.name.unwrap_or_else(|| raw.id.clone()),
+        id: raw.id,
+        sql,
+        actions,
+        options,
+        tags: raw.tags,
+        path: path.to_owned(),
+        base_dir: base_dir.to_owned(),
+        ignored_options,
+    })
+}
+
+/// eKuiper options Oort accepts but does not act on (they concern its server, checkpoints and
+/// scheduling).
+const IGNORED_OPTIONS: &[&str] = &[
+    "debug",
+    "logFilename",
+    "qos",
+    "checkpointInterval",
+    "restartStrategy",
+    "cron",
+    "duration",
+    "cronDatetimeRange",
+    "planOptimizeStrategy",
+    "notifySub",
+    "disableBufferFullDiscard",
+    "enableSaveStateBeforeStop",
+    "forceExitTimeout",
+    "experiment",
+];
+
+type OptionError = (String, String);
+
+fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionError> {
+    let mut out = RuleOptions::default();
+    let mut ignored = Vec::new();
+    for (key, value) in raw {
+        let bad = |expected: &str| (key.clone(), format!("expected {expected}, got {value}"));
+        match key.as_str() {
+            "isEventTime" => {
+                out.is_event_time = value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "lateTolerance" => {
+                out.late_tolerance_ms = duration_value(&value)
+                    .ok_or_else(|| bad("milliseconds or a duration like \"1s\""))?
+            }
+            "concurrency" => {
+                out.concurrency = positive(&value).ok_or_else(|| bad("a positive integer"))? as u32
+            }
+            "bufferLength" => {
+                out.buffer_length =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
+            }
+            "sendMetaToSink" => {
+                out.send_meta_to_sink = value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "sendNilField" => {
+                out.send_nil_field = value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "sendError" => out.send_error = value.as_bool().ok_or_else(|| bad("true or false"))?,
+            other if IGNORED_OPTIONS.contains(&other) => ignored.push(other.to_string()),
+            _ => {
+                return Err((
+                    key.clone(),
+                    "unknown rule option (expected isEventTime, lateTolerance, concurrency, \
+                     bufferLength, sendMetaToSink, sendNilField or sendError)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok((out, ignored))
+}
+
+fn positive(v: &Json) -> Option<u64> {
+    v.as_u64().filter(|n| *n > 0 && *n <= u32::MAX as u64)
+}
+
+/// A duration written as milliseconds (a number) or Go-style text (`"500ms"`, `"1m30s"`).
+pub fn duration_value(v: &Json) -> Option<u64> {
+    match v {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => parse_duration_ms(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<RuleFile, RuleError> {
+        parse(text, Path::new("rule.json"), Path::new("/rules"))
+    }
+
+    #[test]
+    fn reads_an_ekuiper_rule() {
+        let file = parse_str(
+            r#"{"id":"rule1","sql":"SELECT * FROM demo","actions":[{"log":{}},{"mySink":{"server":"tcp://x","topic":"t"}}],
+                "options":{"sendError":true,"lateTolerance":"2s","qos":1}}"#,
+        )
+        .unwrap();
+        let rule = &file.rules[0];
+        assert_eq!(rule.actions.len(), 2);
+        assert_eq!(rule.actions[1].plugin, "mySink");
+        assert_eq!(rule.actions[1].name(), "mySink_1");
+        assert_eq!(rule.actions[1].props["topic"], "t");
+        assert!(rule.options.send_error);
+        assert_eq!(rule.options.late_tolerance_ms, 2000);
+        assert_eq!(rule.ignored_options, ["qos"]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let err = parse_str(r#"{"id":"r","sqll":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("rule.json: the rule: unknown field `sqll`"),
+            "{err}"
+        );
+        let err =
+            parse_str(r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[{"log":{},"nop":{}}]}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("field `actions[0]`"), "{err}");
+        let err = parse_str(r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[{"log":{}}],"options":{"bufferLength":-1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `options.bufferLength`: expected a positive integer"),
+            "{err}"
+        );
+        let err = parse_str(r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `actions`"), "{err}");
+    }
+
+    #[test]
+    fn reads_an_ekuiper_ruleset_export() {
+        let file = parse_str(
+            r#"{"streams":{"demo":"CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"d.jsonl\")"},
+                "rules":{"r1":"{\"id\":\"r1\",\"sql\":\"SELECT * FROM demo\",\"actions\":[{\"log\":{}}]}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(file.streams.len(), 1);
+        assert_eq!(file.rules[0].id, "r1");
+    }
+}

@@ -1,0 +1,394 @@
+//! The sinks an action can deliver to: the built-in native ones (`log`, `nop`, `memory`) and wasm
+//! components. One enum, so the delivery loop calls them without dynamic dispatch.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use crate::host::bindings::{WitBatch, WitContext};
+use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
+use crate::metrics::ActionMetrics;
+use crate::source::MemoryBus;
+use crate::source::memory::{Published, PublisherGuard};
+
+/// A batch as every sink receives it: the WIT record, packed.
+pub type Batch = WitBatch;
+
+/// Adds one payload to a batch.
+pub fn push(batch: &mut Batch, payload: &[u8], timestamp_ms: i64) {
+    batch.payloads.extend_from_slice(payload);
+    batch.ends.push(batch.payloads.len() as u32);
+    batch.timestamps.push(timestamp_ms);
+}
+
+/// Empties a batch, keeping its buffers.
+pub fn clear(batch: &mut Batch) {
+    batch.payloads.clear();
+    batch.ends.clear();
+    batch.timestamps.clear();
+    batch.header = None;
+}
+
+/// An empty batch.
+pub fn empty_batch() -> Batch {
+    Batch {
+        payloads: Vec::new(),
+        ends: Vec::new(),
+        timestamps: Vec::new(),
+        header: None,
+    }
+}
+
+fn payloads(batch: &Batch) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0usize;
+    batch.ends.iter().map(move |&end| {
+        let p = &batch.payloads[start..end as usize];
+        start = end as usize;
+        p
+    })
+}
+
+/// The built-in sinks.
+pub const BUILTINS: &[&str] = &["log", "nop", "memory"];
+
+/// Props of the `log` sink (none of its own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogProps {}
+
+/// Props of the `nop` sink.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NopProps {
+    /// Log each payload at debug level.
+    #[serde(default)]
+    log: bool,
+}
+
+/// Props of the `memory` sink.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryProps {
+    /// The topic to publish to.
+    topic: String,
+}
+
+/// Prints each payload to the log: `sink result for rule <id>: <payload>`, as eKuiper does.
+#[derive(Debug)]
+pub struct LogSink {
+    rule: Arc<str>,
+    action: Arc<str>,
+}
+
+/// Accepts and discards everything (for benchmarks and dry runs).
+#[derive(Debug)]
+pub struct NopSink {
+    log: bool,
+}
+
+/// Publishes each payload to an in-process topic that memory streams read.
+#[derive(Debug)]
+pub struct MemorySink {
+    topic: String,
+    bus: Arc<MemoryBus>,
+    _guard: Arc<PublisherGuard>,
+}
+
+/// A wasm component sink, with its current instance (replaced after a trap).
+pub struct WasmSink {
+    host: SinkHost,
+    plugin: Arc<Plugin>,
+    grants: Arc<Grants>,
+    props: Arc<str>,
+    context: WitContext,
+    tag: InstanceTag,
+    instance: Option<WasmInstance>,
+    metrics: Arc<ActionMetrics>,
+    /// How many instances this sink has made (the next one's `generation`).
+    made: u32,
+}
+
+impl std::fmt::Debug for WasmSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmSink")
+            .field("plugin", &self.plugin)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to make a wasm sink's instances.
+#[derive(Clone)]
+pub struct WasmSpec {
+    /// The engine.
+    pub host: SinkHost,
+    /// The loaded component.
+    pub plugin: Arc<Plugin>,
+    /// What its instances may reach.
+    pub grants: Arc<Grants>,
+    /// The sink's own props as a JSON object text.
+    pub props: Arc<str>,
+}
+
+/// One sink instance of an action.
+#[derive(Debug)]
+pub enum Connector {
+    /// `log`.
+    Log(LogSink),
+    /// `nop`.
+    Nop(NopSink),
+    /// `memory`.
+    Memory(MemorySink),
+    /// A wasm component.
+    Wasm(Box<WasmSink>),
+}
+
+/// How to make an action's connectors.
+#[derive(Clone)]
+pub enum ConnectorSpec {
+    /// `log`.
+    Log,
+    /// `nop`.
+    Nop {
+        /// Log payloads at debug level.
+        log: bool,
+    },
+    /// `memory`.
+    Memory {
+        /// The topic.
+        topic: String,
+        /// The bus.
+        bus: Arc<MemoryBus>,
+        /// Registered once per action, before sources start.
+        guard: Arc<PublisherGuard>,
+    },
+    /// A wasm component.
+    Wasm(WasmSpec),
+}
+
+impl std::fmt::Debug for ConnectorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Log => f.write_str("Log"),
+            Self::Nop { .. } => f.write_str("Nop"),
+            Self::Memory { topic, .. } => write!(f, "Memory({topic})"),
+            Self::Wasm(spec) => write!(f, "Wasm({})", spec.plugin.path.display()),
+        }
+    }
+}
+
+impl ConnectorSpec {
+    /// The spec of built-in sink `name` with its own props; `None` if `name` is not built in.
+    pub fn builtin(
+        name: &str,
+        props: &Map<String, Json>,
+        bus: &Arc<MemoryBus>,
+    ) -> Option<Result<Self, String>> {
+        let parse = |props: &Map<String, Json>| Json::Object(props.clone());
+        Some(match name {
+            "log" => serde_json::from_value::<LogProps>(parse(props))
+                .map(|_| Self::Log)
+                .map_err(|e| e.to_string()),
+            "nop" => serde_json::from_value::<NopProps>(parse(props))
+                .map(|p| Self::Nop { log: p.log })
+                .map_err(|e| e.to_string()),
+            "memory" => serde_json::from_value::<MemoryProps>(parse(props))
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    if p.topic.is_empty() {
+                        return Err("`topic` must not be empty".into());
+                    }
+                    Ok(Self::Memory {
+                        topic: p.topic,
+                        bus: Arc::clone(bus),
+                        guard: Arc::new(bus.publisher()),
+                    })
+                }),
+            _ => return None,
+        })
+    }
+
+    /// Makes one connector; wasm instances are created, configured and opened here.
+    pub async fn start(
+        &self,
+        context: WitContext,
+        tag: InstanceTag,
+        metrics: &Arc<ActionMetrics>,
+    ) -> Result<Connector, (Phase, CallFailure)> {
+        Ok(match self {
+            Self::Log => Connector::Log(LogSink {
+                rule: Arc::clone(&tag.rule),
+                action: Arc::clone(&tag.action),
+            }),
+            Self::Nop { log } => Connector::Nop(NopSink { log: *log }),
+            Self::Memory { topic, bus, guard } => Connector::Memory(MemorySink {
+                topic: topic.clone(),
+                bus: Arc::clone(bus),
+                _guard: Arc::clone(guard),
+            }),
+            Self::Wasm(spec) => {
+                let mut sink = WasmSink {
+                    host: spec.host.clone(),
+                    plugin: Arc::clone(&spec.plugin),
+                    grants: Arc::clone(&spec.grants),
+                    props: Arc::clone(&spec.props),
+                    context,
+                    tag,
+                    instance: None,
+                    metrics: Arc::clone(metrics),
+                    made: 0,
+                };
+                sink.ensure_instance(true).await?;
+                metrics.set_version(&sink.plugin.hash);
+                Connector::Wasm(Box::new(sink))
+            }
+        })
+    }
+}
+
+/// A lifecycle phase, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Creating the instance.
+    Instantiate,
+    /// `configure`.
+    Configure,
+    /// `open`.
+    Open,
+    /// `collect`.
+    Collect,
+    /// `close`.
+    Close,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Instantiate => "instantiate",
+            Self::Configure => "configure",
+            Self::Open => "open",
+            Self::Collect => "collect",
+            Self::Close => "close",
+        })
+    }
+}
+
+impl WasmSink {
+    /// Makes sure a live instance exists: creates, configures and opens one if needed.
+    async fn ensure_instance(&mut self, open: bool) -> Result<(), (Phase, CallFailure)> {
+        if self.instance.as_ref().is_some_and(|i| !i.is_poisoned()) {
+            return Ok(());
+        }
+        self.instance = None;
+        let mut tag = self.tag.clone();
+        tag.dropped_logs = Arc::clone(&self.metrics.dropped_logs);
+        let mut instance = self
+            .host
+            .instantiate(&self.plugin, tag, &self.grants)
+            .await
+            .map_err(|e| (Phase::Instantiate, e))?;
+        let mut context = self.context.clone();
+        context.generation = self.made;
+        self.made += 1;
+        instance
+            .configure(&context, &self.props)
+            .await
+            .map_err(|e| (Phase::Configure, e))?;
+        if open {
+            instance.open().await.map_err(|e| (Phase::Open, e))?;
+        }
+        self.instance = Some(instance);
+        Ok(())
+    }
+
+    /// Creates an instance and calls `configure` only (for `oort validate`).
+    pub async fn validate(
+        spec: &WasmSpec,
+        context: WitContext,
+        tag: InstanceTag,
+    ) -> Result<(), (Phase, CallFailure)> {
+        let mut instance = spec
+            .host
+            .instantiate(&spec.plugin, tag, &spec.grants)
+            .await
+            .map_err(|e| (Phase::Instantiate, e))?;
+        instance
+            .configure(&context, &spec.props)
+            .await
+            .map_err(|e| (Phase::Configure, e))
+    }
+}
+
+impl Connector {
+    /// Delivers one batch. For a wasm sink whose instance trapped earlier, a fresh instance is
+    /// made (configured and opened) first.
+    pub async fn collect(&mut self, batch: &Batch) -> Result<(), CallFailure> {
+        match self {
+            Self::Log(sink) => {
+                for payload in payloads(batch) {
+                    tracing::info!(
+                        rule = %sink.rule,
+                        action = %sink.action,
+                        "sink result for rule {}: {}",
+                        sink.rule,
+                        String::from_utf8_lossy(payload)
+                    );
+                }
+                Ok(())
+            }
+            Self::Nop(sink) => {
+                if sink.log {
+                    for payload in payloads(batch) {
+                        tracing::debug!("nop sink: {}", String::from_utf8_lossy(payload));
+                    }
+                }
+                Ok(())
+            }
+            Self::Memory(sink) => {
+                for (payload, &ts) in payloads(batch).zip(&batch.timestamps) {
+                    let message = Published {
+                        payload: Arc::from(payload),
+                        timestamp_ms: ts,
+                    };
+                    sink.bus.publish(&sink.topic, message).await;
+                }
+                Ok(())
+            }
+            Self::Wasm(sink) => {
+                if let Err((phase, failure)) = sink.ensure_instance(true).await {
+                    // A replacement that cannot even start is as broken as a trap.
+                    return Err(match failure {
+                        CallFailure::Trap(m) => CallFailure::Trap(format!("{phase}: {m}")),
+                        other => CallFailure::Trap(format!(
+                            "restarting the sink, {phase} failed: {other}"
+                        )),
+                    });
+                }
+                let Some(instance) = sink.instance.as_mut() else {
+                    return Err(CallFailure::Trap("no instance".into()));
+                };
+                instance.collect(batch).await
+            }
+        }
+    }
+
+    /// True for a wasm sink whose instance trapped (the next `collect` replaces it).
+    pub fn needs_restart(&self) -> bool {
+        match self {
+            Self::Wasm(sink) => sink.instance.as_ref().is_none_or(|i| i.is_poisoned()),
+            _ => false,
+        }
+    }
+
+    /// Flushes and releases the sink.
+    pub async fn close(&mut self) -> Result<(), CallFailure> {
+        match self {
+            Self::Wasm(sink) => match sink.instance.take() {
+                Some(mut instance) if !instance.is_poisoned() => instance.close().await,
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The common sink properties eKuiper defines for every action, split off the action's props
+//! and validated; what remains is passed to the sink itself.
+
+use serde_json::{Map, Value as Json};
+
+use crate::rule::duration_value;
+use crate::template::Template;
+
+/// How payloads are encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// JSON (the default).
+    Json,
+    /// Values joined by a delimiter, in sorted key order (or the order of `fields`).
+    Delimited {
+        /// The separator.
+        delimiter: String,
+    },
+}
+
+impl PayloadFormat {
+    /// The name sinks see in their context.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Delimited { .. } => "delimited",
+        }
+    }
+}
+
+/// The validated common properties of one action.
+#[derive(Debug, Clone)]
+pub struct CommonProps {
+    /// `bufferLength`: messages buffered between the rule and the action (default 1024).
+    pub buffer_length: usize,
+    /// `concurrency`: sink instances running in parallel (default 1).
+    pub concurrency: u32,
+    /// `omitIfEmpty`: drop empty results instead of sending them.
+    pub omit_if_empty: bool,
+    /// `sendSingle`: send the rows of a window result one by one.
+    pub send_single: bool,
+    /// `dataTemplate`: a Go template producing the payload.
+    pub data_template: Option<Template>,
+    /// The template's text, for messages.
+    pub data_template_text: Option<String>,
+    /// `format` (with `delimiter`).
+    pub format: PayloadFormat,
+    /// `fields`: keep only these fields.
+    pub fields: Option<Vec<String>>,
+    /// `excludeFields`: drop these fields.
+    pub exclude_fields: Option<Vec<String>>,
+    /// `dataField`: send this field's value instead of the whole result.
+    pub data_field: Option<String>,
+    /// `batchSize`: messages per `collect` call; 0 means "what is waiting, without delay".
+    pub batch_size: usize,
+    /// `lingerInterval`: the longest a partial batch waits, in milliseconds (0: no wait limit
+    /// when `batchSize` is set).
+    pub linger_ms: u64,
+    /// `retryCount`: retries of a batch the sink calls transient, before it counts as failed.
+    pub retry_count: u32,
+    /// `retryInterval`: the first retry's delay in milliseconds (doubling, capped at 30 s).
+    pub retry_interval_ms: u64,
+}
+
+impl Default for CommonProps {
+    fn default() -> Self {
+        Self {
+            buffer_length: 1024,
+            concurrency: 1,
+            omit_if_empty: false,
+            send_single: false,
+            data_template: None,
+            data_template_text: None,
+            format: PayloadFormat::Json,
+            fields: None,
+            exclude_fields: None,
+            data_field: None,
+            batch_size: 0,
+            linger_ms: 0,
+            retry_count: 3,
+            retry_interval_ms: 100,
+        }
+    }
+}
+
+/// Every key the host treats as a common property, and so never passes to a sink.
+pub const COMMON_KEYS: &[&str] = &[
+    "bufferLength",
+    "concurrency",
+    "omitIfEmpty",
+    "sendSingle",
+    "dataTemplate",
+    "format",
+    "schemaId",
+    "delimiter",
+    "hasHeader",
+    "fields",
+    "excludeFields",
+    "dataField",
+    "batchSize",
+    "lingerInterval",
+    "retryCount",
+    "retryInterval",
+    "runAsync",
+    "enableCache",
+    "memoryCacheThreshold",
+    "maxDiskCache",
+    "bufferPageSize",
+    "resendInterval",
+    "cleanCacheAtStop",
+    "resendAlterQueue",
+    "resendPriority",
+    "resendIndicatorField",
+    "compression",
+    "encryption",
+    "resourceId",
+];
+
+/// A common property has a bad value: names the property.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("prop `{prop}`: {message}")]
+pub struct PropError {
+    /// The property.
+    pub prop: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(prop: &str, message: impl Into<String>) -> PropError {
+    PropError {
+        prop: prop.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Splits an action's props into the common properties (validated) and the sink's own.
+/// `hasHeader` is both: the delimited format uses it and so may the sink (the file sink does).
+pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json>), PropError> {
+    let mut common = CommonProps::default();
+    let mut own = Map::new();
+    let mut delimiter = ",".to_string();
+    let mut format = "json".to_string();
+    for (key, value) in props {
+        let boolean = || {
+            value
+                .as_bool()
+                .ok_or_else(|| err(key, format!("expected true or false, got {value}")))
+        };
+        let count = || {
+            value
+                .as_u64()
+                .ok_or_else(|| err(key, format!("expected a non-negative integer, got {value}")))
+        };
+        let strings = || -> Result<Vec<String>, PropError> {
+            let Json::Array(items) = value else {
+                return Err(err(
+                    key,
+                    format!("expected a list of field names, got {value}"),
+                ));
+            };
+            items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| err(key, format!("expected field names, got {i}")))
+                })
+                .collect()
+        };
+        match key.as_str() {
+            "bufferLength" => {
+                common.buffer_length = count()?.max(1) as usize;
+            }
+            "concurrency" => {
+                let n = count()?;
+                if n == 0 || n > 64 {
+                    return Err(err(key, "expected 1 to 64 instances"));
+                }
+                common.concurrency = n as u32;
+            }
+            "omitIfEmpty" => common.omit_if_empty = boolean()?,
+            "sendSingle" => common.send_single = boolean()?,
+            "dataTemplate" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| err(key, "expected the template as a string"))?;
+                if !text.is_empty() {
+                    let template = Template::parse(text).map_err(|e| err(key, e.to_string()))?;
+                    common.data_template = Some(template);
+                    common.data_template_text = Some(text.to_string());
+                }
+            }
+            "format" => {
+                format = value
+                    .as_str()
+                    .ok_or_else(|| err(key, "expected json or delimited"))?
+                    .to_ascii_lowercase();
+            }
+            "delimiter" => {
+                delimiter = value
+                    .as_str()
+                    .filter(|d| !d.is_empty())
+                    .ok_or_else(|| err(key, "expected a non-empty string"))?
+                    .to_string();
+            }
+            "hasHeader" => {
+                boolean()?;
+                own.insert(key.clone(), value.clone());
+            }
+            "fields" => common.fields = Some(strings()?),
+            "excludeFields" => common.exclude_fields = Some(strings()?),
+            "dataField" => {
+                common.data_field = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| err(key, "expected a field name"))?
+                        .to_string(),
+                )
+                .filter(|f| !f.is_empty())
+            }
+            "batchSize" => common.batch_size = count()? as usize,
+            "lingerInterval" => {
+                common.linger_ms = duration_value(value)
+                    .ok_or_else(|| err(key, "expected milliseconds or a duration like \"100ms\""))?
+            }
+            "retryCount" => common.retry_count = count()?.min(1000) as u32,
+            "retryInterval" => {
+                common.retry_interval_ms = duration_value(value)
+                    .ok_or_else(|| err(key, "expected milliseconds or a duration like \"1s\""))?
+            }
+            "enableCache" => {
+                if boolean()? {
+                    return Err(err(
+                        key,
+                        "the sink cache is not available in this version: failed batches are \
+                         retried (retryCount), then counted as failed",
+                    ));
+                }
+            }
+            "schemaId" | "compression" | "encryption" | "resourceId" => {
+                if !value.is_null() && value != "" {
+                    return Err(err(key, "not supported by this version"));
+                }
+            }
+            // Cache tuning and async mode: accepted, and without effect until the cache exists.
+            "memoryCacheThreshold"
+            | "maxDiskCache"
+            | "bufferPageSize"
+            | "resendInterval"
+            | "cleanCacheAtStop"
+            | "resendAlterQueue"
+            | "resendPriority"
+            | "resendIndicatorField"
+            | "runAsync" => {}
+            _ => {
+                own.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    common.format = match format.as_str() {
+        "json" => PayloadFormat::Json,
+        "delimited" => PayloadFormat::Delimited { delimiter },
+        other => {
+            return Err(err(
+                "format",
+                format!("`{other}` is not supported (expected json or delimited)"),
+            ));
+        }
+    };
+    if common.fields.is_some() && common.exclude_fields.is_some() {
+        return Err(err(
+            "fields",
+            "`fields` and `excludeFields` cannot both be set",
+        ));
+    }
+    if common.data_template.is_some() && common.format != PayloadFormat::Json {
+        return Err(err(
+            "dataTemplate",
+            "a data template produces the payload itself: use it with format json",
+        ));
+    }
+    Ok((common, own))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(json: &str) -> Map<String, Json> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn splits_common_from_own_props() {
+        let (common, own) = split(&props(
+            r#"{"path":"a.txt","sendSingle":true,"batchSize":100,"lingerInterval":"50ms","fields":["a"],"hasHeader":true}"#,
+        ))
+        .unwrap();
+        assert!(common.send_single);
+        assert_eq!(common.batch_size, 100);
+        assert_eq!(common.linger_ms, 50);
+        assert_eq!(common.fields.as_deref(), Some(&["a".to_string()][..]));
+        assert_eq!(own.keys().collect::<Vec<_>>(), ["hasHeader", "path"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_prop() {
+        let e = split(&props(r#"{"sendSingle":"yes"}"#)).unwrap_err();
+        assert_eq!(e.prop, "sendSingle");
+        let e = split(&props(r#"{"format":"protobuf"}"#)).unwrap_err();
+        assert_eq!(e.prop, "format");
+        let e = split(&props(r#"{"fields":["a"],"excludeFields":["b"]}"#)).unwrap_err();
+        assert_eq!(e.prop, "fields");
+        let e = split(&props(r#"{"enableCache":true}"#)).unwrap_err();
+        assert_eq!(e.prop, "enableCache");
+    }
+}

@@ -1,0 +1,111 @@
+//! Decoding one message into a row per the stream's `FORMAT`, fitting it to the declared
+//! columns, and taking its event time from the `TIMESTAMP` field.
+
+use std::sync::Arc;
+
+use crate::json::RowDecoder;
+use crate::stream::{ColumnDef, Format, StreamDef, conform};
+use crate::value::{Row, Schema, Value};
+
+/// A message could not be decoded or does not fit the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// Decodes a stream's messages.
+pub struct Decoder {
+    format: Format,
+    delimiter: u8,
+    columns: Option<(Vec<ColumnDef>, Arc<Schema>)>,
+    strict: bool,
+    json: RowDecoder,
+    timestamp: Option<String>,
+}
+
+impl Decoder {
+    /// A decoder for `def`; with `event_time`, rows take their time from `TIMESTAMP`.
+    pub fn new(def: &StreamDef, event_time: bool) -> Self {
+        let columns = def.columns.clone().map(|cols| {
+            let schema = Arc::new(Schema::new(
+                cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+            ));
+            (cols, schema)
+        });
+        Self {
+            format: def.options.format,
+            delimiter: def.options.delimiter,
+            columns,
+            strict: def.options.strict_validation,
+            json: RowDecoder::new(),
+            timestamp: event_time.then(|| def.options.timestamp.clone()).flatten(),
+        }
+    }
+
+    /// Decodes one message (not yet fitted: see [`Decoder::finish`]).
+    pub fn decode(&mut self, bytes: &[u8], now_ms: i64) -> Result<Row, DecodeError> {
+        match self.format {
+            Format::Json => self
+                .json
+                .decode(bytes, now_ms)
+                .map_err(|e| DecodeError(format!("invalid JSON: {e}"))),
+            Format::Delimited => {
+                let Some((cols, _)) = &self.columns else {
+                    return Err(DecodeError(
+                        "the delimited format needs declared columns".into(),
+                    ));
+                };
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| DecodeError(format!("not UTF-8 text: {e}")))?
+                    .trim_end_matches('\r');
+                let parts: Vec<&str> = text.split(self.delimiter as char).collect();
+                if parts.len() != cols.len() {
+                    return Err(DecodeError(format!(
+                        "expected {} delimited values, found {}",
+                        cols.len(),
+                        parts.len()
+                    )));
+                }
+                Ok(Row::from_pairs(
+                    cols.iter()
+                        .zip(parts)
+                        .map(|(c, p)| (Arc::from(c.name.as_str()), Value::string(p)))
+                        .collect(),
+                    now_ms,
+                ))
+            }
+        }
+    }
+
+    /// Fits a decoded row to the declared columns and stamps its event time.
+    pub fn finish(&mut self, row: Row) -> Result<Row, DecodeError> {
+        let mut row = match &self.columns {
+            Some((cols, schema)) => {
+                conform(&row, cols, schema, self.strict).map_err(DecodeError)?
+            }
+            None => row,
+        };
+        if let Some(field) = &self.timestamp {
+            row.timestamp_ms = match row.get(field) {
+                Some(Value::Int(ms)) => *ms,
+                Some(Value::Float(ms)) => *ms as i64,
+                Some(Value::String(s)) => s.trim().parse().map_err(|_| {
+                    DecodeError(format!(
+                        "TIMESTAMP field `{field}` is not epoch milliseconds: {s:?}"
+                    ))
+                })?,
+                Some(other) => {
+                    return Err(DecodeError(format!(
+                        "TIMESTAMP field `{field}` is a {}, not epoch milliseconds",
+                        other.type_name()
+                    )));
+                }
+                None => {
+                    return Err(DecodeError(format!(
+                        "the row has no TIMESTAMP field `{field}`"
+                    )));
+                }
+            };
+        }
+        Ok(row)
+    }
+}

@@ -1,0 +1,49 @@
+//! The `stdin` source: one message per line of standard input, until it closes.
+
+use std::fmt;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::{Chunk, Emitter, SourceContext};
+
+struct Line(usize);
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stdin:{}", self.0)
+    }
+}
+
+pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = Emitter::new(ctx, tx);
+    let mut n = 0;
+    loop {
+        // Rows that arrive slowly are not held back waiting for a full chunk.
+        let next =
+            match tokio::time::timeout(std::time::Duration::from_millis(20), lines.next_line())
+                .await
+            {
+                Ok(next) => next,
+                Err(_) => {
+                    if !out.flush().await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+        let Some(line) = next.map_err(|e| format!("cannot read stdin: {e}"))? else {
+            break;
+        };
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !out.message(line.as_bytes(), &Line(n)).await {
+            return Ok(());
+        }
+    }
+    out.flush().await;
+    Ok(())
+}

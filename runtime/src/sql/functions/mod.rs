@@ -1,0 +1,256 @@
+//! Scalar functions callable from SQL: the registry the compiler resolves names against.
+//!
+//! Every function is a plain Rust `fn` over already evaluated arguments. Names are matched
+//! case-insensitively, as eKuiper does. Aggregates live elsewhere: they run over a group of
+//! rows, not over one row's values.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use crate::value::Value;
+
+mod args;
+mod array;
+mod convert;
+mod datetime;
+mod hash;
+mod math;
+mod misc;
+mod object;
+mod string;
+mod timefmt;
+
+/// What a function may see of the row it is evaluated on, beyond its arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct FnCtx<'a> {
+    /// The processing time of the evaluation, in milliseconds since the Unix epoch. Functions
+    /// such as `now()` read it from here so that tests are deterministic.
+    pub now_ms: i64,
+    /// The row's metadata (an object value, or `Null` when the source gives none), for `meta()`.
+    pub meta: &'a Value,
+    /// The row's event (or arrival) time in milliseconds, for `event_time()`.
+    pub timestamp_ms: i64,
+}
+
+/// A function failed on its arguments; the message names the function and the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct FnError(pub String);
+
+impl FnError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The signature every scalar function has.
+pub type ScalarFn = fn(&FnCtx<'_>, &[Value]) -> Result<Value, FnError>;
+
+/// A scalar function's entry in the registry.
+#[derive(Debug)]
+pub struct ScalarDef {
+    /// The lower-case name SQL calls it by.
+    pub name: &'static str,
+    /// Fewest arguments.
+    pub min_args: usize,
+    /// Most arguments; `None` for variadic functions.
+    pub max_args: Option<usize>,
+    /// The implementation.
+    pub call: ScalarFn,
+    /// The group it is listed under in the documentation (math, string, ...).
+    pub category: &'static str,
+    /// One line for the documentation table: the signature and what it returns.
+    pub doc: &'static str,
+}
+
+impl ScalarDef {
+    /// A registry entry (used by the function modules to keep their tables short).
+    pub const fn new(
+        category: &'static str,
+        name: &'static str,
+        min_args: usize,
+        max_args: Option<usize>,
+        call: ScalarFn,
+        doc: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            min_args,
+            max_args,
+            call,
+            category,
+            doc,
+        }
+    }
+
+    /// True when `n` arguments are acceptable.
+    pub fn accepts(&self, n: usize) -> bool {
+        n >= self.min_args && self.max_args.is_none_or(|max| n <= max)
+    }
+}
+
+struct Registry {
+    by_name: HashMap<&'static str, &'static ScalarDef>,
+    sorted: Vec<&'static ScalarDef>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let tables: [&'static [ScalarDef]; 9] = [
+        math::DEFS,
+        string::DEFS,
+        convert::DEFS,
+        hash::DEFS,
+        datetime::DEFS,
+        misc::DEFS,
+        array::DEFS,
+        object::DEFS,
+        convert::JSON_DEFS,
+    ];
+    let mut sorted: Vec<&'static ScalarDef> = tables.iter().flat_map(|t| t.iter()).collect();
+    sorted.sort_by(|a, b| (a.category, a.name).cmp(&(b.category, b.name)));
+    let by_name = sorted.iter().map(|d| (d.name, *d)).collect();
+    Registry { by_name, sorted }
+});
+
+/// The function called `name`, matched case-insensitively.
+pub fn lookup(name: &str) -> Option<&'static ScalarDef> {
+    let registry = &*REGISTRY;
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        registry
+            .by_name
+            .get(name.to_ascii_lowercase().as_str())
+            .copied()
+    } else {
+        registry.by_name.get(name).copied()
+    }
+}
+
+/// Every function, sorted by category and then name.
+pub fn all() -> impl Iterator<Item = &'static ScalarDef> {
+    REGISTRY.sorted.iter().copied()
+}
+
+/// The documentation table of every function, as Markdown: one row per function, in the order
+/// of [`all`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| function | category | description |\n| --- | --- | --- |\n");
+    for def in all() {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            def.name,
+            def.category,
+            def.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_lowercase_and_documented() {
+        let mut seen = std::collections::HashSet::new();
+        for def in all() {
+            assert!(seen.insert(def.name), "duplicate function {}", def.name);
+            assert_eq!(def.name, def.name.to_ascii_lowercase());
+            assert!(
+                def.doc.starts_with(&format!("{}(", def.name)),
+                "doc of {} must open with its signature",
+                def.name
+            );
+            assert!(def.max_args.is_none_or(|max| max >= def.min_args));
+            assert!(!def.doc.contains('\n'));
+        }
+        assert!(seen.len() > 100);
+    }
+
+    #[test]
+    fn lookup_ignores_case() {
+        assert_eq!(lookup("ABS").map(|d| d.name), Some("abs"));
+        assert_eq!(lookup("Concat").map(|d| d.name), Some("concat"));
+        assert!(lookup("count").is_none());
+        assert!(lookup("").is_none());
+        assert!(lookup("ABSX").is_none());
+    }
+
+    #[test]
+    fn all_is_sorted_by_category_then_name() {
+        let list: Vec<_> = all().map(|d| (d.category, d.name)).collect();
+        let mut sorted = list.clone();
+        sorted.sort();
+        assert_eq!(list, sorted);
+    }
+
+    #[test]
+    fn arity_check() {
+        let round = lookup("round").unwrap();
+        assert!(round.accepts(1) && round.accepts(2));
+        assert!(!round.accepts(0) && !round.accepts(3));
+        assert!(lookup("concat").unwrap().accepts(40));
+    }
+
+    #[test]
+    fn markdown_table_has_a_row_per_function() {
+        let table = markdown_table();
+        assert!(table.starts_with("| function | category | description |\n| --- |"));
+        assert_eq!(table.lines().count(), all().count() + 2);
+        assert!(table.contains("| `abs` | math | abs(x): "));
+    }
+
+    #[test]
+    fn every_function_survives_hostile_arguments_and_names_itself_in_errors() {
+        let meta = Value::Null;
+        let ctx = FnCtx {
+            now_ms: 1_700_000_000_000,
+            meta: &meta,
+            timestamp_ms: 0,
+        };
+        let samples = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(i64::MAX),
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(-1e300),
+            Value::Float(0.5),
+            Value::from(""),
+            Value::from("(("),
+            Value::from("é-\u{0}x"),
+            Value::from("2019-01-01 00:00:00"),
+            Value::Bytes(std::sync::Arc::from(&[0xffu8, 0, 0x80][..])),
+            Value::array(vec![]),
+            Value::array(vec![Value::Null, Value::Int(1), Value::from("a")]),
+            Value::object(Default::default()),
+        ];
+        for def in all() {
+            // Functions whose cost grows with an argument get small numbers only.
+            let max = def.max_args.unwrap_or(def.min_args + 2).min(4);
+            for n in def.min_args..=max {
+                let mut idx = vec![0usize; n];
+                let combos = samples.len().pow(n.min(3) as u32);
+                for c in 0..combos {
+                    let mut rest = c;
+                    for slot in idx.iter_mut() {
+                        *slot = rest % samples.len();
+                        rest /= samples.len();
+                    }
+                    let args: Vec<Value> = idx.iter().map(|&i| samples[i].clone()).collect();
+                    if let Err(e) = (def.call)(&ctx, &args) {
+                        assert!(
+                            e.0.starts_with(&format!("{}: ", def.name)),
+                            "error of {} does not name it: {}",
+                            def.name,
+                            e.0
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

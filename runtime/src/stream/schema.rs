@@ -1,0 +1,183 @@
+//! Declared stream columns and how a row is made to fit them: fields not declared are dropped,
+//! values are converted to the declared type where that is lossless, and a value that cannot
+//! be converted makes the row an error (counted by the source, never silently dropped).
+
+use std::sync::Arc;
+
+use crate::value::{Row, Schema, Value};
+
+/// A declared column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: DataType,
+}
+
+/// eKuiper's column types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataType {
+    /// Whole numbers.
+    Bigint,
+    /// Floating point numbers.
+    Float,
+    /// Text.
+    String,
+    /// A point in time (kept as the source gives it: epoch milliseconds or text).
+    Datetime,
+    /// true / false.
+    Boolean,
+    /// Bytes (base64 in JSON).
+    Bytea,
+    /// A list of values of one type.
+    Array(Box<DataType>),
+    /// A nested object.
+    Struct(Vec<ColumnDef>),
+}
+
+impl DataType {
+    /// The type as written in a definition.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Bigint => "bigint".into(),
+            Self::Float => "float".into(),
+            Self::String => "string".into(),
+            Self::Datetime => "datetime".into(),
+            Self::Boolean => "boolean".into(),
+            Self::Bytea => "bytea".into(),
+            Self::Array(inner) => format!("array({})", inner.name()),
+            Self::Struct(fields) => format!(
+                "struct({})",
+                fields
+                    .iter()
+                    .map(|f| format!("{} {}", f.name, f.ty.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// Reshapes `row` to the declared `columns` (laid out by `schema`, built from the same
+/// columns): declared fields in declared order, converted; absent ones `NULL`.
+pub fn conform(
+    row: &Row,
+    columns: &[ColumnDef],
+    schema: &Arc<Schema>,
+    strict: bool,
+) -> Result<Row, String> {
+    let mut values = Vec::with_capacity(columns.len());
+    for column in columns {
+        let value = match row.get(&column.name) {
+            None | Some(Value::Null) => Value::Null,
+            Some(v) => convert(v, &column.ty, strict)
+                .map_err(|e| format!("field `{}`: {e}", column.name))?,
+        };
+        values.push(value);
+    }
+    Ok(Row::new(Arc::clone(schema), values, row.timestamp_ms))
+}
+
+fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
+    let mismatch = || {
+        format!(
+            "expected {}, got {} {}",
+            ty.name(),
+            v.type_name(),
+            v.to_text()
+        )
+    };
+    Ok(match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        (DataType::Bigint, Value::Int(_))
+        | (DataType::Float, Value::Float(_))
+        | (DataType::String, Value::String(_))
+        | (DataType::Boolean, Value::Bool(_))
+        | (DataType::Bytea, Value::Bytes(_)) => v.clone(),
+        (DataType::Datetime, Value::Int(_) | Value::Float(_) | Value::String(_)) => v.clone(),
+        (DataType::Float, Value::Int(i)) => Value::Float(*i as f64),
+        (_, _) if strict => return Err(mismatch()),
+        (DataType::Bigint, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            Value::Int(*f as i64)
+        }
+        (DataType::Bigint, Value::String(s)) => {
+            Value::Int(s.trim().parse().map_err(|_| mismatch())?)
+        }
+        (DataType::Float, Value::String(s)) => {
+            Value::Float(s.trim().parse().map_err(|_| mismatch())?)
+        }
+        (DataType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Value::Bool(true),
+            "false" | "0" => Value::Bool(false),
+            _ => return Err(mismatch()),
+        },
+        (DataType::Boolean, Value::Int(i)) if *i == 0 || *i == 1 => Value::Bool(*i == 1),
+        (DataType::String, Value::Int(_) | Value::Float(_) | Value::Bool(_)) => {
+            Value::string(v.to_text())
+        }
+        (DataType::Bytea, Value::String(s)) => Value::Bytes(
+            crate::json::base64_decode(s)
+                .ok_or_else(|| format!("expected base64 text for bytea, got {s:?}"))?
+                .into(),
+        ),
+        (DataType::Array(inner), Value::Array(items)) => Value::array(
+            items
+                .iter()
+                .map(|i| convert(i, inner, strict))
+                .collect::<Result<_, _>>()?,
+        ),
+        (DataType::Struct(fields), Value::Object(map)) => {
+            let mut out = map.as_ref().clone();
+            for field in fields {
+                if let Some(value) = map.get(field.name.as_str()) {
+                    let converted = convert(value, &field.ty, strict)
+                        .map_err(|e| format!("{}: {e}", field.name))?;
+                    out.insert(Arc::from(field.name.as_str()), converted);
+                }
+            }
+            Value::object(out)
+        }
+        _ => return Err(mismatch()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> Vec<ColumnDef> {
+        vec![
+            ColumnDef {
+                name: "t".into(),
+                ty: DataType::Float,
+            },
+            ColumnDef {
+                name: "n".into(),
+                ty: DataType::Bigint,
+            },
+        ]
+    }
+
+    #[test]
+    fn keeps_declared_fields_and_converts() {
+        let cols = columns();
+        let schema = Arc::new(Schema::new(
+            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+        ));
+        let row = Row::from_pairs(
+            vec![
+                ("n".into(), Value::string("4")),
+                ("x".into(), Value::Int(1)),
+                ("t".into(), Value::Int(2)),
+            ],
+            5,
+        );
+        let out = conform(&row, &cols, &schema, false).unwrap();
+        assert_eq!(out.values(), &[Value::Float(2.0), Value::Int(4)]);
+        assert!(conform(&row, &cols, &schema, true).is_err());
+        let bad = Row::from_pairs(vec![("n".into(), Value::string("four"))], 5);
+        let err = conform(&bad, &cols, &schema, false).unwrap_err();
+        assert_eq!(err, "field `n`: expected bigint, got string four");
+    }
+}

@@ -1,0 +1,167 @@
+//! A test sink that writes every lifecycle call to a journal file and fails on demand, so the
+//! host's handling of each outcome (error kinds, traps, hangs) can be checked end to end. It can
+//! also try to reach what it was not granted, to check the sandbox.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+
+use oort_sdk::serde::Deserialize;
+use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, log};
+
+/// The action's props.
+#[derive(Debug, Deserialize)]
+#[serde(
+    crate = "oort_sdk::serde",
+    rename_all = "camelCase",
+    deny_unknown_fields
+)]
+pub struct Config {
+    /// The journal file (granted by the manifest).
+    pub journal: String,
+    /// A file the sink may read (granted read-only when given).
+    #[serde(default)]
+    pub peek: Option<String>,
+    /// The phase to fail in: configure, open, collect or close.
+    #[serde(default)]
+    pub fail_phase: Option<String>,
+    /// How to fail: transient, rejected, invalid-config, trap, hang.
+    #[serde(default)]
+    pub fail_kind: Option<String>,
+    /// Fail only in instances whose generation is below this (default: always).
+    #[serde(default)]
+    pub fail_generations: Option<u32>,
+    /// In `collect`: fail only every Nth call of an instance (default: every call).
+    #[serde(default)]
+    pub fail_every: Option<u64>,
+    /// At open, try to open these paths (not granted) and journal the outcome.
+    #[serde(default)]
+    pub escape: Vec<String>,
+}
+
+/// The sink's state.
+pub struct Probe {
+    config: Config,
+    generation: u32,
+    instance: u32,
+    journal: Option<File>,
+    collects: u64,
+}
+
+impl Probe {
+    fn note(&mut self, line: &str) -> Result<(), SinkError> {
+        if self.journal.is_none() {
+            self.journal = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.config.journal)
+                    .map_err(|e| SinkError::transient(format!("journal: {e}")))?,
+            );
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            writeln!(
+                journal,
+                "{} gen={} inst={}",
+                line, self.generation, self.instance
+            )?;
+            journal.flush()?;
+        }
+        Ok(())
+    }
+
+    fn maybe_fail(&mut self, phase: &str) -> Result<(), SinkError> {
+        if self.config.fail_phase.as_deref() != Some(phase) {
+            return Ok(());
+        }
+        if self
+            .config
+            .fail_generations
+            .is_some_and(|g| self.generation >= g)
+        {
+            return Ok(());
+        }
+        if phase == "collect" {
+            if let Some(every) = self.config.fail_every {
+                if every == 0 || self.collects % every != 0 {
+                    return Ok(());
+                }
+            }
+        }
+        let message = format!("probe fails in {phase} as asked");
+        match self.config.fail_kind.as_deref().unwrap_or("transient") {
+            "transient" => Err(SinkError::transient(message)),
+            "rejected" => Err(SinkError::rejected(message)),
+            "invalid-config" => Err(SinkError::invalid_config(message)),
+            "trap" => panic!("{message}"),
+            "hang" => loop {
+                std::hint::spin_loop();
+            },
+            other => Err(SinkError::invalid_config(format!(
+                "unknown failKind {other}"
+            ))),
+        }
+    }
+}
+
+impl Sink for Probe {
+    type Config = Config;
+
+    fn configure(ctx: &Context, config: Config) -> Result<Self, SinkError> {
+        let mut probe = Self {
+            config,
+            generation: ctx.generation,
+            instance: ctx.instance,
+            journal: None,
+            collects: 0,
+        };
+        // `configure` must have no side effect: nothing is journaled here.
+        probe.maybe_fail("configure")?;
+        Ok(probe)
+    }
+
+    fn open(&mut self) -> Result<(), SinkError> {
+        // Guest stdout goes to the host's log, tagged with the rule and action.
+        println!("probe opened (generation {})", self.generation);
+        self.note("open")?;
+        for path in self.config.escape.clone() {
+            let outcome = match File::open(&path) {
+                Ok(_) => "opened".to_string(),
+                Err(e) => format!("refused ({})", e.kind()),
+            };
+            self.note(&format!("escape {path} {outcome}"))?;
+        }
+        if let Some(peek) = self.config.peek.clone() {
+            let outcome = match std::fs::read_to_string(&peek) {
+                Ok(text) => format!("read {} bytes", text.len()),
+                Err(e) => format!("refused ({})", e.kind()),
+            };
+            self.note(&format!("peek {outcome}"))?;
+            let write = OpenOptions::new().append(true).open(&peek);
+            self.note(&format!(
+                "peek-write {}",
+                if write.is_ok() { "opened" } else { "refused" }
+            ))?;
+        }
+        self.maybe_fail("open")
+    }
+
+    fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.collects += 1;
+        self.maybe_fail("collect")?;
+        let mut line = format!("collect n={}", batch.len());
+        for message in batch {
+            line.push(' ');
+            line.push_str(message.as_str()?);
+        }
+        self.note(&line)?;
+        log::debug(&format!("probe collected {} messages", batch.len()));
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.maybe_fail("close")?;
+        self.note("close")
+    }
+}
+
+export_sink!(Probe);

@@ -1,0 +1,152 @@
+//! The command line itself: help, validate's report, the run summary and exit codes.
+
+use crate::common::{Run, Scratch, numbered};
+
+fn demo() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"data/in.jsonl\");",
+    );
+    scratch.write("data/in.jsonl", &numbered(10));
+    scratch.write(
+        "rule.json",
+        r#"{"id":"evens","sql":"SELECT n FROM demo WHERE n % 2 = 0",
+            "actions":[{"file":{"path":"out/result.jsonl"}},{"counter":{}},{"nop":{}}]}"#,
+    );
+    scratch
+}
+
+#[test]
+fn run_rule_prints_a_summary_and_exits_0() {
+    let scratch = demo();
+    let run = Run::from(
+        scratch
+            .oort(&["run-rule", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("rule evens: stream demo: 10 rows read"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("5 out, 5 filtered"), "{}", run.stdout);
+    let file_line = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("file_0"))
+        .unwrap();
+    let fields: Vec<&str> = file_line.split_whitespace().collect();
+    assert_eq!(
+        &fields[..6],
+        ["file_0", "file", "5", "5", "0", "0"],
+        "{file_line}"
+    );
+    assert_eq!(
+        fields[8].len(),
+        16,
+        "the version is the module's hash: {file_line}"
+    );
+    assert_eq!(
+        scratch.read("out/result.jsonl"),
+        "{\"n\":0}\n{\"n\":2}\n{\"n\":4}\n{\"n\":6}\n{\"n\":8}\n"
+    );
+}
+
+#[test]
+fn the_json_summary_uses_ekuiper_metric_names() {
+    let run = demo().run_rule(&[]);
+    run.assert_ok();
+    let summary = run.summary();
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    assert_eq!(summary["rules"][0]["query"]["filtered_total"], 5);
+    for action in summary["rules"][0]["actions"].as_array().unwrap() {
+        assert_eq!(action["records_in_total"], 5, "{action}");
+        assert_eq!(action["records_out_total"], 5, "{action}");
+    }
+    assert_eq!(summary["all_delivered"], true);
+}
+
+#[test]
+fn validate_checks_without_running() {
+    let scratch = demo();
+    let run = Run::from(
+        scratch
+            .oort(&["validate", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("rule evens: ok (reads stream demo)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("file_0 -> file ("), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("nop_2 -> nop (built in)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !scratch.path().join("out").exists(),
+        "validate writes nothing"
+    );
+}
+
+#[test]
+fn stdin_rows_flow_through() {
+    use std::io::Write;
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write(
+        "rule.json",
+        r#"{"id":"r","sql":"SELECT upper(name) AS name FROM s","actions":[{"file":{"path":"out/result.jsonl"}}]}"#,
+    );
+    let mut child = scratch
+        .oort(&["run-rule", "rule.json", "--streams", "streams.sql"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"name\":\"ada\"}\n{\"name\":\"bob\"}\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        scratch.read("out/result.jsonl"),
+        "{\"name\":\"ADA\"}\n{\"name\":\"BOB\"}\n"
+    );
+}
+
+#[test]
+fn functions_lists_the_sql_functions() {
+    let out = Scratch::new().oort(&["functions"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| abs |") || text.contains("| `abs` |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_run_that_loses_rows_exits_3() {
+    let scratch = demo();
+    scratch.write("data/in.jsonl", "{\"n\":1}\nnot json\n{\"n\":2}\n");
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3));
+    let source = &run.summary()["rules"][0]["source"];
+    assert_eq!(source["exceptions_total"], 1);
+    assert!(
+        source["last_exception"]
+            .as_str()
+            .unwrap()
+            .contains("in.jsonl:2: invalid JSON"),
+        "{source}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Oort's integration tests: they run the real `oort` binary (and, for the conformance harness,
+//! the real host) on wasm components built from source.
+
+mod cli;
+mod common;
+mod conformance;
+mod negative;
+mod rules;
+mod sandbox;

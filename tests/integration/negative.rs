@@ -1,0 +1,186 @@
+//! Bad input gets a clear error naming the file, the field or the position, and exit code 1,
+//! from both `oort validate` and `oort run-rule`.
+
+use crate::common::{Run, Scratch};
+
+const STREAMS: &str =
+    "CREATE STREAM demo (n BIGINT) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n";
+
+fn case(sql: &str, action: &str) -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", STREAMS);
+    scratch.write("in.jsonl", "{\"n\":1}\n");
+    scratch.write(
+        "rule.json",
+        &format!(
+            r#"{{"id":"bad","sql":{},"actions":[{action}]}}"#,
+            serde_json::json!(sql)
+        ),
+    );
+    scratch
+}
+
+/// Runs both `validate` and `run-rule`; both must fail with every expected fragment.
+fn fails_with(scratch: &Scratch, fragments: &[&str]) {
+    let validate = Run::from(
+        scratch
+            .oort(&["validate", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    let run = scratch.run_rule(&[]);
+    for (what, outcome) in [("validate", &validate), ("run-rule", &run)] {
+        assert_eq!(
+            outcome.code,
+            Some(1),
+            "{what} must fail:\n{}{}",
+            outcome.stdout,
+            outcome.stderr
+        );
+        for fragment in fragments {
+            assert!(
+                outcome.stderr.contains(fragment),
+                "{what}: the error lacks {fragment:?}:\n{}",
+                outcome.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_plugin_names_the_files_looked_for() {
+    let scratch = case("SELECT n FROM demo", r#"{"mySink":{}}"#);
+    fails_with(
+        &scratch,
+        &[
+            "action `mySink_0`: unknown sink `mySink`",
+            "MySink.wasm",
+            "mySink.wasm",
+        ],
+    );
+}
+
+#[test]
+fn a_malformed_module_is_refused() {
+    let scratch = case("SELECT n FROM demo", r#"{"broken":{}}"#);
+    scratch.write("plugins/sinks/Broken.wasm", "this is not wasm");
+    fails_with(&scratch, &["Broken.wasm: not a WebAssembly file"]);
+
+    // A component cut in half.
+    let bytes = std::fs::read(oort_tests::guests::FILE).unwrap();
+    std::fs::write(
+        scratch.path().join("plugins/sinks/Broken.wasm"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    fails_with(&scratch, &["Broken.wasm: invalid component"]);
+
+    // A core module (the smallest one) instead of a component.
+    std::fs::write(
+        scratch.path().join("plugins/sinks/Broken.wasm"),
+        b"\0asm\x01\0\0\0",
+    )
+    .unwrap();
+    fails_with(&scratch, &["a core WebAssembly module, not a component"]);
+}
+
+#[test]
+fn a_component_of_the_wrong_world_is_refused() {
+    let scratch = case("SELECT n FROM demo", r#"{"notASink":{}}"#);
+    fails_with(
+        &scratch,
+        &[
+            "NotASink.wasm: not an oort:sink component",
+            "oort:sink/sink",
+        ],
+    );
+}
+
+#[test]
+fn bad_sink_props_are_reported_by_the_sink() {
+    let scratch = case(
+        "SELECT n FROM demo",
+        r#"{"file":{"path":"out/r.txt","fileType":"xml"}}"#,
+    );
+    fails_with(
+        &scratch,
+        &[
+            "action `file_0`: configure failed: invalid config",
+            "unknown variant `xml`",
+        ],
+    );
+    let scratch = case("SELECT n FROM demo", r#"{"file":{"pth":"out/r.txt"}}"#);
+    fails_with(
+        &scratch,
+        &[
+            "action `file_0`",
+            "prop `path` must be a string naming a file",
+        ],
+    );
+    let scratch = case(
+        "SELECT n FROM demo",
+        r#"{"file":{"path":"out/r.txt","sendSingle":"yes"}}"#,
+    );
+    fails_with(
+        &scratch,
+        &["action `file_0`: prop `sendSingle`: expected true or false"],
+    );
+}
+
+#[test]
+fn bad_sql_gives_the_position() {
+    let scratch = case("SELECT n FROM demo WHERE n >", r#"{"log":{}}"#);
+    fails_with(
+        &scratch,
+        &["rule.json: rule `bad`: field `sql`: line 1, column"],
+    );
+    let scratch = case("SELECT nope FROM demo", r#"{"log":{}}"#);
+    fails_with(
+        &scratch,
+        &["field `sql`: line 1, column 8: unknown field `nope` in stream `demo`"],
+    );
+    let scratch = case("SELECT frobnicate(n) FROM demo", r#"{"log":{}}"#);
+    fails_with(
+        &scratch,
+        &["line 1, column 8: unknown function `frobnicate`"],
+    );
+}
+
+#[test]
+fn an_unknown_stream_is_named() {
+    let scratch = case("SELECT n FROM nowhere", r#"{"log":{}}"#);
+    fails_with(&scratch, &["line 1, column 15: unknown stream `nowhere`"]);
+}
+
+#[test]
+fn a_broken_rule_file_names_the_field() {
+    let scratch = case("SELECT n FROM demo", r#"{"log":{}}"#);
+    scratch.write(
+        "rule.json",
+        r#"{"id":"bad","sql":"SELECT n FROM demo","actions":[{"log":{}}],"optoins":{}}"#,
+    );
+    fails_with(&scratch, &["rule.json: the rule: unknown field `optoins`"]);
+    scratch.write("rule.json", r#"{"id":"bad","sql":"SELECT n FROM demo","actions":[{"log":{}}],"options":{"bufferLenght":5}}"#);
+    fails_with(
+        &scratch,
+        &["field `options.bufferLenght`: unknown rule option"],
+    );
+}
+
+#[test]
+fn a_broken_stream_definition_gives_the_position() {
+    let scratch = case("SELECT n FROM demo", r#"{"log":{}}"#);
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo (n BIGNUM) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\")",
+    );
+    fails_with(
+        &scratch,
+        &["streams.sql: line 1, column 23: unknown column type `BIGNUM`"],
+    );
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"missing.jsonl\")",
+    );
+    fails_with(&scratch, &["stream `demo`", "missing.jsonl does not exist"]);
+}

@@ -1,0 +1,1 @@
+CREATE STREAM demo (id BIGINT) WITH (TYPE="file", DATASOURCE="input.jsonl");

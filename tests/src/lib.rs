@@ -1,0 +1,44 @@
+//! Shared pieces of Oort's tests and benchmarks: the guests built from source by `build.rs`, and
+//! the conformance harness every shipped sink must pass.
+
+pub mod conformance;
+
+use std::path::{Path, PathBuf};
+
+/// The wasm components built from source for the tests (paths to `.wasm` files).
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The compiled-component cache shared by every test (safe to share: entries are keyed by the
+/// module's content and the engine's configuration).
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("OORT_TEST_CACHE"))
+}
+
+/// Copies a built component (and its manifest, if any) into `plugins/sinks/<name>.wasm`.
+pub fn install(plugins: &Path, name: &str, wasm: &str, manifest: &str) -> std::io::Result<()> {
+    let dir = plugins.join("sinks");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(wasm, dir.join(format!("{name}.wasm")))?;
+    if Path::new(manifest).is_file() {
+        std::fs::copy(manifest, dir.join(format!("{name}.json")))?;
+    }
+    Ok(())
+}
+
+/// Installs every shipped sink and the test guests into `plugins/sinks/`.
+pub fn install_all(plugins: &Path) -> std::io::Result<()> {
+    for sink in guests::ShippedSink::ALL {
+        let (wasm, manifest) = sink.files();
+        install(plugins, sink.plugin_name(), wasm, manifest)?;
+    }
+    install(plugins, "Probe", guests::PROBE, guests::PROBE_MANIFEST)?;
+    install(
+        plugins,
+        "NotASink",
+        guests::NOT_A_SINK,
+        guests::NOT_A_SINK_MANIFEST,
+    )?;
+    Ok(())
+}

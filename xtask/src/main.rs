@@ -1,0 +1,249 @@
+//! Project tasks, run as `cargo xtask <task>`: everything a fresh machine with only rustup's
+//! stable toolchain needs (the wasm target is added on first use).
+//!
+//! - `demo`:  build the shipped sinks into `plugins/sinks/` and run the demo rule end to end.
+//! - `test`:  run the whole test suite (guests are built from source by the tests' build script).
+//! - `sinks`: build the shipped sinks into `plugins/sinks/` (or `--out DIR`).
+//! - `lint`:  rustfmt check and clippy with warnings denied.
+//! - `ci`:    `lint` then `test`, as `.ci/run` does.
+//! - `bench`: the benchmarks (release build), printing their figures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "demo" => demo(),
+        "test" => test(rest),
+        "sinks" => sinks(rest),
+        "lint" => lint(),
+        "ci" => lint().and_then(|()| test(rest)),
+        "bench" => bench(rest),
+        "help" | "--help" | "-h" => {
+            println!("{}", HELP);
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "usage: cargo xtask <task>
+
+tasks:
+  demo          build the shipped sinks and run the demo rule end to end
+  test [ARGS]   run the whole test suite (extra ARGS go to `cargo test`)
+  sinks [--out DIR]
+                build the shipped sinks into DIR/sinks (default: plugins/sinks)
+  lint          rustfmt --check and clippy -D warnings
+  ci            lint, then test
+  bench [ARGS]  build release and run the benchmarks";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+/// Adds the wasm32-wasip2 target if this toolchain lacks it (rustup does not do it by itself).
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
+    match installed {
+        Ok(out) if out.status.success() => {
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET)
+            {
+                return Ok(());
+            }
+            eprintln!("xtask: adding the {WASM_TARGET} target (once)");
+            let mut add = Command::new("rustup");
+            add.args(["target", "add", WASM_TARGET]).current_dir(root());
+            run(add)
+        }
+        // No rustup: trust that the toolchain has the target; the build will say if not.
+        _ => Ok(()),
+    }
+}
+
+/// The shipped sinks: every folder of `sinks/` with a Cargo.toml, as (folder name, package).
+fn shipped_sinks() -> Result<Vec<(String, String)>, String> {
+    let dir = root().join("sinks");
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let package = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name = "))
+            .map(|n| n.trim_matches('"').to_string())
+            .ok_or_else(|| format!("{}: no package name", manifest.display()))?;
+        out.push((entry.file_name().to_string_lossy().into_owned(), package));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `file` -> `File`: the plugin file name eKuiper's ucfirst rule looks for.
+fn plugin_name(folder: &str) -> String {
+    let mut name = String::new();
+    let mut upper = true;
+    for c in folder.chars() {
+        if c == '-' || c == '_' {
+            upper = true;
+        } else if upper {
+            name.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            name.push(c);
+        }
+    }
+    name
+}
+
+fn build_sinks(plugins: &Path) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let sinks = shipped_sinks()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "guest",
+        "--target-dir",
+    ])
+    .arg(root().join("target").join("guests"));
+    for (_, package) in &sinks {
+        cmd.args(["-p", package]);
+    }
+    run(cmd)?;
+    let out_dir = plugins.join("sinks");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let built = root()
+        .join("target")
+        .join("guests")
+        .join(WASM_TARGET)
+        .join("guest");
+    for (folder, package) in &sinks {
+        let artifact = built.join(format!("{}.wasm", package.replace('-', "_")));
+        let name = plugin_name(folder);
+        let dest = out_dir.join(format!("{name}.wasm"));
+        std::fs::copy(&artifact, &dest).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                artifact.display(),
+                dest.display()
+            )
+        })?;
+        let manifest = root().join("sinks").join(folder).join("manifest.json");
+        if manifest.is_file() {
+            let dest = out_dir.join(format!("{name}.json"));
+            std::fs::copy(&manifest, &dest)
+                .map_err(|e| format!("cannot copy {}: {e}", manifest.display()))?;
+        }
+        println!("sink {folder}: {}", dest.display());
+    }
+    Ok(())
+}
+
+fn sinks(args: &[String]) -> Result<(), String> {
+    let plugins = match args {
+        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        [] => root().join("plugins"),
+        _ => return Err("usage: cargo xtask sinks [--out DIR]".into()),
+    };
+    build_sinks(&plugins)
+}
+
+fn demo() -> Result<(), String> {
+    let plugins = root().join("plugins");
+    build_sinks(&plugins)?;
+    let demo = root().join("examples").join("demo");
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "oort", "--", "run-rule"])
+        .arg(demo.join("rule.json"))
+        .arg("--streams")
+        .arg(demo.join("streams.sql"))
+        .arg("--plugins")
+        .arg(&plugins);
+    run(cmd)?;
+    let result = demo.join("out").join("hot.jsonl");
+    let text = std::fs::read_to_string(&result)
+        .map_err(|e| format!("cannot read the demo's output {}: {e}", result.display()))?;
+    println!("\n{} (written by the wasm file sink):", result.display());
+    print!("{text}");
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).args(args);
+    run(cmd)
+}
+
+fn lint() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "oort-tests", "--bench", "foundation", "--"])
+        .args(args);
+    run(cmd)
+}

@@ -95,7 +95,7 @@ pub enum RunError {
         /// The rule.
         rule: String,
         /// Why.
-        source: ActionError,
+        source: Box<ActionError>,
     },
     /// The wasm engine could not be built.
     #[error(transparent)]
@@ -243,7 +243,7 @@ async fn prepare_rule(
             .map_err(|source| RunError::Action {
                 path: def.path.clone(),
                 rule: def.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         actions.push(prepared);
     }
@@ -286,7 +286,7 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
                 .map_err(|source| RunError::Action {
                     path: rule.def.path.clone(),
                     rule: rule.def.id.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let target = match &action.spec {
                 sink::ConnectorSpec::Wasm(spec) => format!(
@@ -460,7 +460,7 @@ pub async fn run(
                 .map_err(|source| RunError::Action {
                     path: rule.def.path.clone(),
                     rule: rule.def.id.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             started_actions.push(started);
         }

@@ -175,7 +175,7 @@ impl Grants {
 
     /// The granted files grouped by folder: what gets preopened, and which names in it the sink
     /// may use. A folder with any writable file is opened read-write.
-    pub fn by_dir(&self) -> Vec<(PathBuf, FileAccess, Vec<(String, FileAccess)>)> {
+    pub fn by_dir(&self) -> Vec<GrantedDir> {
         let mut dirs: BTreeMap<PathBuf, Vec<(String, FileAccess)>> = BTreeMap::new();
         for grant in &self.files {
             if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name()) {
@@ -191,10 +191,21 @@ impl Grants {
                 } else {
                     FileAccess::Read
                 };
-                (dir, access, names)
+                GrantedDir { dir, access, names }
             })
             .collect()
     }
+}
+
+/// A folder preopened for a sink, and the names in it the sink may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedDir {
+    /// The folder (absolute).
+    pub dir: PathBuf,
+    /// How it is opened: read-write if any name in it is writable.
+    pub access: FileAccess,
+    /// File names in the folder and what the sink may do with each.
+    pub names: Vec<(String, FileAccess)>,
 }
 
 /// `path` made absolute against `base`, with `.` and `..` removed lexically.
@@ -244,7 +255,7 @@ mod tests {
         assert_eq!(props["path"], real.to_string_lossy().as_ref());
         let dirs = grants.by_dir();
         assert_eq!(dirs.len(), 1);
-        assert_eq!(dirs[0].2, [("r.txt".to_string(), FileAccess::Write)]);
+        assert_eq!(dirs[0].names, [("r.txt".to_string(), FileAccess::Write)]);
         std::fs::remove_dir_all(base).unwrap();
     }
 

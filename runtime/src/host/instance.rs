@@ -80,7 +80,7 @@ pub(super) async fn instantiate(
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     let mut allowed = Vec::new();
-    for (dir, access, names) in grants.by_dir() {
+    for super::grants::GrantedDir { dir, access, names } in grants.by_dir() {
         let perms = match access {
             FileAccess::Read => FsPerms::ReadOnly,
             FileAccess::Write => FsPerms::ReadWrite,

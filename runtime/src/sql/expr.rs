@@ -117,10 +117,10 @@ impl Column {
     /// The column's value in `row`, if the row has the field.
     pub fn lookup<'r>(&self, row: &'r Row) -> Option<&'r Value> {
         let schema = row.schema();
-        if let Some((cached, index)) = &*self.cache.borrow() {
-            if Arc::ptr_eq(cached, schema) {
-                return index.map(|i| row.at(i));
-            }
+        if let Some((cached, index)) = &*self.cache.borrow()
+            && Arc::ptr_eq(cached, schema)
+        {
+            return index.map(|i| row.at(i));
         }
         let index = schema.index_of(&self.name);
         *self.cache.borrow_mut() = Some((Arc::clone(schema), index));
@@ -534,12 +534,10 @@ pub fn like(text: &[u8], pattern: &[u8]) -> bool {
                     pi += 1;
                     continue;
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == t[ti] {
-                        ti += 1;
-                        pi += 2;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+                    ti += 1;
+                    pi += 2;
+                    continue;
                 }
                 c if c == t[ti] => {
                     ti += 1;

@@ -345,30 +345,28 @@ impl<'a> Compiler<'a> {
     }
 
     fn column(&self, qualifier: Option<&ast::Ident>, name: &ast::Ident) -> Result<Expr, SqlError> {
-        if let Some(q) = qualifier {
-            if !self.qualifiers.contains(&q.value) {
-                return Err(SqlError::at(
-                    q.span,
-                    format!(
-                        "unknown stream `{}` (the statement reads `{}`)",
-                        q.value,
-                        self.stream_name()
-                    ),
-                ));
-            }
+        if let Some(q) = qualifier
+            && !self.qualifiers.contains(&q.value)
+        {
+            return Err(SqlError::at(
+                q.span,
+                format!(
+                    "unknown stream `{}` (the statement reads `{}`)",
+                    q.value,
+                    self.stream_name()
+                ),
+            ));
         }
-        if let Some(stream) = self.stream {
-            if let Some(columns) = &stream.columns {
-                if !columns
-                    .iter()
-                    .any(|c| c.name.eq_ignore_ascii_case(&name.value))
-                {
-                    return Err(SqlError::at(
-                        name.span,
-                        format!("unknown field `{}` in stream `{}`", name.value, stream.name),
-                    ));
-                }
-            }
+        if let Some(stream) = self.stream
+            && let Some(columns) = &stream.columns
+            && !columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&name.value))
+        {
+            return Err(SqlError::at(
+                name.span,
+                format!("unknown field `{}` in stream `{}`", name.value, stream.name),
+            ));
         }
         Ok(Expr::Column(Column::new(
             qualifier.map(|q| Arc::from(q.value.as_str())),
@@ -612,11 +610,12 @@ impl<'a> Compiler<'a> {
                 return Err(unsupported(arg.span(), "a named or `*` argument here"));
             };
             // eKuiper's `meta(key)` names the key bare.
-            if name == "meta" && i == 0 {
-                if let ast::Expr::Identifier(id) = e {
-                    compiled.push(Expr::Literal(Value::string(id.value.as_str())));
-                    continue;
-                }
+            if name == "meta"
+                && i == 0
+                && let ast::Expr::Identifier(id) = e
+            {
+                compiled.push(Expr::Literal(Value::string(id.value.as_str())));
+                continue;
             }
             compiled.push(self.expr(e)?);
         }

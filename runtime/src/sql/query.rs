@@ -35,8 +35,11 @@ pub struct Projection {
     /// The output layout when it does not depend on the input (no `*`).
     fixed: Option<(Arc<Schema>, Vec<usize>)>,
     /// For projections with `*`: the last input layout and the output built for it.
-    cache: RefCell<Option<(Arc<Schema>, Arc<Schema>, Vec<Source>)>>,
+    cache: RefCell<Option<Layout>>,
 }
+
+/// An input layout, the output layout built for it, and where each output field comes from.
+type Layout = (Arc<Schema>, Arc<Schema>, Vec<Source>);
 
 impl Clone for Projection {
     fn clone(&self) -> Self {
@@ -97,10 +100,10 @@ impl Projection {
         let (schema, sources) = self.layout(row.schema());
         let mut evaluated: Vec<Option<Value>> = vec![None; self.items.len()];
         for source in &sources {
-            if let Source::Item(i) = source {
-                if let ProjectionItem::Expr { expr, .. } = &self.items[*i] {
-                    evaluated[*i] = Some(expr.eval(row, ctx)?);
-                }
+            if let Source::Item(i) = source
+                && let ProjectionItem::Expr { expr, .. } = &self.items[*i]
+            {
+                evaluated[*i] = Some(expr.eval(row, ctx)?);
             }
         }
         let values = sources
@@ -114,10 +117,10 @@ impl Projection {
     }
 
     fn layout(&self, input: &Arc<Schema>) -> (Arc<Schema>, Vec<Source>) {
-        if let Some((seen, out, sources)) = &*self.cache.borrow() {
-            if Arc::ptr_eq(seen, input) {
-                return (Arc::clone(out), sources.clone());
-            }
+        if let Some((seen, out, sources)) = &*self.cache.borrow()
+            && Arc::ptr_eq(seen, input)
+        {
+            return (Arc::clone(out), sources.clone());
         }
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
@@ -188,10 +191,10 @@ impl Query {
 
     /// Runs the statement on one row: `Ok(None)` when the filter drops it.
     pub fn process(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Row>, EvalError> {
-        if let Some(filter) = &self.filter {
-            if !filter.eval(row, ctx)?.is_true() {
-                return Ok(None);
-            }
+        if let Some(filter) = &self.filter
+            && !filter.eval(row, ctx)?.is_true()
+        {
+            return Ok(None);
         }
         self.projection.apply(row, ctx).map(Some)
     }

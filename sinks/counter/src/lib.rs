@@ -42,7 +42,7 @@ impl Sink for Counter {
         for message in batch {
             self.messages += 1;
             self.bytes += message.payload.len() as u64;
-            if self.log_every > 0 && self.messages % self.log_every == 0 {
+            if self.log_every > 0 && self.messages.is_multiple_of(self.log_every) {
                 log::info(&format!(
                     "{}: {} messages so far",
                     self.action, self.messages

@@ -113,11 +113,12 @@ impl Sink for FileSink {
             .ok_or_else(|| SinkError::transient("the file is not open"))?;
         for message in batch {
             if !self.written {
-                if self.config.file_type == FileType::Csv && self.config.has_header {
-                    if let Some(header) = batch.header() {
-                        out.write_all(header.as_bytes())?;
-                        out.write_all(b"\n")?;
-                    }
+                if self.config.file_type == FileType::Csv
+                    && self.config.has_header
+                    && let Some(header) = batch.header()
+                {
+                    out.write_all(header.as_bytes())?;
+                    out.write_all(b"\n")?;
                 }
             } else {
                 out.write_all(match self.config.file_type {

@@ -80,12 +80,11 @@ impl Probe {
         {
             return Ok(());
         }
-        if phase == "collect" {
-            if let Some(every) = self.config.fail_every {
-                if every == 0 || self.collects % every != 0 {
-                    return Ok(());
-                }
-            }
+        if phase == "collect"
+            && let Some(every) = self.config.fail_every
+            && (every == 0 || !self.collects.is_multiple_of(every))
+        {
+            return Ok(());
         }
         let message = format!("probe fails in {phase} as asked");
         match self.config.fail_kind.as_deref().unwrap_or("transient") {

@@ -1,6 +1,8 @@
 //! The common sink properties eKuiper defines for every action, split off the action's props
 //! and validated; what remains is passed to the sink itself.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value as Json};
 
 use crate::rule::duration_value;
@@ -40,7 +42,7 @@ pub struct CommonProps {
     /// `sendSingle`: send the rows of a window result one by one.
     pub send_single: bool,
     /// `dataTemplate`: a Go template producing the payload.
-    pub data_template: Option<Template>,
+    pub data_template: Option<Arc<Template>>,
     /// The template's text, for messages.
     pub data_template_text: Option<String>,
     /// `format` (with `delimiter`).
@@ -186,7 +188,7 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                     .ok_or_else(|| err(key, "expected the template as a string"))?;
                 if !text.is_empty() {
                     let template = Template::parse(text).map_err(|e| err(key, e.to_string()))?;
-                    common.data_template = Some(template);
+                    common.data_template = Some(Arc::new(template));
                     common.data_template_text = Some(text.to_string());
                 }
             }

@@ -24,7 +24,24 @@ impl RowDecoder {
 
     /// Decodes one JSON object.
     pub fn decode(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, serde_json::Error> {
+        // Checking UTF-8 once for the whole message is cheaper than the parser checking every
+        // string in it.
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return self.decode_str(text, timestamp_ms);
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
+        let row = RowSeed {
+            decoder: self,
+            timestamp_ms,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(row)
+    }
+
+    /// Decodes one JSON object from text.
+    pub fn decode_str(&mut self, text: &str, timestamp_ms: i64) -> Result<Row, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
         let row = RowSeed {
             decoder: self,
             timestamp_ms,
@@ -111,7 +128,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         // Keys are compared against the previous schema as they arrive; only a row whose
         // layout differs allocates its own key list.
         let mut fresh: Option<Vec<Arc<str>>> = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let i = values.len();
             match &mut fresh {
                 None if expected.get(i).is_some_and(|k| **k == *key) => {}
@@ -136,6 +153,37 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             }
         };
         Ok(Row::new(schema, values, self.timestamp_ms))
+    }
+}
+
+/// Reads an object key without allocating when the input holds it unescaped.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -197,7 +245,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
-        while let Some(key) = access.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = access.next_key_seed(KeySeed)? {
             let value = access.next_value_seed(ValueSeed)?;
             map.insert(Arc::from(&*key), value);
         }
@@ -312,10 +360,21 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
 
 /// Appends a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight bytes at a time while none of them needs escaping.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -327,17 +386,36 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             0..=0x1f => {
                 out.extend_from_slice(&bytes[start..i]);
                 out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
+                i += 1;
+                start = i;
                 continue;
             }
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes in `word` is a control character, `"` or `\\`.
+const fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn has_zero(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    // A byte below 0x20: subtracting 0x20 borrows into its high bit (bytes >= 0x80 excluded).
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    below_space != 0
+        || has_zero(word ^ (ONES * b'"' as u64)) != 0
+        || has_zero(word ^ (ONES * b'\\' as u64)) != 0
 }
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -425,6 +503,28 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"a":"q\"","b":1,"o":{"y":[true],"z":1}}"#
         );
+    }
+
+    #[test]
+    fn strings_escape_like_json() {
+        let mut out = Vec::new();
+        let text = "plain ascii text, long enough \"quoted\" \\ back\nline\u{1}ctl é ünïcode tail";
+        write_str(&mut out, text);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, text);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(text).unwrap()
+        );
+        for len in 0..20 {
+            let s: String = "a\"b\\c\u{7}".chars().cycle().take(len).collect();
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&s).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -20,3 +20,7 @@ pub mod sql;
 pub mod stream;
 pub mod template;
 pub mod value;
+
+/// The memory allocator the `oort` binary uses (mimalloc: the engine allocates many small rows
+/// and strings, which it serves much faster than the system allocator).
+pub use mimalloc::MiMalloc as Allocator;

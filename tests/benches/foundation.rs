@@ -20,11 +20,22 @@ use oort::host::{Grants, HostConfig, InstanceTag, SinkHost};
 use oort::message::Message;
 use oort::sink::{self, ActionEnv};
 use oort::source::MemoryBus;
-use oort::value::{Row, Value};
+use oort::value::{Row, Schema, Value};
 use tokio::sync::mpsc;
 
+#[global_allocator]
+static ALLOCATOR: oort::Allocator = oort::Allocator;
+
 fn main() -> anyhow::Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // Sections to run (all by default): sink, start, memory, filter.
+    let chosen: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["sink", "start", "memory", "filter"].contains(a))
+        .collect();
+    let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
     let scale = if quick { 10 } else { 1 };
     let dir = tempfile::tempdir()?;
     oort_tests::install_all(&dir.path().join("plugins"))?;
@@ -37,12 +48,20 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        sink_path(dir.path(), 1_000_000 / scale).await?;
-        instantiation(dir.path(), 5_000 / scale).await?;
-        idle_memory(dir.path(), 1_000).await?;
+        if run("sink") {
+            sink_path(dir.path(), 1_000_000 / scale).await?;
+        }
+        if run("start") {
+            instantiation(dir.path(), 5_000 / scale).await?;
+        }
+        if run("memory") {
+            idle_memory(dir.path(), 1_000).await?;
+        }
         anyhow::Ok(())
     })?;
-    filter_rule(dir.path(), 2_000_000 / scale)?;
+    if run("filter") {
+        filter_rule(dir.path(), 2_000_000 / scale)?;
+    }
     Ok(())
 }
 
@@ -54,32 +73,66 @@ fn host(max_instances: u32) -> anyhow::Result<SinkHost> {
     })?)
 }
 
+/// The layout of the sample rows (a source shares one schema across rows of the same shape).
+fn sample_schema() -> Arc<Schema> {
+    static SCHEMA: std::sync::OnceLock<Arc<Schema>> = std::sync::OnceLock::new();
+    Arc::clone(SCHEMA.get_or_init(|| {
+        Arc::new(Schema::new(
+            ["deviceId", "temperature", "humidity", "status", "seq"]
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
+        ))
+    }))
+}
+
 /// A row whose JSON encoding is about 100 bytes.
 fn sample_row(i: i64) -> Row {
-    Row::from_pairs(
+    Row::new(
+        sample_schema(),
         vec![
-            (
-                "deviceId".into(),
-                Value::string(format!("device-{:05}", i % 10_000)),
-            ),
-            (
-                "temperature".into(),
-                Value::Float(20.0 + (i % 200) as f64 / 10.0),
-            ),
-            ("humidity".into(), Value::Int(40 + i % 50)),
-            ("status".into(), Value::string("nominal-operation")),
-            ("seq".into(), Value::Int(1_000_000 + i)),
+            Value::string(format!("device-{:05}", i % 10_000)),
+            Value::Float(20.0 + (i % 200) as f64 / 10.0),
+            Value::Int(40 + i % 50),
+            Value::string("nominal-operation"),
+            Value::Int(1_000_000 + i),
         ],
         1_700_000_000_000 + i,
     )
 }
 
+/// CPU time this thread has used, in seconds (steal time on a shared machine is not counted).
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+        })
+        .map_or(0.0, |ns| ns as f64 / 1e9)
+}
+
+/// Builds `messages` sample messages in chunks of 256, as the rule stage hands them over.
+fn sample_chunks(messages: usize) -> Vec<sink::Chunk> {
+    (0..messages / 256)
+        .map(|c| {
+            (0..256)
+                .map(|i| Message::Row(sample_row((c * 256 + i) as i64)))
+                .collect::<Vec<_>>()
+                .into()
+        })
+        .collect()
+}
+
+/// Runs one action over `chunks`; returns messages per CPU second of the runtime thread and
+/// the nanoseconds per message spent inside `collect`.
 async fn run_action(
     dir: &Path,
     plugin: &str,
     batch_size: usize,
-    messages: usize,
-) -> anyhow::Result<f64> {
+    chunks: &[sink::Chunk],
+) -> anyhow::Result<(f64, f64)> {
     let text = format!(
         r#"{{"id":"bench","sql":"SELECT * FROM s","actions":[{{"{plugin}":{{"batchSize":{batch_size},"bufferLength":4096}}}}]}}"#
     );
@@ -91,46 +144,62 @@ async fn run_action(
     let started = sink::start(prepared).await?;
     let (tx, rx) = mpsc::channel(16);
     let worker = tokio::spawn(sink::run(started, rx));
-    let chunks: Vec<sink::Chunk> = (0..messages / 256)
-        .map(|c| {
-            (0..256)
-                .map(|i| Message::Row(sample_row((c * 256 + i) as i64)))
-                .collect::<Vec<_>>()
-                .into()
-        })
-        .collect();
-    let sent = chunks.len() * 256;
-    let t = Instant::now();
+    let sent: usize = chunks.iter().map(|c| c.len()).sum();
+    // The runtime has one thread: everything the sink path does runs on it, so its CPU time is
+    // the cost of the path (time the machine gives to other tenants is not counted).
+    let cpu = thread_cpu_seconds();
     for chunk in chunks {
-        tx.send(chunk).await?;
+        tx.send(Arc::clone(chunk)).await?;
     }
     drop(tx);
     worker.await?;
-    let elapsed = t.elapsed().as_secs_f64();
+    let elapsed = thread_cpu_seconds() - cpu;
     anyhow::ensure!(
         metrics.records_out.get() == sent as u64,
         "not every message was delivered"
     );
-    Ok(sent as f64 / elapsed)
+    let collect_ns = metrics.collect_time_us.get() as f64 * 1e3 / sent as f64;
+    Ok((sent as f64 / elapsed, collect_ns))
 }
 
 async fn sink_path(dir: &Path, messages: usize) -> anyhow::Result<()> {
     println!(
         "1. sink path: {messages} messages of ~100 bytes, transform + encode + batch + collect"
     );
+    println!("   (messages per CPU second of the runtime thread; median of 7 alternating runs)");
     println!(
-        "   {:>6}  {:>16}  {:>16}  {:>10}",
-        "batch", "wasm counter/s", "native nop/s", "wasm/native"
+        "   {:>6}  {:>16}  {:>16}  {:>11}  {:>22}",
+        "batch", "wasm counter/s", "native nop/s", "wasm/native", "in collect, ns/message"
     );
+    let all = sample_chunks(messages);
+    let warmup = sample_chunks(4096);
     for batch in [1usize, 100, 1000] {
-        let n = if batch == 1 { messages / 5 } else { messages };
-        // Warm up (compiles or loads the component) and then measure each side.
-        run_action(dir, "counter", batch, 4096).await?;
-        let wasm = run_action(dir, "counter", batch, n).await?;
-        let native = run_action(dir, "nop", batch, n).await?;
+        let chunks = if batch == 1 {
+            &all[..all.len() / 5]
+        } else {
+            &all[..]
+        };
+        // Warm up (compiles or loads the component), then alternate the two sides.
+        run_action(dir, "counter", batch, &warmup).await?;
+        run_action(dir, "nop", batch, &warmup).await?;
+        let (mut wasm, mut native, mut wasm_ns, mut native_ns) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..7 {
+            let (rate, ns) = run_action(dir, "counter", batch, chunks).await?;
+            wasm.push(rate);
+            wasm_ns.push(ns);
+            let (rate, ns) = run_action(dir, "nop", batch, chunks).await?;
+            native.push(rate);
+            native_ns.push(ns);
+        }
+        for v in [&mut wasm, &mut native, &mut wasm_ns, &mut native_ns] {
+            v.sort_by(f64::total_cmp);
+        }
+        let (wasm, native) = (wasm[3], native[3]);
         println!(
-            "   {batch:>6}  {wasm:>16.0}  {native:>16.0}  {:>10.3}",
-            wasm / native
+            "   {batch:>6}  {wasm:>16.0}  {native:>16.0}  {:>11.3}  {:>10.1} vs {:>6.1}",
+            wasm / native,
+            wasm_ns[3],
+            native_ns[3]
         );
     }
     println!();
@@ -213,25 +282,51 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Resident bytes of the process's largest mapping (from /proc/self/smaps).
-fn largest_mapping_rss() -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+/// The address range of the process's largest mapping: the pooling allocator's reservation
+/// for every linear memory.
+fn largest_mapping() -> (u64, u64) {
+    let smaps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut best = (0u64, 0u64);
-    let mut size = 0u64;
     for line in smaps.lines() {
-        let mut parts = line.split_whitespace();
-        match parts.next() {
-            Some("Size:") => size = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0),
-            Some("Rss:") => {
-                let rss: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                if size > best.0 {
-                    best = (size, rss);
-                }
-            }
-            _ => {}
+        let range = line.split_whitespace().next().unwrap_or("");
+        let mut ends = range
+            .split('-')
+            .map(|h| u64::from_str_radix(h, 16).unwrap_or(0));
+        let (start, end) = (ends.next().unwrap_or(0), ends.next().unwrap_or(0));
+        if end - start > best.1 - best.0 {
+            best = (start, end);
         }
     }
-    best.1 * 1024
+    best
+}
+
+/// Resident bytes of every mapping inside `range` (memory images mapped into the pool's slots
+/// split it into many mappings).
+fn resident_in(range: (u64, u64)) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut inside = false;
+    let mut total = 0u64;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                inside = start >= range.0 && end <= range.1;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(kb) = line.strip_prefix("Rss:") {
+                total += kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    * 1024;
+            }
+        }
+    }
+    total
 }
 
 async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
@@ -246,8 +341,9 @@ async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
     warm.configure(&context(0), "{}")
         .await
         .map_err(anyhow::Error::msg)?;
+    let pool = largest_mapping();
     let before = rss_bytes();
-    let heap_before = largest_mapping_rss();
+    let heap_before = resident_in(pool);
     let mut alive = Vec::with_capacity(n);
     for i in 0..n {
         let mut instance = host
@@ -265,7 +361,7 @@ async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
     let per = (after.saturating_sub(before)) as f64 / n as f64;
     // The pooling allocator reserves all linear memories in one mapping, by far the largest of
     // the process: its growth is the guests' own heap and stack pages.
-    let heap = largest_mapping_rss().saturating_sub(heap_before) as f64 / n as f64;
+    let heap = resident_in(pool).saturating_sub(heap_before) as f64 / n as f64;
     println!("3. idle action instances: {n} alive, configured and opened");
     println!(
         "   resident memory per instance:      {:>8.1} KiB",

@@ -150,3 +150,150 @@ fn a_run_that_loses_rows_exits_3() {
         "{source}"
     );
 }
+
+#[test]
+fn the_readme_sink_builds_and_runs() {
+    let scratch = Scratch::new();
+    oort_tests::install(
+        &scratch.path().join("plugins"),
+        "MySink",
+        oort_tests::guests::MY_SINK,
+        oort_tests::guests::MY_SINK_MANIFEST,
+    )
+    .unwrap();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &numbered(2));
+    scratch.write(
+        "rule.json",
+        r#"{"id":"readme","sql":"SELECT n FROM demo","actions":[{"mySink":{"prefix":">> "}}]}"#,
+    );
+    let out = scratch
+        .oort(&[
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--log",
+            "info",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(r#"sink: >> {"n":0}"#), "{stderr}");
+    assert!(stderr.contains(r#"sink: >> {"n":1}"#), "{stderr}");
+
+    // The README shows this very sink.
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/my-sink/src/lib.rs"),
+    )
+    .unwrap();
+    let body: String = source.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    assert!(
+        readme.contains(&body),
+        "the README's sink example differs from tests/guests/my-sink"
+    );
+    assert!(
+        body.lines().filter(|l| !l.trim().is_empty()).count() < 20,
+        "the example stays under 20 lines"
+    );
+}
+
+#[test]
+fn several_instances_share_an_action() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &numbered(50));
+    scratch.write(
+        "rule.json",
+        r#"{"id":"r","sql":"SELECT n FROM demo","actions":[{"probe":{"journal":"out/j.txt","concurrency":2,"batchSize":5}}]}"#,
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    assert_eq!(run.action(0)["records_out_total"], 50);
+    assert_eq!(run.action(0)["failed_total"], 0);
+    assert_eq!(run.action(0)["batches_total"], 10);
+    // Both instances were started (one after the other, before any row): the journal's first
+    // lines. (Later lines may interleave: the two instances append to one file concurrently.)
+    let journal = scratch.read("out/j.txt");
+    let mut first: Vec<&str> = journal.lines().take(2).collect();
+    first.sort();
+    assert_eq!(
+        first,
+        ["open gen=0 inst=0", "open gen=0 inst=1"],
+        "{journal}"
+    );
+}
+
+#[test]
+fn sigterm_stops_an_unbounded_source_and_flushes() {
+    use std::io::Write;
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write(
+        "rule.json",
+        r#"{"id":"r","sql":"SELECT n FROM s","actions":[{"file":{"path":"out/result.jsonl"}}]}"#,
+    );
+    let mut child = scratch
+        .oort(&[
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    stdin.flush().unwrap();
+    // Wait until both rows are through, then stop it while stdin is still open.
+    let out = scratch.path().join("out/result.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "rows did not arrive");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(output.status.success(), "{:?}", output.status);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["rules"][0]["actions"][0]["records_out_total"], 2);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "{\"n\":1}\n{\"n\":2}\n"
+    );
+}
+
+#[test]
+fn the_readme_lists_every_sql_function() {
+    let out = Scratch::new().oort(&["functions"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
+    assert!(rows.len() > 100, "{table}");
+    for row in rows {
+        assert!(readme.contains(row), "README lacks the function row {row}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Oort's integration tests: they run the real `oort` binary (and, for the conformance harness,
 //! the real host) on wasm components built from source.
 
+mod cache;
 mod cli;
 mod common;
 mod conformance;

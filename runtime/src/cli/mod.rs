@@ -121,7 +121,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::RunRule(args) => run_rule::run(args).await,
             Command::Validate(args) => validate::run(args).await,
@@ -130,13 +130,18 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-    })
+    });
+    // A source blocked reading stdin holds a thread that cannot be interrupted: do not wait for
+    // it once the run is over.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
 }
 
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // Cranelift and wasmtime are chatty at debug; keep them quiet unless asked by name.
+        // The parser, Cranelift and wasmtime are chatty at debug: keep them quiet.
+        .add_directive("sqlparser=warn".parse().expect("static directive"))
         .add_directive("cranelift_codegen=warn".parse().expect("static directive"))
         .add_directive("wasmtime_cranelift=warn".parse().expect("static directive"));
     let _ = tracing_subscriber::fmt()

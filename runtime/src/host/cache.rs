@@ -55,14 +55,16 @@ impl ArtifactCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.entry(engine, bytes);
-        if path.is_file() {
-            // SAFETY: the file is an artifact this cache wrote with `Component::serialize` for an
-            // engine with the same compatibility hash (part of the name); it is written to a
-            // temporary name and renamed into place, so it is never seen half written.
-            // Wasmtime still checks its header and refuses artifacts from another version or
-            // configuration, in which case the component is compiled again below.
+        // The artifact is read into memory rather than mapped: a mapped file that someone
+        // truncates under a running process would crash it.
+        if let Ok(artifact) = std::fs::read(&path) {
+            // SAFETY: the file is an artifact this cache wrote with `Component::serialize` for
+            // an engine with the same compatibility hash (part of its name), written to a
+            // temporary name and renamed into place, so never seen half written. Wasmtime still
+            // checks its header and refuses artifacts from another version or configuration;
+            // then (or if the file was damaged) the component is compiled again below.
             #[expect(unsafe_code, reason = "loading our own precompiled artifact")]
-            let loaded = unsafe { Component::deserialize_file(engine, &path) };
+            let loaded = unsafe { Component::deserialize(engine, &artifact) };
             match loaded {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(err) => {

@@ -109,9 +109,22 @@ pub(super) async fn instantiate(
         tag,
         budget: LogBudget::default(),
         deadline_hit: false,
+        ticks_left: 0,
     };
     let mut store = Store::new(host.engine(), state);
     store.limiter(|state| &mut state.limits);
+    // Every tick the guest yields to the runtime (so a busy guest does not hog a thread) and,
+    // once the call's ticks are spent, traps. Set once; each call only resets the count.
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        state.ticks_left = state.ticks_left.saturating_sub(1);
+        if state.ticks_left == 0 {
+            state.deadline_hit = true;
+            Err(wasmtime::Error::msg("the call ran past its deadline"))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     // Instantiation runs the component's start functions: it gets a deadline too.
     let call_timeout = host.config().call_timeout;
     arm_deadline(&mut store, call_timeout);
@@ -130,22 +143,13 @@ pub(super) async fn instantiate(
     })
 }
 
-/// Arms the epoch deadline for one call: the guest yields to the runtime every tick (so a busy
-/// guest does not hog a thread) and traps once the call has run for `timeout`.
+/// Arms the deadline for one call: it traps once it has run for `timeout`.
 fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
     let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
-    let mut left = ticks;
-    store.data_mut().deadline_hit = false;
+    let state = store.data_mut();
+    state.deadline_hit = false;
+    state.ticks_left = ticks;
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |mut ctx| {
-        left = left.saturating_sub(1);
-        if left == 0 {
-            ctx.data_mut().deadline_hit = true;
-            Err(wasmtime::Error::msg("the call ran past its deadline"))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
 }
 
 fn trap_message(store: &Store<InstanceState>, err: &wasmtime::Error) -> String {

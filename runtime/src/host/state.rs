@@ -67,6 +67,8 @@ pub struct InstanceState {
     pub(crate) budget: LogBudget,
     /// Set when a call ran past its deadline, so the trap can say so.
     pub(crate) deadline_hit: bool,
+    /// Epoch ticks the current call may still run.
+    pub(crate) ticks_left: u64,
 }
 
 impl WasiView for InstanceState {

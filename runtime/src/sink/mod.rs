@@ -573,3 +573,43 @@ impl Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostConfig;
+
+    #[test]
+    fn plugin_names_resolve_ucfirst_then_exact() {
+        let dir = std::env::temp_dir().join(format!("oort-resolve-{}", std::process::id()));
+        let sinks = dir.join("sinks");
+        std::fs::create_dir_all(&sinks).unwrap();
+        std::fs::write(sinks.join("MySink.wasm"), b"").unwrap();
+        std::fs::write(sinks.join("lower.wasm"), b"").unwrap();
+        let host = SinkHost::new(HostConfig {
+            cache_dir: None,
+            max_instances: 0,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let env = ActionEnv::new(host, dir.clone(), MemoryBus::new());
+        assert_eq!(
+            env.resolve_plugin("mySink").unwrap(),
+            sinks.join("MySink.wasm")
+        );
+        assert_eq!(
+            env.resolve_plugin("MySink").unwrap(),
+            sinks.join("MySink.wasm")
+        );
+        assert_eq!(
+            env.resolve_plugin("lower").unwrap(),
+            sinks.join("lower.wasm")
+        );
+        let tried = env.resolve_plugin("nothing").unwrap_err();
+        assert_eq!(
+            tried,
+            [sinks.join("Nothing.wasm"), sinks.join("nothing.wasm")]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -29,7 +29,11 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
     let mut out = Emitter::new(ctx, tx);
     match ctx.def.file_type() {
         FileType::Lines => {
-            for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\n', &bytes).chain(std::iter::once(bytes.len()));
+            for (i, end) in ends.enumerate() {
+                let line = &bytes[start..end];
+                start = end + 1;
                 let line_text = line.strip_suffix(b"\r").unwrap_or(line);
                 if line_text.iter().all(u8::is_ascii_whitespace) {
                     continue;

@@ -631,7 +631,10 @@ impl<'a> Exec<'a, '_> {
     }
 
     /// Calls a function: checks arity, evaluates and converts arguments, runs it.
-    #[expect(clippy::too_many_arguments, reason = "the call site state a Go template call needs")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the call site state a Go template call needs"
+    )]
     fn call(
         &mut self,
         dot: &Val<'a>,

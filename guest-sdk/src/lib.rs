@@ -189,6 +189,14 @@ macro_rules! export_sink {
                 OortSinkExport with_types_in $crate::__private::bindings
             );
         };
+
+        /// Native builds export nothing; this keeps the sink's code reachable (so the compiler
+        /// does not call it dead) and lets native tests drive the lifecycle.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __oort_sink_lifecycle() -> $crate::__private::Lifecycle<$ty> {
+            $crate::__private::Lifecycle::new()
+        }
     };
 }
 
@@ -224,6 +232,37 @@ pub mod __private {
             SinkError::InvalidConfig(m) => WitError::InvalidConfig(m),
             SinkError::Transient(m) => WitError::Transient(m),
             SinkError::Rejected(m) => WitError::Rejected(m),
+        }
+    }
+
+    /// The four lifecycle functions of a sink type, for native builds and tests.
+    pub struct Lifecycle<T: Sink>(std::marker::PhantomData<T>, RefCell<Option<T>>);
+
+    impl<T: Sink> Lifecycle<T> {
+        pub fn new() -> Self {
+            Self(std::marker::PhantomData, RefCell::new(None))
+        }
+
+        pub fn configure(&self, ctx: WitContext, props: String) -> Result<(), WitError> {
+            configure::<T>(&self.1, ctx, props)
+        }
+
+        pub fn open(&self) -> Result<(), WitError> {
+            open::<T>(&self.1)
+        }
+
+        pub fn collect(&self, batch: WitBatch) -> Result<(), WitError> {
+            collect::<T>(&self.1, batch)
+        }
+
+        pub fn close(&self) -> Result<(), WitError> {
+            close::<T>(&self.1)
+        }
+    }
+
+    impl<T: Sink> Default for Lifecycle<T> {
+        fn default() -> Self {
+            Self::new()
         }
     }
 

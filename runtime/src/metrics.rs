@@ -100,8 +100,8 @@ pub struct ActionMetrics {
     pub restarts: Counter,
     /// `collect` calls made.
     pub batches: Counter,
-    /// Time spent in `collect`, in microseconds (summed).
-    pub collect_time_us: Counter,
+    /// Time spent in `collect`, in nanoseconds (summed).
+    pub collect_time_ns: Counter,
     /// Errors, with the last one.
     pub exceptions: Exceptions,
     /// Guest log lines dropped because the sink logged too fast.

@@ -25,7 +25,7 @@ pub fn to_json(report: &RunReport) -> Json {
                         "retries_total": m.retries.get(),
                         "restarts_total": m.restarts.get(),
                         "batches_total": m.batches.get(),
-                        "collect_time_us": m.collect_time_us.get(),
+                        "collect_time_us": m.collect_time_ns.get() / 1000,
                         "exceptions_total": m.exceptions.total(),
                         "last_exception": m.exceptions.last(),
                         "dropped_logs_total": m.dropped_logs.load(std::sync::atomic::Ordering::Relaxed),

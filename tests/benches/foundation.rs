@@ -158,7 +158,7 @@ async fn run_action(
         metrics.records_out.get() == sent as u64,
         "not every message was delivered"
     );
-    let collect_ns = metrics.collect_time_us.get() as f64 * 1e3 / sent as f64;
+    let collect_ns = metrics.collect_time_ns.get() as f64 / sent as f64;
     Ok((sent as f64 / elapsed, collect_ns))
 }
 

@@ -309,8 +309,17 @@ fn rule_from_json(
             props,
         });
     }
-    let (options, ignored_options) = options(raw.options.unwrap_or_default())
+    let (options, mut ignored_options) = options(raw.options.unwrap_or_default())
         .map_err(|(field, message)| field_err(&format!("options.{field}"), message))?;
+    // Accepted values that cannot act yet: say so rather than pretend.
+    if options.send_meta_to_sink {
+        ignored_options.push("sendMetaToSink (the available sources attach no metadata)".into());
+    }
+    if options.concurrency != 1 {
+        ignored_options.push(
+            "concurrency (set `concurrency` on an action to run several sink instances)".into(),
+        );
+    }
     let _ = raw.triggered;
     Ok(RuleDef {
         name: raw.name.unwrap_or_else(|| raw.id.clone()),

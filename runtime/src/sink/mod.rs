@@ -339,8 +339,8 @@ impl Deliverer {
             let result = self.connector.collect(batch).await;
             self.metrics.batches.add(1);
             self.metrics
-                .collect_time_us
-                .add(started.elapsed().as_micros() as u64);
+                .collect_time_ns
+                .add(started.elapsed().as_nanos() as u64);
             let failure = match result {
                 Ok(()) => {
                     self.metrics.records_out.add(n);

@@ -12,6 +12,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::oort::sink::host::Level;
+pub use self::oort::sink::types::{
+    Batch as WitBatch, Context as WitContext, SinkError as WitError,
+};
 pub use exports::oort::sink::sink::Guest as SinkExports;
-pub use oort::sink::host::Level;
-pub use oort::sink::types::{Batch as WitBatch, Context as WitContext, SinkError as WitError};

@@ -275,13 +275,16 @@ pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
             grants: Arc::new(Grants::default()),
             ..spec.clone()
         };
-        WasmSink::validate(&spec, action.context(0), action.tag(0))
-            .await
-            .map_err(|(phase, failure)| ActionError::Lifecycle {
-                action: action.name.to_string(),
-                phase,
-                failure,
-            })?;
+        // Every instance is configured: a sink may accept only some instance counts.
+        for i in 0..action.common.concurrency {
+            WasmSink::validate(&spec, action.context(i), action.tag(i))
+                .await
+                .map_err(|(phase, failure)| ActionError::Lifecycle {
+                    action: action.name.to_string(),
+                    phase,
+                    failure,
+                })?;
+        }
     }
     Ok(())
 }

@@ -60,6 +60,12 @@ impl Sink for FileSink {
         if config.path.is_empty() {
             return Err(SinkError::invalid_config("`path` must not be empty"));
         }
+        if ctx.instance > 0 {
+            // Two instances appending to one file would interleave (or overwrite) each other.
+            return Err(SinkError::invalid_config(
+                "one file takes one writer: set `concurrency` to 1 for the file sink",
+            ));
+        }
         match (config.file_type, ctx.format.as_str()) {
             (FileType::Csv, "delimited") | (FileType::Lines, _) | (FileType::Json, "json") => {}
             (FileType::Csv, other) => {

@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
 use crate::message::Message;
 use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
+use crate::reload::{self, Reloader};
 use crate::rule::{RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
 use crate::source::{self, MemoryBus, SourceContext, SourceError};
@@ -40,6 +41,9 @@ pub struct RunConfig {
     pub host: HostConfig,
     /// Processing time.
     pub clock: Clock,
+    /// Watch the plugins' `sinks/` folder and hot-reload modules that change (SIGHUP reloads
+    /// changed modules with or without it).
+    pub watch: bool,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -440,7 +444,10 @@ pub async fn run(
     check_stdin(&rules, &catalog)?;
     let host = SinkHost::new(config.host.clone())?;
     let bus = MemoryBus::new();
-    let env = ActionEnv::new(host, config.plugins_dir.clone(), Arc::clone(&bus));
+    let mut env = ActionEnv::new(host.clone(), config.plugins_dir.clone(), Arc::clone(&bus));
+    // New builds of sink modules can always be loaded with SIGHUP; `watch` adds a file watcher.
+    let reloader = Reloader::new(host.clone());
+    env.reloader = Some(Arc::clone(&reloader));
     let mut prepared = Vec::with_capacity(rules.len());
     for def in rules {
         for option in &def.ignored_options {
@@ -515,6 +522,17 @@ pub async fn run(
     drop(env);
     drop(bus);
 
+    // Hot reload: listen for SIGHUP, and watch the modules if asked, for as long as the run lasts.
+    let mut _watch = None;
+    if config.watch {
+        let dir = config.plugins_dir.join("sinks");
+        match reload::watch(&dir, Arc::clone(&reloader)) {
+            Ok(guard) => _watch = Some(guard),
+            Err(err) => tracing::error!("{err}; reload with SIGHUP instead"),
+        }
+    }
+    let sighup = reload::on_sighup(Arc::clone(&reloader));
+
     // Sources run until their input ends; stopping drops them, which closes their channels and
     // lets every downstream stage drain and close in order.
     let all_sources = futures_join_all(sources);
@@ -529,6 +547,9 @@ pub async fn run(
         if let Err(e) = result {
             tracing::error!("a rule task failed: {e}");
         }
+    }
+    if let Some(task) = sighup {
+        task.abort();
     }
     report.elapsed = started.elapsed();
     Ok(report)

@@ -108,6 +108,14 @@ pub struct ActionMetrics {
     pub dropped_logs: std::sync::Arc<AtomicU64>,
     /// The sink module version running (content hash), for wasm sinks.
     pub version: Mutex<Option<String>>,
+    /// When that version was loaded (RFC 3339).
+    pub version_loaded_at: Mutex<Option<String>>,
+    /// Switches to a new build of the sink module (hot reloads), per instance.
+    pub reloads: Counter,
+    /// New builds refused (they failed to load, configure or open).
+    pub reload_refusals: Counter,
+    /// How long each switch held the action up (closing the old instance), in nanoseconds.
+    pub swap_pauses_ns: Mutex<Vec<u64>>,
 }
 
 impl ActionMetrics {
@@ -116,10 +124,33 @@ impl ActionMetrics {
         self.version.lock().ok().and_then(|v| v.clone())
     }
 
+    /// Records how long a switch to a new build held the action up.
+    pub fn record_swap_pause(&self, pause: std::time::Duration) {
+        if let Ok(mut pauses) = self.swap_pauses_ns.lock() {
+            pauses.push(pause.as_nanos() as u64);
+        }
+    }
+
+    /// The pauses recorded so far, in nanoseconds.
+    pub fn swap_pauses(&self) -> Vec<u64> {
+        self.swap_pauses_ns
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
     /// Records the version the action now runs.
-    pub fn set_version(&self, hash: &str) {
+    pub fn set_version(&self, hash: &str, loaded_at: std::time::SystemTime) {
         if let Ok(mut v) = self.version.lock() {
             *v = Some(hash.to_string());
         }
+        if let Ok(mut at) = self.version_loaded_at.lock() {
+            *at = Some(chrono::DateTime::<chrono::Utc>::from(loaded_at).to_rfc3339());
+        }
+    }
+
+    /// When the running version was loaded, if it is a wasm sink.
+    pub fn version_loaded_at(&self) -> Option<String> {
+        self.version_loaded_at.lock().ok().and_then(|v| v.clone())
     }
 }

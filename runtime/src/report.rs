@@ -18,6 +18,7 @@ pub fn to_json(report: &RunReport) -> Json {
                         "name": name,
                         "sink": plugin,
                         "version": m.version(),
+                        "version_loaded_at": m.version_loaded_at(),
                         "records_in_total": m.records_in.get(),
                         "records_out_total": m.records_out.get(),
                         "failed_total": m.failed.get(),
@@ -29,6 +30,9 @@ pub fn to_json(report: &RunReport) -> Json {
                         "exceptions_total": m.exceptions.total(),
                         "last_exception": m.exceptions.last(),
                         "dropped_logs_total": m.dropped_logs.load(std::sync::atomic::Ordering::Relaxed),
+                        "reloads_total": m.reloads.get(),
+                        "reload_refusals_total": m.reload_refusals.get(),
+                        "swap_pauses_us": m.swap_pauses().iter().map(|ns| ns / 1000).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

@@ -29,11 +29,11 @@ static ALLOCATOR: oort::Allocator = oort::Allocator;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Sections to run (all by default): sink, start, memory, filter.
+    // Sections to run (all by default): sink, start, memory, filter, reload.
     let chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["sink", "start", "memory", "filter"].contains(a))
+        .filter(|a| ["sink", "start", "memory", "filter", "reload"].contains(a))
         .collect();
     let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
     let scale = if quick { 10 } else { 1 };
@@ -56,6 +56,9 @@ fn main() -> anyhow::Result<()> {
         }
         if run("memory") {
             idle_memory(dir.path(), 1_000).await?;
+        }
+        if run("reload") {
+            reload_pause(dir.path(), 100 / scale.min(10)).await?;
         }
         anyhow::Ok(())
     })?;
@@ -272,6 +275,90 @@ async fn instantiation(dir: &Path, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Swaps builds of a sink under load and measures the pause each swap causes.
+async fn reload_pause(dir: &Path, swaps: usize) -> anyhow::Result<()> {
+    let plugins = dir.join("plugins");
+    oort_tests::install(
+        &plugins,
+        "Versioned",
+        oort_tests::guests::VERSIONED_V1,
+        oort_tests::guests::VERSIONED_V1_MANIFEST,
+    )?;
+    let module = plugins.join("sinks").join("Versioned.wasm");
+    let text = r#"{"id":"bench","sql":"SELECT * FROM s","actions":[{"versioned":{"path":"out/reload.jsonl","batchSize":100}}]}"#;
+    let file = oort::rule::parse(text, Path::new("bench.json"), dir)?;
+    let rule = &file.rules[0];
+    let host = host(64)?;
+    let mut env = ActionEnv::new(host.clone(), plugins.clone(), MemoryBus::new());
+    let reloader = oort::reload::Reloader::new(host);
+    env.reloader = Some(Arc::clone(&reloader));
+    let prepared = sink::prepare(rule, &rule.actions[0], &env, true).await?;
+    let metrics = Arc::clone(&prepared.metrics);
+    let started = sink::start(prepared).await?;
+    let (tx, rx) = mpsc::channel(4);
+    let worker = tokio::spawn(sink::run(started, rx));
+
+    // Rows flow continuously while the builds are swapped back and forth.
+    let chunk = sample_chunks(256).remove(0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeding = Arc::clone(&stop);
+    let feeder = tokio::spawn(async move {
+        let mut sent = 0usize;
+        while !feeding.load(std::sync::atomic::Ordering::Relaxed) {
+            if tx.send(Arc::clone(&chunk)).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            tokio::task::yield_now().await;
+        }
+        sent
+    });
+    for i in 0..swaps {
+        let build = if i % 2 == 0 {
+            oort_tests::guests::VERSIONED_V2
+        } else {
+            oort_tests::guests::VERSIONED_V1
+        };
+        let tmp = module.with_extension("partial");
+        std::fs::copy(build, &tmp)?;
+        std::fs::rename(&tmp, &module)?;
+        let outcome = reloader.reload(&module).await;
+        anyhow::ensure!(
+            matches!(outcome, oort::reload::Outcome::Swapped { .. }),
+            "swap {i}: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = feeder.await?;
+    worker.await?;
+    let written = std::fs::read_to_string(dir.join("out/reload.jsonl"))?
+        .lines()
+        .count();
+    let mut pauses: Vec<Duration> = metrics
+        .swap_pauses()
+        .into_iter()
+        .map(Duration::from_nanos)
+        .collect();
+    anyhow::ensure!(!pauses.is_empty(), "no swap happened");
+    println!(
+        "5. hot reload: {} swaps of a sink's build under load (compilation excluded)",
+        pauses.len()
+    );
+    println!(
+        "   pause per swap (close the old instance, switch): p50 {:.1} us   p99 {:.1} us",
+        percentile(&mut pauses, 0.5).as_secs_f64() * 1e6,
+        percentile(&mut pauses, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "   rows sent {sent}, delivered {}, written {written}: {} lost\n",
+        metrics.records_out.get(),
+        sent.saturating_sub(written)
+    );
+    Ok(())
+}
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -407,6 +494,7 @@ fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
             ..HostConfig::default()
         },
         clock: Clock::System,
+        watch: false,
     };
     // One core: a single-threaded runtime runs source, query and sink stages in turn.
     let runtime = tokio::runtime::Builder::new_current_thread()

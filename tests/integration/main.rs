@@ -6,5 +6,6 @@ mod cli;
 mod common;
 mod conformance;
 mod negative;
+mod reload;
 mod rules;
 mod sandbox;

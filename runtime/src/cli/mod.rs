@@ -100,6 +100,7 @@ impl RuleArgs {
                 call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
             },
             clock: Clock::System,
+            watch: false,
         }
     }
 }

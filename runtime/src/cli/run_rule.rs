@@ -16,11 +16,18 @@ pub struct RunRuleArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Hot-reload sink modules: a new build copied over `plugins/sinks/<Name>.wasm` replaces
+    /// the running one, at a batch boundary, without stopping the rule. (SIGHUP checks every
+    /// module in use for a new build, with or without --watch.)
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Runs the command.
 pub async fn run(args: RunRuleArgs) -> ExitCode {
-    let config = args.rule.config();
+    let mut config = args.rule.config();
+    config.watch = args.watch;
     match crate::engine::run(&config, shutdown_signal()).await {
         Ok(report) => {
             if args.json {

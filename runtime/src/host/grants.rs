@@ -12,7 +12,7 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::Deserialize;
 
 /// The manifest file of a sink component.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// What the sink does, for `oort` listings.
@@ -24,7 +24,7 @@ pub struct Manifest {
 }
 
 /// The grant section of a manifest.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestGrants {
     /// Props whose value is a file path the sink opens.
@@ -33,7 +33,7 @@ pub struct ManifestGrants {
 }
 
 /// One prop that names a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileProp {
     /// The prop's name, e.g. `path`.

@@ -156,17 +156,27 @@ fn trap_message(store: &Store<InstanceState>, err: &wasmtime::Error) -> String {
     if store.data().deadline_hit {
         return "the call ran past its deadline (interrupted)".into();
     }
-    let text = format!("{err:#}");
-    // Keep the first lines: the reason and the innermost frames, not a whole backtrace.
-    let mut lines: Vec<&str> = text
+    // The trap's kind is the useful part; the wasm backtrace above it is not (a panic's own
+    // message went to the sink's stderr, which is in the log).
+    let what = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "wasm `unreachable` executed (a panic in the sink: its message is in the log)"
+                .to_string()
+        }
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    let what = what
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(6)
-        .collect();
-    if lines.is_empty() {
-        lines.push("unknown trap");
+        .next()
+        .unwrap_or("unknown trap")
+        .trim()
+        .to_string();
+    if what.is_empty() {
+        "unknown trap".into()
+    } else {
+        what
     }
-    lines.join(" | ")
 }
 
 impl WasmInstance {

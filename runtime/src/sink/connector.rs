@@ -1,14 +1,19 @@
 //! The sinks an action can deliver to: the built-in native ones (`log`, `nop`, `memory`) and wasm
 //! components. One enum, so the delivery loop calls them without dynamic dispatch.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
+use tokio::sync::mpsc;
 
 use crate::host::bindings::{WitBatch, WitContext};
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
+use crate::reload::{Reloader, Subscriber, Swap};
 use crate::source::MemoryBus;
 use crate::source::memory::{Published, PublisherGuard};
 
@@ -105,8 +110,10 @@ pub struct WasmSink {
     tag: InstanceTag,
     instance: Option<WasmInstance>,
     metrics: Arc<ActionMetrics>,
-    /// How many instances this sink has made (the next one's `generation`).
-    made: u32,
+    /// The next instance's `generation` (shared with the reloader, which makes instances too).
+    generation: Arc<AtomicU32>,
+    /// New builds prepared by the reloader, taken at a batch boundary.
+    swaps: Option<mpsc::Receiver<Swap>>,
 }
 
 impl std::fmt::Debug for WasmSink {
@@ -129,6 +136,12 @@ pub struct WasmSpec {
     pub grants: Arc<Grants>,
     /// The sink's own props as a JSON object text.
     pub props: Arc<str>,
+    /// The sink's own props as the rule wrote them (before grant paths were resolved).
+    pub raw_props: Map<String, Json>,
+    /// The rule file's folder.
+    pub base_dir: PathBuf,
+    /// Set when modules are watched: instances register to receive new builds.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// One sink instance of an action.
@@ -228,6 +241,24 @@ impl ConnectorSpec {
                 _guard: Arc::clone(guard),
             }),
             Self::Wasm(spec) => {
+                let generation = Arc::new(AtomicU32::new(0));
+                let swaps = match &spec.reloader {
+                    Some(reloader) => {
+                        let (tx, rx) = mpsc::channel(1);
+                        let subscriber = Subscriber {
+                            tx,
+                            context: context.clone(),
+                            tag: tag.clone(),
+                            generation: Arc::clone(&generation),
+                            raw_props: spec.raw_props.clone(),
+                            base_dir: spec.base_dir.clone(),
+                            metrics: Arc::clone(metrics),
+                        };
+                        reloader.subscribe(&spec.plugin, subscriber).await;
+                        Some(rx)
+                    }
+                    None => None,
+                };
                 let mut sink = WasmSink {
                     host: spec.host.clone(),
                     plugin: Arc::clone(&spec.plugin),
@@ -237,10 +268,20 @@ impl ConnectorSpec {
                     tag,
                     instance: None,
                     metrics: Arc::clone(metrics),
-                    made: 0,
+                    generation,
+                    swaps,
                 };
                 sink.ensure_instance(true).await?;
-                metrics.set_version(&sink.plugin.hash);
+                metrics.set_version(&sink.plugin.hash, sink.plugin.loaded_at);
+                tracing::info!(
+                    rule = %sink.tag.rule,
+                    action = %sink.tag.action,
+                    instance = sink.tag.instance,
+                    module = %sink.plugin.path.display(),
+                    version = %sink.plugin.hash,
+                    cache = ?sink.plugin.cache,
+                    "sink instance started"
+                );
                 Connector::Wasm(Box::new(sink))
             }
         })
@@ -289,8 +330,7 @@ impl WasmSink {
             .await
             .map_err(|e| (Phase::Instantiate, e))?;
         let mut context = self.context.clone();
-        context.generation = self.made;
-        self.made += 1;
+        context.generation = self.generation.fetch_add(1, Ordering::Relaxed);
         instance
             .configure(&context, &self.props)
             .await
@@ -300,6 +340,45 @@ impl WasmSink {
         }
         self.instance = Some(instance);
         Ok(())
+    }
+
+    /// Switches to a new build prepared by the reloader: the old instance is closed (it
+    /// flushes), the new one takes the next batch.
+    async fn apply(&mut self, swap: Swap) {
+        let started = Instant::now();
+        let from = self.plugin.hash.clone();
+        if let Some(mut old) = self.instance.take()
+            && !old.is_poisoned()
+            && let Err(failure) = old.close().await
+        {
+            tracing::error!(action = %self.tag.action, "closing the previous build failed: {failure}");
+            self.metrics
+                .exceptions
+                .record(format!("close of the previous build failed: {failure}"));
+        }
+        self.plugin = swap.plugin;
+        self.grants = swap.grants;
+        self.props = swap.props;
+        self.instance = Some(swap.instance);
+        let pause = started.elapsed();
+        self.metrics
+            .set_version(&self.plugin.hash, self.plugin.loaded_at);
+        self.metrics.reloads.add(1);
+        self.metrics.record_swap_pause(pause);
+        tracing::info!(
+            rule = %self.tag.rule,
+            action = %self.tag.action,
+            instance = self.tag.instance,
+            from,
+            to = %self.plugin.hash,
+            pause_us = pause.as_micros() as u64,
+            "sink now runs the new build"
+        );
+    }
+
+    /// Takes a waiting new build, if there is one.
+    fn waiting_swap(&mut self) -> Option<Swap> {
+        self.swaps.as_mut().and_then(|rx| rx.try_recv().ok())
     }
 
     /// Creates an instance and calls `configure` only (for `oort validate`).
@@ -356,6 +435,10 @@ impl Connector {
                 Ok(())
             }
             Self::Wasm(sink) => {
+                // A batch boundary: a new build that is ready takes over here.
+                if let Some(swap) = sink.waiting_swap() {
+                    sink.apply(swap).await;
+                }
                 if let Err((phase, failure)) = sink.ensure_instance(true).await {
                     // A replacement that cannot even start is as broken as a trap.
                     return Err(match failure {
@@ -381,13 +464,39 @@ impl Connector {
         }
     }
 
-    /// Flushes and releases the sink.
+    /// Waits until a new build is ready for this sink (never, for sinks that are not wasm or
+    /// not watched), and switches to it. Used while the action is idle.
+    pub async fn next_swap(&mut self) {
+        match self {
+            Self::Wasm(sink) => match sink.swaps.as_mut() {
+                Some(rx) => match rx.recv().await {
+                    Some(swap) => sink.apply(swap).await,
+                    None => {
+                        sink.swaps = None;
+                        std::future::pending::<()>().await;
+                    }
+                },
+                None => std::future::pending::<()>().await,
+            },
+            _ => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Flushes and releases the sink (and a new build that was ready but not yet used).
     pub async fn close(&mut self) -> Result<(), CallFailure> {
         match self {
-            Self::Wasm(sink) => match sink.instance.take() {
-                Some(mut instance) if !instance.is_poisoned() => instance.close().await,
-                _ => Ok(()),
-            },
+            Self::Wasm(sink) => {
+                if let Some(mut rx) = sink.swaps.take() {
+                    rx.close();
+                    while let Ok(mut unused) = rx.try_recv() {
+                        let _ = unused.instance.close().await;
+                    }
+                }
+                match sink.instance.take() {
+                    Some(mut instance) if !instance.is_poisoned() => instance.close().await,
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }

@@ -28,6 +28,7 @@ use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, LoadError, ManifestError, Plugin, SinkHost};
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
+use crate::reload::Reloader;
 use crate::rule::{ActionDef, RuleDef};
 use crate::source::MemoryBus;
 
@@ -110,6 +111,8 @@ pub struct ActionEnv {
     pub bus: Arc<MemoryBus>,
     /// Components loaded so far in this run, by path.
     loaded: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
+    /// Set when modules are hot-reloaded: wasm actions register with it.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl ActionEnv {
@@ -120,6 +123,7 @@ impl ActionEnv {
             plugins_dir,
             bus,
             loaded: Mutex::new(HashMap::new()),
+            reloader: None,
         }
     }
 
@@ -241,6 +245,7 @@ pub async fn prepare(
                 action: name.clone(),
                 source,
             })?;
+            let raw_props = own.clone();
             let grants = Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs)
                 .map_err(|source| ActionError::Grants {
                     action: name.clone(),
@@ -251,6 +256,9 @@ pub async fn prepare(
                 plugin,
                 grants: Arc::new(grants),
                 props: Arc::from(serde_json::Value::Object(own).to_string()),
+                raw_props,
+                base_dir: rule.base_dir.clone(),
+                reloader: env.reloader.clone(),
             })
         }
     };
@@ -450,9 +458,14 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 let rx = Arc::clone(&rx);
                 tokio::spawn(async move {
                     loop {
-                        let next = rx.lock().await.recv().await;
-                        let Some(batch) = next else { break };
-                        d.deliver(&batch).await;
+                        tokio::select! {
+                            next = async { rx.lock().await.recv().await } => {
+                                let Some(batch) = next else { break };
+                                d.deliver(&batch).await;
+                            }
+                            // Idle, a new build that is ready takes over now.
+                            () = d.connector.next_swap() => {}
+                        }
                     }
                     d.close().await;
                 })
@@ -474,17 +487,28 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
     let linger = (common.linger_ms > 0).then(|| Duration::from_millis(common.linger_ms));
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        let next = match deadline {
-            Some(at) => tokio::select! {
-                chunk = rx.recv() => chunk,
-                () = tokio::time::sleep_until(at) => {
-                    deadline = None;
-                    out.header(&transformer);
-                    out.flush().await;
-                    continue;
-                }
-            },
-            None => rx.recv().await,
+        let linger_until = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let idle_swap = async {
+            match out.single.as_mut() {
+                Some(single) => single.connector.next_swap().await,
+                None => std::future::pending().await,
+            }
+        };
+        let next = tokio::select! {
+            chunk = rx.recv() => chunk,
+            () = linger_until => {
+                deadline = None;
+                out.header(&transformer);
+                out.flush().await;
+                continue;
+            }
+            // Idle, a new build that is ready takes over now (otherwise at the next batch).
+            () = idle_swap => continue,
         };
         let Some(mut chunk) = next else { break };
         loop {

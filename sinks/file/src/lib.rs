@@ -49,6 +49,10 @@ pub struct FileSink {
     config: Config,
     generation: u32,
     out: Option<BufWriter<File>>,
+    /// Whether the file is ready for this instance's writes. A replacement instance (after a
+    /// trap, or a new build swapped in) is opened while the previous one may still be writing;
+    /// it takes the file over at its first batch, when the previous one has closed.
+    ready: bool,
     /// Whether a message was written since the file was (re)started: separators go between.
     written: bool,
 }
@@ -83,6 +87,7 @@ impl Sink for FileSink {
             config,
             generation: ctx.generation,
             out: None,
+            ready: false,
             written: false,
         })
     }
@@ -103,11 +108,8 @@ impl Sink for FileSink {
             if self.config.file_type == FileType::Json {
                 file.write_all(b"[")?;
             }
-        } else {
-            // A replacement instance continues where the previous one stopped.
-            self.written = resume(&mut file, self.config.file_type).map_err(open_err)?;
+            self.ready = true;
         }
-        file.seek(SeekFrom::End(0))?;
         self.out = Some(BufWriter::with_capacity(64 * 1024, file));
         Ok(())
     }
@@ -117,6 +119,15 @@ impl Sink for FileSink {
             .out
             .as_mut()
             .ok_or_else(|| SinkError::transient("the file is not open"))?;
+        if !self.ready {
+            // A replacement continues where the previous instance stopped.
+            let file = out.get_mut();
+            self.written = resume(file, self.config.file_type).map_err(|e| {
+                SinkError::transient(format!("cannot resume {}: {e}", self.config.path))
+            })?;
+            file.seek(SeekFrom::End(0))?;
+            self.ready = true;
+        }
         for message in batch {
             if !self.written {
                 if self.config.file_type == FileType::Csv
@@ -140,6 +151,10 @@ impl Sink for FileSink {
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
+        if !self.ready {
+            // Never took the file over: it belongs to another instance.
+            return Ok(());
+        }
         if let Some(mut out) = self.out.take() {
             match self.config.file_type {
                 FileType::Json => out.write_all(b"]")?,
@@ -169,10 +184,13 @@ fn resume(file: &mut File, file_type: FileType) -> std::io::Result<bool> {
                 return Ok(false);
             }
             // A clean close left the array closed: reopen it.
+            let mut open_len = len;
             if ends_with(file, &mut last)? == b']' {
-                file.set_len(len - 1)?;
+                open_len -= 1;
+                file.set_len(open_len)?;
             }
-            Ok(len > 2)
+            // Anything after the opening `[` is a message.
+            Ok(open_len > 1)
         }
         FileType::Lines | FileType::Csv => {
             if len == 0 {

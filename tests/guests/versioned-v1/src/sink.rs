@@ -1,0 +1,81 @@
+//! The versioned test sink's code, shared by its builds: it appends every message to the file
+//! its `path` prop names, tagged with the build's version, so a test can see which build
+//! delivered which row.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+
+use oort_sdk::serde::Deserialize;
+use oort_sdk::{Batch, Context, Sink, SinkError};
+
+/// The action's props.
+#[derive(Deserialize)]
+#[serde(crate = "oort_sdk::serde", deny_unknown_fields)]
+pub struct Config {
+    path: String,
+}
+
+/// The sink's state.
+pub struct Versioned {
+    path: String,
+    generation: u32,
+    out: Option<File>,
+}
+
+impl Sink for Versioned {
+    type Config = Config;
+
+    fn configure(ctx: &Context, config: Config) -> Result<Self, SinkError> {
+        if crate::FAIL == Some("configure") {
+            return Err(SinkError::invalid_config(format!(
+                "build {} refuses its props",
+                crate::VERSION
+            )));
+        }
+        Ok(Self {
+            path: config.path,
+            generation: ctx.generation,
+            out: None,
+        })
+    }
+
+    fn open(&mut self) -> Result<(), SinkError> {
+        if crate::FAIL == Some("open") {
+            panic!("build {} traps when it opens", crate::VERSION);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| SinkError::transient(format!("{}: {e}", self.path)))?;
+        if self.generation == 0 {
+            file.set_len(0)?;
+        }
+        self.out = Some(file);
+        Ok(())
+    }
+
+    fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| SinkError::transient("not open"))?;
+        let mut text = String::new();
+        for message in batch {
+            text.push_str(&format!(
+                "{{\"v\":\"{}\",\"m\":{}}}\n",
+                crate::VERSION,
+                message.as_str()?
+            ));
+        }
+        out.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        if let Some(mut out) = self.out.take() {
+            out.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Hot reload: new builds of a sink module replace the running one while rows keep flowing, with
+//! nothing lost or reordered, and broken builds are refused while the old one keeps running.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oort_tests::guests;
+
+use crate::common::Scratch;
+
+/// Waits until `done` holds, or fails the test after `limit`.
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn versions_in(path: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["v"].as_str().unwrap_or_default().to_string(),
+                v["m"]["n"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// Replaces a module the way an editor or a deploy script does: write elsewhere, rename over.
+fn replace_by_rename(module: &Path, from: &str) {
+    let tmp = module.with_extension("wasm.partial");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, module).unwrap();
+}
+
+#[test]
+fn builds_swap_under_load_without_losing_or_reordering_rows() {
+    let scratch = Scratch::new();
+    let plugins = scratch.path().join("plugins");
+    oort_tests::install(
+        &plugins,
+        "Versioned",
+        guests::VERSIONED_V1,
+        guests::VERSIONED_V1_MANIFEST,
+    )
+    .unwrap();
+    let module = plugins.join("sinks").join("Versioned.wasm");
+    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write(
+        "rule.json",
+        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#,
+    );
+    let mut child = scratch
+        .oort(&[
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--watch",
+            "--json",
+            "--log",
+            "info",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Collect the log as it comes, to wait for refusals.
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let log_writer = Arc::clone(&log);
+    let log_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = log_writer.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+
+    // A steady stream of rows, one every millisecond, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut stdin = child.stdin.take().unwrap();
+    let stop_writer = Arc::clone(&stop);
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop_writer.load(Ordering::Relaxed) {
+            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
+            stdin.flush().unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        n
+    });
+
+    let out = scratch.path().join("out").join("v.jsonl");
+    let seen = |v: &str| versions_in(&out).iter().any(|(x, _)| x == v);
+    let logged = |text: &str| log.lock().unwrap().contains(text);
+    let limit = Duration::from_secs(30);
+    wait_for("rows from v1", limit, || seen("v1"));
+
+    replace_by_rename(&module, guests::VERSIONED_V2);
+    wait_for("rows from v2", limit, || seen("v2"));
+
+    // Broken builds, one after the other: each is refused and v2 keeps running.
+    std::fs::write(&module, b"not wasm at all").unwrap();
+    wait_for("the refusal of a non-wasm file", limit, || {
+        logged("not a WebAssembly file")
+    });
+    replace_by_rename(&module, guests::NOT_A_SINK);
+    wait_for("the refusal of a wrong world", limit, || {
+        logged("not an oort:sink component")
+    });
+    replace_by_rename(&module, guests::VERSIONED_BAD_CONFIG);
+    wait_for("the refusal of a failing configure", limit, || {
+        logged("configure failed: invalid config: build bad-config refuses its props")
+    });
+    replace_by_rename(&module, guests::VERSIONED_TRAP);
+    wait_for("the refusal of a build that traps", limit, || {
+        logged("open failed: trapped")
+    });
+    let before_v3 = versions_in(&out).len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        versions_in(&out).len() > before_v3,
+        "rows kept flowing through v2 meanwhile"
+    );
+
+    // v3 arrives by an in-place copy, like `cp`.
+    std::fs::copy(guests::VERSIONED_V3, &module).unwrap();
+    wait_for("rows from v3", limit, || seen("v3"));
+    std::thread::sleep(Duration::from_millis(200));
+
+    stop.store(true, Ordering::Relaxed);
+    let sent = writer.join().unwrap();
+    let output = child.wait_with_output().unwrap();
+    log_thread.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(output.status.success(), "{log}");
+
+    // Every row, once, in order.
+    let rows = versions_in(&out);
+    let ns: Vec<u64> = rows.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        ns,
+        (0..sent).collect::<Vec<_>>(),
+        "rows lost, repeated or reordered"
+    );
+    // Each build delivered one contiguous run, in the order they were installed.
+    let mut runs: Vec<&str> = Vec::new();
+    for (v, _) in &rows {
+        if runs.last() != Some(&v.as_str()) {
+            runs.push(v);
+        }
+    }
+    assert_eq!(
+        runs,
+        ["v1", "v2", "v3"],
+        "builds must not interleave or run when broken"
+    );
+
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let action = &summary["rules"][0]["actions"][0];
+    assert_eq!(action["reloads_total"], 2, "{action}");
+    assert_eq!(action["reload_refusals_total"], 4, "{action}");
+    assert_eq!(action["records_out_total"], sent, "{action}");
+    let v3_hash = oort::host::SinkHost::new(oort::host::HostConfig {
+        cache_dir: Some(oort_tests::cache_dir()),
+        max_instances: 2,
+        ..Default::default()
+    })
+    .unwrap()
+    .load(Path::new(guests::VERSIONED_V3))
+    .unwrap()
+    .hash
+    .clone();
+    assert_eq!(
+        action["version"],
+        v3_hash.as_str(),
+        "the summary names the running build"
+    );
+    assert!(log.contains("sink now runs the new build"), "{log}");
+}
+
+#[test]
+fn sighup_reloads_without_a_watch_event() {
+    let scratch = Scratch::new();
+    let plugins = scratch.path().join("plugins");
+    oort_tests::install(
+        &plugins,
+        "Versioned",
+        guests::VERSIONED_V1,
+        guests::VERSIONED_V1_MANIFEST,
+    )
+    .unwrap();
+    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write(
+        "rule.json",
+        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#,
+    );
+    let mut child = scratch
+        .oort(&[
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out = scratch.path().join("out").join("v.jsonl");
+    writeln!(stdin, "{{\"n\":0}}").unwrap();
+    stdin.flush().unwrap();
+    wait_for("the first row", Duration::from_secs(20), || {
+        !versions_in(&out).is_empty()
+    });
+    // No watcher runs (no --watch): SIGHUP makes oort look.
+    std::fs::copy(guests::VERSIONED_V2, plugins.join("sinks/Versioned.wasm")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_millis(500));
+    writeln!(stdin, "{{\"n\":1}}").unwrap();
+    stdin.flush().unwrap();
+    wait_for("a row from v2", Duration::from_secs(20), || {
+        versions_in(&out).iter().any(|(v, _)| v == "v2")
+    });
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        versions_in(&out),
+        [("v1".to_string(), 0), ("v2".to_string(), 1)]
+    );
+}

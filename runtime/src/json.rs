@@ -26,22 +26,22 @@ impl RowDecoder {
     pub fn decode(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, serde_json::Error> {
         // Checking UTF-8 once for the whole message is cheaper than the parser checking every
         // string in it.
-        if let Ok(text) = std::str::from_utf8(bytes) {
-            return self.decode_str(text, timestamp_ms);
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.decode_str(text, timestamp_ms),
+            Err(_) => self.decode_from(serde_json::Deserializer::from_slice(bytes), timestamp_ms),
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let row = RowSeed {
-            decoder: self,
-            timestamp_ms,
-        }
-        .deserialize(&mut de)?;
-        de.end()?;
-        Ok(row)
     }
 
     /// Decodes one JSON object from text.
     pub fn decode_str(&mut self, text: &str, timestamp_ms: i64) -> Result<Row, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
+        self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)
+    }
+
+    fn decode_from<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        mut de: serde_json::Deserializer<R>,
+        timestamp_ms: i64,
+    ) -> Result<Row, serde_json::Error> {
         let row = RowSeed {
             decoder: self,
             timestamp_ms,

@@ -233,6 +233,24 @@ fn context(i: u32) -> WitContext {
     }
 }
 
+/// A counter sink instance, created, configured and opened.
+async fn started_instance(
+    host: &SinkHost,
+    plugin: &Arc<oort::host::Plugin>,
+    i: u32,
+) -> anyhow::Result<oort::host::WasmInstance> {
+    let mut instance = host
+        .instantiate(plugin, tag(i), &Grants::default())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    instance
+        .configure(&context(i), "{}")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    instance.open().await.map_err(anyhow::Error::msg)?;
+    Ok(instance)
+}
+
 async fn instantiation(dir: &Path, n: usize) -> anyhow::Result<()> {
     let host = host(64)?;
     let plugin = host.load(&dir.join("plugins/sinks/Counter.wasm"))?;
@@ -248,16 +266,9 @@ async fn instantiation(dir: &Path, n: usize) -> anyhow::Result<()> {
         bare.push(t.elapsed());
         drop(instance);
         let t = Instant::now();
-        let mut instance = host
-            .instantiate(&plugin, tag(i as u32), &grants)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        instance
-            .configure(&context(i as u32), "{}")
-            .await
-            .map_err(anyhow::Error::msg)?;
-        instance.open().await.map_err(anyhow::Error::msg)?;
+        let instance = started_instance(&host, &plugin, i as u32).await?;
         full.push(t.elapsed());
+        drop(instance);
     }
     println!(
         "2. action instance start, {n} samples (pooling allocator, pre-instantiated component)"
@@ -431,16 +442,7 @@ async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
     let heap_before = resident_in(pool);
     let mut alive = Vec::with_capacity(n);
     for i in 0..n {
-        let mut instance = host
-            .instantiate(&plugin, tag(i as u32), &grants)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        instance
-            .configure(&context(i as u32), "{}")
-            .await
-            .map_err(anyhow::Error::msg)?;
-        instance.open().await.map_err(anyhow::Error::msg)?;
-        alive.push(instance);
+        alive.push(started_instance(&host, &plugin, i as u32).await?);
     }
     let after = rss_bytes();
     let per = (after.saturating_sub(before)) as f64 / n as f64;

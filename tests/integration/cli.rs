@@ -1,6 +1,6 @@
 //! The command line itself: help, validate's report, the run summary and exit codes.
 
-use crate::common::{Run, Scratch, numbered};
+use crate::common::{Run, STDIN_STREAM, Scratch, numbered, wait_for};
 
 fn demo() -> Scratch {
     let scratch = Scratch::new();
@@ -100,7 +100,7 @@ fn validate_checks_without_running() {
 fn stdin_rows_flow_through() {
     use std::io::Write;
     let scratch = Scratch::new();
-    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write("streams.sql", STDIN_STREAM);
     scratch.write(
         "rule.json",
         r#"{"id":"r","sql":"SELECT upper(name) AS name FROM s","actions":[{"file":{"path":"out/result.jsonl"}}]}"#,
@@ -170,19 +170,8 @@ fn the_readme_sink_builds_and_runs() {
         "rule.json",
         r#"{"id":"readme","sql":"SELECT n FROM demo","actions":[{"mySink":{"prefix":">> "}}]}"#,
     );
-    let out = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--log",
-            "info",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = scratch.run_logged("info");
+    assert!(ok, "{stderr}");
     assert!(stderr.contains(r#"sink: >> {"n":0}"#), "{stderr}");
     assert!(stderr.contains(r#"sink: >> {"n":1}"#), "{stderr}");
 
@@ -239,33 +228,20 @@ fn several_instances_share_an_action() {
 fn sigterm_stops_an_unbounded_source_and_flushes() {
     use std::io::Write;
     let scratch = Scratch::new();
-    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    scratch.write("streams.sql", STDIN_STREAM);
     scratch.write(
         "rule.json",
         r#"{"id":"r","sql":"SELECT n FROM s","actions":[{"file":{"path":"out/result.jsonl"}}]}"#,
     );
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--json",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = scratch.spawn_rule(&["--json"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
     stdin.flush().unwrap();
     // Wait until both rows are through, then stop it while stdin is still open.
     let out = scratch.path().join("out/result.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(std::time::Instant::now() < deadline, "rows did not arrive");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for("both rows", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) >= 2
+    });
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,7 +1,8 @@
 //! A scratch folder with the plugins installed, and a way to run `oort` in it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -49,6 +50,44 @@ impl Scratch {
             .env("OORT_LOG", "warn")
             .env_remove("XDG_CACHE_HOME");
         cmd
+    }
+
+    /// Installs a built component as `plugins/sinks/<name>.wasm` (with its manifest).
+    pub fn install(&self, name: &str, wasm: &str, manifest: &str) {
+        oort_tests::install(&self.dir.path().join("plugins"), name, wasm, manifest)
+            .expect("installing a component");
+    }
+
+    /// Starts `oort run-rule rule.json --streams streams.sql <extra>` with stdin and stdout
+    /// piped, for rules that read stdin.
+    pub fn spawn_rule(&self, extra: &[&str]) -> Child {
+        let mut args = vec!["run-rule", "rule.json", "--streams", "streams.sql"];
+        args.extend(extra);
+        self.oort(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting oort")
+    }
+
+    /// Runs `oort run-rule rule.json --streams streams.sql --log <level>`; returns whether it
+    /// succeeded and its log.
+    pub fn run_logged(&self, level: &str) -> (bool, String) {
+        let out = self
+            .oort(&[
+                "run-rule",
+                "rule.json",
+                "--streams",
+                "streams.sql",
+                "--log",
+                level,
+            ])
+            .output()
+            .expect("running oort");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Runs `oort run-rule rule.json --streams streams.sql --json` and returns the outcome.
@@ -110,4 +149,16 @@ impl Run {
 /// Writes the lines `{"n":0}`..`{"n":count-1}` as JSON lines.
 pub fn numbered(count: usize) -> String {
     (0..count).map(|i| format!("{{\"n\":{i}}}\n")).collect()
+}
+
+/// The stream definition of rules that read stdin.
+pub const STDIN_STREAM: &str = "CREATE STREAM s () WITH (TYPE=\"stdin\");";
+
+/// Waits until `done` holds, or fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

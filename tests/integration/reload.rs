@@ -6,20 +6,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oort_tests::guests;
 
-use crate::common::Scratch;
-
-/// Waits until `done` holds, or fails the test after `limit`.
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::common::{STDIN_STREAM, Scratch, wait_for};
 
 fn versions_in(path: &Path) -> Vec<(String, u64)> {
     std::fs::read_to_string(path)
@@ -42,23 +33,27 @@ fn replace_by_rename(module: &Path, from: &str) {
     std::fs::rename(&tmp, module).unwrap();
 }
 
-#[test]
-fn builds_swap_under_load_without_losing_or_reordering_rows() {
+/// A scratch folder whose rule reads stdin into the versioned sink (build v1), and the path of
+/// that sink's module.
+fn versioned_case() -> (Scratch, std::path::PathBuf) {
     let scratch = Scratch::new();
-    let plugins = scratch.path().join("plugins");
-    oort_tests::install(
-        &plugins,
+    scratch.install(
         "Versioned",
         guests::VERSIONED_V1,
         guests::VERSIONED_V1_MANIFEST,
-    )
-    .unwrap();
-    let module = plugins.join("sinks").join("Versioned.wasm");
-    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
+    );
+    scratch.write("streams.sql", STDIN_STREAM);
     scratch.write(
         "rule.json",
         r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#,
     );
+    let module = scratch.path().join("plugins/sinks/Versioned.wasm");
+    (scratch, module)
+}
+
+#[test]
+fn builds_swap_under_load_without_losing_or_reordering_rows() {
+    let (scratch, module) = versioned_case();
     let mut child = scratch
         .oort(&[
             "run-rule",
@@ -194,32 +189,8 @@ fn builds_swap_under_load_without_losing_or_reordering_rows() {
 
 #[test]
 fn sighup_reloads_without_a_watch_event() {
-    let scratch = Scratch::new();
-    let plugins = scratch.path().join("plugins");
-    oort_tests::install(
-        &plugins,
-        "Versioned",
-        guests::VERSIONED_V1,
-        guests::VERSIONED_V1_MANIFEST,
-    )
-    .unwrap();
-    scratch.write("streams.sql", "CREATE STREAM s () WITH (TYPE=\"stdin\");");
-    scratch.write(
-        "rule.json",
-        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#,
-    );
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (scratch, module) = versioned_case();
+    let mut child = scratch.spawn_rule(&["--json"]);
     let mut stdin = child.stdin.take().unwrap();
     let out = scratch.path().join("out").join("v.jsonl");
     writeln!(stdin, "{{\"n\":0}}").unwrap();
@@ -228,7 +199,7 @@ fn sighup_reloads_without_a_watch_event() {
         !versions_in(&out).is_empty()
     });
     // No watcher runs (no --watch): SIGHUP makes oort look.
-    std::fs::copy(guests::VERSIONED_V2, plugins.join("sinks/Versioned.wasm")).unwrap();
+    std::fs::copy(guests::VERSIONED_V2, &module).unwrap();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()

@@ -192,18 +192,7 @@ fn a_sink_that_cannot_open_stops_the_rule() {
 #[test]
 fn guest_output_is_logged_with_rule_and_action() {
     let scratch = probe_case(json!({}));
-    let out = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--log",
-            "info",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = scratch.run_logged("info");
     let line = stderr
         .lines()
         .find(|l| l.contains("probe opened (generation 0)"))

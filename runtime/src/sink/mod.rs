@@ -196,6 +196,14 @@ impl PreparedAction {
         }
     }
 
+    fn lifecycle_error(&self) -> impl Fn((Phase, CallFailure)) -> ActionError + '_ {
+        |(phase, failure)| ActionError::Lifecycle {
+            action: self.name.to_string(),
+            phase,
+            failure,
+        }
+    }
+
     fn tag(&self, instance: u32) -> InstanceTag {
         InstanceTag {
             rule: Arc::clone(&self.rule),
@@ -287,11 +295,7 @@ pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
         for i in 0..action.common.concurrency {
             WasmSink::validate(&spec, action.context(i), action.tag(i))
                 .await
-                .map_err(|(phase, failure)| ActionError::Lifecycle {
-                    action: action.name.to_string(),
-                    phase,
-                    failure,
-                })?;
+                .map_err(action.lifecycle_error())?;
         }
     }
     Ok(())
@@ -318,11 +322,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
             .spec
             .start(action.context(i), action.tag(i), &action.metrics)
             .await
-            .map_err(|(phase, failure)| ActionError::Lifecycle {
-                action: action.name.to_string(),
-                phase,
-                failure,
-            })?;
+            .map_err(action.lifecycle_error())?;
         connectors.push(connector);
     }
     Ok(StartedAction { action, connectors })

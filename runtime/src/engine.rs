@@ -22,9 +22,9 @@ use crate::reload::{self, Reloader};
 use crate::rule::{RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
 use crate::source::{self, MemoryBus, SourceContext, SourceError};
-use crate::sql::{self, EvalCtx, Query, SqlError};
+use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
 use crate::stream::{DdlError, SourceType, StreamDef, parse_streams};
-use crate::value::Value;
+use crate::value::{Row, Value};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -169,8 +169,8 @@ pub struct PreparedRule {
     pub def: RuleDef,
     /// Its compiled SQL.
     pub query: Query,
-    /// The stream it reads.
-    pub stream: Arc<StreamDef>,
+    /// The streams and tables it reads, by source index.
+    pub streams: Vec<Arc<StreamDef>>,
     /// Its actions.
     pub actions: Vec<PreparedAction>,
 }
@@ -227,19 +227,52 @@ async fn prepare_rule(
         rule: def.id.clone(),
         source,
     })?;
-    let stream = catalog.get(query.stream()).ok_or_else(|| RunError::Sql {
+    let sql_error = |message: String| RunError::Sql {
         path: def.path.clone(),
         rule: def.id.clone(),
         source: SqlError {
             line: 0,
             column: 0,
-            message: format!("unknown stream `{}`", query.stream()),
+            message,
         },
-    })?;
-    source::check(&stream).map_err(|source| RunError::Source {
-        rule: def.id.clone(),
-        source,
-    })?;
+    };
+    let mut streams = Vec::with_capacity(query.sources.len());
+    for src in &query.sources {
+        let stream = catalog
+            .get(&src.stream)
+            .ok_or_else(|| sql_error(format!("unknown stream `{}`", src.stream)))?;
+        source::check(&stream).map_err(|source| RunError::Source {
+            rule: def.id.clone(),
+            source,
+        })?;
+        if src.table && stream.options.source_type != SourceType::File {
+            return Err(sql_error(format!(
+                "table `{}`: only file tables are available in this version",
+                stream.name
+            )));
+        }
+        if def.options.is_event_time
+            && query.window.is_some()
+            && !src.table
+            && stream.options.timestamp.is_none()
+        {
+            return Err(sql_error(format!(
+                "the rule runs on event time (isEventTime) but stream `{}` has no TIMESTAMP field",
+                stream.name
+            )));
+        }
+        streams.push(stream);
+    }
+    if def.options.is_event_time
+        && matches!(
+            query.window.as_ref().map(|w| w.kind),
+            Some(sql::WindowKind::Count { .. })
+        )
+    {
+        return Err(sql_error(
+            "COUNTWINDOW counts rows as they arrive: it cannot run with isEventTime".into(),
+        ));
+    }
     let mut actions = Vec::with_capacity(def.actions.len());
     for action in &def.actions {
         let prepared = sink::prepare(&def, action, env, running)
@@ -254,7 +287,7 @@ async fn prepare_rule(
     Ok(PreparedRule {
         def,
         query,
-        stream,
+        streams,
         actions,
     })
 }
@@ -305,7 +338,7 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
         }
         report
             .rules
-            .push((rule.def.id.clone(), rule.stream.name.to_string(), actions));
+            .push((rule.def.id.clone(), stream_names(&rule.streams), actions));
     }
     Ok(report)
 }
@@ -364,6 +397,7 @@ impl RunReport {
         self.rules.iter().all(|r| {
             r.source.exceptions.total() == 0
                 && r.rule.exceptions.total() == 0
+                && r.rule.late.get() == 0
                 && r.actions.iter().all(|(_, _, a)| a.failed.get() == 0)
         })
     }
@@ -385,6 +419,18 @@ impl RunReport {
             ));
             if let Some(last) = rule.source.exceptions.last() {
                 out.push_str(&format!("  last decode error: {last}\n"));
+            }
+            let late = rule.rule.late.get();
+            if late > 0 {
+                out.push_str(&format!(
+                    "  {late} rows arrived after the watermark (event time) and were not windowed\n"
+                ));
+            }
+            let pending = rule.rule.pending_at_end.get();
+            if pending > 0 {
+                out.push_str(&format!(
+                    "  {pending} rows were left in a count window that never filled\n"
+                ));
             }
             if let Some(last) = rule.rule.exceptions.last() {
                 out.push_str(&format!("  last query error: {last}\n"));
@@ -471,13 +517,13 @@ pub async fn run(
                 })?;
             started_actions.push(started);
         }
-        wired.push((rule.def, rule.query, rule.stream, started_actions));
+        wired.push((rule.def, rule.query, rule.streams, started_actions));
     }
 
     let mut report = RunReport::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut sources = Vec::new();
-    for (def, query, stream, actions) in wired {
+    for (def, query, streams, actions) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
         let rule_metrics = Arc::new(RuleMetrics::default());
         let mut action_txs = Vec::with_capacity(actions.len());
@@ -490,30 +536,51 @@ pub async fn run(
             action_txs.push((tx, Arc::clone(&a.metrics)));
             tasks.spawn(sink::run(started, rx));
         }
+        let context = |stream: &Arc<StreamDef>, metrics: &Arc<SourceMetrics>| SourceContext {
+            def: Arc::clone(stream),
+            metrics: Arc::clone(metrics),
+            clock: config.clock.clone(),
+            event_time: def.options.is_event_time,
+            bus: Arc::clone(&bus),
+        };
+        // Tables are read whole before the streams start.
+        let mut tables = HashMap::new();
+        for (index, src) in query.sources.iter().enumerate() {
+            if src.table {
+                let rows = load_table(context(&streams[index], &source_metrics)).await;
+                tables.insert(index, Arc::new(rows));
+            }
+        }
         let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
-        let (row_tx, row_rx) = mpsc::channel(capacity);
-        tasks.spawn(run_query(
+        let mut inputs = Vec::new();
+        for (index, src) in query.sources.iter().enumerate() {
+            if !src.table {
+                let (row_tx, row_rx) = mpsc::channel(capacity);
+                sources.push(source::start(
+                    context(&streams[index], &source_metrics),
+                    row_tx,
+                ));
+                inputs.push((index, row_rx));
+            }
+        }
+        let runner = QueryRunner::new(
             query,
-            row_rx,
+            def.options.is_event_time,
+            def.options.late_tolerance_ms as i64,
+            tables,
+        );
+        tasks.spawn(run_query(
+            runner,
+            inputs,
             action_txs,
             Arc::clone(&rule_metrics),
             config.clock.clone(),
             def.options.send_error,
             def.id.clone(),
         ));
-        sources.push(source::start(
-            SourceContext {
-                def: Arc::clone(&stream),
-                metrics: Arc::clone(&source_metrics),
-                clock: config.clock.clone(),
-                event_time: def.options.is_event_time,
-                bus: Arc::clone(&bus),
-            },
-            row_tx,
-        ));
         report.rules.push(RuleReport {
             id: def.id.clone(),
-            stream: stream.name.to_string(),
+            stream: stream_names(&streams),
             source: source_metrics,
             rule: rule_metrics,
             actions: action_reports,
@@ -568,60 +635,155 @@ async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futures: Vec<
     }
 }
 
-/// The rule's query stage: evaluates each row and fans the results out to the actions.
+fn stream_names(streams: &[Arc<StreamDef>]) -> String {
+    streams
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a table's rows whole (its source runs to the end of its file).
+async fn load_table(ctx: SourceContext) -> Vec<Row> {
+    let (tx, mut rx) = mpsc::channel(16);
+    let retain = ctx.def.options.retain_size.map(|n| n as usize);
+    let reader = tokio::spawn(source::start(ctx, tx));
+    let mut rows = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        rows.extend(chunk);
+    }
+    if let Err(e) = reader.await {
+        tracing::error!("reading a table failed: {e}");
+    }
+    if let Some(keep) = retain
+        && rows.len() > keep
+    {
+        rows.drain(..rows.len() - keep);
+    }
+    rows
+}
+
+/// What the rule task receives: rows from one of its sources, or the end of one.
+enum Input {
+    Rows(usize, source::Chunk),
+    End(usize),
+}
+
+/// The rule's query stage: takes rows from its sources, runs them through the statement
+/// (windows fire on the clock in processing time), and fans the results out to the actions.
 async fn run_query(
-    query: Query,
-    mut rx: mpsc::Receiver<source::Chunk>,
+    mut runner: QueryRunner,
+    inputs: Vec<(usize, mpsc::Receiver<source::Chunk>)>,
     actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
     metrics: Arc<RuleMetrics>,
     clock: Clock,
     send_error: bool,
     rule: String,
 ) {
-    let mut open: Vec<bool> = vec![true; actions.len()];
-    while let Some(rows) = rx.recv().await {
+    let (merged_tx, mut merged) = mpsc::channel::<Input>(inputs.len().max(1) * 2);
+    for (index, mut rx) in inputs {
+        let tx = merged_tx.clone();
+        tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                if tx.send(Input::Rows(index, chunk)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Input::End(index)).await;
+        });
+    }
+    drop(merged_tx);
+    let mut fanout = Fanout {
+        actions,
+        open: Vec::new(),
+        rule,
+    };
+    fanout.open = vec![true; fanout.actions.len()];
+    loop {
+        let deadline = runner.next_deadline();
+        let input = tokio::select! {
+            input = merged.recv() => input,
+            () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
+                let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
+                let mut out = Vec::new();
+                let outcome = runner.advance(clock.now_ms(), &ctx, &mut out);
+                fanout.send(out, outcome, &metrics, send_error, 0).await;
+                continue;
+            }
+        };
+        let Some(input) = input else { break };
         let started = Instant::now();
         let ctx = EvalCtx {
             now_ms: clock.now_ms(),
             meta: &Value::Null,
         };
-        let mut out = Vec::with_capacity(rows.len());
-        let mut filtered = 0;
-        for row in &rows {
-            match query.process(row, &ctx) {
-                Ok(Some(result)) => out.push(Message::Row(result)),
-                Ok(None) => filtered += 1,
-                Err(err) => {
-                    tracing::debug!(rule, "row evaluation failed: {err}");
-                    metrics.exceptions.record(err.to_string());
-                    if send_error {
-                        out.push(Message::Error {
-                            message: Arc::from(err.to_string()),
-                            timestamp_ms: row.timestamp_ms,
-                        });
-                    }
-                }
-            }
-        }
-        metrics.records_in.add(rows.len() as u64);
-        metrics.filtered.add(filtered);
-        metrics
-            .records_out
-            .add(out.iter().filter(|m| m.row_count() > 0).count() as u64);
+        let mut out = Vec::new();
+        let (outcome, rows_in) = match input {
+            Input::Rows(index, rows) => (runner.push(index, &rows, &ctx, &mut out), rows.len()),
+            Input::End(index) => (runner.end_source(index, &ctx, &mut out), 0),
+        };
+        metrics.records_in.add(rows_in as u64);
         metrics
             .process_time_us
             .add(started.elapsed().as_micros() as u64);
+        fanout
+            .send(out, outcome, &metrics, send_error, rows_in)
+            .await;
+    }
+    let ctx = EvalCtx {
+        now_ms: clock.now_ms(),
+        meta: &Value::Null,
+    };
+    let mut out = Vec::new();
+    let outcome = runner.finish(&ctx, &mut out);
+    fanout.send(out, outcome, &metrics, send_error, 0).await;
+    metrics.late.add(runner.late());
+    metrics.pending_at_end.add(runner.pending() as u64);
+}
+
+/// Hands a rule's results to its actions.
+struct Fanout {
+    actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
+    open: Vec<bool>,
+    rule: String,
+}
+
+impl Fanout {
+    async fn send(
+        &mut self,
+        mut out: Vec<Message>,
+        outcome: sql::Outcome,
+        metrics: &RuleMetrics,
+        send_error: bool,
+        _rows_in: usize,
+    ) {
+        metrics.filtered.add(outcome.filtered);
+        for err in outcome.errors {
+            tracing::debug!(rule = %self.rule, "evaluation failed: {err}");
+            metrics.exceptions.record(err.to_string());
+            if send_error {
+                out.push(Message::Error {
+                    message: Arc::from(err.to_string()),
+                    timestamp_ms: 0,
+                });
+            }
+        }
+        metrics.records_out.add(
+            out.iter()
+                .filter(|m| !matches!(m, Message::Error { .. }))
+                .count() as u64,
+        );
         if out.is_empty() {
-            continue;
+            return;
         }
         let chunk: sink::Chunk = Arc::from(out);
-        for ((tx, action), open) in actions.iter().zip(open.iter_mut()) {
+        for ((tx, action), open) in self.actions.iter().zip(self.open.iter_mut()) {
             if !*open {
                 action.records_in.add(chunk.len() as u64);
                 action.failed.add(chunk.len() as u64);
             } else if tx.send(Arc::clone(&chunk)).await.is_err() {
                 tracing::error!(
-                    rule,
+                    rule = %self.rule,
                     "an action stopped early; its remaining messages are counted as failed"
                 );
                 action.records_in.add(chunk.len() as u64);

@@ -81,6 +81,10 @@ pub struct RuleMetrics {
     pub exceptions: Exceptions,
     /// Time spent evaluating, in microseconds (summed).
     pub process_time_us: Counter,
+    /// Rows that arrived after the watermark had passed them (event time): counted, not windowed.
+    pub late: Counter,
+    /// Rows left in a window that never completed (a count window at the end of the input).
+    pub pending_at_end: Counter,
 }
 
 /// One action's metrics.

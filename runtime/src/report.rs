@@ -51,6 +51,8 @@ pub fn to_json(report: &RunReport) -> Json {
                     "exceptions_total": r.rule.exceptions.total(),
                     "last_exception": r.rule.exceptions.last(),
                     "process_time_us": r.rule.process_time_us.get(),
+                    "late_total": r.rule.late.get(),
+                    "pending_at_end": r.rule.pending_at_end.get(),
                 },
                 "actions": actions,
             })

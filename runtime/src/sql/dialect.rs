@@ -1,7 +1,10 @@
 //! eKuiper's flavour of SQL for the parser: backquoted identifiers, strings in single or double
 //! quotes, and `cast(x, "type")`-style calls where standard SQL has special syntax.
 
-use sqlparser::ast::{Expr, Ident, ObjectName};
+use sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName,
+};
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -58,6 +61,13 @@ impl Dialect for EkuiperDialect {
         let Token::Word(word) = &token.token else {
             return None;
         };
+        if WINDOWS.iter().any(|w| w.eq_ignore_ascii_case(&word.value))
+            && parser.peek_nth_token(1).token == Token::LParen
+        {
+            let ident = Ident::with_span(token.span, word.value.clone());
+            parser.next_token();
+            return Some(parse_window(parser, ident));
+        }
         if !PLAIN_FUNCTIONS.contains(&word.keyword)
             || parser.peek_nth_token(1).token != Token::LParen
         {
@@ -67,4 +77,69 @@ impl Dialect for EkuiperDialect {
         parser.next_token();
         Some(parser.parse_function(ObjectName::from(vec![ident])))
     }
+}
+
+/// The window functions of `GROUP BY`.
+const WINDOWS: &[&str] = &[
+    "tumblingwindow",
+    "hoppingwindow",
+    "slidingwindow",
+    "sessionwindow",
+    "countwindow",
+];
+
+/// The name under which `OVER (WHEN cond)` of a window is handed to the compiler: standard SQL
+/// has no such clause, so it travels as a named argument of the window function.
+pub const OVER_WHEN_ARG: &str = "__over_when";
+
+/// `NAMEWINDOW(args) [FILTER (WHERE cond)] [OVER (WHEN cond)]`, after the name.
+fn parse_window(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    let mut args: Vec<FunctionArg> = if parser.consume_token(&Token::RParen) {
+        Vec::new()
+    } else {
+        let args = parser.parse_comma_separated(Parser::parse_expr)?;
+        parser.expect_token(&Token::RParen)?;
+        args.into_iter()
+            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+            .collect()
+    };
+    let mut filter = None;
+    let mut over_when = None;
+    loop {
+        if filter.is_none() && parser.parse_keyword(Keyword::FILTER) {
+            parser.expect_token(&Token::LParen)?;
+            parser.expect_keyword(Keyword::WHERE)?;
+            filter = Some(Box::new(parser.parse_expr()?));
+            parser.expect_token(&Token::RParen)?;
+        } else if over_when.is_none() && parser.parse_keyword(Keyword::OVER) {
+            parser.expect_token(&Token::LParen)?;
+            parser.expect_keyword(Keyword::WHEN)?;
+            over_when = Some(parser.parse_expr()?);
+            parser.expect_token(&Token::RParen)?;
+        } else {
+            break;
+        }
+    }
+    if let Some(cond) = over_when {
+        args.push(FunctionArg::Named {
+            name: Ident::new(OVER_WHEN_ARG),
+            arg: FunctionArgExpr::Expr(cond),
+            operator: FunctionArgOperator::Equals,
+        });
+    }
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        within_group: Vec::new(),
+        filter,
+        null_treatment: None,
+        over: None,
+    }))
 }

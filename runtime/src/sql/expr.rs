@@ -91,6 +91,8 @@ pub enum UnaryOp {
 pub struct Column {
     /// The stream (or alias) it was qualified with, if any.
     pub qualifier: Option<Arc<str>>,
+    /// The position of that stream in the statement's FROM list (joins), once resolved.
+    pub stream: Option<usize>,
     /// The field name.
     pub name: Arc<str>,
     /// The last layout seen and the field's position in it. Holding the `Arc` keeps the schema
@@ -100,7 +102,9 @@ pub struct Column {
 
 impl Clone for Column {
     fn clone(&self) -> Self {
-        Self::new(self.qualifier.clone(), Arc::clone(&self.name))
+        let mut c = Self::new(self.qualifier.clone(), Arc::clone(&self.name));
+        c.stream = self.stream;
+        c
     }
 }
 
@@ -109,6 +113,7 @@ impl Column {
     pub fn new(qualifier: Option<Arc<str>>, name: Arc<str>) -> Self {
         Self {
             qualifier,
+            stream: None,
             name,
             cache: RefCell::new(None),
         }
@@ -168,6 +173,46 @@ pub enum Expr {
     Index(Box<Expr>, Box<Expr>),
     /// `expr[start:end]`: part of an array.
     Slice(Box<Expr>, Option<Box<Expr>>, Option<Box<Expr>>),
+    /// The value of an aggregate over the current group (its slot in the query's list).
+    Aggregate(usize),
+    /// `window_start()`: the start of the window being evaluated (ms).
+    WindowStart,
+    /// `window_end()`: the end of the window being evaluated (ms).
+    WindowEnd,
+}
+
+/// What an expression reads: one row, a joined tuple, or a group of them.
+pub trait Scope {
+    /// The value of a column, if the scope has it.
+    fn column(&self, col: &Column) -> Option<&Value>;
+    /// The event (or arrival) time, in milliseconds since the Unix epoch.
+    fn timestamp_ms(&self) -> i64;
+    /// The value of aggregate `slot` (group scopes only).
+    fn aggregate(&self, _slot: usize) -> Option<&Value> {
+        None
+    }
+    /// The window being evaluated, as `(start, end)` in milliseconds.
+    fn window(&self) -> Option<(i64, i64)> {
+        None
+    }
+    /// Visits the fields `*` (all streams, `None`) or `stream.*` (`Some(i)`) stands for.
+    fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value));
+}
+
+impl Scope for Row {
+    fn column(&self, col: &Column) -> Option<&Value> {
+        col.lookup(self)
+    }
+
+    fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+
+    fn fields(&self, _stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
+        for (k, v) in self.iter() {
+            visit(k, v);
+        }
+    }
 }
 
 /// What an expression is evaluated against, besides the row.
@@ -182,11 +227,14 @@ pub struct EvalCtx<'a> {
 const NULL: Value = Value::Null;
 
 impl Expr {
-    /// Evaluates the expression over `row`.
-    pub fn eval(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
+    /// Evaluates the expression over `row` (a row, a joined tuple or a group).
+    pub fn eval<S: Scope + ?Sized>(&self, row: &S, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
         match self {
             Self::Literal(v) => Ok(v.clone()),
-            Self::Column(c) => Ok(c.lookup(row).cloned().unwrap_or(Value::Null)),
+            Self::Column(c) => Ok(row.column(c).cloned().unwrap_or(Value::Null)),
+            Self::Aggregate(slot) => Ok(row.aggregate(*slot).cloned().unwrap_or(Value::Null)),
+            Self::WindowStart => Ok(row.window().map_or(Value::Null, |(s, _)| Value::Int(s))),
+            Self::WindowEnd => Ok(row.window().map_or(Value::Null, |(_, e)| Value::Int(e))),
             Self::Unary(op, e) => unary(*op, e.eval(row, ctx)?),
             Self::Binary(op, l, r) => binary(*op, &l.eval(row, ctx)?, &r.eval(row, ctx)?),
             Self::And(l, r) => {
@@ -289,7 +337,11 @@ impl Expr {
     pub fn is_constant(&self) -> bool {
         match self {
             Self::Literal(_) => true,
-            Self::Column(_) | Self::Call(..) => false,
+            Self::Column(_)
+            | Self::Call(..)
+            | Self::Aggregate(_)
+            | Self::WindowStart
+            | Self::WindowEnd => false,
             Self::Unary(_, e) | Self::IsNull(e, _) | Self::Field(e, _) => e.is_constant(),
             Self::Binary(_, l, r)
             | Self::And(l, r)
@@ -318,16 +370,16 @@ impl Expr {
     }
 }
 
-fn call(
+fn call<S: Scope + ?Sized>(
     def: &'static ScalarDef,
     args: &[Expr],
-    row: &Row,
+    row: &S,
     ctx: &EvalCtx<'_>,
 ) -> Result<Value, EvalError> {
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
         meta: ctx.meta,
-        timestamp_ms: row.timestamp_ms,
+        timestamp_ms: row.timestamp_ms(),
     };
     let result = if args.len() <= 4 {
         let mut values = [NULL, NULL, NULL, NULL];

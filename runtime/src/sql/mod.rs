@@ -3,23 +3,28 @@
 //!
 //! Every error carries the line and column of the offending part of the statement.
 
+pub mod aggregate;
 mod dialect;
 pub mod expr;
 pub mod functions;
 mod query;
+pub mod run;
+pub mod window;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
 use sqlparser::ast::{self as ast, Spanned};
 use sqlparser::parser::Parser;
 
+pub use aggregate::{AggCall, AggFunc};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
-pub use query::{Projection, ProjectionItem, Query};
+pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
+pub use run::{Outcome, QueryRunner, Tuple};
+pub use window::{Fired, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
-use crate::stream::StreamDef;
+use crate::stream::{StreamDef, StreamKind};
 
 /// The SQL of a rule is wrong. Lines and columns start at 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,12 +144,32 @@ pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
     Compiler::new(catalog).query(query)
 }
 
-/// Compiles expressions in the context of the statement's stream.
+/// A source as the compiler knows it.
+struct SourceInfo<'a> {
+    def: &'a StreamDef,
+    alias: Option<String>,
+}
+
+/// Where aggregate calls may appear.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clause {
+    /// The SELECT list, HAVING, ORDER BY: aggregates allowed.
+    Result,
+    /// WHERE, FILTER, OVER, ON, GROUP BY keys, aggregate arguments: no aggregates.
+    Row,
+}
+
+/// Compiles expressions in the context of the statement's sources.
 struct Compiler<'a> {
     catalog: &'a dyn Catalog,
-    stream: Option<&'a StreamDef>,
-    /// The names the stream can be referred to by (its name and its alias).
-    qualifiers: HashSet<String>,
+    sources: Vec<SourceInfo<'a>>,
+    /// The names each source can be referred to by (its name and its alias) -> its index.
+    qualifiers: Vec<(String, usize)>,
+    aggregates: Vec<AggCall>,
+    /// The first aggregate call, for an error that points at it.
+    first_aggregate: Option<(String, sqlparser::tokenizer::Span)>,
+    clause: Clause,
+    has_window: bool,
     unnamed: usize,
 }
 
@@ -156,8 +181,12 @@ impl<'a> Compiler<'a> {
     fn new(catalog: &'a dyn Catalog) -> Self {
         Self {
             catalog,
-            stream: None,
-            qualifiers: HashSet::new(),
+            sources: Vec::new(),
+            qualifiers: Vec::new(),
+            aggregates: Vec::new(),
+            first_aggregate: None,
+            clause: Clause::Row,
+            has_window: false,
             unnamed: 0,
         }
     }
@@ -166,25 +195,108 @@ impl<'a> Compiler<'a> {
         if let Some(with) = &query.with {
             return Err(unsupported(with.span(), "WITH"));
         }
-        if let Some(order) = &query.order_by {
-            return Err(SqlError::at(
-                order.span(),
-                "ORDER BY needs a window (GROUP BY ...WINDOW(...)), which this version does not run yet",
-            ));
-        }
-        if let Some(limit) = &query.limit_clause {
-            return Err(SqlError::at(
-                limit.span(),
-                "LIMIT applies to window results, which this version does not run yet",
-            ));
-        }
         let ast::SetExpr::Select(select) = query.body.as_ref() else {
             return Err(unsupported(
                 query.body.span(),
                 "this kind of query (UNION, VALUES...)",
             ));
         };
-        self.select(select)
+        let mut plan = self.select(select)?;
+        if let Some(order) = &query.order_by {
+            let ast::OrderByKind::Expressions(items) = &order.kind else {
+                return Err(unsupported(order.span(), "ORDER BY ALL"));
+            };
+            if !self.has_window {
+                return Err(SqlError::at(
+                    order.span(),
+                    "ORDER BY sorts the rows of a window: add a window to GROUP BY",
+                ));
+            }
+            self.clause = Clause::Result;
+            for item in items {
+                // An output alias names the expression it stands for.
+                let aliased = match &item.expr {
+                    ast::Expr::Identifier(id) => {
+                        plan.projection.items().iter().find_map(|p| match p {
+                            ProjectionItem::Expr { name, expr } if **name == *id.value => {
+                                Some(expr.clone())
+                            }
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                };
+                let expr = match aliased {
+                    Some(e) => e,
+                    None => self.expr(&item.expr)?,
+                };
+                let asc = !matches!(item.options.sort, Some(ast::OrderBySort::Desc));
+                plan.order_by.push((expr, asc));
+            }
+        }
+        if let Some(limit) = &query.limit_clause {
+            let expr = match limit {
+                ast::LimitClause::LimitOffset {
+                    limit: Some(expr),
+                    offset: None,
+                    limit_by,
+                } if limit_by.is_empty() => expr,
+                other => return Err(unsupported(other.span(), "OFFSET or this LIMIT form")),
+            };
+            let n = match expr {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => n.parse::<usize>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| SqlError::at(expr.span(), "LIMIT takes a whole number"))?;
+            if !self.has_window {
+                return Err(SqlError::at(
+                    expr.span(),
+                    "LIMIT applies to the rows of a window: add a window to GROUP BY",
+                ));
+            }
+            plan.limit = Some(n);
+        }
+        plan.aggregates = std::mem::take(&mut self.aggregates);
+        Ok(plan)
+    }
+
+    fn add_source(&mut self, relation: &ast::TableFactor) -> Result<usize, SqlError> {
+        let (name, alias) = match relation {
+            ast::TableFactor::Table { name, alias, .. } => (
+                object_name(name)?,
+                alias.as_ref().map(|a| a.name.value.clone()),
+            ),
+            other => {
+                return Err(unsupported(
+                    other.span(),
+                    "a subquery or table function in FROM",
+                ));
+            }
+        };
+        let def = self.catalog.stream(&name).ok_or_else(|| {
+            SqlError::at(
+                relation.span(),
+                format!("unknown stream `{name}`: define it with CREATE STREAM or CREATE TABLE"),
+            )
+        })?;
+        let index = self.sources.len();
+        for q in [Some(def.name.to_string()), Some(name), alias.clone()]
+            .into_iter()
+            .flatten()
+        {
+            if self.qualifiers.iter().any(|(n, i)| *n == q && *i != index) {
+                return Err(SqlError::at(
+                    relation.span(),
+                    format!("`{q}` names two sources of the statement: give one an alias"),
+                ));
+            }
+            self.qualifiers.push((q, index));
+        }
+        self.sources.push(SourceInfo { def, alias });
+        Ok(index)
     }
 
     fn select(&mut self, select: &ast::Select) -> Result<Query, SqlError> {
@@ -205,69 +317,257 @@ impl<'a> Compiler<'a> {
             [_, second, ..] => {
                 return Err(SqlError::at(
                     second.span(),
-                    "reading several streams is a join, which this version does not run yet",
+                    "several streams in FROM: join them with JOIN ... ON",
                 ));
             }
         };
-        if let Some(join) = from.joins.first() {
+        self.add_source(&from.relation)?;
+        if self.sources[0].def.kind == StreamKind::Table {
             return Err(SqlError::at(
-                join.span(),
-                "joins are not supported in this version yet",
-            ));
-        }
-        let (name, alias) = match &from.relation {
-            ast::TableFactor::Table { name, alias, .. } => {
-                let name = object_name(name)?;
-                (name, alias.as_ref().map(|a| a.name.value.clone()))
-            }
-            other => {
-                return Err(unsupported(
-                    other.span(),
-                    "a subquery or table function in FROM",
-                ));
-            }
-        };
-        let stream = self.catalog.stream(&name).ok_or_else(|| {
-            SqlError::at(
                 from.relation.span(),
-                format!("unknown stream `{name}`: define it with CREATE STREAM"),
-            )
-        })?;
-        self.stream = Some(stream);
-        self.qualifiers.insert(stream.name.to_string());
-        self.qualifiers.insert(name.clone());
-        if let Some(alias) = &alias {
-            self.qualifiers.insert(alias.clone());
+                "the first source must be a stream; join tables to it",
+            ));
+        }
+        let mut join_specs = Vec::new();
+        for join in &from.joins {
+            let index = self.add_source(&join.relation)?;
+            use ast::JoinOperator as J;
+            let (kind, constraint) = match &join.join_operator {
+                J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
+                J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+                J::Right(c) | J::RightOuter(c) => (JoinKind::Right, c),
+                J::FullOuter(c) => (JoinKind::Full, c),
+                J::CrossJoin(c) => (JoinKind::Cross, c),
+                _ => return Err(unsupported(join.span(), "this kind of join")),
+            };
+            let on = match constraint {
+                ast::JoinConstraint::On(e) => Some(e),
+                ast::JoinConstraint::None => None,
+                _ => return Err(unsupported(join.span(), "USING or NATURAL")),
+            };
+            join_specs.push((kind, index, on, join.span()));
         }
 
+        // The window and the grouping keys.
+        let mut window = None;
+        let mut group_keys = Vec::new();
         match &select.group_by {
-            ast::GroupByExpr::Expressions(exprs, _) if exprs.is_empty() => {}
-            group => {
-                return Err(SqlError::at(
-                    group_span(group, select),
-                    "GROUP BY and windows are not supported in this version yet",
-                ));
+            ast::GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(unsupported(
+                        select.select_token.0.span,
+                        "GROUP BY modifiers",
+                    ));
+                }
+                for e in exprs {
+                    match e {
+                        ast::Expr::Function(f) if is_window_function(&function_name(f)) => {
+                            if window.is_some() {
+                                return Err(SqlError::at(e.span(), "a statement has one window"));
+                            }
+                            window = Some(self.window(f)?);
+                        }
+                        other => group_keys.push(other),
+                    }
+                }
+            }
+            ast::GroupByExpr::All(_) => {
+                return Err(unsupported(select.select_token.0.span, "GROUP BY ALL"));
             }
         }
-        if let Some(having) = &select.having {
+        self.has_window = window.is_some();
+
+        let has_stream_join = join_specs
+            .iter()
+            .any(|(_, i, _, _)| self.sources[*i].def.kind == StreamKind::Stream);
+        if has_stream_join && window.is_none() {
             return Err(SqlError::at(
-                having.span(),
-                "HAVING needs GROUP BY, which this version does not run yet",
+                join_specs[0].3,
+                "joining two streams needs a window: add one to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))",
             ));
         }
 
+        self.clause = Clause::Row;
+        let mut joins = Vec::new();
+        for (kind, source, on, _) in join_specs {
+            let on = on.map(|e| self.expr(e)).transpose()?;
+            joins.push(Join { kind, source, on });
+        }
         let filter = select
             .selection
             .as_ref()
             .map(|e| self.expr(e))
             .transpose()?;
+        let group_by = group_keys
+            .into_iter()
+            .map(|e| self.expr(e))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        self.clause = Clause::Result;
         let projection = self.projection(&select.projection)?;
-        Ok(Query::new(
-            Arc::from(stream.name.as_ref()),
-            alias.map(Arc::from),
-            projection,
+        let having = select.having.as_ref().map(|e| self.expr(e)).transpose()?;
+        if let (Some((name, span)), None) = (&self.first_aggregate, &window) {
+            return Err(SqlError::at(
+                *span,
+                format!(
+                    "`{name}` is an aggregate function: it works on the rows of a window, add one \
+                     to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))"
+                ),
+            ));
+        }
+        if (!group_by.is_empty() || having.is_some()) && window.is_none() {
+            let span = select
+                .having
+                .as_ref()
+                .map(|h| h.span())
+                .or_else(|| group_span(&select.group_by))
+                .unwrap_or(select.select_token.0.span);
+            return Err(SqlError::at(
+                span,
+                "GROUP BY and HAVING work on the rows of a window: add one to GROUP BY \
+                 (e.g. TUMBLINGWINDOW(ss, 10))",
+            ));
+        }
+
+        Ok(Query {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| Source {
+                    stream: Arc::clone(&s.def.name),
+                    alias: s.alias.as_deref().map(Arc::from),
+                    table: s.def.kind == StreamKind::Table,
+                })
+                .collect(),
+            joins,
+            window,
             filter,
-        ))
+            group_by,
+            aggregates: Vec::new(),
+            having,
+            order_by: Vec::new(),
+            limit: None,
+            projection,
+        })
+    }
+
+    /// `XWINDOW(unit, n, ...) [FILTER (WHERE c)] [OVER (WHEN c)]`.
+    fn window(&mut self, f: &ast::Function) -> Result<WindowSpec, SqlError> {
+        let name = function_name(f);
+        let span = f.name.span();
+        let mut args = Vec::new();
+        let mut trigger = None;
+        if let ast::FunctionArguments::List(list) = &f.args {
+            for arg in &list.args {
+                match arg {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => args.push(e),
+                    ast::FunctionArg::Named {
+                        name,
+                        arg: ast::FunctionArgExpr::Expr(e),
+                        ..
+                    } if name.value == dialect::OVER_WHEN_ARG => trigger = Some(e),
+                    other => return Err(unsupported(other.span(), "this window argument")),
+                }
+            }
+        }
+        let number = |e: &ast::Expr| -> Result<i64, SqlError> {
+            match e {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => n.parse::<i64>().ok().filter(|n| *n > 0),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| SqlError::at(e.span(), "expected a positive whole number"))
+        };
+        let unit = |e: &ast::Expr| -> Result<i64, SqlError> {
+            let text = match e {
+                ast::Expr::Identifier(id) => Some(id.value.as_str()),
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                        Some(s.as_str())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            text.and_then(unit_ms)
+                .ok_or_else(|| SqlError::at(e.span(), "expected a time unit: dd, hh, mi, ss or ms"))
+        };
+        let arity = |min: usize, max: usize, usage: &str| -> Result<(), SqlError> {
+            if args.len() < min || args.len() > max {
+                Err(SqlError::at(span, format!("usage: {usage}")))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = match name.as_str() {
+            "tumblingwindow" => {
+                arity(2, 2, "TUMBLINGWINDOW(unit, size)")?;
+                WindowKind::Tumbling {
+                    size: unit(args[0])? * number(args[1])?,
+                }
+            }
+            "hoppingwindow" => {
+                arity(3, 3, "HOPPINGWINDOW(unit, size, hop)")?;
+                let u = unit(args[0])?;
+                let (size, hop) = (u * number(args[1])?, u * number(args[2])?);
+                if hop > size {
+                    return Err(SqlError::at(
+                        span,
+                        "the hop must not be longer than the window",
+                    ));
+                }
+                WindowKind::Hopping { size, hop }
+            }
+            "slidingwindow" => {
+                arity(2, 3, "SLIDINGWINDOW(unit, size[, delay])")?;
+                let u = unit(args[0])?;
+                let delay = match args.get(2) {
+                    Some(d) => u * number(d)?,
+                    None => 0,
+                };
+                WindowKind::Sliding {
+                    size: u * number(args[1])?,
+                    delay,
+                }
+            }
+            "sessionwindow" => {
+                arity(3, 3, "SESSIONWINDOW(unit, timeout, max)")?;
+                let u = unit(args[0])?;
+                WindowKind::Session {
+                    timeout: u * number(args[1])?,
+                    max: u * number(args[2])?,
+                }
+            }
+            "countwindow" => {
+                arity(1, 2, "COUNTWINDOW(count[, interval])")?;
+                let size = number(args[0])? as usize;
+                let interval = match args.get(1) {
+                    Some(i) => number(i)? as usize,
+                    None => size,
+                };
+                if interval > size {
+                    return Err(SqlError::at(span, "the interval must not exceed the count"));
+                }
+                WindowKind::Count { size, interval }
+            }
+            _ => return Err(SqlError::at(span, format!("unknown window `{name}`"))),
+        };
+        if trigger.is_some() && !matches!(kind, WindowKind::Sliding { .. }) {
+            return Err(SqlError::at(
+                span,
+                "OVER (WHEN ...) applies to SLIDINGWINDOW only",
+            ));
+        }
+        self.clause = Clause::Row;
+        let filter = f.filter.as_ref().map(|e| self.expr(e)).transpose()?;
+        let trigger = trigger.map(|e| self.expr(e)).transpose()?;
+        Ok(WindowSpec {
+            kind,
+            filter,
+            trigger,
+        })
     }
 
     fn projection(&mut self, items: &[ast::SelectItem]) -> Result<Projection, SqlError> {
@@ -283,7 +583,7 @@ impl<'a> Compiler<'a> {
                     {
                         return Err(unsupported(item.span(), "a modifier on `*`"));
                     }
-                    out.push(ProjectionItem::Wildcard);
+                    out.push(ProjectionItem::Wildcard(None));
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
                     let qualifier = match kind {
@@ -294,13 +594,15 @@ impl<'a> Compiler<'a> {
                             return Err(unsupported(e.span(), "`expr.*`"));
                         }
                     };
-                    if !self.qualifiers.contains(&qualifier) {
+                    let Some(index) = self.source_index(&qualifier) else {
                         return Err(SqlError::at(
                             item.span(),
                             format!("unknown stream `{qualifier}` in `{qualifier}.*`"),
                         ));
-                    }
-                    out.push(ProjectionItem::Wildcard);
+                    };
+                    out.push(ProjectionItem::Wildcard(
+                        (self.sources.len() > 1).then_some(index),
+                    ));
                 }
                 ast::SelectItem::UnnamedExpr(e) => {
                     let name = self.default_name(e);
@@ -320,6 +622,13 @@ impl<'a> Compiler<'a> {
         Ok(Projection::new(out))
     }
 
+    fn source_index(&self, qualifier: &str) -> Option<usize> {
+        self.qualifiers
+            .iter()
+            .find(|(n, _)| n == qualifier)
+            .map(|(_, i)| *i)
+    }
+
     /// eKuiper's name for an unaliased projection: the field's name, the function's name, or
     /// `kuiper_field_<n>` for anything else.
     fn default_name(&mut self, e: &ast::Expr) -> Arc<str> {
@@ -328,14 +637,7 @@ impl<'a> Compiler<'a> {
             ast::Expr::CompoundIdentifier(parts) => {
                 Arc::from(parts.last().map_or("", |p| p.value.as_str()))
             }
-            ast::Expr::Function(f) => Arc::from(
-                f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .map_or("", |i| i.value.as_str())
-                    .to_ascii_lowercase(),
-            ),
+            ast::Expr::Function(f) => Arc::from(function_name(f)),
             _ => {
                 let name = format!("kuiper_field_{}", self.unnamed);
                 self.unnamed += 1;
@@ -345,37 +647,74 @@ impl<'a> Compiler<'a> {
     }
 
     fn column(&self, qualifier: Option<&ast::Ident>, name: &ast::Ident) -> Result<Expr, SqlError> {
-        if let Some(q) = qualifier
-            && !self.qualifiers.contains(&q.value)
-        {
-            return Err(SqlError::at(
-                q.span,
-                format!(
-                    "unknown stream `{}` (the statement reads `{}`)",
-                    q.value,
-                    self.stream_name()
-                ),
-            ));
-        }
-        if let Some(stream) = self.stream
-            && let Some(columns) = &stream.columns
-            && !columns
+        let declares = |s: &SourceInfo<'_>| {
+            s.def.columns.as_ref().map(|cols| {
+                cols.iter()
+                    .any(|c| c.name.eq_ignore_ascii_case(&name.value))
+            })
+        };
+        let names = || {
+            self.sources
                 .iter()
-                .any(|c| c.name.eq_ignore_ascii_case(&name.value))
-        {
-            return Err(SqlError::at(
-                name.span,
-                format!("unknown field `{}` in stream `{}`", name.value, stream.name),
-            ));
-        }
-        Ok(Expr::Column(Column::new(
+                .map(|s| format!("`{}`", s.def.name))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        let stream = match qualifier {
+            Some(q) => {
+                let Some(index) = self.source_index(&q.value) else {
+                    return Err(SqlError::at(
+                        q.span,
+                        format!(
+                            "unknown stream `{}` (the statement reads {})",
+                            q.value,
+                            names()
+                        ),
+                    ));
+                };
+                if declares(&self.sources[index]) == Some(false) {
+                    return Err(SqlError::at(
+                        name.span,
+                        format!(
+                            "unknown field `{}` in stream `{}`",
+                            name.value, self.sources[index].def.name
+                        ),
+                    ));
+                }
+                (self.sources.len() > 1).then_some(index)
+            }
+            None => {
+                let found: Vec<usize> = (0..self.sources.len())
+                    .filter(|&i| declares(&self.sources[i]) == Some(true))
+                    .collect();
+                let schemaless = self.sources.iter().any(|s| s.def.columns.is_none());
+                match (found.as_slice(), schemaless) {
+                    ([], false) => {
+                        return Err(SqlError::at(
+                            name.span,
+                            format!("unknown field `{}` in stream {}", name.value, names()),
+                        ));
+                    }
+                    ([first, _, ..], _) => {
+                        return Err(SqlError::at(
+                            name.span,
+                            format!(
+                                "ambiguous field `{}`: several streams have it, qualify it (e.g. `{}.{}`)",
+                                name.value, self.sources[*first].def.name, name.value
+                            ),
+                        ));
+                    }
+                    ([one], false) if self.sources.len() > 1 => Some(*one),
+                    _ => None,
+                }
+            }
+        };
+        let mut column = Column::new(
             qualifier.map(|q| Arc::from(q.value.as_str())),
             Arc::from(name.value.as_str()),
-        )))
-    }
-
-    fn stream_name(&self) -> &str {
-        self.stream.map_or("", |s| &s.name)
+        );
+        column.stream = stream;
+        Ok(Expr::Column(column))
     }
 
     fn expr(&mut self, e: &ast::Expr) -> Result<Expr, SqlError> {
@@ -556,9 +895,15 @@ impl<'a> Compiler<'a> {
 
     fn function(&mut self, f: &ast::Function) -> Result<Expr, SqlError> {
         let span = f.name.span();
-        let name = object_name(&f.name)?.to_ascii_lowercase();
-        if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-            return Err(unsupported(span, "OVER / FILTER on a function"));
+        let name = function_name(f);
+        if f.over.is_some() || !f.within_group.is_empty() {
+            return Err(unsupported(span, "OVER on a function"));
+        }
+        if is_window_function(&name) {
+            return Err(SqlError::at(
+                span,
+                format!("`{name}` is a window: it belongs in GROUP BY"),
+            ));
         }
         let args = match &f.args {
             ast::FunctionArguments::None => Vec::new(),
@@ -570,38 +915,36 @@ impl<'a> Compiler<'a> {
             }
             ast::FunctionArguments::Subquery(q) => return Err(unsupported(q.span(), "a subquery")),
         };
-        if is_aggregate(&name) {
-            return Err(SqlError::at(
-                span,
-                format!(
-                    "`{name}` is an aggregate function: it needs GROUP BY with a window, which this version does not run yet"
-                ),
-            ));
+        if let Some((func, min, max)) = AggFunc::lookup(&name) {
+            return self.aggregate(f, &name, func, &args, min, max);
         }
-        if is_window_function(&name) {
-            return Err(SqlError::at(
-                span,
-                format!(
-                    "`{name}` is a window: it belongs in GROUP BY, which this version does not run yet"
-                ),
-            ));
+        if f.filter.is_some() {
+            return Err(unsupported(span, "FILTER on a scalar function"));
+        }
+        if (name == "window_start" || name == "window_end") && args.is_empty() {
+            if !self.has_window {
+                return Err(SqlError::at(
+                    span,
+                    format!("`{name}()` needs a window in GROUP BY"),
+                ));
+            }
+            return Ok(if name == "window_start" {
+                Expr::WindowStart
+            } else {
+                Expr::WindowEnd
+            });
         }
         let Some(def) = functions::lookup(&name) else {
             return Err(SqlError::at(span, format!("unknown function `{name}`")));
         };
         if args.len() < def.min_args || def.max_args.is_some_and(|max| args.len() > max) {
-            let expected = match def.max_args {
-                Some(max) if max == def.min_args => format!("{max}"),
-                Some(max) => format!("{} to {max}", def.min_args),
-                None => format!("at least {}", def.min_args),
-            };
-            return Err(SqlError::at(
+            return Err(arity_error(
                 span,
-                format!(
-                    "`{name}` takes {expected} argument(s), got {}: {}",
-                    args.len(),
-                    def.doc
-                ),
+                &name,
+                def.min_args,
+                def.max_args,
+                args.len(),
+                def.doc,
             ));
         }
         let mut compiled = Vec::with_capacity(args.len());
@@ -621,35 +964,100 @@ impl<'a> Compiler<'a> {
         }
         Ok(Expr::Call(def, compiled))
     }
+
+    fn aggregate(
+        &mut self,
+        f: &ast::Function,
+        name: &str,
+        func: AggFunc,
+        args: &[&ast::FunctionArg],
+        min: usize,
+        max: usize,
+    ) -> Result<Expr, SqlError> {
+        let span = f.name.span();
+        if self.clause != Clause::Result {
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "`{name}` is an aggregate function: it may appear in the SELECT list, HAVING \
+                     or ORDER BY, not in WHERE, ON, GROUP BY or another aggregate"
+                ),
+            ));
+        }
+        if f.filter.is_some() {
+            return Err(unsupported(span, "FILTER on an aggregate"));
+        }
+        if args.len() < min || args.len() > max {
+            return Err(arity_error(span, name, min, Some(max), args.len(), ""));
+        }
+        let star = matches!(
+            args.first(),
+            Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard))
+        );
+        let func = match (func, star) {
+            (AggFunc::Count, true) => AggFunc::CountStar,
+            (AggFunc::Collect, true) => func,
+            (_, true) => return Err(SqlError::at(span, format!("`{name}(*)` is not supported"))),
+            (f, false) => f,
+        };
+        // Arguments are evaluated per row: no aggregates inside them.
+        self.clause = Clause::Row;
+        let compiled: Result<Vec<Expr>, SqlError> = args
+            .iter()
+            .enumerate()
+            .map(|(i, arg)| match arg {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) if i == 0 => {
+                    Ok(Expr::Literal(Value::Null))
+                }
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => self.expr(e),
+                other => Err(unsupported(other.span(), "this argument")),
+            })
+            .collect();
+        self.clause = Clause::Result;
+        self.first_aggregate
+            .get_or_insert_with(|| (name.to_string(), span));
+        let slot = self.aggregates.len();
+        self.aggregates.push(AggCall {
+            func,
+            args: compiled?,
+            star,
+        });
+        Ok(Expr::Aggregate(slot))
+    }
 }
 
 use crate::value::Value;
 
-/// Aggregate functions (they run over a window's rows, not one row).
-pub const AGGREGATES: &[&str] = &[
-    "avg",
-    "count",
-    "max",
-    "min",
-    "sum",
-    "collect",
-    "deduplicate",
-    "last_value",
-    "median",
-    "stddev",
-    "stddevs",
-    "var",
-    "vars",
-    "percentile_cont",
-    "percentile_disc",
-    "percentile",
-    "merge_agg",
-    "agg_first",
-    "agg_last",
-];
+fn arity_error(
+    span: sqlparser::tokenizer::Span,
+    name: &str,
+    min: usize,
+    max: Option<usize>,
+    got: usize,
+    doc: &str,
+) -> SqlError {
+    let expected = match max {
+        Some(max) if max == min => format!("{max}"),
+        Some(max) => format!("{min} to {max}"),
+        None => format!("at least {min}"),
+    };
+    let doc = if doc.is_empty() {
+        String::new()
+    } else {
+        format!(": {doc}")
+    };
+    SqlError::at(
+        span,
+        format!("`{name}` takes {expected} argument(s), got {got}{doc}"),
+    )
+}
 
-fn is_aggregate(name: &str) -> bool {
-    AGGREGATES.contains(&name)
+fn function_name(f: &ast::Function) -> String {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map_or(String::new(), |i| i.value.to_ascii_lowercase())
 }
 
 fn is_window_function(name: &str) -> bool {
@@ -697,13 +1105,10 @@ fn distinct_span(d: &ast::Distinct) -> sqlparser::tokenizer::Span {
     }
 }
 
-fn group_span(group: &ast::GroupByExpr, select: &ast::Select) -> sqlparser::tokenizer::Span {
+fn group_span(group: &ast::GroupByExpr) -> Option<sqlparser::tokenizer::Span> {
     match group {
-        ast::GroupByExpr::Expressions(exprs, _) => exprs
-            .first()
-            .map(|e| e.span())
-            .unwrap_or(select.select_token.0.span),
-        ast::GroupByExpr::All(_) => select.select_token.0.span,
+        ast::GroupByExpr::Expressions(exprs, _) => exprs.first().map(|e| e.span()),
+        ast::GroupByExpr::All(_) => None,
     }
 }
 

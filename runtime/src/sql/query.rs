@@ -1,17 +1,20 @@
-//! A compiled `SELECT`: the filter and the projection, run on each row of the stream.
+//! A compiled `SELECT`: its sources and joins, window, filters, grouping, ordering and
+//! projection. [`crate::sql::run`] executes it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::expr::{EvalCtx, EvalError, Expr};
+use super::aggregate::AggCall;
+use super::expr::{EvalCtx, EvalError, Expr, Scope};
+use super::window::WindowSpec;
 use crate::value::{Row, Schema, Value};
 
 /// One item of the `SELECT` list.
 #[derive(Debug, Clone)]
 pub enum ProjectionItem {
-    /// `*` (or `stream.*`): every field of the row.
-    Wildcard,
+    /// `*`: every field of the row (of every joined stream); `stream.*`: that stream's fields.
+    Wildcard(Option<usize>),
     /// An expression and the name its result gets.
     Expr {
         /// Output field name (the alias, or eKuiper's default name).
@@ -23,7 +26,7 @@ pub enum ProjectionItem {
 
 /// Where one output field comes from.
 #[derive(Debug, Clone, Copy)]
-enum Source {
+enum Origin {
     Input(usize),
     Item(usize),
 }
@@ -39,7 +42,7 @@ pub struct Projection {
 }
 
 /// An input layout, the output layout built for it, and where each output field comes from.
-type Layout = (Arc<Schema>, Arc<Schema>, Vec<Source>);
+type Layout = (Arc<Schema>, Arc<Schema>, Vec<Origin>);
 
 impl Clone for Projection {
     fn clone(&self) -> Self {
@@ -51,7 +54,10 @@ impl Projection {
     /// A projection of these items. When two items produce the same name, the later one wins
     /// (as it does in eKuiper's result maps).
     pub fn new(items: Vec<ProjectionItem>) -> Self {
-        let fixed = if items.iter().any(|i| matches!(i, ProjectionItem::Wildcard)) {
+        let fixed = if items
+            .iter()
+            .any(|i| matches!(i, ProjectionItem::Wildcard(_)))
+        {
             None
         } else {
             let mut names: Vec<Arc<str>> = Vec::new();
@@ -86,7 +92,48 @@ impl Projection {
         self.fixed.as_ref().map(|(s, _)| s.names())
     }
 
-    /// Applies the projection to one row.
+    /// Applies the projection to any scope (a joined tuple, a group): the general path.
+    pub fn apply_scope<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Row, EvalError> {
+        if let Some((schema, which)) = &self.fixed {
+            let mut values = Vec::with_capacity(which.len());
+            for &i in which {
+                if let ProjectionItem::Expr { expr, .. } = &self.items[i] {
+                    values.push(expr.eval(scope, ctx)?);
+                }
+            }
+            return Ok(Row::new(Arc::clone(schema), values, scope.timestamp_ms()));
+        }
+        let mut pairs: Vec<(Arc<str>, Value)> = Vec::new();
+        let put = |pairs: &mut Vec<(Arc<str>, Value)>, name: &Arc<str>, value: Value| match pairs
+            .iter_mut()
+            .find(|(n, _)| n == name)
+        {
+            Some(slot) => slot.1 = value,
+            None => pairs.push((Arc::clone(name), value)),
+        };
+        for item in &self.items {
+            match item {
+                ProjectionItem::Wildcard(stream) => {
+                    let mut fields = Vec::new();
+                    scope.fields(*stream, &mut |k, v| fields.push((Arc::clone(k), v.clone())));
+                    for (k, v) in fields {
+                        put(&mut pairs, &k, v);
+                    }
+                }
+                ProjectionItem::Expr { name, expr } => {
+                    let value = expr.eval(scope, ctx)?;
+                    put(&mut pairs, name, value);
+                }
+            }
+        }
+        Ok(Row::from_pairs(pairs, scope.timestamp_ms()))
+    }
+
+    /// Applies the projection to one row (the fast path of single-stream statements).
     pub fn apply(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Row, EvalError> {
         if let Some((schema, which)) = &self.fixed {
             let mut values = Vec::with_capacity(which.len());
@@ -100,7 +147,7 @@ impl Projection {
         let (schema, sources) = self.layout(row.schema());
         let mut evaluated: Vec<Option<Value>> = vec![None; self.items.len()];
         for source in &sources {
-            if let Source::Item(i) = source
+            if let Origin::Item(i) = source
                 && let ProjectionItem::Expr { expr, .. } = &self.items[*i]
             {
                 evaluated[*i] = Some(expr.eval(row, ctx)?);
@@ -109,23 +156,23 @@ impl Projection {
         let values = sources
             .iter()
             .map(|s| match s {
-                Source::Input(i) => row.at(*i).clone(),
-                Source::Item(i) => evaluated[*i].take().unwrap_or(Value::Null),
+                Origin::Input(i) => row.at(*i).clone(),
+                Origin::Item(i) => evaluated[*i].take().unwrap_or(Value::Null),
             })
             .collect();
         Ok(Row::new(schema, values, row.timestamp_ms))
     }
 
-    fn layout(&self, input: &Arc<Schema>) -> (Arc<Schema>, Vec<Source>) {
+    fn layout(&self, input: &Arc<Schema>) -> (Arc<Schema>, Vec<Origin>) {
         if let Some((seen, out, sources)) = &*self.cache.borrow()
             && Arc::ptr_eq(seen, input)
         {
             return (Arc::clone(out), sources.clone());
         }
         let mut names: Vec<Arc<str>> = Vec::new();
-        let mut sources: Vec<Source> = Vec::new();
+        let mut sources: Vec<Origin> = Vec::new();
         let mut at: HashMap<Arc<str>, usize> = HashMap::new();
-        let mut put = |name: &Arc<str>, source: Source| match at.get(name) {
+        let mut put = |name: &Arc<str>, source: Origin| match at.get(name) {
             Some(&i) => sources[i] = source,
             None => {
                 at.insert(Arc::clone(name), names.len());
@@ -135,12 +182,12 @@ impl Projection {
         };
         for (i, item) in self.items.iter().enumerate() {
             match item {
-                ProjectionItem::Wildcard => {
+                ProjectionItem::Wildcard(_) => {
                     for (j, name) in input.names().iter().enumerate() {
-                        put(name, Source::Input(j));
+                        put(name, Origin::Input(j));
                     }
                 }
-                ProjectionItem::Expr { name, .. } => put(name, Source::Item(i)),
+                ProjectionItem::Expr { name, .. } => put(name, Origin::Item(i)),
             }
         }
         let out = Arc::new(Schema::new(names));
@@ -149,39 +196,72 @@ impl Projection {
     }
 }
 
-/// A compiled statement over one stream.
+/// A stream or table the statement reads.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The stream's (or table's) name.
+    pub stream: Arc<str>,
+    /// The alias given in FROM, if any.
+    pub alias: Option<Arc<str>>,
+    /// Whether it is a table (a snapshot joined with each row or window) rather than a stream.
+    pub table: bool,
+}
+
+/// How a join pairs rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// `[INNER] JOIN`: pairs that meet the condition.
+    Inner,
+    /// `LEFT [OUTER] JOIN`: every left row, with its matches or alone.
+    Left,
+    /// `RIGHT [OUTER] JOIN`: every right row, with its matches or alone.
+    Right,
+    /// `FULL [OUTER] JOIN`: both.
+    Full,
+    /// `CROSS JOIN`: every pair.
+    Cross,
+}
+
+/// One join of the FROM clause, applied left to right.
+#[derive(Debug, Clone)]
+pub struct Join {
+    /// The kind.
+    pub kind: JoinKind,
+    /// The joined source (index into the statement's sources).
+    pub source: usize,
+    /// The `ON` condition.
+    pub on: Option<Expr>,
+}
+
+/// A compiled statement.
 #[derive(Debug, Clone)]
 pub struct Query {
-    stream: Arc<str>,
-    alias: Option<Arc<str>>,
-    projection: Projection,
-    filter: Option<Expr>,
+    /// The sources, in FROM order (the first, then each joined one).
+    pub sources: Vec<Source>,
+    /// The joins.
+    pub joins: Vec<Join>,
+    /// The window of `GROUP BY`, if any.
+    pub window: Option<WindowSpec>,
+    /// `WHERE`.
+    pub filter: Option<Expr>,
+    /// `GROUP BY` keys (beside the window).
+    pub group_by: Vec<Expr>,
+    /// The aggregate calls of the statement, by slot.
+    pub aggregates: Vec<AggCall>,
+    /// `HAVING`.
+    pub having: Option<Expr>,
+    /// `ORDER BY`: expressions, and whether ascending.
+    pub order_by: Vec<(Expr, bool)>,
+    /// `LIMIT`.
+    pub limit: Option<usize>,
+    /// The `SELECT` list.
+    pub projection: Projection,
 }
 
 impl Query {
-    /// A query reading `stream`, keeping rows where `filter` is true, shaped by `projection`.
-    pub fn new(
-        stream: Arc<str>,
-        alias: Option<Arc<str>>,
-        projection: Projection,
-        filter: Option<Expr>,
-    ) -> Self {
-        Self {
-            stream,
-            alias,
-            projection,
-            filter,
-        }
-    }
-
-    /// The stream it reads.
+    /// The first source's stream name (the only one, for a single-stream statement).
     pub fn stream(&self) -> &Arc<str> {
-        &self.stream
-    }
-
-    /// The alias given to the stream in FROM, if any.
-    pub fn alias(&self) -> Option<&Arc<str>> {
-        self.alias.as_ref()
+        &self.sources[0].stream
     }
 
     /// The `SELECT` list.
@@ -189,7 +269,17 @@ impl Query {
         &self.projection
     }
 
-    /// Runs the statement on one row: `Ok(None)` when the filter drops it.
+    /// Whether results are computed per group (aggregates or `GROUP BY` keys).
+    pub fn is_aggregate(&self) -> bool {
+        !self.aggregates.is_empty() || !self.group_by.is_empty()
+    }
+
+    /// Whether a row can be processed on its own (no window, no join, no aggregate).
+    pub fn is_row_by_row(&self) -> bool {
+        self.window.is_none() && self.joins.is_empty() && !self.is_aggregate()
+    }
+
+    /// Runs a row-by-row statement on one row: `Ok(None)` when the filter drops it.
     pub fn process(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Row>, EvalError> {
         if let Some(filter) = &self.filter
             && !filter.eval(row, ctx)?.is_true()

@@ -1,0 +1,476 @@
+//! Aggregate functions: computed over the rows of one group of one window.
+//!
+//! They follow eKuiper's semantics (nulls are skipped, an empty group gives `NULL`,
+//! `percentile_cont` uses eKuiper's midpoint rule), with one deliberate difference: eKuiper
+//! reads every JSON number as a float, so its `avg` of JSON data is a float, and Oort, which keeps
+//! whole numbers as integers, makes `avg` a float too rather than dividing integers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::expr::{BinOp, EvalCtx, EvalError, Expr, Scope, binary};
+use crate::value::{Map, Value};
+
+/// The aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `count(*)`: rows.
+    CountStar,
+    /// `count(x)`: rows where `x` is not null.
+    Count,
+    /// `sum(x)`.
+    Sum,
+    /// `avg(x)` (a float).
+    Avg,
+    /// `min(x)`: numbers or strings.
+    Min,
+    /// `max(x)`: numbers or strings.
+    Max,
+    /// `collect(x)`: every value, nulls included; `collect(*)` the rows.
+    Collect,
+    /// `last_value(x, ignoreNull)`.
+    LastValue,
+    /// `deduplicate(x, all)`: the last row if its `x` is new in the window (or every first
+    /// occurrence with `all`).
+    Deduplicate,
+    /// `median(x)`.
+    Median,
+    /// `stddev(x)`: population standard deviation.
+    Stddev,
+    /// `stddevs(x)`: sample standard deviation.
+    Stddevs,
+    /// `var(x)`: population variance.
+    Var,
+    /// `vars(x)`: sample variance.
+    Vars,
+    /// `percentile_cont(x, p)`.
+    PercentileCont,
+    /// `percentile_disc(x, p)`.
+    PercentileDisc,
+    /// `merge_agg(x)`: the objects merged, later rows winning.
+    MergeAgg,
+}
+
+impl AggFunc {
+    /// The function named `name`, with its argument counts.
+    pub fn lookup(name: &str) -> Option<(Self, usize, usize)> {
+        Some(match name {
+            "count" => (Self::Count, 1, 1),
+            "sum" => (Self::Sum, 1, 1),
+            "avg" => (Self::Avg, 1, 1),
+            "min" => (Self::Min, 1, 1),
+            "max" => (Self::Max, 1, 1),
+            "collect" => (Self::Collect, 1, 1),
+            "last_value" => (Self::LastValue, 1, 2),
+            "deduplicate" => (Self::Deduplicate, 1, 2),
+            "median" => (Self::Median, 1, 1),
+            "stddev" => (Self::Stddev, 1, 1),
+            "stddevs" => (Self::Stddevs, 1, 1),
+            "var" => (Self::Var, 1, 1),
+            "vars" => (Self::Vars, 1, 1),
+            "percentile_cont" => (Self::PercentileCont, 2, 2),
+            "percentile_disc" => (Self::PercentileDisc, 2, 2),
+            "merge_agg" => (Self::MergeAgg, 1, 1),
+            _ => return None,
+        })
+    }
+
+    /// Every aggregate's SQL name, for documentation.
+    pub const NAMES: &'static [&'static str] = &[
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "collect",
+        "last_value",
+        "deduplicate",
+        "median",
+        "stddev",
+        "stddevs",
+        "var",
+        "vars",
+        "percentile_cont",
+        "percentile_disc",
+        "merge_agg",
+    ];
+}
+
+/// One aggregate call in a statement: the function and its argument expressions (evaluated on
+/// every row of the group). `star` is set for `count(*)` and `collect(*)`.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    /// The function.
+    pub func: AggFunc,
+    /// Its arguments.
+    pub args: Vec<Expr>,
+    /// Whether the first argument was `*`.
+    pub star: bool,
+}
+
+fn err(func: &str, message: impl std::fmt::Display) -> EvalError {
+    EvalError(format!("{func}: {message}"))
+}
+
+impl AggCall {
+    /// Computes the aggregate over the members of a group.
+    pub fn compute<S: Scope>(&self, members: &[S], ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
+        use AggFunc::*;
+        if members.is_empty() {
+            return Ok(Value::Null);
+        }
+        match self.func {
+            CountStar => return Ok(Value::Int(members.len() as i64)),
+            Collect if self.star => {
+                return Ok(Value::array(members.iter().map(row_object).collect()));
+            }
+            Deduplicate => return self.deduplicate(members, ctx),
+            _ => {}
+        }
+        let values = members
+            .iter()
+            .map(|m| self.args[0].eval(m, ctx))
+            .collect::<Result<Vec<_>, _>>()?;
+        let present = || values.iter().filter(|v| !v.is_null());
+        Ok(match self.func {
+            Count => Value::Int(present().count() as i64),
+            Sum => sum(present(), "sum")?,
+            Avg => {
+                let n = present().count();
+                if n == 0 {
+                    Value::Null
+                } else {
+                    let total = numbers(present(), "avg")?.iter().sum::<f64>();
+                    Value::Float(total / n as f64)
+                }
+            }
+            Min => extreme(present(), BinOp::Lt, "min")?,
+            Max => extreme(present(), BinOp::Gt, "max")?,
+            Collect => Value::array(values),
+            LastValue => {
+                let ignore_null = match self.args.get(1) {
+                    Some(e) => e.eval(&members[members.len() - 1], ctx)?.is_true(),
+                    None => true,
+                };
+                let mut it = values.iter().rev();
+                let found = if ignore_null {
+                    it.find(|v| !v.is_null())
+                } else {
+                    it.next()
+                };
+                found.cloned().unwrap_or(Value::Null)
+            }
+            Median => median(present(), "median")?,
+            Stddev | Stddevs | Var | Vars => {
+                let xs = numbers(present(), "stddev")?;
+                let sample = matches!(self.func, Stddevs | Vars);
+                match variance(&xs, sample) {
+                    None => Value::Null,
+                    Some(v) if matches!(self.func, Stddev | Stddevs) => Value::Float(v.sqrt()),
+                    Some(v) => Value::Float(v),
+                }
+            }
+            PercentileCont | PercentileDisc => {
+                let p = self.args[1]
+                    .eval(&members[0], ctx)?
+                    .as_f64()
+                    .ok_or_else(|| err("percentile", "the fraction must be a number"))?;
+                if !(p > 0.0 && p <= 1.0) {
+                    return Err(err(
+                        "percentile",
+                        format!("the fraction must be in (0, 1], got {p}"),
+                    ));
+                }
+                let mut xs = numbers(present(), "percentile")?;
+                xs.sort_by(f64::total_cmp);
+                if xs.is_empty() {
+                    Value::Null
+                } else if self.func == PercentileDisc {
+                    let rank = (xs.len() as f64 * p).ceil() as usize;
+                    Value::Float(xs[rank.clamp(1, xs.len()) - 1])
+                } else {
+                    percentile_cont(&xs, p)?
+                }
+            }
+            MergeAgg => {
+                let mut merged = Map::new();
+                for v in present() {
+                    if let Value::Object(map) = v {
+                        for (k, v) in map.iter() {
+                            merged.insert(Arc::clone(k), v.clone());
+                        }
+                    }
+                }
+                Value::object(merged)
+            }
+            CountStar | Deduplicate => Value::Null,
+        })
+    }
+
+    fn deduplicate<S: Scope>(&self, members: &[S], ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
+        let all = match self.args.get(1) {
+            Some(e) => e.eval(&members[0], ctx)?.is_true(),
+            None => false,
+        };
+        let mut seen = HashSet::new();
+        let mut firsts = Vec::new();
+        let mut last_is_new = false;
+        for member in members {
+            let key = self.args[0].eval(member, ctx)?.to_text();
+            last_is_new = seen.insert(key);
+            if last_is_new {
+                firsts.push(row_object(member));
+            }
+        }
+        Ok(if all {
+            Value::array(firsts)
+        } else if last_is_new {
+            row_object(&members[members.len() - 1])
+        } else {
+            Value::Null
+        })
+    }
+}
+
+fn row_object<S: Scope>(s: &S) -> Value {
+    let mut map = Map::new();
+    s.fields(None, &mut |k, v| {
+        map.entry(Arc::clone(k)).or_insert_with(|| v.clone());
+    });
+    Value::object(map)
+}
+
+fn numbers<'a>(values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Vec<f64>, EvalError> {
+    values
+        .map(|v| {
+            v.as_f64().ok_or_else(|| {
+                err(
+                    func,
+                    format!("expected numbers, got {} {}", v.type_name(), v.to_text()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn sum<'a>(mut values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Value, EvalError> {
+    let Some(first) = values.next() else {
+        return Ok(Value::Null);
+    };
+    if first.as_f64().is_none() {
+        return Err(err(
+            func,
+            format!("expected numbers, got {}", first.type_name()),
+        ));
+    }
+    let mut total = first.clone();
+    for v in values {
+        if v.as_f64().is_none() {
+            return Err(err(
+                func,
+                format!("expected numbers, got {}", v.type_name()),
+            ));
+        }
+        total = binary(BinOp::Add, &total, v)?;
+    }
+    Ok(total)
+}
+
+fn extreme<'a>(
+    mut values: impl Iterator<Item = &'a Value>,
+    better: BinOp,
+    func: &str,
+) -> Result<Value, EvalError> {
+    let Some(mut best) = values.next().cloned() else {
+        return Ok(Value::Null);
+    };
+    if !matches!(best, Value::Int(_) | Value::Float(_) | Value::String(_)) {
+        return Err(err(
+            func,
+            format!("expected numbers or strings, got {}", best.type_name()),
+        ));
+    }
+    for v in values {
+        if binary(better, v, &best)
+            .map_err(|e| err(func, e))?
+            .is_true()
+        {
+            best = v.clone();
+        }
+    }
+    Ok(best)
+}
+
+fn median<'a>(values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Value, EvalError> {
+    let mut xs: Vec<&Value> = values.collect();
+    if xs.is_empty() {
+        return Ok(Value::Null);
+    }
+    for x in &xs {
+        if x.as_f64().is_none() {
+            return Err(err(
+                func,
+                format!("expected numbers, got {}", x.type_name()),
+            ));
+        }
+    }
+    xs.sort_by(|a, b| {
+        a.as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&b.as_f64().unwrap_or(0.0))
+    });
+    let n = xs.len();
+    Ok(if n % 2 == 1 {
+        xs[n / 2].clone()
+    } else {
+        let (a, b) = (
+            xs[n / 2 - 1].as_f64().unwrap_or(0.0),
+            xs[n / 2].as_f64().unwrap_or(0.0),
+        );
+        Value::Float((a + b) / 2.0)
+    })
+}
+
+fn variance(xs: &[f64], sample: bool) -> Option<f64> {
+    let n = xs.len();
+    if n == 0 || (sample && n < 2) {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    let squares = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
+    Some(squares / if sample { (n - 1) as f64 } else { n as f64 })
+}
+
+/// eKuiper's `percentile_cont`: index `p·n`; a whole index takes that element, otherwise the mean
+/// of the two elements around it.
+fn percentile_cont(sorted: &[f64], p: f64) -> Result<Value, EvalError> {
+    let index = p * sorted.len() as f64;
+    if index.fract() == 0.0 {
+        let i = index as usize;
+        return Ok(Value::Float(sorted[i.clamp(1, sorted.len()) - 1]));
+    }
+    if index < 1.0 {
+        return Err(err(
+            "percentile_cont",
+            format!("the fraction {p} is too small for {} values", sorted.len()),
+        ));
+    }
+    let i = index.floor() as usize;
+    let upper = sorted[i.min(sorted.len() - 1)];
+    Ok(Value::Float((sorted[i - 1] + upper) / 2.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::expr::Column;
+    use crate::value::Row;
+
+    fn rows(values: &[Value]) -> Vec<Row> {
+        values
+            .iter()
+            .map(|v| Row::from_pairs(vec![(Arc::from("x"), v.clone())], 0))
+            .collect()
+    }
+
+    fn call(func: AggFunc, extra: Vec<Expr>) -> AggCall {
+        let mut args = vec![Expr::Column(Column::new(None, Arc::from("x")))];
+        args.extend(extra);
+        AggCall {
+            func,
+            args,
+            star: false,
+        }
+    }
+
+    fn run(func: AggFunc, values: &[Value], extra: Vec<Expr>) -> Value {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        call(func, extra).compute(&rows(values), &ctx).unwrap()
+    }
+
+    #[test]
+    fn counts_sums_and_averages_skip_nulls() {
+        let xs = [Value::Int(1), Value::Null, Value::Int(4), Value::Float(2.5)];
+        assert_eq!(run(AggFunc::Count, &xs, vec![]), Value::Int(3));
+        assert_eq!(run(AggFunc::Sum, &xs, vec![]), Value::Float(7.5));
+        assert_eq!(
+            run(AggFunc::Sum, &[Value::Int(2), Value::Int(3)], vec![]),
+            Value::Int(5)
+        );
+        assert_eq!(
+            run(AggFunc::Avg, &[Value::Int(1), Value::Int(2)], vec![]),
+            Value::Float(1.5)
+        );
+        assert_eq!(run(AggFunc::Min, &xs, vec![]), Value::Int(1));
+        assert_eq!(run(AggFunc::Max, &xs, vec![]), Value::Int(4));
+        assert_eq!(run(AggFunc::Max, &[Value::Null], vec![]), Value::Null);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let empty: Vec<Row> = Vec::new();
+        assert_eq!(
+            call(AggFunc::Sum, vec![]).compute(&empty, &ctx).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn statistics_match_ekuiper() {
+        let xs: Vec<Value> = [100, 150, 200].into_iter().map(Value::Int).collect();
+        let p = |f| vec![Expr::Literal(Value::Float(f))];
+        assert_eq!(
+            run(AggFunc::PercentileCont, &xs, p(0.5)),
+            Value::Float(125.0)
+        );
+        assert_eq!(
+            run(AggFunc::PercentileDisc, &xs, p(0.5)),
+            Value::Float(150.0)
+        );
+        assert_eq!(run(AggFunc::Median, &xs, vec![]), Value::Int(150));
+        assert_eq!(
+            run(AggFunc::Median, &[Value::Int(1), Value::Int(2)], vec![]),
+            Value::Float(1.5)
+        );
+        let four: Vec<Value> = [2, 4, 4, 6].into_iter().map(Value::Int).collect();
+        assert_eq!(run(AggFunc::Var, &four, vec![]), Value::Float(2.0));
+        assert_eq!(
+            run(AggFunc::Stddev, &four, vec![]),
+            Value::Float(2f64.sqrt())
+        );
+        assert_eq!(run(AggFunc::Vars, &four, vec![]), Value::Float(8.0 / 3.0));
+    }
+
+    #[test]
+    fn last_value_and_deduplicate() {
+        let xs = [Value::Int(1), Value::Int(2), Value::Null];
+        let yes = vec![Expr::Literal(Value::Bool(true))];
+        let no = vec![Expr::Literal(Value::Bool(false))];
+        assert_eq!(run(AggFunc::LastValue, &xs, yes.clone()), Value::Int(2));
+        assert_eq!(run(AggFunc::LastValue, &xs, no.clone()), Value::Null);
+        let dup = [Value::Int(1), Value::Int(2), Value::Int(1)];
+        assert_eq!(run(AggFunc::Deduplicate, &dup, no.clone()), Value::Null);
+        let all = run(AggFunc::Deduplicate, &dup, yes);
+        assert!(
+            matches!(all, Value::Array(ref a) if a.len() == 2),
+            "{all:?}"
+        );
+        let fresh = run(AggFunc::Deduplicate, &[Value::Int(1), Value::Int(2)], no);
+        assert_eq!(fresh.field("x"), Some(&Value::Int(2)));
+    }
+
+    #[test]
+    fn type_errors_name_the_function() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let e = call(AggFunc::Sum, vec![])
+            .compute(&rows(&[Value::string("a")]), &ctx)
+            .unwrap_err();
+        assert!(e.0.starts_with("sum:"), "{e}");
+    }
+}

@@ -1,0 +1,2 @@
+CREATE STREAM A () WITH (TYPE="file", DATASOURCE="a.jsonl", TIMESTAMP="ts");
+CREATE STREAM B () WITH (TYPE="file", DATASOURCE="b.jsonl", TIMESTAMP="ts");

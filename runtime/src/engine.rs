@@ -719,7 +719,10 @@ async fn run_query(
         };
         let mut out = Vec::new();
         let (outcome, rows_in) = match input {
-            Input::Rows(index, rows) => (runner.push(index, &rows, &ctx, &mut out), rows.len()),
+            Input::Rows(index, rows) => {
+                let n = rows.len();
+                (runner.push(index, rows, &ctx, &mut out), n)
+            }
             Input::End(index) => (runner.end_source(index, &ctx, &mut out), 0),
         };
         metrics.records_in.add(rows_in as u64);

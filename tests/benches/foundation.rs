@@ -29,11 +29,11 @@ static ALLOCATOR: oort::Allocator = oort::Allocator;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Sections to run (all by default): sink, start, memory, filter, reload.
+    // Sections to run (all by default): sink, start, memory, filter, reload, window.
     let chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["sink", "start", "memory", "filter", "reload"].contains(a))
+        .filter(|a| ["sink", "start", "memory", "filter", "reload", "window"].contains(a))
         .collect();
     let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
     let scale = if quick { 10 } else { 1 };
@@ -64,6 +64,9 @@ fn main() -> anyhow::Result<()> {
     })?;
     if run("filter") {
         filter_rule(dir.path(), 2_000_000 / scale)?;
+    }
+    if run("window") {
+        window_rules(dir.path(), 2_000_000 / scale)?;
     }
     Ok(())
 }
@@ -101,6 +104,33 @@ fn sample_row(i: i64) -> Row {
             Value::Int(1_000_000 + i),
         ],
         1_700_000_000_000 + i,
+    )
+}
+
+/// CPU time all threads of the process have used, in seconds (from each task's schedstat).
+fn process_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+        })
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
+}
+
+/// Rows per wall-clock second and per CPU second of a run.
+fn rates(rows: usize, wall: f64, cpu: f64) -> String {
+    format!(
+        "{:.0} rows/s ({:.3} s wall), {:.0} rows per CPU second",
+        rows as f64 / wall,
+        wall,
+        rows as f64 / cpu.max(1e-9)
     )
 }
 
@@ -466,25 +496,15 @@ async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
-    let data = dir.join("rows.jsonl");
-    let mut text = String::with_capacity(rows * 110);
-    for i in 0..rows {
-        let row = sample_row(i as i64);
-        let mut line = Vec::new();
-        oort::json::write_row(&mut line, &row, &oort::json::sorted_order(row.schema()));
-        text.push_str(std::str::from_utf8(&line)?);
-        text.push('\n');
-    }
-    std::fs::write(&data, text)?;
-    std::fs::write(
-        dir.join("streams.sql"),
-        "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\");",
-    )?;
-    std::fs::write(
-        dir.join("rule.json"),
-        r#"{"id":"filter","sql":"SELECT deviceId, temperature, humidity FROM readings WHERE temperature > 25 AND humidity < 80","actions":[{"counter":{}}]}"#,
-    )?;
+/// Runs `rule` (over the streams in `streams`) on one core; returns the report and the CPU
+/// seconds the process used meanwhile.
+fn run_on_one_core(
+    dir: &Path,
+    streams: &str,
+    rule: &str,
+) -> anyhow::Result<(oort::engine::RunReport, f64)> {
+    std::fs::write(dir.join("streams.sql"), streams)?;
+    std::fs::write(dir.join("rule.json"), rule)?;
     let config = RunConfig {
         rule_path: dir.join("rule.json"),
         stream_paths: vec![dir.join("streams.sql")],
@@ -498,20 +518,102 @@ fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         clock: Clock::System,
         watch: false,
     };
-    // One core: a single-threaded runtime runs source, query and sink stages in turn.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let cpu = process_cpu_seconds();
     let report = runtime.block_on(oort::engine::run(&config, std::future::pending()))?;
+    Ok((report, process_cpu_seconds() - cpu))
+}
+
+/// A windowed aggregate and a windowed two-stream join, from files into the wasm sink.
+fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
+    // 10,000 devices, one reading each 0.1 ms of event time: 10 s windows hold 100,000 rows.
+    let mut text = String::with_capacity(rows * 90);
+    for i in 0..rows {
+        text.push_str(&format!(
+            "{{\"deviceId\":\"device-{:05}\",\"temperature\":{:.1},\"humidity\":{},\"ts\":{}}}\n",
+            i % 10_000,
+            20.0 + (i % 200) as f64 / 10.0,
+            40 + i % 50,
+            1_700_000_000_000 + i as i64 / 10
+        ));
+    }
+    std::fs::write(dir.join("readings.jsonl"), text)?;
+    let (report, cpu) = run_on_one_core(
+        dir,
+        "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"readings.jsonl\", TIMESTAMP=\"ts\");",
+        r#"{"id":"agg","sql":"SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n FROM readings GROUP BY deviceId, TUMBLINGWINDOW(ss, 10)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+    )?;
+    let read = report.rules[0].source.records_out.get();
+    anyhow::ensure!(read == rows as u64, "read {read} of {rows} rows");
+    println!(
+        "6. windowed aggregate (GROUP BY deviceId, TUMBLINGWINDOW(ss, 10), 10,000 groups), one core"
+    );
+    println!(
+        "   {rows} rows, {} windows: {}",
+        report.rules[0].rule.records_out.get(),
+        rates(rows, report.elapsed.as_secs_f64(), cpu)
+    );
+
+    // Two streams of rows/2 rows each, 100 rows per stream per 1 s window, joined on id.
+    let half = rows / 2;
+    for (name, field) in [("left.jsonl", "a"), ("right.jsonl", "b")] {
+        let mut text = String::with_capacity(half * 60);
+        for i in 0..half {
+            text.push_str(&format!(
+                "{{\"id\":{},\"{field}\":{},\"ts\":{}}}\n",
+                i % 100,
+                i,
+                1_700_000_000_000 + i as i64 * 10
+            ));
+        }
+        std::fs::write(dir.join(name), text)?;
+    }
+    let (report, cpu) = run_on_one_core(
+        dir,
+        "CREATE STREAM l () WITH (TYPE=\"file\", DATASOURCE=\"left.jsonl\", TIMESTAMP=\"ts\");\n\
+         CREATE STREAM r () WITH (TYPE=\"file\", DATASOURCE=\"right.jsonl\", TIMESTAMP=\"ts\");",
+        r#"{"id":"join","sql":"SELECT l.id AS id, a, b FROM l INNER JOIN r ON l.id = r.id GROUP BY TUMBLINGWINDOW(ss, 1)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+    )?;
+    let read = report.rules[0].source.records_out.get();
+    anyhow::ensure!(read == 2 * half as u64, "read {read} of {} rows", 2 * half);
+    println!(
+        "7. windowed join of two streams (INNER JOIN ON id, TUMBLINGWINDOW(ss, 1), 100 rows per stream per window), one core"
+    );
+    println!(
+        "   {} rows, {} windows: {}\n",
+        2 * half,
+        report.rules[0].rule.records_out.get(),
+        rates(2 * half, report.elapsed.as_secs_f64(), cpu)
+    );
+    Ok(())
+}
+
+fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
+    let data = dir.join("rows.jsonl");
+    let mut text = String::with_capacity(rows * 110);
+    for i in 0..rows {
+        let row = sample_row(i as i64);
+        let mut line = Vec::new();
+        oort::json::write_row(&mut line, &row, &oort::json::sorted_order(row.schema()));
+        text.push_str(std::str::from_utf8(&line)?);
+        text.push('\n');
+    }
+    std::fs::write(&data, text)?;
+    let (report, cpu) = run_on_one_core(
+        dir,
+        "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\");",
+        r#"{"id":"filter","sql":"SELECT deviceId, temperature, humidity FROM readings WHERE temperature > 25 AND humidity < 80","actions":[{"counter":{}}]}"#,
+    )?;
     let rule = &report.rules[0];
     let read = rule.source.records_out.get();
     let out = rule.actions[0].2.records_out.get();
     anyhow::ensure!(read == rows as u64, "read {read} of {rows} rows");
     println!("4. file source -> SELECT ... WHERE -> wasm counter sink, one core");
     println!(
-        "   {rows} rows ({out} pass the filter) in {:.3} s: {:.0} rows/s",
-        report.elapsed.as_secs_f64(),
-        rows as f64 / report.elapsed.as_secs_f64()
+        "   {rows} rows ({out} pass the filter): {}",
+        rates(rows, report.elapsed.as_secs_f64(), cpu)
     );
     Ok(())
 }

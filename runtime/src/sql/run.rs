@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::expr::{BinOp, Column, EvalCtx, EvalError, Scope, binary};
+use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, Query};
 use super::window::{Fired, WindowKind, WindowOperator};
 use crate::message::Message;
@@ -18,37 +18,190 @@ use crate::value::{Row, Value};
 /// One combination of rows, one per source (a missing side of an outer join is `None`).
 #[derive(Debug, Clone)]
 pub struct Tuple {
-    rows: Vec<Option<Row>>,
+    /// The first source's row (kept inline: most statements read one stream).
+    first: Option<Arc<Row>>,
+    /// The joined sources' rows, in FROM order.
+    rest: Vec<Option<Arc<Row>>>,
     timestamp_ms: i64,
     window: Option<(i64, i64)>,
 }
 
 impl Tuple {
-    fn single(sources: usize, source: usize, row: Row, window: Option<(i64, i64)>) -> Self {
-        let mut rows = vec![None; sources];
-        let timestamp_ms = row.timestamp_ms;
-        rows[source] = Some(row);
-        Self {
-            rows,
-            timestamp_ms,
+    fn single(sources: usize, source: usize, row: Arc<Row>, window: Option<(i64, i64)>) -> Self {
+        let mut t = Self {
+            first: None,
+            rest: if sources > 1 {
+                vec![None; sources - 1]
+            } else {
+                Vec::new()
+            },
+            timestamp_ms: row.timestamp_ms,
             window,
+        };
+        t.set(source, row);
+        t
+    }
+
+    fn set(&mut self, source: usize, row: Arc<Row>) {
+        match source {
+            0 => self.first = Some(row),
+            i => {
+                if let Some(slot) = self.rest.get_mut(i - 1) {
+                    *slot = Some(row);
+                }
+            }
         }
     }
 
-    fn with(&self, source: usize, row: &Row) -> Self {
+    fn row(&self, source: usize) -> Option<&Arc<Row>> {
+        match source {
+            0 => self.first.as_ref(),
+            i => self.rest.get(i - 1)?.as_ref(),
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Arc<Row>> {
+        self.first.iter().chain(self.rest.iter().flatten())
+    }
+
+    fn with(&self, source: usize, row: &Arc<Row>) -> Self {
         let mut t = self.clone();
         t.timestamp_ms = t.timestamp_ms.max(row.timestamp_ms);
-        t.rows[source] = Some(row.clone());
+        t.set(source, Arc::clone(row));
         t
+    }
+}
+
+/// A tuple and a candidate row of the next joined source, evaluated without building the
+/// combined tuple (most pairs of a join do not match).
+struct Pair<'a> {
+    left: &'a Tuple,
+    source: usize,
+    right: &'a Row,
+}
+
+impl Scope for Pair<'_> {
+    fn column(&self, col: &Column) -> Option<&Value> {
+        match col.stream {
+            Some(i) if i == self.source => col.lookup(self.right),
+            Some(_) => self.left.column(col),
+            None => self.left.column(col).or_else(|| col.lookup(self.right)),
+        }
+    }
+
+    fn timestamp_ms(&self) -> i64 {
+        self.left.timestamp_ms.max(self.right.timestamp_ms)
+    }
+
+    fn window(&self) -> Option<(i64, i64)> {
+        self.left.window
+    }
+
+    fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
+        match stream {
+            Some(i) if i == self.source => self.right.fields(None, visit),
+            Some(_) => self.left.fields(stream, visit),
+            None => {
+                self.left.fields(None, visit);
+                self.right.fields(None, visit);
+            }
+        }
+    }
+}
+
+/// A value as a hash key: numbers that are equal compare equal (`1` and `1.0`), as `=` does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Null,
+    Int(i64),
+    Float(u64),
+    Str(Arc<str>),
+    Bool(bool),
+    Text(String),
+}
+
+impl Key {
+    fn of(v: &Value) -> Self {
+        match v {
+            Value::Null => Self::Null,
+            Value::Int(i) => Self::Int(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Self::Int(*f as i64),
+            Value::Float(f) => Self::Float(f.to_bits()),
+            Value::String(s) => Self::Str(Arc::clone(s)),
+            Value::Bool(b) => Self::Bool(*b),
+            other => Self::Text(format!("{}:{}", other.type_name(), other.to_text())),
+        }
+    }
+}
+
+/// A hash map with a fast (not DoS-resistant) hasher: its keys come from the rule's own data
+/// within one window.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The key of a group: one value (the common case, without an allocation) or several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum GroupKey {
+    One(Key),
+    Many(Vec<Key>),
+}
+
+/// An equi-join `ON left = right` that can be answered with a hash table of the right rows.
+#[derive(Debug, Clone)]
+struct HashJoin {
+    /// The key on the tuple built so far.
+    left: Expr,
+    /// The key on the joined source's rows.
+    right: Expr,
+}
+
+/// The sources an expression reads, if it reads only qualified (resolved) columns.
+fn sources_of(e: &Expr, out: &mut Vec<usize>) -> bool {
+    match e {
+        Expr::Column(c) => match c.stream {
+            Some(i) => {
+                out.push(i);
+                true
+            }
+            None => false,
+        },
+        Expr::Literal(_) => true,
+        Expr::Unary(_, a) | Expr::Field(a, _) | Expr::IsNull(a, _) => sources_of(a, out),
+        Expr::Binary(_, a, b) | Expr::Index(a, b) => sources_of(a, out) && sources_of(b, out),
+        Expr::Call(_, args) => args.iter().all(|a| sources_of(a, out)),
+        _ => false,
+    }
+}
+
+fn hash_join_of(on: Option<&Expr>, source: usize) -> Option<HashJoin> {
+    let Some(Expr::Binary(BinOp::Eq, a, b)) = on else {
+        return None;
+    };
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    if !sources_of(a, &mut sa) || !sources_of(b, &mut sb) || sa.is_empty() || sb.is_empty() {
+        return None;
+    }
+    let only = |s: &[usize], f: &dyn Fn(usize) -> bool| s.iter().all(|&i| f(i));
+    if only(&sb, &|i| i == source) && only(&sa, &|i| i < source) {
+        Some(HashJoin {
+            left: (**a).clone(),
+            right: (**b).clone(),
+        })
+    } else if only(&sa, &|i| i == source) && only(&sb, &|i| i < source) {
+        Some(HashJoin {
+            left: (**b).clone(),
+            right: (**a).clone(),
+        })
+    } else {
+        None
     }
 }
 
 impl Scope for Tuple {
     fn column(&self, col: &Column) -> Option<&Value> {
         match col.stream {
-            Some(i) => self.rows.get(i)?.as_ref().and_then(|r| col.lookup(r)),
+            Some(i) => self.row(i).and_then(|r| col.lookup(r)),
             // Unqualified, over schemaless streams: the first row that has the field.
-            None => self.rows.iter().flatten().find_map(|r| col.lookup(r)),
+            None => self.rows().find_map(|r| col.lookup(r)),
         }
     }
 
@@ -63,14 +216,14 @@ impl Scope for Tuple {
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) => {
-                if let Some(Some(row)) = self.rows.get(i) {
+                if let Some(row) = self.row(i) {
                     row.fields(None, visit);
                 }
             }
             None => {
                 // On a name clash the first (left) stream wins, as in eKuiper.
                 let mut seen: Vec<&Arc<str>> = Vec::new();
-                for row in self.rows.iter().flatten() {
+                for row in self.rows() {
                     for (k, v) in row.iter() {
                         if !seen.contains(&k) {
                             seen.push(k);
@@ -129,7 +282,9 @@ pub struct QueryRunner {
     query: Query,
     window: Option<WindowOperator>,
     /// Snapshot rows of table sources, by source index.
-    tables: HashMap<usize, Arc<Vec<Row>>>,
+    tables: HashMap<usize, Vec<Arc<Row>>>,
+    /// Per join: how to answer it with a hash table, when its condition allows.
+    hash_joins: Vec<Option<HashJoin>>,
     fired: Vec<Fired>,
 }
 
@@ -146,10 +301,23 @@ impl QueryRunner {
             .window
             .as_ref()
             .map(|w| WindowOperator::new(w.kind, event_time, late_tolerance_ms, streams));
+        let hash_joins = query
+            .joins
+            .iter()
+            .map(|j| match j.kind {
+                JoinKind::Cross => None,
+                _ => hash_join_of(j.on.as_ref(), j.source),
+            })
+            .collect();
+        let tables = tables
+            .into_iter()
+            .map(|(i, rows)| (i, rows.iter().cloned().map(Arc::new).collect()))
+            .collect();
         Self {
             query,
             window,
             tables,
+            hash_joins,
             fired: Vec::new(),
         }
     }
@@ -178,13 +346,13 @@ impl QueryRunner {
     pub fn push(
         &mut self,
         source: usize,
-        rows: &[Row],
+        rows: Vec<Row>,
         ctx: &EvalCtx<'_>,
         out: &mut Vec<Message>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
         if self.query.is_row_by_row() {
-            for row in rows {
+            for row in &rows {
                 match self.query.process(row, ctx) {
                     Ok(Some(result)) => out.push(Message::Row(result)),
                     Ok(None) => outcome.filtered += 1,
@@ -196,7 +364,7 @@ impl QueryRunner {
         if self.window.is_none() {
             // A stream joined with tables, row by row.
             for row in rows {
-                let tuple = Tuple::single(self.query.sources.len(), source, row.clone(), None);
+                let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
                         Ok(rows) if !rows.is_empty() => out.push(Message::Rows(Arc::new(rows))),
@@ -215,7 +383,7 @@ impl QueryRunner {
         );
         for row in rows {
             if let Some(f) = filter {
-                match f.eval(row, ctx) {
+                match f.eval(&row, ctx) {
                     Ok(v) if v.is_true() => {}
                     Ok(_) => {
                         outcome.filtered += 1;
@@ -228,7 +396,7 @@ impl QueryRunner {
                 }
             }
             let triggers = match trigger {
-                Some(t) => match t.eval(row, ctx) {
+                Some(t) => match t.eval(&row, ctx) {
                     Ok(v) => v.is_true(),
                     Err(e) => {
                         outcome.errors.push(e);
@@ -238,7 +406,7 @@ impl QueryRunner {
                 None => true,
             };
             if let Some(window) = self.window.as_mut() {
-                window.push(source, row.clone(), triggers, &mut self.fired);
+                window.push(source, Arc::new(row), triggers, &mut self.fired);
             }
         }
         self.emit(ctx, out, &mut outcome);
@@ -299,7 +467,7 @@ impl QueryRunner {
     ) -> Result<Option<Vec<Row>>, EvalError> {
         let range = Some((fired.start, fired.end));
         let n = self.query.sources.len();
-        let mut by_source: HashMap<usize, Vec<Row>> = HashMap::new();
+        let mut by_source: HashMap<usize, Vec<Arc<Row>>> = HashMap::new();
         for (source, row) in fired.rows {
             by_source.entry(source).or_default().push(row);
         }
@@ -343,73 +511,107 @@ impl QueryRunner {
     fn joined(
         &self,
         mut tuples: Vec<Tuple>,
-        windowed: &HashMap<usize, Vec<Row>>,
+        windowed: &HashMap<usize, Vec<Arc<Row>>>,
         ctx: &EvalCtx<'_>,
     ) -> Result<Vec<Tuple>, EvalError> {
         let empty = Vec::new();
-        for join in &self.query.joins {
-            let right: &[Row] = match self.tables.get(&join.source) {
+        let width = self.query.sources.len();
+        for (join, hash) in self.query.joins.iter().zip(&self.hash_joins) {
+            let right: &[Arc<Row>] = match self.tables.get(&join.source) {
                 Some(table) => table,
                 None => windowed.get(&join.source).unwrap_or(&empty),
             };
-            let matches = |t: &Tuple| -> Result<bool, EvalError> {
-                match &join.on {
-                    Some(on) => Ok(on.eval(t, ctx)?.is_true()),
-                    None => Ok(true),
+            let window = tuples.first().and_then(|t| t.window);
+            // For each left tuple, the indices of the right rows it pairs with.
+            let mut pairs: Vec<Vec<usize>> = Vec::with_capacity(tuples.len());
+            match (hash, join.kind) {
+                (_, JoinKind::Cross) => {
+                    pairs.extend(tuples.iter().map(|_| (0..right.len()).collect::<Vec<_>>()));
                 }
-            };
+                (Some(h), _) => {
+                    let mut table: FastMap<Key, Vec<usize>> = FastMap::default();
+                    for (i, row) in right.iter().enumerate() {
+                        let key = Key::of(&h.right.eval(row.as_ref(), ctx)?);
+                        if key != Key::Null {
+                            table.entry(key).or_default().push(i);
+                        }
+                    }
+                    for left in &tuples {
+                        let key = Key::of(&h.left.eval(left, ctx)?);
+                        pairs.push(table.get(&key).cloned().unwrap_or_default());
+                    }
+                }
+                (None, _) => {
+                    for left in &tuples {
+                        let mut hits = Vec::new();
+                        for (i, row) in right.iter().enumerate() {
+                            let pair = Pair {
+                                left,
+                                source: join.source,
+                                right: row,
+                            };
+                            let hit = match &join.on {
+                                Some(on) => on.eval(&pair, ctx)?.is_true(),
+                                None => true,
+                            };
+                            if hit {
+                                hits.push(i);
+                            }
+                        }
+                        pairs.push(hits);
+                    }
+                }
+            }
             let mut out = Vec::new();
             match join.kind {
                 JoinKind::Inner | JoinKind::Cross => {
-                    for left in &tuples {
-                        for row in right {
-                            let t = left.with(join.source, row);
-                            if join.kind == JoinKind::Cross || matches(&t)? {
-                                out.push(t);
-                            }
-                        }
+                    for (left, hits) in tuples.iter().zip(&pairs) {
+                        out.extend(hits.iter().map(|&i| left.with(join.source, &right[i])));
                     }
                 }
                 JoinKind::Left | JoinKind::Full => {
-                    let mut right_used = vec![false; right.len()];
-                    for left in &tuples {
-                        let mut any = false;
-                        for (i, row) in right.iter().enumerate() {
-                            let t = left.with(join.source, row);
-                            if matches(&t)? {
-                                any = true;
-                                right_used[i] = true;
-                                out.push(t);
-                            }
-                        }
-                        if !any {
+                    let mut used = vec![false; right.len()];
+                    for (left, hits) in tuples.iter().zip(&pairs) {
+                        if hits.is_empty() {
                             out.push(left.clone());
+                        }
+                        for &i in hits {
+                            used[i] = true;
+                            out.push(left.with(join.source, &right[i]));
                         }
                     }
                     if join.kind == JoinKind::Full {
-                        let width = self.query.sources.len();
-                        let window = tuples.first().and_then(|t| t.window);
-                        for (row, used) in right.iter().zip(right_used) {
+                        for (row, used) in right.iter().zip(used) {
                             if !used {
-                                out.push(Tuple::single(width, join.source, row.clone(), window));
+                                out.push(Tuple::single(
+                                    width,
+                                    join.source,
+                                    Arc::clone(row),
+                                    window,
+                                ));
                             }
                         }
                     }
                 }
                 JoinKind::Right => {
-                    let width = self.query.sources.len();
-                    let window = tuples.first().and_then(|t| t.window);
-                    for row in right {
-                        let mut any = false;
-                        for left in &tuples {
-                            let t = left.with(join.source, row);
-                            if matches(&t)? {
-                                any = true;
-                                out.push(t);
-                            }
+                    // Right rows lead, each with the left tuples it pairs with, in order.
+                    let mut by_right: Vec<Vec<usize>> = vec![Vec::new(); right.len()];
+                    for (l, hits) in pairs.iter().enumerate() {
+                        for &i in hits {
+                            by_right[i].push(l);
                         }
-                        if !any {
-                            out.push(Tuple::single(width, join.source, row.clone(), window));
+                    }
+                    for (i, lefts) in by_right.iter().enumerate() {
+                        if lefts.is_empty() {
+                            out.push(Tuple::single(
+                                width,
+                                join.source,
+                                Arc::clone(&right[i]),
+                                window,
+                            ));
+                        }
+                        for &l in lefts {
+                            out.push(tuples[l].with(join.source, &right[i]));
                         }
                     }
                 }
@@ -442,32 +644,31 @@ impl QueryRunner {
         // (sort keys, projected row) for each result row.
         let mut results: Vec<(Vec<Value>, Row)> = Vec::new();
         if q.is_aggregate() {
-            let mut groups: Vec<(Vec<Value>, Vec<Tuple>)> = Vec::new();
-            let mut index: HashMap<String, usize> = HashMap::new();
-            for t in kept {
-                let key = q
-                    .group_by
-                    .iter()
-                    .map(|k| k.eval(&t, ctx))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let text = key
-                    .iter()
-                    .map(|v| format!("{}:{}", v.type_name(), v.to_text()))
-                    .collect::<Vec<_>>()
-                    .join("\u{1f}");
-                match index.get(&text) {
-                    Some(&i) => groups[i].1.push(t),
-                    None => {
-                        index.insert(text, groups.len());
-                        groups.push((key, vec![t]));
+            // Groups in order of first appearance.
+            let mut groups: Vec<Vec<Tuple>> = Vec::new();
+            if q.group_by.is_empty() {
+                groups.push(kept);
+            } else {
+                let mut index: FastMap<GroupKey, usize> = FastMap::default();
+                for t in kept {
+                    let key = match q.group_by.as_slice() {
+                        [one] => GroupKey::One(Key::of(&one.eval(&t, ctx)?)),
+                        keys => GroupKey::Many(
+                            keys.iter()
+                                .map(|k| k.eval(&t, ctx).map(|v| Key::of(&v)))
+                                .collect::<Result<Vec<_>, _>>()?,
+                        ),
+                    };
+                    match index.get(&key) {
+                        Some(&i) => groups[i].push(t),
+                        None => {
+                            index.insert(key, groups.len());
+                            groups.push(vec![t]);
+                        }
                     }
                 }
             }
-            // Without GROUP BY keys, an empty window is one (empty) group.
-            if groups.is_empty() && q.group_by.is_empty() {
-                groups.push((Vec::new(), Vec::new()));
-            }
-            for (_, members) in &groups {
+            for members in &groups {
                 let aggregates = q
                     .aggregates
                     .iter()

@@ -10,6 +10,7 @@
 //! fires (a count window that has not reached its count is reported, not emitted).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::expr::Expr;
 use crate::value::Row;
@@ -96,14 +97,53 @@ pub struct Fired {
     pub start: i64,
     /// `window_end()`.
     pub end: i64,
-    /// The rows, in time order (event time) or arrival order (processing time).
-    pub rows: Vec<(usize, Row)>,
+    /// The rows, in time order (event time) or arrival order (processing time). Shared: a row
+    /// of overlapping windows is not copied.
+    pub rows: Vec<(usize, Arc<Row>)>,
 }
 
 struct Buffered {
     ts: i64,
+    /// Arrival order, to keep rows with equal times in the order they came.
+    seq: u64,
     stream: usize,
-    row: Row,
+    row: Arc<Row>,
+}
+
+/// The rows of one input, in time order. Inputs are buffered apart: each arrives (nearly) in
+/// order, so adding a row is a push at the back, and a window's rows are a range of each.
+#[derive(Default)]
+struct StreamBuffer {
+    rows: VecDeque<Buffered>,
+}
+
+impl StreamBuffer {
+    fn insert(&mut self, b: Buffered) {
+        if self.rows.back().is_none_or(|last| last.ts <= b.ts) {
+            self.rows.push_back(b);
+        } else {
+            // Out of order (within the tolerance): after the rows of the same time.
+            let at = self.rows.partition_point(|r| r.ts <= b.ts);
+            self.rows.insert(at, b);
+        }
+    }
+
+    /// Rows with `start <= ts < end` (or `<= end` when `inclusive`).
+    fn range(&self, start: i64, end: i64, inclusive: bool) -> impl Iterator<Item = &Buffered> {
+        let lo = self.rows.partition_point(|r| r.ts < start);
+        let hi = if inclusive {
+            self.rows.partition_point(|r| r.ts <= end)
+        } else {
+            self.rows.partition_point(|r| r.ts < end)
+        };
+        self.rows.range(lo..hi.max(lo))
+    }
+
+    fn drop_before(&mut self, ts: i64) {
+        while self.rows.front().is_some_and(|r| r.ts < ts) {
+            self.rows.pop_front();
+        }
+    }
 }
 
 /// The state of one statement's window.
@@ -111,7 +151,11 @@ pub struct WindowOperator {
     kind: WindowKind,
     event_time: bool,
     late_tolerance: i64,
-    buffer: Vec<Buffered>,
+    /// Rows per input, in time order.
+    buffers: Vec<StreamBuffer>,
+    /// Count windows: rows in arrival order.
+    counted_rows: VecDeque<Buffered>,
+    seq: u64,
     /// Per stream: the latest event time seen, and whether the stream has ended.
     stream_max: Vec<Option<i64>>,
     stream_done: Vec<bool>,
@@ -139,7 +183,11 @@ impl WindowOperator {
             kind,
             event_time,
             late_tolerance,
-            buffer: Vec::new(),
+            buffers: (0..streams.max(1))
+                .map(|_| StreamBuffer::default())
+                .collect(),
+            counted_rows: VecDeque::new(),
+            seq: 0,
             stream_max: vec![None; streams.max(1)],
             stream_done: vec![false; streams.max(1)],
             watermark: i64::MIN,
@@ -153,13 +201,78 @@ impl WindowOperator {
 
     /// Rows held that no window has emitted yet (after `finish`: an unfinished count window).
     pub fn pending(&self) -> usize {
-        self.buffer.len()
+        self.buffers.iter().map(|b| b.rows.len()).sum::<usize>() + self.counted_rows.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buffers.iter().all(|b| b.rows.is_empty())
+    }
+
+    /// The earliest buffered time.
+    fn first_ts(&self) -> Option<i64> {
+        self.buffers
+            .iter()
+            .filter_map(|b| b.rows.front().map(|r| r.ts))
+            .min()
+    }
+
+    /// The rows of `[start, end)` (`[start, end]` when `inclusive`), in time then arrival order.
+    fn window_rows(&self, start: i64, end: i64, inclusive: bool) -> Vec<(usize, Arc<Row>)> {
+        let mut rows: Vec<&Buffered> = Vec::new();
+        for b in &self.buffers {
+            rows.extend(b.range(start, end, inclusive));
+        }
+        if self.buffers.len() > 1 {
+            rows.sort_by_key(|b| (b.ts, b.seq));
+        }
+        rows.into_iter()
+            .map(|b| (b.stream, Arc::clone(&b.row)))
+            .collect()
+    }
+
+    /// Forgets the rows older than `ts`.
+    fn drop_before(&mut self, ts: i64) {
+        for b in &mut self.buffers {
+            if ts == i64::MAX {
+                b.rows.clear();
+            } else {
+                b.drop_before(ts);
+            }
+        }
     }
 
     /// Adds a row (already past the window's `FILTER`). `trigger` says whether it meets the
     /// sliding window's `OVER (WHEN ...)`. Windows this completes are appended to `out`.
-    pub fn push(&mut self, stream: usize, row: Row, trigger: bool, out: &mut Vec<Fired>) {
-        let ts = row.timestamp_ms;
+    pub fn push(&mut self, stream: usize, row: Arc<Row>, trigger: bool, out: &mut Vec<Fired>) {
+        let mut ts = row.timestamp_ms;
+        self.seq += 1;
+        let seq = self.seq;
+        if let WindowKind::Count { size, interval } = self.kind {
+            self.counted_rows.push_back(Buffered {
+                ts,
+                seq,
+                stream,
+                row,
+            });
+            self.counted += 1;
+            if self.counted.is_multiple_of(interval as u64) && self.counted_rows.len() >= size {
+                let from = self.counted_rows.len() - size;
+                let rows = self
+                    .counted_rows
+                    .iter()
+                    .skip(from)
+                    .map(|b| (b.stream, Arc::clone(&b.row)))
+                    .collect();
+                // Only the last size - 1 rows can belong to a later window.
+                self.counted_rows.drain(..from + 1);
+                out.push(Fired {
+                    start: ts,
+                    end: ts,
+                    rows,
+                });
+            }
+            return;
+        }
         if self.event_time {
             if ts < self.watermark {
                 self.late += 1;
@@ -168,11 +281,23 @@ impl WindowOperator {
             let last = self.stream_max.len() - 1;
             let max = &mut self.stream_max[stream.min(last)];
             *max = Some(max.map_or(ts, |m| m.max(ts)));
-            // Keep the buffer in time order; rows with equal times stay in arrival order.
-            let at = self.buffer.partition_point(|b| b.ts <= ts);
-            self.buffer.insert(at, Buffered { ts, stream, row });
+        } else if let Some(last) = self.buffers[0].rows.back() {
+            // Arrival order: a clock that steps back does not reorder rows.
+            ts = ts.max(last.ts);
+        }
+        let index = if self.event_time {
+            stream.min(self.buffers.len() - 1)
         } else {
-            self.buffer.push(Buffered { ts, stream, row });
+            // Processing time is arrival order: one buffer for every input.
+            0
+        };
+        self.buffers[index].insert(Buffered {
+            ts,
+            seq,
+            stream,
+            row,
+        });
+        if !self.event_time {
             if let (None, WindowKind::Tumbling { size: hop } | WindowKind::Hopping { hop, .. }) =
                 (self.next_end, self.kind)
             {
@@ -189,24 +314,6 @@ impl WindowOperator {
             WindowKind::Session { .. } if !self.event_time => {
                 let first = self.session.map_or(ts, |(f, _)| f);
                 self.session = Some((first, ts));
-            }
-            WindowKind::Count { size, interval } => {
-                self.counted += 1;
-                if self.counted.is_multiple_of(interval as u64) && self.buffer.len() >= size {
-                    let from = self.buffer.len() - size;
-                    let rows = self.buffer[from..]
-                        .iter()
-                        .map(|b| (b.stream, b.row.clone()))
-                        .collect();
-                    // Only the last size - 1 rows can belong to a later window.
-                    self.buffer.drain(..from + 1);
-                    out.push(Fired {
-                        start: ts,
-                        end: ts,
-                        rows,
-                    });
-                }
-                return;
             }
             _ => {}
         }
@@ -294,12 +401,7 @@ impl WindowOperator {
                     }
                     self.triggers.pop_front();
                     let (start, end) = (t - size, t + delay);
-                    let rows = self
-                        .buffer
-                        .iter()
-                        .filter(|b| b.ts >= start && (b.ts < end || (delay == 0 && b.ts <= end)))
-                        .map(|b| (b.stream, b.row.clone()))
-                        .collect();
+                    let rows = self.window_rows(start, end, delay == 0);
                     out.push(Fired { start, end, rows });
                 }
                 // Rows older than every pending trigger's reach are no longer needed.
@@ -311,7 +413,7 @@ impl WindowOperator {
                     },
                     |&(_, t)| t - size,
                 );
-                self.buffer.retain(|b| b.ts >= keep_from);
+                self.drop_before(keep_from);
             }
             WindowKind::Session { timeout, max } => self.fire_sessions(timeout, max, limit, out),
             WindowKind::Count { .. } => {}
@@ -328,38 +430,32 @@ impl WindowOperator {
     ) {
         let next = match self.next_end {
             Some(end) => end,
-            None => match self.buffer.first() {
-                Some(first) => floor_to(first.ts, hop) + hop,
+            None => match self.first_ts() {
+                Some(first) => floor_to(first, hop) + hop,
                 None => return,
             },
         };
         let mut end = next;
         while end <= limit {
-            if draining && self.buffer.is_empty() {
+            if draining && self.is_empty() {
                 break;
             }
             // Far behind (a process that slept): skip empty windows rather than emit each.
-            if self.buffer.is_empty() && end + hop <= limit && !self.event_time {
+            if self.is_empty() && end + hop <= limit && !self.event_time {
                 end = floor_to(limit, hop) + hop;
                 continue;
             }
             let start = end - size;
-            let rows = self
-                .buffer
-                .iter()
-                .filter(|b| b.ts >= start && b.ts < end)
-                .map(|b| (b.stream, b.row.clone()))
-                .collect();
+            let rows = self.window_rows(start, end, false);
             out.push(Fired { start, end, rows });
             // The next window starts at end + hop - size: older rows are done.
-            let keep_from = end + hop - size;
-            self.buffer.retain(|b| b.ts >= keep_from);
+            self.drop_before(end + hop - size);
             end += hop;
-            if self.event_time && self.buffer.is_empty() {
+            if self.event_time && self.is_empty() {
                 break;
             }
         }
-        self.next_end = if self.event_time && self.buffer.is_empty() {
+        self.next_end = if self.event_time && self.is_empty() {
             None
         } else {
             Some(end)
@@ -368,7 +464,7 @@ impl WindowOperator {
 
     fn fire_sessions(&mut self, timeout: i64, max: i64, limit: i64, out: &mut Vec<Fired>) {
         loop {
-            let Some(first) = self.buffer.first().map(|b| b.ts) else {
+            let Some(first) = self.first_ts() else {
                 self.session = None;
                 return;
             };
@@ -378,18 +474,20 @@ impl WindowOperator {
                 let t = floor_to(first, max) + max;
                 if t - first >= max { t } else { t + max }
             };
+            let ordered = self.window_rows(i64::MIN, i64::MAX, true);
             let mut last = first;
             let mut end = None;
-            for b in &self.buffer {
-                if b.ts >= tick {
+            for (_, row) in &ordered {
+                let ts = row.timestamp_ms.max(first);
+                if ts >= tick {
                     end = Some(tick);
                     break;
                 }
-                if b.ts - last > timeout {
+                if ts - last > timeout {
                     end = Some(last + timeout);
                     break;
                 }
-                last = b.ts;
+                last = ts;
             }
             let end = end.unwrap_or((last + timeout).min(tick));
             if end > limit {
@@ -398,12 +496,8 @@ impl WindowOperator {
                 }
                 return;
             }
-            let split = self.buffer.partition_point(|b| b.ts < end);
-            let rows = self
-                .buffer
-                .drain(..split)
-                .map(|b| (b.stream, b.row))
-                .collect();
+            let rows = self.window_rows(i64::MIN, end, false);
+            self.drop_before(end);
             out.push(Fired {
                 start: first,
                 end,
@@ -417,7 +511,6 @@ impl WindowOperator {
 mod tests {
     use super::*;
     use crate::value::Value;
-    use std::sync::Arc;
 
     fn row(ts: i64) -> Row {
         Row::from_pairs(vec![(Arc::from("ts"), Value::Int(ts))], ts)
@@ -430,7 +523,7 @@ mod tests {
     fn feed(op: &mut WindowOperator, times: &[i64]) -> Vec<Fired> {
         let mut out = Vec::new();
         for &t in times {
-            op.push(0, row(t), true, &mut out);
+            op.push(0, Arc::new(row(t)), true, &mut out);
         }
         out
     }
@@ -446,7 +539,7 @@ mod tests {
         assert_eq!((out[0].start, out[0].end), (0, 10));
         assert_eq!(ts_of(&out[0]), [1, 3, 5]);
         assert_eq!(ts_of(&out[1]), [12]);
-        op.push(0, row(8), true, &mut out);
+        op.push(0, Arc::new(row(8)), true, &mut out);
         assert_eq!(op.late, 1, "8 is behind the watermark (20)");
         op.finish(&mut out);
         assert_eq!(ts_of(&out[2]), [25]);
@@ -555,12 +648,12 @@ mod tests {
     fn the_watermark_waits_for_every_stream_and_the_tolerance() {
         let mut op = WindowOperator::new(WindowKind::Tumbling { size: 10 }, true, 5, 2);
         let mut out = Vec::new();
-        op.push(0, row(1), true, &mut out);
-        op.push(0, row(30), true, &mut out);
+        op.push(0, Arc::new(row(1)), true, &mut out);
+        op.push(0, Arc::new(row(30)), true, &mut out);
         assert!(out.is_empty(), "stream 1 has sent nothing");
-        op.push(1, row(14), true, &mut out);
+        op.push(1, Arc::new(row(14)), true, &mut out);
         assert_eq!(out.len(), 0, "watermark 14 - 5 = 9");
-        op.push(1, row(16), true, &mut out);
+        op.push(1, Arc::new(row(16)), true, &mut out);
         assert_eq!(out.len(), 1, "watermark 11 passes 10");
         op.end_stream(1, &mut out);
         op.finish(&mut out);

@@ -44,6 +44,8 @@ fn main() -> anyhow::Result<()> {
         if quick { "quick" } else { "full" }
     );
 
+    // Rule benchmarks run several times: one run on a shared machine can be far off.
+    let runs = if quick { 1 } else { 5 };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -63,10 +65,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     if run("filter") {
-        filter_rule(dir.path(), 2_000_000 / scale)?;
+        filter_rule(dir.path(), 2_000_000 / scale, runs)?;
     }
     if run("window") {
-        window_rules(dir.path(), 2_000_000 / scale)?;
+        window_rules(dir.path(), 2_000_000 / scale, runs)?;
     }
     Ok(())
 }
@@ -125,12 +127,23 @@ fn process_cpu_seconds() -> f64 {
 }
 
 /// Rows per wall-clock second and per CPU second of a run.
-fn rates(rows: usize, wall: f64, cpu: f64) -> String {
+/// Rows per second over several runs: the median and range of wall-clock rates, and the median
+/// rate per CPU second of the process.
+fn rates(rows: usize, samples: &[(f64, f64)]) -> String {
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
+    };
+    let (wall, low, high) = median(samples.iter().map(|s| rows as f64 / s.0).collect());
+    let (cpu, _, _) = median(
+        samples
+            .iter()
+            .map(|s| rows as f64 / s.1.max(1e-9))
+            .collect(),
+    );
     format!(
-        "{:.0} rows/s ({:.3} s wall), {:.0} rows per CPU second",
-        rows as f64 / wall,
-        wall,
-        rows as f64 / cpu.max(1e-9)
+        "{wall:.0} rows/s (median of {} runs, {low:.0}-{high:.0}), {cpu:.0} rows per CPU second",
+        samples.len()
     )
 }
 
@@ -496,9 +509,25 @@ async fn idle_memory(dir: &Path, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `rule` (over the streams in `streams`) on one core; returns the report and the CPU
-/// seconds the process used meanwhile.
+/// Runs `rule` (over the streams in `streams`) on one core `runs` times; returns the last report
+/// and, per run, the wall and CPU seconds the process used.
 fn run_on_one_core(
+    dir: &Path,
+    streams: &str,
+    rule: &str,
+    runs: usize,
+) -> anyhow::Result<(oort::engine::RunReport, Vec<(f64, f64)>)> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let (report, cpu) = run_once(dir, streams, rule)?;
+        samples.push((report.elapsed.as_secs_f64(), cpu));
+        last = Some(report);
+    }
+    Ok((last.expect("at least one run"), samples))
+}
+
+fn run_once(
     dir: &Path,
     streams: &str,
     rule: &str,
@@ -527,7 +556,7 @@ fn run_on_one_core(
 }
 
 /// A windowed aggregate and a windowed two-stream join, from files into the wasm sink.
-fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
+fn window_rules(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     // 10,000 devices, one reading each 0.1 ms of event time: 10 s windows hold 100,000 rows.
     let mut text = String::with_capacity(rows * 90);
     for i in 0..rows {
@@ -540,10 +569,11 @@ fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(dir.join("readings.jsonl"), text)?;
-    let (report, cpu) = run_on_one_core(
+    let (report, samples) = run_on_one_core(
         dir,
         "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"readings.jsonl\", TIMESTAMP=\"ts\");",
         r#"{"id":"agg","sql":"SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n FROM readings GROUP BY deviceId, TUMBLINGWINDOW(ss, 10)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+        runs,
     )?;
     let read = report.rules[0].source.records_out.get();
     anyhow::ensure!(read == rows as u64, "read {read} of {rows} rows");
@@ -553,7 +583,7 @@ fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
     println!(
         "   {rows} rows, {} windows: {}",
         report.rules[0].rule.records_out.get(),
-        rates(rows, report.elapsed.as_secs_f64(), cpu)
+        rates(rows, &samples)
     );
 
     // Two streams of rows/2 rows each, 100 rows per stream per 1 s window, joined on id.
@@ -570,11 +600,12 @@ fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
         }
         std::fs::write(dir.join(name), text)?;
     }
-    let (report, cpu) = run_on_one_core(
+    let (report, samples) = run_on_one_core(
         dir,
         "CREATE STREAM l () WITH (TYPE=\"file\", DATASOURCE=\"left.jsonl\", TIMESTAMP=\"ts\");\n\
          CREATE STREAM r () WITH (TYPE=\"file\", DATASOURCE=\"right.jsonl\", TIMESTAMP=\"ts\");",
         r#"{"id":"join","sql":"SELECT l.id AS id, a, b FROM l INNER JOIN r ON l.id = r.id GROUP BY TUMBLINGWINDOW(ss, 1)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+        runs,
     )?;
     let read = report.rules[0].source.records_out.get();
     anyhow::ensure!(read == 2 * half as u64, "read {read} of {} rows", 2 * half);
@@ -585,12 +616,12 @@ fn window_rules(dir: &Path, rows: usize) -> anyhow::Result<()> {
         "   {} rows, {} windows: {}\n",
         2 * half,
         report.rules[0].rule.records_out.get(),
-        rates(2 * half, report.elapsed.as_secs_f64(), cpu)
+        rates(2 * half, &samples)
     );
     Ok(())
 }
 
-fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
+fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let data = dir.join("rows.jsonl");
     let mut text = String::with_capacity(rows * 110);
     for i in 0..rows {
@@ -601,10 +632,11 @@ fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         text.push('\n');
     }
     std::fs::write(&data, text)?;
-    let (report, cpu) = run_on_one_core(
+    let (report, samples) = run_on_one_core(
         dir,
         "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\");",
         r#"{"id":"filter","sql":"SELECT deviceId, temperature, humidity FROM readings WHERE temperature > 25 AND humidity < 80","actions":[{"counter":{}}]}"#,
+        runs,
     )?;
     let rule = &report.rules[0];
     let read = rule.source.records_out.get();
@@ -613,7 +645,7 @@ fn filter_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
     println!("4. file source -> SELECT ... WHERE -> wasm counter sink, one core");
     println!(
         "   {rows} rows ({out} pass the filter): {}",
-        rates(rows, report.elapsed.as_secs_f64(), cpu)
+        rates(rows, &samples)
     );
     Ok(())
 }

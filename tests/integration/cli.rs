@@ -152,6 +152,40 @@ fn a_run_that_loses_rows_exits_3() {
 }
 
 #[test]
+fn a_large_json_lines_file_is_streamed_with_exact_line_numbers() {
+    // Several read chunks, CRLF line ends, blank lines, a bad line far in, no final newline.
+    let scratch = demo();
+    let mut text = String::new();
+    let total = 40_000;
+    for n in 0..total {
+        match n {
+            25_000 => text.push_str("{\"n\": oops}\r\n"),
+            30_000 => text.push_str("\r\n"),
+            _ => text.push_str(&format!("{{\"n\":{n},\"pad\":\"{:020}\"}}\r\n", n)),
+        }
+    }
+    text.push_str("{\"n\":40000}");
+    scratch.write("data/in.jsonl", &text);
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let source = &run.summary()["rules"][0]["source"];
+    assert_eq!(source["records_out_total"], total - 2 + 1, "{source}");
+    assert_eq!(source["exceptions_total"], 1, "{source}");
+    assert!(
+        source["last_exception"]
+            .as_str()
+            .unwrap()
+            .contains("in.jsonl:25001: invalid JSON"),
+        "{source}"
+    );
+    let out = scratch.read("out/result.jsonl");
+    let evens = out.lines().count();
+    // Evens of 0..=40000 without 25000 and 30000.
+    assert_eq!(evens, 20_001 - 2, "{}", &out[out.len() - 40..]);
+    assert!(out.ends_with("{\"n\":40000}\n"));
+}
+
+#[test]
 fn the_readme_sink_builds_and_runs() {
     let scratch = Scratch::new();
     oort_tests::install(

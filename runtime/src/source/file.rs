@@ -23,30 +23,19 @@ impl fmt::Display for Line<'_> {
 pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let path = ctx.def.datasource_path();
     let shown = path.display().to_string();
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let cannot_read = |e: std::io::Error| format!("cannot read {shown}: {e}");
     let mut out = Emitter::new(ctx, tx);
-    match ctx.def.file_type() {
+    let bytes = match ctx.def.file_type() {
         FileType::Lines => {
-            let mut start = 0;
-            let ends = memchr::memchr_iter(b'\n', &bytes).chain(std::iter::once(bytes.len()));
-            for (i, end) in ends.enumerate() {
-                let line = &bytes[start..end];
-                start = end + 1;
-                let line_text = line.strip_suffix(b"\r").unwrap_or(line);
-                if line_text.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let at = Line {
-                    file: &shown,
-                    line: i + 1,
-                };
-                if !out.message(line_text, &at).await {
-                    return Ok(());
-                }
-            }
+            let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+            lines(file, &shown, &mut out).await.map_err(cannot_read)?;
+            out.flush().await;
+            return Ok(());
         }
+        _ => tokio::fs::read(&path).await.map_err(cannot_read)?,
+    };
+    match ctx.def.file_type() {
+        FileType::Lines => unreachable!("JSON lines are streamed above"),
         FileType::Json => {
             let rows = crate::json::RowDecoder::new()
                 .decode_array(&bytes, ctx.clock.now_ms())
@@ -92,4 +81,42 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
     }
     out.flush().await;
     Ok(())
+}
+
+/// How much of a JSON-lines file is read at a time: the file is streamed, so memory stays flat
+/// whatever its size (a line longer than this grows the buffer to hold it).
+const CHUNK: usize = 256 * 1024;
+
+/// Streams a JSON-lines file: one message per non-blank line (a trailing `\r` is dropped), the
+/// last line counted even without a newline. Stops early when the run is stopping.
+async fn lines(
+    mut file: tokio::fs::File,
+    shown: &str,
+    out: &mut Emitter<'_>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut line = 0;
+    loop {
+        buf.reserve(CHUNK);
+        let eof = file.read_buf(&mut buf).await? == 0;
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', &buf).chain(eof.then_some(buf.len()));
+        for end in ends {
+            line += 1;
+            let text = &buf[start..end];
+            start = end + 1;
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if !out.message(text, &Line { file: shown, line }).await {
+                return Ok(());
+            }
+        }
+        if eof {
+            return Ok(());
+        }
+        buf.drain(..start);
+    }
 }

@@ -125,6 +125,7 @@ impl AggCall {
                 return Ok(Value::array(members.iter().map(row_object).collect()));
             }
             Deduplicate => return self.deduplicate(members, ctx),
+            Count | Sum | Avg | Min | Max => return self.fold(members, ctx),
             _ => {}
         }
         let values = members
@@ -133,19 +134,6 @@ impl AggCall {
             .collect::<Result<Vec<_>, _>>()?;
         let present = || values.iter().filter(|v| !v.is_null());
         Ok(match self.func {
-            Count => Value::Int(present().count() as i64),
-            Sum => sum(present(), "sum")?,
-            Avg => {
-                let n = present().count();
-                if n == 0 {
-                    Value::Null
-                } else {
-                    let total = numbers(present(), "avg")?.iter().sum::<f64>();
-                    Value::Float(total / n as f64)
-                }
-            }
-            Min => extreme(present(), BinOp::Lt, "min")?,
-            Max => extreme(present(), BinOp::Gt, "max")?,
             Collect => Value::array(values),
             LastValue => {
                 let ignore_null = match self.args.get(1) {
@@ -203,8 +191,17 @@ impl AggCall {
                 }
                 Value::object(merged)
             }
-            CountStar | Deduplicate => Value::Null,
+            CountStar | Count | Sum | Avg | Min | Max | Deduplicate => Value::Null,
         })
+    }
+
+    /// count, sum, avg, min and max in one pass over the members, without collecting the values.
+    fn fold<S: Scope>(&self, members: &[S], ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
+        let mut acc = Acc::new(self).expect("count, sum, avg, min and max fold");
+        for member in members {
+            acc.add(self, member, ctx)?;
+        }
+        Ok(acc.finish())
     }
 
     fn deduplicate<S: Scope>(&self, members: &[S], ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
@@ -232,6 +229,113 @@ impl AggCall {
     }
 }
 
+/// The running state of an aggregate that can be computed one row at a time (`count`, `sum`,
+/// `avg`, `min`, `max`): the same answers and errors as computing it over the whole group, with
+/// memory for one value instead of every row.
+#[derive(Debug, Clone)]
+pub enum Acc {
+    /// `count(*)`: rows.
+    Rows(i64),
+    /// `count(x)`: non-null values.
+    Count(i64),
+    /// `sum(x)`.
+    Sum(Option<Value>),
+    /// `avg(x)`: total and count.
+    Avg(f64, i64),
+    /// `min(x)` or `max(x)`: the best value so far.
+    Extreme(Option<Value>),
+}
+
+impl Acc {
+    /// The state for `call`, or `None` when it needs the whole group.
+    pub fn new(call: &AggCall) -> Option<Self> {
+        Some(match call.func {
+            AggFunc::CountStar => Self::Rows(0),
+            AggFunc::Count => Self::Count(0),
+            AggFunc::Sum => Self::Sum(None),
+            AggFunc::Avg => Self::Avg(0.0, 0),
+            AggFunc::Min | AggFunc::Max => Self::Extreme(None),
+            _ => return None,
+        })
+    }
+
+    /// Adds one member of the group. Nulls are skipped.
+    pub fn add<S: Scope>(
+        &mut self,
+        call: &AggCall,
+        member: &S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<(), EvalError> {
+        if let Self::Rows(n) = self {
+            *n += 1;
+            return Ok(());
+        }
+        let v = call.args[0].eval(member, ctx)?;
+        if v.is_null() {
+            return Ok(());
+        }
+        match self {
+            Self::Rows(_) => {}
+            Self::Count(n) => *n += 1,
+            Self::Avg(total, n) => {
+                *total += v.as_f64().ok_or_else(|| {
+                    err(
+                        "avg",
+                        format!("expected numbers, got {} {}", v.type_name(), v.to_text()),
+                    )
+                })?;
+                *n += 1;
+            }
+            Self::Sum(acc) => {
+                if v.as_f64().is_none() {
+                    return Err(err(
+                        "sum",
+                        format!("expected numbers, got {}", v.type_name()),
+                    ));
+                }
+                *acc = Some(match acc.take() {
+                    None => v,
+                    Some(t) => binary(BinOp::Add, &t, &v)?,
+                });
+            }
+            Self::Extreme(best) => {
+                let (name, better) = if call.func == AggFunc::Min {
+                    ("min", BinOp::Lt)
+                } else {
+                    ("max", BinOp::Gt)
+                };
+                match best {
+                    None => {
+                        if !matches!(v, Value::Int(_) | Value::Float(_) | Value::String(_)) {
+                            return Err(err(
+                                name,
+                                format!("expected numbers or strings, got {}", v.type_name()),
+                            ));
+                        }
+                        *best = Some(v);
+                    }
+                    Some(b) => {
+                        if binary(better, &v, b).map_err(|e| err(name, e))?.is_true() {
+                            *best = Some(v);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The aggregate's value.
+    pub fn finish(&self) -> Value {
+        match self {
+            Self::Rows(n) | Self::Count(n) => Value::Int(*n),
+            Self::Avg(_, 0) => Value::Null,
+            Self::Avg(total, n) => Value::Float(total / *n as f64),
+            Self::Sum(v) | Self::Extreme(v) => v.clone().unwrap_or(Value::Null),
+        }
+    }
+}
+
 fn row_object<S: Scope>(s: &S) -> Value {
     let mut map = Map::new();
     s.fields(None, &mut |k, v| {
@@ -251,54 +355,6 @@ fn numbers<'a>(values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Ve
             })
         })
         .collect()
-}
-
-fn sum<'a>(mut values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Value, EvalError> {
-    let Some(first) = values.next() else {
-        return Ok(Value::Null);
-    };
-    if first.as_f64().is_none() {
-        return Err(err(
-            func,
-            format!("expected numbers, got {}", first.type_name()),
-        ));
-    }
-    let mut total = first.clone();
-    for v in values {
-        if v.as_f64().is_none() {
-            return Err(err(
-                func,
-                format!("expected numbers, got {}", v.type_name()),
-            ));
-        }
-        total = binary(BinOp::Add, &total, v)?;
-    }
-    Ok(total)
-}
-
-fn extreme<'a>(
-    mut values: impl Iterator<Item = &'a Value>,
-    better: BinOp,
-    func: &str,
-) -> Result<Value, EvalError> {
-    let Some(mut best) = values.next().cloned() else {
-        return Ok(Value::Null);
-    };
-    if !matches!(best, Value::Int(_) | Value::Float(_) | Value::String(_)) {
-        return Err(err(
-            func,
-            format!("expected numbers or strings, got {}", best.type_name()),
-        ));
-    }
-    for v in values {
-        if binary(better, v, &best)
-            .map_err(|e| err(func, e))?
-            .is_true()
-        {
-            best = v.clone();
-        }
-    }
-    Ok(best)
 }
 
 fn median<'a>(values: impl Iterator<Item = &'a Value>, func: &str) -> Result<Value, EvalError> {

@@ -5,10 +5,15 @@
 //! `WHERE`, `GROUP BY` and aggregates, `HAVING`, `ORDER BY`, `LIMIT`, projection, and becomes one
 //! message holding the window's result rows. A stream joined with a table (no window) pairs each
 //! row with the table's rows.
+//!
+//! A tumbling window over one stream whose aggregates can be computed a row at a time (`count`,
+//! `sum`, `avg`, `min`, `max`) is aggregated as rows arrive ([`Panes`]): memory holds one state per
+//! group instead of every row, with the same results as the general path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::aggregate::Acc;
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, Query};
 use super::window::{Fired, WindowKind, WindowOperator};
@@ -277,6 +282,130 @@ pub struct Outcome {
     pub filtered: u64,
 }
 
+/// One group of a window aggregated on arrival.
+struct PaneGroup {
+    /// The group's earliest row (non-aggregate columns are read from it).
+    first: Tuple,
+    /// `(time, arrival)` of `first`: groups come out in order of first appearance in time.
+    order: (i64, u64),
+    accs: Vec<Acc>,
+    /// The latest row time of the group.
+    timestamp_ms: i64,
+}
+
+/// The groups of one tumbling window, aggregated as rows arrive.
+#[derive(Default)]
+struct Pane {
+    index: FastMap<GroupKey, usize>,
+    groups: Vec<PaneGroup>,
+    /// The first error while grouping or aggregating: the window's result is that error, as it
+    /// would be when computed over the whole window.
+    error: Option<EvalError>,
+}
+
+/// Tumbling windows aggregated on arrival, by window start.
+struct Panes {
+    size: i64,
+    open: std::collections::BTreeMap<i64, Pane>,
+    seq: u64,
+}
+
+impl Panes {
+    /// Whether `query` can be aggregated on arrival.
+    fn suit(query: &Query) -> Option<i64> {
+        let size = match query.window.as_ref()?.kind {
+            WindowKind::Tumbling { size } => size,
+            _ => return None,
+        };
+        let incremental = query.aggregates.iter().all(|a| Acc::new(a).is_some());
+        (query.joins.is_empty() && query.sources.len() == 1 && query.is_aggregate() && incremental)
+            .then_some(size)
+    }
+
+    /// Adds a row that counts at `ts`.
+    fn add(
+        &mut self,
+        query: &Query,
+        row: Arc<Row>,
+        ts: i64,
+        ctx: &EvalCtx<'_>,
+        outcome: &mut Outcome,
+    ) {
+        let start = ts.div_euclid(self.size) * self.size;
+        let tuple = Tuple::single(1, 0, row, Some((start, start + self.size)));
+        if let Some(f) = &query.filter {
+            match f.eval(&tuple, ctx) {
+                Ok(v) if v.is_true() => {}
+                Ok(_) => {
+                    outcome.filtered += 1;
+                    return;
+                }
+                Err(e) => {
+                    outcome.errors.push(e);
+                    return;
+                }
+            }
+        }
+        self.seq += 1;
+        let order = (tuple.timestamp_ms, self.seq);
+        let pane = self.open.entry(start).or_default();
+        if pane.error.is_some() {
+            return;
+        }
+        if let Err(e) = pane.add(query, tuple, order, ctx) {
+            pane.error = Some(e);
+        }
+    }
+}
+
+impl Pane {
+    fn add(
+        &mut self,
+        query: &Query,
+        tuple: Tuple,
+        order: (i64, u64),
+        ctx: &EvalCtx<'_>,
+    ) -> Result<(), EvalError> {
+        let key = group_key(&query.group_by, &tuple, ctx)?;
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let accs = query.aggregates.iter().filter_map(Acc::new).collect();
+                self.index.insert(key, self.groups.len());
+                self.groups.push(PaneGroup {
+                    timestamp_ms: tuple.timestamp_ms,
+                    first: tuple.clone(),
+                    order,
+                    accs,
+                });
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[i];
+        for (acc, call) in group.accs.iter_mut().zip(&query.aggregates) {
+            acc.add(call, &tuple, ctx)?;
+        }
+        group.timestamp_ms = group.timestamp_ms.max(tuple.timestamp_ms);
+        if order < group.order {
+            group.order = order;
+            group.first = tuple;
+        }
+        Ok(())
+    }
+}
+
+/// The key of `tuple`'s group.
+fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey, EvalError> {
+    Ok(match keys {
+        [one] => GroupKey::One(Key::of(&one.eval(tuple, ctx)?)),
+        keys => GroupKey::Many(
+            keys.iter()
+                .map(|k| k.eval(tuple, ctx).map(|v| Key::of(&v)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    })
+}
+
 /// A running statement.
 pub struct QueryRunner {
     query: Query,
@@ -285,6 +414,8 @@ pub struct QueryRunner {
     tables: HashMap<usize, Vec<Arc<Row>>>,
     /// Per join: how to answer it with a hash table, when its condition allows.
     hash_joins: Vec<Option<HashJoin>>,
+    /// Set when the window is aggregated on arrival.
+    panes: Option<Panes>,
     fired: Vec<Fired>,
 }
 
@@ -297,10 +428,18 @@ impl QueryRunner {
         tables: HashMap<usize, Arc<Vec<Row>>>,
     ) -> Self {
         let streams = query.sources.len();
-        let window = query
+        let mut window = query
             .window
             .as_ref()
             .map(|w| WindowOperator::new(w.kind, event_time, late_tolerance_ms, streams));
+        let panes = Panes::suit(&query).map(|size| Panes {
+            size,
+            open: Default::default(),
+            seq: 0,
+        });
+        if let (Some(window), Some(_)) = (window.as_mut(), &panes) {
+            window.aggregate_on_arrival();
+        }
         let hash_joins = query
             .joins
             .iter()
@@ -318,6 +457,7 @@ impl QueryRunner {
             window,
             tables,
             hash_joins,
+            panes,
             fired: Vec::new(),
         }
     }
@@ -405,8 +545,13 @@ impl QueryRunner {
                 },
                 None => true,
             };
-            if let Some(window) = self.window.as_mut() {
-                window.push(source, Arc::new(row), triggers, &mut self.fired);
+            let row = Arc::new(row);
+            let Some(window) = self.window.as_mut() else {
+                continue;
+            };
+            let at = window.push(source, Arc::clone(&row), triggers, &mut self.fired);
+            if let (Some(panes), Some(ts)) = (self.panes.as_mut(), at) {
+                panes.add(&self.query, row, ts, ctx, &mut outcome);
             }
         }
         self.emit(ctx, out, &mut outcome);
@@ -450,12 +595,66 @@ impl QueryRunner {
 
     fn emit(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>, outcome: &mut Outcome) {
         for fired in std::mem::take(&mut self.fired) {
-            match self.window_result(fired, ctx, outcome) {
+            let result = match self.panes.as_mut() {
+                Some(panes) => {
+                    let pane = panes.open.remove(&fired.start).unwrap_or_default();
+                    self.pane_result(pane, (fired.start, fired.end), ctx)
+                }
+                None => self.window_result(fired, ctx, outcome),
+            };
+            match result {
                 Ok(Some(rows)) => out.push(Message::Rows(Arc::new(rows))),
                 Ok(None) => {}
                 Err(e) => outcome.errors.push(e),
             }
         }
+    }
+
+    /// A window aggregated on arrival: HAVING, ORDER BY, LIMIT and projection over its groups.
+    fn pane_result(
+        &self,
+        pane: Pane,
+        range: (i64, i64),
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Option<Vec<Row>>, EvalError> {
+        if let Some(e) = pane.error {
+            return Err(e);
+        }
+        let mut groups = pane.groups;
+        groups.sort_by_key(|g| g.order);
+        let results = if groups.is_empty() && self.query.group_by.is_empty() {
+            // No rows and no GROUP BY: one group over nothing, as over an empty window.
+            let nothing = vec![Value::Null; self.query.aggregates.len()];
+            self.group_results(std::iter::once((None, nothing, range.1)), Some(range), ctx)?
+        } else {
+            self.group_results(
+                groups.iter().map(|g| {
+                    let values = g.accs.iter().map(Acc::finish).collect();
+                    (Some(&g.first), values, g.timestamp_ms)
+                }),
+                Some(range),
+                ctx,
+            )?
+        };
+        let rows = self.ordered(results)?;
+        Ok((!rows.is_empty() || !self.suppress_empty()).then_some(rows))
+    }
+
+    /// As in eKuiper, an empty window is still a result unless something after the window
+    /// (WHERE, GROUP BY keys, HAVING, a join) has nothing to say about it.
+    fn suppress_empty(&self) -> bool {
+        self.query.filter.is_some()
+            || !self.query.group_by.is_empty()
+            || self.query.having.is_some()
+            || !self.query.joins.is_empty()
+            || matches!(
+                self.query.window.as_ref().map(|w| w.kind),
+                Some(
+                    WindowKind::Sliding { .. }
+                        | WindowKind::Session { .. }
+                        | WindowKind::Count { .. }
+                )
+            )
     }
 
     /// One fired window through join, WHERE, grouping, HAVING, ORDER BY, LIMIT and projection.
@@ -467,18 +666,21 @@ impl QueryRunner {
     ) -> Result<Option<Vec<Row>>, EvalError> {
         let range = Some((fired.start, fired.end));
         let n = self.query.sources.len();
-        let mut by_source: HashMap<usize, Vec<Arc<Row>>> = HashMap::new();
-        for (source, row) in fired.rows {
-            by_source.entry(source).or_default().push(row);
-        }
         let tuples = if self.query.joins.is_empty() {
-            by_source
-                .remove(&0)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|row| Tuple::single(n, 0, row, range))
-                .collect()
+            let mut tuples = Vec::with_capacity(fired.rows.len());
+            tuples.extend(
+                fired
+                    .rows
+                    .into_iter()
+                    .filter(|(source, _)| *source == 0)
+                    .map(|(_, row)| Tuple::single(n, 0, row, range)),
+            );
+            tuples
         } else {
+            let mut by_source: HashMap<usize, Vec<Arc<Row>>> = HashMap::new();
+            for (source, row) in fired.rows {
+                by_source.entry(source).or_default().push(row);
+            }
             let left = by_source.remove(&0).unwrap_or_default();
             let start = left
                 .into_iter()
@@ -487,21 +689,7 @@ impl QueryRunner {
             self.joined(start, &by_source, ctx)?
         };
         let rows = self.rows_of(tuples, range, ctx, outcome)?;
-        // As in eKuiper, an empty window is still a result unless something after the window
-        // (WHERE, GROUP BY keys, HAVING, a join) has nothing to say about it.
-        let suppress_empty = self.query.filter.is_some()
-            || !self.query.group_by.is_empty()
-            || self.query.having.is_some()
-            || !self.query.joins.is_empty()
-            || matches!(
-                self.query.window.as_ref().map(|w| w.kind),
-                Some(
-                    WindowKind::Sliding { .. }
-                        | WindowKind::Session { .. }
-                        | WindowKind::Count { .. }
-                )
-            );
-        if rows.is_empty() && suppress_empty {
+        if rows.is_empty() && self.suppress_empty() {
             return Ok(None);
         }
         Ok(Some(rows))
@@ -630,17 +818,20 @@ impl QueryRunner {
         outcome: &mut Outcome,
     ) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
-        let mut kept = Vec::with_capacity(tuples.len());
-        for t in tuples {
-            match &q.filter {
-                Some(f) => match f.eval(&t, ctx) {
-                    Ok(v) if v.is_true() => kept.push(t),
-                    Ok(_) => outcome.filtered += 1,
-                    Err(e) => outcome.errors.push(e),
-                },
-                None => kept.push(t),
+        let kept = match &q.filter {
+            None => tuples,
+            Some(f) => {
+                let mut kept = Vec::with_capacity(tuples.len());
+                for t in tuples {
+                    match f.eval(&t, ctx) {
+                        Ok(v) if v.is_true() => kept.push(t),
+                        Ok(_) => outcome.filtered += 1,
+                        Err(e) => outcome.errors.push(e),
+                    }
+                }
+                kept
             }
-        }
+        };
         // (sort keys, projected row) for each result row.
         let mut results: Vec<(Vec<Value>, Row)> = Vec::new();
         if q.is_aggregate() {
@@ -651,14 +842,7 @@ impl QueryRunner {
             } else {
                 let mut index: FastMap<GroupKey, usize> = FastMap::default();
                 for t in kept {
-                    let key = match q.group_by.as_slice() {
-                        [one] => GroupKey::One(Key::of(&one.eval(&t, ctx)?)),
-                        keys => GroupKey::Many(
-                            keys.iter()
-                                .map(|k| k.eval(&t, ctx).map(|v| Key::of(&v)))
-                                .collect::<Result<Vec<_>, _>>()?,
-                        ),
-                    };
+                    let key = group_key(&q.group_by, &t, ctx)?;
                     match index.get(&key) {
                         Some(&i) => groups[i].push(t),
                         None => {
@@ -668,34 +852,21 @@ impl QueryRunner {
                     }
                 }
             }
+            let mut computed = Vec::with_capacity(groups.len());
             for members in &groups {
                 let aggregates = q
                     .aggregates
                     .iter()
                     .map(|a| a.compute(members, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
-                let scope = Group {
-                    first: members.first(),
-                    aggregates: &aggregates,
-                    window,
-                    timestamp_ms: members
-                        .iter()
-                        .map(|m| m.timestamp_ms)
-                        .max()
-                        .unwrap_or_else(|| window.map_or(0, |w| w.1)),
-                };
-                if let Some(having) = &q.having
-                    && !having.eval(&scope, ctx)?.is_true()
-                {
-                    continue;
-                }
-                let keys = q
-                    .order_by
+                let timestamp_ms = members
                     .iter()
-                    .map(|(e, _)| e.eval(&scope, ctx))
-                    .collect::<Result<Vec<_>, _>>()?;
-                results.push((keys, q.projection.apply_scope(&scope, ctx)?));
+                    .map(|m| m.timestamp_ms)
+                    .max()
+                    .unwrap_or_else(|| window.map_or(0, |w| w.1));
+                computed.push((members.first(), aggregates, timestamp_ms));
             }
+            results = self.group_results(computed.into_iter(), window, ctx)?;
         } else {
             for t in &kept {
                 let keys = q
@@ -709,6 +880,44 @@ impl QueryRunner {
                 }
             }
         }
+        self.ordered(results)
+    }
+
+    /// HAVING, the ORDER BY keys and projection for each group: `(first tuple, aggregate
+    /// values, time)`.
+    fn group_results<'a>(
+        &self,
+        groups: impl Iterator<Item = (Option<&'a Tuple>, Vec<Value>, i64)>,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
+        let q = &self.query;
+        let mut results = Vec::new();
+        for (first, aggregates, timestamp_ms) in groups {
+            let scope = Group {
+                first,
+                aggregates: &aggregates,
+                window,
+                timestamp_ms,
+            };
+            if let Some(having) = &q.having
+                && !having.eval(&scope, ctx)?.is_true()
+            {
+                continue;
+            }
+            let keys = q
+                .order_by
+                .iter()
+                .map(|(e, _)| e.eval(&scope, ctx))
+                .collect::<Result<Vec<_>, _>>()?;
+            results.push((keys, q.projection.apply_scope(&scope, ctx)?));
+        }
+        Ok(results)
+    }
+
+    /// ORDER BY and LIMIT.
+    fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
+        let q = &self.query;
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -783,4 +992,121 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
         std::cmp::Ordering::Equal
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{StreamDef, parse_streams};
+
+    struct Streams(Vec<StreamDef>);
+
+    impl super::super::Catalog for Streams {
+        fn stream(&self, name: &str) -> Option<&StreamDef> {
+            self.0.iter().find(|d| &*d.name == name)
+        }
+    }
+
+    /// Runs `sql` over `rows` (event time, 5 ms tolerance) with or without aggregation on
+    /// arrival; returns each emitted window's rows as JSON text, and the late count.
+    fn run(sql: &str, rows: &[(i64, &str, Value)], on_arrival: bool) -> (Vec<String>, u64) {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
+        assert!(
+            runner.panes.is_some(),
+            "the statement suits aggregation on arrival"
+        );
+        if !on_arrival {
+            runner.panes = None;
+            let kind = runner.query.window.as_ref().unwrap().kind;
+            runner.window = Some(WindowOperator::new(kind, true, 5, 1));
+        }
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for (ts, device, v) in rows {
+            let row = Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(*ts)),
+                    (Arc::from("device"), Value::string(*device)),
+                    (Arc::from("v"), v.clone()),
+                ],
+                *ts,
+            );
+            errors.extend(runner.push(0, vec![row], &ctx, &mut out).errors);
+        }
+        errors.extend(runner.finish(&ctx, &mut out).errors);
+        let mut windows: Vec<String> = out
+            .iter()
+            .map(|m| match m {
+                Message::Rows(rows) => rows
+                    .iter()
+                    .map(|r| format!("{:?}", r.iter().collect::<Vec<_>>()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        windows.extend(errors.iter().map(|e| format!("error: {e}")));
+        (windows, runner.late())
+    }
+
+    #[test]
+    fn aggregation_on_arrival_matches_the_whole_window() {
+        // Out of order within the tolerance, a late row, nulls, ties, mixed ints and floats,
+        // and a gap of empty windows.
+        let mut rows = Vec::new();
+        for i in 0..200i64 {
+            let ts = i * 3 + [0, 4, -4, 2][(i % 4) as usize];
+            let v = match i % 7 {
+                0 => Value::Null,
+                1 => Value::Float(i as f64 / 4.0),
+                _ => Value::Int(i % 11),
+            };
+            rows.push((ts, ["a", "b", "c"][(i % 3) as usize], v));
+        }
+        rows.push((100, "a", Value::Int(1000)));
+        rows.push((2000, "d", Value::Int(5)));
+        for sql in [
+            "SELECT device, count(*) AS n, count(v) AS c, sum(v) AS s, avg(v) AS a, min(v) AS lo, \
+             max(v) AS hi, window_end() AS e FROM s GROUP BY device, TUMBLINGWINDOW(ms, 40)",
+            "SELECT count(*) AS n, sum(v) AS s, ts FROM s WHERE v > 2 GROUP BY TUMBLINGWINDOW(ms, 100)",
+            "SELECT device, avg(v) AS a FROM s GROUP BY device, TUMBLINGWINDOW(ms, 50) \
+             HAVING count(*) > 5 ORDER BY a DESC LIMIT 2",
+            "SELECT max(v) AS m FROM s GROUP BY TUMBLINGWINDOW(ms, 250)",
+        ] {
+            let (on_arrival, late) = run(sql, &rows, true);
+            let (whole, late_whole) = run(sql, &rows, false);
+            assert!(on_arrival.len() > 2, "{sql}");
+            assert_eq!(on_arrival, whole, "{sql}");
+            assert_eq!((late, late_whole), (1, 1), "{sql}");
+        }
+    }
+
+    #[test]
+    fn an_aggregate_error_fails_the_window_either_way() {
+        let rows = vec![
+            (1, "a", Value::Int(1)),
+            (2, "a", Value::string("x")),
+            (50, "a", Value::Int(3)),
+        ];
+        let sql = "SELECT sum(v) AS s FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
+        let (on_arrival, _) = run(sql, &rows, true);
+        assert_eq!(on_arrival, run(sql, &rows, false).0);
+        assert!(
+            on_arrival
+                .iter()
+                .any(|w| w.contains("sum: expected numbers, got string")),
+            "{on_arrival:?}"
+        );
+    }
 }

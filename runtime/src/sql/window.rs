@@ -9,7 +9,7 @@
 //! When every input has ended, the watermark goes to the end of time and every open window
 //! fires (a count window that has not reached its count is reported, not emitted).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::expr::Expr;
@@ -170,6 +170,11 @@ pub struct WindowOperator {
     counted: u64,
     /// Rows that arrived after the watermark had passed them.
     pub late: u64,
+    /// Tumbling windows aggregated as rows arrive: the rows are not kept, only the start of
+    /// each window that has some (see [`WindowOperator::aggregate_on_arrival`]).
+    panes: Option<BTreeSet<i64>>,
+    /// Processing time: the last arrival time, so a clock that steps back does not reorder.
+    last_arrival: i64,
 }
 
 fn floor_to(t: i64, step: i64) -> i64 {
@@ -196,6 +201,17 @@ impl WindowOperator {
             session: None,
             counted: 0,
             late: 0,
+            panes: None,
+            last_arrival: i64::MIN,
+        }
+    }
+
+    /// Tumbling windows only: the caller aggregates each accepted row itself (by the time
+    /// [`push`](Self::push) returns), so the operator keeps no rows and fired windows come with
+    /// none; only their timing and lateness are decided here.
+    pub fn aggregate_on_arrival(&mut self) {
+        if matches!(self.kind, WindowKind::Tumbling { .. }) {
+            self.panes = Some(BTreeSet::new());
         }
     }
 
@@ -206,6 +222,7 @@ impl WindowOperator {
 
     fn is_empty(&self) -> bool {
         self.buffers.iter().all(|b| b.rows.is_empty())
+            && self.panes.as_ref().is_none_or(BTreeSet::is_empty)
     }
 
     /// The earliest buffered time.
@@ -213,6 +230,7 @@ impl WindowOperator {
         self.buffers
             .iter()
             .filter_map(|b| b.rows.front().map(|r| r.ts))
+            .chain(self.panes.as_ref().and_then(|p| p.first().copied()))
             .min()
     }
 
@@ -232,6 +250,12 @@ impl WindowOperator {
 
     /// Forgets the rows older than `ts`.
     fn drop_before(&mut self, ts: i64) {
+        if let (Some(panes), WindowKind::Tumbling { size }) = (self.panes.as_mut(), self.kind) {
+            // A window's rows are all older than `ts` once its end is.
+            while panes.first().is_some_and(|&s| s.saturating_add(size) <= ts) {
+                panes.pop_first();
+            }
+        }
         for b in &mut self.buffers {
             if ts == i64::MAX {
                 b.rows.clear();
@@ -242,8 +266,15 @@ impl WindowOperator {
     }
 
     /// Adds a row (already past the window's `FILTER`). `trigger` says whether it meets the
-    /// sliding window's `OVER (WHEN ...)`. Windows this completes are appended to `out`.
-    pub fn push(&mut self, stream: usize, row: Arc<Row>, trigger: bool, out: &mut Vec<Fired>) {
+    /// sliding window's `OVER (WHEN ...)`. Windows this completes are appended to `out`. Returns
+    /// the time the row counts at in a time window, or `None` when it is late (or counted).
+    pub fn push(
+        &mut self,
+        stream: usize,
+        row: Arc<Row>,
+        trigger: bool,
+        out: &mut Vec<Fired>,
+    ) -> Option<i64> {
         let mut ts = row.timestamp_ms;
         self.seq += 1;
         let seq = self.seq;
@@ -271,12 +302,12 @@ impl WindowOperator {
                     rows,
                 });
             }
-            return;
+            return None;
         }
         if self.event_time {
             if ts < self.watermark {
                 self.late += 1;
-                return;
+                return None;
             }
             let last = self.stream_max.len() - 1;
             let max = &mut self.stream_max[stream.min(last)];
@@ -284,6 +315,9 @@ impl WindowOperator {
         } else if let Some(last) = self.buffers[0].rows.back() {
             // Arrival order: a clock that steps back does not reorder rows.
             ts = ts.max(last.ts);
+        } else if self.panes.is_some() {
+            ts = ts.max(self.last_arrival);
+            self.last_arrival = ts;
         }
         let index = if self.event_time {
             stream.min(self.buffers.len() - 1)
@@ -291,18 +325,22 @@ impl WindowOperator {
             // Processing time is arrival order: one buffer for every input.
             0
         };
-        self.buffers[index].insert(Buffered {
-            ts,
-            seq,
-            stream,
-            row,
-        });
-        if !self.event_time {
-            if let (None, WindowKind::Tumbling { size: hop } | WindowKind::Hopping { hop, .. }) =
-                (self.next_end, self.kind)
-            {
-                self.next_end = Some(floor_to(ts, hop) + hop);
+        match (self.panes.as_mut(), self.kind) {
+            (Some(panes), WindowKind::Tumbling { size }) => {
+                panes.insert(floor_to(ts, size));
             }
+            _ => self.buffers[index].insert(Buffered {
+                ts,
+                seq,
+                stream,
+                row,
+            }),
+        }
+        if !self.event_time
+            && let (None, WindowKind::Tumbling { size: hop } | WindowKind::Hopping { hop, .. }) =
+                (self.next_end, self.kind)
+        {
+            self.next_end = Some(floor_to(ts, hop) + hop);
         }
         match self.kind {
             WindowKind::Sliding { delay, .. } if trigger => {
@@ -323,6 +361,7 @@ impl WindowOperator {
         } else if let WindowKind::Sliding { delay: 0, .. } = self.kind {
             self.fire_until(ts, false, out);
         }
+        Some(ts)
     }
 
     /// An input stream ended (event time: it no longer holds the watermark back).

@@ -44,6 +44,8 @@ pub struct RunConfig {
     /// Watch the plugins' `sinks/` folder and hot-reload modules that change (SIGHUP reloads
     /// changed modules with or without it).
     pub watch: bool,
+    /// eKuiper's MQTT source configuration file (`default` and `CONF_KEY` sections).
+    pub mqtt_conf: Option<PathBuf>,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -52,6 +54,9 @@ pub enum RunError {
     /// The rule file is wrong.
     #[error(transparent)]
     Rule(#[from] RuleError),
+    /// The MQTT configuration file is wrong.
+    #[error("{0}")]
+    MqttConf(String),
     /// A streams file cannot be read.
     #[error("{path}: cannot read: {source}")]
     StreamsFile {
@@ -128,6 +133,8 @@ pub enum RunError {
 #[derive(Debug, Default)]
 pub struct Catalog {
     streams: HashMap<String, Arc<StreamDef>>,
+    /// MQTT broker settings for mqtt streams.
+    mqtt: Arc<crate::mqtt::MqttConf>,
 }
 
 impl sql::Catalog for Catalog {
@@ -179,6 +186,9 @@ pub struct PreparedRule {
 pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
     let file = crate::rule::load(&config.rule_path)?;
     let mut catalog = Catalog::default();
+    if let Some(path) = &config.mqtt_conf {
+        catalog.mqtt = Arc::new(crate::mqtt::MqttConf::load(path).map_err(RunError::MqttConf)?);
+    }
     for path in &config.stream_paths {
         let text = std::fs::read_to_string(path).map_err(|source| RunError::StreamsFile {
             path: path.clone(),
@@ -241,7 +251,7 @@ async fn prepare_rule(
         let stream = catalog
             .get(&src.stream)
             .ok_or_else(|| sql_error(format!("unknown stream `{}`", src.stream)))?;
-        source::check(&stream).map_err(|source| RunError::Source {
+        source::check(&stream, &catalog.mqtt).map_err(|source| RunError::Source {
             rule: def.id.clone(),
             source,
         })?;
@@ -542,6 +552,7 @@ pub async fn run(
             clock: config.clock.clone(),
             event_time: def.options.is_event_time,
             bus: Arc::clone(&bus),
+            mqtt: Arc::clone(&catalog.mqtt),
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();

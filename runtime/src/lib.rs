@@ -12,6 +12,7 @@ pub mod host;
 pub mod json;
 pub mod message;
 pub mod metrics;
+pub mod mqtt;
 pub mod reload;
 pub mod report;
 pub mod rule;

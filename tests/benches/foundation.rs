@@ -546,6 +546,7 @@ fn run_once(
         },
         clock: Clock::System,
         watch: false,
+        mqtt_conf: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

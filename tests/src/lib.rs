@@ -1,6 +1,7 @@
 //! Shared pieces of Oort's tests and benchmarks: the guests built from source by `build.rs`, and
 //! the conformance harness every shipped sink must pass.
 
+pub mod broker;
 pub mod conformance;
 
 use std::path::{Path, PathBuf};

@@ -78,6 +78,11 @@ pub struct RuleArgs {
     /// Longest one call into a sink may take, in milliseconds, before it is interrupted.
     #[arg(long, default_value_t = 10_000)]
     pub call_timeout_ms: u64,
+
+    /// eKuiper's MQTT source configuration (YAML: a `default` section and named sections that
+    /// streams select with CONF_KEY). Without it, mqtt streams use tcp://127.0.0.1:1883.
+    #[arg(long, env = "OORT_MQTT_CONF")]
+    pub mqtt_conf: Option<PathBuf>,
 }
 
 impl RuleArgs {
@@ -101,6 +106,7 @@ impl RuleArgs {
             },
             clock: Clock::System,
             watch: false,
+            mqtt_conf: self.mqtt_conf.clone(),
         }
     }
 }

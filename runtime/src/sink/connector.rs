@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc;
 
+use super::mqtt::{MqttSink, MqttSpec};
 use crate::host::bindings::{WitBatch, WitContext};
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
@@ -55,7 +56,7 @@ fn payloads(batch: &Batch) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The built-in sinks.
-pub const BUILTINS: &[&str] = &["log", "nop", "memory"];
+pub const BUILTINS: &[&str] = &["log", "nop", "memory", "mqtt"];
 
 /// Props of the `log` sink (none of its own).
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +154,8 @@ pub enum Connector {
     Nop(NopSink),
     /// `memory`.
     Memory(MemorySink),
+    /// `mqtt`.
+    Mqtt(Box<MqttSink>),
     /// A wasm component.
     Wasm(Box<WasmSink>),
 }
@@ -176,6 +179,8 @@ pub enum ConnectorSpec {
         /// Registered once per action, before sources start.
         guard: Arc<PublisherGuard>,
     },
+    /// `mqtt`: its checked props, and the rule's folder (relative certificate paths).
+    Mqtt(MqttSpec, PathBuf),
     /// A wasm component.
     Wasm(WasmSpec),
 }
@@ -186,6 +191,7 @@ impl std::fmt::Debug for ConnectorSpec {
             Self::Log => f.write_str("Log"),
             Self::Nop { .. } => f.write_str("Nop"),
             Self::Memory { topic, .. } => write!(f, "Memory({topic})"),
+            Self::Mqtt(spec, _) => write!(f, "{spec:?}"),
             Self::Wasm(spec) => write!(f, "Wasm({})", spec.plugin.path.display()),
         }
     }
@@ -197,6 +203,7 @@ impl ConnectorSpec {
         name: &str,
         props: &Map<String, Json>,
         bus: &Arc<MemoryBus>,
+        base_dir: &std::path::Path,
     ) -> Option<Result<Self, String>> {
         let parse = |props: &Map<String, Json>| Json::Object(props.clone());
         Some(match name {
@@ -218,6 +225,7 @@ impl ConnectorSpec {
                         guard: Arc::new(bus.publisher()),
                     })
                 }),
+            "mqtt" => MqttSpec::parse(props).map(|spec| Self::Mqtt(spec, base_dir.to_path_buf())),
             _ => return None,
         })
     }
@@ -240,6 +248,12 @@ impl ConnectorSpec {
                 bus: Arc::clone(bus),
                 _guard: Arc::clone(guard),
             }),
+            Self::Mqtt(spec, base_dir) => {
+                let what = format!("{}-{}-{}", tag.rule, tag.action, tag.instance);
+                Connector::Mqtt(Box::new(
+                    spec.start(&what, base_dir).map_err(|e| (Phase::Open, e))?,
+                ))
+            }
             Self::Wasm(spec) => {
                 let generation = Arc::new(AtomicU32::new(0));
                 let swaps = match &spec.reloader {
@@ -434,6 +448,7 @@ impl Connector {
                 }
                 Ok(())
             }
+            Self::Mqtt(sink) => sink.collect(payloads(batch)).await,
             Self::Wasm(sink) => {
                 // A batch boundary: a new build that is ready takes over here.
                 if let Some(swap) = sink.waiting_swap() {
@@ -496,6 +511,10 @@ impl Connector {
                     Some(mut instance) if !instance.is_poisoned() => instance.close().await,
                     _ => Ok(()),
                 }
+            }
+            Self::Mqtt(sink) => {
+                sink.close().await;
+                Ok(())
             }
             _ => Ok(()),
         }

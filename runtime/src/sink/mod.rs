@@ -8,6 +8,7 @@
 //! Every payload is either delivered or counted failed, and failures are logged.
 
 mod connector;
+mod mqtt;
 pub mod props;
 pub mod transform;
 
@@ -227,7 +228,7 @@ pub async fn prepare(
         action: name.clone(),
         source,
     })?;
-    let spec = match ConnectorSpec::builtin(&def.plugin, &own, &env.bus) {
+    let spec = match ConnectorSpec::builtin(&def.plugin, &own, &env.bus, &rule.base_dir) {
         Some(Ok(spec)) => spec,
         Some(Err(message)) => {
             return Err(ActionError::BuiltinProps {

@@ -7,6 +7,7 @@
 mod decode;
 mod file;
 pub mod memory;
+mod mqtt;
 mod stdin;
 
 use std::sync::Arc;
@@ -52,10 +53,13 @@ pub struct SourceContext {
     pub event_time: bool,
     /// The in-process bus, for memory streams.
     pub bus: Arc<MemoryBus>,
+    /// MQTT broker settings (`--mqtt-conf`), for mqtt streams.
+    pub mqtt: Arc<crate::mqtt::MqttConf>,
 }
 
-/// Checks that a stream can be read, without reading it.
-pub fn check(def: &StreamDef) -> Result<(), SourceError> {
+/// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
+/// settings are complete, without connecting).
+pub fn check(def: &StreamDef, mqtt: &crate::mqtt::MqttConf) -> Result<(), SourceError> {
     let fail = |message: String| SourceError {
         stream: def.name.to_string(),
         origin: def.origin.clone(),
@@ -82,11 +86,17 @@ pub fn check(def: &StreamDef) -> Result<(), SourceError> {
             Ok(())
         }
         SourceType::Stdin | SourceType::Memory => Ok(()),
-        SourceType::Mqtt => Err(fail(
-            "TYPE=\"mqtt\" (eKuiper's default when TYPE is not given) is not available in this \
-             version: use TYPE=\"file\", \"stdin\" or \"memory\""
-                .into(),
-        )),
+        SourceType::Mqtt => {
+            let settings = mqtt
+                .settings(def.options.conf_key.as_deref())
+                .map_err(fail)?;
+            settings.qos(1).map_err(fail)?;
+            settings.options("check", &mqtt.base_dir()).map_err(fail)?;
+            if def.options.datasource.is_empty() {
+                return Err(fail("DATASOURCE must name the MQTT topic filter".into()));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -106,9 +116,7 @@ pub fn start(
             (SourceType::Stdin, _) => stdin::run(&ctx, &tx).await,
             (SourceType::Memory, Some(rx)) => memory::run(&ctx, rx, &tx).await,
             (SourceType::Memory, None) => Err("no memory subscription".to_string()),
-            (SourceType::Mqtt, _) => {
-                Err("mqtt sources are not available in this version".to_string())
-            }
+            (SourceType::Mqtt, _) => mqtt::run(&ctx, &tx).await,
         };
         if let Err(message) = result {
             tracing::error!(stream = %name, "source failed: {message}");
@@ -164,6 +172,11 @@ impl<'a> Emitter<'a> {
             return self.flush().await;
         }
         !self.closed
+    }
+
+    /// Whether decoded rows wait to be sent.
+    pub(crate) fn pending(&self) -> bool {
+        !self.chunk.is_empty()
     }
 
     pub(crate) fn error(&mut self, message: String) {

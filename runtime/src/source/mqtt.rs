@@ -1,0 +1,99 @@
+//! The `mqtt` source: subscribes to `DATASOURCE` (MQTT wildcards allowed; a
+//! `$share/<group>/<filter>` shared subscription spreads messages across processes) and decodes
+//! each message as a row. It reconnects and resubscribes when the broker goes away, and runs
+//! until the rule stops.
+
+use rumqttc::{AsyncClient, Event, Packet};
+use tokio::sync::mpsc;
+
+use super::{Chunk, Emitter, SourceContext};
+use crate::mqtt;
+
+struct Topic<'a>(&'a str);
+
+impl std::fmt::Display for Topic<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "topic {}", self.0)
+    }
+}
+
+pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+    let def = &ctx.def;
+    let settings = ctx.mqtt.settings(def.options.conf_key.as_deref())?;
+    let qos = settings.qos(1)?;
+    let options = settings.options(&mqtt::client_id(&def.name), &ctx.mqtt.base_dir())?;
+    let filter = def.options.datasource.clone();
+    let (client, mut events) = AsyncClient::new(options, 64);
+    let server = settings
+        .server
+        .clone()
+        .unwrap_or_else(|| mqtt::DEFAULT_SERVER.into());
+    let mut out = Emitter::new(ctx, tx);
+    let mut failures = 0u32;
+    loop {
+        // Waiting rows go to the rule before waiting on the network.
+        let event = if out.pending() {
+            match tokio::time::timeout(std::time::Duration::from_millis(5), events.poll()).await {
+                Ok(event) => event,
+                Err(_) => {
+                    if !out.flush().await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                event = events.poll() => event,
+                () = tx.closed() => break,
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                failures = 0;
+                tracing::info!(stream = %def.name, %server, session = ack.session_present, "connected to the MQTT broker");
+                // A new session has no subscription: subscribe on every connection.
+                client
+                    .try_subscribe(filter.clone(), qos)
+                    .map_err(|e| format!("subscribing to {filter}: {e}"))?;
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    return Err(format!("the broker refused the subscription to {filter}"));
+                }
+                tracing::info!(stream = %def.name, %server, "subscribed to {filter}");
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = p.topic.clone();
+                if !out.message(&p.payload, &Topic(&topic)).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if tx.is_closed() {
+                    break;
+                }
+                failures += 1;
+                let wait = mqtt::backoff(failures);
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(stream = %def.name, %server, "MQTT connection failed ({e}); retrying in {wait:?}");
+                }
+                if matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)) && failures > 3 {
+                    return Err(format!("the broker {server} refused the connection: {e}"));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = tx.closed() => break,
+                }
+            }
+        }
+    }
+    out.flush().await;
+    let _ = client.try_disconnect();
+    Ok(())
+}

@@ -1,0 +1,1 @@
+CREATE STREAM demo () WITH (DATASOURCE="sensors/+/temp", CONF_KEY="edge");

@@ -1,1 +1,0 @@
-CREATE STREAM demo () WITH (DATASOURCE="sensors/+/temp");

@@ -49,6 +49,7 @@ pub use serde_json;
 
 mod batch;
 pub mod log;
+pub mod mqtt;
 
 pub use batch::{Batch, Message};
 

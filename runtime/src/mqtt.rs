@@ -306,9 +306,347 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(5)).min(3_000))
 }
 
+/// Whether `filter` is a valid MQTT topic filter (`+` and `#` only as whole levels, `#` last).
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+/// Whether `topic` (no wildcards) matches `filter`.
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Why a publish did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker could not be reached, or did not acknowledge, in time.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Connecting(String),
+    Connected,
+    Closed,
+}
+
+/// The current session's client, and the publishes waiting for their acknowledgement: in
+/// request order until the event loop gives them a packet id, then by id.
+#[derive(Default)]
+struct Session {
+    client: Option<rumqttc::AsyncClient>,
+    queued: std::collections::VecDeque<tokio::sync::oneshot::Sender<()>>,
+    by_id: std::collections::HashMap<u16, tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Shared {
+    session: std::sync::Mutex<Session>,
+    state: tokio::sync::watch::Sender<State>,
+}
+
+/// One connection to a broker for publishing. Every session is a fresh client: when a
+/// connection is lost, the publishes not yet acknowledged fail (and [`publish`](Self::publish)
+/// sends them again on the next session), so no acknowledgement of an old session can be taken
+/// for a new message.
+pub struct Connection {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+    /// The broker URL.
+    pub server: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Starts connecting (in the background) with `settings`.
+    pub fn connect(
+        settings: &MqttSettings,
+        client_id: &str,
+        base_dir: &Path,
+    ) -> Result<Self, String> {
+        let options = settings.options(client_id, base_dir)?;
+        let shared = Arc::new(Shared {
+            session: std::sync::Mutex::new(Session::default()),
+            state: tokio::sync::watch::channel(State::Connecting(String::new())).0,
+        });
+        let server = settings
+            .server
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVER.into());
+        let task = tokio::spawn(drive(options, Arc::clone(&shared), server.clone()));
+        Ok(Self {
+            shared,
+            task,
+            server,
+        })
+    }
+
+    /// Publishes every `(topic, payload)` and waits until the broker has them all. While the
+    /// broker is away it waits for it, until `timeout`.
+    pub async fn publish(
+        &self,
+        mut todo: Vec<(String, &[u8])>,
+        qos: QoS,
+        retain: bool,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut state = self.shared.state.subscribe();
+        while !todo.is_empty() {
+            let connected = tokio::time::timeout_at(
+                deadline,
+                state.wait_for(|s| matches!(s, State::Connected | State::Closed)),
+            )
+            .await
+            .map(|r| r.is_ok_and(|s| *s == State::Connected));
+            match connected {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(PublishError::Unavailable("the connection is closed".into()));
+                }
+                Err(_) => {
+                    let why = match &*state.borrow() {
+                        State::Connecting(why) => why.clone(),
+                        _ => String::new(),
+                    };
+                    return Err(PublishError::Unavailable(format!(
+                        "broker {} unreachable for {timeout:?} ({why}); {} messages not delivered",
+                        self.server,
+                        todo.len()
+                    )));
+                }
+            }
+            let mut acks = Vec::with_capacity(todo.len());
+            for (topic, payload) in &todo {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let mut tx = Some(tx);
+                loop {
+                    let sent = {
+                        let mut session = self
+                            .shared
+                            .session
+                            .lock()
+                            .map_err(|_| PublishError::Unavailable("poisoned".into()))?;
+                        // The waiter is queued in the order the request enters the event loop,
+                        // on the session it is sent with. No session: the loop below fails it.
+                        let ok = match &session.client {
+                            Some(client) => client
+                                .try_publish(topic.clone(), qos, retain, payload.to_vec())
+                                .is_ok(),
+                            None => true,
+                        };
+                        if ok && session.client.is_some() {
+                            session.queued.extend(tx.take());
+                        }
+                        ok
+                    };
+                    if sent {
+                        break;
+                    }
+                    // The request queue is full: let the event loop drain it.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(PublishError::Unavailable(format!(
+                            "broker {} did not take the messages within {timeout:?}",
+                            self.server
+                        )));
+                    }
+                }
+                acks.push(rx);
+            }
+            // Wait for every acknowledgement; those lost with the session go again.
+            let mut again = Vec::new();
+            for ((topic, payload), rx) in todo.drain(..).zip(acks) {
+                match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => again.push((topic, payload)),
+                    Err(_) => {
+                        return Err(PublishError::Unavailable(format!(
+                            "broker {} did not acknowledge within {timeout:?}",
+                            self.server
+                        )));
+                    }
+                }
+            }
+            todo = again;
+        }
+        Ok(())
+    }
+
+    /// Disconnects cleanly (after what was acknowledged) and stops reconnecting.
+    pub async fn close(&mut self) {
+        self.shared.state.send_replace(State::Closed);
+        let client = self
+            .shared
+            .session
+            .lock()
+            .ok()
+            .and_then(|mut s| s.client.take());
+        if let Some(client) = client {
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+        }
+        self.task.abort();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the connection: one fresh client per session, reconnecting with backoff, and resolves
+/// acknowledgements. A lost session fails every unacknowledged publish (their senders drop).
+async fn drive(options: MqttOptions, shared: Arc<Shared>, server: String) {
+    use rumqttc::{Event, Outgoing, Packet};
+    let mut failures = 0u32;
+    loop {
+        if *shared.state.borrow() == State::Closed {
+            return;
+        }
+        let (client, mut events) = rumqttc::AsyncClient::new(options.clone(), 1024);
+        if let Ok(mut session) = shared.session.lock() {
+            session.client = Some(client);
+        }
+        let why = loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    tracing::debug!(%server, "mqtt: connected");
+                    shared.state.send_if_modified(|s| {
+                        let connect = matches!(s, State::Connecting(_));
+                        if connect {
+                            *s = State::Connected;
+                        }
+                        connect
+                    });
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(id))) => {
+                    if let Ok(mut session) = shared.session.lock() {
+                        if id == 0 {
+                            // QoS 0: done once written.
+                            if let Some(tx) = session.queued.pop_front() {
+                                let _ = tx.send(());
+                            }
+                        } else if let Some(tx) = session.queued.pop_front() {
+                            session.by_id.insert(id, tx);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => complete(&shared, ack.pkid),
+                Ok(Event::Incoming(Packet::PubComp(ack))) => complete(&shared, ack.pkid),
+                Ok(Event::Incoming(Packet::Disconnect)) => {
+                    break "the broker disconnected".to_string();
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break "closed".to_string(),
+                Ok(_) => {}
+                Err(e) => break e.to_string(),
+            }
+        };
+        lost(&shared, why.clone());
+        if *shared.state.borrow() == State::Closed {
+            return;
+        }
+        failures += 1;
+        if failures == 1 || failures.is_power_of_two() {
+            tracing::warn!(%server, "mqtt sink: connection failed ({why}); retrying");
+        }
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+fn complete(shared: &Shared, id: u16) {
+    if let Ok(mut session) = shared.session.lock()
+        && let Some(tx) = session.by_id.remove(&id)
+    {
+        let _ = tx.send(());
+    }
+}
+
+/// The session ended: its waiters fail (their messages go again), and its client is dropped
+/// with every request it still held.
+fn lost(shared: &Shared, why: String) {
+    if let Ok(mut session) = shared.session.lock() {
+        session.client = None;
+        session.queued.clear();
+        session.by_id.clear();
+    }
+    shared.state.send_if_modified(|s| {
+        if *s == State::Closed {
+            false
+        } else {
+            *s = State::Connecting(why);
+            true
+        }
+    });
+}
+
+/// Connections shared by every sink instance of the process that publishes through the host,
+/// one per broker URL, kept while some instance uses them.
+static POOL: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, std::sync::Weak<Connection>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The pooled connection to `server` (made on first use).
+pub fn pooled(server: &str) -> Result<Arc<Connection>, String> {
+    let mut pool = POOL
+        .lock()
+        .map_err(|_| "the MQTT pool is poisoned".to_string())?;
+    if let Some(conn) = pool.get(server).and_then(std::sync::Weak::upgrade) {
+        return Ok(conn);
+    }
+    let settings = MqttSettings {
+        server: Some(server.to_string()),
+        ..MqttSettings::default()
+    };
+    let conn = Arc::new(Connection::connect(
+        &settings,
+        &client_id("pool"),
+        Path::new("."),
+    )?);
+    pool.retain(|_, weak| weak.strong_count() > 0);
+    pool.insert(server.to_string(), Arc::downgrade(&conn));
+    Ok(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_filters() {
+        assert!(valid_filter("a/+/c") && valid_filter("a/#") && valid_filter("#"));
+        assert!(!valid_filter("a/#/c") && !valid_filter("a+/b") && !valid_filter(""));
+        assert!(topic_matches("a/+/c", "a/b/c") && !topic_matches("a/+/c", "a/b/d"));
+        assert!(topic_matches("a/#", "a") && topic_matches("a/#", "a/b/c"));
+        assert!(!topic_matches("a/b", "a/b/c") && !topic_matches("a/b/c", "a/b"));
+        assert!(topic_matches("granted/x", "granted/x") && !topic_matches("granted/x", "secret/x"));
+    }
 
     #[test]
     fn server_urls() {

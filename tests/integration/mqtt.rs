@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oort_tests::broker::{Broker, Subscriber, publish_all};
 
-use crate::common::{STDIN_STREAM, Scratch, wait_for};
+use crate::common::{Run, STDIN_STREAM, Scratch, wait_for};
 
 /// `oort run-rule <rule> --streams streams.sql --json --log info <extra>`, with its log
 /// collected (to wait for "subscribed").
@@ -308,5 +308,63 @@ fn an_unknown_conf_key_is_named_before_connecting() {
     assert!(
         err.contains("CONF_KEY \"prod\"") && err.contains("etc/mqtt.yaml"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_wasm_sink_publishes_through_the_host_only_to_granted_topics() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", STDIN_STREAM);
+    // Two relays with the same grant (`granted/#`): one publishes inside it, one outside.
+    scratch.write(
+        "rule.json",
+        &format!(
+            r#"{{"id":"r","sql":"SELECT n FROM s","actions":[
+                {{"MqttRelay":{{"server":"{url}","topics":["granted/#"],"publishTo":"granted/relay"}}}},
+                {{"MqttRelay":{{"server":"{url}","topics":"granted/#","publishTo":"secret/relay","retryCount":0}}}}]}}"#,
+            url = broker.url()
+        ),
+    );
+    let granted = Subscriber::new(broker.port, "verify-granted", "granted/#");
+    let secret = Subscriber::new(broker.port, "verify-secret", "secret/#");
+    let run = Run::from({
+        let mut child = scratch.spawn_rule(&["--json"]);
+        let mut stdin = child.stdin.take().unwrap();
+        for n in 0..20 {
+            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    });
+    // The refused action's rows are counted as failed: the run reports undelivered rows.
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let ok = run.action(0);
+    assert_eq!(
+        (
+            ok["records_out_total"].as_u64(),
+            ok["failed_total"].as_u64()
+        ),
+        (Some(20), Some(0)),
+        "{ok}"
+    );
+    let refused = run.action(1);
+    assert_eq!(refused["failed_total"], 20, "{refused}");
+    assert!(
+        refused["last_exception"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("topic \"secret/relay\" is not granted to this action (granted: granted/#)"),
+        "{refused}"
+    );
+    let got = granted.collect_until(Duration::from_secs(10), |g| g.len() >= 20);
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|(t, _)| t == "granted/relay"));
+    assert!(
+        secret
+            .collect_until(Duration::from_millis(300), |_| false)
+            .is_empty()
     );
 }

@@ -37,6 +37,12 @@ pub fn install_all(plugins: &Path) -> std::io::Result<()> {
     install(plugins, "Probe", guests::PROBE, guests::PROBE_MANIFEST)?;
     install(
         plugins,
+        "MqttRelay",
+        guests::MQTT_RELAY,
+        guests::MQTT_RELAY_MANIFEST,
+    )?;
+    install(
+        plugins,
         "NotASink",
         guests::NOT_A_SINK,
         guests::NOT_A_SINK_MANIFEST,

@@ -30,6 +30,29 @@ pub struct ManifestGrants {
     /// Props whose value is a file path the sink opens.
     #[serde(default)]
     pub files: Vec<FileProp>,
+    /// Props naming the MQTT broker and the topics the sink may publish to through the host.
+    #[serde(default)]
+    pub mqtt: Option<MqttProps>,
+}
+
+/// Which props grant MQTT publishing: the broker (`tcp://host:port`) and the topic filters
+/// (a string or a list, MQTT wildcards allowed) the sink may publish to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttProps {
+    /// The prop holding the broker URL (absent: `tcp://127.0.0.1:1883`).
+    pub server: String,
+    /// The prop holding the topic filters.
+    pub topics: String,
+}
+
+/// MQTT publishing granted to an action: one broker, some topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttGrant {
+    /// The broker URL.
+    pub server: String,
+    /// Topic filters the sink may publish to.
+    pub topics: Vec<String>,
 }
 
 /// One prop that names a file.
@@ -76,6 +99,14 @@ pub enum ManifestError {
         /// What access it would grant.
         access: FileAccess,
     },
+    /// A prop the manifest names for MQTT publishing is missing or wrong.
+    #[error("prop `{prop}` {reason} (the sink's manifest grants MQTT publishing through it)")]
+    BadMqttProp {
+        /// The prop's name.
+        prop: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The folder of a granted file cannot be created or resolved.
     #[error("prop `{prop}`: cannot use {path}: {reason}")]
     Unusable {
@@ -120,6 +151,8 @@ pub struct FileGrant {
 pub struct Grants {
     /// Files, each by exact path.
     pub files: Vec<FileGrant>,
+    /// MQTT publishing through the host.
+    pub mqtt: Option<MqttGrant>,
 }
 
 impl Grants {
@@ -170,7 +203,44 @@ impl Grants {
                 access: file.access,
             });
         }
-        Ok(Self { files })
+        let mqtt = match &manifest.grants.mqtt {
+            None => None,
+            Some(m) => {
+                let server = match props.get(&m.server) {
+                    None => crate::mqtt::DEFAULT_SERVER.to_string(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(_) => {
+                        return Err(ManifestError::BadMqttProp {
+                            prop: m.server.clone(),
+                            reason: "must be a broker URL like tcp://host:1883".into(),
+                        });
+                    }
+                };
+                crate::mqtt::ServerUrl::parse(&server).map_err(|reason| {
+                    ManifestError::BadMqttProp {
+                        prop: m.server.clone(),
+                        reason,
+                    }
+                })?;
+                let topics = match props.get(&m.topics) {
+                    Some(serde_json::Value::String(s)) => vec![s.clone()],
+                    Some(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .map(|t| t.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                if topics.is_empty() || topics.iter().any(|t| !crate::mqtt::valid_filter(t)) {
+                    return Err(ManifestError::BadMqttProp {
+                        prop: m.topics.clone(),
+                        reason: "must name the topics the sink may publish to (a topic filter or a list of them)".into(),
+                    });
+                }
+                Some(MqttGrant { server, topics })
+            }
+        };
+        Ok(Self { files, mqtt })
     }
 
     /// The granted files grouped by folder: what gets preopened, and which names in it the sink

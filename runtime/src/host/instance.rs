@@ -110,6 +110,13 @@ pub(super) async fn instantiate(
         budget: LogBudget::default(),
         deadline_hit: false,
         ticks_left: 0,
+        mqtt: match &grants.mqtt {
+            Some(grant) => Some(super::state::MqttAccess {
+                conn: crate::mqtt::pooled(&grant.server).map_err(CallFailure::Trap)?,
+                topics: grant.topics.clone(),
+            }),
+            None => None,
+        },
     };
     let mut store = Store::new(host.engine(), state);
     store.limiter(|state| &mut state.limits);

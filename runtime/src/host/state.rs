@@ -9,6 +9,8 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::oort::sink::mqtt::Qos;
+use super::bindings::oort::sink::types::SinkError;
 use super::bindings::{Level, oort};
 use super::fs_guard::FileGuard;
 
@@ -69,7 +71,19 @@ pub struct InstanceState {
     pub(crate) deadline_hit: bool,
     /// Epoch ticks the current call may still run.
     pub(crate) ticks_left: u64,
+    /// MQTT publishing, when the action grants it.
+    pub(crate) mqtt: Option<MqttAccess>,
 }
+
+/// What an instance may publish to over MQTT: the pooled connection to its granted broker, and
+/// the granted topic filters.
+pub(crate) struct MqttAccess {
+    pub(crate) conn: Arc<crate::mqtt::Connection>,
+    pub(crate) topics: Vec<String>,
+}
+
+/// How long one `mqtt.publish` waits for an absent broker before it fails as `transient`.
+const MQTT_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -89,6 +103,46 @@ impl oort::sink::host::Host for InstanceState {
         } else {
             self.tag.dropped_logs.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl oort::sink::mqtt::Host for InstanceState {
+    async fn publish(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        qos: Qos,
+        retain: bool,
+    ) -> Result<(), SinkError> {
+        let Some(access) = &self.mqtt else {
+            return Err(SinkError::Rejected(
+                "this sink has no MQTT grant: its manifest must name the props holding the broker and topics".into(),
+            ));
+        };
+        if topic.is_empty() || topic.contains(['+', '#']) {
+            return Err(SinkError::Rejected(format!(
+                "cannot publish to {topic:?}: a topic has no wildcards"
+            )));
+        }
+        if !access
+            .topics
+            .iter()
+            .any(|f| crate::mqtt::topic_matches(f, &topic))
+        {
+            return Err(SinkError::Rejected(format!(
+                "topic {topic:?} is not granted to this action (granted: {})",
+                access.topics.join(", ")
+            )));
+        }
+        let qos = match qos {
+            Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+            Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+        };
+        let conn = Arc::clone(&access.conn);
+        conn.publish(vec![(topic, &payload)], qos, retain, MQTT_PUBLISH_TIMEOUT)
+            .await
+            .map_err(|e| SinkError::Transient(e.to_string()))
     }
 }
 

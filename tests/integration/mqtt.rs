@@ -69,7 +69,7 @@ fn stop(mut child: Child, log: &Arc<Mutex<String>>) -> serde_json::Value {
 }
 
 #[test]
-fn source_rule_and_mqtt_sink_round_trip() {
+fn source_rule_and_mqtt_sink_round_trip_over_mqtt_5() {
     let Some(broker) = Broker::start() else {
         return;
     };
@@ -79,7 +79,7 @@ fn source_rule_and_mqtt_sink_round_trip() {
         "etc/mqtt_source.yaml",
         &format!(
             "default:\n  qos: 0\n  server: \"tcp://127.0.0.1:1\"\n  bufferLength: 1024\n\
-             local:\n  qos: 1\n  server: \"{}\"\n",
+             local:\n  qos: 1\n  server: \"{}\"\n  protocolVersion: \"5\"\n",
             broker.url()
         ),
     );
@@ -92,7 +92,7 @@ fn source_rule_and_mqtt_sink_round_trip() {
         "rule.json",
         &format!(
             r#"{{"id":"r","sql":"SELECT id, device, temperature * 2 AS t2 FROM demo WHERE temperature > 0",
-                "actions":[{{"mqtt":{{"server":"{}","topic":"out/{{{{.device}}}}","qos":1}}}}]}}"#,
+                "actions":[{{"mqtt":{{"server":"{}","topic":"out/{{{{.device}}}}","qos":1,"protocolVersion":"5"}}}}]}}"#,
             broker.url()
         ),
     );

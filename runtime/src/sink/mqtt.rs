@@ -102,7 +102,7 @@ impl MqttSpec {
             other: Default::default(),
         };
         let qos = settings.qos(1)?;
-        settings.options("check", Path::new("."))?;
+        settings.check(Path::new("."))?;
         Ok(Self {
             settings,
             topic,

@@ -91,7 +91,7 @@ pub fn check(def: &StreamDef, mqtt: &crate::mqtt::MqttConf) -> Result<(), Source
                 .settings(def.options.conf_key.as_deref())
                 .map_err(fail)?;
             settings.qos(1).map_err(fail)?;
-            settings.options("check", &mqtt.base_dir()).map_err(fail)?;
+            settings.check(&mqtt.base_dir()).map_err(fail)?;
             if def.options.datasource.is_empty() {
                 return Err(fail("DATASOURCE must name the MQTT topic filter".into()));
             }

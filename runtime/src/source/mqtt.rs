@@ -3,11 +3,10 @@
 //! each message as a row. It reconnects and resubscribes when the broker goes away, and runs
 //! until the rule stops.
 
-use rumqttc::{AsyncClient, Event, Packet};
 use tokio::sync::mpsc;
 
 use super::{Chunk, Emitter, SourceContext};
-use crate::mqtt;
+use crate::mqtt::{self, Ev};
 
 struct Topic<'a>(&'a str);
 
@@ -21,9 +20,9 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
     let def = &ctx.def;
     let settings = ctx.mqtt.settings(def.options.conf_key.as_deref())?;
     let qos = settings.qos(1)?;
-    let options = settings.options(&mqtt::client_id(&def.name), &ctx.mqtt.base_dir())?;
     let filter = def.options.datasource.clone();
-    let (client, mut events) = AsyncClient::new(options, 64);
+    let (client, mut events) =
+        settings.client(&mqtt::client_id(&def.name), &ctx.mqtt.base_dir(), 64)?;
     let server = settings
         .server
         .clone()
@@ -49,27 +48,22 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
             }
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Ev::ConnAck { resumed }) => {
                 failures = 0;
-                tracing::info!(stream = %def.name, %server, session = ack.session_present, "connected to the MQTT broker");
+                tracing::info!(stream = %def.name, %server, protocol = client.protocol(), resumed, "connected to the MQTT broker");
                 // A new session has no subscription: subscribe on every connection.
                 client
-                    .try_subscribe(filter.clone(), qos)
+                    .try_subscribe(&filter, qos)
                     .map_err(|e| format!("subscribing to {filter}: {e}"))?;
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
+            Ok(Ev::SubAck { refused }) => {
+                if refused {
                     return Err(format!("the broker refused the subscription to {filter}"));
                 }
                 tracing::info!(stream = %def.name, %server, "subscribed to {filter}");
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let topic = p.topic.clone();
-                if !out.message(&p.payload, &Topic(&topic)).await {
+            Ok(Ev::Message { topic, payload }) => {
+                if !out.message(&payload, &Topic(&topic)).await {
                     break;
                 }
             }
@@ -83,9 +77,6 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(stream = %def.name, %server, "MQTT connection failed ({e}); retrying in {wait:?}");
                 }
-                if matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)) && failures > 3 {
-                    return Err(format!("the broker {server} refused the connection: {e}"));
-                }
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = tx.closed() => break,
@@ -94,6 +85,6 @@ pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result
         }
     }
     out.flush().await;
-    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), client.disconnect()).await;
     Ok(())
 }

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
+
+mod client;
+
+pub use client::{Client, Ev, Events};
 use serde::Deserialize;
 
 /// The broker when nothing names one (eKuiper's default).
@@ -29,7 +33,7 @@ pub struct MqttSettings {
     pub client_id: Option<String>,
     /// QoS of the subscription or of published messages: 0, 1 or 2.
     pub qos: Option<u8>,
-    /// `3.1.1` (or `4`).
+    /// `3.1.1` (or `4`, the default) or `5`.
     pub protocol_version: Option<String>,
     /// Client certificate (PEM) for TLS client authentication.
     pub certification_path: Option<String>,
@@ -73,18 +77,24 @@ impl MqttSettings {
         }
     }
 
-    /// The client options for a connection as `client_id` (used when none is configured).
-    /// Relative certificate paths start at `base_dir`.
-    pub fn options(&self, client_id: &str, base_dir: &Path) -> Result<MqttOptions, String> {
-        match self.protocol_version.as_deref() {
-            None | Some("3.1.1") | Some("4") => {}
+    /// A client (not yet connected: polling its events connects) as `client_id` (used when
+    /// none is configured), for MQTT 3.1.1 or 5 as `protocolVersion` says. Relative certificate
+    /// paths start at `base_dir`.
+    pub fn client(
+        &self,
+        client_id: &str,
+        base_dir: &Path,
+        capacity: usize,
+    ) -> Result<(Client, Events), String> {
+        let v5 = match self.protocol_version.as_deref() {
+            None | Some("3.1.1") | Some("4") => false,
+            Some("5") | Some("5.0") => true,
             Some(v) => {
                 return Err(format!(
-                    "`protocolVersion` {v:?} is not supported: use \"3.1.1\" (MQTT 5 brokers \
-                     accept 3.1.1 clients)"
+                    "`protocolVersion` {v:?} is not supported: use \"3.1.1\" or \"5\""
                 ));
             }
-        }
+        };
         if self.insecure_skip_verify == Some(true) {
             return Err(
                 "`insecureSkipVerify` is refused: give the broker's CA with `rootCaPath` instead"
@@ -94,22 +104,49 @@ impl MqttSettings {
         let server = self.server.as_deref().unwrap_or(DEFAULT_SERVER);
         let url = ServerUrl::parse(server)?;
         let id = self.client_id.as_deref().unwrap_or(client_id);
-        let mut options = MqttOptions::new(id, url.host.clone(), url.port);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_clean_session(true);
-        options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
-        options.set_request_channel_capacity(1024);
-        if let Some(user) = &self.username {
-            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
-        }
-        if url.tls {
-            options.set_transport(Transport::Tls(self.tls(base_dir)?));
+        let transport = if url.tls {
+            Transport::Tls(self.tls(base_dir)?)
         } else if self.root_ca_path.is_some() || self.certification_path.is_some() {
             return Err(format!(
                 "TLS files are set but the server {server:?} is not `ssl://`, `tls://` or `mqtts://`"
             ));
+        } else {
+            Transport::Tcp
+        };
+        let credentials = self
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), self.password.clone().unwrap_or_default()));
+        if v5 {
+            let mut options = rumqttc::v5::MqttOptions::new(id, url.host.clone(), url.port);
+            options.set_keep_alive(Duration::from_secs(30));
+            options.set_clean_start(true);
+            options.set_max_packet_size(Some(16 * 1024 * 1024));
+            options.set_request_channel_capacity(capacity);
+            options.set_transport(transport);
+            if let Some((user, password)) = credentials {
+                options.set_credentials(user, password);
+            }
+            let (client, events) = rumqttc::v5::AsyncClient::new(options, capacity);
+            Ok((Client::V5(client), Events::V5(Box::new(events))))
+        } else {
+            let mut options = MqttOptions::new(id, url.host.clone(), url.port);
+            options.set_keep_alive(Duration::from_secs(30));
+            options.set_clean_session(true);
+            options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+            options.set_request_channel_capacity(capacity);
+            options.set_transport(transport);
+            if let Some((user, password)) = credentials {
+                options.set_credentials(user, password);
+            }
+            let (client, events) = rumqttc::AsyncClient::new(options, capacity);
+            Ok((Client::V4(client), Events::V4(Box::new(events))))
         }
-        Ok(options)
+    }
+
+    /// Checks the settings without connecting.
+    pub fn check(&self, base_dir: &Path) -> Result<(), String> {
+        self.client("check", base_dir, 1).map(drop)
     }
 
     fn tls(&self, base_dir: &Path) -> Result<TlsConfiguration, String> {
@@ -353,7 +390,7 @@ enum State {
 /// request order until the event loop gives them a packet id, then by id.
 #[derive(Default)]
 struct Session {
-    client: Option<rumqttc::AsyncClient>,
+    client: Option<Client>,
     queued: std::collections::VecDeque<tokio::sync::oneshot::Sender<()>>,
     by_id: std::collections::HashMap<u16, tokio::sync::oneshot::Sender<()>>,
 }
@@ -389,7 +426,7 @@ impl Connection {
         client_id: &str,
         base_dir: &Path,
     ) -> Result<Self, String> {
-        let options = settings.options(client_id, base_dir)?;
+        settings.check(base_dir)?;
         let shared = Arc::new(Shared {
             session: std::sync::Mutex::new(Session::default()),
             state: tokio::sync::watch::channel(State::Connecting(String::new())).0,
@@ -398,7 +435,12 @@ impl Connection {
             .server
             .clone()
             .unwrap_or_else(|| DEFAULT_SERVER.into());
-        let task = tokio::spawn(drive(options, Arc::clone(&shared), server.clone()));
+        let session = NewSession {
+            settings: settings.clone(),
+            client_id: client_id.to_string(),
+            base_dir: base_dir.to_path_buf(),
+        };
+        let task = tokio::spawn(drive(session, Arc::clone(&shared), server.clone()));
         Ok(Self {
             shared,
             task,
@@ -455,9 +497,9 @@ impl Connection {
                         // The waiter is queued in the order the request enters the event loop,
                         // on the session it is sent with. No session: the loop below fails it.
                         let ok = match &session.client {
-                            Some(client) => client
-                                .try_publish(topic.clone(), qos, retain, payload.to_vec())
-                                .is_ok(),
+                            Some(client) => {
+                                client.try_publish(topic, qos, retain, payload.to_vec())
+                            }
                             None => true,
                         };
                         if ok && session.client.is_some() {
@@ -521,22 +563,34 @@ impl Drop for Connection {
     }
 }
 
+/// What a new session is made from.
+struct NewSession {
+    settings: MqttSettings,
+    client_id: String,
+    base_dir: PathBuf,
+}
+
 /// Runs the connection: one fresh client per session, reconnecting with backoff, and resolves
 /// acknowledgements. A lost session fails every unacknowledged publish (their senders drop).
-async fn drive(options: MqttOptions, shared: Arc<Shared>, server: String) {
-    use rumqttc::{Event, Outgoing, Packet};
+async fn drive(new: NewSession, shared: Arc<Shared>, server: String) {
     let mut failures = 0u32;
     loop {
         if *shared.state.borrow() == State::Closed {
             return;
         }
-        let (client, mut events) = rumqttc::AsyncClient::new(options.clone(), 1024);
+        let (client, mut events) = match new.settings.client(&new.client_id, &new.base_dir, 1024) {
+            Ok(pair) => pair,
+            Err(why) => {
+                lost(&shared, why);
+                return;
+            }
+        };
         if let Ok(mut session) = shared.session.lock() {
             session.client = Some(client);
         }
         let why = loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Ev::ConnAck { .. }) => {
                     failures = 0;
                     tracing::debug!(%server, "mqtt: connected");
                     shared.state.send_if_modified(|s| {
@@ -547,7 +601,7 @@ async fn drive(options: MqttOptions, shared: Arc<Shared>, server: String) {
                         connect
                     });
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(id))) => {
+                Ok(Ev::Sent(id)) => {
                     if let Ok(mut session) = shared.session.lock() {
                         if id == 0 {
                             // QoS 0: done once written.
@@ -559,14 +613,10 @@ async fn drive(options: MqttOptions, shared: Arc<Shared>, server: String) {
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => complete(&shared, ack.pkid),
-                Ok(Event::Incoming(Packet::PubComp(ack))) => complete(&shared, ack.pkid),
-                Ok(Event::Incoming(Packet::Disconnect)) => {
-                    break "the broker disconnected".to_string();
-                }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => break "closed".to_string(),
+                Ok(Ev::Acked(id)) => complete(&shared, id),
+                Ok(Ev::Disconnected) => break "disconnected".to_string(),
                 Ok(_) => {}
-                Err(e) => break e.to_string(),
+                Err(e) => break e,
             }
         };
         lost(&shared, why.clone());
@@ -707,7 +757,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            s.options("c", Path::new("."))
+            s.check(Path::new("."))
                 .unwrap_err()
                 .contains("protocolVersion")
         );
@@ -721,6 +771,6 @@ mod tests {
             root_ca_path: Some("ca.pem".into()),
             ..Default::default()
         };
-        assert!(s.options("c", Path::new(".")).unwrap_err().contains("TLS"));
+        assert!(s.check(Path::new(".")).unwrap_err().contains("TLS"));
     }
 }

@@ -1,0 +1,154 @@
+//! One client API over MQTT 3.1.1 and MQTT 5 (rumqttc has a client for each): the source and
+//! the sink use these few operations and events, whatever `protocolVersion` says.
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, SubscribeReasonCode as Code5};
+use rumqttc::{Outgoing, Packet, QoS, SubscribeReasonCode};
+
+/// A client of either protocol version.
+#[derive(Clone)]
+pub enum Client {
+    /// MQTT 3.1.1.
+    V4(rumqttc::AsyncClient),
+    /// MQTT 5.
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// The event loop of either protocol version.
+pub enum Events {
+    /// MQTT 3.1.1.
+    V4(Box<rumqttc::EventLoop>),
+    /// MQTT 5.
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// What the event loop reports, reduced to what Oort acts on.
+#[derive(Debug)]
+pub enum Ev {
+    /// A session started; `resumed` when the broker kept the previous one.
+    ConnAck {
+        /// Whether the broker kept the previous session.
+        resumed: bool,
+    },
+    /// A subscription was answered.
+    SubAck {
+        /// Whether the broker refused it.
+        refused: bool,
+    },
+    /// A message arrived.
+    Message {
+        /// Its topic.
+        topic: String,
+        /// Its payload.
+        payload: Bytes,
+    },
+    /// A publish was written, with this packet id (0 for QoS 0).
+    Sent(u16),
+    /// The broker acknowledged the publish with this packet id (PUBACK, or PUBCOMP for QoS 2).
+    Acked(u16),
+    /// The broker or the client ended the session.
+    Disconnected,
+    /// Anything else (pings, ...).
+    Other,
+}
+
+fn qos5(qos: QoS) -> QoS5 {
+    match qos {
+        QoS::AtMostOnce => QoS5::AtMostOnce,
+        QoS::AtLeastOnce => QoS5::AtLeastOnce,
+        QoS::ExactlyOnce => QoS5::ExactlyOnce,
+    }
+}
+
+impl Client {
+    /// `3.1.1` or `5`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Self::V4(_) => "3.1.1",
+            Self::V5(_) => "5",
+        }
+    }
+
+    /// Queues a publish without waiting; false when the request queue is full.
+    pub fn try_publish(&self, topic: &str, qos: QoS, retain: bool, payload: Vec<u8>) -> bool {
+        match self {
+            Self::V4(c) => c.try_publish(topic, qos, retain, payload).is_ok(),
+            Self::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
+        }
+    }
+
+    /// Queues a subscription.
+    pub fn try_subscribe(&self, filter: &str, qos: QoS) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c.try_subscribe(filter, qos).map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .try_subscribe(filter, qos5(qos))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Ends the session cleanly.
+    pub async fn disconnect(&self) {
+        let _ = match self {
+            Self::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Self::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl Events {
+    /// The next event; an error means the connection is gone (polling again reconnects).
+    pub async fn poll(&mut self) -> Result<Ev, String> {
+        match self {
+            Self::V4(events) => {
+                let event = events.poll().await.map_err(|e| e.to_string())?;
+                Ok(match event {
+                    rumqttc::Event::Incoming(Packet::ConnAck(ack)) => Ev::ConnAck {
+                        resumed: ack.session_present,
+                    },
+                    rumqttc::Event::Incoming(Packet::SubAck(ack)) => Ev::SubAck {
+                        refused: ack
+                            .return_codes
+                            .iter()
+                            .any(|c| matches!(c, SubscribeReasonCode::Failure)),
+                    },
+                    rumqttc::Event::Incoming(Packet::Publish(p)) => Ev::Message {
+                        topic: p.topic,
+                        payload: p.payload,
+                    },
+                    rumqttc::Event::Incoming(Packet::PubAck(ack)) => Ev::Acked(ack.pkid),
+                    rumqttc::Event::Incoming(Packet::PubComp(ack)) => Ev::Acked(ack.pkid),
+                    rumqttc::Event::Incoming(Packet::Disconnect)
+                    | rumqttc::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,
+                    rumqttc::Event::Outgoing(Outgoing::Publish(id)) => Ev::Sent(id),
+                    _ => Ev::Other,
+                })
+            }
+            Self::V5(events) => {
+                let event = events.poll().await.map_err(|e| e.to_string())?;
+                Ok(match event {
+                    rumqttc::v5::Event::Incoming(Packet5::ConnAck(ack)) => Ev::ConnAck {
+                        resumed: ack.session_present,
+                    },
+                    rumqttc::v5::Event::Incoming(Packet5::SubAck(ack)) => Ev::SubAck {
+                        refused: ack
+                            .return_codes
+                            .iter()
+                            .any(|c| !matches!(c, Code5::Success(_))),
+                    },
+                    rumqttc::v5::Event::Incoming(Packet5::Publish(p)) => Ev::Message {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload,
+                    },
+                    rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => Ev::Acked(ack.pkid),
+                    rumqttc::v5::Event::Incoming(Packet5::PubComp(ack)) => Ev::Acked(ack.pkid),
+                    rumqttc::v5::Event::Incoming(Packet5::Disconnect(_))
+                    | rumqttc::v5::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,
+                    rumqttc::v5::Event::Outgoing(Outgoing::Publish(id)) => Ev::Sent(id),
+                    _ => Ev::Other,
+                })
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use oort::clock::Clock;
@@ -29,11 +30,16 @@ static ALLOCATOR: oort::Allocator = oort::Allocator;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Sections to run (all by default): sink, start, memory, filter, reload, window.
+    // Sections to run (all by default): sink, start, memory, filter, reload, window, mqtt.
     let chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["sink", "start", "memory", "filter", "reload", "window"].contains(a))
+        .filter(|a| {
+            [
+                "sink", "start", "memory", "filter", "reload", "window", "mqtt",
+            ]
+            .contains(a)
+        })
         .collect();
     let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
     let scale = if quick { 10 } else { 1 };
@@ -69,6 +75,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run("window") {
         window_rules(dir.path(), 2_000_000 / scale, runs)?;
+    }
+    if run("mqtt") {
+        mqtt_rule(dir.path(), 500_000 / scale.min(25))?;
     }
     Ok(())
 }
@@ -358,7 +367,7 @@ async fn reload_pause(dir: &Path, swaps: usize) -> anyhow::Result<()> {
     let feeding = Arc::clone(&stop);
     let feeder = tokio::spawn(async move {
         let mut sent = 0usize;
-        while !feeding.load(std::sync::atomic::Ordering::Relaxed) {
+        while !feeding.load(Ordering::Relaxed) {
             if tx.send(Arc::clone(&chunk)).await.is_err() {
                 break;
             }
@@ -384,7 +393,7 @@ async fn reload_pause(dir: &Path, swaps: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let sent = feeder.await?;
     worker.await?;
     let written = std::fs::read_to_string(dir.join("out/reload.jsonl"))?
@@ -647,6 +656,198 @@ fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     println!(
         "   {rows} rows ({out} pass the filter): {}",
         rates(rows, &samples)
+    );
+    Ok(())
+}
+
+/// Counts the messages a QoS 0 subscriber to `filter` receives (in a background thread); waits
+/// until the subscription is in place.
+fn count_messages(port: u16, id: &str, filter: &str) -> anyhow::Result<Arc<AtomicUsize>> {
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = rumqttc::Client::new(options, 1024);
+    client.subscribe(filter, rumqttc::QoS::AtMostOnce)?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _client = client;
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))) => {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10))?;
+    Ok(count)
+}
+
+/// Publishes `payloads` to `topic` at QoS 0 from a background thread.
+fn publish_qos0(port: u16, topic: &str, payloads: Vec<Vec<u8>>) -> std::thread::JoinHandle<()> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let mut options = rumqttc::MqttOptions::new("oort-bench-pub", "127.0.0.1", port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = rumqttc::Client::new(options, 4096);
+        let pump = std::thread::spawn(move || {
+            for event in connection.iter() {
+                if event.is_err() {
+                    return;
+                }
+            }
+        });
+        for p in payloads {
+            if client
+                .publish(topic.clone(), rumqttc::QoS::AtMostOnce, false, p)
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = client.disconnect();
+        let _ = pump.join();
+    })
+}
+
+/// Waits until `count` reaches `target` or stops growing for two seconds; returns the count and
+/// when it last grew.
+fn wait_count(count: &AtomicUsize, target: usize) -> (usize, Instant) {
+    let mut last = (count.load(Ordering::Relaxed), Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = count.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        if now >= target || last.1.elapsed() > Duration::from_secs(2) {
+            return last;
+        }
+    }
+}
+
+/// Messages/s from mosquitto through a filter rule into a wasm sink and the mqtt sink, beside
+/// what the broker alone passes from one publisher to one subscriber.
+fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
+    let Some(broker) = oort_tests::broker::Broker::start() else {
+        println!("8. MQTT: skipped (mosquitto is not installed)\n");
+        return Ok(());
+    };
+    // ~100-byte rows; 70% pass the filter.
+    let row = |i: usize| {
+        format!(
+            "{{\"deviceId\":\"device-{:05}\",\"temperature\":{:.1},\"humidity\":{},\"ts\":{}}}",
+            i % 10_000,
+            20.0 + (i % 10) as f64 * 2.0,
+            40 + i % 30,
+            1_700_000_000_000_i64 + i as i64
+        )
+        .into_bytes()
+    };
+    let payloads: Vec<Vec<u8>> = (0..rows).map(row).collect();
+    let expected = (0..rows).filter(|i| i % 10 >= 3).count();
+    println!(
+        "8. MQTT, one rule, QoS 0, {rows} messages of ~100 bytes through mosquitto on loopback"
+    );
+
+    // The broker alone: one publisher, one subscriber.
+    let alone = count_messages(broker.port, "oort-bench-alone", "bench/alone")?;
+    let started = Instant::now();
+    publish_qos0(broker.port, "bench/alone", payloads.clone())
+        .join()
+        .ok();
+    let (got, at) = wait_count(&alone, rows);
+    println!(
+        "   broker alone (publisher -> mosquitto -> subscriber): {:.0} msg/s, {got} of {rows} delivered",
+        got as f64 / at.duration_since(started).as_secs_f64()
+    );
+
+    // mosquitto -> mqtt source -> WHERE -> wasm counter + mqtt sink -> mosquitto -> subscriber.
+    std::fs::write(
+        dir.join("mqtt.yaml"),
+        format!("default:\n  server: \"{}\"\n  qos: 0\n", broker.url()),
+    )?;
+    std::fs::write(
+        dir.join("streams.sql"),
+        "CREATE STREAM readings () WITH (TYPE=\"mqtt\", DATASOURCE=\"bench/in\");",
+    )?;
+    std::fs::write(
+        dir.join("rule.json"),
+        format!(
+            r#"{{"id":"mqtt","sql":"SELECT deviceId, temperature, humidity FROM readings WHERE temperature > 25 AND humidity < 80","actions":[{{"counter":{{}}}},{{"mqtt":{{"server":"{}","topic":"bench/out","qos":0}}}}]}}"#,
+            broker.url()
+        ),
+    )?;
+    let out = count_messages(broker.port, "oort-bench-out", "bench/out")?;
+    let config = RunConfig {
+        rule_path: dir.join("rule.json"),
+        stream_paths: vec![dir.join("streams.sql")],
+        plugins_dir: dir.join("plugins"),
+        only_rule: None,
+        host: HostConfig {
+            cache_dir: Some(oort_tests::cache_dir()),
+            max_instances: 16,
+            ..HostConfig::default()
+        },
+        clock: Clock::System,
+        watch: false,
+        mqtt_conf: Some(dir.join("mqtt.yaml")),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let rule = std::thread::spawn(move || -> anyhow::Result<(oort::engine::RunReport, f64)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let cpu = process_cpu_seconds();
+        let report = runtime.block_on(oort::engine::run(&config, async {
+            let _ = stop_rx.await;
+        }))?;
+        Ok((report, process_cpu_seconds() - cpu))
+    });
+    // Wait until the rule's subscription is in place: probes pass the filter.
+    let probe_started = Instant::now();
+    while out.load(Ordering::Relaxed) == 0 {
+        anyhow::ensure!(
+            probe_started.elapsed() < Duration::from_secs(30),
+            "the rule never subscribed"
+        );
+        publish_qos0(broker.port, "bench/in", vec![row(5)])
+            .join()
+            .ok();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let base = out.load(Ordering::Relaxed);
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    publish_qos0(broker.port, "bench/in", payloads).join().ok();
+    let published = started.elapsed();
+    let (got, at) = wait_count(&out, base + expected);
+    let elapsed = at.duration_since(started).as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let _ = stop_tx.send(());
+    let (report, _) = rule
+        .join()
+        .map_err(|_| anyhow::anyhow!("the rule thread panicked"))??;
+    let r = &report.rules[0];
+    let read = r.source.records_out.get();
+    let counted = r.actions[0].2.records_out.get();
+    let sent = r.actions[1].2.records_out.get();
+    let out_got = got - base;
+    println!(
+        "   through the rule: {:.0} msg/s in ({rows} published in {:.2} s; all outputs in {elapsed:.2} s), {:.0} msg per CPU second of the whole process (publisher and subscribers included)",
+        rows as f64 / elapsed,
+        published.as_secs_f64(),
+        rows as f64 / cpu.max(1e-9)
+    );
+    println!(
+        "   source read {read} (probes included), wasm counter {counted}, mqtt sink {sent}; subscriber got {out_got} of {expected} expected outputs\n"
     );
     Ok(())
 }

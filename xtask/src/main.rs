@@ -218,39 +218,66 @@ fn demo() -> Result<(), String> {
 
 fn test(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
-    ensure_mosquitto();
+    ensure_servers();
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(args);
     run(cmd)
 }
 
-/// The MQTT tests run against Debian's mosquitto: install it when it is missing and this user
-/// may (root with apt-get). Otherwise those tests say they were skipped (and fail under CI).
-fn ensure_mosquitto() {
-    let installed = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+/// Servers the tests run against, from Debian's packages: the package and the program it installs.
+const SERVERS: &[(&str, &str, &str)] = &[
+    ("mosquitto", "mosquitto", "the MQTT tests"),
+    ("redis-server", "redis-server", "the redis sink tests"),
+];
+
+/// Installs the servers the tests start (mosquitto, redis) when they are missing and this user
+/// may: tests that need a missing one say SKIPPED, except under `CI=true` where they fail.
+fn ensure_servers() {
+    let installed = |program: &str| {
+        ["/usr/sbin", "/usr/bin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(program).is_file())
+    };
+    let missing: Vec<_> = SERVERS
         .iter()
-        .any(|p| Path::new(p).is_file());
-    if installed {
+        .filter(|(_, program, _)| !installed(program))
+        .collect();
+    if missing.is_empty() {
         return;
     }
+    let packages: Vec<&str> = missing.iter().map(|(package, _, _)| *package).collect();
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     if root && Path::new("/usr/bin/apt-get").is_file() {
-        eprintln!("xtask: installing mosquitto (apt-get install -y mosquitto) for the MQTT tests");
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "-q", "mosquitto"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
+        eprintln!(
+            "xtask: installing {} (apt-get install -y) for the tests",
+            packages.join(" ")
+        );
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&packages)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let ok = install()
+            || (Command::new("apt-get")
+                .args(["update", "-q"])
+                .status()
+                .is_ok_and(|s| s.success())
+                && install());
         if !ok {
-            eprintln!("xtask: could not install mosquitto; the MQTT tests will be skipped");
+            eprintln!("xtask: could not install {}", packages.join(" "));
         }
     } else {
-        eprintln!(
-            "xtask: mosquitto is not installed (sudo apt-get install -y mosquitto); the MQTT tests will be skipped"
-        );
+        for (package, _, users) in missing {
+            eprintln!(
+                "xtask: {package} is not installed (sudo apt-get install -y {package}); {users} will be skipped"
+            );
+        }
     }
 }
 

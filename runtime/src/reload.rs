@@ -51,6 +51,8 @@ pub struct Subscriber {
     pub base_dir: PathBuf,
     /// The action's counters (reload refusals are recorded there).
     pub metrics: Arc<ActionMetrics>,
+    /// The action's instance limits.
+    pub limits: crate::host::Limits,
 }
 
 struct Entry {
@@ -225,8 +227,9 @@ fn refuse(entry: &mut Entry, module: &str, content: String, reason: String) -> O
 
 async fn prepare(host: &SinkHost, plugin: &Arc<Plugin>, sub: &Subscriber) -> Result<Swap, String> {
     let mut props = sub.raw_props.clone();
-    let grants = Grants::resolve(&plugin.manifest, &mut props, &sub.base_dir, true)
+    let mut grants = Grants::resolve(&plugin.manifest, &mut props, &sub.base_dir, true)
         .map_err(|e| e.to_string())?;
+    grants.limits = sub.limits;
     let props: Arc<str> = Arc::from(Json::Object(props).to_string());
     let phase = |phase: &'static str| move |e: CallFailure| format!("{phase} failed: {e}");
     let mut instance = host

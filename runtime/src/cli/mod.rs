@@ -79,6 +79,11 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = 10_000)]
     pub call_timeout_ms: u64,
 
+    /// Fuel (about one unit per wasm instruction) one call into a sink may burn before it is
+    /// interrupted; 0 turns fuel metering off. Actions may lower or raise it with `fuel`.
+    #[arg(long, default_value_t = crate::host::DEFAULT_FUEL_PER_CALL)]
+    pub fuel: u64,
+
     /// eKuiper's MQTT source configuration (YAML: a `default` section and named sections that
     /// streams select with CONF_KEY). Without it, mqtt streams use tcp://127.0.0.1:1883.
     #[arg(long, env = "OORT_MQTT_CONF")]
@@ -103,6 +108,7 @@ impl RuleArgs {
                 max_instances: self.max_instances,
                 max_memory_bytes: self.memory_limit_mib.saturating_mul(1 << 20),
                 call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+                fuel_per_call: self.fuel,
             },
             clock: Clock::System,
             watch: false,

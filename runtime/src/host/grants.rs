@@ -1,5 +1,5 @@
-//! What a sink may reach: its manifest says which props name files, the operator's props say
-//! which files, and the host grants exactly those and nothing else.
+//! What a sink may reach: its manifest says which props name files, network addresses or URLs,
+//! the operator's props say which, and the host grants exactly those and nothing else.
 //!
 //! A sink sees no file, socket, environment variable or argument by default. The manifest
 //! (`<Name>.json` beside `<Name>.wasm`, written by the sink's author) can only *point at props*;
@@ -33,6 +33,114 @@ pub struct ManifestGrants {
     /// Props naming the MQTT broker and the topics the sink may publish to through the host.
     #[serde(default)]
     pub mqtt: Option<MqttProps>,
+    /// Props whose value is a `host:port` (or a list of them) the sink may open TCP connections to.
+    #[serde(default)]
+    pub sockets: Vec<NetProp>,
+    /// Props whose value is an `http://` or `https://` URL: the sink may send `wasi:http`
+    /// requests to that URL's scheme and authority.
+    #[serde(default)]
+    pub http: Vec<NetProp>,
+}
+
+/// One prop that names a network address (`sockets`) or a URL (`http`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetProp {
+    /// The prop's name, e.g. `addr` or `url`.
+    pub prop: String,
+    /// The value used when the rule leaves the prop out (the sink's own default).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Whether the rule may leave the prop out with no default (then nothing is granted for it).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// TCP connections granted to an action: one `host:port` and the addresses it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketGrant {
+    /// The host as the rule wrote it (a name or an IP address).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// What the host resolved to when the rule started: the sink may connect to these.
+    pub addrs: Vec<std::net::SocketAddr>,
+}
+
+/// HTTP requests granted to an action: to one scheme and authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGrant {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host:port`, lower-cased, with the scheme's default port made explicit.
+    pub authority: String,
+}
+
+impl HttpGrant {
+    /// The grant for an absolute `http://` or `https://` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?} is not an absolute URL (http://host:port/path)"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            other => return Err(format!("scheme `{other}` is not http or https")),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or_default();
+        Ok(Self {
+            authority: normalize_authority(authority, default_port)
+                .ok_or_else(|| format!("{url:?} names no host"))?,
+            scheme,
+        })
+    }
+
+    /// Whether a request to `scheme://authority` is inside this grant.
+    pub fn allows(&self, scheme: &str, authority: &str) -> bool {
+        let default_port = if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        };
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && normalize_authority(authority, default_port).as_deref()
+                == Some(self.authority.as_str())
+    }
+}
+
+/// `host[:port]` lower-cased with the port made explicit; `None` without a host.
+fn normalize_authority(authority: &str, default_port: u16) -> Option<String> {
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = split_host_port(&authority)?;
+    let port = port.unwrap_or(default_port);
+    Some(format!("{host}:{port}"))
+}
+
+/// Splits `host:port`, `[v6]:port`, `host` or `[v6]`; `None` for an empty host or a bad port.
+fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(port) => (format!("[{host}]"), Some(port)),
+            None if after.is_empty() => (format!("[{host}]"), None),
+            None => return None,
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (text.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host, port))
 }
 
 /// Which props grant MQTT publishing: the broker (`tcp://host:port`) and the topic filters
@@ -99,6 +207,16 @@ pub enum ManifestError {
         /// What access it would grant.
         access: FileAccess,
     },
+    /// A prop the manifest names as a network address or URL is missing or wrong.
+    #[error("prop `{prop}` {reason} (the sink's manifest grants {what} through it)")]
+    BadNetProp {
+        /// The prop's name.
+        prop: String,
+        /// What it grants: `TCP connections` or `HTTP requests`.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A prop the manifest names for MQTT publishing is missing or wrong.
     #[error("prop `{prop}` {reason} (the sink's manifest grants MQTT publishing through it)")]
     BadMqttProp {
@@ -153,6 +271,23 @@ pub struct Grants {
     pub files: Vec<FileGrant>,
     /// MQTT publishing through the host.
     pub mqtt: Option<MqttGrant>,
+    /// TCP connections, each to one `host:port`.
+    pub sockets: Vec<SocketGrant>,
+    /// `wasi:http` requests, each to one scheme and authority.
+    pub http: Vec<HttpGrant>,
+    /// The action's own limits, where it overrides the host's.
+    pub limits: Limits,
+}
+
+/// Per-action overrides of the host's instance limits (`None`: the host's default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory one instance may grow to, in bytes (`maxMemory`).
+    pub max_memory_bytes: Option<usize>,
+    /// Wall time of one call (`callTimeout`).
+    pub call_timeout: Option<std::time::Duration>,
+    /// Fuel one call may burn (`fuel`).
+    pub fuel_per_call: Option<u64>,
 }
 
 impl Grants {
@@ -240,7 +375,57 @@ impl Grants {
                 Some(MqttGrant { server, topics })
             }
         };
-        Ok(Self { files, mqtt })
+        let mut sockets = Vec::new();
+        for net in &manifest.grants.sockets {
+            for value in net_values(net, props, "TCP connections")? {
+                let bad = |reason: String| ManifestError::BadNetProp {
+                    prop: net.prop.clone(),
+                    what: "TCP connections",
+                    reason,
+                };
+                let (host, port) = split_host_port(&value)
+                    .and_then(|(h, p)| Some((h, p?)))
+                    .ok_or_else(|| bad(format!("must be host:port, got {value:?}")))?;
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                let addrs = match bare.parse::<std::net::IpAddr>() {
+                    Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+                    Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(bare, port))
+                        .map_err(|e| bad(format!("cannot resolve {value:?}: {e}")))?
+                        .collect(),
+                };
+                sockets.push(SocketGrant { host, port, addrs });
+            }
+        }
+        let mut http = Vec::new();
+        for net in &manifest.grants.http {
+            for value in net_values(net, props, "HTTP requests")? {
+                http.push(HttpGrant::parse(&value).map_err(|reason| {
+                    ManifestError::BadNetProp {
+                        prop: net.prop.clone(),
+                        what: "HTTP requests",
+                        reason,
+                    }
+                })?);
+            }
+        }
+        Ok(Self {
+            files,
+            mqtt,
+            sockets,
+            http,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Whether any granted socket host is a name (then the sink may look names up).
+    pub fn needs_name_lookup(&self) -> bool {
+        self.sockets.iter().any(|s| {
+            s.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_err()
+        })
     }
 
     /// The granted files grouped by folder: what gets preopened, and which names in it the sink
@@ -264,6 +449,33 @@ impl Grants {
                 GrantedDir { dir, access, names }
             })
             .collect()
+    }
+}
+
+/// The values of a network prop: a string or a list of strings, else its default.
+fn net_values(
+    net: &NetProp,
+    props: &serde_json::Map<String, serde_json::Value>,
+    what: &'static str,
+) -> Result<Vec<String>, ManifestError> {
+    let bad = |reason: &str| ManifestError::BadNetProp {
+        prop: net.prop.clone(),
+        what,
+        reason: reason.to_string(),
+    };
+    match props.get(&net.prop) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(vec![s.clone()]),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|i| i.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("must be a string or a list of strings")),
+        None => match (&net.default, net.optional) {
+            (Some(default), _) => Ok(vec![default.clone()]),
+            (None, true) => Ok(Vec::new()),
+            (None, false) => Err(bad("is missing")),
+        },
+        Some(_) => Err(bad("must be a string or a list of strings")),
     }
 }
 
@@ -334,6 +546,55 @@ mod tests {
         let mut props = serde_json::Map::new();
         let err = Grants::resolve(&manifest(), &mut props, Path::new("/"), false).unwrap_err();
         assert!(err.to_string().contains("prop `path`"), "{err}");
+    }
+
+    #[test]
+    fn network_grants_come_from_props_or_defaults() {
+        let manifest: Manifest = serde_json::from_str(
+            r#"{"grants":{"sockets":[{"prop":"addr","default":"127.0.0.1:6379"}],
+                "http":[{"prop":"url"}]}}"#,
+        )
+        .unwrap();
+        let mut props = serde_json::json!({"url": "http://LocalHost:8080/api?x=1"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        assert_eq!(grants.sockets.len(), 1);
+        assert_eq!(
+            grants.sockets[0].addrs,
+            ["127.0.0.1:6379".parse::<std::net::SocketAddr>().unwrap()]
+        );
+        assert!(!grants.needs_name_lookup());
+        let http = &grants.http[0];
+        assert!(http.allows("http", "localhost:8080"));
+        assert!(!http.allows("https", "localhost:8080"));
+        assert!(!http.allows("http", "localhost:8081"));
+        assert!(!http.allows("http", "evil.example:8080"));
+        assert!(
+            HttpGrant::parse("https://example.com/x")
+                .unwrap()
+                .allows("https", "example.com")
+        );
+
+        let mut props = serde_json::json!({"addr": "nohost", "url": "http://a/"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
+        assert!(
+            err.to_string().contains("prop `addr` must be host:port"),
+            "{err}"
+        );
+        let mut props = serde_json::Map::new();
+        let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
+        assert!(err.to_string().contains("prop `url` is missing"), "{err}");
+        let mut props = serde_json::json!({"url": "ftp://a/"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
+        assert!(err.to_string().contains("not http or https"), "{err}");
     }
 
     #[test]

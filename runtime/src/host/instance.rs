@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
 use super::fs_guard::FileGuard;
 use super::grants::{FileAccess, Grants};
-use super::state::{InstanceState, InstanceTag, LogBudget};
+use super::state::{HttpGate, InstanceState, InstanceTag, LogBudget};
 use super::stdio::LogStream;
 use super::{EPOCH_TICK, Plugin, SinkHost};
 
@@ -55,6 +57,7 @@ pub struct WasmInstance {
     bindings: SinkWorld,
     plugin: Arc<Plugin>,
     call_timeout: Duration,
+    fuel: Option<u64>,
     poisoned: bool,
 }
 
@@ -76,9 +79,35 @@ pub(super) async fn instantiate(
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(LogStream::new(tag.clone(), Level::Info))
         .stderr(LogStream::new(tag.clone(), Level::Warn))
-        .allow_tcp(false)
+        .allow_tcp(!grants.sockets.is_empty())
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(grants.needs_name_lookup());
+    if !grants.sockets.is_empty() {
+        // Connections only to the granted addresses; binds only the implicit one a connect
+        // makes (any address, port 0); never a listener.
+        let allowed: Arc<[std::net::SocketAddr]> = grants
+            .sockets
+            .iter()
+            .flat_map(|s| s.addrs.iter().copied())
+            .collect();
+        let tag = tag.clone();
+        wasi.socket_addr_check(move |addr, usage| {
+            let ok = match usage {
+                SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            if !ok {
+                tracing::warn!(
+                    rule = %tag.rule,
+                    action = %tag.action,
+                    instance = tag.instance,
+                    "sink: {usage:?} {addr} denied: not granted"
+                );
+            }
+            Box::pin(std::future::ready(ok))
+        });
+    }
     let mut allowed = Vec::new();
     for super::grants::GrantedDir { dir, access, names } in grants.by_dir() {
         let perms = match access {
@@ -95,7 +124,12 @@ pub(super) async fn instantiate(
         allowed.push(names);
     }
     let limits = StoreLimitsBuilder::new()
-        .memory_size(host.config().max_memory_bytes)
+        .memory_size(
+            grants
+                .limits
+                .max_memory_bytes
+                .unwrap_or(host.config().max_memory_bytes),
+        )
         .instances(64)
         .tables(64)
         .memories(8)
@@ -106,10 +140,15 @@ pub(super) async fn instantiate(
         table: Default::default(),
         limits,
         files: FileGuard::new(allowed),
-        tag,
+        tag: tag.clone(),
         budget: LogBudget::default(),
         deadline_hit: false,
         ticks_left: 0,
+        http: WasiHttpCtx::new(),
+        http_gate: HttpGate {
+            grants: grants.http.iter().cloned().collect(),
+            tag: tag.clone(),
+        },
         mqtt: match &grants.mqtt {
             Some(grant) => Some(super::state::MqttAccess {
                 conn: crate::mqtt::pooled(&grant.server).map_err(CallFailure::Trap)?,
@@ -133,30 +172,59 @@ pub(super) async fn instantiate(
         }
     });
     // Instantiation runs the component's start functions: it gets a deadline too.
-    let call_timeout = host.config().call_timeout;
-    arm_deadline(&mut store, call_timeout);
-    let bindings = plugin
-        .pre
-        .instantiate_async(&mut store)
-        .await
-        .map_err(|e| trap_message(&store, &e))
-        .map_err(CallFailure::Trap)?;
+    let call_timeout = grants
+        .limits
+        .call_timeout
+        .unwrap_or(host.config().call_timeout);
+    let fuel = match host.config().fuel_per_call {
+        0 => None,
+        default => Some(grants.limits.fuel_per_call.unwrap_or(default)),
+    };
+    arm_deadline(&mut store, call_timeout, fuel);
+    let bindings = match tokio::time::timeout(
+        call_timeout + IO_GRACE,
+        plugin.pre.instantiate_async(&mut store),
+    )
+    .await
+    {
+        Ok(result) => result
+            .map_err(|e| trap_message(&store, &e))
+            .map_err(CallFailure::Trap)?,
+        Err(_) => return Err(CallFailure::Trap(io_deadline_message(call_timeout))),
+    };
     Ok(WasmInstance {
         store,
         bindings,
         plugin: Arc::clone(plugin),
         call_timeout,
+        fuel,
         poisoned: false,
     })
 }
 
-/// Arms the deadline for one call: it traps once it has run for `timeout`.
-fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
+/// How long past its deadline a call blocked in the host (waiting on a socket or an HTTP
+/// answer, where epoch interruption cannot reach) may go before it is abandoned.
+const IO_GRACE: Duration = Duration::from_millis(100);
+
+fn io_deadline_message(timeout: Duration) -> String {
+    format!(
+        "the call ran past its deadline of {} ms while waiting on I/O",
+        timeout.as_millis()
+    )
+}
+
+/// Arms the deadline (and refills the fuel) for one call: it traps once it has run for
+/// `timeout` or burnt `fuel`.
+fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration, fuel: Option<u64>) {
     let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
     let state = store.data_mut();
     state.deadline_hit = false;
     state.ticks_left = ticks;
     store.set_epoch_deadline(1);
+    if let Some(fuel) = fuel {
+        // Cannot fail: fuel metering is on whenever a fuel budget is given.
+        let _ = store.set_fuel(fuel);
+    }
 }
 
 fn trap_message(store: &Store<InstanceState>, err: &wasmtime::Error) -> String {
@@ -166,6 +234,9 @@ fn trap_message(store: &Store<InstanceState>, err: &wasmtime::Error) -> String {
     // The trap's kind is the useful part; the wasm backtrace above it is not (a panic's own
     // message went to the sink's stderr, which is in the log).
     let what = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            "the call burnt all its fuel (its `fuel` limit): interrupted".to_string()
+        }
         Some(wasmtime::Trap::UnreachableCodeReached) => {
             "wasm `unreachable` executed (a panic in the sink: its message is in the log)"
                 .to_string()
@@ -220,6 +291,20 @@ impl WasmInstance {
         }
     }
 
+    fn settle_timed(
+        &mut self,
+        result: Result<wasmtime::Result<Result<(), WitError>>, tokio::time::error::Elapsed>,
+    ) -> Result<(), CallFailure> {
+        match result {
+            Ok(result) => self.settle(result),
+            Err(_) => {
+                // The call was abandoned mid-way: the instance is in no state to be used again.
+                self.poisoned = true;
+                Err(CallFailure::Trap(io_deadline_message(self.call_timeout)))
+            }
+        }
+    }
+
     fn check_usable(&self) -> Result<(), CallFailure> {
         if self.poisoned {
             Err(CallFailure::Trap("the instance trapped earlier".into()))
@@ -231,48 +316,46 @@ impl WasmInstance {
     /// Calls `configure` with the action's context and props (a JSON object).
     pub async fn configure(&mut self, ctx: &WitContext, props: &str) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout);
-        let result = self
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        let timeout = self.call_timeout + IO_GRACE;
+        let call = self
             .bindings
             .oort_sink_sink()
-            .call_configure(&mut self.store, ctx, props)
-            .await;
-        self.settle(result)
+            .call_configure(&mut self.store, ctx, props);
+        let result = tokio::time::timeout(timeout, call).await;
+        self.settle_timed(result)
     }
 
     /// Calls `open`.
     pub async fn open(&mut self) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout);
-        let result = self
-            .bindings
-            .oort_sink_sink()
-            .call_open(&mut self.store)
-            .await;
-        self.settle(result)
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        let timeout = self.call_timeout + IO_GRACE;
+        let call = self.bindings.oort_sink_sink().call_open(&mut self.store);
+        let result = tokio::time::timeout(timeout, call).await;
+        self.settle_timed(result)
     }
 
     /// Calls `collect` with one batch.
     pub async fn collect(&mut self, batch: &WitBatch) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout);
-        let result = self
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        let timeout = self.call_timeout + IO_GRACE;
+        let call = self
             .bindings
             .oort_sink_sink()
-            .call_collect(&mut self.store, batch)
-            .await;
-        self.settle(result)
+            .call_collect(&mut self.store, batch);
+        let result = tokio::time::timeout(timeout, call).await;
+        self.settle_timed(result)
     }
 
     /// Calls `close`.
     pub async fn close(&mut self) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout);
-        let result = self
-            .bindings
-            .oort_sink_sink()
-            .call_close(&mut self.store)
-            .await;
-        self.settle(result)
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        let timeout = self.call_timeout + IO_GRACE;
+        let call = self.bindings.oort_sink_sink().call_close(&mut self.store);
+        let result = tokio::time::timeout(timeout, call).await;
+        self.settle_timed(result)
     }
 }

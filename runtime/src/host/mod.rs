@@ -23,7 +23,10 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use grants::{FileAccess, FileGrant, Grants, Manifest, ManifestError, absolute};
+pub use grants::{
+    FileAccess, FileGrant, Grants, HttpGrant, Limits, Manifest, ManifestError, SocketGrant,
+    absolute,
+};
 pub use instance::{CallFailure, WasmInstance};
 pub use state::InstanceTag;
 
@@ -32,6 +35,10 @@ use state::InstanceState;
 
 /// How often the engine's epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Default fuel per call: about ten seconds of busy guest code on a current core, so it only
+/// catches what the wall-clock deadline would also catch, but deterministically.
+pub const DEFAULT_FUEL_PER_CALL: u64 = 20_000_000_000;
 
 /// Engine-wide settings, from the command line.
 #[derive(Debug, Clone)]
@@ -45,6 +52,9 @@ pub struct HostConfig {
     pub max_memory_bytes: usize,
     /// The longest one call into a sink may run before it is trapped.
     pub call_timeout: Duration,
+    /// Fuel (roughly, wasm instructions) one call may burn before it is trapped; 0 turns fuel
+    /// metering off for the whole engine (then actions cannot set `fuel` either).
+    pub fuel_per_call: u64,
 }
 
 impl Default for HostConfig {
@@ -54,6 +64,7 @@ impl Default for HostConfig {
             max_instances: 1000,
             max_memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(10),
+            fuel_per_call: DEFAULT_FUEL_PER_CALL,
         }
     }
 }
@@ -165,6 +176,7 @@ impl SinkHost {
             .epoch_interruption(true)
             // Component-model async is not used; without it every call is cheaper.
             .concurrency_support(false)
+            .consume_fuel(config.fuel_per_call > 0)
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20);
         if config.max_instances > 0 {
@@ -185,6 +197,9 @@ impl SinkHost {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        // Outgoing HTTP, gated per instance by its `http` grants (nothing by default).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| EngineError(format!("{e:#}")))?;
         // The filesystem is linked a second time through a guard that only lets a sink name
         // the files it was granted; the guard replaces wasmtime-wasi's own bindings.

@@ -1,5 +1,6 @@
-//! What each sink instance's store holds: its WASI context (nothing granted but its files), its
-//! resource table, memory limits, file guard, and the tag its log lines carry.
+//! What each sink instance's store holds: its WASI context (nothing granted but its files and
+//! sockets), its `wasi:http` gate, resource table, memory limits, file guard, and the tag its log
+//! lines carry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +9,16 @@ use std::time::Instant;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 use super::bindings::oort::sink::mqtt::Qos;
 use super::bindings::oort::sink::types::SinkError;
 use super::bindings::{Level, oort};
 use super::fs_guard::FileGuard;
+use super::grants::HttpGrant;
 
 /// Who an instance works for: every log line it writes carries this.
 #[derive(Debug, Clone)]
@@ -73,6 +79,78 @@ pub struct InstanceState {
     pub(crate) ticks_left: u64,
     /// MQTT publishing, when the action grants it.
     pub(crate) mqtt: Option<MqttAccess>,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_gate: HttpGate,
+}
+
+/// Lets `wasi:http` requests out only to the granted schemes and authorities.
+pub(crate) struct HttpGate {
+    pub(crate) grants: Arc<[HttpGrant]>,
+    pub(crate) tag: InstanceTag,
+}
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let authority = uri.authority().map(|a| a.as_str().to_string());
+        let allowed = authority
+            .as_deref()
+            .is_some_and(|a| self.grants.iter().any(|g| g.allows(&scheme, a)));
+        if !allowed {
+            let shown = format!("{scheme}://{}", authority.as_deref().unwrap_or(""));
+            tracing::warn!(
+                rule = %self.tag.rule,
+                action = %self.tag.action,
+                instance = self.tag.instance,
+                "sink: HTTP request to {shown} denied: not granted (granted: {})",
+                if self.grants.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    self.grants
+                        .iter()
+                        .map(|g| format!("{}://{}", g.scheme, g.authority))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+            return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
+        }
+        _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http_gate,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
 }
 
 /// What an instance may publish to over MQTT: the pooled connection to its granted broker, and

@@ -267,6 +267,7 @@ impl ConnectorSpec {
                             raw_props: spec.raw_props.clone(),
                             base_dir: spec.base_dir.clone(),
                             metrics: Arc::clone(metrics),
+                            limits: spec.grants.limits,
                         };
                         reloader.subscribe(&spec.plugin, subscriber).await;
                         Some(rx)

@@ -26,7 +26,9 @@ pub use props::{CommonProps, PayloadFormat, PropError};
 pub use transform::{Produced, TransformError, Transformer};
 
 use crate::host::bindings::WitContext;
-use crate::host::{CallFailure, Grants, InstanceTag, LoadError, ManifestError, Plugin, SinkHost};
+use crate::host::{
+    CallFailure, Grants, InstanceTag, Limits, LoadError, ManifestError, Plugin, SinkHost,
+};
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
 use crate::reload::Reloader;
@@ -255,8 +257,15 @@ pub async fn prepare(
                 source,
             })?;
             let raw_props = own.clone();
-            let grants = Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs)
-                .map_err(|source| ActionError::Grants {
+            let mut grants =
+                Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
+                    |source| ActionError::Grants {
+                        action: name.clone(),
+                        source,
+                    },
+                )?;
+            grants.limits =
+                checked_limits(&common, &env.host).map_err(|source| ActionError::Props {
                     action: name.clone(),
                     source,
                 })?;
@@ -282,6 +291,32 @@ pub async fn prepare(
     })
 }
 
+/// The action's limits, checked against what the engine allows.
+fn checked_limits(common: &CommonProps, host: &SinkHost) -> Result<Limits, PropError> {
+    let limits = common.limits;
+    let config = host.config();
+    if let Some(bytes) = limits.max_memory_bytes
+        && config.max_instances > 0
+        && bytes > config.max_memory_bytes
+    {
+        return Err(PropError {
+            prop: "maxMemory".into(),
+            message: format!(
+                "{bytes} bytes is more than the host's pooled instances hold ({} bytes; raise \
+                 `--memory-limit-mib`)",
+                config.max_memory_bytes
+            ),
+        });
+    }
+    if limits.fuel_per_call.is_some() && config.fuel_per_call == 0 {
+        return Err(PropError {
+            prop: "fuel".into(),
+            message: "fuel metering is off in this host (`--fuel 0`)".into(),
+        });
+    }
+    Ok(limits)
+}
+
 /// Checks an action without running it: a wasm sink is instantiated and `configure`d (which
 /// must have no side effects), then dropped.
 pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
@@ -289,7 +324,10 @@ pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
         // `configure` may not touch the outside world, so it is given no grants at all (the
         // granted folders may not even exist before a run creates them).
         let spec = WasmSpec {
-            grants: Arc::new(Grants::default()),
+            grants: Arc::new(Grants {
+                limits: spec.grants.limits,
+                ..Grants::default()
+            }),
             ..spec.clone()
         };
         // Every instance is configured: a sink may accept only some instance counts.

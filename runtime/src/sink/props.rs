@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use crate::host::Limits;
 use crate::rule::duration_value;
 use crate::template::Template;
 
@@ -62,6 +63,9 @@ pub struct CommonProps {
     pub retry_count: u32,
     /// `retryInterval`: the first retry's delay in milliseconds (doubling, capped at 30 s).
     pub retry_interval_ms: u64,
+    /// `maxMemory`, `callTimeout`, `fuel`: this action's instance limits, where they differ from
+    /// the host's.
+    pub limits: Limits,
 }
 
 impl Default for CommonProps {
@@ -81,6 +85,7 @@ impl Default for CommonProps {
             linger_ms: 0,
             retry_count: 3,
             retry_interval_ms: 100,
+            limits: Limits::default(),
         }
     }
 }
@@ -116,6 +121,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "compression",
     "encryption",
     "resourceId",
+    "maxMemory",
+    "callTimeout",
+    "fuel",
 ];
 
 /// A common property has a bad value: names the property.
@@ -133,6 +141,30 @@ fn err(prop: &str, message: impl Into<String>) -> PropError {
         prop: prop.to_string(),
         message: message.into(),
     }
+}
+
+/// A size in bytes: a number, or a string with a unit (`512KiB`, `32MiB`, `1GB`).
+pub fn byte_size(value: &Json) -> Option<usize> {
+    if let Some(n) = value.as_u64() {
+        return usize::try_from(n).ok().filter(|&n| n > 0);
+    }
+    let text = value.as_str()?.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|&n| n > 0)
 }
 
 /// Splits an action's props into the common properties (validated) and the sink's own.
@@ -230,6 +262,27 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                 common.retry_interval_ms = duration_value(value)
                     .ok_or_else(|| err(key, "expected milliseconds or a duration like \"1s\""))?
             }
+            "maxMemory" => {
+                common.limits.max_memory_bytes = Some(byte_size(value).ok_or_else(|| {
+                    err(
+                        key,
+                        "expected bytes or a size like \"32MiB\" (KiB, MiB, GiB, KB, MB, GB)",
+                    )
+                })?);
+            }
+            "callTimeout" => {
+                let ms = duration_value(value)
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| err(key, "expected milliseconds or a duration like \"5s\""))?;
+                common.limits.call_timeout = Some(std::time::Duration::from_millis(ms));
+            }
+            "fuel" => {
+                let fuel = count()?;
+                if fuel == 0 {
+                    return Err(err(key, "expected a positive amount of fuel"));
+                }
+                common.limits.fuel_per_call = Some(fuel);
+            }
             "enableCache" => {
                 if boolean()? {
                     return Err(err(
@@ -306,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn limits_parse_sizes_and_durations() {
+        let (common, own) = split(&props(
+            r#"{"maxMemory":"32MiB","callTimeout":"2s","fuel":1000}"#,
+        ))
+        .unwrap();
+        assert!(own.is_empty());
+        assert_eq!(common.limits.max_memory_bytes, Some(32 << 20));
+        assert_eq!(
+            common.limits.call_timeout,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(common.limits.fuel_per_call, Some(1000));
+        assert_eq!(byte_size(&Json::from(4096)), Some(4096));
+        assert_eq!(byte_size(&Json::from("1 GB")), Some(1_000_000_000));
+        assert_eq!(byte_size(&Json::from("0MiB")), None);
+    }
+
+    #[test]
     fn bad_values_name_the_prop() {
         let e = split(&props(r#"{"sendSingle":"yes"}"#)).unwrap_err();
         assert_eq!(e.prop, "sendSingle");
@@ -313,7 +384,9 @@ mod tests {
         assert_eq!(e.prop, "format");
         let e = split(&props(r#"{"fields":["a"],"excludeFields":["b"]}"#)).unwrap_err();
         assert_eq!(e.prop, "fields");
-        let e = split(&props(r#"{"enableCache":true}"#)).unwrap_err();
-        assert_eq!(e.prop, "enableCache");
+        let e = split(&props(r#"{"maxMemory":"lots"}"#)).unwrap_err();
+        assert_eq!(e.prop, "maxMemory");
+        let e = split(&props(r#"{"fuel":0}"#)).unwrap_err();
+        assert_eq!(e.prop, "fuel");
     }
 }

@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub watch: bool,
     /// eKuiper's MQTT source configuration file (`default` and `CONF_KEY` sections).
     pub mqtt_conf: Option<PathBuf>,
+    /// Where actions keep their disk caches.
+    pub data_dir: PathBuf,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -402,13 +404,16 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// True when every row was decoded and evaluated, and every payload delivered.
+    /// True when every row was decoded and evaluated, and every payload delivered (none
+    /// failed, dead-lettered or left in a cache).
     pub fn all_delivered(&self) -> bool {
         self.rules.iter().all(|r| {
             r.source.exceptions.total() == 0
                 && r.rule.exceptions.total() == 0
                 && r.rule.late.get() == 0
-                && r.actions.iter().all(|(_, _, a)| a.failed.get() == 0)
+                && r.actions.iter().all(|(_, _, a)| {
+                    a.failed.get() == 0 && a.dead_lettered.get() == 0 && a.cached.get() == 0
+                })
         })
     }
 
@@ -470,6 +475,21 @@ impl RunReport {
                     m.restarts.get(),
                     m.version().unwrap_or_else(|| "built in".into()),
                 ));
+                let (dead, cached, restored) =
+                    (m.dead_lettered.get(), m.cached.get(), m.cache_restored.get());
+                if dead + cached + restored + m.cached_total.get() > 0 || !m.balanced() {
+                    out.push_str(&format!(
+                        "    {} payloads{} = {} delivered ({} resent from the cache) + {} dead-lettered + {} failed + {} still cached{}\n",
+                        m.payloads.get(),
+                        if restored > 0 { format!(" + {restored} restored from the cache") } else { String::new() },
+                        m.records_out.get(),
+                        m.resent.get(),
+                        dead,
+                        m.failed.get(),
+                        cached,
+                        if m.balanced() { "" } else { "  (DOES NOT ADD UP: please report this)" },
+                    ));
+                }
                 if let Some(last) = m.exceptions.last() {
                     out.push_str(&format!("    last error: {last}\n"));
                 }
@@ -501,6 +521,7 @@ pub async fn run(
     let host = SinkHost::new(config.host.clone())?;
     let bus = MemoryBus::new();
     let mut env = ActionEnv::new(host.clone(), config.plugins_dir.clone(), Arc::clone(&bus));
+    env.data_dir = config.data_dir.clone();
     // New builds of sink modules can always be loaded with SIGHUP; `watch` adds a file watcher.
     let reloader = Reloader::new(host.clone());
     env.reloader = Some(Arc::clone(&reloader));
@@ -532,13 +553,16 @@ pub async fn run(
 
     let mut report = RunReport::default();
     let mut tasks = tokio::task::JoinSet::new();
+    // Tells the actions the run is stopping, so none waits for a failing sink.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut sources = Vec::new();
     for (def, query, streams, actions) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
         let rule_metrics = Arc::new(RuleMetrics::default());
         let mut action_txs = Vec::with_capacity(actions.len());
         let mut action_reports = Vec::with_capacity(actions.len());
-        for started in actions {
+        for mut started in actions {
+            started.set_stop(stop_rx.clone());
             let a = started.action();
             let capacity = (a.common.buffer_length / source::CHUNK_ROWS).max(1);
             let (tx, rx) = mpsc::channel(capacity);
@@ -618,6 +642,7 @@ pub async fn run(
         () = all_sources => {}
         () = stop => {
             report.interrupted = true;
+            let _ = stop_tx.send(true);
             tracing::info!("stopping: sources closed, draining the actions");
         }
     }

@@ -94,8 +94,22 @@ pub struct ActionMetrics {
     pub records_in: Counter,
     /// Payloads the sink accepted.
     pub records_out: Counter,
-    /// Payloads that could not be delivered (rejected, retries exhausted, transform errors).
+    /// Payloads the action had to deliver: built from the messages (one per row with
+    /// `sendSingle`), including those that could not be built.
+    pub payloads: Counter,
+    /// Payloads lost and counted: not delivered and not dead-lettered (no dead-letter output,
+    /// or it failed too; payloads that could not be built; the cache dropped at stop).
     pub failed: Counter,
+    /// Payloads handed to the dead-letter output.
+    pub dead_lettered: Counter,
+    /// Payloads in the cache now (at the end of a run: left on disk for the next run).
+    pub cached: Counter,
+    /// Payloads that went into the cache.
+    pub cached_total: Counter,
+    /// Payloads an earlier run left in the cache, found at start.
+    pub cache_restored: Counter,
+    /// Payloads delivered from the cache.
+    pub resent: Counter,
     /// Results dropped by `omitIfEmpty`.
     pub omitted: Counter,
     /// Batches retried after a transient error.
@@ -123,6 +137,21 @@ pub struct ActionMetrics {
 }
 
 impl ActionMetrics {
+    /// Sets the number of payloads in the cache now.
+    pub fn set_cached(&self, n: u64) {
+        self.cached.0.store(n, Ordering::Relaxed);
+    }
+
+    /// True when every payload is accounted for: `payloads + restored = out + dead-lettered +
+    /// failed + cached`.
+    pub fn balanced(&self) -> bool {
+        self.payloads.get() + self.cache_restored.get()
+            == self.records_out.get()
+                + self.dead_lettered.get()
+                + self.failed.get()
+                + self.cached.get()
+    }
+
     /// The version the action runs, if it is a wasm sink.
     pub fn version(&self) -> Option<String> {
         self.version.lock().ok().and_then(|v| v.clone())

@@ -556,6 +556,7 @@ fn run_once(
         clock: Clock::System,
         watch: false,
         mqtt_conf: None,
+        data_dir: std::env::temp_dir().join("oort-bench-data"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -798,6 +799,7 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         clock: Clock::System,
         watch: false,
         mqtt_conf: Some(dir.join("mqtt.yaml")),
+        data_dir: dir.join("data"),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let rule = std::thread::spawn(move || -> anyhow::Result<(oort::engine::RunReport, f64)> {

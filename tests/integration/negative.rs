@@ -1,5 +1,7 @@
 //! Bad input gets a clear error naming the file, the field or the position, and exit code 1,
-//! from both `oort validate` and `oort run-rule`.
+//! from both `oort validate` and `oort run-rule`. A sink module that is present but broken is
+//! refused by `validate`; at run time it takes down its own action only (exit code 3, its
+//! messages counted), not the rule.
 
 use crate::common::{Run, Scratch};
 
@@ -47,6 +49,34 @@ fn fails_with(scratch: &Scratch, fragments: &[&str]) {
     }
 }
 
+/// `validate` refuses a broken module; `run-rule` runs the rule without that action: it logs
+/// the reason, counts the action's message as failed and exits 3.
+fn broken_module(scratch: &Scratch, fragments: &[&str]) {
+    let validate = Run::from(
+        scratch
+            .oort(&["validate", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(validate.code, Some(1), "validate must fail:\n{}", validate.stderr);
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "run-rule must exit 3:\n{}{}", run.stdout, run.stderr);
+    for (what, text) in [("validate", &validate.stderr), ("run-rule", &run.stderr)] {
+        for fragment in fragments {
+            assert!(
+                text.contains(fragment),
+                "{what}: the error lacks {fragment:?}:\n{text}"
+            );
+        }
+    }
+    let action = run.action(0);
+    assert_eq!(action["failed_total"], 1, "{action}");
+    assert_eq!(action["records_out_total"], 0, "{action}");
+    assert_eq!(action["balanced"], true, "{action}");
+    let last = action["last_exception"].as_str().unwrap_or_default();
+    assert!(last.contains("unavailable"), "{last}");
+}
+
 #[test]
 fn a_missing_plugin_names_the_files_looked_for() {
     let scratch = case("SELECT n FROM demo", r#"{"mySink":{}}"#);
@@ -64,7 +94,7 @@ fn a_missing_plugin_names_the_files_looked_for() {
 fn a_malformed_module_is_refused() {
     let scratch = case("SELECT n FROM demo", r#"{"broken":{}}"#);
     scratch.write("plugins/sinks/Broken.wasm", "this is not wasm");
-    fails_with(&scratch, &["Broken.wasm: not a WebAssembly file"]);
+    broken_module(&scratch, &["Broken.wasm: not a WebAssembly file"]);
 
     // A component cut in half.
     let bytes = std::fs::read(oort_tests::guests::FILE).unwrap();
@@ -73,7 +103,7 @@ fn a_malformed_module_is_refused() {
         &bytes[..bytes.len() / 2],
     )
     .unwrap();
-    fails_with(&scratch, &["Broken.wasm: invalid component"]);
+    broken_module(&scratch, &["Broken.wasm: invalid component"]);
 
     // A core module (the smallest one) instead of a component.
     std::fs::write(
@@ -81,13 +111,13 @@ fn a_malformed_module_is_refused() {
         b"\0asm\x01\0\0\0",
     )
     .unwrap();
-    fails_with(&scratch, &["a core WebAssembly module, not a component"]);
+    broken_module(&scratch, &["a core WebAssembly module, not a component"]);
 }
 
 #[test]
 fn a_component_of_the_wrong_world_is_refused() {
     let scratch = case("SELECT n FROM demo", r#"{"notASink":{}}"#);
-    fails_with(
+    broken_module(
         &scratch,
         &[
             "NotASink.wasm: not an oort:sink component",

@@ -84,6 +84,11 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = crate::host::DEFAULT_FUEL_PER_CALL)]
     pub fuel: u64,
 
+    /// Where actions with `enableCache` keep their disk caches
+    /// (`<dir>/cache/<rule>/<action>.redb`), which survive a crash or a restart.
+    #[arg(long, env = "OORT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
     /// eKuiper's MQTT source configuration (YAML: a `default` section and named sections that
     /// streams select with CONF_KEY). Without it, mqtt streams use tcp://127.0.0.1:1883.
     #[arg(long, env = "OORT_MQTT_CONF")]
@@ -113,6 +118,7 @@ impl RuleArgs {
             clock: Clock::System,
             watch: false,
             mqtt_conf: self.mqtt_conf.clone(),
+            data_dir: self.data_dir.clone(),
         }
     }
 }

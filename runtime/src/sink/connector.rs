@@ -158,6 +158,8 @@ pub enum Connector {
     Mqtt(Box<MqttSink>),
     /// A wasm component.
     Wasm(Box<WasmSink>),
+    /// A sink whose module could not be loaded: every batch fails, with the reason.
+    Unavailable(Arc<str>),
 }
 
 /// How to make an action's connectors.
@@ -183,6 +185,8 @@ pub enum ConnectorSpec {
     Mqtt(MqttSpec, PathBuf),
     /// A wasm component.
     Wasm(WasmSpec),
+    /// A wasm component whose module could not be loaded, and why.
+    Unavailable(String),
 }
 
 impl std::fmt::Debug for ConnectorSpec {
@@ -193,6 +197,7 @@ impl std::fmt::Debug for ConnectorSpec {
             Self::Memory { topic, .. } => write!(f, "Memory({topic})"),
             Self::Mqtt(spec, _) => write!(f, "{spec:?}"),
             Self::Wasm(spec) => write!(f, "Wasm({})", spec.plugin.path.display()),
+            Self::Unavailable(reason) => write!(f, "Unavailable({reason})"),
         }
     }
 }
@@ -286,7 +291,29 @@ impl ConnectorSpec {
                     generation,
                     swaps,
                 };
-                sink.ensure_instance(true).await?;
+                match sink.ensure_instance(true).await {
+                    Ok(()) => {}
+                    // Wrong props, or the target refuses the sink for good: the rule cannot
+                    // start.
+                    Err((
+                        phase,
+                        failure @ (CallFailure::InvalidConfig(_) | CallFailure::Rejected(_)),
+                    )) => return Err((phase, failure)),
+                    // A trap (a loop, a panic, a memory bomb) or a target that is down: the
+                    // action starts without a live instance and every batch tries again (the
+                    // outcome rules then retry, cache or dead-letter it). The rule goes on.
+                    Err((phase, failure)) => {
+                        tracing::error!(
+                            rule = %sink.tag.rule,
+                            action = %sink.tag.action,
+                            instance = sink.tag.instance,
+                            "the sink failed to start ({phase}): {failure}; each batch will try a fresh instance"
+                        );
+                        metrics
+                            .exceptions
+                            .record(format!("start: {phase} failed: {failure}"));
+                    }
+                }
                 metrics.set_version(&sink.plugin.hash, sink.plugin.loaded_at);
                 tracing::info!(
                     rule = %sink.tag.rule,
@@ -299,6 +326,7 @@ impl ConnectorSpec {
                 );
                 Connector::Wasm(Box::new(sink))
             }
+            Self::Unavailable(reason) => Connector::Unavailable(Arc::from(reason.as_str())),
         })
     }
 }
@@ -450,14 +478,19 @@ impl Connector {
                 Ok(())
             }
             Self::Mqtt(sink) => sink.collect(payloads(batch)).await,
+            Self::Unavailable(reason) => Err(CallFailure::Transient(reason.to_string())),
             Self::Wasm(sink) => {
                 // A batch boundary: a new build that is ready takes over here.
                 if let Some(swap) = sink.waiting_swap() {
                     sink.apply(swap).await;
                 }
                 if let Err((phase, failure)) = sink.ensure_instance(true).await {
-                    // A replacement that cannot even start is as broken as a trap.
+                    // A target that is still down is transient; a replacement that cannot
+                    // start otherwise is as broken as a trap.
                     return Err(match failure {
+                        CallFailure::Transient(m) => {
+                            CallFailure::Transient(format!("starting the sink, {phase}: {m}"))
+                        }
                         CallFailure::Trap(m) => CallFailure::Trap(format!("{phase}: {m}")),
                         other => CallFailure::Trap(format!(
                             "restarting the sink, {phase} failed: {other}"
@@ -469,6 +502,14 @@ impl Connector {
                 };
                 instance.collect(batch).await
             }
+        }
+    }
+
+    /// Why the sink cannot be used at all, if its module could not be loaded.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable(reason) => Some(reason),
+            _ => None,
         }
     }
 

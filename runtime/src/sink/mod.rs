@@ -2,12 +2,17 @@
 //! that turns the rule's messages into batches and hands them to the sink's instances.
 //!
 //! Outcomes of a `collect`, end to end: `ok` counts the batch out; `transient` retries it with
-//! backoff (`retryCount`, `retryInterval`) and then counts it failed; `rejected` counts it
-//! failed at once; a trap replaces the instance (configure and open again) and delivers the
-//! batch again, up to three times, after which the batch counts as failed (a poison batch).
-//! Every payload is either delivered or counted failed, and failures are logged.
+//! backoff (`retryCount`, `retryInterval`), then keeps it in the action's cache (`enableCache`)
+//! to resend in order when the sink recovers; `rejected` goes to the dead-letter output at once;
+//! a trap replaces the instance (configure and open again) and delivers the batch again, up to
+//! three times, after which the batch is poison and goes to the dead-letter output. Without a
+//! cache or a dead-letter output the batch counts as failed. Every payload ends up delivered,
+//! dead-lettered, cached or failed, and counted: `payloads (+ restored) = out + dead-lettered +
+//! failed + cached`.
 
+pub mod cache;
 mod connector;
+pub mod dead_letter;
 mod mqtt;
 pub mod props;
 pub mod transform;
@@ -17,12 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use connector::{
     BUILTINS, Batch, Connector, ConnectorSpec, Phase, WasmSink, WasmSpec, clear, empty_batch, push,
 };
-pub use props::{CommonProps, PayloadFormat, PropError};
+pub use cache::{ActionCache, CacheConfig, CacheError};
+pub use dead_letter::{DeadLetter, DeadReason};
+pub use props::{CommonProps, DeadLetterSpec, PayloadFormat, PropError};
 pub use transform::{Produced, TransformError, Transformer};
 
 use crate::host::bindings::WitContext;
@@ -92,6 +99,22 @@ pub enum ActionError {
         /// Why.
         source: ManifestError,
     },
+    /// The action's disk cache cannot be opened.
+    #[error("action `{action}`: {source}")]
+    Cache {
+        /// The action.
+        action: String,
+        /// Why.
+        source: CacheError,
+    },
+    /// The dead-letter output cannot be set up.
+    #[error("action `{action}`: prop `deadLetter`: {message}")]
+    DeadLetter {
+        /// The action.
+        action: String,
+        /// Why.
+        message: String,
+    },
     /// The sink failed in a lifecycle phase (refused its props, could not open, trapped).
     #[error("action `{action}`: {phase} failed: {failure}")]
     Lifecycle {
@@ -116,6 +139,8 @@ pub struct ActionEnv {
     loaded: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     /// Set when modules are hot-reloaded: wasm actions register with it.
     pub reloader: Option<Arc<Reloader>>,
+    /// Where actions keep their disk caches (`<dir>/cache/<rule>/<action>.redb`).
+    pub data_dir: PathBuf,
 }
 
 impl ActionEnv {
@@ -127,6 +152,7 @@ impl ActionEnv {
             bus,
             loaded: Mutex::new(HashMap::new()),
             reloader: None,
+            data_dir: PathBuf::from("data"),
         }
     }
 
@@ -186,6 +212,19 @@ pub struct PreparedAction {
     pub metrics: Arc<ActionMetrics>,
     /// The rule's `sendNilField`.
     pub send_nil: bool,
+    /// The disk cache file, when `enableCache` is on.
+    pub cache_path: Option<PathBuf>,
+    /// Where undeliverable batches go.
+    pub dead_letter: Option<PreparedDeadLetter>,
+}
+
+/// A dead-letter output, checked and ready to open.
+#[derive(Debug)]
+pub enum PreparedDeadLetter {
+    /// A JSON-lines file (absolute).
+    File(PathBuf),
+    /// Another action.
+    Action(Box<PreparedAction>),
 }
 
 impl PreparedAction {
@@ -252,10 +291,31 @@ pub async fn prepare(
                             .collect::<Vec<_>>()
                             .join(" or "),
                     })?;
-            let plugin = env.load(&path).await.map_err(|source| ActionError::Load {
-                action: name.clone(),
-                source,
-            })?;
+            let plugin = match env.load(&path).await {
+                Ok(plugin) => plugin,
+                // A broken module takes down its own action only: the rule's other actions
+                // run, and this one's messages are cached or dead-lettered, and counted.
+                Err(
+                    source @ (LoadError::NotWasm { .. }
+                    | LoadError::CoreModule { .. }
+                    | LoadError::Compile { .. }
+                    | LoadError::WrongWorld { .. }),
+                ) if prepare_fs => {
+                    let reason = source.to_string();
+                    tracing::error!(
+                        rule = %rule.id,
+                        action = %name,
+                        "the sink cannot start, its messages will not reach it: {reason}"
+                    );
+                    return finish(rule, def, env, name, common, ConnectorSpec::Unavailable(reason)).await;
+                }
+                Err(source) => {
+                    return Err(ActionError::Load {
+                        action: name.clone(),
+                        source,
+                    });
+                }
+            };
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
@@ -280,6 +340,46 @@ pub async fn prepare(
             })
         }
     };
+    finish(rule, def, env, name, common, spec).await
+}
+
+/// The rest of [`prepare`]: the cache file and the dead-letter output.
+async fn finish(
+    rule: &RuleDef,
+    def: &ActionDef,
+    env: &ActionEnv,
+    name: String,
+    common: CommonProps,
+    spec: ConnectorSpec,
+) -> Result<PreparedAction, ActionError> {
+    let cache_path = common.cache.as_ref().map(|_| {
+        env.data_dir
+            .join("cache")
+            .join(file_safe(&rule.id))
+            .join(format!("{}.redb", file_safe(&name)))
+    });
+    let dead_letter = match &common.dead_letter {
+        None => None,
+        Some(DeadLetterSpec::File(path)) => Some(PreparedDeadLetter::File(
+            crate::host::absolute(&rule.base_dir, Path::new(path)),
+        )),
+        Some(DeadLetterSpec::Action { plugin, props }) => {
+            let inner = ActionDef {
+                index: def.index,
+                plugin: plugin.clone(),
+                props: props.clone(),
+            };
+            let prepared = Box::pin(prepare(rule, &inner, env, true))
+                .await
+                .map_err(|e| ActionError::DeadLetter {
+                    action: name.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut prepared = prepared;
+            prepared.name = Arc::from(format!("{name}_deadletter"));
+            Some(PreparedDeadLetter::Action(Box::new(prepared)))
+        }
+    };
     Ok(PreparedAction {
         name: Arc::from(name),
         plugin: def.plugin.clone(),
@@ -288,7 +388,23 @@ pub async fn prepare(
         spec,
         metrics: Arc::new(ActionMetrics::default()),
         send_nil: rule.options.send_nil_field,
+        cache_path,
+        dead_letter,
     })
+}
+
+/// A rule id or action name as a file name: anything but letters, digits, `-`, `_` and `.`
+/// becomes `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The action's limits, checked against what the engine allows.
@@ -344,6 +460,9 @@ pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
 pub struct StartedAction {
     action: PreparedAction,
     connectors: Vec<Connector>,
+    cache: Option<ActionCache>,
+    dead_letter: Option<DeadLetter>,
+    stop: watch::Receiver<bool>,
 }
 
 impl StartedAction {
@@ -351,9 +470,16 @@ impl StartedAction {
     pub fn action(&self) -> &PreparedAction {
         &self.action
     }
+
+    /// Tells the action when the run is stopping (SIGINT/SIGTERM): it then stops waiting for
+    /// a failing sink and keeps what it holds in its cache.
+    pub fn set_stop(&mut self, stop: watch::Receiver<bool>) {
+        self.stop = stop;
+    }
 }
 
-/// Starts an action's `concurrency` sink instances (configure, open).
+/// Starts an action's `concurrency` sink instances (configure, open), opens its cache (counting
+/// what a previous run left in it) and its dead-letter output.
 pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError> {
     let mut connectors = Vec::with_capacity(action.common.concurrency as usize);
     for i in 0..action.common.concurrency {
@@ -364,49 +490,270 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
             .map_err(action.lifecycle_error())?;
         connectors.push(connector);
     }
-    Ok(StartedAction { action, connectors })
+    let cache = match (&action.cache_path, &action.common.cache) {
+        (Some(path), Some(config)) => {
+            let path = path.clone();
+            let config = config.clone();
+            let cache = tokio::task::spawn_blocking(move || ActionCache::open(&path, config))
+                .await
+                .map_err(|e| ActionError::DeadLetter {
+                    action: action.name.to_string(),
+                    message: format!("opening the cache panicked: {e}"),
+                })?
+                .map_err(|source| ActionError::Cache {
+                    action: action.name.to_string(),
+                    source,
+                })?;
+            if !cache.is_empty() {
+                tracing::info!(
+                    action = %action.name,
+                    messages = cache.len(),
+                    "messages cached by an earlier run will be resent first"
+                );
+                action.metrics.cache_restored.add(cache.len());
+                action.metrics.set_cached(cache.len());
+            }
+            Some(cache)
+        }
+        _ => None,
+    };
+    let dead_letter = match &action.dead_letter {
+        None => None,
+        Some(PreparedDeadLetter::File(path)) => Some(DeadLetter::file(path.clone()).map_err(
+            |e| ActionError::DeadLetter {
+                action: action.name.to_string(),
+                message: format!("cannot open {}: {e}", path.display()),
+            },
+        )?),
+        Some(PreparedDeadLetter::Action(inner)) => {
+            let connector = inner
+                .spec
+                .start(inner.context(0), inner.tag(0), &inner.metrics)
+                .await
+                .map_err(inner.lifecycle_error())
+                .map_err(|e| ActionError::DeadLetter {
+                    action: action.name.to_string(),
+                    message: e.to_string(),
+                })?;
+            Some(DeadLetter::Action {
+                name: inner.name.to_string(),
+                connector: Box::new(connector),
+                retry_count: inner.common.retry_count,
+                retry_interval: Duration::from_millis(inner.common.retry_interval_ms.max(1)),
+            })
+        }
+    };
+    Ok(StartedAction {
+        action,
+        connectors,
+        cache,
+        dead_letter,
+        stop: watch::channel(false).1,
+    })
+}
+
+/// What an action's instance workers share: the cache, the dead-letter output, the stop signal.
+struct Delivery {
+    rule: Arc<str>,
+    name: Arc<str>,
+    metrics: Arc<ActionMetrics>,
+    retry_count: u32,
+    retry_interval: Duration,
+    cache: Option<tokio::sync::Mutex<CacheState>>,
+    dead_letter: Option<tokio::sync::Mutex<DeadLetter>>,
+    stop: watch::Receiver<bool>,
+}
+
+struct CacheState {
+    cache: ActionCache,
+    /// A worker is resending the head right now (the head stays cached until it is delivered).
+    resending: bool,
+    /// Earliest time of the next resend.
+    next_resend: tokio::time::Instant,
+    /// Failed resends in a row (for the backoff).
+    failures: u32,
+}
+
+/// How one attempt to hand a batch to the sink ended, when it did not deliver it.
+struct Undelivered {
+    reason: DeadReason,
+    message: String,
+}
+
+/// What a resend did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Nothing to resend (empty, or another worker is at it).
+    Idle,
+    /// Not yet: the next resend is due later.
+    NotDue,
+    /// The head left the cache (delivered or dead-lettered).
+    Done,
+    /// The sink is still failing: the head stays.
+    Failed,
+}
+
+impl Delivery {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Hands a batch that cannot be delivered to the dead-letter output, or counts it failed.
+    async fn dead_letter(&self, reason: DeadReason, message: &str, batch: &Batch) {
+        let n = batch.ends.len() as u64;
+        let action = &*self.name;
+        let Some(dead) = &self.dead_letter else {
+            tracing::error!(
+                action,
+                messages = n,
+                "batch not delivered ({}): {message}",
+                reason.name()
+            );
+            self.metrics.failed.add(n);
+            self.metrics.exceptions.record(message.to_string());
+            return;
+        };
+        let mut dead = dead.lock().await;
+        match dead
+            .send(&self.rule, action, reason, message, batch)
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(
+                    action,
+                    messages = n,
+                    "batch sent to the {} ({}): {message}",
+                    dead.describe(),
+                    reason.name()
+                );
+                self.metrics.dead_lettered.add(n);
+                self.metrics.exceptions.record(message.to_string());
+            }
+            Err(why) => {
+                tracing::error!(
+                    action,
+                    messages = n,
+                    "batch not delivered ({}: {message}) and the {} refused it: {why}",
+                    reason.name(),
+                    dead.describe()
+                );
+                self.metrics.failed.add(n);
+                self.metrics
+                    .exceptions
+                    .record(format!("{message}; dead letter failed: {why}"));
+            }
+        }
+    }
+
+    /// Keeps a batch the sink could not take now; if the cache itself fails, dead-letters it.
+    async fn cache_push(&self, batch: Batch, message: &str) {
+        let Some(state) = &self.cache else {
+            return self.dead_letter(DeadReason::Transient, message, &batch).await;
+        };
+        let n = batch.ends.len() as u64;
+        let mut state = state.lock().await;
+        let was_empty = state.cache.is_empty();
+        let kept = batch.clone();
+        match state.cache.push(batch) {
+            Ok(()) => {
+                self.metrics.cached_total.add(n);
+                self.metrics.set_cached(state.cache.len());
+                if was_empty {
+                    tracing::warn!(
+                        action = %self.name,
+                        "sink unavailable, caching its messages until it recovers: {message}"
+                    );
+                    state.next_resend = tokio::time::Instant::now() + self.resend_wait(0, &state);
+                }
+            }
+            Err(e) => {
+                drop(state);
+                let why = format!("{message}; and the cache failed: {e}");
+                self.dead_letter(DeadReason::Transient, &why, &kept).await;
+            }
+        }
+    }
+
+    fn resend_wait(&self, failures: u32, state: &CacheState) -> Duration {
+        let interval = Duration::from_millis(state.cache.config().resend_interval_ms);
+        if failures == 0 {
+            interval
+        } else {
+            interval.max(backoff(self.retry_interval, failures))
+        }
+    }
+
+    /// True when the cache holds something (new batches then queue behind it, unless the
+    /// alternate queue is on).
+    async fn cache_state(&self) -> Option<(bool, bool, i8)> {
+        let state = self.cache.as_ref()?.lock().await;
+        let config = state.cache.config();
+        Some((
+            state.cache.is_empty(),
+            state.cache.has_room(),
+            if config.alter_queue {
+                config.priority
+            } else {
+                i8::MIN
+            },
+        ))
+    }
+
+    /// When the next resend is due, if anything is cached.
+    async fn next_resend(&self) -> Option<tokio::time::Instant> {
+        let state = self.cache.as_ref()?.lock().await;
+        (!state.cache.is_empty() && !state.resending).then_some(state.next_resend)
+    }
 }
 
 /// Delivers batches to one connector, applying the outcome rules.
 struct Deliverer {
     connector: Connector,
-    metrics: Arc<ActionMetrics>,
-    retry_count: u32,
-    retry_interval: Duration,
-    name: Arc<str>,
+    shared: Arc<Delivery>,
 }
 
 impl Deliverer {
-    async fn deliver(&mut self, batch: &Batch) {
+    /// Calls the sink until the batch is delivered or the outcome rules give up on it:
+    /// transient errors are retried `retries` times with backoff, a trap replaces the
+    /// instance and tries again, up to [`MAX_TRAPS_PER_BATCH`] times.
+    async fn attempt(&mut self, batch: &Batch, retries: u32) -> Result<(), Undelivered> {
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
         let n = batch.ends.len() as u64;
-        if n == 0 {
-            return;
+        let action = &*shared.name;
+        if let Some(reason) = self.connector.unavailable() {
+            return Err(Undelivered {
+                reason: DeadReason::Unavailable,
+                message: format!("the sink is unavailable: {reason}"),
+            });
         }
-        let mut retries = 0u32;
+        let mut retried = 0u32;
         let mut traps = 0u32;
         loop {
             let started = Instant::now();
             let result = self.connector.collect(batch).await;
-            self.metrics.batches.add(1);
-            self.metrics
+            metrics.batches.add(1);
+            metrics
                 .collect_time_ns
                 .add(started.elapsed().as_nanos() as u64);
             let failure = match result {
                 Ok(()) => {
-                    self.metrics.records_out.add(n);
-                    return;
+                    metrics.records_out.add(n);
+                    return Ok(());
                 }
                 Err(failure) => failure,
             };
-            let action = &*self.name;
             match failure {
-                CallFailure::Transient(message) if retries < self.retry_count => {
-                    retries += 1;
-                    self.metrics.retries.add(1);
-                    let delay = backoff(self.retry_interval, retries);
+                // While stopping, a cached action keeps the batch instead of waiting.
+                CallFailure::Transient(message)
+                    if retried < retries && !(shared.stopping() && shared.cache.is_some()) =>
+                {
+                    retried += 1;
+                    metrics.retries.add(1);
+                    let delay = backoff(shared.retry_interval, retried);
                     tracing::debug!(
                         action,
-                        retry = retries,
+                        retry = retried,
                         ?delay,
                         "transient sink error, retrying: {message}"
                     );
@@ -414,51 +761,260 @@ impl Deliverer {
                 }
                 CallFailure::Trap(message) if traps + 1 < MAX_TRAPS_PER_BATCH => {
                     traps += 1;
-                    self.metrics.restarts.add(1);
-                    self.metrics
-                        .exceptions
-                        .record(format!("trapped: {message}"));
+                    metrics.restarts.add(1);
+                    metrics.exceptions.record(format!("trapped: {message}"));
                     tracing::warn!(
                         action,
                         "sink instance trapped; replacing it and delivering the batch again: {message}"
                     );
                 }
                 CallFailure::Trap(message) => {
-                    self.metrics.restarts.add(1);
-                    self.fail(n, format!("poison batch: it trapped the sink {MAX_TRAPS_PER_BATCH} times; last: {message}"));
-                    return;
+                    metrics.restarts.add(1);
+                    return Err(Undelivered {
+                        reason: DeadReason::Poison,
+                        message: format!(
+                            "poison batch: it trapped the sink {MAX_TRAPS_PER_BATCH} times; last: {message}"
+                        ),
+                    });
                 }
                 CallFailure::Transient(message) => {
-                    self.fail(
-                        n,
-                        format!("transient error, gave up after {retries} retries: {message}"),
-                    );
-                    return;
+                    return Err(Undelivered {
+                        reason: DeadReason::Transient,
+                        message: format!(
+                            "transient error, gave up after {retried} retries: {message}"
+                        ),
+                    });
                 }
                 CallFailure::Rejected(message) => {
-                    self.fail(n, format!("rejected: {message}"));
-                    return;
+                    return Err(Undelivered {
+                        reason: DeadReason::Rejected,
+                        message: format!("rejected: {message}"),
+                    });
                 }
                 CallFailure::InvalidConfig(message) => {
-                    self.fail(n, format!("invalid config reported by collect: {message}"));
-                    return;
+                    return Err(Undelivered {
+                        reason: DeadReason::InvalidConfig,
+                        message: format!("invalid config reported by collect: {message}"),
+                    });
                 }
             }
         }
     }
 
-    fn fail(&self, n: u64, message: String) {
-        tracing::error!(action = %self.name, messages = n, "batch not delivered: {message}");
-        self.metrics.failed.add(n);
-        self.metrics.exceptions.record(message);
+    /// Delivers a new batch: straight to the sink, or behind what is cached. Applies
+    /// back-pressure while the cache is full.
+    async fn deliver(&mut self, batch: &Batch) {
+        if batch.ends.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        if let Some((empty, room, priority)) = shared.cache_state().await {
+            if !room {
+                self.wait_for_room().await;
+            }
+            if !empty {
+                match priority {
+                    // In order: behind the cache. Resend what is due meanwhile.
+                    i8::MIN => {
+                        shared.cache_push(batch.clone(), "queued behind the cache").await;
+                        self.resend_one().await;
+                        return;
+                    }
+                    1 => while self.resend_one().await == Resend::Done {},
+                    0 => {
+                        self.resend_one().await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match self.attempt(batch, shared.retry_count).await {
+            Ok(()) => {}
+            Err(Undelivered {
+                reason: DeadReason::Transient | DeadReason::Unavailable,
+                message,
+            }) if shared.cache.is_some() => shared.cache_push(batch.clone(), &message).await,
+            Err(Undelivered { reason, message }) => {
+                shared.dead_letter(reason, &message, batch).await;
+            }
+        }
+    }
+
+    /// Back-pressure: resends until the cache has room again (or the run stops).
+    async fn wait_for_room(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let mut warned = false;
+        while !shared.stopping() {
+            if shared.cache_state().await.is_none_or(|(_, room, _)| room) {
+                return;
+            }
+            if !warned {
+                warned = true;
+                tracing::warn!(
+                    action = %shared.name,
+                    "the cache is full: holding new messages back until the sink recovers"
+                );
+            }
+            match self.resend_one().await {
+                Resend::Done => {}
+                _ => {
+                    let at = shared.next_resend().await;
+                    tokio::select! {
+                        () = sleep_until_or_soon(at) => {}
+                        () = stopped(shared.stop.clone()) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resends the oldest cached batch if it is due; it leaves the cache once delivered or
+    /// dead-lettered.
+    async fn resend_one(&mut self) -> Resend {
+        let shared = Arc::clone(&self.shared);
+        let Some(state) = &shared.cache else {
+            return Resend::Idle;
+        };
+        let (mut batch, indicator) = {
+            let mut state = state.lock().await;
+            if state.resending || state.cache.is_empty() {
+                return Resend::Idle;
+            }
+            if tokio::time::Instant::now() < state.next_resend {
+                return Resend::NotDue;
+            }
+            let front = match state.cache.front() {
+                Ok(Some(front)) => front,
+                Ok(None) => return Resend::Idle,
+                Err(e) => {
+                    tracing::error!(action = %shared.name, "{e}");
+                    shared.metrics.exceptions.record(e.to_string());
+                    state.failures += 1;
+                    state.next_resend =
+                        tokio::time::Instant::now() + shared.resend_wait(state.failures, &state);
+                    return Resend::Failed;
+                }
+            };
+            state.resending = true;
+            (front, state.cache.config().indicator_field.clone())
+        };
+        if let Some(field) = &indicator {
+            mark_resent(&mut batch, field);
+        }
+        let outcome = self.attempt(&batch, 0).await;
+        let mut state = state.lock().await;
+        state.resending = false;
+        let result = match outcome {
+            Ok(()) => {
+                shared.metrics.resent.add(batch.ends.len() as u64);
+                Resend::Done
+            }
+            Err(Undelivered {
+                reason: DeadReason::Transient | DeadReason::Unavailable,
+                ..
+            }) => {
+                state.failures += 1;
+                state.next_resend =
+                    tokio::time::Instant::now() + shared.resend_wait(state.failures, &state);
+                return Resend::Failed;
+            }
+            Err(Undelivered { reason, message }) => {
+                drop(state);
+                shared.dead_letter(reason, &message, &batch).await;
+                state = shared.cache.as_ref().expect("checked above").lock().await;
+                Resend::Done
+            }
+        };
+        if let Err(e) = state.cache.pop_front() {
+            // It was delivered but stays cached: it will be sent again (at least once).
+            tracing::error!(action = %shared.name, "{e}");
+            shared.metrics.exceptions.record(e.to_string());
+        }
+        state.failures = 0;
+        state.next_resend =
+            tokio::time::Instant::now() + shared.resend_wait(0, &state);
+        shared.metrics.set_cached(state.cache.len());
+        if state.cache.is_empty() {
+            tracing::info!(action = %shared.name, "cache resent: the sink is caught up");
+        }
+        result
+    }
+
+    /// At the end of the input: resends what is cached, retrying like a batch (`retryCount`,
+    /// `retryInterval`); what remains stays in the disk cache for the next run.
+    async fn drain_cache(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        if shared.cache.is_none() {
+            return;
+        }
+        let mut failures = 0u32;
+        loop {
+            match self.resend_one().await {
+                Resend::Done => failures = 0,
+                Resend::Idle => return,
+                Resend::Failed if shared.stopping() || failures >= shared.retry_count => return,
+                Resend::Failed => failures += 1,
+                Resend::NotDue => {
+                    if shared.stopping() {
+                        return;
+                    }
+                    let at = shared.next_resend().await;
+                    sleep_until_or_soon(at).await;
+                }
+            }
+        }
     }
 
     async fn close(&mut self) {
         if let Err(failure) = self.connector.close().await {
-            tracing::error!(action = %self.name, "close failed: {failure}");
-            self.metrics.exceptions.record(format!("close: {failure}"));
+            tracing::error!(action = %self.shared.name, "close failed: {failure}");
+            self.shared
+                .metrics
+                .exceptions
+                .record(format!("close: {failure}"));
         }
     }
+}
+
+/// Completes when the run is stopping (never, for a run that cannot be stopped).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at` (or a moment, without one).
+async fn sleep_until_or_soon(at: Option<tokio::time::Instant>) {
+    let at = at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(10));
+    tokio::time::sleep_until(at).await;
+}
+
+/// Sets `field: true` in every JSON object of a resent batch (`resendIndicatorField`).
+fn mark_resent(batch: &mut Batch, field: &str) {
+    let mut out = empty_batch();
+    out.header = batch.header.take();
+    let mut start = 0usize;
+    for (&end, &ts) in batch.ends.iter().zip(&batch.timestamps) {
+        let bytes = &batch.payloads[start..end as usize];
+        start = end as usize;
+        let marked = match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert(field.to_string(), serde_json::Value::Bool(true));
+                serde_json::to_vec(&map).ok()
+            }
+            Ok(serde_json::Value::Array(mut items)) => {
+                for item in &mut items {
+                    if let serde_json::Value::Object(map) = item {
+                        map.insert(field.to_string(), serde_json::Value::Bool(true));
+                    }
+                }
+                serde_json::to_vec(&items).ok()
+            }
+            _ => None,
+        };
+        push(&mut out, marked.as_deref().unwrap_or(bytes), ts);
+    }
+    *batch = out;
 }
 
 fn backoff(first: Duration, attempt: u32) -> Duration {
@@ -469,21 +1025,41 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
 /// Largest opportunistic batch when `batchSize` is not set.
 const MAX_DRAIN: usize = 4096;
 
-/// Runs an action until the rule's channel closes: transform, batch, deliver, then close the
-/// sink instances.
+/// Runs an action until the rule's channel closes: transform, batch, deliver (resending what
+/// is cached), then drain the cache, close the sink instances and keep what is left on disk.
 pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
-    let StartedAction { action, connectors } = started;
+    let StartedAction {
+        action,
+        connectors,
+        cache,
+        dead_letter,
+        stop,
+    } = started;
     let common = action.common.clone();
     let metrics = Arc::clone(&action.metrics);
     let mut transformer = Transformer::new(common.clone(), action.send_nil);
+    let shared = Arc::new(Delivery {
+        rule: Arc::clone(&action.rule),
+        name: Arc::clone(&action.name),
+        metrics: Arc::clone(&metrics),
+        retry_count: common.retry_count,
+        retry_interval: Duration::from_millis(common.retry_interval_ms.max(1)),
+        cache: cache.map(|cache| {
+            tokio::sync::Mutex::new(CacheState {
+                cache,
+                resending: false,
+                next_resend: tokio::time::Instant::now(),
+                failures: 0,
+            })
+        }),
+        dead_letter: dead_letter.map(tokio::sync::Mutex::new),
+        stop,
+    });
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()
         .map(|connector| Deliverer {
             connector,
-            metrics: Arc::clone(&metrics),
-            retry_count: common.retry_count,
-            retry_interval: Duration::from_millis(common.retry_interval_ms.max(1)),
-            name: Arc::clone(&action.name),
+            shared: Arc::clone(&shared),
         })
         .collect();
 
@@ -497,16 +1073,25 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 let rx = Arc::clone(&rx);
                 tokio::spawn(async move {
                     loop {
+                        let resend_at = d.shared.next_resend().await;
                         tokio::select! {
                             next = async { rx.lock().await.recv().await } => {
                                 let Some(batch) = next else { break };
                                 d.deliver(&batch).await;
                             }
+                            () = async {
+                                match resend_at {
+                                    Some(at) => tokio::time::sleep_until(at).await,
+                                    None => std::future::pending().await,
+                                }
+                            } => {
+                                d.resend_one().await;
+                            }
                             // Idle, a new build that is ready takes over now.
                             () = d.connector.next_swap() => {}
                         }
                     }
-                    d.close().await;
+                    d
                 })
             })
             .collect();
@@ -532,6 +1117,16 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 None => std::future::pending().await,
             }
         };
+        let resend_at = match &out.single {
+            Some(single) => single.shared.next_resend().await,
+            None => None,
+        };
+        let resend_due = async {
+            match resend_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let idle_swap = async {
             match out.single.as_mut() {
                 Some(single) => single.connector.next_swap().await,
@@ -546,6 +1141,12 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 out.flush().await;
                 continue;
             }
+            () = resend_due => {
+                if let Some(single) = out.single.as_mut() {
+                    single.resend_one().await;
+                }
+                continue;
+            }
             // Idle, a new build that is ready takes over now (otherwise at the next batch).
             () = idle_swap => continue,
         };
@@ -558,8 +1159,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 let produced =
                     transformer.transform(message, &mut |p| push(&mut scratch, p, ts), &mut errors);
                 metrics.omitted.add(u64::from(produced.omitted));
+                metrics.payloads.add(u64::from(produced.payloads));
                 for err in errors.drain(..) {
                     tracing::warn!(action = %action.name, "cannot build the payload: {err}");
+                    metrics.payloads.add(1);
                     metrics.failed.add(1);
                     metrics.exceptions.record(err.to_string());
                 }
@@ -592,13 +1195,49 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
     }
     out.header(&transformer);
     out.flush().await;
-    if let Some(mut single) = out.single.take() {
-        single.close().await;
-    }
+    let mut finished: Vec<Deliverer> = out.single.take().into_iter().collect();
     drop(out.pool.take());
     for worker in workers {
-        if let Err(e) = worker.await {
-            tracing::error!(action = %action.name, "a sink worker panicked: {e}");
+        match worker.await {
+            Ok(d) => finished.push(d),
+            Err(e) => tracing::error!(action = %action.name, "a sink worker panicked: {e}"),
+        }
+    }
+    if let Some(first) = finished.first_mut() {
+        first.drain_cache().await;
+    }
+    for d in &mut finished {
+        d.close().await;
+    }
+    if let Some(dead) = &shared.dead_letter {
+        dead.lock().await.close().await;
+    }
+    if let Some(state) = &shared.cache {
+        let mut state = state.lock().await;
+        let cache = &mut state.cache;
+        if cache.config().clean_at_stop {
+            match cache.clear() {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(action = %action.name, messages = n, "cleanCacheAtStop: cached messages dropped");
+                    metrics.failed.add(n);
+                    metrics
+                        .exceptions
+                        .record(format!("{n} cached messages dropped at stop (cleanCacheAtStop)"));
+                }
+                Err(e) => tracing::error!(action = %action.name, "{e}"),
+            }
+        } else if let Err(e) = cache.persist() {
+            tracing::error!(action = %action.name, "cached messages could not be written to disk: {e}");
+            metrics.exceptions.record(e.to_string());
+        }
+        metrics.set_cached(cache.len());
+        if !cache.is_empty() {
+            tracing::warn!(
+                action = %action.name,
+                messages = cache.len(),
+                "messages stay in the disk cache; the next run of the rule resends them first"
+            );
         }
     }
 }

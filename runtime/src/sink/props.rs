@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::cache::CacheConfig;
 use crate::host::Limits;
 use crate::rule::duration_value;
 use crate::template::Template;
@@ -66,6 +67,24 @@ pub struct CommonProps {
     /// `maxMemory`, `callTimeout`, `fuel`: this action's instance limits, where they differ from
     /// the host's.
     pub limits: Limits,
+    /// `enableCache` and its settings: `None` when the cache is off.
+    pub cache: Option<CacheConfig>,
+    /// `deadLetter`: where undeliverable batches go.
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+/// Where an action's dead letters go, as the rule wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeadLetterSpec {
+    /// `"deadLetter": "dead/rule1.jsonl"`: a JSON-lines file (relative to the rule's folder).
+    File(String),
+    /// `"deadLetter": {"<sink>": {props}}`: another action.
+    Action {
+        /// The sink's name.
+        plugin: String,
+        /// Its props.
+        props: Map<String, Json>,
+    },
 }
 
 impl Default for CommonProps {
@@ -86,6 +105,8 @@ impl Default for CommonProps {
             retry_count: 3,
             retry_interval_ms: 100,
             limits: Limits::default(),
+            cache: None,
+            dead_letter: None,
         }
     }
 }
@@ -124,6 +145,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "maxMemory",
     "callTimeout",
     "fuel",
+    "deadLetter",
 ];
 
 /// A common property has a bad value: names the property.
@@ -174,6 +196,8 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
     let mut own = Map::new();
     let mut delimiter = ",".to_string();
     let mut format = "json".to_string();
+    let mut enable_cache = false;
+    let mut cache = CacheConfig::default();
     for (key, value) in props {
         let boolean = || {
             value
@@ -283,35 +307,72 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                 }
                 common.limits.fuel_per_call = Some(fuel);
             }
-            "enableCache" => {
-                if boolean()? {
-                    return Err(err(
-                        key,
-                        "the sink cache is not available in this version: failed batches are \
-                         retried (retryCount), then counted as failed",
-                    ));
+            "enableCache" => enable_cache = boolean()?,
+            "memoryCacheThreshold" => cache.memory_threshold = count()?,
+            "maxDiskCache" => cache.max_disk = count()?,
+            "bufferPageSize" => cache.page_size = count()?.max(1),
+            "resendInterval" => {
+                cache.resend_interval_ms = duration_value(value).ok_or_else(|| {
+                    err(key, "expected milliseconds or a duration like \"1s\"")
+                })?
+            }
+            "cleanCacheAtStop" => cache.clean_at_stop = boolean()?,
+            "resendAlterQueue" => cache.alter_queue = boolean()?,
+            "resendPriority" => {
+                cache.priority = match value.as_i64() {
+                    Some(p @ -1..=1) => p as i8,
+                    _ => return Err(err(key, format!("expected -1, 0 or 1, got {value}"))),
                 }
+            }
+            "resendIndicatorField" => {
+                cache.indicator_field = value
+                    .as_str()
+                    .ok_or_else(|| err(key, "expected a field name"))?
+                    .to_string()
+                    .into();
+                cache.indicator_field = cache.indicator_field.take().filter(|f| !f.is_empty());
+            }
+            "deadLetter" => {
+                common.dead_letter = Some(match value {
+                    Json::String(path) if !path.is_empty() => DeadLetterSpec::File(path.clone()),
+                    Json::Object(map) if map.len() == 1 => {
+                        let (plugin, props) = map.iter().next().expect("one entry");
+                        let Json::Object(props) = props else {
+                            return Err(err(
+                                key,
+                                format!("the props of sink `{plugin}` must be an object"),
+                            ));
+                        };
+                        if props.contains_key("deadLetter") {
+                            return Err(err(key, "a dead-letter action has no dead letter of its own"));
+                        }
+                        DeadLetterSpec::Action {
+                            plugin: plugin.clone(),
+                            props: props.clone(),
+                        }
+                    }
+                    _ => {
+                        return Err(err(
+                            key,
+                            "expected a file path (\"dead/letters.jsonl\") or one action \
+                             ({\"log\": {}})",
+                        ));
+                    }
+                })
             }
             "schemaId" | "compression" | "encryption" | "resourceId" => {
                 if !value.is_null() && value != "" {
                     return Err(err(key, "not supported by this version"));
                 }
             }
-            // Cache tuning and async mode: accepted, and without effect until the cache exists.
-            "memoryCacheThreshold"
-            | "maxDiskCache"
-            | "bufferPageSize"
-            | "resendInterval"
-            | "cleanCacheAtStop"
-            | "resendAlterQueue"
-            | "resendPriority"
-            | "resendIndicatorField"
-            | "runAsync" => {}
+            // Asynchronous mode: accepted (delivery never blocks the rule's other actions).
+            "runAsync" => {}
             _ => {
                 own.insert(key.clone(), value.clone());
             }
         }
     }
+    common.cache = enable_cache.then_some(cache);
     common.format = match format.as_str() {
         "json" => PayloadFormat::Json,
         "delimited" => PayloadFormat::Delimited { delimiter },
@@ -359,6 +420,25 @@ mod tests {
     }
 
     #[test]
+    fn cache_and_dead_letter_props() {
+        let (common, _) = split(&props(r#"{"memoryCacheThreshold":10}"#)).unwrap();
+        assert_eq!(common.cache, None, "settings alone do not turn the cache on");
+        let (common, _) = split(&props(
+            r#"{"enableCache":true,"memoryCacheThreshold":10,"resendAlterQueue":true,
+                "resendPriority":-1,"deadLetter":"dead.jsonl"}"#,
+        ))
+        .unwrap();
+        let cache = common.cache.unwrap();
+        assert_eq!(
+            (cache.memory_threshold, cache.alter_queue, cache.priority),
+            (10, true, -1)
+        );
+        assert_eq!(common.dead_letter, Some(DeadLetterSpec::File("dead.jsonl".into())));
+        let (common, _) = split(&props(r#"{"deadLetter":{"log":{}}}"#)).unwrap();
+        assert!(matches!(common.dead_letter, Some(DeadLetterSpec::Action { ref plugin, .. }) if plugin == "log"));
+    }
+
+    #[test]
     fn limits_parse_sizes_and_durations() {
         let (common, own) = split(&props(
             r#"{"maxMemory":"32MiB","callTimeout":"2s","fuel":1000}"#,
@@ -388,5 +468,9 @@ mod tests {
         assert_eq!(e.prop, "maxMemory");
         let e = split(&props(r#"{"fuel":0}"#)).unwrap_err();
         assert_eq!(e.prop, "fuel");
+        let e = split(&props(r#"{"resendPriority":2}"#)).unwrap_err();
+        assert_eq!(e.prop, "resendPriority");
+        let e = split(&props(r#"{"deadLetter":{"a":{},"b":{}}}"#)).unwrap_err();
+        assert_eq!(e.prop, "deadLetter");
     }
 }

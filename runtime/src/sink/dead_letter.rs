@@ -1,0 +1,172 @@
+//! The dead-letter output of an action: where batches go that the sink refused for good
+//! (`rejected`), that trapped it too often (poison), or that could not be delivered or cached.
+//!
+//! Either a JSON-lines file (one line per message: rule, action, why, when, and the payload) or
+//! another action, which receives the original payloads as its own messages.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Value as Json, json};
+
+use super::connector::{Batch, Connector};
+use crate::host::CallFailure;
+
+/// Why a batch was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The sink returned `rejected`.
+    Rejected,
+    /// The batch trapped the sink too many times.
+    Poison,
+    /// Transient errors outlasted the retries and there is no cache (or it failed).
+    Transient,
+    /// The sink said its config is wrong while collecting.
+    InvalidConfig,
+    /// The sink could not be started at all (its module is broken).
+    Unavailable,
+}
+
+impl DeadReason {
+    /// The name written in dead-letter records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Poison => "poison",
+            Self::Transient => "transient",
+            Self::InvalidConfig => "invalid-config",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Where an action's dead letters go.
+pub enum DeadLetter {
+    /// Appended to a JSON-lines file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Open for appending.
+        file: std::fs::File,
+    },
+    /// Delivered to another sink (retried like any batch, without a dead letter of its own).
+    Action {
+        /// Its name, e.g. `file_0_deadletter`.
+        name: String,
+        /// Its sink.
+        connector: Box<Connector>,
+        /// Retries of a transient error.
+        retry_count: u32,
+        /// First retry delay.
+        retry_interval: std::time::Duration,
+    },
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { path, .. } => write!(f, "DeadLetter::File({})", path.display()),
+            Self::Action { name, .. } => write!(f, "DeadLetter::Action({name})"),
+        }
+    }
+}
+
+impl DeadLetter {
+    /// Opens (creating its folder) the dead-letter file at `path`.
+    pub fn file(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Self::File { path, file })
+    }
+
+    /// What it is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File { path, .. } => format!("dead-letter file {}", path.display()),
+            Self::Action { name, .. } => format!("dead-letter action `{name}`"),
+        }
+    }
+
+    /// Hands a batch over; an error says why it could not be taken (then it counts as failed).
+    pub async fn send(
+        &mut self,
+        rule: &str,
+        action: &str,
+        reason: DeadReason,
+        message: &str,
+        batch: &Batch,
+    ) -> Result<(), String> {
+        match self {
+            Self::File { path, file } => {
+                let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339();
+                let mut out = Vec::with_capacity(batch.payloads.len() + batch.ends.len() * 160);
+                let mut start = 0usize;
+                for (&end, &ts) in batch.ends.iter().zip(&batch.timestamps) {
+                    let bytes = &batch.payloads[start..end as usize];
+                    start = end as usize;
+                    let payload = serde_json::from_slice::<Json>(bytes).unwrap_or_else(|_| {
+                        Json::String(String::from_utf8_lossy(bytes).into_owned())
+                    });
+                    let record = json!({
+                        "rule": rule,
+                        "action": action,
+                        "reason": reason.name(),
+                        "error": message,
+                        "dead_lettered_at": at,
+                        "timestamp": ts,
+                        "payload": payload,
+                    });
+                    serde_json::to_writer(&mut out, &record).map_err(|e| e.to_string())?;
+                    out.push(b'\n');
+                }
+                file.write_all(&out)
+                    .and_then(|()| file.flush())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            }
+            Self::Action {
+                connector,
+                retry_count,
+                retry_interval,
+                ..
+            } => {
+                let mut attempt = 0;
+                loop {
+                    match connector.collect(batch).await {
+                        Ok(()) => return Ok(()),
+                        Err(CallFailure::Transient(m) | CallFailure::Trap(m))
+                            if attempt < *retry_count =>
+                        {
+                            attempt += 1;
+                            tracing::debug!("dead-letter sink failed, retrying: {m}");
+                            tokio::time::sleep(super::backoff(*retry_interval, attempt)).await;
+                        }
+                        Err(failure) => return Err(failure.to_string()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes it.
+    pub async fn close(&mut self) {
+        match self {
+            Self::File { path, file } => {
+                if let Err(e) = file.sync_all() {
+                    tracing::warn!("cannot sync {}: {e}", path.display());
+                }
+            }
+            Self::Action {
+                name, connector, ..
+            } => {
+                if let Err(e) = connector.close().await {
+                    tracing::error!(action = %name, "closing the dead-letter sink failed: {e}");
+                }
+            }
+        }
+    }
+}

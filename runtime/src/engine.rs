@@ -475,8 +475,11 @@ impl RunReport {
                     m.restarts.get(),
                     m.version().unwrap_or_else(|| "built in".into()),
                 ));
-                let (dead, cached, restored) =
-                    (m.dead_lettered.get(), m.cached.get(), m.cache_restored.get());
+                let (dead, cached, restored) = (
+                    m.dead_lettered.get(),
+                    m.cached.get(),
+                    m.cache_restored.get(),
+                );
                 if dead + cached + restored + m.cached_total.get() > 0 || !m.balanced() {
                     out.push_str(&format!(
                         "    {} payloads{} = {} delivered ({} resent from the cache) + {} dead-lettered + {} failed + {} still cached{}\n",

@@ -5,6 +5,7 @@ mod cache;
 mod cli;
 mod common;
 mod conformance;
+mod delivery;
 mod mqtt;
 mod negative;
 mod reload;

@@ -58,9 +58,20 @@ fn broken_module(scratch: &Scratch, fragments: &[&str]) {
             .output()
             .unwrap(),
     );
-    assert_eq!(validate.code, Some(1), "validate must fail:\n{}", validate.stderr);
+    assert_eq!(
+        validate.code,
+        Some(1),
+        "validate must fail:\n{}",
+        validate.stderr
+    );
     let run = scratch.run_rule(&[]);
-    assert_eq!(run.code, Some(3), "run-rule must exit 3:\n{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "run-rule must exit 3:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
     for (what, text) in [("validate", &validate.stderr), ("run-rule", &run.stderr)] {
         for fragment in fragments {
             assert!(

@@ -309,9 +309,8 @@ impl ActionCache {
 /// A batch as bytes: count, ends, timestamps, header, payloads (little-endian).
 fn encode(batch: &Batch) -> Vec<u8> {
     let header = batch.header.as_deref().unwrap_or("");
-    let mut out = Vec::with_capacity(
-        13 + batch.ends.len() * 12 + header.len() + batch.payloads.len(),
-    );
+    let mut out =
+        Vec::with_capacity(13 + batch.ends.len() * 12 + header.len() + batch.payloads.len());
     out.extend_from_slice(&(batch.ends.len() as u32).to_le_bytes());
     for end in &batch.ends {
         out.extend_from_slice(&end.to_le_bytes());
@@ -393,7 +392,10 @@ mod tests {
         let mut b = batch(0, 3);
         b.header = Some("a,b".into());
         assert!(same(&decode(&encode(&b)).unwrap(), &b));
-        assert!(same(&decode(&encode(&empty_batch())).unwrap(), &empty_batch()));
+        assert!(same(
+            &decode(&encode(&empty_batch())).unwrap(),
+            &empty_batch()
+        ));
         assert!(decode(b"\x01\0\0").is_none());
     }
 

@@ -103,7 +103,8 @@ impl DeadLetter {
     ) -> Result<(), String> {
         match self {
             Self::File { path, file } => {
-                let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339();
+                let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                    .to_rfc3339();
                 let mut out = Vec::with_capacity(batch.payloads.len() + batch.ends.len() * 160);
                 let mut start = 0usize;
                 for (&end, &ts) in batch.ends.iter().zip(&batch.timestamps) {

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+pub use cache::{ActionCache, CacheConfig, CacheError};
 pub use connector::{
     BUILTINS, Batch, Connector, ConnectorSpec, Phase, WasmSink, WasmSpec, clear, empty_batch, push,
 };
-pub use cache::{ActionCache, CacheConfig, CacheError};
 pub use dead_letter::{DeadLetter, DeadReason};
 pub use props::{CommonProps, DeadLetterSpec, PayloadFormat, PropError};
 pub use transform::{Produced, TransformError, Transformer};
@@ -307,7 +307,15 @@ pub async fn prepare(
                         action = %name,
                         "the sink cannot start, its messages will not reach it: {reason}"
                     );
-                    return finish(rule, def, env, name, common, ConnectorSpec::Unavailable(reason)).await;
+                    return finish(
+                        rule,
+                        def,
+                        env,
+                        name,
+                        common,
+                        ConnectorSpec::Unavailable(reason),
+                    )
+                    .await;
                 }
                 Err(source) => {
                     return Err(ActionError::Load {
@@ -360,9 +368,10 @@ async fn finish(
     });
     let dead_letter = match &common.dead_letter {
         None => None,
-        Some(DeadLetterSpec::File(path)) => Some(PreparedDeadLetter::File(
-            crate::host::absolute(&rule.base_dir, Path::new(path)),
-        )),
+        Some(DeadLetterSpec::File(path)) => Some(PreparedDeadLetter::File(crate::host::absolute(
+            &rule.base_dir,
+            Path::new(path),
+        ))),
         Some(DeadLetterSpec::Action { plugin, props }) => {
             let inner = ActionDef {
                 index: def.index,
@@ -614,10 +623,7 @@ impl Delivery {
             return;
         };
         let mut dead = dead.lock().await;
-        match dead
-            .send(&self.rule, action, reason, message, batch)
-            .await
-        {
+        match dead.send(&self.rule, action, reason, message, batch).await {
             Ok(()) => {
                 tracing::warn!(
                     action,
@@ -648,7 +654,9 @@ impl Delivery {
     /// Keeps a batch the sink could not take now; if the cache itself fails, dead-letters it.
     async fn cache_push(&self, batch: Batch, message: &str) {
         let Some(state) = &self.cache else {
-            return self.dead_letter(DeadReason::Transient, message, &batch).await;
+            return self
+                .dead_letter(DeadReason::Transient, message, &batch)
+                .await;
         };
         let n = batch.ends.len() as u64;
         let mut state = state.lock().await;
@@ -658,6 +666,12 @@ impl Delivery {
             Ok(()) => {
                 self.metrics.cached_total.add(n);
                 self.metrics.set_cached(state.cache.len());
+                tracing::debug!(
+                    action = %self.name,
+                    "cached {n} messages; {} in the cache, {} of them on disk",
+                    state.cache.len(),
+                    state.cache.disk_len()
+                );
                 if was_empty {
                     tracing::warn!(
                         action = %self.name,
@@ -757,7 +771,15 @@ impl Deliverer {
                         ?delay,
                         "transient sink error, retrying: {message}"
                     );
-                    tokio::time::sleep(delay).await;
+                    if shared.cache.is_some() {
+                        // A stop cuts the wait short: the batch then goes to the cache.
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = stopped(shared.stop.clone()) => {}
+                        }
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
                 CallFailure::Trap(message) if traps + 1 < MAX_TRAPS_PER_BATCH => {
                     traps += 1;
@@ -816,9 +838,17 @@ impl Deliverer {
                 match priority {
                     // In order: behind the cache. Resend what is due meanwhile.
                     i8::MIN => {
-                        shared.cache_push(batch.clone(), "queued behind the cache").await;
-                        self.resend_one().await;
-                        return;
+                        while self.resend_one().await == Resend::Done {}
+                        if shared
+                            .cache_state()
+                            .await
+                            .is_some_and(|(empty, _, _)| !empty)
+                        {
+                            shared
+                                .cache_push(batch.clone(), "queued behind the cache")
+                                .await;
+                            return;
+                        }
                     }
                     1 => while self.resend_one().await == Resend::Done {},
                     0 => {
@@ -931,8 +961,7 @@ impl Deliverer {
             shared.metrics.exceptions.record(e.to_string());
         }
         state.failures = 0;
-        state.next_resend =
-            tokio::time::Instant::now() + shared.resend_wait(0, &state);
+        state.next_resend = tokio::time::Instant::now() + shared.resend_wait(0, &state);
         shared.metrics.set_cached(state.cache.len());
         if state.cache.is_empty() {
             tracing::info!(action = %shared.name, "cache resent: the sink is caught up");
@@ -1221,9 +1250,9 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 Ok(n) => {
                     tracing::warn!(action = %action.name, messages = n, "cleanCacheAtStop: cached messages dropped");
                     metrics.failed.add(n);
-                    metrics
-                        .exceptions
-                        .record(format!("{n} cached messages dropped at stop (cleanCacheAtStop)"));
+                    metrics.exceptions.record(format!(
+                        "{n} cached messages dropped at stop (cleanCacheAtStop)"
+                    ));
                 }
                 Err(e) => tracing::error!(action = %action.name, "{e}"),
             }

@@ -312,9 +312,8 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
             "maxDiskCache" => cache.max_disk = count()?,
             "bufferPageSize" => cache.page_size = count()?.max(1),
             "resendInterval" => {
-                cache.resend_interval_ms = duration_value(value).ok_or_else(|| {
-                    err(key, "expected milliseconds or a duration like \"1s\"")
-                })?
+                cache.resend_interval_ms = duration_value(value)
+                    .ok_or_else(|| err(key, "expected milliseconds or a duration like \"1s\""))?
             }
             "cleanCacheAtStop" => cache.clean_at_stop = boolean()?,
             "resendAlterQueue" => cache.alter_queue = boolean()?,
@@ -344,7 +343,10 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                             ));
                         };
                         if props.contains_key("deadLetter") {
-                            return Err(err(key, "a dead-letter action has no dead letter of its own"));
+                            return Err(err(
+                                key,
+                                "a dead-letter action has no dead letter of its own",
+                            ));
                         }
                         DeadLetterSpec::Action {
                             plugin: plugin.clone(),
@@ -422,7 +424,10 @@ mod tests {
     #[test]
     fn cache_and_dead_letter_props() {
         let (common, _) = split(&props(r#"{"memoryCacheThreshold":10}"#)).unwrap();
-        assert_eq!(common.cache, None, "settings alone do not turn the cache on");
+        assert_eq!(
+            common.cache, None,
+            "settings alone do not turn the cache on"
+        );
         let (common, _) = split(&props(
             r#"{"enableCache":true,"memoryCacheThreshold":10,"resendAlterQueue":true,
                 "resendPriority":-1,"deadLetter":"dead.jsonl"}"#,
@@ -433,9 +438,14 @@ mod tests {
             (cache.memory_threshold, cache.alter_queue, cache.priority),
             (10, true, -1)
         );
-        assert_eq!(common.dead_letter, Some(DeadLetterSpec::File("dead.jsonl".into())));
+        assert_eq!(
+            common.dead_letter,
+            Some(DeadLetterSpec::File("dead.jsonl".into()))
+        );
         let (common, _) = split(&props(r#"{"deadLetter":{"log":{}}}"#)).unwrap();
-        assert!(matches!(common.dead_letter, Some(DeadLetterSpec::Action { ref plugin, .. }) if plugin == "log"));
+        assert!(
+            matches!(common.dead_letter, Some(DeadLetterSpec::Action { ref plugin, .. }) if plugin == "log")
+        );
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Config {
     /// At open, try to open these paths (not granted) and journal the outcome.
     #[serde(default)]
     pub escape: Vec<String>,
+    /// While this (granted, read-only) file exists, every `collect` fails as transient: an
+    /// outage the test switches on and off.
+    #[serde(default)]
+    pub down_while: Option<String>,
 }
 
 /// The sink's state.
@@ -95,6 +99,22 @@ impl Probe {
             "hang" => loop {
                 std::hint::spin_loop();
             },
+            // Grows memory until the host's limit stops it.
+            "bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            // Logs far more than the host lets through, then carries on.
+            "flood" => {
+                for i in 0..100_000 {
+                    log::info(&format!("flood line {i}"));
+                }
+                println!("flood on stdout");
+                Ok(())
+            }
             other => Err(SinkError::invalid_config(format!(
                 "unknown failKind {other}"
             ))),
@@ -146,6 +166,11 @@ impl Sink for Probe {
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.collects += 1;
+        if let Some(switch) = &self.config.down_while
+            && std::fs::metadata(switch).is_ok()
+        {
+            return Err(SinkError::transient("the target is down (outage switch)"));
+        }
         self.maybe_fail("collect")?;
         let mut line = format!("collect n={}", batch.len());
         for message in batch {

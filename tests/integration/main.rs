@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod conformance;
 mod delivery;
+mod hostile;
 mod mqtt;
 mod negative;
 mod reload;

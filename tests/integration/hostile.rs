@@ -1,0 +1,236 @@
+//! Hostile guests, each a real component built from source: whatever a sink does (loops in any
+//! phase, a memory bomb, a log flood, panics, reaching outside its grants, a broken or foreign
+//! module), the host keeps running, the rule's other action delivers every row, and the
+//! summary and the log say what happened.
+
+use serde_json::{Value, json};
+
+use crate::common::{Run, Scratch, numbered};
+
+const ROWS: usize = 6;
+
+/// A rule with two actions: the probe acting as `hostile` asks, and the file sink beside it.
+fn run_beside(hostile: Value, extra: &[&str]) -> (Scratch, Run) {
+    run_plugin_beside("probe", hostile, extra, |_| {})
+}
+
+fn run_plugin_beside(
+    plugin: &str,
+    props: Value,
+    extra: &[&str],
+    setup: impl FnOnce(&Scratch),
+) -> (Scratch, Run) {
+    let scratch = Scratch::new();
+    setup(&scratch);
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+    );
+    scratch.write("in.jsonl", &numbered(ROWS));
+    let mut props = props;
+    if plugin == "probe" {
+        props["journal"] = json!("out/journal.txt");
+    }
+    props["batchSize"] = json!(2);
+    let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [
+        {plugin: props},
+        {"file": {"path": "out/good.jsonl"}}
+    ]});
+    scratch.write("rule.json", &rule.to_string());
+    let run = scratch.run_rule(extra);
+    (scratch, run)
+}
+
+/// The other action delivered every row, and every payload of both is accounted for.
+fn others_delivered(scratch: &Scratch, run: &Run) {
+    assert_eq!(
+        scratch.read("out/good.jsonl"),
+        numbered(ROWS),
+        "the healthy action delivers everything:\n{}",
+        run.stderr
+    );
+    let good = run.action(1);
+    assert_eq!(good["records_out_total"], ROWS, "{good}");
+    for i in 0..2 {
+        assert_eq!(run.action(i)["balanced"], true, "{}", run.action(i));
+    }
+}
+
+fn last_error(run: &Run) -> String {
+    run.action(0)["last_exception"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_endless_loop_in_collect_is_interrupted_every_time() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "hang", "callTimeout": 150}),
+        &[],
+    );
+    assert_eq!(run.code, Some(3));
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(
+        hostile["failed_total"], ROWS,
+        "poison batches, counted: {hostile}"
+    );
+    assert!(last_error(&run).contains("deadline"), "{hostile}");
+    assert!(run.stderr.contains("poison batch"), "{}", run.stderr);
+}
+
+#[test]
+fn an_endless_loop_in_open_or_configure_takes_down_only_its_action() {
+    for phase in ["open", "configure"] {
+        let (scratch, run) = run_beside(
+            json!({"failPhase": phase, "failKind": "hang", "callTimeout": 150,
+                   "deadLetter": "dead.jsonl"}),
+            &[],
+        );
+        assert_eq!(run.code, Some(3), "{phase}: {}", run.stderr);
+        others_delivered(&scratch, &run);
+        let hostile = run.action(0);
+        assert_eq!(hostile["dead_letter_total"], ROWS, "{phase}: {hostile}");
+        assert_eq!(scratch.read("dead.jsonl").lines().count(), ROWS);
+        assert!(
+            run.stderr
+                .contains(&format!("the sink failed to start ({phase})")),
+            "{phase}: {}",
+            run.stderr
+        );
+        assert!(last_error(&run).contains("deadline"), "{phase}: {hostile}");
+    }
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "bomb", "failGenerations": 1,
+               "maxMemory": "16MiB"}),
+        &[],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(
+        hostile["records_out_total"], ROWS,
+        "a fresh instance takes over: {hostile}"
+    );
+    assert_eq!(hostile["restarts_total"], 1, "{hostile}");
+    let error = last_error(&run);
+    assert!(error.contains("trapped"), "{error}");
+}
+
+#[test]
+fn fuel_stops_a_busy_guest_deterministically() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "hang", "failGenerations": 1,
+               "fuel": 50_000_000, "callTimeout": 60_000}),
+        &[],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert!(last_error(&run).contains("fuel"), "{}", run.action(0));
+}
+
+#[test]
+fn a_log_flood_is_rate_limited_and_counted() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "flood"}),
+        &["--log", "info"],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(hostile["records_out_total"], ROWS, "{hostile}");
+    let dropped = hostile["dropped_logs_total"].as_u64().unwrap();
+    assert!(dropped > 250_000, "{hostile}");
+    let flood_lines = run.stderr.matches("flood line").count();
+    assert!(
+        flood_lines <= 3 * 200,
+        "the host log got {flood_lines} flood lines"
+    );
+}
+
+#[test]
+fn a_panic_every_third_batch_costs_a_fresh_instance_not_a_row() {
+    let scratch_rows = 9;
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+    );
+    scratch.write("in.jsonl", &numbered(scratch_rows));
+    let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [
+        {"probe": {"journal": "out/journal.txt", "failPhase": "collect", "failKind": "trap",
+                   "failEvery": 3, "batchSize": 1}},
+        {"file": {"path": "out/good.jsonl"}}
+    ]});
+    scratch.write("rule.json", &rule.to_string());
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    let hostile = run.action(0);
+    assert_eq!(hostile["records_out_total"], scratch_rows, "{hostile}");
+    assert_eq!(hostile["failed_total"], 0, "{hostile}");
+    assert!(
+        hostile["restarts_total"].as_u64().unwrap() >= 3,
+        "{hostile}"
+    );
+    assert_eq!(scratch.read("out/good.jsonl"), numbered(scratch_rows));
+    assert!(
+        run.stderr.contains("probe fails in collect as asked"),
+        "the panic message is logged"
+    );
+}
+
+#[test]
+fn reading_outside_the_grant_is_refused() {
+    let (scratch, run) = run_beside(
+        json!({"escape": ["/etc/passwd", "../../etc/hostname"]}),
+        &[],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(journal.contains("escape /etc/passwd refused"), "{journal}");
+    assert!(
+        journal.contains("escape ../../etc/hostname refused"),
+        "{journal}"
+    );
+}
+
+#[test]
+fn a_broken_or_foreign_module_takes_down_only_its_action() {
+    let cases: [(&str, fn(&Scratch)); 2] = [
+        ("truncated", |s| {
+            let bytes = std::fs::read(oort_tests::guests::FILE).unwrap();
+            std::fs::write(
+                s.path().join("plugins/sinks/Truncated.wasm"),
+                &bytes[..bytes.len() / 3],
+            )
+            .unwrap();
+        }),
+        ("notASink", |_| {}),
+    ];
+    for (plugin, setup) in cases {
+        let (scratch, run) = run_plugin_beside(
+            plugin,
+            json!({"enableCache": true, "retryCount": 0}),
+            &[],
+            setup,
+        );
+        assert_eq!(run.code, Some(3), "{plugin}: {}", run.stderr);
+        others_delivered(&scratch, &run);
+        let hostile = run.action(0);
+        assert_eq!(
+            hostile["cached"], ROWS,
+            "{plugin}: its rows wait in the cache for a good build: {hostile}"
+        );
+        assert!(
+            run.stderr.contains("the sink cannot start"),
+            "{plugin}: {}",
+            run.stderr
+        );
+    }
+}

@@ -50,7 +50,9 @@ tasks:
                 build the shipped sinks into DIR/sinks (default: plugins/sinks)
   lint          rustfmt --check and clippy -D warnings
   ci            lint, then test
-  bench [ARGS]  build release and run the benchmarks";
+  bench [SECTION...] [--quick]
+                build release and run the benchmarks (sections: sink start memory
+                filter reload window mqtt delivery; all by default)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -298,10 +300,44 @@ fn lint() -> Result<(), String> {
     run(clippy)
 }
 
+/// Benchmark targets of `oort-tests` and the sections each one runs.
+const BENCHES: &[(&str, &[&str])] = &[
+    (
+        "foundation",
+        &[
+            "sink", "start", "memory", "filter", "reload", "window", "mqtt",
+        ],
+    ),
+    ("delivery", &["delivery"]),
+];
+
+/// Runs the benchmarks that hold the sections named in `args` (all of them without any);
+/// other arguments (`--quick`) go to each.
 fn bench(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "oort-tests", "--bench", "foundation", "--"])
-        .args(args);
-    run(cmd)
+    let named: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    for name in &named {
+        if !BENCHES
+            .iter()
+            .any(|(_, sections)| sections.contains(&name.as_str()))
+        {
+            return Err(format!("unknown benchmark section `{name}`"));
+        }
+    }
+    for (target, sections) in BENCHES {
+        let mine: Vec<&String> = named
+            .iter()
+            .copied()
+            .filter(|n| sections.contains(&n.as_str()))
+            .collect();
+        if !named.is_empty() && mine.is_empty() {
+            continue;
+        }
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", "oort-tests", "--bench", target, "--"])
+            .args(args.iter().filter(|a| a.starts_with('-')))
+            .args(mine);
+        run(cmd)?;
+    }
+    Ok(())
 }

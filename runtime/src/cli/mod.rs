@@ -114,6 +114,7 @@ impl RuleArgs {
                 max_memory_bytes: self.memory_limit_mib.saturating_mul(1 << 20),
                 call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
                 fuel_per_call: self.fuel,
+                epoch_deadlines: true,
             },
             clock: Clock::System,
             watch: false,

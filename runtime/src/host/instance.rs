@@ -58,6 +58,7 @@ pub struct WasmInstance {
     plugin: Arc<Plugin>,
     call_timeout: Duration,
     fuel: Option<u64>,
+    epoch: bool,
     poisoned: bool,
 }
 
@@ -180,7 +181,8 @@ pub(super) async fn instantiate(
         0 => None,
         default => Some(grants.limits.fuel_per_call.unwrap_or(default)),
     };
-    arm_deadline(&mut store, call_timeout, fuel);
+    let epoch = host.config().epoch_deadlines;
+    arm_deadline(&mut store, call_timeout, fuel, epoch);
     let bindings = match tokio::time::timeout(
         call_timeout + IO_GRACE,
         plugin.pre.instantiate_async(&mut store),
@@ -198,6 +200,7 @@ pub(super) async fn instantiate(
         plugin: Arc::clone(plugin),
         call_timeout,
         fuel,
+        epoch,
         poisoned: false,
     })
 }
@@ -215,12 +218,19 @@ fn io_deadline_message(timeout: Duration) -> String {
 
 /// Arms the deadline (and refills the fuel) for one call: it traps once it has run for
 /// `timeout` or burnt `fuel`.
-fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration, fuel: Option<u64>) {
+fn arm_deadline(
+    store: &mut Store<InstanceState>,
+    timeout: Duration,
+    fuel: Option<u64>,
+    epoch: bool,
+) {
     let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
     let state = store.data_mut();
     state.deadline_hit = false;
     state.ticks_left = ticks;
-    store.set_epoch_deadline(1);
+    if epoch {
+        store.set_epoch_deadline(1);
+    }
     if let Some(fuel) = fuel {
         // Cannot fail: fuel metering is on whenever a fuel budget is given.
         let _ = store.set_fuel(fuel);
@@ -316,7 +326,7 @@ impl WasmInstance {
     /// Calls `configure` with the action's context and props (a JSON object).
     pub async fn configure(&mut self, ctx: &WitContext, props: &str) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
         let call = self
             .bindings
@@ -329,7 +339,7 @@ impl WasmInstance {
     /// Calls `open`.
     pub async fn open(&mut self) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
         let call = self.bindings.oort_sink_sink().call_open(&mut self.store);
         let result = tokio::time::timeout(timeout, call).await;
@@ -339,7 +349,7 @@ impl WasmInstance {
     /// Calls `collect` with one batch.
     pub async fn collect(&mut self, batch: &WitBatch) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
         let call = self
             .bindings
@@ -352,7 +362,7 @@ impl WasmInstance {
     /// Calls `close`.
     pub async fn close(&mut self) -> Result<(), CallFailure> {
         self.check_usable()?;
-        arm_deadline(&mut self.store, self.call_timeout, self.fuel);
+        arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
         let call = self.bindings.oort_sink_sink().call_close(&mut self.store);
         let result = tokio::time::timeout(timeout, call).await;

@@ -55,6 +55,9 @@ pub struct HostConfig {
     /// Fuel (roughly, wasm instructions) one call may burn before it is trapped; 0 turns fuel
     /// metering off for the whole engine (then actions cannot set `fuel` either).
     pub fuel_per_call: u64,
+    /// Wall-clock deadlines through epoch interruption. Always on in `oort`; off only to
+    /// measure what they cost.
+    pub epoch_deadlines: bool,
 }
 
 impl Default for HostConfig {
@@ -65,6 +68,7 @@ impl Default for HostConfig {
             max_memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(10),
             fuel_per_call: DEFAULT_FUEL_PER_CALL,
+            epoch_deadlines: true,
         }
     }
 }
@@ -173,7 +177,7 @@ impl SinkHost {
     pub fn new(config: HostConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(config.epoch_deadlines)
             // Component-model async is not used; without it every call is cheaper.
             .concurrency_support(false)
             .consume_fuel(config.fuel_per_call > 0)
@@ -209,7 +213,9 @@ impl SinkHost {
         SinkWorld::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |state| state)
             .map_err(|e| EngineError(format!("{e:#}")))?;
 
-        spawn_epoch_ticker(&engine);
+        if config.epoch_deadlines {
+            spawn_epoch_ticker(&engine);
+        }
         let cache = config.cache_dir.clone().map(ArtifactCache::new);
         Ok(Self {
             inner: Arc::new(Inner {

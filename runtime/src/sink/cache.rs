@@ -263,7 +263,11 @@ impl ActionCache {
     /// Removes the oldest cached batch (after it was delivered or dead-lettered).
     pub fn pop_front(&mut self) -> Result<(), CacheError> {
         if self.head < self.tail {
-            let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+            let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+            // A removal need not reach the disk at once: after a crash the batch is only sent
+            // again (at least once), never lost. The next durable commit persists it.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
             {
                 let mut table = txn.open_table(BATCHES).map_err(|e| self.err(e))?;
                 table.remove(self.head).map_err(|e| self.err(e))?;

@@ -45,6 +45,9 @@ use crate::source::MemoryBus;
 /// A chunk of messages from the rule, shared by all its actions.
 pub type Chunk = Arc<[Message]>;
 
+/// The longest wait between two resends of a failing sink (unless `resendInterval` is longer).
+const MAX_RESEND_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Times a batch may trap its instance before it is given up as poison.
 pub const MAX_TRAPS_PER_BATCH: u32 = 3;
 
@@ -693,7 +696,9 @@ impl Delivery {
         if failures == 0 {
             interval
         } else {
-            interval.max(backoff(self.retry_interval, failures))
+            // Back off while the sink stays down, but probe at least once a second so the
+            // cache drains soon after it recovers.
+            interval.max(backoff(self.retry_interval, failures).min(MAX_RESEND_BACKOFF))
         }
     }
 

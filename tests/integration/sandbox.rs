@@ -203,3 +203,37 @@ fn guest_output_is_logged_with_rule_and_action() {
     );
     assert!(line.contains("probe_0"), "{line}");
 }
+
+#[test]
+fn an_explicit_grant_in_the_rule_opens_exactly_that_file() {
+    let scratch = probe_case(json!({}));
+    scratch.write("extra.txt", "granted by the operator");
+    scratch.write("other.txt", "not granted");
+    let extra = scratch.path().join("extra.txt").display().to_string();
+    let other = scratch.path().join("other.txt").display().to_string();
+    let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [{"probe": {
+        "journal": "out/journal.txt",
+        "escape": [extra, other],
+        "grants": {"files": [{"path": "extra.txt", "access": "read"}]}
+    }}]});
+    scratch.write("rule.json", &rule.to_string());
+    scratch.run_rule(&[]).assert_ok();
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains(&format!("escape {extra} opened")),
+        "{journal}"
+    );
+    assert!(
+        journal.contains(&format!("escape {other} refused")),
+        "{journal}"
+    );
+
+    // Grants are for sandboxed sinks: a built-in sink refuses them, naming the prop.
+    let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [{"log": {
+        "grants": {"sockets": ["127.0.0.1:1"]}
+    }}]});
+    scratch.write("rule.json", &rule.to_string());
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("prop `grants`"), "{}", run.stderr);
+}

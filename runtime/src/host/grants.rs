@@ -452,6 +452,90 @@ impl Grants {
     }
 }
 
+/// Grants the operator writes in the rule itself, beside what the manifest derives from props:
+/// `"grants": {"files": [{"path": "ref.csv", "access": "read"}], "sockets": ["10.0.0.5:6379"],
+/// "http": ["https://api.example.com"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitGrants {
+    /// Files, with their access.
+    #[serde(default)]
+    pub files: Vec<ExplicitFile>,
+    /// `host:port` addresses for TCP connections.
+    #[serde(default)]
+    pub sockets: Vec<String>,
+    /// `http://` or `https://` URLs whose scheme and authority may be requested.
+    #[serde(default)]
+    pub http: Vec<String>,
+}
+
+/// A file the operator grants by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitFile {
+    /// The path (relative to the rule's folder).
+    pub path: String,
+    /// What the sink may do with it.
+    pub access: FileAccess,
+}
+
+impl Grants {
+    /// Adds what the operator granted explicitly (the action's `grants` prop). Errors name the
+    /// entry, as `grants.<kind>[<i>]`.
+    pub fn add_explicit(
+        &mut self,
+        explicit: &ExplicitGrants,
+        base_dir: &Path,
+        prepare: bool,
+    ) -> Result<(), ManifestError> {
+        let manifest = Manifest {
+            description: None,
+            grants: ManifestGrants {
+                files: explicit
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| FileProp {
+                        prop: format!("grants.files[{i}]"),
+                        access: f.access,
+                        optional: false,
+                    })
+                    .collect(),
+                mqtt: None,
+                sockets: (0..explicit.sockets.len())
+                    .map(|i| NetProp {
+                        prop: format!("grants.sockets[{i}]"),
+                        default: None,
+                        optional: false,
+                    })
+                    .collect(),
+                http: (0..explicit.http.len())
+                    .map(|i| NetProp {
+                        prop: format!("grants.http[{i}]"),
+                        default: None,
+                        optional: false,
+                    })
+                    .collect(),
+            },
+        };
+        let mut props = serde_json::Map::new();
+        for (i, f) in explicit.files.iter().enumerate() {
+            props.insert(format!("grants.files[{i}]"), f.path.clone().into());
+        }
+        for (i, a) in explicit.sockets.iter().enumerate() {
+            props.insert(format!("grants.sockets[{i}]"), a.clone().into());
+        }
+        for (i, u) in explicit.http.iter().enumerate() {
+            props.insert(format!("grants.http[{i}]"), u.clone().into());
+        }
+        let more = Self::resolve(&manifest, &mut props, base_dir, prepare)?;
+        self.files.extend(more.files);
+        self.sockets.extend(more.sockets);
+        self.http.extend(more.http);
+        Ok(())
+    }
+}
+
 /// The values of a network prop: a string or a list of strings, else its default.
 fn net_values(
     net: &NetProp,
@@ -595,6 +679,27 @@ mod tests {
             .clone();
         let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
         assert!(err.to_string().contains("not http or https"), "{err}");
+    }
+
+    #[test]
+    fn explicit_grants_add_to_the_manifest_ones() {
+        let mut grants = Grants::default();
+        let explicit: ExplicitGrants = serde_json::from_str(
+            r#"{"files":[{"path":"/srv/ref.csv","access":"read"}],
+                "sockets":["127.0.0.1:9"],"http":["https://api.example.com/v1"]}"#,
+        )
+        .unwrap();
+        grants
+            .add_explicit(&explicit, Path::new("/"), false)
+            .unwrap();
+        assert_eq!(grants.files[0].access, FileAccess::Read);
+        assert_eq!(grants.sockets[0].port, 9);
+        assert!(grants.http[0].allows("https", "api.example.com:443"));
+        let bad: ExplicitGrants = serde_json::from_str(r#"{"sockets":["nope"]}"#).unwrap();
+        let err = Grants::default()
+            .add_explicit(&bad, Path::new("/"), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("grants.sockets[0]"), "{err}");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use grants::{
-    FileAccess, FileGrant, Grants, HttpGrant, Limits, Manifest, ManifestError, SocketGrant,
-    absolute,
+    ExplicitGrants, FileAccess, FileGrant, Grants, HttpGrant, Limits, Manifest, ManifestError,
+    SocketGrant, absolute,
 };
 pub use instance::{CallFailure, WasmInstance};
 pub use state::InstanceTag;

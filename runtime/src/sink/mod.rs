@@ -272,7 +272,20 @@ pub async fn prepare(
         action: name.clone(),
         source,
     })?;
-    let spec = match ConnectorSpec::builtin(&def.plugin, &own, &env.bus, &rule.base_dir) {
+    let builtin = ConnectorSpec::builtin(&def.plugin, &own, &env.bus, &rule.base_dir);
+    if builtin.is_some() && common.grants.is_some() {
+        return Err(ActionError::Props {
+            action: name,
+            source: PropError {
+                prop: "grants".into(),
+                message: format!(
+                    "`{}` is built in and not sandboxed: grants apply to wasm sinks",
+                    def.plugin
+                ),
+            },
+        });
+    }
+    let spec = match builtin {
         Some(Ok(spec)) => spec,
         Some(Err(message)) => {
             return Err(ActionError::BuiltinProps {
@@ -335,6 +348,14 @@ pub async fn prepare(
                         source,
                     },
                 )?;
+            if let Some(explicit) = &common.grants {
+                grants
+                    .add_explicit(explicit, &rule.base_dir, prepare_fs)
+                    .map_err(|source| ActionError::Grants {
+                        action: name.clone(),
+                        source,
+                    })?;
+            }
             grants.limits =
                 checked_limits(&common, &env.host).map_err(|source| ActionError::Props {
                     action: name.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use super::cache::CacheConfig;
-use crate::host::Limits;
+use crate::host::{ExplicitGrants, Limits};
 use crate::rule::duration_value;
 use crate::template::Template;
 
@@ -71,6 +71,8 @@ pub struct CommonProps {
     pub cache: Option<CacheConfig>,
     /// `deadLetter`: where undeliverable batches go.
     pub dead_letter: Option<DeadLetterSpec>,
+    /// `grants`: what the operator grants a wasm sink beyond what its manifest derives.
+    pub grants: Option<ExplicitGrants>,
 }
 
 /// Where an action's dead letters go, as the rule wrote it.
@@ -107,6 +109,7 @@ impl Default for CommonProps {
             limits: Limits::default(),
             cache: None,
             dead_letter: None,
+            grants: None,
         }
     }
 }
@@ -146,6 +149,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "callTimeout",
     "fuel",
     "deadLetter",
+    "grants",
 ];
 
 /// A common property has a bad value: names the property.
@@ -361,6 +365,12 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                         ));
                     }
                 })
+            }
+            "grants" => {
+                common.grants = Some(
+                    serde_json::from_value(value.clone())
+                        .map_err(|e| err(key, format!("{e} (expected {{\"files\": [{{\"path\", \"access\"}}], \"sockets\": [\"host:port\"], \"http\": [\"https://host\"]}})")))?,
+                );
             }
             "schemaId" | "compression" | "encryption" | "resourceId" => {
                 if !value.is_null() && value != "" {

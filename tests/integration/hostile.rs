@@ -202,7 +202,8 @@ fn reading_outside_the_grant_is_refused() {
 
 #[test]
 fn a_broken_or_foreign_module_takes_down_only_its_action() {
-    let cases: [(&str, fn(&Scratch)); 2] = [
+    type Setup = fn(&Scratch);
+    let cases: [(&str, Setup); 2] = [
         ("truncated", |s| {
             let bytes = std::fs::read(oort_tests::guests::FILE).unwrap();
             std::fs::write(

@@ -330,6 +330,7 @@ pub async fn prepare(
                         name,
                         common,
                         ConnectorSpec::Unavailable(reason),
+                        prepare_fs,
                     )
                     .await;
                 }
@@ -372,7 +373,7 @@ pub async fn prepare(
             })
         }
     };
-    finish(rule, def, env, name, common, spec).await
+    finish(rule, def, env, name, common, spec, prepare_fs).await
 }
 
 /// The rest of [`prepare`]: the cache file and the dead-letter output.
@@ -383,6 +384,7 @@ async fn finish(
     name: String,
     common: CommonProps,
     spec: ConnectorSpec,
+    prepare_fs: bool,
 ) -> Result<PreparedAction, ActionError> {
     let cache_path = common.cache.as_ref().map(|_| {
         env.data_dir
@@ -402,7 +404,7 @@ async fn finish(
                 plugin: plugin.clone(),
                 props: props.clone(),
             };
-            let prepared = Box::pin(prepare(rule, &inner, env, true))
+            let prepared = Box::pin(prepare(rule, &inner, env, prepare_fs))
                 .await
                 .map_err(|e| ActionError::DeadLetter {
                     action: name.clone(),
@@ -485,6 +487,14 @@ pub async fn validate(action: &PreparedAction) -> Result<(), ActionError> {
                 .await
                 .map_err(action.lifecycle_error())?;
         }
+    }
+    if let Some(PreparedDeadLetter::Action(inner)) = &action.dead_letter {
+        Box::pin(validate(inner))
+            .await
+            .map_err(|e| ActionError::DeadLetter {
+                action: action.name.to_string(),
+                message: e.to_string(),
+            })?;
     }
     Ok(())
 }

@@ -235,3 +235,42 @@ fn a_broken_or_foreign_module_takes_down_only_its_action() {
         );
     }
 }
+
+#[test]
+fn connecting_outside_the_network_grant_is_refused() {
+    let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let granted_addr = granted.local_addr().unwrap().to_string();
+    let other_addr = other.local_addr().unwrap().to_string();
+    let (scratch, run) = run_beside(
+        json!({"connect": [granted_addr, other_addr, "example.com:80"],
+               "grants": {"sockets": [granted_addr]}}),
+        &["--log", "warn"],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains(&format!("connect {granted_addr} connected")),
+        "{journal}"
+    );
+    assert!(
+        journal.contains(&format!("connect {other_addr} refused")),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("connect example.com:80 refused"),
+        "no DNS either: {journal}"
+    );
+    assert!(
+        other.accept().is_err(),
+        "nothing reached the server outside the grant"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("TcpConnect {other_addr} denied")),
+        "the denial is logged: {}",
+        run.stderr
+    );
+}

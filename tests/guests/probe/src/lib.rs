@@ -36,6 +36,9 @@ pub struct Config {
     /// At open, try to open these paths (not granted) and journal the outcome.
     #[serde(default)]
     pub escape: Vec<String>,
+    /// At open, try a TCP connection to each of these `host:port` and journal the outcome.
+    #[serde(default)]
+    pub connect: Vec<String>,
     /// While this (granted, read-only) file exists, every `collect` fails as transient: an
     /// outage the test switches on and off.
     #[serde(default)]
@@ -148,6 +151,13 @@ impl Sink for Probe {
                 Err(e) => format!("refused ({})", e.kind()),
             };
             self.note(&format!("escape {path} {outcome}"))?;
+        }
+        for addr in self.config.connect.clone() {
+            let outcome = match std::net::TcpStream::connect(addr.as_str()) {
+                Ok(_) => "connected".to_string(),
+                Err(e) => format!("refused ({})", e.kind()),
+            };
+            self.note(&format!("connect {addr} {outcome}"))?;
         }
         if let Some(peek) = self.config.peek.clone() {
             let outcome = match std::fs::read_to_string(&peek) {

@@ -9,6 +9,7 @@ mod delivery;
 mod hostile;
 mod mqtt;
 mod negative;
+mod network;
 mod reload;
 mod rules;
 mod sandbox;

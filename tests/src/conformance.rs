@@ -7,6 +7,8 @@
 //! 4. `configure -> open -> collect* -> close` succeeds, including an empty batch.
 //! 5. After `close`, every collected message has reached the target (close flushes).
 //! 6. A replacement instance (generation 1) resumes: what it delivers adds to what was there.
+//!
+//! A network sink is checked against a real server the harness starts on loopback.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,14 +19,46 @@ use oort::host::{CallFailure, Grants, InstanceTag, Manifest, SinkHost};
 
 use crate::guests::ShippedSink;
 
+/// A server a sink delivers to, started by the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// None: the sink's effect is in its folder, or nowhere.
+    None,
+    /// An HTTP server (`{server}` in the props is its `host:port`).
+    Http,
+    /// A Redis server (`{server}` in the props is its `host:port`).
+    Redis,
+}
+
+/// A running server.
+pub enum Server {
+    /// The HTTP server.
+    Http(crate::http::HttpServer),
+    /// The Redis server.
+    Redis(crate::redis::RedisServer),
+}
+
+impl Server {
+    fn addr(&self) -> String {
+        match self {
+            Self::Http(s) => s.addr.clone(),
+            Self::Redis(s) => s.addr(),
+        }
+    }
+}
+
 /// How to drive one sink and check its effect.
 pub struct SinkSpec {
-    /// Props that must work; `{dir}` is replaced by the test folder.
+    /// Props that must work; `{dir}` is replaced by the test folder, `{server}` by the
+    /// server's address.
     pub props: serde_json::Value,
     /// The payload format the sink is given.
     pub format: &'static str,
-    /// Checks what the sink left in `dir` after delivering `messages` (in order) and closing.
-    pub verify: fn(dir: &Path, messages: &[String]) -> Result<()>,
+    /// The server the sink delivers to.
+    pub server: ServerKind,
+    /// Checks what the sink left in `dir` (or the server) after delivering `messages` (in
+    /// order) and closing.
+    pub verify: fn(dir: &Path, server: Option<&Server>, messages: &[String]) -> Result<()>,
 }
 
 /// The spec of each shipped sink. The match is exhaustive: a new sink needs a spec here.
@@ -33,7 +67,8 @@ pub fn spec(sink: ShippedSink) -> SinkSpec {
         ShippedSink::File => SinkSpec {
             props: serde_json::json!({"path": "{dir}/out/result.jsonl"}),
             format: "json",
-            verify: |dir, messages| {
+            server: ServerKind::None,
+            verify: |dir, _, messages| {
                 let text = std::fs::read_to_string(dir.join("out").join("result.jsonl"))
                     .context("the file sink's output")?;
                 let lines: Vec<&str> = text.lines().collect();
@@ -48,7 +83,46 @@ pub fn spec(sink: ShippedSink) -> SinkSpec {
         ShippedSink::Counter => SinkSpec {
             props: serde_json::json!({}),
             format: "json",
-            verify: |_, _| Ok(()),
+            server: ServerKind::None,
+            verify: |_, _, _| Ok(()),
+        },
+        ShippedSink::Rest => SinkSpec {
+            props: serde_json::json!({"url": "http://{server}/ingest", "timeout": 2000}),
+            format: "json",
+            server: ServerKind::Http,
+            verify: |_, server, messages| {
+                let Some(Server::Http(http)) = server else {
+                    bail!("no HTTP server")
+                };
+                let got = http.delivered();
+                ensure!(
+                    got == messages,
+                    "the server got {got:?}, expected {messages:?}"
+                );
+                Ok(())
+            },
+        },
+        ShippedSink::Redis => SinkSpec {
+            props: serde_json::json!({"addr": "{server}", "field": "n"}),
+            format: "json",
+            server: ServerKind::Redis,
+            verify: |_, server, messages| {
+                let Some(Server::Redis(redis)) = server else {
+                    bail!("no Redis server")
+                };
+                for message in messages {
+                    let row: serde_json::Value = serde_json::from_str(message)?;
+                    let key = row["n"].to_string();
+                    let held = redis.command(&["GET", &key])?;
+                    let held: serde_json::Value =
+                        serde_json::from_str(held.text().unwrap_or("null"))?;
+                    ensure!(
+                        held == row,
+                        "redis holds {held} under {key}, expected {row}"
+                    );
+                }
+                Ok(())
+            },
         },
     }
 }
@@ -87,11 +161,16 @@ fn batch(messages: &[String]) -> WitBatch {
     b
 }
 
-fn props_text(spec: &SinkSpec, dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+fn props_text(
+    spec: &SinkSpec,
+    dir: &Path,
+    server: Option<&Server>,
+) -> serde_json::Map<String, serde_json::Value> {
     let text = spec
         .props
         .to_string()
-        .replace("{dir}", &dir.display().to_string());
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{server}", &server.map(Server::addr).unwrap_or_default());
     serde_json::from_str(&text).unwrap_or_default()
 }
 
@@ -115,6 +194,16 @@ fn snapshot(dir: &Path) -> Vec<String> {
 
 /// Runs the whole harness on one component. `dir` is an empty folder for the sink's effects.
 pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) -> Result<()> {
+    let server = match spec.server {
+        ServerKind::None => None,
+        ServerKind::Http => Some(Server::Http(crate::http::HttpServer::start())),
+        ServerKind::Redis => match crate::redis::RedisServer::start(None) {
+            Some(redis) => Some(Server::Redis(redis)),
+            // Said why; only outside CI.
+            None => return Ok(()),
+        },
+    };
+    let server = server.as_ref();
     // 1. Loads and fits the world.
     let plugin = host
         .load(wasm)
@@ -122,7 +211,7 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
     let manifest: &Manifest = &plugin.manifest;
 
     // 2. Unknown props: invalid-config, not a trap.
-    let mut bogus = props_text(spec, dir);
+    let mut bogus = props_text(spec, dir, server);
     bogus.insert("definitelyNotAProp".into(), serde_json::json!(1));
     let grants = Grants::resolve(manifest, &mut bogus, dir, true)?;
     let mut instance = host
@@ -147,7 +236,7 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
 
     // 3. configure has no side effect.
     let before = snapshot(dir);
-    let mut props = props_text(spec, dir);
+    let mut props = props_text(spec, dir, server);
     let grants = Grants::resolve(manifest, &mut props, dir, true)?;
     let props = serde_json::Value::Object(props).to_string();
     let created_by_grants = snapshot(dir);
@@ -198,7 +287,7 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
 
     // 5. Close flushed everything.
     let mut all: Vec<String> = first.iter().chain(&second).cloned().collect();
-    (spec.verify)(dir, &all).context("after close")?;
+    (spec.verify)(dir, server, &all).context("after close")?;
 
     // 6. A replacement instance resumes.
     let more: Vec<String> = vec![r#"{"n":5}"#.to_string()];
@@ -217,6 +306,6 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
         .map_err(call("collect"))?;
     instance.close().await.map_err(call("close"))?;
     all.extend(more);
-    (spec.verify)(dir, &all).context("after a replacement instance")?;
+    (spec.verify)(dir, server, &all).context("after a replacement instance")?;
     Ok(())
 }

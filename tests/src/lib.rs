@@ -3,6 +3,8 @@
 
 pub mod broker;
 pub mod conformance;
+pub mod http;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 

@@ -899,7 +899,10 @@ impl Deliverer {
             Err(Undelivered {
                 reason: DeadReason::Transient | DeadReason::Unavailable,
                 message,
-            }) if shared.cache.is_some() => shared.cache_push(batch.clone(), &message).await,
+            }) if shared.cache.is_some() => {
+                shared.metrics.exceptions.record(message.clone());
+                shared.cache_push(batch.clone(), &message).await;
+            }
             Err(Undelivered { reason, message }) => {
                 shared.dead_letter(reason, &message, batch).await;
             }

@@ -36,6 +36,10 @@ pub struct Config {
     /// At open, try to open these paths (not granted) and journal the outcome.
     #[serde(default)]
     pub escape: Vec<String>,
+    /// At open, send a GET to each of these `http://host:port/path` URLs through `wasi:http`
+    /// and journal the outcome.
+    #[serde(default)]
+    pub fetch: Vec<String>,
     /// At open, try a TCP connection to each of these `host:port` and journal the outcome.
     #[serde(default)]
     pub connect: Vec<String>,
@@ -152,6 +156,10 @@ impl Sink for Probe {
             };
             self.note(&format!("escape {path} {outcome}"))?;
         }
+        for url in self.config.fetch.clone() {
+            let outcome = fetch(&url);
+            self.note(&format!("fetch {url} {outcome}"))?;
+        }
         for addr in self.config.connect.clone() {
             let outcome = match std::net::TcpStream::connect(addr.as_str()) {
                 Ok(_) => "connected".to_string(),
@@ -195,6 +203,34 @@ impl Sink for Probe {
     fn close(&mut self) -> Result<(), SinkError> {
         self.maybe_fail("close")?;
         self.note("close")
+    }
+}
+
+/// GETs `url` (`http://authority/path`) through `wasi:http`: the status, or why not.
+fn fetch(url: &str) -> String {
+    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return "bad url".into();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_method(&Method::Get);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
+    let Ok(body) = request.body() else {
+        return "no body".into();
+    };
+    let pending = match wasip2::http::outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(code) => return format!("refused ({code:?})"),
+    };
+    let _ = OutgoingBody::finish(body, None);
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(response))) => format!("status {}", response.status()),
+        Some(Ok(Err(code))) => format!("refused ({code:?})"),
+        _ => "lost".into(),
     }
 }
 

@@ -1,0 +1,418 @@
+//! The `rest` sink: eKuiper's rest action as a wasm component. Each message becomes one HTTP
+//! request to `url`, sent through the host's `wasi:http` outgoing handler, which lets it out
+//! only to the URL's scheme and authority (the manifest grants the `url` prop).
+//!
+//! Answers: 2xx is delivered; 5xx, 408, 429, a refused connection or a timeout is `transient`
+//! (the host retries, then caches); any other status is `rejected` (dead-lettered). A batch
+//! that fails part-way remembers how far it got, so the host's retry of the same batch does not
+//! send its first messages twice.
+
+use std::collections::BTreeMap;
+
+use oort_sdk::serde::Deserialize;
+use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, log};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+
+/// The action's props (eKuiper's names).
+#[derive(Debug, Deserialize)]
+#[serde(
+    crate = "oort_sdk::serde",
+    rename_all = "camelCase",
+    deny_unknown_fields
+)]
+pub struct Config {
+    /// Where to send: `http://` or `https://` with host, optional port, path and query.
+    pub url: String,
+    /// `GET`, `POST` (the default), `PUT`, `DELETE`, `HEAD` or `PATCH`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// `json` (the default), `text`, `html`, `xml`, `javascript`, `form` or `none`.
+    #[serde(default = "default_body_type")]
+    pub body_type: String,
+    /// Milliseconds to wait for the connection and for the answer (default 5000).
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Log each answer's status and body (at debug level).
+    #[serde(default)]
+    pub debug_resp: bool,
+    /// eKuiper's TLS options: certificates come from the host's trust store here, and skipping
+    /// verification is refused.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Not supported (client certificates).
+    #[serde(default)]
+    pub certification_path: Option<String>,
+    /// Not supported (client certificates).
+    #[serde(default)]
+    pub private_key_path: Option<String>,
+    /// Not supported (a custom root CA).
+    #[serde(default)]
+    pub root_ca_path: Option<String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+fn default_body_type() -> String {
+    "json".into()
+}
+
+fn default_timeout() -> u64 {
+    5000
+}
+
+/// Where requests go, parsed once.
+#[derive(Debug, Clone)]
+struct Target {
+    scheme: Scheme,
+    authority: String,
+    path_and_query: String,
+}
+
+/// The sink's state.
+pub struct Rest {
+    config: Config,
+    target: Target,
+    method: Method,
+    content_type: Option<&'static str>,
+    /// The batch being delivered (a hash of its payloads) and how many of its messages were
+    /// accepted, so a retry of the same batch resumes after them.
+    progress: Option<(u64, usize)>,
+}
+
+fn parse_url(url: &str) -> Result<Target, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`url` must be an absolute http(s) URL, got {url:?}"))?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => return Err(format!("`url`: scheme `{other}` is not http or https")),
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!(
+            "`url` must name a host (without credentials), got {url:?}"
+        ));
+    }
+    let path_and_query = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_string(),
+    };
+    Ok(Target {
+        scheme,
+        authority: authority.to_string(),
+        path_and_query,
+    })
+}
+
+fn parse_method(method: &str) -> Result<Method, String> {
+    Ok(match method.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "HEAD" => Method::Head,
+        "PATCH" => Method::Patch,
+        other => {
+            return Err(format!(
+                "`method`: {other:?} is not GET, POST, PUT, DELETE, HEAD or PATCH"
+            ));
+        }
+    })
+}
+
+fn content_type(body_type: &str) -> Result<Option<&'static str>, String> {
+    Ok(Some(match body_type.to_ascii_lowercase().as_str() {
+        "none" => return Ok(None),
+        "json" => "application/json",
+        "text" => "text/plain",
+        "html" => "text/html",
+        "xml" => "application/xml",
+        "javascript" => "application/javascript",
+        "form" => "application/x-www-form-urlencoded",
+        other => {
+            return Err(format!(
+                "`bodyType`: {other:?} is not none, json, text, html, xml, javascript or form"
+            ));
+        }
+    }))
+}
+
+/// FNV-1a over the payloads: identifies a batch the host sends again after a failure.
+fn fingerprint(batch: &Batch) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in batch.payloads() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^ batch.len() as u64
+}
+
+/// `application/x-www-form-urlencoded` from a JSON object (values as their text).
+fn form_body(payload: &[u8]) -> Result<Vec<u8>, SinkError> {
+    let value: oort_sdk::serde_json::Value = oort_sdk::serde_json::from_slice(payload)
+        .map_err(|e| SinkError::rejected(format!("bodyType form needs a JSON object: {e}")))?;
+    let oort_sdk::serde_json::Value::Object(map) = value else {
+        return Err(SinkError::rejected(
+            "bodyType form needs each message to be a JSON object (set sendSingle)",
+        ));
+    };
+    let mut out = String::new();
+    for (key, value) in map {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        let text = match value {
+            oort_sdk::serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        out.push_str(&urlencode(&key));
+        out.push('=');
+        out.push_str(&urlencode(&text));
+    }
+    Ok(out.into_bytes())
+}
+
+fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char);
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Whether a failure to get an answer is worth retrying.
+fn transport_error(what: &str, code: &ErrorCode) -> SinkError {
+    let message = format!("{what}: {code:?}");
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            SinkError::rejected(format!("{message}: the URL is outside this action's grant"))
+        }
+        ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpProtocolError => {
+            SinkError::rejected(message)
+        }
+        _ => SinkError::transient(message),
+    }
+}
+
+impl Rest {
+    /// Sends one request and classifies the answer.
+    fn send(&self, payload: &[u8]) -> Result<(), SinkError> {
+        let body = match self.content_type {
+            Some("application/x-www-form-urlencoded") => form_body(payload)?,
+            Some(_) if !matches!(self.method, Method::Get | Method::Head) => payload.to_vec(),
+            _ => Vec::new(),
+        };
+        let headers = Fields::new();
+        let set = |name: &str, value: &[u8]| {
+            headers
+                .append(name, value)
+                .map_err(|e| SinkError::rejected(format!("header {name}: {e:?}")))
+        };
+        if let Some(ct) = self.content_type
+            && !body.is_empty()
+        {
+            set("content-type", ct.as_bytes())?;
+        }
+        for (name, value) in &self.config.headers {
+            set(name, value.as_bytes())?;
+        }
+        set("content-length", body.len().to_string().as_bytes())?;
+        let request = OutgoingRequest::new(headers);
+        let invalid = |what: &str| SinkError::rejected(format!("the request's {what} is invalid"));
+        request
+            .set_method(&self.method)
+            .map_err(|()| invalid("method"))?;
+        request
+            .set_scheme(Some(&self.target.scheme))
+            .map_err(|()| invalid("scheme"))?;
+        request
+            .set_authority(Some(&self.target.authority))
+            .map_err(|()| invalid("authority"))?;
+        request
+            .set_path_with_query(Some(&self.target.path_and_query))
+            .map_err(|()| invalid("path"))?;
+        let outgoing = request
+            .body()
+            .map_err(|()| SinkError::transient("the request body is unavailable"))?;
+        let options = RequestOptions::new();
+        let timeout_ns = self.config.timeout.saturating_mul(1_000_000);
+        // A host may not support some timeouts; what it supports is applied.
+        let _ = options.set_connect_timeout(Some(timeout_ns));
+        let _ = options.set_first_byte_timeout(Some(timeout_ns));
+        let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+        let pending = outgoing_handler::handle(request, Some(options))
+            .map_err(|code| transport_error("sending the request", &code))?;
+        {
+            let stream = outgoing
+                .write()
+                .map_err(|()| SinkError::transient("the request body stream is unavailable"))?;
+            for chunk in body.chunks(4096) {
+                stream.blocking_write_and_flush(chunk).map_err(|e| {
+                    SinkError::transient(format!("writing the request body: {e:?}"))
+                })?;
+            }
+        }
+        OutgoingBody::finish(outgoing, None)
+            .map_err(|code| transport_error("finishing the request", &code))?;
+        pending.subscribe().block();
+        let response = match pending.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(code))) => return Err(transport_error(&self.config.url, &code)),
+            Some(Err(())) | None => {
+                return Err(SinkError::transient("the response was lost"));
+            }
+        };
+        let status = response.status();
+        let text = response
+            .consume()
+            .ok()
+            .map(|body| read_some(body, 512))
+            .unwrap_or_default();
+        if self.config.debug_resp {
+            log::debug(&format!("{} answered {status}: {text}", self.config.url));
+        }
+        let message = || format!("{} answered {status}: {}", self.config.url, text.trim());
+        match status {
+            200..=299 => Ok(()),
+            408 | 429 | 500..=599 => Err(SinkError::transient(message())),
+            _ => Err(SinkError::rejected(message())),
+        }
+    }
+}
+
+/// The first `limit` bytes of a response body, as text.
+fn read_some(body: IncomingBody, limit: usize) -> String {
+    let mut out = Vec::new();
+    if let Ok(stream) = body.stream() {
+        while out.len() < limit {
+            match stream.blocking_read((limit - out.len()) as u64) {
+                Ok(chunk) if !chunk.is_empty() => out.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Sink for Rest {
+    type Config = Config;
+
+    fn configure(_ctx: &Context, config: Config) -> Result<Self, SinkError> {
+        let target = parse_url(&config.url).map_err(SinkError::invalid_config)?;
+        let method = parse_method(&config.method).map_err(SinkError::invalid_config)?;
+        let content_type = content_type(&config.body_type).map_err(SinkError::invalid_config)?;
+        if config.insecure_skip_verify {
+            return Err(SinkError::invalid_config(
+                "`insecureSkipVerify` is refused: certificates are always verified",
+            ));
+        }
+        for (prop, value) in [
+            ("certificationPath", &config.certification_path),
+            ("privateKeyPath", &config.private_key_path),
+            ("rootCaPath", &config.root_ca_path),
+        ] {
+            if value.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Err(SinkError::invalid_config(format!(
+                    "`{prop}` is not supported: https uses the host's trusted roots"
+                )));
+            }
+        }
+        if config.timeout == 0 {
+            return Err(SinkError::invalid_config("`timeout` must be positive (ms)"));
+        }
+        for name in config.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if [
+                "host",
+                "content-length",
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "upgrade",
+            ]
+            .contains(&lower.as_str())
+                || lower.starts_with("proxy-")
+            {
+                return Err(SinkError::invalid_config(format!(
+                    "`headers`: {name} is set by the host and cannot be given"
+                )));
+            }
+        }
+        Ok(Self {
+            config,
+            target,
+            method,
+            content_type,
+            progress: None,
+        })
+    }
+
+    fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let id = fingerprint(batch);
+        let skip = match self.progress {
+            Some((seen, done)) if seen == id => done,
+            _ => 0,
+        };
+        for (i, message) in batch.iter().enumerate().skip(skip) {
+            if let Err(e) = self.send(message.payload) {
+                self.progress = Some((id, i));
+                return Err(e);
+            }
+        }
+        self.progress = None;
+        Ok(())
+    }
+}
+
+export_sink!(Rest);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_scheme_authority_and_path() {
+        let t = parse_url("http://127.0.0.1:8080/api/v1?x=1").unwrap();
+        assert!(matches!(t.scheme, Scheme::Http));
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.path_and_query, "/api/v1?x=1");
+        let t = parse_url("https://example.com").unwrap();
+        assert_eq!(t.path_and_query, "/");
+        assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("http://user:pw@x/").is_err());
+        assert!(parse_url("x/y").is_err());
+    }
+
+    #[test]
+    fn forms_are_urlencoded() {
+        let body = form_body(r#"{"a":"x y","b":2,"c&":"é"}"#.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), "a=x+y&b=2&c%26=%C3%A9");
+        assert!(form_body(b"[1]").is_err());
+    }
+
+    #[test]
+    fn body_types_and_methods_are_checked() {
+        assert_eq!(content_type("JSON").unwrap(), Some("application/json"));
+        assert_eq!(content_type("none").unwrap(), None);
+        assert!(content_type("yaml").is_err());
+        assert!(parse_method("patch").is_ok());
+        assert!(parse_method("TRACE").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+/* Props for C sinks: a small parser for the flat JSON object a rule gives an action. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oort_sink.h"
+
+typedef struct {
+  const char *p;
+  const char *end;
+} cursor;
+
+static void skip_ws(cursor *c) {
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int hex(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* Parses a JSON string at c->p (on its opening quote) into a malloc'd UTF-8 string. */
+static char *parse_string(cursor *c) {
+  if (c->p >= c->end || *c->p != '"') return NULL;
+  c->p++;
+  char *out = malloc((size_t)(c->end - c->p) + 1);
+  size_t n = 0;
+  while (c->p < c->end && *c->p != '"') {
+    char ch = *c->p++;
+    if (ch != '\\') {
+      out[n++] = ch;
+      continue;
+    }
+    if (c->p >= c->end) break;
+    ch = *c->p++;
+    switch (ch) {
+      case 'n': out[n++] = '\n'; break;
+      case 't': out[n++] = '\t'; break;
+      case 'r': out[n++] = '\r'; break;
+      case 'b': out[n++] = '\b'; break;
+      case 'f': out[n++] = '\f'; break;
+      case 'u': {
+        unsigned cp = 0;
+        for (int i = 0; i < 4; i++) {
+          int h = c->p < c->end ? hex(*c->p++) : -1;
+          if (h < 0) goto fail;
+          cp = cp << 4 | (unsigned)h;
+        }
+        /* Surrogate pairs are kept as two code points: props rarely hold them. */
+        if (cp < 0x80) {
+          out[n++] = (char)cp;
+        } else if (cp < 0x800) {
+          out[n++] = (char)(0xC0 | cp >> 6);
+          out[n++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+          out[n++] = (char)(0xE0 | cp >> 12);
+          out[n++] = (char)(0x80 | (cp >> 6 & 0x3F));
+          out[n++] = (char)(0x80 | (cp & 0x3F));
+        }
+        break;
+      }
+      default: out[n++] = ch; break; /* \" \\ \/ */
+    }
+  }
+  if (c->p >= c->end) goto fail;
+  c->p++; /* closing quote */
+  out[n] = '\0';
+  return out;
+fail:
+  free(out);
+  return NULL;
+}
+
+static bool literal(cursor *c, const char *word) {
+  size_t len = strlen(word);
+  if ((size_t)(c->end - c->p) < len || memcmp(c->p, word, len) != 0) return false;
+  c->p += len;
+  return true;
+}
+
+static const char *type_name(oort_type type) {
+  switch (type) {
+    case OORT_STRING: return "a string";
+    case OORT_INT: return "an integer";
+    case OORT_DOUBLE: return "a number";
+    case OORT_BOOL: return "a boolean";
+  }
+  return "a value";
+}
+
+/* Parses one value into the field's slot. */
+static oort_status parse_value(cursor *c, const oort_field *f, char *config) {
+  void *slot = config + f->offset;
+  switch (f->type) {
+    case OORT_STRING: {
+      char *s = parse_string(c);
+      if (!s) break;
+      free(*(char **)slot);
+      *(char **)slot = s;
+      return OORT_OK;
+    }
+    case OORT_BOOL:
+      if (literal(c, "true")) *(bool *)slot = true;
+      else if (literal(c, "false")) *(bool *)slot = false;
+      else break;
+      return OORT_OK;
+    case OORT_INT:
+    case OORT_DOUBLE: {
+      char buf[64];
+      size_t n = 0;
+      while (c->p + n < c->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", c->p[n])) n++;
+      if (n == 0) break;
+      memcpy(buf, c->p, n);
+      buf[n] = '\0';
+      char *stop;
+      errno = 0;
+      if (f->type == OORT_INT) {
+        long long v = strtoll(buf, &stop, 10);
+        if (*stop || errno) break;
+        *(int64_t *)slot = v;
+      } else {
+        double v = strtod(buf, &stop);
+        if (*stop || errno) break;
+        *(double *)slot = v;
+      }
+      c->p += n;
+      return OORT_OK;
+    }
+  }
+  return oort_fail(OORT_INVALID_CONFIG, "props: field `%s`: expected %s", f->name, type_name(f->type));
+}
+
+oort_status oort_parse_props(const char *json, size_t len, const oort_field *fields,
+                             size_t nfields, void *config) {
+  cursor c = {json, json + len};
+  bool seen[64] = {false};
+  if (nfields > 64) return oort_fail(OORT_INVALID_CONFIG, "props: too many fields");
+  skip_ws(&c);
+  if (c.p >= c.end || *c.p++ != '{') return oort_fail(OORT_INVALID_CONFIG, "props: expected a JSON object");
+  skip_ws(&c);
+  bool first = true;
+  while (c.p < c.end && *c.p != '}') {
+    if (!first) {
+      if (*c.p++ != ',') return oort_fail(OORT_INVALID_CONFIG, "props: malformed JSON");
+      skip_ws(&c);
+    }
+    first = false;
+    char *key = parse_string(&c);
+    if (!key) return oort_fail(OORT_INVALID_CONFIG, "props: malformed JSON");
+    size_t i = 0;
+    while (i < nfields && strcmp(fields[i].name, key) != 0) i++;
+    if (i == nfields) {
+      oort_status s = oort_fail(OORT_INVALID_CONFIG, "props: unknown field `%s`", key);
+      free(key);
+      return s;
+    }
+    free(key);
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p++ != ':') return oort_fail(OORT_INVALID_CONFIG, "props: malformed JSON");
+    skip_ws(&c);
+    oort_status s = parse_value(&c, &fields[i], config);
+    if (s != OORT_OK) return s;
+    seen[i] = true;
+    skip_ws(&c);
+  }
+  if (c.p >= c.end) return oort_fail(OORT_INVALID_CONFIG, "props: malformed JSON");
+  for (size_t i = 0; i < nfields; i++) {
+    if (fields[i].required && !seen[i]) {
+      return oort_fail(OORT_INVALID_CONFIG, "props: missing field `%s`", fields[i].name);
+    }
+  }
+  return OORT_OK;
+}

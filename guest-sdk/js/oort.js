@@ -1,0 +1,182 @@
+// Write Oort sinks in JavaScript: subclass `Sink`, describe the props in `static config`, and
+// export `exportSink(MySink)` as `sink`. componentize-js builds the module into a component for
+// the `oort:sink` world. Throw `InvalidConfig`, `Transient` or `Rejected` to tell the host what to
+// do next; any other exception traps the instance, and the host replaces it.
+import { log as hostLog } from 'oort:sink/host@0.1.0';
+import { publish as hostPublish } from 'oort:sink/mqtt@0.1.0';
+
+/** Why a call failed; the subclass tells the host what to do next. */
+export class SinkError extends Error {}
+/** The props are wrong: the rule does not start. Name the prop in the message. */
+export class InvalidConfig extends SinkError {}
+/** A passing fault: the host retries the batch with backoff, then caches it. */
+export class Transient extends SinkError {}
+/** The target refuses this batch for good: it goes to the dead-letter output. */
+export class Rejected extends SinkError {}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** One message of a batch: its encoded payload (bytes) and when it was produced. */
+export class Message {
+  constructor(payload, timestampMs) {
+    this.payload = payload;
+    this.timestampMs = timestampMs;
+  }
+
+  /** The payload as text; a payload that is not UTF-8 is `Rejected`. */
+  text() {
+    try {
+      return decoder.decode(this.payload);
+    } catch (e) {
+      throw new Rejected(`payload is not UTF-8: ${e.message}`);
+    }
+  }
+
+  /** The payload parsed as JSON; a payload that is not JSON is `Rejected`. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (e) {
+      throw e instanceof SinkError ? e : new Rejected(`payload is not JSON: ${e.message}`);
+    }
+  }
+}
+
+/**
+ * Base class of a sink. `static config` names the props: `{ name: { type, default } }`, `type`
+ * one of `string`, `number`, `integer`, `boolean`, `array`, `object`; a prop without a default is
+ * required. Unknown props, missing ones and values of the wrong type are `InvalidConfig`.
+ */
+export class Sink {
+  static config = {};
+
+  /** Checks the config and keeps it. Must not touch the outside world. */
+  constructor(ctx, config) {
+    this.ctx = ctx;
+    this.config = config;
+  }
+
+  /** Connects to the target. Called once, after the constructor. */
+  open() {}
+
+  /** Delivers one batch (an array of `Message`), in order. */
+  collect(_batch) {
+    throw new Error('a sink must implement collect');
+  }
+
+  /** Flushes and releases everything. Called once. */
+  close() {}
+}
+
+/** Writes to Oort's log; lines are tagged with the rule, action and instance. */
+export const log = Object.fromEntries(
+  ['trace', 'debug', 'info', 'warn', 'error'].map((level) => [level, (m) => hostLog(level, String(m))]),
+);
+
+const QOS = ['at-most-once', 'at-least-once', 'exactly-once'];
+
+/** Publishes through the host to the broker and topics the action grants. */
+export function publish(topic, payload, qos = 1, retain = false) {
+  const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+  try {
+    hostPublish(topic, bytes, QOS[qos], retain);
+  } catch (e) {
+    throw fromWit(e.payload ?? e);
+  }
+}
+
+const TYPES = {
+  string: (v) => typeof v === 'string',
+  number: (v) => typeof v === 'number',
+  integer: (v) => Number.isInteger(v),
+  boolean: (v) => typeof v === 'boolean',
+  array: (v) => Array.isArray(v),
+  object: (v) => v !== null && typeof v === 'object' && !Array.isArray(v),
+};
+
+/** The props checked against a `static config` description, defaults filled in. */
+export function parseConfig(schema, props) {
+  if (!TYPES.object(props)) throw new InvalidConfig('props: expected a JSON object');
+  const config = {};
+  for (const [key, value] of Object.entries(props)) {
+    const field = schema[key];
+    if (!field) {
+      throw new InvalidConfig(`props: unknown field \`${key}\`, expected one of ${Object.keys(schema).join(', ')}`);
+    }
+    if (!TYPES[field.type](value)) {
+      throw new InvalidConfig(`props: field \`${key}\`: expected ${field.type}, got ${JSON.stringify(value)}`);
+    }
+    config[key] = value;
+  }
+  for (const [key, field] of Object.entries(schema)) {
+    if (key in config) continue;
+    if (!('default' in field)) throw new InvalidConfig(`props: missing field \`${key}\``);
+    config[key] = field.default;
+  }
+  return config;
+}
+
+function toWit(e) {
+  if (e instanceof InvalidConfig) return { tag: 'invalid-config', val: e.message };
+  if (e instanceof Rejected) return { tag: 'rejected', val: e.message };
+  if (e instanceof SinkError) return { tag: 'transient', val: e.message };
+  throw e; // not a sink error: trap, the host replaces the instance
+}
+
+function fromWit(err) {
+  const kind = { 'invalid-config': InvalidConfig, transient: Transient, rejected: Rejected }[err.tag] ?? Transient;
+  return new kind(err.val);
+}
+
+function unpack(batch) {
+  const messages = new Array(batch.ends.length);
+  let start = 0;
+  for (let i = 0; i < batch.ends.length; i++) {
+    const end = batch.ends[i];
+    messages[i] = new Message(batch.payloads.subarray(start, end), Number(batch.timestamps[i]));
+    start = end;
+  }
+  return messages;
+}
+
+/** The `oort:sink/sink` interface for a `Sink` subclass: `export const sink = exportSink(MySink);` */
+export function exportSink(SinkClass) {
+  let sink = null;
+  const call = (fn) => {
+    try {
+      fn();
+    } catch (e) {
+      throw toWit(e);
+    }
+  };
+  const live = () => {
+    if (!sink) throw new InvalidConfig('the host called the sink before `configure` succeeded');
+    return sink;
+  };
+  return {
+    configure(ctx, props) {
+      call(() => {
+        let raw;
+        try {
+          raw = JSON.parse(props);
+        } catch (e) {
+          throw new InvalidConfig(`props: ${e.message}`);
+        }
+        sink = new SinkClass(Object.freeze({ ...ctx }), parseConfig(SinkClass.config, raw));
+      });
+    },
+    open() {
+      call(() => live().open());
+    },
+    collect(batch) {
+      call(() => live().collect(unpack(batch)));
+    },
+    close() {
+      call(() => {
+        const closing = sink;
+        sink = null;
+        closing?.close();
+      });
+    },
+  };
+}

@@ -1,0 +1,30 @@
+// The `jsLog` sink: writes every message to Oort's log with a prefix, at the level the rule
+// asks for, and counts what it wrote when it closes.
+import { InvalidConfig, Sink, exportSink, log } from '../../guest-sdk/js/oort.js';
+
+class LogLines extends Sink {
+  static config = {
+    prefix: { type: 'string', default: '' },
+    level: { type: 'string', default: 'info' },
+  };
+
+  constructor(ctx, config) {
+    super(ctx, config);
+    this.write = log[config.level];
+    if (!this.write) throw new InvalidConfig(`props: field \`level\`: unknown level ${config.level}`);
+    this.messages = 0;
+  }
+
+  collect(batch) {
+    for (const message of batch) {
+      this.write(this.config.prefix + message.text());
+    }
+    this.messages += batch.length;
+  }
+
+  close() {
+    log.info(`${this.ctx.action}: wrote ${this.messages} messages`);
+  }
+}
+
+export const sink = exportSink(LogLines);

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::common::{Run, Scratch, numbered};
-use oort_tests::http::HttpServer;
+use oort_tests::http::{DROP, HttpServer};
 use oort_tests::redis::{RedisServer, Reply};
 
 const STREAMS: &str = "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n";
@@ -84,6 +84,83 @@ fn rest_5xx_answers_are_retried_until_the_server_recovers() {
     assert_eq!(action["failed_total"], 0, "{action}");
     // The retried batch resumes where it stopped: each row reached the server once with 2xx.
     assert_eq!(server.delivered(), lines(&numbered(3)));
+    balanced(&run);
+}
+
+#[test]
+fn rest_a_connection_dropped_before_the_answer_is_retried() {
+    let server = HttpServer::start();
+    server.script(&[DROP, DROP]);
+    let scratch = case(
+        &numbered(3),
+        json!({"rest": {"url": server.url("/"), "method": "post", "retryCount": 5,
+                        "retryInterval": 10, "batchSize": 3, "deadLetter": "dead.jsonl"}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    let action = run.action(0);
+    assert_eq!(action["retries_total"], 2, "{action}");
+    assert_eq!(action["dead_letter_total"], 0, "{action}");
+    assert_eq!(action["failed_total"], 0, "{action}");
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        5,
+        "two dropped, then three answered: {requests:?}"
+    );
+    assert_eq!(requests[0].status, DROP);
+    assert_eq!(requests[1].status, DROP);
+    assert_eq!(server.delivered(), lines(&numbered(3)));
+    balanced(&run);
+}
+
+#[test]
+fn rest_a_content_type_header_replaces_the_body_types() {
+    let server = HttpServer::start();
+    let scratch = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/"), "method": "post",
+                        "headers": {"Content-Type": "application/vnd.api+json"}}}),
+    );
+    scratch.run_rule(&[]).assert_ok();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let types: Vec<&str> = requests[0]
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "content-type")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(types, ["application/vnd.api+json"]);
+    assert_eq!(requests[0].body, "{\"n\":0}");
+}
+
+#[test]
+fn rest_a_server_that_never_answers_times_out_as_transient() {
+    // Connections complete in the listener's backlog, but nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", silent.local_addr().unwrap());
+    let scratch = case(
+        &numbered(1),
+        json!({"rest": {"url": url, "method": "post", "timeout": 300, "retryCount": 1,
+                        "retryInterval": 10, "deadLetter": "dead.jsonl"}}),
+    );
+    let started = std::time::Instant::now();
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "the timeout applies: {:?}",
+        started.elapsed()
+    );
+    let action = run.action(0);
+    assert_eq!(action["retries_total"], 1, "a timeout is retried: {action}");
+    let letter: Value = serde_json::from_str(scratch.read("dead.jsonl").trim()).unwrap();
+    assert_eq!(letter["reason"], "transient", "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("Timeout"),
+        "{letter}"
+    );
     balanced(&run);
 }
 

@@ -1,5 +1,6 @@
 //! A small real HTTP/1.1 server on a free loopback port, for the `rest` sink's tests: it records
-//! every request (method, path, headers, body) and answers with scripted status codes.
+//! every request (method, path, headers, body) and answers with scripted status codes, or drops
+//! the connection without answering.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -7,6 +8,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// In a script: read the request, then close the connection without answering (a server that
+/// crashes or restarts mid-request).
+pub const DROP: u16 = 0;
 
 /// One request the server received.
 #[derive(Debug, Clone)]
@@ -19,7 +24,7 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body (chunked bodies decoded).
     pub body: String,
-    /// The status it was answered with.
+    /// The status it was answered with; [`DROP`] when the connection was closed instead.
     pub status: u16,
 }
 
@@ -76,7 +81,8 @@ impl HttpServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Answers the next requests with these statuses (then 200 again).
+    /// Answers the next requests with these statuses (then 200 again); [`DROP`] closes the
+    /// connection after reading the request, without an answer.
     pub fn script(&self, statuses: &[u16]) {
         if let Ok(mut state) = self.state.lock() {
             state.script.extend(statuses);
@@ -180,6 +186,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             });
             status
         };
+        if status == DROP {
+            return;
+        }
         let text = format!("status {status}");
         let answer = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",

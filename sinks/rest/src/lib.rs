@@ -2,10 +2,10 @@
 //! request to `url`, sent through the host's `wasi:http` outgoing handler, which lets it out
 //! only to the URL's scheme and authority (the manifest grants the `url` prop).
 //!
-//! Answers: 2xx is delivered; 5xx, 408, 429, a refused connection or a timeout is `transient`
-//! (the host retries, then caches); any other status is `rejected` (dead-lettered). A batch
-//! that fails part-way remembers how far it got, so the host's retry of the same batch does not
-//! send its first messages twice.
+//! Answers: 2xx is delivered; 5xx, 408, 429, a refused or dropped connection or a timeout is
+//! `transient` (the host retries, then caches); any other status is `rejected` (dead-lettered).
+//! A batch that fails part-way remembers how far it got, so the host's retry of the same batch
+//! does not send its first messages twice.
 
 use std::collections::BTreeMap;
 
@@ -197,16 +197,24 @@ fn urlencode(text: &str) -> String {
     out
 }
 
-/// Whether a failure to get an answer is worth retrying.
+/// Whether a failure to get an answer is worth retrying. Only faults of the request itself
+/// (outside the grant, a malformed URI or method, too large) would fail again the same way;
+/// everything on the way to the server or back (DNS, refused or dropped connections, TLS,
+/// timeouts, a server closing the connection before answering) may pass.
 fn transport_error(what: &str, code: &ErrorCode) -> SinkError {
     let message = format!("{what}: {code:?}");
     match code {
         ErrorCode::HttpRequestDenied => {
             SinkError::rejected(format!("{message}: the URL is outside this action's grant"))
         }
-        ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpProtocolError => {
-            SinkError::rejected(message)
-        }
+        ErrorCode::HttpRequestUriInvalid
+        | ErrorCode::HttpRequestUriTooLong
+        | ErrorCode::HttpRequestMethodInvalid
+        | ErrorCode::HttpRequestBodySize(_)
+        | ErrorCode::HttpRequestHeaderSectionSize(_)
+        | ErrorCode::HttpRequestHeaderSize(_)
+        | ErrorCode::HttpRequestTrailerSectionSize(_)
+        | ErrorCode::HttpRequestTrailerSize(_) => SinkError::rejected(message),
         _ => SinkError::transient(message),
     }
 }
@@ -225,8 +233,14 @@ impl Rest {
                 .append(name, value)
                 .map_err(|e| SinkError::rejected(format!("header {name}: {e:?}")))
         };
+        let own_type = self
+            .config
+            .headers
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case("content-type"));
         if let Some(ct) = self.content_type
             && !body.is_empty()
+            && !own_type
         {
             set("content-type", ct.as_bytes())?;
         }
@@ -405,6 +419,18 @@ mod tests {
         let body = form_body(r#"{"a":"x y","b":2,"c&":"é"}"#.as_bytes()).unwrap();
         assert_eq!(String::from_utf8(body).unwrap(), "a=x+y&b=2&c%26=%C3%A9");
         assert!(form_body(b"[1]").is_err());
+    }
+
+    #[test]
+    fn only_faults_of_the_request_itself_are_rejected() {
+        let transient =
+            |code: ErrorCode| matches!(transport_error("x", &code), SinkError::Transient(_));
+        assert!(transient(ErrorCode::HttpProtocolError));
+        assert!(transient(ErrorCode::ConnectionRefused));
+        assert!(transient(ErrorCode::ConnectionTerminated));
+        assert!(transient(ErrorCode::HttpResponseIncomplete));
+        assert!(!transient(ErrorCode::HttpRequestDenied));
+        assert!(!transient(ErrorCode::HttpRequestUriInvalid));
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn rest_a_server_that_never_answers_times_out_as_transient() {
     let url = format!("http://{}/", silent.local_addr().unwrap());
     let scratch = case(
         &numbered(1),
-        json!({"rest": {"url": url, "method": "post", "timeout": 300, "retryCount": 1,
+        json!({"rest": {"url": url, "method": "post", "timeout": "300ms", "retryCount": 1,
                         "retryInterval": 10, "deadLetter": "dead.jsonl"}}),
     );
     let started = std::time::Instant::now();
@@ -162,6 +162,40 @@ fn rest_a_server_that_never_answers_times_out_as_transient() {
         "{letter}"
     );
     balanced(&run);
+}
+
+#[test]
+fn rest_response_type_body_needs_a_2xx_code_in_the_answer() {
+    // The test server's answers are plain text (`status 200`): with `responseType: body` a 200
+    // whose body holds no 2xx `code` is refused, as eKuiper does.
+    let server = HttpServer::start();
+    let scratch = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/"), "method": "post", "responseType": "body",
+                        "deadLetter": "dead.jsonl"}}),
+    );
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert_eq!(server.requests().len(), 1);
+    let letter: Value = serde_json::from_str(scratch.read("dead.jsonl").trim()).unwrap();
+    assert_eq!(letter["reason"], "rejected", "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("not JSON"),
+        "{letter}"
+    );
+
+    let bad = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/"), "responseType": "json"}}),
+    );
+    let run = bad.run_rule(&[]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("`responseType`"), "{}", run.stderr);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a rule that cannot start sends nothing"
+    );
 }
 
 #[test]

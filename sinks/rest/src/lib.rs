@@ -32,9 +32,14 @@ pub struct Config {
     /// `json` (the default), `text`, `html`, `xml`, `javascript`, `form` or `none`.
     #[serde(default = "default_body_type")]
     pub body_type: String,
-    /// Milliseconds to wait for the connection and for the answer (default 5000).
+    /// How long to wait for the connection, for the answer's first byte and between its bytes:
+    /// milliseconds, or a duration such as `"5s"` or `"500ms"` (default 5000 ms; 0: no limit).
     #[serde(default = "default_timeout")]
-    pub timeout: u64,
+    pub timeout: oort_sdk::serde_json::Value,
+    /// `code` (the default): a 2xx status is success. `body`: the answer's body must also be
+    /// JSON whose `code` field (in the object, or in each object of an array) is 2xx.
+    #[serde(default = "default_response_type")]
+    pub response_type: String,
     /// Extra headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -64,8 +69,38 @@ fn default_body_type() -> String {
     "json".into()
 }
 
-fn default_timeout() -> u64 {
-    5000
+fn default_timeout() -> oort_sdk::serde_json::Value {
+    5000.into()
+}
+
+fn default_response_type() -> String {
+    "code".into()
+}
+
+/// `timeout` in milliseconds: a number of ms, or a number followed by `ms`, `s`, `m` or `h`.
+fn parse_timeout(value: &oort_sdk::serde_json::Value) -> Result<u64, String> {
+    use oort_sdk::serde_json::Value;
+    let bad = || format!("`timeout` must be milliseconds or a duration like \"5s\", got {value}");
+    match value {
+        Value::Number(n) => n.as_u64().ok_or_else(bad),
+        Value::String(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: f64 = number.parse().map_err(|_| bad())?;
+            let scale = match unit.trim() {
+                "" | "ms" => 1.0,
+                "s" => 1_000.0,
+                "m" => 60_000.0,
+                "h" => 3_600_000.0,
+                _ => return Err(bad()),
+            };
+            Ok((number * scale).round() as u64)
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// Where requests go, parsed once.
@@ -82,6 +117,10 @@ pub struct Rest {
     target: Target,
     method: Method,
     content_type: Option<&'static str>,
+    /// The `timeout` in milliseconds; 0 for none.
+    timeout_ms: u64,
+    /// Whether the answer's body carries the outcome (`responseType: body`).
+    body_code: bool,
     /// The batch being delivered (a hash of its payloads) and how many of its messages were
     /// accepted, so a retry of the same batch resumes after them.
     progress: Option<(u64, usize)>,
@@ -265,13 +304,16 @@ impl Rest {
         let outgoing = request
             .body()
             .map_err(|()| SinkError::transient("the request body is unavailable"))?;
-        let options = RequestOptions::new();
-        let timeout_ns = self.config.timeout.saturating_mul(1_000_000);
-        // A host may not support some timeouts; what it supports is applied.
-        let _ = options.set_connect_timeout(Some(timeout_ns));
-        let _ = options.set_first_byte_timeout(Some(timeout_ns));
-        let _ = options.set_between_bytes_timeout(Some(timeout_ns));
-        let pending = outgoing_handler::handle(request, Some(options))
+        let options = (self.timeout_ms > 0).then(|| {
+            let options = RequestOptions::new();
+            let timeout_ns = self.timeout_ms.saturating_mul(1_000_000);
+            // A host may not support some timeouts; what it supports is applied.
+            let _ = options.set_connect_timeout(Some(timeout_ns));
+            let _ = options.set_first_byte_timeout(Some(timeout_ns));
+            let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+            options
+        });
+        let pending = outgoing_handler::handle(request, options)
             .map_err(|code| transport_error("sending the request", &code))?;
         {
             let stream = outgoing
@@ -294,21 +336,44 @@ impl Rest {
             }
         };
         let status = response.status();
+        let limit = if self.body_code { 1 << 20 } else { 512 };
         let text = response
             .consume()
             .ok()
-            .map(|body| read_some(body, 512))
+            .map(|body| read_some(body, limit))
             .unwrap_or_default();
         if self.config.debug_resp {
             log::debug(&format!("{} answered {status}: {text}", self.config.url));
         }
         let message = || format!("{} answered {status}: {}", self.config.url, text.trim());
         match status {
+            200..=299 if self.body_code => body_code(&text).map_err(|e| {
+                SinkError::rejected(format!("{} answered {status}: {e}", self.config.url))
+            }),
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(SinkError::transient(message())),
             _ => Err(SinkError::rejected(message())),
         }
     }
+}
+
+/// With `responseType: body`: the answer is JSON, an object or an array of objects, each with
+/// a 2xx `code`.
+fn body_code(text: &str) -> Result<(), String> {
+    use oort_sdk::serde_json::Value;
+    let value: Value = oort_sdk::serde_json::from_str(text)
+        .map_err(|e| format!("the body is not JSON ({e}): {}", text.trim()))?;
+    let items = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    for item in &items {
+        let code = item.get("code").and_then(Value::as_f64).unwrap_or(0.0);
+        if !(200.0..300.0).contains(&code) {
+            return Err(format!("the body's code is not 2xx: {}", text.trim()));
+        }
+    }
+    Ok(())
 }
 
 /// The first `limit` bytes of a response body, as text.
@@ -348,9 +413,16 @@ impl Sink for Rest {
                 )));
             }
         }
-        if config.timeout == 0 {
-            return Err(SinkError::invalid_config("`timeout` must be positive (ms)"));
-        }
+        let timeout_ms = parse_timeout(&config.timeout).map_err(SinkError::invalid_config)?;
+        let body_code = match config.response_type.as_str() {
+            "code" => false,
+            "body" => true,
+            other => {
+                return Err(SinkError::invalid_config(format!(
+                    "`responseType`: {other:?} is not code or body"
+                )));
+            }
+        };
         for name in config.headers.keys() {
             let lower = name.to_ascii_lowercase();
             if [
@@ -374,6 +446,8 @@ impl Sink for Rest {
             target,
             method,
             content_type,
+            timeout_ms,
+            body_code,
             progress: None,
         })
     }
@@ -419,6 +493,27 @@ mod tests {
         let body = form_body(r#"{"a":"x y","b":2,"c&":"é"}"#.as_bytes()).unwrap();
         assert_eq!(String::from_utf8(body).unwrap(), "a=x+y&b=2&c%26=%C3%A9");
         assert!(form_body(b"[1]").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_milliseconds_or_durations() {
+        use oort_sdk::serde_json::json;
+        assert_eq!(parse_timeout(&json!(1500)), Ok(1500));
+        assert_eq!(parse_timeout(&json!("2s")), Ok(2000));
+        assert_eq!(parse_timeout(&json!("250ms")), Ok(250));
+        assert_eq!(parse_timeout(&json!("1.5m")), Ok(90_000));
+        assert_eq!(parse_timeout(&json!(0)), Ok(0));
+        assert!(parse_timeout(&json!(-1)).is_err());
+        assert!(parse_timeout(&json!("soon")).is_err());
+    }
+
+    #[test]
+    fn body_codes_must_be_2xx() {
+        assert!(body_code(r#"{"code":200,"message":"ok"}"#).is_ok());
+        assert!(body_code(r#"[{"code":201},{"code":200}]"#).is_ok());
+        assert!(body_code(r#"{"code":500}"#).is_err());
+        assert!(body_code(r#"{"message":"no code"}"#).is_err());
+        assert!(body_code("<html>").is_err());
     }
 
     #[test]

@@ -398,6 +398,46 @@ fn redis_refusing_a_write_dead_letters_it() {
 }
 
 #[test]
+fn redis_out_of_memory_is_retried_until_it_has_room() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    // Every write is refused with `-OOM` until the limit is lifted.
+    redis.command(&["CONFIG", "SET", "maxmemory", "1"]).unwrap();
+    assert!(matches!(
+        redis.command(&["SET", "probe", "x"]).unwrap(),
+        Reply::Error(e) if e.starts_with("OOM")
+    ));
+    let scratch = case(
+        rows(),
+        json!({"redis": {"addr": redis.addr(), "field": "id", "retryCount": 8,
+                         "retryInterval": 50, "deadLetter": "dead.jsonl"}}),
+    );
+    let run = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let lifted = redis.command(&["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+            assert_eq!(lifted, Reply::Text("OK".into()));
+        });
+        scratch.run_rule(&[])
+    });
+    run.assert_ok();
+    let action = run.action(0);
+    assert!(
+        action["retries_total"].as_u64().unwrap() >= 1,
+        "the OOM was met and retried: {action}"
+    );
+    assert_eq!(action["dead_letter_total"], 0, "{action}");
+    for key in ["a", "b", "c"] {
+        assert!(
+            matches!(redis.command(&["GET", key]).unwrap(), Reply::Text(_)),
+            "{key} written"
+        );
+    }
+    balanced(&run);
+}
+
+#[test]
 fn redis_down_then_up_loses_nothing_with_the_cache() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

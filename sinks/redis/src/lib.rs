@@ -4,8 +4,9 @@
 //! (`LPUSH`), under a fixed `key` or under the value of the row's `field`.
 //!
 //! A batch is sent as one pipeline. A refused connection or a broken one is `transient` (the
-//! host retries and caches; the next call reconnects); an error reply from Redis (a wrong type,
-//! a command it refuses) is `rejected`.
+//! host retries and caches; the next call reconnects), and so is an error reply that says the
+//! server cannot take writes for now (`LOADING`, `BUSY`, `READONLY`, `OOM`...); any other error
+//! reply (a wrong type, a command it refuses) is `rejected`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -58,6 +59,24 @@ fn default_data_type() -> String {
 
 fn default_expiration() -> i64 {
     -1
+}
+
+/// Whether an error reply means the server cannot take writes for now, rather than that it
+/// refuses this data: those are worth retrying.
+fn passing(reply: &str) -> bool {
+    const PASSING: [&str; 9] = [
+        "LOADING",
+        "BUSY",
+        "TRYAGAIN",
+        "MASTERDOWN",
+        "READONLY",
+        "OOM",
+        "MISCONF",
+        "CLUSTERDOWN",
+        "NOREPLICAS",
+    ];
+    let code = reply.split_whitespace().next().unwrap_or_default();
+    PASSING.contains(&code)
 }
 
 /// How rows are stored.
@@ -162,10 +181,14 @@ impl Redis {
             conn.get_mut().write_all(&setup).map_err(io)?;
             for _ in 0..replies {
                 if let Err(reply) = read_reply(&mut conn).map_err(io)? {
-                    // A wrong password or database will not fix itself.
-                    return Err(SinkError::rejected(format!(
-                        "redis refused the setup: {reply}"
-                    )));
+                    let message = format!("redis refused the setup: {reply}");
+                    // A server still loading its data will take it soon; a wrong password or
+                    // database will not fix itself.
+                    return Err(if passing(&reply) {
+                        SinkError::transient(message)
+                    } else {
+                        SinkError::rejected(message)
+                    });
                 }
             }
         }
@@ -291,6 +314,9 @@ impl Sink for Redis {
             )));
         }
         match refused {
+            Some(reply) if passing(&reply) => Err(SinkError::transient(format!(
+                "redis cannot take writes now: {reply}"
+            ))),
             Some(reply) => Err(SinkError::rejected(format!(
                 "redis refused a write: {reply}"
             ))),
@@ -315,6 +341,21 @@ mod tests {
         let mut out = Vec::new();
         command(&mut out, &[b"SET", b"k", b"{\"a\":1}"]);
         assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$7\r\n{\"a\":1}\r\n");
+    }
+
+    #[test]
+    fn only_a_server_busy_for_now_is_worth_a_retry() {
+        assert!(passing("LOADING Redis is loading the dataset in memory"));
+        assert!(passing(
+            "READONLY You can't write against a read only replica."
+        ));
+        assert!(passing(
+            "OOM command not allowed when used memory > 'maxmemory'."
+        ));
+        assert!(!passing(
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        ));
+        assert!(!passing("ERR syntax error"));
     }
 
     #[test]

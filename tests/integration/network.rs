@@ -372,6 +372,96 @@ fn redis_lists_in_a_database_behind_a_password() {
 }
 
 #[test]
+fn redis_rowkind_deletes_and_an_acl_user_with_a_duration_expiration() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    let user = redis
+        .command(&["ACL", "SETUSER", "writer", "on", ">pw1", "~*", "+@all"])
+        .unwrap();
+    assert_eq!(user, Reply::Text("OK".into()));
+    redis.command(&["SET", "c", "old"]).unwrap();
+    let scratch = case(
+        "{\"id\":\"a\",\"op\":\"insert\"}\n{\"id\":\"b\",\"op\":\"upsert\"}\n\
+         {\"id\":\"a\",\"op\":\"delete\"}\n{\"id\":\"c\",\"op\":\"delete\"}\n",
+        json!({"redis": {"addr": redis.addr(), "username": "writer", "password": "pw1",
+                         "field": "id", "rowkindField": "op", "expiration": "10s",
+                         "batchSize": 1}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    assert_eq!(
+        redis.command(&["EXISTS", "a"]).unwrap(),
+        Reply::Text("0".into())
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", "c"]).unwrap(),
+        Reply::Text("0".into())
+    );
+    let held = redis.command(&["GET", "b"]).unwrap();
+    let held: Value = serde_json::from_str(held.text().unwrap()).unwrap();
+    assert_eq!(held, json!({"id": "b", "op": "upsert"}));
+    let pttl: i64 = redis
+        .command(&["PTTL", "b"])
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10_000).contains(&pttl), "PTTL {pttl}");
+    balanced(&run);
+
+    // The default user's password does not open the ACL user's door.
+    let scratch = case(
+        rows(),
+        json!({"redis": {"addr": redis.addr(), "username": "writer", "password": "nope",
+                         "key": "k"}}),
+    );
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("WRONGPASS"), "{}", run.stderr);
+}
+
+#[test]
+fn redis_key_type_multiple_and_a_list_that_expires() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    let scratch = case(
+        "{\"temperature\":40.9,\"humidity\":\"high\"}\n",
+        json!({"redis": {"addr": redis.addr(), "keyType": "multiple"}}),
+    );
+    scratch.run_rule(&[]).assert_ok();
+    assert_eq!(
+        redis.command(&["GET", "temperature"]).unwrap(),
+        Reply::Text("40.9".into())
+    );
+    assert_eq!(
+        redis.command(&["GET", "humidity"]).unwrap(),
+        Reply::Text("high".into())
+    );
+
+    let scratch = case(
+        rows(),
+        json!({"redis": {"addr": redis.addr(), "key": "events", "dataType": "list",
+                         "expiration": 60}}),
+    );
+    scratch.run_rule(&[]).assert_ok();
+    assert_eq!(
+        redis.command(&["LLEN", "events"]).unwrap(),
+        Reply::Text("3".into())
+    );
+    let ttl: i64 = redis
+        .command(&["TTL", "events"])
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&ttl), "TTL {ttl}");
+}
+
+#[test]
 fn redis_refusing_a_write_dead_letters_it() {
     let Some(redis) = RedisServer::start(None) else {
         return;

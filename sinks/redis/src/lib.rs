@@ -1,7 +1,9 @@
 //! The `redis` sink: eKuiper's redis action as a wasm component. It speaks RESP over one TCP
 //! connection (`wasi:sockets`, which the host opens only to the granted `addr`), and writes each
-//! row as a string (`SET`, with `EX` when `expiration` is set) or pushes it onto a list
-//! (`LPUSH`), under a fixed `key` or under the value of the row's `field`.
+//! row as a string (`SET`, with a TTL when `expiration` is set) or pushes it onto a list
+//! (`LPUSH`), under a fixed `key` or under the value of the row's `field`; with `keyType`
+//! multiple, each field of the row under its own name. A `rowkindField` saying `delete` removes
+//! the key instead (`DEL`, or `LPOP` for a list).
 //!
 //! A batch is sent as one pipeline. A refused connection or a broken one is `transient` (the
 //! host retries and caches; the next call reconnects), and so is an error reply that says the
@@ -26,6 +28,9 @@ pub struct Config {
     /// `host:port` of the server (default `127.0.0.1:6379`).
     #[serde(default = "default_addr")]
     pub addr: String,
+    /// `AUTH` user name (Redis 6 ACLs), with `password`.
+    #[serde(default)]
+    pub username: Option<String>,
     /// `AUTH` password, if the server needs one.
     #[serde(default)]
     pub password: Option<String>,
@@ -35,16 +40,22 @@ pub struct Config {
     /// A fixed key for every row. Either `key` or `field` is required.
     #[serde(default)]
     pub key: Option<String>,
-    /// The row field whose value is the key.
+    /// The row field whose value is the key (wins over `key`).
     #[serde(default)]
     pub field: Option<String>,
+    /// `single` (the default): each row is one value, its JSON text, under `key` or `field`.
+    /// `multiple`: each field of the row is its own key, holding the field's value.
+    #[serde(default = "default_key_type")]
+    pub key_type: String,
     /// `string` (the default: `SET key row`) or `list` (`LPUSH key row`).
     #[serde(default = "default_data_type")]
     pub data_type: String,
-    /// Seconds the key lives; -1 or 0 for ever (the default).
+    /// How long a written key lives: seconds, or a duration such as `"10m"` or `"500ms"`;
+    /// -1 or 0 for ever (the default).
     #[serde(default = "default_expiration")]
-    pub expiration: i64,
-    /// Accepted for eKuiper compatibility: rows are always written (upserted).
+    pub expiration: Value,
+    /// The row field naming what to do with the row: `insert`, `update` or `upsert` write it,
+    /// `delete` removes its key (`DEL`, or `LPOP` for a list). Without it every row is written.
     #[serde(default)]
     pub rowkind_field: Option<String>,
 }
@@ -57,8 +68,46 @@ fn default_data_type() -> String {
     "string".into()
 }
 
-fn default_expiration() -> i64 {
-    -1
+fn default_key_type() -> String {
+    "single".into()
+}
+
+fn default_expiration() -> Value {
+    Value::from(-1)
+}
+
+/// `expiration` in milliseconds (0: none): a number of seconds, or a number followed by `ms`,
+/// `s`, `m` or `h`.
+fn parse_expiration(value: &Value) -> Result<u64, String> {
+    let bad = || format!("`expiration` must be seconds or a duration like \"10m\", got {value}");
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(secs) if secs <= 0.0 => Ok(0),
+            Some(secs) => Ok((secs * 1000.0).round() as u64),
+            None => Err(bad()),
+        },
+        Value::String(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit() && c != '.' && c != '-')
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: f64 = number.parse().map_err(|_| bad())?;
+            let scale = match unit.trim() {
+                "ms" => 1.0,
+                "" | "s" => 1_000.0,
+                "m" => 60_000.0,
+                "h" => 3_600_000.0,
+                _ => return Err(bad()),
+            };
+            Ok(if number <= 0.0 {
+                0
+            } else {
+                (number * scale).round() as u64
+            })
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// Whether an error reply means the server cannot take writes for now, rather than that it
@@ -79,6 +128,13 @@ fn passing(reply: &str) -> bool {
     PASSING.contains(&code)
 }
 
+/// What to do with one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    Write,
+    Delete,
+}
+
 /// How rows are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DataType {
@@ -90,6 +146,10 @@ enum DataType {
 pub struct Redis {
     config: Config,
     data_type: DataType,
+    /// `keyType: multiple`.
+    multiple: bool,
+    /// `expiration` in milliseconds; 0 for none.
+    expiration_ms: u64,
     conn: Option<BufReader<TcpStream>>,
 }
 
@@ -166,7 +226,10 @@ impl Redis {
         let mut setup = Vec::new();
         let mut replies = 0;
         if let Some(password) = self.config.password.as_deref().filter(|p| !p.is_empty()) {
-            command(&mut setup, &[b"AUTH", password.as_bytes()]);
+            match self.config.username.as_deref().filter(|u| !u.is_empty()) {
+                Some(user) => command(&mut setup, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => command(&mut setup, &[b"AUTH", password.as_bytes()]),
+            }
             replies += 1;
         }
         if self.config.db != 0 {
@@ -195,8 +258,58 @@ impl Redis {
         Ok(conn)
     }
 
+    /// Whether `row` is written or deleted (`rowkindField`).
+    fn kind_of(&self, row: &Value) -> Result<RowKind, SinkError> {
+        let Some(field) = self
+            .config
+            .rowkind_field
+            .as_deref()
+            .filter(|f| !f.is_empty())
+        else {
+            return Ok(RowKind::Write);
+        };
+        match row.get(field) {
+            None => Ok(RowKind::Write),
+            Some(Value::String(kind)) => match kind.as_str() {
+                "insert" | "update" | "upsert" => Ok(RowKind::Write),
+                "delete" => Ok(RowKind::Delete),
+                other => Err(SinkError::rejected(format!(
+                    "`{field}` is {other:?}, not insert, update, upsert or delete: {row}"
+                ))),
+            },
+            Some(other) => Err(SinkError::rejected(format!(
+                "`{field}` must be a string, got {other}: {row}"
+            ))),
+        }
+    }
+
+    /// The keys and values a row becomes: one (its JSON text, under `key` or `field`), or one
+    /// per field with `keyType: multiple`.
+    fn entries_of(&self, row: &Value) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
+        if self.multiple {
+            let Value::Object(fields) = row else {
+                return Err(SinkError::rejected(format!(
+                    "keyType multiple needs each row to be a JSON object: {row}"
+                )));
+            };
+            return Ok(fields
+                .iter()
+                .map(|(name, value)| {
+                    let text = match value {
+                        Value::String(s) => s.clone().into_bytes(),
+                        other => other.to_string().into_bytes(),
+                    };
+                    (name.clone(), text)
+                })
+                .collect());
+        }
+        let value =
+            oort_sdk::serde_json::to_vec(row).map_err(|e| SinkError::rejected(e.to_string()))?;
+        Ok(vec![(self.key_of(row)?, value)])
+    }
+
     fn key_of(&self, row: &Value) -> Result<String, SinkError> {
-        if let Some(field) = &self.config.field {
+        if let Some(field) = self.config.field.as_deref().filter(|f| !f.is_empty()) {
             return match row.get(field) {
                 Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
@@ -223,13 +336,24 @@ impl Sink for Redis {
                 )));
             }
         };
+        let multiple = match config.key_type.as_str() {
+            "single" => false,
+            "multiple" => true,
+            other => {
+                return Err(SinkError::invalid_config(format!(
+                    "`keyType`: {other:?} is not single or multiple"
+                )));
+            }
+        };
         let has_key = config.key.as_deref().is_some_and(|k| !k.is_empty());
         let has_field = config.field.as_deref().is_some_and(|f| !f.is_empty());
-        if !has_key && !has_field {
+        if !multiple && !has_key && !has_field {
             return Err(SinkError::invalid_config(
-                "either `key` or `field` is required",
+                "either `key` or `field` is required (or `keyType` multiple)",
             ));
         }
+        let expiration_ms =
+            parse_expiration(&config.expiration).map_err(SinkError::invalid_config)?;
         if !config.addr.contains(':') {
             return Err(SinkError::invalid_config(format!(
                 "`addr` must be host:port, got {:?}",
@@ -239,6 +363,8 @@ impl Sink for Redis {
         Ok(Self {
             config,
             data_type,
+            multiple,
+            expiration_ms,
             conn: None,
         })
     }
@@ -251,36 +377,35 @@ impl Sink for Redis {
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let mut pipeline = Vec::new();
         let mut replies = 0usize;
-        let expiration = self.config.expiration;
+        let ttl = self.expiration_ms.to_string();
         for message in batch {
             for row in rows(message.payload)? {
-                let key = self.key_of(&row)?;
-                let value = oort_sdk::serde_json::to_vec(&row)
-                    .map_err(|e| SinkError::rejected(e.to_string()))?;
-                match self.data_type {
-                    DataType::String if expiration > 0 => command(
-                        &mut pipeline,
-                        &[
-                            b"SET",
-                            key.as_bytes(),
-                            &value,
-                            b"EX",
-                            expiration.to_string().as_bytes(),
-                        ],
-                    ),
-                    DataType::String => command(&mut pipeline, &[b"SET", key.as_bytes(), &value]),
-                    DataType::List => {
-                        command(&mut pipeline, &[b"LPUSH", key.as_bytes(), &value]);
-                        if expiration > 0 {
-                            command(
-                                &mut pipeline,
-                                &[b"EXPIRE", key.as_bytes(), expiration.to_string().as_bytes()],
-                            );
-                            replies += 1;
+                let kind = self.kind_of(&row)?;
+                for (key, value) in self.entries_of(&row)? {
+                    let key = key.as_bytes();
+                    match (kind, self.data_type) {
+                        (RowKind::Delete, DataType::String) => {
+                            command(&mut pipeline, &[b"DEL", key]);
+                        }
+                        (RowKind::Delete, DataType::List) => {
+                            command(&mut pipeline, &[b"LPOP", key]);
+                        }
+                        (RowKind::Write, DataType::String) if self.expiration_ms > 0 => {
+                            command(&mut pipeline, &[b"SET", key, &value, b"PX", ttl.as_bytes()]);
+                        }
+                        (RowKind::Write, DataType::String) => {
+                            command(&mut pipeline, &[b"SET", key, &value]);
+                        }
+                        (RowKind::Write, DataType::List) => {
+                            command(&mut pipeline, &[b"LPUSH", key, &value]);
+                            if self.expiration_ms > 0 {
+                                command(&mut pipeline, &[b"PEXPIRE", key, ttl.as_bytes()]);
+                                replies += 1;
+                            }
                         }
                     }
+                    replies += 1;
                 }
-                replies += 1;
             }
         }
         if replies == 0 {
@@ -344,6 +469,19 @@ mod tests {
     }
 
     #[test]
+    fn expirations_are_seconds_or_durations() {
+        use oort_sdk::serde_json::json;
+        assert_eq!(parse_expiration(&json!(-1)), Ok(0));
+        assert_eq!(parse_expiration(&json!(0)), Ok(0));
+        assert_eq!(parse_expiration(&json!(300)), Ok(300_000));
+        assert_eq!(parse_expiration(&json!("10m")), Ok(600_000));
+        assert_eq!(parse_expiration(&json!("500ms")), Ok(500));
+        assert_eq!(parse_expiration(&json!("30")), Ok(30_000));
+        assert!(parse_expiration(&json!("soon")).is_err());
+        assert!(parse_expiration(&json!(true)).is_err());
+    }
+
+    #[test]
     fn only_a_server_busy_for_now_is_worth_a_retry() {
         assert!(passing("LOADING Redis is loading the dataset in memory"));
         assert!(passing(
@@ -356,6 +494,57 @@ mod tests {
             "WRONGTYPE Operation against a key holding the wrong kind of value"
         ));
         assert!(!passing("ERR syntax error"));
+    }
+
+    fn sink(props: Value) -> Result<Redis, SinkError> {
+        let config = oort_sdk::serde_json::from_value(props).expect("props");
+        let ctx = Context {
+            rule_id: "r".into(),
+            action: "redis_0".into(),
+            instance: 0,
+            format: "json".into(),
+            generation: 0,
+        };
+        Redis::configure(&ctx, config)
+    }
+
+    #[test]
+    fn rows_become_one_entry_or_one_per_field() {
+        use oort_sdk::serde_json::json;
+        let row = json!({"id": "a", "t": 20.5, "s": "on"});
+        let single = sink(json!({"field": "id"})).unwrap();
+        let entries = single.entries_of(&row).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, "a");
+        let multiple = sink(json!({"keyType": "multiple"})).unwrap();
+        let mut entries = multiple.entries_of(&row).unwrap();
+        entries.sort();
+        assert_eq!(
+            entries,
+            [
+                ("id".to_string(), b"a".to_vec()),
+                ("s".to_string(), b"on".to_vec()),
+                ("t".to_string(), b"20.5".to_vec())
+            ]
+        );
+        assert!(sink(json!({})).is_err(), "single needs key or field");
+        assert!(sink(json!({"key": "k", "keyType": "many"})).is_err());
+    }
+
+    #[test]
+    fn rowkinds_pick_write_or_delete() {
+        use oort_sdk::serde_json::json;
+        let redis = sink(json!({"key": "k", "rowkindField": "action"})).unwrap();
+        assert_eq!(
+            redis.kind_of(&json!({"action": "delete"})),
+            Ok(RowKind::Delete)
+        );
+        assert_eq!(
+            redis.kind_of(&json!({"action": "upsert"})),
+            Ok(RowKind::Write)
+        );
+        assert_eq!(redis.kind_of(&json!({"v": 1})), Ok(RowKind::Write));
+        assert!(redis.kind_of(&json!({"action": "merge"})).is_err());
     }
 
     #[test]

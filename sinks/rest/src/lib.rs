@@ -135,9 +135,16 @@ fn parse_url(url: &str) -> Result<Target, String> {
         "https" => Scheme::Https,
         other => return Err(format!("`url`: scheme `{other}` is not http or https")),
     };
+    // A fragment names a place in the answer: it is never sent.
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
-    if authority.is_empty() || authority.contains('@') {
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(format!(
             "`url` must name a host (without credentials), got {url:?}"
         ));
@@ -185,6 +192,21 @@ fn content_type(body_type: &str) -> Result<Option<&'static str>, String> {
             ));
         }
     }))
+}
+
+/// A header name must be an HTTP token, and its value must not hold line breaks or other
+/// control characters (a tab is allowed): otherwise every request would fail.
+fn header_ok(name: &str, value: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("`headers`: {name:?} is not a valid header name"));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "`headers`: the value of {name} holds a line break or a control character"
+        ));
+    }
+    Ok(())
 }
 
 /// FNV-1a over the payloads: identifies a batch the host sends again after a failure.
@@ -435,11 +457,15 @@ impl Sink for Rest {
             ]
             .contains(&lower.as_str())
                 || lower.starts_with("proxy-")
+                || lower == "http2-settings"
             {
                 return Err(SinkError::invalid_config(format!(
                     "`headers`: {name} is set by the host and cannot be given"
                 )));
             }
+        }
+        for (name, value) in &config.headers {
+            header_ok(name, value).map_err(SinkError::invalid_config)?;
         }
         Ok(Self {
             config,
@@ -486,6 +512,9 @@ mod tests {
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://user:pw@x/").is_err());
         assert!(parse_url("x/y").is_err());
+        let t = parse_url("http://h:1/a?b=1#top").unwrap();
+        assert_eq!(t.path_and_query, "/a?b=1");
+        assert!(parse_url("http://h x/").is_err());
     }
 
     #[test]
@@ -493,6 +522,15 @@ mod tests {
         let body = form_body(r#"{"a":"x y","b":2,"c&":"é"}"#.as_bytes()).unwrap();
         assert_eq!(String::from_utf8(body).unwrap(), "a=x+y&b=2&c%26=%C3%A9");
         assert!(form_body(b"[1]").is_err());
+    }
+
+    #[test]
+    fn header_names_and_values_are_checked() {
+        assert!(header_ok("X-Token", "abc def").is_ok());
+        assert!(header_ok("Authorization", "Bearer\tx").is_ok());
+        assert!(header_ok("X Token", "a").is_err());
+        assert!(header_ok("", "a").is_err());
+        assert!(header_ok("X-A", "a\r\nX-Injected: 1").is_err());
     }
 
     #[test]

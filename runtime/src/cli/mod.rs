@@ -1,6 +1,7 @@
 //! The `oort` command line: one clap struct per subcommand, whose doc comments are the `--help`.
 
 mod run_rule;
+mod sink;
 mod validate;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the SQL functions this version supports, as a Markdown table.
     Functions,
+    /// Write sinks: scaffold a sink project (`new`), check a built component (`inspect`).
+    Sink(sink::SinkArgs),
 }
 
 /// Options shared by commands that load rules.
@@ -145,6 +148,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::RunRule(args) => run_rule::run(args).await,
             Command::Validate(args) => validate::run(args).await,
+            Command::Sink(args) => sink::run(args).await,
             Command::Functions => {
                 print!("{}", crate::sql::functions::markdown_table());
                 ExitCode::SUCCESS

@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod delivery;
 mod hostile;
+mod languages;
 mod mqtt;
 mod negative;
 mod network;

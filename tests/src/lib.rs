@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod conformance;
 pub mod http;
+pub mod languages;
 pub mod redis;
 
 use std::path::{Path, PathBuf};

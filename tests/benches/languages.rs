@@ -2,8 +2,9 @@
 //! in Rust and by its Python, JavaScript and C counterparts, each built from source, measured in
 //! one run through the real host:
 //!
-//! - loading the component from the compiled-artifact cache, and a fresh instance made ready
-//!   (instantiated, configured, opened), p50;
+//! - compiling the component with no cache (what the first run of a new build pays), loading it
+//!   from the compiled-artifact cache, and a fresh instance made ready (instantiated,
+//!   configured, opened), p50;
 //! - throughput of `collect` at 100 messages of ~40 bytes per batch.
 //!
 //! The file writers (Rust `file`, `python-jsonl`, `c-jsonl`) append JSON lines to a file; the log
@@ -76,8 +77,8 @@ fn main() -> anyhow::Result<()> {
         if quick { "quick" } else { "full" }
     );
     println!(
-        "   {:<30} {:>10} {:>12} {:>14} {:>14} {:>12}",
-        "sink", "size", "cache load", "instance p50", "messages/s", "ns/message"
+        "   {:<30} {:>10} {:>10} {:>12} {:>14} {:>14} {:>12}",
+        "sink", "size", "compile", "cache load", "instance p50", "messages/s", "ns/message"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -145,6 +146,14 @@ async fn measure(case: &Case, work: &Path, batches: usize, instances: usize) -> 
         std::fs::copy(&case.manifest, work.join("Sink.json"))?;
     }
     let size = std::fs::metadata(&wasm)?.len();
+    let uncached = SinkHost::new(HostConfig {
+        cache_dir: None,
+        max_instances: 0,
+        ..HostConfig::default()
+    })?;
+    let started = Instant::now();
+    drop(uncached.load(&wasm)?);
+    let compile = started.elapsed();
     let host = SinkHost::new(HostConfig {
         cache_dir: Some(oort_tests::cache_dir()),
         max_instances: 16,
@@ -211,9 +220,10 @@ async fn measure(case: &Case, work: &Path, batches: usize, instances: usize) -> 
     instance.close().await.map_err(anyhow::Error::msg)?;
     let messages = (batches * 100) as f64;
     println!(
-        "   {:<30} {:>8.1}MB {:>9.1} ms {:>11.2} ms {:>14.0} {:>12.0}",
+        "   {:<30} {:>8.1}MB {:>8.2} s {:>9.1} ms {:>11.2} ms {:>14.0} {:>12.0}",
         case.name,
         size as f64 / 1e6,
+        compile.as_secs_f64(),
         cache_load.as_secs_f64() * 1e3,
         p50.as_secs_f64() * 1e3,
         messages / best.as_secs_f64(),

@@ -51,11 +51,34 @@ fn rest_sends_each_row_with_the_method_headers_and_body_asked() {
 }
 
 #[test]
+fn rest_defaults_follow_ekuiper_get_without_a_body() {
+    let server = HttpServer::start();
+    let scratch = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/poll"), "insecureSkipVerify": true}}),
+    );
+    scratch.run_rule(&[]).assert_ok();
+    let request = &server.requests()[0];
+    assert_eq!(request.method, "GET");
+    assert_eq!(request.body, "");
+    assert_eq!(request.header("content-type"), None);
+
+    // Skipping certificate checks means nothing for http, and is refused for https.
+    let scratch = case(
+        &numbered(1),
+        json!({"rest": {"url": "https://example.com/", "insecureSkipVerify": true}}),
+    );
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("insecureSkipVerify"), "{}", run.stderr);
+}
+
+#[test]
 fn rest_form_bodies_are_urlencoded() {
     let server = HttpServer::start();
     let scratch = case(
         "{\"a\":\"x y\",\"b\":2}\n",
-        json!({"rest": {"url": server.url("/form"), "bodyType": "form"}}),
+        json!({"rest": {"url": server.url("/form"), "method": "post", "bodyType": "form"}}),
     );
     scratch.run_rule(&[]).assert_ok();
     let request = &server.requests()[0];
@@ -73,7 +96,7 @@ fn rest_5xx_answers_are_retried_until_the_server_recovers() {
     server.script(&[503, 500]);
     let scratch = case(
         &numbered(3),
-        json!({"rest": {"url": server.url("/"), "retryCount": 5, "retryInterval": 10,
+        json!({"rest": {"url": server.url("/"), "method": "post", "retryCount": 5, "retryInterval": 10,
                         "batchSize": 3}}),
     );
     let run = scratch.run_rule(&[]);
@@ -204,7 +227,8 @@ fn rest_4xx_answers_are_rejected_to_the_dead_letter_file() {
     server.script(&[422]);
     let scratch = case(
         &numbered(3),
-        json!({"rest": {"url": server.url("/"), "batchSize": 1, "deadLetter": "dead.jsonl"}}),
+        json!({"rest": {"url": server.url("/"), "method": "post", "batchSize": 1,
+                        "deadLetter": "dead.jsonl"}}),
     );
     let run = scratch.run_rule(&[]);
     assert_eq!(run.code, Some(3));
@@ -234,7 +258,7 @@ fn rest_to_a_server_that_is_down_is_cached_not_lost() {
         .port();
     let scratch = case(
         &numbered(3),
-        json!({"rest": {"url": format!("http://127.0.0.1:{port}/"), "retryCount": 1,
+        json!({"rest": {"url": format!("http://127.0.0.1:{port}/"), "method": "post", "retryCount": 1,
                         "retryInterval": 10, "enableCache": true, "timeout": 1000}}),
     );
     let run = scratch.run_rule(&[]);
@@ -249,7 +273,7 @@ fn rest_to_a_server_that_is_down_is_cached_not_lost() {
     // The server is up now: the next run delivers what the cache kept.
     let server = HttpServer::start();
     let rule = json!({"id": "r", "sql": "SELECT * FROM demo", "actions": [{"rest": {
-        "url": server.url("/"), "enableCache": true}}]});
+        "url": server.url("/"), "method": "post", "enableCache": true}}]});
     scratch.write("rule.json", &rule.to_string());
     scratch.write("in.jsonl", "");
     let run = scratch.run_rule(&[]);

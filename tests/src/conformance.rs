@@ -87,7 +87,7 @@ pub fn spec(sink: ShippedSink) -> SinkSpec {
             verify: |_, _, _| Ok(()),
         },
         ShippedSink::Rest => SinkSpec {
-            props: serde_json::json!({"url": "http://{server}/ingest", "timeout": 2000}),
+            props: serde_json::json!({"url": "http://{server}/ingest", "method": "post", "timeout": 2000}),
             format: "json",
             server: ServerKind::Http,
             verify: |_, server, messages| {

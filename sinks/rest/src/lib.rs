@@ -26,12 +26,13 @@ use wasip2::http::types::{
 pub struct Config {
     /// Where to send: `http://` or `https://` with host, optional port, path and query.
     pub url: String,
-    /// `GET`, `POST` (the default), `PUT`, `DELETE`, `HEAD` or `PATCH`.
+    /// `GET` (the default, as in eKuiper), `POST`, `PUT`, `DELETE`, `HEAD` or `PATCH`.
     #[serde(default = "default_method")]
     pub method: String,
-    /// `json` (the default), `text`, `html`, `xml`, `javascript`, `form` or `none`.
-    #[serde(default = "default_body_type")]
-    pub body_type: String,
+    /// `json`, `text`, `html`, `xml`, `javascript`, `form` or `none`; by default `none` for GET
+    /// and HEAD (no body) and `json` for the others, as in eKuiper.
+    #[serde(default)]
+    pub body_type: Option<String>,
     /// How long to wait for the connection, for the answer's first byte and between its bytes:
     /// milliseconds, or a duration such as `"5s"` or `"500ms"` (default 5000 ms; 0: no limit).
     #[serde(default = "default_timeout")]
@@ -46,8 +47,8 @@ pub struct Config {
     /// Log each answer's status and body (at debug level).
     #[serde(default)]
     pub debug_resp: bool,
-    /// eKuiper's TLS options: certificates come from the host's trust store here, and skipping
-    /// verification is refused.
+    /// eKuiper's TLS options: certificates come from the host's trust store here. Skipping
+    /// verification is refused for an `https` URL (and means nothing for `http`).
     #[serde(default)]
     pub insecure_skip_verify: bool,
     /// Not supported (client certificates).
@@ -62,11 +63,7 @@ pub struct Config {
 }
 
 fn default_method() -> String {
-    "POST".into()
-}
-
-fn default_body_type() -> String {
-    "json".into()
+    "GET".into()
 }
 
 fn default_timeout() -> oort_sdk::serde_json::Value {
@@ -418,10 +415,17 @@ impl Sink for Rest {
     fn configure(_ctx: &Context, config: Config) -> Result<Self, SinkError> {
         let target = parse_url(&config.url).map_err(SinkError::invalid_config)?;
         let method = parse_method(&config.method).map_err(SinkError::invalid_config)?;
-        let content_type = content_type(&config.body_type).map_err(SinkError::invalid_config)?;
-        if config.insecure_skip_verify {
+        let body_type = config.body_type.clone().unwrap_or_else(|| {
+            if matches!(method, Method::Get | Method::Head) {
+                "none".into()
+            } else {
+                "json".into()
+            }
+        });
+        let content_type = content_type(&body_type).map_err(SinkError::invalid_config)?;
+        if config.insecure_skip_verify && matches!(target.scheme, Scheme::Https) {
             return Err(SinkError::invalid_config(
-                "`insecureSkipVerify` is refused: certificates are always verified",
+                "`insecureSkipVerify` is refused for https: certificates are always verified",
             ));
         }
         for (prop, value) in [

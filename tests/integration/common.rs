@@ -154,6 +154,22 @@ pub fn numbered(count: usize) -> String {
 /// The stream definition of rules that read stdin.
 pub const STDIN_STREAM: &str = "CREATE STREAM s () WITH (TYPE=\"stdin\");";
 
+/// Collects a spawned child's stderr, line by line, into a string the test can poll.
+pub fn collect_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::{BufRead, BufReader};
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
+    let stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
 /// Waits until `done` holds, or fails the test after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();

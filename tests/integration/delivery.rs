@@ -2,14 +2,14 @@
 //! outage, a restart, a `kill -9` and a SIGTERM, and back-pressure when the cache is full. The
 //! `probe` test sink fails on demand; its `downWhile` file is an outage switch.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Run, STDIN_STREAM, Scratch, numbered, wait_for};
+use crate::common::{Run, STDIN_STREAM, Scratch, collect_stderr, numbered, wait_for};
 
 const FILE_STREAM: &str = "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n";
 
@@ -61,16 +61,7 @@ fn spawn(scratch: &Scratch) -> (Child, Arc<Mutex<String>>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting oort");
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let log = collect_stderr(&mut child);
     (child, log)
 }
 

@@ -2,14 +2,14 @@
 //! broker restart under QoS 1, and a shared subscription split across two `oort` processes.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oort_tests::broker::{Broker, Subscriber, publish_all};
 
-use crate::common::{Run, STDIN_STREAM, Scratch, wait_for};
+use crate::common::{Run, STDIN_STREAM, Scratch, collect_stderr, wait_for};
 
 /// `oort run-rule <rule> --streams streams.sql --json --log info <extra>`, with its log
 /// collected (to wait for "subscribed").
@@ -31,16 +31,7 @@ fn spawn(scratch: &Scratch, rule: &str, extra: &[&str]) -> (Child, Arc<Mutex<Str
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting oort");
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&log);
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let log = collect_stderr(&mut child);
     (child, log)
 }
 

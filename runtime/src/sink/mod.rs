@@ -1220,17 +1220,19 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         };
         let Some(mut chunk) = next else { break };
         loop {
+            metrics.records_in.add(chunk.len() as u64);
+            // Counted once per chunk: the loop below runs for every row.
+            let mut payloads = 0u64;
             for message in chunk.iter() {
-                metrics.records_in.add(1);
                 clear(&mut scratch);
                 let ts = message.timestamp_ms();
                 let produced =
                     transformer.transform(message, &mut |p| push(&mut scratch, p, ts), &mut errors);
                 metrics.omitted.add(u64::from(produced.omitted));
-                metrics.payloads.add(u64::from(produced.payloads));
+                payloads += u64::from(produced.payloads);
                 for err in errors.drain(..) {
                     tracing::warn!(action = %action.name, "cannot build the payload: {err}");
-                    metrics.payloads.add(1);
+                    payloads += 1;
                     metrics.failed.add(1);
                     metrics.exceptions.record(err.to_string());
                 }
@@ -1245,6 +1247,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                     }
                 }
             }
+            metrics.payloads.add(payloads);
             if common.batch_size > 0 || out.batch.ends.len() >= MAX_DRAIN {
                 break;
             }

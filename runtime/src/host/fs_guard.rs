@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 
-use wasmtime::component::{HasData, Linker, Resource};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};
 use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use super::grants::FileAccess;
-use super::state::InstanceState;
+use super::grants::{FileAccess, GrantedDir, Grants};
 
 /// Which names each preopened folder lets a sink use.
 #[derive(Debug, Default)]
@@ -31,6 +31,37 @@ impl FileGuard {
         Self {
             dirs,
             preopens: HashMap::new(),
+        }
+    }
+
+    /// Preopens the folder of each file in `grants` in `wasi`, and returns the guard that lets
+    /// the sink name just those files in them.
+    pub fn preopen(wasi: &mut WasiCtxBuilder, grants: &Grants) -> Result<Self, String> {
+        let mut allowed = Vec::new();
+        for GrantedDir { dir, access, names } in grants.by_dir() {
+            let perms = match access {
+                FileAccess::Read => FsPerms::ReadOnly,
+                FileAccess::Write => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&dir, dir.to_string_lossy(), perms)
+                .map_err(|e| format!("cannot open granted folder {}: {e:#}", dir.display()))?;
+            allowed.push(names);
+        }
+        Ok(Self::new(allowed))
+    }
+
+    /// The guarded view of the filesystem of `wasi`, whose preopens this guard was made for.
+    pub fn view<'a>(
+        &'a mut self,
+        wasi: &'a mut WasiCtx,
+        table: &'a mut ResourceTable,
+    ) -> Guarded<'a> {
+        Guarded {
+            inner: WasiFilesystemCtxView {
+                ctx: wasi.filesystem(),
+                table,
+            },
+            guard: self,
         }
     }
 
@@ -61,26 +92,24 @@ pub struct Guarded<'a> {
     guard: &'a mut FileGuard,
 }
 
-struct GuardedFs;
+/// A store whose filesystem is guarded: gives the filesystem bindings the guarded view.
+pub trait FileGuardView: Send {
+    /// The guarded view (see [`FileGuard::view`]).
+    fn guarded_fs(&mut self) -> Guarded<'_>;
+}
+
+/// The [`HasData`] of the guarded filesystem: its bindings see only a [`Guarded`] view.
+pub struct GuardedFs;
 
 impl HasData for GuardedFs {
     type Data<'a> = Guarded<'a>;
 }
 
-fn guarded(state: &mut InstanceState) -> Guarded<'_> {
-    Guarded {
-        inner: WasiFilesystemCtxView {
-            ctx: state.wasi.filesystem(),
-            table: &mut state.table,
-        },
-        guard: &mut state.files,
-    }
-}
-
-/// Links the guarded `wasi:filesystem/{types,preopens}`, replacing wasmtime-wasi's.
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    types::add_to_linker::<InstanceState, GuardedFs>(linker, guarded)?;
-    preopens::add_to_linker::<InstanceState, GuardedFs>(linker, guarded)?;
+/// Links the guarded `wasi:filesystem/{types,preopens}`, replacing wasmtime-wasi's: the linker
+/// must allow shadowing when wasmtime-wasi's own are already in it.
+pub fn add_to_linker<T: FileGuardView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    types::add_to_linker::<T, GuardedFs>(linker, T::guarded_fs)?;
+    preopens::add_to_linker::<T, GuardedFs>(linker, T::guarded_fs)?;
     Ok(())
 }
 
@@ -349,5 +378,58 @@ impl types::HostDescriptor for Guarded<'_> {
     ) -> FsResult<types::MetadataHashValue> {
         self.guard.check(&fd, &path, false)?;
         self.inner.metadata_hash_at(fd, path_flags, path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> FileGuard {
+        let mut guard = FileGuard::new(vec![
+            vec![
+                ("in.csv".to_string(), FileAccess::Read),
+                ("out.txt".to_string(), FileAccess::Write),
+            ],
+            vec![("other.txt".to_string(), FileAccess::Write)],
+        ]);
+        // The guest was handed the folders as descriptors 7 and 9.
+        guard.preopens.insert(7, 0);
+        guard.preopens.insert(9, 1);
+        guard
+    }
+
+    fn fd(rep: u32) -> Resource<Descriptor> {
+        Resource::new_borrow(rep)
+    }
+
+    #[test]
+    fn granted_names_pass_with_their_access() {
+        let guard = guard();
+        assert!(guard.check(&fd(7), "in.csv", false).is_ok());
+        assert!(guard.check(&fd(7), "./in.csv", false).is_ok());
+        assert!(guard.check(&fd(7), "out.txt", true).is_ok());
+        assert!(guard.check(&fd(7), "out.txt", false).is_ok());
+        assert!(guard.check(&fd(9), "other.txt", true).is_ok());
+    }
+
+    #[test]
+    fn other_names_folders_and_writes_to_read_grants_are_refused() {
+        let guard = guard();
+        for (rep, path, write) in [
+            (7, "in.csv", true),
+            (7, "other.txt", false),
+            (9, "in.csv", false),
+            (7, "../in.csv", false),
+            (7, "sub/in.csv", false),
+            (7, ".", false),
+            (8, "in.csv", false),
+        ] {
+            let refused = guard.check(&fd(rep), path, write).unwrap_err();
+            assert!(
+                matches!(refused.downcast_ref(), Some(types::ErrorCode::NotPermitted)),
+                "{rep} {path} {write}: {refused:?}"
+            );
+        }
     }
 }

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
 use super::fs_guard::FileGuard;
-use super::grants::{FileAccess, Grants};
-use super::state::{HttpGate, InstanceState, InstanceTag, LogBudget};
+use super::grants::Grants;
+use super::http::HttpCtx;
+use super::log::{InstanceTag, LogCtx};
+use super::mqtt::MqttCtx;
+use super::state::InstanceState;
 use super::stdio::LogStream;
 use super::{EPOCH_TICK, Plugin, SinkHost};
 
@@ -66,7 +68,7 @@ impl std::fmt::Debug for WasmInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmInstance")
             .field("plugin", &self.plugin)
-            .field("tag", &self.store.data().tag)
+            .field("tag", self.store.data().log.tag())
             .finish_non_exhaustive()
     }
 }
@@ -109,21 +111,7 @@ pub(super) async fn instantiate(
             Box::pin(std::future::ready(ok))
         });
     }
-    let mut allowed = Vec::new();
-    for super::grants::GrantedDir { dir, access, names } in grants.by_dir() {
-        let perms = match access {
-            FileAccess::Read => FsPerms::ReadOnly,
-            FileAccess::Write => FsPerms::ReadWrite,
-        };
-        wasi.preopened_dir(&dir, dir.to_string_lossy(), perms)
-            .map_err(|e| {
-                CallFailure::Trap(format!(
-                    "cannot open granted folder {}: {e:#}",
-                    dir.display()
-                ))
-            })?;
-        allowed.push(names);
-    }
+    let files = FileGuard::preopen(&mut wasi, grants).map_err(CallFailure::Trap)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(
             grants
@@ -140,23 +128,12 @@ pub(super) async fn instantiate(
         wasi: wasi.build(),
         table: Default::default(),
         limits,
-        files: FileGuard::new(allowed),
-        tag: tag.clone(),
-        budget: LogBudget::default(),
+        files,
+        http: HttpCtx::new(&grants.http, tag.clone()),
+        mqtt: MqttCtx::new(grants.mqtt.as_ref()).map_err(CallFailure::Trap)?,
+        log: LogCtx::new(tag),
         deadline_hit: false,
         ticks_left: 0,
-        http: WasiHttpCtx::new(),
-        http_gate: HttpGate {
-            grants: grants.http.iter().cloned().collect(),
-            tag: tag.clone(),
-        },
-        mqtt: match &grants.mqtt {
-            Some(grant) => Some(super::state::MqttAccess {
-                conn: crate::mqtt::pooled(&grant.server).map_err(CallFailure::Trap)?,
-                topics: grant.topics.clone(),
-            }),
-            None => None,
-        },
     };
     let mut store = Store::new(host.engine(), state);
     store.limiter(|state| &mut state.limits);
@@ -282,7 +259,8 @@ impl WasmInstance {
     pub fn dropped_logs(&self) -> u64 {
         self.store
             .data()
-            .tag
+            .log
+            .tag()
             .dropped_logs
             .load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -6,12 +6,28 @@
 //! a component against the `oort:sink` world; [`SinkHost::instantiate`] makes a fresh store and
 //! instance with the action's grants; the [`WasmInstance`] then runs
 //! `configure -> open -> collect* -> close`.
+//!
+//! Each interface a sink may import lives in its own module, the way wasmtime-wasi splits its
+//! own: a context type holding just that interface's state, the interface's `Host` impl on it,
+//! a `…View` trait the store implements to hand the context out, and an `add_to_linker`.
+//! [`log`] is `oort:sink/host`, [`mqtt`] is `oort:sink/mqtt`, [`http`] gates `wasi:http`, and
+//! [`fs_guard`] guards `wasi:filesystem`. The store's data, [`state::InstanceState`], is a
+//! plain aggregate of those contexts and wasi's.
+//!
+//! To add a host interface: declare it in `wit/` (and the guest SDKs); write `host/<name>.rs`
+//! with its context, `Host` impl, view trait and `add_to_linker` (and unit tests); then give
+//! `InstanceState` a field for the context, its view impl and a line in
+//! `InstanceState::add_to_linker`, and build the context in `instance::instantiate` from the
+//! action's grants.
 
 pub mod bindings;
 mod cache;
 mod fs_guard;
 mod grants;
+mod http;
 mod instance;
+mod log;
+mod mqtt;
 mod state;
 mod stdio;
 
@@ -19,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{ArtifactCache, CacheOutcome};
@@ -28,9 +44,9 @@ pub use grants::{
     SocketGrant, absolute,
 };
 pub use instance::{CallFailure, WasmInstance};
-pub use state::InstanceTag;
+pub use log::InstanceTag;
 
-use bindings::{SinkWorld, SinkWorldPre};
+use bindings::SinkWorldPre;
 use state::InstanceState;
 
 /// How often the engine's epoch advances; call deadlines are counted in these ticks.
@@ -172,8 +188,8 @@ impl Drop for Inner {
 
 impl SinkHost {
     /// Builds the engine (with a pooling allocator unless `max_instances` is 0), the linker
-    /// (WASI p2 with nothing granted, a guarded filesystem, the `host` interface) and starts
-    /// the epoch ticker that enforces call deadlines.
+    /// (WASI p2 with nothing granted, gated `wasi:http`, a guarded filesystem, the `oort:sink`
+    /// imports) and starts the epoch ticker that enforces call deadlines.
     pub fn new(config: HostConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
@@ -200,18 +216,7 @@ impl SinkHost {
         let engine = Engine::new(&wasm).map_err(|e| EngineError(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
-        // Outgoing HTTP, gated per instance by its `http` grants (nothing by default).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
-        // The filesystem is linked a second time through a guard that only lets a sink name
-        // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
-        linker.allow_shadowing(true);
-        fs_guard::add_to_linker(&mut linker).map_err(|e| EngineError(format!("{e:#}")))?;
-        linker.allow_shadowing(false);
-        SinkWorld::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |state| state)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
+        InstanceState::add_to_linker(&mut linker).map_err(|e| EngineError(format!("{e:#}")))?;
 
         if config.epoch_deadlines {
             spawn_epoch_ticker(&engine);

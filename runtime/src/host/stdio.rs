@@ -10,7 +10,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use super::bindings::Level;
-use super::state::{InstanceTag, LogBudget, emit};
+use super::log::{InstanceTag, LogBudget, emit};
 
 /// Longest line kept; the rest of a longer line is cut.
 const MAX_LINE: usize = 4096;

@@ -249,11 +249,11 @@ async fn prepare_rule(
         },
     };
     let mut streams = Vec::with_capacity(query.sources.len());
+    let resources = Resources::default().with(Arc::clone(&catalog.mqtt));
     for src in &query.sources {
         let stream = catalog
             .get(&src.stream)
             .ok_or_else(|| sql_error(format!("unknown stream `{}`", src.stream)))?;
-        let resources = Resources::default().with(Arc::clone(&catalog.mqtt));
         source::check(&stream, &resources).map_err(|source| RunError::Source {
             rule: def.id.clone(),
             source,

@@ -3,9 +3,9 @@
 //! each message as a row. It reconnects and resubscribes when the broker goes away, and runs
 //! until the rule stops.
 
-use tokio::sync::mpsc;
-
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
 use crate::mqtt::{self, Ev, MqttConf};

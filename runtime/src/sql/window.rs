@@ -500,4 +500,46 @@ mod tests {
         assert_eq!(out.len(), 2, "an empty window fires too");
         assert!(out[1].rows.is_empty());
     }
+
+    #[test]
+    fn panes_keep_the_timing_without_the_rows() {
+        let mut op = WindowOperator::new(WindowKind::Tumbling { size: 10 }, false, 0, 1);
+        op.aggregate_on_arrival();
+        let mut out = Vec::new();
+        assert_eq!(op.push(0, Arc::new(row(105)), true, &mut out), Some(105));
+        assert_eq!(
+            op.push(0, Arc::new(row(103)), true, &mut out),
+            Some(105),
+            "a clock that steps back does not reorder"
+        );
+        assert_eq!(op.pending(), 0);
+        assert_eq!(op.next_deadline(), Some(110));
+        op.advance(110, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].end), (100, 110));
+        assert!(out[0].rows.is_empty(), "the caller aggregated them");
+    }
+
+    #[test]
+    fn processing_time_deadlines_follow_the_kind() {
+        let deadline = |kind| {
+            let mut op = WindowOperator::new(kind, false, 0, 1);
+            feed(&mut op, &[101]);
+            op.next_deadline()
+        };
+        let hopping = WindowKind::Hopping { size: 20, hop: 10 };
+        assert_eq!(deadline(hopping), Some(110));
+        let sliding = WindowKind::Sliding { size: 10, delay: 3 };
+        assert_eq!(deadline(sliding), Some(104));
+        let session = WindowKind::Session {
+            timeout: 5,
+            max: 100,
+        };
+        assert_eq!(deadline(session), Some(106));
+        let count = WindowKind::Count {
+            size: 2,
+            interval: 2,
+        };
+        assert_eq!(deadline(count), None);
+    }
 }

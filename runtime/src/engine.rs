@@ -21,9 +21,9 @@ use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
 use crate::rule::{RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
-use crate::source::{self, MemoryBus, SourceContext, SourceError};
+use crate::source::{self, MemoryBus, Resources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
-use crate::stream::{DdlError, SourceType, StreamDef, parse_streams};
+use crate::stream::{DdlError, StreamDef, parse_streams};
 use crate::value::{Row, Value};
 
 /// What to run.
@@ -249,15 +249,16 @@ async fn prepare_rule(
         },
     };
     let mut streams = Vec::with_capacity(query.sources.len());
+    let resources = Resources::default().with(Arc::clone(&catalog.mqtt));
     for src in &query.sources {
         let stream = catalog
             .get(&src.stream)
             .ok_or_else(|| sql_error(format!("unknown stream `{}`", src.stream)))?;
-        source::check(&stream, &catalog.mqtt).map_err(|source| RunError::Source {
+        source::check(&stream, &resources).map_err(|source| RunError::Source {
             rule: def.id.clone(),
             source,
         })?;
-        if src.table && stream.options.source_type != SourceType::File {
+        if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
                 "table `{}`: only file tables are available in this version",
                 stream.name
@@ -363,7 +364,8 @@ fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
         };
         if catalog
             .get(query.stream())
-            .is_some_and(|s| s.options.source_type == SourceType::Stdin)
+            .and_then(|s| source::of(&s))
+            .is_some_and(|s| s.reads_stdin())
         {
             if let Some(first) = reader {
                 return Err(RunError::StdinTwice {
@@ -559,6 +561,9 @@ pub async fn run(
     // Tells the actions the run is stopping, so none waits for a failing sink.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut sources = Vec::new();
+    let resources = Resources::default()
+        .with(Arc::clone(&bus))
+        .with(Arc::clone(&catalog.mqtt));
     for (def, query, streams, actions) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
         let rule_metrics = Arc::new(RuleMetrics::default());
@@ -578,8 +583,7 @@ pub async fn run(
             metrics: Arc::clone(metrics),
             clock: config.clock.clone(),
             event_time: def.options.is_event_time,
-            bus: Arc::clone(&bus),
-            mqtt: Arc::clone(&catalog.mqtt),
+            resources: resources.clone(),
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();
@@ -626,6 +630,7 @@ pub async fn run(
     }
     drop(env);
     drop(bus);
+    drop(resources);
 
     // Hot reload: listen for SIGHUP, and watch the modules if asked, for as long as the run lasts.
     let mut _watch = None;

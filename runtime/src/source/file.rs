@@ -5,8 +5,8 @@ use std::fmt;
 
 use tokio::sync::mpsc;
 
-use super::{Chunk, Emitter, SourceContext};
-use crate::stream::FileType;
+use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
+use crate::stream::{FileType, StreamDef};
 use crate::value::Row;
 
 struct Line<'a> {
@@ -20,7 +20,35 @@ impl fmt::Display for Line<'_> {
     }
 }
 
-pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+/// Reads a file once.
+pub(super) struct FileSource;
+
+impl Source for FileSource {
+    fn check(&self, def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        let path = def.datasource_path();
+        if !path.is_file() {
+            return Err(format!(
+                "DATASOURCE {} does not exist (relative paths start at the folder of the file that defines the stream)",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+        Box::pin(async move { run(&ctx, &tx).await })
+    }
+
+    fn names_values(&self, def: &StreamDef) -> bool {
+        def.file_type() == FileType::Csv
+    }
+
+    fn serves_tables(&self) -> bool {
+        true
+    }
+}
+
+async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let path = ctx.def.datasource_path();
     let shown = path.display().to_string();
     let cannot_read = |e: std::io::Error| format!("cannot read {shown}: {e}");

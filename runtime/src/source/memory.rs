@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{Chunk, Emitter, SourceContext};
+use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
+use crate::stream::StreamDef;
 
 /// One published payload and its time.
 #[derive(Debug, Clone)]
@@ -136,7 +137,25 @@ impl fmt::Display for At<'_> {
     }
 }
 
-pub(super) async fn run(
+/// Reads a topic of the run's [`MemoryBus`] (a [`Resources`] value).
+pub(super) struct MemorySource;
+
+impl Source for MemorySource {
+    fn check(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+        // Subscribed before the future runs: nothing published from now on is missed.
+        let Some(bus) = ctx.resources.get::<MemoryBus>() else {
+            return Box::pin(async { Err("no memory bus".to_string()) });
+        };
+        let rx = bus.subscribe(&ctx.def.options.datasource);
+        Box::pin(async move { run(&ctx, rx, &tx).await })
+    }
+}
+
+async fn run(
     ctx: &SourceContext,
     mut rx: mpsc::Receiver<Published>,
     tx: &mpsc::Sender<Chunk>,

@@ -10,6 +10,7 @@ pub mod memory;
 mod mqtt;
 mod stdin;
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -40,6 +41,101 @@ pub struct SourceError {
     pub message: String,
 }
 
+/// A source reading to the end of its input; `Err` says why it stopped early.
+pub type Reading = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One type of source (`TYPE=`): what it checks before a rule starts, and how it reads.
+///
+/// Adding a source type: a file in `source/` implementing this, and a line in [`SOURCES`] (and
+/// its `TYPE=` value in the stream parser).
+pub trait Source: Sync {
+    /// Checks the stream's options, without reading (no file is opened, no broker connected).
+    /// The message says what is wrong; the caller names the stream.
+    fn check(&self, def: &StreamDef, resources: &Resources) -> Result<(), String>;
+
+    /// Prepares reading and returns the future that reads to the end of the input (or until
+    /// `tx` closes), sending chunks of rows. Whatever must not miss a message published after
+    /// this call (a subscription) is made here, before the future runs.
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading;
+
+    /// Whether its rows name their own values (a CSV file's header line), so that
+    /// `FORMAT="delimited"` needs no declared columns.
+    fn names_values(&self, _def: &StreamDef) -> bool {
+        false
+    }
+
+    /// Whether a table (`CREATE TABLE`) can be read from it whole.
+    fn serves_tables(&self) -> bool {
+        false
+    }
+
+    /// Whether it reads the process's standard input, which only one rule of a run can.
+    fn reads_stdin(&self) -> bool {
+        false
+    }
+}
+
+/// A source type's entry in [`SOURCES`].
+pub struct SourceDef {
+    /// The `TYPE=` value that names it (lower case).
+    pub name: &'static str,
+    /// The parsed `TYPE=` value.
+    pub source_type: SourceType,
+    /// The implementation.
+    pub source: &'static dyn Source,
+}
+
+/// Every source type, by the `TYPE=` value that names it.
+pub static SOURCES: &[SourceDef] = &[
+    SourceDef {
+        name: "file",
+        source_type: SourceType::File,
+        source: &file::FileSource,
+    },
+    SourceDef {
+        name: "stdin",
+        source_type: SourceType::Stdin,
+        source: &stdin::StdinSource,
+    },
+    SourceDef {
+        name: "memory",
+        source_type: SourceType::Memory,
+        source: &memory::MemorySource,
+    },
+    SourceDef {
+        name: "mqtt",
+        source_type: SourceType::Mqtt,
+        source: &mqtt::MqttSource,
+    },
+];
+
+/// The source a stream reads from, by its `TYPE=`.
+pub fn of(def: &StreamDef) -> Option<&'static dyn Source> {
+    SOURCES
+        .iter()
+        .find(|s| s.source_type == def.options.source_type)
+        .map(|s| s.source)
+}
+
+/// What sources of a run share, one value per type (the memory bus, the MQTT broker
+/// settings): each source type takes what it needs, so a new one adds no field anywhere. The
+/// map is `http`'s `Extensions`, a type map the runtime depends on already.
+#[derive(Debug, Clone, Default)]
+pub struct Resources(Arc<http::Extensions>);
+
+impl Resources {
+    /// These resources and `value`, replacing a value of the same type.
+    pub fn with<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        Arc::make_mut(&mut self.0).insert(value);
+        self
+    }
+
+    /// The value of type `T`, if there is one.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0.get::<Arc<T>>().cloned()
+    }
+}
+
 /// Everything a running source needs.
 #[derive(Clone)]
 pub struct SourceContext {
@@ -51,53 +147,30 @@ pub struct SourceContext {
     pub clock: Clock,
     /// Whether rows take their time from the `TIMESTAMP` field.
     pub event_time: bool,
-    /// The in-process bus, for memory streams.
-    pub bus: Arc<MemoryBus>,
-    /// MQTT broker settings (`--mqtt-conf`), for mqtt streams.
-    pub mqtt: Arc<crate::mqtt::MqttConf>,
+    /// What the run's sources share.
+    pub resources: Resources,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
 /// settings are complete, without connecting).
-pub fn check(def: &StreamDef, mqtt: &crate::mqtt::MqttConf) -> Result<(), SourceError> {
+pub fn check(def: &StreamDef, resources: &Resources) -> Result<(), SourceError> {
     let fail = |message: String| SourceError {
         stream: def.name.to_string(),
         origin: def.origin.clone(),
         message,
     };
-    if def.options.format == Format::Delimited && def.columns.is_none() {
-        let csv_file = def.options.source_type == SourceType::File
-            && def.file_type() == crate::stream::FileType::Csv;
-        if !csv_file {
-            return Err(fail(
-                "FORMAT=\"delimited\" needs declared columns to name the values".into(),
-            ));
-        }
+    let source = of(def).ok_or_else(|| fail(no_source(def.options.source_type)))?;
+    if def.options.format == Format::Delimited && def.columns.is_none() && !source.names_values(def)
+    {
+        return Err(fail(
+            "FORMAT=\"delimited\" needs declared columns to name the values".into(),
+        ));
     }
-    match def.options.source_type {
-        SourceType::File => {
-            let path = def.datasource_path();
-            if !path.is_file() {
-                return Err(fail(format!(
-                    "DATASOURCE {} does not exist (relative paths start at the folder of the file that defines the stream)",
-                    path.display()
-                )));
-            }
-            Ok(())
-        }
-        SourceType::Stdin | SourceType::Memory => Ok(()),
-        SourceType::Mqtt => {
-            let settings = mqtt
-                .settings(def.options.conf_key.as_deref())
-                .map_err(fail)?;
-            settings.qos(1).map_err(fail)?;
-            settings.check(&mqtt.base_dir()).map_err(fail)?;
-            if def.options.datasource.is_empty() {
-                return Err(fail("DATASOURCE must name the MQTT topic filter".into()));
-            }
-            Ok(())
-        }
-    }
+    source.check(def, resources).map_err(fail)
+}
+
+fn no_source(source_type: SourceType) -> String {
+    format!("no source reads TYPE {source_type:?}")
 }
 
 /// Prepares a source and returns the future that runs it to the end of its input (or until
@@ -107,20 +180,19 @@ pub fn start(
     ctx: SourceContext,
     tx: mpsc::Sender<Chunk>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let memory = (ctx.def.options.source_type == SourceType::Memory)
-        .then(|| ctx.bus.subscribe(&ctx.def.options.datasource));
+    let name = ctx.def.name.clone();
+    let metrics = Arc::clone(&ctx.metrics);
+    let reading = match of(&ctx.def) {
+        Some(source) => source.start(ctx, tx),
+        None => {
+            let message = no_source(ctx.def.options.source_type);
+            Box::pin(async move { Err(message) })
+        }
+    };
     async move {
-        let name = ctx.def.name.clone();
-        let result = match (ctx.def.options.source_type, memory) {
-            (SourceType::File, _) => file::run(&ctx, &tx).await,
-            (SourceType::Stdin, _) => stdin::run(&ctx, &tx).await,
-            (SourceType::Memory, Some(rx)) => memory::run(&ctx, rx, &tx).await,
-            (SourceType::Memory, None) => Err("no memory subscription".to_string()),
-            (SourceType::Mqtt, _) => mqtt::run(&ctx, &tx).await,
-        };
-        if let Err(message) = result {
+        if let Err(message) = reading.await {
             tracing::error!(stream = %name, "source failed: {message}");
-            ctx.metrics.exceptions.record(message);
+            metrics.exceptions.record(message);
         }
     }
 }
@@ -197,5 +269,63 @@ impl<'a> Emitter<'a> {
         }
         self.now_ms = self.ctx.clock.now_ms();
         !self.closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{Resources, SOURCES, check};
+    use crate::stream::{StreamDef, parse_streams};
+
+    fn stream(options: &str) -> StreamDef {
+        let text = format!("CREATE STREAM s () WITH ({options})");
+        parse_streams(&text, "streams.sql", Path::new("/no/such/folder"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn message(options: &str) -> Option<String> {
+        check(&stream(options), &Resources::default())
+            .err()
+            .map(|e| e.message)
+    }
+
+    #[test]
+    fn every_source_is_named_as_the_stream_parser_reads_it() {
+        for def in SOURCES {
+            let parsed = stream(&format!("TYPE=\"{}\", DATASOURCE=\"t\"", def.name));
+            assert_eq!(parsed.options.source_type, def.source_type, "{}", def.name);
+        }
+    }
+
+    #[test]
+    fn checks_each_type_s_options() {
+        assert_eq!(
+            message("TYPE=\"file\", DATASOURCE=\"in.jsonl\"").as_deref(),
+            Some(
+                "DATASOURCE /no/such/folder/in.jsonl does not exist (relative paths start at the \
+                 folder of the file that defines the stream)"
+            )
+        );
+        assert_eq!(
+            message("TYPE=\"mqtt\", DATASOURCE=\"\"").as_deref(),
+            Some("DATASOURCE must name the MQTT topic filter")
+        );
+        assert_eq!(message("TYPE=\"mqtt\", DATASOURCE=\"a/#\""), None);
+        assert_eq!(message("TYPE=\"memory\", DATASOURCE=\"a/#\""), None);
+        assert_eq!(message("TYPE=\"stdin\""), None);
+    }
+
+    #[test]
+    fn delimited_rows_need_columns_unless_a_csv_header_names_them() {
+        let needs = "FORMAT=\"delimited\" needs declared columns to name the values";
+        let stdin = message("TYPE=\"stdin\", FORMAT=\"delimited\"");
+        assert_eq!(stdin.as_deref(), Some(needs));
+        let lines = message("TYPE=\"file\", DATASOURCE=\"in.txt\", FORMAT=\"delimited\"");
+        assert_eq!(lines.as_deref(), Some(needs));
+        let csv = message("TYPE=\"file\", DATASOURCE=\"in.csv\", FORMAT=\"delimited\"");
+        assert!(csv.is_some_and(|m| m.ends_with("does not exist (relative paths start at the folder of the file that defines the stream)")));
     }
 }

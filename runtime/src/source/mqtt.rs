@@ -3,10 +3,13 @@
 //! each message as a row. It reconnects and resubscribes when the broker goes away, and runs
 //! until the rule stops.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
-use super::{Chunk, Emitter, SourceContext};
-use crate::mqtt::{self, Ev};
+use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
+use crate::mqtt::{self, Ev, MqttConf};
+use crate::stream::StreamDef;
 
 struct Topic<'a>(&'a str);
 
@@ -16,13 +19,38 @@ impl std::fmt::Display for Topic<'_> {
     }
 }
 
-pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+/// Subscribes to a broker's topic, with the run's broker settings (`--mqtt-conf`, a
+/// [`Resources`] value; the defaults without one).
+pub(super) struct MqttSource;
+
+fn conf(resources: &Resources) -> Arc<MqttConf> {
+    resources.get::<MqttConf>().unwrap_or_default()
+}
+
+impl Source for MqttSource {
+    fn check(&self, def: &StreamDef, resources: &Resources) -> Result<(), String> {
+        let conf = conf(resources);
+        let settings = conf.settings(def.options.conf_key.as_deref())?;
+        settings.qos(1)?;
+        settings.check(&conf.base_dir())?;
+        if def.options.datasource.is_empty() {
+            return Err("DATASOURCE must name the MQTT topic filter".into());
+        }
+        Ok(())
+    }
+
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+        Box::pin(async move { run(&ctx, &conf(&ctx.resources), &tx).await })
+    }
+}
+
+async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let def = &ctx.def;
-    let settings = ctx.mqtt.settings(def.options.conf_key.as_deref())?;
+    let settings = conf.settings(def.options.conf_key.as_deref())?;
     let qos = settings.qos(1)?;
     let filter = def.options.datasource.clone();
     let (client, mut events) =
-        settings.client(&mqtt::client_id(&def.name), &ctx.mqtt.base_dir(), 64)?;
+        settings.client(&mqtt::client_id(&def.name), &conf.base_dir(), 64)?;
     let server = settings
         .server
         .clone()

@@ -5,7 +5,8 @@ use std::fmt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::{Chunk, Emitter, SourceContext};
+use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
+use crate::stream::StreamDef;
 
 struct Line(usize);
 
@@ -15,7 +16,24 @@ impl fmt::Display for Line {
     }
 }
 
-pub(super) async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+/// Reads standard input.
+pub(super) struct StdinSource;
+
+impl Source for StdinSource {
+    fn check(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+        Box::pin(async move { run(&ctx, &tx).await })
+    }
+
+    fn reads_stdin(&self) -> bool {
+        true
+    }
+}
+
+async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = Emitter::new(ctx, tx);
     let mut n = 0;

@@ -8,9 +8,21 @@
 //! end, its rows in time order; a row older than the watermark is late: counted, not windowed.
 //! When every input has ended, the watermark goes to the end of time and every open window
 //! fires (a count window that has not reached its count is reported, not emitted).
+//!
+//! The [`WindowOperator`] does what every kind shares (times, lateness, the watermark); what a
+//! kind decides lives in its own file under `window/`, behind the `WindowPolicy` trait.
 
-use std::collections::{BTreeSet, VecDeque};
+mod aligned;
+mod count;
+mod hopping;
+mod rows;
+mod session;
+mod sliding;
+mod tumbling;
+
 use std::sync::Arc;
+
+use rows::{Buffered, Rows};
 
 use super::expr::Expr;
 use crate::value::Row;
@@ -102,81 +114,86 @@ pub struct Fired {
     pub rows: Vec<(usize, Arc<Row>)>,
 }
 
-struct Buffered {
-    ts: i64,
-    /// Arrival order, to keep rows with equal times in the order they came.
-    seq: u64,
-    stream: usize,
-    row: Arc<Row>,
-}
-
-/// The rows of one input, in time order. Inputs are buffered apart: each arrives (nearly) in
-/// order, so adding a row is a push at the back, and a window's rows are a range of each.
-#[derive(Default)]
-struct StreamBuffer {
-    rows: VecDeque<Buffered>,
-}
-
-impl StreamBuffer {
-    fn insert(&mut self, b: Buffered) {
-        if self.rows.back().is_none_or(|last| last.ts <= b.ts) {
-            self.rows.push_back(b);
-        } else {
-            // Out of order (within the tolerance): after the rows of the same time.
-            let at = self.rows.partition_point(|r| r.ts <= b.ts);
-            self.rows.insert(at, b);
-        }
+/// What one window kind decides: where a row goes, when windows are due, and which rows each
+/// holds. The [`WindowOperator`] does the rest, the same for every kind: stamping rows with
+/// their time, lateness, the watermark, and when to ask the policy to fire.
+///
+/// Adding a window kind: a file in `window/` implementing this, a line in [`policy`], and its
+/// [`WindowKind`] variant with the compiler's line that parses it.
+trait WindowPolicy: Send {
+    /// Takes a row as it arrives, before its time is considered. A policy that windows rows by
+    /// count takes it here, appends the windows it completes to `out` and returns `None`; the
+    /// others hand it back to be timed.
+    fn on_arrival(&mut self, row: Buffered, _out: &mut Vec<Fired>) -> Option<Buffered> {
+        Some(row)
     }
 
-    /// Rows with `start <= ts < end` (or `<= end` when `inclusive`).
-    fn range(&self, start: i64, end: i64, inclusive: bool) -> impl Iterator<Item = &Buffered> {
-        let lo = self.rows.partition_point(|r| r.ts < start);
-        let hi = if inclusive {
-            self.rows.partition_point(|r| r.ts <= end)
-        } else {
-            self.rows.partition_point(|r| r.ts < end)
-        };
-        self.rows.range(lo..hi.max(lo))
+    /// Processing time, when the operator holds no row to keep arrival order by: the time a
+    /// row arriving at `ts` counts at. A policy that keeps rows of its own (not in [`Rows`])
+    /// keeps their arrival order here.
+    fn arrival(&mut self, ts: i64) -> i64 {
+        ts
     }
 
-    fn drop_before(&mut self, ts: i64) {
-        while self.rows.front().is_some_and(|r| r.ts < ts) {
-            self.rows.pop_front();
+    /// Takes a row that counts at `row.ts` (not late) for input buffer `index`. `trigger` says
+    /// whether it meets a sliding window's `OVER (WHEN ...)`. Returns whether, in processing
+    /// time, the windows due at `row.ts` fire at once.
+    fn on_row(&mut self, rows: &mut Rows, index: usize, row: Buffered, _trigger: bool) -> bool {
+        rows.insert(index, row);
+        false
+    }
+
+    /// Processing time: when windows are next due.
+    fn next_deadline(&self) -> Option<i64>;
+
+    /// Fires the windows that end by `limit`. With `draining`, nothing more will come: stop
+    /// once the rows are used up instead of emitting empty windows.
+    fn fire_until(&mut self, rows: &mut Rows, limit: i64, draining: bool, out: &mut Vec<Fired>);
+
+    /// Rows the policy holds itself that no window has emitted yet.
+    fn held(&self) -> usize {
+        0
+    }
+
+    /// The caller aggregates accepted rows itself: see [`WindowOperator::aggregate_on_arrival`].
+    /// Only tumbling windows take it up (and then keep their rows out of [`Rows`]); the other
+    /// kinds keep their rows as before.
+    fn aggregate_on_arrival(&mut self) {}
+}
+
+/// The policy of a window kind.
+fn policy(kind: WindowKind, event_time: bool) -> Box<dyn WindowPolicy> {
+    match kind {
+        WindowKind::Tumbling { size } => Box::new(tumbling::Tumbling::new(size, event_time)),
+        WindowKind::Hopping { size, hop } => Box::new(hopping::Hopping::new(size, hop, event_time)),
+        WindowKind::Sliding { size, delay } => {
+            Box::new(sliding::Sliding::new(size, delay, event_time))
         }
+        WindowKind::Session { timeout, max } => {
+            Box::new(session::Session::new(timeout, max, event_time))
+        }
+        WindowKind::Count { size, interval } => Box::new(count::Count::new(size, interval)),
     }
 }
 
 /// The state of one statement's window.
 pub struct WindowOperator {
-    kind: WindowKind,
     event_time: bool,
     late_tolerance: i64,
+    /// What the window kind decides.
+    policy: Box<dyn WindowPolicy>,
     /// Rows per input, in time order.
-    buffers: Vec<StreamBuffer>,
-    /// Count windows: rows in arrival order.
-    counted_rows: VecDeque<Buffered>,
+    rows: Rows,
     seq: u64,
     /// Per stream: the latest event time seen, and whether the stream has ended.
     stream_max: Vec<Option<i64>>,
     stream_done: Vec<bool>,
     watermark: i64,
-    /// Tumbling and hopping: the end of the next window to fire.
-    next_end: Option<i64>,
-    /// Sliding: triggering rows not yet fired, as `(fire at, trigger time)`.
-    triggers: VecDeque<(i64, i64)>,
-    /// Session: when the current session started, and its last row.
-    session: Option<(i64, i64)>,
-    /// Count: rows seen.
-    counted: u64,
     /// Rows that arrived after the watermark had passed them.
     pub late: u64,
-    /// Tumbling windows aggregated as rows arrive: the rows are not kept, only the start of
-    /// each window that has some (see [`WindowOperator::aggregate_on_arrival`]).
-    panes: Option<BTreeSet<i64>>,
-    /// Processing time: the last arrival time, so a clock that steps back does not reorder.
-    last_arrival: i64,
 }
 
+/// `t` rounded down to a multiple of `step`.
 fn floor_to(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
 }
@@ -185,24 +202,15 @@ impl WindowOperator {
     /// An operator for `kind` over `streams` inputs.
     pub fn new(kind: WindowKind, event_time: bool, late_tolerance: i64, streams: usize) -> Self {
         Self {
-            kind,
             event_time,
             late_tolerance,
-            buffers: (0..streams.max(1))
-                .map(|_| StreamBuffer::default())
-                .collect(),
-            counted_rows: VecDeque::new(),
+            policy: policy(kind, event_time),
+            rows: Rows::new(streams.max(1)),
             seq: 0,
             stream_max: vec![None; streams.max(1)],
             stream_done: vec![false; streams.max(1)],
             watermark: i64::MIN,
-            next_end: None,
-            triggers: VecDeque::new(),
-            session: None,
-            counted: 0,
             late: 0,
-            panes: None,
-            last_arrival: i64::MIN,
         }
     }
 
@@ -210,59 +218,12 @@ impl WindowOperator {
     /// [`push`](Self::push) returns), so the operator keeps no rows and fired windows come with
     /// none; only their timing and lateness are decided here.
     pub fn aggregate_on_arrival(&mut self) {
-        if matches!(self.kind, WindowKind::Tumbling { .. }) {
-            self.panes = Some(BTreeSet::new());
-        }
+        self.policy.aggregate_on_arrival();
     }
 
     /// Rows held that no window has emitted yet (after `finish`: an unfinished count window).
     pub fn pending(&self) -> usize {
-        self.buffers.iter().map(|b| b.rows.len()).sum::<usize>() + self.counted_rows.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.buffers.iter().all(|b| b.rows.is_empty())
-            && self.panes.as_ref().is_none_or(BTreeSet::is_empty)
-    }
-
-    /// The earliest buffered time.
-    fn first_ts(&self) -> Option<i64> {
-        self.buffers
-            .iter()
-            .filter_map(|b| b.rows.front().map(|r| r.ts))
-            .chain(self.panes.as_ref().and_then(|p| p.first().copied()))
-            .min()
-    }
-
-    /// The rows of `[start, end)` (`[start, end]` when `inclusive`), in time then arrival order.
-    fn window_rows(&self, start: i64, end: i64, inclusive: bool) -> Vec<(usize, Arc<Row>)> {
-        let mut rows: Vec<&Buffered> = Vec::new();
-        for b in &self.buffers {
-            rows.extend(b.range(start, end, inclusive));
-        }
-        if self.buffers.len() > 1 {
-            rows.sort_by_key(|b| (b.ts, b.seq));
-        }
-        rows.into_iter()
-            .map(|b| (b.stream, Arc::clone(&b.row)))
-            .collect()
-    }
-
-    /// Forgets the rows older than `ts`.
-    fn drop_before(&mut self, ts: i64) {
-        if let (Some(panes), WindowKind::Tumbling { size }) = (self.panes.as_mut(), self.kind) {
-            // A window's rows are all older than `ts` once its end is.
-            while panes.first().is_some_and(|&s| s.saturating_add(size) <= ts) {
-                panes.pop_first();
-            }
-        }
-        for b in &mut self.buffers {
-            if ts == i64::MAX {
-                b.rows.clear();
-            } else {
-                b.drop_before(ts);
-            }
-        }
+        self.rows.len() + self.policy.held()
     }
 
     /// Adds a row (already past the window's `FILTER`). `trigger` says whether it meets the
@@ -275,90 +236,40 @@ impl WindowOperator {
         trigger: bool,
         out: &mut Vec<Fired>,
     ) -> Option<i64> {
-        let mut ts = row.timestamp_ms;
         self.seq += 1;
-        let seq = self.seq;
-        if let WindowKind::Count { size, interval } = self.kind {
-            self.counted_rows.push_back(Buffered {
-                ts,
-                seq,
-                stream,
-                row,
-            });
-            self.counted += 1;
-            if self.counted.is_multiple_of(interval as u64) && self.counted_rows.len() >= size {
-                let from = self.counted_rows.len() - size;
-                let rows = self
-                    .counted_rows
-                    .iter()
-                    .skip(from)
-                    .map(|b| (b.stream, Arc::clone(&b.row)))
-                    .collect();
-                // Only the last size - 1 rows can belong to a later window.
-                self.counted_rows.drain(..from + 1);
-                out.push(Fired {
-                    start: ts,
-                    end: ts,
-                    rows,
-                });
-            }
-            return None;
-        }
+        let arrived = Buffered {
+            ts: row.timestamp_ms,
+            seq: self.seq,
+            stream,
+            row,
+        };
+        let mut row = self.policy.on_arrival(arrived, out)?;
         if self.event_time {
-            if ts < self.watermark {
+            if row.ts < self.watermark {
                 self.late += 1;
                 return None;
             }
             let last = self.stream_max.len() - 1;
             let max = &mut self.stream_max[stream.min(last)];
-            *max = Some(max.map_or(ts, |m| m.max(ts)));
-        } else if let Some(last) = self.buffers[0].rows.back() {
+            *max = Some(max.map_or(row.ts, |m| m.max(row.ts)));
+        } else if let Some(last) = self.rows.last_ts(0) {
             // Arrival order: a clock that steps back does not reorder rows.
-            ts = ts.max(last.ts);
-        } else if self.panes.is_some() {
-            ts = ts.max(self.last_arrival);
-            self.last_arrival = ts;
+            row.ts = row.ts.max(last);
+        } else {
+            row.ts = self.policy.arrival(row.ts);
         }
+        let ts = row.ts;
         let index = if self.event_time {
-            stream.min(self.buffers.len() - 1)
+            stream.min(self.rows.inputs() - 1)
         } else {
             // Processing time is arrival order: one buffer for every input.
             0
         };
-        match (self.panes.as_mut(), self.kind) {
-            (Some(panes), WindowKind::Tumbling { size }) => {
-                panes.insert(floor_to(ts, size));
-            }
-            _ => self.buffers[index].insert(Buffered {
-                ts,
-                seq,
-                stream,
-                row,
-            }),
-        }
-        if !self.event_time
-            && let (None, WindowKind::Tumbling { size: hop } | WindowKind::Hopping { hop, .. }) =
-                (self.next_end, self.kind)
-        {
-            self.next_end = Some(floor_to(ts, hop) + hop);
-        }
-        match self.kind {
-            WindowKind::Sliding { delay, .. } if trigger => {
-                self.triggers.push_back((ts + delay, ts));
-                if self.event_time {
-                    self.triggers.make_contiguous().sort_by_key(|t| t.0);
-                }
-            }
-            WindowKind::Session { .. } if !self.event_time => {
-                let first = self.session.map_or(ts, |(f, _)| f);
-                self.session = Some((first, ts));
-            }
-            _ => {}
-        }
+        let fire_now = self.policy.on_row(&mut self.rows, index, row, trigger);
         if self.event_time {
             self.update_watermark();
             self.fire_until(self.watermark, false, out);
-        } else if let WindowKind::Sliding { delay: 0, .. } = self.kind {
+        } else if fire_now {
             self.fire_until(ts, false, out);
         }
         Some(ts)
@@ -387,20 +298,7 @@ impl WindowOperator {
         if self.event_time {
             return None;
         }
-        match self.kind {
-            WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } => self.next_end,
-            WindowKind::Sliding { .. } => self.triggers.front().map(|t| t.0),
-            WindowKind::Session { timeout, max } => self.session.map(|(first, last)| {
-                let tick = floor_to(first, max) + max;
-                let tick = if tick - first >= max {
-                    tick
-                } else {
-                    tick + max
-                };
-                (last + timeout).min(tick)
-            }),
-            WindowKind::Count { .. } => None,
-        }
+        self.policy.next_deadline()
     }
 
     /// All inputs ended: fires every open window.
@@ -427,122 +325,9 @@ impl WindowOperator {
         self.watermark = self.watermark.max(wm);
     }
 
-    /// Fires the windows that end by `limit`. With `draining`, nothing more will come: stop once
-    /// the rows are used up instead of emitting empty windows.
+    /// Fires the windows that end by `limit` (see [`WindowPolicy::fire_until`]).
     fn fire_until(&mut self, limit: i64, draining: bool, out: &mut Vec<Fired>) {
-        match self.kind {
-            WindowKind::Tumbling { size } => self.fire_aligned(size, size, limit, draining, out),
-            WindowKind::Hopping { size, hop } => self.fire_aligned(size, hop, limit, draining, out),
-            WindowKind::Sliding { size, delay } => {
-                while let Some(&(fire_at, t)) = self.triggers.front() {
-                    if fire_at > limit {
-                        break;
-                    }
-                    self.triggers.pop_front();
-                    let (start, end) = (t - size, t + delay);
-                    let rows = self.window_rows(start, end, delay == 0);
-                    out.push(Fired { start, end, rows });
-                }
-                // Rows older than every pending trigger's reach are no longer needed.
-                let keep_from = self.triggers.front().map_or(
-                    if draining {
-                        i64::MAX
-                    } else {
-                        limit.saturating_sub(size)
-                    },
-                    |&(_, t)| t - size,
-                );
-                self.drop_before(keep_from);
-            }
-            WindowKind::Session { timeout, max } => self.fire_sessions(timeout, max, limit, out),
-            WindowKind::Count { .. } => {}
-        }
-    }
-
-    fn fire_aligned(
-        &mut self,
-        size: i64,
-        hop: i64,
-        limit: i64,
-        draining: bool,
-        out: &mut Vec<Fired>,
-    ) {
-        let next = match self.next_end {
-            Some(end) => end,
-            None => match self.first_ts() {
-                Some(first) => floor_to(first, hop) + hop,
-                None => return,
-            },
-        };
-        let mut end = next;
-        while end <= limit {
-            if draining && self.is_empty() {
-                break;
-            }
-            // Far behind (a process that slept): skip empty windows rather than emit each.
-            if self.is_empty() && end + hop <= limit && !self.event_time {
-                end = floor_to(limit, hop) + hop;
-                continue;
-            }
-            let start = end - size;
-            let rows = self.window_rows(start, end, false);
-            out.push(Fired { start, end, rows });
-            // The next window starts at end + hop - size: older rows are done.
-            self.drop_before(end + hop - size);
-            end += hop;
-            if self.event_time && self.is_empty() {
-                break;
-            }
-        }
-        self.next_end = if self.event_time && self.is_empty() {
-            None
-        } else {
-            Some(end)
-        };
-    }
-
-    fn fire_sessions(&mut self, timeout: i64, max: i64, limit: i64, out: &mut Vec<Fired>) {
-        loop {
-            let Some(first) = self.first_ts() else {
-                self.session = None;
-                return;
-            };
-            // The session's end: the first gap longer than the timeout, or the first multiple
-            // of `max` that is at least `max` after its start.
-            let tick = {
-                let t = floor_to(first, max) + max;
-                if t - first >= max { t } else { t + max }
-            };
-            let ordered = self.window_rows(i64::MIN, i64::MAX, true);
-            let mut last = first;
-            let mut end = None;
-            for (_, row) in &ordered {
-                let ts = row.timestamp_ms.max(first);
-                if ts >= tick {
-                    end = Some(tick);
-                    break;
-                }
-                if ts - last > timeout {
-                    end = Some(last + timeout);
-                    break;
-                }
-                last = ts;
-            }
-            let end = end.unwrap_or((last + timeout).min(tick));
-            if end > limit {
-                if !self.event_time {
-                    self.session = Some((first, last));
-                }
-                return;
-            }
-            let rows = self.window_rows(i64::MIN, end, false);
-            self.drop_before(end);
-            out.push(Fired {
-                start: first,
-                end,
-                rows,
-            });
-        }
+        self.policy.fire_until(&mut self.rows, limit, draining, out);
     }
 }
 
@@ -714,5 +499,47 @@ mod tests {
         op.advance(120, &mut out);
         assert_eq!(out.len(), 2, "an empty window fires too");
         assert!(out[1].rows.is_empty());
+    }
+
+    #[test]
+    fn panes_keep_the_timing_without_the_rows() {
+        let mut op = WindowOperator::new(WindowKind::Tumbling { size: 10 }, false, 0, 1);
+        op.aggregate_on_arrival();
+        let mut out = Vec::new();
+        assert_eq!(op.push(0, Arc::new(row(105)), true, &mut out), Some(105));
+        assert_eq!(
+            op.push(0, Arc::new(row(103)), true, &mut out),
+            Some(105),
+            "a clock that steps back does not reorder"
+        );
+        assert_eq!(op.pending(), 0);
+        assert_eq!(op.next_deadline(), Some(110));
+        op.advance(110, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].end), (100, 110));
+        assert!(out[0].rows.is_empty(), "the caller aggregated them");
+    }
+
+    #[test]
+    fn processing_time_deadlines_follow_the_kind() {
+        let deadline = |kind| {
+            let mut op = WindowOperator::new(kind, false, 0, 1);
+            feed(&mut op, &[101]);
+            op.next_deadline()
+        };
+        let hopping = WindowKind::Hopping { size: 20, hop: 10 };
+        assert_eq!(deadline(hopping), Some(110));
+        let sliding = WindowKind::Sliding { size: 10, delay: 3 };
+        assert_eq!(deadline(sliding), Some(104));
+        let session = WindowKind::Session {
+            timeout: 5,
+            max: 100,
+        };
+        assert_eq!(deadline(session), Some(106));
+        let count = WindowKind::Count {
+            size: 2,
+            interval: 2,
+        };
+        assert_eq!(deadline(count), None);
     }
 }

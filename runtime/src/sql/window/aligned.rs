@@ -1,0 +1,116 @@
+//! Windows aligned to the Unix epoch, one every `hop` and `size` long: what tumbling
+//! (`hop == size`) and hopping windows share. In processing time they fire even when empty,
+//! as in eKuiper; a process that fell far behind skips the empty windows rather than emit each.
+
+use std::sync::Arc;
+
+use super::rows::Rows;
+use super::{Fired, floor_to};
+use crate::value::Row;
+
+/// Where aligned windows find their rows: the operator's [`Rows`], or tumbling panes that
+/// keep only which windows have rows.
+pub(super) trait Store {
+    /// Whether nothing is held.
+    fn is_empty(&self) -> bool;
+    /// The earliest time held.
+    fn first_ts(&self) -> Option<i64>;
+    /// The rows of `[start, end)`, in time then arrival order.
+    fn window_rows(&self, start: i64, end: i64) -> Vec<(usize, Arc<Row>)>;
+    /// Forgets what is older than `ts`.
+    fn drop_before(&mut self, ts: i64);
+}
+
+impl Store for Rows {
+    fn is_empty(&self) -> bool {
+        Rows::is_empty(self)
+    }
+
+    fn first_ts(&self) -> Option<i64> {
+        Rows::first_ts(self)
+    }
+
+    fn window_rows(&self, start: i64, end: i64) -> Vec<(usize, Arc<Row>)> {
+        Rows::window_rows(self, start, end, false)
+    }
+
+    fn drop_before(&mut self, ts: i64) {
+        Rows::drop_before(self, ts);
+    }
+}
+
+/// Epoch-aligned windows of `size`, ending every `hop`.
+pub(super) struct Aligned {
+    size: i64,
+    hop: i64,
+    event_time: bool,
+    /// The end of the next window to fire.
+    next_end: Option<i64>,
+}
+
+impl Aligned {
+    pub(super) fn new(size: i64, hop: i64, event_time: bool) -> Self {
+        Self {
+            size,
+            hop,
+            event_time,
+            next_end: None,
+        }
+    }
+
+    /// A row counts at `ts`: in processing time, the first row sets the first window's end.
+    pub(super) fn on_row(&mut self, ts: i64) {
+        if !self.event_time && self.next_end.is_none() {
+            self.next_end = Some(floor_to(ts, self.hop) + self.hop);
+        }
+    }
+
+    /// The end of the next window to fire.
+    pub(super) fn next_end(&self) -> Option<i64> {
+        self.next_end
+    }
+
+    /// Fires the windows that end by `limit` (see
+    /// [`WindowPolicy::fire_until`](super::WindowPolicy::fire_until)).
+    pub(super) fn fire_until(
+        &mut self,
+        store: &mut impl Store,
+        limit: i64,
+        draining: bool,
+        out: &mut Vec<Fired>,
+    ) {
+        let (size, hop) = (self.size, self.hop);
+        let next = match self.next_end {
+            Some(end) => end,
+            None => match store.first_ts() {
+                Some(first) => floor_to(first, hop) + hop,
+                None => return,
+            },
+        };
+        let mut end = next;
+        while end <= limit {
+            if draining && store.is_empty() {
+                break;
+            }
+            // Far behind (a process that slept): skip empty windows rather than emit each.
+            if store.is_empty() && end + hop <= limit && !self.event_time {
+                end = floor_to(limit, hop) + hop;
+                continue;
+            }
+            let start = end - size;
+            let rows = store.window_rows(start, end);
+            out.push(Fired { start, end, rows });
+            // The next window starts at end + hop - size: older rows are done.
+            store.drop_before(end + hop - size);
+            end += hop;
+            if self.event_time && store.is_empty() {
+                break;
+            }
+        }
+        self.next_end = if self.event_time && store.is_empty() {
+            None
+        } else {
+            Some(end)
+        };
+    }
+}

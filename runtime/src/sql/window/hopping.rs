@@ -1,0 +1,35 @@
+//! `HOPPINGWINDOW(unit, size, hop)`: windows of `size` ending every `hop`, overlapping when
+//! `hop < size`; a row belongs to every window whose range holds it.
+
+use super::aligned::Aligned;
+use super::rows::{Buffered, Rows};
+use super::{Fired, WindowPolicy};
+
+/// A hopping window.
+pub(super) struct Hopping {
+    aligned: Aligned,
+}
+
+impl Hopping {
+    pub(super) fn new(size: i64, hop: i64, event_time: bool) -> Self {
+        Self {
+            aligned: Aligned::new(size, hop, event_time),
+        }
+    }
+}
+
+impl WindowPolicy for Hopping {
+    fn on_row(&mut self, rows: &mut Rows, index: usize, row: Buffered, _trigger: bool) -> bool {
+        self.aligned.on_row(row.ts);
+        rows.insert(index, row);
+        false
+    }
+
+    fn next_deadline(&self) -> Option<i64> {
+        self.aligned.next_end()
+    }
+
+    fn fire_until(&mut self, rows: &mut Rows, limit: i64, draining: bool, out: &mut Vec<Fired>) {
+        self.aligned.fire_until(rows, limit, draining, out);
+    }
+}

@@ -9,8 +9,6 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod host;
-pub mod json;
-pub mod message;
 pub mod metrics;
 pub mod mqtt;
 pub mod reload;
@@ -18,10 +16,12 @@ pub mod report;
 pub mod rule;
 pub mod sink;
 pub mod source;
-pub mod sql;
-pub mod stream;
-pub mod template;
-pub mod value;
+
+// The data model, the SQL layer and the template engine are crates of their own; they keep
+// their old module paths here.
+pub use oort_sql::{self as sql, stream};
+pub use oort_template as template;
+pub use oort_value::{json, message, value};
 
 /// The memory allocator the `oort` binary uses (mimalloc: the engine allocates many small rows
 /// and strings, which it serves much faster than the system allocator).

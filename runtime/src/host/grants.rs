@@ -7,7 +7,7 @@
 //! `path` prop names, but never pick a file of its own.
 
 use std::collections::BTreeMap;
-use std::path::{Component as PathPart, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -574,25 +574,7 @@ pub struct GrantedDir {
     pub names: Vec<(String, FileAccess)>,
 }
 
-/// `path` made absolute against `base`, with `.` and `..` removed lexically.
-pub fn absolute(base: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    };
-    let mut out = PathBuf::new();
-    for part in joined.components() {
-        match part {
-            PathPart::CurDir => {}
-            PathPart::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
+pub use oort_value::path::absolute;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use oort_value::base64;
+
 use super::args::{
     any_nil, arg, bad_arg, f64_to_i64, fail, integer, number, shown, string, wrong_type,
 };
@@ -175,21 +177,9 @@ fn to_boolean(v: &Value) -> Result<bool, FnError> {
 fn to_bytea(v: &Value) -> Result<Vec<u8>, FnError> {
     match v {
         Value::Bytes(b) => Ok(b.to_vec()),
-        Value::String(s) => Ok(strict_base64(s).unwrap_or_else(|| s.as_bytes().to_vec())),
+        Value::String(s) => Ok(base64::decode_padded(s).unwrap_or_else(|| s.as_bytes().to_vec())),
         _ => Err(cannot(v, "bytea")),
     }
-}
-
-/// Standard padded base64 only: a length that is a multiple of 4 and at most two `=` at the end.
-fn strict_base64(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(4) {
-        return None;
-    }
-    let body = s.trim_end_matches('=');
-    if s.len() - body.len() > 2 || body.contains('=') {
-        return None;
-    }
-    json::base64_decode(body)
 }
 
 fn base64_arg(f: &str, args: &[Value]) -> Result<(), FnError> {
@@ -216,7 +206,7 @@ fn encode(_: &FnCtx<'_>, args: &[Value]) -> R {
         Value::Bytes(b) => Cow::Borrowed(b),
         _ => return Err(wrong_type("encode", args, 0, "a string or bytes")),
     };
-    Ok(Value::from(json::base64_encode(&input)))
+    Ok(Value::from(base64::encode(&input)))
 }
 
 fn decode(_: &FnCtx<'_>, args: &[Value]) -> R {
@@ -225,7 +215,7 @@ fn decode(_: &FnCtx<'_>, args: &[Value]) -> R {
     }
     base64_arg("decode", args)?;
     let input = string("decode", args, 0)?;
-    let bytes = strict_base64(input)
+    let bytes = base64::decode_padded(input)
         .ok_or_else(|| bad_arg("decode", args, 0, format!("invalid base64 text {input:?}")))?;
     Ok(Value::Bytes(bytes.into()))
 }

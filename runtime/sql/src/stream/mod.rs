@@ -102,7 +102,7 @@ pub struct StreamDef {
 impl StreamDef {
     /// The file a `file` stream reads: `DATASOURCE` resolved against the defining file's folder.
     pub fn datasource_path(&self) -> PathBuf {
-        crate::host::absolute(
+        oort_value::path::absolute(
             &self.base_dir,
             std::path::Path::new(&self.options.datasource),
         )

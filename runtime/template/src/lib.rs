@@ -11,11 +11,23 @@
 //! into each other (eKuiper's JSON numbers are all float64, Oort keeps whole numbers as
 //! integers), and `toJson` writes Oort's JSON (sorted keys, no HTML escaping).
 //!
-//! ```text
-//! let t = Template::parse(r#"{"content":{{json .}}}"#)?;   // once, when the rule starts
-//! t.render(&row, &mut out)?;                               // for every message
-//! // out: {"content":{"ab":"hello"}}
 //! ```
+//! use oort_template::Template;
+//! use oort_value::json;
+//!
+//! // Parsed once, when the rule starts.
+//! let template = Template::parse(r#"{"content":{{json .}}}"#)?;
+//! // Run for every message.
+//! let row = json::parse_value(br#"{"ab": "hello"}"#)?;
+//! assert_eq!(template.render_to_string(&row)?, r#"{"content":{"ab":"hello"}}"#);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The expected outputs of the Go parity tests come from Go itself: `parity/` beside this
+//! crate holds the Go program that renders every case and its README says how to regenerate
+//! them.
+
+#![deny(missing_docs)]
 
 mod exec;
 mod format;
@@ -25,6 +37,8 @@ mod parse;
 mod sprig;
 #[cfg(test)]
 mod tests;
+
+use oort_value::{json, value};
 
 use crate::value::Value;
 

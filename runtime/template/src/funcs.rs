@@ -807,5 +807,5 @@ fn base64<'a>(a: &[Val<'a>]) -> FR<'a> {
             ));
         }
     };
-    string(json::base64_encode(&text))
+    string(oort_value::base64::encode(&text))
 }

@@ -117,7 +117,7 @@ fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
             Value::string(v.to_text())
         }
         (DataType::Bytea, Value::String(s)) => Value::Bytes(
-            crate::json::base64_decode(s)
+            oort_value::base64::decode_lenient(s)
                 .ok_or_else(|| format!("expected base64 text for bytea, got {s:?}"))?
                 .into(),
         ),

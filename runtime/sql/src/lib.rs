@@ -2,6 +2,46 @@
 //! definitions, and compiled into a [`Query`] the rule engine runs row by row.
 //!
 //! Every error carries the line and column of the offending part of the statement.
+//!
+//! The streams a statement reads are [`stream::StreamDef`]s, parsed from eKuiper's
+//! `CREATE STREAM` statements; the [`Catalog`] trait is how the compiler finds them, so the
+//! caller decides where definitions live.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::path::Path;
+//! use std::sync::Arc;
+//!
+//! use oort_sql::stream::{StreamDef, parse_streams};
+//! use oort_sql::{Catalog, EvalCtx, QueryRunner, compile};
+//! use oort_value::{Message, Row, Value};
+//!
+//! struct Streams(Vec<StreamDef>);
+//!
+//! impl Catalog for Streams {
+//!     fn stream(&self, name: &str) -> Option<&StreamDef> {
+//!         self.0.iter().find(|d| &*d.name == name)
+//!     }
+//! }
+//!
+//! let ddl = r#"CREATE STREAM demo (temp FLOAT) WITH (TYPE="memory", DATASOURCE="t");"#;
+//! let streams = Streams(parse_streams(ddl, "streams.sql", Path::new("."))?);
+//! let query = compile("SELECT temp * 2 AS double FROM demo WHERE temp > 20", &streams)?;
+//!
+//! let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+//! let ctx = EvalCtx { now_ms: 0, meta: &Value::Null };
+//! let rows = [10.0, 25.5].map(|t| Row::from_pairs(vec![(Arc::from("temp"), Value::Float(t))], 0));
+//! let mut out = Vec::new();
+//! let outcome = runner.push(0, rows.to_vec(), &ctx, &mut out);
+//! assert_eq!(outcome.filtered, 1);
+//! match &out[..] {
+//!     [Message::Row(row)] => assert_eq!(row.get("double"), Some(&Value::Float(51.0))),
+//!     other => panic!("one row expected, got {other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
 
 pub mod aggregate;
 mod dialect;
@@ -9,6 +49,7 @@ pub mod expr;
 pub mod functions;
 mod query;
 pub mod run;
+pub mod stream;
 pub mod window;
 
 use std::fmt;
@@ -16,6 +57,8 @@ use std::sync::Arc;
 
 use sqlparser::ast::{self as ast, Spanned};
 use sqlparser::parser::Parser;
+
+use oort_value::{json, message, value};
 
 pub use aggregate::{AggCall, AggFunc};
 pub use dialect::EkuiperDialect;
@@ -1117,7 +1160,7 @@ fn fold(e: Expr) -> Expr {
     if matches!(e, Expr::Literal(_)) || !e.is_constant() {
         return e;
     }
-    let row = crate::value::Row::from_pairs(Vec::new(), 0);
+    let row = value::Row::from_pairs(Vec::new(), 0);
     let ctx = EvalCtx {
         now_ms: 0,
         meta: &Value::Null,

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use oort_value::base64;
+
 use super::exec::Val;
 use super::format;
 use super::funcs::*;
@@ -867,77 +869,11 @@ pub(super) fn fail<'a>(a: &[Val<'a>]) -> FR<'a> {
 // Encodings
 
 pub(super) fn b64enc<'a>(a: &[Val<'a>]) -> FR<'a> {
-    string(json::base64_encode(s(a, 0).as_bytes()))
-}
-
-/// Go's `base64.StdEncoding.DecodeString`, including where it reports bad input.
-fn go_base64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let decode = |b: u8| ALPHABET.iter().position(|&x| x == b).map(|p| p as u32);
-    let mut out = Vec::with_capacity(src.len() * 3 / 4);
-    let mut si = 0;
-    while si < src.len() {
-        let mut quantum = [0u32; 4];
-        let mut dlen = 4;
-        let mut j = 0;
-        while j < 4 {
-            if si == src.len() {
-                if j == 0 {
-                    return Ok(out);
-                }
-                return Err(si - j);
-            }
-            let c = src[si];
-            si += 1;
-            if let Some(v) = decode(c) {
-                quantum[j] = v;
-                j += 1;
-                continue;
-            }
-            if c == b'\n' || c == b'\r' {
-                continue;
-            }
-            if c != b'=' {
-                return Err(si - 1);
-            }
-            // Padding: only after two or three characters of a quantum.
-            match j {
-                0 | 1 => return Err(si - 1),
-                2 => {
-                    while si < src.len() && (src[si] == b'\n' || src[si] == b'\r') {
-                        si += 1;
-                    }
-                    if si == src.len() {
-                        return Err(src.len());
-                    }
-                    if src[si] != b'=' {
-                        return Err(si - 1);
-                    }
-                    si += 1;
-                }
-                _ => {}
-            }
-            while si < src.len() && (src[si] == b'\n' || src[si] == b'\r') {
-                si += 1;
-            }
-            if si < src.len() {
-                return Err(si);
-            }
-            dlen = j;
-            break;
-        }
-        let n = (quantum[0] << 18) | (quantum[1] << 12) | (quantum[2] << 6) | quantum[3];
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..dlen - 1]);
-        if dlen < 4 {
-            break;
-        }
-    }
-    Ok(out)
+    string(base64::encode(s(a, 0).as_bytes()))
 }
 
 pub(super) fn b64dec<'a>(a: &[Val<'a>]) -> FR<'a> {
-    match go_base64_decode(s(a, 0).as_bytes()) {
+    match base64::decode_go(s(a, 0).as_bytes()) {
         Ok(bytes) => string(String::from_utf8_lossy(&bytes).into_owned()),
         Err(at) => string(format!("illegal base64 data at input byte {at}")),
     }

@@ -8,7 +8,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use super::schema::{ColumnDef, DataType};
 use super::{FileType, Format, SourceType, StreamDef, StreamKind, StreamOptions};
-use crate::sql::EkuiperDialect;
+use crate::EkuiperDialect;
 
 /// A stream definition is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

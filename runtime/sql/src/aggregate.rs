@@ -419,7 +419,7 @@ fn percentile_cont(sorted: &[f64], p: f64) -> Result<Value, EvalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::expr::Column;
+    use crate::expr::Column;
     use crate::value::Row;
 
     fn rows(values: &[Value]) -> Vec<Row> {

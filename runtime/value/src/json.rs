@@ -298,7 +298,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
         Value::Float(f) => write_float(out, *f),
         Value::String(s) => write_str(out, s),
-        Value::Bytes(b) => write_str(out, &base64_encode(b)),
+        Value::Bytes(b) => write_str(out, &crate::base64::encode(b)),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -418,44 +418,6 @@ const fn needs_escape(word: u64) -> bool {
         || has_zero(word ^ (ONES * b'\\' as u64)) != 0
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding, as Go's `encoding/json` writes `[]byte`.
-pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (padding optional); `None` on any other character.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = BASE64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,13 +487,5 @@ mod tests {
                 serde_json::to_string(&s).unwrap()
             );
         }
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for input in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xff\x00\x10"] {
-            assert_eq!(base64_decode(&base64_encode(input)).unwrap(), input);
-        }
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
     }
 }

@@ -147,7 +147,7 @@ impl Value {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Self::String(s) => serde_json::Value::String(s.to_string()),
-            Self::Bytes(b) => serde_json::Value::String(crate::json::base64_encode(b)),
+            Self::Bytes(b) => serde_json::Value::String(crate::base64::encode(b)),
             Self::Array(items) => {
                 serde_json::Value::Array(items.iter().map(Self::to_json).collect())
             }

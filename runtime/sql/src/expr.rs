@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::sql::functions::{FnCtx, ScalarDef};
+use crate::functions::{FnCtx, ScalarDef};
 use crate::value::{Row, Schema, Value};
 
 /// Evaluating an expression failed for one row.

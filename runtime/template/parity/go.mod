@@ -1,0 +1,3 @@
+module oort/template-parity
+
+go 1.24

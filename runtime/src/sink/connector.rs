@@ -124,6 +124,9 @@ pub enum Connector {
     Wasm(Box<WasmSink>),
     /// A sink whose module could not be loaded: every batch fails, with the reason.
     Unavailable(Arc<str>),
+    /// A scripted sink, for the pipeline's tests.
+    #[cfg(test)]
+    Fake(Box<super::fake::FakeSink>),
 }
 
 /// How to make an action's connectors.
@@ -443,6 +446,8 @@ impl Connector {
             }
             Self::Mqtt(sink) => sink.collect(batch.payloads()).await,
             Self::Unavailable(reason) => Err(CallFailure::Transient(reason.to_string())),
+            #[cfg(test)]
+            Self::Fake(sink) => sink.collect(batch).await,
             Self::Wasm(sink) => {
                 // A batch boundary: a new build that is ready takes over here.
                 if let Some(swap) = sink.waiting_swap() {

@@ -21,6 +21,8 @@ pub mod cache;
 mod connector;
 pub mod dead_letter;
 mod delivery;
+#[cfg(test)]
+mod fake;
 mod mqtt;
 mod pipeline;
 pub mod props;

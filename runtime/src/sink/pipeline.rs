@@ -11,6 +11,9 @@ use super::batching::Batcher;
 use super::delivery::{Deliverer, Delivery};
 use super::{Chunk, StartedAction};
 
+#[cfg(test)]
+mod tests;
+
 /// Runs an action until the rule's channel closes: transform, batch, deliver (resending what
 /// is cached), then drain the cache, close the sink instances and keep what is left on disk.
 pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {

@@ -5,6 +5,7 @@
 //! (`log`, `nop`, `memory`) or a wasm component run by [`host`], one sandboxed instance per
 //! action.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod engine;

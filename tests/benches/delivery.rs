@@ -82,12 +82,12 @@ fn context(action: &str, generation: u32) -> WitContext {
 }
 
 fn batch(messages: usize) -> WitBatch {
-    let mut batch = oort::sink::empty_batch();
+    let mut batch = oort::sink::Batch::new();
     let payload = br#"{"deviceId":"device-00042","temperature":21.5,"humidity":44,"status":"nominal-operation","seq":1}"#;
     for i in 0..messages {
-        oort::sink::push(&mut batch, payload, i as i64);
+        batch.push(payload, i as i64);
     }
-    batch
+    batch.into_wit()
 }
 
 /// 1. A probe whose first generation loops in `collect`: deadline to trap, trap to a fresh

@@ -340,8 +340,12 @@ pub fn client_id(what: &str) -> String {
 
 /// How long to wait before reconnecting after `failures` failed attempts in a row.
 pub fn backoff(failures: u32) -> Duration {
-    Duration::from_millis((100u64 << failures.min(5)).min(3_000))
+    RECONNECT.delay(failures.saturating_add(1))
 }
+
+/// Reconnect waits: 200 ms after the first failure, doubling up to 3 s, jittered.
+const RECONNECT: crate::backoff::Backoff =
+    crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
 
 /// Whether `filter` is a valid MQTT topic filter (`+` and `#` only as whole levels, `#` last).
 pub fn valid_filter(filter: &str) -> bool {

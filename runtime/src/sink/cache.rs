@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::connector::{Batch, empty_batch, push};
+use super::batch::Batch;
+use crate::host::bindings::WitBatch;
 
 /// Cached batches by sequence number, encoded with [`encode`].
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
@@ -119,7 +120,7 @@ impl ActionCache {
             for entry in table.iter().map_err(|e| fail(e.to_string()))? {
                 let (key, value) = entry.map_err(|e| fail(e.to_string()))?;
                 let messages = decode(value.value())
-                    .map(|b| b.ends.len() as u64)
+                    .map(|b| b.len() as u64)
                     .ok_or_else(|| fail(format!("batch {} is damaged", key.value())))?;
                 if first {
                     head = key.value();
@@ -183,10 +184,10 @@ impl ActionCache {
     /// to disk, a page at a time. Always accepts the batch (check [`Self::has_room`] first to
     /// apply back-pressure).
     pub fn push(&mut self, batch: Batch) -> Result<(), CacheError> {
-        if batch.ends.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
-        self.memory_messages += batch.ends.len() as u64;
+        self.memory_messages += batch.len() as u64;
         self.memory.push_back(batch);
         if self.memory_messages > self.config.memory_threshold {
             let target = self
@@ -207,7 +208,7 @@ impl ActionCache {
             let Some(batch) = self.memory.pop_front() else {
                 break;
             };
-            count += batch.ends.len() as u64;
+            count += batch.len() as u64;
             moved.push(batch);
         }
         if moved.is_empty() {
@@ -227,7 +228,7 @@ impl ActionCache {
         match result {
             Ok(()) => {
                 for batch in &moved {
-                    self.disk_sizes.push_back(batch.ends.len() as u64);
+                    self.disk_sizes.push_back(batch.len() as u64);
                     self.tail += 1;
                 }
                 self.disk_messages += count;
@@ -281,7 +282,7 @@ impl ActionCache {
                 self.tail = self.head;
             }
         } else if let Some(batch) = self.memory.pop_front() {
-            self.memory_messages -= batch.ends.len() as u64;
+            self.memory_messages -= batch.len() as u64;
         }
         Ok(())
     }
@@ -312,6 +313,7 @@ impl ActionCache {
 
 /// A batch as bytes: count, ends, timestamps, header, payloads (little-endian).
 fn encode(batch: &Batch) -> Vec<u8> {
+    let batch = batch.as_wit();
     let header = batch.header.as_deref().unwrap_or("");
     let mut out =
         Vec::with_capacity(13 + batch.ends.len() * 12 + header.len() + batch.payloads.len());
@@ -349,20 +351,13 @@ fn decode(bytes: &[u8]) -> Option<Batch> {
     let has_header = take(1)?[0] == 1;
     let header_len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
     let header = String::from_utf8(take(header_len)?.to_vec()).ok()?;
-    let payloads = bytes.get(at..)?;
-    if ends.last().map_or(0, |&e| e as usize) != payloads.len()
-        || ends.windows(2).any(|w| w[0] > w[1])
-    {
-        return None;
-    }
-    let mut batch = empty_batch();
-    let mut start = 0usize;
-    for (&end, &ts) in ends.iter().zip(&timestamps) {
-        push(&mut batch, &payloads[start..end as usize], ts);
-        start = end as usize;
-    }
-    batch.header = has_header.then_some(header);
-    Some(batch)
+    let payloads = bytes.get(at..)?.to_vec();
+    Batch::from_wit(WitBatch {
+        payloads,
+        ends,
+        timestamps,
+        header: has_header.then_some(header),
+    })
 }
 
 #[cfg(test)]
@@ -370,15 +365,15 @@ mod tests {
     use super::*;
 
     fn batch(from: u32, n: u32) -> Batch {
-        let mut b = empty_batch();
+        let mut b = Batch::new();
         for i in from..from + n {
-            push(&mut b, format!("{{\"n\":{i}}}").as_bytes(), i64::from(i));
+            b.push(format!("{{\"n\":{i}}}").as_bytes(), i64::from(i));
         }
         b
     }
 
     fn numbers(b: &Batch) -> Vec<i64> {
-        b.timestamps.clone()
+        b.timestamps().to_vec()
     }
 
     fn temp(name: &str) -> PathBuf {
@@ -390,15 +385,16 @@ mod tests {
     #[test]
     fn batches_round_trip_through_bytes() {
         let same = |a: &Batch, b: &Batch| {
+            let (a, b) = (a.as_wit(), b.as_wit());
             (&a.payloads, &a.ends, &a.timestamps, &a.header)
                 == (&b.payloads, &b.ends, &b.timestamps, &b.header)
         };
         let mut b = batch(0, 3);
-        b.header = Some("a,b".into());
+        b.set_header(Some("a,b".into()));
         assert!(same(&decode(&encode(&b)).unwrap(), &b));
         assert!(same(
-            &decode(&encode(&empty_batch())).unwrap(),
-            &empty_batch()
+            &decode(&encode(&Batch::new())).unwrap(),
+            &Batch::new()
         ));
         assert!(decode(b"\x01\0\0").is_none());
     }

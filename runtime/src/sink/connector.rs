@@ -10,50 +10,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc;
 
+use super::batch::Batch;
 use super::mqtt::{MqttSink, MqttSpec};
-use crate::host::bindings::{WitBatch, WitContext};
+use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
 use crate::reload::{Reloader, Subscriber, Swap};
 use crate::source::MemoryBus;
 use crate::source::memory::{Published, PublisherGuard};
-
-/// A batch as every sink receives it: the WIT record, packed.
-pub type Batch = WitBatch;
-
-/// Adds one payload to a batch.
-pub fn push(batch: &mut Batch, payload: &[u8], timestamp_ms: i64) {
-    batch.payloads.extend_from_slice(payload);
-    batch.ends.push(batch.payloads.len() as u32);
-    batch.timestamps.push(timestamp_ms);
-}
-
-/// Empties a batch, keeping its buffers.
-pub fn clear(batch: &mut Batch) {
-    batch.payloads.clear();
-    batch.ends.clear();
-    batch.timestamps.clear();
-    batch.header = None;
-}
-
-/// An empty batch.
-pub fn empty_batch() -> Batch {
-    Batch {
-        payloads: Vec::new(),
-        ends: Vec::new(),
-        timestamps: Vec::new(),
-        header: None,
-    }
-}
-
-fn payloads(batch: &Batch) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0usize;
-    batch.ends.iter().map(move |&end| {
-        let p = &batch.payloads[start..end as usize];
-        start = end as usize;
-        p
-    })
-}
 
 /// The built-in sinks.
 pub const BUILTINS: &[&str] = &["log", "nop", "memory", "mqtt"];
@@ -160,6 +124,9 @@ pub enum Connector {
     Wasm(Box<WasmSink>),
     /// A sink whose module could not be loaded: every batch fails, with the reason.
     Unavailable(Arc<str>),
+    /// A scripted sink, for the pipeline's tests.
+    #[cfg(test)]
+    Fake(Box<super::fake::FakeSink>),
 }
 
 /// How to make an action's connectors.
@@ -448,7 +415,7 @@ impl Connector {
     pub async fn collect(&mut self, batch: &Batch) -> Result<(), CallFailure> {
         match self {
             Self::Log(sink) => {
-                for payload in payloads(batch) {
+                for payload in batch.payloads() {
                     tracing::info!(
                         rule = %sink.rule,
                         action = %sink.action,
@@ -461,14 +428,14 @@ impl Connector {
             }
             Self::Nop(sink) => {
                 if sink.log {
-                    for payload in payloads(batch) {
+                    for payload in batch.payloads() {
                         tracing::debug!("nop sink: {}", String::from_utf8_lossy(payload));
                     }
                 }
                 Ok(())
             }
             Self::Memory(sink) => {
-                for (payload, &ts) in payloads(batch).zip(&batch.timestamps) {
+                for (payload, ts) in batch {
                     let message = Published {
                         payload: Arc::from(payload),
                         timestamp_ms: ts,
@@ -477,8 +444,10 @@ impl Connector {
                 }
                 Ok(())
             }
-            Self::Mqtt(sink) => sink.collect(payloads(batch)).await,
+            Self::Mqtt(sink) => sink.collect(batch.payloads()).await,
             Self::Unavailable(reason) => Err(CallFailure::Transient(reason.to_string())),
+            #[cfg(test)]
+            Self::Fake(sink) => sink.collect(batch).await,
             Self::Wasm(sink) => {
                 // A batch boundary: a new build that is ready takes over here.
                 if let Some(swap) = sink.waiting_swap() {
@@ -500,7 +469,7 @@ impl Connector {
                 let Some(instance) = sink.instance.as_mut() else {
                     return Err(CallFailure::Trap("no instance".into()));
                 };
-                instance.collect(batch).await
+                instance.collect(batch.as_wit()).await
             }
         }
     }

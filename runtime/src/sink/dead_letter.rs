@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use serde_json::{Value as Json, json};
 
-use super::connector::{Batch, Connector};
+use super::batch::Batch;
+use super::connector::Connector;
+use crate::backoff::Backoff;
 use crate::host::CallFailure;
 
 /// Why a batch was dead-lettered.
@@ -57,8 +59,8 @@ pub enum DeadLetter {
         connector: Box<Connector>,
         /// Retries of a transient error.
         retry_count: u32,
-        /// First retry delay.
-        retry_interval: std::time::Duration,
+        /// Waits between retries.
+        backoff: Backoff,
     },
 }
 
@@ -105,11 +107,8 @@ impl DeadLetter {
             Self::File { path, file } => {
                 let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
                     .to_rfc3339();
-                let mut out = Vec::with_capacity(batch.payloads.len() + batch.ends.len() * 160);
-                let mut start = 0usize;
-                for (&end, &ts) in batch.ends.iter().zip(&batch.timestamps) {
-                    let bytes = &batch.payloads[start..end as usize];
-                    start = end as usize;
+                let mut out = Vec::with_capacity(batch.payload_bytes() + batch.len() * 160);
+                for (bytes, ts) in batch {
                     let payload = serde_json::from_slice::<Json>(bytes).unwrap_or_else(|_| {
                         Json::String(String::from_utf8_lossy(bytes).into_owned())
                     });
@@ -132,7 +131,7 @@ impl DeadLetter {
             Self::Action {
                 connector,
                 retry_count,
-                retry_interval,
+                backoff,
                 ..
             } => {
                 let mut attempt = 0;
@@ -144,7 +143,7 @@ impl DeadLetter {
                         {
                             attempt += 1;
                             tracing::debug!("dead-letter sink failed, retrying: {m}");
-                            tokio::time::sleep(super::backoff(*retry_interval, attempt)).await;
+                            tokio::time::sleep(backoff.delay(attempt)).await;
                         }
                         Err(failure) => return Err(failure.to_string()),
                     }

@@ -1,0 +1,175 @@
+//! Batching: the rule's messages become payloads (transform), payloads fill a batch up to
+//! `batchSize` or until `lingerInterval` passes (without a batch size, whatever is waiting goes
+//! at once), and each finished batch goes to the one sink instance or the pool of instance
+//! workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::batch::Batch;
+use super::delivery::Deliverer;
+use super::props::CommonProps;
+use super::transform::{TransformError, Transformer};
+use crate::message::Message;
+use crate::metrics::ActionMetrics;
+
+/// Largest opportunistic batch when `batchSize` is not set.
+const MAX_DRAIN: usize = 4096;
+
+/// Builds an action's batches and hands them on.
+pub(super) struct Batcher {
+    name: Arc<str>,
+    transformer: Transformer,
+    metrics: Arc<ActionMetrics>,
+    /// `batchSize` (0: none).
+    batch_size: usize,
+    /// `lingerInterval`, if set.
+    linger: Option<Duration>,
+    /// When the batch being filled must go, lingering or not.
+    deadline: Option<tokio::time::Instant>,
+    /// The batch being filled.
+    batch: Batch,
+    /// The payloads of one message.
+    scratch: Batch,
+    errors: Vec<TransformError>,
+    /// The one instance, when there is one.
+    pub(super) single: Option<Deliverer>,
+    /// The instance workers, when there are several.
+    pub(super) pool: Option<mpsc::Sender<Batch>>,
+}
+
+impl Batcher {
+    /// Batches for an action with these props, handed to `single` or to `pool`.
+    pub(super) fn new(
+        name: Arc<str>,
+        common: &CommonProps,
+        send_nil: bool,
+        metrics: Arc<ActionMetrics>,
+        single: Option<Deliverer>,
+        pool: Option<mpsc::Sender<Batch>>,
+    ) -> Self {
+        Self {
+            name,
+            transformer: Transformer::new(common.clone(), send_nil),
+            metrics,
+            batch_size: common.batch_size,
+            linger: (common.linger_ms > 0).then(|| Duration::from_millis(common.linger_ms)),
+            deadline: None,
+            batch: Batch::new(),
+            scratch: Batch::new(),
+            errors: Vec::new(),
+            single,
+            pool,
+        }
+    }
+
+    /// When the batch being filled must go (its linger ends), if it is waiting for more.
+    pub(super) fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
+    }
+
+    /// The linger ended: the batch goes as it is.
+    pub(super) async fn linger_ended(&mut self) {
+        self.deadline = None;
+        self.flush().await;
+    }
+
+    /// Transforms a chunk of the rule's messages into the batch, handing it on each time it
+    /// reaches `batchSize`.
+    pub(super) async fn add(&mut self, chunk: &[Message]) {
+        let metrics = Arc::clone(&self.metrics);
+        metrics.records_in.add(chunk.len() as u64);
+        // Counted once per chunk: the loop below runs for every row.
+        let mut payloads = 0u64;
+        for message in chunk {
+            self.scratch.clear();
+            let ts = message.timestamp_ms();
+            let scratch = &mut self.scratch;
+            let produced =
+                self.transformer
+                    .transform(message, &mut |p| scratch.push(p, ts), &mut self.errors);
+            metrics.omitted.add(u64::from(produced.omitted));
+            payloads += u64::from(produced.payloads);
+            for err in self.errors.drain(..) {
+                tracing::warn!(action = %self.name, "cannot build the payload: {err}");
+                payloads += 1;
+                metrics.failed.add(1);
+                metrics.exceptions.record(err.to_string());
+            }
+            for (payload, ts) in &self.scratch {
+                self.batch.push(payload, ts);
+                if self.batch_size > 0 && self.batch.len() >= self.batch_size {
+                    Self::hand_on(
+                        &mut self.batch,
+                        &self.transformer,
+                        &mut self.single,
+                        self.pool.as_ref(),
+                        &metrics,
+                    )
+                    .await;
+                    self.deadline = None;
+                }
+            }
+        }
+        metrics.payloads.add(payloads);
+    }
+
+    /// True when no more waiting chunks should join the batch before it is handed on.
+    pub(super) fn is_full(&self) -> bool {
+        self.batch_size > 0 || self.batch.len() >= MAX_DRAIN
+    }
+
+    /// The chunks that were waiting are in: without a batch size the batch goes now; with one,
+    /// an unfinished batch starts lingering.
+    pub(super) async fn drained(&mut self) {
+        if self.batch_size == 0 {
+            self.flush().await;
+        } else if self.deadline.is_none() && !self.batch.is_empty() {
+            self.deadline = self.linger.map(|l| tokio::time::Instant::now() + l);
+        }
+    }
+
+    /// Hands on the batch being filled, whatever its size.
+    pub(super) async fn flush(&mut self) {
+        Self::hand_on(
+            &mut self.batch,
+            &self.transformer,
+            &mut self.single,
+            self.pool.as_ref(),
+            &self.metrics,
+        )
+        .await;
+    }
+
+    /// Sets the batch's header and delivers it through the one instance, or queues it for the
+    /// instance workers.
+    async fn hand_on(
+        batch: &mut Batch,
+        transformer: &Transformer,
+        single: &mut Option<Deliverer>,
+        pool: Option<&mpsc::Sender<Batch>>,
+        metrics: &ActionMetrics,
+    ) {
+        batch.set_header(transformer.header());
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(single) = single {
+            single.deliver(batch).await;
+            batch.clear();
+        } else if let Some(pool) = pool {
+            let full = std::mem::take(batch);
+            if let Err(lost) = pool.send(full).await {
+                let n = lost.0.len() as u64;
+                tracing::error!(
+                    messages = n,
+                    "the sink workers stopped early: batch not delivered"
+                );
+                metrics.failed.add(n);
+                metrics.exceptions.record("the sink workers stopped early");
+            }
+        }
+    }
+}

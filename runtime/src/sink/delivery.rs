@@ -1,0 +1,288 @@
+//! Delivering one batch to one sink instance and acting on the outcome: retry a transient error
+//! with backoff, replace a trapped instance and try again, then cache what is still
+//! undelivered or hand it to the dead-letter output (or count it failed).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::batch::Batch;
+use super::cache::ActionCache;
+use super::connector::Connector;
+use super::dead_letter::{DeadLetter, DeadReason};
+use super::props::CommonProps;
+use super::resend::{CacheState, Resend, ResendOrder};
+use super::{MAX_RESEND_BACKOFF, MAX_RETRY_BACKOFF, MAX_TRAPS_PER_BATCH};
+use crate::backoff::Backoff;
+use crate::host::CallFailure;
+use crate::metrics::ActionMetrics;
+
+/// What an action's instance workers share: the cache, the dead-letter output, the stop signal.
+pub(super) struct Delivery {
+    pub(super) rule: Arc<str>,
+    pub(super) name: Arc<str>,
+    pub(super) metrics: Arc<ActionMetrics>,
+    pub(super) retry_count: u32,
+    /// Waits between the retries of one batch (`retryInterval`, doubling).
+    pub(super) retry: Backoff,
+    /// Waits between resends while the sink keeps failing (at most [`MAX_RESEND_BACKOFF`]).
+    pub(super) resend: Backoff,
+    pub(super) cache: Option<tokio::sync::Mutex<CacheState>>,
+    pub(super) dead_letter: Option<tokio::sync::Mutex<DeadLetter>>,
+    pub(super) stop: watch::Receiver<bool>,
+}
+
+/// How one attempt to hand a batch to the sink ended, when it did not deliver it.
+pub(super) struct Undelivered {
+    pub(super) reason: DeadReason,
+    pub(super) message: String,
+}
+
+impl Delivery {
+    /// The shared state of an action with these props, cache and dead-letter output.
+    pub(super) fn new(
+        rule: Arc<str>,
+        name: Arc<str>,
+        metrics: Arc<ActionMetrics>,
+        common: &CommonProps,
+        cache: Option<ActionCache>,
+        dead_letter: Option<DeadLetter>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let retry_interval = Duration::from_millis(common.retry_interval_ms.max(1));
+        Self {
+            rule,
+            name,
+            metrics,
+            retry_count: common.retry_count,
+            retry: Backoff::new(retry_interval, MAX_RETRY_BACKOFF),
+            resend: Backoff::new(retry_interval, MAX_RESEND_BACKOFF),
+            cache: cache.map(|cache| tokio::sync::Mutex::new(CacheState::new(cache))),
+            dead_letter: dead_letter.map(tokio::sync::Mutex::new),
+            stop,
+        }
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Hands a batch that cannot be delivered to the dead-letter output, or counts it failed.
+    pub(super) async fn dead_letter(&self, reason: DeadReason, message: &str, batch: &Batch) {
+        let n = batch.len() as u64;
+        let action = &*self.name;
+        let Some(dead) = &self.dead_letter else {
+            tracing::error!(
+                action,
+                messages = n,
+                "batch not delivered ({}): {message}",
+                reason.name()
+            );
+            self.metrics.failed.add(n);
+            self.metrics.exceptions.record(message.to_string());
+            return;
+        };
+        let mut dead = dead.lock().await;
+        match dead.send(&self.rule, action, reason, message, batch).await {
+            Ok(()) => {
+                tracing::warn!(
+                    action,
+                    messages = n,
+                    "batch sent to the {} ({}): {message}",
+                    dead.describe(),
+                    reason.name()
+                );
+                self.metrics.dead_lettered.add(n);
+                self.metrics.exceptions.record(message.to_string());
+            }
+            Err(why) => {
+                tracing::error!(
+                    action,
+                    messages = n,
+                    "batch not delivered ({}: {message}) and the {} refused it: {why}",
+                    reason.name(),
+                    dead.describe()
+                );
+                self.metrics.failed.add(n);
+                self.metrics
+                    .exceptions
+                    .record(format!("{message}; dead letter failed: {why}"));
+            }
+        }
+    }
+}
+
+/// Delivers batches to one connector, applying the outcome rules.
+pub(super) struct Deliverer {
+    pub(super) connector: Connector,
+    pub(super) shared: Arc<Delivery>,
+}
+
+impl Deliverer {
+    /// Calls the sink until the batch is delivered or the outcome rules give up on it:
+    /// transient errors are retried `retries` times with backoff, a trap replaces the
+    /// instance and tries again, up to [`MAX_TRAPS_PER_BATCH`] times.
+    pub(super) async fn attempt(&mut self, batch: &Batch, retries: u32) -> Result<(), Undelivered> {
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
+        let n = batch.len() as u64;
+        let action = &*shared.name;
+        if let Some(reason) = self.connector.unavailable() {
+            return Err(Undelivered {
+                reason: DeadReason::Unavailable,
+                message: format!("the sink is unavailable: {reason}"),
+            });
+        }
+        let mut retried = 0u32;
+        let mut traps = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = self.connector.collect(batch).await;
+            metrics.batches.add(1);
+            metrics
+                .collect_time_ns
+                .add(started.elapsed().as_nanos() as u64);
+            let failure = match result {
+                Ok(()) => {
+                    metrics.records_out.add(n);
+                    return Ok(());
+                }
+                Err(failure) => failure,
+            };
+            match failure {
+                // While stopping, a cached action keeps the batch instead of waiting.
+                CallFailure::Transient(message)
+                    if retried < retries && !(shared.stopping() && shared.cache.is_some()) =>
+                {
+                    retried += 1;
+                    metrics.retries.add(1);
+                    let delay = shared.retry.delay(retried);
+                    tracing::debug!(
+                        action,
+                        retry = retried,
+                        ?delay,
+                        "transient sink error, retrying: {message}"
+                    );
+                    if shared.cache.is_some() {
+                        // A stop cuts the wait short: the batch then goes to the cache.
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = stopped(shared.stop.clone()) => {}
+                        }
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                CallFailure::Trap(message) if traps + 1 < MAX_TRAPS_PER_BATCH => {
+                    traps += 1;
+                    metrics.restarts.add(1);
+                    metrics.exceptions.record(format!("trapped: {message}"));
+                    tracing::warn!(
+                        action,
+                        "sink instance trapped; replacing it and delivering the batch again: {message}"
+                    );
+                }
+                CallFailure::Trap(message) => {
+                    metrics.restarts.add(1);
+                    return Err(Undelivered {
+                        reason: DeadReason::Poison,
+                        message: format!(
+                            "poison batch: it trapped the sink {MAX_TRAPS_PER_BATCH} times; last: {message}"
+                        ),
+                    });
+                }
+                CallFailure::Transient(message) => {
+                    return Err(Undelivered {
+                        reason: DeadReason::Transient,
+                        message: format!(
+                            "transient error, gave up after {retried} retries: {message}"
+                        ),
+                    });
+                }
+                CallFailure::Rejected(message) => {
+                    return Err(Undelivered {
+                        reason: DeadReason::Rejected,
+                        message: format!("rejected: {message}"),
+                    });
+                }
+                CallFailure::InvalidConfig(message) => {
+                    return Err(Undelivered {
+                        reason: DeadReason::InvalidConfig,
+                        message: format!("invalid config reported by collect: {message}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Delivers a new batch: straight to the sink, or behind what is cached. Applies
+    /// back-pressure while the cache is full.
+    pub(super) async fn deliver(&mut self, batch: &Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        if let Some(status) = shared.cache_status().await {
+            if !status.room {
+                self.wait_for_room().await;
+            }
+            if !status.empty {
+                match status.order {
+                    // In order: behind the cache. Resend what is due meanwhile.
+                    ResendOrder::Queue => {
+                        while self.resend_one().await == Resend::Done {}
+                        if shared.cache_status().await.is_some_and(|s| !s.empty) {
+                            shared
+                                .cache_push(batch.clone(), "queued behind the cache")
+                                .await;
+                            return;
+                        }
+                    }
+                    ResendOrder::CacheFirst => while self.resend_one().await == Resend::Done {},
+                    ResendOrder::Alternate => {
+                        self.resend_one().await;
+                    }
+                    ResendOrder::WhenIdle => {}
+                }
+            }
+        }
+        match self.attempt(batch, shared.retry_count).await {
+            Ok(()) => {}
+            Err(Undelivered {
+                reason: DeadReason::Transient | DeadReason::Unavailable,
+                message,
+            }) if shared.cache.is_some() => {
+                shared.metrics.exceptions.record(message.clone());
+                shared.cache_push(batch.clone(), &message).await;
+            }
+            Err(Undelivered { reason, message }) => {
+                shared.dead_letter(reason, &message, batch).await;
+            }
+        }
+    }
+
+    /// Closes the sink instance (it flushes what it buffers).
+    pub(super) async fn close(&mut self) {
+        if let Err(failure) = self.connector.close().await {
+            tracing::error!(action = %self.shared.name, "close failed: {failure}");
+            self.shared
+                .metrics
+                .exceptions
+                .record(format!("close: {failure}"));
+        }
+    }
+}
+
+/// Completes when the run is stopping (never, for a run that cannot be stopped).
+pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at` (or a moment, without one).
+pub(super) async fn sleep_until_or_soon(at: Option<tokio::time::Instant>) {
+    let at = at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(10));
+    tokio::time::sleep_until(at).await;
+}

@@ -1,0 +1,191 @@
+//! An action's run: the loop that takes the rule's chunks into batches, resends what is cached
+//! when it is due and lets a new build take over while idle; the pool of instance workers when
+//! the action has several; and the end of the run (drain the cache, close, persist).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::batch::Batch;
+use super::batching::Batcher;
+use super::delivery::{Deliverer, Delivery};
+use super::{Chunk, StartedAction};
+
+#[cfg(test)]
+mod tests;
+
+/// Runs an action until the rule's channel closes: transform, batch, deliver (resending what
+/// is cached), then drain the cache, close the sink instances and keep what is left on disk.
+pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
+    let StartedAction {
+        action,
+        connectors,
+        cache,
+        dead_letter,
+        stop,
+    } = started;
+    let metrics = Arc::clone(&action.metrics);
+    let shared = Arc::new(Delivery::new(
+        Arc::clone(&action.rule),
+        Arc::clone(&action.name),
+        Arc::clone(&metrics),
+        &action.common,
+        cache,
+        dead_letter,
+        stop,
+    ));
+    let mut deliverers: Vec<Deliverer> = connectors
+        .into_iter()
+        .map(|connector| Deliverer {
+            connector,
+            shared: Arc::clone(&shared),
+        })
+        .collect();
+
+    // With several instances, batches are handed out to whichever instance is free.
+    let (pool_tx, workers) = if deliverers.len() > 1 {
+        let (tx, rx) = mpsc::channel::<Batch>(deliverers.len());
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let workers: Vec<_> = deliverers
+            .drain(..)
+            .map(|d| tokio::spawn(worker(d, Arc::clone(&rx))))
+            .collect();
+        (Some(tx), workers)
+    } else {
+        (None, Vec::new())
+    };
+
+    let mut out = Batcher::new(
+        Arc::clone(&action.name),
+        &action.common,
+        action.send_nil,
+        Arc::clone(&metrics),
+        deliverers.pop(),
+        pool_tx,
+    );
+    loop {
+        let deadline = out.deadline();
+        let linger_until = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let resend_at = match &out.single {
+            Some(single) => single.shared.next_resend().await,
+            None => None,
+        };
+        let resend_due = async {
+            match resend_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let idle_swap = async {
+            match out.single.as_mut() {
+                Some(single) => single.connector.next_swap().await,
+                None => std::future::pending().await,
+            }
+        };
+        let next = tokio::select! {
+            chunk = rx.recv() => chunk,
+            () = linger_until => {
+                out.linger_ended().await;
+                continue;
+            }
+            () = resend_due => {
+                if let Some(single) = out.single.as_mut() {
+                    single.resend_one().await;
+                }
+                continue;
+            }
+            // Idle, a new build that is ready takes over now (otherwise at the next batch).
+            () = idle_swap => continue,
+        };
+        let Some(mut chunk) = next else { break };
+        loop {
+            out.add(&chunk).await;
+            if out.is_full() {
+                break;
+            }
+            // No batch size: take whatever else is already waiting, then deliver it all.
+            match rx.try_recv() {
+                Ok(more) => chunk = more,
+                Err(_) => break,
+            }
+        }
+        out.drained().await;
+    }
+    out.flush().await;
+    let mut finished: Vec<Deliverer> = out.single.take().into_iter().collect();
+    drop(out.pool.take());
+    for worker in workers {
+        match worker.await {
+            Ok(d) => finished.push(d),
+            Err(e) => tracing::error!(action = %action.name, "a sink worker panicked: {e}"),
+        }
+    }
+    if let Some(first) = finished.first_mut() {
+        first.drain_cache().await;
+    }
+    for d in &mut finished {
+        d.close().await;
+    }
+    if let Some(dead) = &shared.dead_letter {
+        dead.lock().await.close().await;
+    }
+    if let Some(state) = &shared.cache {
+        let mut state = state.lock().await;
+        let cache = &mut state.cache;
+        if cache.config().clean_at_stop {
+            match cache.clear() {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(action = %action.name, messages = n, "cleanCacheAtStop: cached messages dropped");
+                    metrics.failed.add(n);
+                    metrics.exceptions.record(format!(
+                        "{n} cached messages dropped at stop (cleanCacheAtStop)"
+                    ));
+                }
+                Err(e) => tracing::error!(action = %action.name, "{e}"),
+            }
+        } else if let Err(e) = cache.persist() {
+            tracing::error!(action = %action.name, "cached messages could not be written to disk: {e}");
+            metrics.exceptions.record(e.to_string());
+        }
+        metrics.set_cached(cache.len());
+        if !cache.is_empty() {
+            tracing::warn!(
+                action = %action.name,
+                messages = cache.len(),
+                "messages stay in the disk cache; the next run of the rule resends them first"
+            );
+        }
+    }
+}
+
+/// One instance worker of an action with several: takes the next batch whoever queued it,
+/// resends what is cached when it is due, and lets a new build take over while idle. Gives its
+/// deliverer back when the batches end.
+async fn worker(mut d: Deliverer, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Batch>>>) -> Deliverer {
+    loop {
+        let resend_at = d.shared.next_resend().await;
+        tokio::select! {
+            next = async { rx.lock().await.recv().await } => {
+                let Some(batch) = next else { break };
+                d.deliver(&batch).await;
+            }
+            () = async {
+                match resend_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                d.resend_one().await;
+            }
+            // Idle, a new build that is ready takes over now.
+            () = d.connector.next_swap() => {}
+        }
+    }
+    d
+}

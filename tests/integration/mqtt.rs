@@ -193,6 +193,13 @@ fn qos1_delivery_survives_a_broker_restart() {
                 .unwrap()
         })
         .collect();
+    // The broker kept the subscriber's session (and what was queued for it) over the restart.
+    assert_eq!(
+        out.fresh_sessions(),
+        1,
+        "the broker forgot the subscriber's session:\n{}",
+        broker.log()
+    );
     // At least once: every row arrived (a message whose acknowledgement died with the
     // connection may arrive twice).
     assert_eq!(

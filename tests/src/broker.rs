@@ -2,9 +2,11 @@
 //! and a small client to publish to it and collect what it delivers.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
@@ -49,13 +51,22 @@ impl Broker {
             .prefix("oort-broker-")
             .tempdir()
             .expect("a temporary folder");
+        // Started by root, mosquitto switches to the `mosquitto` user, which cannot write in
+        // this folder (root's, mode 0700): its sessions would not survive a restart. It keeps
+        // the identity of whoever runs the tests instead, as it does for any other user.
+        let user = if is_root(dir.path()) {
+            "user root\n"
+        } else {
+            ""
+        };
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n",
-                dir.path().display()
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{user}persistence true\n\
+                 persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
+                 log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\n\
+                 log_type notice\nlog_type information\n",
+                dir = dir.path().display()
             ),
         )
         .expect("writing mosquitto.conf");
@@ -93,7 +104,8 @@ impl Broker {
         format!("tcp://127.0.0.1:{}", self.port)
     }
 
-    /// Stops the broker (SIGTERM, so it saves its persistent sessions), and waits for it.
+    /// Stops the broker (SIGTERM, so it saves its persistent sessions), waits for it, and checks
+    /// that it saved them: a broker that forgets its sessions loses what it had accepted.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
@@ -101,7 +113,19 @@ impl Broker {
                 .arg(child.id().to_string())
                 .status();
             let _ = child.wait();
+            let log = self.log();
+            assert!(
+                self.dir.path().join("mosquitto.db").is_file()
+                    && !log.contains("Error saving in-memory database"),
+                "mosquitto did not save its sessions in {} when stopped:\n{log}",
+                self.dir.path().display()
+            );
         }
+    }
+
+    /// What mosquitto logged so far (errors, warnings, connections).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     /// Starts it again on the same port, with the sessions it saved.
@@ -120,11 +144,17 @@ impl Drop for Broker {
     }
 }
 
+/// Whether this process runs as root: it owns `mine`, a file it just created, as uid 0.
+fn is_root(mine: &Path) -> bool {
+    std::fs::metadata(mine).is_ok_and(|m| m.uid() == 0)
+}
+
 /// A subscriber with a persistent session (it gets what was published while it was away),
 /// collecting payloads in a background thread that reconnects.
 pub struct Subscriber {
     rx: mpsc::Receiver<(String, Vec<u8>)>,
     client: Client,
+    fresh_sessions: Arc<AtomicUsize>,
 }
 
 impl Subscriber {
@@ -140,11 +170,14 @@ impl Subscriber {
         let (ready_tx, ready_rx) = mpsc::channel();
         let sub = client.clone();
         let filter = filter.to_string();
+        let fresh_sessions = Arc::new(AtomicUsize::new(0));
+        let fresh = Arc::clone(&fresh_sessions);
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         if !ack.session_present {
+                            fresh.fetch_add(1, Ordering::SeqCst);
                             let _ = sub.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                         }
                     }
@@ -165,7 +198,17 @@ impl Subscriber {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the subscription was not acknowledged");
-        Self { rx, client }
+        Self {
+            rx,
+            client,
+            fresh_sessions,
+        }
+    }
+
+    /// How many times the broker started this subscriber on a new session (one when it kept
+    /// the session from the first connection on: its queued messages were never dropped).
+    pub fn fresh_sessions(&self) -> usize {
+        self.fresh_sessions.load(Ordering::SeqCst)
     }
 
     /// Collects messages until `done` says so or `limit` passes; returns them.

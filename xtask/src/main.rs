@@ -7,6 +7,7 @@
 //! - `lint`:  rustfmt check and clippy with warnings denied.
 //! - `ci`:    `lint` then `test`, as `.ci/run` does.
 //! - `bench`: the benchmarks (release build), printing their figures.
+//! - `stress`: run one known test many times, stopping at the first failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "ci" => lint().and_then(|()| test(rest)),
         "bench" => bench(rest),
+        "stress" => stress(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -52,7 +54,10 @@ tasks:
   ci            lint, then test
   bench [SECTION...] [--quick]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt delivery languages; all by default)";
+                filter reload window mqtt delivery languages; all by default)
+  stress NAME [N]
+                run one test N times (default 50), stop at the first failure and
+                print how many passed (NAME: mqtt-restart)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -479,5 +484,90 @@ fn bench(args: &[String]) -> Result<(), String> {
             .args(mine);
         run(cmd)?;
     }
+    Ok(())
+}
+
+/// A test worth running many times: its name for `stress`, the integration test that holds it,
+/// its full path, and what it guards.
+struct StressTarget {
+    name: &'static str,
+    test_binary: &'static str,
+    test: &'static str,
+    about: &'static str,
+}
+
+const STRESS_TARGETS: &[StressTarget] = &[StressTarget {
+    name: "mqtt-restart",
+    test_binary: "integration",
+    test: "mqtt::qos1_delivery_survives_a_broker_restart",
+    about: "QoS 1 rows through an `mqtt` sink while mosquitto restarts: none may be lost",
+}];
+
+const STRESS_RUNS: usize = 50;
+
+/// `stress NAME [N]`: builds once, runs the named test N times in a row and stops at the first
+/// failure (printing its output). A run that skips itself (no broker) counts as a failure.
+fn stress(args: &[String]) -> Result<(), String> {
+    let known = || {
+        STRESS_TARGETS
+            .iter()
+            .map(|t| format!("  {:14}{}", t.name, t.about))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (target, runs) = match args {
+        [name] => (name, STRESS_RUNS),
+        [name, n] => (
+            name,
+            n.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("`{n}` is not a number of runs"))?,
+        ),
+        _ => {
+            return Err(format!(
+                "usage: cargo xtask stress NAME [N]; NAME is one of:\n{}",
+                known()
+            ));
+        }
+    };
+    let target = STRESS_TARGETS
+        .iter()
+        .find(|t| t.name == target.as_str())
+        .ok_or_else(|| format!("unknown stress target `{target}`; known:\n{}", known()))?;
+    ensure_wasm_target()?;
+    ensure_servers();
+    let test_args = |cmd: &mut Command| {
+        cmd.args(["test", "-p", "oort-tests", "--test", target.test_binary]);
+    };
+    let mut build = cargo();
+    test_args(&mut build);
+    build.arg("--no-run");
+    run(build)?;
+    for i in 1..=runs {
+        let mut cmd = cargo();
+        test_args(&mut cmd);
+        cmd.args(["-q", "--", target.test, "--exact", "--nocapture"]);
+        let output = cmd
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let skipped = text.contains("SKIPPED:");
+        if !output.status.success() || skipped {
+            eprintln!("{text}");
+            let why = if skipped { "skipped itself" } else { "failed" };
+            return Err(format!(
+                "{}: {} of {runs} passed; run {i} {why}",
+                target.name,
+                i - 1
+            ));
+        }
+        println!("{}: run {i}/{runs} passed", target.name);
+    }
+    println!("{}: {runs} of {runs} passed", target.name);
     Ok(())
 }

@@ -5,23 +5,25 @@
 //! (`log`, `nop`, `memory`) or a wasm component run by [`host`], one sandboxed instance per
 //! action.
 
-pub mod backoff;
+#![deny(missing_docs)]
+
+pub(crate) mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod host;
-pub mod metrics;
-pub mod mqtt;
+pub(crate) mod metrics;
+pub(crate) mod mqtt;
 pub mod reload;
-pub mod report;
+pub(crate) mod report;
 pub mod rule;
 pub mod sink;
 pub mod source;
 
 // The data model, the SQL layer and the template engine are crates of their own; they keep
 // their old module paths here.
-pub use oort_sql::{self as sql, stream};
-pub use oort_template as template;
+pub(crate) use oort_sql::{self as sql, stream};
+pub(crate) use oort_template as template;
 pub use oort_value::{json, message, value};
 
 /// The memory allocator the `oort` binary uses (mimalloc: the engine allocates many small rows

@@ -301,7 +301,7 @@ fn trap_storm(dir: &Path, traps: usize) -> anyhow::Result<()> {
             "failEvery": 2, "batchSize": 1}}]}),
     )?;
     let report = run_in_process(&case)?;
-    let action = &report.rules[0].actions[0].2;
+    let action = &report.rules[0].actions[0].metrics;
     let got = journaled(&case.join("journal.txt"));
     let (missing, duplicates) = lost(rows as u64, &got);
     println!("3. {rows} one-row batches, each after the first trapping its instance once");

@@ -319,7 +319,7 @@ fn trap_storm(dir: &Path, traps: usize) -> anyhow::Result<()> {
 
 /// Starts `oort run-rule` on `case` with stdin piped and a debug log collected.
 fn spawn_oort(case: &Path) -> anyhow::Result<(std::process::Child, Arc<Mutex<String>>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oort"))
+    let mut child = Command::new(oort_tests::oort_bin())
         .current_dir(case)
         .args([
             "run-rule",

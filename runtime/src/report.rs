@@ -1,8 +1,159 @@
-//! The run summary as JSON (`oort run-rule --json`), with eKuiper's metric names.
+//! The outcome of a run and its two forms: the summary table printed at the end of
+//! `oort run-rule`, and the JSON document of `--json`, with eKuiper's metric names.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use crate::engine::RunReport;
+use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
+
+/// The counters of one rule after (or during) a run.
+#[derive(Debug)]
+pub struct RuleReport {
+    /// The rule's id.
+    pub id: String,
+    /// The stream it read.
+    pub stream: String,
+    /// The source's counters.
+    pub source: Arc<SourceMetrics>,
+    /// The query's counters.
+    pub rule: Arc<RuleMetrics>,
+    /// Each action of the rule, in the rule's order.
+    pub actions: Vec<ActionReport>,
+}
+
+/// The counters of one action of a rule.
+#[derive(Debug)]
+pub struct ActionReport {
+    /// The action's name in metrics and logs: `<plugin>_<index>`, as eKuiper names sink nodes.
+    pub name: String,
+    /// The sink it sends to (the plugin name).
+    pub sink: String,
+    /// Its counters.
+    pub metrics: Arc<ActionMetrics>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Per rule.
+    pub rules: Vec<RuleReport>,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Whether the run was stopped before its sources ended.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// True when every row was decoded and evaluated, and every payload delivered (none
+    /// failed, dead-lettered or left in a cache).
+    pub fn all_delivered(&self) -> bool {
+        self.rules.iter().all(|r| {
+            r.source.exceptions.total() == 0
+                && r.rule.exceptions.total() == 0
+                && r.rule.late.get() == 0
+                && r.actions.iter().all(|action| {
+                    let a = &action.metrics;
+                    a.failed.get() == 0 && a.dead_lettered.get() == 0 && a.cached.get() == 0
+                })
+        })
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for rule in &self.rules {
+            out.push_str(&format!(
+                "rule {}: stream {}: {} rows read, {} decode errors; query: {} in, {} out, {} filtered, {} errors\n",
+                rule.id,
+                rule.stream,
+                rule.source.records_out.get(),
+                rule.source.exceptions.total(),
+                rule.rule.records_in.get(),
+                rule.rule.records_out.get(),
+                rule.rule.filtered.get(),
+                rule.rule.exceptions.total(),
+            ));
+            if let Some(last) = rule.source.exceptions.last() {
+                out.push_str(&format!("  last decode error: {last}\n"));
+            }
+            let late = rule.rule.late.get();
+            if late > 0 {
+                out.push_str(&format!(
+                    "  {late} rows arrived after the watermark (event time) and were not windowed\n"
+                ));
+            }
+            let pending = rule.rule.pending_at_end.get();
+            if pending > 0 {
+                out.push_str(&format!(
+                    "  {pending} rows were left in a count window that never filled\n"
+                ));
+            }
+            if let Some(last) = rule.rule.exceptions.last() {
+                out.push_str(&format!("  last query error: {last}\n"));
+            }
+            out.push_str(&format!(
+                "  {:<20} {:<12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                "action",
+                "sink",
+                "in",
+                "out",
+                "failed",
+                "omitted",
+                "retries",
+                "restarts",
+                "version"
+            ));
+            for action in &rule.actions {
+                let m = &action.metrics;
+                out.push_str(&format!(
+                    "  {:<20} {:<12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                    action.name,
+                    action.sink,
+                    m.records_in.get(),
+                    m.records_out.get(),
+                    m.failed.get(),
+                    m.omitted.get(),
+                    m.retries.get(),
+                    m.restarts.get(),
+                    m.version().unwrap_or_else(|| "built in".into()),
+                ));
+                let dead = m.dead_lettered.get();
+                let cached = m.cached.get();
+                let restored = m.cache_restored.get();
+                if dead + cached + restored + m.cached_total.get() > 0 || !m.balanced() {
+                    out.push_str(&format!(
+                        "    {} payloads{} = {} delivered ({} resent from the cache) + {} dead-lettered + {} failed + {} still cached{}\n",
+                        m.payloads.get(),
+                        if restored > 0 { format!(" + {restored} restored from the cache") } else { String::new() },
+                        m.records_out.get(),
+                        m.resent.get(),
+                        dead,
+                        m.failed.get(),
+                        cached,
+                        if m.balanced() { "" } else { "  (DOES NOT ADD UP: please report this)" },
+                    ));
+                }
+                if let Some(last) = m.exceptions.last() {
+                    out.push_str(&format!("    last error: {last}\n"));
+                }
+                let dropped = m.dropped_logs.load(std::sync::atomic::Ordering::Relaxed);
+                if dropped > 0 {
+                    out.push_str(&format!(
+                        "    {dropped} sink log lines dropped (rate limit)\n"
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!("finished in {:.3} s", self.elapsed.as_secs_f64()));
+        if self.interrupted {
+            out.push_str(" (stopped before the end of the input)");
+        }
+        out.push('\n');
+        out
+    }
+}
 
 /// The report as a JSON document.
 pub fn to_json(report: &RunReport) -> Json {
@@ -13,10 +164,11 @@ pub fn to_json(report: &RunReport) -> Json {
             let actions: Vec<Json> = r
                 .actions
                 .iter()
-                .map(|(name, plugin, m)| {
+                .map(|action| {
+                    let m = &action.metrics;
                     json!({
-                        "name": name,
-                        "sink": plugin,
+                        "name": action.name,
+                        "sink": action.sink,
                         "version": m.version(),
                         "version_loaded_at": m.version_loaded_at(),
                         "records_in_total": m.records_in.get(),

@@ -301,7 +301,7 @@ fn trap_storm(dir: &Path, traps: usize) -> anyhow::Result<()> {
             "failEvery": 2, "batchSize": 1}}]}),
     )?;
     let report = run_in_process(&case)?;
-    let action = &report.rules[0].actions[0].2;
+    let action = &report.rules[0].actions[0].metrics;
     let got = journaled(&case.join("journal.txt"));
     let (missing, duplicates) = lost(rows as u64, &got);
     println!("3. {rows} one-row batches, each after the first trapping its instance once");
@@ -319,7 +319,7 @@ fn trap_storm(dir: &Path, traps: usize) -> anyhow::Result<()> {
 
 /// Starts `oort run-rule` on `case` with stdin piped and a debug log collected.
 fn spawn_oort(case: &Path) -> anyhow::Result<(std::process::Child, Arc<Mutex<String>>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oort"))
+    let mut child = Command::new(oort_tests::oort_bin())
         .current_dir(case)
         .args([
             "run-rule",

@@ -651,7 +651,7 @@ fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     )?;
     let rule = &report.rules[0];
     let read = rule.source.records_out.get();
-    let out = rule.actions[0].2.records_out.get();
+    let out = rule.actions[0].metrics.records_out.get();
     anyhow::ensure!(read == rows as u64, "read {read} of {rows} rows");
     println!("4. file source -> SELECT ... WHERE -> wasm counter sink, one core");
     println!(
@@ -839,8 +839,8 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the rule thread panicked"))??;
     let r = &report.rules[0];
     let read = r.source.records_out.get();
-    let counted = r.actions[0].2.records_out.get();
-    let sent = r.actions[1].2.records_out.get();
+    let counted = r.actions[0].metrics.records_out.get();
+    let sent = r.actions[1].metrics.records_out.get();
     let out_got = got - base;
     println!(
         "   through the rule: {:.0} msg/s in ({rows} published in {:.2} s; all outputs in {elapsed:.2} s), {:.0} msg per CPU second of the whole process (publisher and subscribers included)",

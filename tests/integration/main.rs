@@ -12,5 +12,4 @@ mod mqtt;
 mod negative;
 mod network;
 mod reload;
-mod rules;
 mod sandbox;

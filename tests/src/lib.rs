@@ -1,17 +1,42 @@
-//! Shared pieces of Oort's tests and benchmarks: the guests built from source by `build.rs`, and
-//! the conformance harness every shipped sink must pass.
+//! Shared pieces of Oort's tests and benchmarks: the `oort` binary they run, the guests built
+//! from source by `build.rs`, the scratch folder runs happen in, and the conformance harness
+//! every shipped sink must pass.
 
 pub mod broker;
 pub mod conformance;
 pub mod http;
 pub mod languages;
 pub mod redis;
+pub mod scratch;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The wasm components built from source for the tests (paths to `.wasm` files).
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The `oort` binary of the runtime package, built once per test process (`cargo build -p oort
+/// --bin oort`, release when the tests or benchmarks are optimised builds), so every run of the
+/// tests uses a binary built from the current sources. Cargo puts it in its usual target
+/// folder (`CARGO_TARGET_DIR` is honoured).
+pub fn oort_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ is inside the workspace");
+        escargot::CargoBuild::new()
+            .manifest_path(workspace.join("Cargo.toml"))
+            .package("oort")
+            .bin("oort")
+            .current_release()
+            .run()
+            .unwrap_or_else(|e| panic!("building the oort binary: {e}"))
+            .path()
+            .to_path_buf()
+    })
 }
 
 /// The compiled-component cache shared by every test (safe to share: entries are keyed by the

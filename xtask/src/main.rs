@@ -4,7 +4,8 @@
 //! - `demo`:  build the shipped sinks into `plugins/sinks/` and run the demo rule end to end.
 //! - `test`:  run the whole test suite (guests are built from source by the tests' build script).
 //! - `sinks`: build the shipped sinks into `plugins/sinks/` (or `--out DIR`).
-//! - `lint`:  rustfmt check and clippy with warnings denied.
+//! - `lint`:  rustfmt check, clippy with warnings denied, and cargo-deny's licence, ban and
+//!   source checks (`deny.toml`) when cargo-deny is installed.
 //! - `ci`:    `lint` then `test`, as `.ci/run` does.
 //! - `bench`: the benchmarks (release build), printing their figures.
 //! - `stress`: run one known test many times, stopping at the first failure.
@@ -50,7 +51,7 @@ tasks:
   test [ARGS]   run the whole test suite (extra ARGS go to `cargo test`)
   sinks [--out DIR]
                 build the shipped sinks into DIR/sinks (default: plugins/sinks)
-  lint          rustfmt --check and clippy -D warnings
+  lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
   bench [SECTION...] [--quick]
                 build release and run the benchmarks (sections: sink start memory
@@ -441,7 +442,28 @@ fn lint() -> Result<(), String> {
         "-D",
         "warnings",
     ]);
-    run(clippy)
+    run(clippy)?;
+    deny()
+}
+
+/// `cargo deny check` of licences, bans and sources (see `deny.toml`), when cargo-deny is
+/// installed. Advisories are left out: their database is fetched from GitHub at each run, and
+/// the lint must not depend on the network.
+fn deny() -> Result<(), String> {
+    let installed = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!(
+            "xtask: skipping the dependency checks: cargo-deny is not installed \
+             (cargo install --locked cargo-deny)"
+        );
+        return Ok(());
+    }
+    let mut deny = cargo();
+    deny.args(["deny", "--locked", "check", "licenses", "bans", "sources"]);
+    run(deny)
 }
 
 /// Benchmark targets of `oort-tests` and the sections each one runs.

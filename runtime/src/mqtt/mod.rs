@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::de::IgnoredAny;
 
 mod client;
 
@@ -45,7 +48,7 @@ pub struct MqttSettings {
     pub insecure_skip_verify: Option<bool>,
     /// eKuiper keys that do not apply here (`bufferLength`, `kubeedgeVersion`, ...): accepted.
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml::Value>,
+    pub other: BTreeMap<String, IgnoredAny>,
 }
 
 impl MqttSettings {
@@ -158,7 +161,7 @@ impl MqttSettings {
         match &self.root_ca_path {
             Some(p) => {
                 let pem = read(p)?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| format!("{p}: not a PEM certificate: {e}"))?;
                     roots
                         .add(cert)
@@ -179,12 +182,13 @@ impl MqttSettings {
             .with_root_certificates(roots);
         let config = match (&self.certification_path, &self.private_key_path) {
             (Some(cert), Some(key)) => {
-                let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                let certs = CertificateDer::pem_slice_iter(&read(cert)?)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("{cert}: not a PEM certificate: {e}"))?;
-                let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                    .map_err(|e| format!("{key}: not a PEM key: {e}"))?
-                    .ok_or_else(|| format!("{key}: no private key in it"))?;
+                let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| match e {
+                    pem::Error::NoItemsFound => format!("{key}: no private key in it"),
+                    e => format!("{key}: not a PEM key: {e}"),
+                })?;
                 builder
                     .with_client_auth_cert(certs, key_der)
                     .map_err(|e| format!("TLS client certificate: {e}"))?
@@ -202,14 +206,14 @@ impl MqttSettings {
 }
 
 /// The system's CA certificates, from the usual Debian/Red Hat bundle paths.
-fn rustls_native_certs_or_empty() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+fn rustls_native_certs_or_empty() -> Vec<CertificateDer<'static>> {
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
         "/etc/ssl/cert.pem",
     ] {
         if let Ok(pem) = std::fs::read(path) {
-            return rustls_pemfile::certs(&mut pem.as_slice())
+            return CertificateDer::pem_slice_iter(&pem)
                 .filter_map(Result::ok)
                 .collect();
         }
@@ -285,7 +289,10 @@ impl MqttConf {
         let sections: BTreeMap<String, MqttSettings> = if text.trim().is_empty() {
             BTreeMap::new()
         } else {
-            serde_yaml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?
+            // No snippet of the file in the message: it may hold a password.
+            let options = serde_saphyr::options! { with_snippet: false };
+            serde_saphyr::from_str_with_options(text, options)
+                .map_err(|e| format!("{}: {e}", path.display()))?
         };
         Ok(Self {
             path: Some(path.to_path_buf()),

@@ -274,3 +274,24 @@ fn connecting_outside_the_network_grant_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn a_read_grant_beside_a_write_grant_stays_read_only() {
+    // The journal's write grant and the peek file's read grant share a folder.
+    let (scratch, run) = run_plugin_beside("probe", json!({"peek": "out/peek.txt"}), &[], |s| {
+        s.write("out/peek.txt", "read me only");
+    });
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(journal.contains("peek read 12 bytes"), "{journal}");
+    assert!(journal.contains("peek-write refused"), "{journal}");
+    assert!(journal.contains("peek-touch refused"), "{journal}");
+    let modified = std::fs::metadata(scratch.path().join("out/peek.txt"))
+        .and_then(|m| m.modified())
+        .unwrap();
+    assert!(
+        modified > std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(3600),
+        "the read-only file keeps its times: {modified:?}"
+    );
+}

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::time::Duration;
 
 use oort_sdk::serde::Deserialize;
 use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, log};
@@ -177,6 +178,14 @@ impl Sink for Probe {
             self.note(&format!(
                 "peek-write {}",
                 if write.is_ok() { "opened" } else { "refused" }
+            ))?;
+            // Changing the times of a file opened read-only is a write as well.
+            let touch = File::open(&peek).and_then(|file| {
+                file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+            });
+            self.note(&format!(
+                "peek-touch {}",
+                if touch.is_ok() { "changed" } else { "refused" }
             ))?;
         }
         self.maybe_fail("open")

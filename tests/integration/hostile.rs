@@ -1,8 +1,11 @@
 //! Hostile guests, each a real component built from source: whatever a sink does (loops in any
 //! phase, a memory bomb, a log flood, panics, reaching outside its grants, a broken or foreign
-//! module), the host keeps running, the rule's other action delivers every row, and the
-//! summary and the log say what happened.
+//! module, bad MQTT publishes through the host), the host keeps running, the
+//! rule's other action delivers every row, and the summary and the log say what happened.
 
+use std::time::Duration;
+
+use oort_tests::broker::{Broker, Subscriber};
 use serde_json::{Value, json};
 
 use crate::common::{Run, Scratch, numbered};
@@ -291,7 +294,79 @@ fn a_read_grant_beside_a_write_grant_stays_read_only() {
         .and_then(|m| m.modified())
         .unwrap();
     assert!(
-        modified > std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(3600),
+        modified > std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
         "the read-only file keeps its times: {modified:?}"
+    );
+}
+
+#[test]
+fn a_bad_mqtt_publish_is_rejected_alone_and_the_shared_connection_stays_up() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let watch = Subscriber::new(broker.port, "watch-plant", "plant/#");
+    // 65,545 bytes: written as a 16-bit length, the topic would read `plant/cmd`.
+    let long = format!("plant/cmd{}/alerts", "x".repeat(65_529));
+    let attacks = [
+        (json!({"publishTo": long}), "the topic is 65545 bytes long"),
+        (
+            json!({"publishTo": "plant/a\u{0}b/alerts"}),
+            "control character U+0000",
+        ),
+        (
+            json!({"publishTo": "plant/big/alerts", "padTo": 17_000_000}),
+            "the limit is 16777216",
+        ),
+    ];
+    for (mut attack, why) in attacks {
+        attack["server"] = json!(broker.url());
+        attack["topics"] = json!(["plant/+/alerts"]);
+        attack["retryCount"] = json!(0);
+        attack["batchSize"] = json!(2);
+        let scratch = Scratch::new();
+        scratch.write(
+            "streams.sql",
+            "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+        );
+        scratch.write("in.jsonl", &numbered(ROWS));
+        // The healthy relay shares the attacker's pooled connection to the broker.
+        let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [
+            {"MqttRelay": attack},
+            {"file": {"path": "out/good.jsonl"}},
+            {"MqttRelay": {"server": broker.url(), "topics": ["plant/+/alerts"],
+                           "publishTo": "plant/ok/alerts"}}
+        ]});
+        scratch.write("rule.json", &rule.to_string());
+        let run = scratch.run_rule(&[]);
+        assert_eq!(run.code, Some(3), "{why}: {}", run.stderr);
+        others_delivered(&scratch, &run);
+        let healthy = run.action(2);
+        assert_eq!(healthy["records_out_total"], ROWS, "{why}: {healthy}");
+        let hostile = run.action(0);
+        assert_eq!(hostile["failed_total"], ROWS, "{why}: {hostile}");
+        let error = last_error(&run);
+        assert!(
+            error.contains("rejected") && error.contains(why),
+            "{why}: {hostile}"
+        );
+        assert!(error.len() < 8192, "the topic is quoted cut: {error}");
+        assert!(
+            !run.stderr.contains("connection failed"),
+            "{why}: the shared connection never dropped:\n{}",
+            run.stderr
+        );
+        let got = watch.collect_until(Duration::from_secs(10), |g| g.len() >= ROWS);
+        assert_eq!(got.len(), ROWS, "{why}");
+        assert!(
+            got.iter().all(|(topic, _)| topic == "plant/ok/alerts"),
+            "{why}: only the healthy relay's messages arrive: {:?}",
+            got.iter().map(|(t, _)| t.len().min(40)).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        watch
+            .collect_until(Duration::from_millis(300), |_| false)
+            .is_empty(),
+        "nothing else arrived"
     );
 }

@@ -1,6 +1,6 @@
 //! Hostile guests, each a real component built from source: whatever a sink does (loops in any
 //! phase, a memory bomb, a log flood, panics, reaching outside its grants, a broken or foreign
-//! module, bad MQTT publishes through the host), the host keeps running, the
+//! module, bad MQTT publishes through the host, forged log lines), the host keeps running, the
 //! rule's other action delivers every row, and the summary and the log say what happened.
 
 use std::time::Duration;
@@ -369,4 +369,33 @@ fn a_bad_mqtt_publish_is_rejected_alone_and_the_shared_connection_stays_up() {
             .is_empty(),
         "nothing else arrived"
     );
+}
+
+#[test]
+fn a_guest_cannot_forge_host_log_lines() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "forge"}),
+        &["--log", "info"],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert!(
+        run.stderr.contains("forged\\n"),
+        "the guest's line is logged, escaped:\n{}",
+        run.stderr
+    );
+    for line in run.stderr.lines() {
+        assert!(
+            !line.contains("FAKE") || line.contains("sink: forged"),
+            "a line of the host log comes from the guest: {line:?}"
+        );
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
+    let long = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("long line"))
+        .expect("the long line is logged");
+    assert!(long.len() < 6000, "{} bytes", long.len());
+    assert!(long.contains("[truncated, 100010 bytes]"), "{long}");
 }

@@ -123,6 +123,14 @@ impl Probe {
                 println!("flood on stdout");
                 Ok(())
             }
+            // Tries to pass its own text for host log lines, then logs an overlong line.
+            "forge" => {
+                let fake = "2026-01-01T00:00:00.000000Z  WARN oort: FAKE all rows delivered";
+                log::info(&format!("forged\n{fake}\r\u{1b}[2K{fake}"));
+                println!("forged\r{fake}");
+                log::info(&format!("long line {}", "x".repeat(100_000)));
+                Ok(())
+            }
             other => Err(SinkError::invalid_config(format!(
                 "unknown failKind {other}"
             ))),

@@ -399,3 +399,30 @@ fn a_guest_cannot_forge_host_log_lines() {
     assert!(long.len() < 6000, "{} bytes", long.len());
     assert!(long.contains("[truncated, 100010 bytes]"), "{long}");
 }
+
+#[test]
+fn several_memories_share_one_memory_limit() {
+    // Four core modules, each with its own memory; three grow to 62.5 MiB at `open`: each under
+    // the 64 MiB limit, together three times over it.
+    let (scratch, run) = run_plugin_beside(
+        "manyMemories",
+        json!({"deadLetter": "dead.jsonl", "maxMemory": "64MiB"}),
+        &[],
+        |s| s.install("ManyMemories", oort_tests::guests::MANY_MEMORIES, ""),
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(hostile["records_out_total"], 0, "{hostile}");
+    assert_eq!(hostile["dead_letter_total"], ROWS, "{hostile}");
+    assert!(
+        run.stderr.contains("the sink failed to start (open)"),
+        "{}",
+        run.stderr
+    );
+    let error = last_error(&run);
+    assert!(
+        error.contains("for the whole instance, over its limit of 67108864"),
+        "{hostile}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Builds every guest the tests use from source, for `wasm32-wasip2`: the shipped sinks in
-//! `sinks/` and the test guests in `tests/guests/`. It writes `guests.rs` into `OUT_DIR` with a
+//! `sinks/` and the test guests in `tests/guests/`, and the hand-written components in
+//! `tests/wat/` from their text. It writes `guests.rs` into `OUT_DIR` with a
 //! constant per component and the `ShippedSink` enum, which the conformance harness matches
 //! exhaustively: a new shipped sink without a conformance spec does not compile.
 
@@ -16,7 +17,7 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
 
-    for watched in ["sinks", "guest-sdk", "wit", "tests/guests"] {
+    for watched in ["sinks", "guest-sdk", "wit", "tests/guests", "tests/wat"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -98,6 +99,17 @@ fn main() {
             manifest.display().to_string()
         ));
     }
+    for (stem, wat) in wat_in(&root.join("tests").join("wat")) {
+        let wasm = wat::parse_file(&wat)
+            .unwrap_or_else(|e| panic!("cannot assemble {}: {e}", wat.display()));
+        let path = out_dir.join(format!("{stem}.wasm"));
+        std::fs::write(&path, wasm).expect("cannot write an assembled component");
+        code.push_str(&format!(
+            "/// The hand-written component `tests/wat/{stem}.wat`, assembled.\npub const {}: &str = {:?};\n",
+            ident(&stem),
+            path.display().to_string()
+        ));
+    }
     code.push_str("\n/// Every sink shipped in `sinks/`.\n#[derive(Debug, Clone, Copy, PartialEq, Eq)]\npub enum ShippedSink {\n");
     for (folder, camel, _) in &variants {
         code.push_str(&format!("    /// `sinks/{folder}`.\n    {camel},\n"));
@@ -146,6 +158,20 @@ fn crates_in(dir: &Path) -> Vec<(String, String)> {
             out.push((entry.file_name().to_string_lossy().into_owned(), name));
         }
     }
+    out.sort();
+    out
+}
+
+/// `(file stem, path)` of each `.wat` file directly under `dir`.
+fn wat_in(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wat"))
+        .filter_map(|path| Some((path.file_stem()?.to_str()?.to_string(), path)))
+        .collect();
     out.sort();
     out
 }

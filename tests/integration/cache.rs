@@ -1,5 +1,5 @@
-//! The compiled-component cache: a second load skips compilation, and a damaged entry is
-//! compiled again instead of being trusted.
+//! The compiled-component cache: a second load skips compilation, a damaged or planted entry is
+//! compiled again instead of being trusted, and a folder others may write to is not used.
 
 use oort::host::{CacheOutcome, HostConfig, SinkHost};
 
@@ -41,4 +41,94 @@ fn without_a_cache_every_load_compiles() {
         .load(std::path::Path::new(oort_tests::guests::COUNTER))
         .unwrap();
     assert_eq!(plugin.cache, CacheOutcome::Disabled);
+}
+
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn a_tampered_or_planted_artifact_is_compiled_again_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = HostConfig {
+        cache_dir: Some(cache.clone()),
+        max_instances: 4,
+        ..HostConfig::default()
+    };
+    let counter = std::path::Path::new(oort_tests::guests::COUNTER);
+    let file = std::path::Path::new(oort_tests::guests::FILE);
+    let host = SinkHost::new(config.clone()).unwrap();
+    assert_eq!(host.load(counter).unwrap().cache, CacheOutcome::Compiled);
+    let counter_entry = entries(&cache).pop().unwrap();
+    assert_eq!(host.load(file).unwrap().cache, CacheOutcome::Compiled);
+    let file_entry = entries(&cache)
+        .into_iter()
+        .find(|p| *p != counter_entry)
+        .unwrap();
+
+    // A well-formed artifact of another component, planted under this one's name: its header
+    // is right for this engine, so only the keyed hash tells.
+    std::fs::copy(&file_entry, &counter_entry).unwrap();
+    let planted = SinkHost::new(config.clone())
+        .unwrap()
+        .load(counter)
+        .unwrap();
+    assert_eq!(
+        planted.cache,
+        CacheOutcome::Compiled,
+        "a planted entry is not loaded"
+    );
+
+    // One byte changed in the middle of the code.
+    let mut bytes = std::fs::read(&counter_entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&counter_entry, &bytes).unwrap();
+    let tampered = SinkHost::new(config.clone())
+        .unwrap()
+        .load(counter)
+        .unwrap();
+    assert_eq!(
+        tampered.cache,
+        CacheOutcome::Compiled,
+        "a tampered entry is not loaded"
+    );
+    let again = SinkHost::new(config).unwrap().load(counter).unwrap();
+    assert_eq!(
+        again.cache,
+        CacheOutcome::Hit,
+        "the recompiled entry is trusted"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_folder_others_may_write_to_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = HostConfig {
+        cache_dir: Some(cache.clone()),
+        max_instances: 4,
+        ..HostConfig::default()
+    };
+    let wasm = std::path::Path::new(oort_tests::guests::COUNTER);
+    for _ in 0..2 {
+        let plugin = SinkHost::new(config.clone()).unwrap().load(wasm).unwrap();
+        assert_eq!(plugin.cache, CacheOutcome::Disabled);
+    }
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "nothing is written to or read from it"
+    );
 }

@@ -1,8 +1,11 @@
 //! Hostile guests, each a real component built from source: whatever a sink does (loops in any
 //! phase, a memory bomb, a log flood, panics, reaching outside its grants, a broken or foreign
-//! module), the host keeps running, the rule's other action delivers every row, and the
-//! summary and the log say what happened.
+//! module, bad MQTT publishes through the host, forged log lines), the host keeps running, the
+//! rule's other action delivers every row, and the summary and the log say what happened.
 
+use std::time::Duration;
+
+use oort_tests::broker::{Broker, Subscriber};
 use serde_json::{Value, json};
 
 use crate::common::{Run, Scratch, numbered};
@@ -272,5 +275,154 @@ fn connecting_outside_the_network_grant_is_refused() {
             .contains(&format!("TcpConnect {other_addr} denied")),
         "the denial is logged: {}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_read_grant_beside_a_write_grant_stays_read_only() {
+    // The journal's write grant and the peek file's read grant share a folder.
+    let (scratch, run) = run_plugin_beside("probe", json!({"peek": "out/peek.txt"}), &[], |s| {
+        s.write("out/peek.txt", "read me only");
+    });
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(journal.contains("peek read 12 bytes"), "{journal}");
+    assert!(journal.contains("peek-write refused"), "{journal}");
+    assert!(journal.contains("peek-touch refused"), "{journal}");
+    let modified = std::fs::metadata(scratch.path().join("out/peek.txt"))
+        .and_then(|m| m.modified())
+        .unwrap();
+    assert!(
+        modified > std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
+        "the read-only file keeps its times: {modified:?}"
+    );
+}
+
+#[test]
+fn a_bad_mqtt_publish_is_rejected_alone_and_the_shared_connection_stays_up() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let watch = Subscriber::new(broker.port, "watch-plant", "plant/#");
+    // 65,545 bytes: written as a 16-bit length, the topic would read `plant/cmd`.
+    let long = format!("plant/cmd{}/alerts", "x".repeat(65_529));
+    let attacks = [
+        (json!({"publishTo": long}), "the topic is 65545 bytes long"),
+        (
+            json!({"publishTo": "plant/a\u{0}b/alerts"}),
+            "control character U+0000",
+        ),
+        (
+            json!({"publishTo": "plant/big/alerts", "padTo": 17_000_000}),
+            "the limit is 16777216",
+        ),
+    ];
+    for (mut attack, why) in attacks {
+        attack["server"] = json!(broker.url());
+        attack["topics"] = json!(["plant/+/alerts"]);
+        attack["retryCount"] = json!(0);
+        attack["batchSize"] = json!(2);
+        let scratch = Scratch::new();
+        scratch.write(
+            "streams.sql",
+            "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+        );
+        scratch.write("in.jsonl", &numbered(ROWS));
+        // The healthy relay shares the attacker's pooled connection to the broker.
+        let rule = json!({"id": "r", "sql": "SELECT n FROM demo", "actions": [
+            {"MqttRelay": attack},
+            {"file": {"path": "out/good.jsonl"}},
+            {"MqttRelay": {"server": broker.url(), "topics": ["plant/+/alerts"],
+                           "publishTo": "plant/ok/alerts"}}
+        ]});
+        scratch.write("rule.json", &rule.to_string());
+        let run = scratch.run_rule(&[]);
+        assert_eq!(run.code, Some(3), "{why}: {}", run.stderr);
+        others_delivered(&scratch, &run);
+        let healthy = run.action(2);
+        assert_eq!(healthy["records_out_total"], ROWS, "{why}: {healthy}");
+        let hostile = run.action(0);
+        assert_eq!(hostile["failed_total"], ROWS, "{why}: {hostile}");
+        let error = last_error(&run);
+        assert!(
+            error.contains("rejected") && error.contains(why),
+            "{why}: {hostile}"
+        );
+        assert!(error.len() < 8192, "the topic is quoted cut: {error}");
+        assert!(
+            !run.stderr.contains("connection failed"),
+            "{why}: the shared connection never dropped:\n{}",
+            run.stderr
+        );
+        let got = watch.collect_until(Duration::from_secs(10), |g| g.len() >= ROWS);
+        assert_eq!(got.len(), ROWS, "{why}");
+        assert!(
+            got.iter().all(|(topic, _)| topic == "plant/ok/alerts"),
+            "{why}: only the healthy relay's messages arrive: {:?}",
+            got.iter().map(|(t, _)| t.len().min(40)).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        watch
+            .collect_until(Duration::from_millis(300), |_| false)
+            .is_empty(),
+        "nothing else arrived"
+    );
+}
+
+#[test]
+fn a_guest_cannot_forge_host_log_lines() {
+    let (scratch, run) = run_beside(
+        json!({"failPhase": "collect", "failKind": "forge"}),
+        &["--log", "info"],
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert!(
+        run.stderr.contains("forged\\n"),
+        "the guest's line is logged, escaped:\n{}",
+        run.stderr
+    );
+    for line in run.stderr.lines() {
+        assert!(
+            !line.contains("FAKE") || line.contains("sink: forged"),
+            "a line of the host log comes from the guest: {line:?}"
+        );
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
+    let long = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("long line"))
+        .expect("the long line is logged");
+    assert!(long.len() < 6000, "{} bytes", long.len());
+    assert!(long.contains("[truncated, 100010 bytes]"), "{long}");
+}
+
+#[test]
+fn several_memories_share_one_memory_limit() {
+    // Four core modules, each with its own memory; three grow to 62.5 MiB at `open`: each under
+    // the 64 MiB limit, together three times over it.
+    let (scratch, run) = run_plugin_beside(
+        "manyMemories",
+        json!({"deadLetter": "dead.jsonl", "maxMemory": "64MiB"}),
+        &[],
+        |s| s.install("ManyMemories", oort_tests::guests::MANY_MEMORIES, ""),
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(hostile["records_out_total"], 0, "{hostile}");
+    assert_eq!(hostile["dead_letter_total"], ROWS, "{hostile}");
+    assert!(
+        run.stderr.contains("the sink failed to start (open)"),
+        "{}",
+        run.stderr
+    );
+    let error = last_error(&run);
+    assert!(
+        error.contains("for the whole instance, over its limit of 67108864"),
+        "{hostile}"
     );
 }

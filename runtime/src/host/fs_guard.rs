@@ -4,9 +4,12 @@
 //! folder and this guard lets path-taking calls through only when they are made on that
 //! preopened folder and name one of the granted files in it, with the granted access. Listing
 //! the folder, creating folders or links, and any path on another descriptor are refused with
-//! `not-permitted`. Calls on an already opened file go straight to wasmtime-wasi.
+//! `not-permitted`. Calls that change an opened file (write, resize, set times) pass only on a
+//! descriptor opened for writing from a write grant: wasmtime-wasi checks the folder's
+//! permissions, and a folder holding a write grant is preopened read-write even for its
+//! read-only files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};
@@ -23,6 +26,9 @@ pub struct FileGuard {
     dirs: Vec<Vec<(String, FileAccess)>>,
     /// Descriptor handles the guest holds for preopened folders -> index into `dirs`.
     preopens: HashMap<u32, usize>,
+    /// Descriptor handles of files opened for writing from a write grant: the only ones whose
+    /// content or metadata a sink may change.
+    writable: HashSet<u32>,
 }
 
 impl FileGuard {
@@ -31,6 +37,7 @@ impl FileGuard {
         Self {
             dirs,
             preopens: HashMap::new(),
+            writable: HashSet::new(),
         }
     }
 
@@ -62,6 +69,20 @@ impl FileGuard {
                 table,
             },
             guard: self,
+        }
+    }
+
+    /// Refuses a call that changes the file behind `fd` unless it was opened for writing from
+    /// a write grant.
+    fn check_writable(&self, fd: &Resource<Descriptor>) -> FsResult<()> {
+        if self.writable.contains(&fd.rep()) {
+            Ok(())
+        } else {
+            tracing::debug!(
+                fd = fd.rep(),
+                "sink change to a read-only descriptor refused"
+            );
+            denied()
         }
     }
 
@@ -150,6 +171,8 @@ impl types::HostDirectoryEntryStream for Guarded<'_> {
 }
 
 impl types::HostDescriptor for Guarded<'_> {
+    // `advise`, `sync` and `sync-data` change neither the content nor the metadata of a file:
+    // they pass on read-only descriptors too.
     async fn advise(
         &mut self,
         fd: Resource<Descriptor>,
@@ -173,6 +196,7 @@ impl types::HostDescriptor for Guarded<'_> {
     }
 
     async fn set_size(&mut self, fd: Resource<Descriptor>, size: types::Filesize) -> FsResult<()> {
+        self.guard.check_writable(&fd)?;
         self.inner.set_size(fd, size).await
     }
 
@@ -182,9 +206,8 @@ impl types::HostDescriptor for Guarded<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        if self.guard.preopens.contains_key(&fd.rep()) {
-            return denied();
-        }
+        // Also refuses the preopened folders, which are never in `writable`.
+        self.guard.check_writable(&fd)?;
         self.inner.set_times(fd, atim, mtim).await
     }
 
@@ -203,6 +226,7 @@ impl types::HostDescriptor for Guarded<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
+        self.guard.check_writable(&fd)?;
         self.inner.write(fd, buf, offset).await
     }
 
@@ -284,13 +308,20 @@ impl types::HostDescriptor for Guarded<'_> {
         // A granted name is a file: never follow a link it may have become. (`symlink-follow`
         // is the only path flag.)
         let _ = path_flags;
-        self.inner
+        let opened = self
+            .inner
             .open_at(fd, types::PathFlags::empty(), path, oflags, flags)
-            .await
+            .await?;
+        // `check` let a write through only on a write grant.
+        if write {
+            self.guard.writable.insert(opened.rep());
+        }
+        Ok(opened)
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
         self.guard.preopens.remove(&fd.rep());
+        self.guard.writable.remove(&fd.rep());
         types::HostDescriptor::drop(&mut self.inner, fd)
     }
 
@@ -345,6 +376,7 @@ impl types::HostDescriptor for Guarded<'_> {
         fd: Resource<Descriptor>,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
+        self.guard.check_writable(&fd)?;
         self.inner.write_via_stream(fd, offset)
     }
 
@@ -352,6 +384,7 @@ impl types::HostDescriptor for Guarded<'_> {
         &mut self,
         fd: Resource<Descriptor>,
     ) -> FsResult<Resource<DynOutputStream>> {
+        self.guard.check_writable(&fd)?;
         self.inner.append_via_stream(fd)
     }
 
@@ -429,6 +462,21 @@ mod tests {
             assert!(
                 matches!(refused.downcast_ref(), Some(types::ErrorCode::NotPermitted)),
                 "{rep} {path} {write}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_descriptors_opened_for_writing_may_change_their_file() {
+        let mut guard = guard();
+        // 11 was opened for writing from `out.txt`; 12 read-only from `in.csv`.
+        guard.writable.insert(11);
+        assert!(guard.check_writable(&fd(11)).is_ok());
+        for rep in [12, 7, 9] {
+            let refused = guard.check_writable(&fd(rep)).unwrap_err();
+            assert!(
+                matches!(refused.downcast_ref(), Some(types::ErrorCode::NotPermitted)),
+                "{rep}: {refused:?}"
             );
         }
     }

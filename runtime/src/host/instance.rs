@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
@@ -17,7 +17,7 @@ use super::grants::Grants;
 use super::http::HttpCtx;
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
-use super::state::InstanceState;
+use super::state::{InstanceState, SinkLimits};
 use super::stdio::LogStream;
 use super::{EPOCH_TICK, Plugin, SinkHost};
 
@@ -112,18 +112,12 @@ pub(super) async fn instantiate(
         });
     }
     let files = FileGuard::preopen(&mut wasi, grants).map_err(CallFailure::Trap)?;
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(
-            grants
-                .limits
-                .max_memory_bytes
-                .unwrap_or(host.config().max_memory_bytes),
-        )
-        .instances(64)
-        .tables(64)
-        .memories(8)
-        .trap_on_grow_failure(true)
-        .build();
+    let limits = SinkLimits::new(
+        grants
+            .limits
+            .max_memory_bytes
+            .unwrap_or(host.config().max_memory_bytes),
+    );
     let state = InstanceState {
         wasi: wasi.build(),
         table: Default::default(),

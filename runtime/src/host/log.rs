@@ -1,6 +1,10 @@
 //! The `oort:sink/host` interface: a sink's log lines, tagged with the rule, action and instance
 //! they come from, and held to a per-second budget so a flooding guest cannot flood the host log.
+//! Guest text is capped and its control characters escaped before it reaches the host log, so a
+//! guest's line is one host line and cannot pass for the host's own.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +30,45 @@ pub struct InstanceTag {
 /// Lines a sink may log per second (host `log` calls and stdout/stderr lines together); more are
 /// dropped and counted, so a guest that floods its log cannot flood the host's.
 pub const LOG_LINES_PER_SECOND: u32 = 200;
+
+/// The most bytes of one guest string (a log line, a topic quoted in a message) the host keeps;
+/// the rest is cut, and the cut is marked.
+pub const MAX_GUEST_TEXT: usize = 4096;
+
+/// `text` cut to at most [`MAX_GUEST_TEXT`] bytes (on a character boundary), marked when cut:
+/// for a guest string quoted in a message.
+pub fn capped(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_GUEST_TEXT {
+        return Cow::Borrowed(text);
+    }
+    let kept = &text[..text.floor_char_boundary(MAX_GUEST_TEXT)];
+    Cow::Owned(format!("{kept}… [truncated, {} bytes]", text.len()))
+}
+
+/// Whether `c` is escaped in a guest log line: control characters (CR, LF, ESC…), and the
+/// Unicode line separators and direction overrides that could make a line read as another.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` as a host log line may hold it: [`capped`], with every character [`needs_escape`]
+/// names written as an escape (`\n`, `\r`, `\u{1b}`).
+pub fn sanitized(text: &str) -> Cow<'_, str> {
+    let text = capped(text);
+    if !text.contains(needs_escape) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) {
+            let _ = write!(out, "{}", c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// A per-instance budget of log lines, refilled every second.
 #[derive(Debug)]
@@ -110,10 +153,10 @@ pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::
     host::add_to_linker::<T, Log>(linker, T::log)
 }
 
-/// Writes one guest log line to the host log, tagged.
+/// Writes one guest log line to the host log, tagged, [`sanitized`].
 pub fn emit(tag: &InstanceTag, level: Level, message: &str) {
     let (rule, action, instance) = (&*tag.rule, &*tag.action, tag.instance);
-    let message = message.trim_end();
+    let message = sanitized(message.trim_end());
     match level {
         Level::Trace => tracing::trace!(rule, action, instance, "sink: {message}"),
         Level::Debug => tracing::debug!(rule, action, instance, "sink: {message}"),
@@ -148,6 +191,30 @@ mod tests {
         assert!(!budget.take_at(start + Duration::from_millis(999)));
         assert!(budget.take_at(start + Duration::from_secs(1)));
         assert_eq!(budget.used, 1);
+    }
+
+    #[test]
+    fn guest_lines_cannot_forge_host_lines() {
+        assert_eq!(sanitized("plain line, ünïcode"), "plain line, ünïcode");
+        let forged =
+            "ok\n2026-01-01T00:00:00Z  INFO oort: all delivered\r\u{1b}[2K\u{2028}x\u{202e}";
+        let line = sanitized(forged);
+        assert_eq!(
+            line,
+            "ok\\n2026-01-01T00:00:00Z  INFO oort: all delivered\\r\\u{1b}[2K\\u{2028}x\\u{202e}"
+        );
+        assert!(!line.contains(needs_escape), "{line}");
+    }
+
+    #[test]
+    fn long_guest_strings_are_cut_and_marked() {
+        let long = "é".repeat(3000);
+        let cut = capped(&long);
+        assert!(cut.ends_with("… [truncated, 6000 bytes]"), "{cut}");
+        assert_eq!(cut.len(), 4096 + "… [truncated, 6000 bytes]".len());
+        assert!(sanitized(&format!("{long}\n")).ends_with("[truncated, 6001 bytes]"));
+        let short = "a".repeat(MAX_GUEST_TEXT);
+        assert!(matches!(capped(&short), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `oort:sink/mqtt` interface: publishing through the host's pooled broker connections, only
-//! to the broker and topic filters the action grants.
+//! to the broker and topic filters the action grants. A message is checked before it is queued
+//! (topic length and characters, packet size): one action's bad publish is rejected alone and
+//! never breaks the connection the process's other sinks share.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use wasmtime::component::{HasData, Linker};
 use super::bindings::oort::sink::mqtt::{self, Qos};
 use super::bindings::oort::sink::types::SinkError;
 use super::grants::MqttGrant;
+use super::log::capped;
 
 /// How long one `mqtt.publish` waits for an absent broker before it fails as `transient`.
 const MQTT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,13 +45,17 @@ impl MqttCtx {
 }
 
 impl MqttCtx {
-    /// The access that lets this instance publish to `topic`, or why it may not.
-    fn granted(&self, topic: &str) -> Result<&MqttAccess, SinkError> {
+    /// The access that lets this instance publish `payload_len` bytes to `topic`, or why it
+    /// may not.
+    fn granted(&self, topic: &str, payload_len: usize) -> Result<&MqttAccess, SinkError> {
         let Some(access) = &self.access else {
             return Err(SinkError::Rejected(
                 "this sink has no MQTT grant: its manifest must name the props holding the broker and topics".into(),
             ));
         };
+        crate::mqtt::check_publish(topic, payload_len).map_err(|why| {
+            SinkError::Rejected(format!("cannot publish to {:?}: {why}", capped(topic)))
+        })?;
         check_topic(&access.topics, topic)?;
         Ok(access)
     }
@@ -63,7 +70,8 @@ fn check_topic(granted: &[String], topic: &str) -> Result<(), SinkError> {
     }
     if !granted.iter().any(|f| crate::mqtt::topic_matches(f, topic)) {
         return Err(SinkError::Rejected(format!(
-            "topic {topic:?} is not granted to this action (granted: {})",
+            "topic {:?} is not granted to this action (granted: {})",
+            capped(topic),
             granted.join(", ")
         )));
     }
@@ -78,7 +86,7 @@ impl mqtt::Host for MqttCtx {
         qos: Qos,
         retain: bool,
     ) -> Result<(), SinkError> {
-        let access = self.granted(&topic)?;
+        let access = self.granted(&topic, payload.len())?;
         let qos = match qos {
             Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
             Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
@@ -87,7 +95,10 @@ impl mqtt::Host for MqttCtx {
         let conn = Arc::clone(&access.conn);
         conn.publish(vec![(topic, &payload)], qos, retain, MQTT_PUBLISH_TIMEOUT)
             .await
-            .map_err(|e| SinkError::Transient(e.to_string()))
+            .map_err(|e| match e {
+                crate::mqtt::PublishError::Refused(_) => SinkError::Rejected(e.to_string()),
+                crate::mqtt::PublishError::Unavailable(_) => SinkError::Transient(e.to_string()),
+            })
     }
 }
 
@@ -122,7 +133,7 @@ mod tests {
 
     #[test]
     fn without_a_grant_every_topic_is_rejected() {
-        let message = rejected(MqttCtx::default().granted("a/b").map(|_| ()));
+        let message = rejected(MqttCtx::default().granted("a/b", 1).map(|_| ()));
         assert!(message.contains("no MQTT grant"), "{message}");
     }
 

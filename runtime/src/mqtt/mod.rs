@@ -20,6 +20,16 @@ use serde::Deserialize;
 /// The broker when nothing names one (eKuiper's default).
 pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:1883";
 
+/// The largest MQTT packet a client of this process sends or accepts.
+pub const MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
+
+/// The longest topic MQTT can carry: its length is written as a 16-bit number.
+pub const MAX_TOPIC_LEN: usize = u16::MAX as usize;
+
+/// What a PUBLISH packet adds to its topic and payload, at most: the fixed header (5 bytes), the
+/// topic's length (2), the packet id (2) and, in MQTT 5, the properties' length (4).
+const PUBLISH_OVERHEAD: usize = 13;
+
 /// Connection settings, with eKuiper's names. Every field is optional: a named configuration
 /// overrides `default`, which overrides the built-in defaults.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -124,7 +134,7 @@ impl MqttSettings {
             let mut options = rumqttc::v5::MqttOptions::new(id, url.host.clone(), url.port);
             options.set_keep_alive(Duration::from_secs(30));
             options.set_clean_start(true);
-            options.set_max_packet_size(Some(16 * 1024 * 1024));
+            options.set_max_packet_size(Some(MAX_PACKET_SIZE as u32));
             options.set_request_channel_capacity(capacity);
             options.set_transport(transport);
             if let Some((user, password)) = credentials {
@@ -136,7 +146,7 @@ impl MqttSettings {
             let mut options = MqttOptions::new(id, url.host.clone(), url.port);
             options.set_keep_alive(Duration::from_secs(30));
             options.set_clean_session(true);
-            options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+            options.set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE);
             options.set_request_channel_capacity(capacity);
             options.set_transport(transport);
             if let Some((user, password)) = credentials {
@@ -382,12 +392,47 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Why a message cannot be published, checked before it is queued: sent, it would break the
+/// session (a topic over 65,535 bytes has its length cut to 16 bits, and the broker reads
+/// another topic; a packet over the limit is an error of the connection; brokers close the
+/// session on U+0000), failing every message of everyone sharing the connection.
+pub fn check_publish(topic: &str, payload_len: usize) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("the topic is empty".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "the topic is {} bytes long; MQTT allows at most {MAX_TOPIC_LEN}",
+            topic.len()
+        ));
+    }
+    if let Some((at, c)) = topic.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(format!(
+            "the topic holds the control character U+{:04X} at byte {at}",
+            u32::from(c)
+        ));
+    }
+    if topic.contains(['+', '#']) {
+        return Err("a topic has no wildcards".into());
+    }
+    let size = topic.len() + payload_len + PUBLISH_OVERHEAD;
+    if size > MAX_PACKET_SIZE {
+        return Err(format!(
+            "a {payload_len}-byte payload makes a {size}-byte packet; the limit is {MAX_PACKET_SIZE}"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a publish did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// The broker could not be reached, or did not acknowledge, in time.
     #[error("{0}")]
     Unavailable(String),
+    /// A message cannot be published (see [`check_publish`]): nothing was sent.
+    #[error("cannot publish: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -468,6 +513,10 @@ impl Connection {
         retain: bool,
         timeout: Duration,
     ) -> Result<(), PublishError> {
+        // One bad message fails the call before anything is queued, not the shared session.
+        for (topic, payload) in &todo {
+            check_publish(topic, payload.len()).map_err(PublishError::Refused)?;
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut state = self.shared.state.subscribe();
         while !todo.is_empty() {
@@ -707,6 +756,27 @@ mod tests {
         assert!(topic_matches("a/#", "a") && topic_matches("a/#", "a/b/c"));
         assert!(!topic_matches("a/b", "a/b/c") && !topic_matches("a/b/c", "a/b"));
         assert!(topic_matches("granted/x", "granted/x") && !topic_matches("granted/x", "secret/x"));
+    }
+
+    #[test]
+    fn only_topics_and_payloads_a_session_survives_are_published() {
+        assert!(check_publish("plant/k1/alerts", 10).is_ok());
+        let long = format!("plant/cmd{}/alerts", "x".repeat(65_529));
+        assert_eq!(long.len(), 65_545);
+        for (topic, payload, why) in [
+            ("", 1, "empty"),
+            (long.as_str(), 1, "65545 bytes long"),
+            ("plant/a\0b/alerts", 1, "U+0000 at byte 7"),
+            ("plant/a\rb/alerts", 1, "U+000D"),
+            ("plant/+/alerts", 1, "wildcards"),
+            ("plant/k1/alerts", 17_000_000, "the limit is 16777216"),
+        ] {
+            let err = check_publish(topic, payload).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let most = MAX_PACKET_SIZE - PUBLISH_OVERHEAD - 3;
+        assert!(check_publish("a/b", most).is_ok());
+        assert!(check_publish("a/b", most + 1).is_err());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, mqtt};
 pub struct Config {
     /// Where each message goes (the grant decides whether it may).
     publish_to: String,
+    /// Pads each payload with spaces to this many bytes (to send oversized messages).
+    #[serde(default)]
+    pad_to: Option<usize>,
     /// The broker (read by the host, through the manifest's grant).
     #[serde(default)]
     #[expect(dead_code, reason = "the host reads it")]
@@ -22,6 +25,7 @@ pub struct Config {
 /// Publishes each message as it comes.
 pub struct Relay {
     topic: String,
+    pad_to: Option<usize>,
 }
 
 impl Sink for Relay {
@@ -30,12 +34,17 @@ impl Sink for Relay {
     fn configure(_ctx: &Context, config: Config) -> Result<Self, SinkError> {
         Ok(Self {
             topic: config.publish_to,
+            pad_to: config.pad_to,
         })
     }
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
         for message in batch.iter() {
-            mqtt::publish(&self.topic, message.payload, mqtt::Qos::AtLeastOnce, false)?;
+            let mut payload = message.payload.to_vec();
+            if let Some(len) = self.pad_to {
+                payload.resize(len.max(payload.len()), b' ');
+            }
+            mqtt::publish(&self.topic, &payload, mqtt::Qos::AtLeastOnce, false)?;
         }
         Ok(())
     }

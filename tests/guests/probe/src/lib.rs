@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::time::Duration;
 
 use oort_sdk::serde::Deserialize;
 use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, log};
@@ -122,6 +123,14 @@ impl Probe {
                 println!("flood on stdout");
                 Ok(())
             }
+            // Tries to pass its own text for host log lines, then logs an overlong line.
+            "forge" => {
+                let fake = "2026-01-01T00:00:00.000000Z  WARN oort: FAKE all rows delivered";
+                log::info(&format!("forged\n{fake}\r\u{1b}[2K{fake}"));
+                println!("forged\r{fake}");
+                log::info(&format!("long line {}", "x".repeat(100_000)));
+                Ok(())
+            }
             other => Err(SinkError::invalid_config(format!(
                 "unknown failKind {other}"
             ))),
@@ -177,6 +186,14 @@ impl Sink for Probe {
             self.note(&format!(
                 "peek-write {}",
                 if write.is_ok() { "opened" } else { "refused" }
+            ))?;
+            // Changing the times of a file opened read-only is a write as well.
+            let touch = File::open(&peek).and_then(|file| {
+                file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+            });
+            self.note(&format!(
+                "peek-touch {}",
+                if touch.is_ok() { "changed" } else { "refused" }
             ))?;
         }
         self.maybe_fail("open")

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::host::CallFailure;
-use crate::mqtt::{self, Connection, MqttSettings};
+use crate::mqtt::{self, Connection, MqttSettings, PublishError};
 use crate::template::Template;
 
 /// The sink's props (eKuiper's names).
@@ -180,7 +180,11 @@ impl MqttSink {
                 self.spec.delivery_timeout,
             )
             .await
-            .map_err(|e| CallFailure::Transient(e.to_string()))
+            .map_err(|e| match e {
+                // A message no broker would take goes to the dead letters, not round the retries.
+                PublishError::Refused(_) => CallFailure::Rejected(e.to_string()),
+                PublishError::Unavailable(_) => CallFailure::Transient(e.to_string()),
+            })
     }
 
     /// Disconnects cleanly.

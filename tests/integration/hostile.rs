@@ -274,3 +274,96 @@ fn connecting_outside_the_network_grant_is_refused() {
         run.stderr
     );
 }
+
+/// Where the `greedy` guest's author collects telemetry: its compiled-in and manifest default.
+const AUTHOR_COLLECTOR: &str = "127.77.0.1:18080";
+
+fn install_greedy(scratch: &Scratch) {
+    scratch.install(
+        "Greedy",
+        oort_tests::guests::GREEDY,
+        oort_tests::guests::GREEDY_MANIFEST,
+    );
+}
+
+#[test]
+fn a_manifest_default_reaches_nothing_the_rule_does_not_grant() {
+    let author = std::net::TcpListener::bind(AUTHOR_COLLECTOR).unwrap();
+    author.set_nonblocking(true).unwrap();
+    let telemetry = format!("http://{AUTHOR_COLLECTOR}/telemetry");
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt"}),
+        &["--log", "info"],
+        install_greedy,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert!(
+        author.accept().is_err(),
+        "the sink author's server got rows the operator never sent there"
+    );
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains("telemetry refused (ErrorCode::HttpRequestDenied)"),
+        "{journal}"
+    );
+    let refused = format!("manifest default http {telemetry} for prop `telemetryUrl`: NOT granted");
+    assert!(
+        run.stderr.contains(&refused),
+        "the start log: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("grant file ") && run.stderr.contains("from the rule's prop `journal`"),
+        "the start log shows each grant and its origin: {}",
+        run.stderr
+    );
+
+    let validate = Run::from(
+        scratch
+            .oort(&["validate", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    validate.assert_ok();
+    assert!(validate.stdout.contains(&refused), "{}", validate.stdout);
+    assert!(
+        validate.stdout.contains(&format!(
+            "warning: rule `r`: action `greedy_0`: the manifest defaults prop `telemetryUrl` to {telemetry}"
+        )),
+        "{}",
+        validate.stdout
+    );
+    let inspect = Run::from(
+        scratch
+            .oort(&["sink", "inspect", "plugins/sinks/Greedy.wasm"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        inspect.stdout.contains(&format!(
+            "http:    the URL in prop `telemetryUrl` (default {telemetry}: fills the prop"
+        )),
+        "{}",
+        inspect.stdout
+    );
+
+    // The operator accepts a destination by naming it: then the rows go there.
+    let collector = oort_tests::http::HttpServer::start();
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt", "telemetryUrl": collector.url("/t")}),
+        &[],
+        install_greedy,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert_eq!(
+        collector.requests().len(),
+        ROWS / 2,
+        "one request per batch"
+    );
+    let journal = scratch.read("out/journal.txt");
+    assert!(journal.contains("telemetry status 200"), "{journal}");
+}

@@ -40,8 +40,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use grants::{
-    ExplicitGrants, FileAccess, FileGrant, Grants, HttpGrant, Limits, Manifest, ManifestError,
-    SocketGrant, absolute,
+    Effective, ExplicitGrants, FileAccess, FileGrant, GrantKind, Grants, HttpGrant, Limits,
+    Manifest, ManifestDefault, ManifestError, NetProp, Origin, SocketGrant, absolute,
 };
 pub use instance::{CallFailure, WasmInstance};
 pub use log::InstanceTag;

@@ -367,3 +367,48 @@ fn a_manifest_default_reaches_nothing_the_rule_does_not_grant() {
     let journal = scratch.read("out/journal.txt");
     assert!(journal.contains("telemetry status 200"), "{journal}");
 }
+
+#[test]
+fn hoarded_descriptors_stop_at_the_instance_caps() {
+    let sockets = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket_addr = sockets.local_addr().unwrap().to_string();
+    // Accepts connections (the kernel's backlog) and never answers: requests stay in flight.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold = format!("http://{}/hold", silent.local_addr().unwrap());
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt", "hoard": "ref.txt", "hoardCount": 20_000,
+               "connect": socket_addr, "connectCount": 50, "maxSockets": 8,
+               "hold": hold, "requests": 3_000, "maxHttpRequests": 5,
+               "grants": {"sockets": [socket_addr], "http": [hold]}}),
+        &[],
+        |s| {
+            install_greedy(s);
+            s.write("ref.txt", "reference\n");
+        },
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains("files opened 63 refused "),
+        "the default cap on open files, 64, the journal holding one: {journal}"
+    );
+    assert!(
+        journal.contains("sockets opened 8 refused "),
+        "maxSockets: {journal}"
+    );
+    assert!(
+        journal.contains(
+            "requests started 3000 in flight 5 refused 2995 ErrorCode::ConnectionLimitReached"
+        ),
+        "maxHttpRequests: {journal}"
+    );
+    assert!(
+        run.stderr.contains("holds 64 open files, its limit")
+            && run.stderr.contains("holds 8 sockets, its limit")
+            && run.stderr.contains("5 requests in flight, its limit"),
+        "each refusal is logged: {}",
+        run.stderr
+    );
+}

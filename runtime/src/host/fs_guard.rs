@@ -6,7 +6,7 @@
 //! the folder, creating folders or links, and any path on another descriptor are refused with
 //! `not-permitted`. Calls on an already opened file go straight to wasmtime-wasi.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};
@@ -23,6 +23,10 @@ pub struct FileGuard {
     dirs: Vec<Vec<(String, FileAccess)>>,
     /// Descriptor handles the guest holds for preopened folders -> index into `dirs`.
     preopens: HashMap<u32, usize>,
+    /// Descriptor handles of the files the guest opened and has not dropped.
+    open_files: HashSet<u32>,
+    /// How many files the guest may hold open at once.
+    max_open_files: usize,
 }
 
 impl FileGuard {
@@ -31,7 +35,16 @@ impl FileGuard {
         Self {
             dirs,
             preopens: HashMap::new(),
+            open_files: HashSet::new(),
+            max_open_files: usize::MAX,
         }
+    }
+
+    /// Lets the guest hold at most `max` files open at once; past it, opening one fails with
+    /// `quota` (not counting the preopened folders).
+    pub fn with_max_open_files(mut self, max: usize) -> Self {
+        self.max_open_files = max;
+        self
     }
 
     /// Preopens the folder of each file in `grants` in `wasi`, and returns the guard that lets
@@ -284,13 +297,25 @@ impl types::HostDescriptor for Guarded<'_> {
         // A granted name is a file: never follow a link it may have become. (`symlink-follow`
         // is the only path flag.)
         let _ = path_flags;
-        self.inner
+        if self.guard.open_files.len() >= self.guard.max_open_files {
+            tracing::warn!(
+                "sink: opening {path:?} refused: it holds {} open files, its limit \
+                 (`maxOpenFiles`, `--max-open-files`)",
+                self.guard.open_files.len()
+            );
+            return Err(FsError::from(types::ErrorCode::Quota));
+        }
+        let file = self
+            .inner
             .open_at(fd, types::PathFlags::empty(), path, oflags, flags)
-            .await
+            .await?;
+        self.guard.open_files.insert(file.rep());
+        Ok(file)
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
         self.guard.preopens.remove(&fd.rep());
+        self.guard.open_files.remove(&fd.rep());
         types::HostDescriptor::drop(&mut self.inner, fd)
     }
 

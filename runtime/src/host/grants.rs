@@ -426,6 +426,12 @@ pub struct Limits {
     pub call_timeout: Option<std::time::Duration>,
     /// Fuel one call may burn (`fuel`).
     pub fuel_per_call: Option<u64>,
+    /// Files one instance may hold open (`maxOpenFiles`).
+    pub max_open_files: Option<usize>,
+    /// TCP sockets one instance may hold (`maxSockets`).
+    pub max_sockets: Option<usize>,
+    /// `wasi:http` requests one instance may have in flight (`maxHttpRequests`).
+    pub max_http_requests: Option<usize>,
 }
 
 impl Grants {

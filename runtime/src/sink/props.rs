@@ -148,6 +148,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "maxMemory",
     "callTimeout",
     "fuel",
+    "maxOpenFiles",
+    "maxSockets",
+    "maxHttpRequests",
     "deadLetter",
     "grants",
 ];
@@ -310,6 +313,11 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                     return Err(err(key, "expected a positive amount of fuel"));
                 }
                 common.limits.fuel_per_call = Some(fuel);
+            }
+            "maxOpenFiles" => common.limits.max_open_files = Some(count()? as usize),
+            "maxSockets" => common.limits.max_sockets = Some(count()? as usize),
+            "maxHttpRequests" => {
+                common.limits.max_http_requests = Some(count()? as usize);
             }
             "enableCache" => enable_cache = boolean()?,
             "memoryCacheThreshold" => cache.memory_threshold = count()?,

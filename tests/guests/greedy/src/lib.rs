@@ -37,7 +37,10 @@ pub struct Config {
     /// How many connections to open to `connect`.
     #[serde(default)]
     pub connect_count: u32,
-    /// How many requests to `telemetry_url` to start at open and leave in flight.
+    /// A URL to start `requests` requests to at open, left in flight.
+    #[serde(default)]
+    pub hold: Option<String>,
+    /// How many requests to start to `hold`.
     #[serde(default)]
     pub requests: u32,
 }
@@ -120,9 +123,9 @@ impl Greedy {
         ))
     }
 
-    /// Starts `requests` requests to the telemetry URL and leaves them in flight.
+    /// Starts `requests` requests to `hold` and leaves them in flight.
     fn hoard_requests(&mut self) -> Result<(), SinkError> {
-        let Some(url) = self.config.telemetry_url.clone() else {
+        let Some(url) = self.config.hold.clone() else {
             return Ok(());
         };
         let mut refused = None;
@@ -135,9 +138,40 @@ impl Greedy {
                 }
             }
         }
-        let started = self.in_flight.len();
+        // The host answers a refused request at once, through its future: wait until no more
+        // answers come for a while, then count what is still in flight.
+        let mut open: Vec<usize> = (0..self.in_flight.len()).collect();
+        while !open.is_empty() {
+            let quiet = wasip2::clocks::monotonic_clock::subscribe_duration(2_000_000_000);
+            let pollables: Vec<_> = open
+                .iter()
+                .map(|&i| self.in_flight[i].subscribe())
+                .collect();
+            let mut all: Vec<&wasip2::io::poll::Pollable> = pollables.iter().collect();
+            all.push(&quiet);
+            let ready = wasip2::io::poll::poll(&all);
+            if ready.iter().all(|&r| r as usize == pollables.len()) {
+                break;
+            }
+            let ready: std::collections::HashSet<usize> =
+                ready.into_iter().map(|r| open[r as usize]).collect();
+            open.retain(|i| !ready.contains(i));
+        }
+        let mut answered = 0;
+        for pending in &self.in_flight {
+            if let Some(outcome) = pending.get() {
+                answered += 1;
+                if refused.is_none()
+                    && let Ok(Err(code)) = outcome
+                {
+                    refused = Some(format!("{code:?}"));
+                }
+            }
+        }
         self.note(&format!(
-            "requests started {started} refused {}",
+            "requests started {} in flight {} refused {answered} {}",
+            self.in_flight.len(),
+            self.in_flight.len() - answered,
             refused.unwrap_or_else(|| "none".into())
         ))
     }

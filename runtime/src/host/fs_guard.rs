@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::grants::{FileAccess, GrantedDir, Grants};
+use super::log::InstanceTag;
 
 /// Which names each preopened folder lets a sink use.
 #[derive(Debug, Default)]
@@ -25,8 +26,8 @@ pub struct FileGuard {
     preopens: HashMap<u32, usize>,
     /// Descriptor handles of the files the guest opened and has not dropped.
     open_files: HashSet<u32>,
-    /// How many files the guest may hold open at once.
-    max_open_files: usize,
+    /// How many files the guest may hold open at once, and whose refusals are logged.
+    max_open_files: (usize, Option<InstanceTag>),
 }
 
 impl FileGuard {
@@ -36,14 +37,14 @@ impl FileGuard {
             dirs,
             preopens: HashMap::new(),
             open_files: HashSet::new(),
-            max_open_files: usize::MAX,
+            max_open_files: (usize::MAX, None),
         }
     }
 
     /// Lets the guest hold at most `max` files open at once; past it, opening one fails with
-    /// `quota` (not counting the preopened folders).
-    pub fn with_max_open_files(mut self, max: usize) -> Self {
-        self.max_open_files = max;
+    /// `quota` (not counting the preopened folders), logged under `tag`.
+    pub fn with_max_open_files(mut self, max: usize, tag: InstanceTag) -> Self {
+        self.max_open_files = (max, Some(tag));
         self
     }
 
@@ -297,11 +298,16 @@ impl types::HostDescriptor for Guarded<'_> {
         // A granted name is a file: never follow a link it may have become. (`symlink-follow`
         // is the only path flag.)
         let _ = path_flags;
-        if self.guard.open_files.len() >= self.guard.max_open_files {
+        if let (max, tag) = &self.guard.max_open_files
+            && self.guard.open_files.len() >= *max
+        {
+            let tag = tag.as_ref();
             tracing::warn!(
-                "sink: opening {path:?} refused: it holds {} open files, its limit \
-                 (`maxOpenFiles`, `--max-open-files`)",
-                self.guard.open_files.len()
+                rule = tag.map(|t| &*t.rule),
+                action = tag.map(|t| &*t.action),
+                instance = tag.map(|t| t.instance),
+                "sink: opening {path:?} refused: it holds {max} open files, its limit \
+                 (`maxOpenFiles`, `--max-open-files`)"
             );
             return Err(FsError::from(types::ErrorCode::Quota));
         }

@@ -115,7 +115,10 @@ pub(super) async fn instantiate(
     let caps = host.config().descriptors;
     let files = FileGuard::preopen(&mut wasi, grants)
         .map_err(CallFailure::Trap)?
-        .with_max_open_files(grants.limits.max_open_files.unwrap_or(caps.open_files));
+        .with_max_open_files(
+            grants.limits.max_open_files.unwrap_or(caps.open_files),
+            tag.clone(),
+        );
     let limits = StoreLimitsBuilder::new()
         .memory_size(
             grants

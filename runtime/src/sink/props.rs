@@ -467,6 +467,20 @@ mod tests {
     }
 
     #[test]
+    fn descriptor_limits_are_counts() {
+        let (common, own) = split(&props(
+            r#"{"maxOpenFiles":8,"maxSockets":2,"maxHttpRequests":0}"#,
+        ))
+        .unwrap();
+        assert!(own.is_empty());
+        assert_eq!(common.limits.max_open_files, Some(8));
+        assert_eq!(common.limits.max_sockets, Some(2));
+        assert_eq!(common.limits.max_http_requests, Some(0));
+        let e = split(&props(r#"{"maxSockets":"many"}"#)).unwrap_err();
+        assert_eq!(e.prop, "maxSockets");
+    }
+
+    #[test]
     fn limits_parse_sizes_and_durations() {
         let (common, own) = split(&props(
             r#"{"maxMemory":"32MiB","callTimeout":"2s","fuel":1000}"#,

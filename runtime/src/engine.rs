@@ -350,6 +350,16 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
                 _ => format!("{} (built in)", action.plugin),
             };
             actions.push(format!("{} -> {target}", action.name));
+            if let sink::ConnectorSpec::Wasm(spec) = &action.spec {
+                actions.extend(spec.grants.report().iter().map(|line| format!("  {line}")));
+                for default in spec.grants.refused_defaults() {
+                    report.warnings.push(format!(
+                        "rule `{}`: action `{}`: the manifest defaults prop `{}` to {}, which the \
+                         rule does not grant: the sink may not reach it",
+                        rule.def.id, action.name, default.prop, default.value
+                    ));
+                }
+            }
         }
         report
             .rules

@@ -426,3 +426,141 @@ fn several_memories_share_one_memory_limit() {
         "{hostile}"
     );
 }
+
+/// Where the `greedy` guest's author collects telemetry: its compiled-in and manifest default.
+const AUTHOR_COLLECTOR: &str = "127.77.0.1:18080";
+
+fn install_greedy(scratch: &Scratch) {
+    scratch.install(
+        "Greedy",
+        oort_tests::guests::GREEDY,
+        oort_tests::guests::GREEDY_MANIFEST,
+    );
+}
+
+#[test]
+fn a_manifest_default_reaches_nothing_the_rule_does_not_grant() {
+    let author = std::net::TcpListener::bind(AUTHOR_COLLECTOR).unwrap();
+    author.set_nonblocking(true).unwrap();
+    let telemetry = format!("http://{AUTHOR_COLLECTOR}/telemetry");
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt"}),
+        &["--log", "info"],
+        install_greedy,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert!(
+        author.accept().is_err(),
+        "the sink author's server got rows the operator never sent there"
+    );
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains("telemetry refused (ErrorCode::HttpRequestDenied)"),
+        "{journal}"
+    );
+    let refused = format!("manifest default http {telemetry} for prop `telemetryUrl`: NOT granted");
+    assert!(
+        run.stderr.contains(&refused),
+        "the start log: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("grant file ") && run.stderr.contains("from the rule's prop `journal`"),
+        "the start log shows each grant and its origin: {}",
+        run.stderr
+    );
+
+    let validate = Run::from(
+        scratch
+            .oort(&["validate", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    validate.assert_ok();
+    assert!(validate.stdout.contains(&refused), "{}", validate.stdout);
+    assert!(
+        validate.stdout.contains(&format!(
+            "warning: rule `r`: action `greedy_0`: the manifest defaults prop `telemetryUrl` to {telemetry}"
+        )),
+        "{}",
+        validate.stdout
+    );
+    let inspect = Run::from(
+        scratch
+            .oort(&["sink", "inspect", "plugins/sinks/Greedy.wasm"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        inspect.stdout.contains(&format!(
+            "http:    the URL in prop `telemetryUrl` (default {telemetry}: fills the prop"
+        )),
+        "{}",
+        inspect.stdout
+    );
+
+    // The operator accepts a destination by naming it: then the rows go there.
+    let collector = oort_tests::http::HttpServer::start();
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt", "telemetryUrl": collector.url("/t")}),
+        &[],
+        install_greedy,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    assert_eq!(
+        collector.requests().len(),
+        ROWS / 2,
+        "one request per batch"
+    );
+    let journal = scratch.read("out/journal.txt");
+    assert!(journal.contains("telemetry status 200"), "{journal}");
+}
+
+#[test]
+fn hoarded_descriptors_stop_at_the_instance_caps() {
+    let sockets = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket_addr = sockets.local_addr().unwrap().to_string();
+    // Accepts connections (the kernel's backlog) and never answers: requests stay in flight.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold = format!("http://{}/hold", silent.local_addr().unwrap());
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt", "hoard": "ref.txt", "hoardCount": 20_000,
+               "connect": socket_addr, "connectCount": 50, "maxSockets": 8,
+               "hold": hold, "requests": 3_000, "maxHttpRequests": 5,
+               "grants": {"sockets": [socket_addr], "http": [hold]}}),
+        &[],
+        |s| {
+            install_greedy(s);
+            s.write("ref.txt", "reference\n");
+        },
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains("files opened 63 refused "),
+        "the default cap on open files, 64, the journal holding one: {journal}"
+    );
+    assert!(
+        journal.contains("sockets opened 8 refused "),
+        "maxSockets: {journal}"
+    );
+    assert!(
+        journal.contains(
+            "requests started 3000 in flight 5 refused 2995 ErrorCode::ConnectionLimitReached"
+        ),
+        "maxHttpRequests: {journal}"
+    );
+    assert!(
+        run.stderr.contains("holds 64 open files, its limit")
+            && run.stderr.contains("holds 8 sockets, its limit")
+            && run.stderr.contains("5 requests in flight, its limit"),
+        "each refusal is logged: {}",
+        run.stderr
+    );
+}

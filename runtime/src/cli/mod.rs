@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::Clock;
 use crate::engine::RunConfig;
-use crate::host::{ArtifactCache, HostConfig};
+use crate::host::{ArtifactCache, DescriptorLimits, HostConfig};
 
 /// Run eKuiper rules whose sinks are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -87,6 +87,19 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = crate::host::DEFAULT_FUEL_PER_CALL)]
     pub fuel: u64,
 
+    /// Files one sink instance may hold open at once. Actions may change it with `maxOpenFiles`.
+    #[arg(long, default_value_t = DescriptorLimits::default().open_files)]
+    pub max_open_files: usize,
+
+    /// TCP sockets one sink instance may hold at once. Actions may change it with `maxSockets`.
+    #[arg(long, default_value_t = DescriptorLimits::default().sockets)]
+    pub max_sockets: usize,
+
+    /// `wasi:http` requests one sink instance may have in flight at once. Actions may change it
+    /// with `maxHttpRequests`.
+    #[arg(long, default_value_t = DescriptorLimits::default().http_requests)]
+    pub max_http_requests: usize,
+
     /// Where actions with `enableCache` keep their disk caches
     /// (`<dir>/cache/<rule>/<action>.redb`), which survive a crash or a restart.
     #[arg(long, env = "OORT_DATA_DIR", default_value = "data")]
@@ -118,6 +131,11 @@ impl RuleArgs {
                 call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
                 fuel_per_call: self.fuel,
                 epoch_deadlines: true,
+                descriptors: DescriptorLimits {
+                    open_files: self.max_open_files,
+                    sockets: self.max_sockets,
+                    http_requests: self.max_http_requests,
+                },
             },
             clock: Clock::System,
             watch: false,
@@ -130,10 +148,36 @@ impl RuleArgs {
 /// Exit code of a run that finished but did not deliver every row.
 pub const EXIT_UNDELIVERED: u8 = 3;
 
+/// Raises the soft limit on open files to the hard one: every sink instance holds a few
+/// (capped per instance), and one action running short must not starve the others.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(
+            "open file limit raised from {:?} to {:?}",
+            limit.current,
+            limit.maximum
+        ),
+        Err(e) => tracing::warn!(
+            "cannot raise the open file limit from {:?}: {e}",
+            limit.current
+        ),
+    }
+}
+
 /// Parses the arguments, sets up logging and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -423,11 +423,25 @@ fn grants(out: &mut String, file: &Path, manifest: &Manifest, needs: &Needs) {
             if f.optional { ", optional" } else { "" }
         );
     }
+    // A default fills the prop but grants nothing the rule does not grant itself.
+    let default = |prop: &crate::host::NetProp| match &prop.default {
+        Some(value) => format!(
+            " (default {value}: fills the prop when the rule leaves it out, but is not granted \
+             unless the rule grants that destination)"
+        ),
+        None if prop.optional => ", optional".to_string(),
+        None => String::new(),
+    };
     for s in &g.sockets {
-        let _ = writeln!(out, "  sockets: the host:port in prop `{}`", s.prop);
+        let _ = writeln!(
+            out,
+            "  sockets: the host:port in prop `{}`{}",
+            s.prop,
+            default(s)
+        );
     }
     for h in &g.http {
-        let _ = writeln!(out, "  http:    the URL in prop `{}`", h.prop);
+        let _ = writeln!(out, "  http:    the URL in prop `{}`{}", h.prop, default(h));
     }
     if let Some(m) = &g.mqtt {
         let _ = writeln!(

@@ -18,6 +18,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::grants::{FileAccess, GrantedDir, Grants};
+use super::log::InstanceTag;
 
 /// Which names each preopened folder lets a sink use.
 #[derive(Debug, Default)]
@@ -29,6 +30,10 @@ pub struct FileGuard {
     /// Descriptor handles of files opened for writing from a write grant: the only ones whose
     /// content or metadata a sink may change.
     writable: HashSet<u32>,
+    /// Descriptor handles of the files the guest opened and has not dropped.
+    open_files: HashSet<u32>,
+    /// How many files the guest may hold open at once, and whose refusals are logged.
+    max_open_files: (usize, Option<InstanceTag>),
 }
 
 impl FileGuard {
@@ -38,7 +43,16 @@ impl FileGuard {
             dirs,
             preopens: HashMap::new(),
             writable: HashSet::new(),
+            open_files: HashSet::new(),
+            max_open_files: (usize::MAX, None),
         }
+    }
+
+    /// Lets the guest hold at most `max` files open at once; past it, opening one fails with
+    /// `quota` (not counting the preopened folders), logged under `tag`.
+    pub fn with_max_open_files(mut self, max: usize, tag: InstanceTag) -> Self {
+        self.max_open_files = (max, Some(tag));
+        self
     }
 
     /// Preopens the folder of each file in `grants` in `wasi`, and returns the guard that lets
@@ -308,20 +322,35 @@ impl types::HostDescriptor for Guarded<'_> {
         // A granted name is a file: never follow a link it may have become. (`symlink-follow`
         // is the only path flag.)
         let _ = path_flags;
-        let opened = self
+        if let (max, tag) = &self.guard.max_open_files
+            && self.guard.open_files.len() >= *max
+        {
+            let tag = tag.as_ref();
+            tracing::warn!(
+                rule = tag.map(|t| &*t.rule),
+                action = tag.map(|t| &*t.action),
+                instance = tag.map(|t| t.instance),
+                "sink: opening {path:?} refused: it holds {max} open files, its limit \
+                 (`maxOpenFiles`, `--max-open-files`)"
+            );
+            return Err(FsError::from(types::ErrorCode::Quota));
+        }
+        let file = self
             .inner
             .open_at(fd, types::PathFlags::empty(), path, oflags, flags)
             .await?;
+        self.guard.open_files.insert(file.rep());
         // `check` let a write through only on a write grant.
         if write {
-            self.guard.writable.insert(opened.rep());
+            self.guard.writable.insert(file.rep());
         }
-        Ok(opened)
+        Ok(file)
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
         self.guard.preopens.remove(&fd.rep());
         self.guard.writable.remove(&fd.rep());
+        self.guard.open_files.remove(&fd.rep());
         types::HostDescriptor::drop(&mut self.inner, fd)
     }
 

@@ -48,7 +48,9 @@ pub struct ManifestGrants {
 pub struct NetProp {
     /// The prop's name, e.g. `addr` or `url`.
     pub prop: String,
-    /// The value used when the rule leaves the prop out (the sink's own default).
+    /// The value the prop gets when the rule leaves it out (the sink's own default). It fills
+    /// the prop but grants nothing of its own: the sink may reach it only if the operator
+    /// grants that same destination (another prop the rule sets, or the rule's `grants`).
     #[serde(default)]
     pub default: Option<String>,
     /// Whether the rule may leave the prop out with no default (then nothing is granted for it).
@@ -277,6 +279,142 @@ pub struct Grants {
     pub http: Vec<HttpGrant>,
     /// The action's own limits, where it overrides the host's.
     pub limits: Limits,
+    /// Each grant above and where it came from, in the order they were granted.
+    pub origins: Vec<Effective>,
+    /// Manifest defaults that filled props the rule left out (each granted nothing).
+    pub defaults: Vec<ManifestDefault>,
+}
+
+/// The kinds of grant, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    /// A file.
+    File,
+    /// MQTT publishing through the host.
+    Mqtt,
+    /// TCP connections to one `host:port`.
+    Socket,
+    /// `wasi:http` requests to one scheme and authority.
+    Http,
+}
+
+impl std::fmt::Display for GrantKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::File => "file",
+            Self::Mqtt => "mqtt",
+            Self::Socket => "socket",
+            Self::Http => "http",
+        })
+    }
+}
+
+/// Where an effective grant came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A prop the rule sets, which the manifest points at.
+    Prop(String),
+    /// An entry of the rule's `grants` prop, e.g. `grants.http[0]`.
+    Explicit(String),
+    /// The host's own default for a prop the rule leaves out (the MQTT broker,
+    /// `tcp://127.0.0.1:1883`, as in eKuiper).
+    HostDefault(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Prop(prop) => write!(f, "the rule's prop `{prop}`"),
+            Self::Explicit(entry) => write!(f, "the rule's `{entry}`"),
+            Self::HostDefault(prop) => write!(f, "the host's default (the rule sets no `{prop}`)"),
+        }
+    }
+}
+
+/// One effective grant, for `validate`, `inspect` and the run's start log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// What kind of grant.
+    pub kind: GrantKind,
+    /// What it grants: a path with its access, an address, a URL's scheme and authority.
+    pub target: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl std::fmt::Display for Effective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "grant {} {} from {}",
+            self.kind, self.target, self.origin
+        )
+    }
+}
+
+/// A default from the manifest that filled a prop the rule left out. It grants nothing: the
+/// sink may reach its destination only when the operator granted that destination anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestDefault {
+    /// `Socket` or `Http`.
+    pub kind: GrantKind,
+    /// The prop it filled.
+    pub prop: String,
+    /// The value.
+    pub value: String,
+}
+
+impl Grants {
+    /// Whether the operator granted the destination of a manifest default some other way (the
+    /// same `host:port`, or the same scheme and authority).
+    pub fn covers(&self, default: &ManifestDefault) -> bool {
+        match default.kind {
+            GrantKind::Http => HttpGrant::parse(&default.value)
+                .is_ok_and(|d| self.http.iter().any(|g| g.allows(&d.scheme, &d.authority))),
+            GrantKind::Socket => {
+                let Some((host, Some(port))) = split_host_port(&default.value) else {
+                    return false;
+                };
+                let ip = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .ok();
+                self.sockets.iter().any(|g| {
+                    (g.port == port && g.host.eq_ignore_ascii_case(&host))
+                        || ip.is_some_and(|ip| {
+                            g.addrs.contains(&std::net::SocketAddr::new(ip, port))
+                        })
+                })
+            }
+            GrantKind::File | GrantKind::Mqtt => false,
+        }
+    }
+
+    /// The manifest defaults whose destination the operator did not grant: the sink may not
+    /// reach them.
+    pub fn refused_defaults(&self) -> impl Iterator<Item = &ManifestDefault> {
+        self.defaults.iter().filter(|d| !self.covers(d))
+    }
+
+    /// The effective grants, one line each with where it came from, then each manifest default
+    /// and whether the operator's grants cover it.
+    pub fn report(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.origins.iter().map(ToString::to_string).collect();
+        for default in &self.defaults {
+            let verdict = if self.covers(default) {
+                "inside a destination the rule grants"
+            } else {
+                "NOT granted: the rule does not name it (set the prop, or add it to the action's \
+                 `grants`, to accept it)"
+            };
+            lines.push(format!(
+                "manifest default {} {} for prop `{}`: {verdict}",
+                default.kind, default.value, default.prop
+            ));
+        }
+        lines
+    }
 }
 
 /// Per-action overrides of the host's instance limits (`None`: the host's default).
@@ -288,6 +426,12 @@ pub struct Limits {
     pub call_timeout: Option<std::time::Duration>,
     /// Fuel one call may burn (`fuel`).
     pub fuel_per_call: Option<u64>,
+    /// Files one instance may hold open (`maxOpenFiles`).
+    pub max_open_files: Option<usize>,
+    /// TCP sockets one instance may hold (`maxSockets`).
+    pub max_sockets: Option<usize>,
+    /// `wasi:http` requests one instance may have in flight (`maxHttpRequests`).
+    pub max_http_requests: Option<usize>,
 }
 
 impl Grants {
@@ -302,6 +446,8 @@ impl Grants {
         prepare: bool,
     ) -> Result<Self, ManifestError> {
         let mut files = Vec::new();
+        let mut origins = Vec::new();
+        let mut defaults = Vec::new();
         for file in &manifest.grants.files {
             let value = match props.get(&file.prop) {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
@@ -332,6 +478,11 @@ impl Grants {
                 Err(e) => return Err(unusable(e.to_string())),
             };
             let shown = path.to_string_lossy().into_owned();
+            origins.push(Effective {
+                kind: GrantKind::File,
+                target: format!("{shown} ({})", format!("{:?}", file.access).to_lowercase()),
+                origin: Origin::Prop(file.prop.clone()),
+            });
             props.insert(file.prop.clone(), serde_json::Value::String(shown));
             files.push(FileGrant {
                 path,
@@ -341,6 +492,10 @@ impl Grants {
         let mqtt = match &manifest.grants.mqtt {
             None => None,
             Some(m) => {
+                let server_origin = match props.get(&m.server) {
+                    None => Origin::HostDefault(m.server.clone()),
+                    Some(_) => Origin::Prop(m.server.clone()),
+                };
                 let server = match props.get(&m.server) {
                     None => crate::mqtt::DEFAULT_SERVER.to_string(),
                     Some(serde_json::Value::String(s)) => s.clone(),
@@ -372,11 +527,29 @@ impl Grants {
                         reason: "must name the topics the sink may publish to (a topic filter or a list of them)".into(),
                     });
                 }
+                origins.push(Effective {
+                    kind: GrantKind::Mqtt,
+                    target: format!("broker {server}"),
+                    origin: server_origin,
+                });
+                origins.push(Effective {
+                    kind: GrantKind::Mqtt,
+                    target: format!("topics {}", topics.join(", ")),
+                    origin: Origin::Prop(m.topics.clone()),
+                });
                 Some(MqttGrant { server, topics })
             }
         };
         let mut sockets = Vec::new();
         for net in &manifest.grants.sockets {
+            if let Some(default) = fill_default(net, props) {
+                defaults.push(ManifestDefault {
+                    kind: GrantKind::Socket,
+                    prop: net.prop.clone(),
+                    value: default,
+                });
+                continue;
+            }
             for value in net_values(net, props, "TCP connections")? {
                 let bad = |reason: String| ManifestError::BadNetProp {
                     prop: net.prop.clone(),
@@ -393,19 +566,37 @@ impl Grants {
                         .map_err(|e| bad(format!("cannot resolve {value:?}: {e}")))?
                         .collect(),
                 };
+                origins.push(Effective {
+                    kind: GrantKind::Socket,
+                    target: value.clone(),
+                    origin: Origin::Prop(net.prop.clone()),
+                });
                 sockets.push(SocketGrant { host, port, addrs });
             }
         }
         let mut http = Vec::new();
         for net in &manifest.grants.http {
+            if let Some(default) = fill_default(net, props) {
+                defaults.push(ManifestDefault {
+                    kind: GrantKind::Http,
+                    prop: net.prop.clone(),
+                    value: default,
+                });
+                continue;
+            }
             for value in net_values(net, props, "HTTP requests")? {
-                http.push(HttpGrant::parse(&value).map_err(|reason| {
-                    ManifestError::BadNetProp {
+                let grant =
+                    HttpGrant::parse(&value).map_err(|reason| ManifestError::BadNetProp {
                         prop: net.prop.clone(),
                         what: "HTTP requests",
                         reason,
-                    }
-                })?);
+                    })?;
+                origins.push(Effective {
+                    kind: GrantKind::Http,
+                    target: format!("{}://{}", grant.scheme, grant.authority),
+                    origin: Origin::Prop(net.prop.clone()),
+                });
+                http.push(grant);
             }
         }
         Ok(Self {
@@ -414,6 +605,8 @@ impl Grants {
             sockets,
             http,
             limits: Limits::default(),
+            origins,
+            defaults,
         })
     }
 
@@ -532,11 +725,32 @@ impl Grants {
         self.files.extend(more.files);
         self.sockets.extend(more.sockets);
         self.http.extend(more.http);
+        self.origins
+            .extend(more.origins.into_iter().map(|mut effective| {
+                if let Origin::Prop(entry) = effective.origin {
+                    effective.origin = Origin::Explicit(entry);
+                }
+                effective
+            }));
         Ok(())
     }
 }
 
-/// The values of a network prop: a string or a list of strings, else its default.
+/// When the rule leaves a network prop out and the manifest has a default for it: fills the
+/// prop with the default, so the sink sees the value it would have assumed, and returns it.
+fn fill_default(
+    net: &NetProp,
+    props: &mut serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if props.contains_key(&net.prop) {
+        return None;
+    }
+    let default = net.default.clone()?;
+    props.insert(net.prop.clone(), default.clone().into());
+    Some(default)
+}
+
+/// The values of a network prop the rule sets: a string or a list of strings.
 fn net_values(
     net: &NetProp,
     props: &serde_json::Map<String, serde_json::Value>,
@@ -554,11 +768,8 @@ fn net_values(
             .map(|i| i.as_str().filter(|s| !s.is_empty()).map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("must be a string or a list of strings")),
-        None => match (&net.default, net.optional) {
-            (Some(default), _) => Ok(vec![default.clone()]),
-            (None, true) => Ok(Vec::new()),
-            (None, false) => Err(bad("is missing")),
-        },
+        None if net.optional => Ok(Vec::new()),
+        None => Err(bad("is missing")),
         Some(_) => Err(bad("must be a string or a list of strings")),
     }
 }
@@ -615,16 +826,17 @@ mod tests {
     }
 
     #[test]
-    fn network_grants_come_from_props_or_defaults() {
+    fn network_grants_come_from_props() {
         let manifest: Manifest = serde_json::from_str(
             r#"{"grants":{"sockets":[{"prop":"addr","default":"127.0.0.1:6379"}],
                 "http":[{"prop":"url"}]}}"#,
         )
         .unwrap();
-        let mut props = serde_json::json!({"url": "http://LocalHost:8080/api?x=1"})
-            .as_object()
-            .unwrap()
-            .clone();
+        let mut props =
+            serde_json::json!({"addr": "127.0.0.1:6379", "url": "http://LocalHost:8080/api?x=1"})
+                .as_object()
+                .unwrap()
+                .clone();
         let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
         assert_eq!(grants.sockets.len(), 1);
         assert_eq!(
@@ -661,6 +873,70 @@ mod tests {
             .clone();
         let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
         assert!(err.to_string().contains("not http or https"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_default_fills_the_prop_but_grants_nothing_of_its_own() {
+        let manifest: Manifest = serde_json::from_str(
+            r#"{"grants":{"sockets":[{"prop":"addr","default":"127.0.0.1:6379"}],
+                "http":[{"prop":"url"},
+                        {"prop":"telemetryUrl","default":"http://collector.example:8080/t"}]}}"#,
+        )
+        .unwrap();
+        let mut props = serde_json::json!({"url": "http://localhost:8080/"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        assert_eq!(props["addr"], "127.0.0.1:6379", "the sink sees the default");
+        assert_eq!(props["telemetryUrl"], "http://collector.example:8080/t");
+        assert!(grants.sockets.is_empty(), "{grants:?}");
+        assert_eq!(grants.http.len(), 1, "only the URL the rule names");
+        assert!(!grants.http[0].allows("http", "collector.example:8080"));
+        let refused: Vec<_> = grants.refused_defaults().map(|d| d.prop.as_str()).collect();
+        assert_eq!(refused, ["addr", "telemetryUrl"]);
+        let report = grants.report().join("\n");
+        assert!(
+            report.contains("grant http http://localhost:8080 from the rule's prop `url`"),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "manifest default http http://collector.example:8080/t for prop `telemetryUrl`: NOT granted"
+            ),
+            "{report}"
+        );
+
+        // The operator accepts a default by granting its destination: the same URL authority
+        // in another prop, or an explicit grant.
+        let mut props = serde_json::json!({"url": "http://collector.example:8080/api"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        let explicit: ExplicitGrants =
+            serde_json::from_str(r#"{"sockets":["127.0.0.1:6379"]}"#).unwrap();
+        grants
+            .add_explicit(&explicit, Path::new("/"), false)
+            .unwrap();
+        assert_eq!(grants.refused_defaults().count(), 0, "{grants:?}");
+        let report = grants.report().join("\n");
+        assert!(
+            report.contains("grant socket 127.0.0.1:6379 from the rule's `grants.sockets[0]`"),
+            "{report}"
+        );
+        assert!(
+            report.contains("for prop `addr`: inside a destination the rule grants"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_file_prop_has_no_default() {
+        let manifest = serde_json::from_str::<Manifest>(
+            r#"{"grants":{"files":[{"prop":"path","access":"read","default":"/etc/passwd"}]}}"#,
+        );
+        assert!(manifest.is_err(), "{manifest:?}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Outgoing `wasi:http`, gated: a request leaves only for a scheme and authority the action
-//! grants; any other is refused with `HTTP-request-denied` and a warning in the log.
+//! grants; any other is refused with `HTTP-request-denied` and a warning in the log. An
+//! instance has at most so many requests in flight (sent, answer not yet read in full); past
+//! that, a request fails with `connection-limit-reached`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_http::{
@@ -20,12 +23,15 @@ pub struct HttpCtx {
 }
 
 impl HttpCtx {
-    /// Requests allowed to the `grants` only; denials are logged under `tag`.
-    pub fn new(grants: &[HttpGrant], tag: InstanceTag) -> Self {
+    /// Requests allowed to the `grants` only, at most `max_in_flight` at once; denials are
+    /// logged under `tag`.
+    pub fn new(grants: &[HttpGrant], max_in_flight: usize, tag: InstanceTag) -> Self {
         Self {
             ctx: WasiHttpCtx::new(),
             gate: HttpGate {
                 grants: grants.iter().cloned().collect(),
+                in_flight: Arc::default(),
+                max_in_flight,
                 tag,
             },
         }
@@ -44,7 +50,32 @@ impl HttpCtx {
 /// Lets `wasi:http` requests out only to the granted schemes and authorities.
 struct HttpGate {
     grants: Arc<[HttpGrant]>,
+    /// Requests sent whose answer is not yet read in full (or dropped).
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
     tag: InstanceTag,
+}
+
+/// One request in flight: counted from when it is sent until its answer's body is read in full,
+/// or the guest drops the request or the response.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more request, unless `max` are in flight already.
+    fn acquire(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(count)))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HttpGate {
@@ -98,10 +129,26 @@ impl WasiHttpHooks for HttpGate {
             );
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
+        let Some(permit) = InFlight::acquire(&self.in_flight, self.max_in_flight) else {
+            tracing::warn!(
+                rule = %self.tag.rule,
+                action = %self.tag.action,
+                instance = self.tag.instance,
+                "sink: HTTP request refused: {} requests in flight, its limit \
+                 (`maxHttpRequests`, `--max-http-requests`)",
+                self.max_in_flight
+            );
+            return Box::new(std::future::ready(Err(HttpError::ConnectionLimitReached)));
+        };
         _ = fut;
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            // The connection stays open until the body is read: so does the count.
+            let io = async move {
+                let _permit = permit;
+                io.await
+            };
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
@@ -124,6 +171,7 @@ mod tests {
         let grants: Vec<HttpGrant> = urls.iter().map(|u| HttpGrant::parse(u).unwrap()).collect();
         HttpCtx::new(
             &grants,
+            usize::MAX,
             InstanceTag {
                 rule: "r".into(),
                 action: "rest_0".into(),
@@ -148,6 +196,19 @@ mod tests {
             gate.granted(),
             "http://localhost:8080, https://example.com:443"
         );
+    }
+
+    #[test]
+    fn in_flight_requests_are_capped_until_released() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let first = InFlight::acquire(&count, 2).unwrap();
+        let second = InFlight::acquire(&count, 2).unwrap();
+        assert!(InFlight::acquire(&count, 2).is_none());
+        drop(first);
+        let third = InFlight::acquire(&count, 2);
+        assert!(third.is_some());
+        drop((second, third));
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::grants::Grants;
 use super::http::HttpCtx;
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
+use super::sockets::SocketCap;
 use super::state::{InstanceState, SinkLimits};
 use super::stdio::LogStream;
 use super::{EPOCH_TICK, Plugin, SinkHost};
@@ -111,7 +112,13 @@ pub(super) async fn instantiate(
             Box::pin(std::future::ready(ok))
         });
     }
-    let files = FileGuard::preopen(&mut wasi, grants).map_err(CallFailure::Trap)?;
+    let caps = host.config().descriptors;
+    let files = FileGuard::preopen(&mut wasi, grants)
+        .map_err(CallFailure::Trap)?
+        .with_max_open_files(
+            grants.limits.max_open_files.unwrap_or(caps.open_files),
+            tag.clone(),
+        );
     let limits = SinkLimits::new(
         grants
             .limits
@@ -123,7 +130,18 @@ pub(super) async fn instantiate(
         table: Default::default(),
         limits,
         files,
-        http: HttpCtx::new(&grants.http, tag.clone()),
+        http: HttpCtx::new(
+            &grants.http,
+            grants
+                .limits
+                .max_http_requests
+                .unwrap_or(caps.http_requests),
+            tag.clone(),
+        ),
+        sockets: SocketCap::new(
+            grants.limits.max_sockets.unwrap_or(caps.sockets),
+            tag.clone(),
+        ),
         mqtt: MqttCtx::new(grants.mqtt.as_ref()).map_err(CallFailure::Trap)?,
         log: LogCtx::new(tag),
         deadline_hit: false,

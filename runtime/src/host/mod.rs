@@ -28,6 +28,7 @@ mod http;
 mod instance;
 mod log;
 mod mqtt;
+mod sockets;
 mod state;
 mod stdio;
 
@@ -40,8 +41,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use grants::{
-    ExplicitGrants, FileAccess, FileGrant, Grants, HttpGrant, Limits, Manifest, ManifestError,
-    SocketGrant, absolute,
+    Effective, ExplicitGrants, FileAccess, FileGrant, GrantKind, Grants, HttpGrant, Limits,
+    Manifest, ManifestDefault, ManifestError, NetProp, Origin, SocketGrant, absolute,
 };
 pub use instance::{CallFailure, WasmInstance};
 pub use log::InstanceTag;
@@ -74,6 +75,31 @@ pub struct HostConfig {
     /// Wall-clock deadlines through epoch interruption. Always on in `oort`; off only to
     /// measure what they cost.
     pub epoch_deadlines: bool,
+    /// Descriptors one instance may hold at once: files, sockets, `wasi:http` requests in
+    /// flight. Actions may lower or raise each.
+    pub descriptors: DescriptorLimits,
+}
+
+/// How many files, sockets and in-flight `wasi:http` requests one instance may hold at once;
+/// past a cap the guest's call fails with an error (the instance is not trapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorLimits {
+    /// Files opened through `wasi:filesystem` (the preopened folders do not count).
+    pub open_files: usize,
+    /// TCP sockets.
+    pub sockets: usize,
+    /// `wasi:http` requests sent and not yet answered in full.
+    pub http_requests: usize,
+}
+
+impl Default for DescriptorLimits {
+    fn default() -> Self {
+        Self {
+            open_files: 64,
+            sockets: 64,
+            http_requests: 64,
+        }
+    }
 }
 
 impl Default for HostConfig {
@@ -85,6 +111,7 @@ impl Default for HostConfig {
             call_timeout: Duration::from_secs(10),
             fuel_per_call: DEFAULT_FUEL_PER_CALL,
             epoch_deadlines: true,
+            descriptors: DescriptorLimits::default(),
         }
     }
 }

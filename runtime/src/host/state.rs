@@ -15,6 +15,7 @@ use super::fs_guard::{self, FileGuard, FileGuardView, Guarded};
 use super::http::{self, HttpCtx};
 use super::log::{self, LogCtx, LogView};
 use super::mqtt::{self, MqttCtx, MqttView};
+use super::sockets::{self, CappedSockets, SocketCap, SocketCapView};
 
 /// The data of one instance's store.
 pub struct InstanceState {
@@ -30,6 +31,8 @@ pub struct InstanceState {
     pub(crate) http: HttpCtx,
     /// `wasi:filesystem`: the granted names in the preopened folders.
     pub(crate) files: FileGuard,
+    /// `wasi:sockets`: how many TCP sockets the instance holds and may hold.
+    pub(crate) sockets: SocketCap,
     /// Set when a call ran past its deadline, so the trap can say so.
     pub(crate) deadline_hit: bool,
     /// Epoch ticks the current call may still run.
@@ -47,6 +50,7 @@ impl InstanceState {
         // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
         linker.allow_shadowing(true);
         fs_guard::add_to_linker(linker)?;
+        sockets::add_to_linker(linker)?;
         linker.allow_shadowing(false);
         oort::sink::types::add_to_linker::<Self, wasmtime::component::HasSelf<Self>>(
             linker,
@@ -186,6 +190,16 @@ impl WasiHttpView for InstanceState {
 impl FileGuardView for InstanceState {
     fn guarded_fs(&mut self) -> Guarded<'_> {
         self.files.view(&mut self.wasi, &mut self.table)
+    }
+}
+
+impl SocketCapView for InstanceState {
+    fn capped_sockets(&mut self) -> CappedSockets<'_> {
+        let inner = wasmtime_wasi::sockets::WasiSocketsCtxView {
+            ctx: self.wasi.sockets(),
+            table: &mut self.table,
+        };
+        self.sockets.view(inner)
     }
 }
 

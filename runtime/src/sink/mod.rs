@@ -373,6 +373,21 @@ pub async fn prepare(
                         source,
                     })?;
             }
+            if prepare_fs {
+                for line in grants.report() {
+                    tracing::info!(rule = %rule.id, action = %name, "{line}");
+                }
+                for default in grants.refused_defaults() {
+                    tracing::warn!(
+                        rule = %rule.id,
+                        action = %name,
+                        "the manifest defaults prop `{}` to {}, which the rule does not grant: \
+                         the sink may not reach it",
+                        default.prop,
+                        default.value
+                    );
+                }
+            }
             grants.limits =
                 checked_limits(&common, &env.host).map_err(|source| ActionError::Props {
                     action: name.clone(),

@@ -148,6 +148,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "maxMemory",
     "callTimeout",
     "fuel",
+    "maxOpenFiles",
+    "maxSockets",
+    "maxHttpRequests",
     "deadLetter",
     "grants",
 ];
@@ -311,6 +314,11 @@ pub fn split(props: &Map<String, Json>) -> Result<(CommonProps, Map<String, Json
                 }
                 common.limits.fuel_per_call = Some(fuel);
             }
+            "maxOpenFiles" => common.limits.max_open_files = Some(count()? as usize),
+            "maxSockets" => common.limits.max_sockets = Some(count()? as usize),
+            "maxHttpRequests" => {
+                common.limits.max_http_requests = Some(count()? as usize);
+            }
             "enableCache" => enable_cache = boolean()?,
             "memoryCacheThreshold" => cache.memory_threshold = count()?,
             "maxDiskCache" => cache.max_disk = count()?,
@@ -456,6 +464,20 @@ mod tests {
         assert!(
             matches!(common.dead_letter, Some(DeadLetterSpec::Action { ref plugin, .. }) if plugin == "log")
         );
+    }
+
+    #[test]
+    fn descriptor_limits_are_counts() {
+        let (common, own) = split(&props(
+            r#"{"maxOpenFiles":8,"maxSockets":2,"maxHttpRequests":0}"#,
+        ))
+        .unwrap();
+        assert!(own.is_empty());
+        assert_eq!(common.limits.max_open_files, Some(8));
+        assert_eq!(common.limits.max_sockets, Some(2));
+        assert_eq!(common.limits.max_http_requests, Some(0));
+        let e = split(&props(r#"{"maxSockets":"many"}"#)).unwrap_err();
+        assert_eq!(e.prop, "maxSockets");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
 use super::fs_guard::FileGuard;
 use super::grants::Grants;
+use super::guest_str::cap_guest_string;
 use super::http::HttpCtx;
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
@@ -44,11 +45,13 @@ impl CallFailure {
         matches!(self, Self::Trap(_))
     }
 
+    /// The guest's error, its message capped at the boundary: the host copies it into the log,
+    /// the summary and every dead letter of the batch.
     fn from_wit(err: WitError) -> Self {
         match err {
-            WitError::InvalidConfig(m) => Self::InvalidConfig(m),
-            WitError::Transient(m) => Self::Transient(m),
-            WitError::Rejected(m) => Self::Rejected(m),
+            WitError::InvalidConfig(m) => Self::InvalidConfig(cap_guest_string(m)),
+            WitError::Transient(m) => Self::Transient(cap_guest_string(m)),
+            WitError::Rejected(m) => Self::Rejected(cap_guest_string(m)),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod bindings;
 mod cache;
 mod fs_guard;
 mod grants;
+mod guest_str;
 mod http;
 mod instance;
 mod log;

@@ -7,7 +7,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde_json::{Value as Json, json};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 use super::batch::Batch;
 use super::connector::Connector;
@@ -40,6 +41,18 @@ impl DeadReason {
             Self::Unavailable => "unavailable",
         }
     }
+}
+
+/// One line of a dead-letter file (fields in the order they are written).
+#[derive(Serialize)]
+struct Record<'a> {
+    action: &'a str,
+    dead_lettered_at: &'a str,
+    error: &'a str,
+    payload: Json,
+    reason: &'static str,
+    rule: &'a str,
+    timestamp: i64,
 }
 
 /// Where an action's dead letters go.
@@ -107,25 +120,28 @@ impl DeadLetter {
             Self::File { path, file } => {
                 let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
                     .to_rfc3339();
-                let mut out = Vec::with_capacity(batch.payload_bytes() + batch.len() * 160);
+                // One record at a time through a small buffer: a batch's dead letters are never
+                // all in memory at once, however long its error message.
+                let mut out = std::io::BufWriter::new(&*file);
                 for (bytes, ts) in batch {
                     let payload = serde_json::from_slice::<Json>(bytes).unwrap_or_else(|_| {
                         Json::String(String::from_utf8_lossy(bytes).into_owned())
                     });
-                    let record = json!({
-                        "rule": rule,
-                        "action": action,
-                        "reason": reason.name(),
-                        "error": message,
-                        "dead_lettered_at": at,
-                        "timestamp": ts,
-                        "payload": payload,
-                    });
-                    serde_json::to_writer(&mut out, &record).map_err(|e| e.to_string())?;
-                    out.push(b'\n');
+                    let record = Record {
+                        action,
+                        dead_lettered_at: &at,
+                        error: message,
+                        payload,
+                        reason: reason.name(),
+                        rule,
+                        timestamp: ts,
+                    };
+                    serde_json::to_writer(&mut out, &record)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 }
-                file.write_all(&out)
-                    .and_then(|()| file.flush())
+                out.flush()
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
             }
             Self::Action {

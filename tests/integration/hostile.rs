@@ -274,3 +274,59 @@ fn connecting_outside_the_network_grant_is_refused() {
         run.stderr
     );
 }
+
+/// Installs the hoarder guest (not among the plugins every scratch folder gets).
+fn install_hoarder(scratch: &Scratch) {
+    scratch.install(
+        "Hoarder",
+        oort_tests::guests::HOARDER,
+        oort_tests::guests::HOARDER_MANIFEST,
+    );
+}
+
+#[test]
+fn a_huge_error_message_is_capped_before_it_is_copied() {
+    // 1 MB of control characters per batch: JSON-escaped into every dead letter of the batch,
+    // it used to make 6 MB per record.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"rejectWith": 1_000_000, "deadLetter": "dead.jsonl"}),
+        &[],
+        install_hoarder,
+    );
+    assert_eq!(run.code, Some(3), "rows were dead-lettered: {}", run.stderr);
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(hostile["dead_letter_total"], ROWS, "{hostile}");
+    let dead = scratch.read("dead.jsonl");
+    assert_eq!(dead.lines().count(), ROWS);
+    assert!(
+        dead.len() < ROWS * (32 << 10),
+        "{} bytes of dead letters for {ROWS} rows",
+        dead.len()
+    );
+    for line in dead.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let error = record["error"].as_str().unwrap();
+        assert!(error.ends_with("[truncated: 1000000 bytes]"), "{error}");
+    }
+    assert!(
+        last_error(&run).len() < 8 << 10,
+        "the summary is capped too"
+    );
+
+    // Without a dead-letter output, the message goes to the log once per batch: capped too.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"rejectWith": 1_000_000}),
+        &[],
+        install_hoarder,
+    );
+    others_delivered(&scratch, &run);
+    assert_eq!(run.action(0)["failed_total"], ROWS, "{}", run.action(0));
+    assert!(
+        run.stderr.len() < 256 << 10,
+        "{} bytes of log for {ROWS} rejected rows",
+        run.stderr.len()
+    );
+}

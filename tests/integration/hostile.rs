@@ -330,3 +330,54 @@ fn a_huge_error_message_is_capped_before_it_is_copied() {
         run.stderr.len()
     );
 }
+
+#[test]
+fn wasi_http_is_not_there_for_a_sink_without_an_http_grant() {
+    // Unsent requests with 1 MiB in each body used to pile up in the host, outside `maxMemory`.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"hoard": "bodies", "count": 200, "maxMemory": "16MiB"}),
+        &[],
+        install_hoarder,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(
+        hostile["records_out_total"], ROWS,
+        "a fresh instance takes over: {hostile}"
+    );
+    assert_eq!(hostile["restarts_total"], 1, "{hostile}");
+    let error = last_error(&run);
+    assert!(
+        error.contains("trapped") && error.contains("wasi:http"),
+        "{error}"
+    );
+}
+
+#[test]
+fn what_the_host_holds_for_a_granted_sink_is_bounded_by_its_max_memory() {
+    for hoard in ["bodies", "fields"] {
+        // 300 bodies of 1 MiB, or 300 fields of 56 KiB, held past the call: over 16 MiB.
+        let (scratch, run) = run_plugin_beside(
+            "hoarder",
+            json!({"hoard": hoard, "count": 300, "maxMemory": "16MiB",
+                   "grants": {"http": ["http://127.0.0.1:9"]}}),
+            &[],
+            install_hoarder,
+        );
+        run.assert_ok();
+        others_delivered(&scratch, &run);
+        let hostile = run.action(0);
+        assert_eq!(
+            hostile["records_out_total"], ROWS,
+            "{hoard}: a fresh instance takes over: {hostile}"
+        );
+        assert_eq!(hostile["restarts_total"], 1, "{hoard}: {hostile}");
+        let error = last_error(&run);
+        assert!(
+            error.contains("trapped") && error.contains("resource table"),
+            "{hoard}: {error}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::grants::HttpGrant;
+use super::linking::{HTTP_BODY_CHUNK_BYTES, HTTP_RESOURCE_BYTES};
 use super::log::InstanceTag;
 
 /// The state of one instance's `wasi:http`: wasmtime-wasi-http's context and the gate in front
@@ -22,8 +23,11 @@ pub struct HttpCtx {
 impl HttpCtx {
     /// Requests allowed to the `grants` only; denials are logged under `tag`.
     pub fn new(grants: &[HttpGrant], tag: InstanceTag) -> Self {
+        let mut ctx = WasiHttpCtx::new();
+        // With the body chunk below, no `wasi:http` resource holds more than this in the host.
+        ctx.set_field_size_limit(HTTP_RESOURCE_BYTES);
         Self {
-            ctx: WasiHttpCtx::new(),
+            ctx,
             gate: HttpGate {
                 grants: grants.iter().cloned().collect(),
                 tag,
@@ -68,6 +72,16 @@ impl HttpGate {
 }
 
 impl WasiHttpHooks for HttpGate {
+    /// One chunk waits in an outgoing body's buffer (and one more in flight): an unsent body
+    /// holds at most [`HTTP_RESOURCE_BYTES`].
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        HTTP_BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

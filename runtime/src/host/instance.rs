@@ -16,6 +16,7 @@ use super::fs_guard::FileGuard;
 use super::grants::Grants;
 use super::guest_str::cap_guest_string;
 use super::http::HttpCtx;
+use super::linking::{self, Linking};
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
 use super::state::InstanceState;
@@ -115,13 +116,12 @@ pub(super) async fn instantiate(
         });
     }
     let files = FileGuard::preopen(&mut wasi, grants).map_err(CallFailure::Trap)?;
+    let max_memory = grants
+        .limits
+        .max_memory_bytes
+        .unwrap_or(host.config().max_memory_bytes);
     let limits = StoreLimitsBuilder::new()
-        .memory_size(
-            grants
-                .limits
-                .max_memory_bytes
-                .unwrap_or(host.config().max_memory_bytes),
-        )
+        .memory_size(max_memory)
         .instances(64)
         .tables(64)
         .memories(8)
@@ -129,7 +129,9 @@ pub(super) async fn instantiate(
         .build();
     let state = InstanceState {
         wasi: wasi.build(),
-        table: Default::default(),
+        // What the host holds for the guest (wasi:http bodies and fields) is bounded by
+        // `maxMemory` through the number of resources it may hold at once.
+        table: linking::resource_table(max_memory),
         limits,
         files,
         http: HttpCtx::new(&grants.http, tag.clone()),
@@ -163,9 +165,13 @@ pub(super) async fn instantiate(
     };
     let epoch = host.config().epoch_deadlines;
     arm_deadline(&mut store, call_timeout, fuel, epoch);
+    let pre = plugin
+        .pres
+        .get(host.linkers(), Linking::of(grants))
+        .map_err(|e| CallFailure::Trap(format!("cannot link the sink: {e:#}")))?;
     let bindings = match tokio::time::timeout(
         call_timeout + IO_GRACE,
-        plugin.pre.instantiate_async(&mut store),
+        pre.instantiate_async(&mut store),
     )
     .await
     {

@@ -9,6 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::bindings::oort;
 use super::fs_guard::{self, FileGuard, FileGuardView, Guarded};
 use super::http::{self, HttpCtx};
+use super::linking::{self, Linking};
 use super::log::{self, LogCtx, LogView};
 use super::mqtt::{self, MqttCtx, MqttView};
 
@@ -33,12 +34,17 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    /// Links every interface a sink may import, each to its context in the state: WASI p2 with
-    /// nothing granted, outgoing `wasi:http`, the guarded filesystem in place of wasi's own,
-    /// and the `oort:sink` imports.
-    pub(crate) fn add_to_linker(linker: &mut Linker<Self>) -> wasmtime::Result<()> {
-        wasmtime_wasi::p2::add_to_linker_async(linker)?;
-        http::add_to_linker(linker)?;
+    /// Links the interfaces a sink may import, each to its context in the state: WASI p2 with
+    /// nothing granted (`wasi:sockets` only with `linking.sockets`), outgoing `wasi:http` only
+    /// with `linking.http`, the guarded filesystem, and the `oort:sink` imports.
+    pub(crate) fn add_to_linker(
+        linker: &mut Linker<Self>,
+        linking: Linking,
+    ) -> wasmtime::Result<()> {
+        linking::add_wasi_to_linker(linker, linking.sockets)?;
+        if linking.http {
+            http::add_to_linker(linker)?;
+        }
         // The filesystem is linked a second time through a guard that only lets a sink name
         // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
         linker.allow_shadowing(true);

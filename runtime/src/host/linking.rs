@@ -195,15 +195,15 @@ fn stub_ungranted(
             continue;
         }
         let grant = if name.starts_with("wasi:http/") {
-            "http"
+            "an `http`"
         } else {
-            "sockets"
+            "a `sockets`"
         };
         let mut stubs = linker.instance(name)?;
         for (export, item) in instance.exports(&engine) {
             match item.ty {
                 ComponentItem::ComponentFunc(_) => {
-                    let message = format!("`{name}#{export}` called without a `{grant}` grant");
+                    let message = format!("`{name}#{export}` called without {grant} grant");
                     stubs.func_new(export, move |_, _, _, _| {
                         Err(wasmtime::Error::msg(message.clone()))
                     })?;

@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::grants::HttpGrant;
+use super::guest_str::cap_guest_string;
 use super::linking::{HTTP_BODY_CHUNK_BYTES, HTTP_RESOURCE_BYTES};
 use super::log::InstanceTag;
 
@@ -102,7 +103,8 @@ impl WasiHttpHooks for HttpGate {
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let authority = uri.authority().map(|a| a.as_str().to_string());
         if !self.allows(&scheme, authority.as_deref()) {
-            let shown = format!("{scheme}://{}", authority.as_deref().unwrap_or(""));
+            let shown =
+                cap_guest_string(format!("{scheme}://{}", authority.as_deref().unwrap_or("")));
             tracing::warn!(
                 rule = %self.tag.rule,
                 action = %self.tag.action,

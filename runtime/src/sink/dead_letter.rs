@@ -186,3 +186,48 @@ impl DeadLetter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_gets_one_json_line_per_message() {
+        let dir = std::env::temp_dir().join(format!(
+            "oort-dead-letter-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let path = dir.join("dead.jsonl");
+        let mut dead = DeadLetter::file(path.clone()).unwrap();
+        let mut batch = Batch::new();
+        batch.push(br#"{"n":1}"#, 10);
+        batch.push(b"not json", 20);
+        dead.send("r", "a_0", DeadReason::Rejected, "no \"thanks\"", &batch)
+            .await
+            .unwrap();
+        dead.send("r", "a_0", DeadReason::Poison, "again", &batch)
+            .await
+            .unwrap();
+        dead.close().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let records: Vec<Json> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 4, "{text}");
+        assert_eq!(records[0]["rule"], "r");
+        assert_eq!(records[0]["action"], "a_0");
+        assert_eq!(records[0]["reason"], "rejected");
+        assert_eq!(records[0]["error"], "no \"thanks\"");
+        assert_eq!(records[0]["timestamp"], 10);
+        assert_eq!(records[0]["payload"], serde_json::json!({"n": 1}));
+        assert!(records[0]["dead_lettered_at"].is_string());
+        assert_eq!(records[1]["payload"], "not json");
+        assert_eq!(records[3]["reason"], "poison");
+        assert_eq!(records[3]["timestamp"], 20);
+    }
+}

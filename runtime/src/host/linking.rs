@@ -4,15 +4,17 @@
 //! resolver) only for one with a `sockets` grant: every host-side resource an ungranted sink
 //! could pile up (request bodies, header fields, sockets) is out of its reach. A component that
 //! imports an interface it was not granted still instantiates: the interface's functions trap
-//! when called (naming the function and the missing grant), and the instance is replaced like after any trap. There is one linker per
-//! [`Linking`], and each plugin pre-instantiates once per `Linking` it is run with (kept in its
-//! [`Pres`]), so an instance starts as fast as with one linker.
+//! when called (naming the function and the missing grant), and the instance is replaced like
+//! after any trap. There is one linker per [`Linking`], and each plugin pre-instantiates once
+//! per `Linking` it is run with (kept in its [`Pres`]), so an instance starts as fast as with
+//! one linker.
 //!
 //! What the host holds for a guest outside its linear memory is bounded by the action's
 //! `maxMemory`: every resource the store hands out takes a slot in its resource table, and
-//! the table has [`max_handles`] slots, so that no more than `maxMemory` bytes fit in
-//! `wasi:http` bodies and fields at [`HTTP_RESOURCE_BYTES`] each. Past it, the call that
-//! would create one more traps.
+//! the table has [`max_handles`] slots, so that no more than `maxMemory` bytes (4 MiB at
+//! least) fit in `wasi:http` bodies and fields at [`HTTP_RESOURCE_BYTES`] each. Past it, the
+//! call that would create one more traps. This budget is beside linear memory's, not shared
+//! with it.
 
 use std::sync::OnceLock;
 

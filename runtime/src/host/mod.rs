@@ -191,7 +191,8 @@ impl Drop for Inner {
 impl SinkHost {
     /// Builds the engine (with a pooling allocator unless `max_instances` is 0), the linkers
     /// (WASI p2 with nothing granted, gated `wasi:http` and `wasi:sockets` for the actions
-    /// granted them, a guarded filesystem, the `oort:sink` imports) and starts the epoch ticker that enforces call deadlines.
+    /// granted them, a guarded filesystem, the `oort:sink` imports) and starts the epoch
+    /// ticker that enforces call deadlines.
     pub fn new(config: HostConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

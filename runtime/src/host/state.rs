@@ -45,11 +45,9 @@ impl InstanceState {
         if linking.http {
             http::add_to_linker(linker)?;
         }
-        // The filesystem is linked a second time through a guard that only lets a sink name
-        // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
-        linker.allow_shadowing(true);
+        // The filesystem is linked only through a guard that lets a sink name just the files
+        // it was granted (wasmtime-wasi's own bindings are left out).
         fs_guard::add_to_linker(linker)?;
-        linker.allow_shadowing(false);
         oort::sink::types::add_to_linker::<Self, wasmtime::component::HasSelf<Self>>(
             linker,
             |state| state,

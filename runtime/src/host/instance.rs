@@ -165,10 +165,7 @@ pub(super) async fn instantiate(
     };
     let epoch = host.config().epoch_deadlines;
     arm_deadline(&mut store, call_timeout, fuel, epoch);
-    let pre = plugin
-        .pres
-        .get(host.linkers(), Linking::of(grants))
-        .map_err(|e| CallFailure::Trap(format!("cannot link the sink: {e:#}")))?;
+    let pre = plugin.pres.get(Linking::of(grants));
     let bindings = match tokio::time::timeout(
         call_timeout + IO_GRACE,
         pre.instantiate_async(&mut store),

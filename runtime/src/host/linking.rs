@@ -5,8 +5,8 @@
 //! could pile up (request bodies, header fields, sockets) is out of its reach. A component that
 //! imports an interface it was not granted still instantiates: the interface's functions trap
 //! when called (naming the function and the missing grant), and the instance is replaced like
-//! after any trap. There is one linker per [`Linking`], and each plugin pre-instantiates once
-//! per `Linking` it is run with (kept in its [`Pres`]), so an instance starts as fast as with
+//! after any trap. There is one linker per [`Linking`], and each plugin is pre-instantiated
+//! once per `Linking` when it is loaded (its [`Pres`]), so an instance starts as fast as with
 //! one linker.
 //!
 //! What the host holds for a guest outside its linear memory is bounded by the action's
@@ -15,8 +15,6 @@
 //! least) fit in `wasi:http` bodies and fields at [`HTTP_RESOURCE_BYTES`] each. Past it, the
 //! call that would create one more traps. This budget is beside linear memory's, not shared
 //! with it.
-
-use std::sync::OnceLock;
 
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -127,40 +125,38 @@ impl Linkers {
     }
 }
 
-/// A plugin's pre-instantiated component, one per [`Linking`] it has been run with.
-pub struct Pres {
-    component: Component,
-    slots: [OnceLock<SinkWorldPre<InstanceState>>; 4],
-}
+/// A plugin's pre-instantiated component, one per [`Linking`], all made when it is loaded (so
+/// starting an instance only picks one).
+pub struct Pres([SinkWorldPre<InstanceState>; 4]);
 
 impl Pres {
-    /// Starts with the one for [`Linking::ALL`], made when the component was type-checked.
-    pub fn new(component: Component, all: SinkWorldPre<InstanceState>) -> Self {
-        let pres = Self {
-            component,
-            slots: Default::default(),
-        };
-        let _ = pres.slots[Linking::ALL.index()].set(all);
-        pres
+    /// Pre-instantiates `component` for each [`Linking`]; `all` is the one for
+    /// [`Linking::ALL`], made when the component was type-checked. In the others, the
+    /// interfaces the component imports but the `Linking` leaves out trap when called.
+    pub fn new(
+        linkers: &Linkers,
+        component: &Component,
+        all: SinkWorldPre<InstanceState>,
+    ) -> wasmtime::Result<Self> {
+        let mut pres = Vec::with_capacity(4);
+        for linking in Linking::EACH {
+            if linking == Linking::ALL {
+                pres.push(all.clone());
+                continue;
+            }
+            let mut linker = linkers.get(linking).clone();
+            stub_ungranted(&mut linker, component, linking)?;
+            pres.push(SinkWorldPre::new(linker.instantiate_pre(component)?)?);
+        }
+        let pres: [SinkWorldPre<InstanceState>; 4] = pres
+            .try_into()
+            .map_err(|_| wasmtime::Error::msg("four pre-instantiations"))?;
+        Ok(Self(pres))
     }
 
-    /// The pre-instantiated component for `linking`, made on first use: the interfaces the
-    /// component imports but `linking` leaves out trap when called.
-    pub fn get(
-        &self,
-        linkers: &Linkers,
-        linking: Linking,
-    ) -> wasmtime::Result<&SinkWorldPre<InstanceState>> {
-        let slot = &self.slots[linking.index()];
-        if let Some(pre) = slot.get() {
-            return Ok(pre);
-        }
-        let mut linker = linkers.get(linking).clone();
-        stub_ungranted(&mut linker, &self.component, linking)?;
-        let pre = SinkWorldPre::new(linker.instantiate_pre(&self.component)?)?;
-        // Two instances starting at once may both build it: either result is the same.
-        let _ = slot.set(pre);
-        Ok(slot.get().unwrap_or_else(|| unreachable!("set above")))
+    /// The pre-instantiated component for `linking`.
+    pub fn get(&self, linking: Linking) -> &SinkWorldPre<InstanceState> {
+        &self.0[linking.index()]
     }
 }
 

@@ -277,8 +277,8 @@ impl SinkHost {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        // Type-checked against every interface a sink may be granted; the instances of an
-        // action with fewer grants get their own pre-instantiation (see `linking`).
+        // Type-checked against every interface a sink may be granted, then pre-instantiated
+        // for each set of them an action's grants may link (see `linking`).
         let pre = self
             .inner
             .linkers
@@ -286,6 +286,7 @@ impl SinkHost {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = SinkWorldPre::new(pre).map_err(wrong_world)?;
+        let pres = Pres::new(&self.inner.linkers, &component, pre).map_err(wrong_world)?;
         let plugin = Plugin {
             path: path.to_owned(),
             hash,
@@ -293,7 +294,7 @@ impl SinkHost {
             cache,
             load_time: started.elapsed(),
             manifest,
-            pres: Pres::new(component, pre),
+            pres,
         };
         tracing::debug!(
             path = %plugin.path.display(),
@@ -318,10 +319,6 @@ impl SinkHost {
 
     fn engine(&self) -> &Engine {
         &self.inner.engine
-    }
-
-    fn linkers(&self) -> &Linkers {
-        &self.inner.linkers
     }
 }
 

@@ -564,3 +564,110 @@ fn hoarded_descriptors_stop_at_the_instance_caps() {
         run.stderr
     );
 }
+
+/// Installs the hoarder guest (not among the plugins every scratch folder gets).
+fn install_hoarder(scratch: &Scratch) {
+    scratch.install(
+        "Hoarder",
+        oort_tests::guests::HOARDER,
+        oort_tests::guests::HOARDER_MANIFEST,
+    );
+}
+
+#[test]
+fn a_huge_error_message_is_capped_before_it_is_copied() {
+    // 1 MB of control characters per batch: JSON-escaped into every dead letter of the batch,
+    // it used to make 6 MB per record.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"rejectWith": 1_000_000, "deadLetter": "dead.jsonl"}),
+        &[],
+        install_hoarder,
+    );
+    assert_eq!(run.code, Some(3), "rows were dead-lettered: {}", run.stderr);
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(hostile["dead_letter_total"], ROWS, "{hostile}");
+    let dead = scratch.read("dead.jsonl");
+    assert_eq!(dead.lines().count(), ROWS);
+    assert!(
+        dead.len() < ROWS * (32 << 10),
+        "{} bytes of dead letters for {ROWS} rows",
+        dead.len()
+    );
+    for line in dead.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let error = record["error"].as_str().unwrap();
+        assert!(error.ends_with("[truncated: 1000000 bytes]"), "{error}");
+    }
+    assert!(
+        last_error(&run).len() < 8 << 10,
+        "the summary is capped too"
+    );
+
+    // Without a dead-letter output, the message goes to the log once per batch: capped too.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"rejectWith": 1_000_000}),
+        &[],
+        install_hoarder,
+    );
+    others_delivered(&scratch, &run);
+    assert_eq!(run.action(0)["failed_total"], ROWS, "{}", run.action(0));
+    assert!(
+        run.stderr.len() < 256 << 10,
+        "{} bytes of log for {ROWS} rejected rows",
+        run.stderr.len()
+    );
+}
+
+#[test]
+fn wasi_http_is_not_there_for_a_sink_without_an_http_grant() {
+    // Unsent requests with 1 MiB in each body used to pile up in the host, outside `maxMemory`.
+    let (scratch, run) = run_plugin_beside(
+        "hoarder",
+        json!({"hoard": "bodies", "count": 200, "maxMemory": "16MiB"}),
+        &[],
+        install_hoarder,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let hostile = run.action(0);
+    assert_eq!(
+        hostile["records_out_total"], ROWS,
+        "a fresh instance takes over: {hostile}"
+    );
+    assert_eq!(hostile["restarts_total"], 1, "{hostile}");
+    let error = last_error(&run);
+    assert!(
+        error.contains("trapped") && error.contains("wasi:http"),
+        "{error}"
+    );
+}
+
+#[test]
+fn what_the_host_holds_for_a_granted_sink_is_bounded_by_its_max_memory() {
+    for hoard in ["bodies", "fields"] {
+        // 300 bodies of 1 MiB, or 300 fields of 56 KiB, held past the call: over 16 MiB.
+        let (scratch, run) = run_plugin_beside(
+            "hoarder",
+            json!({"hoard": hoard, "count": 300, "maxMemory": "16MiB",
+                   "grants": {"http": ["http://127.0.0.1:9"]}}),
+            &[],
+            install_hoarder,
+        );
+        run.assert_ok();
+        others_delivered(&scratch, &run);
+        let hostile = run.action(0);
+        assert_eq!(
+            hostile["records_out_total"], ROWS,
+            "{hoard}: a fresh instance takes over: {hostile}"
+        );
+        assert_eq!(hostile["restarts_total"], 1, "{hoard}: {hostile}");
+        let error = last_error(&run);
+        assert!(
+            error.contains("trapped") && error.contains("resource table"),
+            "{hoard}: {error}"
+        );
+    }
+}

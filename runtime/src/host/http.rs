@@ -13,6 +13,8 @@ use wasmtime_wasi_http::{
 };
 
 use super::grants::HttpGrant;
+use super::guest_str::cap_guest_string;
+use super::linking::{HTTP_BODY_CHUNK_BYTES, HTTP_RESOURCE_BYTES};
 use super::log::InstanceTag;
 
 /// The state of one instance's `wasi:http`: wasmtime-wasi-http's context and the gate in front
@@ -26,8 +28,11 @@ impl HttpCtx {
     /// Requests allowed to the `grants` only, at most `max_in_flight` at once; denials are
     /// logged under `tag`.
     pub fn new(grants: &[HttpGrant], max_in_flight: usize, tag: InstanceTag) -> Self {
+        let mut ctx = WasiHttpCtx::new();
+        // With the body chunk below, no `wasi:http` resource holds more than this in the host.
+        ctx.set_field_size_limit(HTTP_RESOURCE_BYTES);
         Self {
-            ctx: WasiHttpCtx::new(),
+            ctx,
             gate: HttpGate {
                 grants: grants.iter().cloned().collect(),
                 in_flight: Arc::default(),
@@ -99,6 +104,16 @@ impl HttpGate {
 }
 
 impl WasiHttpHooks for HttpGate {
+    /// One chunk waits in an outgoing body's buffer (and one more in flight): an unsent body
+    /// holds at most [`HTTP_RESOURCE_BYTES`].
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        HTTP_BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -119,7 +134,8 @@ impl WasiHttpHooks for HttpGate {
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let authority = uri.authority().map(|a| a.as_str().to_string());
         if !self.allows(&scheme, authority.as_deref()) {
-            let shown = format!("{scheme}://{}", authority.as_deref().unwrap_or(""));
+            let shown =
+                cap_guest_string(format!("{scheme}://{}", authority.as_deref().unwrap_or("")));
             tracing::warn!(
                 rule = %self.tag.rule,
                 action = %self.tag.action,

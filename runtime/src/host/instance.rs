@@ -14,7 +14,9 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
 use super::fs_guard::FileGuard;
 use super::grants::Grants;
+use super::guest_str::cap_guest_string;
 use super::http::HttpCtx;
+use super::linking::{self, Linking};
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
 use super::sockets::SocketCap;
@@ -45,11 +47,13 @@ impl CallFailure {
         matches!(self, Self::Trap(_))
     }
 
+    /// The guest's error, its message capped at the boundary: the host copies it into the log,
+    /// the summary and every dead letter of the batch.
     fn from_wit(err: WitError) -> Self {
         match err {
-            WitError::InvalidConfig(m) => Self::InvalidConfig(m),
-            WitError::Transient(m) => Self::Transient(m),
-            WitError::Rejected(m) => Self::Rejected(m),
+            WitError::InvalidConfig(m) => Self::InvalidConfig(cap_guest_string(m)),
+            WitError::Transient(m) => Self::Transient(cap_guest_string(m)),
+            WitError::Rejected(m) => Self::Rejected(cap_guest_string(m)),
         }
     }
 }
@@ -119,15 +123,16 @@ pub(super) async fn instantiate(
             grants.limits.max_open_files.unwrap_or(caps.open_files),
             tag.clone(),
         );
-    let limits = SinkLimits::new(
-        grants
-            .limits
-            .max_memory_bytes
-            .unwrap_or(host.config().max_memory_bytes),
-    );
+    let max_memory = grants
+        .limits
+        .max_memory_bytes
+        .unwrap_or(host.config().max_memory_bytes);
+    let limits = SinkLimits::new(max_memory);
     let state = InstanceState {
         wasi: wasi.build(),
-        table: Default::default(),
+        // What the host holds for the guest (wasi:http bodies and fields) is bounded by
+        // `maxMemory` through the number of resources it may hold at once.
+        table: linking::resource_table(max_memory),
         limits,
         files,
         http: HttpCtx::new(
@@ -172,9 +177,10 @@ pub(super) async fn instantiate(
     };
     let epoch = host.config().epoch_deadlines;
     arm_deadline(&mut store, call_timeout, fuel, epoch);
+    let pre = plugin.pres.get(Linking::of(grants));
     let bindings = match tokio::time::timeout(
         call_timeout + IO_GRACE,
-        plugin.pre.instantiate_async(&mut store),
+        pre.instantiate_async(&mut store),
     )
     .await
     {

@@ -24,8 +24,10 @@ pub mod bindings;
 mod cache;
 mod fs_guard;
 mod grants;
+mod guest_str;
 mod http;
 mod instance;
+mod linking;
 mod log;
 mod mqtt;
 mod sockets;
@@ -36,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{ArtifactCache, CacheOutcome};
@@ -48,7 +50,7 @@ pub use instance::{CallFailure, WasmInstance};
 pub use log::InstanceTag;
 
 use bindings::SinkWorldPre;
-use state::InstanceState;
+use linking::{Linkers, Linking, Pres};
 
 /// How often the engine's epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -182,7 +184,7 @@ pub struct Plugin {
     pub load_time: Duration,
     /// What the manifest beside the module declares.
     pub manifest: Manifest,
-    pre: SinkWorldPre<InstanceState>,
+    pres: Pres,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -202,7 +204,7 @@ pub struct SinkHost {
 
 struct Inner {
     engine: Engine,
-    linker: Linker<InstanceState>,
+    linkers: Linkers,
     cache: Option<ArtifactCache>,
     config: HostConfig,
 }
@@ -214,9 +216,10 @@ impl Drop for Inner {
 }
 
 impl SinkHost {
-    /// Builds the engine (with a pooling allocator unless `max_instances` is 0), the linker
-    /// (WASI p2 with nothing granted, gated `wasi:http`, a guarded filesystem, the `oort:sink`
-    /// imports) and starts the epoch ticker that enforces call deadlines.
+    /// Builds the engine (with a pooling allocator unless `max_instances` is 0), the linkers
+    /// (WASI p2 with nothing granted, gated `wasi:http` and `wasi:sockets` for the actions
+    /// granted them, a guarded filesystem, the `oort:sink` imports) and starts the epoch
+    /// ticker that enforces call deadlines.
     pub fn new(config: HostConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
@@ -242,8 +245,7 @@ impl SinkHost {
         }
         let engine = Engine::new(&wasm).map_err(|e| EngineError(format!("{e:#}")))?;
 
-        let mut linker = Linker::new(&engine);
-        InstanceState::add_to_linker(&mut linker).map_err(|e| EngineError(format!("{e:#}")))?;
+        let linkers = Linkers::new(&engine).map_err(|e| EngineError(format!("{e:#}")))?;
 
         if config.epoch_deadlines {
             spawn_epoch_ticker(&engine);
@@ -252,7 +254,7 @@ impl SinkHost {
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
-                linker,
+                linkers,
                 cache,
                 config,
             }),
@@ -302,12 +304,16 @@ impl SinkHost {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
+        // Type-checked against every interface a sink may be granted, then pre-instantiated
+        // for each set of them an action's grants may link (see `linking`).
         let pre = self
             .inner
-            .linker
+            .linkers
+            .get(Linking::ALL)
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = SinkWorldPre::new(pre).map_err(wrong_world)?;
+        let pres = Pres::new(&self.inner.linkers, &component, pre).map_err(wrong_world)?;
         let plugin = Plugin {
             path: path.to_owned(),
             hash,
@@ -315,7 +321,7 @@ impl SinkHost {
             cache,
             load_time: started.elapsed(),
             manifest,
-            pre,
+            pres,
         };
         tracing::debug!(
             path = %plugin.path.display(),

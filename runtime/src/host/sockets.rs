@@ -57,8 +57,7 @@ impl HasData for Capped {
     type Data<'a> = CappedSockets<'a>;
 }
 
-/// Links the capped `wasi:sockets/tcp-create-socket` over wasmtime-wasi's own: the linker must
-/// allow shadowing.
+/// Links the capped `wasi:sockets/tcp-create-socket`, in place of wasmtime-wasi's own.
 pub fn add_to_linker<T: SocketCapView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     tcp_create_socket::add_to_linker::<T, Capped>(linker, T::capped_sockets)
 }

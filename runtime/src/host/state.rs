@@ -13,9 +13,10 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::bindings::oort;
 use super::fs_guard::{self, FileGuard, FileGuardView, Guarded};
 use super::http::{self, HttpCtx};
+use super::linking::{self, Linking};
 use super::log::{self, LogCtx, LogView};
 use super::mqtt::{self, MqttCtx, MqttView};
-use super::sockets::{self, CappedSockets, SocketCap, SocketCapView};
+use super::sockets::{CappedSockets, SocketCap, SocketCapView};
 
 /// The data of one instance's store.
 pub struct InstanceState {
@@ -40,18 +41,20 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    /// Links every interface a sink may import, each to its context in the state: WASI p2 with
-    /// nothing granted, outgoing `wasi:http`, the guarded filesystem in place of wasi's own,
-    /// and the `oort:sink` imports.
-    pub(crate) fn add_to_linker(linker: &mut Linker<Self>) -> wasmtime::Result<()> {
-        wasmtime_wasi::p2::add_to_linker_async(linker)?;
-        http::add_to_linker(linker)?;
-        // The filesystem is linked a second time through a guard that only lets a sink name
-        // the files it was granted; the guard replaces wasmtime-wasi's own bindings.
-        linker.allow_shadowing(true);
+    /// Links the interfaces a sink may import, each to its context in the state: WASI p2 with
+    /// nothing granted (`wasi:sockets` only with `linking.sockets`), outgoing `wasi:http` only
+    /// with `linking.http`, the guarded filesystem, and the `oort:sink` imports.
+    pub(crate) fn add_to_linker(
+        linker: &mut Linker<Self>,
+        linking: Linking,
+    ) -> wasmtime::Result<()> {
+        linking::add_wasi_to_linker(linker, linking.sockets)?;
+        if linking.http {
+            http::add_to_linker(linker)?;
+        }
+        // The filesystem is linked only through a guard that lets a sink name just the files
+        // it was granted (wasmtime-wasi's own bindings are left out).
         fs_guard::add_to_linker(linker)?;
-        sockets::add_to_linker(linker)?;
-        linker.allow_shadowing(false);
         oort::sink::types::add_to_linker::<Self, wasmtime::component::HasSelf<Self>>(
             linker,
             |state| state,

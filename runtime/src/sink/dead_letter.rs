@@ -7,7 +7,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde_json::{Value as Json, json};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 use super::batch::Batch;
 use super::connector::Connector;
@@ -40,6 +41,18 @@ impl DeadReason {
             Self::Unavailable => "unavailable",
         }
     }
+}
+
+/// One line of a dead-letter file (fields in the order they are written).
+#[derive(Serialize)]
+struct Record<'a> {
+    action: &'a str,
+    dead_lettered_at: &'a str,
+    error: &'a str,
+    payload: Json,
+    reason: &'static str,
+    rule: &'a str,
+    timestamp: i64,
 }
 
 /// Where an action's dead letters go.
@@ -107,25 +120,28 @@ impl DeadLetter {
             Self::File { path, file } => {
                 let at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
                     .to_rfc3339();
-                let mut out = Vec::with_capacity(batch.payload_bytes() + batch.len() * 160);
+                // One record at a time through a small buffer: a batch's dead letters are never
+                // all in memory at once, however long its error message.
+                let mut out = std::io::BufWriter::new(&*file);
                 for (bytes, ts) in batch {
                     let payload = serde_json::from_slice::<Json>(bytes).unwrap_or_else(|_| {
                         Json::String(String::from_utf8_lossy(bytes).into_owned())
                     });
-                    let record = json!({
-                        "rule": rule,
-                        "action": action,
-                        "reason": reason.name(),
-                        "error": message,
-                        "dead_lettered_at": at,
-                        "timestamp": ts,
-                        "payload": payload,
-                    });
-                    serde_json::to_writer(&mut out, &record).map_err(|e| e.to_string())?;
-                    out.push(b'\n');
+                    let record = Record {
+                        action,
+                        dead_lettered_at: &at,
+                        error: message,
+                        payload,
+                        reason: reason.name(),
+                        rule,
+                        timestamp: ts,
+                    };
+                    serde_json::to_writer(&mut out, &record)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 }
-                file.write_all(&out)
-                    .and_then(|()| file.flush())
+                out.flush()
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
             }
             Self::Action {
@@ -168,5 +184,50 @@ impl DeadLetter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_gets_one_json_line_per_message() {
+        let dir = std::env::temp_dir().join(format!(
+            "oort-dead-letter-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let path = dir.join("dead.jsonl");
+        let mut dead = DeadLetter::file(path.clone()).unwrap();
+        let mut batch = Batch::new();
+        batch.push(br#"{"n":1}"#, 10);
+        batch.push(b"not json", 20);
+        dead.send("r", "a_0", DeadReason::Rejected, "no \"thanks\"", &batch)
+            .await
+            .unwrap();
+        dead.send("r", "a_0", DeadReason::Poison, "again", &batch)
+            .await
+            .unwrap();
+        dead.close().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let records: Vec<Json> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 4, "{text}");
+        assert_eq!(records[0]["rule"], "r");
+        assert_eq!(records[0]["action"], "a_0");
+        assert_eq!(records[0]["reason"], "rejected");
+        assert_eq!(records[0]["error"], "no \"thanks\"");
+        assert_eq!(records[0]["timestamp"], 10);
+        assert_eq!(records[0]["payload"], serde_json::json!({"n": 1}));
+        assert!(records[0]["dead_lettered_at"].is_string());
+        assert_eq!(records[1]["payload"], "not json");
+        assert_eq!(records[3]["reason"], "poison");
+        assert_eq!(records[3]["timestamp"], 20);
     }
 }

@@ -1,0 +1,56 @@
+//! Strings that cross from a guest into the host (error messages, and any other text a sink
+//! hands back) are capped at the boundary, so a few bytes of input cannot become gigabytes of
+//! log, summary or dead letters once the host copies, escapes and repeats them.
+
+/// The most bytes of a guest's string the host keeps.
+pub const GUEST_STRING_CAP: usize = 4096;
+
+/// `s` cut to at most `cap` bytes (at a character boundary), with a marker saying how long it
+/// was; unchanged when it fits.
+pub fn cap_guest_string_at(mut s: String, cap: usize) -> String {
+    if s.len() <= cap {
+        return s;
+    }
+    let total = s.len();
+    let mut end = cap;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.shrink_to_fit();
+    s.push_str(&format!("… [truncated: {total} bytes]"));
+    s
+}
+
+/// `s` cut to [`GUEST_STRING_CAP`] bytes, marked as truncated when it was longer.
+pub fn cap_guest_string(s: String) -> String {
+    cap_guest_string_at(s, GUEST_STRING_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_strings_pass_unchanged() {
+        assert_eq!(cap_guest_string("refused".into()), "refused");
+        let exact = "x".repeat(GUEST_STRING_CAP);
+        assert_eq!(cap_guest_string(exact.clone()), exact);
+    }
+
+    #[test]
+    fn long_strings_are_cut_and_marked() {
+        let long = "\u{1}".repeat(1_000_000);
+        let capped = cap_guest_string(long);
+        assert!(capped.starts_with(&"\u{1}".repeat(GUEST_STRING_CAP)));
+        assert!(capped.ends_with("… [truncated: 1000000 bytes]"), "{capped}");
+        assert!(capped.len() < GUEST_STRING_CAP + 64);
+    }
+
+    #[test]
+    fn the_cut_falls_on_a_character_boundary() {
+        // "é" is two bytes: a cap of 3 keeps one of them, not a byte and a half.
+        let capped = cap_guest_string_at("ééé".into(), 3);
+        assert_eq!(capped, "é… [truncated: 6 bytes]");
+    }
+}

@@ -443,9 +443,11 @@ fn a_manifest_default_reaches_nothing_the_rule_does_not_grant() {
     let author = std::net::TcpListener::bind(AUTHOR_COLLECTOR).unwrap();
     author.set_nonblocking(true).unwrap();
     let telemetry = format!("http://{AUTHOR_COLLECTOR}/telemetry");
+    // The operator grants some other destination, so `wasi:http` is linked (without any http
+    // grant the first call would trap) and the request to the default meets the gate.
     let (scratch, run) = run_plugin_beside(
         "greedy",
-        json!({"journal": "out/journal.txt"}),
+        json!({"journal": "out/journal.txt", "grants": {"http": ["http://127.0.0.1:9"]}}),
         &["--log", "info"],
         install_greedy,
     );
@@ -531,7 +533,7 @@ fn hoarded_descriptors_stop_at_the_instance_caps() {
         "greedy",
         json!({"journal": "out/journal.txt", "hoard": "ref.txt", "hoardCount": 20_000,
                "connect": socket_addr, "connectCount": 50, "maxSockets": 8,
-               "hold": hold, "requests": 3_000, "maxHttpRequests": 5,
+               "hold": hold, "requests": 200, "maxHttpRequests": 5,
                "grants": {"sockets": [socket_addr], "http": [hold]}}),
         &[],
         |s| {
@@ -552,7 +554,7 @@ fn hoarded_descriptors_stop_at_the_instance_caps() {
     );
     assert!(
         journal.contains(
-            "requests started 3000 in flight 5 refused 2995 ErrorCode::ConnectionLimitReached"
+            "requests started 200 in flight 5 refused 195 ErrorCode::ConnectionLimitReached"
         ),
         "maxHttpRequests: {journal}"
     );

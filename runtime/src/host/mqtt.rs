@@ -11,7 +11,11 @@ use wasmtime::component::{HasData, Linker};
 use super::bindings::oort::sink::mqtt::{self, Qos};
 use super::bindings::oort::sink::types::SinkError;
 use super::grants::MqttGrant;
+use super::guest_str::cap_guest_string_at;
 use super::log::capped;
+
+/// How much of a refused topic an error message quotes.
+const QUOTED_TOPIC: usize = 256;
 
 /// How long one `mqtt.publish` waits for an absent broker before it fails as `transient`.
 const MQTT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,7 +58,11 @@ impl MqttCtx {
             ));
         };
         crate::mqtt::check_publish(topic, payload_len).map_err(|why| {
-            SinkError::Rejected(format!("cannot publish to {:?}: {why}", capped(topic)))
+            // The reason first: the guest's own error text is capped on its way back.
+            SinkError::Rejected(format!(
+                "cannot publish: {why} (topic {:?})",
+                cap_guest_string_at(topic.to_owned(), QUOTED_TOPIC)
+            ))
         })?;
         check_topic(&access.topics, topic)?;
         Ok(access)

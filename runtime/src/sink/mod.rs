@@ -261,7 +261,15 @@ impl PreparedAction {
         |(phase, failure)| ActionError::Lifecycle {
             action: self.name.to_string(),
             phase,
-            failure,
+            failure: match (failure, &self.spec) {
+                // A sink refusing a prop that is a misspelt common one: say which was meant.
+                (CallFailure::InvalidConfig(message), ConnectorSpec::Wasm(spec)) => {
+                    CallFailure::InvalidConfig(
+                        message + &props::common_key_hints(spec.raw_props.keys()),
+                    )
+                }
+                (failure, _) => failure,
+            },
         }
     }
 

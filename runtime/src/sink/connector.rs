@@ -192,9 +192,9 @@ impl ConnectorSpec {
                         return Err("`topic` must not be empty".into());
                     }
                     Ok(Self::Memory {
+                        guard: Arc::new(bus.publisher(&p.topic)),
                         topic: p.topic,
                         bus: Arc::clone(bus),
-                        guard: Arc::new(bus.publisher()),
                     })
                 }),
             "mqtt" => MqttSpec::parse(props).map(|spec| Self::Mqtt(spec, base_dir.to_path_buf())),

@@ -14,3 +14,4 @@ mod network;
 mod reload;
 mod rules;
 mod sandbox;
+mod stop;

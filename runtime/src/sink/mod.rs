@@ -530,6 +530,7 @@ pub struct StartedAction {
     cache: Option<ActionCache>,
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
 }
 
 impl StartedAction {
@@ -542,6 +543,13 @@ impl StartedAction {
     /// a failing sink and keeps what it holds in its cache.
     pub fn set_stop(&mut self, stop: watch::Receiver<bool>) {
         self.stop = stop;
+    }
+
+    /// Tells the action when the stop's grace period is over (or a second signal came): it then
+    /// gives up on the batch in the sink and on every batch after it, keeping them in its cache
+    /// if it has one and counting them failed otherwise, and skips closing its sink.
+    pub fn set_abort(&mut self, abort: watch::Receiver<bool>) {
+        self.abort = abort;
     }
 }
 
@@ -619,6 +627,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         cache,
         dead_letter,
         stop: watch::channel(false).1,
+        abort: watch::channel(false).1,
     })
 }
 

@@ -154,3 +154,15 @@ fn a_second_signal_ends_a_run_whose_wasm_sink_waits_in_collect_at_once() {
         2,
     );
 }
+
+#[test]
+fn a_stop_ends_the_retries_of_a_redis_action_whose_server_is_down() {
+    // A closed port fails at once; long retries keep the batch in the sink.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = closed.local_addr().expect("its address").to_string();
+    drop(closed);
+    stop_stuck(
+        json!({"redis": {"addr": addr, "key": "k", "retryCount": 1000, "retryInterval": "10s"}}),
+        1,
+    );
+}

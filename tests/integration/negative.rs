@@ -156,6 +156,7 @@ fn bad_sink_props_are_reported_by_the_sink() {
         &[
             "action `file_0`",
             "prop `path` must be a string naming a file",
+            "(given: `pth`; did you mean `path`?)",
         ],
     );
     let scratch = case(

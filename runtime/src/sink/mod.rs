@@ -111,12 +111,14 @@ pub enum ActionError {
         message: String,
     },
     /// What the manifest grants cannot be set up from the props.
-    #[error("action `{action}`: {source}")]
+    #[error("action `{action}`: {source}{hint}")]
     Grants {
         /// The action.
         action: String,
         /// Why.
         source: ManifestError,
+        /// For a missing prop: which prop given looks like a misspelling of it (or empty).
+        hint: String,
     },
     /// The action's disk cache cannot be opened.
     #[error("action `{action}`: {source}")]
@@ -368,9 +370,26 @@ pub async fn prepare(
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
-                    |source| ActionError::Grants {
-                        action: name.clone(),
-                        source,
+                    |source| {
+                        let missing = match &source {
+                            ManifestError::PropNotAPath { prop, .. }
+                            | ManifestError::BadNetProp { prop, .. } => {
+                                Some(prop).filter(|p| !raw_props.contains_key(p.as_str()))
+                            }
+                            _ => None,
+                        };
+                        let hint = missing
+                            .and_then(|prop| {
+                                props::did_you_mean(prop, raw_props.keys().map(String::as_str)).map(
+                                    |given| format!(" (given: `{given}`; did you mean `{prop}`?)"),
+                                )
+                            })
+                            .unwrap_or_default();
+                        ActionError::Grants {
+                            action: name.clone(),
+                            source,
+                            hint,
+                        }
                     },
                 )?;
             if let Some(explicit) = &common.grants {
@@ -379,6 +398,7 @@ pub async fn prepare(
                     .map_err(|source| ActionError::Grants {
                         action: name.clone(),
                         source,
+                        hint: String::new(),
                     })?;
             }
             grants.limits =

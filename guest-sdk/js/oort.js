@@ -94,6 +94,34 @@ const TYPES = {
   object: (v) => v !== null && typeof v === 'object' && !Array.isArray(v),
 };
 
+/** The edit distance between two strings (insertions, deletions, substitutions, swaps of two
+ * neighbours). */
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The known name closest to a misspelt one (`paht` → `path`), if one is close enough. */
+function closest(word, names) {
+  let best = null;
+  let bestDistance = Infinity;
+  for (const name of names) {
+    const d = distance(word.toLowerCase(), name.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best !== null && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : null;
+}
+
 /** The props checked against a `static config` description, defaults filled in. */
 export function parseConfig(schema, props) {
   if (!TYPES.object(props)) throw new InvalidConfig('props: expected a JSON object');
@@ -101,7 +129,9 @@ export function parseConfig(schema, props) {
   for (const [key, value] of Object.entries(props)) {
     const field = schema[key];
     if (!field) {
-      throw new InvalidConfig(`props: unknown field \`${key}\`, expected one of ${Object.keys(schema).join(', ')}`);
+      const close = closest(key, Object.keys(schema));
+      const hint = close ? ` (did you mean \`${close}\`?)` : '';
+      throw new InvalidConfig(`props: unknown field \`${key}\`, expected one of ${Object.keys(schema).join(', ')}${hint}`);
     }
     if (!TYPES[field.type](value)) {
       throw new InvalidConfig(`props: field \`${key}\`: expected ${field.type}, got ${JSON.stringify(value)}`);

@@ -27,6 +27,7 @@ instance, and the host replaces it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from dataclasses import dataclass
@@ -160,7 +161,11 @@ def config_from(cls: Optional[type], props: dict) -> Any:
     for key, value in props.items():
         name = names.get(key, key if key in fields else None)
         if name is None:
-            raise InvalidConfig(f"props: unknown field `{key}`, expected one of {sorted(names)}")
+            close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise InvalidConfig(
+                f"props: unknown field `{key}`, expected one of {sorted(names)}{hint}"
+            )
         values[name] = _check(key, hints[name], value)
     for name, f in fields.items():
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

@@ -48,6 +48,7 @@ pub use serde;
 pub use serde_json;
 
 mod batch;
+mod config;
 pub mod log;
 pub mod mqtt;
 
@@ -283,8 +284,7 @@ pub mod __private {
             format: ctx.format,
             generation: ctx.generation,
         };
-        let config: T::Config = serde_json::from_str(&props)
-            .map_err(|e| WitError::InvalidConfig(format!("props: {e}")))?;
+        let config: T::Config = crate::config::decode(&props).map_err(WitError::InvalidConfig)?;
         let sink = T::configure(&ctx, config).map_err(to_wit)?;
         *state.borrow_mut() = Some(sink);
         Ok(())

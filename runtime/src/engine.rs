@@ -391,10 +391,24 @@ fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs the rules of `config` until their sources end or `stop` completes.
+/// Runs the rules of `config` until their sources end or `stop` completes; after a stop, the
+/// actions deliver what they hold for as long as they need.
 pub async fn run(
     config: &RunConfig,
     stop: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    run_with_grace(config, stop, std::future::pending(), None).await
+}
+
+/// Runs the rules of `config` until their sources end or `stop` completes. After a stop the
+/// actions deliver what they hold for at most `grace` (without limit when `None`), or until
+/// `stop_now` completes; then each gives up on the batches it still holds: they stay in its
+/// cache if it has one and are counted failed otherwise. The report is complete either way.
+pub async fn run_with_grace(
+    config: &RunConfig,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -436,6 +450,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     // Tells the actions the run is stopping, so none waits for a failing sink.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
     let mut sources = Vec::new();
     let resources = Resources::default()
         .with(Arc::clone(&bus))
@@ -447,6 +462,7 @@ pub async fn run(
         let mut action_reports = Vec::with_capacity(actions.len());
         for mut started in actions {
             started.set_stop(stop_rx.clone());
+            started.set_abort(abort_rx.clone());
             let a = started.action();
             let capacity = (a.common.buffer_length / source::CHUNK_ROWS).max(1);
             let (tx, rx) = mpsc::channel(capacity);
@@ -526,17 +542,49 @@ pub async fn run(
     // Sources run until their input ends; stopping drops them, which closes their channels and
     // lets every downstream stage drain and close in order.
     let all_sources = futures_join_all(sources);
+    tokio::pin!(stop);
     tokio::select! {
-        () = all_sources => {}
-        () = stop => {
+        () = all_sources => tracing::info!("the input has ended; the actions deliver what they hold"),
+        () = &mut stop => {
             report.interrupted = true;
             let _ = stop_tx.send(true);
-            tracing::info!("stopping: sources closed, draining the actions");
+            tracing::info!(grace = ?grace, "stopping: sources closed, draining the actions (a second signal stops at once)");
         }
     }
-    while let Some(result) = tasks.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a rule task failed: {e}");
+    // After a stop (now, or while the actions drain after the input ended): the grace period,
+    // cut short by a second signal.
+    let interrupted = report.interrupted;
+    let stop_tx = &stop_tx;
+    let give_up = async move {
+        if !interrupted {
+            stop.await;
+            let _ = stop_tx.send(true);
+            tracing::info!(grace = ?grace, "stopping: draining the actions (a second signal stops at once)");
+        }
+        let grace_over = async {
+            match grace {
+                Some(grace) => tokio::time::sleep(grace).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = grace_over => tracing::warn!("stopping: the grace period is over; undelivered batches stay cached or count as failed"),
+            () = stop_now => tracing::warn!("stopping now: undelivered batches stay cached or count as failed"),
+        }
+    };
+    tokio::pin!(give_up);
+    let mut gave_up = false;
+    loop {
+        tokio::select! {
+            result = tasks.join_next() => match result {
+                Some(Err(e)) => tracing::error!("a rule task failed: {e}"),
+                Some(Ok(())) => {}
+                None => break,
+            },
+            () = &mut give_up, if !gave_up => {
+                gave_up = true;
+                let _ = abort_tx.send(true);
+            }
         }
     }
     if let Some(task) = sighup {

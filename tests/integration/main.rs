@@ -13,3 +13,4 @@ mod negative;
 mod network;
 mod reload;
 mod sandbox;
+mod stop;

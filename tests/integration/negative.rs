@@ -156,6 +156,7 @@ fn bad_sink_props_are_reported_by_the_sink() {
         &[
             "action `file_0`",
             "prop `path` must be a string naming a file",
+            "(given: `pth`; did you mean `path`?)",
         ],
     );
     let scratch = case(
@@ -165,6 +166,51 @@ fn bad_sink_props_are_reported_by_the_sink() {
     fails_with(
         &scratch,
         &["action `file_0`: prop `sendSingle`: expected true or false"],
+    );
+}
+
+#[test]
+fn bad_props_name_the_prop_value_and_type_and_suggest_a_spelling() {
+    let scratch = case("SELECT n FROM demo", r#"{"mqtt":{"topic":"t","qos":"1"}}"#);
+    fails_with(
+        &scratch,
+        &[
+            r#"action `mqtt_0`: props of the `mqtt` sink: prop `qos`: invalid type: string "1", expected u8"#,
+        ],
+    );
+    let scratch = case(
+        "SELECT n FROM demo",
+        r#"{"mqtt":{"topic":"t","retaind":true}}"#,
+    );
+    fails_with(
+        &scratch,
+        &[
+            "action `mqtt_0`",
+            "unknown field `retaind`",
+            "(did you mean `retained`?)",
+        ],
+    );
+    let scratch = case(
+        "SELECT n FROM demo",
+        r#"{"file":{"path":"out/r.txt","fileTyp":"lines"}}"#,
+    );
+    fails_with(
+        &scratch,
+        &[
+            "action `file_0`: configure failed: invalid config: prop `fileTyp`",
+            "(did you mean `fileType`?)",
+        ],
+    );
+    let scratch = case(
+        "SELECT n FROM demo",
+        r#"{"file":{"path":"out/r.txt","sendSingel":true}}"#,
+    );
+    fails_with(
+        &scratch,
+        &[
+            "action `file_0`",
+            "`sendSingel` is not a common prop: did you mean `sendSingle`?",
+        ],
     );
 }
 

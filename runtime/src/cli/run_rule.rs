@@ -1,6 +1,8 @@
-//! `oort run-rule`: run until the input ends (or Ctrl-C / SIGTERM), then print the summary.
+//! `oort run-rule`: run until the input ends (or Ctrl-C / SIGTERM, with a grace period for
+//! delivery; a second signal stops at once), then print the summary.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -22,13 +24,39 @@ pub struct RunRuleArgs {
     /// module in use for a new build, with or without --watch.)
     #[arg(long)]
     pub watch: bool,
+
+    /// After Ctrl-C or SIGTERM, how long the actions may go on delivering what they hold
+    /// (milliseconds or a duration like "5s"). Then, or at a second signal, undelivered batches
+    /// stay in the action's cache if it has one and are counted failed otherwise.
+    #[arg(long, default_value = "5s", value_parser = parse_grace)]
+    pub grace: Duration,
+}
+
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    crate::rule::duration_value(&serde_json::Value::from(text))
+        .or_else(|| text.parse().ok())
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is not a duration (milliseconds, or like \"5s\")"))
 }
 
 /// Runs the command.
 pub async fn run(args: RunRuleArgs) -> ExitCode {
     let mut config = args.rule.config();
     config.watch = args.watch;
-    match crate::engine::run(&config, shutdown_signal()).await {
+    // Signals are counted from the start: the first stops the run, the second stops it now.
+    let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
+    let listener = tokio::spawn(count_signals(signals_tx));
+    let nth = |n: u32| {
+        let mut signals = signals.clone();
+        async move {
+            if signals.wait_for(|&seen| seen >= n).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let outcome = crate::engine::run_with_grace(&config, nth(1), nth(2), Some(args.grace)).await;
+    listener.abort();
+    match outcome {
         Ok(report) => {
             if args.json {
                 println!("{}", crate::report::to_json(&report));
@@ -48,26 +76,34 @@ pub async fn run(args: RunRuleArgs) -> ExitCode {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Listens for Ctrl-C and SIGTERM from now on (so none is missed, and none kills the process
+/// before the run has printed its summary), and counts them into `seen`.
+fn count_signals(seen: tokio::sync::watch::Sender<u32>) -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            let (Ok(mut int), Ok(mut term)) = streams else {
+                tracing::error!("cannot listen for Ctrl-C and SIGTERM");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                seen.send_modify(|n| *n += 1);
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            seen.send_modify(|n| *n += 1);
+        }
     }
 }

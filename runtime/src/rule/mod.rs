@@ -243,9 +243,12 @@ fn rule_from_json(
     base_dir: &Path,
     what: &str,
 ) -> Result<RuleDef, RuleError> {
-    let raw: RawRule = serde_json::from_value(json).map_err(|e| RuleError::Json {
-        path: path.to_owned(),
-        message: format!("{what}: {e}"),
+    let raw: RawRule = serde_json::from_value(json).map_err(|e| {
+        let hint = crate::sink::props::unknown_field_hint(&e.to_string(), &[]);
+        RuleError::Json {
+            path: path.to_owned(),
+            message: format!("{what}: {e}{hint}"),
+        }
     })?;
     let field_err = |field: &str, message: String| RuleError::Field {
         path: path.to_owned(),
@@ -353,6 +356,17 @@ const IGNORED_OPTIONS: &[&str] = &[
     "experiment",
 ];
 
+/// The options Oort acts on.
+const OPTIONS: &[&str] = &[
+    "isEventTime",
+    "lateTolerance",
+    "concurrency",
+    "bufferLength",
+    "sendMetaToSink",
+    "sendNilField",
+    "sendError",
+];
+
 type OptionError = (String, String);
 
 fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionError> {
@@ -384,11 +398,18 @@ fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionE
             "sendError" => out.send_error = value.as_bool().ok_or_else(|| bad("true or false"))?,
             other if IGNORED_OPTIONS.contains(&other) => ignored.push(other.to_string()),
             _ => {
+                let hint = crate::sink::props::did_you_mean(
+                    &key,
+                    OPTIONS.iter().chain(IGNORED_OPTIONS).copied(),
+                )
+                .map(|c| format!(": did you mean `{c}`?"))
+                .unwrap_or_default();
                 return Err((
                     key.clone(),
-                    "unknown rule option (expected isEventTime, lateTolerance, concurrency, \
-                     bufferLength, sendMetaToSink, sendNilField or sendError)"
-                        .into(),
+                    format!(
+                        "unknown rule option (expected isEventTime, lateTolerance, concurrency, \
+                         bufferLength, sendMetaToSink, sendNilField or sendError){hint}"
+                    ),
                 ));
             }
         }
@@ -440,7 +461,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("rule.json: the rule: unknown field `sqll`"),
+            err.starts_with("rule.json: the rule: unknown field `sqll`")
+                && err.ends_with("(did you mean `sql`?)"),
             "{err}"
         );
         let err =
@@ -459,6 +481,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("field `actions`"), "{err}");
+        let err = parse_str(r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[{"log":{}}],"options":{"isEventTme":true}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `options.isEventTme`: unknown rule option")
+                && err.ends_with("did you mean `isEventTime`?"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::batch::Batch;
 use super::mqtt::{MqttSink, MqttSpec};
+use super::props::{COMMON_KEYS, decode};
 use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
@@ -177,24 +178,23 @@ impl ConnectorSpec {
         bus: &Arc<MemoryBus>,
         base_dir: &std::path::Path,
     ) -> Option<Result<Self, String>> {
-        let parse = |props: &Map<String, Json>| Json::Object(props.clone());
         Some(match name {
-            "log" => serde_json::from_value::<LogProps>(parse(props))
+            "log" => decode::<LogProps>(props, COMMON_KEYS)
                 .map(|_| Self::Log)
                 .map_err(|e| e.to_string()),
-            "nop" => serde_json::from_value::<NopProps>(parse(props))
+            "nop" => decode::<NopProps>(props, COMMON_KEYS)
                 .map(|p| Self::Nop { log: p.log })
                 .map_err(|e| e.to_string()),
-            "memory" => serde_json::from_value::<MemoryProps>(parse(props))
+            "memory" => decode::<MemoryProps>(props, COMMON_KEYS)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
                     if p.topic.is_empty() {
                         return Err("`topic` must not be empty".into());
                     }
                     Ok(Self::Memory {
+                        guard: Arc::new(bus.publisher(&p.topic)),
                         topic: p.topic,
                         bus: Arc::clone(bus),
-                        guard: Arc::new(bus.publisher()),
                     })
                 }),
             "mqtt" => MqttSpec::parse(props).map(|spec| Self::Mqtt(spec, base_dir.to_path_buf())),

@@ -31,6 +31,16 @@ pub(super) struct Delivery {
     pub(super) cache: Option<tokio::sync::Mutex<CacheState>>,
     pub(super) dead_letter: Option<tokio::sync::Mutex<DeadLetter>>,
     pub(super) stop: watch::Receiver<bool>,
+    /// Set when the stop's grace period is over: nothing more goes to the sink.
+    pub(super) abort: watch::Receiver<bool>,
+}
+
+/// The run's stop signals as an action sees them.
+pub(super) struct StopSignals {
+    /// Set at the first Ctrl-C or SIGTERM: stop waiting for a failing sink.
+    pub(super) stop: watch::Receiver<bool>,
+    /// Set when the grace period is over or a second signal came: give up on the sink.
+    pub(super) abort: watch::Receiver<bool>,
 }
 
 /// How one attempt to hand a batch to the sink ended, when it did not deliver it.
@@ -48,8 +58,9 @@ impl Delivery {
         common: &CommonProps,
         cache: Option<ActionCache>,
         dead_letter: Option<DeadLetter>,
-        stop: watch::Receiver<bool>,
+        signals: StopSignals,
     ) -> Self {
+        let StopSignals { stop, abort } = signals;
         let retry_interval = Duration::from_millis(common.retry_interval_ms.max(1));
         Self {
             rule,
@@ -61,11 +72,30 @@ impl Delivery {
             cache: cache.map(|cache| tokio::sync::Mutex::new(CacheState::new(cache))),
             dead_letter: dead_letter.map(tokio::sync::Mutex::new),
             stop,
+            abort,
         }
     }
 
     pub(super) fn stopping(&self) -> bool {
-        *self.stop.borrow()
+        *self.stop.borrow() || self.aborting()
+    }
+
+    /// True once the stop's grace period is over (or a second signal came).
+    pub(super) fn aborting(&self) -> bool {
+        *self.abort.borrow()
+    }
+
+    /// Accounts for a batch the run stopped before it was delivered: kept in the cache if the
+    /// action has one, counted failed otherwise.
+    pub(super) async fn cut_short(&self, batch: &Batch) {
+        let n = batch.len() as u64;
+        if self.cache.is_some() {
+            self.cache_push(batch.clone(), STOPPED).await;
+            return;
+        }
+        tracing::error!(action = %self.name, messages = n, "batch not delivered: {STOPPED}");
+        self.metrics.failed.add(n);
+        self.metrics.exceptions.record(STOPPED);
     }
 
     /// Hands a batch that cannot be delivered to the dead-letter output, or counts it failed.
@@ -137,8 +167,15 @@ impl Deliverer {
         let mut retried = 0u32;
         let mut traps = 0u32;
         loop {
+            if shared.aborting() {
+                return Err(stopped_undelivered());
+            }
             let started = Instant::now();
-            let result = self.connector.collect(batch).await;
+            // Past the stop's grace period the call is abandoned where it is.
+            let result = tokio::select! {
+                result = self.connector.collect(batch) => result,
+                () = stopped(shared.abort.clone()) => return Err(stopped_undelivered()),
+            };
             metrics.batches.add(1);
             metrics
                 .collect_time_ns
@@ -164,14 +201,16 @@ impl Deliverer {
                         ?delay,
                         "transient sink error, retrying: {message}"
                     );
-                    if shared.cache.is_some() {
-                        // A stop cuts the wait short: the batch then goes to the cache.
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = stopped(shared.stop.clone()) => {}
-                        }
+                    // A stop cuts the wait short for a cached action (the batch then goes to the
+                    // cache); the end of the grace period cuts it short for any.
+                    let cut = if shared.cache.is_some() {
+                        shared.stop.clone()
                     } else {
-                        tokio::time::sleep(delay).await;
+                        shared.abort.clone()
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stopped(cut) => {}
                     }
                 }
                 CallFailure::Trap(message) if traps + 1 < MAX_TRAPS_PER_BATCH => {
@@ -223,6 +262,10 @@ impl Deliverer {
             return;
         }
         let shared = Arc::clone(&self.shared);
+        if shared.aborting() {
+            shared.cut_short(batch).await;
+            return;
+        }
         if let Some(status) = shared.cache_status().await {
             if !status.room {
                 self.wait_for_room().await;
@@ -249,6 +292,7 @@ impl Deliverer {
         }
         match self.attempt(batch, shared.retry_count).await {
             Ok(()) => {}
+            Err(_) if shared.aborting() => shared.cut_short(batch).await,
             Err(Undelivered {
                 reason: DeadReason::Transient | DeadReason::Unavailable,
                 message,
@@ -263,14 +307,33 @@ impl Deliverer {
     }
 
     /// Closes the sink instance (it flushes what it buffers).
+    /// Skipped past the stop's grace period: a sink stuck in a call may be stuck in `close`.
     pub(super) async fn close(&mut self) {
-        if let Err(failure) = self.connector.close().await {
+        let shared = Arc::clone(&self.shared);
+        if shared.aborting() {
+            return;
+        }
+        let closed = tokio::select! {
+            closed = self.connector.close() => closed,
+            () = stopped(shared.abort.clone()) => return,
+        };
+        if let Err(failure) = closed {
             tracing::error!(action = %self.shared.name, "close failed: {failure}");
             self.shared
                 .metrics
                 .exceptions
                 .record(format!("close: {failure}"));
         }
+    }
+}
+
+/// Why a batch cut short by the end of the stop's grace period was not delivered.
+const STOPPED: &str = "the run was stopped before the batch was delivered";
+
+fn stopped_undelivered() -> Undelivered {
+    Undelivered {
+        reason: DeadReason::Transient,
+        message: STOPPED.to_string(),
     }
 }
 

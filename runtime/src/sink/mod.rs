@@ -111,12 +111,14 @@ pub enum ActionError {
         message: String,
     },
     /// What the manifest grants cannot be set up from the props.
-    #[error("action `{action}`: {source}")]
+    #[error("action `{action}`: {source}{hint}")]
     Grants {
         /// The action.
         action: String,
         /// Why.
         source: ManifestError,
+        /// For a missing prop: which prop given looks like a misspelling of it (or empty).
+        hint: String,
     },
     /// The action's disk cache cannot be opened.
     #[error("action `{action}`: {source}")]
@@ -261,7 +263,15 @@ impl PreparedAction {
         |(phase, failure)| ActionError::Lifecycle {
             action: self.name.to_string(),
             phase,
-            failure,
+            failure: match (failure, &self.spec) {
+                // A sink refusing a prop that is a misspelt common one: say which was meant.
+                (CallFailure::InvalidConfig(message), ConnectorSpec::Wasm(spec)) => {
+                    CallFailure::InvalidConfig(
+                        message + &props::common_key_hints(spec.raw_props.keys()),
+                    )
+                }
+                (failure, _) => failure,
+            },
         }
     }
 
@@ -360,9 +370,26 @@ pub async fn prepare(
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
-                    |source| ActionError::Grants {
-                        action: name.clone(),
-                        source,
+                    |source| {
+                        let missing = match &source {
+                            ManifestError::PropNotAPath { prop, .. }
+                            | ManifestError::BadNetProp { prop, .. } => {
+                                Some(prop).filter(|p| !raw_props.contains_key(p.as_str()))
+                            }
+                            _ => None,
+                        };
+                        let hint = missing
+                            .and_then(|prop| {
+                                props::did_you_mean(prop, raw_props.keys().map(String::as_str)).map(
+                                    |given| format!(" (given: `{given}`; did you mean `{prop}`?)"),
+                                )
+                            })
+                            .unwrap_or_default();
+                        ActionError::Grants {
+                            action: name.clone(),
+                            source,
+                            hint,
+                        }
                     },
                 )?;
             if let Some(explicit) = &common.grants {
@@ -371,6 +398,7 @@ pub async fn prepare(
                     .map_err(|source| ActionError::Grants {
                         action: name.clone(),
                         source,
+                        hint: String::new(),
                     })?;
             }
             if prepare_fs {
@@ -537,6 +565,7 @@ pub struct StartedAction {
     cache: Option<ActionCache>,
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
 }
 
 impl StartedAction {
@@ -549,6 +578,13 @@ impl StartedAction {
     /// a failing sink and keeps what it holds in its cache.
     pub fn set_stop(&mut self, stop: watch::Receiver<bool>) {
         self.stop = stop;
+    }
+
+    /// Tells the action when the stop's grace period is over (or a second signal came): it then
+    /// gives up on the batch in the sink and on every batch after it, keeping them in its cache
+    /// if it has one and counting them failed otherwise, and skips closing its sink.
+    pub fn set_abort(&mut self, abort: watch::Receiver<bool>) {
+        self.abort = abort;
     }
 }
 
@@ -626,6 +662,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         cache,
         dead_letter,
         stop: watch::channel(false).1,
+        abort: watch::channel(false).1,
     })
 }
 

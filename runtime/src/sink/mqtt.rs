@@ -16,6 +16,7 @@ use rumqttc::QoS;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
+use super::props::{COMMON_KEYS, decode};
 use crate::host::CallFailure;
 use crate::mqtt::{self, Connection, MqttSettings, PublishError};
 use crate::template::Template;
@@ -61,8 +62,7 @@ enum Topic {
 impl MqttSpec {
     /// Checks the props (without connecting).
     pub fn parse(props: &Map<String, Json>) -> Result<Self, String> {
-        let p: Props =
-            serde_json::from_value(Json::Object(props.clone())).map_err(|e| e.to_string())?;
+        let p: Props = decode(props, COMMON_KEYS).map_err(|e| e.to_string())?;
         if p.topic.is_empty() {
             return Err("`topic` must not be empty".into());
         }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::batch::Batch;
 use super::batching::Batcher;
-use super::delivery::{Deliverer, Delivery};
+use super::delivery::{Deliverer, Delivery, StopSignals};
 use super::{Chunk, StartedAction};
 
 #[cfg(test)]
@@ -23,6 +23,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         cache,
         dead_letter,
         stop,
+        abort,
     } = started;
     let metrics = Arc::clone(&action.metrics);
     let shared = Arc::new(Delivery::new(
@@ -32,7 +33,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         &action.common,
         cache,
         dead_letter,
-        stop,
+        StopSignals { stop, abort },
     ));
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()

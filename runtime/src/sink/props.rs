@@ -172,6 +172,80 @@ fn err(prop: &str, message: impl Into<String>) -> PropError {
     }
 }
 
+/// The closest of `candidates` to `word`, if one is close enough to be a likely typo
+/// (`paht` → `path`, `sendSingel` → `sendSingle`).
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|&(score, _)| score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Decodes a sink's own props into its props type. A wrong value names the prop, the value and
+/// the expected type (`prop `qos`: invalid type: string "1", expected u8`); an unknown prop
+/// names the closest known one, among the type's fields and `also_known` (the common props).
+pub fn decode<T: serde::de::DeserializeOwned>(
+    props: &Map<String, Json>,
+    also_known: &[&str],
+) -> Result<T, PropError> {
+    serde_path_to_error::deserialize(Json::Object(props.clone())).map_err(|e| {
+        let prop = e.path().to_string();
+        let message = e.into_inner().to_string();
+        match unknown_field(&message) {
+            Some((field, _)) => {
+                let field = field.to_string();
+                let hint = unknown_field_hint(&message, also_known);
+                err(&field, format!("{message}{hint}"))
+            }
+            None => err(if prop == "." { "(props)" } else { &prop }, message),
+        }
+    })
+}
+
+/// For serde's "unknown field" message, ` (did you mean `x`?)` naming the closest of the
+/// expected fields and `also_known`; empty for other messages or when nothing is close.
+pub fn unknown_field_hint(message: &str, also_known: &[&str]) -> String {
+    unknown_field(message)
+        .and_then(|(field, expected)| {
+            did_you_mean(
+                field,
+                expected.into_iter().chain(also_known.iter().copied()),
+            )
+        })
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+/// For a sink's own props that look like misspelt common props, `` (`sendSingel` is not a
+/// common prop: did you mean `sendSingle`?)`` each; empty when there are none.
+pub fn common_key_hints<'a>(own: impl IntoIterator<Item = &'a String>) -> String {
+    own.into_iter()
+        .filter_map(|key| {
+            did_you_mean(key, COMMON_KEYS.iter().copied())
+                .map(|c| format!(" (`{key}` is not a common prop: did you mean `{c}`?)"))
+        })
+        .collect()
+}
+
+/// The unknown field and the expected ones, from serde's "unknown field `x`, expected `a`" or
+/// "…, expected one of `a`, `b`" or "…, there are no fields".
+fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).collect();
+    Some((field, expected))
+}
+
 /// A size in bytes: a number, or a string with a unit (`512KiB`, `32MiB`, `1GB`).
 pub fn byte_size(value: &Json) -> Option<usize> {
     if let Some(n) = value.as_u64() {
@@ -514,5 +588,35 @@ mod tests {
         assert_eq!(e.prop, "resendPriority");
         let e = split(&props(r#"{"deadLetter":{"a":{},"b":{}}}"#)).unwrap_err();
         assert_eq!(e.prop, "deadLetter");
+    }
+
+    #[test]
+    fn decoding_own_props_names_the_prop_and_suggests() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only decoded")]
+        struct Own {
+            path: String,
+            qos: Option<u8>,
+        }
+        let e = decode::<Own>(&props(r#"{"path":"a","qos":"1"}"#), COMMON_KEYS).unwrap_err();
+        assert_eq!(e.prop, "qos");
+        assert_eq!(
+            e.to_string(),
+            r#"prop `qos`: invalid type: string "1", expected u8"#
+        );
+        let e = decode::<Own>(&props(r#"{"paht":"a"}"#), COMMON_KEYS).unwrap_err();
+        assert_eq!(e.prop, "paht");
+        assert!(e.message.ends_with("(did you mean `path`?)"), "{e}");
+        let e =
+            decode::<Own>(&props(r#"{"path":"a","sendSingel":true}"#), COMMON_KEYS).unwrap_err();
+        assert!(e.message.ends_with("(did you mean `sendSingle`?)"), "{e}");
+        let hints = common_key_hints(props(r#"{"paht":1,"sendSingel":true}"#).keys());
+        assert_eq!(
+            hints,
+            " (`sendSingel` is not a common prop: did you mean `sendSingle`?)"
+        );
+        let e = decode::<Own>(&props(r#"{"path":"a","zzz":1}"#), COMMON_KEYS).unwrap_err();
+        assert!(!e.message.contains("did you mean"), "{e}");
     }
 }

@@ -2,7 +2,10 @@
 //! topic that other rules' memory streams subscribe to (with MQTT-style `+` and `#` wildcards).
 //!
 //! Publishing waits for slow subscribers (back-pressure, not loss). A memory stream ends when
-//! every memory action of the run has closed; with no memory action in the run, it waits for
+//! every memory action of the run that publishes to a topic it matches has closed (its
+//! upstream is done), so a pipeline of rules (a rule reading a memory stream and writing to a
+//! memory action of its own) ends once its first rule's input ends. A memory stream no action
+//! of the run can feed ends at once; with no memory action in the run at all, it waits for
 //! messages until the run is stopped.
 
 use std::fmt;
@@ -30,8 +33,16 @@ struct Subscriber {
 #[derive(Default)]
 struct Inner {
     subscribers: Vec<Subscriber>,
-    publishers: usize,
+    /// The topic of each live publisher (one entry per memory action).
+    publishers: Vec<String>,
     had_publishers: bool,
+}
+
+impl Inner {
+    /// True if a live publisher writes to a topic that `pattern` matches.
+    fn fed(&self, pattern: &str) -> bool {
+        self.publishers.iter().any(|t| topic_matches(pattern, t))
+    }
 }
 
 /// The bus shared by a run's rules.
@@ -46,20 +57,27 @@ impl fmt::Debug for MemoryBus {
     }
 }
 
-/// Keeps the bus open while a memory action runs; dropping the last one ends memory streams.
+/// Keeps a topic's subscriptions open while a memory action runs; dropping the last guard of
+/// the topics a subscription matches ends that memory stream.
 #[derive(Debug)]
 pub struct PublisherGuard {
     bus: Arc<MemoryBus>,
+    topic: String,
 }
 
 impl Drop for PublisherGuard {
     fn drop(&mut self) {
-        if let Ok(mut inner) = self.bus.inner.lock() {
-            inner.publishers = inner.publishers.saturating_sub(1);
-            if inner.publishers == 0 {
-                // Dropping the senders ends every subscription once it has drained.
-                inner.subscribers.clear();
+        if let Ok(mut guard) = self.bus.inner.lock() {
+            let Inner {
+                subscribers,
+                publishers,
+                ..
+            } = &mut *guard;
+            if let Some(i) = publishers.iter().position(|t| *t == self.topic) {
+                publishers.swap_remove(i);
             }
+            // Dropping a sender ends its subscription once it has drained.
+            subscribers.retain(|s| publishers.iter().any(|t| topic_matches(&s.pattern, t)));
         }
     }
 }
@@ -70,14 +88,16 @@ impl MemoryBus {
         Arc::new(Self::default())
     }
 
-    /// Registers a publisher (a memory action): call before any source starts.
-    pub fn publisher(self: &Arc<Self>) -> PublisherGuard {
+    /// Registers a publisher (a memory action writing to `topic`): call before any source
+    /// starts.
+    pub fn publisher(self: &Arc<Self>, topic: &str) -> PublisherGuard {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.publishers += 1;
+            inner.publishers.push(topic.to_string());
             inner.had_publishers = true;
         }
         PublisherGuard {
             bus: Arc::clone(self),
+            topic: topic.to_string(),
         }
     }
 
@@ -85,8 +105,9 @@ impl MemoryBus {
     pub fn subscribe(&self, pattern: &str) -> mpsc::Receiver<Published> {
         let (tx, rx) = mpsc::channel(1024);
         if let Ok(mut inner) = self.inner.lock() {
-            // With publishers registered and all of them gone, there is nothing to wait for.
-            if !(inner.had_publishers && inner.publishers == 0) {
+            // With publishers registered and none of them (still) writing to a matching
+            // topic, there is nothing to wait for.
+            if !inner.had_publishers || inner.fed(pattern) {
                 inner.subscribers.push(Subscriber {
                     pattern: pattern.to_string(),
                     tx,
@@ -201,7 +222,37 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use super::*;
+
+    fn published(n: u8) -> Published {
+        Published {
+            payload: Arc::from(vec![n]),
+            timestamp_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_when_its_upstream_publishers_are_done() {
+        let bus = MemoryBus::new();
+        // Rule 1 writes a/x; rule 2 reads a/+ and writes b; rule 3 reads b.
+        let first = bus.publisher("a/x");
+        let second = bus.publisher("b");
+        let mut reads_a = bus.subscribe("a/+");
+        let mut reads_b = bus.subscribe("b");
+        let mut reads_nothing = bus.subscribe("c");
+        assert!(reads_nothing.recv().await.is_none(), "no action feeds `c`");
+        bus.publish("a/x", published(1)).await;
+        drop(first);
+        assert_eq!(reads_a.recv().await.map(|m| m.payload[0]), Some(1));
+        assert!(
+            reads_a.recv().await.is_none(),
+            "a/+ ends once its only publisher is done, although `b`'s publisher lives"
+        );
+        bus.publish("b", published(2)).await;
+        drop(second);
+        assert_eq!(reads_b.recv().await.map(|m| m.payload[0]), Some(2));
+        assert!(reads_b.recv().await.is_none());
+    }
 
     #[test]
     fn matches_mqtt_wildcards() {

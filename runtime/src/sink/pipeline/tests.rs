@@ -46,6 +46,8 @@ fn temp_dir(test: &str) -> PathBuf {
 struct Action {
     tx: Option<mpsc::Sender<Chunk>>,
     stop: watch::Sender<bool>,
+    /// The end of the stop's grace period.
+    abort: watch::Sender<bool>,
     metrics: Arc<ActionMetrics>,
     run: tokio::task::JoinHandle<()>,
 }
@@ -86,17 +88,20 @@ impl Action {
             backoff: Backoff::new(MS, MAX_RETRY_BACKOFF),
         });
         let (stop, stop_rx) = watch::channel(false);
+        let (abort, abort_rx) = watch::channel(false);
         let started = StartedAction {
             action,
             connectors: sinks.iter().map(|s| s.connector()).collect(),
             cache,
             dead_letter,
             stop: stop_rx,
+            abort: abort_rx,
         };
         let (tx, rx) = mpsc::channel(capacity);
         Self {
             tx: Some(tx),
             stop,
+            abort,
             metrics,
             run: tokio::spawn(run(started, rx)),
         }
@@ -356,6 +361,66 @@ async fn a_stop_while_the_sink_fails_keeps_the_rows_in_the_disk_cache() {
     assert_eq!(kept, payloads(0..4));
     drop(cache);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Starts an action whose sink hangs in `collect`, stops the run, then ends the grace period;
+/// returns the counters and how long the action took to finish after the grace period.
+async fn stop_a_stuck_sink(
+    props: serde_json::Value,
+    cache_dir: Option<&std::path::Path>,
+) -> (Arc<ActionMetrics>, Duration) {
+    let sink = FakeSink::new([], Step::Slow(Duration::from_secs(3600)));
+    let action = Action::start(props, &[&sink], None, cache_dir, 8);
+    action.send(rows(0..4)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    action.stop.send(true).expect("the action listens");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let grace_over = Instant::now();
+    action.abort.send(true).expect("the action listens");
+    let m = action.finish().await;
+    (m, Instant::now() - grace_over)
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_grace_period_a_stuck_sink_is_abandoned_and_its_rows_count_failed() {
+    let (m, took) = stop_a_stuck_sink(json!({"batchSize": 2}), None).await;
+    assert!(took < Duration::from_secs(1), "the action took {took:?}");
+    assert_counts(&m, [4, 0, 0, 4, 0]);
+    let last = m.exceptions.last().unwrap_or_default();
+    assert!(
+        last.contains("stopped before the batch was delivered"),
+        "{last}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_grace_period_a_stuck_sink_leaves_its_rows_in_the_cache() {
+    let dir = temp_dir("stuck");
+    let (m, took) =
+        stop_a_stuck_sink(json!({"batchSize": 2, "enableCache": true}), Some(&dir)).await;
+    assert!(took < Duration::from_secs(1), "the action took {took:?}");
+    assert_counts(&m, [4, 0, 0, 0, 4]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_grace_period_retries_of_an_uncached_action_stop() {
+    let sink = FakeSink::new([], Step::Transient);
+    let action = Action::start(
+        json!({"retryCount": 10, "retryInterval": "10s"}),
+        &[&sink],
+        None,
+        None,
+        8,
+    );
+    action.send(rows(0..3)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    action.stop.send(true).expect("the action listens");
+    let grace_over = Instant::now();
+    action.abort.send(true).expect("the action listens");
+    let m = action.finish().await;
+    assert!(Instant::now() - grace_over < Duration::from_secs(1));
+    assert_counts(&m, [3, 0, 0, 3, 0]);
 }
 
 #[tokio::test(start_paused = true)]

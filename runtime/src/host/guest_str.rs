@@ -2,6 +2,8 @@
 //! hands back) are capped at the boundary, so a few bytes of input cannot become gigabytes of
 //! log, summary or dead letters once the host copies, escapes and repeats them.
 
+use std::borrow::Cow;
+
 /// The most bytes of a guest's string the host keeps.
 pub const GUEST_STRING_CAP: usize = 4096;
 
@@ -12,14 +14,25 @@ pub fn cap_guest_string_at(mut s: String, cap: usize) -> String {
         return s;
     }
     let total = s.len();
-    let mut end = cap;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
+    s.truncate(s.floor_char_boundary(cap));
     s.shrink_to_fit();
-    s.push_str(&format!("… [truncated: {total} bytes]"));
+    s.push_str(&marker(total));
     s
+}
+
+/// `text` cut to [`GUEST_STRING_CAP`] bytes like [`cap_guest_string`], without copying it when
+/// it fits: for a guest string the host only quotes.
+pub fn capped(text: &str) -> Cow<'_, str> {
+    if text.len() <= GUEST_STRING_CAP {
+        return Cow::Borrowed(text);
+    }
+    let kept = &text[..text.floor_char_boundary(GUEST_STRING_CAP)];
+    Cow::Owned(format!("{kept}{}", marker(text.len())))
+}
+
+/// What a cut string ends with: how long it was.
+fn marker(total: usize) -> String {
+    format!("… [truncated: {total} bytes]")
 }
 
 /// `s` cut to [`GUEST_STRING_CAP`] bytes, marked as truncated when it was longer.

@@ -31,19 +31,7 @@ pub struct InstanceTag {
 /// dropped and counted, so a guest that floods its log cannot flood the host's.
 pub const LOG_LINES_PER_SECOND: u32 = 200;
 
-/// The most bytes of one guest string (a log line, a topic quoted in a message) the host keeps;
-/// the rest is cut, and the cut is marked.
-pub const MAX_GUEST_TEXT: usize = 4096;
-
-/// `text` cut to at most [`MAX_GUEST_TEXT`] bytes (on a character boundary), marked when cut:
-/// for a guest string quoted in a message.
-pub fn capped(text: &str) -> Cow<'_, str> {
-    if text.len() <= MAX_GUEST_TEXT {
-        return Cow::Borrowed(text);
-    }
-    let kept = &text[..text.floor_char_boundary(MAX_GUEST_TEXT)];
-    Cow::Owned(format!("{kept}… [truncated, {} bytes]", text.len()))
-}
+use super::guest_str::capped;
 
 /// Whether `c` is escaped in a guest log line: control characters (CR, LF, ESC…), and the
 /// Unicode line separators and direction overrides that could make a line read as another.
@@ -210,10 +198,10 @@ mod tests {
     fn long_guest_strings_are_cut_and_marked() {
         let long = "é".repeat(3000);
         let cut = capped(&long);
-        assert!(cut.ends_with("… [truncated, 6000 bytes]"), "{cut}");
-        assert_eq!(cut.len(), 4096 + "… [truncated, 6000 bytes]".len());
-        assert!(sanitized(&format!("{long}\n")).ends_with("[truncated, 6001 bytes]"));
-        let short = "a".repeat(MAX_GUEST_TEXT);
+        assert!(cut.ends_with("… [truncated: 6000 bytes]"), "{cut}");
+        assert_eq!(cut.len(), 4096 + "… [truncated: 6000 bytes]".len());
+        assert!(sanitized(&format!("{long}\n")).ends_with("[truncated: 6001 bytes]"));
+        let short = "a".repeat(super::super::guest_str::GUEST_STRING_CAP);
         assert!(matches!(capped(&short), Cow::Borrowed(_)));
     }
 

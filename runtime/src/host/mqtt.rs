@@ -11,8 +11,7 @@ use wasmtime::component::{HasData, Linker};
 use super::bindings::oort::sink::mqtt::{self, Qos};
 use super::bindings::oort::sink::types::SinkError;
 use super::grants::MqttGrant;
-use super::guest_str::cap_guest_string_at;
-use super::log::capped;
+use super::guest_str::{cap_guest_string_at, capped};
 
 /// How much of a refused topic an error message quotes.
 const QUOTED_TOPIC: usize = 256;

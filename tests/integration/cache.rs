@@ -132,3 +132,49 @@ fn a_cache_folder_others_may_write_to_is_not_used() {
         "nothing is written to or read from it"
     );
 }
+
+#[test]
+fn a_first_load_says_it_compiles_and_a_cached_one_is_quiet() {
+    let scratch = crate::common::Scratch::new();
+    let cache = tempfile::tempdir().unwrap();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+    );
+    scratch.write("in.jsonl", "{\"n\": 1}\n");
+    scratch.write(
+        "rule.json",
+        r#"{"id": "r", "sql": "SELECT n FROM demo", "actions": [{"counter": {}}]}"#,
+    );
+    let run = || {
+        let out = scratch
+            .oort(&[
+                "run-rule",
+                "rule.json",
+                "--streams",
+                "streams.sql",
+                "--log",
+                "info",
+            ])
+            .env("OORT_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = run();
+    assert!(
+        first.contains("(first load of this build; cached afterwards)")
+            && first.contains("compiled "),
+        "the first load says it compiles and how long it took: {first}"
+    );
+    let second = run();
+    assert!(
+        !second.contains("compiling"),
+        "a load from the cache compiles nothing: {second}"
+    );
+}

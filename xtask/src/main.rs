@@ -209,7 +209,7 @@ fn demo() -> Result<(), String> {
     build_sinks(&plugins)?;
     let demo = root().join("examples").join("demo");
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "oort", "--", "run-rule"])
+    cmd.args(["run", "-p", "oort", "--", "run-rule"])
         .arg(demo.join("rule.json"))
         .arg("--streams")
         .arg(demo.join("streams.sql"))

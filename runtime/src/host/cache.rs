@@ -113,12 +113,14 @@ impl ArtifactCache {
         &self,
         engine: &Engine,
         bytes: &[u8],
+        what: &Path,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let key = match self.key() {
             Ok(key) => key,
             Err(err) => {
                 tracing::warn!(%err, "component cache not used");
-                return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
+                let component = compile(engine, bytes, what, "the component cache is not used")?;
+                return Ok((component, CacheOutcome::Disabled));
             }
         };
         let (name, path) = self.entry(engine, bytes);
@@ -148,7 +150,12 @@ impl ArtifactCache {
                 ),
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile(
+            engine,
+            bytes,
+            what,
+            "first load of this build; cached afterwards",
+        )?;
         let outcome = match self.store(&key, &name, &path, &component) {
             Ok(()) => CacheOutcome::Compiled,
             Err(err) => {
@@ -304,6 +311,25 @@ fn check_owner(path: &Path, meta: &std::fs::Metadata, forbidden: u32) -> Result<
 #[cfg(not(unix))]
 fn check_owner(_: &Path, _: &std::fs::Metadata, _: u32) -> Result<(), CacheDirError> {
     Ok(())
+}
+
+/// Compiles a component, saying so before and after: a large component (a Python or JavaScript
+/// sink) takes seconds, which a run should not spend in silence.
+pub fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    what: &Path,
+    why: &str,
+) -> wasmtime::Result<Component> {
+    tracing::info!("compiling {} ({why})", what.display());
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, bytes)?;
+    tracing::info!(
+        "compiled {} in {:.1} s",
+        what.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(component)
 }
 
 #[cfg(test)]

@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{ArtifactCache, CacheOutcome};
@@ -293,10 +292,16 @@ impl SinkHost {
         };
         let (component, cache) = match &self.inner.cache {
             Some(cache) => cache
-                .load_or_compile(&self.inner.engine, &bytes)
+                .load_or_compile(&self.inner.engine, &bytes, path)
                 .map_err(compile_err)?,
             None => (
-                Component::new(&self.inner.engine, &bytes).map_err(compile_err)?,
+                cache::compile(
+                    &self.inner.engine,
+                    &bytes,
+                    path,
+                    "the component cache is off",
+                )
+                .map_err(compile_err)?,
                 CacheOutcome::Disabled,
             ),
         };

@@ -31,8 +31,8 @@ pub use crate::report::{ActionReport, RuleReport, RunReport};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The rule file (a rule or a ruleset).
-    pub rule_path: PathBuf,
+    /// The rule files (rules, arrays of rules, rulesets, or folders of them).
+    pub rule_paths: Vec<PathBuf>,
     /// Files of `CREATE STREAM` statements.
     pub stream_paths: Vec<PathBuf>,
     /// The plugins folder (`<dir>/sinks/*.wasm`).
@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub mqtt_conf: Option<PathBuf>,
     /// Where actions keep their disk caches.
     pub data_dir: PathBuf,
+    /// Log every rule's counters this often while the run goes on (they are also logged on
+    /// SIGUSR1).
+    pub progress_every: Option<Duration>,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -156,6 +159,21 @@ impl sql::Catalog for Catalog {
 }
 
 impl Catalog {
+    /// For an unknown stream's error: where streams come from, and which this run knows.
+    fn where_streams_come_from(&self) -> String {
+        let mut known: Vec<&str> = self.streams.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let known = if known.is_empty() {
+            "none is defined".to_string()
+        } else {
+            format!("defined: {}", known.join(", "))
+        };
+        format!(
+            " ({known}; streams are given with `--streams FILE` (-s, a file of CREATE STREAM \
+             statements) or in a ruleset's `streams`)"
+        )
+    }
+
     fn add(&mut self, def: StreamDef) -> Result<(), RunError> {
         if let Some(existing) = self.streams.get(def.name.as_ref()) {
             return Err(RunError::DuplicateStream {
@@ -188,7 +206,7 @@ pub struct PreparedRule {
 
 /// Loads the rule file and the streams, and compiles every selected rule's SQL.
 pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
-    let file = crate::rule::load(&config.rule_path)?;
+    let file = crate::rule::load_all(&config.rule_paths)?;
     let mut catalog = Catalog::default();
     if let Some(path) = &config.mqtt_conf {
         catalog.mqtt = Arc::new(crate::mqtt::MqttConf::load(path).map_err(RunError::MqttConf)?);
@@ -220,7 +238,13 @@ pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
         rules.retain(|r| &r.id == id);
         if rules.is_empty() {
             return Err(RunError::NoSuchRule {
-                path: config.rule_path.clone(),
+                path: config
+                    .rule_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into(),
                 id: id.clone(),
                 ids,
             });
@@ -236,10 +260,15 @@ async fn prepare_rule(
     env: &ActionEnv,
     running: bool,
 ) -> Result<PreparedRule, RunError> {
-    let query = sql::compile(&def.sql, catalog).map_err(|source| RunError::Sql {
-        path: def.path.clone(),
-        rule: def.id.clone(),
-        source,
+    let query = sql::compile(&def.sql, catalog).map_err(|mut source| {
+        if source.message.starts_with("unknown stream") {
+            source.message.push_str(&catalog.where_streams_come_from());
+        }
+        RunError::Sql {
+            path: def.path.clone(),
+            rule: def.id.clone(),
+            source,
+        }
     })?;
     let sql_error = |message: String| RunError::Sql {
         path: def.path.clone(),
@@ -274,6 +303,18 @@ async fn prepare_rule(
             return Err(sql_error(format!(
                 "the rule runs on event time (isEventTime) but stream `{}` has no TIMESTAMP field",
                 stream.name
+            )));
+        }
+        if def.options.is_event_time
+            && !src.table
+            && let (Some(ts), Some(columns)) = (&stream.options.timestamp, &stream.columns)
+            && !columns.iter().any(|c| c.name.eq_ignore_ascii_case(ts))
+        {
+            return Err(sql_error(format!(
+                "the rule runs on event time (isEventTime) on TIMESTAMP field `{ts}`, but stream \
+                 `{}` ({}) does not declare a column `{ts}`: declare it (e.g. `{ts} BIGINT`) or \
+                 leave the column list empty",
+                stream.name, stream.origin
             )));
         }
         streams.push(stream);
@@ -538,6 +579,19 @@ pub async fn run_with_grace(
         }
     }
     let sighup = reload::on_sighup(Arc::clone(&reloader));
+    // Listening for SIGUSR1 starts here, before any row is read: unhandled, it would kill.
+    #[cfg(unix)]
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| tracing::warn!("cannot listen for SIGUSR1: {e}"))
+        .ok();
+    #[cfg(not(unix))]
+    let usr1 = None;
+    let progress = tokio::spawn(report_progress(
+        report.rules.clone(),
+        started,
+        config.progress_every,
+        usr1,
+    ));
 
     // Sources run until their input ends; stopping drops them, which closes their channels and
     // lets every downstream stage drain and close in order.
@@ -590,8 +644,53 @@ pub async fn run_with_grace(
     if let Some(task) = sighup {
         task.abort();
     }
+    progress.abort();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Logs every rule's counters every `every` (if given) and on each SIGUSR1, until aborted:
+/// an unbounded run shows how it goes without waiting for its end.
+async fn report_progress(
+    rules: Vec<RuleReport>,
+    started: Instant,
+    every: Option<Duration>,
+    #[cfg(unix)] mut usr1: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] _usr1: Option<()>,
+) {
+    let mut tick = every.map(|every| {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
+    loop {
+        let ticked = async {
+            match tick.as_mut() {
+                Some(tick) => {
+                    tick.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(unix)]
+        let signalled = async {
+            match usr1.as_mut() {
+                Some(usr1) => {
+                    usr1.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        tokio::select! {
+            () = ticked => {}
+            () = signalled => {}
+        }
+        for line in crate::report::progress_lines(&rules, started.elapsed()) {
+            tracing::info!("{line}");
+        }
+    }
 }
 
 /// Waits for all futures (sources are few; no extra dependency needed).

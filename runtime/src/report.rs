@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 
 /// The counters of one rule after (or during) a run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleReport {
     /// The rule's id.
     pub id: String,
@@ -24,7 +24,7 @@ pub struct RuleReport {
 }
 
 /// The counters of one action of a rule.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ActionReport {
     /// The action's name in metrics and logs: `<plugin>_<index>`, as eKuiper names sink nodes.
     pub name: String,
@@ -153,6 +153,40 @@ impl RunReport {
         out.push('\n');
         out
     }
+}
+
+/// One line per rule of the counters so far, for progress reports while a run goes on.
+pub fn progress_lines(rules: &[RuleReport], elapsed: Duration) -> Vec<String> {
+    rules
+        .iter()
+        .map(|rule| {
+            let actions = rule
+                .actions
+                .iter()
+                .map(|a| {
+                    let m = &a.metrics;
+                    format!(
+                        "{} {} in, {} out, {} failed, {} dead-lettered, {} cached",
+                        a.name,
+                        m.records_in.get(),
+                        m.records_out.get(),
+                        m.failed.get(),
+                        m.dead_lettered.get(),
+                        m.cached.get()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!(
+                "progress after {:.1} s: rule {}: {} rows read, {} out, {} errors; {actions}",
+                elapsed.as_secs_f64(),
+                rule.id,
+                rule.source.records_out.get(),
+                rule.rule.records_out.get(),
+                rule.source.exceptions.total() + rule.rule.exceptions.total(),
+            )
+        })
+        .collect()
 }
 
 /// The report as a JSON document.

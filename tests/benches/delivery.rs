@@ -237,7 +237,7 @@ fn write_case(dir: &Path, streams: &str, rule: &serde_json::Value) -> anyhow::Re
 
 fn run_in_process(dir: &Path) -> anyhow::Result<oort::engine::RunReport> {
     let config = RunConfig {
-        rule_path: dir.join("rule.json"),
+        rule_paths: vec![dir.join("rule.json")],
         stream_paths: vec![dir.join("streams.sql")],
         plugins_dir: dir.join("plugins"),
         only_rule: None,
@@ -250,6 +250,7 @@ fn run_in_process(dir: &Path) -> anyhow::Result<oort::engine::RunReport> {
         watch: false,
         mqtt_conf: None,
         data_dir: dir.join("data"),
+        progress_every: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -544,7 +544,7 @@ fn run_once(
     std::fs::write(dir.join("streams.sql"), streams)?;
     std::fs::write(dir.join("rule.json"), rule)?;
     let config = RunConfig {
-        rule_path: dir.join("rule.json"),
+        rule_paths: vec![dir.join("rule.json")],
         stream_paths: vec![dir.join("streams.sql")],
         plugins_dir: dir.join("plugins"),
         only_rule: None,
@@ -557,6 +557,7 @@ fn run_once(
         watch: false,
         mqtt_conf: None,
         data_dir: std::env::temp_dir().join("oort-bench-data"),
+        progress_every: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -787,7 +788,7 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
     )?;
     let out = count_messages(broker.port, "oort-bench-out", "bench/out")?;
     let config = RunConfig {
-        rule_path: dir.join("rule.json"),
+        rule_paths: vec![dir.join("rule.json")],
         stream_paths: vec![dir.join("streams.sql")],
         plugins_dir: dir.join("plugins"),
         only_rule: None,
@@ -800,6 +801,7 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         watch: false,
         mqtt_conf: Some(dir.join("mqtt.yaml")),
         data_dir: dir.join("data"),
+        progress_every: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let rule = std::thread::spawn(move || -> anyhow::Result<(oort::engine::RunReport, f64)> {

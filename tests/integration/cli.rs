@@ -307,3 +307,160 @@ fn the_readme_lists_every_sql_function() {
         assert!(readme.contains(row), "README lacks the function row {row}");
     }
 }
+
+#[test]
+fn several_rule_files_a_folder_and_an_array_run_together() {
+    let scratch = demo();
+    let rule = |id: &str, n: u32| {
+        format!(
+            r#"{{"id":"{id}","sql":"SELECT n FROM demo WHERE n < {n}","actions":[{{"file":{{"path":"out/{id}.jsonl"}}}}]}}"#
+        )
+    };
+    scratch.write("more/b.json", &rule("b", 2));
+    scratch.write("more/c.json", &rule("c", 3));
+    scratch.write(
+        "array.json",
+        &format!("[{}, {}]", rule("d", 4), rule("e", 5)),
+    );
+    // No `id`: the file name is the id.
+    scratch.write(
+        "lows.json",
+        r#"{"sql":"SELECT n FROM demo WHERE n < 1","actions":[{"file":{"path":"out/lows.jsonl"}}]}"#,
+    );
+    let run = Run::from(
+        scratch
+            .oort(&[
+                "run-rule",
+                "rule.json",
+                "more",
+                "array.json",
+                "lows.json",
+                "-s",
+                "streams.sql",
+                "--json",
+                "--log",
+                "info",
+            ])
+            .output()
+            .unwrap(),
+    );
+    run.assert_ok();
+    let ids: Vec<_> = run.summary()["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["evens", "b", "c", "d", "e", "lows"]);
+    // Relative paths in a rule's props start at its file's folder.
+    for (path, rows) in [
+        ("more/out/b.jsonl", 2),
+        ("more/out/c.jsonl", 3),
+        ("out/d.jsonl", 4),
+        ("out/e.jsonl", 5),
+        ("out/lows.jsonl", 1),
+    ] {
+        assert_eq!(scratch.read(path).lines().count(), rows, "{path}");
+    }
+    assert!(
+        run.stderr
+            .contains("the rule has no `id`: it is `lows`, after the file name"),
+        "{}",
+        run.stderr
+    );
+
+    // The same id twice in one run is refused, naming both files.
+    scratch.write("more/dup.json", &rule("evens", 1));
+    let run = Run::from(
+        scratch
+            .oort(&["run-rule", "rule.json", "more", "-s", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("dup.json: rule `evens`: field `id`: a rule with this id is also in")
+            && run.stderr.contains("rule.json"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unbounded_run_logs_its_counters_periodically_and_on_sigusr1() {
+    use std::io::Write;
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", STDIN_STREAM);
+    scratch.write(
+        "rule.json",
+        r#"{"id":"r","sql":"SELECT n FROM s","actions":[{"file":{"path":"out/result.jsonl"}}]}"#,
+    );
+    let spawn = |extra: &[&str]| {
+        let mut args = vec![
+            "run-rule",
+            "rule.json",
+            "-s",
+            "streams.sql",
+            "--log",
+            "info",
+        ];
+        args.extend(extra);
+        scratch
+            .oort(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(&["--progress", "200ms"]);
+    let log = crate::common::collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    stdin.flush().unwrap();
+    let progress = "progress after";
+    let with_rows = "rule r: 2 rows read, 2 out, 0 errors; file_0 2 in, 2 out, 0 failed";
+    wait_for(
+        "a periodic progress line with both rows",
+        std::time::Duration::from_secs(20),
+        || log.lock().unwrap().contains(with_rows),
+    );
+    let ticks = log.lock().unwrap().matches(progress).count();
+    wait_for(
+        "another periodic line",
+        std::time::Duration::from_secs(20),
+        || log.lock().unwrap().matches(progress).count() > ticks,
+    );
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Without --progress nothing is logged until SIGUSR1 asks.
+    let mut child = spawn(&[]);
+    let log = crate::common::collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":1}\n").unwrap();
+    stdin.flush().unwrap();
+    let out = scratch.path().join("out/result.jsonl");
+    wait_for("the row", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 1)
+    });
+    assert!(
+        !log.lock().unwrap().contains(progress),
+        "{}",
+        log.lock().unwrap()
+    );
+    let signalled = std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    wait_for(
+        "the progress line SIGUSR1 asked for",
+        std::time::Duration::from_secs(20),
+        || log.lock().unwrap().contains("rule r: 1 rows read, 1 out"),
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

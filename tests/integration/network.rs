@@ -51,6 +51,19 @@ fn rest_sends_each_row_with_the_method_headers_and_body_asked() {
 }
 
 #[test]
+fn rest_debug_resp_logs_each_answer_at_info() {
+    let server = HttpServer::start();
+    let action = |debug: bool| json!({"rest": {"url": server.url("/in"), "method": "post", "debugResp": debug}});
+    let run = case(&numbered(2), action(true)).run_rule(&["--log", "info"]);
+    run.assert_ok();
+    let answered = format!("{} answered 200", server.url("/in"));
+    assert_eq!(run.stderr.matches(&answered).count(), 2, "{}", run.stderr);
+    let run = case(&numbered(2), action(false)).run_rule(&["--log", "info"]);
+    run.assert_ok();
+    assert!(!run.stderr.contains(&answered), "{}", run.stderr);
+}
+
+#[test]
 fn rest_defaults_follow_ekuiper_get_without_a_body() {
     let server = HttpServer::start();
     let scratch = case(

@@ -44,9 +44,11 @@ pub enum Command {
 /// Options shared by commands that load rules.
 #[derive(Debug, Args)]
 pub struct RuleArgs {
-    /// The rule file: an eKuiper rule (`{"id", "sql", "actions"}`) or ruleset export
-    /// (`{"streams", "rules"}`).
-    pub rule: PathBuf,
+    /// Rule files: an eKuiper rule (`{"id", "sql", "actions"}`; without `id`, the file name is
+    /// the id), a JSON array of rules, a ruleset export (`{"streams", "rules"}`), or a folder of
+    /// such `*.json` files. Several may be given: their rules run together.
+    #[arg(required = true, num_args = 1..)]
+    pub rule: Vec<PathBuf>,
 
     /// A file of `CREATE STREAM` statements (repeatable). Relative DATASOURCE paths start at
     /// its folder.
@@ -120,7 +122,7 @@ impl RuleArgs {
             self.cache_dir.clone().or_else(ArtifactCache::default_dir)
         };
         RunConfig {
-            rule_path: self.rule.clone(),
+            rule_paths: self.rule.clone(),
             stream_paths: self.streams.clone(),
             plugins_dir: self.plugins.clone(),
             only_rule: self.rule_id.clone(),
@@ -141,6 +143,7 @@ impl RuleArgs {
             watch: false,
             mqtt_conf: self.mqtt_conf.clone(),
             data_dir: self.data_dir.clone(),
+            progress_every: None,
         }
     }
 }

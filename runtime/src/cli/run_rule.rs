@@ -30,6 +30,11 @@ pub struct RunRuleArgs {
     /// stay in the action's cache if it has one and are counted failed otherwise.
     #[arg(long, default_value = "5s", value_parser = parse_grace)]
     pub grace: Duration,
+
+    /// Log every rule's counters this often while the run goes on (milliseconds or a duration
+    /// like "10s"); useful for unbounded (MQTT) input. SIGUSR1 logs them at any time.
+    #[arg(long, value_parser = parse_grace)]
+    pub progress: Option<Duration>,
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -43,6 +48,7 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
 pub async fn run(args: RunRuleArgs) -> ExitCode {
     let mut config = args.rule.config();
     config.watch = args.watch;
+    config.progress_every = args.progress.filter(|d| !d.is_zero());
     // Signals are counted from the start: the first stops the run, the second stops it now.
     let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
     let listener = tokio::spawn(count_signals(signals_tx));

@@ -1,6 +1,9 @@
-//! Rule files: an eKuiper rule (`{"id", "sql", "actions", "options"}`) or an eKuiper ruleset
-//! export (`{"streams": {...}, "tables": {...}, "rules": {...}}`), read into validated
-//! [`RuleDef`]s. Every error names the file and the field.
+//! Rule files: an eKuiper rule (`{"id", "sql", "actions", "options"}`), a JSON array of rules,
+//! an eKuiper ruleset export (`{"streams": {...}, "tables": {...}, "rules": {...}}`), or a folder
+//! of such files, read into validated [`RuleDef`]s. Every error names the file and the field.
+//!
+//! A rule file without `id` takes its id from the file name (`alerts.json` → `alerts`), as an
+//! eKuiper rule takes its id from `create rule NAME`.
 
 mod duration;
 
@@ -136,7 +139,8 @@ pub struct RuleFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    id: String,
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -164,8 +168,54 @@ struct RawRuleset {
     rules: Map<String, Json>,
 }
 
-/// Reads a rule file or a ruleset file.
+/// Reads several rule files (or folders of them) into one set; rule ids must be unique.
+pub fn load_all(paths: &[PathBuf]) -> Result<RuleFile, RuleError> {
+    let mut all = RuleFile::default();
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    for path in paths {
+        let file = load(path)?;
+        for rule in &file.rules {
+            if let Some(first) = seen.insert(rule.id.clone(), rule.path.clone()) {
+                return Err(RuleError::Field {
+                    path: rule.path.clone(),
+                    rule: rule.id.clone(),
+                    field: "id".into(),
+                    message: format!(
+                        "a rule with this id is also in {}: ids must be unique in a run",
+                        first.display()
+                    ),
+                });
+            }
+        }
+        all.rules.extend(file.rules);
+        all.streams.extend(file.streams);
+    }
+    Ok(all)
+}
+
+/// Reads a rule file, a ruleset file, or every `*.json` file of a folder (in name order).
 pub fn load(path: &Path) -> Result<RuleFile, RuleError> {
+    if path.is_dir() {
+        let read_err = |source| RuleError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_err)? {
+            let file = entry.map_err(read_err)?.path();
+            if file.extension().is_some_and(|e| e == "json") && file.is_file() {
+                files.push(file);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(RuleError::Json {
+                path: path.to_owned(),
+                message: "the folder holds no rule files (`*.json`)".into(),
+            });
+        }
+        return load_all(&files);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
         path: path.to_owned(),
         source,
@@ -193,6 +243,35 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<RuleFile, RuleE
         message: e.to_string(),
     };
     let top: Json = serde_json::from_str(text).map_err(json_err)?;
+    if let Json::Array(items) = top {
+        if items.is_empty() {
+            return Err(RuleError::Json {
+                path: path.to_owned(),
+                message: "the array holds no rules".into(),
+            });
+        }
+        let mut rules = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            if !item.as_object().is_some_and(|o| o.contains_key("id")) {
+                return Err(RuleError::Field {
+                    path: path.to_owned(),
+                    rule: format!("[{i}]"),
+                    field: format!("[{i}].id"),
+                    message: "is required when a file holds several rules".into(),
+                });
+            }
+            rules.push(rule_from_json(
+                item,
+                path,
+                base_dir,
+                &format!("rule [{i}]"),
+            )?);
+        }
+        return Ok(RuleFile {
+            rules,
+            streams: Vec::new(),
+        });
+    }
     let is_ruleset = top.as_object().is_some_and(|o| {
         !o.contains_key("sql")
             && !o.contains_key("id")
@@ -232,6 +311,14 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<RuleFile, RuleE
             })?,
             other => other,
         };
+        // A ruleset's key is the rule's id when the rule itself does not name one.
+        let rule = match rule {
+            Json::Object(mut o) => {
+                o.entry("id").or_insert_with(|| Json::String(id.clone()));
+                Json::Object(o)
+            }
+            other => other,
+        };
         rules.push(rule_from_json(rule, path, base_dir, &id)?);
     }
     Ok(RuleFile { rules, streams })
@@ -250,13 +337,27 @@ fn rule_from_json(
             message: format!("{what}: {e}{hint}"),
         }
     })?;
+    let id = match raw.id {
+        Some(id) => id,
+        None => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::info!(
+                "{}: the rule has no `id`: it is `{stem}`, after the file name",
+                path.display()
+            );
+            stem
+        }
+    };
     let field_err = |field: &str, message: String| RuleError::Field {
         path: path.to_owned(),
-        rule: raw.id.clone(),
+        rule: id.clone(),
         field: field.to_string(),
         message,
     };
-    if raw.id.trim().is_empty() {
+    if id.trim().is_empty() {
         return Err(field_err("id", "must not be empty".into()));
     }
     if raw.graph.is_some() {
@@ -325,8 +426,8 @@ fn rule_from_json(
     }
     let _ = raw.triggered;
     Ok(RuleDef {
-        name: raw.name.unwrap_or_else(|| raw.id.clone()),
-        id: raw.id,
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        id,
         sql,
         actions,
         options,
@@ -489,6 +590,63 @@ mod tests {
                 && err.ends_with("did you mean `isEventTime`?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_rule_without_id_is_named_after_its_file() {
+        let file = parse(
+            r#"{"sql":"SELECT * FROM demo","actions":[{"log":{}}]}"#,
+            Path::new("rules/alerts.json"),
+            Path::new("/rules"),
+        )
+        .unwrap();
+        assert_eq!(file.rules[0].id, "alerts");
+        assert_eq!(file.rules[0].name, "alerts");
+    }
+
+    #[test]
+    fn reads_an_array_of_rules_and_names_the_one_without_id() {
+        let file = parse_str(
+            r#"[{"id":"a","sql":"SELECT * FROM demo","actions":[{"log":{}}]},
+                {"id":"b","sql":"SELECT * FROM demo","actions":[{"nop":{}}]}]"#,
+        )
+        .unwrap();
+        let ids: Vec<_> = file.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let err = parse_str(
+            r#"[{"id":"a","sql":"SELECT * FROM demo","actions":[{"log":{}}]},
+                {"sql":"SELECT * FROM demo","actions":[{"nop":{}}]}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("field `[1].id`: is required when a file holds several rules"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reads_a_folder_of_rules_and_refuses_a_duplicate_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = |id: &str| {
+            format!(r#"{{"id":"{id}","sql":"SELECT * FROM demo","actions":[{{"log":{{}}}}]}}"#)
+        };
+        std::fs::write(dir.path().join("b.json"), rule("b")).unwrap();
+        std::fs::write(dir.path().join("a.json"), rule("a")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
+        let file = load(dir.path()).unwrap();
+        let ids: Vec<_> = file.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        std::fs::write(dir.path().join("c.json"), rule("a")).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("c.json: rule `a`: field `id`: a rule with this id is also in")
+                && err.contains("a.json"),
+            "{err}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let err = load(empty.path()).unwrap_err().to_string();
+        assert!(err.contains("holds no rule files"), "{err}");
     }
 
     #[test]

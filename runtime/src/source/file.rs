@@ -26,6 +26,12 @@ pub(super) struct FileSource;
 impl Source for FileSource {
     fn check(&self, def: &StreamDef, _resources: &Resources) -> Result<(), String> {
         let path = def.datasource_path();
+        if path.is_dir() {
+            return Err(format!(
+                "DATASOURCE {} is a folder: name a file in it (this version reads one file per stream)",
+                path.display()
+            ));
+        }
         if !path.is_file() {
             return Err(format!(
                 "DATASOURCE {} does not exist (relative paths start at the folder of the file that defines the stream)",

@@ -362,7 +362,7 @@ impl Rest {
             .map(|body| read_some(body, limit))
             .unwrap_or_default();
         if self.config.debug_resp {
-            log::debug(&format!("{} answered {status}: {text}", self.config.url));
+            log::info(&format!("{} answered {status}: {text}", self.config.url));
         }
         let message = || format!("{} answered {status}: {}", self.config.url, text.trim());
         match status {

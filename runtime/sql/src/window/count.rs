@@ -17,6 +17,8 @@ pub(super) struct Count {
     rows: VecDeque<Buffered>,
     /// Rows seen.
     counted: u64,
+    /// Rows that arrived since the last window fired (at the end: rows no window took).
+    since_fire: usize,
 }
 
 impl Count {
@@ -26,6 +28,7 @@ impl Count {
             interval,
             rows: VecDeque::new(),
             counted: 0,
+            since_fire: 0,
         }
     }
 }
@@ -35,6 +38,7 @@ impl WindowPolicy for Count {
         let ts = row.ts;
         self.rows.push_back(row);
         self.counted += 1;
+        self.since_fire += 1;
         if self.counted.is_multiple_of(self.interval as u64) && self.rows.len() >= self.size {
             let from = self.rows.len() - self.size;
             let rows = self
@@ -43,8 +47,10 @@ impl WindowPolicy for Count {
                 .skip(from)
                 .map(|b| (b.stream, Arc::clone(&b.row)))
                 .collect();
-            // Only the last size - 1 rows can belong to a later window.
-            self.rows.drain(..from + 1);
+            // The next window, `interval` rows on, takes only the last `size - interval` of these.
+            let keep = self.size.saturating_sub(self.interval);
+            self.rows.drain(..self.rows.len() - keep);
+            self.since_fire = 0;
             out.push(Fired {
                 start: ts,
                 end: ts,
@@ -69,6 +75,6 @@ impl WindowPolicy for Count {
     }
 
     fn held(&self) -> usize {
-        self.rows.len()
+        self.since_fire
     }
 }

@@ -1,0 +1,1 @@
+CREATE STREAM d () WITH (TYPE="file", DATASOURCE="events");

@@ -170,6 +170,24 @@ pub fn build(language: Language) -> Result<PathBuf, BuildError> {
     Ok(wasm)
 }
 
+/// Builds `language`'s sink (as [`build`]) and installs it with its manifest into
+/// `plugins/sinks/<PluginName>.wasm` (and `.json`), where `oort` looks for it; returns the
+/// installed module.
+pub fn install(language: Language, plugins: &Path) -> Result<PathBuf, BuildError> {
+    let wasm = build(language)?;
+    crate::install(
+        plugins,
+        language.plugin_name(),
+        &wasm.display().to_string(),
+        &language.manifest().display().to_string(),
+    )
+    .with_context(|| format!("installing into {}", plugins.display()))
+    .map_err(BuildError::Failed)?;
+    Ok(plugins
+        .join("sinks")
+        .join(format!("{}.wasm", language.plugin_name())))
+}
+
 /// BLAKE3 of every source file (not caches such as `__pycache__` or `node_modules`).
 fn hash_sources(dirs: &[PathBuf]) -> anyhow::Result<String> {
     let mut files = Vec::new();

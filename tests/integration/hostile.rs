@@ -673,3 +673,51 @@ fn what_the_host_holds_for_a_granted_sink_is_bounded_by_its_max_memory() {
         );
     }
 }
+
+#[test]
+fn the_resolver_answers_only_granted_names_and_never_floods_the_blocking_pool() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let granted = format!("localhost:{}", listener.local_addr().unwrap().port());
+    let collector = oort_tests::http::HttpServer::start();
+    let (scratch, run) = run_plugin_beside(
+        "greedy",
+        json!({"journal": "out/journal.txt", "telemetryUrl": collector.url("/t"),
+               "lookup": "localhost", "lookupCount": 20_000,
+               "exfiltrate": ["row-7-secret.exfil.invalid", "LOCALHOST.", "example.com"],
+               "grants": {"sockets": [granted]}}),
+        &[],
+        install_greedy,
+    );
+    run.assert_ok();
+    others_delivered(&scratch, &run);
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains(r#"lookups started 20000 refused none answer Ok(["127.0.0.1"])"#),
+        "20,000 lookups of the granted name are answered from the host's set: {journal}"
+    );
+    assert!(
+        ["row-7-secret.exfil.invalid", "example.com"]
+            .iter()
+            .all(|name| journal
+                .lines()
+                .any(|l| l.starts_with(&format!("lookup {name}: Err("))
+                    && l.contains("permanent-resolver-failure"))),
+        "an ungranted name is refused without a query: {journal}"
+    );
+    assert!(
+        journal.contains(r#"lookup LOCALHOST.: Ok(["127.0.0.1"])"#),
+        "a granted name in another spelling: {journal}"
+    );
+    assert_eq!(
+        run.stderr.matches("not a granted name").count(),
+        1,
+        "the refusals are logged once: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(r#"name lookup of "row-7-secret.exfil.invalid" refused"#),
+        "{}",
+        run.stderr
+    );
+}

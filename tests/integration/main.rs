@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod conformance;
 mod delivery;
+mod fuzz;
 mod hostile;
 mod languages;
 mod mqtt;

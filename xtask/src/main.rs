@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         "ci" => lint().and_then(|()| test(rest)),
         "bench" => bench(rest),
         "stress" => stress(rest),
+        "fuzz" => fuzz(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -61,7 +62,11 @@ tasks:
                 filter reload window mqtt delivery languages; all by default)
   stress NAME [N]
                 run one test N times (default 50), stop at the first failure and
-                print how many passed (NAME: mqtt-restart)";
+                print how many passed (NAME: mqtt-restart)
+  fuzz [--seconds N] [--seed S]
+                run the chaos guest through `oort`, seed after seed from S (default 1),
+                for N seconds (default 60), beside a healthy action; print each run's
+                peak RSS and time";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -625,4 +630,39 @@ fn stress(args: &[String]) -> Result<(), String> {
     }
     println!("{}: {runs} of {runs} passed", target.name);
     Ok(())
+}
+
+/// `fuzz [--seconds N] [--seed S]`: the chaos test (`fuzz::the_chaos_guest_never_breaks_the_host`)
+/// for a time budget, from a seed, with its figures printed.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let mut seconds = "60".to_string();
+    let mut seed = "1".to_string();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let slot = match arg.as_str() {
+            "--seconds" => &mut seconds,
+            "--seed" => &mut seed,
+            other => {
+                return Err(format!(
+                    "usage: cargo xtask fuzz [--seconds N] [--seed S] (got `{other}`)"
+                ));
+            }
+        };
+        let value = rest
+            .next()
+            .filter(|v| v.parse::<u64>().is_ok())
+            .ok_or_else(|| format!("`{arg}` needs a number"))?;
+        value.clone_into(slot);
+    }
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "oort-tests", "--test", "integration", "--"])
+        .args([
+            "fuzz::the_chaos_guest_never_breaks_the_host",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("OORT_FUZZ_SECONDS", &seconds)
+        .env("OORT_FUZZ_SEED", &seed);
+    run(cmd)
 }

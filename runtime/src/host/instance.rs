@@ -19,6 +19,7 @@ use super::http::HttpCtx;
 use super::linking::{self, Linking};
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
+use super::resolver::GrantedNames;
 use super::sockets::SocketCap;
 use super::state::{InstanceState, SinkLimits};
 use super::stdio::LogStream;
@@ -84,20 +85,31 @@ pub(super) async fn instantiate(
     tag: InstanceTag,
     grants: &Grants,
 ) -> Result<WasmInstance, CallFailure> {
+    // The granted names as the host resolved them (re-resolved when stale): what the sink may
+    // connect to, and all its resolver answers.
+    let resolved: Vec<Vec<std::net::SocketAddr>> = grants
+        .sockets
+        .iter()
+        .map(|s| host.resolutions().current(s))
+        .collect();
+    let names = GrantedNames::new(
+        grants
+            .sockets
+            .iter()
+            .zip(resolved.iter().map(Vec::as_slice)),
+        tag.clone(),
+    );
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(LogStream::new(tag.clone(), Level::Info))
         .stderr(LogStream::new(tag.clone(), Level::Warn))
         .allow_tcp(!grants.sockets.is_empty())
         .allow_udp(false)
-        .allow_ip_name_lookup(grants.needs_name_lookup());
+        // wasmtime-wasi's resolver is not linked (`resolver.rs` answers lookups).
+        .allow_ip_name_lookup(false);
     if !grants.sockets.is_empty() {
         // Connections only to the granted addresses; binds only the implicit one a connect
         // makes (any address, port 0); never a listener.
-        let allowed: Arc<[std::net::SocketAddr]> = grants
-            .sockets
-            .iter()
-            .flat_map(|s| s.addrs.iter().copied())
-            .collect();
+        let allowed: Arc<[std::net::SocketAddr]> = resolved.into_iter().flatten().collect();
         let tag = tag.clone();
         wasi.socket_addr_check(move |addr, usage| {
             let ok = match usage {
@@ -147,6 +159,7 @@ pub(super) async fn instantiate(
             grants.limits.max_sockets.unwrap_or(caps.sockets),
             tag.clone(),
         ),
+        names,
         mqtt: MqttCtx::new(grants.mqtt.as_ref()).map_err(CallFailure::Trap)?,
         log: LogCtx::new(tag),
         deadline_hit: false,

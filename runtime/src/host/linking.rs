@@ -259,7 +259,8 @@ pub fn add_wasi_to_linker(
         super::sockets::add_to_linker(l)?;
         sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
         sockets::network::add_to_linker::<T, WasiSockets>(l, &options, T::sockets)?;
-        sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+        // Names are looked up by the host, never for the guest (`host/resolver.rs`).
+        super::resolver::add_to_linker(l)?;
         sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
         sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
         sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;

@@ -30,6 +30,7 @@ mod instance;
 mod linking;
 mod log;
 mod mqtt;
+mod resolver;
 mod sockets;
 mod state;
 mod stdio;
@@ -206,6 +207,7 @@ struct Inner {
     linkers: Linkers,
     cache: Option<ArtifactCache>,
     config: HostConfig,
+    resolutions: resolver::Resolutions,
 }
 
 impl Drop for Inner {
@@ -256,6 +258,7 @@ impl SinkHost {
                 linkers,
                 cache,
                 config,
+                resolutions: resolver::Resolutions::default(),
             }),
         })
     }
@@ -263,6 +266,11 @@ impl SinkHost {
     /// The settings the host was built with.
     pub fn config(&self) -> &HostConfig {
         &self.inner.config
+    }
+
+    /// The host's resolutions of the granted socket names.
+    pub(crate) fn resolutions(&self) -> &resolver::Resolutions {
+        &self.inner.resolutions
     }
 
     /// Reads, compiles (or loads from the artifact cache) and type-checks a sink component, and

@@ -16,6 +16,7 @@ use super::http::{self, HttpCtx};
 use super::linking::{self, Linking};
 use super::log::{self, LogCtx, LogView};
 use super::mqtt::{self, MqttCtx, MqttView};
+use super::resolver::{GrantedNames, ResolverView, ResolverViewOf};
 use super::sockets::{CappedSockets, SocketCap, SocketCapView};
 
 /// The data of one instance's store.
@@ -34,6 +35,8 @@ pub struct InstanceState {
     pub(crate) files: FileGuard,
     /// `wasi:sockets`: how many TCP sockets the instance holds and may hold.
     pub(crate) sockets: SocketCap,
+    /// `wasi:sockets/ip-name-lookup`: the granted names and what the host resolved them to.
+    pub(crate) names: GrantedNames,
     /// Set when a call ran past its deadline, so the trap can say so.
     pub(crate) deadline_hit: bool,
     /// Epoch ticks the current call may still run.
@@ -193,6 +196,16 @@ impl WasiHttpView for InstanceState {
 impl FileGuardView for InstanceState {
     fn guarded_fs(&mut self) -> Guarded<'_> {
         self.files.view(&mut self.wasi, &mut self.table)
+    }
+}
+
+impl ResolverViewOf for InstanceState {
+    fn resolver(&mut self) -> ResolverView<'_> {
+        let inner = wasmtime_wasi::sockets::WasiSocketsCtxView {
+            ctx: self.wasi.sockets(),
+            table: &mut self.table,
+        };
+        ResolverView::new(inner, &mut self.names)
     }
 }
 

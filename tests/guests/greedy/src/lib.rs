@@ -1,6 +1,7 @@
 //! A hostile test sink that takes what nobody granted it on purpose: it sends every batch to the
 //! telemetry URL its manifest defaults to, and at open it hoards descriptors (the same granted
-//! file opened again and again, TCP connections, `wasi:http` requests left in flight). It
+//! file opened again and again, TCP connections, `wasi:http` requests left in flight, name
+//! lookups by the thousand and of names nobody granted). It
 //! journals each outcome, so the tests can check what the host let through.
 
 use std::fs::{File, OpenOptions};
@@ -43,6 +44,15 @@ pub struct Config {
     /// How many requests to start to `hold`.
     #[serde(default)]
     pub requests: u32,
+    /// A name to look up `lookup_count` times at open, each lookup left unread.
+    #[serde(default)]
+    pub lookup: Option<String>,
+    /// How many lookups of `lookup` to start.
+    #[serde(default)]
+    pub lookup_count: u32,
+    /// Names to look up (and read the answers of) at open, e.g. ones carrying data out.
+    #[serde(default)]
+    pub exfiltrate: Vec<String>,
 }
 
 /// The sink author's own server, which the operator never named.
@@ -177,6 +187,51 @@ impl Greedy {
     }
 }
 
+impl Greedy {
+    /// Starts `lookup_count` lookups of `lookup` (dropping each unread, so the resource table
+    /// never fills), then reads one answer; notes how many started and that answer.
+    fn flood_lookups(&mut self) -> Result<(), SinkError> {
+        let Some(name) = self.config.lookup.clone() else {
+            return Ok(());
+        };
+        let network = wasip2::sockets::instance_network::instance_network();
+        let mut started = 0;
+        let mut refused = None;
+        for _ in 0..self.config.lookup_count {
+            match wasip2::sockets::ip_name_lookup::resolve_addresses(&network, &name) {
+                Ok(_unread) => started += 1,
+                Err(e) => {
+                    refused = Some(format!("{e:?}"));
+                    break;
+                }
+            }
+        }
+        let answer = resolve(&name);
+        self.note(&format!(
+            "lookups started {started} refused {} answer {answer:?}",
+            refused.unwrap_or_else(|| "none".into())
+        ))
+    }
+}
+
+/// Looks `name` up and reads the whole answer.
+fn resolve(name: &str) -> Result<Vec<String>, String> {
+    use wasip2::sockets::ip_name_lookup::resolve_addresses;
+    use wasip2::sockets::network::{ErrorCode, IpAddress};
+    let network = wasip2::sockets::instance_network::instance_network();
+    let stream = resolve_addresses(&network, name).map_err(|e| format!("{e:?}"))?;
+    let mut ips = Vec::new();
+    loop {
+        match stream.resolve_next_address() {
+            Ok(Some(IpAddress::Ipv4((a, b, c, d)))) => ips.push(format!("{a}.{b}.{c}.{d}")),
+            Ok(Some(IpAddress::Ipv6(v6))) => ips.push(format!("{v6:?}")),
+            Ok(None) => return Ok(ips),
+            Err(ErrorCode::WouldBlock) => stream.subscribe().block(),
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+}
+
 /// Starts a GET to an `http://host:port/path` URL without waiting for the answer.
 fn start_get(url: &str) -> Result<FutureIncomingResponse, String> {
     let rest = url
@@ -225,7 +280,13 @@ impl Sink for Greedy {
         self.note("open")?;
         self.hoard_files()?;
         self.hoard_sockets()?;
-        self.hoard_requests()
+        self.hoard_requests()?;
+        self.flood_lookups()?;
+        for name in self.config.exfiltrate.clone() {
+            let outcome = resolve(&name);
+            self.note(&format!("lookup {name}: {outcome:?}"))?;
+        }
+        Ok(())
     }
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {

@@ -14,3 +14,4 @@ mod network;
 mod reload;
 mod sandbox;
 mod stop;
+mod wit;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::batch::Batch;
 use super::delivery::Deliverer;
 use super::props::CommonProps;
+use super::sequence::Sequencer;
 use super::transform::{TransformError, Transformer};
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
@@ -38,6 +39,8 @@ pub(super) struct Batcher {
     pub(super) single: Option<Deliverer>,
     /// The instance workers, when there are several.
     pub(super) pool: Option<mpsc::Sender<Batch>>,
+    /// Numbers each batch handed on.
+    sequencer: Arc<Sequencer>,
 }
 
 impl Batcher {
@@ -49,6 +52,7 @@ impl Batcher {
         metrics: Arc<ActionMetrics>,
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
+        sequencer: Arc<Sequencer>,
     ) -> Self {
         Self {
             name,
@@ -62,6 +66,7 @@ impl Batcher {
             errors: Vec::new(),
             single,
             pool,
+            sequencer,
         }
     }
 
@@ -106,6 +111,7 @@ impl Batcher {
                         &self.transformer,
                         &mut self.single,
                         self.pool.as_ref(),
+                        &self.sequencer,
                         &metrics,
                     )
                     .await;
@@ -138,24 +144,27 @@ impl Batcher {
             &self.transformer,
             &mut self.single,
             self.pool.as_ref(),
+            &self.sequencer,
             &self.metrics,
         )
         .await;
     }
 
-    /// Sets the batch's header and delivers it through the one instance, or queues it for the
+    /// Sets the batch's header, numbers it, and delivers it through the one instance, or queues it for the
     /// instance workers.
     async fn hand_on(
         batch: &mut Batch,
         transformer: &Transformer,
         single: &mut Option<Deliverer>,
         pool: Option<&mpsc::Sender<Batch>>,
+        sequencer: &Sequencer,
         metrics: &ActionMetrics,
     ) {
         batch.set_header(transformer.header());
         if batch.is_empty() {
             return;
         }
+        batch.set_sequence(sequencer.issue());
         if let Some(single) = single {
             single.deliver(batch).await;
             batch.clear();

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::batch::Batch;
 use super::mqtt::{MqttSink, MqttSpec};
 use super::props::{COMMON_KEYS, decode};
+use super::sequence::Sequencer;
 use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
@@ -80,6 +81,8 @@ pub struct WasmSink {
     generation: Arc<AtomicU32>,
     /// New builds prepared by the reloader, taken at a batch boundary.
     swaps: Option<mpsc::Receiver<Swap>>,
+    /// The action's batch numbering: what `open` tells an instance.
+    sequencer: Arc<Sequencer>,
 }
 
 impl std::fmt::Debug for WasmSink {
@@ -208,6 +211,7 @@ impl ConnectorSpec {
         context: WitContext,
         tag: InstanceTag,
         metrics: &Arc<ActionMetrics>,
+        sequencer: &Arc<Sequencer>,
     ) -> Result<Connector, (Phase, CallFailure)> {
         Ok(match self {
             Self::Log => Connector::Log(LogSink {
@@ -240,6 +244,7 @@ impl ConnectorSpec {
                             base_dir: spec.base_dir.clone(),
                             metrics: Arc::clone(metrics),
                             limits: spec.grants.limits,
+                            sequencer: Arc::clone(sequencer),
                         };
                         reloader.subscribe(&spec.plugin, subscriber).await;
                         Some(rx)
@@ -257,6 +262,7 @@ impl ConnectorSpec {
                     metrics: Arc::clone(metrics),
                     generation,
                     swaps,
+                    sequencer: Arc::clone(sequencer),
                 };
                 match sink.ensure_instance(true).await {
                     Ok(()) => {}
@@ -346,7 +352,10 @@ impl WasmSink {
             .await
             .map_err(|e| (Phase::Configure, e))?;
         if open {
-            instance.open().await.map_err(|e| (Phase::Open, e))?;
+            instance
+                .open(self.sequencer.for_open())
+                .await
+                .map_err(|e| (Phase::Open, e))?;
         }
         self.instance = Some(instance);
         Ok(())

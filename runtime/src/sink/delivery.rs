@@ -13,6 +13,7 @@ use super::connector::Connector;
 use super::dead_letter::{DeadLetter, DeadReason};
 use super::props::CommonProps;
 use super::resend::{CacheState, Resend, ResendOrder};
+use super::sequence::Sequencer;
 use super::{MAX_RESEND_BACKOFF, MAX_RETRY_BACKOFF, MAX_TRAPS_PER_BATCH};
 use crate::backoff::Backoff;
 use crate::host::CallFailure;
@@ -29,6 +30,8 @@ pub(super) struct Delivery {
     /// Waits between resends while the sink keeps failing (at most [`MAX_RESEND_BACKOFF`]).
     pub(super) resend: Backoff,
     pub(super) cache: Option<tokio::sync::Mutex<CacheState>>,
+    /// The action's batch numbering: acknowledged batches are recorded there.
+    pub(super) sequencer: Arc<Sequencer>,
     pub(super) dead_letter: Option<tokio::sync::Mutex<DeadLetter>>,
     pub(super) stop: watch::Receiver<bool>,
     /// Set when the stop's grace period is over: nothing more goes to the sink.
@@ -57,6 +60,7 @@ impl Delivery {
         metrics: Arc<ActionMetrics>,
         common: &CommonProps,
         cache: Option<ActionCache>,
+        sequencer: Arc<Sequencer>,
         dead_letter: Option<DeadLetter>,
         signals: StopSignals,
     ) -> Self {
@@ -70,6 +74,7 @@ impl Delivery {
             retry: Backoff::new(retry_interval, MAX_RETRY_BACKOFF),
             resend: Backoff::new(retry_interval, MAX_RESEND_BACKOFF),
             cache: cache.map(|cache| tokio::sync::Mutex::new(CacheState::new(cache))),
+            sequencer,
             dead_letter: dead_letter.map(tokio::sync::Mutex::new),
             stop,
             abort,
@@ -183,6 +188,7 @@ impl Deliverer {
             let failure = match result {
                 Ok(()) => {
                     metrics.records_out.add(n);
+                    shared.sequencer.acknowledge(batch.sequence());
                     return Ok(());
                 }
                 Err(failure) => failure,

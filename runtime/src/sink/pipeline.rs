@@ -21,6 +21,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         action,
         connectors,
         cache,
+        sequencer,
         dead_letter,
         stop,
         abort,
@@ -32,6 +33,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         Arc::clone(&metrics),
         &action.common,
         cache,
+        Arc::clone(&sequencer),
         dead_letter,
         StopSignals { stop, abort },
     ));
@@ -63,6 +65,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         Arc::clone(&metrics),
         deliverers.pop(),
         pool_tx,
+        Arc::clone(&sequencer),
     );
     loop {
         let deadline = out.deadline();
@@ -153,6 +156,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         } else if let Err(e) = cache.persist() {
             tracing::error!(action = %action.name, "cached messages could not be written to disk: {e}");
             metrics.exceptions.record(e.to_string());
+        }
+        if let Err(e) = sequencer.save() {
+            tracing::error!(action = %action.name, "the batch numbering could not be saved: {e}");
+            metrics.exceptions.record(e);
         }
         metrics.set_cached(cache.len());
         if !cache.is_empty() {

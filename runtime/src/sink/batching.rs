@@ -9,15 +9,46 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batch::Batch;
+use super::connector::render_over;
 use super::delivery::Deliverer;
 use super::props::CommonProps;
 use super::sequence::Sequencer;
 use super::transform::{TransformError, Transformer};
+use crate::host::bindings::WitDynamicProp;
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
+use crate::template::Template;
 
 /// Largest opportunistic batch when `batchSize` is not set.
 const MAX_DRAIN: usize = 4096;
+
+/// The values of the templated props for each payload of `batch`. A value that cannot be
+/// evaluated (the payload is not JSON, the template fails) is empty, with the error logged and
+/// recorded: the sink sees an empty value and refuses or handles the message.
+fn evaluate(
+    dynamic: &[(String, Arc<Template>)],
+    batch: &Batch,
+    metrics: &ActionMetrics,
+) -> Vec<WitDynamicProp> {
+    dynamic
+        .iter()
+        .map(|(name, template)| WitDynamicProp {
+            name: name.clone(),
+            values: batch
+                .payloads()
+                .map(|payload| {
+                    render_over(template, payload).unwrap_or_else(|e| {
+                        tracing::warn!("dynamic prop `{name}`: {e}");
+                        metrics
+                            .exceptions
+                            .record(format!("dynamic prop `{name}`: {e}"));
+                        String::new()
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
 
 /// Builds an action's batches and hands them on.
 pub(super) struct Batcher {
@@ -41,6 +72,8 @@ pub(super) struct Batcher {
     pub(super) pool: Option<mpsc::Sender<Batch>>,
     /// Numbers each batch handed on.
     sequencer: Arc<Sequencer>,
+    /// The action's templated props, evaluated for each payload of a batch handed on.
+    dynamic: Vec<(String, Arc<Template>)>,
 }
 
 impl Batcher {
@@ -53,6 +86,7 @@ impl Batcher {
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
         sequencer: Arc<Sequencer>,
+        dynamic: Vec<(String, Arc<Template>)>,
     ) -> Self {
         Self {
             name,
@@ -67,6 +101,7 @@ impl Batcher {
             single,
             pool,
             sequencer,
+            dynamic,
         }
     }
 
@@ -112,6 +147,7 @@ impl Batcher {
                         &mut self.single,
                         self.pool.as_ref(),
                         &self.sequencer,
+                        &self.dynamic,
                         &metrics,
                     )
                     .await;
@@ -145,6 +181,7 @@ impl Batcher {
             &mut self.single,
             self.pool.as_ref(),
             &self.sequencer,
+            &self.dynamic,
             &self.metrics,
         )
         .await;
@@ -158,6 +195,7 @@ impl Batcher {
         single: &mut Option<Deliverer>,
         pool: Option<&mpsc::Sender<Batch>>,
         sequencer: &Sequencer,
+        dynamic: &[(String, Arc<Template>)],
         metrics: &ActionMetrics,
     ) {
         batch.set_header(transformer.header());
@@ -165,6 +203,9 @@ impl Batcher {
             return;
         }
         batch.set_sequence(sequencer.issue());
+        if !dynamic.is_empty() {
+            batch.set_dynamic(evaluate(dynamic, batch, metrics));
+        }
         if let Some(single) = single {
             single.deliver(batch).await;
             batch.clear();

@@ -368,6 +368,12 @@ pub async fn prepare(
                     });
                 }
             };
+            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+                |(prop, message)| ActionError::Props {
+                    action: name.clone(),
+                    source: PropError { prop, message },
+                },
+            )?;
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
@@ -430,6 +436,7 @@ pub async fn prepare(
                 raw_props,
                 base_dir: rule.base_dir.clone(),
                 reloader: env.reloader.clone(),
+                dynamic,
             })
         }
     };

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::batch::Batch;
 use super::batching::Batcher;
 use super::delivery::{Deliverer, Delivery, StopSignals};
-use super::{Chunk, StartedAction};
+use super::{Chunk, ConnectorSpec, StartedAction};
 
 #[cfg(test)]
 mod tests;
@@ -66,6 +66,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         deliverers.pop(),
         pool_tx,
         Arc::clone(&sequencer),
+        match &action.spec {
+            ConnectorSpec::Wasm(spec) => spec.dynamic.clone(),
+            _ => Vec::new(),
+        },
     );
     loop {
         let deadline = out.deadline();

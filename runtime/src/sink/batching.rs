@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batch::Batch;
-use super::connector::render_over;
+use super::connector::{DynamicProps, render_over};
 use super::delivery::Deliverer;
 use super::props::CommonProps;
 use super::sequence::Sequencer;
@@ -73,7 +73,7 @@ pub(super) struct Batcher {
     /// Numbers each batch handed on.
     sequencer: Arc<Sequencer>,
     /// The action's templated props, evaluated for each payload of a batch handed on.
-    dynamic: Vec<(String, Arc<Template>)>,
+    dynamic: DynamicProps,
 }
 
 impl Batcher {
@@ -85,9 +85,9 @@ impl Batcher {
         metrics: Arc<ActionMetrics>,
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
-        sequencer: Arc<Sequencer>,
-        dynamic: Vec<(String, Arc<Template>)>,
+        stamps: (Arc<Sequencer>, DynamicProps),
     ) -> Self {
+        let (sequencer, dynamic) = stamps;
         Self {
             name,
             transformer: Transformer::new(common.clone(), send_nil),

@@ -180,15 +180,18 @@ pub struct WasmSpec {
     /// Set when modules are watched: instances register to receive new builds.
     pub reloader: Option<Arc<Reloader>>,
     /// The props that hold a template (dynamic props), evaluated for each message.
-    pub dynamic: Vec<(String, Arc<Template>)>,
+    pub dynamic: DynamicProps,
 }
+
+/// An action's templated props: each prop's name and its parsed template.
+pub type DynamicProps = Vec<(String, Arc<Template>)>;
 
 /// A template in a prop of a wasm sink: parsed when the prop is one the sink's manifest lists in
 /// `dynamicProps`, refused otherwise. Returns the templated props, in name order.
 pub fn dynamic_props(
     props: &Map<String, Json>,
     dynamic: &[String],
-) -> Result<Vec<(String, Arc<Template>)>, (String, String)> {
+) -> Result<DynamicProps, (String, String)> {
     let mut out = Vec::new();
     for (name, value) in props {
         let templated = match value {

@@ -60,7 +60,6 @@ impl Delivery {
         metrics: Arc<ActionMetrics>,
         common: &CommonProps,
         cache: Option<ActionCache>,
-        sequencer: Arc<Sequencer>,
         dead_letter: Option<DeadLetter>,
         signals: StopSignals,
     ) -> Self {
@@ -74,11 +73,17 @@ impl Delivery {
             retry: Backoff::new(retry_interval, MAX_RETRY_BACKOFF),
             resend: Backoff::new(retry_interval, MAX_RESEND_BACKOFF),
             cache: cache.map(|cache| tokio::sync::Mutex::new(CacheState::new(cache))),
-            sequencer,
+            sequencer: Arc::new(Sequencer::fresh()),
             dead_letter: dead_letter.map(tokio::sync::Mutex::new),
             stop,
             abort,
         }
+    }
+
+    /// The same, numbering its batches with `sequencer` (the action's).
+    pub(super) fn with_sequencer(mut self, sequencer: Arc<Sequencer>) -> Self {
+        self.sequencer = sequencer;
+        self
     }
 
     pub(super) fn stopping(&self) -> bool {

@@ -27,16 +27,18 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         abort,
     } = started;
     let metrics = Arc::clone(&action.metrics);
-    let shared = Arc::new(Delivery::new(
-        Arc::clone(&action.rule),
-        Arc::clone(&action.name),
-        Arc::clone(&metrics),
-        &action.common,
-        cache,
-        Arc::clone(&sequencer),
-        dead_letter,
-        StopSignals { stop, abort },
-    ));
+    let shared = Arc::new(
+        Delivery::new(
+            Arc::clone(&action.rule),
+            Arc::clone(&action.name),
+            Arc::clone(&metrics),
+            &action.common,
+            cache,
+            dead_letter,
+            StopSignals { stop, abort },
+        )
+        .with_sequencer(Arc::clone(&sequencer)),
+    );
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()
         .map(|connector| Deliverer {
@@ -65,11 +67,13 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         Arc::clone(&metrics),
         deliverers.pop(),
         pool_tx,
-        Arc::clone(&sequencer),
-        match &action.spec {
-            ConnectorSpec::Wasm(spec) => spec.dynamic.clone(),
-            _ => Vec::new(),
-        },
+        (
+            Arc::clone(&sequencer),
+            match &action.spec {
+                ConnectorSpec::Wasm(spec) => spec.dynamic.clone(),
+                _ => Vec::new(),
+            },
+        ),
     );
     loop {
         let deadline = out.deadline();

@@ -265,3 +265,73 @@ fn a_template_in_a_prop_that_is_not_dynamic_is_refused() {
         "nothing is written to a file literally named after the template"
     );
 }
+
+/// The same for the shipped redis sink, whose marker is a key beside the data: a list batch
+/// redelivered after a lost acknowledgement is not pushed twice.
+#[test]
+fn the_redis_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
+    let Some(redis) = oort_tests::redis::RedisServer::start(None) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let host = oort::host::SinkHost::new(oort::host::HostConfig {
+            max_instances: 0,
+            ..oort::host::HostConfig::default()
+        })
+        .unwrap();
+        let plugin = host.load(std::path::Path::new(guests::REDIS)).unwrap();
+        let manifest: oort::host::Manifest =
+            serde_json::from_str(&std::fs::read_to_string(guests::REDIS_MANIFEST).unwrap())
+                .unwrap();
+        let mut props: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+            serde_json::json!({"addr": redis.addr(), "key": "rows", "dataType": "list"}),
+        )
+        .unwrap();
+        let grants =
+            oort::host::Grants::resolve(&manifest, &mut props, scratch.path(), true).unwrap();
+        let props = serde_json::Value::Object(props).to_string();
+        let context = |generation| oort::host::bindings::WitContext {
+            rule_id: "once".into(),
+            action: "redis_0".into(),
+            instance: 0,
+            format: "json".into(),
+            generation,
+        };
+        let mut first = host
+            .instantiate(&plugin, tag("first"), &grants)
+            .await
+            .unwrap();
+        first.configure(&context(0), &props).await.unwrap();
+        first.open(None).await.unwrap();
+        first
+            .collect(numbered_batch(1, 0..2).as_wit())
+            .await
+            .unwrap();
+        first
+            .collect(numbered_batch(2, 2..4).as_wit())
+            .await
+            .unwrap();
+        drop(first);
+        let mut second = host
+            .instantiate(&plugin, tag("second"), &grants)
+            .await
+            .unwrap();
+        second.configure(&context(1), &props).await.unwrap();
+        second.open(Some(1)).await.unwrap();
+        second
+            .collect(numbered_batch(2, 2..4).as_wit())
+            .await
+            .unwrap();
+        second
+            .collect(numbered_batch(3, 4..5).as_wit())
+            .await
+            .unwrap();
+        second.close().await.unwrap();
+    });
+    let reply = redis.command(&["LLEN", "rows"]).unwrap();
+    assert_eq!(reply.text(), Some("5"), "no batch twice, none lost");
+    let marker = redis.command(&["GET", "oort:seq:once:redis_0"]).unwrap();
+    assert_eq!(marker.text(), Some("3"));
+}

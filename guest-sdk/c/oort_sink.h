@@ -6,7 +6,8 @@
  * returned status into the WIT error kind. Props are a JSON object: describe the fields with an
  * array of `oort_field` and call `oort_parse_props` from `oort_configure`.
  *
- * Call order: oort_configure -> oort_open -> oort_collect* -> oort_close (see wit/sink.wit).
+ * Call order: oort_configure -> oort_open -> oort_collect* -> oort_close (see
+ * wit/v0.1.0/sink.wit: this SDK targets oort:sink@0.1.0, which Oort still runs).
  * A trap (abort, out-of-bounds access) discards the instance; the host replaces it.
  */
 #ifndef OORT_SINK_H

@@ -19,7 +19,8 @@ A sink subclasses `Sink`, names its props with a dataclass `Config`, and exports
 
     Sink = oort.export(Echo)
 
-The host calls `configure -> open -> collect* -> close` (see wit/sink.wit). Raise `InvalidConfig`,
+The host calls `configure -> open -> collect* -> close` (see wit/v0.1.0/sink.wit: this SDK
+targets oort:sink@0.1.0, which Oort still runs). Raise `InvalidConfig`,
 `Transient` or `Rejected` to tell the host what to do next; any other exception traps the
 instance, and the host replaces it.
 """

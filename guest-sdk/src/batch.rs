@@ -9,6 +9,8 @@ pub struct Batch {
     ends: Vec<u32>,
     timestamps: Vec<i64>,
     header: Option<String>,
+    sequence: u64,
+    dynamic: Vec<(String, Vec<String>)>,
 }
 
 impl Batch {
@@ -37,7 +39,44 @@ impl Batch {
             ends,
             timestamps,
             header,
+            sequence: 0,
+            dynamic: Vec::new(),
         })
+    }
+
+    /// Sets the batch's sequence number and the values of the action's templated props (one
+    /// value per message for each; a prop with another count is refused).
+    pub fn with_sequence(
+        mut self,
+        sequence: u64,
+        dynamic: Vec<(String, Vec<String>)>,
+    ) -> Result<Self, SinkError> {
+        if let Some((name, values)) = dynamic.iter().find(|(_, v)| v.len() != self.len()) {
+            return Err(SinkError::rejected(format!(
+                "malformed batch: {} values of `{name}` for {} messages",
+                values.len(),
+                self.len()
+            )));
+        }
+        self.sequence = sequence;
+        self.dynamic = dynamic;
+        Ok(self)
+    }
+
+    /// The batch's sequence number, per action: it grows from batch to batch, and a batch
+    /// delivered again keeps it. A sink that remembers the last one it wrote skips a batch
+    /// whose number is not above it (see [`Sink::open_after`](crate::Sink::open_after)).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The value of templated prop `name` (e.g. `path` holding `{{.device}}.csv`) for each
+    /// message, evaluated by the host; `None` if the prop holds no template.
+    pub fn dynamic(&self, name: &str) -> Option<&[String]> {
+        self.dynamic
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// A batch of these payloads, all with the same timestamp (handy in tests).

@@ -119,7 +119,8 @@ impl From<std::io::Error> for SinkError {
 
 /// A sink: what a rule action delivers its messages to.
 ///
-/// The host calls [`Sink::configure`] once, then [`Sink::open`], then [`Sink::collect`] for
+/// The host calls [`Sink::configure`] once, then [`Sink::open_after`] (which calls
+/// [`Sink::open`] unless overridden), then [`Sink::collect`] for
 /// every batch in order, then [`Sink::close`]. A panic traps the instance: the host discards it
 /// and starts a fresh one, which is configured and opened again before it gets the batch.
 pub trait Sink: Sized + 'static {
@@ -132,9 +133,21 @@ pub trait Sink: Sized + 'static {
     /// calls it too.
     fn configure(ctx: &Context, config: Self::Config) -> Result<Self, SinkError>;
 
-    /// Connects to the target (opens files, sockets). Called once, after `configure`.
+    /// Connects to the target (opens files, sockets). Called once, after `configure` (by the
+    /// default [`Sink::open_after`]).
     fn open(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// What the host calls after `configure`: `delivered` is the highest batch
+    /// [sequence](Batch::sequence) the host knows was delivered, `None` when the numbering
+    /// starts afresh (forget any marker kept from an earlier run). Batches above `delivered`
+    /// but not above the sink's own marker of what it wrote were written before a crash or a
+    /// trap lost their acknowledgement: skip them for exactly-once output. The default just
+    /// calls [`Sink::open`].
+    fn open_after(&mut self, delivered: Option<u64>) -> Result<(), SinkError> {
+        let _ = delivered;
+        self.open()
     }
 
     /// Delivers one batch. `Ok` means every message in it is delivered (or buffered by the sink,
@@ -169,8 +182,10 @@ macro_rules! export_sink {
                     STATE.with(|state| $crate::__private::configure::<$ty>(state, ctx, props))
                 }
 
-                fn open() -> ::core::result::Result<(), $crate::__private::WitError> {
-                    STATE.with(|state| $crate::__private::open::<$ty>(state))
+                fn open(
+                    delivered: ::core::option::Option<u64>,
+                ) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    STATE.with(|state| $crate::__private::open::<$ty>(state, delivered))
                 }
 
                 fn collect(
@@ -249,8 +264,8 @@ pub mod __private {
             configure::<T>(&self.1, ctx, props)
         }
 
-        pub fn open(&self) -> Result<(), WitError> {
-            open::<T>(&self.1)
+        pub fn open(&self, delivered: Option<u64>) -> Result<(), WitError> {
+            open::<T>(&self.1, delivered)
         }
 
         pub fn collect(&self, batch: WitBatch) -> Result<(), WitError> {
@@ -290,16 +305,25 @@ pub mod __private {
         Ok(())
     }
 
-    pub fn open<T: Sink>(state: &RefCell<Option<T>>) -> Result<(), WitError> {
+    pub fn open<T: Sink>(
+        state: &RefCell<Option<T>>,
+        delivered: Option<u64>,
+    ) -> Result<(), WitError> {
         let mut state = state.borrow_mut();
         let sink = state.as_mut().ok_or_else(not_configured)?;
-        sink.open().map_err(to_wit)
+        sink.open_after(delivered).map_err(to_wit)
     }
 
     pub fn collect<T: Sink>(state: &RefCell<Option<T>>, batch: WitBatch) -> Result<(), WitError> {
         let mut state = state.borrow_mut();
         let sink = state.as_mut().ok_or_else(not_configured)?;
+        let dynamic = batch
+            .dynamic
+            .into_iter()
+            .map(|p| (p.name, p.values))
+            .collect();
         let batch = Batch::from_parts(batch.payloads, batch.ends, batch.timestamps, batch.header)
+            .and_then(|b| b.with_sequence(batch.sequence, dynamic))
             .map_err(to_wit)?;
         sink.collect(&batch).map_err(to_wit)
     }

@@ -51,6 +51,8 @@ pub struct Subscriber {
     pub base_dir: PathBuf,
     /// The action's counters (reload refusals are recorded there).
     pub metrics: Arc<ActionMetrics>,
+    /// The action's batch numbering: what `open` tells the new build's instance.
+    pub sequencer: Arc<crate::sink::sequence::Sequencer>,
     /// The action's instance limits.
     pub limits: crate::host::Limits,
 }
@@ -242,7 +244,10 @@ async fn prepare(host: &SinkHost, plugin: &Arc<Plugin>, sub: &Subscriber) -> Res
         .configure(&context, &props)
         .await
         .map_err(phase("configure"))?;
-    instance.open().await.map_err(phase("open"))?;
+    instance
+        .open(sub.sequencer.for_open())
+        .await
+        .map_err(phase("open"))?;
     Ok(Swap {
         plugin: Arc::clone(plugin),
         grants: Arc::new(grants),

@@ -122,7 +122,7 @@ async fn deadline_recovery(dir: &Path, samples: usize) -> anyhow::Result<()> {
             .configure(&context("probe_0", 0), &props)
             .await
             .map_err(anyhow::Error::msg)?;
-        hanging.open().await.map_err(anyhow::Error::msg)?;
+        hanging.open(None).await.map_err(anyhow::Error::msg)?;
         let started = Instant::now();
         let failure = hanging.collect(&one).await;
         let trapped = Instant::now();
@@ -139,7 +139,7 @@ async fn deadline_recovery(dir: &Path, samples: usize) -> anyhow::Result<()> {
             .configure(&context("probe_0", 1), &props)
             .await
             .map_err(anyhow::Error::msg)?;
-        fresh.open().await.map_err(anyhow::Error::msg)?;
+        fresh.open(None).await.map_err(anyhow::Error::msg)?;
         let ready = Instant::now();
         let deadline = started + timeout;
         call_to_trap.push(trapped - started);
@@ -200,7 +200,7 @@ async fn limits_cost(dir: &Path, calls: usize) -> anyhow::Result<()> {
             .configure(&context("counter_0", 0), "{}")
             .await
             .map_err(anyhow::Error::msg)?;
-        instance.open().await.map_err(anyhow::Error::msg)?;
+        instance.open(None).await.map_err(anyhow::Error::msg)?;
         // Best of three rounds: the machine is shared.
         let mut per_message = f64::MAX;
         let mut per_call = f64::MAX;

@@ -299,7 +299,7 @@ async fn started_instance(
         .configure(&context(i), "{}")
         .await
         .map_err(anyhow::Error::msg)?;
-    instance.open().await.map_err(anyhow::Error::msg)?;
+    instance.open(None).await.map_err(anyhow::Error::msg)?;
     Ok(instance)
 }
 

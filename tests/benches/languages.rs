@@ -122,6 +122,8 @@ fn batch(n: usize, from: usize) -> WitBatch {
         ends: Vec::new(),
         timestamps: Vec::new(),
         header: None,
+        sequence: 0,
+        dynamic: Vec::new(),
     };
     for i in from..from + n {
         b.payloads.extend_from_slice(
@@ -185,7 +187,7 @@ async fn measure(case: &Case, work: &Path, batches: usize, instances: usize) -> 
             .configure(&context(1), &props)
             .await
             .map_err(anyhow::Error::msg)?;
-        instance.open().await.map_err(anyhow::Error::msg)?;
+        instance.open(None).await.map_err(anyhow::Error::msg)?;
         ready.push(started.elapsed());
         instance.close().await.map_err(anyhow::Error::msg)?;
     }
@@ -200,7 +202,7 @@ async fn measure(case: &Case, work: &Path, batches: usize, instances: usize) -> 
         .configure(&context(0), &props)
         .await
         .map_err(anyhow::Error::msg)?;
-    instance.open().await.map_err(anyhow::Error::msg)?;
+    instance.open(None).await.map_err(anyhow::Error::msg)?;
     let prepared: Vec<WitBatch> = (0..10).map(|i| batch(100, i * 100)).collect();
     // Warm up, then best of three rounds: the machine is shared.
     for b in &prepared {

@@ -15,3 +15,4 @@ mod network;
 mod reload;
 mod sandbox;
 mod stop;
+mod wit;

@@ -152,6 +152,8 @@ fn batch(messages: &[String]) -> WitBatch {
         ends: Vec::new(),
         timestamps: Vec::new(),
         header: None,
+        sequence: 0,
+        dynamic: Vec::new(),
     };
     for m in messages {
         b.payloads.extend_from_slice(m.as_bytes());
@@ -269,7 +271,7 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
         .configure(&context(spec.format, 0), &props)
         .await
         .map_err(call("configure"))?;
-    instance.open().await.map_err(call("open"))?;
+    instance.open(None).await.map_err(call("open"))?;
     instance
         .collect(&batch(&[]))
         .await
@@ -299,7 +301,7 @@ pub async fn check(host: &SinkHost, wasm: &Path, spec: &SinkSpec, dir: &Path) ->
         .configure(&context(spec.format, 1), &props)
         .await
         .map_err(call("configure"))?;
-    instance.open().await.map_err(call("open"))?;
+    instance.open(None).await.map_err(call("open"))?;
     instance
         .collect(&batch(&more))
         .await

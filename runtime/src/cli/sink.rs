@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use wit_parser::decoding::{DecodedWasm, decode};
 use wit_parser::{Resolve, WorldItem, WorldKey};
 
-use crate::host::{HostConfig, Manifest, SinkHost};
+use crate::host::{HostConfig, Manifest, SinkHost, WitVersion};
 
 /// Options of `oort sink`.
 #[derive(Debug, Args)]
@@ -89,7 +89,9 @@ pub async fn run(args: SinkArgs) -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // oort sink new
 
-const WIT: &str = include_str!("../../../wit/sink.wit");
+/// The WIT the Python, JavaScript and C scaffolds are built against: their SDKs target the
+/// frozen 0.1.0 package (which Oort still runs); the Rust SDK targets the current one.
+const WIT: &str = include_str!("../../../wit/v0.1.0/sink.wit");
 const README: &str = include_str!("../../templates/README.md");
 
 /// One file of a scaffold: its path in the project and its text (placeholders not yet filled).
@@ -406,13 +408,21 @@ fn inspect(file: &Path) -> Result<(), String> {
         ..HostConfig::default()
     })
     .map_err(|e| e.to_string())?;
-    let fits = host.load(file).map(|_| ());
+    let fits = host.load(file).map(|plugin| plugin.version);
     match &fits {
-        Ok(()) => {
+        Ok(version) => {
+            let note = match version {
+                WitVersion::V0_2 => "the current version",
+                WitVersion::V0_1 => {
+                    "an older version, still run: no batch sequence numbers, no per-message \
+                     prop values; rebuild against the current SDK for them"
+                }
+            };
             let _ = writeln!(
                 out,
-                "oort:sink: yes, it fits oort:sink/sink-world@0.1.0 and Oort can run it"
+                "oort:sink: yes, it fits oort:sink/sink-world@{version} and Oort can run it"
             );
+            let _ = writeln!(out, "wit:      oort:sink@{version} ({note})");
         }
         Err(e) => {
             let _ = writeln!(out, "oort:sink: no");

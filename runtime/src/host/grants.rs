@@ -21,6 +21,11 @@ pub struct Manifest {
     /// Which props name things the sink needs access to.
     #[serde(default)]
     pub grants: ManifestGrants,
+    /// Props that may hold a data template (`"{{.device}}.csv"`), evaluated by the host for
+    /// each message and handed to the sink with each batch (`oort:sink@0.2.0`). A template in
+    /// any other prop is refused.
+    #[serde(default, rename = "dynamicProps")]
+    pub dynamic_props: Vec<String>,
 }
 
 /// The grant section of a manifest.
@@ -176,6 +181,11 @@ pub struct FileProp {
     /// Whether the rule may leave the prop out (then nothing is granted for it).
     #[serde(default)]
     pub optional: bool,
+    /// A suffix naming a companion file the sink keeps beside this one (the file's path with
+    /// the suffix appended, e.g. `.seq` for the file sink's sequence marker): it is granted
+    /// with the same access.
+    #[serde(default)]
+    pub companion: Option<String>,
 }
 
 /// What a sink may do with a granted file.
@@ -484,6 +494,24 @@ impl Grants {
                 origin: Origin::Prop(file.prop.clone()),
             });
             props.insert(file.prop.clone(), serde_json::Value::String(shown));
+            if let Some(suffix) = file.companion.as_deref().filter(|s| !s.contains('/')) {
+                let mut companion = path.clone().into_os_string();
+                companion.push(suffix);
+                let companion = PathBuf::from(companion);
+                origins.push(Effective {
+                    kind: GrantKind::File,
+                    target: format!(
+                        "{} ({})",
+                        companion.to_string_lossy(),
+                        format!("{:?}", file.access).to_lowercase()
+                    ),
+                    origin: Origin::Prop(file.prop.clone()),
+                });
+                files.push(FileGrant {
+                    path: companion,
+                    access: file.access,
+                });
+            }
             files.push(FileGrant {
                 path,
                 access: file.access,
@@ -683,6 +711,7 @@ impl Grants {
     ) -> Result<(), ManifestError> {
         let manifest = Manifest {
             description: None,
+            dynamic_props: Vec::new(),
             grants: ManifestGrants {
                 files: explicit
                     .files
@@ -692,6 +721,7 @@ impl Grants {
                         prop: format!("grants.files[{i}]"),
                         access: f.access,
                         optional: false,
+                        companion: None,
                     })
                     .collect(),
                 mqtt: None,

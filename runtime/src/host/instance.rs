@@ -11,12 +11,14 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
-use super::bindings::{Level, SinkWorld, WitBatch, WitContext, WitError};
+use super::bindings::{
+    Level, WitBatch, WitContext, WitError, batch_v0_1, context_v0_1, error_from_v0_1,
+};
 use super::fs_guard::FileGuard;
 use super::grants::Grants;
 use super::guest_str::cap_guest_string;
 use super::http::HttpCtx;
-use super::linking::{self, Linking};
+use super::linking::{self, Linking, VersionedBindings};
 use super::log::{InstanceTag, LogCtx};
 use super::mqtt::MqttCtx;
 use super::resolver::GrantedNames;
@@ -62,7 +64,7 @@ impl CallFailure {
 /// A live instance of a sink component.
 pub struct WasmInstance {
     store: Store<InstanceState>,
-    bindings: SinkWorld,
+    bindings: VersionedBindings,
     plugin: Arc<Plugin>,
     call_timeout: Duration,
     fuel: Option<u64>,
@@ -337,34 +339,65 @@ impl WasmInstance {
         self.check_usable()?;
         arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
-        let call = self
-            .bindings
-            .oort_sink_sink()
-            .call_configure(&mut self.store, ctx, props);
-        let result = tokio::time::timeout(timeout, call).await;
+        let store = &mut self.store;
+        let result = match &self.bindings {
+            VersionedBindings::V0_2(b) => {
+                let call = b.oort_sink_sink().call_configure(store, ctx, props);
+                tokio::time::timeout(timeout, call).await
+            }
+            VersionedBindings::V0_1(b) => {
+                let ctx = context_v0_1(ctx);
+                let call = b.oort_sink_sink().call_configure(store, &ctx, props);
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(error_from_v0_1)))
+            }
+        };
         self.settle_timed(result)
     }
 
-    /// Calls `open`.
-    pub async fn open(&mut self) -> Result<(), CallFailure> {
+    /// Calls `open`, telling the sink the highest sequence the host knows was delivered
+    /// (0.1.0 components are not told).
+    pub async fn open(&mut self, delivered: Option<u64>) -> Result<(), CallFailure> {
         self.check_usable()?;
         arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
-        let call = self.bindings.oort_sink_sink().call_open(&mut self.store);
-        let result = tokio::time::timeout(timeout, call).await;
+        let store = &mut self.store;
+        let result = match &self.bindings {
+            VersionedBindings::V0_2(b) => {
+                let call = b.oort_sink_sink().call_open(store, delivered);
+                tokio::time::timeout(timeout, call).await
+            }
+            VersionedBindings::V0_1(b) => {
+                let call = b.oort_sink_sink().call_open(store);
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(error_from_v0_1)))
+            }
+        };
         self.settle_timed(result)
     }
 
-    /// Calls `collect` with one batch.
+    /// Calls `collect` with one batch (without its sequence and dynamic values for a 0.1.0
+    /// component).
     pub async fn collect(&mut self, batch: &WitBatch) -> Result<(), CallFailure> {
         self.check_usable()?;
         arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
-        let call = self
-            .bindings
-            .oort_sink_sink()
-            .call_collect(&mut self.store, batch);
-        let result = tokio::time::timeout(timeout, call).await;
+        let store = &mut self.store;
+        let result = match &self.bindings {
+            VersionedBindings::V0_2(b) => {
+                let call = b.oort_sink_sink().call_collect(store, batch);
+                tokio::time::timeout(timeout, call).await
+            }
+            VersionedBindings::V0_1(b) => {
+                let batch = batch_v0_1(batch);
+                let call = b.oort_sink_sink().call_collect(store, &batch);
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(error_from_v0_1)))
+            }
+        };
         self.settle_timed(result)
     }
 
@@ -373,8 +406,19 @@ impl WasmInstance {
         self.check_usable()?;
         arm_deadline(&mut self.store, self.call_timeout, self.fuel, self.epoch);
         let timeout = self.call_timeout + IO_GRACE;
-        let call = self.bindings.oort_sink_sink().call_close(&mut self.store);
-        let result = tokio::time::timeout(timeout, call).await;
+        let store = &mut self.store;
+        let result = match &self.bindings {
+            VersionedBindings::V0_2(b) => {
+                let call = b.oort_sink_sink().call_close(store);
+                tokio::time::timeout(timeout, call).await
+            }
+            VersionedBindings::V0_1(b) => {
+                let call = b.oort_sink_sink().call_close(store);
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(error_from_v0_1)))
+            }
+        };
         self.settle_timed(result)
     }
 }

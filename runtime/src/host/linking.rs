@@ -16,16 +16,16 @@
 //! call that would create one more traps. This budget is beside linear memory's, not shared
 //! with it.
 
-use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceType};
+use wasmtime::component::{Component, HasData, InstancePre, Linker, ResourceTable, ResourceType};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
-use super::bindings::SinkWorldPre;
+use super::bindings::{SinkWorld, SinkWorldPre, WitVersion, v0_1};
 use super::grants::Grants;
 use super::state::InstanceState;
 
@@ -125,18 +125,57 @@ impl Linkers {
     }
 }
 
+/// A component pre-instantiated for the version of `oort:sink` it targets.
+#[derive(Clone)]
+pub enum VersionedPre {
+    /// `oort:sink@0.1.0`.
+    V0_1(v0_1::SinkWorldPre<InstanceState>),
+    /// `oort:sink@0.2.0`.
+    V0_2(SinkWorldPre<InstanceState>),
+}
+
+/// An instance's exports, at the version its component targets.
+pub enum VersionedBindings {
+    /// `oort:sink@0.1.0`.
+    V0_1(v0_1::SinkWorld),
+    /// `oort:sink@0.2.0`.
+    V0_2(SinkWorld),
+}
+
+impl VersionedPre {
+    /// Type-checks `pre`'s exports against the world of `version`.
+    pub fn new(version: WitVersion, pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
+        Ok(match version {
+            WitVersion::V0_1 => Self::V0_1(v0_1::SinkWorldPre::new(pre)?),
+            WitVersion::V0_2 => Self::V0_2(SinkWorldPre::new(pre)?),
+        })
+    }
+
+    /// Instantiates the component in `store`.
+    pub async fn instantiate_async(
+        &self,
+        store: &mut Store<InstanceState>,
+    ) -> wasmtime::Result<VersionedBindings> {
+        Ok(match self {
+            Self::V0_1(pre) => VersionedBindings::V0_1(pre.instantiate_async(store).await?),
+            Self::V0_2(pre) => VersionedBindings::V0_2(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
 /// A plugin's pre-instantiated component, one per [`Linking`], all made when it is loaded (so
 /// starting an instance only picks one).
-pub struct Pres([SinkWorldPre<InstanceState>; 4]);
+pub struct Pres([VersionedPre; 4]);
 
 impl Pres {
-    /// Pre-instantiates `component` for each [`Linking`]; `all` is the one for
-    /// [`Linking::ALL`], made when the component was type-checked. In the others, the
-    /// interfaces the component imports but the `Linking` leaves out trap when called.
+    /// Pre-instantiates `component` (which targets `version`) for each [`Linking`]; `all` is
+    /// the one for [`Linking::ALL`], made when the component was type-checked. In the others,
+    /// the interfaces the component imports but the `Linking` leaves out trap when called.
     pub fn new(
         linkers: &Linkers,
         component: &Component,
-        all: SinkWorldPre<InstanceState>,
+        version: WitVersion,
+        all: VersionedPre,
     ) -> wasmtime::Result<Self> {
         let mut pres = Vec::with_capacity(4);
         for linking in Linking::EACH {
@@ -146,16 +185,19 @@ impl Pres {
             }
             let mut linker = linkers.get(linking).clone();
             stub_ungranted(&mut linker, component, linking)?;
-            pres.push(SinkWorldPre::new(linker.instantiate_pre(component)?)?);
+            pres.push(VersionedPre::new(
+                version,
+                linker.instantiate_pre(component)?,
+            )?);
         }
-        let pres: [SinkWorldPre<InstanceState>; 4] = pres
+        let pres: [VersionedPre; 4] = pres
             .try_into()
             .map_err(|_| wasmtime::Error::msg("four pre-instantiations"))?;
         Ok(Self(pres))
     }
 
     /// The pre-instantiated component for `linking`.
-    pub fn get(&self, linking: Linking) -> &SinkWorldPre<InstanceState> {
+    pub fn get(&self, linking: Linking) -> &VersionedPre {
         &self.0[linking.index()]
     }
 }

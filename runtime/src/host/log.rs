@@ -13,6 +13,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::bindings::Level;
 use super::bindings::oort::sink::host;
+use super::bindings::v0_1::oort::sink::host as v0_1;
 
 /// Who an instance works for: every log line it writes carries this.
 #[derive(Debug, Clone)]
@@ -113,6 +114,19 @@ impl LogCtx {
     }
 }
 
+impl v0_1::Host for LogCtx {
+    fn log(&mut self, level: v0_1::Level, message: String) {
+        let level = match level {
+            v0_1::Level::Trace => Level::Trace,
+            v0_1::Level::Debug => Level::Debug,
+            v0_1::Level::Info => Level::Info,
+            v0_1::Level::Warn => Level::Warn,
+            v0_1::Level::Error => Level::Error,
+        };
+        host::Host::log(self, level, message);
+    }
+}
+
 impl host::Host for LogCtx {
     fn log(&mut self, level: Level, message: String) {
         if self.budget.take() {
@@ -138,7 +152,8 @@ impl HasData for Log {
 
 /// Links `oort:sink/host`.
 pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    host::add_to_linker::<T, Log>(linker, T::log)
+    host::add_to_linker::<T, Log>(linker, T::log)?;
+    v0_1::add_to_linker::<T, Log>(linker, T::log)
 }
 
 /// Writes one guest log line to the host log, tagged, [`sanitized`].

@@ -3,8 +3,9 @@
 //!
 //! Phases, each its own function so `oort validate` can stop after the ones without side
 //! effects: [`SinkHost::load`] reads, compiles (or takes from the artifact cache) and type-checks
-//! a component against the `oort:sink` world; [`SinkHost::instantiate`] makes a fresh store and
-//! instance with the action's grants; the [`WasmInstance`] then runs
+//! a component against the `oort:sink` world it targets (0.2.0, or the frozen 0.1.0: the version
+//! is read from its exports, and each plugin keeps pre-instantiations for that version only);
+//! [`SinkHost::instantiate`] makes a fresh store and instance with the action's grants; the [`WasmInstance`] then runs
 //! `configure -> open -> collect* -> close`.
 //!
 //! Each interface a sink may import lives in its own module, the way wasmtime-wasi splits its
@@ -49,8 +50,8 @@ pub use grants::{
 pub use instance::{CallFailure, WasmInstance};
 pub use log::InstanceTag;
 
-use bindings::SinkWorldPre;
-use linking::{Linkers, Linking, Pres};
+pub use bindings::WitVersion;
+use linking::{Linkers, Linking, Pres, VersionedPre};
 
 /// How often the engine's epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -184,6 +185,8 @@ pub struct Plugin {
     pub load_time: Duration,
     /// What the manifest beside the module declares.
     pub manifest: Manifest,
+    /// The version of `oort:sink` the component targets.
+    pub version: WitVersion,
     pres: Pres,
 }
 
@@ -319,14 +322,24 @@ impl SinkHost {
         };
         // Type-checked against every interface a sink may be granted, then pre-instantiated
         // for each set of them an action's grants may link (see `linking`).
+        // The version is the one of the `sink` interface it exports; a component that exports
+        // neither is checked against the current world, which says what is missing.
+        let engine = &self.inner.engine;
+        let version = WitVersion::detect(
+            component
+                .component_type()
+                .exports(engine)
+                .map(|(name, _)| name),
+        )
+        .unwrap_or(WitVersion::V0_2);
         let pre = self
             .inner
             .linkers
             .get(Linking::ALL)
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = SinkWorldPre::new(pre).map_err(wrong_world)?;
-        let pres = Pres::new(&self.inner.linkers, &component, pre).map_err(wrong_world)?;
+        let pre = VersionedPre::new(version, pre).map_err(wrong_world)?;
+        let pres = Pres::new(&self.inner.linkers, &component, version, pre).map_err(wrong_world)?;
         let plugin = Plugin {
             path: path.to_owned(),
             hash,
@@ -334,11 +347,13 @@ impl SinkHost {
             cache,
             load_time: started.elapsed(),
             manifest,
+            version,
             pres,
         };
         tracing::debug!(
             path = %plugin.path.display(),
             hash = %plugin.hash,
+            wit = %plugin.version,
             cache = ?plugin.cache,
             load_ms = plugin.load_time.as_secs_f64() * 1e3,
             "sink component loaded"

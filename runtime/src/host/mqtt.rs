@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use wasmtime::component::{HasData, Linker};
 
+use super::bindings::error_to_v0_1;
 use super::bindings::oort::sink::mqtt::{self, Qos};
 use super::bindings::oort::sink::types::SinkError;
+use super::bindings::v0_1::oort::sink::{mqtt as v0_1, types as v0_1_types};
 use super::grants::MqttGrant;
 use super::guest_str::{cap_guest_string_at, capped};
 
@@ -109,6 +111,25 @@ impl mqtt::Host for MqttCtx {
     }
 }
 
+impl v0_1::Host for MqttCtx {
+    async fn publish(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        qos: v0_1::Qos,
+        retain: bool,
+    ) -> Result<(), v0_1_types::SinkError> {
+        let qos = match qos {
+            v0_1::Qos::AtMostOnce => Qos::AtMostOnce,
+            v0_1::Qos::AtLeastOnce => Qos::AtLeastOnce,
+            v0_1::Qos::ExactlyOnce => Qos::ExactlyOnce,
+        };
+        mqtt::Host::publish(self, topic, payload, qos, retain)
+            .await
+            .map_err(error_to_v0_1)
+    }
+}
+
 /// A store whose instances may publish over MQTT: gives the `mqtt` interface its context.
 pub trait MqttView: Send {
     /// The instance's MQTT context.
@@ -122,9 +143,10 @@ impl HasData for Mqtt {
     type Data<'a> = &'a mut MqttCtx;
 }
 
-/// Links `oort:sink/mqtt`.
+/// Links `oort:sink/mqtt`, at both versions.
 pub fn add_to_linker<T: MqttView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    mqtt::add_to_linker::<T, Mqtt>(linker, T::mqtt)
+    mqtt::add_to_linker::<T, Mqtt>(linker, T::mqtt)?;
+    v0_1::add_to_linker::<T, Mqtt>(linker, T::mqtt)
 }
 
 #[cfg(test)]

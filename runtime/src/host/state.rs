@@ -10,7 +10,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::oort;
+use super::bindings::{oort, v0_1};
 use super::fs_guard::{self, FileGuard, FileGuardView, Guarded};
 use super::http::{self, HttpCtx};
 use super::linking::{self, Linking};
@@ -46,7 +46,8 @@ pub struct InstanceState {
 impl InstanceState {
     /// Links the interfaces a sink may import, each to its context in the state: WASI p2 with
     /// nothing granted (`wasi:sockets` only with `linking.sockets`), outgoing `wasi:http` only
-    /// with `linking.http`, the guarded filesystem, and the `oort:sink` imports.
+    /// with `linking.http`, the guarded filesystem, and the `oort:sink` imports (at 0.2.0 and
+    /// 0.1.0).
     pub(crate) fn add_to_linker(
         linker: &mut Linker<Self>,
         linking: Linking,
@@ -59,6 +60,10 @@ impl InstanceState {
         // it was granted (wasmtime-wasi's own bindings are left out).
         fs_guard::add_to_linker(linker)?;
         oort::sink::types::add_to_linker::<Self, wasmtime::component::HasSelf<Self>>(
+            linker,
+            |state| state,
+        )?;
+        v0_1::oort::sink::types::add_to_linker::<Self, wasmtime::component::HasSelf<Self>>(
             linker,
             |state| state,
         )?;
@@ -177,6 +182,9 @@ impl ResourceLimiter for SinkLimits {
 
 /// `oort:sink/types` declares types only: there is nothing to implement.
 impl oort::sink::types::Host for InstanceState {}
+
+/// The same, at 0.1.0.
+impl v0_1::oort::sink::types::Host for InstanceState {}
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

@@ -3,7 +3,7 @@
 //! pipeline builds and walks batches without touching offsets, and hands the record to a wasm
 //! sink by reference, without copying.
 
-use crate::host::bindings::WitBatch;
+use crate::host::bindings::{WitBatch, WitDynamicProp};
 
 /// A batch of encoded messages, in order, with an optional header (`delimited` format).
 ///
@@ -29,14 +29,17 @@ impl Batch {
                 ends: Vec::new(),
                 timestamps: Vec::new(),
                 header: None,
+                sequence: 0,
+                dynamic: Vec::new(),
             },
         }
     }
 
-    /// A batch from the WIT record, if its offsets are consistent: as many ends and timestamps
-    /// as messages, ends in order, the last one at the end of the payloads.
+    /// A batch from the WIT record, if its offsets are consistent: as many ends, timestamps (and
+    /// values of each templated prop) as messages, ends in order, the last one at the end of the payloads.
     pub fn from_wit(wit: WitBatch) -> Option<Self> {
         let consistent = wit.ends.len() == wit.timestamps.len()
+            && wit.dynamic.iter().all(|p| p.values.len() == wit.ends.len())
             && wit.ends.windows(2).all(|w| w[0] <= w[1])
             && wit.ends.last().map_or(0, |&end| end as usize) == wit.payloads.len();
         consistent.then_some(Self { wit })
@@ -65,6 +68,8 @@ impl Batch {
         self.wit.ends.clear();
         self.wit.timestamps.clear();
         self.wit.header = None;
+        self.wit.sequence = 0;
+        self.wit.dynamic.clear();
     }
 
     /// Messages in the batch.
@@ -109,6 +114,40 @@ impl Batch {
     /// Sets the header line.
     pub fn set_header(&mut self, header: Option<String>) {
         self.wit.header = header;
+    }
+
+    /// The batch's sequence number (0 until the action numbers it).
+    pub fn sequence(&self) -> u64 {
+        self.wit.sequence
+    }
+
+    /// Numbers the batch.
+    pub fn set_sequence(&mut self, sequence: u64) {
+        self.wit.sequence = sequence;
+    }
+
+    /// The values of the action's templated props, one entry per prop, one value per message.
+    pub fn dynamic(&self) -> &[WitDynamicProp] {
+        &self.wit.dynamic
+    }
+
+    /// Sets the values of the templated props (one value per message for each).
+    pub fn set_dynamic(&mut self, dynamic: Vec<WitDynamicProp>) {
+        self.wit.dynamic = dynamic;
+    }
+
+    /// Takes the values of the templated props out.
+    pub fn take_dynamic(&mut self) -> Vec<WitDynamicProp> {
+        std::mem::take(&mut self.wit.dynamic)
+    }
+
+    /// The value of templated prop `name` for each message, if the action has it.
+    pub fn dynamic_values(&self, name: &str) -> Option<&[String]> {
+        self.wit
+            .dynamic
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.values.as_slice())
     }
 
     /// Takes the header line out.
@@ -192,6 +231,8 @@ mod tests {
             ends,
             timestamps,
             header: None,
+            sequence: 0,
+            dynamic: Vec::new(),
         };
         let good = Batch::from_wit(record(b"abcd", vec![1, 4], vec![7, 8])).unwrap();
         assert_eq!(good.payloads().collect::<Vec<_>>(), [&b"a"[..], b"bcd"]);

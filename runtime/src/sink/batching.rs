@@ -9,14 +9,46 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batch::Batch;
+use super::connector::{DynamicProps, render_over};
 use super::delivery::Deliverer;
 use super::props::CommonProps;
+use super::sequence::Sequencer;
 use super::transform::{TransformError, Transformer};
+use crate::host::bindings::WitDynamicProp;
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
+use crate::template::Template;
 
 /// Largest opportunistic batch when `batchSize` is not set.
 const MAX_DRAIN: usize = 4096;
+
+/// The values of the templated props for each payload of `batch`. A value that cannot be
+/// evaluated (the payload is not JSON, the template fails) is empty, with the error logged and
+/// recorded: the sink sees an empty value and refuses or handles the message.
+fn evaluate(
+    dynamic: &[(String, Arc<Template>)],
+    batch: &Batch,
+    metrics: &ActionMetrics,
+) -> Vec<WitDynamicProp> {
+    dynamic
+        .iter()
+        .map(|(name, template)| WitDynamicProp {
+            name: name.clone(),
+            values: batch
+                .payloads()
+                .map(|payload| {
+                    render_over(template, payload).unwrap_or_else(|e| {
+                        tracing::warn!("dynamic prop `{name}`: {e}");
+                        metrics
+                            .exceptions
+                            .record(format!("dynamic prop `{name}`: {e}"));
+                        String::new()
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
 
 /// Builds an action's batches and hands them on.
 pub(super) struct Batcher {
@@ -38,6 +70,10 @@ pub(super) struct Batcher {
     pub(super) single: Option<Deliverer>,
     /// The instance workers, when there are several.
     pub(super) pool: Option<mpsc::Sender<Batch>>,
+    /// Numbers each batch handed on.
+    sequencer: Arc<Sequencer>,
+    /// The action's templated props, evaluated for each payload of a batch handed on.
+    dynamic: DynamicProps,
 }
 
 impl Batcher {
@@ -49,7 +85,9 @@ impl Batcher {
         metrics: Arc<ActionMetrics>,
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
+        stamps: (Arc<Sequencer>, DynamicProps),
     ) -> Self {
+        let (sequencer, dynamic) = stamps;
         Self {
             name,
             transformer: Transformer::new(common.clone(), send_nil),
@@ -62,6 +100,8 @@ impl Batcher {
             errors: Vec::new(),
             single,
             pool,
+            sequencer,
+            dynamic,
         }
     }
 
@@ -106,6 +146,8 @@ impl Batcher {
                         &self.transformer,
                         &mut self.single,
                         self.pool.as_ref(),
+                        &self.sequencer,
+                        &self.dynamic,
                         &metrics,
                     )
                     .await;
@@ -138,23 +180,31 @@ impl Batcher {
             &self.transformer,
             &mut self.single,
             self.pool.as_ref(),
+            &self.sequencer,
+            &self.dynamic,
             &self.metrics,
         )
         .await;
     }
 
-    /// Sets the batch's header and delivers it through the one instance, or queues it for the
+    /// Sets the batch's header, numbers it, and delivers it through the one instance, or queues it for the
     /// instance workers.
     async fn hand_on(
         batch: &mut Batch,
         transformer: &Transformer,
         single: &mut Option<Deliverer>,
         pool: Option<&mpsc::Sender<Batch>>,
+        sequencer: &Sequencer,
+        dynamic: &[(String, Arc<Template>)],
         metrics: &ActionMetrics,
     ) {
         batch.set_header(transformer.header());
         if batch.is_empty() {
             return;
+        }
+        batch.set_sequence(sequencer.issue());
+        if !dynamic.is_empty() {
+            batch.set_dynamic(evaluate(dynamic, batch, metrics));
         }
         if let Some(single) = single {
             single.deliver(batch).await;

@@ -72,7 +72,7 @@ pub struct CacheError {
 pub struct ActionCache {
     config: CacheConfig,
     path: PathBuf,
-    db: Database,
+    db: std::sync::Arc<Database>,
     /// Sequence numbers on disk: `head..tail`.
     head: u64,
     tail: u64,
@@ -137,7 +137,7 @@ impl ActionCache {
         Ok(Self {
             config,
             path: path.to_owned(),
-            db,
+            db: std::sync::Arc::new(db),
             head,
             tail,
             disk_messages,
@@ -145,6 +145,11 @@ impl ActionCache {
             memory: VecDeque::new(),
             memory_messages: 0,
         })
+    }
+
+    /// Where the action's batch numbering is kept between runs (in the same database).
+    pub fn sequence_store(&self) -> super::sequence::SequenceStore {
+        super::sequence::SequenceStore::new(std::sync::Arc::clone(&self.db))
     }
 
     /// The settings.
@@ -311,12 +316,32 @@ impl ActionCache {
     }
 }
 
-/// A batch as bytes: count, ends, timestamps, header, payloads (little-endian).
+/// Marks the encoding that starts with the batch's sequence and dynamic values (where the
+/// first encoding started with the message count, which is never this).
+const WITH_SEQUENCE: u32 = u32::MAX;
+
+/// A batch as bytes (little-endian): [`WITH_SEQUENCE`], the sequence, the dynamic values
+/// (count; each: name, value count, values; every string as length then bytes), then the
+/// first encoding: count, ends, timestamps, header, payloads.
 fn encode(batch: &Batch) -> Vec<u8> {
     let batch = batch.as_wit();
     let header = batch.header.as_deref().unwrap_or("");
     let mut out =
-        Vec::with_capacity(13 + batch.ends.len() * 12 + header.len() + batch.payloads.len());
+        Vec::with_capacity(25 + batch.ends.len() * 12 + header.len() + batch.payloads.len());
+    out.extend_from_slice(&WITH_SEQUENCE.to_le_bytes());
+    out.extend_from_slice(&batch.sequence.to_le_bytes());
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    out.extend_from_slice(&(batch.dynamic.len() as u32).to_le_bytes());
+    for prop in &batch.dynamic {
+        string(&mut out, &prop.name);
+        out.extend_from_slice(&(prop.values.len() as u32).to_le_bytes());
+        for value in &prop.values {
+            string(&mut out, value);
+        }
+    }
     out.extend_from_slice(&(batch.ends.len() as u32).to_le_bytes());
     for end in &batch.ends {
         out.extend_from_slice(&end.to_le_bytes());
@@ -331,7 +356,8 @@ fn encode(batch: &Batch) -> Vec<u8> {
     out
 }
 
-/// The batch [`encode`] wrote; `None` if the bytes are not one.
+/// The batch [`encode`] (or the first encoding, without sequence) wrote; `None` if the bytes
+/// are not one.
 fn decode(bytes: &[u8]) -> Option<Batch> {
     let mut at = 0usize;
     let mut take = |n: usize| {
@@ -339,17 +365,37 @@ fn decode(bytes: &[u8]) -> Option<Batch> {
         at += n;
         Some(slice)
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-    let mut ends = Vec::with_capacity(count);
-    for _ in 0..count {
-        ends.push(u32::from_le_bytes(take(4)?.try_into().ok()?));
+    let u32_of = |b: &[u8]| -> Option<u32> { Some(u32::from_le_bytes(b.try_into().ok()?)) };
+    let mut count = u32_of(take(4)?)?;
+    let mut sequence = 0;
+    let mut dynamic = Vec::new();
+    if count == WITH_SEQUENCE {
+        sequence = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let props = u32_of(take(4)?)?;
+        for _ in 0..props {
+            let len = u32_of(take(4)?)? as usize;
+            let name = String::from_utf8(take(len)?.to_vec()).ok()?;
+            let n = u32_of(take(4)?)?;
+            let mut values = Vec::with_capacity(n.min(1 << 16) as usize);
+            for _ in 0..n {
+                let len = u32_of(take(4)?)? as usize;
+                values.push(String::from_utf8(take(len)?.to_vec()).ok()?);
+            }
+            dynamic.push(crate::host::bindings::WitDynamicProp { name, values });
+        }
+        count = u32_of(take(4)?)?;
     }
-    let mut timestamps = Vec::with_capacity(count);
+    let count = count as usize;
+    let mut ends = Vec::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        ends.push(u32_of(take(4)?)?);
+    }
+    let mut timestamps = Vec::with_capacity(count.min(1 << 20));
     for _ in 0..count {
         timestamps.push(i64::from_le_bytes(take(8)?.try_into().ok()?));
     }
     let has_header = take(1)?[0] == 1;
-    let header_len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let header_len = u32_of(take(4)?)? as usize;
     let header = String::from_utf8(take(header_len)?.to_vec()).ok()?;
     let payloads = bytes.get(at..)?.to_vec();
     Batch::from_wit(WitBatch {
@@ -357,6 +403,8 @@ fn decode(bytes: &[u8]) -> Option<Batch> {
         ends,
         timestamps,
         header: has_header.then_some(header),
+        sequence,
+        dynamic,
     })
 }
 
@@ -386,12 +434,36 @@ mod tests {
     fn batches_round_trip_through_bytes() {
         let same = |a: &Batch, b: &Batch| {
             let (a, b) = (a.as_wit(), b.as_wit());
-            (&a.payloads, &a.ends, &a.timestamps, &a.header)
-                == (&b.payloads, &b.ends, &b.timestamps, &b.header)
+            (&a.payloads, &a.ends, &a.timestamps, &a.header, a.sequence)
+                == (&b.payloads, &b.ends, &b.timestamps, &b.header, b.sequence)
+                && a.dynamic.len() == b.dynamic.len()
+                && a.dynamic
+                    .iter()
+                    .zip(&b.dynamic)
+                    .all(|(x, y)| x.name == y.name && x.values == y.values)
         };
         let mut b = batch(0, 3);
         b.set_header(Some("a,b".into()));
+        b.set_sequence(77);
+        b.set_dynamic(vec![crate::host::bindings::WitDynamicProp {
+            name: "path".into(),
+            values: vec!["a.csv".into(), "b.csv".into(), "a.csv".into()],
+        }]);
         assert!(same(&decode(&encode(&b)).unwrap(), &b));
+        // What an earlier version cached (no sequence, no dynamic values) still reads back.
+        let old = &encode(&b)[4 + 8..];
+        let skip = {
+            let mut at = 4;
+            let len = u32::from_le_bytes(old[at..at + 4].try_into().unwrap()) as usize;
+            at += 4 + len + 4;
+            for _ in 0..3 {
+                let len = u32::from_le_bytes(old[at..at + 4].try_into().unwrap()) as usize;
+                at += 4 + len;
+            }
+            at
+        };
+        let read = decode(&old[skip..]).unwrap();
+        assert_eq!((read.sequence(), read.len()), (0, 3));
         assert!(same(
             &decode(&encode(&Batch::new())).unwrap(),
             &Batch::new()

@@ -13,12 +13,14 @@ use tokio::sync::mpsc;
 use super::batch::Batch;
 use super::mqtt::{MqttSink, MqttSpec};
 use super::props::{COMMON_KEYS, decode};
+use super::sequence::Sequencer;
 use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
 use crate::reload::{Reloader, Subscriber, Swap};
 use crate::source::MemoryBus;
 use crate::source::memory::{Published, PublisherGuard};
+use crate::template::Template;
 
 /// The built-in sinks.
 pub const BUILTINS: &[&str] = &["log", "nop", "memory", "mqtt"];
@@ -61,9 +63,76 @@ pub struct NopSink {
 /// Publishes each payload to an in-process topic that memory streams read.
 #[derive(Debug)]
 pub struct MemorySink {
-    topic: String,
+    topic: MemoryTopic,
     bus: Arc<MemoryBus>,
-    _guard: Arc<PublisherGuard>,
+    _guard: Option<Arc<PublisherGuard>>,
+}
+
+/// The memory sink's `topic`: fixed, or a data template evaluated for each message (as
+/// eKuiper's dynamic `topic`).
+#[derive(Debug, Clone)]
+pub enum MemoryTopic {
+    /// The same topic for every message.
+    Fixed(String),
+    /// A template over each message (a window result gives its first row).
+    Template(Arc<Template>),
+}
+
+impl MemoryTopic {
+    fn parse(topic: &str) -> Result<Self, String> {
+        if topic.is_empty() {
+            return Err("`topic` must not be empty".into());
+        }
+        if topic.contains("{{") {
+            Template::parse(topic)
+                .map(|t| Self::Template(Arc::new(t)))
+                .map_err(|e| format!("`topic`: {e}"))
+        } else {
+            Ok(Self::Fixed(topic.to_string()))
+        }
+    }
+
+    /// The topic of one payload.
+    fn of(&self, payload: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
+        match self {
+            Self::Fixed(topic) => Ok(std::borrow::Cow::Borrowed(topic)),
+            Self::Template(t) => {
+                let topic = render_over(t, payload)?;
+                if topic.is_empty() {
+                    return Err(format!(
+                        "the `topic` template {:?} gave an empty topic",
+                        t.source()
+                    ));
+                }
+                Ok(std::borrow::Cow::Owned(topic))
+            }
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Self::Fixed(topic) => topic,
+            Self::Template(t) => t.source(),
+        }
+    }
+}
+
+/// Renders `template` over one payload (a JSON message; a window result's list gives its first
+/// row), as the dynamic props of eKuiper's sinks are evaluated.
+pub fn render_over(template: &Template, payload: &[u8]) -> Result<String, String> {
+    let value = crate::json::parse_value(payload).map_err(|e| {
+        format!(
+            "the template {:?} needs a JSON message: {e}",
+            template.source()
+        )
+    })?;
+    let dot = match &value {
+        crate::value::Value::Array(items) if !items.is_empty() => items[0].clone(),
+        _ => value,
+    };
+    template
+        .render_to_string(&dot)
+        .map_err(|e| format!("template {:?}: {e}", template.source()))
 }
 
 /// A wasm component sink, with its current instance (replaced after a trap).
@@ -80,6 +149,8 @@ pub struct WasmSink {
     generation: Arc<AtomicU32>,
     /// New builds prepared by the reloader, taken at a batch boundary.
     swaps: Option<mpsc::Receiver<Swap>>,
+    /// The action's batch numbering: what `open` tells an instance.
+    sequencer: Arc<Sequencer>,
 }
 
 impl std::fmt::Debug for WasmSink {
@@ -108,6 +179,44 @@ pub struct WasmSpec {
     pub base_dir: PathBuf,
     /// Set when modules are watched: instances register to receive new builds.
     pub reloader: Option<Arc<Reloader>>,
+    /// The props that hold a template (dynamic props), evaluated for each message.
+    pub dynamic: DynamicProps,
+}
+
+/// An action's templated props: each prop's name and its parsed template.
+pub type DynamicProps = Vec<(String, Arc<Template>)>;
+
+/// A template in a prop of a wasm sink: parsed when the prop is one the sink's manifest lists in
+/// `dynamicProps`, refused otherwise. Returns the templated props, in name order.
+pub fn dynamic_props(
+    props: &Map<String, Json>,
+    dynamic: &[String],
+) -> Result<DynamicProps, (String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in props {
+        let templated = match value {
+            Json::String(text) => text.contains("{{").then_some(text.as_str()),
+            other => other.to_string().contains("{{").then_some(""),
+        };
+        let Some(text) = templated else { continue };
+        if !dynamic.iter().any(|d| d == name) || text.is_empty() {
+            let allowed = if dynamic.is_empty() {
+                "this sink has no dynamic props".to_string()
+            } else {
+                format!("its dynamic props are: {}", dynamic.join(", "))
+            };
+            return Err((
+                name.clone(),
+                format!(
+                    "holds a template (`{{{{...}}}}`), but this prop is not dynamic: it is passed \
+                     to the sink as written ({allowed})"
+                ),
+            ));
+        }
+        let template = Template::parse(text).map_err(|e| (name.clone(), e.to_string()))?;
+        out.push((name.clone(), Arc::new(template)));
+    }
+    Ok(out)
 }
 
 /// One sink instance of an action.
@@ -143,11 +252,11 @@ pub enum ConnectorSpec {
     /// `memory`.
     Memory {
         /// The topic.
-        topic: String,
+        topic: MemoryTopic,
         /// The bus.
         bus: Arc<MemoryBus>,
-        /// Registered once per action, before sources start.
-        guard: Arc<PublisherGuard>,
+        /// Registered once per action, before sources start (for a fixed topic).
+        guard: Option<Arc<PublisherGuard>>,
     },
     /// `mqtt`: its checked props, and the rule's folder (relative certificate paths).
     Mqtt(MqttSpec, PathBuf),
@@ -162,7 +271,7 @@ impl std::fmt::Debug for ConnectorSpec {
         match self {
             Self::Log => f.write_str("Log"),
             Self::Nop { .. } => f.write_str("Nop"),
-            Self::Memory { topic, .. } => write!(f, "Memory({topic})"),
+            Self::Memory { topic, .. } => write!(f, "Memory({})", topic.text()),
             Self::Mqtt(spec, _) => write!(f, "{spec:?}"),
             Self::Wasm(spec) => write!(f, "Wasm({})", spec.plugin.path.display()),
             Self::Unavailable(reason) => write!(f, "Unavailable({reason})"),
@@ -188,12 +297,16 @@ impl ConnectorSpec {
             "memory" => decode::<MemoryProps>(props, COMMON_KEYS)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
-                    if p.topic.is_empty() {
-                        return Err("`topic` must not be empty".into());
-                    }
+                    let topic = MemoryTopic::parse(&p.topic)?;
+                    // A fixed topic is registered as fed by this action before sources start;
+                    // a templated one cannot be known in advance.
+                    let guard = match &topic {
+                        MemoryTopic::Fixed(t) => Some(Arc::new(bus.publisher(t))),
+                        MemoryTopic::Template(_) => None,
+                    };
                     Ok(Self::Memory {
-                        guard: Arc::new(bus.publisher(&p.topic)),
-                        topic: p.topic,
+                        guard,
+                        topic,
                         bus: Arc::clone(bus),
                     })
                 }),
@@ -208,6 +321,7 @@ impl ConnectorSpec {
         context: WitContext,
         tag: InstanceTag,
         metrics: &Arc<ActionMetrics>,
+        sequencer: &Arc<Sequencer>,
     ) -> Result<Connector, (Phase, CallFailure)> {
         Ok(match self {
             Self::Log => Connector::Log(LogSink {
@@ -218,7 +332,7 @@ impl ConnectorSpec {
             Self::Memory { topic, bus, guard } => Connector::Memory(MemorySink {
                 topic: topic.clone(),
                 bus: Arc::clone(bus),
-                _guard: Arc::clone(guard),
+                _guard: guard.clone(),
             }),
             Self::Mqtt(spec, base_dir) => {
                 let what = format!("{}-{}-{}", tag.rule, tag.action, tag.instance);
@@ -240,6 +354,7 @@ impl ConnectorSpec {
                             base_dir: spec.base_dir.clone(),
                             metrics: Arc::clone(metrics),
                             limits: spec.grants.limits,
+                            sequencer: Arc::clone(sequencer),
                         };
                         reloader.subscribe(&spec.plugin, subscriber).await;
                         Some(rx)
@@ -257,6 +372,7 @@ impl ConnectorSpec {
                     metrics: Arc::clone(metrics),
                     generation,
                     swaps,
+                    sequencer: Arc::clone(sequencer),
                 };
                 match sink.ensure_instance(true).await {
                     Ok(()) => {}
@@ -346,7 +462,10 @@ impl WasmSink {
             .await
             .map_err(|e| (Phase::Configure, e))?;
         if open {
-            instance.open().await.map_err(|e| (Phase::Open, e))?;
+            instance
+                .open(self.sequencer.for_open())
+                .await
+                .map_err(|e| (Phase::Open, e))?;
         }
         self.instance = Some(instance);
         Ok(())
@@ -435,12 +554,19 @@ impl Connector {
                 Ok(())
             }
             Self::Memory(sink) => {
-                for (payload, ts) in batch {
+                // A payload whose topic cannot be evaluated rejects the batch before anything
+                // of it is published (it is dead-lettered and counted).
+                let topics = batch
+                    .payloads()
+                    .map(|payload| sink.topic.of(payload))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(CallFailure::Rejected)?;
+                for ((payload, ts), topic) in batch.iter().zip(topics) {
                     let message = Published {
                         payload: Arc::from(payload),
                         timestamp_ms: ts,
                     };
-                    sink.bus.publish(&sink.topic, message).await;
+                    sink.bus.publish(&topic, message).await;
                 }
                 Ok(())
             }
@@ -529,5 +655,89 @@ impl Connector {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag() -> InstanceTag {
+        InstanceTag {
+            rule: Arc::from("r"),
+            action: Arc::from("memory_0"),
+            instance: 0,
+            dropped_logs: Arc::default(),
+        }
+    }
+
+    fn context() -> WitContext {
+        WitContext {
+            rule_id: "r".into(),
+            action: "memory_0".into(),
+            instance: 0,
+            format: "json".into(),
+            generation: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_memory_sink_evaluates_its_topic_for_each_message() {
+        let bus = MemoryBus::new();
+        let props: Map<String, Json> =
+            serde_json::from_str(r#"{"topic":"devices/{{.device}}"}"#).unwrap();
+        let spec = ConnectorSpec::builtin("memory", &props, &bus, std::path::Path::new("."))
+            .unwrap()
+            .unwrap();
+        let mut a = bus.subscribe("devices/a");
+        let mut b = bus.subscribe("devices/b");
+        let metrics = Arc::new(ActionMetrics::default());
+        let mut sink = spec
+            .start(context(), tag(), &metrics, &Arc::new(Sequencer::fresh()))
+            .await
+            .unwrap();
+        let mut batch = Batch::new();
+        for payload in [
+            r#"{"device":"a","n":0}"#,
+            r#"{"device":"b","n":1}"#,
+            r#"{"device":"a","n":2}"#,
+        ] {
+            batch.push(payload.as_bytes(), 0);
+        }
+        sink.collect(&batch).await.unwrap();
+        let text = |m: Published| String::from_utf8(m.payload.to_vec()).unwrap();
+        assert_eq!(text(a.try_recv().unwrap()), r#"{"device":"a","n":0}"#);
+        assert_eq!(text(a.try_recv().unwrap()), r#"{"device":"a","n":2}"#);
+        assert_eq!(text(b.try_recv().unwrap()), r#"{"device":"b","n":1}"#);
+        assert!(a.try_recv().is_err() && b.try_recv().is_err());
+
+        // A message the topic cannot be evaluated for rejects the batch, and nothing of it
+        // is published.
+        let mut bad = Batch::new();
+        bad.push(br#"{"device":"a"}"#, 0);
+        bad.push(b"not json", 0);
+        let err = sink.collect(&bad).await.unwrap_err();
+        assert!(matches!(err, CallFailure::Rejected(ref m) if m.contains("needs a JSON message")));
+        assert!(a.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_template_is_refused_in_a_prop_the_manifest_does_not_make_dynamic() {
+        let props: Map<String, Json> =
+            serde_json::from_str(r#"{"path":"{{.d}}.csv","key":"k-{{.id}}","n":1}"#).unwrap();
+        let (prop, message) = dynamic_props(&props, &["path".to_string()]).unwrap_err();
+        assert_eq!(prop, "key");
+        assert!(message.contains("its dynamic props are: path"), "{message}");
+        let (prop, message) = dynamic_props(&props, &[]).unwrap_err();
+        assert!(prop == "key" || prop == "path");
+        assert!(
+            message.contains("this sink has no dynamic props"),
+            "{message}"
+        );
+        let ok = dynamic_props(&props, &["path".into(), "key".into()]).unwrap();
+        assert_eq!(
+            ok.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["key", "path"]
+        );
     }
 }

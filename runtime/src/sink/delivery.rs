@@ -13,6 +13,7 @@ use super::connector::Connector;
 use super::dead_letter::{DeadLetter, DeadReason};
 use super::props::CommonProps;
 use super::resend::{CacheState, Resend, ResendOrder};
+use super::sequence::Sequencer;
 use super::{MAX_RESEND_BACKOFF, MAX_RETRY_BACKOFF, MAX_TRAPS_PER_BATCH};
 use crate::backoff::Backoff;
 use crate::host::CallFailure;
@@ -29,6 +30,8 @@ pub(super) struct Delivery {
     /// Waits between resends while the sink keeps failing (at most [`MAX_RESEND_BACKOFF`]).
     pub(super) resend: Backoff,
     pub(super) cache: Option<tokio::sync::Mutex<CacheState>>,
+    /// The action's batch numbering: acknowledged batches are recorded there.
+    pub(super) sequencer: Arc<Sequencer>,
     pub(super) dead_letter: Option<tokio::sync::Mutex<DeadLetter>>,
     pub(super) stop: watch::Receiver<bool>,
     /// Set when the stop's grace period is over: nothing more goes to the sink.
@@ -70,10 +73,17 @@ impl Delivery {
             retry: Backoff::new(retry_interval, MAX_RETRY_BACKOFF),
             resend: Backoff::new(retry_interval, MAX_RESEND_BACKOFF),
             cache: cache.map(|cache| tokio::sync::Mutex::new(CacheState::new(cache))),
+            sequencer: Arc::new(Sequencer::fresh()),
             dead_letter: dead_letter.map(tokio::sync::Mutex::new),
             stop,
             abort,
         }
+    }
+
+    /// The same, numbering its batches with `sequencer` (the action's).
+    pub(super) fn with_sequencer(mut self, sequencer: Arc<Sequencer>) -> Self {
+        self.sequencer = sequencer;
+        self
     }
 
     pub(super) fn stopping(&self) -> bool {
@@ -183,6 +193,7 @@ impl Deliverer {
             let failure = match result {
                 Ok(()) => {
                     metrics.records_out.add(n);
+                    shared.sequencer.acknowledge(batch.sequence());
                     return Ok(());
                 }
                 Err(failure) => failure,

@@ -27,6 +27,7 @@ mod mqtt;
 mod pipeline;
 pub mod props;
 mod resend;
+pub mod sequence;
 pub mod transform;
 
 use std::collections::HashMap;
@@ -367,6 +368,12 @@ pub async fn prepare(
                     });
                 }
             };
+            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+                |(prop, message)| ActionError::Props {
+                    action: name.clone(),
+                    source: PropError { prop, message },
+                },
+            )?;
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
@@ -429,6 +436,7 @@ pub async fn prepare(
                 raw_props,
                 base_dir: rule.base_dir.clone(),
                 reloader: env.reloader.clone(),
+                dynamic,
             })
         }
     };
@@ -563,6 +571,7 @@ pub struct StartedAction {
     action: PreparedAction,
     connectors: Vec<Connector>,
     cache: Option<ActionCache>,
+    sequencer: Arc<sequence::Sequencer>,
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
@@ -588,18 +597,9 @@ impl StartedAction {
     }
 }
 
-/// Starts an action's `concurrency` sink instances (configure, open), opens its cache (counting
-/// what a previous run left in it) and its dead-letter output.
+/// Opens an action's cache (counting what a previous run left in it) and its batch numbering,
+/// starts its `concurrency` sink instances (configure, open) and its dead-letter output.
 pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError> {
-    let mut connectors = Vec::with_capacity(action.common.concurrency as usize);
-    for i in 0..action.common.concurrency {
-        let connector = action
-            .spec
-            .start(action.context(i), action.tag(i), &action.metrics)
-            .await
-            .map_err(action.lifecycle_error())?;
-        connectors.push(connector);
-    }
     let cache = match (&action.cache_path, &action.common.cache) {
         (Some(path), Some(config)) => {
             let path = path.clone();
@@ -627,6 +627,33 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         }
         _ => None,
     };
+    // The batch numbering is kept with the cache; without one each run numbers afresh.
+    let sequencer = Arc::new(match &cache {
+        Some(cache) => sequence::Sequencer::kept(cache.sequence_store()).map_err(|reason| {
+            ActionError::Cache {
+                action: action.name.to_string(),
+                source: CacheError {
+                    path: action.cache_path.clone().unwrap_or_default(),
+                    reason: format!("batch sequence numbers: {reason}"),
+                },
+            }
+        })?,
+        None => sequence::Sequencer::fresh(),
+    });
+    let mut connectors = Vec::with_capacity(action.common.concurrency as usize);
+    for i in 0..action.common.concurrency {
+        let connector = action
+            .spec
+            .start(
+                action.context(i),
+                action.tag(i),
+                &action.metrics,
+                &sequencer,
+            )
+            .await
+            .map_err(action.lifecycle_error())?;
+        connectors.push(connector);
+    }
     let dead_letter = match &action.dead_letter {
         None => None,
         Some(PreparedDeadLetter::File(path)) => Some(DeadLetter::file(path.clone()).map_err(
@@ -638,7 +665,12 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         Some(PreparedDeadLetter::Action(inner)) => {
             let connector = inner
                 .spec
-                .start(inner.context(0), inner.tag(0), &inner.metrics)
+                .start(
+                    inner.context(0),
+                    inner.tag(0),
+                    &inner.metrics,
+                    &Arc::new(sequence::Sequencer::fresh()),
+                )
                 .await
                 .map_err(inner.lifecycle_error())
                 .map_err(|e| ActionError::DeadLetter {
@@ -660,6 +692,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         action,
         connectors,
         cache,
+        sequencer,
         dead_letter,
         stop: watch::channel(false).1,
         abort: watch::channel(false).1,

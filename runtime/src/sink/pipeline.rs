@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::batch::Batch;
 use super::batching::Batcher;
 use super::delivery::{Deliverer, Delivery, StopSignals};
-use super::{Chunk, StartedAction};
+use super::{Chunk, ConnectorSpec, StartedAction};
 
 #[cfg(test)]
 mod tests;
@@ -21,20 +21,24 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         action,
         connectors,
         cache,
+        sequencer,
         dead_letter,
         stop,
         abort,
     } = started;
     let metrics = Arc::clone(&action.metrics);
-    let shared = Arc::new(Delivery::new(
-        Arc::clone(&action.rule),
-        Arc::clone(&action.name),
-        Arc::clone(&metrics),
-        &action.common,
-        cache,
-        dead_letter,
-        StopSignals { stop, abort },
-    ));
+    let shared = Arc::new(
+        Delivery::new(
+            Arc::clone(&action.rule),
+            Arc::clone(&action.name),
+            Arc::clone(&metrics),
+            &action.common,
+            cache,
+            dead_letter,
+            StopSignals { stop, abort },
+        )
+        .with_sequencer(Arc::clone(&sequencer)),
+    );
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()
         .map(|connector| Deliverer {
@@ -63,6 +67,13 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         Arc::clone(&metrics),
         deliverers.pop(),
         pool_tx,
+        (
+            Arc::clone(&sequencer),
+            match &action.spec {
+                ConnectorSpec::Wasm(spec) => spec.dynamic.clone(),
+                _ => Vec::new(),
+            },
+        ),
     );
     loop {
         let deadline = out.deadline();
@@ -153,6 +164,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         } else if let Err(e) = cache.persist() {
             tracing::error!(action = %action.name, "cached messages could not be written to disk: {e}");
             metrics.exceptions.record(e.to_string());
+        }
+        if let Err(e) = sequencer.save() {
+            tracing::error!(action = %action.name, "the batch numbering could not be saved: {e}");
+            metrics.exceptions.record(e);
         }
         metrics.set_cached(cache.len());
         if !cache.is_empty() {

@@ -210,6 +210,10 @@ impl Deliverer {
         if let Some(field) = &indicator {
             mark_resent(&mut batch, field);
         }
+        if batch.sequence() == 0 {
+            // Cached by a version that did not number batches.
+            batch.set_sequence(shared.sequencer.issue());
+        }
         let outcome = self.attempt(&batch, 0).await;
         let mut state = state.lock().await;
         state.resending = false;
@@ -296,5 +300,7 @@ fn mark_resent(batch: &mut Batch, field: &str) {
         };
         out.push(marked.as_deref().unwrap_or(bytes), ts);
     }
+    out.set_sequence(batch.sequence());
+    out.set_dynamic(batch.take_dynamic());
     *batch = out;
 }

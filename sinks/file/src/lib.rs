@@ -1,7 +1,15 @@
 //! The `file` sink: eKuiper's file action (`path`, `fileType`, `hasHeader`) as a wasm component.
 //!
-//! It may touch exactly one file, the one its `path` prop names: its manifest declares `path` as
-//! a writable file, and the host grants that file and nothing else.
+//! It may touch exactly one file, the one its `path` prop names, and its sequence marker beside
+//! it (`<path>.seq`): its manifest declares `path` as a writable file with that companion, and
+//! the host grants those two files and nothing else.
+//!
+//! Exactly once: after each batch is written and flushed, the marker holds the batch's
+//! sequence number; a batch whose number is not above the marker was written already (its
+//! acknowledgement was lost to a crash or a trap) and is skipped. When the host says the
+//! numbering continues (`open` with a delivered sequence), a new run appends to the file rather
+//! than starting it afresh; when it starts afresh, so do the file and the marker. A crash
+//! between writing a batch and its marker can still repeat that one batch.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -47,7 +55,9 @@ pub enum FileType {
 /// The sink's state.
 pub struct FileSink {
     config: Config,
-    generation: u32,
+    /// Whether this instance starts the file afresh: the action's first instance, in a run
+    /// whose numbering starts afresh too.
+    afresh: bool,
     out: Option<BufWriter<File>>,
     /// Whether the file is ready for this instance's writes. A replacement instance (after a
     /// trap, or a new build swapped in) is opened while the previous one may still be writing;
@@ -55,7 +65,13 @@ pub struct FileSink {
     ready: bool,
     /// Whether a message was written since the file was (re)started: separators go between.
     written: bool,
+    /// The sequence marker beside the file, and the last sequence it records as written.
+    marker: Option<File>,
+    last_written: u64,
 }
+
+/// The suffix of the sequence marker's name (the manifest grants `<path>` + this).
+pub const MARKER_SUFFIX: &str = ".seq";
 
 impl Sink for FileSink {
     type Config = Config;
@@ -85,11 +101,40 @@ impl Sink for FileSink {
         }
         Ok(Self {
             config,
-            generation: ctx.generation,
+            afresh: ctx.generation == 0,
             out: None,
             ready: false,
             written: false,
+            marker: None,
+            last_written: 0,
         })
+    }
+
+    fn open_after(&mut self, delivered: Option<u64>) -> Result<(), SinkError> {
+        let path = format!("{}{MARKER_SUFFIX}", self.config.path);
+        let open_err = |e: std::io::Error| SinkError::transient(format!("cannot open {path}: {e}"));
+        let mut marker = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(open_err)?;
+        let mut text = String::new();
+        marker.read_to_string(&mut text).map_err(open_err)?;
+        self.last_written = match delivered {
+            // A fresh numbering: what the marker says belongs to an earlier one.
+            None => 0,
+            Some(_) => text.trim().parse().unwrap_or(0),
+        };
+        self.marker = Some(marker);
+        // When the numbering continues an earlier run's, so does the file.
+        self.afresh &= delivered.is_none();
+        self.open()?;
+        if self.afresh {
+            self.save_marker(0)?;
+        }
+        Ok(())
     }
 
     fn open(&mut self) -> Result<(), SinkError> {
@@ -102,7 +147,7 @@ impl Sink for FileSink {
             .truncate(false)
             .open(path)
             .map_err(open_err)?;
-        if self.generation == 0 {
+        if self.afresh {
             // A new run of the rule starts the file afresh, as eKuiper's file sink does.
             file.set_len(0).map_err(open_err)?;
             if self.config.file_type == FileType::Json {
@@ -115,6 +160,11 @@ impl Sink for FileSink {
     }
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let sequence = batch.sequence();
+        if sequence != 0 && sequence <= self.last_written {
+            // Written before a crash or a trap lost its acknowledgement.
+            return Ok(());
+        }
         let out = self
             .out
             .as_mut()
@@ -147,6 +197,9 @@ impl Sink for FileSink {
             self.written = true;
         }
         out.flush()?;
+        if sequence != 0 {
+            self.save_marker(sequence)?;
+        }
         Ok(())
     }
 
@@ -163,6 +216,20 @@ impl Sink for FileSink {
             }
             out.flush()?;
         }
+        Ok(())
+    }
+}
+
+impl FileSink {
+    /// Records `sequence` as the last batch written.
+    fn save_marker(&mut self, sequence: u64) -> Result<(), SinkError> {
+        if let Some(marker) = self.marker.as_mut() {
+            marker.seek(SeekFrom::Start(0))?;
+            marker.set_len(0)?;
+            marker.write_all(sequence.to_string().as_bytes())?;
+            marker.flush()?;
+        }
+        self.last_written = sequence;
         Ok(())
     }
 }

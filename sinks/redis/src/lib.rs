@@ -58,6 +58,11 @@ pub struct Config {
     /// `delete` removes its key (`DEL`, or `LPOP` for a list). Without it every row is written.
     #[serde(default)]
     pub rowkind_field: Option<String>,
+    /// The key holding the sequence number of the last batch written, set at the end of each
+    /// batch's pipeline; a batch not above it was written already and is skipped (exactly
+    /// once). Default `oort:seq:<rule>:<action>`; empty: no marker (at least once).
+    #[serde(default)]
+    pub sequence_key: Option<String>,
 }
 
 fn default_addr() -> String {
@@ -151,6 +156,10 @@ pub struct Redis {
     /// `expiration` in milliseconds; 0 for none.
     expiration_ms: u64,
     conn: Option<BufReader<TcpStream>>,
+    /// The sequence marker's key (none: no marker).
+    marker: Option<String>,
+    /// The last sequence written, as the marker holds it.
+    last_written: u64,
 }
 
 /// One RESP command.
@@ -326,7 +335,7 @@ impl Redis {
 impl Sink for Redis {
     type Config = Config;
 
-    fn configure(_ctx: &Context, config: Config) -> Result<Self, SinkError> {
+    fn configure(ctx: &Context, config: Config) -> Result<Self, SinkError> {
         let data_type = match config.data_type.to_ascii_lowercase().as_str() {
             "string" => DataType::String,
             "list" => DataType::List,
@@ -360,12 +369,19 @@ impl Sink for Redis {
                 config.addr
             )));
         }
+        let marker = match config.sequence_key.as_deref() {
+            None => Some(format!("oort:seq:{}:{}", ctx.rule_id, ctx.action)),
+            Some("") => None,
+            Some(key) => Some(key.to_string()),
+        };
         Ok(Self {
             config,
             data_type,
             multiple,
             expiration_ms,
             conn: None,
+            marker,
+            last_written: 0,
         })
     }
 
@@ -374,7 +390,32 @@ impl Sink for Redis {
         Ok(())
     }
 
+    fn open_after(&mut self, delivered: Option<u64>) -> Result<(), SinkError> {
+        self.open()?;
+        self.last_written = 0;
+        // A fresh numbering makes an earlier run's marker meaningless: it is overwritten by
+        // the first batch written.
+        if let (Some(key), Some(_)) = (&self.marker, delivered) {
+            let conn = self.conn.as_mut().expect("opened above");
+            let mut get = Vec::new();
+            command(&mut get, &[b"GET", key.as_bytes()]);
+            let reply = conn
+                .get_mut()
+                .write_all(&get)
+                .and_then(|()| conn.get_mut().flush())
+                .and_then(|()| read_reply(conn))
+                .map_err(|e| SinkError::transient(format!("redis at {}: {e}", self.config.addr)))?;
+            self.last_written = reply.ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        Ok(())
+    }
+
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let sequence = batch.sequence();
+        if self.marker.is_some() && sequence != 0 && sequence <= self.last_written {
+            // Written before a crash or a trap lost its acknowledgement.
+            return Ok(());
+        }
         let mut pipeline = Vec::new();
         let mut replies = 0usize;
         let ttl = self.expiration_ms.to_string();
@@ -411,6 +452,16 @@ impl Sink for Redis {
         if replies == 0 {
             return Ok(());
         }
+        // Last in the pipeline: the server applies the commands in order, so a marker that
+        // says this batch means all of its writes are done.
+        let seq_text = sequence.to_string();
+        if let Some(key) = self.marker.as_deref().filter(|_| sequence != 0) {
+            command(
+                &mut pipeline,
+                &[b"SET", key.as_bytes(), seq_text.as_bytes()],
+            );
+            replies += 1;
+        }
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
         }
@@ -445,7 +496,10 @@ impl Sink for Redis {
             Some(reply) => Err(SinkError::rejected(format!(
                 "redis refused a write: {reply}"
             ))),
-            None => Ok(()),
+            None => {
+                self.last_written = self.last_written.max(sequence);
+                Ok(())
+            }
         }
     }
 

@@ -93,6 +93,7 @@ impl Action {
             action,
             connectors: sinks.iter().map(|s| s.connector()).collect(),
             cache,
+            sequencer: Arc::new(crate::sink::sequence::Sequencer::fresh()),
             dead_letter,
             stop: stop_rx,
             abort: abort_rx,

@@ -13,6 +13,9 @@ use oort_sdk::{Batch, Context, Sink, SinkError};
 #[serde(crate = "oort_sdk::serde", deny_unknown_fields)]
 pub struct Config {
     path: String,
+    /// A dynamic prop (its manifest lists it): each message's value is written beside it.
+    #[serde(default, rename = "tag")]
+    _tag: Option<String>,
 }
 
 /// The sink's state.
@@ -61,9 +64,14 @@ impl Sink for Versioned {
             .as_mut()
             .ok_or_else(|| SinkError::transient("not open"))?;
         let mut text = String::new();
-        for message in batch {
+        let tags = batch.dynamic("tag");
+        for (i, message) in batch.iter().enumerate() {
+            let tag = match tags.and_then(|t| t.get(i)) {
+                Some(tag) => format!(",\"tag\":{tag:?}"),
+                None => String::new(),
+            };
             text.push_str(&format!(
-                "{{\"v\":\"{}\",\"m\":{}}}\n",
+                "{{\"v\":\"{}\",\"m\":{}{tag}}}\n",
                 crate::VERSION,
                 message.as_str()?
             ));

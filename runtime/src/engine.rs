@@ -260,6 +260,14 @@ async fn prepare_rule(
             rule: def.id.clone(),
             source,
         })?;
+        if def.options.qos > 0 && !src.table {
+            source::check_replayable(&stream, &resources, def.options.qos).map_err(|source| {
+                RunError::Source {
+                    rule: def.id.clone(),
+                    source,
+                }
+            })?;
+        }
         if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
                 "table `{}`: only file tables are available in this version",

@@ -46,6 +46,10 @@ impl Source for FileSource {
     fn serves_tables(&self) -> bool {
         true
     }
+
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {

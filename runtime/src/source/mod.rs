@@ -73,6 +73,12 @@ pub trait Source: Sync {
     fn reads_stdin(&self) -> bool {
         false
     }
+
+    /// Whether a rule with `qos` 1 or 2 can read it: its input must be replayable from a
+    /// checkpointed position. The message says why not.
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Err("this source cannot be replayed from a checkpoint".into())
+    }
 }
 
 /// A source type's entry in [`SOURCES`].
@@ -167,6 +173,21 @@ pub fn check(def: &StreamDef, resources: &Resources) -> Result<(), SourceError> 
         ));
     }
     source.check(def, resources).map_err(fail)
+}
+
+/// Checks that a stream can be read by a rule with `qos` 1 or 2 (replayed from a checkpoint).
+pub fn check_replayable(
+    def: &StreamDef,
+    resources: &Resources,
+    qos: u8,
+) -> Result<(), SourceError> {
+    let fail = |message: String| SourceError {
+        stream: def.name.to_string(),
+        origin: def.origin.clone(),
+        message: format!("the rule has qos {qos}, but {message}"),
+    };
+    let source = of(def).ok_or_else(|| fail(no_source(def.options.source_type)))?;
+    source.replayable(def, resources).map_err(fail)
 }
 
 fn no_source(source_type: SourceType) -> String {
@@ -316,6 +337,34 @@ mod tests {
         assert_eq!(message("TYPE=\"mqtt\", DATASOURCE=\"a/#\""), None);
         assert_eq!(message("TYPE=\"memory\", DATASOURCE=\"a/#\""), None);
         assert_eq!(message("TYPE=\"stdin\""), None);
+    }
+
+    #[test]
+    fn a_checkpointed_rule_reads_only_what_can_be_replayed() {
+        let replay = |options: &str, resources: &Resources| {
+            super::check_replayable(&stream(options), resources, 1)
+                .err()
+                .map(|e| e.message)
+        };
+        let none = Resources::default();
+        let stdin = replay("TYPE=\"stdin\"", &none).unwrap();
+        assert!(
+            stdin.starts_with("the rule has qos 1, but stdin cannot be replayed"),
+            "{stdin}"
+        );
+        let memory = replay("TYPE=\"memory\", DATASOURCE=\"t\"", &none).unwrap();
+        assert!(memory.contains("memory topic keeps nothing"), "{memory}");
+        assert_eq!(
+            replay("TYPE=\"file\", DATASOURCE=\"in.jsonl\"", &none),
+            None
+        );
+        assert_eq!(replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\"", &none), None);
+        let conf =
+            crate::mqtt::MqttConf::parse("default:\n  qos: 0\n", Path::new("etc/mqtt_source.yaml"))
+                .unwrap();
+        let qos0 = Resources::default().with(std::sync::Arc::new(conf));
+        let mqtt = replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\"", &qos0).unwrap();
+        assert!(mqtt.contains("subscribes with qos 0"), "{mqtt}");
     }
 
     #[test]

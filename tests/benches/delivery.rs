@@ -250,6 +250,7 @@ fn run_in_process(dir: &Path) -> anyhow::Result<oort::engine::RunReport> {
         watch: false,
         mqtt_conf: None,
         data_dir: dir.join("data"),
+        reset_checkpoints: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

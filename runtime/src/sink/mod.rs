@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use batch::{Batch, Iter as BatchIter};
 pub use cache::{ActionCache, CacheConfig, CacheError};
@@ -566,9 +566,17 @@ pub struct StartedAction {
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
+    barriers: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl StartedAction {
+    /// With checkpoints: an empty chunk from the rule is a barrier; the action acknowledges it
+    /// on `acks` once every message it received before is delivered, dead-lettered, counted
+    /// failed or written to its disk cache.
+    pub fn set_barrier_acks(&mut self, acks: mpsc::UnboundedSender<()>) {
+        self.barriers = Some(acks);
+    }
+
     /// The action.
     pub fn action(&self) -> &PreparedAction {
         &self.action
@@ -663,6 +671,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         dead_letter,
         stop: watch::channel(false).1,
         abort: watch::channel(false).1,
+        barriers: None,
     })
 }
 

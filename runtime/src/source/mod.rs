@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub use decode::{DecodeError, Decoder};
 pub use memory::MemoryBus;
 
+use crate::checkpoint::{Position, Positions};
 use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
 use crate::stream::{Format, SourceType, StreamDef};
@@ -155,6 +156,12 @@ pub struct SourceContext {
     pub event_time: bool,
     /// What the run's sources share.
     pub resources: Resources,
+    /// With checkpoints (`qos` 1 or 2): where the source records the position each chunk it
+    /// sends ends at.
+    pub positions: Option<Arc<Positions>>,
+    /// Where to start reading: a checkpoint's position (a source that cannot seek starts at
+    /// the beginning).
+    pub resume: Option<Position>,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -226,6 +233,8 @@ pub(crate) struct Emitter<'a> {
     chunk: Chunk,
     now_ms: i64,
     closed: bool,
+    /// Where the input has been read to, including the rows in `chunk`.
+    position: Position,
 }
 
 impl<'a> Emitter<'a> {
@@ -237,7 +246,14 @@ impl<'a> Emitter<'a> {
             chunk: Vec::with_capacity(CHUNK_ROWS),
             now_ms: ctx.clock.now_ms(),
             closed: false,
+            position: ctx.resume.unwrap_or_default(),
         }
+    }
+
+    /// The input has been read up to `position` (call it before handing on the message that
+    /// ends there).
+    pub(crate) fn at(&mut self, position: Position) {
+        self.position = position;
     }
 
     /// Decodes one message; `position` names it in error messages (`file:line`).
@@ -282,6 +298,9 @@ impl<'a> Emitter<'a> {
         if !self.chunk.is_empty() && !self.closed {
             let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
             let n = chunk.len() as u64;
+            if let Some(positions) = &self.ctx.positions {
+                positions.sent(self.position);
+            }
             if self.tx.send(chunk).await.is_err() {
                 self.closed = true;
             } else {

@@ -96,6 +96,7 @@ impl Action {
             dead_letter,
             stop: stop_rx,
             abort: abort_rx,
+            barriers: None,
         };
         let (tx, rx) = mpsc::channel(capacity);
         Self {

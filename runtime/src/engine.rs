@@ -617,9 +617,11 @@ pub async fn run_with_grace(
             action_txs,
             Arc::clone(&rule_metrics),
             config.clock.clone(),
-            def.options.send_error,
-            def.id.clone(),
-            checkpointer,
+            QueryTask {
+                rule: def.id.clone(),
+                send_error: def.options.send_error,
+                checkpointer,
+            },
         ));
         report.rules.push(RuleReport {
             id: def.id.clone(),
@@ -746,6 +748,16 @@ enum Input {
     End(usize),
 }
 
+/// What the query stage of a rule is besides its inputs and outputs.
+struct QueryTask {
+    /// The rule's id.
+    rule: String,
+    /// `sendError`.
+    send_error: bool,
+    /// With qos 1 or 2.
+    checkpointer: Option<Checkpointer>,
+}
+
 /// The rule's query stage: takes rows from its sources, runs them through the statement
 /// (windows fire on the clock in processing time), and fans the results out to the actions.
 async fn run_query(
@@ -754,10 +766,13 @@ async fn run_query(
     actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
     metrics: Arc<RuleMetrics>,
     clock: Clock,
-    send_error: bool,
-    rule: String,
-    mut checkpointer: Option<Checkpointer>,
+    task: QueryTask,
 ) {
+    let QueryTask {
+        rule,
+        send_error,
+        mut checkpointer,
+    } = task;
     let (merged_tx, mut merged) = mpsc::channel::<Input>(inputs.len().max(1) * 2);
     for (index, mut rx) in inputs {
         let tx = merged_tx.clone();
@@ -891,6 +906,9 @@ fn restore_plan(
     let mut sources = vec![None; rule.query.sources.len()];
     for ((index, stream), saved) in streams.into_iter().zip(saved.iter_mut()) {
         let is_file = stream.options.source_type == crate::stream::SourceType::File;
+        if stream.options.source_type == crate::stream::SourceType::Mqtt {
+            tracing::warn!(rule = %rule.def.id, stream = %stream.name, "qos {}: this version acknowledges MQTT messages as they arrive, not after the checkpoint that covers them; a crash may lose those read since the last checkpoint", rule.def.options.qos);
+        }
         let path = stream.datasource_path();
         let at = match saved.take() {
             Some(at) => {

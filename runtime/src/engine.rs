@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub data_dir: PathBuf,
     /// Forget the checkpoints of the rules run, and read their sources from the start.
     pub reset_checkpoints: bool,
+    /// At the end of bounded input, how long an action whose sink is down waits for it before
+    /// leaving its rows in the disk cache (`None`: it stops after `retryCount` failed resends).
+    pub drain_timeout: Option<Duration>,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -534,6 +537,9 @@ pub async fn run_with_grace(
         for mut started in actions {
             started.set_stop(stop_rx.clone());
             started.set_abort(abort_rx.clone());
+            if let Some(timeout) = config.drain_timeout {
+                started.set_drain_timeout(timeout);
+            }
             let a = started.action();
             let capacity = (a.common.buffer_length / source::CHUNK_ROWS).max(1);
             let (tx, rx) = mpsc::channel(capacity);

@@ -147,6 +147,7 @@ impl RuleArgs {
             mqtt_conf: self.mqtt_conf.clone(),
             data_dir: self.data_dir.clone(),
             reset_checkpoints: self.reset_checkpoints,
+            drain_timeout: None,
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct RunRuleArgs {
     /// stay in the action's cache if it has one and are counted failed otherwise.
     #[arg(long, default_value = "5s", value_parser = parse_grace)]
     pub grace: Duration,
+
+    /// At the end of the input, how long an action whose sink is down waits for it before
+    /// leaving its undelivered rows in its disk cache (milliseconds or a duration like "30s";
+    /// 0: do not wait beyond the action's `retryCount`).
+    #[arg(long, default_value = "30s", value_parser = parse_grace)]
+    pub drain_timeout: Duration,
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -43,6 +49,7 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
 pub async fn run(args: RunRuleArgs) -> ExitCode {
     let mut config = args.rule.config();
     config.watch = args.watch;
+    config.drain_timeout = (!args.drain_timeout.is_zero()).then_some(args.drain_timeout);
     // Signals are counted from the start: the first stops the run, the second stops it now.
     let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
     let listener = tokio::spawn(count_signals(signals_tx));

@@ -567,6 +567,7 @@ pub struct StartedAction {
     stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
     barriers: Option<mpsc::UnboundedSender<()>>,
+    drain_timeout: Option<Duration>,
 }
 
 impl StartedAction {
@@ -575,6 +576,13 @@ impl StartedAction {
     /// failed or written to its disk cache.
     pub fn set_barrier_acks(&mut self, acks: mpsc::UnboundedSender<()>) {
         self.barriers = Some(acks);
+    }
+
+    /// At the end of the input, how long the action waits for a sink that is down before
+    /// leaving what it could not deliver in its cache (by default it stops after `retryCount`
+    /// failed resends).
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = Some(timeout);
     }
 
     /// The action.
@@ -672,6 +680,7 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         stop: watch::channel(false).1,
         abort: watch::channel(false).1,
         barriers: None,
+        drain_timeout: None,
     })
 }
 

@@ -25,9 +25,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         stop,
         abort,
         barriers,
+        drain_timeout,
     } = started;
     let metrics = Arc::clone(&action.metrics);
-    let shared = Arc::new(Delivery::new(
+    let mut delivery = Delivery::new(
         Arc::clone(&action.rule),
         Arc::clone(&action.name),
         Arc::clone(&metrics),
@@ -35,7 +36,9 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         cache,
         dead_letter,
         StopSignals { stop, abort },
-    ));
+    );
+    delivery.drain_timeout = drain_timeout;
+    let shared = Arc::new(delivery);
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()
         .map(|connector| Deliverer {

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{
+    Checkpoint, CheckpointStore, FileIdentity, HeldRow, Positions, SourceCheckpoint,
+};
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
 use crate::message::Message;
@@ -48,11 +51,16 @@ pub struct RunConfig {
     pub watch: bool,
     /// eKuiper's MQTT source configuration file (`default` and `CONF_KEY` sections).
     pub mqtt_conf: Option<PathBuf>,
-    /// Where actions keep their disk caches.
+    /// Where actions keep their disk caches, and rules with `qos` 1 or 2 their checkpoints.
     pub data_dir: PathBuf,
     /// Log every rule's counters this often while the run goes on (they are also logged on
     /// SIGUSR1).
     pub progress_every: Option<Duration>,
+    /// Forget the checkpoints of the rules run, and read their sources from the start.
+    pub reset_checkpoints: bool,
+    /// At the end of bounded input, how long an action whose sink is down waits for it before
+    /// leaving its rows in the disk cache (`None`: it stops after `retryCount` failed resends).
+    pub drain_timeout: Option<Duration>,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -125,6 +133,14 @@ pub enum RunError {
         id: String,
         /// The ids it has.
         ids: String,
+    },
+    /// A rule's checkpoint cannot be used (a changed file, an unreadable store).
+    #[error("rule `{rule}`: checkpoint: {message}")]
+    Checkpoint {
+        /// The rule.
+        rule: String,
+        /// Why.
+        message: String,
     },
     /// Two rules read standard input.
     #[error("rules `{first}` and `{second}` both read stdin; only one rule of a run can")]
@@ -289,6 +305,14 @@ async fn prepare_rule(
             rule: def.id.clone(),
             source,
         })?;
+        if def.options.qos > 0 && !src.table {
+            source::check_replayable(&stream, &resources, def.options.qos).map_err(|source| {
+                RunError::Source {
+                    rule: def.id.clone(),
+                    source,
+                }
+            })?;
+        }
         if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
                 "table `{}`: only file tables are available in this version",
@@ -319,12 +343,18 @@ async fn prepare_rule(
         }
         streams.push(stream);
     }
-    if def.options.is_event_time
-        && matches!(
-            query.window.as_ref().map(|w| w.kind),
-            Some(sql::WindowKind::Count { .. })
-        )
-    {
+    let count_window = matches!(
+        query.window.as_ref().map(|w| w.kind),
+        Some(sql::WindowKind::Count { .. })
+    );
+    if def.options.qos > 0 && count_window {
+        return Err(sql_error(format!(
+            "COUNTWINDOW cannot be checkpointed in this version: the rule's qos {} needs \
+             qos 0 or a time window",
+            def.options.qos
+        )));
+    }
+    if def.options.is_event_time && count_window {
         return Err(sql_error(
             "COUNTWINDOW counts rows as they arrive: it cannot run with isEventTime".into(),
         ));
@@ -469,10 +499,41 @@ pub async fn run_with_grace(
         prepared.push(prepare_rule(def, &catalog, &env, true).await?);
     }
 
+    // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
+    let mut store = None;
+    let mut restored = Vec::with_capacity(prepared.len());
+    for rule in &prepared {
+        if rule.def.options.qos == 0 {
+            restored.push(None);
+            continue;
+        }
+        let fail = |message: String| RunError::Checkpoint {
+            rule: rule.def.id.clone(),
+            message,
+        };
+        if store.is_none() {
+            let opened =
+                CheckpointStore::open(&config.data_dir).map_err(|e| fail(e.to_string()))?;
+            store = Some(Arc::new(opened));
+        }
+        let Some(store) = store.as_ref() else {
+            continue;
+        };
+        if config.reset_checkpoints {
+            store
+                .remove(&rule.def.id)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        let last = store.load(&rule.def.id).map_err(|e| fail(e.to_string()))?;
+        restored.push(Some(
+            restore_plan(rule, Arc::clone(store), last).map_err(fail)?,
+        ));
+    }
+
     // Start every sink before any source, so a sink that cannot open stops the run before a
     // row is read.
     let mut wired = Vec::with_capacity(prepared.len());
-    for rule in prepared {
+    for (rule, restored) in prepared.into_iter().zip(restored) {
         let mut started_actions = Vec::with_capacity(rule.actions.len());
         for action in rule.actions {
             let started = sink::start(action)
@@ -484,7 +545,13 @@ pub async fn run_with_grace(
                 })?;
             started_actions.push(started);
         }
-        wired.push((rule.def, rule.query, rule.streams, started_actions));
+        wired.push((
+            rule.def,
+            rule.query,
+            rule.streams,
+            started_actions,
+            restored,
+        ));
     }
 
     let mut report = RunReport::default();
@@ -496,14 +563,24 @@ pub async fn run_with_grace(
     let resources = Resources::default()
         .with(Arc::clone(&bus))
         .with(Arc::clone(&catalog.mqtt));
-    for (def, query, streams, actions) in wired {
+    for (def, query, streams, mut actions, restored) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
         let rule_metrics = Arc::new(RuleMetrics::default());
+        let mut checkpointer = restored.map(|plan| {
+            let (acks_tx, acks) = mpsc::unbounded_channel();
+            for started in &mut actions {
+                started.set_barrier_acks(acks_tx.clone());
+            }
+            (plan, acks)
+        });
         let mut action_txs = Vec::with_capacity(actions.len());
         let mut action_reports = Vec::with_capacity(actions.len());
         for mut started in actions {
             started.set_stop(stop_rx.clone());
             started.set_abort(abort_rx.clone());
+            if let Some(timeout) = config.drain_timeout {
+                started.set_drain_timeout(timeout);
+            }
             let a = started.action();
             let capacity = (a.common.buffer_length / source::CHUNK_ROWS).max(1);
             let (tx, rx) = mpsc::channel(capacity);
@@ -521,6 +598,8 @@ pub async fn run_with_grace(
             clock: config.clock.clone(),
             event_time: def.options.is_event_time,
             resources: resources.clone(),
+            positions: None,
+            resume: None,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();
@@ -535,27 +614,61 @@ pub async fn run_with_grace(
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 let (row_tx, row_rx) = mpsc::channel(capacity);
-                sources.push(source::start(
-                    context(&streams[index], &source_metrics),
-                    row_tx,
-                ));
+                let mut ctx = context(&streams[index], &source_metrics);
+                if let Some((plan, _)) = &checkpointer
+                    && let Some(Some((positions, at))) = plan.sources.get(index)
+                {
+                    ctx.positions = Some(Arc::clone(positions));
+                    ctx.resume = Some(at.position);
+                }
+                sources.push(source::start(ctx, row_tx));
                 inputs.push((index, row_rx));
             }
         }
-        let runner = QueryRunner::new(
-            query,
-            def.options.is_event_time,
-            def.options.late_tolerance_ms as i64,
-            tables,
-        );
+        let runner = match &mut checkpointer {
+            None => QueryRunner::new(
+                query,
+                def.options.is_event_time,
+                def.options.late_tolerance_ms as i64,
+                tables,
+            ),
+            Some((plan, _)) => {
+                let mut runner = QueryRunner::checkpointable(
+                    query,
+                    def.options.is_event_time,
+                    def.options.late_tolerance_ms as i64,
+                    tables,
+                );
+                let held: Vec<(usize, Row)> = plan.held.drain(..).map(|h| h.row()).collect();
+                if !held.is_empty() {
+                    tracing::info!(rule = %def.id, rows = held.len(), "restoring the window's rows from the checkpoint");
+                }
+                let ctx = EvalCtx {
+                    now_ms: config.clock.now_ms(),
+                    meta: &Value::Null,
+                };
+                runner.restore(held, &ctx);
+                runner
+            }
+        };
+        let checkpointer = checkpointer.map(|(plan, acks)| Checkpointer {
+            store: plan.store,
+            rule: def.id.clone(),
+            interval: Duration::from_millis(def.options.checkpoint_interval_ms.max(1)),
+            sources: plan.sources,
+            acks,
+        });
         tasks.spawn(run_query(
             runner,
             inputs,
             action_txs,
             Arc::clone(&rule_metrics),
             config.clock.clone(),
-            def.options.send_error,
-            def.id.clone(),
+            QueryTask {
+                rule: def.id.clone(),
+                send_error: def.options.send_error,
+                checkpointer,
+            },
         ));
         report.rules.push(RuleReport {
             id: def.id.clone(),
@@ -740,6 +853,16 @@ enum Input {
     End(usize),
 }
 
+/// What the query stage of a rule is besides its inputs and outputs.
+struct QueryTask {
+    /// The rule's id.
+    rule: String,
+    /// `sendError`.
+    send_error: bool,
+    /// With qos 1 or 2.
+    checkpointer: Option<Checkpointer>,
+}
+
 /// The rule's query stage: takes rows from its sources, runs them through the statement
 /// (windows fire on the clock in processing time), and fans the results out to the actions.
 async fn run_query(
@@ -748,9 +871,13 @@ async fn run_query(
     actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
     metrics: Arc<RuleMetrics>,
     clock: Clock,
-    send_error: bool,
-    rule: String,
+    task: QueryTask,
 ) {
+    let QueryTask {
+        rule,
+        send_error,
+        mut checkpointer,
+    } = task;
     let (merged_tx, mut merged) = mpsc::channel::<Input>(inputs.len().max(1) * 2);
     for (index, mut rx) in inputs {
         let tx = merged_tx.clone();
@@ -770,10 +897,30 @@ async fn run_query(
         rule,
     };
     fanout.open = vec![true; fanout.actions.len()];
+    let mut ticker = checkpointer.as_ref().map(|c| {
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + c.interval, c.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     loop {
         let deadline = runner.next_deadline();
+        let tick = async {
+            match ticker.as_mut() {
+                Some(ticker) => {
+                    ticker.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let input = tokio::select! {
             input = merged.recv() => input,
+            () = tick => {
+                if let Some(checkpointer) = checkpointer.as_mut() {
+                    checkpointer.take(&mut runner, &mut fanout).await;
+                }
+                continue;
+            }
             () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
                 let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
                 let mut out = Vec::new();
@@ -791,6 +938,9 @@ async fn run_query(
         let mut out = Vec::new();
         let (outcome, rows_in) = match input {
             Input::Rows(index, rows) => {
+                if let Some(checkpointer) = checkpointer.as_mut() {
+                    checkpointer.taken(index);
+                }
                 let n = rows.len();
                 (runner.push(index, rows, &ctx, &mut out), n)
             }
@@ -811,8 +961,166 @@ async fn run_query(
     let mut out = Vec::new();
     let outcome = runner.finish(&ctx, &mut out);
     fanout.send(out, outcome, &metrics, send_error, 0).await;
+    if let Some(checkpointer) = checkpointer.as_mut() {
+        // A clean end: every window has fired, and the positions are where the input ended.
+        checkpointer.take(&mut runner, &mut fanout).await;
+    }
     metrics.late.add(runner.late());
     metrics.pending_at_end.add(runner.pending() as u64);
+}
+
+/// What a rule with qos 1 or 2 starts from: its sources' positions (by source index; `None`
+/// for tables) and the rows its window held, from its last checkpoint if it has one.
+struct RestorePlan {
+    store: Arc<CheckpointStore>,
+    sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
+    held: Vec<HeldRow>,
+}
+
+/// Checks `last` against the rule as it is now (same streams, same files) and plans where its
+/// sources start; the message says what does not match.
+fn restore_plan(
+    rule: &PreparedRule,
+    store: Arc<CheckpointStore>,
+    last: Option<Checkpoint>,
+) -> Result<RestorePlan, String> {
+    let streams: Vec<(usize, &Arc<StreamDef>)> = rule
+        .query
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(_, src)| !src.table)
+        .map(|(i, _)| (i, &rule.streams[i]))
+        .collect();
+    let (held, mut saved) = match last {
+        Some(last) => {
+            let names: Vec<&str> = streams.iter().map(|(_, s)| s.name.as_ref()).collect();
+            let saved: Vec<&str> = last.sources.iter().map(|s| s.stream.as_str()).collect();
+            if names != saved {
+                return Err(format!(
+                    "it was taken reading {}, the rule now reads {}; run with \
+                     --reset-checkpoints to start over",
+                    saved.join(", "),
+                    names.join(", ")
+                ));
+            }
+            (last.held, last.sources.into_iter().map(Some).collect())
+        }
+        None => (Vec::new(), vec![None; streams.len()]),
+    };
+    let mut sources = vec![None; rule.query.sources.len()];
+    for ((index, stream), saved) in streams.into_iter().zip(saved.iter_mut()) {
+        let is_file = stream.options.source_type == crate::stream::SourceType::File;
+        if stream.options.source_type == crate::stream::SourceType::Mqtt {
+            tracing::warn!(rule = %rule.def.id, stream = %stream.name, "qos {}: this version acknowledges MQTT messages as they arrive, not after the checkpoint that covers them; a crash may lose those read since the last checkpoint", rule.def.options.qos);
+        }
+        let path = stream.datasource_path();
+        let at = match saved.take() {
+            Some(at) => {
+                if let Some(file) = &at.file {
+                    file.check(&path, at.position.offset)?;
+                }
+                at
+            }
+            None => SourceCheckpoint {
+                stream: stream.name.to_string(),
+                position: Default::default(),
+                file: None,
+            },
+        };
+        let at = if is_file && at.file.is_none() {
+            let file = FileIdentity::of(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            SourceCheckpoint {
+                file: Some(file),
+                ..at
+            }
+        } else {
+            at
+        };
+        if at.position != Default::default() {
+            tracing::info!(rule = %rule.def.id, stream = %stream.name, offset = at.position.offset, records = at.position.records, "resuming from the checkpoint");
+        }
+        sources[index] = Some((Arc::new(Positions::default()), at));
+    }
+    Ok(RestorePlan {
+        store,
+        sources,
+        held,
+    })
+}
+
+/// Takes a rule's checkpoints (see [`crate::checkpoint`]).
+struct Checkpointer {
+    store: Arc<CheckpointStore>,
+    rule: String,
+    interval: Duration,
+    sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
+    /// The actions' acknowledgements of barriers.
+    acks: mpsc::UnboundedReceiver<()>,
+}
+
+impl Checkpointer {
+    /// The query took source `index`'s next chunk.
+    fn taken(&mut self, index: usize) {
+        if let Some(Some((positions, at))) = self.sources.get_mut(index)
+            && let Some(position) = positions.taken()
+        {
+            at.position = position;
+        }
+    }
+
+    /// Takes a checkpoint now, between two chunks: once the actions have settled what they
+    /// were handed, writes the positions and the window's rows in one transaction.
+    async fn take(&mut self, runner: &mut QueryRunner, fanout: &mut Fanout) {
+        let started = Instant::now();
+        let expected = fanout.barrier().await;
+        for _ in 0..expected {
+            if self.acks.recv().await.is_none() {
+                break;
+            }
+        }
+        let held: Vec<HeldRow> = runner
+            .held_rows()
+            .unwrap_or_default()
+            .iter()
+            .map(|(source, row)| HeldRow::new(*source, row))
+            .collect();
+        let checkpoint = Checkpoint {
+            sources: self
+                .sources
+                .iter()
+                .flatten()
+                .map(|(_, at)| at.clone())
+                .collect(),
+            held,
+        };
+        let rows = checkpoint.held.len();
+        let store = Arc::clone(&self.store);
+        let rule = self.rule.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let result = store.save(&rule, &checkpoint);
+            (result, checkpoint)
+        })
+        .await;
+        match saved {
+            Ok((Ok(()), checkpoint)) => {
+                let positions: Vec<String> = checkpoint
+                    .sources
+                    .iter()
+                    .map(|s| format!("{}@{}:{}", s.stream, s.position.records, s.position.offset))
+                    .collect();
+                tracing::info!(
+                    rule = %self.rule,
+                    held_rows = rows,
+                    positions = %positions.join(","),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                );
+            }
+            Ok((Err(e), _)) => tracing::error!(rule = %self.rule, "checkpoint not written: {e}"),
+            Err(e) => tracing::error!(rule = %self.rule, "checkpoint not written: {e}"),
+        }
+    }
 }
 
 /// Hands a rule's results to its actions.
@@ -823,6 +1131,18 @@ struct Fanout {
 }
 
 impl Fanout {
+    /// Hands every open action a barrier (an empty chunk); returns how many took it.
+    async fn barrier(&mut self) -> usize {
+        let mut taken = 0;
+        for ((tx, _), open) in self.actions.iter().zip(&self.open) {
+            let empty: sink::Chunk = Arc::from(Vec::<Message>::new());
+            if *open && tx.send(empty).await.is_ok() {
+                taken += 1;
+            }
+        }
+        taken
+    }
+
     async fn send(
         &mut self,
         mut out: Vec<Message>,

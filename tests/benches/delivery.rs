@@ -251,6 +251,8 @@ fn run_in_process(dir: &Path) -> anyhow::Result<oort::engine::RunReport> {
         mqtt_conf: None,
         data_dir: dir.join("data"),
         progress_every: None,
+        reset_checkpoints: false,
+        drain_timeout: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -558,6 +558,8 @@ fn run_once(
         mqtt_conf: None,
         data_dir: std::env::temp_dir().join("oort-bench-data"),
         progress_every: None,
+        reset_checkpoints: false,
+        drain_timeout: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -802,6 +804,8 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         mqtt_conf: Some(dir.join("mqtt.yaml")),
         data_dir: dir.join("data"),
         progress_every: None,
+        reset_checkpoints: false,
+        drain_timeout: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let rule = std::thread::spawn(move || -> anyhow::Result<(oort::engine::RunReport, f64)> {

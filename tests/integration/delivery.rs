@@ -195,7 +195,8 @@ fn the_disk_cache_survives_a_restart_and_is_resent_first() {
     let props = json!({"downWhile": "down.flag", "enableCache": true, "memoryCacheThreshold": 5,
                        "bufferPageSize": 2, "retryCount": 1, "retryInterval": 1, "batchSize": 3});
     rule(&scratch, FILE_STREAM, props.clone());
-    let first = scratch.run_rule(&[]);
+    // The sink stays down: 0 leaves its rows cached at once, without waiting for it.
+    let first = scratch.run_rule(&["--drain-timeout", "0"]);
     assert_eq!(
         first.code,
         Some(3),

@@ -2,6 +2,7 @@
 //! the real host) on wasm components built from source.
 
 mod cache;
+mod checkpoint;
 mod cli;
 mod common;
 mod conformance;

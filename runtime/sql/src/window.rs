@@ -155,6 +155,11 @@ trait WindowPolicy: Send {
         0
     }
 
+    /// Whether its state counts rows (a count window), which held rows alone cannot rebuild.
+    fn counts_rows(&self) -> bool {
+        false
+    }
+
     /// The caller aggregates accepted rows itself: see [`WindowOperator::aggregate_on_arrival`].
     /// Only tumbling windows take it up (and then keep their rows out of [`Rows`]); the other
     /// kinds keep their rows as before.
@@ -224,6 +229,23 @@ impl WindowOperator {
     /// Rows held that no window has emitted yet (after `finish`: an unfinished count window).
     pub fn pending(&self) -> usize {
         self.rows.len() + self.policy.held()
+    }
+
+    /// The rows held for windows still to fire, with the input each came from, in time then
+    /// arrival order: with the clock, the state a checkpoint keeps. Pushing them again, in this
+    /// order, into a new operator of the same kind rebuilds that state (the watermark follows
+    /// from them). `None` for a count window, whose state also counts rows already gone.
+    pub fn held_rows(&self) -> Option<Vec<(usize, Arc<Row>)>> {
+        if self.policy.held() > 0 || self.policy.counts_rows() {
+            return None;
+        }
+        Some(
+            self.rows
+                .all()
+                .into_iter()
+                .map(|(_, _, stream, row)| (stream, row))
+                .collect(),
+        )
     }
 
     /// Adds a row (already past the window's `FILTER`). `trigger` says whether it meets the

@@ -107,6 +107,11 @@ pub struct RuleArgs {
     #[arg(long, env = "OORT_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
+    /// Rules with `qos` 1 or 2: forget their checkpoints (in the data directory) and read their
+    /// sources from the start, e.g. after an input file was replaced.
+    #[arg(long)]
+    pub reset_checkpoints: bool,
+
     /// eKuiper's MQTT source configuration (YAML: a `default` section and named sections that
     /// streams select with CONF_KEY). Without it, mqtt streams use tcp://127.0.0.1:1883.
     #[arg(long, env = "OORT_MQTT_CONF")]
@@ -144,6 +149,8 @@ impl RuleArgs {
             mqtt_conf: self.mqtt_conf.clone(),
             data_dir: self.data_dir.clone(),
             progress_every: None,
+            reset_checkpoints: self.reset_checkpoints,
+            drain_timeout: None,
         }
     }
 }

@@ -35,6 +35,11 @@ pub struct RunRuleArgs {
     /// like "10s"); useful for unbounded (MQTT) input. SIGUSR1 logs them at any time.
     #[arg(long, value_parser = parse_grace)]
     pub progress: Option<Duration>,
+    /// At the end of the input, how long an action whose sink is down waits for it before
+    /// leaving its undelivered rows in its disk cache (milliseconds or a duration like "30s";
+    /// 0: do not wait beyond the action's `retryCount`).
+    #[arg(long, default_value = "30s", value_parser = parse_grace)]
+    pub drain_timeout: Duration,
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -49,6 +54,7 @@ pub async fn run(args: RunRuleArgs) -> ExitCode {
     let mut config = args.rule.config();
     config.watch = args.watch;
     config.progress_every = args.progress.filter(|d| !d.is_zero());
+    config.drain_timeout = (!args.drain_timeout.is_zero()).then_some(args.drain_timeout);
     // Signals are counted from the start: the first stops the run, the second stops it now.
     let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
     let listener = tokio::spawn(count_signals(signals_tx));

@@ -87,7 +87,45 @@ pub struct RuleOptions {
     pub send_nil_field: bool,
     /// `sendError`: send evaluation errors to the sinks as `{"error": "..."}` messages.
     pub send_error: bool,
+    /// `qos`: 0 at most once, 1 at least once, 2 exactly once inside the engine (1 and 2
+    /// checkpoint the sources' positions and the operators' state).
+    pub qos: u8,
+    /// `checkpointInterval` in milliseconds (with `qos` 1 or 2).
+    pub checkpoint_interval_ms: u64,
+    /// `restartStrategy`.
+    pub restart: RestartStrategy,
 }
+
+/// `restartStrategy`: how a rule whose source or query fails is restarted (eKuiper's fields
+/// and defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartStrategy {
+    /// `attempts`: restarts allowed (0: none).
+    pub attempts: u32,
+    /// `delay`: milliseconds before the first restart.
+    pub delay_ms: u64,
+    /// `multiplier`: each delay is the previous one times this.
+    pub multiplier: f64,
+    /// `maxDelay`: the longest delay, in milliseconds.
+    pub max_delay_ms: u64,
+    /// `jitterFactor`: a delay varies at random by up to this fraction of itself.
+    pub jitter_factor: f64,
+}
+
+impl Default for RestartStrategy {
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            delay_ms: 1000,
+            multiplier: 2.0,
+            max_delay_ms: 30_000,
+            jitter_factor: 0.1,
+        }
+    }
+}
+
+/// eKuiper's default `checkpointInterval`: 300 seconds.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 300_000;
 
 impl Default for RuleOptions {
     fn default() -> Self {
@@ -99,6 +137,9 @@ impl Default for RuleOptions {
             send_meta_to_sink: false,
             send_nil_field: false,
             send_error: false,
+            qos: 0,
+            checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
+            restart: RestartStrategy::default(),
         }
     }
 }
@@ -424,6 +465,10 @@ fn rule_from_json(
             "concurrency (set `concurrency` on an action to run several sink instances)".into(),
         );
     }
+    if options.restart.attempts > 0 {
+        ignored_options
+            .push("restartStrategy (a failed rule is not restarted in this version)".into());
+    }
     let _ = raw.triggered;
     Ok(RuleDef {
         name: raw.name.unwrap_or_else(|| id.clone()),
@@ -443,9 +488,6 @@ fn rule_from_json(
 const IGNORED_OPTIONS: &[&str] = &[
     "debug",
     "logFilename",
-    "qos",
-    "checkpointInterval",
-    "restartStrategy",
     "cron",
     "duration",
     "cronDatetimeRange",
@@ -466,6 +508,9 @@ const OPTIONS: &[&str] = &[
     "sendMetaToSink",
     "sendNilField",
     "sendError",
+    "qos",
+    "checkpointInterval",
+    "restartStrategy",
 ];
 
 type OptionError = (String, String);
@@ -497,6 +542,28 @@ fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionE
                 out.send_nil_field = value.as_bool().ok_or_else(|| bad("true or false"))?
             }
             "sendError" => out.send_error = value.as_bool().ok_or_else(|| bad("true or false"))?,
+            "qos" => {
+                out.qos =
+                    value.as_u64().filter(|q| *q <= 2).ok_or_else(|| {
+                        bad("0 (at most once), 1 (at least once) or 2 (exactly once)")
+                    })? as u8
+            }
+            "checkpointInterval" => {
+                out.checkpoint_interval_ms =
+                    duration_value(&value).filter(|ms| *ms > 0).ok_or_else(|| {
+                        bad("a positive number of milliseconds or a duration like \"10s\"")
+                    })?
+            }
+            "restartStrategy" => {
+                out.restart = restart_strategy(&value).map_err(|(field, message)| {
+                    let field = if field.is_empty() {
+                        "restartStrategy".to_string()
+                    } else {
+                        format!("restartStrategy.{field}")
+                    };
+                    (field, message)
+                })?
+            }
             other if IGNORED_OPTIONS.contains(&other) => ignored.push(other.to_string()),
             _ => {
                 let hint = crate::sink::props::did_you_mean(
@@ -509,13 +576,74 @@ fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionE
                     key.clone(),
                     format!(
                         "unknown rule option (expected isEventTime, lateTolerance, concurrency, \
-                         bufferLength, sendMetaToSink, sendNilField or sendError){hint}"
+                         bufferLength, sendMetaToSink, sendNilField, sendError, qos, \
+                         checkpointInterval or restartStrategy){hint}"
                     ),
                 ));
             }
         }
     }
     Ok((out, ignored))
+}
+
+/// Reads `restartStrategy`; an error names the field inside it.
+fn restart_strategy(value: &Json) -> Result<RestartStrategy, OptionError> {
+    let Json::Object(map) = value else {
+        return Err((
+            String::new(),
+            format!("expected an object like {{\"attempts\": 3, \"delay\": 1000}}, got {value}"),
+        ));
+    };
+    let mut out = RestartStrategy::default();
+    for (key, value) in map {
+        let bad = |expected: &str| (key.clone(), format!("expected {expected}, got {value}"));
+        let fraction = |v: &Json| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0);
+        match key.as_str() {
+            "attempts" => {
+                out.attempts = value
+                    .as_u64()
+                    .filter(|n| *n <= u32::MAX as u64)
+                    .ok_or_else(|| bad("a whole number (0: never restart)"))?
+                    as u32
+            }
+            "delay" => {
+                out.delay_ms = duration_value(value)
+                    .ok_or_else(|| bad("milliseconds or a duration like \"1s\""))?
+            }
+            "maxDelay" => {
+                out.max_delay_ms = duration_value(value)
+                    .ok_or_else(|| bad("milliseconds or a duration like \"30s\""))?
+            }
+            "multiplier" => {
+                out.multiplier = fraction(value)
+                    .filter(|m| *m >= 1.0)
+                    .ok_or_else(|| bad("a number of at least 1"))?
+            }
+            "jitterFactor" => {
+                out.jitter_factor = fraction(value)
+                    .filter(|j| *j <= 1.0)
+                    .ok_or_else(|| bad("a number between 0 and 1"))?
+            }
+            _ => {
+                return Err((
+                    key.clone(),
+                    "unknown field (expected attempts, delay, multiplier, maxDelay or \
+                     jitterFactor)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    if out.max_delay_ms < out.delay_ms {
+        return Err((
+            "maxDelay".into(),
+            format!(
+                "{} ms is shorter than delay ({} ms)",
+                out.max_delay_ms, out.delay_ms
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 fn positive(v: &Json) -> Option<u64> {
@@ -553,7 +681,8 @@ mod tests {
         assert_eq!(rule.actions[1].props["topic"], "t");
         assert!(rule.options.send_error);
         assert_eq!(rule.options.late_tolerance_ms, 2000);
-        assert_eq!(rule.ignored_options, ["qos"]);
+        assert_eq!(rule.options.qos, 1);
+        assert!(rule.ignored_options.is_empty());
     }
 
     #[test]
@@ -588,6 +717,79 @@ mod tests {
         assert!(
             err.contains("field `options.isEventTme`: unknown rule option")
                 && err.ends_with("did you mean `isEventTime`?"),
+            "{err}"
+        );
+    }
+
+    fn option_err(options: &str) -> String {
+        let text = format!(
+            r#"{{"id":"r","sql":"SELECT 1 FROM s","actions":[{{"log":{{}}}}],"options":{options}}}"#
+        );
+        parse_str(&text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_qos_checkpoints_and_restarts() {
+        let file = parse_str(
+            r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[{"log":{}}],"options":{"qos":2,
+                "checkpointInterval":"10s","restartStrategy":{"attempts":3,"delay":"500ms",
+                "multiplier":1.5,"maxDelay":2000,"jitterFactor":0.2}}}"#,
+        )
+        .unwrap();
+        let options = &file.rules[0].options;
+        assert_eq!(options.qos, 2);
+        assert_eq!(options.checkpoint_interval_ms, 10_000);
+        assert_eq!(
+            options.restart,
+            RestartStrategy {
+                attempts: 3,
+                delay_ms: 500,
+                multiplier: 1.5,
+                max_delay_ms: 2000,
+                jitter_factor: 0.2
+            }
+        );
+        let defaults = parse_str(r#"{"id":"r","sql":"SELECT 1 FROM s","actions":[{"log":{}}]}"#)
+            .unwrap()
+            .rules
+            .remove(0)
+            .options;
+        assert_eq!(
+            (defaults.qos, defaults.checkpoint_interval_ms),
+            (0, 300_000)
+        );
+        assert_eq!(defaults.restart, RestartStrategy::default());
+
+        let err = option_err(r#"{"qos":3}"#);
+        assert!(
+            err.contains("field `options.qos`: expected 0 (at most once), 1"),
+            "{err}"
+        );
+        let err = option_err(r#"{"checkpointInterval":"soon"}"#);
+        assert!(
+            err.contains("field `options.checkpointInterval`: expected a positive"),
+            "{err}"
+        );
+        let err = option_err(r#"{"restartStrategy":{"atempts":1}}"#);
+        assert!(
+            err.contains("field `options.restartStrategy.atempts`: unknown field"),
+            "{err}"
+        );
+        let err = option_err(r#"{"restartStrategy":{"jitterFactor":2}}"#);
+        assert!(
+            err.contains(
+                "`options.restartStrategy.jitterFactor`: expected a number between 0 and 1"
+            ),
+            "{err}"
+        );
+        let err = option_err(r#"{"restartStrategy":{"delay":5000,"maxDelay":1000}}"#);
+        assert!(
+            err.contains("`options.restartStrategy.maxDelay`: 1000 ms is shorter"),
+            "{err}"
+        );
+        let err = option_err(r#"{"restartStrategy":3}"#);
+        assert!(
+            err.contains("field `options.restartStrategy`: expected an object"),
             "{err}"
         );
     }

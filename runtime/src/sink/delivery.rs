@@ -36,6 +36,9 @@ pub(super) struct Delivery {
     pub(super) stop: watch::Receiver<bool>,
     /// Set when the stop's grace period is over: nothing more goes to the sink.
     pub(super) abort: watch::Receiver<bool>,
+    /// `--drain-timeout`: at the end of the input, how long the cache's resends may go on
+    /// failing before what is left stays cached (`None`: `retryCount` failures).
+    pub(super) drain_timeout: Option<Duration>,
 }
 
 /// The run's stop signals as an action sees them.
@@ -77,6 +80,7 @@ impl Delivery {
             dead_letter: dead_letter.map(tokio::sync::Mutex::new),
             stop,
             abort,
+            drain_timeout: None,
         }
     }
 

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use batch::{Batch, Iter as BatchIter};
 pub use cache::{ActionCache, CacheConfig, CacheError};
@@ -575,9 +575,25 @@ pub struct StartedAction {
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
+    barriers: Option<mpsc::UnboundedSender<()>>,
+    drain_timeout: Option<Duration>,
 }
 
 impl StartedAction {
+    /// With checkpoints: an empty chunk from the rule is a barrier; the action acknowledges it
+    /// on `acks` once every message it received before is delivered, dead-lettered, counted
+    /// failed or written to its disk cache.
+    pub fn set_barrier_acks(&mut self, acks: mpsc::UnboundedSender<()>) {
+        self.barriers = Some(acks);
+    }
+
+    /// At the end of the input, how long the action waits for a sink that is down before
+    /// leaving what it could not deliver in its cache (by default it stops after `retryCount`
+    /// failed resends).
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = Some(timeout);
+    }
+
     /// The action.
     pub fn action(&self) -> &PreparedAction {
         &self.action
@@ -696,6 +712,8 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         dead_letter,
         stop: watch::channel(false).1,
         abort: watch::channel(false).1,
+        barriers: None,
+        drain_timeout: None,
     })
 }
 

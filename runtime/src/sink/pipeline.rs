@@ -25,20 +25,22 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         dead_letter,
         stop,
         abort,
+        barriers,
+        drain_timeout,
     } = started;
     let metrics = Arc::clone(&action.metrics);
-    let shared = Arc::new(
-        Delivery::new(
-            Arc::clone(&action.rule),
-            Arc::clone(&action.name),
-            Arc::clone(&metrics),
-            &action.common,
-            cache,
-            dead_letter,
-            StopSignals { stop, abort },
-        )
-        .with_sequencer(Arc::clone(&sequencer)),
-    );
+    let mut delivery = Delivery::new(
+        Arc::clone(&action.rule),
+        Arc::clone(&action.name),
+        Arc::clone(&metrics),
+        &action.common,
+        cache,
+        dead_letter,
+        StopSignals { stop, abort },
+    )
+    .with_sequencer(Arc::clone(&sequencer));
+    delivery.drain_timeout = drain_timeout;
+    let shared = Arc::new(delivery);
     let mut deliverers: Vec<Deliverer> = connectors
         .into_iter()
         .map(|connector| Deliverer {
@@ -115,18 +117,36 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
             () = idle_swap => continue,
         };
         let Some(mut chunk) = next else { break };
-        loop {
+        let mut barrier = chunk.is_empty();
+        while !barrier {
             out.add(&chunk).await;
             if out.is_full() {
                 break;
             }
             // No batch size: take whatever else is already waiting, then deliver it all.
             match rx.try_recv() {
-                Ok(more) => chunk = more,
+                Ok(more) => {
+                    barrier = more.is_empty();
+                    chunk = more;
+                }
                 Err(_) => break,
             }
         }
         out.drained().await;
+        if barrier {
+            // A checkpoint: what came before the barrier is settled, and durable if cached.
+            out.flush().await;
+            if let Some(state) = &shared.cache {
+                let mut state = state.lock().await;
+                if let Err(e) = state.cache.persist() {
+                    tracing::error!(action = %action.name, "cached messages could not be written to disk: {e}");
+                    metrics.exceptions.record(e.to_string());
+                }
+            }
+            if let Some(acks) = &barriers {
+                let _ = acks.send(());
+            }
+        }
     }
     out.flush().await;
     let mut finished: Vec<Deliverer> = out.single.take().into_iter().collect();

@@ -260,11 +260,19 @@ impl Deliverer {
             return;
         }
         let mut failures = 0u32;
+        // With a drain timeout, a sink that is down is waited for until then.
+        let deadline = shared
+            .drain_timeout
+            .map(|timeout| tokio::time::Instant::now() + timeout);
+        let gave_up = |failures: u32| match deadline {
+            Some(deadline) => tokio::time::Instant::now() >= deadline,
+            None => failures >= shared.retry_count,
+        };
         loop {
             match self.resend_one().await {
                 Resend::Done => failures = 0,
                 Resend::Idle => return,
-                Resend::Failed if shared.stopping() || failures >= shared.retry_count => return,
+                Resend::Failed if shared.stopping() || gave_up(failures) => return,
                 Resend::Failed => failures += 1,
                 Resend::NotDue => {
                     if shared.stopping() {

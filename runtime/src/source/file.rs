@@ -6,6 +6,7 @@ use std::fmt;
 use tokio::sync::mpsc;
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
+use crate::checkpoint::Position;
 use crate::stream::{FileType, StreamDef};
 use crate::value::Row;
 
@@ -52,6 +53,10 @@ impl Source for FileSource {
     fn serves_tables(&self) -> bool {
         true
     }
+
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
@@ -61,20 +66,33 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
     let mut out = Emitter::new(ctx, tx);
     let bytes = match ctx.def.file_type() {
         FileType::Lines => {
-            let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
-            lines(file, &shown, &mut out).await.map_err(cannot_read)?;
+            let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+            let from = ctx.resume.unwrap_or_default();
+            if from.offset > 0 {
+                use tokio::io::AsyncSeekExt;
+                file.seek(std::io::SeekFrom::Start(from.offset))
+                    .await
+                    .map_err(cannot_read)?;
+            }
+            lines(file, from, &shown, &mut out)
+                .await
+                .map_err(cannot_read)?;
             out.flush().await;
             return Ok(());
         }
         _ => tokio::fs::read(&path).await.map_err(cannot_read)?,
     };
+    // A JSON array or a CSV file is read whole; resuming skips the records already read.
+    let skip = ctx.resume.map_or(0, |p| p.records);
+    let at = |records: u64| Position { offset: 0, records };
     match ctx.def.file_type() {
         FileType::Lines => unreachable!("JSON lines are streamed above"),
         FileType::Json => {
             let rows = crate::json::RowDecoder::new()
                 .decode_array(&bytes, ctx.clock.now_ms())
                 .map_err(|e| format!("{shown}: expected a JSON array of objects: {e}"))?;
-            for row in rows {
+            for (i, row) in rows.into_iter().enumerate().skip(skip as usize) {
+                out.at(at(i as u64 + 1));
                 if !out.row(row).await {
                     return Ok(());
                 }
@@ -92,7 +110,8 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
                 .iter()
                 .map(std::sync::Arc::from)
                 .collect();
-            for (i, record) in reader.records().enumerate() {
+            for (i, record) in reader.records().enumerate().skip(skip as usize) {
+                out.at(at(i as u64 + 1));
                 match record {
                     Ok(record) => {
                         let now = ctx.clock.now_ms();
@@ -121,16 +140,20 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
 /// whatever its size (a line longer than this grows the buffer to hold it).
 const CHUNK: usize = 256 * 1024;
 
-/// Streams a JSON-lines file: one message per non-blank line (a trailing `\r` is dropped), the
-/// last line counted even without a newline. Stops early when the run is stopping.
+/// Streams a JSON-lines file from `from` (the file is there already): one message per
+/// non-blank line (a trailing `\r` is dropped), the last line counted even without a newline.
+/// Stops early when the run is stopping.
 async fn lines(
     mut file: tokio::fs::File,
+    from: Position,
     shown: &str,
     out: &mut Emitter<'_>,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-    let mut line = 0;
+    let mut line = from.records as usize;
+    // The file offset of `buf[0]`.
+    let mut base = from.offset;
     loop {
         buf.reserve(CHUNK);
         let eof = file.read_buf(&mut buf).await? == 0;
@@ -140,6 +163,10 @@ async fn lines(
             line += 1;
             let text = &buf[start..end];
             start = end + 1;
+            out.at(Position {
+                offset: base + (end + usize::from(end < buf.len())) as u64,
+                records: line as u64,
+            });
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -151,6 +178,7 @@ async fn lines(
         if eof {
             return Ok(());
         }
+        base += start as u64;
         buf.drain(..start);
     }
 }

@@ -174,6 +174,10 @@ impl Source for MemorySource {
         let rx = bus.subscribe(&ctx.def.options.datasource);
         Box::pin(async move { run(&ctx, rx, &tx).await })
     }
+
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Err("a memory topic keeps nothing to replay after a crash".into())
+    }
 }
 
 async fn run(

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub use decode::{DecodeError, Decoder};
 pub use memory::MemoryBus;
 
+use crate::checkpoint::{Position, Positions};
 use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
 use crate::stream::{Format, SourceType, StreamDef};
@@ -72,6 +73,12 @@ pub trait Source: Sync {
     /// Whether it reads the process's standard input, which only one rule of a run can.
     fn reads_stdin(&self) -> bool {
         false
+    }
+
+    /// Whether a rule with `qos` 1 or 2 can read it: its input must be replayable from a
+    /// checkpointed position. The message says why not.
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Err("this source cannot be replayed from a checkpoint".into())
     }
 }
 
@@ -149,6 +156,12 @@ pub struct SourceContext {
     pub event_time: bool,
     /// What the run's sources share.
     pub resources: Resources,
+    /// With checkpoints (`qos` 1 or 2): where the source records the position each chunk it
+    /// sends ends at.
+    pub positions: Option<Arc<Positions>>,
+    /// Where to start reading: a checkpoint's position (a source that cannot seek starts at
+    /// the beginning).
+    pub resume: Option<Position>,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -167,6 +180,21 @@ pub fn check(def: &StreamDef, resources: &Resources) -> Result<(), SourceError> 
         ));
     }
     source.check(def, resources).map_err(fail)
+}
+
+/// Checks that a stream can be read by a rule with `qos` 1 or 2 (replayed from a checkpoint).
+pub fn check_replayable(
+    def: &StreamDef,
+    resources: &Resources,
+    qos: u8,
+) -> Result<(), SourceError> {
+    let fail = |message: String| SourceError {
+        stream: def.name.to_string(),
+        origin: def.origin.clone(),
+        message: format!("the rule has qos {qos}, but {message}"),
+    };
+    let source = of(def).ok_or_else(|| fail(no_source(def.options.source_type)))?;
+    source.replayable(def, resources).map_err(fail)
 }
 
 fn no_source(source_type: SourceType) -> String {
@@ -205,6 +233,8 @@ pub(crate) struct Emitter<'a> {
     chunk: Chunk,
     now_ms: i64,
     closed: bool,
+    /// Where the input has been read to, including the rows in `chunk`.
+    position: Position,
 }
 
 impl<'a> Emitter<'a> {
@@ -216,7 +246,14 @@ impl<'a> Emitter<'a> {
             chunk: Vec::with_capacity(CHUNK_ROWS),
             now_ms: ctx.clock.now_ms(),
             closed: false,
+            position: ctx.resume.unwrap_or_default(),
         }
+    }
+
+    /// The input has been read up to `position` (call it before handing on the message that
+    /// ends there).
+    pub(crate) fn at(&mut self, position: Position) {
+        self.position = position;
     }
 
     /// Decodes one message; `position` names it in error messages (`file:line`).
@@ -261,6 +298,9 @@ impl<'a> Emitter<'a> {
         if !self.chunk.is_empty() && !self.closed {
             let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
             let n = chunk.len() as u64;
+            if let Some(positions) = &self.ctx.positions {
+                positions.sent(self.position);
+            }
             if self.tx.send(chunk).await.is_err() {
                 self.closed = true;
             } else {
@@ -316,6 +356,34 @@ mod tests {
         assert_eq!(message("TYPE=\"mqtt\", DATASOURCE=\"a/#\""), None);
         assert_eq!(message("TYPE=\"memory\", DATASOURCE=\"a/#\""), None);
         assert_eq!(message("TYPE=\"stdin\""), None);
+    }
+
+    #[test]
+    fn a_checkpointed_rule_reads_only_what_can_be_replayed() {
+        let replay = |options: &str, resources: &Resources| {
+            super::check_replayable(&stream(options), resources, 1)
+                .err()
+                .map(|e| e.message)
+        };
+        let none = Resources::default();
+        let stdin = replay("TYPE=\"stdin\"", &none).unwrap();
+        assert!(
+            stdin.starts_with("the rule has qos 1, but stdin cannot be replayed"),
+            "{stdin}"
+        );
+        let memory = replay("TYPE=\"memory\", DATASOURCE=\"t\"", &none).unwrap();
+        assert!(memory.contains("memory topic keeps nothing"), "{memory}");
+        assert_eq!(
+            replay("TYPE=\"file\", DATASOURCE=\"in.jsonl\"", &none),
+            None
+        );
+        assert_eq!(replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\"", &none), None);
+        let conf =
+            crate::mqtt::MqttConf::parse("default:\n  qos: 0\n", Path::new("etc/mqtt_source.yaml"))
+                .unwrap();
+        let qos0 = Resources::default().with(std::sync::Arc::new(conf));
+        let mqtt = replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\"", &qos0).unwrap();
+        assert!(mqtt.contains("subscribes with qos 0"), "{mqtt}");
     }
 
     #[test]

@@ -42,6 +42,19 @@ impl Source for MqttSource {
     fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
         Box::pin(async move { run(&ctx, &conf(&ctx.resources), &tx).await })
     }
+
+    fn replayable(&self, def: &StreamDef, resources: &Resources) -> Result<(), String> {
+        let conf = conf(resources);
+        let settings = conf.settings(def.options.conf_key.as_deref())?;
+        if settings.qos(1)? == rumqttc::QoS::AtMostOnce {
+            return Err(
+                "it subscribes with qos 0: the broker would not redeliver what a crash \
+                        loses (set `qos: 1` or `2` in the MQTT configuration)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {

@@ -31,6 +31,14 @@ impl Source for StdinSource {
     fn reads_stdin(&self) -> bool {
         true
     }
+
+    fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
+        Err(
+            "stdin cannot be replayed: what was read is gone after a crash (use qos 0, or \
+             a file or MQTT stream)"
+                .into(),
+        )
+    }
 }
 
 async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {

@@ -74,6 +74,10 @@ impl WindowPolicy for Count {
         // Count windows fire as rows arrive, never on time.
     }
 
+    fn counts_rows(&self) -> bool {
+        true
+    }
+
     fn held(&self) -> usize {
         self.since_fire
     }

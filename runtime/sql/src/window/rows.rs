@@ -119,6 +119,19 @@ impl Rows {
             .collect()
     }
 
+    /// Every row held, as `(time, arrival, input, row)`, in time then arrival order (for a
+    /// checkpoint).
+    pub(super) fn all(&self) -> Vec<(i64, u64, usize, Arc<Row>)> {
+        let mut rows: Vec<_> = self
+            .buffers
+            .iter()
+            .flat_map(|b| b.rows.iter())
+            .map(|b| (b.ts, b.seq, b.stream, Arc::clone(&b.row)))
+            .collect();
+        rows.sort_by_key(|r| (r.0, r.1));
+        rows
+    }
+
     /// Forgets the rows older than `ts` (every row, for `i64::MAX`).
     pub(super) fn drop_before(&mut self, ts: i64) {
         for b in &mut self.buffers {

@@ -63,6 +63,18 @@ impl Action {
         cache_dir: Option<&std::path::Path>,
         capacity: usize,
     ) -> Self {
+        Self::start_draining(props, sinks, dead, cache_dir, capacity, None)
+    }
+
+    /// [`start`](Self::start), with a drain timeout (`--drain-timeout`).
+    fn start_draining(
+        props: serde_json::Value,
+        sinks: &[&FakeSink],
+        dead: Option<&FakeSink>,
+        cache_dir: Option<&std::path::Path>,
+        capacity: usize,
+        drain_timeout: Option<Duration>,
+    ) -> Self {
         let (common, _) = props::split(props.as_object().expect("props are an object"))
             .expect("the props are valid");
         let cache = common.cache.clone().map(|config| {
@@ -97,6 +109,8 @@ impl Action {
             dead_letter,
             stop: stop_rx,
             abort: abort_rx,
+            barriers: None,
+            drain_timeout,
         };
         let (tx, rx) = mpsc::channel(capacity);
         Self {
@@ -208,6 +222,47 @@ async fn exhausted_retries_cache_the_batches_and_they_are_resent_in_order_on_rec
     assert_eq!((m.cached_total.get(), m.resent.get()), (6, 6));
     assert_eq!(sink.delivered(), payloads(0..8));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// At the end of the input, a sink that is down: the cache is resent until the drain timeout.
+async fn drain_with_a_sink_back_after(
+    timeout: Option<Duration>,
+    back_after: Duration,
+) -> Arc<ActionMetrics> {
+    let dir = temp_dir(&format!("drain-{timeout:?}"));
+    let sink = FakeSink::new([], Step::Transient);
+    let action = Action::start_draining(
+        json!({"retryCount": 1, "retryInterval": 10, "enableCache": true}),
+        &[&sink],
+        None,
+        Some(&dir),
+        8,
+        timeout,
+    );
+    action.send(rows(0..4)).await;
+    let steer = sink.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(back_after).await;
+        steer.then(Step::Ok);
+    });
+    let m = action.finish().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_end_a_sink_that_is_down_is_waited_for_until_the_drain_timeout() {
+    // Back within the timeout: everything is delivered.
+    let m =
+        drain_with_a_sink_back_after(Some(Duration::from_secs(30)), Duration::from_secs(20)).await;
+    assert_counts(&m, [4, 4, 0, 0, 0]);
+    // Back after it: the rows stay cached for the next run.
+    let m =
+        drain_with_a_sink_back_after(Some(Duration::from_secs(5)), Duration::from_secs(60)).await;
+    assert_counts(&m, [4, 0, 0, 0, 4]);
+    // Without one, `retryCount` failed resends end the wait.
+    let m = drain_with_a_sink_back_after(None, Duration::from_secs(20)).await;
+    assert_counts(&m, [4, 0, 0, 0, 4]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,397 @@
+//! Checkpoints of rules with `qos` 1 or 2: each source's position and the state of the rule's
+//! operators, written durably into the embedded database the action caches use
+//! (`<data dir>/checkpoints.redb`, one record per rule id), and read back when the rule starts
+//! again with the same id and data directory.
+//!
+//! A checkpoint is taken at a barrier between two chunks of rows in the rule's query task, so it
+//! matches exactly the rows the query has taken:
+//! 1. every action is handed a barrier behind the results it already has, and acknowledges it
+//!    once those results are delivered, dead-lettered, counted failed or written to its disk
+//!    cache (its pending batch is handed on and its cache persisted first);
+//! 2. then, with no row in flight, the position of each source after the last chunk taken and
+//!    the rows the window still holds (open windows, join inputs, the watermark follows from
+//!    them) are written in one transaction of the database, durable when it commits.
+//!
+//! A crash after that loses nothing: rows before the positions have their effects either in the
+//! restored window or already with the actions (durable); rows after them are read again. Rows
+//! between the last checkpoint and the crash are processed twice (at least once).
+//!
+//! The window keeps its rows, not aggregates, so the state is a list of rows; values are written
+//! as JSON, with bytes tagged so that they come back as bytes.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::value::{Row, Value};
+
+/// Checkpoints by rule id, encoded as JSON.
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+
+/// The bytes a file's identity hashes: its first block.
+const HEAD_BLOCK: u64 = 4096;
+
+/// The checkpoint store could not be used. Names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("the checkpoint store {path}: {reason}")]
+pub struct CheckpointError {
+    /// The database file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Where a source has read to: everything before it was taken by the rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Bytes read (JSON-lines files).
+    pub offset: u64,
+    /// Messages read: lines of a JSON-lines file (blank ones included), records of a JSON array
+    /// or of a CSV file.
+    pub records: u64,
+}
+
+/// The positions a source has sent chunks up to, one per chunk in the order they were sent, for
+/// the query task to take one each time it takes a chunk.
+#[derive(Debug, Default)]
+pub struct Positions(Mutex<VecDeque<Position>>);
+
+impl Positions {
+    /// The source is about to send a chunk ending at `position`.
+    pub fn sent(&self, position: Position) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(position);
+    }
+
+    /// The query task took the next chunk: where it ended.
+    pub fn taken(&self) -> Option<Position> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+}
+
+/// Which file a position is in: a file replaced or rewritten since is not read from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// The inode number.
+    pub inode: u64,
+    /// Its size when the position was taken (it may grow, not shrink).
+    pub size: u64,
+    /// blake3 of its first block (up to 4 KiB, at most `size` bytes), in hex.
+    pub head: String,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        let size = meta.len();
+        Ok(Self {
+            inode: inode(&meta),
+            size,
+            head: head_hash(path, size.min(HEAD_BLOCK))?,
+        })
+    }
+
+    /// Whether the file at `path` is still this one, and holds `offset` bytes; the message
+    /// names the file and what changed.
+    pub fn check(&self, path: &Path, offset: u64) -> Result<(), String> {
+        let shown = path.display();
+        let changed = |what: String| {
+            format!(
+                "{shown} is not the file the checkpoint was taken in ({what}); run with \
+                 --reset-checkpoints to read it from the start"
+            )
+        };
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        if inode(&meta) != self.inode {
+            return Err(changed("another inode: it was replaced".into()));
+        }
+        if meta.len() < self.size.max(offset) {
+            return Err(changed(format!(
+                "it is {} bytes, it was {}: it was truncated",
+                meta.len(),
+                self.size.max(offset)
+            )));
+        }
+        let head =
+            head_hash(path, self.size.min(HEAD_BLOCK)).map_err(|e| format!("{shown}: {e}"))?;
+        if head != self.head {
+            return Err(changed("its first bytes differ: it was rewritten".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_meta: &std::fs::Metadata) -> u64 {
+    0
+}
+
+fn head_hash(path: &Path, len: u64) -> std::io::Result<String> {
+    let mut head = Vec::with_capacity(len as usize);
+    std::fs::File::open(path)?
+        .take(len)
+        .read_to_end(&mut head)?;
+    Ok(blake3::hash(&head).to_hex().to_string())
+}
+
+/// One source of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceCheckpoint {
+    /// The stream.
+    pub stream: String,
+    /// Where it had read to.
+    pub position: Position,
+    /// For a file source: which file.
+    #[serde(default)]
+    pub file: Option<FileIdentity>,
+}
+
+/// A row the window held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldRow {
+    /// The source it came from (its index in the statement).
+    pub source: usize,
+    /// Its time.
+    pub ts: i64,
+    /// Its fields, in order.
+    pub fields: Vec<(String, Json)>,
+}
+
+impl HeldRow {
+    /// Encodes `row` from source `source`.
+    pub fn new(source: usize, row: &Row) -> Self {
+        Self {
+            source,
+            ts: row.timestamp_ms,
+            fields: row
+                .iter()
+                .map(|(k, v)| (k.to_string(), encode(v)))
+                .collect(),
+        }
+    }
+
+    /// The row back.
+    pub fn row(&self) -> (usize, Row) {
+        let pairs = self
+            .fields
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), decode(v)))
+            .collect();
+        (self.source, Row::from_pairs(pairs, self.ts))
+    }
+}
+
+/// The key that marks bytes in an encoded value (an object with only this key).
+const BYTES_TAG: &str = "$oort.bytes";
+
+fn encode(v: &Value) -> Json {
+    match v {
+        Value::Bytes(b) => serde_json::json!({ BYTES_TAG: oort_value::base64::encode(b) }),
+        Value::Array(items) => Json::Array(items.iter().map(encode).collect()),
+        Value::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), encode(v)))
+                .collect(),
+        ),
+        other => other.to_json(),
+    }
+}
+
+fn decode(v: &Json) -> Value {
+    match v {
+        Json::Object(map) if map.len() == 1 && map.contains_key(BYTES_TAG) => {
+            let text = map[BYTES_TAG].as_str().unwrap_or_default();
+            match oort_value::base64::decode_padded(text) {
+                Some(bytes) => Value::Bytes(Arc::from(bytes)),
+                None => Value::string(text),
+            }
+        }
+        Json::Array(items) => Value::array(items.iter().map(decode).collect()),
+        Json::Object(map) => Value::object(
+            map.iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), decode(v)))
+                .collect(),
+        ),
+        other => Value::from_json(other.clone()),
+    }
+}
+
+/// A rule's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The rule's streams (not its tables, which are read whole each time), in the
+    /// statement's order.
+    pub sources: Vec<SourceCheckpoint>,
+    /// The rows its window held.
+    pub held: Vec<HeldRow>,
+}
+
+/// The checkpoints of a data directory.
+pub struct CheckpointStore {
+    path: PathBuf,
+    db: Database,
+}
+
+impl std::fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointStore {
+    /// Opens (or creates) `<data_dir>/checkpoints.redb`.
+    pub fn open(data_dir: &Path) -> Result<Self, CheckpointError> {
+        let path = data_dir.join("checkpoints.redb");
+        let fail = |reason: String| CheckpointError {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
+        let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
+        txn.open_table(CHECKPOINTS)
+            .map_err(|e| fail(e.to_string()))?;
+        txn.commit().map_err(|e| fail(e.to_string()))?;
+        Ok(Self { path, db })
+    }
+
+    fn fail(&self, reason: impl ToString) -> CheckpointError {
+        CheckpointError {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Rule `rule`'s last checkpoint, if it has one.
+    pub fn load(&self, rule: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let table = txn.open_table(CHECKPOINTS).map_err(|e| self.fail(e))?;
+        let Some(bytes) = table.get(rule).map_err(|e| self.fail(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| self.fail(format!("rule `{rule}`: unreadable checkpoint: {e}")))
+    }
+
+    /// Replaces rule `rule`'s checkpoint; durable when this returns.
+    pub fn save(&self, rule: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let bytes = serde_json::to_vec(checkpoint).map_err(|e| self.fail(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.fail(e))?;
+            table
+                .insert(rule, bytes.as_slice())
+                .map_err(|e| self.fail(e))?;
+        }
+        txn.commit().map_err(|e| self.fail(e))
+    }
+
+    /// Forgets rule `rule`'s checkpoint (`--reset-checkpoints`).
+    pub fn remove(&self, rule: &str) -> Result<(), CheckpointError> {
+        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.fail(e))?;
+            table.remove(rule).map_err(|e| self.fail(e))?;
+        }
+        txn.commit().map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_survives_the_store_being_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = Row::from_pairs(
+            vec![
+                (Arc::from("n"), Value::Int(3)),
+                (Arc::from("f"), Value::Float(1.0)),
+                (Arc::from("b"), Value::Bytes(Arc::from(&b"\x00\x01"[..]))),
+                (Arc::from("s"), Value::string("x")),
+                (
+                    Arc::from("a"),
+                    Value::array(vec![Value::Null, Value::Bool(true)]),
+                ),
+            ],
+            42,
+        );
+        let checkpoint = Checkpoint {
+            sources: vec![SourceCheckpoint {
+                stream: "s".into(),
+                position: Position {
+                    offset: 10,
+                    records: 2,
+                },
+                file: None,
+            }],
+            held: vec![HeldRow::new(1, &row)],
+        };
+        {
+            let store = CheckpointStore::open(dir.path()).unwrap();
+            assert_eq!(store.load("r").unwrap(), None);
+            store.save("r", &checkpoint).unwrap();
+        }
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let back = store.load("r").unwrap().unwrap();
+        assert_eq!(back, checkpoint);
+        let (source, again) = back.held[0].row();
+        assert_eq!(source, 1);
+        assert_eq!(again.timestamp_ms, 42);
+        assert_eq!(
+            format!("{:?}", again.values()),
+            format!("{:?}", row.values())
+        );
+        store.remove("r").unwrap();
+        assert_eq!(store.load("r").unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_that_changed_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, "{\"n\":1}\n{\"n\":2}\n").unwrap();
+        let id = FileIdentity::of(&path).unwrap();
+        assert_eq!(id.check(&path, 8), Ok(()));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":3}\n"))
+            .unwrap();
+        assert_eq!(id.check(&path, 8), Ok(()), "appending keeps the identity");
+        std::fs::write(&path, "{\"n\":9}\n").unwrap();
+        let err = id.check(&path, 8).unwrap_err();
+        assert!(
+            err.contains("in.jsonl is not the file") && err.contains("truncated"),
+            "{err}"
+        );
+        std::fs::write(&path, "{\"n\":9}\n{\"n\":8}\n").unwrap();
+        let err = id.check(&path, 8).unwrap_err();
+        assert!(
+            err.contains("rewritten") && err.contains("--reset-checkpoints"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "{\"n\":1}\n{\"n\":2}\n").unwrap();
+        let err = id.check(&path, 8);
+        // A new file may reuse the inode; then its identical contents make it the same file.
+        assert!(err.is_ok() || err.unwrap_err().contains("replaced"));
+    }
+}

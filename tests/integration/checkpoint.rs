@@ -1,0 +1,264 @@
+//! Rules with `qos` 1: checkpoints survive `kill -9`; a file source resumes at its offset, and a
+//! window open at the checkpoint resumes with its rows.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Scratch, collect_stderr, numbered, wait_for};
+
+fn spawn(scratch: &Scratch, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "run-rule",
+        "rule.json",
+        "--streams",
+        "streams.sql",
+        "--json",
+        "--log",
+        "info",
+    ];
+    args.extend(extra);
+    scratch
+        .oort(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting oort")
+}
+
+/// Runs to the end; returns the JSON summary and the log.
+fn run_to_end(scratch: &Scratch, extra: &[&str]) -> (Value, String) {
+    let mut child = spawn(scratch, extra);
+    let log = collect_stderr(&mut child);
+    let out = child.wait_with_output().expect("oort's output");
+    let log = log.lock().unwrap().clone();
+    assert!(out.status.success(), "oort failed:\n{log}");
+    let summary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{log}"));
+    (summary, log)
+}
+
+/// Starts a run, waits for a checkpoint that `wanted` accepts (its log line), and kills the
+/// process with SIGKILL; returns that log line.
+fn kill_after_checkpoint(scratch: &Scratch, wanted: impl Fn(&str) -> bool) -> String {
+    let mut child = spawn(scratch, &[]);
+    let log = collect_stderr(&mut child);
+    let mut line = String::new();
+    wait_for("a checkpoint", Duration::from_secs(120), || {
+        let log = log.lock().unwrap();
+        if let Some(found) = log
+            .lines()
+            .find(|l| l.contains("checkpoint written") && wanted(l))
+        {
+            line = found.to_string();
+            return true;
+        }
+        assert!(
+            !log.contains("the input has ended"),
+            "the input ended before a checkpoint worth killing at:\n{log}"
+        );
+        false
+    });
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("waiting for oort");
+    assert!(!status.success(), "oort was killed, not finished");
+    line
+}
+
+/// A `key=value` field of a log line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 1;
+    line[start..].split_whitespace().next().unwrap_or_default()
+}
+
+/// The rows the `file` sink wrote (it starts its file afresh each run). A window result is a
+/// line holding an array of rows. A line a kill cut short is not a row (it was not delivered).
+fn outputs(scratch: &Scratch) -> Vec<Value> {
+    let text = scratch.read("out/result.jsonl");
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        match serde_json::from_str(line) {
+            Ok(Value::Array(items)) => rows.extend(items),
+            Ok(row) => rows.push(row),
+            Err(e) => assert!(
+                text.ends_with(line),
+                "a bad line in the middle ({e}): {line}"
+            ),
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_tumbling_window_resumes_with_the_same_window_results() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (ts bigint, v bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\", \
+         TIMESTAMP=\"ts\");",
+    );
+    // 100 rows in each 1-second window, 400,000 rows: long enough to be killed in the middle.
+    const ROWS: i64 = 400_000;
+    let input: String = (0..ROWS)
+        .map(|i| format!("{{\"ts\":{},\"v\":{}}}\n", i * 10, i % 7))
+        .collect();
+    scratch.write("in.jsonl", &input);
+    let rule = json!({
+        "id": "windows",
+        "sql": "SELECT window_start() AS ws, count(*) AS n, sum(v) AS s FROM s \
+                GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"file": {"path": "out/result.jsonl"}}],
+        "options": {"qos": 1, "checkpointInterval": "50ms", "isEventTime": true,
+                    "lateTolerance": 0}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    // Killed right after a checkpoint that holds the rows of an open window.
+    let line = kill_after_checkpoint(&scratch, |l| {
+        !l.contains("held_rows=0 ") && !l.contains("positions=s@0:")
+    });
+    let held: usize = field(&line, "held_rows").parse().unwrap();
+    assert!(held > 0 && held < 100, "{line}");
+    let mut written = outputs(&scratch);
+    let before = written.len();
+
+    let (summary, log) = run_to_end(&scratch, &[]);
+    written.extend(outputs(&scratch));
+    assert!(
+        log.contains("restoring the window's rows from the checkpoint"),
+        "{log}"
+    );
+    let read = summary["rules"][0]["source"]["records_out_total"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        read < ROWS as u64,
+        "the second run resumed, it read {read} rows"
+    );
+
+    // Every window once at least, each whole; one written twice (at least once) is identical.
+    let mut windows: BTreeMap<i64, Value> = BTreeMap::new();
+    for out in written {
+        let ws = out["ws"].as_i64().unwrap();
+        if let Some(seen) = windows.insert(ws, out.clone()) {
+            assert_eq!(seen, out, "window {ws} written twice, differently");
+        }
+    }
+    assert!(before > 0, "the first run wrote windows before the kill");
+    assert_eq!(windows.len() as i64, ROWS / 100);
+    for (ws, out) in &windows {
+        let first = ws / 10;
+        let sum: i64 = (first..first + 100).map(|i| i % 7).sum();
+        assert_eq!(out, &json!({"ws": ws, "n": 100, "s": sum}), "window {ws}");
+    }
+}
+
+fn numbered_rule(scratch: &Scratch, count: usize) {
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &numbered(count));
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl"}}],
+        "options": {"qos": 1, "checkpointInterval": 20}
+    });
+    scratch.write("rule.json", &rule.to_string());
+}
+
+#[test]
+fn a_file_source_resumes_at_its_offset_after_a_kill() {
+    let scratch = Scratch::new();
+    const ROWS: usize = 300_000;
+    numbered_rule(&scratch, ROWS);
+    let line = kill_after_checkpoint(&scratch, |l| !l.contains("positions=s@0:"));
+    // positions=s@<records>:<offset>
+    let at = field(&line, "positions");
+    let records: usize = at[2..at.find(':').unwrap()].parse().unwrap();
+    assert!(records > 0 && records < ROWS, "{line}");
+    let mut written = outputs(&scratch);
+
+    let (summary, _) = run_to_end(&scratch, &[]);
+    written.extend(outputs(&scratch));
+    let read = summary["rules"][0]["source"]["records_out_total"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(
+        read <= ROWS - records,
+        "what was checkpointed is not read again: {read} rows read after a checkpoint at {records}"
+    );
+    let mut seen = vec![0u32; ROWS];
+    for out in written {
+        seen[out["n"].as_u64().unwrap() as usize] += 1;
+    }
+    let lost: Vec<usize> = (0..ROWS).filter(|&n| seen[n] == 0).collect();
+    assert!(
+        lost.is_empty(),
+        "{} rows lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    // The rule's input grows: a third run reads only the new lines.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(scratch.path().join("in.jsonl"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":-1}\n{\"n\":-2}\n"))
+        .unwrap();
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 2);
+}
+
+#[test]
+fn a_changed_file_is_an_error_naming_it_unless_checkpoints_are_reset() {
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, 10);
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(
+        summary["rules"][0]["source"]["records_out_total"], 0,
+        "a finished input is not read again"
+    );
+
+    scratch.write("in.jsonl", &numbered(3));
+    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains("in.jsonl is not the file the checkpoint was taken in")
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+    let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 3);
+}
+
+#[test]
+fn a_qos_1_rule_on_stdin_is_refused_with_the_reason() {
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", crate::common::STDIN_STREAM);
+    scratch.write(
+        "rule.json",
+        r#"{"id":"r","sql":"SELECT * FROM s","actions":[{"log":{}}],"options":{"qos":1}}"#,
+    );
+    let out = scratch
+        .oort(&["run-rule", "rule.json", "--streams", "streams.sql"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the rule has qos 1, but stdin cannot be replayed"),
+        "{err}"
+    );
+}

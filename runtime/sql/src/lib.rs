@@ -537,6 +537,15 @@ impl<'a> Compiler<'a> {
             text.and_then(unit_ms)
                 .ok_or_else(|| SqlError::at(e.span(), "expected a time unit: dd, hh, mi, ss or ms"))
         };
+        // A duration: `unit` times a positive count, checked so that no timestamp arithmetic
+        // on it can overflow (at most a hundred years).
+        let duration = |u: &ast::Expr, n: &ast::Expr| -> Result<i64, SqlError> {
+            const MAX_MS: i64 = 100 * 366 * 86_400_000;
+            let (u, count) = (unit(u)?, number(n)?);
+            u.checked_mul(count)
+                .filter(|d| *d <= MAX_MS)
+                .ok_or_else(|| SqlError::at(n.span(), "the duration is too long (at most 100 years)"))
+        };
         let arity = |min: usize, max: usize, usage: &str| -> Result<(), SqlError> {
             if args.len() < min || args.len() > max {
                 Err(SqlError::at(span, format!("usage: {usage}")))
@@ -548,13 +557,12 @@ impl<'a> Compiler<'a> {
             "tumblingwindow" => {
                 arity(2, 2, "TUMBLINGWINDOW(unit, size)")?;
                 WindowKind::Tumbling {
-                    size: unit(args[0])? * number(args[1])?,
+                    size: duration(args[0], args[1])?,
                 }
             }
             "hoppingwindow" => {
                 arity(3, 3, "HOPPINGWINDOW(unit, size, hop)")?;
-                let u = unit(args[0])?;
-                let (size, hop) = (u * number(args[1])?, u * number(args[2])?);
+                let (size, hop) = (duration(args[0], args[1])?, duration(args[0], args[2])?);
                 if hop > size {
                     return Err(SqlError::at(
                         span,
@@ -565,22 +573,22 @@ impl<'a> Compiler<'a> {
             }
             "slidingwindow" => {
                 arity(2, 3, "SLIDINGWINDOW(unit, size[, delay])")?;
-                let u = unit(args[0])?;
                 let delay = match args.get(2) {
-                    Some(d) => u * number(d)?,
+                    Some(d) => duration(args[0], d)?,
                     None => 0,
                 };
                 WindowKind::Sliding {
-                    size: u * number(args[1])?,
+                    size: duration(args[0], args[1])?,
                     delay,
                 }
             }
             "sessionwindow" => {
-                arity(3, 3, "SESSIONWINDOW(unit, timeout, max)")?;
-                let u = unit(args[0])?;
+                // eKuiper's order: the second argument is the longest a session may last, the
+                // third the gap (timeout) that ends it.
+                arity(3, 3, "SESSIONWINDOW(unit, max, timeout)")?;
                 WindowKind::Session {
-                    timeout: u * number(args[1])?,
-                    max: u * number(args[2])?,
+                    max: duration(args[0], args[1])?,
+                    timeout: duration(args[0], args[2])?,
                 }
             }
             "countwindow" => {

@@ -49,7 +49,7 @@ pub enum WindowKind {
         /// How long after the triggering row the window closes.
         delay: i64,
     },
-    /// `SESSIONWINDOW(unit, timeout, max)`.
+    /// `SESSIONWINDOW(unit, max, timeout)`.
     Session {
         /// The gap that ends a session.
         timeout: i64,
@@ -419,7 +419,8 @@ mod tests {
                 (95, 108, vec![95, 99, 103])
             ]
         );
-        // A session that keeps going is cut at the first multiple of `max` it has outlasted.
+        // A session that keeps going is cut at a multiple of `max` that a row passes once it has
+        // lasted longer than `max` (eKuiper's event-time trigger); the next starts at the cut.
         let mut op = WindowOperator::new(
             WindowKind::Session {
                 timeout: 5,
@@ -433,7 +434,7 @@ mod tests {
         let mut out = feed(&mut op, &times);
         op.finish(&mut out);
         let ranges: Vec<_> = out.iter().map(|f| (f.start, f.end, f.rows.len())).collect();
-        assert_eq!(ranges, [(0, 100, 34), (102, 254, 50)]);
+        assert_eq!(ranges, [(0, 200, 67), (200, 254, 17)]);
     }
 
     #[test]

@@ -309,15 +309,10 @@ impl Expr {
                 }
             }
             Self::Call(def, args) => call(def, args, row, ctx),
+            // As eKuiper: a field of anything but an object is null.
             Self::Field(e, name) => Ok(match e.eval(row, ctx)? {
                 Value::Object(map) => map.get(&**name).cloned().unwrap_or(Value::Null),
-                Value::Null => Value::Null,
-                other => {
-                    return Err(EvalError(format!(
-                        "cannot read field `{name}` of a {}",
-                        other.type_name()
-                    )));
-                }
+                _ => Value::Null,
             }),
             Self::Index(e, index) => {
                 let v = e.eval(row, ctx)?;

@@ -214,6 +214,14 @@ struct Compiler<'a> {
     clause: Clause,
     has_window: bool,
     unnamed: usize,
+    /// The SELECT list's aliases and the expressions they name: an unqualified name that is an
+    /// alias stands for its expression (eKuiper: in WHERE, ON, GROUP BY, HAVING and in later
+    /// SELECT items, an alias wins over a column of that name).
+    aliases: Vec<(String, ast::Expr)>,
+    /// How many of `aliases` are visible: in the SELECT list, those of earlier items only.
+    visible_aliases: usize,
+    /// The aliases being expanded: inside its own expression an alias is the column again.
+    expanding: Vec<usize>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -231,6 +239,9 @@ impl<'a> Compiler<'a> {
             clause: Clause::Row,
             has_window: false,
             unnamed: 0,
+            aliases: Vec::new(),
+            visible_aliases: 0,
+            expanding: Vec::new(),
         }
     }
 
@@ -364,6 +375,17 @@ impl<'a> Compiler<'a> {
                 ));
             }
         };
+        self.aliases = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    Some((alias.value.clone(), expr.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.visible_aliases = self.aliases.len();
         self.add_source(&from.relation)?;
         if self.sources[0].def.kind == StreamKind::Table {
             return Err(SqlError::at(
@@ -448,6 +470,7 @@ impl<'a> Compiler<'a> {
 
         self.clause = Clause::Result;
         let projection = self.projection(&select.projection)?;
+        self.visible_aliases = self.aliases.len();
         let having = select.having.as_ref().map(|e| self.expr(e)).transpose()?;
         if let (Some((name, span)), None) = (&self.first_aggregate, &window) {
             return Err(SqlError::at(
@@ -623,6 +646,7 @@ impl<'a> Compiler<'a> {
 
     fn projection(&mut self, items: &[ast::SelectItem]) -> Result<Projection, SqlError> {
         let mut out = Vec::with_capacity(items.len());
+        self.visible_aliases = 0;
         for item in items {
             match item {
                 ast::SelectItem::Wildcard(options) => {
@@ -662,6 +686,7 @@ impl<'a> Compiler<'a> {
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     let expr = self.expr(expr)?;
+                    self.visible_aliases += 1;
                     out.push(ProjectionItem::Expr {
                         name: Arc::from(alias.value.as_str()),
                         expr,
@@ -671,6 +696,28 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(Projection::new(out))
+    }
+
+    /// The visible alias `name` is, unless it is being expanded.
+    fn alias_of(&self, name: &str) -> Option<usize> {
+        self.aliases[..self.visible_aliases]
+            .iter()
+            .position(|(a, _)| a.eq_ignore_ascii_case(name))
+            .filter(|k| !self.expanding.contains(k))
+    }
+
+    /// The expression alias `k` names, compiled where `id` stands. Where rows are filtered or
+    /// joined, an alias of something that cannot be computed there (an aggregate) leaves `id`
+    /// the column it names.
+    fn expand_alias(&mut self, k: usize, id: &ast::Ident) -> Result<Expr, SqlError> {
+        let aliased = self.aliases[k].1.clone();
+        self.expanding.push(k);
+        let compiled = self.expr(&aliased);
+        self.expanding.pop();
+        match compiled {
+            Err(_) if self.clause == Clause::Row => self.column(None, id),
+            other => other,
+        }
     }
 
     fn source_index(&self, qualifier: &str) -> Option<usize> {
@@ -770,7 +817,10 @@ impl<'a> Compiler<'a> {
 
     fn expr(&mut self, e: &ast::Expr) -> Result<Expr, SqlError> {
         let compiled = match e {
-            ast::Expr::Identifier(id) => self.column(None, id)?,
+            ast::Expr::Identifier(id) => match self.alias_of(&id.value) {
+                Some(k) => self.expand_alias(k, id)?,
+                None => self.column(None, id)?,
+            },
             ast::Expr::CompoundIdentifier(parts) => match parts.as_slice() {
                 [q, name] => self.column(Some(q), name)?,
                 _ => return Err(unsupported(e.span(), "a name with more than two parts")),
@@ -855,31 +905,8 @@ impl<'a> Compiler<'a> {
             },
             ast::Expr::Function(f) => self.function(f)?,
             ast::Expr::CompoundFieldAccess { root, access_chain } => {
-                let mut out = self.expr(root)?;
-                for access in access_chain {
-                    out = match access {
-                        ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => {
-                            Expr::Index(Box::new(out), Box::new(self.expr(index)?))
-                        }
-                        ast::AccessExpr::Subscript(ast::Subscript::Slice {
-                            lower_bound,
-                            upper_bound,
-                            stride: None,
-                        }) => Expr::Slice(
-                            Box::new(out),
-                            lower_bound
-                                .as_ref()
-                                .map(|b| self.expr(b).map(Box::new))
-                                .transpose()?,
-                            upper_bound
-                                .as_ref()
-                                .map(|b| self.expr(b).map(Box::new))
-                                .transpose()?,
-                        ),
-                        other => return Err(unsupported(other.span(), "this field access")),
-                    };
-                }
-                out
+                let root = self.expr(root)?;
+                self.access(root, access_chain)?
             }
             other => {
                 return Err(unsupported(
@@ -891,6 +918,37 @@ impl<'a> Compiler<'a> {
         Ok(fold(compiled))
     }
 
+    /// `e[i]`, `e[a:b]` and `e.field` applied in turn to `out`.
+    fn access(&mut self, mut out: Expr, chain: &[ast::AccessExpr]) -> Result<Expr, SqlError> {
+        for access in chain {
+            out = match access {
+                ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => {
+                    Expr::Index(Box::new(out), Box::new(self.expr(index)?))
+                }
+                ast::AccessExpr::Subscript(ast::Subscript::Slice {
+                    lower_bound,
+                    upper_bound,
+                    stride: None,
+                }) => Expr::Slice(
+                    Box::new(out),
+                    lower_bound
+                        .as_ref()
+                        .map(|b| self.expr(b).map(Box::new))
+                        .transpose()?,
+                    upper_bound
+                        .as_ref()
+                        .map(|b| self.expr(b).map(Box::new))
+                        .transpose()?,
+                ),
+                ast::AccessExpr::Dot(ast::Expr::Identifier(field)) => {
+                    Expr::Field(Box::new(out), Arc::from(field.value.as_str()))
+                }
+                other => return Err(unsupported(other.span(), "this field access")),
+            };
+        }
+        Ok(out)
+    }
+
     fn binary(
         &mut self,
         whole: &ast::Expr,
@@ -900,16 +958,40 @@ impl<'a> Compiler<'a> {
     ) -> Result<Expr, SqlError> {
         use ast::BinaryOperator as B;
         if matches!(op, B::Arrow) {
-            let ast::Expr::Identifier(field) = right else {
-                return Err(SqlError::at(
-                    right.span(),
-                    "`->` must be followed by a field name",
-                ));
+            // `a->b`, and `a->b[0]`, `a->b[1:3]`, `a->b.c` (the access binds to the field).
+            let (field, chain) = match right {
+                ast::Expr::Identifier(field) => (field, &[][..]),
+                ast::Expr::CompoundFieldAccess { root, access_chain } => match root.as_ref() {
+                    ast::Expr::Identifier(field) => (field, access_chain.as_slice()),
+                    _ => {
+                        return Err(SqlError::at(
+                            right.span(),
+                            "`->` must be followed by a field name",
+                        ));
+                    }
+                },
+                ast::Expr::CompoundIdentifier(parts) if !parts.is_empty() => {
+                    let mut out = Expr::Field(
+                        Box::new(self.expr(left)?),
+                        Arc::from(parts[0].value.as_str()),
+                    );
+                    for p in &parts[1..] {
+                        out = Expr::Field(Box::new(out), Arc::from(p.value.as_str()));
+                    }
+                    return Ok(out);
+                }
+                _ => {
+                    return Err(SqlError::at(
+                        right.span(),
+                        "`->` must be followed by a field name",
+                    ));
+                }
             };
-            return Ok(Expr::Field(
+            let out = Expr::Field(
                 Box::new(self.expr(left)?),
                 Arc::from(field.value.as_str()),
-            ));
+            );
+            return self.access(out, chain);
         }
         let op = match op {
             B::And | B::Or => None,

@@ -622,9 +622,16 @@ impl QueryRunner {
         }
         let mut groups = pane.groups;
         groups.sort_by_key(|g| g.order);
-        let results = if groups.is_empty() && self.query.group_by.is_empty() {
+        let results = if groups.is_empty() && self.nothing_after_filter() {
+            return Ok(None);
+        } else if groups.is_empty() && self.query.group_by.is_empty() {
             // No rows and no GROUP BY: one group over nothing, as over an empty window.
-            let nothing = vec![Value::Null; self.query.aggregates.len()];
+            let nothing = self
+                .query
+                .aggregates
+                .iter()
+                .map(|a| a.compute::<Tuple>(&[], ctx))
+                .collect::<Result<Vec<_>, _>>()?;
             self.group_results(std::iter::once((None, nothing, range.1)), Some(range), ctx)?
         } else {
             self.group_results(
@@ -638,6 +645,12 @@ impl QueryRunner {
         };
         let rows = self.ordered(results)?;
         Ok((!rows.is_empty() || !self.suppress_empty()).then_some(rows))
+    }
+
+    /// Whether a window left without rows by WHERE or a join sends nothing (eKuiper's filter
+    /// and join operators pass nothing on when no row is left).
+    fn nothing_after_filter(&self) -> bool {
+        self.query.filter.is_some() || !self.query.joins.is_empty()
     }
 
     /// As in eKuiper, an empty window is still a result unless something after the window
@@ -838,7 +851,9 @@ impl QueryRunner {
             // Groups in order of first appearance.
             let mut groups: Vec<Vec<Tuple>> = Vec::new();
             if q.group_by.is_empty() {
-                groups.push(kept);
+                if !(kept.is_empty() && self.nothing_after_filter()) {
+                    groups.push(kept);
+                }
             } else {
                 let mut index: FastMap<GroupKey, usize> = FastMap::default();
                 for t in kept {
@@ -1090,6 +1105,98 @@ mod tests {
             assert_eq!(on_arrival, whole, "{sql}");
             assert_eq!((late, late_whole), (1, 1), "{sql}");
         }
+    }
+
+    /// `run`, on both paths when the statement suits aggregation on arrival.
+    fn run_both(sql: &str, rows: &[(i64, &str, Value)]) -> Vec<String> {
+        let (whole, _) = run(sql, rows, false);
+        assert_eq!(run(sql, rows, true).0, whole, "{sql}");
+        whole
+    }
+
+    #[test]
+    fn a_window_left_empty_by_where_sends_nothing_and_counts_start_at_zero() {
+        // eKuiper's filter operator passes nothing on when no row is left; count over an empty
+        // window is 0 (window_rule_test.go, TestWindowRule1's empty windows).
+        let rows = vec![(1, "a", Value::Int(1)), (25, "a", Value::Int(2))];
+        let none = run_both(
+            "SELECT count(*) AS n, window_end() AS e FROM s WHERE v > 100 \
+             GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &rows,
+        );
+        assert!(none.is_empty(), "{none:?}");
+        let counts = run_both(
+            "SELECT count(*) AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &rows,
+        );
+        assert_eq!(
+            counts,
+            [
+                r#"[("n", Int(1))]"#,
+                r#"[("n", Int(0))]"#,
+                r#"[("n", Int(1))]"#
+            ]
+        );
+    }
+
+    #[test]
+    fn aliases_resolve_in_having_and_later_select_items() {
+        // eKuiper's analyzer: an alias is visible to later SELECT items and to HAVING/WHERE.
+        let rows = vec![
+            (1, "a", Value::Int(1)),
+            (2, "a", Value::Int(2)),
+            (3, "b", Value::Int(3)),
+        ];
+        let out = run_both(
+            "SELECT device AS d, count(*) AS c, c + 1 AS c1 FROM s \
+             GROUP BY device, TUMBLINGWINDOW(ms, 10) HAVING c > 1",
+            &rows,
+        );
+        assert_eq!(
+            out,
+            [r#"[("d", String("a")), ("c", Int(2)), ("c1", Int(3))]"#]
+        );
+    }
+
+    #[test]
+    fn arrow_takes_an_index_and_gives_null_on_a_non_object() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(
+            "SELECT v->b[0] AS first, v->b[1:3] AS mid, v->b->c AS deep, v AS x, x->b[3] AS y \
+             FROM s WHERE x IS NOT NULL",
+            &Streams(defs),
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for v in [
+            serde_json::json!({"b": [1, 2, 3, 4]}),
+            serde_json::json!(5),
+        ] {
+            let row = Row::from_pairs(vec![(Arc::from("v"), Value::from_json(v))], 0);
+            let outcome = runner.push(0, vec![row], &ctx, &mut out);
+            assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        }
+        let rows: Vec<String> = out.iter().map(|m| format!("{m:?}")).collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0].contains("Int(1), Array([Int(2), Int(3)]), Null, Object"),
+            "{rows:?}"
+        );
+        assert!(rows[0].ends_with("Int(4)], timestamp_ms: 0 })"), "{rows:?}");
+        assert!(
+            rows[1].contains("values: [Null, Null, Null, Int(5), Null]"),
+            "{rows:?}"
+        );
     }
 
     #[test]

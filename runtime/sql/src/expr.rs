@@ -374,7 +374,10 @@ fn call<S: Scope + ?Sized>(
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
         meta: ctx.meta,
-        timestamp_ms: row.timestamp_ms(),
+        // In a window, eKuiper's event time is the window's end.
+        timestamp_ms: row
+            .window()
+            .map_or_else(|| row.timestamp_ms(), |(_, end)| end),
     };
     let result = if args.len() <= 4 {
         let mut values = [NULL, NULL, NULL, NULL];

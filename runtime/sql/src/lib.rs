@@ -567,7 +567,9 @@ impl<'a> Compiler<'a> {
             let (u, count) = (unit(u)?, number(n)?);
             u.checked_mul(count)
                 .filter(|d| *d <= MAX_MS)
-                .ok_or_else(|| SqlError::at(n.span(), "the duration is too long (at most 100 years)"))
+                .ok_or_else(|| {
+                    SqlError::at(n.span(), "the duration is too long (at most 100 years)")
+                })
         };
         let arity = |min: usize, max: usize, usage: &str| -> Result<(), SqlError> {
             if args.len() < min || args.len() > max {
@@ -590,6 +592,12 @@ impl<'a> Compiler<'a> {
                     return Err(SqlError::at(
                         span,
                         "the hop must not be longer than the window",
+                    ));
+                }
+                if size / hop > 100_000 {
+                    return Err(SqlError::at(
+                        span,
+                        "a row would be in more than 100000 windows: make the hop longer",
                     ));
                 }
                 WindowKind::Hopping { size, hop }
@@ -987,10 +995,7 @@ impl<'a> Compiler<'a> {
                     ));
                 }
             };
-            let out = Expr::Field(
-                Box::new(self.expr(left)?),
-                Arc::from(field.value.as_str()),
-            );
+            let out = Expr::Field(Box::new(self.expr(left)?), Arc::from(field.value.as_str()));
             return self.access(out, chain);
         }
         let op = match op {

@@ -195,8 +195,12 @@ pub struct WindowOperator {
 
 /// `t` rounded down to a multiple of `step`.
 fn floor_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
+    t.div_euclid(step).saturating_mul(step)
 }
+
+/// The largest time (ms, either side of the epoch) a window counts a row at: about 146 million
+/// years, far from where a window's length could overflow it.
+const TIME_LIMIT: i64 = 1 << 62;
 
 impl WindowOperator {
     /// An operator for `kind` over `streams` inputs.
@@ -238,7 +242,8 @@ impl WindowOperator {
     ) -> Option<i64> {
         self.seq += 1;
         let arrived = Buffered {
-            ts: row.timestamp_ms,
+            // Clamped so that adding a window's length (at most 100 years) cannot overflow.
+            ts: row.timestamp_ms.clamp(-TIME_LIMIT, TIME_LIMIT),
             seq: self.seq,
             stream,
             row,

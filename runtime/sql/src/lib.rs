@@ -187,6 +187,13 @@ pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
     Compiler::new(catalog).query(query)
 }
 
+/// `e.f1.f2...`: fields of an object value.
+fn nested(e: Expr, fields: &[ast::Ident]) -> Expr {
+    fields.iter().fold(e, |e, f| {
+        Expr::Field(Box::new(e), Arc::from(f.value.as_str()))
+    })
+}
+
 /// A source as the compiler knows it.
 struct SourceInfo<'a> {
     def: &'a StreamDef,
@@ -829,9 +836,18 @@ impl<'a> Compiler<'a> {
                 Some(k) => self.expand_alias(k, id)?,
                 None => self.column(None, id)?,
             },
+            // `stream.column`, and as eKuiper's JSON access `column.field...` and
+            // `stream.column.field...`.
             ast::Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [q, name] => self.column(Some(q), name)?,
-                _ => return Err(unsupported(e.span(), "a name with more than two parts")),
+                [q, name, fields @ ..] if self.source_index(&q.value).is_some() => {
+                    let column = self.column(Some(q), name)?;
+                    nested(column, fields)
+                }
+                [first, fields @ ..] if !fields.is_empty() => match self.column(None, first) {
+                    Ok(column) => nested(column, fields),
+                    Err(_) => self.column(Some(first), &fields[0])?,
+                },
+                _ => return Err(unsupported(e.span(), "this name")),
             },
             ast::Expr::Value(v) => Expr::Literal(literal(&v.value, v.span)?),
             ast::Expr::Nested(inner) => self.expr(inner)?,

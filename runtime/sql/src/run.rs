@@ -1242,8 +1242,8 @@ mod tests {
         )
         .unwrap();
         let query = super::super::compile(
-            "SELECT v->b[0] AS first, v->b[1:3] AS mid, v->b->c AS deep, v AS x, x->b[3] AS y \
-             FROM s WHERE x IS NOT NULL",
+            "SELECT v->b[0] AS first, v->b[1:3] AS mid, v.b.c AS deep, v AS x, x->b[3] AS y \
+             FROM s WHERE s.v.b IS NOT NULL OR x IS NOT NULL",
             &Streams(defs),
         )
         .unwrap();

@@ -10,6 +10,8 @@
 //! - `ci`:    `lint` then `test`, as `.ci/run` does.
 //! - `bench`: the benchmarks (release build), printing their figures.
 //! - `stress`: run one known test many times, stopping at the first failure.
+//! - `fuzz`:  run the chaos guest against the host for a time budget.
+//! - `fuzz-sql`: fuzz the stream DDL parser, the SQL compiler and the evaluator for a while.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "stress" => stress(rest),
         "fuzz" => fuzz(rest),
+        "fuzz-sql" => fuzz_sql(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -60,6 +63,9 @@ tasks:
   bench [SECTION...] [--quick]
                 build release and run the benchmarks (sections: sink start memory
                 filter reload window mqtt delivery languages; all by default)
+  fuzz-sql [--seconds N]
+                fuzz the DDL parser, SQL compiler and evaluator for N seconds
+                (default 600); a panic stops it with the input and its seed
   stress NAME [N]
                 run one test N times (default 50), stop at the first failure and
                 print how many passed (NAME: mqtt-restart)
@@ -664,5 +670,28 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         ])
         .env("OORT_FUZZ_SECONDS", &seconds)
         .env("OORT_FUZZ_SEED", &seed);
+    run(cmd)
+}
+
+/// `fuzz-sql [--seconds N]`: the fuzz test of oort-sql with a long budget.
+fn fuzz_sql(args: &[String]) -> Result<(), String> {
+    let seconds = match args {
+        [] => 600,
+        [flag, n] if flag == "--seconds" => n
+            .parse::<u64>()
+            .map_err(|_| format!("--seconds takes a whole number, not `{n}`"))?,
+        _ => return Err("usage: cargo xtask fuzz-sql [--seconds N]".into()),
+    };
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "-p",
+        "oort-sql",
+        "--test",
+        "fuzz",
+        "--",
+        "--nocapture",
+    ])
+    .env("OORT_FUZZ_SECONDS", seconds.to_string());
     run(cmd)
 }

@@ -117,7 +117,11 @@ impl AggCall {
     pub fn compute<S: Scope>(&self, members: &[S], ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
         use AggFunc::*;
         if members.is_empty() {
-            return Ok(Value::Null);
+            // As eKuiper: a count over no rows is 0, anything else null.
+            return Ok(match self.func {
+                CountStar | Count => Value::Int(0),
+                _ => Value::Null,
+            });
         }
         match self.func {
             CountStar => return Ok(Value::Int(members.len() as i64)),

@@ -309,15 +309,10 @@ impl Expr {
                 }
             }
             Self::Call(def, args) => call(def, args, row, ctx),
+            // As eKuiper: a field of anything but an object is null.
             Self::Field(e, name) => Ok(match e.eval(row, ctx)? {
                 Value::Object(map) => map.get(&**name).cloned().unwrap_or(Value::Null),
-                Value::Null => Value::Null,
-                other => {
-                    return Err(EvalError(format!(
-                        "cannot read field `{name}` of a {}",
-                        other.type_name()
-                    )));
-                }
+                _ => Value::Null,
             }),
             Self::Index(e, index) => {
                 let v = e.eval(row, ctx)?;
@@ -379,7 +374,10 @@ fn call<S: Scope + ?Sized>(
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
         meta: ctx.meta,
-        timestamp_ms: row.timestamp_ms(),
+        // In a window, eKuiper's event time is the window's end.
+        timestamp_ms: row
+            .window()
+            .map_or_else(|| row.timestamp_ms(), |(_, end)| end),
     };
     let result = if args.len() <= 4 {
         let mut values = [NULL, NULL, NULL, NULL];

@@ -187,6 +187,13 @@ pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
     Compiler::new(catalog).query(query)
 }
 
+/// `e.f1.f2...`: fields of an object value.
+fn nested(e: Expr, fields: &[ast::Ident]) -> Expr {
+    fields.iter().fold(e, |e, f| {
+        Expr::Field(Box::new(e), Arc::from(f.value.as_str()))
+    })
+}
+
 /// A source as the compiler knows it.
 struct SourceInfo<'a> {
     def: &'a StreamDef,
@@ -214,6 +221,14 @@ struct Compiler<'a> {
     clause: Clause,
     has_window: bool,
     unnamed: usize,
+    /// The SELECT list's aliases and the expressions they name: an unqualified name that is an
+    /// alias stands for its expression (eKuiper: in WHERE, ON, GROUP BY, HAVING and in later
+    /// SELECT items, an alias wins over a column of that name).
+    aliases: Vec<(String, ast::Expr)>,
+    /// How many of `aliases` are visible: in the SELECT list, those of earlier items only.
+    visible_aliases: usize,
+    /// The aliases being expanded: inside its own expression an alias is the column again.
+    expanding: Vec<usize>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -231,6 +246,9 @@ impl<'a> Compiler<'a> {
             clause: Clause::Row,
             has_window: false,
             unnamed: 0,
+            aliases: Vec::new(),
+            visible_aliases: 0,
+            expanding: Vec::new(),
         }
     }
 
@@ -364,6 +382,17 @@ impl<'a> Compiler<'a> {
                 ));
             }
         };
+        self.aliases = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    Some((alias.value.clone(), expr.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.visible_aliases = self.aliases.len();
         self.add_source(&from.relation)?;
         if self.sources[0].def.kind == StreamKind::Table {
             return Err(SqlError::at(
@@ -448,6 +477,7 @@ impl<'a> Compiler<'a> {
 
         self.clause = Clause::Result;
         let projection = self.projection(&select.projection)?;
+        self.visible_aliases = self.aliases.len();
         let having = select.having.as_ref().map(|e| self.expr(e)).transpose()?;
         if let (Some((name, span)), None) = (&self.first_aggregate, &window) {
             return Err(SqlError::at(
@@ -537,6 +567,17 @@ impl<'a> Compiler<'a> {
             text.and_then(unit_ms)
                 .ok_or_else(|| SqlError::at(e.span(), "expected a time unit: dd, hh, mi, ss or ms"))
         };
+        // A duration: `unit` times a positive count, checked so that no timestamp arithmetic
+        // on it can overflow (at most a hundred years).
+        let duration = |u: &ast::Expr, n: &ast::Expr| -> Result<i64, SqlError> {
+            const MAX_MS: i64 = 100 * 366 * 86_400_000;
+            let (u, count) = (unit(u)?, number(n)?);
+            u.checked_mul(count)
+                .filter(|d| *d <= MAX_MS)
+                .ok_or_else(|| {
+                    SqlError::at(n.span(), "the duration is too long (at most 100 years)")
+                })
+        };
         let arity = |min: usize, max: usize, usage: &str| -> Result<(), SqlError> {
             if args.len() < min || args.len() > max {
                 Err(SqlError::at(span, format!("usage: {usage}")))
@@ -548,39 +589,44 @@ impl<'a> Compiler<'a> {
             "tumblingwindow" => {
                 arity(2, 2, "TUMBLINGWINDOW(unit, size)")?;
                 WindowKind::Tumbling {
-                    size: unit(args[0])? * number(args[1])?,
+                    size: duration(args[0], args[1])?,
                 }
             }
             "hoppingwindow" => {
                 arity(3, 3, "HOPPINGWINDOW(unit, size, hop)")?;
-                let u = unit(args[0])?;
-                let (size, hop) = (u * number(args[1])?, u * number(args[2])?);
+                let (size, hop) = (duration(args[0], args[1])?, duration(args[0], args[2])?);
                 if hop > size {
                     return Err(SqlError::at(
                         span,
                         "the hop must not be longer than the window",
                     ));
                 }
+                if size / hop > 100_000 {
+                    return Err(SqlError::at(
+                        span,
+                        "a row would be in more than 100000 windows: make the hop longer",
+                    ));
+                }
                 WindowKind::Hopping { size, hop }
             }
             "slidingwindow" => {
                 arity(2, 3, "SLIDINGWINDOW(unit, size[, delay])")?;
-                let u = unit(args[0])?;
                 let delay = match args.get(2) {
-                    Some(d) => u * number(d)?,
+                    Some(d) => duration(args[0], d)?,
                     None => 0,
                 };
                 WindowKind::Sliding {
-                    size: u * number(args[1])?,
+                    size: duration(args[0], args[1])?,
                     delay,
                 }
             }
             "sessionwindow" => {
-                arity(3, 3, "SESSIONWINDOW(unit, timeout, max)")?;
-                let u = unit(args[0])?;
+                // eKuiper's order: the second argument is the longest a session may last, the
+                // third the gap (timeout) that ends it.
+                arity(3, 3, "SESSIONWINDOW(unit, max, timeout)")?;
                 WindowKind::Session {
-                    timeout: u * number(args[1])?,
-                    max: u * number(args[2])?,
+                    max: duration(args[0], args[1])?,
+                    timeout: duration(args[0], args[2])?,
                 }
             }
             "countwindow" => {
@@ -615,6 +661,7 @@ impl<'a> Compiler<'a> {
 
     fn projection(&mut self, items: &[ast::SelectItem]) -> Result<Projection, SqlError> {
         let mut out = Vec::with_capacity(items.len());
+        self.visible_aliases = 0;
         for item in items {
             match item {
                 ast::SelectItem::Wildcard(options) => {
@@ -654,6 +701,7 @@ impl<'a> Compiler<'a> {
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     let expr = self.expr(expr)?;
+                    self.visible_aliases += 1;
                     out.push(ProjectionItem::Expr {
                         name: Arc::from(alias.value.as_str()),
                         expr,
@@ -663,6 +711,28 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(Projection::new(out))
+    }
+
+    /// The visible alias `name` is, unless it is being expanded.
+    fn alias_of(&self, name: &str) -> Option<usize> {
+        self.aliases[..self.visible_aliases]
+            .iter()
+            .position(|(a, _)| a.eq_ignore_ascii_case(name))
+            .filter(|k| !self.expanding.contains(k))
+    }
+
+    /// The expression alias `k` names, compiled where `id` stands. Where rows are filtered or
+    /// joined, an alias of something that cannot be computed there (an aggregate) leaves `id`
+    /// the column it names.
+    fn expand_alias(&mut self, k: usize, id: &ast::Ident) -> Result<Expr, SqlError> {
+        let aliased = self.aliases[k].1.clone();
+        self.expanding.push(k);
+        let compiled = self.expr(&aliased);
+        self.expanding.pop();
+        match compiled {
+            Err(_) if self.clause == Clause::Row => self.column(None, id),
+            other => other,
+        }
     }
 
     fn source_index(&self, qualifier: &str) -> Option<usize> {
@@ -762,10 +832,22 @@ impl<'a> Compiler<'a> {
 
     fn expr(&mut self, e: &ast::Expr) -> Result<Expr, SqlError> {
         let compiled = match e {
-            ast::Expr::Identifier(id) => self.column(None, id)?,
+            ast::Expr::Identifier(id) => match self.alias_of(&id.value) {
+                Some(k) => self.expand_alias(k, id)?,
+                None => self.column(None, id)?,
+            },
+            // `stream.column`, and as eKuiper's JSON access `column.field...` and
+            // `stream.column.field...`.
             ast::Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [q, name] => self.column(Some(q), name)?,
-                _ => return Err(unsupported(e.span(), "a name with more than two parts")),
+                [q, name, fields @ ..] if self.source_index(&q.value).is_some() => {
+                    let column = self.column(Some(q), name)?;
+                    nested(column, fields)
+                }
+                [first, fields @ ..] if !fields.is_empty() => match self.column(None, first) {
+                    Ok(column) => nested(column, fields),
+                    Err(_) => self.column(Some(first), &fields[0])?,
+                },
+                _ => return Err(unsupported(e.span(), "this name")),
             },
             ast::Expr::Value(v) => Expr::Literal(literal(&v.value, v.span)?),
             ast::Expr::Nested(inner) => self.expr(inner)?,
@@ -847,31 +929,8 @@ impl<'a> Compiler<'a> {
             },
             ast::Expr::Function(f) => self.function(f)?,
             ast::Expr::CompoundFieldAccess { root, access_chain } => {
-                let mut out = self.expr(root)?;
-                for access in access_chain {
-                    out = match access {
-                        ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => {
-                            Expr::Index(Box::new(out), Box::new(self.expr(index)?))
-                        }
-                        ast::AccessExpr::Subscript(ast::Subscript::Slice {
-                            lower_bound,
-                            upper_bound,
-                            stride: None,
-                        }) => Expr::Slice(
-                            Box::new(out),
-                            lower_bound
-                                .as_ref()
-                                .map(|b| self.expr(b).map(Box::new))
-                                .transpose()?,
-                            upper_bound
-                                .as_ref()
-                                .map(|b| self.expr(b).map(Box::new))
-                                .transpose()?,
-                        ),
-                        other => return Err(unsupported(other.span(), "this field access")),
-                    };
-                }
-                out
+                let root = self.expr(root)?;
+                self.access(root, access_chain)?
             }
             other => {
                 return Err(unsupported(
@@ -883,6 +942,37 @@ impl<'a> Compiler<'a> {
         Ok(fold(compiled))
     }
 
+    /// `e[i]`, `e[a:b]` and `e.field` applied in turn to `out`.
+    fn access(&mut self, mut out: Expr, chain: &[ast::AccessExpr]) -> Result<Expr, SqlError> {
+        for access in chain {
+            out = match access {
+                ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => {
+                    Expr::Index(Box::new(out), Box::new(self.expr(index)?))
+                }
+                ast::AccessExpr::Subscript(ast::Subscript::Slice {
+                    lower_bound,
+                    upper_bound,
+                    stride: None,
+                }) => Expr::Slice(
+                    Box::new(out),
+                    lower_bound
+                        .as_ref()
+                        .map(|b| self.expr(b).map(Box::new))
+                        .transpose()?,
+                    upper_bound
+                        .as_ref()
+                        .map(|b| self.expr(b).map(Box::new))
+                        .transpose()?,
+                ),
+                ast::AccessExpr::Dot(ast::Expr::Identifier(field)) => {
+                    Expr::Field(Box::new(out), Arc::from(field.value.as_str()))
+                }
+                other => return Err(unsupported(other.span(), "this field access")),
+            };
+        }
+        Ok(out)
+    }
+
     fn binary(
         &mut self,
         whole: &ast::Expr,
@@ -892,16 +982,37 @@ impl<'a> Compiler<'a> {
     ) -> Result<Expr, SqlError> {
         use ast::BinaryOperator as B;
         if matches!(op, B::Arrow) {
-            let ast::Expr::Identifier(field) = right else {
-                return Err(SqlError::at(
-                    right.span(),
-                    "`->` must be followed by a field name",
-                ));
+            // `a->b`, and `a->b[0]`, `a->b[1:3]`, `a->b.c` (the access binds to the field).
+            let (field, chain) = match right {
+                ast::Expr::Identifier(field) => (field, &[][..]),
+                ast::Expr::CompoundFieldAccess { root, access_chain } => match root.as_ref() {
+                    ast::Expr::Identifier(field) => (field, access_chain.as_slice()),
+                    _ => {
+                        return Err(SqlError::at(
+                            right.span(),
+                            "`->` must be followed by a field name",
+                        ));
+                    }
+                },
+                ast::Expr::CompoundIdentifier(parts) if !parts.is_empty() => {
+                    let mut out = Expr::Field(
+                        Box::new(self.expr(left)?),
+                        Arc::from(parts[0].value.as_str()),
+                    );
+                    for p in &parts[1..] {
+                        out = Expr::Field(Box::new(out), Arc::from(p.value.as_str()));
+                    }
+                    return Ok(out);
+                }
+                _ => {
+                    return Err(SqlError::at(
+                        right.span(),
+                        "`->` must be followed by a field name",
+                    ));
+                }
             };
-            return Ok(Expr::Field(
-                Box::new(self.expr(left)?),
-                Arc::from(field.value.as_str()),
-            ));
+            let out = Expr::Field(Box::new(self.expr(left)?), Arc::from(field.value.as_str()));
+            return self.access(out, chain);
         }
         let op = match op {
             B::And | B::Or => None,

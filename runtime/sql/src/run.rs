@@ -10,7 +10,7 @@
 //! `sum`, `avg`, `min`, `max`) is aggregated as rows arrive ([`Panes`]): memory holds one state per
 //! group instead of every row, with the same results as the general path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::aggregate::Acc;
@@ -306,7 +306,7 @@ struct Pane {
 /// Tumbling windows aggregated on arrival, by window start.
 struct Panes {
     size: i64,
-    open: std::collections::BTreeMap<i64, Pane>,
+    open: BTreeMap<i64, Pane>,
     seq: u64,
 }
 
@@ -406,6 +406,53 @@ fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey
     })
 }
 
+/// Event time without a window: rows wait for the watermark (the latest time seen minus the
+/// late tolerance) and go on in time order, as from eKuiper's watermark operator; a row behind
+/// the watermark is late: counted, left out.
+struct Reorder {
+    tolerance: i64,
+    latest: Option<i64>,
+    /// Held rows by (time, arrival).
+    held: BTreeMap<(i64, u64), Row>,
+    seq: u64,
+    late: u64,
+}
+
+impl Reorder {
+    fn watermark(&self) -> Option<i64> {
+        self.latest.map(|t| t.saturating_sub(self.tolerance))
+    }
+
+    /// Takes `rows`; returns those the watermark now lets through, in time order.
+    fn add(&mut self, rows: Vec<Row>) -> Vec<Row> {
+        for row in rows {
+            let ts = row.timestamp_ms;
+            if self.watermark().is_some_and(|w| ts < w) {
+                self.late += 1;
+                continue;
+            }
+            self.latest = Some(self.latest.map_or(ts, |t| t.max(ts)));
+            self.held.insert((ts, self.seq), row);
+            self.seq += 1;
+        }
+        let Some(w) = self.watermark() else {
+            return Vec::new();
+        };
+        let rest = match w.checked_add(1) {
+            Some(after) => self.held.split_off(&(after, 0)),
+            None => BTreeMap::new(),
+        };
+        std::mem::replace(&mut self.held, rest)
+            .into_values()
+            .collect()
+    }
+
+    /// Every held row, in time order (the input has ended).
+    fn drain(&mut self) -> Vec<Row> {
+        std::mem::take(&mut self.held).into_values().collect()
+    }
+}
+
 /// A running statement.
 pub struct QueryRunner {
     query: Query,
@@ -417,6 +464,8 @@ pub struct QueryRunner {
     /// Set when the window is aggregated on arrival.
     panes: Option<Panes>,
     fired: Vec<Fired>,
+    /// Event time without a window: the rows waiting for the watermark.
+    reorder: Option<Reorder>,
 }
 
 impl QueryRunner {
@@ -502,6 +551,13 @@ impl QueryRunner {
             .into_iter()
             .map(|(i, rows)| (i, rows.iter().cloned().map(Arc::new).collect()))
             .collect();
+        let reorder = (event_time && window.is_none()).then(|| Reorder {
+            tolerance: late_tolerance_ms.max(0),
+            latest: None,
+            held: BTreeMap::new(),
+            seq: 0,
+            late: 0,
+        });
         Self {
             query,
             window,
@@ -509,6 +565,7 @@ impl QueryRunner {
             hash_joins,
             panes,
             fired: Vec::new(),
+            reorder,
         }
     }
 
@@ -519,7 +576,7 @@ impl QueryRunner {
 
     /// Rows that arrived after the watermark (event time), counted rather than windowed.
     pub fn late(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.late)
+        self.window.as_ref().map_or(0, |w| w.late) + self.reorder.as_ref().map_or(0, |r| r.late)
     }
 
     /// Rows still held by the window after `finish` (an unfinished count window).
@@ -534,6 +591,21 @@ impl QueryRunner {
 
     /// Handles rows from source `source`.
     pub fn push(
+        &mut self,
+        source: usize,
+        rows: Vec<Row>,
+        ctx: &EvalCtx<'_>,
+        out: &mut Vec<Message>,
+    ) -> Outcome {
+        let rows = match self.reorder.as_mut() {
+            Some(reorder) => reorder.add(rows),
+            None => rows,
+        };
+        self.process(source, rows, ctx, out)
+    }
+
+    /// Rows of source `source`, in the order they count in.
+    fn process(
         &mut self,
         source: usize,
         rows: Vec<Row>,
@@ -635,6 +707,9 @@ impl QueryRunner {
 
     /// Every input has ended: fires every open window.
     pub fn finish(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>) -> Outcome {
+        if let Some(held) = self.reorder.as_mut().map(Reorder::drain) {
+            return self.process(0, held, ctx, out);
+        }
         let mut outcome = Outcome::default();
         if let Some(window) = self.window.as_mut() {
             window.finish(&mut self.fired);
@@ -672,9 +747,16 @@ impl QueryRunner {
         }
         let mut groups = pane.groups;
         groups.sort_by_key(|g| g.order);
-        let results = if groups.is_empty() && self.query.group_by.is_empty() {
+        let results = if groups.is_empty() && self.nothing_after_filter() {
+            return Ok(None);
+        } else if groups.is_empty() && self.query.group_by.is_empty() {
             // No rows and no GROUP BY: one group over nothing, as over an empty window.
-            let nothing = vec![Value::Null; self.query.aggregates.len()];
+            let nothing = self
+                .query
+                .aggregates
+                .iter()
+                .map(|a| a.compute::<Tuple>(&[], ctx))
+                .collect::<Result<Vec<_>, _>>()?;
             self.group_results(std::iter::once((None, nothing, range.1)), Some(range), ctx)?
         } else {
             self.group_results(
@@ -688,6 +770,12 @@ impl QueryRunner {
         };
         let rows = self.ordered(results)?;
         Ok((!rows.is_empty() || !self.suppress_empty()).then_some(rows))
+    }
+
+    /// Whether a window left without rows by WHERE or a join sends nothing (eKuiper's filter
+    /// and join operators pass nothing on when no row is left).
+    fn nothing_after_filter(&self) -> bool {
+        self.query.filter.is_some() || !self.query.joins.is_empty()
     }
 
     /// As in eKuiper, an empty window is still a result unless something after the window
@@ -888,7 +976,9 @@ impl QueryRunner {
             // Groups in order of first appearance.
             let mut groups: Vec<Vec<Tuple>> = Vec::new();
             if q.group_by.is_empty() {
-                groups.push(kept);
+                if !(kept.is_empty() && self.nothing_after_filter()) {
+                    groups.push(kept);
+                }
             } else {
                 let mut index: FastMap<GroupKey, usize> = FastMap::default();
                 for t in kept {
@@ -1140,6 +1230,134 @@ mod tests {
             assert_eq!(on_arrival, whole, "{sql}");
             assert_eq!((late, late_whole), (1, 1), "{sql}");
         }
+    }
+
+    /// `run`, on both paths when the statement suits aggregation on arrival.
+    fn run_both(sql: &str, rows: &[(i64, &str, Value)]) -> Vec<String> {
+        let (whole, _) = run(sql, rows, false);
+        assert_eq!(run(sql, rows, true).0, whole, "{sql}");
+        whole
+    }
+
+    #[test]
+    fn a_window_left_empty_by_where_sends_nothing_and_counts_start_at_zero() {
+        // eKuiper's filter operator passes nothing on when no row is left; count over an empty
+        // window is 0 (window_rule_test.go, TestWindowRule1's empty windows).
+        let rows = vec![(1, "a", Value::Int(1)), (25, "a", Value::Int(2))];
+        let none = run_both(
+            "SELECT count(*) AS n, window_end() AS e FROM s WHERE v > 100 \
+             GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &rows,
+        );
+        assert!(none.is_empty(), "{none:?}");
+        let counts = run_both(
+            "SELECT count(*) AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &rows,
+        );
+        assert_eq!(
+            counts,
+            [
+                r#"[("n", Int(1))]"#,
+                r#"[("n", Int(0))]"#,
+                r#"[("n", Int(1))]"#
+            ]
+        );
+    }
+
+    #[test]
+    fn aliases_resolve_in_having_and_later_select_items() {
+        // eKuiper's analyzer: an alias is visible to later SELECT items and to HAVING/WHERE.
+        let rows = vec![
+            (1, "a", Value::Int(1)),
+            (2, "a", Value::Int(2)),
+            (3, "b", Value::Int(3)),
+        ];
+        let out = run_both(
+            "SELECT device AS d, count(*) AS c, c + 1 AS c1 FROM s \
+             GROUP BY device, TUMBLINGWINDOW(ms, 10) HAVING c > 1",
+            &rows,
+        );
+        assert_eq!(
+            out,
+            [r#"[("d", String("a")), ("c", Int(2)), ("c1", Int(3))]"#]
+        );
+    }
+
+    #[test]
+    fn arrow_takes_an_index_and_gives_null_on_a_non_object() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(
+            "SELECT v->b[0] AS first, v->b[1:3] AS mid, v.b.c AS deep, v AS x, x->b[3] AS y \
+             FROM s WHERE s.v.b IS NOT NULL OR x IS NOT NULL",
+            &Streams(defs),
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for v in [serde_json::json!({"b": [1, 2, 3, 4]}), serde_json::json!(5)] {
+            let row = Row::from_pairs(vec![(Arc::from("v"), Value::from_json(v))], 0);
+            let outcome = runner.push(0, vec![row], &ctx, &mut out);
+            assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        }
+        let rows: Vec<String> = out.iter().map(|m| format!("{m:?}")).collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0].contains("Int(1), Array([Int(2), Int(3)]), Null, Object"),
+            "{rows:?}"
+        );
+        assert!(rows[0].ends_with("Int(4)], timestamp_ms: 0 })"), "{rows:?}");
+        assert!(
+            rows[1].contains("values: [Null, Null, Null, Int(5), Null]"),
+            "{rows:?}"
+        );
+    }
+
+    #[test]
+    fn event_time_without_a_window_orders_rows_and_counts_late_ones() {
+        // eKuiper's watermark operator: rows go on in time order once the watermark (latest
+        // time minus lateTolerance) passes them; a row behind the watermark is dropped.
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile("SELECT ts FROM s", &Streams(defs)).unwrap();
+        let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for ts in [10, 3, 8, 20, 16, 12, 30] {
+            let row = Row::from_pairs(vec![(Arc::from("ts"), Value::Int(ts))], ts);
+            assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        }
+        let before_end = out.len();
+        assert!(runner.finish(&ctx, &mut out).errors.is_empty());
+        let times: Vec<String> = out
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .map(|m| {
+                m[m.find("values: [Int(").unwrap() + 13..]
+                    .split(')')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(times, ["8", "10", "16", "20", "30"]);
+        assert_eq!(before_end, 4, "30 waits for the end of the input");
+        assert_eq!(runner.late(), 2, "3 (behind 5) and 12 (behind 15)");
     }
 
     #[test]

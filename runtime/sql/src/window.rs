@@ -49,7 +49,7 @@ pub enum WindowKind {
         /// How long after the triggering row the window closes.
         delay: i64,
     },
-    /// `SESSIONWINDOW(unit, timeout, max)`.
+    /// `SESSIONWINDOW(unit, max, timeout)`.
     Session {
         /// The gap that ends a session.
         timeout: i64,
@@ -200,8 +200,12 @@ pub struct WindowOperator {
 
 /// `t` rounded down to a multiple of `step`.
 fn floor_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
+    t.div_euclid(step).saturating_mul(step)
 }
+
+/// The largest time (ms, either side of the epoch) a window counts a row at: about 146 million
+/// years, far from where a window's length could overflow it.
+const TIME_LIMIT: i64 = 1 << 62;
 
 impl WindowOperator {
     /// An operator for `kind` over `streams` inputs.
@@ -260,7 +264,8 @@ impl WindowOperator {
     ) -> Option<i64> {
         self.seq += 1;
         let arrived = Buffered {
-            ts: row.timestamp_ms,
+            // Clamped so that adding a window's length (at most 100 years) cannot overflow.
+            ts: row.timestamp_ms.clamp(-TIME_LIMIT, TIME_LIMIT),
             seq: self.seq,
             stream,
             row,
@@ -441,7 +446,8 @@ mod tests {
                 (95, 108, vec![95, 99, 103])
             ]
         );
-        // A session that keeps going is cut at the first multiple of `max` it has outlasted.
+        // A session that keeps going is cut at a multiple of `max` that a row passes once it has
+        // lasted longer than `max` (eKuiper's event-time trigger); the next starts at the cut.
         let mut op = WindowOperator::new(
             WindowKind::Session {
                 timeout: 5,
@@ -455,7 +461,7 @@ mod tests {
         let mut out = feed(&mut op, &times);
         op.finish(&mut out);
         let ranges: Vec<_> = out.iter().map(|f| (f.start, f.end, f.rows.len())).collect();
-        assert_eq!(ranges, [(0, 100, 34), (102, 254, 50)]);
+        assert_eq!(ranges, [(0, 200, 67), (200, 254, 17)]);
     }
 
     #[test]

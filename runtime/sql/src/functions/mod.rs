@@ -28,7 +28,8 @@ pub struct FnCtx<'a> {
     pub now_ms: i64,
     /// The row's metadata (an object value, or `Null` when the source gives none), for `meta()`.
     pub meta: &'a Value,
-    /// The row's event (or arrival) time in milliseconds, for `event_time()`.
+    /// The row's event (or arrival) time in milliseconds, for `event_time()`; in a window, the
+    /// window's end (as eKuiper).
     pub timestamp_ms: i64,
 }
 

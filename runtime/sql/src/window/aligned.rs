@@ -39,6 +39,9 @@ impl Store for Rows {
     }
 }
 
+/// The most empty windows emitted one after another before a row.
+const MAX_EMPTY_RUN: i64 = 10_000;
+
 /// Epoch-aligned windows of `size`, ending every `hop`.
 pub(super) struct Aligned {
     size: i64,
@@ -96,6 +99,15 @@ impl Aligned {
             if store.is_empty() && end + hop <= limit && !self.event_time {
                 end = floor_to(limit, hop) + hop;
                 continue;
+            }
+            // A gap of more than `MAX_EMPTY_RUN` empty windows before the next row (after a
+            // row with a time far in the past) is skipped rather than emitted window by window.
+            if let Some(first) = store.first_ts() {
+                let first_end = floor_to(first, hop).saturating_add(hop);
+                if first_end.saturating_sub(end) > hop.saturating_mul(MAX_EMPTY_RUN) {
+                    end = first_end;
+                    continue;
+                }
             }
             let start = end - size;
             let rows = store.window_rows(start, end);

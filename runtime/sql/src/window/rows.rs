@@ -100,6 +100,19 @@ impl Rows {
             .min()
     }
 
+    /// Every buffered time, in order.
+    pub(super) fn times(&self) -> Vec<i64> {
+        let mut times: Vec<i64> = self
+            .buffers
+            .iter()
+            .flat_map(|b| b.rows.iter().map(|r| r.ts))
+            .collect();
+        if self.buffers.len() > 1 {
+            times.sort_unstable();
+        }
+        times
+    }
+
     /// The rows of `[start, end)` (`[start, end]` when `inclusive`), in time then arrival order.
     pub(super) fn window_rows(
         &self,

@@ -1,5 +1,7 @@
-//! `SESSIONWINDOW(unit, timeout, max)`: rows closer than `timeout` to the previous one go
-//! together; a session that keeps going is cut at the first multiple of `max` it has outlasted.
+//! `SESSIONWINDOW(unit, max, timeout)`, in eKuiper's order: rows closer than `timeout` to the
+//! previous one go together; a session ends `timeout` after its last row, or is cut at a
+//! multiple of `max` that a row passes once the session has lasted longer than `max`. After a
+//! cut the next session starts at the cut (its `window_start()`), else at its first row.
 
 use super::rows::{Buffered, Rows};
 use super::{Fired, WindowPolicy, floor_to};
@@ -13,6 +15,8 @@ pub(super) struct Session {
     event_time: bool,
     /// Processing time: when the current session started, and its last row.
     session: Option<(i64, i64)>,
+    /// Where the previous session was cut at a multiple of `max`: the next one starts there.
+    cut: Option<i64>,
 }
 
 impl Session {
@@ -22,17 +26,59 @@ impl Session {
             max,
             event_time,
             session: None,
+            cut: None,
         }
     }
 
-    /// The first multiple of `max` that is at least `max` after a session's start `first`.
-    fn tick(&self, first: i64) -> i64 {
-        let t = floor_to(first, self.max) + self.max;
-        if t - first >= self.max {
-            t
+    /// Whether a session whose first row came at `first` may be cut at `tick`: in event time
+    /// when it has lasted longer than `max` by then, in processing time when at least `max`
+    /// (as eKuiper's event-time and processing-time triggers do).
+    fn may_cut(&self, tick: i64, first: i64) -> bool {
+        let lasted = tick.saturating_sub(first);
+        if self.event_time {
+            lasted > self.max
         } else {
-            t + self.max
+            lasted >= self.max
         }
+    }
+
+    /// The end of the session whose rows come at `times` (in order, the first one first), and
+    /// whether it is a cut at a multiple of `max`. Without a gap or a cut among the rows, the
+    /// end is still open: `timeout` after the last row (or, in processing time, the next tick
+    /// the session may be cut at, when that comes first).
+    fn end_of(&self, times: impl IntoIterator<Item = i64>) -> Option<(i64, bool)> {
+        let mut times = times.into_iter();
+        let first = times.next()?;
+        let mut tick = floor_to(first, self.max).saturating_add(self.max);
+        let mut prev = first;
+        for ts in times {
+            let mut end = None;
+            if ts.saturating_sub(prev) > self.timeout {
+                end = Some((prev.saturating_add(self.timeout), false));
+            }
+            if ts > tick {
+                if self.may_cut(tick, first) && end.is_none_or(|(gap, _)| tick < gap) {
+                    end = Some((tick, true));
+                }
+                tick = tick.saturating_add(self.max);
+            }
+            if end.is_some() {
+                return end;
+            }
+            prev = ts;
+        }
+        let gap = prev.saturating_add(self.timeout);
+        if !self.event_time {
+            let cut = if self.may_cut(tick, first) {
+                tick
+            } else {
+                tick.saturating_add(self.max)
+            };
+            if cut < gap {
+                return Some((cut, true));
+            }
+        }
+        Some((gap, false))
     }
 }
 
@@ -47,46 +93,38 @@ impl WindowPolicy for Session {
     }
 
     fn next_deadline(&self) -> Option<i64> {
-        self.session
-            .map(|(first, last)| (last + self.timeout).min(self.tick(first)))
+        let (first, last) = self.session?;
+        let mut deadline = last.saturating_add(self.timeout);
+        let mut tick = floor_to(first, self.max).saturating_add(self.max);
+        if !self.may_cut(tick, first) {
+            tick = tick.saturating_add(self.max);
+        }
+        if tick < deadline {
+            deadline = tick;
+        }
+        Some(deadline)
     }
 
     fn fire_until(&mut self, rows: &mut Rows, limit: i64, _draining: bool, out: &mut Vec<Fired>) {
-        let timeout = self.timeout;
         loop {
-            let Some(first) = rows.first_ts() else {
+            let times = rows.times();
+            let Some((end, cut)) = self.end_of(times.iter().copied()) else {
                 self.session = None;
                 return;
             };
-            // The session's end: the first gap longer than the timeout, or the first multiple
-            // of `max` that is at least `max` after its start.
-            let tick = self.tick(first);
-            let ordered = rows.window_rows(i64::MIN, i64::MAX, true);
-            let mut last = first;
-            let mut end = None;
-            for (_, row) in &ordered {
-                let ts = row.timestamp_ms.max(first);
-                if ts >= tick {
-                    end = Some(tick);
-                    break;
-                }
-                if ts - last > timeout {
-                    end = Some(last + timeout);
-                    break;
-                }
-                last = ts;
-            }
-            let end = end.unwrap_or((last + timeout).min(tick));
             if end > limit {
                 if !self.event_time {
-                    self.session = Some((first, last));
+                    self.session = times.first().zip(times.last()).map(|(f, l)| (*f, *l));
                 }
                 return;
             }
+            let first = times.first().copied().unwrap_or(end);
+            let start = self.cut.take().unwrap_or(first);
+            self.cut = cut.then_some(end);
             let rows_of = rows.window_rows(i64::MIN, end, false);
             rows.drop_before(end);
             out.push(Fired {
-                start: first,
+                start,
                 end,
                 rows: rows_of,
             });

@@ -410,6 +410,19 @@ pub async fn run_with_grace(
     stop_now: impl Future<Output = ()>,
     grace: Option<Duration>,
 ) -> Result<RunReport, RunError> {
+    run_observed(config, stop, stop_now, grace, |_, _| {}).await
+}
+
+/// [`run_with_grace`], calling `observe` once every rule is wired and running, with the live
+/// counters of the run and the reloader of its sink modules (`oort serve` shows the first and
+/// hands new plugin builds to the second).
+pub async fn run_observed(
+    config: &RunConfig,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
+    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
     check_stdin(&rules, &catalog)?;
@@ -527,6 +540,8 @@ pub async fn run_with_grace(
     drop(env);
     drop(bus);
     drop(resources);
+
+    observe(&report, &reloader);
 
     // Hot reload: listen for SIGHUP, and watch the modules if asked, for as long as the run lasts.
     let mut _watch = None;

@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 
 /// The counters of one rule after (or during) a run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleReport {
     /// The rule's id.
     pub id: String,
@@ -24,7 +24,7 @@ pub struct RuleReport {
 }
 
 /// The counters of one action of a rule.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ActionReport {
     /// The action's name in metrics and logs: `<plugin>_<index>`, as eKuiper names sink nodes.
     pub name: String,

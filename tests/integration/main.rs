@@ -13,4 +13,5 @@ mod negative;
 mod network;
 mod reload;
 mod sandbox;
+mod serve;
 mod stop;

@@ -1,6 +1,7 @@
 //! The `oort` command line: one clap struct per subcommand, whose doc comments are the `--help`.
 
 mod run_rule;
+mod serve;
 mod sink;
 mod validate;
 
@@ -37,6 +38,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the SQL functions this version supports, as a Markdown table.
     Functions,
+    /// Run rules as a service managed over eKuiper's REST API (default 127.0.0.1:9081).
+    Serve(serve::ServeArgs),
     /// Write sinks: scaffold a sink project (`new`), check a built component (`inspect`).
     Sink(sink::SinkArgs),
 }
@@ -193,6 +196,7 @@ pub fn main() -> ExitCode {
             Command::RunRule(args) => run_rule::run(args).await,
             Command::Validate(args) => validate::run(args).await,
             Command::Sink(args) => sink::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Functions => {
                 print!("{}", crate::sql::functions::markdown_table());
                 ExitCode::SUCCESS

@@ -474,3 +474,122 @@ fn running_rules_run_again_after_a_server_restart() {
     assert_eq!(ns(&got), (10..20).collect());
     server.stop();
 }
+
+/// The `n` of every row the versioned sink wrote, with the build that wrote it.
+fn versioned_rows(path: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .map(|v| {
+            (
+                v["v"].as_str().unwrap_or_default().to_string(),
+                v["m"]["n"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_update_under_load_hot_reloads_without_losing_a_row() {
+    use oort_tests::guests;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    for (dir, wasm, manifest) in [
+        ("v1", guests::VERSIONED_V1, guests::VERSIONED_V1_MANIFEST),
+        ("v2", guests::VERSIONED_V2, guests::VERSIONED_V2_MANIFEST),
+        (
+            "bad",
+            guests::VERSIONED_BAD_CONFIG,
+            guests::VERSIONED_BAD_CONFIG_MANIFEST,
+        ),
+        ("wrong", guests::NOT_A_SINK, guests::NOT_A_SINK_MANIFEST),
+    ] {
+        std::fs::create_dir_all(scratch.path().join(dir)).unwrap();
+        std::fs::copy(wasm, scratch.path().join(dir).join("Versioned.wasm")).unwrap();
+        if std::path::Path::new(manifest).is_file() {
+            std::fs::copy(manifest, scratch.path().join(dir).join("Versioned.json")).unwrap();
+        }
+    }
+    let file = |dir: &str| {
+        format!(
+            r#"{{"name":"Versioned","file":"file://{}/{dir}/Versioned.wasm"}}"#,
+            scratch.path().display()
+        )
+    };
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    assert_eq!(
+        server.call("POST", "/plugins/sinks", Some(&file("v1"))),
+        (201, "Plugin Versioned is created.".into())
+    );
+    let (_, plugins) = server.json("GET", "/plugins/sinks", None);
+    assert!(
+        plugins
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("Versioned")),
+        "{plugins}"
+    );
+    let (_, described) = server.json("GET", "/plugins/sinks/Versioned", None);
+    assert!(described["manifest"].is_object(), "{described}");
+    assert!(
+        described["inspect"]
+            .as_str()
+            .unwrap()
+            .contains("oort:sink: yes"),
+        "{described}"
+    );
+    // A component of another world is refused before anything changes.
+    let (status, err) = server.json("PUT", "/plugins/sinks/Versioned", Some(&file("wrong")));
+    assert_eq!(status, 400, "{err}");
+
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/v\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_log("subscribed to", 1);
+
+    let total = 3000;
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        for start in (0..total).step_by(50) {
+            publish_all(port, "in/v", numbers(start..start + 50));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let out = scratch.path().join("data/out/v.jsonl");
+    let seen = |v: &str| versioned_rows(&out).iter().any(|(x, _)| x == v);
+    wait_for("rows from v1", Duration::from_secs(30), || seen("v1"));
+    let (status, answer) = server.json("PUT", "/plugins/sinks/Versioned", Some(&file("v2")));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reloaded"][0]["rule"], "live", "{answer}");
+    assert_eq!(answer["refused"], serde_json::json!([]), "{answer}");
+    wait_for("rows from v2", Duration::from_secs(30), || seen("v2"));
+    // A build that refuses its props: the rule says why and keeps v2.
+    let (status, answer) = server.json("POST", "/plugins/sinks", Some(&file("bad")));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["refused"][0]["rule"], "live", "{answer}");
+    assert!(
+        answer["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("configure failed"),
+        "{answer}"
+    );
+    publisher.join().unwrap();
+    wait_for("every row", Duration::from_secs(60), || {
+        versioned_rows(&out).len() >= total
+    });
+    let rows = versioned_rows(&out);
+    let ns: Vec<u64> = rows.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        ns,
+        (0..total as u64).collect::<Vec<_>>(),
+        "rows lost or reordered"
+    );
+    assert!(rows.iter().all(|(v, _)| v == "v1" || v == "v2"));
+    server.stop();
+}

@@ -71,7 +71,7 @@ impl IntoResponse for ApiError {
 
 type Answer = Result<Response, ApiError>;
 
-fn text(status: StatusCode, body: String) -> Answer {
+pub(super) fn text(status: StatusCode, body: String) -> Answer {
     Ok((status, body).into_response())
 }
 
@@ -79,7 +79,7 @@ fn json_answer(body: Json) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
-fn parse_body(body: &str) -> Result<Json, ApiError> {
+pub(super) fn parse_body(body: &str) -> Result<Json, ApiError> {
     serde_json::from_str(body).map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))
 }
 
@@ -111,6 +111,16 @@ pub(super) fn router(server: Arc<Server>) -> Router {
         .route("/rules/{id}/topo", get(rule_topo))
         .route("/ruleset/import", post(import_ruleset))
         .route("/ruleset/export", post(export_ruleset))
+        .route(
+            "/plugins/sinks",
+            get(super::plugins::list).post(super::plugins::create),
+        )
+        .route(
+            "/plugins/sinks/{name}",
+            get(super::plugins::describe)
+                .put(super::plugins::update)
+                .delete(super::plugins::drop_plugin),
+        )
         .with_state(server)
 }
 

@@ -7,6 +7,7 @@
 //! untouched. Relative paths in streams and rules start at the data directory.
 
 mod api;
+mod plugins;
 pub mod store;
 
 use std::collections::BTreeMap;

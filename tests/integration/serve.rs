@@ -593,3 +593,81 @@ fn a_plugin_update_under_load_hot_reloads_without_losing_a_row() {
     assert!(rows.iter().all(|(v, _)| v == "v1" || v == "v2"));
     server.stop();
 }
+
+#[test]
+fn metrics_in_prometheus_text_with_ekuipers_names() {
+    let scratch = Scratch::new();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+    let server = Server::start(&scratch, &[]);
+    let stream = r#"{"sql":"CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = r#"{"id":"m","sql":"SELECT n FROM rows WHERE n > 1","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_status("m", "stopped");
+    let (status, text) = server.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        r#"kuiper_source_records_in_total{rule="m",type="source",op="source_rows",op_instance="0"} 3"#,
+        r#"kuiper_op_records_out_total{rule="m",type="op",op="op_project",op_instance="0"} 2"#,
+        r#"kuiper_sink_records_out_total{rule="m",type="sink",op="sink_nop_0",op_instance="0"} 2"#,
+        r#"oort_sink_failed_total{rule="m",type="sink",op="sink_nop_0",op_instance="0"} 0"#,
+        r#"oort_op_filtered_total{rule="m",type="op",op="op_project",op_instance="0"} 1"#,
+        r#"oort_rule_running{rule="m"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(server.call("GET", "/healthz", None).0, 200);
+    assert_eq!(server.call("GET", "/readyz", None).0, 200);
+}
+
+#[test]
+fn a_non_loopback_address_requires_bearer_tokens() {
+    let scratch = Scratch::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("0.0.0.0:{port}");
+    // Without a token file the server refuses to start.
+    let out = scratch
+        .oort(&["serve", "--listen", &listen])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--token-file"), "{stderr}");
+
+    scratch.write("tokens", "# operators\nsecret-one\n\nsecret-two\n");
+    let mut child = scratch
+        .oort(&["serve", "--listen", &listen, "--token-file", "tokens"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the server to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call = |auth: Option<&str>, path: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(token) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = cmd
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(call(None, "/rules"), "401");
+    assert_eq!(call(Some("wrong"), "/rules"), "401");
+    assert_eq!(call(Some("secret-two"), "/rules"), "200");
+    assert_eq!(call(Some("secret-one"), "/metrics"), "200");
+    assert_eq!(call(None, "/healthz"), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+}

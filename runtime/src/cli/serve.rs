@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::engine::RunConfig;
 use crate::host::{ArtifactCache, HostConfig};
 use crate::serve::ServeConfig;
+use crate::serve::auth::Tokens;
 
 /// Options of `oort serve`.
 #[derive(Debug, Args)]
@@ -44,6 +45,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub max_instances: u32,
 
+    /// A file of bearer tokens (one a line) the API requires; needed to listen on any address
+    /// other than loopback.
+    #[arg(long, env = "OORT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// After a stop, how long a rule's actions may go on delivering what they hold
     /// (milliseconds or a duration like "5s").
     #[arg(long, default_value = "5s", value_parser = super::run_rule::parse_grace)]
@@ -52,14 +58,19 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The server configuration these options describe.
-    pub fn config(&self) -> ServeConfig {
+    pub fn config(&self) -> Result<ServeConfig, String> {
         let host = HostConfig {
             cache_dir: self.cache_dir.clone().or_else(ArtifactCache::default_dir),
             max_instances: self.max_instances,
             ..HostConfig::default()
         };
-        ServeConfig {
+        let tokens = match &self.token_file {
+            Some(path) => Some(Tokens::load(path)?),
+            None => None,
+        };
+        Ok(ServeConfig {
             listen: self.listen,
+            tokens,
             grace: self.grace,
             run: RunConfig {
                 rule_path: PathBuf::new(),
@@ -72,7 +83,7 @@ impl ServeArgs {
                 mqtt_conf: self.mqtt_conf.clone(),
                 data_dir: self.data_dir.clone(),
             },
-        }
+        })
     }
 }
 
@@ -100,7 +111,14 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
         tracing::info!("stopping: every rule drains its actions");
     };
-    match crate::serve::serve(args.config(), shutdown).await {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::serve::serve(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -88,6 +88,7 @@ pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/", get(root).post(root))
         .route("/ping", get(ping))
+        .route("/metrics", get(super::metrics::metrics))
         .route("/streams", get(list_streams).post(create_stream))
         .route(
             "/streams/{name}",

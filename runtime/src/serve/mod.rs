@@ -7,6 +7,8 @@
 //! untouched. Relative paths in streams and rules start at the data directory.
 
 mod api;
+pub mod auth;
+mod metrics;
 mod plugins;
 pub mod store;
 
@@ -35,6 +37,8 @@ pub struct ServeConfig {
     pub run: RunConfig,
     /// How long a stopping rule may go on delivering what it holds.
     pub grace: Duration,
+    /// Bearer tokens the API requires (required on a non-loopback address).
+    pub tokens: Option<auth::Tokens>,
 }
 
 /// A stream or table as the server keeps it.
@@ -344,6 +348,7 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    auth::check_listen(config.listen, config.tokens.as_ref())?;
     let server = Server::open(config.clone()).map_err(|e| e.message)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -353,7 +358,20 @@ pub async fn serve(
     // The address is printed (not only logged) so scripts and tests can wait for it.
     println!("oort serve listening on http://{local}");
     tracing::info!("listening on http://{local}");
-    let app = api::router(Arc::clone(&server));
+    let mut app = api::router(Arc::clone(&server));
+    if let Some(tokens) = config.tokens.clone() {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ));
+    }
+    // Probes answer without a token: they tell nothing but that the server is up and ready.
+    let app = app.merge(
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(metrics::healthz))
+            .route("/readyz", axum::routing::get(metrics::readyz))
+            .with_state(Arc::clone(&server)),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

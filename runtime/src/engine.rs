@@ -314,6 +314,8 @@ pub struct ValidateReport {
     pub rules: Vec<(String, String, Vec<String>)>,
     /// Things that are accepted but have no effect.
     pub warnings: Vec<String>,
+    /// Per wasm action: its rule, its name and what it is granted.
+    pub grants: Vec<(String, String, Arc<crate::host::Grants>)>,
 }
 
 /// Checks a rule file and its streams without running anything.
@@ -351,6 +353,11 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
             };
             actions.push(format!("{} -> {target}", action.name));
             if let sink::ConnectorSpec::Wasm(spec) = &action.spec {
+                report.grants.push((
+                    rule.def.id.clone(),
+                    action.name.to_string(),
+                    Arc::clone(&spec.grants),
+                ));
                 actions.extend(spec.grants.report().iter().map(|line| format!("  {line}")));
                 for default in spec.grants.refused_defaults() {
                     report.warnings.push(format!(

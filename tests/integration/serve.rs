@@ -671,3 +671,89 @@ fn a_non_loopback_address_requires_bearer_tokens() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_grant_ceiling_refuses_rules_that_exceed_it() {
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.path().join("allowed")).unwrap();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n");
+    let server = Server::start(
+        &scratch,
+        &[
+            "--allow-path",
+            "allowed",
+            "--allow-net",
+            "127.0.0.1:1883",
+            "--allow-mqtt-topic",
+            "out/#",
+        ],
+    );
+    let stream = r#"{"sql":"CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = |id: &str, action: &str| {
+        format!(r#"{{"id":"{id}","sql":"SELECT n FROM rows","actions":[{action}]}}"#)
+    };
+    // A file outside the allowed folder (relative paths start at the data directory).
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule("outside", r#"{"file":{"path":"out.jsonl"}}"#)),
+    );
+    assert_eq!(status, 403, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("--allow-path") && message.contains("allowed"),
+        "{message}"
+    );
+    // The built-in MQTT sink: a broker and a topic outside the ceiling.
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule(
+            "broker",
+            r#"{"mqtt":{"server":"tcp://127.0.0.1:1884","topic":"out/x"}}"#,
+        )),
+    );
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("--allow-net"),
+        "{err}"
+    );
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule(
+            "topic",
+            r#"{"mqtt":{"server":"tcp://127.0.0.1:1883","topic":"secret/x"}}"#,
+        )),
+    );
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-mqtt-topic"),
+        "{err}"
+    );
+    assert_eq!(server.json("GET", "/rules", None).1, serde_json::json!([]));
+    // Within the ceiling: created, and it runs.
+    let inside = format!(
+        r#"{{"file":{{"path":"{}/allowed/out.jsonl"}}}}"#,
+        scratch.path().display()
+    );
+    assert_eq!(
+        server
+            .call("POST", "/rules", Some(&rule("inside", &inside)))
+            .0,
+        201
+    );
+    server.wait_status("inside", "stopped");
+    wait_for(
+        "the row in the allowed folder",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(scratch.path().join("allowed/out.jsonl"))
+                .is_ok_and(|t| t.contains("\"n\":1"))
+        },
+    );
+}

@@ -13,6 +13,7 @@ use crate::engine::RunConfig;
 use crate::host::{ArtifactCache, HostConfig};
 use crate::serve::ServeConfig;
 use crate::serve::auth::Tokens;
+use crate::serve::ceiling::Ceiling;
 
 /// Options of `oort serve`.
 #[derive(Debug, Args)]
@@ -50,6 +51,20 @@ pub struct ServeArgs {
     #[arg(long, env = "OORT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Ceiling: the only folders whose files a rule may grant a sink (repeatable). Any
+    /// `--allow-*` option turns the ceiling on for files, hosts and topics alike.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
+
+    /// Ceiling: the only hosts a rule may let a sink reach, as HOST:PORT or a CIDR block
+    /// (repeatable).
+    #[arg(long = "allow-net", value_name = "HOST:PORT|CIDR")]
+    pub allow_net: Vec<String>,
+
+    /// Ceiling: the only MQTT topic filters a rule may let a sink publish to (repeatable).
+    #[arg(long = "allow-mqtt-topic", value_name = "FILTER")]
+    pub allow_mqtt_topic: Vec<String>,
+
     /// After a stop, how long a rule's actions may go on delivering what they hold
     /// (milliseconds or a duration like "5s").
     #[arg(long, default_value = "5s", value_parser = super::run_rule::parse_grace)]
@@ -71,6 +86,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             listen: self.listen,
             tokens,
+            ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
             grace: self.grace,
             run: RunConfig {
                 rule_path: PathBuf::new(),

@@ -41,6 +41,14 @@ impl ApiError {
         }
     }
 
+    pub(super) fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: 1000,
+            message: message.into(),
+        }
+    }
+
     pub(super) fn conflict(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::CONFLICT,

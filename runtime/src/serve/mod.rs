@@ -8,6 +8,7 @@
 
 mod api;
 pub mod auth;
+pub mod ceiling;
 mod metrics;
 mod plugins;
 pub mod store;
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// Bearer tokens the API requires (required on a non-loopback address).
     pub tokens: Option<auth::Tokens>,
+    /// What any rule may grant any sink at most.
+    pub ceiling: ceiling::Ceiling,
 }
 
 /// A stream or table as the server keeps it.
@@ -221,10 +224,16 @@ impl Server {
     async fn check_rule(&self, registry: &Registry, id: &str, rule: &Json) -> Result<(), ApiError> {
         let path = self.write_run_file(registry, id, rule)?;
         let config = self.run_config(path.clone());
-        crate::engine::validate(&config)
+        let report = crate::engine::validate(&config)
             .await
-            .map(|_| ())
-            .map_err(|e| ApiError::bad_request(without_path(&e.to_string(), &path)))
+            .map_err(|e| ApiError::bad_request(without_path(&e.to_string(), &path)))?;
+        let ceiling = &self.config.ceiling;
+        let exceeds = |message: String| ApiError::forbidden(format!("rule `{id}`: {message}"));
+        ceiling.check_builtin(rule).map_err(exceeds)?;
+        for (_, action, grants) in &report.grants {
+            ceiling.check_grants(action, grants).map_err(exceeds)?;
+        }
+        Ok(())
     }
 
     /// Starts a rule's run (the registry is locked by the caller).

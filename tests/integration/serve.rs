@@ -757,3 +757,74 @@ fn the_grant_ceiling_refuses_rules_that_exceed_it() {
         },
     );
 }
+
+#[test]
+fn the_cli_client_talks_to_the_server_like_kuiper() {
+    let scratch = Scratch::new();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n{\"n\":2}\n");
+    let server = Server::start(&scratch, &[]);
+    let host = format!("127.0.0.1:{}", server.port);
+    let oort = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--host", &host]);
+        let out = scratch.oort(&all).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = oort(&[
+        "create",
+        "stream",
+        "CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Stream rows is created.");
+    scratch.write(
+        "rule.json",
+        r#"{"sql":"SELECT n FROM rows","actions":[{"nop":{}}]}"#,
+    );
+    let (ok, out, err) = oort(&["create", "rule", "r1", "-f", "rule.json"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Rule r1 was created successfully.");
+    server.wait_status("r1", "stopped");
+    let (ok, out, _) = oort(&["show", "rules"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Json>(&out).unwrap()[0]["id"], "r1");
+    let (ok, out, _) = oort(&["getstatus", "rule", "r1"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Json>(&out).unwrap()["sink_nop_0_0_records_in_total"],
+        2
+    );
+    let (ok, out, _) = oort(&["describe", "rule", "r1"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Json>(&out).unwrap()["sql"],
+        "SELECT n FROM rows"
+    );
+    for (verb, answer) in [
+        ("stop", "Rule r1 was stopped."),
+        ("start", "Rule r1 was started"),
+        ("restart", "Rule r1 was restarted"),
+        ("drop", "Rule r1 is dropped."),
+    ] {
+        let (ok, out, err) = oort(&[verb, "rule", "r1"]);
+        assert!(ok, "{verb}: {err}");
+        assert_eq!(out.trim(), answer);
+    }
+    let (ok, _, err) = oort(&["drop", "rule", "r1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("404") && err.contains("rule r1 not found"),
+        "{err}"
+    );
+    scratch.write(
+        "set.json",
+        r#"{"rules":{"r2":"{\"id\":\"r2\",\"sql\":\"SELECT n FROM rows\",\"actions\":[{\"nop\":{}}]}"}}"#,
+    );
+    let (ok, out, err) = oort(&["import", "ruleset", "-f", "set.json"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "imported 0 streams, 0 tables and 1 rules");
+}

@@ -385,6 +385,8 @@ pub struct ValidateReport {
     pub rules: Vec<(String, String, Vec<String>)>,
     /// Things that are accepted but have no effect.
     pub warnings: Vec<String>,
+    /// Per wasm action: its rule, its name and what it is granted.
+    pub grants: Vec<(String, String, Arc<crate::host::Grants>)>,
 }
 
 /// Checks a rule file and its streams without running anything.
@@ -422,6 +424,11 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
             };
             actions.push(format!("{} -> {target}", action.name));
             if let sink::ConnectorSpec::Wasm(spec) = &action.spec {
+                report.grants.push((
+                    rule.def.id.clone(),
+                    action.name.to_string(),
+                    Arc::clone(&spec.grants),
+                ));
                 actions.extend(spec.grants.report().iter().map(|line| format!("  {line}")));
                 for default in spec.grants.refused_defaults() {
                     report.warnings.push(format!(
@@ -480,6 +487,19 @@ pub async fn run_with_grace(
     stop: impl Future<Output = ()>,
     stop_now: impl Future<Output = ()>,
     grace: Option<Duration>,
+) -> Result<RunReport, RunError> {
+    run_observed(config, stop, stop_now, grace, |_, _| {}).await
+}
+
+/// [`run_with_grace`], calling `observe` once every rule is wired and running, with the live
+/// counters of the run and the reloader of its sink modules (`oort serve` shows the first and
+/// hands new plugin builds to the second).
+pub async fn run_observed(
+    config: &RunConfig,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
+    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -681,6 +701,8 @@ pub async fn run_with_grace(
     drop(env);
     drop(bus);
     drop(resources);
+
+    observe(&report, &reloader);
 
     // Hot reload: listen for SIGHUP, and watch the modules if asked, for as long as the run lasts.
     let mut _watch = None;

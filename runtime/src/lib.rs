@@ -18,6 +18,7 @@ pub(crate) mod mqtt;
 pub mod reload;
 pub(crate) mod report;
 pub mod rule;
+pub mod serve;
 pub mod sink;
 pub mod source;
 

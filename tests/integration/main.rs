@@ -15,5 +15,6 @@ mod negative;
 mod network;
 mod reload;
 mod sandbox;
+mod serve;
 mod stop;
 mod wit;

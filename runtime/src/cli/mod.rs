@@ -1,6 +1,8 @@
 //! The `oort` command line: one clap struct per subcommand, whose doc comments are the `--help`.
 
+mod client;
 mod run_rule;
+mod serve;
 mod sink;
 mod validate;
 
@@ -37,6 +39,97 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the SQL functions this version supports, as a Markdown table.
     Functions,
+    /// Run rules as a service managed over eKuiper's REST API (default 127.0.0.1:9081).
+    Serve(serve::ServeArgs),
+    /// Client: create a stream, table, rule or sink plugin on a running server.
+    Create {
+        /// What to create.
+        #[command(subcommand)]
+        what: client::Create,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: list the server's streams, tables, rules (with status) or plugins.
+    Show {
+        /// What to list.
+        what: client::Listing,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: show a stream, table or rule.
+    Describe {
+        /// Its kind.
+        kind: client::Noun,
+        /// Its name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: drop a stream, table or rule.
+    #[command(name = "drop")]
+    DropIt {
+        /// Its kind.
+        kind: client::Noun,
+        /// Its name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: a rule's status and metrics.
+    Getstatus {
+        /// `rule`.
+        kind: client::RuleWord,
+        /// The rule.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: start a rule.
+    Start {
+        /// `rule`.
+        kind: client::RuleWord,
+        /// The rule.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: stop a rule.
+    Stop {
+        /// `rule`.
+        kind: client::RuleWord,
+        /// The rule.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: restart a rule.
+    Restart {
+        /// `rule`.
+        kind: client::RuleWord,
+        /// The rule.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
+    /// Client: import a ruleset (streams, tables and rules).
+    Import {
+        /// `ruleset`.
+        kind: client::RulesetWord,
+        /// The ruleset file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// The server.
+        #[command(flatten)]
+        host: client::Host,
+    },
     /// Write sinks: scaffold a sink project (`new`), check a built component (`inspect`).
     Sink(sink::SinkArgs),
 }
@@ -203,6 +296,30 @@ pub fn main() -> ExitCode {
             Command::RunRule(args) => run_rule::run(args).await,
             Command::Validate(args) => validate::run(args).await,
             Command::Sink(args) => sink::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Create { what, host } => client::run(host, client::Call::Create(what)).await,
+            Command::Show { what, host } => client::run(host, client::Call::Show(what)).await,
+            Command::Describe { kind, name, host } => {
+                client::run(host, client::Call::Describe(kind, name)).await
+            }
+            Command::DropIt { kind, name, host } => {
+                client::run(host, client::Call::Drop(kind, name)).await
+            }
+            Command::Getstatus { name, host, .. } => {
+                client::run(host, client::Call::Status(name)).await
+            }
+            Command::Start { name, host, .. } => {
+                client::run(host, client::Call::Control("start", name)).await
+            }
+            Command::Stop { name, host, .. } => {
+                client::run(host, client::Call::Control("stop", name)).await
+            }
+            Command::Restart { name, host, .. } => {
+                client::run(host, client::Call::Control("restart", name)).await
+            }
+            Command::Import { file, host, .. } => {
+                client::run(host, client::Call::Import(file)).await
+            }
             Command::Functions => {
                 print!("{}", crate::sql::functions::markdown_table());
                 ExitCode::SUCCESS

@@ -42,7 +42,7 @@ pub struct RunRuleArgs {
     pub drain_timeout: Duration,
 }
 
-fn parse_grace(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_grace(text: &str) -> Result<Duration, String> {
     crate::rule::duration_value(&serde_json::Value::from(text))
         .or_else(|| text.parse().ok())
         .map(Duration::from_millis)

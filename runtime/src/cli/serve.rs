@@ -1,0 +1,144 @@
+//! `oort serve`: run rules as a service managed over eKuiper's REST API, until Ctrl-C or
+//! SIGTERM (then every rule stops, draining its actions within the grace period).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::clock::Clock;
+use crate::engine::RunConfig;
+use crate::host::{ArtifactCache, HostConfig};
+use crate::serve::ServeConfig;
+use crate::serve::auth::Tokens;
+use crate::serve::ceiling::Ceiling;
+
+/// Options of `oort serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the REST API listens (eKuiper's port by default).
+    #[arg(long, env = "OORT_LISTEN", default_value = "127.0.0.1:9081")]
+    pub listen: SocketAddr,
+
+    /// Where the server keeps its streams, rules and plugins (`oort.redb`) and the actions
+    /// their disk caches. Relative paths in streams and rules start here.
+    #[arg(long, env = "OORT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// The plugins folder; sink components are `<dir>/sinks/<Name>.wasm`.
+    #[arg(long, env = "OORT_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// eKuiper's MQTT source configuration (YAML: a `default` section and named sections that
+    /// streams select with CONF_KEY).
+    #[arg(long, env = "OORT_MQTT_CONF")]
+    pub mqtt_conf: Option<PathBuf>,
+
+    /// Where compiled sink components are cached (default: $OORT_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/oort/components, else ~/.cache/oort/components).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Sink instances one rule may have alive at once in pooled memory; 0 (the default for a
+    /// server of many rules) allocates on demand.
+    #[arg(long, default_value_t = 0)]
+    pub max_instances: u32,
+
+    /// A file of bearer tokens (one a line) the API requires; needed to listen on any address
+    /// other than loopback.
+    #[arg(long, env = "OORT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Ceiling: the only folders whose files a rule may grant a sink (repeatable). Any
+    /// `--allow-*` option turns the ceiling on for files, hosts and topics alike.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
+
+    /// Ceiling: the only hosts a rule may let a sink reach, as HOST:PORT or a CIDR block
+    /// (repeatable).
+    #[arg(long = "allow-net", value_name = "HOST:PORT|CIDR")]
+    pub allow_net: Vec<String>,
+
+    /// Ceiling: the only MQTT topic filters a rule may let a sink publish to (repeatable).
+    #[arg(long = "allow-mqtt-topic", value_name = "FILTER")]
+    pub allow_mqtt_topic: Vec<String>,
+
+    /// After a stop, how long a rule's actions may go on delivering what they hold
+    /// (milliseconds or a duration like "5s").
+    #[arg(long, default_value = "5s", value_parser = super::run_rule::parse_grace)]
+    pub grace: Duration,
+}
+
+impl ServeArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> Result<ServeConfig, String> {
+        let host = HostConfig {
+            cache_dir: self.cache_dir.clone().or_else(ArtifactCache::default_dir),
+            max_instances: self.max_instances,
+            ..HostConfig::default()
+        };
+        let tokens = match &self.token_file {
+            Some(path) => Some(Tokens::load(path)?),
+            None => None,
+        };
+        Ok(ServeConfig {
+            listen: self.listen,
+            tokens,
+            ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
+            grace: self.grace,
+            run: RunConfig {
+                rule_path: PathBuf::new(),
+                stream_paths: Vec::new(),
+                plugins_dir: self.plugins.clone(),
+                only_rule: None,
+                host,
+                clock: Clock::System,
+                watch: false,
+                mqtt_conf: self.mqtt_conf.clone(),
+                data_dir: self.data_dir.clone(),
+            },
+        })
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: ServeArgs) -> ExitCode {
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stopping: every rule drains its actions");
+    };
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::serve::serve(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! `oort serve`: rules run as a service, managed over eKuiper's REST API.
+//!
+//! The server keeps a registry of streams, tables and rules (persisted in [`store`]) and runs
+//! each rule on its own with the same engine as `oort run-rule`: a rule is a ruleset file of
+//! its own (the server's streams and the rule) written to the data directory, run by
+//! [`crate::engine::run_observed`] in a task of its own, so one rule failing leaves the others
+//! untouched. Relative paths in streams and rules start at the data directory.
+
+mod api;
+pub mod auth;
+pub mod ceiling;
+mod metrics;
+mod plugins;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::oneshot;
+
+use crate::engine::{RuleReport, RunConfig};
+use crate::reload::Reloader;
+use crate::stream::StreamKind;
+use store::{Kind, Store};
+
+pub use api::ApiError;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The run settings every rule shares (its `rule_path` is set per rule).
+    pub run: RunConfig,
+    /// How long a stopping rule may go on delivering what it holds.
+    pub grace: Duration,
+    /// Bearer tokens the API requires (required on a non-loopback address).
+    pub tokens: Option<auth::Tokens>,
+    /// What any rule may grant any sink at most.
+    pub ceiling: ceiling::Ceiling,
+}
+
+/// A stream or table as the server keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StreamEntry {
+    sql: String,
+    table: bool,
+}
+
+/// Where a rule is in its life.
+#[derive(Debug, Clone)]
+enum Phase {
+    Starting,
+    Running,
+    Stopped(String),
+}
+
+/// What a rule's run shows while it runs.
+#[derive(Default)]
+struct RuleState {
+    phase: Option<Phase>,
+    live: Option<(Vec<RuleReport>, Arc<Reloader>)>,
+}
+
+struct RunningRule {
+    stop: oneshot::Sender<()>,
+    _stop_now: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+struct RuleEntry {
+    rule: Json,
+    run: Option<RunningRule>,
+    state: Arc<Mutex<RuleState>>,
+}
+
+impl RuleEntry {
+    fn new(rule: Json) -> Self {
+        Self {
+            rule,
+            run: None,
+            state: Arc::new(Mutex::new(RuleState {
+                phase: Some(Phase::Stopped("canceled manually.".into())),
+                live: None,
+            })),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| !r.done.is_finished())
+    }
+
+    /// `Running`, or `Stopped: <reason>` as eKuiper lists rules.
+    fn status_line(&self) -> String {
+        match self.state.lock().map(|s| s.phase.clone()).ok().flatten() {
+            Some(Phase::Running) => "Running".into(),
+            Some(Phase::Starting) => "Starting".into(),
+            Some(Phase::Stopped(why)) => format!("Stopped: {why}"),
+            None => "Stopped".into(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    streams: BTreeMap<String, StreamEntry>,
+    rules: BTreeMap<String, RuleEntry>,
+}
+
+/// The server: its settings, store and registry.
+pub struct Server {
+    config: ServeConfig,
+    store: Store,
+    registry: tokio::sync::Mutex<Registry>,
+    started: Instant,
+}
+
+impl Server {
+    /// Opens the data directory's store and loads what it holds (rules are not started yet).
+    pub fn open(config: ServeConfig) -> Result<Arc<Self>, ApiError> {
+        std::fs::create_dir_all(&config.run.data_dir).map_err(|e| {
+            ApiError::internal(format!(
+                "{}: cannot create the data directory: {e}",
+                config.run.data_dir.display()
+            ))
+        })?;
+        let store = Store::open(&config.run.data_dir.join("oort.redb"))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut registry = Registry::default();
+        for (name, value) in store
+            .all(Kind::Streams)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
+            if let Ok(entry) = serde_json::from_str(&value) {
+                registry.streams.insert(name, entry);
+            }
+        }
+        for (id, value) in store
+            .all(Kind::Rules)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
+            if let Ok(Json::Object(mut saved)) = serde_json::from_str::<Json>(&value) {
+                let rule = saved.remove("rule").unwrap_or(Json::Null);
+                registry.rules.insert(id, RuleEntry::new(rule));
+            }
+        }
+        Ok(Arc::new(Self {
+            config,
+            store,
+            registry: tokio::sync::Mutex::new(registry),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Starts every rule the store says was running.
+    pub async fn resume(self: &Arc<Self>) {
+        let saved = self.store.all(Kind::Rules).unwrap_or_default();
+        let mut registry = self.registry.lock().await;
+        for (id, value) in saved {
+            let running = serde_json::from_str::<Json>(&value)
+                .ok()
+                .and_then(|v| v.get("running").and_then(Json::as_bool))
+                .unwrap_or(false);
+            if running {
+                tracing::info!(rule = %id, "starting the rule again: it was running");
+                if let Err(e) = self.start_locked(&mut registry, &id) {
+                    tracing::error!(rule = %id, "cannot start: {}", e.message);
+                }
+            }
+        }
+    }
+
+    fn persist_rule(&self, id: &str, rule: &Json, running: bool) -> Result<(), ApiError> {
+        let saved = json!({ "rule": rule, "running": running }).to_string();
+        self.store
+            .put(Kind::Rules, id, &saved)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// The ruleset file a rule runs from: the server's streams and tables, and the rule.
+    fn write_run_file(
+        &self,
+        registry: &Registry,
+        id: &str,
+        rule: &Json,
+    ) -> Result<PathBuf, ApiError> {
+        let mut streams = Map::new();
+        let mut tables = Map::new();
+        for (name, entry) in &registry.streams {
+            let target = if entry.table {
+                &mut tables
+            } else {
+                &mut streams
+            };
+            target.insert(name.clone(), Json::String(entry.sql.clone()));
+        }
+        let mut rules = Map::new();
+        rules.insert(id.to_string(), rule.clone());
+        let doc = json!({ "streams": streams, "tables": tables, "rules": rules });
+        let path = self
+            .config
+            .run
+            .data_dir
+            .join(format!(".rule-{}.json", file_safe(id)));
+        std::fs::write(&path, doc.to_string())
+            .map_err(|e| ApiError::internal(format!("{}: cannot write: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    fn run_config(&self, path: PathBuf) -> RunConfig {
+        let mut config = self.config.run.clone();
+        config.rule_path = path;
+        config.stream_paths = Vec::new();
+        config.only_rule = None;
+        config.watch = false;
+        config
+    }
+
+    /// Checks a rule (JSON, SQL, streams, sinks and their props) without running it.
+    async fn check_rule(&self, registry: &Registry, id: &str, rule: &Json) -> Result<(), ApiError> {
+        let path = self.write_run_file(registry, id, rule)?;
+        let config = self.run_config(path.clone());
+        let report = crate::engine::validate(&config)
+            .await
+            .map_err(|e| ApiError::bad_request(without_path(&e.to_string(), &path)))?;
+        let ceiling = &self.config.ceiling;
+        let exceeds = |message: String| ApiError::forbidden(format!("rule `{id}`: {message}"));
+        ceiling.check_builtin(rule).map_err(exceeds)?;
+        for (_, action, grants) in &report.grants {
+            ceiling.check_grants(action, grants).map_err(exceeds)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a rule's run (the registry is locked by the caller).
+    fn start_locked(self: &Arc<Self>, registry: &mut Registry, id: &str) -> Result<(), ApiError> {
+        let rule = match registry.rules.get(id) {
+            Some(entry) if entry.is_running() => return Ok(()),
+            Some(entry) => entry.rule.clone(),
+            None => return Err(ApiError::rule_not_found(id)),
+        };
+        let path = self.write_run_file(registry, id, &rule)?;
+        let config = self.run_config(path.clone());
+        let entry = registry.rules.get_mut(id).expect("checked above");
+        let state = Arc::clone(&entry.state);
+        if let Ok(mut s) = state.lock() {
+            s.phase = Some(Phase::Starting);
+            s.live = None;
+        }
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (stop_now, stop_now_rx) = oneshot::channel::<()>();
+        let grace = self.config.grace;
+        let rule_id = id.to_string();
+        let done = tokio::spawn(async move {
+            let observed = Arc::clone(&state);
+            let outcome = crate::engine::run_observed(
+                &config,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                async move {
+                    let _ = stop_now_rx.await;
+                },
+                Some(grace),
+                move |report, reloader| {
+                    if let Ok(mut s) = observed.lock() {
+                        s.phase = Some(Phase::Running);
+                        s.live = Some((report.rules.clone(), Arc::clone(reloader)));
+                    }
+                },
+            )
+            .await;
+            let why = match outcome {
+                Ok(report) if report.interrupted => "canceled manually.".to_string(),
+                Ok(_) => "the input ended.".to_string(),
+                Err(e) => {
+                    let why = without_path(&e.to_string(), &path);
+                    tracing::error!(rule = %rule_id, "the rule stopped: {why}");
+                    why
+                }
+            };
+            if let Ok(mut s) = state.lock() {
+                s.phase = Some(Phase::Stopped(why));
+            }
+        });
+        entry.run = Some(RunningRule {
+            stop,
+            _stop_now: stop_now,
+            done,
+        });
+        Ok(())
+    }
+
+    /// Stops a rule's run and waits until its actions have drained and closed.
+    async fn stop_run(run: Option<RunningRule>) {
+        if let Some(run) = run {
+            let _ = run.stop.send(());
+            let _ = run.done.await;
+        }
+    }
+
+    /// The rule ids and their status lines, in id order.
+    async fn rule_list(&self) -> Vec<Json> {
+        let registry = self.registry.lock().await;
+        registry
+            .rules
+            .iter()
+            .map(|(id, entry)| {
+                json!({
+                    "id": id,
+                    "name": entry.rule.get("name").and_then(Json::as_str).unwrap_or(id),
+                    "status": entry.status_line(),
+                    "tags": entry.rule.get("tags").cloned().unwrap_or(Json::Null),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A message about a rule without the path of the file it runs from: the API's user sent a
+/// rule, not a file.
+fn without_path(message: &str, path: &std::path::Path) -> String {
+    message.replace(&format!("{}: ", path.display()), "")
+}
+
+/// A rule id as part of a file name: characters other than letters, digits, `-` and `_`
+/// become `_`, and a hash of the id keeps two ids apart.
+fn file_safe(id: &str) -> String {
+    let cleaned: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = blake3::hash(id.as_bytes()).to_hex();
+    format!("{cleaned}-{}", &hash[..8])
+}
+
+fn stream_kind_name(kind: StreamKind) -> &'static str {
+    match kind {
+        StreamKind::Stream => "stream",
+        StreamKind::Table => "table",
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then stops every rule (each drains its actions
+/// within the grace period) and returns.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    auth::check_listen(config.listen, config.tokens.as_ref())?;
+    let server = Server::open(config.clone()).map_err(|e| e.message)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    server.resume().await;
+    // The address is printed (not only logged) so scripts and tests can wait for it.
+    println!("oort serve listening on http://{local}");
+    tracing::info!("listening on http://{local}");
+    let mut app = api::router(Arc::clone(&server));
+    if let Some(tokens) = config.tokens.clone() {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ));
+    }
+    // Probes answer without a token: they tell nothing but that the server is up and ready.
+    let app = app.merge(
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(metrics::healthz))
+            .route("/readyz", axum::routing::get(metrics::readyz))
+            .with_state(Arc::clone(&server)),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Stop every rule, keeping what each was doing in the store: they run again at the next
+    // start.
+    let runs: Vec<_> = {
+        let mut registry = server.registry.lock().await;
+        registry
+            .rules
+            .values_mut()
+            .filter_map(|e| e.run.take())
+            .collect()
+    };
+    for run in runs {
+        Server::stop_run(Some(run)).await;
+    }
+    Ok(())
+}

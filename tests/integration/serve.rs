@@ -1,0 +1,830 @@
+//! `oort serve` over real HTTP (curl): eKuiper's documented REST calls sent as they are, rules
+//! reading a real MQTT broker, concurrent calls while rules run, and a restart of the server
+//! process with running rules.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oort_tests::broker::{Broker, Subscriber, publish_all};
+use serde_json::Value as Json;
+
+use crate::common::{Scratch, collect_stderr, wait_for};
+
+/// A running `oort serve` in a scratch folder.
+struct Server {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `oort serve` on a free loopback port with `extra` options, and waits until it
+    /// accepts connections.
+    fn start(scratch: &Scratch, extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(scratch, port, extra)
+    }
+
+    fn start_on(scratch: &Scratch, port: u16, extra: &[&str]) -> Self {
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen, "--log", "info"];
+        args.extend(extra);
+        let mut child = scratch
+            .oort(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting oort serve");
+        let log = collect_stderr(&mut child);
+        wait_for("the server to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self { child, port, log }
+    }
+
+    /// `curl -X <method> <path> [-d body]`: the status and the body.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-S", "-X", method, "-w", "\n%{http_code}", &url]);
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", body]);
+        }
+        let out = cmd.output().expect("running curl");
+        assert!(out.status.success(), "curl failed: {out:?}");
+        let text = String::from_utf8(out.stdout).expect("a UTF-8 answer");
+        let (body, status) = text.rsplit_once('\n').expect("the status line");
+        (status.parse().expect("an HTTP status"), body.to_string())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
+        let (status, text) = self.call(method, path, body);
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    /// Waits until the server's log says `needle` `count` times.
+    fn wait_log(&self, needle: &str, count: usize) {
+        wait_for(
+            &format!("{count} × `{needle}`"),
+            Duration::from_secs(30),
+            || self.log.lock().unwrap().matches(needle).count() >= count,
+        );
+    }
+
+    fn wait_status(&self, id: &str, status: &str) {
+        wait_for(
+            &format!("rule {id} to be {status}"),
+            Duration::from_secs(30),
+            || self.json("GET", &format!("/rules/{id}/status"), None).1["status"] == status,
+        );
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    fn stop(mut self) -> String {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        let log = self.log.lock().unwrap().clone();
+        assert!(status.success(), "{status:?}\n{log}");
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch folder whose MQTT configuration points at `broker`.
+fn scratch_for(broker: &Broker) -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write(
+        "etc/mqtt_source.yaml",
+        &format!("default:\n  qos: 1\n  server: \"{}\"\n", broker.url()),
+    );
+    scratch
+}
+
+fn numbers(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+    range
+        .map(|n| format!("{{\"n\":{n}}}").into_bytes())
+        .collect()
+}
+
+/// The rule of these tests: `SELECT n FROM <stream>` into the built-in MQTT sink.
+fn relay_rule(id: &str, stream: &str, broker: &Broker, topic: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","sql":"SELECT n FROM {stream}","actions":[{{"mqtt":{{"server":"{}","topic":"{topic}","qos":1}}}}]}}"#,
+        broker.url()
+    )
+}
+
+fn ns(got: &[(String, Vec<u8>)]) -> std::collections::BTreeSet<u64> {
+    got.iter()
+        .map(|(_, p)| {
+            serde_json::from_slice::<Json>(p).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn ekuiper_rest_calls_manage_streams_and_rules() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+
+    let (status, info) = server.json("GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(
+        info["upTimeSeconds"].is_u64() && info["version"].is_string(),
+        "{info}"
+    );
+    assert_eq!(server.call("GET", "/ping", None).0, 200);
+
+    // eKuiper's documented stream example, as it is.
+    let stream = r#"{"sql":"create stream my_stream (id bigint, name string, score float) WITH ( datasource = \"topic/temperature\", FORMAT = \"json\", KEY = \"id\")"}"#;
+    assert_eq!(
+        server.call("POST", "/streams", Some(stream)),
+        (201, "Stream my_stream is created.".into())
+    );
+    let (status, err) = server.json("POST", "/streams", Some(stream));
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(
+        server.json("GET", "/streams", None).1,
+        serde_json::json!(["my_stream"])
+    );
+    let (_, described) = server.json("GET", "/streams/my_stream", None);
+    assert_eq!(described["Name"], "my_stream");
+    assert_eq!(described["Options"]["DATASOURCE"], "topic/temperature");
+    assert_eq!(described["StreamFields"][2]["Name"], "score");
+    let (status, err) = server.json(
+        "POST",
+        "/streams",
+        Some(r#"{"sql":"create stream bad (id bigint WITH (datasource = \"x\")"}"#),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        err["message"].as_str().unwrap().contains("line 1, column"),
+        "{err}"
+    );
+    assert_eq!(err["error"], 1000);
+    let update = r#"{"sql":"create stream my_stream (n bigint) WITH ( datasource = \"in/n\", FORMAT = \"json\")"}"#;
+    assert_eq!(
+        server.call("PUT", "/streams/my_stream", Some(update)),
+        (200, "Stream my_stream is updated.".into())
+    );
+    assert_eq!(server.json("GET", "/streams/nope", None).0, 404);
+
+    // A rule: created and started, listed with its status, its metrics under eKuiper's keys.
+    let out = Subscriber::new(broker.port, "verify-serve-api", "out/api");
+    let rule = relay_rule("rule1", "my_stream", &broker, "out/api");
+    assert_eq!(
+        server.call("POST", "/rules", Some(&rule)),
+        (201, "Rule rule1 was created successfully.".into())
+    );
+    assert_eq!(server.json("POST", "/rules", Some(&rule)).0, 409);
+    server.wait_log("subscribed to", 1);
+    server.wait_status("rule1", "running");
+    let (_, rules) = server.json("GET", "/rules", None);
+    assert_eq!(rules[0]["id"], "rule1");
+    assert_eq!(rules[0]["status"], "Running");
+    publish_all(broker.port, "in/n", numbers(0..50));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 50);
+    assert_eq!(ns(&got), (0..50).collect());
+    wait_for(
+        "the status to count 50 rows",
+        Duration::from_secs(10),
+        || {
+            server.json("GET", "/rules/rule1/status", None).1["sink_mqtt_0_0_records_out_total"]
+                == 50
+        },
+    );
+    let (_, status) = server.json("GET", "/rules/rule1/status", None);
+    assert_eq!(
+        status["source_my_stream_0_records_in_total"], 50,
+        "{status}"
+    );
+    assert_eq!(status["op_project_0_records_out_total"], 50, "{status}");
+    assert_eq!(
+        server.json("GET", "/rules/rule1/topo", None).1,
+        serde_json::json!({
+            "sources": ["source_my_stream"],
+            "edges": {"source_my_stream": ["op_project"], "op_project": ["sink_mqtt_0"]}
+        })
+    );
+    let (_, described) = server.json("GET", "/rules/rule1", None);
+    assert_eq!(described["sql"], "SELECT n FROM my_stream");
+
+    // Stop, start, restart.
+    assert_eq!(
+        server.call("POST", "/rules/rule1/stop", None),
+        (200, "Rule rule1 was stopped.".into())
+    );
+    let (_, rules) = server.json("GET", "/rules", None);
+    assert_eq!(rules[0]["status"], "Stopped: canceled manually.");
+    assert_eq!(
+        server.call("POST", "/rules/rule1/start", None),
+        (200, "Rule rule1 was started".into())
+    );
+    server.wait_status("rule1", "running");
+    assert_eq!(
+        server.call("POST", "/rules/rule1/restart", None),
+        (200, "Rule rule1 was restarted".into())
+    );
+    server.wait_status("rule1", "running");
+
+    // Errors: eKuiper-shaped, with a status that fits.
+    let (status, err) = server.json("GET", "/rules/nope/status", None);
+    assert_eq!((status, err["error"].as_u64()), (404, Some(1002)), "{err}");
+    assert_eq!(server.json("POST", "/rules/nope/start", None).0, 404);
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(r#"{"id":"bad","sql":"SELECT n FROM my_stream WHERE","actions":[{"log":{}}]}"#),
+    );
+    assert_eq!(status, 400);
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("line 1, column"), "{message}");
+    assert!(
+        !message.contains(".rule-"),
+        "the message names no file: {message}"
+    );
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(r#"{"id":"bad","sql":"SELECT n FROM nowhere","actions":[{"log":{}}]}"#),
+    );
+    assert_eq!(status, 400, "{err}");
+    let (status, valid) = server.json(
+        "POST",
+        "/rules/validate",
+        Some(r#"{"id":"v","sql":"SELECT n FROM my_stream","actions":[{"log":{}}]}"#),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        valid,
+        serde_json::json!({"valid": true, "sources": ["my_stream"]})
+    );
+    let (status, _) = server.call(
+        "POST",
+        "/rules/validate",
+        Some(r#"{"id":"v","sql":"SELECT FROM","actions":[{"log":{}}]}"#),
+    );
+    assert_eq!(status, 422);
+
+    // Dropping a running rule stops it first; the stream goes too.
+    assert_eq!(
+        server.call("DELETE", "/rules/rule1", None),
+        (200, "Rule rule1 is dropped.".into())
+    );
+    assert_eq!(server.json("GET", "/rules", None).1, serde_json::json!([]));
+    assert_eq!(
+        server.call("DELETE", "/streams/my_stream", None),
+        (200, "Stream my_stream is dropped.".into())
+    );
+    server.stop();
+}
+
+#[test]
+fn a_rule_that_stops_leaves_the_others_running() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    scratch.write("data/short.jsonl", "{\"n\":1}\n{\"n\":2}\n");
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    let created = |sql: &str| {
+        server.call(
+            "POST",
+            "/streams",
+            Some(&serde_json::json!({ "sql": sql }).to_string()),
+        )
+    };
+    assert_eq!(
+        created("CREATE STREAM live (n bigint) WITH (DATASOURCE=\"in/live\")").0,
+        201
+    );
+    // Relative paths start at the data directory.
+    assert_eq!(
+        created("CREATE STREAM short (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"short.jsonl\")")
+            .0,
+        201
+    );
+    let out = Subscriber::new(broker.port, "verify-serve-isolated", "out/live");
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("live", "live", &broker, "out/live"))
+            )
+            .0,
+        201
+    );
+    server.wait_log("subscribed to", 1);
+    let short = r#"{"id":"short","sql":"SELECT n FROM short","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(short)).0, 201);
+    server.wait_status("short", "stopped");
+    let (_, status) = server.json("GET", "/rules/short/status", None);
+    assert_eq!(status["message"], "the input ended.", "{status}");
+    assert_eq!(status["sink_nop_0_0_records_in_total"], 2, "{status}");
+    let (_, rules) = server.json("GET", "/rules", None);
+    assert_eq!(rules[0]["status"], "Running", "{rules}");
+    assert_eq!(rules[1]["status"], "Stopped: the input ended.", "{rules}");
+    publish_all(broker.port, "in/live", numbers(0..20));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
+    assert_eq!(ns(&got), (0..20).collect());
+    server.stop();
+}
+
+#[test]
+fn concurrent_calls_while_rules_run() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Arc::new(Server::start(
+        &scratch,
+        &["--mqtt-conf", "etc/mqtt_source.yaml"],
+    ));
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/c\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let out = Subscriber::new(broker.port, "verify-serve-concurrent", "out/c");
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("main", "s", &broker, "out/c"))
+            )
+            .0,
+        201
+    );
+    server.wait_log("subscribed to", 1);
+    let total = 2000;
+    let publisher = {
+        let port = broker.port;
+        std::thread::spawn(move || {
+            for chunk in (0..total).collect::<Vec<_>>().chunks(100) {
+                publish_all(port, "in/c", numbers(chunk[0]..chunk[0] + chunk.len()));
+            }
+        })
+    };
+    // Four clients create, inspect, stop and drop rules of their own while rows flow.
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    let id = format!("c{c}_{i}");
+                    let rule = format!(
+                        r#"{{"id":"{id}","sql":"SELECT n FROM s WHERE n < 0","actions":[{{"nop":{{}}}}]}}"#
+                    );
+                    assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+                    assert_eq!(server.json("GET", &format!("/rules/{id}/status"), None).0, 200);
+                    assert_eq!(server.json("GET", "/rules", None).0, 200);
+                    assert_eq!(server.call("POST", &format!("/rules/{id}/stop"), None).0, 200);
+                    assert_eq!(server.call("DELETE", &format!("/rules/{id}"), None).0, 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    publisher.join().unwrap();
+    let got = out.collect_until(Duration::from_secs(60), |g| ns(g).len() >= total);
+    assert_eq!(ns(&got).len(), total, "rows lost while the API was busy");
+    let (_, rules) = server.json("GET", "/rules", None);
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    assert_eq!(rules[0]["status"], "Running");
+}
+
+#[test]
+fn running_rules_run_again_after_a_server_restart() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    let port = server.port;
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/r\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let out = Subscriber::new(broker.port, "verify-serve-restart", "out/r");
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("keep", "s", &broker, "out/r"))
+            )
+            .0,
+        201
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("idle", "s", &broker, "out/idle"))
+            )
+            .0,
+        201
+    );
+    server.wait_log("subscribed to", 2);
+    assert_eq!(server.call("POST", "/rules/idle/stop", None).0, 200);
+    publish_all(broker.port, "in/r", numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+    server.stop();
+
+    let server = Server::start_on(&scratch, port, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    assert_eq!(
+        server.json("GET", "/streams", None).1,
+        serde_json::json!(["s"])
+    );
+    server.wait_status("keep", "running");
+    server.wait_log("subscribed to", 1);
+    let (_, rules) = server.json("GET", "/rules", None);
+    assert_eq!(
+        rules,
+        serde_json::json!([
+            {"id": "idle", "name": "idle", "status": "Stopped: canceled manually.", "tags": null},
+            {"id": "keep", "name": "keep", "status": "Running", "tags": null},
+        ])
+    );
+    publish_all(broker.port, "in/r", numbers(10..20));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (10..20).collect());
+    server.stop();
+}
+
+/// The `n` of every row the versioned sink wrote, with the build that wrote it.
+fn versioned_rows(path: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .map(|v| {
+            (
+                v["v"].as_str().unwrap_or_default().to_string(),
+                v["m"]["n"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_update_under_load_hot_reloads_without_losing_a_row() {
+    use oort_tests::guests;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    for (dir, wasm, manifest) in [
+        ("v1", guests::VERSIONED_V1, guests::VERSIONED_V1_MANIFEST),
+        ("v2", guests::VERSIONED_V2, guests::VERSIONED_V2_MANIFEST),
+        (
+            "bad",
+            guests::VERSIONED_BAD_CONFIG,
+            guests::VERSIONED_BAD_CONFIG_MANIFEST,
+        ),
+        ("wrong", guests::NOT_A_SINK, guests::NOT_A_SINK_MANIFEST),
+    ] {
+        std::fs::create_dir_all(scratch.path().join(dir)).unwrap();
+        std::fs::copy(wasm, scratch.path().join(dir).join("Versioned.wasm")).unwrap();
+        if std::path::Path::new(manifest).is_file() {
+            std::fs::copy(manifest, scratch.path().join(dir).join("Versioned.json")).unwrap();
+        }
+    }
+    let file = |dir: &str| {
+        format!(
+            r#"{{"name":"Versioned","file":"file://{}/{dir}/Versioned.wasm"}}"#,
+            scratch.path().display()
+        )
+    };
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    assert_eq!(
+        server.call("POST", "/plugins/sinks", Some(&file("v1"))),
+        (201, "Plugin Versioned is created.".into())
+    );
+    let (_, plugins) = server.json("GET", "/plugins/sinks", None);
+    assert!(
+        plugins
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("Versioned")),
+        "{plugins}"
+    );
+    let (_, described) = server.json("GET", "/plugins/sinks/Versioned", None);
+    assert!(described["manifest"].is_object(), "{described}");
+    assert!(
+        described["inspect"]
+            .as_str()
+            .unwrap()
+            .contains("oort:sink: yes"),
+        "{described}"
+    );
+    // A component of another world is refused before anything changes.
+    let (status, err) = server.json("PUT", "/plugins/sinks/Versioned", Some(&file("wrong")));
+    assert_eq!(status, 400, "{err}");
+
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/v\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_log("subscribed to", 1);
+
+    let total = 3000;
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        for start in (0..total).step_by(50) {
+            publish_all(port, "in/v", numbers(start..start + 50));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let out = scratch.path().join("data/out/v.jsonl");
+    let seen = |v: &str| versioned_rows(&out).iter().any(|(x, _)| x == v);
+    wait_for("rows from v1", Duration::from_secs(30), || seen("v1"));
+    let (status, answer) = server.json("PUT", "/plugins/sinks/Versioned", Some(&file("v2")));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reloaded"][0]["rule"], "live", "{answer}");
+    assert_eq!(answer["refused"], serde_json::json!([]), "{answer}");
+    wait_for("rows from v2", Duration::from_secs(30), || seen("v2"));
+    // A build that refuses its props: the rule says why and keeps v2.
+    let (status, answer) = server.json("POST", "/plugins/sinks", Some(&file("bad")));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["refused"][0]["rule"], "live", "{answer}");
+    assert!(
+        answer["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("configure failed"),
+        "{answer}"
+    );
+    publisher.join().unwrap();
+    wait_for("every row", Duration::from_secs(60), || {
+        versioned_rows(&out).len() >= total
+    });
+    let rows = versioned_rows(&out);
+    let ns: Vec<u64> = rows.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        ns,
+        (0..total as u64).collect::<Vec<_>>(),
+        "rows lost or reordered"
+    );
+    assert!(rows.iter().all(|(v, _)| v == "v1" || v == "v2"));
+    server.stop();
+}
+
+#[test]
+fn metrics_in_prometheus_text_with_ekuipers_names() {
+    let scratch = Scratch::new();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+    let server = Server::start(&scratch, &[]);
+    let stream = r#"{"sql":"CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = r#"{"id":"m","sql":"SELECT n FROM rows WHERE n > 1","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_status("m", "stopped");
+    let (status, text) = server.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        r#"kuiper_source_records_in_total{rule="m",type="source",op="source_rows",op_instance="0"} 3"#,
+        r#"kuiper_op_records_out_total{rule="m",type="op",op="op_project",op_instance="0"} 2"#,
+        r#"kuiper_sink_records_out_total{rule="m",type="sink",op="sink_nop_0",op_instance="0"} 2"#,
+        r#"oort_sink_failed_total{rule="m",type="sink",op="sink_nop_0",op_instance="0"} 0"#,
+        r#"oort_op_filtered_total{rule="m",type="op",op="op_project",op_instance="0"} 1"#,
+        r#"oort_rule_running{rule="m"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(server.call("GET", "/healthz", None).0, 200);
+    assert_eq!(server.call("GET", "/readyz", None).0, 200);
+}
+
+#[test]
+fn a_non_loopback_address_requires_bearer_tokens() {
+    let scratch = Scratch::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("0.0.0.0:{port}");
+    // Without a token file the server refuses to start.
+    let out = scratch
+        .oort(&["serve", "--listen", &listen])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--token-file"), "{stderr}");
+
+    scratch.write("tokens", "# operators\nsecret-one\n\nsecret-two\n");
+    let mut child = scratch
+        .oort(&["serve", "--listen", &listen, "--token-file", "tokens"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the server to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call = |auth: Option<&str>, path: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(token) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = cmd
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(call(None, "/rules"), "401");
+    assert_eq!(call(Some("wrong"), "/rules"), "401");
+    assert_eq!(call(Some("secret-two"), "/rules"), "200");
+    assert_eq!(call(Some("secret-one"), "/metrics"), "200");
+    assert_eq!(call(None, "/healthz"), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn the_grant_ceiling_refuses_rules_that_exceed_it() {
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.path().join("allowed")).unwrap();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n");
+    let server = Server::start(
+        &scratch,
+        &[
+            "--allow-path",
+            "allowed",
+            "--allow-net",
+            "127.0.0.1:1883",
+            "--allow-mqtt-topic",
+            "out/#",
+        ],
+    );
+    let stream = r#"{"sql":"CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = |id: &str, action: &str| {
+        format!(r#"{{"id":"{id}","sql":"SELECT n FROM rows","actions":[{action}]}}"#)
+    };
+    // A file outside the allowed folder (relative paths start at the data directory).
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule("outside", r#"{"file":{"path":"out.jsonl"}}"#)),
+    );
+    assert_eq!(status, 403, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("--allow-path") && message.contains("allowed"),
+        "{message}"
+    );
+    // The built-in MQTT sink: a broker and a topic outside the ceiling.
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule(
+            "broker",
+            r#"{"mqtt":{"server":"tcp://127.0.0.1:1884","topic":"out/x"}}"#,
+        )),
+    );
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("--allow-net"),
+        "{err}"
+    );
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(&rule(
+            "topic",
+            r#"{"mqtt":{"server":"tcp://127.0.0.1:1883","topic":"secret/x"}}"#,
+        )),
+    );
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-mqtt-topic"),
+        "{err}"
+    );
+    assert_eq!(server.json("GET", "/rules", None).1, serde_json::json!([]));
+    // Within the ceiling: created, and it runs.
+    let inside = format!(
+        r#"{{"file":{{"path":"{}/allowed/out.jsonl"}}}}"#,
+        scratch.path().display()
+    );
+    assert_eq!(
+        server
+            .call("POST", "/rules", Some(&rule("inside", &inside)))
+            .0,
+        201
+    );
+    server.wait_status("inside", "stopped");
+    wait_for(
+        "the row in the allowed folder",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(scratch.path().join("allowed/out.jsonl"))
+                .is_ok_and(|t| t.contains("\"n\":1"))
+        },
+    );
+}
+
+#[test]
+fn the_cli_client_talks_to_the_server_like_kuiper() {
+    let scratch = Scratch::new();
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n{\"n\":2}\n");
+    let server = Server::start(&scratch, &[]);
+    let host = format!("127.0.0.1:{}", server.port);
+    let oort = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--host", &host]);
+        let out = scratch.oort(&all).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = oort(&[
+        "create",
+        "stream",
+        "CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Stream rows is created.");
+    scratch.write(
+        "rule.json",
+        r#"{"sql":"SELECT n FROM rows","actions":[{"nop":{}}]}"#,
+    );
+    let (ok, out, err) = oort(&["create", "rule", "r1", "-f", "rule.json"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Rule r1 was created successfully.");
+    server.wait_status("r1", "stopped");
+    let (ok, out, _) = oort(&["show", "rules"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Json>(&out).unwrap()[0]["id"], "r1");
+    let (ok, out, _) = oort(&["getstatus", "rule", "r1"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Json>(&out).unwrap()["sink_nop_0_0_records_in_total"],
+        2
+    );
+    let (ok, out, _) = oort(&["describe", "rule", "r1"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Json>(&out).unwrap()["sql"],
+        "SELECT n FROM rows"
+    );
+    for (verb, answer) in [
+        ("stop", "Rule r1 was stopped."),
+        ("start", "Rule r1 was started"),
+        ("restart", "Rule r1 was restarted"),
+        ("drop", "Rule r1 is dropped."),
+    ] {
+        let (ok, out, err) = oort(&[verb, "rule", "r1"]);
+        assert!(ok, "{verb}: {err}");
+        assert_eq!(out.trim(), answer);
+    }
+    let (ok, _, err) = oort(&["drop", "rule", "r1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("404") && err.contains("rule r1 not found"),
+        "{err}"
+    );
+    scratch.write(
+        "set.json",
+        r#"{"rules":{"r2":"{\"id\":\"r2\",\"sql\":\"SELECT n FROM rows\",\"actions\":[{\"nop\":{}}]}"}}"#,
+    );
+    let (ok, out, err) = oort(&["import", "ruleset", "-f", "set.json"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "imported 0 streams, 0 tables and 1 rules");
+}

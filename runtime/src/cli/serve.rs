@@ -89,7 +89,7 @@ impl ServeArgs {
             ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
             grace: self.grace,
             run: RunConfig {
-                rule_path: PathBuf::new(),
+                rule_paths: Vec::new(),
                 stream_paths: Vec::new(),
                 plugins_dir: self.plugins.clone(),
                 only_rule: None,
@@ -98,6 +98,9 @@ impl ServeArgs {
                 watch: false,
                 mqtt_conf: self.mqtt_conf.clone(),
                 data_dir: self.data_dir.clone(),
+                progress_every: None,
+                reset_checkpoints: false,
+                drain_timeout: None,
             },
         })
     }

@@ -213,7 +213,7 @@ impl Server {
 
     fn run_config(&self, path: PathBuf) -> RunConfig {
         let mut config = self.config.run.clone();
-        config.rule_path = path;
+        config.rule_paths = vec![path];
         config.stream_paths = Vec::new();
         config.only_rule = None;
         config.watch = false;

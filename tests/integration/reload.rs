@@ -234,3 +234,72 @@ fn sighup_reloads_without_a_watch_event() {
     assert!(seen[..swap].iter().all(|(v, _)| v == "v1"), "{seen:?}");
     assert!(seen[swap..].iter().all(|(v, _)| v == "v2"), "{seen:?}");
 }
+
+#[test]
+fn a_build_that_lands_while_the_previous_one_compiles_is_not_missed() {
+    let (scratch, module) = versioned_case();
+    // Without the artifact cache every build is compiled, so v3 lands while v2 compiles.
+    let mut child = scratch
+        .oort(&[
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--watch",
+            "--no-cache",
+            "--json",
+            "--log",
+            "info",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = crate::common::collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let out = scratch.path().join("out").join("v.jsonl");
+    writeln!(stdin, "{{\"n\":0}}").unwrap();
+    stdin.flush().unwrap();
+    wait_for("the first row", Duration::from_secs(30), || {
+        !versions_in(&out).is_empty()
+    });
+    let compiles = |log: &Arc<Mutex<String>>| log.lock().unwrap().matches("compiling ").count();
+    let before = compiles(&log);
+    replace_by_rename(&module, guests::VERSIONED_V2);
+    wait_for(
+        "the compile of v2 to start",
+        Duration::from_secs(30),
+        || compiles(&log) > before,
+    );
+    // v3 lands while v2 is compiling (or just after): the newest file must win.
+    replace_by_rename(&module, guests::VERSIONED_V3);
+    let mut next = 1u64;
+    wait_for("a row from v3", Duration::from_secs(90), || {
+        if versions_in(&out).iter().any(|(v, _)| v == "v3") {
+            return true;
+        }
+        if versions_in(&out).len() as u64 == next {
+            writeln!(stdin, "{{\"n\":{next}}}").unwrap();
+            stdin.flush().unwrap();
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", log.lock().unwrap());
+    let seen = versions_in(&out);
+    // Every row once, in order; the versions only move forward and end on v3.
+    assert_eq!(
+        seen.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        (0..next).collect::<Vec<_>>()
+    );
+    let rank = |v: &str| ["v1", "v2", "v3"].iter().position(|x| *x == v).unwrap();
+    assert!(
+        seen.windows(2).all(|w| rank(&w[0].0) <= rank(&w[1].0)),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().0, "v3", "{seen:?}");
+}

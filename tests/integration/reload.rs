@@ -51,6 +51,26 @@ fn versioned_case() -> (Scratch, std::path::PathBuf) {
     (scratch, module)
 }
 
+/// Feeds rows `{"n":1}`, `{"n":2}`, ... one at a time (the next once the previous is written)
+/// until a row written by build `version` shows up in `out`; returns how many rows were sent
+/// in all (counting row 0, sent before).
+fn feed_until(stdin: &mut impl Write, out: &Path, version: &str, limit: Duration) -> u64 {
+    let mut next = 1u64;
+    wait_for(&format!("a row from {version}"), limit, || {
+        if versions_in(out).iter().any(|(v, _)| v == version) {
+            return true;
+        }
+        if versions_in(out).len() as u64 == next {
+            writeln!(stdin, "{{\"n\":{next}}}").unwrap();
+            stdin.flush().unwrap();
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    next
+}
+
 #[test]
 fn builds_swap_under_load_without_losing_or_reordering_rows() {
     let (scratch, module) = versioned_case();
@@ -207,19 +227,7 @@ fn sighup_reloads_without_a_watch_event() {
     assert!(hup.success());
     // The new build is compiled off the delivery path; on a loaded machine that takes a while.
     // Rows keep coming meanwhile, and the swap happens at a batch boundary once it is ready.
-    let mut next = 1u64;
-    wait_for("a row from v2", Duration::from_secs(60), || {
-        if versions_in(&out).iter().any(|(v, _)| v == "v2") {
-            return true;
-        }
-        if versions_in(&out).len() as u64 == next {
-            writeln!(stdin, "{{\"n\":{next}}}").unwrap();
-            stdin.flush().unwrap();
-            next += 1;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        false
-    });
+    let next = feed_until(&mut stdin, &out, "v2", Duration::from_secs(60));
     drop(stdin);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
@@ -274,19 +282,7 @@ fn a_build_that_lands_while_the_previous_one_compiles_is_not_missed() {
     );
     // v3 lands while v2 is compiling (or just after): the newest file must win.
     replace_by_rename(&module, guests::VERSIONED_V3);
-    let mut next = 1u64;
-    wait_for("a row from v3", Duration::from_secs(90), || {
-        if versions_in(&out).iter().any(|(v, _)| v == "v3") {
-            return true;
-        }
-        if versions_in(&out).len() as u64 == next {
-            writeln!(stdin, "{{\"n\":{next}}}").unwrap();
-            stdin.flush().unwrap();
-            next += 1;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        false
-    });
+    let next = feed_until(&mut stdin, &out, "v3", Duration::from_secs(90));
     drop(stdin);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", log.lock().unwrap());

@@ -364,6 +364,33 @@ fn redis_strings_under_field_keys_with_an_expiration() {
 }
 
 #[test]
+fn redis_keys_from_a_template_evaluated_per_message() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    let scratch = case(
+        rows(),
+        json!({"redis": {"addr": redis.addr(), "key": "dev:{{.id}}", "batchSize": 3}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    for (key, v) in [("dev:a", 1), ("dev:b", 2), ("dev:c", 3)] {
+        let held = redis.command(&["GET", key]).unwrap();
+        let held: Value = serde_json::from_str(held.text().unwrap()).unwrap();
+        assert_eq!(held["v"], v, "{key}");
+    }
+    // Nothing went to the literal key.
+    assert!(
+        redis
+            .command(&["GET", "dev:{{.id}}"])
+            .unwrap()
+            .text()
+            .is_none()
+    );
+    balanced(&run);
+}
+
+#[test]
 fn redis_lists_in_a_database_behind_a_password() {
     let Some(redis) = RedisServer::start(Some("s3cret")) else {
         return;

@@ -1,7 +1,8 @@
 //! The `redis` sink: eKuiper's redis action as a wasm component. It speaks RESP over one TCP
 //! connection (`wasi:sockets`, which the host opens only to the granted `addr`), and writes each
 //! row as a string (`SET`, with a TTL when `expiration` is set) or pushes it onto a list
-//! (`LPUSH`), under a fixed `key` or under the value of the row's `field`; with `keyType`
+//! (`LPUSH`), under a fixed `key`, a templated one (`"dev:{{.device}}"`, evaluated per message by
+//! the host: `key` is a dynamic prop), or the value of the row's `field`; with `keyType`
 //! multiple, each field of the row under its own name. A `rowkindField` saying `delete` removes
 //! the key instead (`DEL`, or `LPOP` for a list).
 //!
@@ -294,7 +295,11 @@ impl Redis {
 
     /// The keys and values a row becomes: one (its JSON text, under `key` or `field`), or one
     /// per field with `keyType: multiple`.
-    fn entries_of(&self, row: &Value) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
+    fn entries_of(
+        &self,
+        row: &Value,
+        key: Option<&str>,
+    ) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
         if self.multiple {
             let Value::Object(fields) = row else {
                 return Err(SinkError::rejected(format!(
@@ -314,10 +319,12 @@ impl Redis {
         }
         let value =
             oort_sdk::serde_json::to_vec(row).map_err(|e| SinkError::rejected(e.to_string()))?;
-        Ok(vec![(self.key_of(row)?, value)])
+        Ok(vec![(self.key_of(row, key)?, value)])
     }
 
-    fn key_of(&self, row: &Value) -> Result<String, SinkError> {
+    /// The row's key: its `field`, else the message's value of a templated `key` (evaluated by
+    /// the host, e.g. `"dev:{{.device}}"`), else the fixed `key`.
+    fn key_of(&self, row: &Value, dynamic: Option<&str>) -> Result<String, SinkError> {
         if let Some(field) = self.config.field.as_deref().filter(|f| !f.is_empty()) {
             return match row.get(field) {
                 Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -327,6 +334,14 @@ impl Redis {
                     "the row has no usable `{field}` for the key: {row}"
                 ))),
             };
+        }
+        if let Some(key) = dynamic {
+            if key.is_empty() {
+                return Err(SinkError::rejected(format!(
+                    "the `key` template gave an empty key for: {row}"
+                )));
+            }
+            return Ok(key.to_string());
         }
         Ok(self.config.key.clone().unwrap_or_default())
     }
@@ -419,10 +434,13 @@ impl Sink for Redis {
         let mut pipeline = Vec::new();
         let mut replies = 0usize;
         let ttl = self.expiration_ms.to_string();
-        for message in batch {
+        // A templated `key` comes evaluated for each message.
+        let keys = batch.dynamic("key");
+        for (index, message) in batch.into_iter().enumerate() {
+            let key = keys.and_then(|keys| keys.get(index)).map(String::as_str);
             for row in rows(message.payload)? {
                 let kind = self.kind_of(&row)?;
-                for (key, value) in self.entries_of(&row)? {
+                for (key, value) in self.entries_of(&row, key)? {
                     let key = key.as_bytes();
                     match (kind, self.data_type) {
                         (RowKind::Delete, DataType::String) => {
@@ -567,11 +585,11 @@ mod tests {
         use oort_sdk::serde_json::json;
         let row = json!({"id": "a", "t": 20.5, "s": "on"});
         let single = sink(json!({"field": "id"})).unwrap();
-        let entries = single.entries_of(&row).unwrap();
+        let entries = single.entries_of(&row, None).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0, "a");
         let multiple = sink(json!({"keyType": "multiple"})).unwrap();
-        let mut entries = multiple.entries_of(&row).unwrap();
+        let mut entries = multiple.entries_of(&row, None).unwrap();
         entries.sort();
         assert_eq!(
             entries,

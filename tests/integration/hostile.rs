@@ -624,6 +624,24 @@ fn a_huge_error_message_is_capped_before_it_is_copied() {
     );
 }
 
+/// The run ends well, the healthy actions deliver everything, and the hostile action (0) trapped
+/// once (naming `cause`), was replaced, and its new instance delivered every row.
+fn replaced_once_after_a_trap(scratch: &Scratch, run: &Run, cause: &str, what: &str) {
+    run.assert_ok();
+    others_delivered(scratch, run);
+    let hostile = run.action(0);
+    assert_eq!(
+        hostile["records_out_total"], ROWS,
+        "{what}: a fresh instance takes over: {hostile}"
+    );
+    assert_eq!(hostile["restarts_total"], 1, "{what}: {hostile}");
+    let error = last_error(run);
+    assert!(
+        error.contains("trapped") && error.contains(cause),
+        "{what}: {error}"
+    );
+}
+
 #[test]
 fn wasi_http_is_not_there_for_a_sink_without_an_http_grant() {
     // Unsent requests with 1 MiB in each body used to pile up in the host, outside `maxMemory`.
@@ -633,19 +651,7 @@ fn wasi_http_is_not_there_for_a_sink_without_an_http_grant() {
         &[],
         install_hoarder,
     );
-    run.assert_ok();
-    others_delivered(&scratch, &run);
-    let hostile = run.action(0);
-    assert_eq!(
-        hostile["records_out_total"], ROWS,
-        "a fresh instance takes over: {hostile}"
-    );
-    assert_eq!(hostile["restarts_total"], 1, "{hostile}");
-    let error = last_error(&run);
-    assert!(
-        error.contains("trapped") && error.contains("wasi:http"),
-        "{error}"
-    );
+    replaced_once_after_a_trap(&scratch, &run, "wasi:http", "bodies");
 }
 
 #[test]
@@ -659,19 +665,7 @@ fn what_the_host_holds_for_a_granted_sink_is_bounded_by_its_max_memory() {
             &[],
             install_hoarder,
         );
-        run.assert_ok();
-        others_delivered(&scratch, &run);
-        let hostile = run.action(0);
-        assert_eq!(
-            hostile["records_out_total"], ROWS,
-            "{hoard}: a fresh instance takes over: {hostile}"
-        );
-        assert_eq!(hostile["restarts_total"], 1, "{hoard}: {hostile}");
-        let error = last_error(&run);
-        assert!(
-            error.contains("trapped") && error.contains("resource table"),
-            "{hoard}: {error}"
-        );
+        replaced_once_after_a_trap(&scratch, &run, "resource table", hoard);
     }
 }
 

@@ -51,6 +51,28 @@ fn versioned_case() -> (Scratch, std::path::PathBuf) {
     (scratch, module)
 }
 
+/// Starts the rule with `--watch`, `--json` and info logs (plus `extra`), every stream piped.
+fn spawn_watching(scratch: &Scratch, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "run-rule",
+        "rule.json",
+        "--streams",
+        "streams.sql",
+        "--watch",
+        "--json",
+        "--log",
+        "info",
+    ];
+    args.extend(extra);
+    scratch
+        .oort(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Feeds rows `{"n":1}`, `{"n":2}`, ... one at a time (the next once the previous is written)
 /// until a row written by build `version` shows up in `out`; returns how many rows were sent
 /// in all (counting row 0, sent before).
@@ -74,22 +96,7 @@ fn feed_until(stdin: &mut impl Write, out: &Path, version: &str, limit: Duration
 #[test]
 fn builds_swap_under_load_without_losing_or_reordering_rows() {
     let (scratch, module) = versioned_case();
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--watch",
-            "--json",
-            "--log",
-            "info",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_watching(&scratch, &[]);
 
     // Collect the log as it comes, to wait for refusals.
     let log = Arc::new(Mutex::new(String::new()));
@@ -247,23 +254,7 @@ fn sighup_reloads_without_a_watch_event() {
 fn a_build_that_lands_while_the_previous_one_compiles_is_not_missed() {
     let (scratch, module) = versioned_case();
     // Without the artifact cache every build is compiled, so v3 lands while v2 compiles.
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--watch",
-            "--no-cache",
-            "--json",
-            "--log",
-            "info",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_watching(&scratch, &["--no-cache"]);
     let log = crate::common::collect_stderr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     let out = scratch.path().join("out").join("v.jsonl");

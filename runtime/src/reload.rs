@@ -63,6 +63,40 @@ struct Entry {
     /// The content hash of the last build refused, so the same broken file is refused (and
     /// logged) once, not at every event the watcher sees.
     refused: Option<String>,
+    /// The module and manifest files as they were when last looked at (see [`Fingerprint`]).
+    seen: Option<Fingerprint>,
+}
+
+/// What `stat` says of a module and its manifest: enough to tell that neither changed without
+/// reading them. Reading a file raises an access event on the watched folder, so a watcher
+/// that read the module at every event would wake itself up for ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint([Option<FileStamp>; 2]);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Fingerprint {
+    fn of(wasm: &Path) -> Self {
+        let stamp = |path: &Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some(FileStamp {
+                len: meta.len(),
+                modified: meta.modified().ok(),
+                #[cfg(unix)]
+                inode: {
+                    use std::os::unix::fs::MetadataExt;
+                    (meta.dev(), meta.ino())
+                },
+            })
+        };
+        Self([stamp(wasm), stamp(&wasm.with_extension("json"))])
+    }
 }
 
 /// Reloads sink components and hands new builds to the actions that use them.
@@ -111,6 +145,7 @@ impl Reloader {
                 current: Arc::clone(plugin),
                 subscribers: Vec::new(),
                 refused: None,
+                seen: None,
             })
             .subscribers
             .push(subscriber);
@@ -121,11 +156,12 @@ impl Reloader {
         self.plugins.lock().await.keys().cloned().collect()
     }
 
-    /// Reloads every module in use (SIGHUP).
+    /// Reloads every module in use (SIGHUP): each is read again even if `stat` says it did
+    /// not change.
     pub async fn reload_all(&self) -> Vec<(PathBuf, Outcome)> {
         let mut out = Vec::new();
         for path in self.paths().await {
-            let outcome = self.reload(&path).await;
+            let outcome = self.reload_checked(&path, true).await;
             out.push((path, outcome));
         }
         out
@@ -135,6 +171,16 @@ impl Reloader {
     /// to every action instance using it. Holding the lock for the whole attempt keeps reloads
     /// of one module in order.
     pub async fn reload(&self, path: &Path) -> Outcome {
+        self.reload_checked(path, true).await
+    }
+
+    /// As [`Reloader::reload`], for a watcher's event: a module whose files `stat` the same as
+    /// when last looked at is not read again (the event was our own read, or a touch).
+    pub async fn reload_changed(&self, path: &Path) -> Outcome {
+        self.reload_checked(path, false).await
+    }
+
+    async fn reload_checked(&self, path: &Path, force: bool) -> Outcome {
         let wasm = if path.extension().is_some_and(|e| e == "json") {
             path.with_extension("wasm")
         } else {
@@ -146,6 +192,12 @@ impl Reloader {
         };
         entry.subscribers.retain(|s| !s.tx.is_closed());
         let shown = wasm.display().to_string();
+        // Taken before reading: a write landing while this attempt reads is seen next time.
+        let fingerprint = Fingerprint::of(&entry.current.path);
+        if !force && entry.seen.as_ref() == Some(&fingerprint) {
+            return Outcome::Unchanged;
+        }
+        entry.seen = Some(fingerprint);
         // The module and its manifest, as they are now: the same content is not tried twice.
         let content = {
             let mut hasher = blake3::Hasher::new();
@@ -285,7 +337,7 @@ pub fn watch(dir: &Path, reloader: Arc<Reloader>) -> Result<WatchGuard, String> 
             if !is_module || !path.exists() {
                 continue;
             }
-            match reloader.reload(&path).await {
+            match reloader.reload_changed(&path).await {
                 Outcome::Swapped { hash, instances } => {
                     tracing::info!(module = %path.display(), hash, instances, "new sink build handed to its actions");
                 }

@@ -392,7 +392,7 @@ pub struct ValidateReport {
 /// Checks a rule file and its streams without running anything.
 pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
     let (rules, catalog) = load(config)?;
-    let host = SinkHost::new(config.host.clone())?;
+    let host = SinkHost::shared(config.host.clone())?;
     let env = ActionEnv::new(host, config.plugins_dir.clone(), MemoryBus::new());
     let mut report = ValidateReport::default();
     check_stdin(&rules, &catalog)?;
@@ -504,7 +504,7 @@ pub async fn run_observed(
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
     check_stdin(&rules, &catalog)?;
-    let host = SinkHost::new(config.host.clone())?;
+    let host = SinkHost::shared(config.host.clone())?;
     let bus = MemoryBus::new();
     let mut env = ActionEnv::new(host.clone(), config.plugins_dir.clone(), Arc::clone(&bus));
     env.data_dir = config.data_dir.clone();

@@ -178,3 +178,42 @@ fn a_first_load_says_it_compiles_and_a_cached_one_is_quiet() {
         "a load from the cache compiles nothing: {second}"
     );
 }
+
+#[test]
+fn rules_of_one_process_share_an_engine_and_each_loaded_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HostConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        max_instances: 0,
+        ..HostConfig::default()
+    };
+    let one = SinkHost::shared(config.clone()).unwrap();
+    let two = SinkHost::shared(config.clone()).unwrap();
+    let other = SinkHost::shared(HostConfig {
+        max_instances: 2,
+        ..config.clone()
+    })
+    .unwrap();
+    let wasm = std::path::Path::new(oort_tests::guests::COUNTER);
+    let first = one.load(wasm).unwrap();
+    let again = two.load(wasm).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "a second rule of the same host gets the component already loaded"
+    );
+    let elsewhere = other.load(wasm).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &elsewhere),
+        "another engine compiles (or maps) its own"
+    );
+
+    // A new build at the same path is loaded, not taken for the old one.
+    let scratch = tempfile::tempdir().unwrap();
+    let module = scratch.path().join("Sink.wasm");
+    std::fs::copy(oort_tests::guests::COUNTER, &module).unwrap();
+    let before = one.load(&module).unwrap();
+    std::fs::copy(oort_tests::guests::FILE, &module).unwrap();
+    let after = two.load(&module).unwrap();
+    assert_ne!(before.hash, after.hash);
+    assert!(!std::sync::Arc::ptr_eq(&before, &after));
+}

@@ -328,13 +328,17 @@ fn the_watcher_goes_quiet_once_a_build_is_swapped_in() {
     // Quiet: a whole second without a load, well within the limit (before the fix the module
     // was loaded again every few hundred milliseconds, for ever).
     let mut last = (loads(), std::time::Instant::now());
-    wait_for("the watcher to stop loading the module", Duration::from_secs(20), || {
-        let now = loads();
-        if now != last.0 {
-            last = (now, std::time::Instant::now());
-        }
-        last.1.elapsed() >= Duration::from_secs(1)
-    });
+    wait_for(
+        "the watcher to stop loading the module",
+        Duration::from_secs(20),
+        || {
+            let now = loads();
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            last.1.elapsed() >= Duration::from_secs(1)
+        },
+    );
     let settled = loads();
     // The initial load, v2's, and at most one check per event the swap itself raised.
     assert!(settled <= 6, "{settled} loads:\n{}", log.lock().unwrap());

@@ -41,8 +41,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
 
-    /// Sink instances one rule may have alive at once in pooled memory; 0 (the default for a
-    /// server of many rules) allocates on demand.
+    /// Sink instances the server may have alive at once in pooled memory (every rule shares one
+    /// engine); 0 (the default for a server of many rules) allocates on demand.
     #[arg(long, default_value_t = 0)]
     pub max_instances: u32,
 

@@ -61,7 +61,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub const DEFAULT_FUEL_PER_CALL: u64 = 20_000_000_000;
 
 /// Engine-wide settings, from the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     /// Where compiled components are kept between runs; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
@@ -211,7 +211,14 @@ struct Inner {
     cache: Option<ArtifactCache>,
     config: HostConfig,
     resolutions: resolver::Resolutions,
+    /// The components loaded, by path: a module every rule of a server uses is compiled (or
+    /// mapped from the cache) once, not once per rule.
+    loaded: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Weak<Plugin>>>,
 }
+
+/// The hosts alive in this process, by their settings (see [`SinkHost::shared`]).
+static SHARED: std::sync::Mutex<Vec<(HostConfig, std::sync::Weak<Inner>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -262,8 +269,28 @@ impl SinkHost {
                 cache,
                 config,
                 resolutions: resolver::Resolutions::default(),
+                loaded: std::sync::Mutex::default(),
             }),
         })
+    }
+
+    /// The host of this process with these settings, built on first use. Every rule a server
+    /// runs shares one engine: one instance pool (`max_instances` is then the server's bound,
+    /// not each rule's), one epoch thread, and one copy of each loaded component. A host
+    /// lives while some rule holds it.
+    pub fn shared(config: HostConfig) -> Result<Self, EngineError> {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, inner)| inner.strong_count() > 0);
+        if let Some(inner) = shared
+            .iter()
+            .find(|(known, _)| *known == config)
+            .and_then(|(_, inner)| inner.upgrade())
+        {
+            return Ok(Self { inner });
+        }
+        let host = Self::new(config.clone())?;
+        shared.push((config, Arc::downgrade(&host.inner)));
+        Ok(host)
     }
 
     /// The settings the host was built with.
@@ -297,6 +324,10 @@ impl SinkHost {
         }
         let manifest = Manifest::beside(path)?;
         let hash = blake3::hash(&bytes).to_hex()[..16].to_string();
+        if let Some(plugin) = self.already_loaded(path, &hash, &manifest) {
+            tracing::debug!(path = %path.display(), hash, "sink component already loaded");
+            return Ok(plugin);
+        }
         let compile_err = |e: wasmtime::Error| LoadError::Compile {
             path: path.to_owned(),
             reason: format!("{e:#}"),
@@ -358,7 +389,22 @@ impl SinkHost {
             load_ms = plugin.load_time.as_secs_f64() * 1e3,
             "sink component loaded"
         );
-        Ok(Arc::new(plugin))
+        let plugin = Arc::new(plugin);
+        self.inner
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), Arc::downgrade(&plugin));
+        Ok(plugin)
+    }
+
+    /// The component loaded from `path` earlier, if some action still runs it and neither the
+    /// module nor its manifest changed since.
+    fn already_loaded(&self, path: &Path, hash: &str, manifest: &Manifest) -> Option<Arc<Plugin>> {
+        let mut loaded = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.retain(|_, plugin| plugin.strong_count() > 0);
+        let plugin = loaded.get(path)?.upgrade()?;
+        (plugin.hash == hash && plugin.manifest == *manifest).then_some(plugin)
     }
 
     /// Creates a fresh, sandboxed instance of `plugin`: its own store, memory limit, deadline,

@@ -62,7 +62,7 @@ tasks:
   ci            lint, then test
   bench [SECTION...] [--quick]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt delivery languages; all by default)
+                filter reload window mqtt delivery languages serve; all by default)
   fuzz-sql [--seconds N]
                 fuzz the DDL parser, SQL compiler and evaluator for N seconds
                 (default 600); a panic stops it with the input and its seed
@@ -520,6 +520,7 @@ const BENCHES: &[(&str, &[&str])] = &[
     ),
     ("delivery", &["delivery"]),
     ("languages", &["languages"]),
+    ("serve", &["serve"]),
 ];
 
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);

@@ -1,0 +1,419 @@
+//! The server benchmark (`cargo xtask bench serve`): a real `oort serve` (release build) driven
+//! over HTTP, printing from one run:
+//!
+//! 1. N filter rules (default 1,000) created over the API, each with a wasm `file` sink:
+//!    create+start latency p50/p99, server RSS before and after, RSS per idle rule;
+//! 2. `GET /metrics` with those rules: time p50/p99 and size;
+//! 3. a plugin update used by 100 running rules under a steady MQTT input (real mosquitto):
+//!    time of the update call, time until every rule runs the new build, per-action swap pause
+//!    p50/p99 (from the server's log), rows lost;
+//! 4. a restart of the server with the N rules persisted: time until every rule runs again.
+//!
+//! `--rules N` changes N, `--quick` uses 100. Figures are printed, not asserted.
+//!
+//! Requests go over a fresh connection each, written by hand (HTTP/1.1, `Connection: close`):
+//! the server is what is measured, and a client library's pooling would hide what a `curl`
+//! or an eKuiper manager pays per call.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oort_tests::broker::{Broker, publish_all};
+use oort_tests::guests;
+use serde_json::{Value as Json, json};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let rules: usize = args
+        .iter()
+        .position(|a| a == "--rules")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(if quick { 100 } else { 1000 });
+    println!("oort serve benchmark ({rules} rules)\n");
+
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    oort_tests::install_all(&root.join("plugins"))?;
+    oort_tests::install(
+        &root.join("plugins"),
+        "Versioned",
+        guests::VERSIONED_V1,
+        guests::VERSIONED_V1_MANIFEST,
+    )?;
+    std::fs::create_dir_all(root.join("out"))?;
+    let broker = Broker::start().ok_or_else(|| anyhow::anyhow!("mosquitto is not installed"))?;
+    std::fs::create_dir_all(root.join("etc"))?;
+    std::fs::write(
+        root.join("etc/mqtt_source.yaml"),
+        format!("default:\n  qos: 1\n  server: \"{}\"\n", broker.url()),
+    )?;
+
+    let server = Server::start(root)?;
+    server.ok(
+        "POST",
+        "/streams",
+        &json!({"sql": "CREATE STREAM idle () WITH (TYPE=\"memory\", DATASOURCE=\"idle\")"}),
+    )?;
+    server.ok(
+        "POST",
+        "/streams",
+        &json!({"sql": "CREATE STREAM live () WITH (TYPE=\"mqtt\", DATASOURCE=\"bench/live\")"}),
+    )?;
+    let rss_before = server.rss_kib();
+
+    // 1. Create and start N idle filter rules.
+    let mut latencies = Vec::with_capacity(rules);
+    let started = Instant::now();
+    let mut rss_tenth = rss_before;
+    for i in 0..rules {
+        if i == rules / 10 {
+            server.wait_running(i, Duration::from_secs(600))?;
+            rss_tenth = server.rss_kib();
+        }
+        let rule = json!({
+            "id": format!("r{i}"),
+            "sql": "SELECT deviceId, temperature FROM idle WHERE temperature > 30",
+            "actions": [{"file": {"path": root.join(format!("out/r{i}.jsonl"))}}],
+        });
+        let t = Instant::now();
+        server.ok("POST", "/rules", &rule)?;
+        latencies.push(t.elapsed());
+    }
+    let created_in = started.elapsed();
+    let all_running = server.wait_running(rules, Duration::from_secs(600))?;
+    let rss_after = server.rss_kib();
+    println!("== {rules} filter rules, each with a wasm `file` sink, created over the API");
+    println!(
+        "create+start (POST /rules answered): p50 {:.2} ms, p99 {:.2} ms; all {rules} created in {:.1} s, all running after {:.1} s",
+        ms(percentile(&mut latencies, 0.5)),
+        ms(percentile(&mut latencies, 0.99)),
+        created_in.as_secs_f64(),
+        all_running.as_secs_f64()
+    );
+    let tenth = rules / 10;
+    println!(
+        "server RSS: {:.1} MiB empty, {:.1} MiB with the rules: {:.0} KiB per idle rule \
+         ({:.0} KiB each past the first {tenth}, whose share holds the one-time costs)\n",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 / rules as f64,
+        (rss_after.saturating_sub(rss_tenth)) as f64 / (rules - tenth).max(1) as f64
+    );
+
+    // 2. /metrics with N rules.
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, body) = server.call("GET", "/metrics", None)?;
+        times.push(t.elapsed());
+        anyhow::ensure!(status == 200, "GET /metrics: {status}");
+        size = body.len();
+    }
+    println!("== GET /metrics with {rules} rules");
+    println!(
+        "p50 {:.1} ms, p99 {:.1} ms, {:.0} KiB\n",
+        ms(percentile(&mut times, 0.5)),
+        ms(percentile(&mut times, 0.99)),
+        size as f64 / 1024.0
+    );
+
+    // 3. A plugin update under load, used by 100 rules.
+    plugin_update(&server, root, &broker, 100)?;
+
+    // 4. Restart with the rules persisted (plus the 100 of step 3).
+    let total = rules + 100;
+    drop(server);
+    let t = Instant::now();
+    let server = Server::start(root)?;
+    let listening = t.elapsed();
+    let running = server.wait_running(total, Duration::from_secs(600))?;
+    println!("== restart with {total} persisted rules (components cached)");
+    println!(
+        "listening after {:.2} s, every rule running after {:.2} s",
+        listening.as_secs_f64(),
+        (listening + running).as_secs_f64()
+    );
+    Ok(())
+}
+
+fn plugin_update(
+    server: &Server,
+    root: &Path,
+    broker: &Broker,
+    rules: usize,
+) -> anyhow::Result<()> {
+    let out = |i: usize| root.join(format!("out/u{i}.jsonl"));
+    let running_before = server.running();
+    for i in 0..rules {
+        server.ok(
+            "POST",
+            "/rules",
+            &json!({
+                "id": format!("u{i}"),
+                "sql": "SELECT n FROM live",
+                "actions": [{"versioned": {"path": out(i)}}],
+            }),
+        )?;
+    }
+    server.wait_running(running_before + rules, Duration::from_secs(300))?;
+    // Every rule's subscription is live once each has written a warm-up row.
+    let lines = |i: usize| -> Vec<Json> {
+        std::fs::read_to_string(out(i))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (0..rules).any(|i| lines(i).is_empty()) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the rules never got a warm-up row; the server's log ends with:\n{}",
+            tail(&server.log(), 30)
+        );
+        publish_all(broker.port, "bench/live", [br#"{"n":-1}"#.to_vec()]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The new build, with its manifest beside it as the API expects.
+    let upload = root.join("upload");
+    std::fs::create_dir_all(&upload)?;
+    std::fs::copy(guests::VERSIONED_V2, upload.join("Versioned.wasm"))?;
+    std::fs::copy(guests::VERSIONED_V2_MANIFEST, upload.join("Versioned.json"))?;
+
+    // A steady input (about 500 messages/s) with the update in its middle.
+    let messages = 3000usize;
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        for chunk in (0..messages).collect::<Vec<_>>().chunks(50) {
+            publish_all(
+                port,
+                "bench/live",
+                chunk.iter().map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let swaps_before = server.log_count("sink now runs the new build");
+    let t = Instant::now();
+    let (status, answer) = server.call(
+        "PUT",
+        "/plugins/sinks/Versioned",
+        Some(&json!({"name": "Versioned", "file": format!("file://{}", upload.join("Versioned.wasm").display())})),
+    )?;
+    let answered = t.elapsed();
+    anyhow::ensure!(status == 200, "plugin update: {status} {answer}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.log_count("sink now runs the new build") < swaps_before + rules {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every rule took the new build"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all_swapped = t.elapsed();
+    publisher.join().expect("the publisher");
+
+    // Every numbered message in every rule's output, once the input is through.
+    let numbered = |i: usize| -> Vec<i64> {
+        lines(i)
+            .iter()
+            .filter_map(|l| l["m"]["n"].as_i64())
+            .filter(|n| *n >= 0)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (0..rules).any(|i| numbered(i).len() < messages) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (mut lost, mut duplicated) = (0usize, 0usize);
+    for i in 0..rules {
+        let mut got = numbered(i);
+        let all = got.len();
+        got.sort_unstable();
+        got.dedup();
+        duplicated += all - got.len();
+        lost += messages - got.len();
+    }
+    let mut pauses: Vec<Duration> = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("sink now runs the new build"))
+        .filter_map(|l| l.split("pause_us=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+    println!(
+        "== plugin update used by {rules} running rules, {messages} MQTT messages (QoS 1) flowing"
+    );
+    println!(
+        "update answered after {:.0} ms, every rule on the new build after {:.0} ms",
+        ms(answered),
+        ms(all_swapped)
+    );
+    println!(
+        "swap pause per action: p50 {:.3} ms, p99 {:.3} ms ({} swaps)",
+        ms(percentile(&mut pauses, 0.5)),
+        ms(percentile(&mut pauses, 0.99)),
+        pauses.len()
+    );
+    println!(
+        "rows lost: {lost} of {}, duplicated: {duplicated}\n",
+        messages * rules
+    );
+    Ok(())
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A release `oort serve` on a free loopback port, its log collected.
+struct Server {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(root: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut child = Command::new(oort_tests::oort_bin())
+            .current_dir(root)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log",
+                "info",
+            ])
+            .args(["--data-dir", "data", "--plugins", "plugins"])
+            .args(["--mqtt-conf", "etc/mqtt_source.yaml"])
+            .env("OORT_CACHE_DIR", oort_tests::cache_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the server never listened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Self { child, port, log })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Json>) -> anyhow::Result<(u16, String)> {
+        let body = body.map(Json::to_string).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("{method} {path}: no status in {answer:?}"))?;
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        Ok((status, body.to_string()))
+    }
+
+    fn ok(&self, method: &str, path: &str, body: &Json) -> anyhow::Result<()> {
+        let (status, text) = self.call(method, path, Some(body))?;
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        Ok(())
+    }
+
+    fn running(&self) -> usize {
+        self.call("GET", "/rules", None)
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<Json>(&body).ok())
+            .and_then(|list| {
+                list.as_array()
+                    .map(|l| l.iter().filter(|r| r["status"] == "Running").count())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits until `n` rules run; how long that took.
+    fn wait_running(&self, n: usize, limit: Duration) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        while self.running() < n {
+            anyhow::ensure!(
+                t.elapsed() < limit,
+                "only {} of {n} rules running",
+                self.running()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(t.elapsed())
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -354,6 +354,15 @@ async fn prepare_rule(
             def.options.qos
         )));
     }
+    if def.options.qos > 0
+        && let Some(function) = &query.stateful
+    {
+        return Err(sql_error(format!(
+            "`{function}` keeps state from row to row, which checkpoints do not hold in this \
+             version: the rule's qos {} needs qos 0 to use it",
+            def.options.qos
+        )));
+    }
     if def.options.is_event_time && count_window {
         return Err(sql_error(
             "COUNTWINDOW counts rows as they arrive: it cannot run with isEventTime".into(),

@@ -56,6 +56,14 @@ impl Dialect for EkuiperDialect {
         true
     }
 
+    fn supports_select_wildcard_except(&self) -> bool {
+        true
+    }
+
+    fn supports_select_wildcard_replace(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         let token = parser.peek_token();
         let Token::Word(word) = &token.token else {
@@ -67,6 +75,13 @@ impl Dialect for EkuiperDialect {
             let ident = Ident::with_span(token.span, word.value.clone());
             parser.next_token();
             return Some(parse_window(parser, ident));
+        }
+        if ANALYTIC.iter().any(|w| w.eq_ignore_ascii_case(&word.value))
+            && parser.peek_nth_token(1).token == Token::LParen
+        {
+            let ident = Ident::with_span(token.span, word.value.clone());
+            parser.next_token();
+            return Some(parse_analytic(parser, ident));
         }
         if !PLAIN_FUNCTIONS.contains(&word.keyword)
             || parser.peek_nth_token(1).token != Token::LParen
@@ -88,9 +103,74 @@ const WINDOWS: &[&str] = &[
     "countwindow",
 ];
 
+/// The analytic functions, which take `OVER ([PARTITION BY e, ...] [WHEN cond])`.
+const ANALYTIC: &[&str] = &[
+    "lag",
+    "latest",
+    "changed_col",
+    "had_changed",
+    "acc_sum",
+    "acc_min",
+    "acc_max",
+    "acc_count",
+    "acc_avg",
+];
+
+/// The name under which each `PARTITION BY` expression of an analytic function's `OVER` is
+/// handed to the compiler (as a named argument, like [`OVER_WHEN_ARG`]).
+pub const PARTITION_ARG: &str = "__partition_by";
+
 /// The name under which `OVER (WHEN cond)` of a window is handed to the compiler: standard SQL
 /// has no such clause, so it travels as a named argument of the window function.
 pub const OVER_WHEN_ARG: &str = "__over_when";
+
+/// `name(args) [OVER ([PARTITION BY e, ...] [WHEN cond])]`, after the name.
+fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    let mut args: Vec<FunctionArg> = if parser.consume_token(&Token::RParen) {
+        Vec::new()
+    } else {
+        let args = parser.parse_comma_separated(Parser::parse_expr)?;
+        parser.expect_token(&Token::RParen)?;
+        args.into_iter()
+            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+            .collect()
+    };
+    if parser.parse_keyword(Keyword::OVER) {
+        parser.expect_token(&Token::LParen)?;
+        if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+            for e in parser.parse_comma_separated(Parser::parse_expr)? {
+                args.push(FunctionArg::Named {
+                    name: Ident::new(PARTITION_ARG),
+                    arg: FunctionArgExpr::Expr(e),
+                    operator: FunctionArgOperator::Equals,
+                });
+            }
+        }
+        if parser.parse_keyword(Keyword::WHEN) {
+            args.push(FunctionArg::Named {
+                name: Ident::new(OVER_WHEN_ARG),
+                arg: FunctionArgExpr::Expr(parser.parse_expr()?),
+                operator: FunctionArgOperator::Equals,
+            });
+        }
+        parser.expect_token(&Token::RParen)?;
+    }
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        within_group: Vec::new(),
+        filter: None,
+        null_treatment: None,
+        over: None,
+    }))
+}
 
 /// `NAMEWINDOW(args) [FILTER (WHERE cond)] [OVER (WHEN cond)]`, after the name.
 fn parse_window(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {

@@ -210,7 +210,9 @@ impl Scope for Row {
 
     fn fields(&self, _stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         for (k, v) in self.iter() {
-            visit(k, v);
+            if !crate::analytic::is_hidden(k) {
+                visit(k, v);
+            }
         }
     }
 }

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod analytic;
 mod dialect;
 pub mod expr;
 pub mod functions;
@@ -61,6 +62,7 @@ use sqlparser::parser::Parser;
 use oort_value::{json, message, value};
 
 pub use aggregate::{AggCall, AggFunc};
+pub use analytic::{AnalyticCall, AnalyticFunc, ChangedCols};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
@@ -229,6 +231,14 @@ struct Compiler<'a> {
     visible_aliases: usize,
     /// The aliases being expanded: inside its own expression an alias is the column again.
     expanding: Vec<usize>,
+    /// The analytic calls, by slot.
+    analytics: Vec<AnalyticCall>,
+    /// Whether `last_hit_count()`/`last_hit_time()` are read.
+    hits: bool,
+    /// Whether `last_agg_hit_count()`/`last_agg_hit_time()` are read.
+    agg_hits: bool,
+    /// The first function that keeps state across rows, for an error that names it.
+    stateful: Option<String>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -249,6 +259,10 @@ impl<'a> Compiler<'a> {
             aliases: Vec::new(),
             visible_aliases: 0,
             expanding: Vec::new(),
+            analytics: Vec::new(),
+            hits: false,
+            agg_hits: false,
+            stateful: None,
         }
     }
 
@@ -321,6 +335,10 @@ impl<'a> Compiler<'a> {
             plan.limit = Some(n);
         }
         plan.aggregates = std::mem::take(&mut self.aggregates);
+        plan.analytics = std::mem::take(&mut self.analytics);
+        plan.hits = self.hits;
+        plan.agg_hits = self.agg_hits;
+        plan.stateful = self.stateful.take();
         Ok(plan)
     }
 
@@ -521,6 +539,10 @@ impl<'a> Compiler<'a> {
             order_by: Vec::new(),
             limit: None,
             projection,
+            analytics: Vec::new(),
+            hits: false,
+            agg_hits: false,
+            stateful: None,
         })
     }
 
@@ -666,14 +688,49 @@ impl<'a> Compiler<'a> {
             match item {
                 ast::SelectItem::Wildcard(options) => {
                     if options.opt_exclude.is_some()
-                        || options.opt_except.is_some()
-                        || options.opt_replace.is_some()
                         || options.opt_rename.is_some()
                         || options.opt_ilike.is_some()
                     {
-                        return Err(unsupported(item.span(), "a modifier on `*`"));
+                        return Err(unsupported(item.span(), "this modifier on `*`"));
                     }
                     out.push(ProjectionItem::Wildcard(None));
+                    if let Some(except) = &options.opt_except {
+                        out.push(ProjectionItem::Except(
+                            std::iter::once(&except.first_element)
+                                .chain(&except.additional_elements)
+                                .map(|id| Arc::from(id.value.as_str()))
+                                .collect(),
+                        ));
+                    }
+                    if let Some(replace) = &options.opt_replace {
+                        for element in &replace.items {
+                            let expr = self.expr(&element.expr)?;
+                            out.push(ProjectionItem::Expr {
+                                name: Arc::from(element.column_name.value.as_str()),
+                                expr,
+                            });
+                        }
+                    }
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
+                    if function_name(f) == "unnest" =>
+                {
+                    let expr = self.unnest(f, &out)?;
+                    out.push(ProjectionItem::Unnest {
+                        name: Arc::from("unnest"),
+                        expr,
+                    });
+                }
+                ast::SelectItem::ExprWithAlias {
+                    expr: ast::Expr::Function(f),
+                    alias,
+                } if function_name(f) == "unnest" => {
+                    let expr = self.unnest(f, &out)?;
+                    self.visible_aliases += 1;
+                    out.push(ProjectionItem::Unnest {
+                        name: Arc::from(alias.value.as_str()),
+                        expr,
+                    });
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
                     let qualifier = match kind {
@@ -693,6 +750,11 @@ impl<'a> Compiler<'a> {
                     out.push(ProjectionItem::Wildcard(
                         (self.sources.len() > 1).then_some(index),
                     ));
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
+                    if function_name(f) == "changed_cols" =>
+                {
+                    out.push(ProjectionItem::Cols(self.changed_cols(f)?));
                 }
                 ast::SelectItem::UnnamedExpr(e) => {
                     let name = self.default_name(e);
@@ -1050,8 +1112,47 @@ impl<'a> Compiler<'a> {
     fn function(&mut self, f: &ast::Function) -> Result<Expr, SqlError> {
         let span = f.name.span();
         let name = function_name(f);
+        if let Some((func, min, max)) = AnalyticFunc::lookup(&name) {
+            return self.analytic(f, func, min, max);
+        }
         if f.over.is_some() || !f.within_group.is_empty() {
             return Err(unsupported(span, "OVER on a function"));
+        }
+        if let Some(hidden) = match name.as_str() {
+            "last_hit_count" => Some(analytic::HIT_COUNT),
+            "last_hit_time" => Some(analytic::HIT_TIME),
+            "last_agg_hit_count" => Some(analytic::AGG_HIT_COUNT),
+            "last_agg_hit_time" => Some(analytic::AGG_HIT_TIME),
+            _ => None,
+        } {
+            if !matches!(&f.args, ast::FunctionArguments::None)
+                && !matches!(&f.args, ast::FunctionArguments::List(l) if l.args.is_empty())
+            {
+                return Err(SqlError::at(span, format!("`{name}` takes no argument")));
+            }
+            if name.starts_with("last_agg") {
+                if !self.has_window {
+                    return Err(SqlError::at(
+                        span,
+                        format!(
+                            "`{name}()` reads the windows the rule sent: add a window to GROUP BY"
+                        ),
+                    ));
+                }
+                self.agg_hits = true;
+            } else {
+                self.hits = true;
+            }
+            self.stateful.get_or_insert(name.clone());
+            return Ok(Expr::Column(Column::new(None, Arc::from(hidden))));
+        }
+        if name == "changed_cols" || name == "unnest" {
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "`{name}` gives columns or rows, not a value: use it as an item of the SELECT list"
+                ),
+            ));
         }
         if is_window_function(&name) {
             return Err(SqlError::at(
@@ -1117,6 +1218,148 @@ impl<'a> Compiler<'a> {
             compiled.push(self.expr(e)?);
         }
         Ok(Expr::Call(def, compiled))
+    }
+
+    /// An analytic call: its arguments, `PARTITION BY` and `WHEN` are evaluated on each row as it
+    /// enters; the call becomes the hidden column holding its result.
+    fn analytic(
+        &mut self,
+        f: &ast::Function,
+        func: AnalyticFunc,
+        min: usize,
+        max: usize,
+    ) -> Result<Expr, SqlError> {
+        let span = f.name.span();
+        let name = func.name();
+        let ast::FunctionArguments::List(list) = &f.args else {
+            return Err(arity_error(span, name, min, Some(max), 0, ""));
+        };
+        let clause = std::mem::replace(&mut self.clause, Clause::Row);
+        let mut args = Vec::new();
+        let mut partition = Vec::new();
+        let mut when = None;
+        let mut compile = |this: &mut Self| -> Result<(), SqlError> {
+            for arg in &list.args {
+                match arg {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                        args.push(this.expr(e)?)
+                    }
+                    ast::FunctionArg::Named {
+                        name,
+                        arg: ast::FunctionArgExpr::Expr(e),
+                        ..
+                    } if name.value == dialect::PARTITION_ARG => partition.push(this.expr(e)?),
+                    ast::FunctionArg::Named {
+                        name,
+                        arg: ast::FunctionArgExpr::Expr(e),
+                        ..
+                    } if name.value == dialect::OVER_WHEN_ARG => when = Some(this.expr(e)?),
+                    other => return Err(unsupported(other.span(), "this argument")),
+                }
+            }
+            Ok(())
+        };
+        let compiled = compile(self);
+        self.clause = clause;
+        compiled?;
+        let acc = name.starts_with("acc_");
+        if args.len() < min || args.len() > max || (acc && args.len() == 2) {
+            let usage = if acc {
+                format!(": {name}(value) or {name}(value, begin, reset)")
+            } else {
+                String::new()
+            };
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "`{name}` takes {} argument(s), got {}{usage}",
+                    if max == usize::MAX {
+                        format!("at least {min}")
+                    } else if min == max {
+                        format!("{min}")
+                    } else {
+                        format!("{min} to {max}")
+                    },
+                    args.len()
+                ),
+            ));
+        }
+        if func == AnalyticFunc::Lag
+            && let Some(Expr::Literal(v)) = args.get(1)
+            && v.as_i64().is_none_or(|n| n < 0)
+        {
+            return Err(SqlError::at(
+                span,
+                "lag: the offset (second argument) must be a whole number ≥ 0",
+            ));
+        }
+        self.stateful.get_or_insert_with(|| name.to_string());
+        let slot = self.analytics.len();
+        self.analytics
+            .push(AnalyticCall::new(func, args, partition, when));
+        Ok(Expr::Column(Column::new(
+            None,
+            analytic::analytic_field(slot),
+        )))
+    }
+
+    /// The array of `unnest(array)`, the only one of the SELECT list.
+    fn unnest(&mut self, f: &ast::Function, items: &[ProjectionItem]) -> Result<Expr, SqlError> {
+        let span = f.name.span();
+        if items
+            .iter()
+            .any(|i| matches!(i, ProjectionItem::Unnest { .. }))
+        {
+            return Err(SqlError::at(span, "a SELECT list holds one `unnest`"));
+        }
+        match &f.args {
+            ast::FunctionArguments::List(list) => match list.args.as_slice() {
+                [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] => self.expr(e),
+                args => Err(arity_error(span, "unnest", 1, Some(1), args.len(), "")),
+            },
+            _ => Err(arity_error(span, "unnest", 1, Some(1), 0, "")),
+        }
+    }
+
+    /// `changed_cols(prefix, ignore_null, col, ...)` (a column may be `*`).
+    fn changed_cols(&mut self, f: &ast::Function) -> Result<ChangedCols, SqlError> {
+        let span = f.name.span();
+        let args: Vec<&ast::FunctionArg> = match &f.args {
+            ast::FunctionArguments::List(list) => list.args.iter().collect(),
+            _ => Vec::new(),
+        };
+        if args.len() < 3 {
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "`changed_cols` takes at least 3 arguments, got {}: changed_cols(prefix, \
+                     ignore_null, col, ...)",
+                    args.len()
+                ),
+            ));
+        }
+        let mut exprs = Vec::new();
+        let mut cols = Vec::new();
+        for (i, arg) in args.iter().enumerate() {
+            match arg {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) if i >= 2 => {
+                    cols.push(None)
+                }
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) if i >= 2 => {
+                    let name = self.default_name(e);
+                    cols.push(Some((name, self.expr(e)?)));
+                }
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    exprs.push(self.expr(e)?)
+                }
+                other => return Err(unsupported(other.span(), "this argument")),
+            }
+        }
+        self.stateful
+            .get_or_insert_with(|| "changed_cols".to_string());
+        let ignore_null = exprs.pop().unwrap_or(Expr::Literal(Value::Null));
+        let prefix = exprs.pop().unwrap_or(Expr::Literal(Value::Null));
+        Ok(ChangedCols::new(prefix, ignore_null, cols))
     }
 
     fn aggregate(

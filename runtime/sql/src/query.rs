@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::aggregate::AggCall;
+use super::analytic::{AnalyticCall, ChangedCols, is_hidden};
 use super::expr::{EvalCtx, EvalError, Expr, Scope};
 use super::window::WindowSpec;
 use crate::value::{Row, Schema, Value};
@@ -22,6 +23,18 @@ pub enum ProjectionItem {
         /// The expression.
         expr: Expr,
     },
+    /// `changed_cols(...)`: the columns that changed, spread into the result.
+    Cols(ChangedCols),
+    /// `unnest(array) [AS name]`: one result row per element; an element that is an object
+    /// spreads its fields, any other is the field `name`.
+    Unnest {
+        /// The field an element that is not an object becomes.
+        name: Arc<str>,
+        /// The array.
+        expr: Expr,
+    },
+    /// `* EXCEPT(names)`: these fields are left out of the `*` of the list.
+    Except(Vec<Arc<str>>),
 }
 
 /// Where one output field comes from.
@@ -39,6 +52,12 @@ pub struct Projection {
     fixed: Option<(Arc<Schema>, Vec<usize>)>,
     /// For projections with `*`: the last input layout and the output built for it.
     cache: RefCell<Option<Layout>>,
+    /// The fields `* EXCEPT(...)` leaves out.
+    except: Vec<Arc<str>>,
+    /// Whether the output names change from row to row (`changed_cols`, `unnest`).
+    dynamic: bool,
+    /// Whether one input gives any number of result rows (`unnest`).
+    set: bool,
 }
 
 /// An input layout, the output layout built for it, and where each output field comes from.
@@ -56,7 +75,7 @@ impl Projection {
     pub fn new(items: Vec<ProjectionItem>) -> Self {
         let fixed = if items
             .iter()
-            .any(|i| matches!(i, ProjectionItem::Wildcard(_)))
+            .any(|i| !matches!(i, ProjectionItem::Expr { .. }))
         {
             None
         } else {
@@ -75,11 +94,75 @@ impl Projection {
             }
             Some((Arc::new(Schema::new(names)), which))
         };
+        let except = items
+            .iter()
+            .flat_map(|i| match i {
+                ProjectionItem::Except(names) => names.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let set = items
+            .iter()
+            .any(|i| matches!(i, ProjectionItem::Unnest { .. }));
+        let dynamic = set || items.iter().any(|i| matches!(i, ProjectionItem::Cols(_)));
         Self {
             items,
             fixed,
             cache: RefCell::new(None),
+            except,
+            dynamic,
+            set,
         }
+    }
+
+    /// Whether one input may give any number of result rows (`unnest`).
+    pub fn is_set(&self) -> bool {
+        self.set
+    }
+
+    fn excepted(&self, name: &str) -> bool {
+        self.except.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Applies the projection, giving one row, or one per element of `unnest`'s array.
+    pub fn apply_set<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Row>, EvalError> {
+        if !self.set {
+            return Ok(vec![self.apply_scope(scope, ctx)?]);
+        }
+        let base = self.pairs(scope, ctx)?;
+        let ts = scope.timestamp_ms();
+        let mut rows = Vec::new();
+        for item in &self.items {
+            let ProjectionItem::Unnest { name, expr } = item else {
+                continue;
+            };
+            let items = match expr.eval(scope, ctx)? {
+                Value::Array(items) => items,
+                Value::Null => continue,
+                _ => {
+                    return Err(EvalError(
+                        "the argument for the unnest function should be array".into(),
+                    ));
+                }
+            };
+            for element in items.iter() {
+                let mut pairs = base.clone();
+                match element {
+                    Value::Object(map) => {
+                        for (k, v) in map.iter() {
+                            put(&mut pairs, k, v.clone());
+                        }
+                    }
+                    other => put(&mut pairs, name, other.clone()),
+                }
+                rows.push(Row::from_pairs(pairs, ts));
+            }
+        }
+        Ok(rows)
     }
 
     /// The items, in order.
@@ -107,19 +190,28 @@ impl Projection {
             }
             return Ok(Row::new(Arc::clone(schema), values, scope.timestamp_ms()));
         }
+        Ok(Row::from_pairs(
+            self.pairs(scope, ctx)?,
+            scope.timestamp_ms(),
+        ))
+    }
+
+    /// The named values of the general path (without `unnest`).
+    fn pairs<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<(Arc<str>, Value)>, EvalError> {
         let mut pairs: Vec<(Arc<str>, Value)> = Vec::new();
-        let put = |pairs: &mut Vec<(Arc<str>, Value)>, name: &Arc<str>, value: Value| match pairs
-            .iter_mut()
-            .find(|(n, _)| n == name)
-        {
-            Some(slot) => slot.1 = value,
-            None => pairs.push((Arc::clone(name), value)),
-        };
         for item in &self.items {
             match item {
                 ProjectionItem::Wildcard(stream) => {
                     let mut fields = Vec::new();
-                    scope.fields(*stream, &mut |k, v| fields.push((Arc::clone(k), v.clone())));
+                    scope.fields(*stream, &mut |k, v| {
+                        if !self.excepted(k) {
+                            fields.push((Arc::clone(k), v.clone()))
+                        }
+                    });
                     for (k, v) in fields {
                         put(&mut pairs, &k, v);
                     }
@@ -128,9 +220,15 @@ impl Projection {
                     let value = expr.eval(scope, ctx)?;
                     put(&mut pairs, name, value);
                 }
+                ProjectionItem::Cols(cols) => {
+                    for (k, v) in cols.eval(scope, ctx)? {
+                        put(&mut pairs, &k, v);
+                    }
+                }
+                ProjectionItem::Unnest { .. } | ProjectionItem::Except(_) => {}
             }
         }
-        Ok(Row::from_pairs(pairs, scope.timestamp_ms()))
+        Ok(pairs)
     }
 
     /// Applies the projection to one row (the fast path of single-stream statements).
@@ -143,6 +241,10 @@ impl Projection {
                 }
             }
             return Ok(Row::new(Arc::clone(schema), values, row.timestamp_ms));
+        }
+        if self.dynamic {
+            // Its names change from row to row.
+            return self.apply_scope(row, ctx);
         }
         let (schema, sources) = self.layout(row.schema());
         let mut evaluated: Vec<Option<Value>> = vec![None; self.items.len()];
@@ -184,15 +286,28 @@ impl Projection {
             match item {
                 ProjectionItem::Wildcard(_) => {
                     for (j, name) in input.names().iter().enumerate() {
-                        put(name, Origin::Input(j));
+                        if !is_hidden(name) && !self.excepted(name) {
+                            put(name, Origin::Input(j));
+                        }
                     }
                 }
                 ProjectionItem::Expr { name, .. } => put(name, Origin::Item(i)),
+                ProjectionItem::Cols(_)
+                | ProjectionItem::Unnest { .. }
+                | ProjectionItem::Except(_) => {}
             }
         }
         let out = Arc::new(Schema::new(names));
         *self.cache.borrow_mut() = Some((Arc::clone(input), Arc::clone(&out), sources.clone()));
         (out, sources)
+    }
+}
+
+/// Sets field `name` of `pairs` (in place when it is there already: a later item wins).
+fn put(pairs: &mut Vec<(Arc<str>, Value)>, name: &Arc<str>, value: Value) {
+    match pairs.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value,
+        None => pairs.push((Arc::clone(name), value)),
     }
 }
 
@@ -256,6 +371,14 @@ pub struct Query {
     pub limit: Option<usize>,
     /// The `SELECT` list.
     pub projection: Projection,
+    /// The analytic calls, by slot: run on every row as it enters, before `WHERE`.
+    pub analytics: Vec<AnalyticCall>,
+    /// Whether `last_hit_count()`/`last_hit_time()` are read.
+    pub hits: bool,
+    /// Whether `last_agg_hit_count()`/`last_agg_hit_time()` are read.
+    pub agg_hits: bool,
+    /// The first function of the statement that keeps state from row to row, if any.
+    pub stateful: Option<String>,
 }
 
 impl Query {
@@ -287,5 +410,16 @@ impl Query {
             return Ok(None);
         }
         self.projection.apply(row, ctx).map(Some)
+    }
+
+    /// Runs a row-by-row statement with `unnest` on one row: its result rows (none when the
+    /// filter drops it, `Ok(None)`).
+    pub fn process_set(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Vec<Row>>, EvalError> {
+        if let Some(filter) = &self.filter
+            && !filter.eval(row, ctx)?.is_true()
+        {
+            return Ok(None);
+        }
+        self.projection.apply_set(row, ctx).map(Some)
     }
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::aggregate::Acc;
+use super::analytic::{self, Augment, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, Query};
 use super::window::{Fired, WindowKind, WindowOperator};
@@ -230,7 +231,7 @@ impl Scope for Tuple {
                 let mut seen: Vec<&Arc<str>> = Vec::new();
                 for row in self.rows() {
                     for (k, v) in row.iter() {
-                        if !seen.contains(&k) {
+                        if !seen.contains(&k) && !analytic::is_hidden(k) {
                             seen.push(k);
                             visit(k, v);
                         }
@@ -247,10 +248,20 @@ struct Group<'a> {
     aggregates: &'a [Value],
     window: Option<(i64, i64)>,
     timestamp_ms: i64,
+    /// `last_agg_hit_count()` and `last_agg_hit_time()`, when the statement reads them.
+    agg_hits: Option<&'a [Value; 2]>,
 }
 
 impl Scope for Group<'_> {
     fn column(&self, col: &Column) -> Option<&Value> {
+        if let Some(hits) = self.agg_hits {
+            if *col.name == *analytic::AGG_HIT_COUNT {
+                return Some(&hits[0]);
+            }
+            if *col.name == *analytic::AGG_HIT_TIME {
+                return Some(&hits[1]);
+            }
+        }
         self.first?.column(col)
     }
 
@@ -466,6 +477,14 @@ pub struct QueryRunner {
     fired: Vec<Fired>,
     /// Event time without a window: the rows waiting for the watermark.
     reorder: Option<Reorder>,
+    /// Rows that passed WHERE (or triggered the window), for `last_hit_*()`.
+    hits: Hits,
+    /// Windows that sent a result, for `last_agg_hit_*()`.
+    agg_hits: Hits,
+    /// Adds the `last_hit_*()` snapshot to rows.
+    with_hits: Augment,
+    /// Adds the analytic results to rows.
+    with_analytics: Augment,
 }
 
 impl QueryRunner {
@@ -566,7 +585,43 @@ impl QueryRunner {
             panes,
             fired: Vec::new(),
             reorder,
+            hits: Hits::default(),
+            agg_hits: Hits::default(),
+            with_hits: Augment::default(),
+            with_analytics: Augment::default(),
         }
+    }
+
+    /// A row as the statement reads it: with the state functions' values from before it and
+    /// the results of its analytic calls (which update their state) in hidden fields.
+    fn prepare(&mut self, row: Row, ctx: &EvalCtx<'_>) -> Result<Row, EvalError> {
+        let mut row = row;
+        if self.query.hits {
+            let hits = vec![
+                (Arc::from(analytic::HIT_COUNT), Value::Int(self.hits.count)),
+                (Arc::from(analytic::HIT_TIME), Value::Int(self.hits.time)),
+            ];
+            row = self.with_hits.apply(row, hits);
+        }
+        if self.query.analytics.is_empty() {
+            return Ok(row);
+        }
+        let mut values = Vec::with_capacity(self.query.analytics.len());
+        for (slot, call) in self.query.analytics.iter_mut().enumerate() {
+            // A call may read the result of an earlier (inner) one.
+            let scope = analytic::Partial {
+                row: &row,
+                extra: &values,
+            };
+            let value = call.eval(&scope, ctx)?;
+            values.push((analytic::analytic_field(slot), value));
+        }
+        Ok(self.with_analytics.apply(row, values))
+    }
+
+    /// Whether rows need [`prepare`](Self::prepare).
+    fn needs_prepare(&self) -> bool {
+        self.query.hits || !self.query.analytics.is_empty()
     }
 
     /// The statement.
@@ -613,10 +668,37 @@ impl QueryRunner {
         out: &mut Vec<Message>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        let prepare = self.needs_prepare();
         if self.query.is_row_by_row() {
-            for row in &rows {
-                match self.query.process(row, ctx) {
-                    Ok(Some(result)) => out.push(Message::Row(result)),
+            for row in rows {
+                let row = if prepare {
+                    match self.prepare(row, ctx) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            outcome.errors.push(e);
+                            continue;
+                        }
+                    }
+                } else {
+                    row
+                };
+                if self.query.projection.is_set() {
+                    // unnest: each result row is a message of its own, as in eKuiper.
+                    match self.query.process_set(&row, ctx) {
+                        Ok(Some(results)) => {
+                            out.extend(results.into_iter().map(Message::Row));
+                            self.hits.hit(row.timestamp_ms);
+                        }
+                        Ok(None) => outcome.filtered += 1,
+                        Err(e) => outcome.errors.push(e),
+                    }
+                    continue;
+                }
+                match self.query.process(&row, ctx) {
+                    Ok(Some(result)) => {
+                        out.push(Message::Row(result));
+                        self.hits.hit(row.timestamp_ms);
+                    }
                     Ok(None) => outcome.filtered += 1,
                     Err(e) => outcome.errors.push(e),
                 }
@@ -626,10 +708,25 @@ impl QueryRunner {
         if self.window.is_none() {
             // A stream joined with tables, row by row.
             for row in rows {
+                let row = if prepare {
+                    match self.prepare(row, ctx) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            outcome.errors.push(e);
+                            continue;
+                        }
+                    }
+                } else {
+                    row
+                };
+                let ts = row.timestamp_ms;
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
-                        Ok(rows) if !rows.is_empty() => out.push(Message::Rows(Arc::new(rows))),
+                        Ok(rows) if !rows.is_empty() => {
+                            out.push(Message::Rows(Arc::new(rows)));
+                            self.hits.hit(ts);
+                        }
                         Ok(_) => {}
                         Err(e) => outcome.errors.push(e),
                     },
@@ -638,12 +735,23 @@ impl QueryRunner {
             }
             return outcome;
         }
-        let spec = self.query.window.as_ref();
-        let (filter, trigger) = (
-            spec.and_then(|w| w.filter.as_ref()),
-            spec.and_then(|w| w.trigger.as_ref()),
-        );
         for row in rows {
+            let row = if prepare {
+                match self.prepare(row, ctx) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        outcome.errors.push(e);
+                        continue;
+                    }
+                }
+            } else {
+                row
+            };
+            let spec = self.query.window.as_ref();
+            let (filter, trigger) = (
+                spec.and_then(|w| w.filter.as_ref()),
+                spec.and_then(|w| w.trigger.as_ref()),
+            );
             if let Some(f) = filter {
                 match f.eval(&row, ctx) {
                     Ok(v) if v.is_true() => {}
@@ -667,6 +775,9 @@ impl QueryRunner {
                 },
                 None => true,
             };
+            if trigger.is_some() && triggers {
+                self.hits.hit(row.timestamp_ms);
+            }
             let row = Arc::new(row);
             let Some(window) = self.window.as_mut() else {
                 continue;
@@ -720,6 +831,7 @@ impl QueryRunner {
 
     fn emit(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>, outcome: &mut Outcome) {
         for fired in std::mem::take(&mut self.fired) {
+            let end = fired.end;
             let result = match self.panes.as_mut() {
                 Some(panes) => {
                     let pane = panes.open.remove(&fired.start).unwrap_or_default();
@@ -728,7 +840,12 @@ impl QueryRunner {
                 None => self.window_result(fired, ctx, outcome),
             };
             match result {
-                Ok(Some(rows)) => out.push(Message::Rows(Arc::new(rows))),
+                Ok(Some(rows)) => {
+                    if !rows.is_empty() {
+                        self.agg_hits.hit(end);
+                    }
+                    out.push(Message::Rows(Arc::new(rows)));
+                }
                 Ok(None) => {}
                 Err(e) => outcome.errors.push(e),
             }
@@ -1014,8 +1131,8 @@ impl QueryRunner {
                     .iter()
                     .map(|(e, _)| e.eval(t, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
-                match q.projection.apply_scope(t, ctx) {
-                    Ok(row) => results.push((keys, row)),
+                match q.projection.apply_set(t, ctx) {
+                    Ok(rows) => results.extend(rows.into_iter().map(|row| (keys.clone(), row))),
                     Err(e) => outcome.errors.push(e),
                 }
             }
@@ -1033,12 +1150,17 @@ impl QueryRunner {
     ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
         let q = &self.query;
         let mut results = Vec::new();
+        let agg_hits = [
+            Value::Int(self.agg_hits.count),
+            Value::Int(self.agg_hits.time),
+        ];
         for (first, aggregates, timestamp_ms) in groups {
             let scope = Group {
                 first,
                 aggregates: &aggregates,
                 window,
                 timestamp_ms,
+                agg_hits: q.agg_hits.then_some(&agg_hits),
             };
             if let Some(having) = &q.having
                 && !having.eval(&scope, ctx)?.is_true()
@@ -1050,7 +1172,9 @@ impl QueryRunner {
                 .iter()
                 .map(|(e, _)| e.eval(&scope, ctx))
                 .collect::<Result<Vec<_>, _>>()?;
-            results.push((keys, q.projection.apply_scope(&scope, ctx)?));
+            for row in q.projection.apply_set(&scope, ctx)? {
+                results.push((keys.clone(), row));
+            }
         }
         Ok(results)
     }

@@ -368,7 +368,8 @@ pub async fn prepare(
                     });
                 }
             };
-            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+            // Refused before the grants are resolved: a template in a prop that is not dynamic.
+            connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
                 |(prop, message)| ActionError::Props {
                     action: name.clone(),
                     source: PropError { prop, message },
@@ -399,6 +400,12 @@ pub async fn prepare(
                         }
                     },
                 )?;
+            // Evaluated on the props as the sink sees them (a templated path made absolute).
+            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props)
+                .map_err(|(prop, message)| ActionError::Props {
+                    action: name.clone(),
+                    source: PropError { prop, message },
+                })?;
             if let Some(explicit) = &common.grants {
                 grants
                     .add_explicit(explicit, &rule.base_dir, prepare_fs)

@@ -79,7 +79,7 @@ fn a_path_evaluating_outside_the_folder_is_dead_lettered_not_written() {
     assert_eq!(action["records_out_total"], 2, "{action}");
     assert_eq!(action["dead_letter_total"], 1, "{action}");
     let dead = scratch.read("dead/letters.jsonl");
-    assert!(dead.contains("not a file directly in"), "{dead}");
+    assert!(dead.contains("prop `path`") && dead.contains("not a file directly in"), "{dead}");
     assert!(dead.contains("escape"), "{dead}");
     assert!(!scratch.path().join("escape.jsonl").exists());
     assert_eq!(

@@ -683,6 +683,24 @@ impl Grants {
                 continue;
             }
             for value in net_values(net, props, "HTTP requests")? {
+                let value = if manifest.dynamic_props.contains(&net.prop)
+                    && let Some(fixed) = value.find("{{")
+                {
+                    // A templated URL: its fixed part grants its scheme and authority when
+                    // they are whole before the template; otherwise nothing (the rule's
+                    // `grants.http` names what its values may reach). The host checks each
+                    // message's value against the grants either way.
+                    let prefix = &value[..fixed];
+                    let whole = prefix
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']));
+                    if !whole {
+                        continue;
+                    }
+                    prefix.to_string()
+                } else {
+                    value
+                };
                 let grant =
                     HttpGrant::parse(&value).map_err(|reason| ManifestError::BadNetProp {
                         prop: net.prop.clone(),

@@ -415,6 +415,7 @@ pub async fn prepare(
                         hint: String::new(),
                     })?;
             }
+            let checks = grant_checks(&plugin.manifest, &own, &dynamic, &grants);
             if prepare_fs {
                 for line in grants.report() {
                     tracing::info!(rule = %rule.id, action = %name, "{line}");
@@ -444,10 +445,35 @@ pub async fn prepare(
                 base_dir: rule.base_dir.clone(),
                 reloader: env.reloader.clone(),
                 dynamic,
+                checks,
             })
         }
     };
     finish(rule, def, env, name, common, spec, prepare_fs).await
+}
+
+/// The checks of the templated props that the manifest's grants point at: URLs against the
+/// action's HTTP grants, file paths against the folder their grant covers.
+fn grant_checks(
+    manifest: &crate::host::Manifest,
+    props: &serde_json::Map<String, serde_json::Value>,
+    dynamic: &connector::DynamicProps,
+    grants: &Grants,
+) -> connector::GrantChecks {
+    let mut checks = Vec::new();
+    for (prop, _) in dynamic {
+        if manifest.grants.http.iter().any(|h| &h.prop == prop) {
+            checks.push((prop.clone(), connector::GrantCheck::Http(grants.http.clone())));
+        } else if manifest.grants.files.iter().any(|f| &f.prop == prop)
+            && let Some((dir, _)) = props
+                .get(prop)
+                .and_then(serde_json::Value::as_str)
+                .and_then(crate::host::templated_folder)
+        {
+            checks.push((prop.clone(), connector::GrantCheck::Folder(dir.to_string())));
+        }
+    }
+    checks
 }
 
 /// The rest of [`prepare`]: the cache file and the dead-letter output.

@@ -76,6 +76,13 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 _ => Vec::new(),
             },
         ),
+        (
+            match &action.spec {
+                ConnectorSpec::Wasm(spec) => spec.checks.clone(),
+                _ => Vec::new(),
+            },
+            Arc::clone(&shared),
+        ),
     );
     loop {
         let deadline = out.deadline();

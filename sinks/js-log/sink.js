@@ -11,7 +11,7 @@ class LogLines extends Sink {
   constructor(ctx, config) {
     super(ctx, config);
     this.write = log[config.level];
-    if (!this.write) throw new InvalidConfig(`props: field \`level\`: unknown level ${config.level}`);
+    if (!this.write) throw new InvalidConfig(`prop \`level\`: unknown level ${JSON.stringify(config.level)}, expected trace, debug, info, warn or error`);
     this.messages = 0;
   }
 

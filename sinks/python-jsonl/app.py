@@ -21,7 +21,7 @@ class JsonLines(oort.Sink):
     def __init__(self, ctx, config):
         super().__init__(ctx, config)
         if not config.path:
-            raise oort.InvalidConfig("props: field `path` must not be empty")
+            raise oort.InvalidConfig("prop `path`: must not be empty")
         self.file = None
 
     def open(self):

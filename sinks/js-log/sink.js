@@ -1,5 +1,6 @@
 // The `jsLog` sink: writes every message to Oort's log with a prefix, at the level the rule
-// asks for, and counts what it wrote when it closes.
+// asks for, and counts what it wrote when it closes. The prefix may be a template
+// (`"{{.device}}> "`), evaluated by the host for each message.
 import { InvalidConfig, Sink, exportSink, log } from '../../guest-sdk/js/oort.js';
 
 class LogLines extends Sink {
@@ -16,9 +17,10 @@ class LogLines extends Sink {
   }
 
   collect(batch) {
-    for (const message of batch) {
-      this.write(this.config.prefix + message.text());
-    }
+    const prefixes = batch.dynamic('prefix');
+    batch.forEach((message, i) => {
+      this.write((prefixes?.[i] ?? this.config.prefix) + message.text());
+    });
     this.messages += batch.length;
   }
 

@@ -28,7 +28,11 @@ fn files_in(scratch: &Scratch, rel: &str) -> BTreeSet<String> {
 
 fn ns(text: &str) -> Vec<u64> {
     text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -79,7 +83,10 @@ fn a_path_evaluating_outside_the_folder_is_dead_lettered_not_written() {
     assert_eq!(action["records_out_total"], 2, "{action}");
     assert_eq!(action["dead_letter_total"], 1, "{action}");
     let dead = scratch.read("dead/letters.jsonl");
-    assert!(dead.contains("prop `path`") && dead.contains("not a file directly in"), "{dead}");
+    assert!(
+        dead.contains("prop `path`") && dead.contains("not a file directly in"),
+        "{dead}"
+    );
     assert!(dead.contains("escape"), "{dead}");
     assert!(!scratch.path().join("escape.jsonl").exists());
     assert_eq!(
@@ -150,7 +157,10 @@ fn gzip_files_read_back_whole_with_a_templated_path_and_prefix_rolling() {
     assert_eq!(files.len(), 4, "two files per device: {files:?}");
     for d in 0..2u64 {
         let mut rows = Vec::new();
-        for name in files.iter().filter(|n| n.ends_with(&format!("-d{d}.jsonl.gz"))) {
+        for name in files
+            .iter()
+            .filter(|n| n.ends_with(&format!("-d{d}.jsonl.gz")))
+        {
             let out = std::process::Command::new("gzip")
                 .args(["-dc"])
                 .arg(scratch.path().join("out").join(name))
@@ -174,5 +184,9 @@ fn an_unknown_compression_is_refused_naming_it() {
     );
     let run = scratch.run_rule(&[]);
     assert_ne!(run.code, Some(0), "{}", run.stdout);
-    assert!(run.stderr.contains("`compressAlgorithm` \"lz4\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`compressAlgorithm` \"lz4\""),
+        "{}",
+        run.stderr
+    );
 }

@@ -271,7 +271,8 @@ fn a_bad_prop_is_refused_naming_it_in_every_language() {
 /// its templated `prefix`.
 #[test]
 fn sdk_sinks_get_each_message_s_dynamic_values() {
-    let rows = "{\"n\":0,\"device\":\"a\"}\n{\"n\":1,\"device\":\"b\"}\n{\"n\":2,\"device\":\"a\"}\n";
+    let rows =
+        "{\"n\":0,\"device\":\"a\"}\n{\"n\":1,\"device\":\"b\"}\n{\"n\":2,\"device\":\"a\"}\n";
     for (language, props) in [
         (
             Language::Python,
@@ -301,12 +302,7 @@ fn sdk_sinks_get_each_message_s_dynamic_values() {
             Language::JavaScript => {
                 let a = logged(&run.stderr, "dev-a> ");
                 let b = logged(&run.stderr, "dev-b> ");
-                assert_eq!(
-                    (a.len(), b.len()),
-                    (2, 1),
-                    "{language}: {}",
-                    run.stderr
-                );
+                assert_eq!((a.len(), b.len()), (2, 1), "{language}: {}", run.stderr);
                 assert!(b[0].contains("\"n\":1"), "{b:?}");
             }
             _ => {

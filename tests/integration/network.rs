@@ -635,7 +635,8 @@ fn redis_down_then_up_loses_nothing_with_the_cache() {
 #[test]
 fn rest_url_method_and_headers_are_dynamic_per_message() {
     let server = HttpServer::start();
-    let rows = "{\"n\":0,\"device\":\"a\",\"m\":\"put\"}\n{\"n\":1,\"device\":\"b\",\"m\":\"post\"}\n";
+    let rows =
+        "{\"n\":0,\"device\":\"a\",\"m\":\"put\"}\n{\"n\":1,\"device\":\"b\",\"m\":\"post\"}\n";
     let scratch = case(
         rows,
         json!({"rest": {"url": server.url("/dev/{{.device}}?n={{.n}}"), "method": "{{.m}}",

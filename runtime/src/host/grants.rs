@@ -495,14 +495,12 @@ impl Grants {
                     .and_then(serde_json::Value::as_str)
                     .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("none"))
             });
-            if manifest.dynamic_props.contains(&file.prop) && value.contains("{{") || folder_with
-            {
-                let (dir, name) = templated_folder(&value).ok_or_else(|| {
-                    ManifestError::DynamicFolder {
+            if manifest.dynamic_props.contains(&file.prop) && value.contains("{{") || folder_with {
+                let (dir, name) =
+                    templated_folder(&value).ok_or_else(|| ManifestError::DynamicFolder {
                         prop: file.prop.clone(),
                         value: value.clone(),
-                    }
-                })?;
+                    })?;
                 let dir = absolute(base_dir, Path::new(if dir.is_empty() { "." } else { dir }));
                 let unusable = |reason: String| ManifestError::Unusable {
                     prop: file.prop.clone(),
@@ -749,8 +747,7 @@ impl Grants {
                     (Some(FileAccess::Write), _) | (_, FileAccess::Write) => FileAccess::Write,
                     _ => FileAccess::Read,
                 });
-            } else if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name())
-            {
+            } else if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name()) {
                 dirs.entry(dir.to_owned())
                     .or_default()
                     .0
@@ -1003,7 +1000,11 @@ mod tests {
             .unwrap()
             .clone();
         let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
-        assert!(err.to_string().contains("holds a template in its folder part"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("holds a template in its folder part"),
+            "{err}"
+        );
         // A static path with a prop named in `folderWith` grants its folder too.
         let mut props = serde_json::json!({"path": "/data/r.txt", "rolling": "suffix"})
             .as_object()

@@ -272,9 +272,7 @@ impl GrantCheck {
                     .strip_prefix(dir.as_str())
                     .and_then(|rest| rest.strip_prefix('/'));
                 match name {
-                    Some(n) if !n.is_empty() && !n.contains('/') && n != "." && n != ".." => {
-                        Ok(())
-                    }
+                    Some(n) if !n.is_empty() && !n.contains('/') && n != "." && n != ".." => Ok(()),
                     _ => Err(format!(
                         "prop `{prop}` evaluates to {value:?}, which is not a file directly in \
                          {dir} (the folder its grant covers)"

@@ -401,11 +401,12 @@ pub async fn prepare(
                     },
                 )?;
             // Evaluated on the props as the sink sees them (a templated path made absolute).
-            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props)
-                .map_err(|(prop, message)| ActionError::Props {
+            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+                |(prop, message)| ActionError::Props {
                     action: name.clone(),
                     source: PropError { prop, message },
-                })?;
+                },
+            )?;
             if let Some(explicit) = &common.grants {
                 grants
                     .add_explicit(explicit, &rule.base_dir, prepare_fs)
@@ -463,7 +464,10 @@ fn grant_checks(
     let mut checks = Vec::new();
     for (prop, _) in dynamic {
         if manifest.grants.http.iter().any(|h| &h.prop == prop) {
-            checks.push((prop.clone(), connector::GrantCheck::Http(grants.http.clone())));
+            checks.push((
+                prop.clone(),
+                connector::GrantCheck::Http(grants.http.clone()),
+            ));
         } else if manifest.grants.files.iter().any(|f| &f.prop == prop)
             && let Some((dir, _)) = props
                 .get(prop)

@@ -411,11 +411,7 @@ impl FileSink {
             let file = self.open_file(name)?;
             self.target(path)?.file = Some(file);
         }
-        Ok(self
-            .target(path)?
-            .file
-            .as_mut()
-            .expect("opened above"))
+        Ok(self.target(path)?.file.as_mut().expect("opened above"))
     }
 
     /// The name of the next file for `path`, with the rolling timestamp if there is one.
@@ -446,8 +442,7 @@ impl FileSink {
     /// Opens file `name`: started afresh (truncated) the first time this instance meets it when
     /// the run starts afresh, appended to otherwise.
     fn open_file(&mut self, name: String) -> Result<OpenFile, SinkError> {
-        let open_err =
-            |e: std::io::Error| SinkError::transient(format!("cannot open {name}: {e}"));
+        let open_err = |e: std::io::Error| SinkError::transient(format!("cannot open {name}: {e}"));
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

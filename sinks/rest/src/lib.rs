@@ -382,9 +382,8 @@ impl Rest {
         }
         let message = || format!("{} answered {status}: {}", req.url, text.trim());
         match status {
-            200..=299 if self.body_code => body_code(&text).map_err(|e| {
-                SinkError::rejected(format!("{} answered {status}: {e}", req.url))
-            }),
+            200..=299 if self.body_code => body_code(&text)
+                .map_err(|e| SinkError::rejected(format!("{} answered {status}: {e}", req.url))),
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(SinkError::transient(message())),
             _ => Err(SinkError::rejected(message())),
@@ -437,13 +436,17 @@ impl Rest {
                 url.as_str(),
                 std::borrow::Cow::Owned(parse_url(url).map_err(bad)?),
             ),
-            (None, None) => return Err(bad("`url` is a template the host gave no value for".into())),
+            (None, None) => {
+                return Err(bad("`url` is a template the host gave no value for".into()));
+            }
         };
         let method = match (&self.method, value("method")) {
             (Some(method), _) => method.clone(),
             (None, Some(method)) => parse_method(method).map_err(bad)?,
             (None, None) => {
-                return Err(bad("`method` is a template the host gave no value for".into()));
+                return Err(bad(
+                    "`method` is a template the host gave no value for".into()
+                ));
             }
         };
         // eKuiper's default body: none for GET and HEAD, JSON for the others.

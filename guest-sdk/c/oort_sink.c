@@ -68,12 +68,6 @@ bool exports_oort_sink_sink_configure(exports_oort_sink_sink_context_t *ctx,
   context.instance = ctx->instance;
   context.generation = ctx->generation;
   oort_status status = oort_configure(&context, (const char *)props->ptr, props->len);
-  if (status == OORT_INVALID_CONFIG && strncmp(failure, "prop `", 6) == 0) {
-    /* The action, then the prop, its value and the type expected. */
-    char named[sizeof failure];
-    snprintf(named, sizeof named, "action `%s`: %s", context.action, failure);
-    memcpy(failure, named, sizeof failure);
-  }
   sink_world_string_free(props);
   configured = status == OORT_OK;
   return finish(status, err);

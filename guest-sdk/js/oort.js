@@ -208,14 +208,8 @@ export function exportSink(SinkClass) {
         } catch (e) {
           throw new InvalidConfig(`props: ${e.message}`);
         }
-        let config;
-        try {
-          config = parseConfig(SinkClass.config, raw);
-        } catch (e) {
-          // The action, then the prop, its value and the type expected.
-          throw e instanceof InvalidConfig ? new InvalidConfig(`action \`${ctx.action}\`: ${e.message}`) : e;
-        }
-        sink = new SinkClass(Object.freeze({ ...ctx }), config);
+        // Errors name the prop, its value and the type expected; the host adds the action.
+        sink = new SinkClass(Object.freeze({ ...ctx }), parseConfig(SinkClass.config, raw));
       });
     },
     open(delivered) {

@@ -299,12 +299,8 @@ def export(cls: type[Sink]) -> type:
                 except ValueError as e:
                     raise InvalidConfig(f"props: {e}") from None
                 context = Context(ctx.rule_id, ctx.action, ctx.instance, ctx.format, ctx.generation)
-                try:
-                    config = config_from(cls.Config, raw)
-                except InvalidConfig as e:
-                    # The action, then the prop, its value and the type expected.
-                    raise InvalidConfig(f"action `{ctx.action}`: {e}") from None
-                Export.sink = cls(context, config)
+                # Errors name the prop, its value and the type expected; the host adds the action.
+                Export.sink = cls(context, config_from(cls.Config, raw))
 
             self._call(run)
 

@@ -90,10 +90,9 @@ impl Batcher {
         metrics: Arc<ActionMetrics>,
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
-        stamps: (Arc<Sequencer>, DynamicProps),
-        checks: (GrantChecks, Arc<Delivery>),
+        stamps: (Arc<Sequencer>, DynamicProps, (GrantChecks, Arc<Delivery>)),
     ) -> Self {
-        let (sequencer, dynamic) = stamps;
+        let (sequencer, dynamic, checks) = stamps;
         Self {
             name,
             transformer: Transformer::new(common.clone(), send_nil),

@@ -343,7 +343,7 @@ fn inspect_describes_each_language_sink() {
             .to_hex()
             .to_string();
         assert!(stdout.contains(&format!("blake3:{hash}")), "{stdout}");
-        assert!(stdout.contains("oort:sink/sink@0.1.0"), "{stdout}");
+        assert!(stdout.contains("oort:sink/sink@0.2.0"), "{stdout}");
         assert!(stdout.contains("oort:sink: yes"), "{stdout}");
         if language != Language::JavaScript {
             assert!(

@@ -93,6 +93,7 @@ static const char *type_name(oort_type type) {
 /* Parses one value into the field's slot. */
 static oort_status parse_value(cursor *c, const oort_field *f, char *config) {
   void *slot = config + f->offset;
+  const char *start = c->p;
   switch (f->type) {
     case OORT_STRING: {
       char *s = parse_string(c);
@@ -129,7 +130,11 @@ static oort_status parse_value(cursor *c, const oort_field *f, char *config) {
       return OORT_OK;
     }
   }
-  return oort_fail(OORT_INVALID_CONFIG, "props: field `%s`: expected %s", f->name, type_name(f->type));
+  /* The value as the rule wrote it (up to the next separator), for the message. */
+  size_t n = 0;
+  while (start + n < c->end && start[n] != ',' && start[n] != '}' && n < 60) n++;
+  return oort_fail(OORT_INVALID_CONFIG, "prop `%s`: invalid type: %.*s, expected %s", f->name,
+                   (int)n, start, type_name(f->type));
 }
 
 oort_status oort_parse_props(const char *json, size_t len, const oort_field *fields,
@@ -152,7 +157,7 @@ oort_status oort_parse_props(const char *json, size_t len, const oort_field *fie
     size_t i = 0;
     while (i < nfields && strcmp(fields[i].name, key) != 0) i++;
     if (i == nfields) {
-      oort_status s = oort_fail(OORT_INVALID_CONFIG, "props: unknown field `%s`", key);
+      oort_status s = oort_fail(OORT_INVALID_CONFIG, "prop `%s`: unknown prop", key);
       free(key);
       return s;
     }
@@ -168,7 +173,7 @@ oort_status oort_parse_props(const char *json, size_t len, const oort_field *fie
   if (c.p >= c.end) return oort_fail(OORT_INVALID_CONFIG, "props: malformed JSON");
   for (size_t i = 0; i < nfields; i++) {
     if (fields[i].required && !seen[i]) {
-      return oort_fail(OORT_INVALID_CONFIG, "props: missing field `%s`", fields[i].name);
+      return oort_fail(OORT_INVALID_CONFIG, "prop `%s`: missing (it is required)", fields[i].name);
     }
   }
   return OORT_OK;

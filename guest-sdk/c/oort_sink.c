@@ -77,8 +77,36 @@ static oort_status not_configured(void) {
   return oort_fail(OORT_INVALID_CONFIG, "the host called the sink before `configure` succeeded");
 }
 
-bool exports_oort_sink_sink_open(exports_oort_sink_sink_sink_error_t *err) {
-  return finish(configured ? oort_open() : not_configured(), err);
+__attribute__((weak)) oort_status oort_open_after(bool has_delivered, uint64_t delivered) {
+  (void)has_delivered;
+  (void)delivered;
+  return oort_open();
+}
+
+bool exports_oort_sink_sink_open(uint64_t *maybe_delivered,
+                                 exports_oort_sink_sink_sink_error_t *err) {
+  if (!configured) return finish(not_configured(), err);
+  return finish(oort_open_after(maybe_delivered != NULL,
+                                maybe_delivered != NULL ? *maybe_delivered : 0),
+                err);
+}
+
+/* The batch being collected, for oort_batch_sequence and oort_batch_dynamic. */
+static const exports_oort_sink_sink_batch_t *current;
+
+uint64_t oort_batch_sequence(void) { return current != NULL ? current->sequence : 0; }
+
+const char *oort_batch_dynamic(const char *name, size_t index, size_t *len) {
+  if (current == NULL) return NULL;
+  size_t name_len = strlen(name);
+  for (size_t i = 0; i < current->dynamic.len; i++) {
+    const oort_sink_types_dynamic_prop_t *prop = &current->dynamic.ptr[i];
+    if (prop->name.len != name_len || memcmp(prop->name.ptr, name, name_len) != 0) continue;
+    if (index >= prop->values.len) return NULL;
+    *len = prop->values.ptr[index].len;
+    return (const char *)prop->values.ptr[index].ptr;
+  }
+  return NULL;
 }
 
 bool exports_oort_sink_sink_collect(exports_oort_sink_sink_batch_t *batch,
@@ -103,7 +131,9 @@ bool exports_oort_sink_sink_collect(exports_oort_sink_sink_batch_t *batch,
     memcpy(header, batch->header.val.ptr, batch->header.val.len);
     header[batch->header.val.len] = '\0';
   }
+  current = batch;
   if (status == OORT_OK) status = oort_collect(messages, count, header);
+  current = NULL;
   free(header);
   free(messages);
   exports_oort_sink_sink_batch_free(batch);

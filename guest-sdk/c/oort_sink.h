@@ -6,8 +6,10 @@
  * returned status into the WIT error kind. Props are a JSON object: describe the fields with an
  * array of `oort_field` and call `oort_parse_props` from `oort_configure`.
  *
- * Call order: oort_configure -> oort_open -> oort_collect* -> oort_close (see
- * wit/v0.1.0/sink.wit: this SDK targets oort:sink@0.1.0, which Oort still runs).
+ * Call order: oort_configure -> oort_open -> oort_collect* -> oort_close (see wit/sink.wit:
+ * this SDK targets oort:sink@0.2.0; components built against 0.1.0 still run). During
+ * oort_collect, oort_batch_sequence() and oort_batch_dynamic() tell the batch's sequence number
+ * and the host's value of a templated prop for each message.
  * A trap (abort, out-of-bounds access) discards the instance; the host replaces it.
  */
 #ifndef OORT_SINK_H
@@ -51,6 +53,21 @@ oort_status oort_configure(const oort_context *ctx, const char *props, size_t pr
 oort_status oort_open(void);
 oort_status oort_collect(const oort_message *messages, size_t count, const char *header);
 oort_status oort_close(void);
+
+/* Optional: what the host calls instead of oort_open when the sink defines it. `delivered` is
+ * the highest batch sequence the host knows was delivered (`has_delivered` false: the numbering
+ * starts afresh, forget any marker kept from an earlier run). Batches above it but not above the
+ * sink's own marker were written before a crash lost their acknowledgement: skip them. The
+ * SDK's default calls oort_open. */
+oort_status oort_open_after(bool has_delivered, uint64_t delivered);
+
+/* The sequence number of the batch being collected (valid during oort_collect). */
+uint64_t oort_batch_sequence(void);
+
+/* The value of templated prop `name` (e.g. "path" holding "{{.device}}.csv") for message
+ * `index` of the batch being collected, as `*len` bytes (not NUL-terminated); NULL when the prop
+ * holds no template or `index` is out of range. Valid during oort_collect. */
+const char *oort_batch_dynamic(const char *name, size_t index, size_t *len);
 
 /* Records the message of a failure and returns `status`: `return oort_fail(OORT_TRANSIENT,
  * "cannot open %s", path);`. */

@@ -1,9 +1,11 @@
 // Write Oort sinks in JavaScript: subclass `Sink`, describe the props in `static config`, and
 // export `exportSink(MySink)` as `sink`. componentize-js builds the module into a component for
 // the `oort:sink` world. Throw `InvalidConfig`, `Transient` or `Rejected` to tell the host what to
-// do next; any other exception traps the instance, and the host replaces it.
-import { log as hostLog } from 'oort:sink/host@0.1.0';
-import { publish as hostPublish } from 'oort:sink/mqtt@0.1.0';
+// do next; any other exception traps the instance, and the host replaces it. This SDK targets
+// oort:sink@0.2.0 (wit/sink.wit): each batch is an array of `Message` with the batch's
+// `sequence` (a BigInt) and `dynamic(name)`, the host's value of a templated prop per message.
+import { log as hostLog } from 'oort:sink/host@0.2.0';
+import { publish as hostPublish } from 'oort:sink/mqtt@0.2.0';
 
 /** Why a call failed; the subclass tells the host what to do next. */
 export class SinkError extends Error {}
@@ -56,10 +58,20 @@ export class Sink {
     this.config = config;
   }
 
-  /** Connects to the target. Called once, after the constructor. */
+  /** Connects to the target. Called once, after the constructor (by the default `openAfter`). */
   open() {}
 
-  /** Delivers one batch (an array of `Message`), in order. */
+  /**
+   * What the host calls after the constructor: `delivered` is the highest batch sequence (a
+   * BigInt) the host knows was delivered, `undefined` when the numbering starts afresh (forget
+   * any marker kept from an earlier run). Batches above it but not above the sink's own marker
+   * were written before a crash lost their acknowledgement: skip them. Calls `open`.
+   */
+  openAfter(_delivered) {
+    this.open();
+  }
+
+  /** Delivers one batch (an array of `Message` with `sequence` and `dynamic(name)`), in order. */
   collect(_batch) {
     throw new Error('a sink must implement collect');
   }
@@ -131,16 +143,17 @@ export function parseConfig(schema, props) {
     if (!field) {
       const close = closest(key, Object.keys(schema));
       const hint = close ? ` (did you mean \`${close}\`?)` : '';
-      throw new InvalidConfig(`props: unknown field \`${key}\`, expected one of ${Object.keys(schema).join(', ')}${hint}`);
+      throw new InvalidConfig(`prop \`${key}\`: unknown prop, expected one of ${Object.keys(schema).join(', ')}${hint}`);
     }
     if (!TYPES[field.type](value)) {
-      throw new InvalidConfig(`props: field \`${key}\`: expected ${field.type}, got ${JSON.stringify(value)}`);
+      const kind = Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value;
+      throw new InvalidConfig(`prop \`${key}\`: invalid type: ${kind} ${JSON.stringify(value)}, expected ${field.type}`);
     }
     config[key] = value;
   }
   for (const [key, field] of Object.entries(schema)) {
     if (key in config) continue;
-    if (!('default' in field)) throw new InvalidConfig(`props: missing field \`${key}\``);
+    if (!('default' in field)) throw new InvalidConfig(`prop \`${key}\`: missing (it has no default)`);
     config[key] = field.default;
   }
   return config;
@@ -166,6 +179,9 @@ function unpack(batch) {
     messages[i] = new Message(batch.payloads.subarray(start, end), Number(batch.timestamps[i]));
     start = end;
   }
+  messages.sequence = batch.sequence ?? 0n;
+  const dynamic = new Map((batch.dynamic ?? []).map((p) => [p.name, p.values]));
+  messages.dynamic = (name) => dynamic.get(name);
   return messages;
 }
 
@@ -192,11 +208,12 @@ export function exportSink(SinkClass) {
         } catch (e) {
           throw new InvalidConfig(`props: ${e.message}`);
         }
+        // Errors name the prop, its value and the type expected; the host adds the action.
         sink = new SinkClass(Object.freeze({ ...ctx }), parseConfig(SinkClass.config, raw));
       });
     },
-    open() {
-      call(() => live().open());
+    open(delivered) {
+      call(() => live().openAfter(delivered));
     },
     collect(batch) {
       call(() => live().collect(unpack(batch)));

@@ -19,8 +19,10 @@ A sink subclasses `Sink`, names its props with a dataclass `Config`, and exports
 
     Sink = oort.export(Echo)
 
-The host calls `configure -> open -> collect* -> close` (see wit/v0.1.0/sink.wit: this SDK
-targets oort:sink@0.1.0, which Oort still runs). Raise `InvalidConfig`,
+The host calls `configure -> open -> collect* -> close` (see wit/sink.wit: this SDK targets
+oort:sink@0.2.0; components built with an older SDK against 0.1.0 still run). Each batch is a
+`Batch`: a list of `Message` with the batch's `sequence` number and, for each templated prop,
+`batch.dynamic("path")`, its value for each message. Raise `InvalidConfig`,
 `Transient` or `Rejected` to tell the host what to do next; any other exception traps the
 instance, and the host replaces it.
 """
@@ -41,6 +43,7 @@ from wit_world.imports import mqtt as _mqtt
 from wit_world.imports import types
 
 __all__ = [
+    "Batch",
     "Context",
     "InvalidConfig",
     "Message",
@@ -105,6 +108,24 @@ class Message:
             raise Rejected(f"payload is not JSON: {e}") from None
 
 
+class Batch(list):
+    """The messages of one batch, in order, with what the host tells about the batch."""
+
+    #: The batch's sequence number, per action: it grows from batch to batch, and a batch
+    #: delivered again keeps it (see `Sink.open_after`).
+    sequence: int = 0
+
+    def __init__(self, messages: list, sequence: int = 0, dynamic: Optional[dict] = None):
+        super().__init__(messages)
+        self.sequence = sequence
+        self._dynamic = dynamic or {}
+
+    def dynamic(self, name: str) -> Optional[list[str]]:
+        """The value of templated prop `name` (e.g. `path` holding `{{.device}}.csv`) for each
+        message, evaluated by the host; `None` if the prop holds no template."""
+        return self._dynamic.get(name)
+
+
 class Sink:
     """Base class of a sink. Override what you need; `collect` is required.
 
@@ -120,9 +141,17 @@ class Sink:
         self.config = config
 
     def open(self) -> None:
-        """Connects to the target (opens files). Called once, after configure."""
+        """Connects to the target (opens files). Called once, after configure (by the default
+        `open_after`)."""
 
-    def collect(self, batch: list[Message]) -> None:
+    def open_after(self, delivered: Optional[int]) -> None:
+        """What the host calls after configure: `delivered` is the highest batch sequence the
+        host knows was delivered, `None` when the numbering starts afresh (forget any marker
+        kept from an earlier run). Batches above `delivered` but not above the sink's own marker
+        were written before a crash lost their acknowledgement: skip them. Calls `open`."""
+        self.open()
+
+    def collect(self, batch: Batch) -> None:
         """Delivers one batch, in order. Returning means every message is delivered."""
         raise NotImplementedError
 
@@ -165,13 +194,13 @@ def config_from(cls: Optional[type], props: dict) -> Any:
             close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             raise InvalidConfig(
-                f"props: unknown field `{key}`, expected one of {sorted(names)}{hint}"
+                f"prop `{key}`: unknown prop, expected one of {sorted(names)}{hint}"
             )
         values[name] = _check(key, hints[name], value)
     for name, f in fields.items():
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if name not in values and missing:
-            raise InvalidConfig(f"props: missing field `{_camel(name)}`")
+            raise InvalidConfig(f"prop `{_camel(name)}`: missing (it has no default)")
     return cls(**values)
 
 
@@ -193,8 +222,29 @@ def _check(key: str, hint: Any, value: Any) -> Any:
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if origin is int and isinstance(value, bool) or not isinstance(value, origin):
-        raise InvalidConfig(f"props: field `{key}`: expected {origin.__name__}, got {value!r}")
+        raise InvalidConfig(
+            f"prop `{key}`: invalid type: {_json_kind(value)} {json.dumps(value)}, "
+            f"expected {_EXPECTED.get(origin, origin.__name__)}"
+        )
     return value
+
+
+_EXPECTED = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "an object"}
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if value is None:
+        return "null"
+    return "object"
 
 
 def _from_wit(err: types.SinkError) -> SinkError:
@@ -213,12 +263,13 @@ def _to_wit(err: SinkError) -> Err:
     return Err(types.SinkError_Transient(str(err)))
 
 
-def _unpack(batch: types.Batch) -> list[Message]:
+def _unpack(batch: types.Batch) -> Batch:
     messages, start = [], 0
     for end, timestamp in zip(batch.ends, batch.timestamps):
         messages.append(Message(batch.payloads[start:end], timestamp))
         start = end
-    return messages
+    dynamic = {prop.name: list(prop.values) for prop in batch.dynamic}
+    return Batch(messages, batch.sequence, dynamic)
 
 
 def export(cls: type[Sink]) -> type:
@@ -248,12 +299,13 @@ def export(cls: type[Sink]) -> type:
                 except ValueError as e:
                     raise InvalidConfig(f"props: {e}") from None
                 context = Context(ctx.rule_id, ctx.action, ctx.instance, ctx.format, ctx.generation)
+                # Errors name the prop, its value and the type expected; the host adds the action.
                 Export.sink = cls(context, config_from(cls.Config, raw))
 
             self._call(run)
 
-        def open(self) -> None:
-            self._call(lambda: self._live().open())
+        def open(self, delivered: Optional[int]) -> None:
+            self._call(lambda: self._live().open_after(delivered))
 
         def collect(self, batch: types.Batch) -> None:
             self._call(lambda: self._live().collect(_unpack(batch)))

@@ -25,7 +25,7 @@ static bool truncate_at_open;
 oort_status oort_configure(const oort_context *ctx, const char *props, size_t len) {
   oort_status status = oort_parse_props(props, len, fields, sizeof fields / sizeof *fields, &cfg);
   if (status != OORT_OK) return status;
-  if (cfg.path[0] == '\0') return oort_fail(OORT_INVALID_CONFIG, "props: field `path` must not be empty");
+  if (cfg.path[0] == '\0') return oort_fail(OORT_INVALID_CONFIG, "prop `path`: must not be empty");
   truncate_at_open = ctx->generation == 0;
   return OORT_OK;
 }

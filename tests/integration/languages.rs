@@ -266,6 +266,56 @@ fn a_bad_prop_is_refused_naming_it_in_every_language() {
     }
 }
 
+/// The Python and JavaScript SDKs hand their sinks each message's dynamic values (`oort:sink@0.2.0`):
+/// the Python sink writes to the file its templated `path` names, the JavaScript one logs with
+/// its templated `prefix`.
+#[test]
+fn sdk_sinks_get_each_message_s_dynamic_values() {
+    let rows =
+        "{\"n\":0,\"device\":\"a\"}\n{\"n\":1,\"device\":\"b\"}\n{\"n\":2,\"device\":\"a\"}\n";
+    for (language, props) in [
+        (
+            Language::Python,
+            serde_json::json!({"path": "out/{{.device}}.jsonl"}),
+        ),
+        (
+            Language::JavaScript,
+            serde_json::json!({"prefix": "dev-{{.device}}> "}),
+        ),
+    ] {
+        if built(language).is_none() {
+            continue;
+        }
+        let scratch = Scratch::new();
+        languages::install(language, &scratch.path().join("plugins")).expect("installing");
+        scratch.write("in.jsonl", rows);
+        scratch.write(
+            "streams.sql",
+            r#"CREATE STREAM s () WITH (TYPE="file", DATASOURCE="in.jsonl", FORMAT="json");"#,
+        );
+        let rule = serde_json::json!({"id": "r", "sql": "SELECT n, device FROM s",
+            "actions": [{language.action_key(): props}]});
+        scratch.write("rule.json", &rule.to_string());
+        let run = scratch.run_rule(&["--log", "info"]);
+        run.assert_ok();
+        match language {
+            Language::JavaScript => {
+                let a = logged(&run.stderr, "dev-a> ");
+                let b = logged(&run.stderr, "dev-b> ");
+                assert_eq!((a.len(), b.len()), (2, 1), "{language}: {}", run.stderr);
+                assert!(b[0].contains("\"n\":1"), "{b:?}");
+            }
+            _ => {
+                let a = scratch.read("out/a.jsonl");
+                let b = scratch.read("out/b.jsonl");
+                assert_eq!(a.lines().count(), 2, "{language}: {a}");
+                assert_eq!(b.lines().count(), 1, "{language}: {b}");
+                assert!(b.contains("\"n\":1"), "{b}");
+            }
+        }
+    }
+}
+
 #[test]
 fn inspect_describes_each_language_sink() {
     for &language in Language::ALL {
@@ -293,7 +343,7 @@ fn inspect_describes_each_language_sink() {
             .to_hex()
             .to_string();
         assert!(stdout.contains(&format!("blake3:{hash}")), "{stdout}");
-        assert!(stdout.contains("oort:sink/sink@0.1.0"), "{stdout}");
+        assert!(stdout.contains("oort:sink/sink@0.2.0"), "{stdout}");
         assert!(stdout.contains("oort:sink: yes"), "{stdout}");
         if language != Language::JavaScript {
             assert!(

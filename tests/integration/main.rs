@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod conformance;
 mod delivery;
+mod dynamic;
 mod fuzz;
 mod hostile;
 mod languages;

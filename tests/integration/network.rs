@@ -631,3 +631,68 @@ fn redis_down_then_up_loses_nothing_with_the_cache() {
         ));
     }
 }
+
+#[test]
+fn rest_url_method_and_headers_are_dynamic_per_message() {
+    let server = HttpServer::start();
+    let rows =
+        "{\"n\":0,\"device\":\"a\",\"m\":\"put\"}\n{\"n\":1,\"device\":\"b\",\"m\":\"post\"}\n";
+    let scratch = case(
+        rows,
+        json!({"rest": {"url": server.url("/dev/{{.device}}?n={{.n}}"), "method": "{{.m}}",
+                        "headers": {"X-Device": "dev-{{.device}}", "X-Fixed": "1"}}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    let requests = server.requests();
+    let seen: Vec<(&str, &str, Option<&str>, Option<&str>)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.path.as_str(),
+                r.header("x-device"),
+                r.header("x-fixed"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("PUT", "/dev/a?n=0", Some("dev-a"), Some("1")),
+            ("POST", "/dev/b?n=1", Some("dev-b"), Some("1")),
+        ]
+    );
+    balanced(&run);
+}
+
+#[test]
+fn rest_a_dynamic_url_outside_the_grant_dead_letters_that_message_only() {
+    let server = HttpServer::start();
+    let outside = "http://127.0.0.1:9/steal";
+    let rows = format!(
+        "{{\"n\":0,\"to\":\"{}\"}}\n{{\"n\":1,\"to\":\"{outside}\"}}\n{{\"n\":2,\"to\":\"{}\"}}\n",
+        server.url("/in"),
+        server.url("/in")
+    );
+    let scratch = case(
+        &rows,
+        json!({"rest": {"url": "{{.to}}", "method": "post", "batchSize": 3,
+                        "grants": {"http": [server.url("/")]},
+                        "deadLetter": "dead.jsonl"}}),
+    );
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let action = run.action(0);
+    assert_eq!(action["dead_letter_total"], 1, "{action}");
+    assert_eq!(action["records_out_total"], 2, "{action}");
+    let letter: Value = serde_json::from_str(scratch.read("dead.jsonl").trim()).unwrap();
+    assert_eq!(letter["payload"]["n"], 1, "{letter}");
+    let error = letter["error"].as_str().unwrap();
+    assert!(
+        error.contains("prop `url`") && error.contains(outside) && error.contains("outside"),
+        "{letter}"
+    );
+    assert_eq!(server.requests().len(), 2);
+    balanced(&run);
+}

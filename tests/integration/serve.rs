@@ -828,3 +828,53 @@ fn the_cli_client_talks_to_the_server_like_kuiper() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "imported 0 streams, 0 tables and 1 rules");
 }
+
+#[test]
+fn a_config_file_gives_the_settings_and_the_command_line_wins() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "oort.yaml",
+        "listen: 127.0.0.1:1\ndata-dir: store\ngrace: 1s\nallow-path: [out]\n",
+    );
+    scratch.write("out/.keep", "");
+    // `--listen` on the command line wins over the file's; the rest comes from the file.
+    let server = Server::start(&scratch, &["--config", "oort.yaml"]);
+    let (status, _) = server.call("GET", "/ping", None);
+    assert_eq!(status, 200);
+    let (status, body) = server.call(
+        "POST",
+        "/streams",
+        Some(r#"{"sql": "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\")"}"#),
+    );
+    assert!(status < 300, "{status} {body}");
+    assert!(
+        scratch.path().join("store").join("oort.redb").is_file(),
+        "the data directory is the file's `data-dir`"
+    );
+    // The file's ceiling applies: a file outside `out` cannot be granted.
+    let (status, body) = server.call(
+        "POST",
+        "/rules",
+        Some(
+            r#"{"id": "r1", "sql": "SELECT * FROM s",
+                "actions": [{"file": {"path": "elsewhere/x.jsonl"}}]}"#,
+        ),
+    );
+    assert!(status >= 400, "{status} {body}");
+    assert!(body.contains("out"), "{body}");
+    server.stop();
+
+    scratch.write("bad.yaml", "listn: 127.0.0.1:9081\n");
+    let out = scratch
+        .oort(&["serve", "--config", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "bad.yaml: `listn` is not a setting of `oort serve` (did you mean `listen`?)"
+        ),
+        "{stderr}"
+    );
+}

@@ -248,21 +248,21 @@ fn a_template_in_a_prop_that_is_not_dynamic_is_refused() {
     scratch.write(
         "rule.json",
         r#"{"id":"bad","sql":"SELECT n FROM s",
-            "actions":[{"log":{}},{"file":{"path":"out/{{.device}}.csv"}}]}"#,
+            "actions":[{"log":{}},{"file":{"path":"out/x.csv","fileType":"{{.kind}}"}}]}"#,
     );
     let run = scratch.run_rule(&[]);
     assert_ne!(run.code, Some(0), "{}", run.stdout);
     assert!(
         run.stderr.contains(
-            "action `file_1`: prop `path`: holds a template (`{{...}}`), but this prop is not \
-             dynamic"
+            "action `file_1`: prop `fileType`: holds a template (`{{...}}`), but this prop is \
+             not dynamic"
         ),
         "{}",
         run.stderr
     );
     assert!(
-        !scratch.path().join("out/{{.device}}.csv").exists(),
-        "nothing is written to a file literally named after the template"
+        !scratch.path().join("out/x.csv").exists(),
+        "the rule does not start"
     );
 }
 

@@ -135,7 +135,7 @@ pub fn build(language: Language) -> Result<PathBuf, BuildError> {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let sources = [
-        root().join("wit").join("v0.1.0"),
+        root().join("wit"),
         language.sdk(),
         root().join("sinks").join(language.folder()),
     ];
@@ -250,7 +250,7 @@ fn build_python(out: &Path) -> Result<(), BuildError> {
     let componentize = tool("componentize-py", "pip install componentize-py==0.25.1")?;
     let mut cmd = Command::new(componentize);
     cmd.arg("-d")
-        .arg(root().join("wit").join("v0.1.0"))
+        .arg(root().join("wit"))
         .args(["-w", "sink-world", "componentize", "-p"])
         .arg(Language::Python.sdk())
         .arg("-p")
@@ -290,7 +290,7 @@ fn build_js(out: &Path) -> Result<(), BuildError> {
             .join("sink.js"),
     )
     .arg("-w")
-    .arg(root().join("wit").join("v0.1.0"))
+    .arg(root().join("wit"))
     .args(["-n", "sink-world"])
     // A sink reaches the outside world only through the host: none of these are linked.
     .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"])
@@ -333,7 +333,7 @@ fn build_c(work: &Path, out: &Path) -> Result<(), BuildError> {
     let generated = work.join("gen");
     let mut cmd = Command::new(wit_bindgen);
     cmd.arg("c")
-        .arg(root().join("wit").join("v0.1.0"))
+        .arg(root().join("wit"))
         .args(["--world", "sink-world", "--out-dir"])
         .arg(&generated);
     run(cmd)?;

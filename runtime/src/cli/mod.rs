@@ -278,7 +278,29 @@ fn raise_open_file_limit() {
 
 /// Parses the arguments, sets up logging and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // `oort serve --config FILE`: the file's options come first, the command line's win.
+    let command = Cli::command().mut_subcommand("serve", |serve| serve.args_override_self(true));
+    let known: Vec<String> = command
+        .find_subcommand("serve")
+        .map(|serve| {
+            serve
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let args = match serve::expand_config(std::env::args_os().collect(), &known) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     init_logging(&cli.log);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,12 @@ use crate::serve::ceiling::Ceiling;
 /// Options of `oort serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A YAML (or JSON) file of the same settings as these options, keyed by the option's name
+    /// (`listen: 127.0.0.1:9081`, `data-dir: data`, `allow-path: [out]`). Options given on the
+    /// command line win over the file; lists add up.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Where the REST API listens (eKuiper's port by default).
     #[arg(long, env = "OORT_LISTEN", default_value = "127.0.0.1:9081")]
     pub listen: SocketAddr,
@@ -104,6 +110,65 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// Expands `oort serve --config FILE`: the file's settings become options placed right after
+/// `serve`, before those of the command line, which therefore win (the command is parsed with
+/// later options overriding earlier ones). Other commands pass through unchanged. An unknown
+/// setting or a value that is not a scalar (or a list of them) is an error naming the file and
+/// the setting.
+pub fn expand_config(
+    args: Vec<std::ffi::OsString>,
+    known: &[String],
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let Some(serve) = args.iter().position(|a| a == "serve") else {
+        return Ok(args);
+    };
+    let mut file = None;
+    for (i, arg) in args.iter().enumerate().skip(serve + 1) {
+        let text = arg.to_string_lossy();
+        if text == "--config" {
+            file = args.get(i + 1).map(PathBuf::from);
+        } else if let Some(path) = text.strip_prefix("--config=") {
+            file = Some(PathBuf::from(path));
+        }
+    }
+    let Some(file) = file else { return Ok(args) };
+    let shown = file.display();
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("--config {shown}: {e}"))?;
+    let settings: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_saphyr::from_str(&text).map_err(|e| format!("--config {shown}: {e}"))?;
+    let mut options = Vec::new();
+    for (key, value) in settings {
+        if key == "config" || !known.contains(&key) {
+            let hint = crate::sink::props::did_you_mean(&key, known.iter().map(String::as_str))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "--config {shown}: `{key}` is not a setting of `oort serve`{hint}"
+            ));
+        }
+        let scalar = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let values = match &value {
+            serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
+            other => scalar(other).map(|v| vec![v]),
+        }
+        .ok_or_else(|| {
+            format!("--config {shown}: `{key}` must be a value or a list of values, got {value}")
+        })?;
+        for v in values {
+            options.push(std::ffi::OsString::from(format!("--{key}")));
+            options.push(std::ffi::OsString::from(v));
+        }
+    }
+    let mut out = args;
+    out.splice(serve + 1..serve + 1, options);
+    Ok(out)
 }
 
 /// Runs the command.

@@ -89,9 +89,9 @@ pub async fn run(args: SinkArgs) -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // oort sink new
 
-/// The WIT the Python, JavaScript and C scaffolds are built against: their SDKs target the
-/// frozen 0.1.0 package (which Oort still runs); the Rust SDK targets the current one.
-const WIT: &str = include_str!("../../../wit/v0.1.0/sink.wit");
+/// The WIT the Python, JavaScript and C scaffolds are built against: the current package, as
+/// every SDK targets it.
+const WIT: &str = include_str!("../../../wit/sink.wit");
 const README: &str = include_str!("../../templates/README.md");
 
 /// One file of a scaffold: its path in the project and its text (placeholders not yet filled).

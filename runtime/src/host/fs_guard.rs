@@ -20,11 +20,37 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use super::grants::{FileAccess, GrantedDir, Grants};
 use super::log::InstanceTag;
 
+/// The names one preopened folder lets a sink use.
+#[derive(Debug, Default, Clone)]
+pub struct Allowed {
+    /// Granted file names and their access.
+    pub names: Vec<(String, FileAccess)>,
+    /// With a folder grant: the access to any plain file name in the folder (no `/`, `.`, `..`).
+    pub any: Option<FileAccess>,
+}
+
+impl From<Vec<(String, FileAccess)>> for Allowed {
+    fn from(names: Vec<(String, FileAccess)>) -> Self {
+        Self { names, any: None }
+    }
+}
+
+impl Allowed {
+    /// The access granted to `name`, if any.
+    fn access(&self, name: &str) -> Option<FileAccess> {
+        if let Some((_, access)) = self.names.iter().find(|(n, _)| n == name) {
+            return Some(*access);
+        }
+        let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+        self.any.filter(|_| plain)
+    }
+}
+
 /// Which names each preopened folder lets a sink use.
 #[derive(Debug, Default)]
 pub struct FileGuard {
     /// Per preopen, in the order they were added to the WASI context: allowed file names.
-    dirs: Vec<Vec<(String, FileAccess)>>,
+    dirs: Vec<Allowed>,
     /// Descriptor handles the guest holds for preopened folders -> index into `dirs`.
     preopens: HashMap<u32, usize>,
     /// Descriptor handles of files opened for writing from a write grant: the only ones whose
@@ -38,9 +64,9 @@ pub struct FileGuard {
 
 impl FileGuard {
     /// A guard for preopens added in this order, each allowing these names.
-    pub fn new(dirs: Vec<Vec<(String, FileAccess)>>) -> Self {
+    pub fn new(dirs: impl IntoIterator<Item = impl Into<Allowed>>) -> Self {
         Self {
-            dirs,
+            dirs: dirs.into_iter().map(Into::into).collect(),
             preopens: HashMap::new(),
             writable: HashSet::new(),
             open_files: HashSet::new(),
@@ -59,14 +85,20 @@ impl FileGuard {
     /// the sink name just those files in them.
     pub fn preopen(wasi: &mut WasiCtxBuilder, grants: &Grants) -> Result<Self, String> {
         let mut allowed = Vec::new();
-        for GrantedDir { dir, access, names } in grants.by_dir() {
+        for GrantedDir {
+            dir,
+            access,
+            names,
+            any,
+        } in grants.by_dir()
+        {
             let perms = match access {
                 FileAccess::Read => FsPerms::ReadOnly,
                 FileAccess::Write => FsPerms::ReadWrite,
             };
             wasi.preopened_dir(&dir, dir.to_string_lossy(), perms)
                 .map_err(|e| format!("cannot open granted folder {}: {e:#}", dir.display()))?;
-            allowed.push(names);
+            allowed.push(Allowed { names, any });
         }
         Ok(Self::new(allowed))
     }
@@ -106,8 +138,8 @@ impl FileGuard {
             .preopens
             .get(&fd.rep())
             .and_then(|&dir| self.dirs.get(dir))
-            .and_then(|names| names.iter().find(|(n, _)| n == name))
-            .is_some_and(|(_, access)| !write || *access == FileAccess::Write);
+            .and_then(|allowed| allowed.access(name))
+            .is_some_and(|access| !write || access == FileAccess::Write);
         if allowed {
             Ok(())
         } else {
@@ -463,6 +495,21 @@ mod tests {
 
     fn fd(rep: u32) -> Resource<Descriptor> {
         Resource::new_borrow(rep)
+    }
+
+    #[test]
+    fn a_folder_grant_lets_plain_names_in_that_folder_only() {
+        let mut guard = FileGuard::new([Allowed {
+            names: Vec::new(),
+            any: Some(FileAccess::Write),
+        }]);
+        guard.preopens.insert(7, 0);
+        assert!(guard.check(&fd(7), "a.csv", true).is_ok());
+        assert!(guard.check(&fd(7), "./b.csv.seq", true).is_ok());
+        for path in ["../a.csv", "sub/a.csv", ".", "..", ""] {
+            assert!(guard.check(&fd(7), path, true).is_err(), "{path}");
+        }
+        assert!(guard.check(&fd(8), "a.csv", false).is_err());
     }
 
     #[test]

@@ -186,6 +186,13 @@ pub struct FileProp {
     /// with the same access.
     #[serde(default)]
     pub companion: Option<String>,
+    /// Props that make the grant cover the file's folder (any file in it, no subfolder) when
+    /// the rule sets them to anything but `none` or empty: a sink that names its files itself
+    /// within the folder (the `file` sink's `rollingNamePattern` adds a timestamp). A prop the
+    /// manifest lists in `dynamicProps` that holds a template always grants the folder of the
+    /// template's fixed prefix.
+    #[serde(default, rename = "folderWith")]
+    pub folder_with: Vec<String>,
 }
 
 /// What a sink may do with a granted file.
@@ -237,6 +244,17 @@ pub enum ManifestError {
         /// What is wrong.
         reason: String,
     },
+    /// A templated file prop whose folder part is not fixed.
+    #[error(
+        "prop `{prop}`: {value:?} holds a template in its folder part: only the file name may \
+         vary per message (the grant covers one folder, the one before the first `{{{{`)"
+    )]
+    DynamicFolder {
+        /// The prop's name.
+        prop: String,
+        /// Its value.
+        value: String,
+    },
     /// The folder of a granted file cannot be created or resolved.
     #[error("prop `{prop}`: cannot use {path}: {reason}")]
     Unusable {
@@ -267,13 +285,15 @@ impl Manifest {
     }
 }
 
-/// One granted file.
+/// One granted file, or every file of one folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileGrant {
-    /// Its absolute path on the host (the sink sees the same path).
+    /// Its absolute path on the host (the sink sees the same path); with `folder`, the folder's.
     pub path: PathBuf,
     /// What the sink may do with it.
     pub access: FileAccess,
+    /// Whether the grant is the folder at `path`: any file directly in it (no subfolder).
+    pub folder: bool,
 }
 
 /// Everything one action's instances are granted.
@@ -469,6 +489,52 @@ impl Grants {
                     });
                 }
             };
+            let folder_with = file.folder_with.iter().any(|p| {
+                props
+                    .get(p)
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("none"))
+            });
+            if manifest.dynamic_props.contains(&file.prop) && value.contains("{{") || folder_with {
+                let (dir, name) =
+                    templated_folder(&value).ok_or_else(|| ManifestError::DynamicFolder {
+                        prop: file.prop.clone(),
+                        value: value.clone(),
+                    })?;
+                let dir = absolute(base_dir, Path::new(if dir.is_empty() { "." } else { dir }));
+                let unusable = |reason: String| ManifestError::Unusable {
+                    prop: file.prop.clone(),
+                    path: dir.clone(),
+                    reason,
+                };
+                if prepare && file.access == FileAccess::Write {
+                    std::fs::create_dir_all(&dir).map_err(|e| unusable(e.to_string()))?;
+                }
+                let dir = match dir.canonicalize() {
+                    Ok(dir) => dir,
+                    Err(_) if !prepare => dir.clone(),
+                    Err(e) => return Err(unusable(e.to_string())),
+                };
+                let shown = dir.to_string_lossy().into_owned();
+                origins.push(Effective {
+                    kind: GrantKind::File,
+                    target: format!(
+                        "{shown}/* ({}, any file in the folder)",
+                        format!("{:?}", file.access).to_lowercase()
+                    ),
+                    origin: Origin::Prop(file.prop.clone()),
+                });
+                props.insert(
+                    file.prop.clone(),
+                    serde_json::Value::String(format!("{shown}/{name}")),
+                );
+                files.push(FileGrant {
+                    path: dir,
+                    access: file.access,
+                    folder: true,
+                });
+                continue;
+            }
             let path = absolute(base_dir, Path::new(&value));
             let unusable = |reason: String| ManifestError::Unusable {
                 prop: file.prop.clone(),
@@ -510,11 +576,13 @@ impl Grants {
                 files.push(FileGrant {
                     path: companion,
                     access: file.access,
+                    folder: false,
                 });
             }
             files.push(FileGrant {
                 path,
                 access: file.access,
+                folder: false,
             });
         }
         let mqtt = match &manifest.grants.mqtt {
@@ -613,6 +681,24 @@ impl Grants {
                 continue;
             }
             for value in net_values(net, props, "HTTP requests")? {
+                let value = if manifest.dynamic_props.contains(&net.prop)
+                    && let Some(fixed) = value.find("{{")
+                {
+                    // A templated URL: its fixed part grants its scheme and authority when
+                    // they are whole before the template; otherwise nothing (the rule's
+                    // `grants.http` names what its values may reach). The host checks each
+                    // message's value against the grants either way.
+                    let prefix = &value[..fixed];
+                    let whole = prefix
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']));
+                    if !whole {
+                        continue;
+                    }
+                    prefix.to_string()
+                } else {
+                    value
+                };
                 let grant =
                     HttpGrant::parse(&value).map_err(|reason| ManifestError::BadNetProp {
                         prop: net.prop.clone(),
@@ -652,22 +738,37 @@ impl Grants {
     /// The granted files grouped by folder: what gets preopened, and which names in it the sink
     /// may use. A folder with any writable file is opened read-write.
     pub fn by_dir(&self) -> Vec<GrantedDir> {
-        let mut dirs: BTreeMap<PathBuf, Vec<(String, FileAccess)>> = BTreeMap::new();
+        type Names = (Vec<(String, FileAccess)>, Option<FileAccess>);
+        let mut dirs: BTreeMap<PathBuf, Names> = BTreeMap::new();
         for grant in &self.files {
-            if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name()) {
+            if grant.folder {
+                let any = &mut dirs.entry(grant.path.clone()).or_default().1;
+                *any = Some(match (*any, grant.access) {
+                    (Some(FileAccess::Write), _) | (_, FileAccess::Write) => FileAccess::Write,
+                    _ => FileAccess::Read,
+                });
+            } else if let (Some(dir), Some(name)) = (grant.path.parent(), grant.path.file_name()) {
                 dirs.entry(dir.to_owned())
                     .or_default()
+                    .0
                     .push((name.to_string_lossy().into_owned(), grant.access));
             }
         }
         dirs.into_iter()
-            .map(|(dir, names)| {
-                let access = if names.iter().any(|(_, a)| *a == FileAccess::Write) {
+            .map(|(dir, (names, any))| {
+                let access = if any == Some(FileAccess::Write)
+                    || names.iter().any(|(_, a)| *a == FileAccess::Write)
+                {
                     FileAccess::Write
                 } else {
                     FileAccess::Read
                 };
-                GrantedDir { dir, access, names }
+                GrantedDir {
+                    dir,
+                    access,
+                    names,
+                    any,
+                }
             })
             .collect()
     }
@@ -722,6 +823,7 @@ impl Grants {
                         access: f.access,
                         optional: false,
                         companion: None,
+                        folder_with: Vec::new(),
                     })
                     .collect(),
                 mqtt: None,
@@ -813,6 +915,26 @@ pub struct GrantedDir {
     pub access: FileAccess,
     /// File names in the folder and what the sink may do with each.
     pub names: Vec<(String, FileAccess)>,
+    /// With a folder grant: what the sink may do with any file directly in the folder.
+    pub any: Option<FileAccess>,
+}
+
+/// The folder part and the file-name part of a path whose file name may hold a template
+/// (`out/{{.device}}.csv` -> `out`, `{{.device}}.csv`); `None` when the template reaches into
+/// the folder part (`out/{{.device}}/data.csv`), which no fixed folder could cover.
+pub fn templated_folder(value: &str) -> Option<(&str, &str)> {
+    let fixed = value.find("{{").unwrap_or(value.len());
+    let split = value[..fixed].rfind('/');
+    let (dir, name) = match split {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => ("", value),
+    };
+    let dir = if dir.is_empty() && split.is_some() {
+        "/"
+    } else {
+        dir
+    };
+    (!name.contains('/') && !name.is_empty() && name != "." && name != "..").then_some((dir, name))
 }
 
 pub use oort_value::path::absolute;
@@ -838,7 +960,8 @@ mod tests {
             grants.files,
             [FileGrant {
                 path: real.clone(),
-                access: FileAccess::Write
+                access: FileAccess::Write,
+                folder: false,
             }]
         );
         assert_eq!(props["path"], real.to_string_lossy().as_ref());
@@ -846,6 +969,57 @@ mod tests {
         assert_eq!(dirs.len(), 1);
         assert_eq!(dirs[0].names, [("r.txt".to_string(), FileAccess::Write)]);
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_templated_path_grants_the_folder_of_its_fixed_prefix() {
+        let manifest: Manifest = serde_json::from_str(
+            r#"{"grants":{"files":[{"prop":"path","access":"write","folderWith":["rolling"]}]},
+                "dynamicProps":["path"]}"#,
+        )
+        .unwrap();
+        let mut props = serde_json::json!({"path": "/data/out/dev-{{.device}}.csv"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        assert_eq!(
+            grants.files,
+            [FileGrant {
+                path: "/data/out".into(),
+                access: FileAccess::Write,
+                folder: true,
+            }]
+        );
+        assert_eq!(props["path"], "/data/out/dev-{{.device}}.csv");
+        let dirs = grants.by_dir();
+        assert_eq!(dirs[0].any, Some(FileAccess::Write));
+        assert!(dirs[0].names.is_empty());
+        let mut props = serde_json::json!({"path": "out/{{.device}}/data.csv"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let err = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds a template in its folder part"),
+            "{err}"
+        );
+        // A static path with a prop named in `folderWith` grants its folder too.
+        let mut props = serde_json::json!({"path": "/data/r.txt", "rolling": "suffix"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        assert!(grants.files[0].folder);
+        let mut props = serde_json::json!({"path": "/data/r.txt", "rolling": "none"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let grants = Grants::resolve(&manifest, &mut props, Path::new("/"), false).unwrap();
+        assert!(!grants.files[0].folder);
+        assert_eq!(templated_folder("{{.a}}.csv"), Some(("", "{{.a}}.csv")));
+        assert_eq!(templated_folder("/{{.a}}"), Some(("/", "{{.a}}")));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub use cache::{ArtifactCache, CacheOutcome};
 pub use grants::{
     Effective, ExplicitGrants, FileAccess, FileGrant, GrantKind, Grants, HttpGrant, Limits,
     Manifest, ManifestDefault, ManifestError, NetProp, Origin, SocketGrant, absolute,
+    templated_folder,
 };
 pub use instance::{CallFailure, WasmInstance};
 pub use log::InstanceTag;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batch::Batch;
-use super::connector::{DynamicProps, render_over};
+use super::connector::{DynamicProps, GrantChecks, render_over};
+use super::dead_letter::DeadReason;
 use super::delivery::Deliverer;
+use super::delivery::Delivery;
 use super::props::CommonProps;
 use super::sequence::Sequencer;
 use super::transform::{TransformError, Transformer};
@@ -74,6 +76,9 @@ pub(super) struct Batcher {
     sequencer: Arc<Sequencer>,
     /// The action's templated props, evaluated for each payload of a batch handed on.
     dynamic: DynamicProps,
+    /// What the values of the templated props that grants point at must stay within, and where
+    /// a message whose value is outside goes (the action's dead-letter output).
+    checks: (GrantChecks, Arc<Delivery>),
 }
 
 impl Batcher {
@@ -85,9 +90,9 @@ impl Batcher {
         metrics: Arc<ActionMetrics>,
         single: Option<Deliverer>,
         pool: Option<mpsc::Sender<Batch>>,
-        stamps: (Arc<Sequencer>, DynamicProps),
+        stamps: (Arc<Sequencer>, DynamicProps, (GrantChecks, Arc<Delivery>)),
     ) -> Self {
-        let (sequencer, dynamic) = stamps;
+        let (sequencer, dynamic, checks) = stamps;
         Self {
             name,
             transformer: Transformer::new(common.clone(), send_nil),
@@ -102,7 +107,59 @@ impl Batcher {
             pool,
             sequencer,
             dynamic,
+            checks,
         }
+    }
+
+    /// Takes out of `batch` each message whose value of a checked prop is outside its grant
+    /// and dead-letters it on its own (counted failed without a dead-letter output), with the
+    /// reason naming the prop and the value.
+    async fn refuse_outside_grants(
+        batch: &mut Batch,
+        (checks, delivery): &(GrantChecks, Arc<Delivery>),
+    ) {
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        for (prop, check) in checks {
+            let Some(values) = batch.dynamic_values(prop) else {
+                continue;
+            };
+            for (index, value) in values.iter().enumerate() {
+                if let Err(reason) = check.check(prop, value)
+                    && !refused.iter().any(|(i, _)| *i == index)
+                {
+                    refused.push((index, reason));
+                }
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        refused.sort_by_key(|(i, _)| *i);
+        let mut kept = Batch::new();
+        let mut dynamic = batch.take_dynamic();
+        for (index, (payload, ts)) in batch.iter().enumerate() {
+            match refused.iter().find(|(i, _)| *i == index) {
+                None => kept.push(payload, ts),
+                Some((_, reason)) => {
+                    let mut one = Batch::new();
+                    one.push(payload, ts);
+                    one.set_header(batch.header().map(str::to_string));
+                    delivery
+                        .dead_letter(DeadReason::Rejected, &format!("rejected: {reason}"), &one)
+                        .await;
+                }
+            }
+        }
+        for prop in &mut dynamic {
+            let mut index = 0;
+            prop.values.retain(|_| {
+                index += 1;
+                !refused.iter().any(|(i, _)| *i == index - 1)
+            });
+        }
+        kept.set_header(batch.take_header());
+        kept.set_dynamic(dynamic);
+        *batch = kept;
     }
 
     /// When the batch being filled must go (its linger ends), if it is waiting for more.
@@ -147,7 +204,7 @@ impl Batcher {
                         &mut self.single,
                         self.pool.as_ref(),
                         &self.sequencer,
-                        &self.dynamic,
+                        (&self.dynamic, &self.checks),
                         &metrics,
                     )
                     .await;
@@ -181,7 +238,7 @@ impl Batcher {
             &mut self.single,
             self.pool.as_ref(),
             &self.sequencer,
-            &self.dynamic,
+            (&self.dynamic, &self.checks),
             &self.metrics,
         )
         .await;
@@ -195,17 +252,24 @@ impl Batcher {
         single: &mut Option<Deliverer>,
         pool: Option<&mpsc::Sender<Batch>>,
         sequencer: &Sequencer,
-        dynamic: &[(String, Arc<Template>)],
+        (dynamic, checks): (&DynamicProps, &(GrantChecks, Arc<Delivery>)),
         metrics: &ActionMetrics,
     ) {
         batch.set_header(transformer.header());
         if batch.is_empty() {
             return;
         }
-        batch.set_sequence(sequencer.issue());
         if !dynamic.is_empty() {
             batch.set_dynamic(evaluate(dynamic, batch, metrics));
+            if !checks.0.is_empty() {
+                Self::refuse_outside_grants(batch, checks).await;
+                if batch.is_empty() {
+                    batch.clear();
+                    return;
+                }
+            }
         }
+        batch.set_sequence(sequencer.issue());
         if let Some(single) = single {
             single.deliver(batch).await;
             batch.clear();

@@ -181,43 +181,110 @@ pub struct WasmSpec {
     pub reloader: Option<Arc<Reloader>>,
     /// The props that hold a template (dynamic props), evaluated for each message.
     pub dynamic: DynamicProps,
+    /// What the values of templated props that grants point at must stay within.
+    pub checks: GrantChecks,
 }
 
 /// An action's templated props: each prop's name and its parsed template.
 pub type DynamicProps = Vec<(String, Arc<Template>)>;
 
 /// A template in a prop of a wasm sink: parsed when the prop is one the sink's manifest lists in
-/// `dynamicProps`, refused otherwise. Returns the templated props, in name order.
+/// `dynamicProps`, refused otherwise. An object prop the manifest lists (the rest sink's
+/// `headers`) may hold templates in its string members: each is its own templated prop, named
+/// `<prop>.<member>` (`headers.X-Device`). Returns the templated props, in name order.
 pub fn dynamic_props(
     props: &Map<String, Json>,
     dynamic: &[String],
 ) -> Result<DynamicProps, (String, String)> {
     let mut out = Vec::new();
     for (name, value) in props {
-        let templated = match value {
-            Json::String(text) => text.contains("{{").then_some(text.as_str()),
-            other => other.to_string().contains("{{").then_some(""),
+        let is_dynamic = dynamic.iter().any(|d| d == name);
+        let templated: Vec<(String, &str)> = match value {
+            Json::String(text) if text.contains("{{") => vec![(name.clone(), text.as_str())],
+            Json::Object(members) if is_dynamic => members
+                .iter()
+                .filter_map(|(key, v)| {
+                    let text = v.as_str().unwrap_or_default();
+                    (v.to_string().contains("{{")).then(|| (format!("{name}.{key}"), text))
+                })
+                .collect(),
+            other if other.to_string().contains("{{") => vec![(name.clone(), "")],
+            _ => continue,
         };
-        let Some(text) = templated else { continue };
-        if !dynamic.iter().any(|d| d == name) || text.is_empty() {
-            let allowed = if dynamic.is_empty() {
-                "this sink has no dynamic props".to_string()
-            } else {
-                format!("its dynamic props are: {}", dynamic.join(", "))
-            };
-            return Err((
-                name.clone(),
-                format!(
-                    "holds a template (`{{{{...}}}}`), but this prop is not dynamic: it is passed \
-                     to the sink as written ({allowed})"
-                ),
-            ));
+        for (prop, text) in templated {
+            if !is_dynamic || text.is_empty() {
+                let allowed = if dynamic.is_empty() {
+                    "this sink has no dynamic props".to_string()
+                } else {
+                    format!("its dynamic props are: {}", dynamic.join(", "))
+                };
+                return Err((
+                    prop,
+                    format!(
+                        "holds a template (`{{{{...}}}}`), but this prop is not dynamic: it is \
+                         passed to the sink as written ({allowed})"
+                    ),
+                ));
+            }
+            let template = Template::parse(text).map_err(|e| (prop.clone(), e.to_string()))?;
+            out.push((prop, Arc::new(template)));
         }
-        let template = Template::parse(text).map_err(|e| (name.clone(), e.to_string()))?;
-        out.push((name.clone(), Arc::new(template)));
     }
     Ok(out)
 }
+
+/// What the value of a templated prop that a grant points at must stay within, checked by the
+/// host for each message before the sink sees it: a message whose value is outside is
+/// dead-lettered on its own, with the reason, and the rest of its batch goes on.
+#[derive(Debug, Clone)]
+pub enum GrantCheck {
+    /// A URL (`grants.http`): its scheme and authority must be granted.
+    Http(Vec<crate::host::HttpGrant>),
+    /// A file path (`grants.files` with a templated path): a file directly in this folder.
+    Folder(String),
+}
+
+impl GrantCheck {
+    /// `Err` with the reason when `value` of prop `prop` is outside.
+    pub fn check(&self, prop: &str, value: &str) -> Result<(), String> {
+        match self {
+            Self::Http(grants) => {
+                let granted = crate::host::HttpGrant::parse(value)
+                    .is_ok_and(|u| grants.iter().any(|g| g.allows(&u.scheme, &u.authority)));
+                if granted {
+                    return Ok(());
+                }
+                let list = grants
+                    .iter()
+                    .map(|g| format!("{}://{}", g.scheme, g.authority))
+                    .collect::<Vec<_>>();
+                Err(format!(
+                    "prop `{prop}` evaluates to {value:?}, outside the action's grant ({})",
+                    if list.is_empty() {
+                        "no URL is granted: add them to the action's `grants.http`".to_string()
+                    } else {
+                        format!("granted: {}", list.join(", "))
+                    }
+                ))
+            }
+            Self::Folder(dir) => {
+                let name = value
+                    .strip_prefix(dir.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'));
+                match name {
+                    Some(n) if !n.is_empty() && !n.contains('/') && n != "." && n != ".." => Ok(()),
+                    _ => Err(format!(
+                        "prop `{prop}` evaluates to {value:?}, which is not a file directly in \
+                         {dir} (the folder its grant covers)"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The grant checks of an action's templated props, by prop name.
+pub type GrantChecks = Vec<(String, GrantCheck)>;
 
 /// One sink instance of an action.
 #[derive(Debug)]

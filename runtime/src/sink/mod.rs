@@ -368,7 +368,8 @@ pub async fn prepare(
                     });
                 }
             };
-            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+            // Refused before the grants are resolved: a template in a prop that is not dynamic.
+            connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
                 |(prop, message)| ActionError::Props {
                     action: name.clone(),
                     source: PropError { prop, message },
@@ -399,6 +400,13 @@ pub async fn prepare(
                         }
                     },
                 )?;
+            // Evaluated on the props as the sink sees them (a templated path made absolute).
+            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+                |(prop, message)| ActionError::Props {
+                    action: name.clone(),
+                    source: PropError { prop, message },
+                },
+            )?;
             if let Some(explicit) = &common.grants {
                 grants
                     .add_explicit(explicit, &rule.base_dir, prepare_fs)
@@ -408,6 +416,7 @@ pub async fn prepare(
                         hint: String::new(),
                     })?;
             }
+            let checks = grant_checks(&plugin.manifest, &own, &dynamic, &grants);
             if prepare_fs {
                 for line in grants.report() {
                     tracing::info!(rule = %rule.id, action = %name, "{line}");
@@ -437,10 +446,38 @@ pub async fn prepare(
                 base_dir: rule.base_dir.clone(),
                 reloader: env.reloader.clone(),
                 dynamic,
+                checks,
             })
         }
     };
     finish(rule, def, env, name, common, spec, prepare_fs).await
+}
+
+/// The checks of the templated props that the manifest's grants point at: URLs against the
+/// action's HTTP grants, file paths against the folder their grant covers.
+fn grant_checks(
+    manifest: &crate::host::Manifest,
+    props: &serde_json::Map<String, serde_json::Value>,
+    dynamic: &connector::DynamicProps,
+    grants: &Grants,
+) -> connector::GrantChecks {
+    let mut checks = Vec::new();
+    for (prop, _) in dynamic {
+        if manifest.grants.http.iter().any(|h| &h.prop == prop) {
+            checks.push((
+                prop.clone(),
+                connector::GrantCheck::Http(grants.http.clone()),
+            ));
+        } else if manifest.grants.files.iter().any(|f| &f.prop == prop)
+            && let Some((dir, _)) = props
+                .get(prop)
+                .and_then(serde_json::Value::as_str)
+                .and_then(crate::host::templated_folder)
+        {
+            checks.push((prop.clone(), connector::GrantCheck::Folder(dir.to_string())));
+        }
+    }
+    checks
 }
 
 /// The rest of [`prepare`]: the cache file and the dead-letter output.

@@ -75,6 +75,13 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 ConnectorSpec::Wasm(spec) => spec.dynamic.clone(),
                 _ => Vec::new(),
             },
+            (
+                match &action.spec {
+                    ConnectorSpec::Wasm(spec) => spec.checks.clone(),
+                    _ => Vec::new(),
+                },
+                Arc::clone(&shared),
+            ),
         ),
     );
     loop {

@@ -1,21 +1,42 @@
-//! The `file` sink: eKuiper's file action (`path`, `fileType`, `hasHeader`) as a wasm component.
+//! The `file` sink: eKuiper's file action (`path`, `fileType`, `hasHeader`, the rolling props
+//! and `compressAlgorithm`) as a wasm component.
 //!
-//! It may touch exactly one file, the one its `path` prop names, and its sequence marker beside
-//! it (`<path>.seq`): its manifest declares `path` as a writable file with that companion, and
-//! the host grants those two files and nothing else.
+//! It may touch only what its grant covers: with a fixed `path`, that file and its sequence
+//! marker beside it (`<path>.seq`); with a templated `path` (`"out/{{.device}}.csv"`, a
+//! dynamic prop the host evaluates per message) or a rolling name pattern, every file directly
+//! in the folder of the path's fixed prefix. It keeps one file open per distinct path (at most
+//! [`MAX_OPEN_PATHS`], closing the least recently used one past that; a path seen again is
+//! appended to).
 //!
-//! Exactly once: after each batch is written and flushed, the marker holds the batch's
-//! sequence number; a batch whose number is not above the marker was written already (its
-//! acknowledgement was lost to a crash or a trap) and is skipped. When the host says the
-//! numbering continues (`open` with a delivered sequence), a new run appends to the file rather
-//! than starting it afresh; when it starts afresh, so do the file and the marker. A crash
-//! between writing a batch and its marker can still repeat that one batch.
+//! Exactly once: after the messages of a batch are written and flushed, the marker of each path
+//! they went to holds the batch's sequence number; a message whose batch number is not above its
+//! path's marker was written already (its acknowledgement was lost to a crash or a trap) and is
+//! skipped. When the host says the numbering continues (`open` with a delivered sequence), a new
+//! run appends to the files rather than starting them afresh; when it starts afresh, so do the
+//! files and the markers. A crash between writing a batch and its markers can still repeat that
+//! one batch.
+//!
+//! Rolling (eKuiper's props): a file is closed after `rollingCount` messages or once it has
+//! been open `rollingInterval` milliseconds (checked when a message comes); with
+//! `rollingNamePattern` `prefix` or `suffix` the next one gets a new name holding the time in
+//! milliseconds (`1700000000000-a.csv`, `a-1700000000000.csv`), otherwise the next message
+//! appends to the same file (nothing written is ever truncated away by a roll).
+//! `compressAlgorithm` `gzip` writes each file as gzip: each batch is flushed, and a file closed
+//! and reopened gets a new gzip member (concatenated members read back as one stream).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use oort_sdk::serde::Deserialize;
 use oort_sdk::{Batch, Context, Sink, SinkError, export_sink};
+
+/// Files one instance keeps open at once (each with its marker: twice as many descriptors,
+/// within the host's default `maxOpenFiles`); past it the least recently used one is closed.
+pub const MAX_OPEN_PATHS: usize = 16;
 
 /// The action's props.
 #[derive(Debug, Deserialize)]
@@ -25,7 +46,9 @@ use oort_sdk::{Batch, Context, Sink, SinkError, export_sink};
     deny_unknown_fields
 )]
 pub struct Config {
-    /// The file to write. Relative paths are resolved by the host against the rule file's folder.
+    /// The file to write: a path, or a data template evaluated per message
+    /// (`"out/{{.device}}.csv"`) whose folder part is fixed. Relative paths are resolved by the
+    /// host against the rule file's folder.
     pub path: String,
     /// `lines` (one message per line, the default), `json` (one JSON array), or `csv`.
     #[serde(default)]
@@ -33,10 +56,22 @@ pub struct Config {
     /// For `csv`: write a header line naming the columns first.
     #[serde(default)]
     pub has_header: bool,
-    /// Accepted for eKuiper compatibility: every batch is flushed when `collect` returns, so
-    /// there is nothing left to check on an interval.
+    /// Accepted for eKuiper compatibility: every batch is flushed when `collect` returns, and
+    /// the rolling interval is checked when a message comes.
     #[serde(default)]
     pub check_interval: Option<u64>,
+    /// Close a file once it has been open this many milliseconds (0: never).
+    #[serde(default)]
+    pub rolling_interval: u64,
+    /// Close a file once it holds this many messages (0: never).
+    #[serde(default)]
+    pub rolling_count: u64,
+    /// Where the time goes in the name of each new file: `prefix`, `suffix` or `none`.
+    #[serde(default)]
+    pub rolling_name_pattern: Option<NamePattern>,
+    /// `gzip` to compress the files (empty or absent: none).
+    #[serde(default)]
+    pub compress_algorithm: Option<String>,
 }
 
 /// How messages are laid out in the file.
@@ -52,26 +87,94 @@ pub enum FileType {
     Csv,
 }
 
-/// The sink's state.
-pub struct FileSink {
-    config: Config,
-    /// Whether this instance starts the file afresh: the action's first instance, in a run
-    /// whose numbering starts afresh too.
-    afresh: bool,
-    out: Option<BufWriter<File>>,
-    /// Whether the file is ready for this instance's writes. A replacement instance (after a
-    /// trap, or a new build swapped in) is opened while the previous one may still be writing;
-    /// it takes the file over at its first batch, when the previous one has closed.
-    ready: bool,
-    /// Whether a message was written since the file was (re)started: separators go between.
-    written: bool,
-    /// The sequence marker beside the file, and the last sequence it records as written.
-    marker: Option<File>,
-    last_written: u64,
+/// eKuiper's `rollingNamePattern`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(crate = "oort_sdk::serde", rename_all = "lowercase")]
+pub enum NamePattern {
+    /// `<ms>-<name>`.
+    Prefix,
+    /// `<stem>-<ms><.ext>`.
+    Suffix,
+    /// The name as the path gives it (also written as an empty string).
+    #[serde(alias = "")]
+    None,
 }
 
 /// The suffix of the sequence marker's name (the manifest grants `<path>` + this).
 pub const MARKER_SUFFIX: &str = ".seq";
+
+/// Where an open file's bytes go.
+enum Out {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl Out {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(w) => w.write_all(bytes),
+            Self::Gzip(w) => w.write_all(bytes),
+        }
+    }
+
+    /// Pushes everything written so far to the file (for gzip, a sync flush: what is in the
+    /// file decompresses up to here).
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Gzip(w) => w.flush(),
+        }
+    }
+
+    /// Ends the file (the gzip trailer) and flushes it.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(mut w) => w.flush(),
+            Self::Gzip(w) => w.finish()?.flush(),
+        }
+    }
+}
+
+/// One file being written.
+struct OpenFile {
+    /// Its path (with the rolling timestamp, if any).
+    name: String,
+    out: Out,
+    /// Whether it holds a message: separators go between messages of a JSON array.
+    written: bool,
+    /// Messages written since it was opened.
+    count: u64,
+    opened: Instant,
+}
+
+/// What the sink keeps per distinct path (the path as configured or evaluated, before any
+/// rolling timestamp).
+struct Target {
+    file: Option<OpenFile>,
+    marker: File,
+    /// When it was last used, for closing the least recently used.
+    used: u64,
+}
+
+/// The sink's state.
+pub struct FileSink {
+    config: Config,
+    /// Whether this instance starts files afresh: the action's first instance, in a run whose
+    /// numbering starts afresh too.
+    afresh: bool,
+    /// Whether the numbering starts afresh (markers of earlier runs are stale).
+    fresh_numbering: bool,
+    /// For a templated path, the folder its values must stay in (with a trailing `/`).
+    folder: Option<String>,
+    targets: HashMap<String, Target>,
+    /// The last sequence written, per path seen by this instance.
+    last_written: HashMap<String, u64>,
+    /// Files this instance started (truncated), so it does so once each.
+    started: HashSet<String>,
+    tick: u64,
+    /// The last rolling timestamp handed out: names stay distinct within a millisecond.
+    last_stamp: u128,
+}
 
 impl Sink for FileSink {
     type Config = Config;
@@ -99,143 +202,329 @@ impl Sink for FileSink {
                 )));
             }
         }
+        match config.compress_algorithm.as_deref() {
+            None | Some("") => {}
+            Some("gzip") if config.file_type == FileType::Json => {
+                return Err(SinkError::invalid_config(
+                    "`compressAlgorithm` gzip needs `fileType` lines or csv: a compressed JSON \
+                     array cannot be reopened to append to it",
+                ));
+            }
+            Some("gzip") => {}
+            Some(other) => {
+                return Err(SinkError::invalid_config(format!(
+                    "`compressAlgorithm` {other:?} is not supported (expected gzip; zstd is not \
+                     available in this build)"
+                )));
+            }
+        }
+        let folder = config.path.find("{{").map(|fixed| {
+            let end = config.path[..fixed].rfind('/').map_or(0, |i| i + 1);
+            config.path[..end].to_string()
+        });
         Ok(Self {
             config,
             afresh: ctx.generation == 0,
-            out: None,
-            ready: false,
-            written: false,
-            marker: None,
-            last_written: 0,
+            fresh_numbering: true,
+            folder,
+            targets: HashMap::new(),
+            last_written: HashMap::new(),
+            started: HashSet::new(),
+            tick: 0,
+            last_stamp: 0,
         })
     }
 
     fn open_after(&mut self, delivered: Option<u64>) -> Result<(), SinkError> {
-        let path = format!("{}{MARKER_SUFFIX}", self.config.path);
-        let open_err = |e: std::io::Error| SinkError::transient(format!("cannot open {path}: {e}"));
-        let mut marker = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(open_err)?;
-        let mut text = String::new();
-        marker.read_to_string(&mut text).map_err(open_err)?;
-        self.last_written = match delivered {
-            // A fresh numbering: what the marker says belongs to an earlier one.
-            None => 0,
-            Some(_) => text.trim().parse().unwrap_or(0),
-        };
-        self.marker = Some(marker);
-        // When the numbering continues an earlier run's, so does the file.
-        self.afresh &= delivered.is_none();
-        self.open()?;
-        if self.afresh {
-            self.save_marker(0)?;
+        self.fresh_numbering = delivered.is_none();
+        // When the numbering continues an earlier run's, so do the files.
+        self.afresh &= self.fresh_numbering;
+        if self.afresh && self.folder.is_none() && !self.timestamped() {
+            // A fixed file is started at once, as eKuiper's file sink does, even if no message
+            // comes. A replacement instance touches nothing before its first batch, when the
+            // previous instance has closed.
+            let path = self.config.path.clone();
+            self.target(&path)?;
+            self.file(&path)?;
+            self.save_marker(&path, 0)?;
         }
-        Ok(())
-    }
-
-    fn open(&mut self) -> Result<(), SinkError> {
-        let path = &self.config.path;
-        let open_err = |e: std::io::Error| SinkError::transient(format!("cannot open {path}: {e}"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(open_err)?;
-        if self.afresh {
-            // A new run of the rule starts the file afresh, as eKuiper's file sink does.
-            file.set_len(0).map_err(open_err)?;
-            if self.config.file_type == FileType::Json {
-                file.write_all(b"[")?;
-            }
-            self.ready = true;
-        }
-        self.out = Some(BufWriter::with_capacity(64 * 1024, file));
         Ok(())
     }
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let sequence = batch.sequence();
-        if sequence != 0 && sequence <= self.last_written {
-            // Written before a crash or a trap lost its acknowledgement.
-            return Ok(());
-        }
-        let out = self
-            .out
-            .as_mut()
-            .ok_or_else(|| SinkError::transient("the file is not open"))?;
-        if !self.ready {
-            // A replacement continues where the previous instance stopped.
-            let file = out.get_mut();
-            self.written = resume(file, self.config.file_type).map_err(|e| {
-                SinkError::transient(format!("cannot resume {}: {e}", self.config.path))
-            })?;
-            file.seek(SeekFrom::End(0))?;
-            self.ready = true;
-        }
-        for message in batch {
-            if !self.written {
-                if self.config.file_type == FileType::Csv
-                    && self.config.has_header
-                    && let Some(header) = batch.header()
-                {
-                    out.write_all(header.as_bytes())?;
-                    out.write_all(b"\n")?;
-                }
-            } else {
-                out.write_all(match self.config.file_type {
-                    FileType::Json => b",",
-                    FileType::Lines | FileType::Csv => b"\n",
-                })?;
+        let paths = self.paths(batch)?;
+        let mut touched: Vec<String> = Vec::new();
+        for (index, message) in batch.iter().enumerate() {
+            let path = paths.get(index).unwrap_or(&self.config.path).clone();
+            if sequence != 0 && sequence <= self.marker(&path)? {
+                // Written before a crash or a trap lost its acknowledgement.
+                continue;
             }
-            out.write_all(message.payload)?;
-            self.written = true;
+            if !touched.contains(&path) {
+                touched.push(path.clone());
+            }
+            self.roll_if_due(&path)?;
+            let file_type = self.config.file_type;
+            let has_header = self.config.has_header;
+            let rolling_count = self.config.rolling_count;
+            let file = self.file(&path)?;
+            match file_type {
+                FileType::Json if file.written => file.out.write_all(b",")?,
+                FileType::Csv if !file.written && has_header => {
+                    if let Some(header) = batch.header() {
+                        file.out.write_all(header.as_bytes())?;
+                        file.out.write_all(b"\n")?;
+                    }
+                }
+                _ => {}
+            }
+            file.out.write_all(message.payload)?;
+            if file_type != FileType::Json {
+                file.out.write_all(b"\n")?;
+            }
+            file.written = true;
+            file.count += 1;
+            if rolling_count > 0 && file.count >= rolling_count {
+                self.close_file(&path)?;
+            }
         }
-        out.flush()?;
-        if sequence != 0 {
-            self.save_marker(sequence)?;
+        for path in touched {
+            if let Some(file) = self.targets.get_mut(&path).and_then(|t| t.file.as_mut()) {
+                file.out.flush()?;
+            }
+            if sequence != 0 {
+                self.save_marker(&path, sequence)?;
+            }
         }
         Ok(())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
-        if !self.ready {
-            // Never took the file over: it belongs to another instance.
-            return Ok(());
+        let paths: Vec<String> = self.targets.keys().cloned().collect();
+        for path in paths {
+            self.close_file(&path)?;
         }
-        if let Some(mut out) = self.out.take() {
-            match self.config.file_type {
-                FileType::Json => out.write_all(b"]")?,
-                FileType::Lines | FileType::Csv if self.written => out.write_all(b"\n")?,
-                FileType::Lines | FileType::Csv => {}
-            }
-            out.flush()?;
-        }
+        self.targets.clear();
         Ok(())
     }
 }
 
 impl FileSink {
-    /// Records `sequence` as the last batch written.
-    fn save_marker(&mut self, sequence: u64) -> Result<(), SinkError> {
-        if let Some(marker) = self.marker.as_mut() {
-            marker.seek(SeekFrom::Start(0))?;
-            marker.set_len(0)?;
-            marker.write_all(sequence.to_string().as_bytes())?;
-            marker.flush()?;
+    /// Whether new files get a timestamp in their name.
+    fn timestamped(&self) -> bool {
+        matches!(
+            self.config.rolling_name_pattern,
+            Some(NamePattern::Prefix | NamePattern::Suffix)
+        )
+    }
+
+    /// The path of each message of `batch` (empty for a fixed path). Refuses the whole batch,
+    /// before anything is written, when a value is empty or leaves the granted folder.
+    fn paths(&self, batch: &Batch) -> Result<Vec<String>, SinkError> {
+        let Some(folder) = &self.folder else {
+            return Ok(Vec::new());
+        };
+        let values = batch.dynamic("path").ok_or_else(|| {
+            SinkError::rejected(format!(
+                "`path` is a template ({}) but the host gave no value for it",
+                self.config.path
+            ))
+        })?;
+        for (index, value) in values.iter().enumerate() {
+            let name = value.strip_prefix(folder.as_str());
+            let plain = name.is_some_and(|n| {
+                !n.is_empty() && !n.contains('/') && n != "." && n != ".." && !n.ends_with(".seq")
+            });
+            if !plain {
+                return Err(SinkError::rejected(format!(
+                    "message {index}: `path` {} evaluates to {value:?}, which is not a file \
+                     directly in {folder} (the folder the grant covers)",
+                    self.config.path
+                )));
+            }
         }
-        self.last_written = sequence;
+        Ok(values.to_vec())
+    }
+
+    /// The marker of `path`: the last sequence written to it.
+    fn marker(&mut self, path: &str) -> Result<u64, SinkError> {
+        if let Some(&n) = self.last_written.get(path) {
+            return Ok(n);
+        }
+        let target = self.target(path)?;
+        let mut text = String::new();
+        target.marker.seek(SeekFrom::Start(0))?;
+        target.marker.read_to_string(&mut text)?;
+        // A fresh numbering: what a marker says belongs to an earlier one.
+        let n = if self.fresh_numbering {
+            0
+        } else {
+            text.trim().parse().unwrap_or(0)
+        };
+        self.last_written.insert(path.to_string(), n);
+        Ok(n)
+    }
+
+    /// The target of `path`, its marker opened, closing the least recently used one if too many
+    /// are open.
+    fn target(&mut self, path: &str) -> Result<&mut Target, SinkError> {
+        self.tick += 1;
+        if !self.targets.contains_key(path) {
+            if self.targets.len() >= MAX_OPEN_PATHS
+                && let Some(oldest) = self
+                    .targets
+                    .iter()
+                    .min_by_key(|(_, t)| t.used)
+                    .map(|(p, _)| p.clone())
+            {
+                self.close_file(&oldest)?;
+                self.targets.remove(&oldest);
+            }
+            let marker_path = format!("{path}{MARKER_SUFFIX}");
+            let marker = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&marker_path)
+                .map_err(|e| SinkError::transient(format!("cannot open {marker_path}: {e}")))?;
+            self.targets.insert(
+                path.to_string(),
+                Target {
+                    file: None,
+                    marker,
+                    used: 0,
+                },
+            );
+        }
+        let target = self.targets.get_mut(path).expect("inserted above");
+        target.used = self.tick;
+        Ok(target)
+    }
+
+    /// The open file of `path`, opening (or starting) it if needed.
+    fn file(&mut self, path: &str) -> Result<&mut OpenFile, SinkError> {
+        let has_file = self.target(path)?.file.is_some();
+        if !has_file {
+            let name = self.file_name(path);
+            let file = self.open_file(name)?;
+            self.target(path)?.file = Some(file);
+        }
+        Ok(self.target(path)?.file.as_mut().expect("opened above"))
+    }
+
+    /// The name of the next file for `path`, with the rolling timestamp if there is one.
+    fn file_name(&mut self, path: &str) -> String {
+        if !self.timestamped() {
+            return path.to_string();
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        self.last_stamp = now.max(self.last_stamp + 1);
+        let stamp = self.last_stamp;
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = if path.contains('/') {
+            format!("{dir}/")
+        } else {
+            String::new()
+        };
+        match self.config.rolling_name_pattern {
+            Some(NamePattern::Prefix) => format!("{dir}{stamp}-{name}"),
+            _ => match name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
+                Some((stem, ext)) => format!("{dir}{stem}-{stamp}.{ext}"),
+                None => format!("{dir}{name}-{stamp}"),
+            },
+        }
+    }
+
+    /// Opens file `name`: started afresh (truncated) the first time this instance meets it when
+    /// the run starts afresh, appended to otherwise.
+    fn open_file(&mut self, name: String) -> Result<OpenFile, SinkError> {
+        let open_err = |e: std::io::Error| SinkError::transient(format!("cannot open {name}: {e}"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&name)
+            .map_err(open_err)?;
+        let gzip = self.config.compress_algorithm.as_deref() == Some("gzip");
+        let file_type = self.config.file_type;
+        let written = if self.afresh && self.started.insert(name.clone()) {
+            // A new run of the rule starts the file afresh, as eKuiper's file sink does.
+            file.set_len(0).map_err(open_err)?;
+            false
+        } else if gzip {
+            file.seek(SeekFrom::End(0)).map_err(open_err)?;
+            file.metadata().map_err(open_err)?.len() > 0
+        } else {
+            // Written by an earlier instance or run, or closed by a roll: continue it.
+            let written = resume(&mut file, file_type).map_err(open_err)?;
+            file.seek(SeekFrom::End(0)).map_err(open_err)?;
+            written
+        };
+        let buffer = BufWriter::with_capacity(64 * 1024, file);
+        let mut out = if gzip {
+            Out::Gzip(GzEncoder::new(buffer, Compression::default()))
+        } else {
+            Out::Plain(buffer)
+        };
+        if file_type == FileType::Json && !written {
+            out.write_all(b"[")?;
+        }
+        Ok(OpenFile {
+            name,
+            out,
+            written,
+            count: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Closes the file of `path` if it has been open `rollingInterval` or longer.
+    fn roll_if_due(&mut self, path: &str) -> Result<(), SinkError> {
+        let interval = self.config.rolling_interval;
+        let due = interval > 0
+            && self
+                .targets
+                .get(path)
+                .and_then(|t| t.file.as_ref())
+                .is_some_and(|f| f.opened.elapsed().as_millis() >= u128::from(interval));
+        if due {
+            self.close_file(path)?;
+        }
+        Ok(())
+    }
+
+    /// Ends and closes the file of `path`, if one is open (its target stays).
+    fn close_file(&mut self, path: &str) -> Result<(), SinkError> {
+        let file_type = self.config.file_type;
+        if let Some(mut file) = self.targets.get_mut(path).and_then(|t| t.file.take()) {
+            if file_type == FileType::Json {
+                file.out.write_all(b"]")?;
+            }
+            file.out
+                .finish()
+                .map_err(|e| SinkError::transient(format!("cannot close {}: {e}", file.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Records `sequence` as the last batch written to `path`.
+    fn save_marker(&mut self, path: &str, sequence: u64) -> Result<(), SinkError> {
+        let marker = &mut self.target(path)?.marker;
+        marker.seek(SeekFrom::Start(0))?;
+        marker.set_len(0)?;
+        marker.write_all(sequence.to_string().as_bytes())?;
+        marker.flush()?;
+        self.last_written.insert(path.to_string(), sequence);
         Ok(())
     }
 }
 
-/// Prepares a file written by an earlier instance for appending; returns whether it already
-/// holds a message.
+/// Prepares a file written earlier for appending; returns whether it already holds a message.
 fn resume(file: &mut File, file_type: FileType) -> std::io::Result<bool> {
     let len = file.metadata()?.len();
     let mut last = [0u8; 1];
@@ -247,7 +536,6 @@ fn resume(file: &mut File, file_type: FileType) -> std::io::Result<bool> {
     match file_type {
         FileType::Json => {
             if len == 0 {
-                file.write_all(b"[")?;
                 return Ok(false);
             }
             // A clean close left the array closed: reopen it.
@@ -257,15 +545,20 @@ fn resume(file: &mut File, file_type: FileType) -> std::io::Result<bool> {
                 file.set_len(open_len)?;
             }
             // Anything after the opening `[` is a message.
-            Ok(open_len > 1)
+            if open_len <= 1 {
+                file.set_len(0)?;
+                return Ok(false);
+            }
+            Ok(true)
         }
         FileType::Lines | FileType::Csv => {
             if len == 0 {
                 return Ok(false);
             }
-            // A clean close ended the last line: the next message must not add a blank one.
-            if ends_with(file, &mut last)? == b'\n' {
-                file.set_len(len - 1)?;
+            // Every message ends its line; a file cut short mid-line gets its line ended.
+            if ends_with(file, &mut last)? != b'\n' {
+                file.seek(SeekFrom::End(0))?;
+                file.write_all(b"\n")?;
             }
             Ok(true)
         }

@@ -6,6 +6,11 @@
 //! `transient` (the host retries, then caches); any other status is `rejected` (dead-lettered).
 //! A batch that fails part-way remembers how far it got, so the host's retry of the same batch
 //! does not send its first messages twice.
+//!
+//! `url`, `method` and the values of `headers` may be data templates (eKuiper's dynamic
+//! props): the host evaluates them per message (and dead-letters a message whose URL is outside
+//! the action's grant before the sink sees it); a message whose values are malformed here is
+//! `rejected`.
 
 use std::collections::BTreeMap;
 
@@ -108,12 +113,24 @@ struct Target {
     path_and_query: String,
 }
 
+/// Where one message goes and how.
+struct Request<'a> {
+    url: &'a str,
+    target: std::borrow::Cow<'a, Target>,
+    method: Method,
+    content_type: Option<&'static str>,
+    headers: std::borrow::Cow<'a, BTreeMap<String, String>>,
+}
+
 /// The sink's state.
 pub struct Rest {
     config: Config,
-    target: Target,
-    method: Method,
-    content_type: Option<&'static str>,
+    /// The URL parsed once; `None` when it is a template (parsed per message).
+    target: Option<Target>,
+    /// The method; `None` when it is a template.
+    method: Option<Method>,
+    /// `bodyType`'s content type (`None` inside for `none`), when the rule sets it.
+    body_type: Option<Option<&'static str>>,
     /// The `timeout` in milliseconds; 0 for none.
     timeout_ms: u64,
     /// Whether the answer's body carries the outcome (`responseType: body`).
@@ -279,10 +296,10 @@ fn transport_error(what: &str, code: &ErrorCode) -> SinkError {
 
 impl Rest {
     /// Sends one request and classifies the answer.
-    fn send(&self, payload: &[u8]) -> Result<(), SinkError> {
-        let body = match self.content_type {
+    fn send(&self, payload: &[u8], req: &Request<'_>) -> Result<(), SinkError> {
+        let body = match req.content_type {
             Some("application/x-www-form-urlencoded") => form_body(payload)?,
-            Some(_) if !matches!(self.method, Method::Get | Method::Head) => payload.to_vec(),
+            Some(_) if !matches!(req.method, Method::Get | Method::Head) => payload.to_vec(),
             _ => Vec::new(),
         };
         let headers = Fields::new();
@@ -291,34 +308,33 @@ impl Rest {
                 .append(name, value)
                 .map_err(|e| SinkError::rejected(format!("header {name}: {e:?}")))
         };
-        let own_type = self
-            .config
+        let own_type = req
             .headers
             .keys()
             .any(|name| name.eq_ignore_ascii_case("content-type"));
-        if let Some(ct) = self.content_type
+        if let Some(ct) = req.content_type
             && !body.is_empty()
             && !own_type
         {
             set("content-type", ct.as_bytes())?;
         }
-        for (name, value) in &self.config.headers {
+        for (name, value) in req.headers.iter() {
             set(name, value.as_bytes())?;
         }
         set("content-length", body.len().to_string().as_bytes())?;
         let request = OutgoingRequest::new(headers);
         let invalid = |what: &str| SinkError::rejected(format!("the request's {what} is invalid"));
         request
-            .set_method(&self.method)
+            .set_method(&req.method)
             .map_err(|()| invalid("method"))?;
         request
-            .set_scheme(Some(&self.target.scheme))
+            .set_scheme(Some(&req.target.scheme))
             .map_err(|()| invalid("scheme"))?;
         request
-            .set_authority(Some(&self.target.authority))
+            .set_authority(Some(&req.target.authority))
             .map_err(|()| invalid("authority"))?;
         request
-            .set_path_with_query(Some(&self.target.path_and_query))
+            .set_path_with_query(Some(&req.target.path_and_query))
             .map_err(|()| invalid("path"))?;
         let outgoing = request
             .body()
@@ -349,7 +365,7 @@ impl Rest {
         pending.subscribe().block();
         let response = match pending.get() {
             Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(code))) => return Err(transport_error(&self.config.url, &code)),
+            Some(Ok(Err(code))) => return Err(transport_error(req.url, &code)),
             Some(Err(())) | None => {
                 return Err(SinkError::transient("the response was lost"));
             }
@@ -362,13 +378,12 @@ impl Rest {
             .map(|body| read_some(body, limit))
             .unwrap_or_default();
         if self.config.debug_resp {
-            log::info(&format!("{} answered {status}: {text}", self.config.url));
+            log::info(&format!("{} answered {status}: {text}", req.url));
         }
-        let message = || format!("{} answered {status}: {}", self.config.url, text.trim());
+        let message = || format!("{} answered {status}: {}", req.url, text.trim());
         match status {
-            200..=299 if self.body_code => body_code(&text).map_err(|e| {
-                SinkError::rejected(format!("{} answered {status}: {e}", self.config.url))
-            }),
+            200..=299 if self.body_code => body_code(&text)
+                .map_err(|e| SinkError::rejected(format!("{} answered {status}: {e}", req.url))),
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(SinkError::transient(message())),
             _ => Err(SinkError::rejected(message())),
@@ -409,21 +424,77 @@ fn read_some(body: IncomingBody, limit: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl Rest {
+    /// Where message `index` of `batch` goes: the fixed props, or the values the host
+    /// evaluated for it.
+    fn request<'a>(&'a self, batch: &'a Batch, index: usize) -> Result<Request<'a>, SinkError> {
+        let value = |prop: &str| batch.dynamic(prop).and_then(|v| v.get(index));
+        let bad = |what: String| SinkError::rejected(format!("message {index}: {what}"));
+        let (url, target) = match (&self.target, value("url")) {
+            (Some(target), _) => (self.config.url.as_str(), std::borrow::Cow::Borrowed(target)),
+            (None, Some(url)) => (
+                url.as_str(),
+                std::borrow::Cow::Owned(parse_url(url).map_err(bad)?),
+            ),
+            (None, None) => {
+                return Err(bad("`url` is a template the host gave no value for".into()));
+            }
+        };
+        let method = match (&self.method, value("method")) {
+            (Some(method), _) => method.clone(),
+            (None, Some(method)) => parse_method(method).map_err(bad)?,
+            (None, None) => {
+                return Err(bad(
+                    "`method` is a template the host gave no value for".into()
+                ));
+            }
+        };
+        // eKuiper's default body: none for GET and HEAD, JSON for the others.
+        let content_type = match self.body_type {
+            Some(ct) => ct,
+            None if matches!(method, Method::Get | Method::Head) => None,
+            None => Some("application/json"),
+        };
+        let mut headers = std::borrow::Cow::Borrowed(&self.config.headers);
+        for name in self.config.headers.keys() {
+            if let Some(v) = value(&format!("headers.{name}")) {
+                header_ok(name, v).map_err(bad)?;
+                headers.to_mut().insert(name.clone(), v.clone());
+            }
+        }
+        Ok(Request {
+            url,
+            target,
+            method,
+            content_type,
+            headers,
+        })
+    }
+}
+
 impl Sink for Rest {
     type Config = Config;
 
     fn configure(_ctx: &Context, config: Config) -> Result<Self, SinkError> {
-        let target = parse_url(&config.url).map_err(SinkError::invalid_config)?;
-        let method = parse_method(&config.method).map_err(SinkError::invalid_config)?;
-        let body_type = config.body_type.clone().unwrap_or_else(|| {
-            if matches!(method, Method::Get | Method::Head) {
-                "none".into()
-            } else {
-                "json".into()
-            }
-        });
-        let content_type = content_type(&body_type).map_err(SinkError::invalid_config)?;
-        if config.insecure_skip_verify && matches!(target.scheme, Scheme::Https) {
+        let target = (!config.url.contains("{{"))
+            .then(|| parse_url(&config.url))
+            .transpose()
+            .map_err(SinkError::invalid_config)?;
+        let method = (!config.method.contains("{{"))
+            .then(|| parse_method(&config.method))
+            .transpose()
+            .map_err(SinkError::invalid_config)?;
+        let body_type = config
+            .body_type
+            .as_deref()
+            .map(content_type)
+            .transpose()
+            .map_err(SinkError::invalid_config)?;
+        let https = match &target {
+            Some(target) => matches!(target.scheme, Scheme::Https),
+            None => !config.url.to_ascii_lowercase().starts_with("http://"),
+        };
+        if config.insecure_skip_verify && https {
             return Err(SinkError::invalid_config(
                 "`insecureSkipVerify` is refused for https: certificates are always verified",
             ));
@@ -475,7 +546,7 @@ impl Sink for Rest {
             config,
             target,
             method,
-            content_type,
+            body_type,
             timeout_ms,
             body_code,
             progress: None,
@@ -489,7 +560,10 @@ impl Sink for Rest {
             _ => 0,
         };
         for (i, message) in batch.iter().enumerate().skip(skip) {
-            if let Err(e) = self.send(message.payload) {
+            let sent = self
+                .request(batch, i)
+                .and_then(|req| self.send(message.payload, &req));
+            if let Err(e) = sent {
                 self.progress = Some((id, i));
                 return Err(e);
             }

@@ -71,7 +71,9 @@ function s(tag, attrs = {}, ...children) {
 function sparkline(values, label) {
   const w = 100, hgt = 22;
   const max = Math.max(1, ...values);
-  const pts = values.map((v, i) => `${(i * w) / Math.max(1, HISTORY - 1)},${hgt - 1 - (v / max) * (hgt - 2)}`).join(' ');
+  // The newest value at the right edge, one step a second to the left for older ones.
+  const step = w / (HISTORY - 1);
+  const pts = values.map((v, i) => `${w - (values.length - 1 - i) * step},${hgt - 1 - (v / max) * (hgt - 2)}`).join(' ');
   return s('svg', { class: 'spark', width: w, height: hgt, role: 'img', 'aria-label': label }, s('polyline', { points: pts }));
 }
 
@@ -261,9 +263,11 @@ async function rulePage(signal, id) {
     h('section', {}, h('h2', {}, 'Definition'), h('pre', {}, JSON.stringify(rule.json, null, 2))));
   const button = (what) => h('button', { 'data-action': what, onclick: () => ruleAction(id, what), class: what === 'drop' ? 'danger' : undefined }, what[0].toUpperCase() + what.slice(1));
   const sinks = (topo.json?.edges?.op_project ?? []);
+  // The buttons are made once, so keyboard focus stays where it is while the counters move.
+  const badge = h('span', { id: 'rule-status' });
+  head.replaceChildren(badge, button('start'), button('stop'), button('restart'), h('a', { href: `#/edit/${encodeURIComponent(id)}` }, 'Edit'), button('drop'));
   function paint() {
-    head.replaceChildren(statusBadge(status.status === 'running' ? 'Running' : status.status === 'starting' ? 'Starting' : `Stopped${status.message ? `: ${status.message}` : ''}`),
-      button('start'), button('stop'), button('restart'), h('a', { href: `#/edit/${encodeURIComponent(id)}` }, 'Edit'), button('drop'));
+    badge.replaceChildren(statusBadge(status.status === 'running' ? 'Running' : status.status === 'starting' ? 'Starting' : `Stopped${status.message ? `: ${status.message}` : ''}`));
     if (topo.ok) graph.replaceChildren(topoGraph(topo.json, status, rates));
     const get = (sink, key) => status[`${sink}_0_${key}`] ?? '—';
     actions.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, ...['Action', 'In', 'Out', 'Failed', 'Omitted', 'Retries', 'Cached', 'Dead letters', 'Trap restarts', 'Version', 'Reloads', 'Refused builds', 'Max swap pause', 'Last error'].map((c) => h('th', {}, c)))),

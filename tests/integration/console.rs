@@ -34,7 +34,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium (`--no-sandbox`: the tests may run as
     /// root); `None` with a note when they are not installed (`.ci/run` installs them).
     async fn start() -> Option<Self> {
-        if Command::new("chromedriver").arg("--version").output().is_err() {
+        if Command::new("chromedriver")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("chromedriver is not installed (Debian: chromium chromium-driver): skipped");
             return None;
         }
@@ -199,6 +203,14 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
             )
             .await;
         eprintln!("rows in per second shown: {rate}");
+        // Ten seconds of history in the sparkline for the picture.
+        browser
+            .until(
+                "ten points of rate history",
+                r#"const p = document.querySelector('tr[data-rule="live"] polyline');
+                   return p && p.getAttribute('points').split(' ').length >= 10 || null"#,
+            )
+            .await;
         browser.shot("rules.png").await;
 
         // Bad SQL: the server's error, at the line and column it names.
@@ -346,7 +358,10 @@ fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
         }
     }
     let text = String::from_utf8_lossy(&raw);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     // Chunked transfer: the events are the `event: ...` blocks inside the chunks.
     body.split("event: ")
         .skip(1)
@@ -381,8 +396,8 @@ fn the_console_with_a_thousand_rules() {
         });
         rules.insert(format!("rule{i:04}"), json!(rule.to_string()));
     }
-    let set = json!({ "rules": rules }).to_string();
-    let import = json!({ "content": set }).to_string();
+    scratch.write("ruleset.json", &json!({ "rules": rules }).to_string());
+    let import = json!({ "file": scratch.path().join("ruleset.json") }).to_string();
     let (status, answer) = server.call("POST", "/ruleset/import", Some(&import));
     assert_eq!(status, 200, "{answer}");
     server.wait_log("subscribed to", RUNNING);
@@ -412,7 +427,11 @@ fn the_console_with_a_thousand_rules() {
     assert!(sizes.len() >= 15, "{sizes:?}");
     let steady: Vec<usize> = sizes[1..].to_vec();
     let mean = steady.iter().sum::<usize>() / steady.len();
-    let rule_sizes = event_sizes(server.port, "/events/rules/rule0000", Duration::from_secs(4));
+    let rule_sizes = event_sizes(
+        server.port,
+        "/events/rules/rule0000",
+        Duration::from_secs(4),
+    );
     eprintln!(
         "FIGURES rules={RULES} running={RUNNING}: server CPU without a console {:.1}% of a core, \
          with the list stream open {:.1}% (live updates: {:.1}%); list events: first {} bytes, \

@@ -6,6 +6,7 @@ mod checkpoint;
 mod cli;
 mod common;
 mod conformance;
+mod console;
 mod delivery;
 mod dynamic;
 mod fuzz;

@@ -13,16 +13,16 @@ use serde_json::Value as Json;
 use crate::common::{Scratch, collect_stderr, wait_for};
 
 /// A running `oort serve` in a scratch folder.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts `oort serve` on a free loopback port with `extra` options, and waits until it
     /// accepts connections.
-    fn start(scratch: &Scratch, extra: &[&str]) -> Self {
+    pub(crate) fn start(scratch: &Scratch, extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -48,7 +48,7 @@ impl Server {
     }
 
     /// `curl -X <method> <path> [-d body]`: the status and the body.
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let mut cmd = std::process::Command::new("curl");
         cmd.args(["-s", "-S", "-X", method, "-w", "\n%{http_code}", &url]);
@@ -62,7 +62,7 @@ impl Server {
         (status.parse().expect("an HTTP status"), body.to_string())
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
+    pub(crate) fn json(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
         let (status, text) = self.call(method, path, body);
         let json = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
@@ -70,7 +70,7 @@ impl Server {
     }
 
     /// Waits until the server's log says `needle` `count` times.
-    fn wait_log(&self, needle: &str, count: usize) {
+    pub(crate) fn wait_log(&self, needle: &str, count: usize) {
         wait_for(
             &format!("{count} × `{needle}`"),
             Duration::from_secs(30),
@@ -78,7 +78,7 @@ impl Server {
         );
     }
 
-    fn wait_status(&self, id: &str, status: &str) {
+    pub(crate) fn wait_status(&self, id: &str, status: &str) {
         wait_for(
             &format!("rule {id} to be {status}"),
             Duration::from_secs(30),
@@ -86,8 +86,13 @@ impl Server {
         );
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, and waits for a clean exit.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -108,7 +113,7 @@ impl Drop for Server {
 }
 
 /// A scratch folder whose MQTT configuration points at `broker`.
-fn scratch_for(broker: &Broker) -> Scratch {
+pub(crate) fn scratch_for(broker: &Broker) -> Scratch {
     let scratch = Scratch::new();
     scratch.write(
         "etc/mqtt_source.yaml",
@@ -117,7 +122,7 @@ fn scratch_for(broker: &Broker) -> Scratch {
     scratch
 }
 
-fn numbers(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+pub(crate) fn numbers(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
     range
         .map(|n| format!("{{\"n\":{n}}}").into_bytes())
         .collect()

@@ -156,7 +156,11 @@ fn kind_label(kind: StreamKind) -> &'static str {
 }
 
 /// Parses one `CREATE STREAM`/`CREATE TABLE` statement of the kind the path serves.
-fn parse_one(server: &Server, sql: &str, kind: StreamKind) -> Result<StreamDef, ApiError> {
+pub(super) fn parse_one(
+    server: &Server,
+    sql: &str,
+    kind: StreamKind,
+) -> Result<StreamDef, ApiError> {
     let base = server
         .config
         .run
@@ -543,6 +547,11 @@ async fn rule_status(State(server): State<Arc<Server>>, Path(id): Path<String>) 
         .rules
         .get(&id)
         .ok_or_else(|| ApiError::rule_not_found(&id))?;
+    json_answer(Json::Object(status_map(entry)?))
+}
+
+/// A rule's status document (`GET /rules/{id}/status`, and the console's live updates).
+pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiError> {
     let state = entry
         .state
         .lock()
@@ -628,12 +637,27 @@ async fn rule_status(State(server): State<Arc<Server>>, Path(id): Path<String>) 
                         ("restarts_total", json!(m.restarts.get())),
                         ("reloads_total", json!(m.reloads.get())),
                         ("version", json!(m.version())),
+                        ("omitted_total", json!(m.omitted.get())),
+                        ("resent_total", json!(m.resent.get())),
+                        ("reload_refusals_total", json!(m.reload_refusals.get())),
+                        ("version_loaded_at", json!(m.version_loaded_at())),
+                        (
+                            "swap_pause_max_us",
+                            json!(
+                                m.swap_pauses_ns
+                                    .lock()
+                                    .ok()
+                                    .and_then(|p| p.iter().max().copied())
+                                    .unwrap_or(0)
+                                    / 1000
+                            ),
+                        ),
                     ],
                 );
             }
         }
     }
-    json_answer(Json::Object(out))
+    Ok(out)
 }
 
 /// The stream definitions of the registry, as the SQL compiler looks them up.

@@ -12,6 +12,7 @@ pub mod ceiling;
 mod metrics;
 mod plugins;
 pub mod store;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -367,7 +368,7 @@ pub async fn serve(
     // The address is printed (not only logged) so scripts and tests can wait for it.
     println!("oort serve listening on http://{local}");
     tracing::info!("listening on http://{local}");
-    let mut app = api::router(Arc::clone(&server));
+    let mut app = api::router(Arc::clone(&server)).merge(ui::events(Arc::clone(&server)));
     if let Some(tokens) = config.tokens.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(
             tokens,
@@ -381,6 +382,8 @@ pub async fn serve(
             .route("/readyz", axum::routing::get(metrics::readyz))
             .with_state(Arc::clone(&server)),
     );
+    // The console's files hold no data: the page asks for the token and sends it on each call.
+    let app = app.merge(ui::assets());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

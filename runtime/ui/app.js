@@ -1,0 +1,498 @@
+// Oort's console: one page, hash routes (#/rules, #/rule/<id>, #/new, #/edit/<id>, #/streams,
+// #/plugins), the server's REST API for everything it does, and server-sent events for live
+// counters. Written by hand as plain modules: there is no build step.
+import { follow } from '/ui/live.js';
+
+const main = document.getElementById('main');
+const conn = document.getElementById('conn');
+const PAGE = 50;
+const HISTORY = 60;
+
+// ---- the API, with the token asked for once and kept for this tab ----
+
+const tokenKey = 'oort-token';
+const authHeaders = () => {
+  const token = sessionStorage.getItem(tokenKey);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+};
+
+function askToken() {
+  const dialog = document.getElementById('token-dialog');
+  const input = document.getElementById('token-input');
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (input.value.trim()) sessionStorage.setItem(tokenKey, input.value.trim());
+      input.value = '';
+      resolve();
+    }, { once: true });
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+async function api(method, path, body) {
+  for (let attempt = 0; ; attempt++) {
+    const init = { method, headers: { ...authHeaders() } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const answer = await fetch(path, init);
+    if (answer.status === 401 && attempt < 3) { await askToken(); continue; }
+    const text = await answer.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* a plain-text answer */ }
+    return { status: answer.status, ok: answer.ok, text, json, message: json?.message ?? text };
+  }
+}
+
+// ---- small helpers ----
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (k === 'class') node.className = v;
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+function s(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function sparkline(values, label) {
+  const w = 100, hgt = 22;
+  const max = Math.max(1, ...values);
+  // The newest value at the right edge, one step a second to the left for older ones.
+  const step = w / (HISTORY - 1);
+  const pts = values.map((v, i) => `${w - (values.length - 1 - i) * step},${hgt - 1 - (v / max) * (hgt - 2)}`).join(' ');
+  return s('svg', { class: 'spark', width: w, height: hgt, role: 'img', 'aria-label': label }, s('polyline', { points: pts }));
+}
+
+const rate = (n) => (n >= 100 ? Math.round(n) : Math.round(n * 10) / 10).toLocaleString('en');
+
+// Status as text, a symbol and a colour (the colour is never the only carrier).
+function statusBadge(status) {
+  const kind = /^Running/i.test(status) ? 'running' : /^Starting/i.test(status) ? 'starting' : 'stopped';
+  const symbol = { running: '▶', starting: '…', stopped: '■' }[kind];
+  return h('span', { class: `status ${kind}`, 'data-status': kind }, `${symbol} ${status}`);
+}
+
+function setConn(state) {
+  conn.textContent = { live: 'live updates on', retrying: 'reconnecting…', unauthorized: 'token refused', gone: 'gone' }[state] ?? state;
+}
+
+function announce(text, bad) {
+  const p = h('p', { role: 'alert', class: bad ? 'error' : 'note' }, text);
+  main.prepend(p);
+  setTimeout(() => p.remove(), 8000);
+}
+
+// ---- live counters of the rules list ----
+
+// id -> { status, counts: [in, out, exc], hin: [], hout: [], rin, rout }
+const rules = new Map();
+let lastTick = 0;
+
+function applyRules(data) {
+  const t = data.t;
+  const dt = lastTick ? (t - lastTick) / 1000 : 0;
+  lastTick = t;
+  let membership = false;
+  for (const [id, value] of Object.entries(data.rules)) {
+    if (value === null) { rules.delete(id); membership = true; continue; }
+    const [status, rowsIn, rowsOut, exc] = value;
+    let r = rules.get(id);
+    if (!r) { r = { status, counts: [rowsIn, rowsOut, exc], hin: [], hout: [], rin: 0, rout: 0, fresh: true }; rules.set(id, r); membership = true; }
+    r.status = status;
+    r.next = [rowsIn, rowsOut, exc];
+  }
+  for (const r of rules.values()) {
+    if (r.next && !r.fresh && dt > 0) {
+      r.rin = Math.max(0, r.next[0] - r.counts[0]) / dt;
+      r.rout = Math.max(0, r.next[1] - r.counts[1]) / dt;
+    } else { r.rin = 0; r.rout = 0; }
+    if (r.next) r.counts = r.next;
+    r.next = null; r.fresh = false;
+    r.hin.push(r.rin); r.hout.push(r.rout);
+    if (r.hin.length > HISTORY) { r.hin.shift(); r.hout.shift(); }
+  }
+  return membership;
+}
+
+// ---- pages ----
+
+let leave = new AbortController();
+const view = { page: 0, filter: '' };
+
+async function rulesPage(signal) {
+  const listed = await api('GET', '/rules');
+  if (!listed.ok) { main.replaceChildren(h('p', { class: 'error' }, listed.message)); return; }
+  rules.clear(); lastTick = 0;
+  for (const r of listed.json) rules.set(r.id, { status: r.status, counts: [0, 0, 0], hin: [], hout: [], rin: 0, rout: 0, fresh: true });
+  const tbody = h('tbody');
+  const pager = h('div', { class: 'pager' });
+  const filter = h('input', { type: 'text', id: 'filter', 'aria-label': 'Filter rules by id', placeholder: 'filter by id', value: view.filter });
+  filter.addEventListener('input', () => { view.filter = filter.value; view.page = 0; renderRows(); });
+  const rows = new Map();
+  function visible() {
+    const ids = [...rules.keys()].filter((id) => id.includes(view.filter)).sort();
+    return ids;
+  }
+  function renderRows() {
+    const ids = visible();
+    const pages = Math.max(1, Math.ceil(ids.length / PAGE));
+    view.page = Math.min(view.page, pages - 1);
+    const shown = ids.slice(view.page * PAGE, view.page * PAGE + PAGE);
+    rows.clear();
+    tbody.replaceChildren(...shown.map((id) => {
+      const row = ruleRow(id);
+      rows.set(id, row);
+      return row.tr;
+    }));
+    pager.replaceChildren(
+      h('button', { onclick: () => { view.page--; renderRows(); }, disabled: view.page === 0 }, '← Previous'),
+      h('span', { id: 'page-info' }, `Page ${view.page + 1} of ${pages} · ${ids.length} rules`),
+      h('button', { onclick: () => { view.page++; renderRows(); }, disabled: view.page >= pages - 1 }, 'Next →'),
+    );
+  }
+  function ruleRow(id) {
+    const r = rules.get(id);
+    const cells = {
+      status: h('td'), rin: h('td', { class: 'num' }), rout: h('td', { class: 'num' }), exc: h('td', { class: 'num' }),
+    };
+    const act = (what) => h('button', {
+      class: what === 'drop' ? 'danger' : undefined, 'data-action': what, 'aria-label': `${what} rule ${id}`,
+      onclick: () => ruleAction(id, what),
+    }, what[0].toUpperCase() + what.slice(1));
+    const tr = h('tr', { 'data-rule': id },
+      h('td', {}, h('a', { href: `#/rule/${encodeURIComponent(id)}` }, id)),
+      cells.status, cells.rin, cells.rout, cells.exc,
+      h('td', {}, act('start'), ' ', act('stop'), ' ', act('restart'), ' ', act('drop')));
+    const row = { tr, cells };
+    paintRow(row, r);
+    return row;
+  }
+  function paintRow(row, r) {
+    row.cells.status.replaceChildren(statusBadge(r.status));
+    row.cells.rin.replaceChildren(sparkline(r.hin, 'rows in per second'), ' ', h('span', { class: 'rate-in' }, rate(r.rin)));
+    row.cells.rout.replaceChildren(sparkline(r.hout, 'rows out per second'), ' ', h('span', { class: 'rate-out' }, rate(r.rout)));
+    row.cells.exc.textContent = r.counts[2];
+  }
+  main.replaceChildren(
+    h('h1', {}, 'Rules'),
+    h('div', { class: 'toolbar' }, filter, h('a', { href: '#/new' }, 'New rule')),
+    h('table', { id: 'rules' },
+      h('caption', { class: 'note' }, 'Rows per second over the last minute, pushed by the server every second.'),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Rule'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'In/s'),
+        h('th', { class: 'num' }, 'Out/s'), h('th', { class: 'num' }, 'Exceptions'), h('th', {}, 'Actions'))),
+      tbody),
+    pager);
+  renderRows();
+  performance.mark('oort-rules-rendered');
+  follow('/events/rules', authHeaders, signal, ({ event, data }) => {
+    if (event !== 'rules') return;
+    const membership = applyRules(JSON.parse(data));
+    if (membership) { renderRows(); return; }
+    for (const [id, row] of rows) { const r = rules.get(id); if (r) paintRow(row, r); }
+  }, setConn);
+}
+
+async function ruleAction(id, what) {
+  if (what === 'drop' && !confirm(`Drop rule ${id}?`)) return;
+  const path = what === 'drop' ? `/rules/${encodeURIComponent(id)}` : `/rules/${encodeURIComponent(id)}/${what}`;
+  const answer = await api(what === 'drop' ? 'DELETE' : 'POST', path);
+  announce(answer.message, !answer.ok);
+  if (what === 'drop' && answer.ok && location.hash.startsWith('#/rule/')) location.hash = '#/rules';
+}
+
+// ---- one rule ----
+
+function topoGraph(topo, status, rates) {
+  const nodes = new Map();
+  const columns = [topo.sources, ['op_project'], topo.edges.op_project ?? []];
+  const colX = [10, 250, 490];
+  const boxW = 200, boxH = 34, gap = 20;
+  columns.forEach((col, c) => col.forEach((name, i) => nodes.set(name, { x: colX[c], y: 10 + i * (boxH + gap) })));
+  const height = 20 + Math.max(...columns.map((c) => c.length), 1) * (boxH + gap);
+  const svg = s('svg', { class: 'graph', width: 700, height, role: 'img', 'aria-label': 'Topology of the rule' },
+    s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#5f6368' }))));
+  for (const [from, tos] of Object.entries(topo.edges)) {
+    for (const to of tos) {
+      const a = nodes.get(from), b = nodes.get(to);
+      if (!a || !b) continue;
+      const x1 = a.x + boxW, y1 = a.y + boxH / 2, x2 = b.x, y2 = b.y + boxH / 2;
+      svg.append(s('path', { d: `M${x1},${y1} C${x1 + 20},${y1} ${x2 - 20},${y2} ${x2},${y2}` }));
+      const label = to === 'op_project' ? rates[`${from}_0_records_out_total`] : rates[`${to}_0_records_in_total`];
+      svg.append(s('text', { class: 'rate', x: (x1 + x2) / 2 - 15, y: (y1 + y2) / 2 - 4, 'data-edge': `${from}->${to}` }, `${rate(label ?? 0)}/s`));
+    }
+  }
+  for (const [name, p] of nodes) {
+    svg.append(s('rect', { x: p.x, y: p.y, width: boxW, height: boxH, rx: 4 }));
+    svg.append(s('text', { x: p.x + 8, y: p.y + 21 }, name));
+  }
+  return svg;
+}
+
+async function rulePage(signal, id) {
+  const [rule, topo] = await Promise.all([api('GET', `/rules/${encodeURIComponent(id)}`), api('GET', `/rules/${encodeURIComponent(id)}/topo`)]);
+  if (!rule.ok) { main.replaceChildren(h('p', { class: 'error' }, rule.message)); return; }
+  const status = {};
+  const last = {};
+  const rates = {};
+  const history = {}; // key -> values over time (cache depth)
+  const reloads = []; // versions seen while the page is open
+  let t0 = 0;
+  const head = h('div', { class: 'toolbar' });
+  const graph = h('div');
+  const actions = h('div');
+  const history_ = h('ol', { id: 'reload-history' });
+  main.replaceChildren(
+    h('h1', {}, `Rule ${id}`), head,
+    h('section', {}, h('h2', {}, 'Topology'), graph),
+    h('section', {}, h('h2', {}, 'Actions'), actions),
+    h('section', {}, h('h2', {}, 'Sink builds seen while this page is open'), history_),
+    h('section', {}, h('h2', {}, 'Definition'), h('pre', {}, JSON.stringify(rule.json, null, 2))));
+  const button = (what) => h('button', { 'data-action': what, onclick: () => ruleAction(id, what), class: what === 'drop' ? 'danger' : undefined }, what[0].toUpperCase() + what.slice(1));
+  const sinks = (topo.json?.edges?.op_project ?? []);
+  // The buttons are made once, so keyboard focus stays where it is while the counters move.
+  const badge = h('span', { id: 'rule-status' });
+  head.replaceChildren(badge, button('start'), button('stop'), button('restart'), h('a', { href: `#/edit/${encodeURIComponent(id)}` }, 'Edit'), button('drop'));
+  function paint() {
+    badge.replaceChildren(statusBadge(status.status === 'running' ? 'Running' : status.status === 'starting' ? 'Starting' : `Stopped${status.message ? `: ${status.message}` : ''}`));
+    if (topo.ok) graph.replaceChildren(topoGraph(topo.json, status, rates));
+    const get = (sink, key) => status[`${sink}_0_${key}`] ?? '—';
+    actions.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, ...['Action', 'In', 'Out', 'Failed', 'Omitted', 'Retries', 'Cached', 'Dead letters', 'Trap restarts', 'Version', 'Reloads', 'Refused builds', 'Max swap pause', 'Last error'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, ...sinks.map((sink) => h('tr', { 'data-sink': sink },
+        h('td', {}, sink), h('td', { class: 'num' }, get(sink, 'records_in_total')), h('td', { class: 'num' }, get(sink, 'records_out_total')),
+        h('td', { class: 'num' }, get(sink, 'failed_total')), h('td', { class: 'num' }, get(sink, 'omitted_total')),
+        h('td', { class: 'num' }, get(sink, 'retries_total')),
+        h('td', { class: 'num' }, sparkline(history[`${sink}_0_cached`] ?? [], 'cache depth'), ' ', get(sink, 'cached')),
+        h('td', { class: 'num' }, get(sink, 'dead_letter_total')), h('td', { class: 'num' }, get(sink, 'restarts_total')),
+        h('td', { class: 'version' }, String(get(sink, 'version') ?? '—')), h('td', { class: 'num' }, get(sink, 'reloads_total')),
+        h('td', { class: 'num' }, get(sink, 'reload_refusals_total')), h('td', { class: 'num' }, `${get(sink, 'swap_pause_max_us')} µs`),
+        h('td', {}, get(sink, 'last_exception') || '—'))))));
+    history_.replaceChildren(...reloads.map((r) => h('li', {}, `${r.at}: ${r.sink} ${r.from ?? '(none)'} → ${r.to}`)));
+  }
+  paint();
+  follow(`/events/rules/${encodeURIComponent(id)}`, authHeaders, signal, ({ event, data }) => {
+    if (event === 'dropped') { announce(`Rule ${id} was dropped.`); return; }
+    const d = JSON.parse(data);
+    const dt = t0 ? (d.t - t0) / 1000 : 0;
+    t0 = d.t;
+    for (const [k, v] of Object.entries(d.status)) {
+      if (k.endsWith('_version') && status[k] !== undefined && v !== status[k]) {
+        reloads.push({ at: new Date(d.t).toLocaleTimeString(), sink: k.replace(/_0_version$/, ''), from: status[k], to: v });
+      }
+      status[k] = v;
+    }
+    for (const [k, v] of Object.entries(status)) {
+      if (k.endsWith('_total') && typeof v === 'number') {
+        rates[k] = dt > 0 && last[k] !== undefined ? Math.max(0, v - last[k]) / dt : 0;
+        last[k] = v;
+      }
+      if (k.endsWith('_cached')) { (history[k] ??= []).push(v); if (history[k].length > HISTORY) history[k].shift(); }
+    }
+    paint();
+  }, setConn);
+}
+
+// ---- editors: the server checks what is typed on every pause ----
+
+function debounce(fn, ms) { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
+
+// A text area with line numbers; `mark(line)` highlights a line of the gutter.
+function editor(id, label, value, cls) {
+  const area = h('textarea', { id, class: cls, spellcheck: 'false' });
+  area.value = value;
+  const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
+  let marked = 0;
+  const numbers = () => gutter.replaceChildren(...area.value.split('\n').map((_, i) => h('div', { class: i + 1 === marked ? 'err' : undefined }, i + 1)));
+  area.addEventListener('input', numbers);
+  numbers();
+  return {
+    area,
+    node: h('div', {}, h('label', { for: id }, label), h('div', { class: 'editor' }, gutter, area)),
+    mark(line) { marked = line; numbers(); },
+  };
+}
+
+// Finds `line L, column C` in a message.
+function position(message) {
+  const m = /line (\d+),? column (\d+)/i.exec(message);
+  return m ? { line: +m[1], column: +m[2] } : null;
+}
+
+function verdictNode(ok, message, text) {
+  if (ok) return h('div', { class: 'verdict ok', id: 'verdict', role: 'status', 'data-valid': 'true' }, `✔ ${message}`);
+  const where = position(message);
+  const node = h('div', { class: 'verdict bad', id: 'verdict', role: 'status', 'data-valid': 'false' }, `✖ ${message}`);
+  if (where && text !== undefined) {
+    const line = text.split('\n')[where.line - 1];
+    if (line !== undefined) {
+      node.dataset.line = where.line;
+      node.dataset.column = where.column;
+      node.append(h('span', { class: 'where' }, `${line}\n${' '.repeat(Math.max(0, where.column - 1))}^ line ${where.line}, column ${where.column}`));
+    }
+  }
+  return node;
+}
+
+async function ruleEditor(id) {
+  let rule = { id: '', sql: 'SELECT * FROM ', actions: [{ log: {} }] };
+  if (id) {
+    const got = await api('GET', `/rules/${encodeURIComponent(id)}`);
+    if (!got.ok) { main.replaceChildren(h('p', { class: 'error' }, got.message)); return; }
+    rule = got.json;
+  }
+  const idInput = h('input', { type: 'text', id: 'rule-id', value: rule.id, disabled: !!id });
+  const sql = editor('rule-sql', 'SQL', rule.sql ?? '', 'sql');
+  const actions = editor('rule-actions', 'Actions (JSON)', JSON.stringify(rule.actions ?? [], null, 2), 'json');
+  const options = editor('rule-options', 'Options (JSON, optional)', rule.options ? JSON.stringify(rule.options, null, 2) : '', 'json');
+  const verdict = h('div', { 'aria-live': 'polite' });
+  const build = () => {
+    let parsedActions, parsedOptions;
+    try { parsedActions = JSON.parse(actions.area.value || '[]'); } catch (e) { return { error: `Actions: ${e.message}` }; }
+    try { parsedOptions = options.area.value.trim() ? JSON.parse(options.area.value) : undefined; } catch (e) { return { error: `Options: ${e.message}` }; }
+    const out = { ...rule, id: idInput.value.trim(), sql: sql.area.value, actions: parsedActions };
+    if (parsedOptions) out.options = parsedOptions; else delete out.options;
+    return { rule: out };
+  };
+  let seq = 0;
+  const check = async () => {
+    const mine = ++seq;
+    const { rule: candidate, error } = build();
+    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    if (!candidate.id) candidate.id = 'draft';
+    const answer = await api('POST', '/rules/validate', candidate);
+    if (mine !== seq) return;
+    const ok = answer.status === 200;
+    const where = ok ? null : position(answer.text);
+    sql.mark(where ? where.line : 0);
+    verdict.replaceChildren(verdictNode(ok, ok ? `valid · reads ${answer.json.sources.join(', ') || 'nothing'}` : answer.text, sql.area.value));
+  };
+  const onPause = debounce(check, 400);
+  for (const a of [sql.area, actions.area, options.area, idInput]) a.addEventListener('input', onPause);
+  const save = h('button', { type: 'submit', id: 'save-rule' }, id ? 'Update rule' : 'Create rule');
+  const form = h('form', { id: 'rule-form' }, h('label', { for: 'rule-id' }, 'Id'), idInput, sql.node, verdict, actions.node, options.node, h('div', { class: 'toolbar' }, save));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const { rule: r, error } = build();
+    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    const answer = id ? await api('PUT', `/rules/${encodeURIComponent(id)}`, r) : await api('POST', '/rules', r);
+    if (answer.ok) location.hash = `#/rule/${encodeURIComponent(r.id)}`;
+    else verdict.replaceChildren(verdictNode(false, answer.message, sql.area.value));
+  });
+  main.replaceChildren(h('h1', {}, id ? `Edit rule ${id}` : 'New rule'), form);
+  (id ? sql.area : idInput).focus();
+  if (id) check();
+}
+
+async function streamsPage() {
+  const [streams, tables] = await Promise.all([api('GET', '/streams'), api('GET', '/tables')]);
+  const list = h('ul', {});
+  for (const [kind, names] of [['stream', streams.json ?? []], ['table', tables.json ?? []]]) {
+    for (const name of names) {
+      list.append(h('li', {}, `${kind} `, h('button', { onclick: () => edit(kind, name) }, `Edit ${name}`), ' ',
+        h('button', { class: 'danger', onclick: async () => { if (!confirm(`Drop ${kind} ${name}?`)) return; const a = await api('DELETE', `/${kind}s/${encodeURIComponent(name)}`); announce(a.message, !a.ok); streamsPage(); } }, 'Drop')));
+    }
+  }
+  const sql = editor('stream-sql', 'CREATE STREAM or CREATE TABLE statement', 'CREATE STREAM s (n bigint) WITH (DATASOURCE="topic/in", FORMAT="json")', 'sql');
+  const verdict = h('div', { 'aria-live': 'polite' });
+  let editing = null;
+  async function edit(kind, name) {
+    const got = await api('GET', `/${kind}s/${encodeURIComponent(name)}`);
+    if (got.ok) { sql.area.value = got.json.Statement; sql.area.dispatchEvent(new Event('input')); editing = { kind, name }; sql.area.focus(); }
+  }
+  let seq = 0;
+  const check = async () => {
+    const mine = ++seq;
+    const answer = await api('POST', '/streams/validate', { sql: sql.area.value });
+    if (mine !== seq) return;
+    const where = answer.ok ? null : position(answer.text);
+    sql.mark(where ? where.line : 0);
+    verdict.replaceChildren(verdictNode(answer.ok, answer.ok ? `valid · ${answer.json.kind} ${answer.json.name}` : answer.text, sql.area.value));
+  };
+  sql.area.addEventListener('input', debounce(check, 400));
+  const form = h('form', { id: 'stream-form' }, sql.node, verdict, h('div', { class: 'toolbar' }, h('button', { type: 'submit' }, 'Save')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const table = /^\s*create\s+table/i.test(sql.area.value);
+    const kind = table ? 'table' : 'stream';
+    const answer = editing && editing.kind === kind
+      ? await api('PUT', `/${kind}s/${encodeURIComponent(editing.name)}`, { sql: sql.area.value })
+      : await api('POST', `/${kind}s`, { sql: sql.area.value });
+    announce(answer.message, !answer.ok);
+    if (answer.ok) streamsPage();
+  });
+  main.replaceChildren(h('h1', {}, 'Streams and tables'), list, h('h2', {}, 'Create or edit'), form);
+}
+
+async function pluginsPage() {
+  const [plugins, exported] = await Promise.all([api('GET', '/plugins/sinks'), api('POST', '/ruleset/export')]);
+  const users = (name) => Object.entries(exported.json?.rules ?? {}).filter(([, text]) => {
+    try { return (JSON.parse(text).actions ?? []).some((a) => Object.keys(a).some((k) => k.toLowerCase() === name.toLowerCase())); } catch { return false; }
+  }).map(([id]) => id);
+  const sections = (plugins.json ?? []).map((name) => {
+    const details = h('div', {}, h('p', { class: 'note' }, 'loading…'));
+    api('GET', `/plugins/sinks/${encodeURIComponent(name)}`).then((d) => {
+      const j = d.json ?? {};
+      details.replaceChildren(h('dl', { class: 'kv' },
+        h('dt', {}, 'Version'), h('dd', { class: 'plugin-version' }, j.version ?? '—'),
+        h('dt', {}, 'Content hash'), h('dd', {}, j.hash ?? '—'),
+        h('dt', {}, 'Installed from'), h('dd', {}, j.source ?? '—'),
+        h('dt', {}, 'Rules using it'), h('dd', {}, ...users(name).map((id) => h('a', { href: `#/rule/${encodeURIComponent(id)}` }, id, ' ')))),
+      h('h3', {}, 'oort sink inspect'), h('pre', {}, j.inspect ?? '—'));
+    });
+    return h('section', { 'data-plugin': name }, h('h2', {}, name), details);
+  });
+  const name = h('input', { type: 'text', id: 'plugin-name' });
+  const file = h('input', { type: 'text', id: 'plugin-file', placeholder: 'file:///path/on/the/server/Sink.wasm' });
+  const result = h('div', { id: 'upload-result', 'aria-live': 'polite' });
+  const form = h('form', { id: 'plugin-form' },
+    h('label', { for: 'plugin-name' }, 'Name'), name,
+    h('label', { for: 'plugin-file' }, 'Component on the server (its manifest beside it as <name>.json)'), file,
+    h('div', { class: 'toolbar' }, h('button', { type: 'submit' }, 'Install or update')), result);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    result.replaceChildren(h('p', { class: 'note' }, 'installing…'));
+    const answer = await api('POST', '/plugins/sinks', { name: name.value.trim(), file: file.value.trim() });
+    if (!answer.ok || !answer.json) { result.replaceChildren(h('p', { class: answer.ok ? 'note' : 'error' }, answer.message)); return; }
+    const j = answer.json;
+    result.replaceChildren(h('p', {}, `${j.message} New version ${j.version}.`), h('ul', {},
+      ...j.reloaded.map((r) => h('li', { 'data-reloaded': r.rule }, `✔ ${r.rule}: the new build took over (${r.instances} instance(s), version ${r.version})`)),
+      ...j.refused.map((r) => h('li', { 'data-refused': r.rule, class: 'error' }, `✖ ${r.rule}: kept the running build: ${r.reason}`)),
+      ...j.unchanged.map((r) => h('li', {}, `= ${r}: already runs this build`))));
+  });
+  main.replaceChildren(h('h1', {}, 'Sink plugins'), ...sections, h('h2', {}, 'Install or update a sink'), form);
+}
+
+// ---- routing ----
+
+async function route() {
+  leave.abort();
+  leave = new AbortController();
+  const [, page, arg] = /^#\/([^/]*)\/?(.*)$/.exec(location.hash) ?? [null, 'rules', ''];
+  const id = decodeURIComponent(arg ?? '');
+  try {
+    if (page === 'rule' && id) await rulePage(leave.signal, id);
+    else if (page === 'new') await ruleEditor(null);
+    else if (page === 'edit' && id) await ruleEditor(id);
+    else if (page === 'streams') await streamsPage();
+    else if (page === 'plugins') await pluginsPage();
+    else await rulesPage(leave.signal);
+  } catch (error) {
+    main.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The console could not load this page: ${error.message}`));
+  }
+}
+
+window.addEventListener('hashchange', route);
+route();

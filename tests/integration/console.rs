@@ -1,0 +1,484 @@
+//! The web console (`/ui`) in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against a real `oort serve` with rules reading a real MQTT broker and writing
+//! through a wasm sink. Screenshots go to `target/console-screenshots/`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use oort_tests::broker::{Broker, publish_all};
+use serde_json::{Value as Json, json};
+
+use crate::common::{Scratch, wait_for};
+use crate::serve::{Server, numbers, scratch_for};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A chromedriver process and a headless Chromium session through it.
+struct Browser {
+    driver: Child,
+    client: Client,
+    shots: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium (`--no-sandbox`: the tests may run as
+    /// root); `None` with a note when they are not installed (`.ci/run` installs them).
+    async fn start() -> Option<Self> {
+        if Command::new("chromedriver")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("chromedriver is not installed (Debian: chromium chromium-driver): skipped");
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        wait_for("chromedriver to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,800"],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Some(Self {
+            driver,
+            client,
+            shots,
+        })
+    }
+
+    /// Runs `script` until it returns something other than `null`/`false`, and returns that.
+    async fn until(&self, what: &str, script: &str) -> Json {
+        let start = Instant::now();
+        loop {
+            let got = self.client.execute(script, vec![]).await.expect(what);
+            if !got.is_null() && got != Json::Bool(false) {
+                return got;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let body = self
+                    .client
+                    .execute("return document.body.innerText", vec![])
+                    .await
+                    .unwrap_or_default();
+                panic!("timed out waiting for {what}; the page shows:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(self.shots.join(name), png).unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.expect(css);
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Copies the `Versioned` sink builds into `<scratch>/<v1|v2>/`; answers the `file` body field.
+fn versioned_builds(scratch: &Scratch) -> impl Fn(&str) -> String {
+    use oort_tests::guests;
+    for (dir, wasm, manifest) in [
+        ("v1", guests::VERSIONED_V1, guests::VERSIONED_V1_MANIFEST),
+        ("v2", guests::VERSIONED_V2, guests::VERSIONED_V2_MANIFEST),
+    ] {
+        std::fs::create_dir_all(scratch.path().join(dir)).unwrap();
+        std::fs::copy(wasm, scratch.path().join(dir).join("Versioned.wasm")).unwrap();
+        if std::path::Path::new(manifest).is_file() {
+            std::fs::copy(manifest, scratch.path().join(dir).join("Versioned.json")).unwrap();
+        }
+    }
+    let root = scratch.path().to_path_buf();
+    move |dir| format!("file://{}/{dir}/Versioned.wasm", root.display())
+}
+
+#[test]
+fn the_console_shows_rules_rates_errors_swaps_and_stops() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let file = versioned_builds(&scratch);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    let install = json!({ "name": "Versioned", "file": file("v1") }).to_string();
+    assert_eq!(server.call("POST", "/plugins/sinks", Some(&install)).0, 201);
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/c\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"live","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/c.jsonl"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let idle = r#"{"id":"idle","sql":"SELECT n FROM s WHERE n < 0","actions":[{"nop":{}}],"triggered":false}"#;
+    assert_eq!(server.call("POST", "/rules", Some(idle)).0, 201);
+    server.wait_log("subscribed to", 1);
+
+    // Rows flow for as long as the test looks at the console.
+    let flowing = Arc::new(AtomicBool::new(true));
+    let publisher = {
+        let flowing = Arc::clone(&flowing);
+        let port = broker.port;
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while flowing.load(Ordering::Relaxed) {
+                publish_all(port, "in/c", numbers(n..n + 20));
+                n += 20;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let c = &browser.client;
+
+        // The list shows both rules, their status in words, and the live rate moves.
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        let status = browser
+            .until(
+                "the live rule to show as running",
+                r#"const s = document.querySelector('tr[data-rule="live"] .status');
+                   return s && s.textContent.includes('Running') ? s.textContent : null"#,
+            )
+            .await;
+        assert!(status.as_str().unwrap().contains('▶'), "{status}");
+        let idle = browser
+            .until(
+                "the idle rule",
+                r#"return document.querySelector('tr[data-rule="idle"] .status')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(idle.as_str().unwrap().contains("Stopped"), "{idle}");
+        let rate = browser
+            .until(
+                "a rate above zero",
+                r#"const r = document.querySelector('tr[data-rule="live"] .rate-in');
+                   return r && parseFloat(r.textContent.replace(/,/g, '')) > 0 ? r.textContent : null"#,
+            )
+            .await;
+        eprintln!("rows in per second shown: {rate}");
+        // Ten seconds of history in the sparkline for the picture.
+        browser
+            .until(
+                "ten points of rate history",
+                r#"const p = document.querySelector('tr[data-rule="live"] polyline');
+                   return p && p.getAttribute('points').split(' ').length >= 10 || null"#,
+            )
+            .await;
+        browser.shot("rules.png").await;
+
+        // Bad SQL: the server's error, at the line and column it names.
+        c.goto(&format!("{ui}#/new")).await.unwrap();
+        browser.type_into("#rule-id", "bad").await;
+        browser
+            .type_into("#rule-sql", "SELECT n\nFROM s WHER n > 1")
+            .await;
+        let at = browser
+            .until(
+                "the SQL error",
+                r#"const v = document.querySelector('#verdict[data-valid="false"][data-line]');
+                   return v ? [v.dataset.line, v.dataset.column, v.textContent] : null"#,
+            )
+            .await;
+        assert_eq!((at[0].as_str(), at[1].as_str()), (Some("2"), Some("13")), "{at}");
+        assert!(at[2].as_str().unwrap().contains("line 2, column 13"), "{at}");
+        let marked = c
+            .execute("return document.querySelector('.gutter .err')?.textContent", vec![])
+            .await
+            .unwrap();
+        assert_eq!(marked, json!("2"), "the gutter marks the line");
+        browser.shot("bad-sql.png").await;
+        // Fixed, the same form says it is valid.
+        browser
+            .type_into("#rule-sql", "SELECT n\nFROM s WHERE n > 1")
+            .await;
+        browser
+            .until(
+                "the fixed SQL to validate",
+                r#"return document.querySelector('#verdict[data-valid="true"]')?.textContent ?? null"#,
+            )
+            .await;
+
+        // The rule's page: topology with edge rates, and the sink build running.
+        c.goto(&format!("{ui}#/rule/live")).await.unwrap();
+        browser
+            .until(
+                "the topology's edges",
+                r#"return document.querySelectorAll('.graph [data-edge]').length === 2 || null"#,
+            )
+            .await;
+        let before = browser
+            .until(
+                "the sink version",
+                r#"const v = document.querySelector('tr[data-sink="sink_versioned_0"] .version');
+                   return v && v.textContent.length > 2 ? v.textContent : null"#,
+            )
+            .await;
+
+        // A new build from the plugins page: every rule using it says whether it took over.
+        c.goto(&format!("{ui}#/plugins")).await.unwrap();
+        browser
+            .until(
+                "the plugin to be listed",
+                r#"return document.querySelector('[data-plugin="Versioned"] .plugin-version')?.textContent ?? null"#,
+            )
+            .await;
+        browser.type_into("#plugin-name", "Versioned").await;
+        browser.type_into("#plugin-file", &file("v2")).await;
+        c.find(Locator::Css("#plugin-form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let swapped = browser
+            .until(
+                "the swap result",
+                r#"return document.querySelector('#upload-result [data-reloaded="live"]')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(swapped.as_str().unwrap().contains("took over"), "{swapped}");
+        browser.shot("plugin-swap.png").await;
+        c.goto(&format!("{ui}#/rule/live")).await.unwrap();
+        let after = browser
+            .until(
+                "the new sink version",
+                &format!(
+                    r#"const v = document.querySelector('tr[data-sink="sink_versioned_0"] .version');
+                       return v && v.textContent.length > 2 && v.textContent !== {before} ? v.textContent : null"#
+                ),
+            )
+            .await;
+        assert_ne!(before, after);
+        browser.shot("rule.png").await;
+
+        // Stopping from the list, with the keyboard: the status changes, in words.
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        let stop = c
+            .wait()
+            .for_element(Locator::Css(r#"tr[data-rule="live"] button[data-action="stop"]"#))
+            .await
+            .unwrap();
+        stop.send_keys("\u{E007}").await.unwrap();
+        let stopped = browser
+            .until(
+                "the rule to show as stopped",
+                r#"const s = document.querySelector('tr[data-rule="live"] .status');
+                   return s && s.dataset.status === 'stopped' ? s.textContent : null"#,
+            )
+            .await;
+        assert!(stopped.as_str().unwrap().contains("Stopped"), "{stopped}");
+        browser.shot("stopped.png").await;
+        browser.close().await;
+    });
+    flowing.store(false, Ordering::Relaxed);
+    publisher.join().unwrap();
+    assert_eq!(
+        server.json("GET", "/rules/live/status", None).1["status"],
+        "stopped"
+    );
+    server.stop();
+}
+
+/// CPU time (user + system) a process has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Reads `GET path` as server-sent events for `window`; the size in bytes of each event.
+fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
+    use std::io::{Read, Write};
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    while start.elapsed() < window {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    // Chunked transfer: the events are the `event: ...` blocks inside the chunks.
+    body.split("event: ")
+        .skip(1)
+        .map(|e| {
+            let end = e.find("\n\n").map_or(e.len(), |i| i + 2);
+            "event: ".len() + end
+        })
+        .collect()
+}
+
+/// The console's figures with 1,000 rules: first paint of `/ui` in Chromium, the server's CPU
+/// spent on live updates, and the bytes each update takes. Rules run their own engine each,
+/// so `RUNNING` of them run (their counters change every second) and the others are stopped.
+#[test]
+fn the_console_with_a_thousand_rules() {
+    const RULES: usize = 1000;
+    const RUNNING: usize = 100;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/many\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let mut rules = serde_json::Map::new();
+    for i in 0..RULES {
+        let rule = json!({
+            "id": format!("rule{i:04}"),
+            "sql": "SELECT n FROM s",
+            "actions": [{ "nop": {} }],
+            "triggered": i < RUNNING,
+        });
+        rules.insert(format!("rule{i:04}"), json!(rule.to_string()));
+    }
+    scratch.write("ruleset.json", &json!({ "rules": rules }).to_string());
+    let import = json!({ "file": scratch.path().join("ruleset.json") }).to_string();
+    let (status, answer) = server.call("POST", "/ruleset/import", Some(&import));
+    assert_eq!(status, 200, "{answer}");
+    server.wait_log("subscribed to", RUNNING);
+    let flowing = Arc::new(AtomicBool::new(true));
+    let publisher = {
+        let flowing = Arc::clone(&flowing);
+        let port = broker.port;
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while flowing.load(Ordering::Relaxed) {
+                publish_all(port, "in/many", numbers(n..n + 10));
+                n += 10;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+
+    // The server's CPU with nobody watching, then with one console's list stream open.
+    let window = Duration::from_secs(20);
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    let idle_start = cpu_ticks(server.pid());
+    std::thread::sleep(window);
+    let idle = (cpu_ticks(server.pid()) - idle_start) as f64 / ticks_per_s;
+    let watched_start = cpu_ticks(server.pid());
+    let sizes = event_sizes(server.port, "/events/rules", window);
+    let watched = (cpu_ticks(server.pid()) - watched_start) as f64 / ticks_per_s;
+    assert!(sizes.len() >= 15, "{sizes:?}");
+    let steady: Vec<usize> = sizes[1..].to_vec();
+    let mean = steady.iter().sum::<usize>() / steady.len();
+    let rule_sizes = event_sizes(
+        server.port,
+        "/events/rules/rule0000",
+        Duration::from_secs(4),
+    );
+    eprintln!(
+        "FIGURES rules={RULES} running={RUNNING}: server CPU without a console {:.1}% of a core, \
+         with the list stream open {:.1}% (live updates: {:.1}%); list events: first {} bytes, \
+         then {mean} bytes on average ({} events); one rule's events: {rule_sizes:?} bytes",
+        idle * 100.0 / window.as_secs_f64(),
+        watched * 100.0 / window.as_secs_f64(),
+        (watched - idle).max(0.0) * 100.0 / window.as_secs_f64(),
+        sizes[0],
+        steady.len(),
+    );
+
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        browser.client.goto(&ui).await.unwrap();
+        let shown = browser
+            .until(
+                "the list's page count",
+                r#"return document.querySelector('#page-info')?.textContent ?? null"#,
+            )
+            .await;
+        assert_eq!(shown, json!("Page 1 of 20 · 1000 rules"));
+        let paint = browser
+            .until(
+                "the paint timings",
+                r#"const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+                   const list = performance.getEntriesByName('oort-rules-rendered')[0];
+                   return fcp && list ? [fcp.startTime, list.startTime] : null"#,
+            )
+            .await;
+        eprintln!(
+            "FIGURES first contentful paint {:.0} ms, the list of {RULES} rules rendered at {:.0} ms",
+            paint[0].as_f64().unwrap(),
+            paint[1].as_f64().unwrap()
+        );
+        browser
+            .until(
+                "rates on the first page",
+                r#"return [...document.querySelectorAll('#rules .rate-in')].some(r => parseFloat(r.textContent) > 0) || null"#,
+            )
+            .await;
+        browser.shot("thousand-rules.png").await;
+        browser.close().await;
+    });
+    flowing.store(false, Ordering::Relaxed);
+    publisher.join().unwrap();
+    server.stop();
+}

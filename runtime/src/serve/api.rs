@@ -563,8 +563,13 @@ async fn rule_status(State(server): State<Arc<Server>>, Path(id): Path<String>) 
             out.insert("status".into(), json!("stopped"));
         }
     }
+    out.insert("restarts".into(), json!(state.restarts));
     if let Some((rules, _)) = &state.live {
         for r in rules {
+            out.insert(
+                "restarts".into(),
+                json!(state.restarts + r.rule.restarts.get()),
+            );
             let s = &r.source;
             for stream in r.stream.split(", ") {
                 put_metrics(

@@ -973,7 +973,6 @@ async fn feed(
         };
         let Some(message) = failure else { break };
         tracing::error!(stream = %feed.ctx.def.name, "source failed: {message}");
-        feed.ctx.metrics.exceptions.record(message.clone());
         if stopping {
             break;
         }
@@ -1098,6 +1097,7 @@ async fn run_query(
                 message,
                 reply,
             } => {
+                metrics.source_failures.record(message.clone());
                 let done = u32::try_from(metrics.restarts.get()).unwrap_or(u32::MAX);
                 if done < restart.attempts {
                     let delay = restart.delay(done, rand::random::<f64>());

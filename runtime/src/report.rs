@@ -60,6 +60,7 @@ impl RunReport {
     pub fn all_delivered(&self) -> bool {
         self.rules.iter().all(|r| {
             r.source.exceptions.total() == 0
+                && r.rule.stopped_by_error().is_none()
                 && r.rule.exceptions.total() == 0
                 && r.rule.late.get() == 0
                 && r.actions.iter().all(|action| {
@@ -85,12 +86,13 @@ impl RunReport {
                 rule.rule.exceptions.total(),
             ));
             if let Some(last) = rule.source.exceptions.last() {
-                out.push_str(&format!("  last source error: {last}\n"));
+                out.push_str(&format!("  last decode error: {last}\n"));
             }
             let restarts = rule.rule.restarts.get();
             if restarts > 0 {
                 out.push_str(&format!(
-                    "  restarted {restarts} times after a source failed (restartStrategy)\n"
+                    "  restarted {restarts} times after a source failed (restartStrategy); last failure: {}\n",
+                    rule.rule.source_failures.last().unwrap_or_default()
                 ));
             }
             if let Some(why) = rule.rule.stopped_by_error() {
@@ -268,6 +270,8 @@ pub fn to_json(report: &RunReport) -> Json {
                     "pending_at_end": r.rule.pending_at_end.get(),
                 },
                 "restarts_total": r.rule.restarts.get(),
+                "source_failures_total": r.rule.source_failures.total(),
+                "last_source_failure": r.rule.source_failures.last(),
                 "stopped_by_error": r.rule.stopped_by_error(),
                 "actions": actions,
             })

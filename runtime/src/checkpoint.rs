@@ -74,6 +74,11 @@ impl Positions {
     pub fn taken(&self) -> Option<Position> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }
+
+    /// Forgets positions of chunks never taken (a failed source's, before it starts again).
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// Which file a position is in: a file replaced or rewritten since is not read from it.

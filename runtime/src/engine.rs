@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointStore, FileIdentity, HeldRow, Positions, SourceCheckpoint,
+    Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions, SourceCheckpoint,
 };
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
 use crate::message::Message;
 use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
-use crate::rule::{RuleDef, RuleError};
+use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
 use crate::source::{self, MemoryBus, Resources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
@@ -586,8 +586,8 @@ pub async fn run_observed(
     let mut report = RunReport::default();
     let mut tasks = tokio::task::JoinSet::new();
     // Tells the actions the run is stopping, so none waits for a failing sink.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (abort_tx, abort_rx) = watch::channel(false);
     let mut sources = Vec::new();
     let resources = Resources::default()
         .with(Arc::clone(&bus))
@@ -639,7 +639,7 @@ pub async fn run_observed(
             }
         }
         let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
-        let mut inputs = Vec::new();
+        let mut feeds = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 let (row_tx, row_rx) = mpsc::channel(capacity);
@@ -650,10 +650,21 @@ pub async fn run_observed(
                     ctx.positions = Some(Arc::clone(positions));
                     ctx.resume = Some(at.position);
                 }
-                sources.push(source::start(ctx, row_tx));
-                inputs.push((index, row_rx));
+                // Started here, before any row is read elsewhere: a subscription made now
+                // misses nothing published from now on.
+                let first = source::read(ctx.clone(), row_tx);
+                feeds.push(Feed {
+                    index,
+                    ctx,
+                    capacity,
+                    first: Some((first, row_rx)),
+                });
             }
         }
+        let (inputs_done, inputs_ended) = oneshot::channel::<()>();
+        sources.push(async move {
+            let _ = inputs_ended.await;
+        });
         let runner = match &mut checkpointer {
             None => QueryRunner::new(
                 query,
@@ -689,7 +700,7 @@ pub async fn run_observed(
         });
         tasks.spawn(run_query(
             runner,
-            inputs,
+            feeds,
             action_txs,
             Arc::clone(&rule_metrics),
             config.clock.clone(),
@@ -697,6 +708,9 @@ pub async fn run_observed(
                 rule: def.id.clone(),
                 send_error: def.options.send_error,
                 checkpointer,
+                restart: def.options.restart.clone(),
+                stop: stop_rx.clone(),
+                inputs_done,
             },
         ));
         report.rules.push(RuleReport {
@@ -878,10 +892,125 @@ async fn load_table(ctx: SourceContext) -> Vec<Row> {
     rows
 }
 
-/// What the rule task receives: rows from one of its sources, or the end of one.
+/// What the rule task receives: rows from one of its sources, the end of one, or its failure
+/// (answered with how it starts again, or `None` when the rule stops).
 enum Input {
     Rows(usize, source::Chunk),
     End(usize),
+    Failed {
+        index: usize,
+        message: String,
+        reply: oneshot::Sender<Option<Restart>>,
+    },
+}
+
+/// How a failed source starts again.
+struct Restart {
+    /// After this long.
+    delay: Duration,
+    /// From there (`None`: from the start of its input).
+    resume: Option<Position>,
+}
+
+/// One source of a rule: how to start it again, and its first reading, started already.
+struct Feed {
+    /// The source's index in the rule.
+    index: usize,
+    /// Its context (`resume` is updated at each restart).
+    ctx: SourceContext,
+    /// Chunks in flight between the source and the rule.
+    capacity: usize,
+    /// The reading started with the rule, and its chunks.
+    first: Option<(source::Reading, mpsc::Receiver<source::Chunk>)>,
+}
+
+/// Completes once `flag` is raised (never, if its sender is gone without raising it).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|up| *up).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs one source of a rule and hands its chunks to the query stage: at its end, sends `End`;
+/// when it fails, asks the query stage whether to start it again (after the rule's
+/// `restartStrategy` wait, from where the query stage says) or to give up. A stop of the run
+/// (`stop`) or of the rule (`halt`) ends it without a restart.
+async fn feed(
+    mut feed: Feed,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+    mut halt: watch::Receiver<bool>,
+) {
+    let index = feed.index;
+    loop {
+        let (reading, mut rows) = match feed.first.take() {
+            Some(first) => first,
+            None => {
+                let (row_tx, row_rx) = mpsc::channel(feed.capacity);
+                (source::read(feed.ctx.clone(), row_tx), row_rx)
+            }
+        };
+        let mut reading = tokio::spawn(reading);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                chunk = rows.recv() => match chunk {
+                    Some(chunk) => {
+                        if tx.send(Input::Rows(index, chunk)).await.is_err() {
+                            reading.abort();
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                () = raised(&mut stop), if !stopping => {
+                    stopping = true;
+                    reading.abort();
+                }
+                () = raised(&mut halt), if !stopping => {
+                    stopping = true;
+                    reading.abort();
+                }
+            }
+        }
+        let failure = match (&mut reading).await {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message),
+            Err(e) if e.is_panic() => Some(format!("the source panicked: {e}")),
+            // Cancelled: the run or the rule is stopping.
+            Err(_) => None,
+        };
+        let Some(message) = failure else { break };
+        tracing::error!(stream = %feed.ctx.def.name, "source failed: {message}");
+        if stopping {
+            break;
+        }
+        let (reply, answer) = oneshot::channel();
+        if tx
+            .send(Input::Failed {
+                index,
+                message,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Ok(Some(restart)) = answer.await else {
+            break;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(restart.delay) => {}
+            () = raised(&mut stop) => break,
+            () = raised(&mut halt) => break,
+        }
+        if let Some(positions) = &feed.ctx.positions {
+            positions.clear();
+        }
+        feed.ctx.resume = restart.resume;
+    }
+    let _ = tx.send(Input::End(index)).await;
 }
 
 /// What the query stage of a rule is besides its inputs and outputs.
@@ -892,13 +1021,25 @@ struct QueryTask {
     send_error: bool,
     /// With qos 1 or 2.
     checkpointer: Option<Checkpointer>,
+    /// How a failed source is started again.
+    restart: RestartStrategy,
+    /// Raised when the run stops.
+    stop: watch::Receiver<bool>,
+    /// Told when every source has ended (or the rule gave up).
+    inputs_done: oneshot::Sender<()>,
 }
 
 /// The rule's query stage: takes rows from its sources, runs them through the statement
 /// (windows fire on the clock in processing time), and fans the results out to the actions.
+///
+/// A source that fails is started again by the rule's `restartStrategy`, while the query's
+/// state stays as it is: with checkpoints (qos 1 or 2) a checkpoint is taken first and the
+/// source resumes at the position of the last row the query took (nothing lost, nothing read
+/// twice); without, it starts again from the start of its input. Once the restarts are used
+/// up, the rule stops (its other sources too) as at a stop of the run, with the last error.
 async fn run_query(
     mut runner: QueryRunner,
-    inputs: Vec<(usize, mpsc::Receiver<source::Chunk>)>,
+    feeds: Vec<Feed>,
     actions: Vec<(mpsc::Sender<sink::Chunk>, Arc<ActionMetrics>)>,
     metrics: Arc<RuleMetrics>,
     clock: Clock,
@@ -908,18 +1049,16 @@ async fn run_query(
         rule,
         send_error,
         mut checkpointer,
+        restart,
+        stop,
+        inputs_done,
     } = task;
-    let (merged_tx, mut merged) = mpsc::channel::<Input>(inputs.len().max(1) * 2);
-    for (index, mut rx) in inputs {
-        let tx = merged_tx.clone();
-        tokio::spawn(async move {
-            while let Some(chunk) = rx.recv().await {
-                if tx.send(Input::Rows(index, chunk)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Input::End(index)).await;
-        });
+    let (merged_tx, mut merged) = mpsc::channel::<Input>(feeds.len().max(1) * 2);
+    let (halt_tx, halt_rx) = watch::channel(false);
+    // Owned here: if the rule's task is dropped, its sources stop with it.
+    let mut feeders = tokio::task::JoinSet::new();
+    for one in feeds {
+        feeders.spawn(feed(one, merged_tx.clone(), stop.clone(), halt_rx.clone()));
     }
     drop(merged_tx);
     let mut fanout = Fanout {
@@ -961,6 +1100,50 @@ async fn run_query(
             }
         };
         let Some(input) = input else { break };
+        let input = match input {
+            Input::Failed {
+                index,
+                message,
+                reply,
+            } => {
+                metrics.source_failures.record(message.clone());
+                let done = u32::try_from(metrics.restarts.get()).unwrap_or(u32::MAX);
+                if done < restart.attempts {
+                    let delay = restart.delay(done, rand::random::<f64>());
+                    metrics.restarts.add(1);
+                    let resume = match checkpointer.as_mut() {
+                        Some(checkpointer) => {
+                            checkpointer.take(&mut runner, &mut fanout).await;
+                            checkpointer.position(index)
+                        }
+                        None => None,
+                    };
+                    tracing::warn!(
+                        rule = %fanout.rule,
+                        restart = done + 1,
+                        attempts = restart.attempts,
+                        delay_ms = delay.as_millis() as u64,
+                        from = ?resume,
+                        "a source failed ({message}); restarting it"
+                    );
+                    let _ = reply.send(Some(Restart { delay, resume }));
+                } else {
+                    tracing::error!(
+                        rule = %fanout.rule,
+                        restarts = done,
+                        "a source failed ({message}) and the rule's restarts are used up: the rule stops"
+                    );
+                    *metrics
+                        .stopped_by_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(message);
+                    let _ = halt_tx.send(true);
+                    let _ = reply.send(None);
+                }
+                continue;
+            }
+            input => input,
+        };
         let started = Instant::now();
         let ctx = EvalCtx {
             now_ms: clock.now_ms(),
@@ -976,6 +1159,7 @@ async fn run_query(
                 (runner.push(index, rows, &ctx, &mut out), n)
             }
             Input::End(index) => (runner.end_source(index, &ctx, &mut out), 0),
+            Input::Failed { .. } => unreachable!("handled above"),
         };
         metrics.records_in.add(rows_in as u64);
         metrics
@@ -985,6 +1169,8 @@ async fn run_query(
             .send(out, outcome, &metrics, send_error, rows_in)
             .await;
     }
+    let _ = inputs_done.send(());
+    while feeders.join_next().await.is_some() {}
     let ctx = EvalCtx {
         now_ms: clock.now_ms(),
         meta: &Value::Null,
@@ -1091,6 +1277,14 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Where source `index` has been read to, by the rows the query took.
+    fn position(&self, index: usize) -> Option<Position> {
+        self.sources
+            .get(index)
+            .and_then(Option::as_ref)
+            .map(|(_, at)| at.position)
+    }
+
     /// The query took source `index`'s next chunk.
     fn taken(&mut self, index: usize) {
         if let Some(Some((positions, at))) = self.sources.get_mut(index)

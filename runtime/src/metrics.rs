@@ -85,6 +85,23 @@ pub struct RuleMetrics {
     pub late: Counter,
     /// Rows left in a window that never completed (a count window at the end of the input).
     pub pending_at_end: Counter,
+    /// Failures of the rule's sources (each is restarted by `restartStrategy`, or stops the
+    /// rule), and the last one's message.
+    pub source_failures: Exceptions,
+    /// Times a source of the rule failed and was started again (`restartStrategy`).
+    pub restarts: Counter,
+    /// Why the rule stopped, when a source failed once its restarts were used up.
+    pub stopped_by_error: Mutex<Option<String>>,
+}
+
+impl RuleMetrics {
+    /// Why the rule stopped by error, if it did.
+    pub fn stopped_by_error(&self) -> Option<String> {
+        self.stopped_by_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// One action's metrics.

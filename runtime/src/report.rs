@@ -46,11 +46,21 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The rules that stopped by error (a source failed once their restarts were used up),
+    /// with the last error.
+    pub fn stopped_by_error(&self) -> Vec<(&str, String)> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.rule.stopped_by_error().map(|why| (r.id.as_str(), why)))
+            .collect()
+    }
+
     /// True when every row was decoded and evaluated, and every payload delivered (none
     /// failed, dead-lettered or left in a cache).
     pub fn all_delivered(&self) -> bool {
         self.rules.iter().all(|r| {
             r.source.exceptions.total() == 0
+                && r.rule.stopped_by_error().is_none()
                 && r.rule.exceptions.total() == 0
                 && r.rule.late.get() == 0
                 && r.actions.iter().all(|action| {
@@ -77,6 +87,18 @@ impl RunReport {
             ));
             if let Some(last) = rule.source.exceptions.last() {
                 out.push_str(&format!("  last decode error: {last}\n"));
+            }
+            let restarts = rule.rule.restarts.get();
+            if restarts > 0 {
+                out.push_str(&format!(
+                    "  restarted {restarts} times after a source failed (restartStrategy); last failure: {}\n",
+                    rule.rule.source_failures.last().unwrap_or_default()
+                ));
+            }
+            if let Some(why) = rule.rule.stopped_by_error() {
+                out.push_str(&format!(
+                    "  STOPPED BY ERROR after {restarts} restarts: {why}\n"
+                ));
             }
             let late = rule.rule.late.get();
             if late > 0 {
@@ -247,6 +269,10 @@ pub fn to_json(report: &RunReport) -> Json {
                     "late_total": r.rule.late.get(),
                     "pending_at_end": r.rule.pending_at_end.get(),
                 },
+                "restarts_total": r.rule.restarts.get(),
+                "source_failures_total": r.rule.source_failures.total(),
+                "last_source_failure": r.rule.source_failures.last(),
+                "stopped_by_error": r.rule.stopped_by_error(),
                 "actions": actions,
             })
         })

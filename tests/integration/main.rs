@@ -16,6 +16,7 @@ mod mqtt;
 mod negative;
 mod network;
 mod reload;
+mod restart;
 mod sandbox;
 mod serve;
 mod stop;

@@ -60,9 +60,10 @@ tasks:
                 toolchains are installed when possible; a missing one is skipped, named)
   lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
-  bench [SECTION...] [--quick]
+  bench [SECTION...] [--quick] [--kills K] [--rows N]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt delivery languages serve; all by default)
+                filter reload window mqtt delivery languages chaos serve; all by
+                default; chaos: kill -9 of oort K times (20) over N rows (200000))
   fuzz-sql [--seconds N]
                 fuzz the DDL parser, SQL compiler and evaluator for N seconds
                 (default 600); a panic stops it with the input and its seed
@@ -519,15 +520,34 @@ const BENCHES: &[(&str, &[&str])] = &[
         ],
     ),
     ("delivery", &["delivery"]),
+    ("chaos", &["chaos"]),
     ("languages", &["languages"]),
     ("serve", &["serve"]),
 ];
+
+/// Benchmark options followed by a value.
+const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows"];
 
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);
 /// other arguments (`--quick`) go to each.
 fn bench(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
-    let named: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // Options with a value (`--kills 20`) go to the benchmarks with their value.
+    let mut options = Vec::new();
+    let mut named = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg.starts_with('-') {
+            options.push(arg);
+            if BENCH_VALUE_OPTIONS.contains(&arg.as_str())
+                && let Some(value) = it.next()
+            {
+                options.push(value);
+            }
+        } else {
+            named.push(arg);
+        }
+    }
     for name in &named {
         if !BENCHES
             .iter()
@@ -547,7 +567,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
         let mut cmd = cargo();
         cmd.args(["bench", "-p", "oort-tests", "--bench", target, "--"])
-            .args(args.iter().filter(|a| a.starts_with('-')))
+            .args(&options)
             .args(mine);
         run(cmd)?;
     }

@@ -251,6 +251,10 @@ impl RuleArgs {
 /// Exit code of a run that finished but did not deliver every row.
 pub const EXIT_UNDELIVERED: u8 = 3;
 
+/// Exit code of a run in which a rule stopped by error: a source failed and the rule's
+/// `restartStrategy` allowed no more restarts.
+pub const EXIT_STOPPED_BY_ERROR: u8 = 4;
+
 /// Raises the soft limit on open files to the hard one: every sink instance holds a few
 /// (capped per instance), and one action running short must not starve the others.
 fn raise_open_file_limit() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{EXIT_UNDELIVERED, RuleArgs};
+use super::{EXIT_STOPPED_BY_ERROR, EXIT_UNDELIVERED, RuleArgs};
 
 /// Options of `oort run-rule`.
 #[derive(Debug, Args)]
@@ -75,7 +75,13 @@ pub async fn run(args: RunRuleArgs) -> ExitCode {
             } else {
                 print!("{}", report.render());
             }
-            if report.all_delivered() {
+            let stopped = report.stopped_by_error();
+            for (rule, why) in &stopped {
+                eprintln!("error: rule `{rule}` stopped by error: {why}");
+            }
+            if !stopped.is_empty() {
+                ExitCode::from(EXIT_STOPPED_BY_ERROR)
+            } else if report.all_delivered() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_UNDELIVERED)

@@ -124,6 +124,20 @@ impl Default for RestartStrategy {
     }
 }
 
+impl RestartStrategy {
+    /// The wait before restart number `done + 1` (`done` restarts made already): `delay`
+    /// times `multiplier` to the power `done`, at most `maxDelay`, then moved at random by up
+    /// to `jitterFactor` of itself either way (never beyond `maxDelay`), as eKuiper waits.
+    /// `draw` is the random part, in `0..=1` (0.5 adds no jitter).
+    pub fn delay(&self, done: u32, draw: f64) -> std::time::Duration {
+        let max = self.max_delay_ms as f64;
+        let exponent = i32::try_from(done).unwrap_or(i32::MAX);
+        let base = (self.delay_ms as f64 * self.multiplier.powi(exponent)).min(max);
+        let jittered = base * (1.0 + (draw.clamp(0.0, 1.0) * 2.0 - 1.0) * self.jitter_factor);
+        std::time::Duration::from_millis(jittered.clamp(0.0, max).round() as u64)
+    }
+}
+
 /// eKuiper's default `checkpointInterval`: 300 seconds.
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 300_000;
 
@@ -465,10 +479,6 @@ fn rule_from_json(
             "concurrency (set `concurrency` on an action to run several sink instances)".into(),
         );
     }
-    if options.restart.attempts > 0 {
-        ignored_options
-            .push("restartStrategy (a failed rule is not restarted in this version)".into());
-    }
     let _ = raw.triggered;
     Ok(RuleDef {
         name: raw.name.unwrap_or_else(|| id.clone()),
@@ -759,6 +769,13 @@ mod tests {
             (0, 300_000)
         );
         assert_eq!(defaults.restart, RestartStrategy::default());
+        let waits: Vec<u128> = (0..5)
+            .map(|n| options.restart.delay(n, 0.5).as_millis())
+            .collect();
+        assert_eq!(waits, [500, 750, 1125, 1688, 2000]);
+        assert_eq!(options.restart.delay(0, 0.0).as_millis(), 400);
+        assert_eq!(options.restart.delay(0, 1.0).as_millis(), 600);
+        assert_eq!(options.restart.delay(9, 1.0).as_millis(), 2000);
 
         let err = option_err(r#"{"qos":3}"#);
         assert!(

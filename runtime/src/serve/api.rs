@@ -572,8 +572,13 @@ pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiErro
             out.insert("status".into(), json!("stopped"));
         }
     }
+    out.insert("restarts".into(), json!(state.restarts));
     if let Some((rules, _)) = &state.live {
         for r in rules {
+            out.insert(
+                "restarts".into(),
+                json!(state.restarts + r.rule.restarts.get()),
+            );
             let s = &r.source;
             for stream in r.stream.split(", ") {
                 put_metrics(

@@ -166,6 +166,12 @@ async fn snapshot(server: &Server) -> Snapshot {
                 &l,
                 q.late.get(),
             );
+            s.counter(
+                "oort_rule_restarts",
+                "Times a failed source of the rule was started again (restartStrategy)",
+                &vec![("rule".into(), id.clone())],
+                q.restarts.get(),
+            );
             for a in &r.actions {
                 let l = node(id, "sink", &format!("sink_{}", a.name));
                 let m = &a.metrics;

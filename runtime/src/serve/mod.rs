@@ -65,6 +65,9 @@ enum Phase {
 struct RuleState {
     phase: Option<Phase>,
     live: Option<(Vec<RuleReport>, Arc<Reloader>)>,
+    /// Restarts of the rule that failed to start, by its `restartStrategy` (restarts of a
+    /// failed source of a running rule are counted in its live counters).
+    restarts: u64,
 }
 
 struct RunningRule {
@@ -87,6 +90,7 @@ impl RuleEntry {
             state: Arc::new(Mutex::new(RuleState {
                 phase: Some(Phase::Stopped("canceled manually.".into())),
                 live: None,
+                restarts: 0,
             })),
         }
     }
@@ -251,38 +255,75 @@ impl Server {
         if let Ok(mut s) = state.lock() {
             s.phase = Some(Phase::Starting);
             s.live = None;
+            s.restarts = 0;
         }
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (stop_now, stop_now_rx) = oneshot::channel::<()>();
         let grace = self.config.grace;
         let rule_id = id.to_string();
         let done = tokio::spawn(async move {
-            let observed = Arc::clone(&state);
-            let outcome = crate::engine::run_observed(
-                &config,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                async move {
-                    let _ = stop_now_rx.await;
-                },
-                Some(grace),
-                move |report, reloader| {
-                    if let Ok(mut s) = observed.lock() {
-                        s.phase = Some(Phase::Running);
-                        s.live = Some((report.rules.clone(), Arc::clone(reloader)));
+            // The stop signals, as flags: a rule that fails to start is tried again by its
+            // `restartStrategy`, and each try listens to them.
+            let (stop_flag, stopping) = tokio::sync::watch::channel(false);
+            let (stop_now_flag, stopping_now) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                let _ = stop_flag.send(true);
+            });
+            tokio::spawn(async move {
+                let _ = stop_now_rx.await;
+                let _ = stop_now_flag.send(true);
+            });
+            let strategy = crate::engine::load(&config)
+                .ok()
+                .and_then(|(rules, _)| rules.first().map(|r| r.options.restart.clone()))
+                .unwrap_or_default();
+            let mut tries = 0u32;
+            let why = loop {
+                let observed = Arc::clone(&state);
+                let outcome = crate::engine::run_observed(
+                    &config,
+                    raised(stopping.clone()),
+                    raised(stopping_now.clone()),
+                    Some(grace),
+                    move |report, reloader| {
+                        if let Ok(mut s) = observed.lock() {
+                            s.phase = Some(Phase::Running);
+                            s.live = Some((report.rules.clone(), Arc::clone(reloader)));
+                        }
+                    },
+                )
+                .await;
+                let why = match outcome {
+                    Ok(report) => match report.stopped_by_error().into_iter().next() {
+                        Some((_, why)) => {
+                            tracing::error!(rule = %rule_id, "the rule stopped by error: {why}");
+                            why
+                        }
+                        None if report.interrupted => "canceled manually.".to_string(),
+                        None => "the input ended.".to_string(),
+                    },
+                    Err(e) => {
+                        let why = without_path(&e.to_string(), &path);
+                        if tries < strategy.attempts && !*stopping.borrow() {
+                            let delay = strategy.delay(tries, rand::random::<f64>());
+                            tries += 1;
+                            tracing::warn!(rule = %rule_id, restart = tries, attempts = strategy.attempts, delay_ms = delay.as_millis() as u64, "the rule failed to start ({why}); starting it again");
+                            if let Ok(mut s) = state.lock() {
+                                s.phase =
+                                    Some(Phase::Stopped(format!("retrying after error: {why}")));
+                                s.restarts = u64::from(tries);
+                            }
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => continue,
+                                () = raised(stopping.clone()) => break "canceled manually.".to_string(),
+                            }
+                        }
+                        tracing::error!(rule = %rule_id, "the rule stopped: {why}");
+                        why
                     }
-                },
-            )
-            .await;
-            let why = match outcome {
-                Ok(report) if report.interrupted => "canceled manually.".to_string(),
-                Ok(_) => "the input ended.".to_string(),
-                Err(e) => {
-                    let why = without_path(&e.to_string(), &path);
-                    tracing::error!(rule = %rule_id, "the rule stopped: {why}");
-                    why
-                }
+                };
+                break why;
             };
             if let Ok(mut s) = state.lock() {
                 s.phase = Some(Phase::Stopped(why));
@@ -320,6 +361,11 @@ impl Server {
             })
             .collect()
     }
+}
+
+/// Completes once `flag` is raised (or its sender is gone).
+async fn raised(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|up| *up).await;
 }
 
 /// A message about a rule without the path of the file it runs from: the API's user sent a

@@ -210,17 +210,23 @@ pub fn start(
 ) -> impl Future<Output = ()> + Send + 'static {
     let name = ctx.def.name.clone();
     let metrics = Arc::clone(&ctx.metrics);
-    let reading = match of(&ctx.def) {
-        Some(source) => source.start(ctx, tx),
-        None => {
-            let message = no_source(ctx.def.options.source_type);
-            Box::pin(async move { Err(message) })
-        }
-    };
+    let reading = read(ctx, tx);
     async move {
         if let Err(message) = reading.await {
             tracing::error!(stream = %name, "source failed: {message}");
             metrics.exceptions.record(message);
+        }
+    }
+}
+
+/// Like [`start`], but the future's error says why the source stopped early, for the caller
+/// to log, count and act on (a rule restarts a failed source by its `restartStrategy`).
+pub fn read(ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+    match of(&ctx.def) {
+        Some(source) => source.start(ctx, tx),
+        None => {
+            let message = no_source(ctx.def.options.source_type);
+            Box::pin(async move { Err(message) })
         }
     }
 }

@@ -48,6 +48,7 @@ mod dialect;
 pub mod expr;
 pub mod functions;
 mod query;
+mod reads;
 pub mod run;
 pub mod stream;
 pub mod window;
@@ -64,6 +65,7 @@ pub use aggregate::{AggCall, AggFunc};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
+pub use reads::FieldsRead;
 pub use run::{Outcome, QueryRunner, Tuple};
 pub use window::{Fired, WindowKind, WindowOperator, WindowSpec, unit_ms};
 

@@ -620,7 +620,7 @@ pub async fn run_observed(
             resources: resources.clone(),
             positions: None,
             resume: None,
-            reads: crate::sql::FieldsRead::All,
+            reads: sql::FieldsRead::All,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();

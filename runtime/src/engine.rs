@@ -629,6 +629,7 @@ pub async fn run_observed(
             resources: resources.clone(),
             positions: None,
             resume: None,
+            reads: sql::FieldsRead::All,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();
@@ -639,11 +640,14 @@ pub async fn run_observed(
             }
         }
         let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
+        // A stream's messages are decoded only as far as the statement reads them.
+        let reads = query.fields_read();
         let mut feeds = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 let (row_tx, row_rx) = mpsc::channel(capacity);
                 let mut ctx = context(&streams[index], &source_metrics);
+                ctx.reads = reads.clone();
                 if let Some((plan, _)) = &checkpointer
                     && let Some(Some((positions, at))) = plan.sources.get(index)
                 {

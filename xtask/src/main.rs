@@ -8,7 +8,8 @@
 //! - `lint`:  rustfmt check, clippy with warnings denied, and cargo-deny's licence, ban and
 //!   source checks (`deny.toml`) when cargo-deny is installed.
 //! - `ci`:    `lint` then `test`, as `.ci/run` does.
-//! - `bench`: the benchmarks (release build), printing their figures.
+//! - `bench`: the benchmarks (release build), printing their figures; `bench peers` compares
+//!   two rules against DuckDB and DataFusion on the same input.
 //! - `stress`: run one known test many times, stopping at the first failure.
 //! - `fuzz`:  run the chaos guest against the host for a time budget.
 //! - `fuzz-sql`: fuzz the stream DDL parser, the SQL compiler and the evaluator for a while.
@@ -64,6 +65,12 @@ tasks:
                 build release and run the benchmarks (sections: sink start memory
                 filter reload window mqtt delivery languages chaos serve; all by
                 default; chaos: kill -9 of oort K times (20) over N rows (200000))
+  bench peers [--rows N] [--runs N] [--quick] [--no-instructions]
+                the filter and the tumbling-window rule through release `oort run-rule`
+                (file source -> file sink) and through DuckDB and DataFusion (installed
+                with pip into target/peers-venv; skipped with a note when they cannot
+                be), alternating, on one core and on two; rows/s, ratios, and
+                instructions per row (valgrind) on a smaller input
   fuzz-sql [--seconds N]
                 fuzz the DDL parser, SQL compiler and evaluator for N seconds
                 (default 600); a panic stops it with the input and its seed
@@ -531,6 +538,9 @@ const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows"];
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);
 /// other arguments (`--quick`) go to each.
 fn bench(args: &[String]) -> Result<(), String> {
+    if args.first().is_some_and(|a| a == "peers") {
+        return peers_bench::peers(&args[1..]);
+    }
     ensure_wasm_target()?;
     // Options with a value (`--kills 20`) go to the benchmarks with their value.
     let mut options = Vec::new();
@@ -715,4 +725,425 @@ fn fuzz_sql(args: &[String]) -> Result<(), String> {
     ])
     .env("OORT_FUZZ_SECONDS", seconds.to_string());
     run(cmd)
+}
+
+/// `bench peers`: the same two rules through release `oort run-rule` and, when installed,
+/// DuckDB and DataFusion (see [`peers`]).
+mod peers_bench {
+    use super::{Command, Path, PathBuf, cargo, root, run};
+    use std::time::Instant;
+
+    /// The Python side: one query, one engine, one process, reading the same file.
+    const SCRIPT: &str = r#"import sys
+engine, workload, threads, src, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+FILTER = "SELECT deviceId, temperature FROM s WHERE temperature > 30"
+WINDOW = ("SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n, "
+          "ts / 10000 AS w FROM s GROUP BY deviceId, ts / 10000")
+if engine == "duckdb":
+    import duckdb
+    con = duckdb.connect()
+    con.execute(f"SET threads={threads}")
+    cols = ("{'deviceId':'VARCHAR','temperature':'DOUBLE','humidity':'BIGINT',"
+            "'status':'VARCHAR','seq':'BIGINT','ts':'BIGINT'}")
+    con.execute(f"CREATE VIEW s AS SELECT * FROM read_json('{src}', format='newline_delimited', columns={cols})")
+    q = FILTER if workload == "filter" else WINDOW.replace("ts / 10000", "ts // 10000")
+    con.execute(f"COPY ({q}) TO '{out}' (FORMAT JSON)")
+else:
+    import datafusion, pyarrow as pa
+    ctx = datafusion.SessionContext(datafusion.SessionConfig().with_target_partitions(threads))
+    schema = pa.schema([("deviceId", pa.string()), ("temperature", pa.float64()), ("humidity", pa.int64()),
+                        ("status", pa.string()), ("seq", pa.int64()), ("ts", pa.int64())])
+    ctx.register_json("s", src, schema=schema, file_extension=".jsonl")
+    q = (FILTER if workload == "filter" else WINDOW).replace("deviceId", '"deviceId"')
+    ctx.sql(q).write_json(out)
+"#;
+
+    /// One workload: its name, Oort's SQL and rule options.
+    struct Workload {
+        name: &'static str,
+        sql: &'static str,
+        event_time: bool,
+    }
+
+    const WORKLOADS: &[Workload] = &[
+        Workload {
+            name: "filter",
+            sql: "SELECT deviceId, temperature FROM s WHERE temperature > 30",
+            event_time: false,
+        },
+        Workload {
+            name: "window",
+            sql: "SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n FROM s GROUP BY deviceId, TUMBLINGWINDOW(ss, 10)",
+            event_time: true,
+        },
+    ];
+
+    struct Options {
+        rows: usize,
+        runs: usize,
+        instructions: bool,
+    }
+
+    fn options(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            rows: 2_000_000,
+            runs: 3,
+            instructions: true,
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let mut number = |what: &str| {
+                rest.next()
+                    .and_then(|n| n.replace('_', "").parse::<usize>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("{what} needs a positive whole number"))
+            };
+            match arg.as_str() {
+                "--rows" => o.rows = number("--rows")?,
+                "--runs" => o.runs = number("--runs")?,
+                "--quick" => {
+                    o.rows = 200_000;
+                    o.runs = 1;
+                }
+                "--no-instructions" => o.instructions = false,
+                other => {
+                    return Err(format!(
+                        "usage: cargo xtask bench peers [--rows N] [--runs N] [--quick] [--no-instructions] (got `{other}`)"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// Writes `rows` JSON lines of about 109 bytes: 10,000 devices, temperatures 20.0 to 39.9
+    /// (half of them above 30), one reading each 0.1 ms of event time. Returns how many pass
+    /// the filter.
+    fn generate(path: &Path, rows: usize) -> Result<usize, String> {
+        use std::io::Write;
+        let file = std::fs::File::create(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut pass = 0;
+        for i in 0..rows {
+            let tenths = 200 + (i % 200);
+            if tenths > 300 {
+                pass += 1;
+            }
+            writeln!(
+                out,
+                "{{\"deviceId\":\"device-{:05}\",\"temperature\":{}.{},\"humidity\":{},\"status\":\"nominal\",\"seq\":{},\"ts\":{}}}",
+                i % 10_000,
+                tenths / 10,
+                tenths % 10,
+                40 + i % 50,
+                1_000_000 + i,
+                1_700_000_000_000 + i as u64 / 10
+            )
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        out.flush()
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(pass)
+    }
+
+    /// An engine's command line for one workload, and the file it writes.
+    struct Job {
+        engine: &'static str,
+        workload: &'static str,
+        command: Vec<String>,
+        output: PathBuf,
+    }
+
+    fn oort_job(dir: &Path, oort: &Path, plugins: &Path, w: &Workload) -> Result<Job, String> {
+        let out = dir.join(format!("oort-{}.jsonl", w.name));
+        let streams = dir.join("streams.sql");
+        std::fs::write(
+            &streams,
+            "CREATE STREAM s () WITH (TYPE=\"file\", DATASOURCE=\"readings.jsonl\", TIMESTAMP=\"ts\");\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let rule = dir.join(format!("rule-{}.json", w.name));
+        let text = serde_json_text(w, &out);
+        std::fs::write(&rule, text).map_err(|e| e.to_string())?;
+        Ok(Job {
+            engine: "oort",
+            workload: w.name,
+            command: vec![
+                oort.display().to_string(),
+                "run-rule".into(),
+                rule.display().to_string(),
+                "--streams".into(),
+                streams.display().to_string(),
+                "--plugins".into(),
+                plugins.display().to_string(),
+                "--log".into(),
+                "warn".into(),
+            ],
+            output: out,
+        })
+    }
+
+    fn serde_json_text(w: &Workload, out: &Path) -> String {
+        format!(
+            r#"{{"id":"peers-{}","sql":"{}","actions":[{{"file":{{"path":"{}"}}}}],"options":{{"isEventTime":{}}}}}"#,
+            w.name,
+            w.sql,
+            out.display(),
+            w.event_time
+        )
+    }
+
+    fn peer_job(
+        dir: &Path,
+        python: &Path,
+        engine: &'static str,
+        w: &Workload,
+        threads: usize,
+    ) -> Job {
+        let out = dir.join(format!("{engine}-{}-{threads}.json", w.name));
+        Job {
+            engine,
+            workload: w.name,
+            command: vec![
+                python.display().to_string(),
+                dir.join("peers.py").display().to_string(),
+                engine.into(),
+                w.name.into(),
+                threads.to_string(),
+                dir.join("readings.jsonl").display().to_string(),
+                out.display().to_string(),
+            ],
+            output: out,
+        }
+    }
+
+    /// Runs a job once (pinned to core 0 or not); its wall time in seconds.
+    fn time(job: &Job, pinned: bool) -> Result<f64, String> {
+        let _ = std::fs::remove_file(&job.output);
+        let _ = std::fs::remove_dir_all(&job.output);
+        let mut cmd = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).args(&job.command);
+            c
+        } else {
+            let mut c = Command::new(&job.command[0]);
+            c.args(&job.command[1..]);
+            c
+        };
+        let start = Instant::now();
+        let output = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", job.command.join(" ")))?;
+        let secs = start.elapsed().as_secs_f64();
+        if !output.status.success() {
+            return Err(format!(
+                "{} {} failed ({}): {}",
+                job.engine,
+                job.workload,
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(secs)
+    }
+
+    /// Lines of a file, or of every file in a folder (DataFusion may write a folder).
+    fn count_lines(path: &Path) -> usize {
+        let count = |p: &Path| {
+            std::fs::read(p)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0)
+        };
+        if path.is_dir() {
+            std::fs::read_dir(path)
+                .map(|d| d.flatten().map(|e| count(&e.path())).sum())
+                .unwrap_or(0)
+        } else {
+            count(path)
+        }
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Instructions the whole process executes, counted by valgrind (cachegrind, no cache
+    /// simulation): `perf stat` needs hardware counters a virtual machine often lacks.
+    fn instructions(job: &Job) -> Result<u64, String> {
+        let output = Command::new("valgrind")
+            .args([
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+            ])
+            .args(&job.command)
+            .output()
+            .map_err(|e| format!("cannot run valgrind: {e}"))?;
+        let text = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("valgrind failed ({})", output.status));
+        }
+        text.lines()
+            .find_map(|l| {
+                l.split_once("I refs:")
+                    .map(|(_, n)| n.trim().replace(',', ""))
+            })
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| "valgrind printed no instruction count".into())
+    }
+
+    fn python_with_peers(dir: &Path) -> (Option<PathBuf>, Vec<&'static str>, Vec<String>) {
+        let venv = root().join("target").join("peers-venv");
+        let python = venv.join("bin").join("python");
+        let mut notes = Vec::new();
+        if !python.is_file() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !made {
+                notes.push("no python3 venv: DuckDB and DataFusion skipped".into());
+                return (None, Vec::new(), notes);
+            }
+        }
+        let has = |module: &str| {
+            Command::new(&python)
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !has("duckdb") || !has("datafusion") {
+            eprintln!(
+                "xtask: pip install duckdb datafusion (into {})",
+                venv.display()
+            );
+            let _ = Command::new(venv.join("bin").join("pip"))
+                .args(["install", "-q", "duckdb", "datafusion"])
+                .status();
+        }
+        let mut engines = Vec::new();
+        for (engine, module) in [("duckdb", "duckdb"), ("datafusion", "datafusion")] {
+            if has(module) {
+                engines.push(engine);
+            } else {
+                notes.push(format!(
+                    "{engine} is not installed (pip install {module}): skipped"
+                ));
+            }
+        }
+        let _ = std::fs::write(dir.join("peers.py"), SCRIPT);
+        (Some(python), engines, notes)
+    }
+
+    pub fn peers(args: &[String]) -> Result<(), String> {
+        let o = options(args)?;
+        let mut build = cargo();
+        build.args(["build", "--release", "-p", "oort", "--bin", "oort"]);
+        run(build)?;
+        let oort = root().join("target").join("release").join("oort");
+        let dir = root().join("target").join("peers");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let plugins = dir.join("plugins");
+        super::build_sinks(&plugins)?;
+        let (python, engines, notes) = python_with_peers(&dir);
+
+        let data = dir.join("readings.jsonl");
+        let pass = generate(&data, o.rows)?;
+        let bytes = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "oort vs peers: {} JSON lines, {:.0} bytes each, {} runs per figure (median), alternating",
+            o.rows,
+            bytes as f64 / o.rows as f64,
+            o.runs
+        );
+        for note in &notes {
+            println!("  note: {note}");
+        }
+        for w in WORKLOADS {
+            println!("\n{} ({}):", w.name, w.sql);
+            for pinned in [true, false] {
+                let threads = if pinned { 1 } else { 2 };
+                let mut jobs = vec![oort_job(&dir, &oort, &plugins, w)?];
+                if let Some(python) = &python {
+                    for engine in &engines {
+                        jobs.push(peer_job(&dir, python, engine, w, threads));
+                    }
+                }
+                // Warm-up (page cache, compiled sink), then alternating timed runs.
+                for job in &jobs {
+                    time(job, pinned)?;
+                }
+                let mut secs: Vec<Vec<f64>> = vec![Vec::new(); jobs.len()];
+                for _ in 0..o.runs {
+                    for (job, s) in jobs.iter().zip(&mut secs) {
+                        s.push(time(job, pinned)?);
+                    }
+                }
+                let label = if pinned {
+                    "one core (taskset -c 0; peers with 1 thread)"
+                } else {
+                    "unpinned (2 cores; peers with 2 threads)"
+                };
+                println!("  {label}:");
+                let rates: Vec<f64> = secs
+                    .into_iter()
+                    .map(|s| o.rows as f64 / median(s))
+                    .collect();
+                for (job, rate) in jobs.iter().zip(&rates) {
+                    let lines = count_lines(&job.output);
+                    let ratio = if job.engine == "oort" {
+                        String::new()
+                    } else {
+                        format!("  oort ÷ {} = {:.2}", job.engine, rates[0] / rate)
+                    };
+                    println!(
+                        "    {:<11}{:>6.2} M rows/s  ({lines} rows out){ratio}",
+                        job.engine,
+                        rate / 1e6
+                    );
+                    if job.engine == "oort" && w.name == "filter" && lines != pass {
+                        return Err(format!("oort wrote {lines} rows, {pass} pass the filter"));
+                    }
+                }
+            }
+        }
+        if o.instructions {
+            instruction_counts(&dir, &oort, &plugins, (o.rows / 10).clamp(1, 200_000))?;
+        } else {
+            println!("\ninstruction counts: skipped (--no-instructions)");
+        }
+        Ok(())
+    }
+
+    /// Instructions per input row of Oort on a smaller input (valgrind is ~50× slower).
+    fn instruction_counts(
+        dir: &Path,
+        oort: &Path,
+        plugins: &Path,
+        rows: usize,
+    ) -> Result<(), String> {
+        if !Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            println!("\ninstruction counts: skipped (valgrind is not installed)");
+            return Ok(());
+        }
+        generate(&dir.join("readings.jsonl"), rows)?;
+        println!(
+            "\ninstructions per input row (valgrind, whole process, {rows} rows; startup included):"
+        );
+        for w in WORKLOADS {
+            let job = oort_job(dir, oort, plugins, w)?;
+            match instructions(&job) {
+                Ok(n) => println!("  oort {:<8}{:>8.0}", w.name, n as f64 / rows as f64),
+                Err(e) => println!("  oort {:<8}skipped: {e}", w.name),
+            }
+        }
+        Ok(())
+    }
 }

@@ -49,6 +49,7 @@ mod dialect;
 pub mod expr;
 pub mod functions;
 mod query;
+mod reads;
 pub mod run;
 pub mod stream;
 pub mod window;
@@ -66,6 +67,7 @@ pub use analytic::{AnalyticCall, AnalyticFunc, ChangedCols};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
+pub use reads::FieldsRead;
 pub use run::{Outcome, QueryRunner, Tuple};
 pub use window::{Fired, WindowKind, WindowOperator, WindowSpec, unit_ms};
 

@@ -1,9 +1,14 @@
 //! Decoding one message into a row per the stream's `FORMAT`, fitting it to the declared
 //! columns, and taking its event time from the `TIMESTAMP` field.
+//!
+//! A JSON message is decoded only as far as the rule needs: the fields its statement reads
+//! (and the `TIMESTAMP` field), or the declared columns of a stream that has them (each is
+//! type-checked, read or not); every other field is skipped without building a value.
 
 use std::sync::Arc;
 
-use crate::json::RowDecoder;
+use crate::json::{Keep, RowDecoder};
+use crate::sql::FieldsRead;
 use crate::stream::{ColumnDef, Format, StreamDef, conform};
 use crate::value::{Row, Schema, Value};
 
@@ -23,8 +28,23 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder for `def`; with `event_time`, rows take their time from `TIMESTAMP`.
+    /// A decoder for `def` keeping every field; with `event_time`, rows take their time from
+    /// `TIMESTAMP`.
     pub fn new(def: &StreamDef, event_time: bool) -> Self {
+        Self::reading(def, event_time, &FieldsRead::All)
+    }
+
+    /// A decoder for `def` for a statement that reads `reads`: a JSON message's other fields
+    /// are skipped (a stream with declared columns keeps all of them, since each is checked).
+    pub fn reading(def: &StreamDef, event_time: bool, reads: &FieldsRead) -> Self {
+        let timestamp = event_time.then(|| def.options.timestamp.clone()).flatten();
+        let keep = match (&def.columns, reads) {
+            (Some(columns), _) => Keep::only(columns.iter().map(|c| c.name.as_str())),
+            (None, FieldsRead::All) => Keep::All,
+            (None, FieldsRead::Only(names)) => {
+                Keep::only(names.iter().map(|n| &**n).chain(timestamp.as_deref()))
+            }
+        };
         let columns = def.columns.clone().map(|cols| {
             let schema = Arc::new(Schema::new(
                 cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
@@ -36,8 +56,8 @@ impl Decoder {
             delimiter: def.options.delimiter,
             columns,
             strict: def.options.strict_validation,
-            json: RowDecoder::new(),
-            timestamp: event_time.then(|| def.options.timestamp.clone()).flatten(),
+            json: RowDecoder::keeping(keep),
+            timestamp,
         }
     }
 

@@ -21,6 +21,7 @@ pub use memory::MemoryBus;
 use crate::checkpoint::{Position, Positions};
 use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
+use crate::sql::FieldsRead;
 use crate::stream::{Format, SourceType, StreamDef};
 use crate::value::Row;
 
@@ -162,6 +163,8 @@ pub struct SourceContext {
     /// Where to start reading: a checkpoint's position (a source that cannot seek starts at
     /// the beginning).
     pub resume: Option<Position>,
+    /// The fields the rule's statement reads: a decoder may skip the others.
+    pub reads: FieldsRead,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -247,7 +250,7 @@ impl<'a> Emitter<'a> {
     pub(crate) fn new(ctx: &'a SourceContext, tx: &'a mpsc::Sender<Chunk>) -> Self {
         Self {
             ctx,
-            decoder: Decoder::new(&ctx.def, ctx.event_time),
+            decoder: Decoder::reading(&ctx.def, ctx.event_time, &ctx.reads),
             tx,
             chunk: Vec::with_capacity(CHUNK_ROWS),
             now_ms: ctx.clock.now_ms(),

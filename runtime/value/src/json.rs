@@ -9,17 +9,59 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use crate::value::{Map, Row, Schema, Value};
 
+/// Which top-level fields of an object a [`RowDecoder`] keeps; the others are skipped
+/// (checked to be well-formed JSON, but no value is built for them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Every field.
+    #[default]
+    All,
+    /// Only fields whose name matches one of these, exactly or ignoring ASCII case (the way a
+    /// column lookup, [`Schema::index_of`], matches names).
+    Only(Arc<[Box<str>]>),
+}
+
+impl Keep {
+    /// Keeps only the fields these names match.
+    pub fn only<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self::Only(names.into_iter().map(|n| n.as_ref().into()).collect())
+    }
+
+    /// Whether the field `key` is kept.
+    pub fn keeps(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n.eq_ignore_ascii_case(key)),
+        }
+    }
+}
+
+/// The keys of the last object decoded, which of them were kept, and the schema of the kept
+/// ones.
+struct Layout {
+    keys: Vec<Arc<str>>,
+    kept: Vec<bool>,
+    schema: Arc<Schema>,
+}
+
 /// Decodes JSON objects into rows. Consecutive rows with the same keys in the same order share
-/// one [`Schema`], which is what makes column lookups cheap downstream.
+/// one [`Schema`], which is what makes column lookups cheap downstream. Fields that the
+/// decoder's [`Keep`] leaves out are skipped without allocating.
 #[derive(Default)]
 pub struct RowDecoder {
-    last: Option<Arc<Schema>>,
+    keep: Keep,
+    last: Option<Layout>,
 }
 
 impl RowDecoder {
-    /// A decoder with no schema seen yet.
+    /// A decoder keeping every field, with no schema seen yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder keeping only the fields `keep` names.
+    pub fn keeping(keep: Keep) -> Self {
+        Self { keep, last: None }
     }
 
     /// Decodes one JSON object.
@@ -66,9 +108,21 @@ impl RowDecoder {
         Ok(rows)
     }
 
-    fn schema_for(&mut self, keys: Vec<Arc<str>>) -> Arc<Schema> {
-        let schema = Arc::new(Schema::new(keys));
-        self.last = Some(Arc::clone(&schema));
+    /// Records a new layout of keys (already checked to be distinct).
+    fn layout_for(&mut self, keys: Vec<Arc<str>>) -> Arc<Schema> {
+        let kept: Vec<bool> = keys.iter().map(|k| self.keep.keeps(k)).collect();
+        let names = keys
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| **kept)
+            .map(|(k, _)| Arc::clone(k))
+            .collect();
+        let schema = Arc::new(Schema::new(names));
+        self.last = Some(Layout {
+            keys,
+            kept,
+            schema: Arc::clone(&schema),
+        });
         schema
     }
 }
@@ -118,38 +172,49 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let last = self.decoder.last.clone();
-        let empty = Vec::new();
-        let expected: &[Arc<str>] = match &last {
-            Some(schema) => schema.names(),
-            None => &empty,
+        let decoder = self.decoder;
+        let (expected, kept, capacity): (&[Arc<str>], &[bool], usize) = match &decoder.last {
+            Some(layout) => (&layout.keys, &layout.kept, layout.schema.len()),
+            None => (&[], &[], 4),
         };
-        let mut values = Vec::with_capacity(expected.len().max(4));
-        // Keys are compared against the previous schema as they arrive; only a row whose
+        let mut values = Vec::with_capacity(capacity);
+        // Keys are compared against the previous layout as they arrive; only a row whose
         // layout differs allocates its own key list.
         let mut fresh: Option<Vec<Arc<str>>> = None;
+        let mut i = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let i = values.len();
-            match &mut fresh {
-                None if expected.get(i).is_some_and(|k| **k == *key) => {}
+            let keep = match &mut fresh {
+                None if expected.get(i).is_some_and(|k| **k == *key) => kept[i],
                 None => {
                     let mut keys: Vec<Arc<str>> = expected[..i].to_vec();
                     keys.push(Arc::from(&*key));
                     fresh = Some(keys);
+                    decoder.keep.keeps(&key)
                 }
-                Some(keys) => keys.push(Arc::from(&*key)),
+                Some(keys) => {
+                    keys.push(Arc::from(&*key));
+                    decoder.keep.keeps(&key)
+                }
+            };
+            if keep {
+                values.push(map.next_value_seed(ValueSeed)?);
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
             }
-            values.push(map.next_value_seed(ValueSeed)?);
+            i += 1;
         }
-        let schema = match (fresh, &last) {
-            (None, Some(schema)) if schema.len() == values.len() => Arc::clone(schema),
-            (None, _) => self.decoder.schema_for(expected[..values.len()].to_vec()),
+        let schema = match (fresh, &decoder.last) {
+            (None, Some(layout)) if layout.keys.len() == i => Arc::clone(&layout.schema),
+            (None, _) => {
+                let keys = expected[..i].to_vec();
+                decoder.layout_for(keys)
+            }
             (Some(keys), _) => {
                 let mut seen = std::collections::HashSet::with_capacity(keys.len());
                 if keys.iter().any(|k| !seen.insert(k.clone())) {
                     return Err(de::Error::custom("duplicate key in JSON object"));
                 }
-                self.decoder.schema_for(keys)
+                decoder.layout_for(keys)
             }
         };
         Ok(Row::new(schema, values, self.timestamp_ms))
@@ -332,6 +397,24 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
         return;
     }
     let abs = f.abs();
+    if f.fract() == 0.0 && abs < 1e15 && (f != 0.0 || f.is_sign_positive()) {
+        // A whole number (the common case of a reading or a sum): its digits, as Go writes it.
+        out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+        return;
+    }
+    if (1e-5..1e16).contains(&abs) {
+        // ryu writes this range without an exponent, with the same shortest digits as Go.
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(f);
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        return;
+    }
+    write_float_slow(out, f, abs);
+}
+
+/// The rest of [`write_float`]: zero's sign, exponent form, and the ranges where ryu's form
+/// differs from Go's.
+fn write_float_slow(out: &mut Vec<u8>, f: f64, abs: f64) {
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Go: 1e+21, 1.5e-7.
         let text = format!("{f:e}");
@@ -438,6 +521,43 @@ mod tests {
         assert_eq!(float(1e20), "100000000000000000000");
         assert_eq!(float(0.000001), "0.000001");
         assert_eq!(float(f64::NAN), "null");
+        assert_eq!(float(-0.0), "-0");
+        assert_eq!(float(0.0), "0");
+        assert_eq!(float(1e15), "1000000000000000");
+        assert_eq!(float(123456789012345.6), "123456789012345.6");
+        assert_eq!(float(0.00001), "0.00001");
+        assert_eq!(float(0.0000099), "0.0000099");
+        assert_eq!(float(1.5e16), "15000000000000000");
+    }
+
+    /// Go's formatting, the straightforward way: the fast paths must write the same text.
+    fn reference(f: f64) -> String {
+        let mut out = Vec::new();
+        write_float_slow(&mut out, f, f.abs());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn fast_float_paths_match_the_reference() {
+        // Bit patterns spread over every exponent, plus whole numbers and short decimals.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let samples = [
+                f64::from_bits(x),
+                (x % 2_000_000) as f64 / 10.0 - 100_000.0,
+                (x % 1_000_000_000) as f64,
+                f64::from_bits(x) * 1e-300 * (i as f64),
+                (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((i % 40) as i32 - 20),
+            ];
+            for f in samples {
+                if f.is_finite() {
+                    assert_eq!(float(f), reference(f), "{f:e} ({:#x})", f.to_bits());
+                }
+            }
+        }
     }
 
     #[test]
@@ -451,6 +571,29 @@ mod tests {
         assert_eq!(c.schema().names().len(), 1);
         assert_eq!(e.get("a"), Some(&Value::Int(1)));
         assert!(d.decode(br#"{"a":1,"a":2}"#, 0).is_err());
+    }
+
+    #[test]
+    fn skipped_fields_build_no_value_and_are_still_checked() {
+        let mut d = RowDecoder::keeping(Keep::only(["a", "C"]));
+        let a = d
+            .decode(br#"{"a":1,"b":{"x":[1,2,"s"]},"c":"x"}"#, 0)
+            .unwrap();
+        let b = d.decode(br#"{"a":2,"b":null,"c":"y"}"#, 0).unwrap();
+        assert_eq!(a.schema().names(), [Arc::from("a"), Arc::from("c")]);
+        assert!(Arc::ptr_eq(a.schema(), b.schema()));
+        assert_eq!(b.get("c"), Some(&Value::from("y")));
+        assert_eq!(b.get("b"), None);
+        // A shorter row, a reordered one, one with only skipped fields.
+        let c = d.decode(br#"{"a":3,"b":1}"#, 0).unwrap();
+        assert_eq!(c.schema().names(), [Arc::from("a")]);
+        let e = d.decode(br#"{"c":"z","b":1,"a":4}"#, 0).unwrap();
+        assert_eq!(e.get("a"), Some(&Value::Int(4)));
+        assert!(d.decode(br#"{"b":1}"#, 0).unwrap().is_empty());
+        // Skipped values must still be JSON, and duplicate keys are refused, skipped or not.
+        assert!(d.decode(br#"{"a":1,"b":[1,}"#, 0).is_err());
+        assert!(d.decode(br#"{"a":1,"b":1,"b":2}"#, 0).is_err());
+        assert!(d.decode(br#"{"a":1,"b":1,"c":"x","b":2}"#, 0).is_err());
     }
 
     #[test]

@@ -26,8 +26,13 @@ impl Query {
         let mut exprs: Vec<&Expr> = Vec::new();
         for item in self.projection.items() {
             match item {
-                ProjectionItem::Wildcard(_) => return FieldsRead::All,
-                ProjectionItem::Expr { expr, .. } => exprs.push(expr),
+                // `changed_cols` may compare every column: decode them all.
+                ProjectionItem::Wildcard(_) | ProjectionItem::Cols(_) => return FieldsRead::All,
+                ProjectionItem::Expr { expr, .. } | ProjectionItem::Unnest { expr, .. } => {
+                    exprs.push(expr)
+                }
+                // Only beside a `*`, which reads everything anyway.
+                ProjectionItem::Except(_) => {}
             }
         }
         for call in &self.aggregates {
@@ -35,6 +40,11 @@ impl Query {
                 return FieldsRead::All;
             }
             exprs.extend(&call.args);
+        }
+        for call in &self.analytics {
+            exprs.extend(&call.args);
+            exprs.extend(&call.partition);
+            exprs.extend(call.when.as_ref());
         }
         exprs.extend(self.joins.iter().filter_map(|j| j.on.as_ref()));
         exprs.extend(self.filter.as_ref());

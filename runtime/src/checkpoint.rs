@@ -57,14 +57,35 @@ pub struct Position {
 }
 
 /// The positions a source has sent chunks up to, one per chunk in the order they were sent, for
-/// the query task to take one each time it takes a chunk.
-#[derive(Debug, Default)]
-pub struct Positions(Mutex<VecDeque<Position>>);
+/// the query task to take one each time it takes a chunk; and, back the other way, the position
+/// the last durable checkpoint covers (a source that acknowledges its input, MQTT, acknowledges
+/// up to it) and a way for the source to ask for a checkpoint before the interval is over.
+#[derive(Debug)]
+pub struct Positions {
+    sent: Mutex<VecDeque<Position>>,
+    durable: tokio::sync::watch::Sender<Position>,
+    wanted: Arc<tokio::sync::Notify>,
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Self::new(Arc::default())
+    }
+}
 
 impl Positions {
+    /// Positions whose source asks for checkpoints on `wanted` (one per rule).
+    pub fn new(wanted: Arc<tokio::sync::Notify>) -> Self {
+        Self {
+            sent: Mutex::default(),
+            durable: tokio::sync::watch::Sender::new(Position::default()),
+            wanted,
+        }
+    }
+
     /// The source is about to send a chunk ending at `position`.
     pub fn sent(&self, position: Position) {
-        self.0
+        self.sent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back(position);
@@ -72,7 +93,26 @@ impl Positions {
 
     /// The query task took the next chunk: where it ended.
     pub fn taken(&self) -> Option<Position> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// A checkpoint holding `position` is durable: what the source read up to it may be
+    /// acknowledged.
+    pub fn durable(&self, position: Position) {
+        self.durable.send_replace(position);
+    }
+
+    /// Follows the position the last durable checkpoint covers.
+    pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.durable.subscribe()
+    }
+
+    /// Asks the rule for a checkpoint now (requests made before it is taken count once).
+    pub fn want_checkpoint(&self) {
+        self.wanted.notify_one();
     }
 
     /// Forgets positions of chunks never taken (a failed source's, before it starts again).

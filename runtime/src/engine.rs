@@ -627,6 +627,7 @@ pub async fn run_observed(
             clock: config.clock.clone(),
             event_time: def.options.is_event_time,
             resources: resources.clone(),
+            rule: def.id.as_str().into(),
             positions: None,
             resume: None,
             reads: sql::FieldsRead::All,
@@ -700,6 +701,7 @@ pub async fn run_observed(
             rule: def.id.clone(),
             interval: Duration::from_millis(def.options.checkpoint_interval_ms.max(1)),
             sources: plan.sources,
+            wanted: plan.wanted,
             acks,
         });
         tasks.spawn(run_query(
@@ -1077,14 +1079,18 @@ async fn run_query(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker
     });
+    let wanted = checkpointer.as_ref().map(|c| Arc::clone(&c.wanted));
     loop {
         let deadline = runner.next_deadline();
         let tick = async {
-            match ticker.as_mut() {
-                Some(ticker) => {
-                    ticker.tick().await;
+            match (ticker.as_mut(), &wanted) {
+                (Some(ticker), Some(wanted)) => {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        () = wanted.notified() => {}
+                    }
                 }
-                None => std::future::pending().await,
+                _ => std::future::pending().await,
             }
         };
         let input = tokio::select! {
@@ -1194,6 +1200,8 @@ async fn run_query(
 /// for tables) and the rows its window held, from its last checkpoint if it has one.
 struct RestorePlan {
     store: Arc<CheckpointStore>,
+    /// Where the rule's sources ask for a checkpoint before the interval is over.
+    wanted: Arc<tokio::sync::Notify>,
     sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
     held: Vec<HeldRow>,
 }
@@ -1230,11 +1238,9 @@ fn restore_plan(
         None => (Vec::new(), vec![None; streams.len()]),
     };
     let mut sources = vec![None; rule.query.sources.len()];
+    let wanted = Arc::new(tokio::sync::Notify::new());
     for ((index, stream), saved) in streams.into_iter().zip(saved.iter_mut()) {
         let is_file = stream.options.source_type == crate::stream::SourceType::File;
-        if stream.options.source_type == crate::stream::SourceType::Mqtt {
-            tracing::warn!(rule = %rule.def.id, stream = %stream.name, "qos {}: this version acknowledges MQTT messages as they arrive, not after the checkpoint that covers them; a crash may lose those read since the last checkpoint", rule.def.options.qos);
-        }
         let path = stream.datasource_path();
         let at = match saved.take() {
             Some(at) => {
@@ -1261,10 +1267,11 @@ fn restore_plan(
         if at.position != Default::default() {
             tracing::info!(rule = %rule.def.id, stream = %stream.name, offset = at.position.offset, records = at.position.records, "resuming from the checkpoint");
         }
-        sources[index] = Some((Arc::new(Positions::default()), at));
+        sources[index] = Some((Arc::new(Positions::new(Arc::clone(&wanted))), at));
     }
     Ok(RestorePlan {
         store,
+        wanted,
         sources,
         held,
     })
@@ -1276,6 +1283,9 @@ struct Checkpointer {
     rule: String,
     interval: Duration,
     sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
+    /// Where its sources ask for a checkpoint before the interval is over (an MQTT source
+    /// whose unacknowledged messages near the broker's inflight window).
+    wanted: Arc<tokio::sync::Notify>,
     /// The actions' acknowledgements of barriers.
     acks: mpsc::UnboundedReceiver<()>,
 }
@@ -1333,6 +1343,10 @@ impl Checkpointer {
         .await;
         match saved {
             Ok((Ok(()), checkpoint)) => {
+                // Durable: the sources may acknowledge what it covers.
+                for (positions, at) in self.sources.iter().flatten() {
+                    positions.durable(at.position);
+                }
                 let positions: Vec<String> = checkpoint
                     .sources
                     .iter()

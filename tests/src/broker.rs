@@ -35,6 +35,12 @@ impl Broker {
     /// Starts a broker, or returns `None` (after saying why) when mosquitto is not installed
     /// and this is not CI. Under `CI=true` a missing broker is a failure: CI installs it.
     pub fn start() -> Option<Self> {
+        Self::start_with_inflight(1000)
+    }
+
+    /// [`start`](Self::start), sending each client at most `max_inflight` QoS 1/2 messages it
+    /// has not acknowledged (mosquitto's default is 20).
+    pub fn start_with_inflight(max_inflight: u32) -> Option<Self> {
         if mosquitto().is_none() {
             assert!(
                 std::env::var("CI").is_err(),
@@ -63,7 +69,7 @@ impl Broker {
             dir.path().join("mosquitto.conf"),
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\n{user}persistence true\n\
-                 persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
+                 persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages {max_inflight}\n\
                  log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\n\
                  log_type notice\nlog_type information\n",
                 dir = dir.path().display()

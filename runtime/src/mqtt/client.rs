@@ -42,6 +42,8 @@ pub enum Ev {
         topic: String,
         /// Its payload.
         payload: Bytes,
+        /// What acknowledges it (QoS 1 or 2; only needed with manual acknowledgements).
+        ack: Option<Ack>,
     },
     /// A publish was written, with this packet id (0 for QoS 0).
     Sent(u16),
@@ -51,6 +53,16 @@ pub enum Ev {
     Disconnected,
     /// Anything else (pings, ...).
     Other,
+}
+
+/// What acknowledges a received QoS 1 or 2 message: the publish as rumqttc takes it, without
+/// its topic and payload.
+#[derive(Debug, Clone)]
+pub enum Ack {
+    /// MQTT 3.1.1.
+    V4(rumqttc::Publish),
+    /// MQTT 5.
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
 }
 
 fn qos5(qos: QoS) -> QoS5 {
@@ -88,6 +100,17 @@ impl Client {
         }
     }
 
+    /// Queues the acknowledgement of a received message (PUBACK, or PUBREC for QoS 2) without
+    /// waiting; false when the request queue is full.
+    pub fn try_ack(&self, ack: &Ack) -> bool {
+        match (self, ack) {
+            (Self::V4(c), Ack::V4(p)) => c.try_ack(p).is_ok(),
+            (Self::V5(c), Ack::V5(p)) => c.try_ack(p).is_ok(),
+            // A message of another client: nothing of this session to acknowledge.
+            _ => true,
+        }
+    }
+
     /// Ends the session cleanly.
     pub async fn disconnect(&self) {
         let _ = match self {
@@ -113,9 +136,11 @@ impl Events {
                             .iter()
                             .any(|c| matches!(c, SubscribeReasonCode::Failure)),
                     },
-                    rumqttc::Event::Incoming(Packet::Publish(p)) => Ev::Message {
-                        topic: p.topic,
-                        payload: p.payload,
+                    rumqttc::Event::Incoming(Packet::Publish(mut p)) => Ev::Message {
+                        // The acknowledgement keeps only the packet id and QoS.
+                        topic: std::mem::take(&mut p.topic),
+                        payload: std::mem::take(&mut p.payload),
+                        ack: (p.qos != QoS::AtMostOnce).then(|| Ack::V4(p)),
                     },
                     rumqttc::Event::Incoming(Packet::PubAck(ack)) => Ev::Acked(ack.pkid),
                     rumqttc::Event::Incoming(Packet::PubComp(ack)) => Ev::Acked(ack.pkid),
@@ -137,9 +162,13 @@ impl Events {
                             .iter()
                             .any(|c| !matches!(c, Code5::Success(_))),
                     },
-                    rumqttc::v5::Event::Incoming(Packet5::Publish(p)) => Ev::Message {
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload,
+                    rumqttc::v5::Event::Incoming(Packet5::Publish(mut p)) => Ev::Message {
+                        topic: String::from_utf8_lossy(&std::mem::take(&mut p.topic)).into_owned(),
+                        payload: std::mem::take(&mut p.payload),
+                        ack: (p.qos != QoS5::AtMostOnce).then(|| {
+                            p.properties = None;
+                            Ack::V5(p)
+                        }),
                     },
                     rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => Ev::Acked(ack.pkid),
                     rumqttc::v5::Event::Incoming(Packet5::PubComp(ack)) => Ev::Acked(ack.pkid),

@@ -14,7 +14,7 @@ use serde::de::IgnoredAny;
 
 mod client;
 
-pub use client::{Client, Ev, Events};
+pub use client::{Ack, Client, Ev, Events};
 use serde::Deserialize;
 
 /// The broker when nothing names one (eKuiper's default).
@@ -99,6 +99,20 @@ impl MqttSettings {
         base_dir: &Path,
         capacity: usize,
     ) -> Result<(Client, Events), String> {
+        self.session_client(client_id, base_dir, capacity, false)
+    }
+
+    /// [`client`](Self::client), with a persistent session when `persistent`: clean start off
+    /// (MQTT 5: a session that never expires), and messages acknowledged by the caller
+    /// ([`Client::try_ack`]) instead of on arrival, so the broker keeps and sends again what was
+    /// not acknowledged when the client went away.
+    pub fn session_client(
+        &self,
+        client_id: &str,
+        base_dir: &Path,
+        capacity: usize,
+        persistent: bool,
+    ) -> Result<(Client, Events), String> {
         let v5 = match self.protocol_version.as_deref() {
             None | Some("3.1.1") | Some("4") => false,
             Some("5") | Some("5.0") => true,
@@ -133,7 +147,11 @@ impl MqttSettings {
         if v5 {
             let mut options = rumqttc::v5::MqttOptions::new(id, url.host.clone(), url.port);
             options.set_keep_alive(Duration::from_secs(30));
-            options.set_clean_start(true);
+            options.set_clean_start(!persistent);
+            options.set_manual_acks(persistent);
+            if persistent {
+                options.set_session_expiry_interval(Some(u32::MAX));
+            }
             options.set_max_packet_size(Some(MAX_PACKET_SIZE as u32));
             options.set_request_channel_capacity(capacity);
             options.set_transport(transport);
@@ -145,7 +163,8 @@ impl MqttSettings {
         } else {
             let mut options = MqttOptions::new(id, url.host.clone(), url.port);
             options.set_keep_alive(Duration::from_secs(30));
-            options.set_clean_session(true);
+            options.set_clean_session(!persistent);
+            options.set_manual_acks(persistent);
             options.set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE);
             options.set_request_channel_capacity(capacity);
             options.set_transport(transport);
@@ -353,6 +372,19 @@ pub fn client_id(what: &str) -> String {
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+/// The client id of a rule's persistent MQTT session on `stream`: `oort-<rule>-<stream>`, the
+/// same on every run so that the broker hands the session back. MQTT 3.1.1 brokers need not
+/// accept ids over 23 bytes; mosquitto and EMQX do (set `clientid` for one that does not).
+pub fn session_client_id(rule: &str, stream: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(60)
+            .collect()
+    };
+    format!("oort-{}-{}", clean(rule), clean(stream))
 }
 
 /// How long to wait before reconnecting after `failures` failed attempts in a row.

@@ -157,6 +157,8 @@ pub struct SourceContext {
     pub event_time: bool,
     /// What the run's sources share.
     pub resources: Resources,
+    /// The id of the rule reading it (an MQTT session is named after it).
+    pub rule: Arc<str>,
     /// With checkpoints (`qos` 1 or 2): where the source records the position each chunk it
     /// sends ends at.
     pub positions: Option<Arc<Positions>>,
@@ -244,6 +246,8 @@ pub(crate) struct Emitter<'a> {
     closed: bool,
     /// Where the input has been read to, including the rows in `chunk`.
     position: Position,
+    /// Rows decoded and kept so far.
+    rows: u64,
 }
 
 impl<'a> Emitter<'a> {
@@ -256,6 +260,7 @@ impl<'a> Emitter<'a> {
             now_ms: ctx.clock.now_ms(),
             closed: false,
             position: ctx.resume.unwrap_or_default(),
+            rows: 0,
         }
     }
 
@@ -283,13 +288,22 @@ impl<'a> Emitter<'a> {
     /// Adds an already decoded row.
     pub(crate) async fn row(&mut self, row: Row) -> bool {
         match self.decoder.finish(row) {
-            Ok(row) => self.chunk.push(row),
+            Ok(row) => {
+                self.rows += 1;
+                self.chunk.push(row);
+            }
             Err(err) => self.error(err.to_string()),
         }
         if self.chunk.len() >= CHUNK_ROWS {
             return self.flush().await;
         }
         !self.closed
+    }
+
+    /// How many rows were decoded and kept so far (a message that gave none was counted as an
+    /// error).
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// Whether decoded rows wait to be sent.

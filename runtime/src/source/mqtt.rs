@@ -2,13 +2,32 @@
 //! `$share/<group>/<filter>` shared subscription spreads messages across processes) and decodes
 //! each message as a row. It reconnects and resubscribes when the broker goes away, and runs
 //! until the rule stops.
+//!
+//! Under a rule with `qos` 1 or 2 it keeps a persistent session (named after the rule and the
+//! stream) and acknowledges a QoS 1/2 message only once a durable checkpoint covers the chunk
+//! it was read into: a crash before that makes the broker send it again, it is not lost. Its
+//! position is the number of messages read. The broker sends no more than its inflight window
+//! (mosquitto's `max_inflight_messages`, 20 by default) of unacknowledged messages, so the
+//! source asks for a checkpoint before the interval is over when [`UNACKED_LIMIT`] messages
+//! wait, or when nothing has come for [`IDLE`] while some wait (the broker may be holding the
+//! rest back): acknowledgements never wait for a long `checkpointInterval`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
-use crate::mqtt::{self, Ev, MqttConf};
+use crate::checkpoint::Position;
+use crate::mqtt::{self, Ack, Client, Ev, MqttConf};
+
+/// Unacknowledged messages at which the source asks for a checkpoint (again at each multiple).
+pub(crate) const UNACKED_LIMIT: usize = 1000;
+
+/// How long without a message, while some wait to be acknowledged, before the source asks for a
+/// checkpoint.
+pub(crate) const IDLE: Duration = Duration::from_millis(20);
 use crate::stream::StreamDef;
 
 struct Topic<'a>(&'a str);
@@ -57,23 +76,73 @@ impl Source for MqttSource {
     }
 }
 
+/// Received QoS 1/2 messages waiting for the checkpoint that covers them, by position.
+struct Unacked {
+    /// The messages, oldest first, with the position (messages read) each ends at.
+    waiting: VecDeque<(u64, Ack)>,
+    /// Where the last durable checkpoint is: messages up to it may be acknowledged.
+    durable: u64,
+}
+
+impl Unacked {
+    /// Acknowledges what the durable checkpoint covers, as far as the request queue takes.
+    fn ack(&mut self, client: &Client) {
+        while let Some((at, ack)) = self.waiting.front() {
+            if *at > self.durable || !client.try_ack(ack) {
+                // Not covered yet, or the queue is full: the next event polled drains it.
+                break;
+            }
+            self.waiting.pop_front();
+        }
+    }
+}
+
+async fn durable_changed(durable: &mut Option<watch::Receiver<Position>>) -> Option<Position> {
+    match durable {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let def = &ctx.def;
     let settings = conf.settings(def.options.conf_key.as_deref())?;
     let qos = settings.qos(1)?;
     let filter = def.options.datasource.clone();
-    let (client, mut events) =
-        settings.client(&mqtt::client_id(&def.name), &conf.base_dir(), 64)?;
+    // Checkpoints (a rule with qos 1 or 2): a persistent session, acknowledged after them.
+    let persistent = ctx.positions.is_some() && qos != rumqttc::QoS::AtMostOnce;
+    let (client, mut events) = if persistent {
+        let id = mqtt::session_client_id(&ctx.rule, &def.name);
+        settings.session_client(&id, &conf.base_dir(), 4096, true)?
+    } else {
+        settings.client(&mqtt::client_id(&def.name), &conf.base_dir(), 64)?
+    };
     let server = settings
         .server
         .clone()
         .unwrap_or_else(|| mqtt::DEFAULT_SERVER.into());
     let mut out = Emitter::new(ctx, tx);
+    let mut read = ctx.resume.map_or(0, |p| p.records);
+    let mut durable = persistent
+        .then(|| ctx.positions.as_ref().map(|p| p.watch_durable()))
+        .flatten();
+    let mut unacked = Unacked {
+        waiting: VecDeque::new(),
+        durable: read,
+    };
+    let want_checkpoint = || {
+        if let Some(positions) = &ctx.positions {
+            positions.want_checkpoint();
+        }
+    };
     let mut failures = 0u32;
     loop {
         // Waiting rows go to the rule before waiting on the network.
         let event = if out.pending() {
-            match tokio::time::timeout(std::time::Duration::from_millis(5), events.poll()).await {
+            match tokio::time::timeout(Duration::from_millis(5), events.poll()).await {
                 Ok(event) => event,
                 Err(_) => {
                     if !out.flush().await {
@@ -83,8 +152,26 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 }
             }
         } else {
+            let idle = async {
+                if unacked.waiting.is_empty() {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep(IDLE).await
+                }
+            };
             tokio::select! {
                 event = events.poll() => event,
+                at = durable_changed(&mut durable) => {
+                    if let Some(at) = at {
+                        unacked.durable = unacked.durable.max(at.records);
+                        unacked.ack(&client);
+                    }
+                    continue;
+                }
+                () = idle => {
+                    want_checkpoint();
+                    continue;
+                }
                 () = tx.closed() => break,
             }
         };
@@ -92,6 +179,9 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
             Ok(Ev::ConnAck { resumed }) => {
                 failures = 0;
                 tracing::info!(stream = %def.name, %server, protocol = client.protocol(), resumed, "connected to the MQTT broker");
+                // What the last connection left unacknowledged, the broker sends again (a kept
+                // session) or has forgotten (a new one): either way it is not acknowledged here.
+                unacked.waiting.clear();
                 // A new session has no subscription: subscribe on every connection.
                 client
                     .try_subscribe(&filter, qos)
@@ -103,9 +193,34 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 }
                 tracing::info!(stream = %def.name, %server, "subscribed to {filter}");
             }
-            Ok(Ev::Message { topic, payload }) => {
+            Ok(Ev::Message {
+                topic,
+                payload,
+                ack,
+            }) => {
+                read += 1;
+                out.at(Position {
+                    offset: 0,
+                    records: read,
+                });
+                let rows = out.rows();
+                if persistent && let Some(ack) = ack {
+                    unacked.waiting.push_back((read, ack));
+                    if unacked.waiting.len() % UNACKED_LIMIT == 0 {
+                        want_checkpoint();
+                    }
+                }
                 if !out.message(&payload, &Topic(&topic)).await {
                     break;
+                }
+                if out.rows() == rows
+                    && unacked.waiting.back().is_some_and(|(at, _)| *at == read)
+                    && let Some((_, ack)) = unacked.waiting.pop_back()
+                    && !client.try_ack(&ack)
+                {
+                    // No row (counted as a decode error; it would fail again): nothing for a
+                    // checkpoint to cover, so it is acknowledged now, or with the next ones.
+                    unacked.waiting.push_back((read, ack));
                 }
             }
             Ok(_) => {}
@@ -124,8 +239,9 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 }
             }
         }
+        unacked.ack(&client);
     }
     out.flush().await;
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), client.disconnect()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
     Ok(())
 }

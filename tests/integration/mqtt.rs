@@ -450,7 +450,8 @@ fn a_kill_9_loses_no_qos1_message() {
     write_checkpointed_rule(&scratch, &broker, "2.jsonl", "100ms");
     let (second, log2) = spawn(&scratch, "rule.json", &["--mqtt-conf", "etc/mqtt.yaml"]);
     publisher.join().expect("the publisher");
-    let distinct = |after: &[i64]| -> BTreeSet<i64> { before.iter().chain(after).copied().collect() };
+    let distinct =
+        |after: &[i64]| -> BTreeSet<i64> { before.iter().chain(after).copied().collect() };
     let mut after = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while std::time::Instant::now() < deadline {
@@ -482,7 +483,10 @@ fn a_kill_9_loses_no_qos1_message() {
         missing.len(),
         &missing[..missing.len().min(20)]
     );
-    assert_eq!(summary["rules"][0]["actions"][0]["failed_total"], 0, "{summary}");
+    assert_eq!(
+        summary["rules"][0]["actions"][0]["failed_total"], 0,
+        "{summary}"
+    );
 }
 
 #[test]

@@ -117,7 +117,7 @@ impl Positions {
 
     /// Forgets positions of chunks never taken (a failed source's, before it starts again).
     pub fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

@@ -60,9 +60,9 @@ pub enum Ev {
 #[derive(Debug, Clone)]
 pub enum Ack {
     /// MQTT 3.1.1.
-    V4(rumqttc::Publish),
+    V4(Box<rumqttc::Publish>),
     /// MQTT 5.
-    V5(rumqttc::v5::mqttbytes::v5::Publish),
+    V5(Box<rumqttc::v5::mqttbytes::v5::Publish>),
 }
 
 fn qos5(qos: QoS) -> QoS5 {
@@ -140,7 +140,7 @@ impl Events {
                         // The acknowledgement keeps only the packet id and QoS.
                         topic: std::mem::take(&mut p.topic),
                         payload: std::mem::take(&mut p.payload),
-                        ack: (p.qos != QoS::AtMostOnce).then(|| Ack::V4(p)),
+                        ack: (p.qos != QoS::AtMostOnce).then(|| Ack::V4(Box::new(p))),
                     },
                     rumqttc::Event::Incoming(Packet::PubAck(ack)) => Ev::Acked(ack.pkid),
                     rumqttc::Event::Incoming(Packet::PubComp(ack)) => Ev::Acked(ack.pkid),
@@ -167,7 +167,7 @@ impl Events {
                         payload: std::mem::take(&mut p.payload),
                         ack: (p.qos != QoS5::AtMostOnce).then(|| {
                             p.properties = None;
-                            Ack::V5(p)
+                            Ack::V5(Box::new(p))
                         }),
                     },
                     rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => Ev::Acked(ack.pkid),

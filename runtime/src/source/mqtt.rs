@@ -206,7 +206,7 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 let rows = out.rows();
                 if persistent && let Some(ack) = ack {
                     unacked.waiting.push_back((read, ack));
-                    if unacked.waiting.len() % UNACKED_LIMIT == 0 {
+                    if unacked.waiting.len().is_multiple_of(UNACKED_LIMIT) {
                         want_checkpoint();
                     }
                 }

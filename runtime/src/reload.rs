@@ -192,6 +192,12 @@ impl Reloader {
         };
         entry.subscribers.retain(|s| !s.tx.is_closed());
         let shown = wasm.display().to_string();
+        // An empty module is a copy that has opened (truncated) the file and not written yet,
+        // not a build: wait for the event of its write.
+        if std::fs::metadata(&entry.current.path).is_ok_and(|m| m.len() == 0) {
+            tracing::debug!(module = %shown, "the module is empty (a copy in progress?)");
+            return Outcome::Unchanged;
+        }
         // Taken before reading: a write landing while this attempt reads is seen next time.
         let fingerprint = Fingerprint::of(&entry.current.path);
         if !force && entry.seen.as_ref() == Some(&fingerprint) {

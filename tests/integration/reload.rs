@@ -161,6 +161,7 @@ fn builds_swap_under_load_without_losing_or_reordering_rows() {
     });
 
     // v3 arrives by an in-place copy, like `cp`.
+    let before_copy = log.lock().unwrap().len();
     std::fs::copy(guests::VERSIONED_V3, &module).unwrap();
     wait_for("rows from v3", limit, || seen("v3"));
     std::thread::sleep(Duration::from_millis(200));
@@ -196,7 +197,18 @@ fn builds_swap_under_load_without_losing_or_reordering_rows() {
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let action = &summary["rules"][0]["actions"][0];
     assert_eq!(action["reloads_total"], 2, "{action}");
-    assert_eq!(action["reload_refusals_total"], 4, "{action}");
+    // The four broken builds, plus v3 read half written if the copy stalled for longer than the
+    // debounce (a loaded machine): refused as truncated, then loaded whole on its next write.
+    let half_written = log[before_copy..]
+        .lines()
+        .filter(|l| l.contains("new sink build refused"))
+        .filter(|l| l.contains("unexpected end-of-file") || l.contains("not a WebAssembly file"))
+        .count();
+    assert_eq!(
+        action["reload_refusals_total"],
+        4 + half_written,
+        "{action}"
+    );
     assert_eq!(action["records_out_total"], sent, "{action}");
     let v3_hash = oort::host::SinkHost::new(oort::host::HostConfig {
         cache_dir: Some(oort_tests::cache_dir()),

@@ -97,6 +97,11 @@ impl Fingerprint {
         };
         Self([stamp(wasm), stamp(&wasm.with_extension("json"))])
     }
+
+    /// Whether the module exists and has no bytes yet.
+    fn module_is_empty(&self) -> bool {
+        self.0[0].as_ref().is_some_and(|m| m.len == 0)
+    }
 }
 
 /// Reloads sink components and hands new builds to the actions that use them.
@@ -192,14 +197,14 @@ impl Reloader {
         };
         entry.subscribers.retain(|s| !s.tx.is_closed());
         let shown = wasm.display().to_string();
+        // Taken before reading: a write landing while this attempt reads is seen next time.
+        let fingerprint = Fingerprint::of(&entry.current.path);
         // An empty module is a copy that has opened (truncated) the file and not written yet,
         // not a build: wait for the event of its write.
-        if std::fs::metadata(&entry.current.path).is_ok_and(|m| m.len() == 0) {
+        if fingerprint.module_is_empty() {
             tracing::debug!(module = %shown, "the module is empty (a copy in progress?)");
             return Outcome::Unchanged;
         }
-        // Taken before reading: a write landing while this attempt reads is seen next time.
-        let fingerprint = Fingerprint::of(&entry.current.path);
         if !force && entry.seen.as_ref() == Some(&fingerprint) {
             return Outcome::Unchanged;
         }

@@ -282,7 +282,10 @@ fn sdk_sinks_get_each_message_s_dynamic_values() {
             Language::JavaScript,
             serde_json::json!({"prefix": "dev-{{.device}}> "}),
         ),
-        (Language::C, serde_json::json!({"path": "out/{{.device}}.jsonl"})),
+        (
+            Language::C,
+            serde_json::json!({"path": "out/{{.device}}.jsonl"}),
+        ),
     ] {
         if built(language).is_none() {
             continue;

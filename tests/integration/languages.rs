@@ -263,6 +263,12 @@ fn a_bad_prop_is_refused_naming_it_in_every_language() {
             stderr.contains("invalid config") && stderr.contains(&format!("`{field}`")),
             "{language}: {stderr}"
         );
+        if language != Language::JavaScript {
+            assert!(
+                stderr.contains("(did you mean `path`?)"),
+                "{language}: {stderr}"
+            );
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 /* Props for C sinks: a small parser for the flat JSON object a rule gives an action. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +139,44 @@ static oort_status parse_value(cursor *c, const oort_field *f, char *config) {
                    (int)n, start, type_name(f->type));
 }
 
+/* The edit distance between `a` and `b`, ignoring ASCII case; SIZE_MAX when either is 64 bytes
+ * or longer (no suggestion for those). */
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la >= 64 || lb >= 64) return SIZE_MAX;
+  size_t row[64];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t above = row[j];
+      size_t best = diagonal + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      if (above + 1 < best) best = above + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diagonal = above;
+    }
+  }
+  return row[lb];
+}
+
+/* The field whose name is closest to `key`, if it is close enough to be a likely typo (at most
+ * one edit in three characters, and at least one): `pathh` -> `path`. */
+static const char *closest(const char *key, const oort_field *fields, size_t nfields) {
+  const char *best = NULL;
+  size_t best_distance = SIZE_MAX;
+  for (size_t i = 0; i < nfields; i++) {
+    size_t d = distance(key, fields[i].name);
+    size_t limit = strlen(fields[i].name) / 3;
+    if (d <= (limit > 0 ? limit : 1) && d < best_distance) {
+      best = fields[i].name;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
 oort_status oort_parse_props(const char *json, size_t len, const oort_field *fields,
                              size_t nfields, void *config) {
   cursor c = {json, json + len};
@@ -157,7 +197,9 @@ oort_status oort_parse_props(const char *json, size_t len, const oort_field *fie
     size_t i = 0;
     while (i < nfields && strcmp(fields[i].name, key) != 0) i++;
     if (i == nfields) {
-      oort_status s = oort_fail(OORT_INVALID_CONFIG, "prop `%s`: unknown prop", key);
+      const char *near = closest(key, fields, nfields);
+      oort_status s = near ? oort_fail(OORT_INVALID_CONFIG, "prop `%s`: unknown prop (did you mean `%s`?)", key, near)
+                           : oort_fail(OORT_INVALID_CONFIG, "prop `%s`: unknown prop", key);
       free(key);
       return s;
     }

@@ -86,8 +86,9 @@ typedef struct {
   bool required;
 } oort_field;
 
-/* Parses the props (a flat JSON object) into `config`: unknown fields, missing required ones,
- * values of the wrong type and malformed JSON are OORT_INVALID_CONFIG naming the prop. Fields
+/* Parses the props (a flat JSON object) into `config`: unknown fields (with the closest known
+ * name, `did you mean`), missing required ones, values of the wrong type and malformed JSON are
+ * OORT_INVALID_CONFIG naming the prop. Fields
  * not given keep the value `config` had. */
 oort_status oort_parse_props(const char *json, size_t len, const oort_field *fields,
                              size_t nfields, void *config);

@@ -1,7 +1,8 @@
 //! Helpers of the integration tests: the scratch folder and `oort` runs (from the `oort-tests`
-//! library, shared with the rule cases), numbered input, stderr collection and waiting.
+//! library, shared with the rule cases), a rule run spawned in the background, numbered input,
+//! stderr collection and waiting.
 
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 pub use oort_tests::scratch::{Run, Scratch};
@@ -13,6 +14,53 @@ pub fn numbered(count: usize) -> String {
 
 /// The stream definition of rules that read stdin.
 pub const STDIN_STREAM: &str = "CREATE STREAM s () WITH (TYPE=\"stdin\");";
+
+/// How [`spawn_rule`] starts `oort run-rule rule.json --streams streams.sql` in a scratch
+/// folder. The default: `--json --log info`, stdin inherited.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    /// The `--log` filter (`info`, `oort=debug`).
+    pub log: &'a str,
+    /// Whether to pass `--json` (the summary as JSON on stdout).
+    pub json: bool,
+    /// Arguments after those (`--grace 2s`, `--watch`).
+    pub args: &'a [&'a str],
+    /// Environment variables set for the run.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Whether to pipe stdin (for rules reading it).
+    pub stdin: bool,
+}
+
+impl Default for Spawn<'_> {
+    fn default() -> Self {
+        Self {
+            log: "info",
+            json: true,
+            args: &[],
+            env: &[],
+            stdin: false,
+        }
+    }
+}
+
+/// Starts the scratch folder's `rule.json` over its `streams.sql` in the background, stdout and
+/// stderr piped (see [`collect_stderr`]).
+pub fn spawn_rule(scratch: &Scratch, spawn: &Spawn<'_>) -> Child {
+    let mut args = vec!["run-rule", "rule.json", "--streams", "streams.sql"];
+    if spawn.json {
+        args.push("--json");
+    }
+    args.extend(["--log", spawn.log]);
+    args.extend(spawn.args);
+    let mut cmd = scratch.oort(&args);
+    cmd.envs(spawn.env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if spawn.stdin {
+        cmd.stdin(Stdio::piped());
+    }
+    cmd.spawn().expect("starting oort")
+}
 
 /// Collects a spawned child's stderr, line by line, into a string the test can poll.
 pub fn collect_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {

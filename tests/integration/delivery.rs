@@ -3,13 +3,15 @@
 //! `probe` test sink fails on demand; its `downWhile` file is an outage switch.
 
 use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Run, STDIN_STREAM, Scratch, collect_stderr, numbered, wait_for};
+use crate::common::{
+    Run, STDIN_STREAM, Scratch, Spawn, collect_stderr, numbered, spawn_rule, wait_for,
+};
 
 const FILE_STREAM: &str = "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n";
 
@@ -46,21 +48,14 @@ fn delivered(scratch: &Scratch) -> Vec<u64> {
 
 /// Starts `oort run-rule --json --log debug` with stdin piped, collecting its log.
 fn spawn(scratch: &Scratch) -> (Child, Arc<Mutex<String>>) {
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--json",
-            "--log",
-            "oort=debug",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort");
+    let mut child = spawn_rule(
+        scratch,
+        &Spawn {
+            log: "oort=debug",
+            stdin: true,
+            ..Spawn::default()
+        },
+    );
     let log = collect_stderr(&mut child);
     (child, log)
 }

@@ -1,5 +1,5 @@
 //! Dynamic props as eKuiper has them, end to end: the `file` sink's templated `path` (one file
-//! per distinct value, inside the folder the grant covers), its rolling props and gzip.
+//! per distinct value, inside the folder the grant covers), its rolling props, gzip and zstd.
 
 use std::collections::BTreeSet;
 
@@ -171,6 +171,50 @@ fn gzip_files_read_back_whole_with_a_templated_path_and_prefix_rolling() {
         }
         assert_eq!(rows, (0..40).filter(|n| n % 2 == d).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn zstd_files_read_back_whole_across_batches_and_reopening() {
+    let scratch = Scratch::new();
+    devices(&scratch, 40, 2);
+    // Rolling by count without a name pattern closes each file after 7 messages and reopens
+    // it for the next: each batch is one frame, and reopening appends more.
+    scratch.write(
+        "rule.json",
+        r#"{"id":"zs","sql":"SELECT n, device FROM s",
+            "actions":[{"file":{"path":"out/{{.device}}.jsonl.zst","rollingCount":7,
+                                "compressAlgorithm":"zstd","batchSize":4}}]}"#,
+    );
+    scratch.run_rule(&[]).assert_ok();
+    let files = files_in(&scratch, "out");
+    assert_eq!(files.len(), 2, "one file per device: {files:?}");
+    for d in 0..2u64 {
+        let path = scratch.path().join("out").join(format!("d{d}.jsonl.zst"));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "zstd's magic number");
+        let out = std::process::Command::new("zstd")
+            .args(["-dc"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {out:?}", path.display());
+        let rows = ns(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(rows, (0..40).filter(|n| n % 2 == d).collect::<Vec<_>>());
+    }
+    // A compressed JSON array could not be reopened: refused, as with gzip.
+    scratch.write(
+        "rule.json",
+        r#"{"id":"zs","sql":"SELECT n FROM s",
+            "actions":[{"file":{"path":"out/all.json","fileType":"json","compressAlgorithm":"zstd"}}]}"#,
+    );
+    let run = scratch.run_rule(&[]);
+    assert_ne!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("`compressAlgorithm` zstd needs `fileType` lines or csv"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -263,12 +263,18 @@ fn a_bad_prop_is_refused_naming_it_in_every_language() {
             stderr.contains("invalid config") && stderr.contains(&format!("`{field}`")),
             "{language}: {stderr}"
         );
+        if language != Language::JavaScript {
+            assert!(
+                stderr.contains("(did you mean `path`?)"),
+                "{language}: {stderr}"
+            );
+        }
     }
 }
 
-/// The Python and JavaScript SDKs hand their sinks each message's dynamic values (`oort:sink@0.2.0`):
-/// the Python sink writes to the file its templated `path` names, the JavaScript one logs with
-/// its templated `prefix`.
+/// The Python, JavaScript and C SDKs hand their sinks each message's dynamic values
+/// (`oort:sink@0.2.0`): the Python and C sinks write to the file their templated `path` names,
+/// the JavaScript one logs with its templated `prefix`.
 #[test]
 fn sdk_sinks_get_each_message_s_dynamic_values() {
     let rows =
@@ -281,6 +287,10 @@ fn sdk_sinks_get_each_message_s_dynamic_values() {
         (
             Language::JavaScript,
             serde_json::json!({"prefix": "dev-{{.device}}> "}),
+        ),
+        (
+            Language::C,
+            serde_json::json!({"path": "out/{{.device}}.jsonl"}),
         ),
     ] {
         if built(language).is_none() {

@@ -667,6 +667,61 @@ fn rest_url_method_and_headers_are_dynamic_per_message() {
 }
 
 #[test]
+fn rest_headers_as_one_template_string_render_to_a_json_object_per_message() {
+    let server = HttpServer::start();
+    // The third row's device holds a quote, so its headers render to text that is not JSON:
+    // its batch (one message each here) is dead-lettered, naming the prop.
+    let rows = r#"{"n":0,"device":"a"}
+{"n":1,"device":"b"}
+{"n":2,"device":"q\"q"}
+"#;
+    let scratch = case(
+        rows,
+        json!({"rest": {"url": server.url("/in"), "method": "post", "batchSize": 1,
+                        "headers": "{\"X-Dev\": \"{{.device}}\", \"X-Fixed\": \"1\"}",
+                        "deadLetter": "dead.jsonl"}}),
+    );
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let requests = server.requests();
+    let seen: Vec<(Option<&str>, Option<&str>)> = requests
+        .iter()
+        .map(|r| (r.header("x-dev"), r.header("x-fixed")))
+        .collect();
+    assert_eq!(seen, [(Some("a"), Some("1")), (Some("b"), Some("1"))]);
+    let action = run.action(0);
+    assert_eq!(action["records_out_total"], 2, "{action}");
+    assert_eq!(action["dead_letter_total"], 1, "{action}");
+    let letter: Value = serde_json::from_str(scratch.read("dead.jsonl").trim()).unwrap();
+    assert_eq!(letter["payload"]["n"], 2, "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("`headers`"),
+        "{letter}"
+    );
+    balanced(&run);
+
+    // A string without a template is read once, at start; one that is not a JSON object of
+    // strings is refused there, naming the prop.
+    let fixed = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/fixed"), "headers": "{\"X-Token\": \"abc\"}"}}),
+    );
+    fixed.run_rule(&[]).assert_ok();
+    let last = server.requests().pop().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.header("x-token")),
+        ("/fixed", Some("abc"))
+    );
+    let bad = case(
+        &numbered(1),
+        json!({"rest": {"url": server.url("/bad"), "headers": "X-Token: abc"}}),
+    );
+    let run = bad.run_rule(&[]);
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("`headers`"), "{}", run.stderr);
+}
+
+#[test]
 fn rest_a_dynamic_url_outside_the_grant_dead_letters_that_message_only() {
     let server = HttpServer::start();
     let outside = "http://127.0.0.1:9/steal";

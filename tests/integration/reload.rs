@@ -3,14 +3,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oort_tests::guests;
 
-use crate::common::{STDIN_STREAM, Scratch, wait_for};
+use crate::common::{STDIN_STREAM, Scratch, Spawn, spawn_rule, wait_for};
 
 fn versions_in(path: &Path) -> Vec<(String, u64)> {
     std::fs::read_to_string(path)
@@ -53,24 +52,15 @@ fn versioned_case() -> (Scratch, std::path::PathBuf) {
 
 /// Starts the rule with `--watch`, `--json` and info logs (plus `extra`), every stream piped.
 fn spawn_watching(scratch: &Scratch, extra: &[&str]) -> std::process::Child {
-    let mut args = vec![
-        "run-rule",
-        "rule.json",
-        "--streams",
-        "streams.sql",
-        "--watch",
-        "--json",
-        "--log",
-        "info",
-    ];
-    args.extend(extra);
-    scratch
-        .oort(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let args = [&["--watch"], extra].concat();
+    spawn_rule(
+        scratch,
+        &Spawn {
+            args: &args,
+            stdin: true,
+            ..Spawn::default()
+        },
+    )
 }
 
 /// Feeds rows `{"n":1}`, `{"n":2}`, ... one at a time (the next once the previous is written)
@@ -310,21 +300,16 @@ fn the_watcher_goes_quiet_once_a_build_is_swapped_in() {
     // Loading a module reads it, and a read is an event in the watched folder: a watcher that
     // loaded the module again at every event would keep itself busy for as long as it runs.
     let (scratch, module) = versioned_case();
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--watch",
-            "--log",
-            "oort=debug",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_rule(
+        &scratch,
+        &Spawn {
+            log: "oort=debug",
+            json: false,
+            args: &["--watch"],
+            stdin: true,
+            ..Spawn::default()
+        },
+    );
     let log = crate::common::collect_stderr(&mut child);
     let loads = || log.lock().unwrap().matches("sink component loaded").count();
     let mut stdin = child.stdin.take().unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Scratch, collect_stderr, wait_for};
+use crate::common::{Scratch, Spawn, collect_stderr, spawn_rule, wait_for};
 
 /// A JSON array of `{"n": i}` for `0..count`.
 fn array(count: usize) -> String {
@@ -32,20 +32,7 @@ fn setup(scratch: &Scratch, attempts: u32, delay_ms: u64) {
 }
 
 fn spawn(scratch: &Scratch) -> std::process::Child {
-    scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--json",
-            "--log",
-            "info",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort")
+    spawn_rule(scratch, &Spawn::default())
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! Stopping a run whose sink is stuck: the first Ctrl-C gives delivery a grace period, a second
 //! stops at once; either way the summary prints and every payload is accounted for.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Scratch, collect_stderr, numbered, wait_for};
+use crate::common::{Scratch, Spawn, collect_stderr, numbered, spawn_rule, wait_for};
 
 /// How long past the grace period a stop may take (process exit, summary).
 const MARGIN: Duration = Duration::from_secs(5);
@@ -21,22 +21,13 @@ fn start(action: Value, grace: &str) -> (Scratch, Child, std::sync::Arc<std::syn
     scratch.write("in.jsonl", &numbered(3));
     let rule = json!({"id": "r", "sql": "SELECT * FROM demo", "actions": [action]});
     scratch.write("rule.json", &rule.to_string());
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--json",
-            "--log",
-            "info",
-            "--grace",
-            grace,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort");
+    let mut child = spawn_rule(
+        &scratch,
+        &Spawn {
+            args: &["--grace", grace],
+            ..Spawn::default()
+        },
+    );
     let log = collect_stderr(&mut child);
     (scratch, child, log)
 }

@@ -23,6 +23,9 @@
 //! appends to the same file (nothing written is ever truncated away by a roll).
 //! `compressAlgorithm` `gzip` writes each file as gzip: each batch is flushed, and a file closed
 //! and reopened gets a new gzip member (concatenated members read back as one stream).
+//! `zstd` writes each batch of a file as one zstd frame (`ruzstd`, pure Rust, at its fastest
+//! level, the one it implements), compressed in memory and then written, so a failed write is
+//! an error rather than a trap; concatenated frames read back as one stream too.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -33,6 +36,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use oort_sdk::serde::Deserialize;
 use oort_sdk::{Batch, Context, Sink, SinkError, export_sink};
+use ruzstd::encoding::{CompressionLevel, compress_to_vec};
 
 /// Files one instance keeps open at once (each with its marker: twice as many descriptors,
 /// within the host's default `maxOpenFiles`); past it the least recently used one is closed.
@@ -69,7 +73,7 @@ pub struct Config {
     /// Where the time goes in the name of each new file: `prefix`, `suffix` or `none`.
     #[serde(default)]
     pub rolling_name_pattern: Option<NamePattern>,
-    /// `gzip` to compress the files (empty or absent: none).
+    /// `gzip` or `zstd` to compress the files (empty or absent: none).
     #[serde(default)]
     pub compress_algorithm: Option<String>,
 }
@@ -107,6 +111,11 @@ pub const MARKER_SUFFIX: &str = ".seq";
 enum Out {
     Plain(BufWriter<File>),
     Gzip(GzEncoder<BufWriter<File>>),
+    /// zstd: what was written since the last flush, compressed into one frame at the flush.
+    Zstd {
+        file: BufWriter<File>,
+        pending: Vec<u8>,
+    },
 }
 
 impl Out {
@@ -114,23 +123,36 @@ impl Out {
         match self {
             Self::Plain(w) => w.write_all(bytes),
             Self::Gzip(w) => w.write_all(bytes),
+            Self::Zstd { pending, .. } => {
+                pending.extend_from_slice(bytes);
+                Ok(())
+            }
         }
     }
 
-    /// Pushes everything written so far to the file (for gzip, a sync flush: what is in the
-    /// file decompresses up to here).
+    /// Pushes everything written so far to the file (for gzip, a sync flush; for zstd, one
+    /// frame: what is in the file decompresses up to here).
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Self::Plain(w) => w.flush(),
             Self::Gzip(w) => w.flush(),
+            Self::Zstd { file, pending } => {
+                if !pending.is_empty() {
+                    let frame = compress_to_vec(pending.as_slice(), CompressionLevel::Fastest);
+                    file.write_all(&frame)?;
+                    pending.clear();
+                }
+                file.flush()
+            }
         }
     }
 
-    /// Ends the file (the gzip trailer) and flushes it.
-    fn finish(self) -> std::io::Result<()> {
+    /// Ends the file (the gzip trailer, the last zstd frame) and flushes it.
+    fn finish(mut self) -> std::io::Result<()> {
         match self {
             Self::Plain(mut w) => w.flush(),
             Self::Gzip(w) => w.finish()?.flush(),
+            Self::Zstd { .. } => self.flush(),
         }
     }
 }
@@ -204,17 +226,16 @@ impl Sink for FileSink {
         }
         match config.compress_algorithm.as_deref() {
             None | Some("") => {}
-            Some("gzip") if config.file_type == FileType::Json => {
-                return Err(SinkError::invalid_config(
-                    "`compressAlgorithm` gzip needs `fileType` lines or csv: a compressed JSON \
-                     array cannot be reopened to append to it",
-                ));
+            Some(algorithm @ ("gzip" | "zstd")) if config.file_type == FileType::Json => {
+                return Err(SinkError::invalid_config(format!(
+                    "`compressAlgorithm` {algorithm} needs `fileType` lines or csv: a compressed \
+                     JSON array cannot be reopened to append to it"
+                )));
             }
-            Some("gzip") => {}
+            Some("gzip" | "zstd") => {}
             Some(other) => {
                 return Err(SinkError::invalid_config(format!(
-                    "`compressAlgorithm` {other:?} is not supported (expected gzip; zstd is not \
-                     available in this build)"
+                    "`compressAlgorithm` {other:?} is not supported (expected gzip or zstd)"
                 )));
             }
         }
@@ -450,13 +471,14 @@ impl FileSink {
             .truncate(false)
             .open(&name)
             .map_err(open_err)?;
-        let gzip = self.config.compress_algorithm.as_deref() == Some("gzip");
+        let algorithm = self.config.compress_algorithm.as_deref();
+        let compressed = matches!(algorithm, Some("gzip" | "zstd"));
         let file_type = self.config.file_type;
         let written = if self.afresh && self.started.insert(name.clone()) {
             // A new run of the rule starts the file afresh, as eKuiper's file sink does.
             file.set_len(0).map_err(open_err)?;
             false
-        } else if gzip {
+        } else if compressed {
             file.seek(SeekFrom::End(0)).map_err(open_err)?;
             file.metadata().map_err(open_err)?.len() > 0
         } else {
@@ -466,10 +488,13 @@ impl FileSink {
             written
         };
         let buffer = BufWriter::with_capacity(64 * 1024, file);
-        let mut out = if gzip {
-            Out::Gzip(GzEncoder::new(buffer, Compression::default()))
-        } else {
-            Out::Plain(buffer)
+        let mut out = match algorithm {
+            Some("gzip") => Out::Gzip(GzEncoder::new(buffer, Compression::default())),
+            Some("zstd") => Out::Zstd {
+                file: buffer,
+                pending: Vec::new(),
+            },
+            _ => Out::Plain(buffer),
         };
         if file_type == FileType::Json && !written {
             out.write_all(b"[")?;

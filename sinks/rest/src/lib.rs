@@ -5,12 +5,14 @@
 //! Answers: 2xx is delivered; 5xx, 408, 429, a refused or dropped connection or a timeout is
 //! `transient` (the host retries, then caches); any other status is `rejected` (dead-lettered).
 //! A batch that fails part-way remembers how far it got, so the host's retry of the same batch
-//! does not send its first messages twice.
+//! does not send its first messages twice. A message whose templated values are malformed
+//! rejects its batch before any of the batch is sent.
 //!
 //! `url`, `method` and the values of `headers` may be data templates (eKuiper's dynamic
 //! props): the host evaluates them per message (and dead-letters a message whose URL is outside
 //! the action's grant before the sink sees it); a message whose values are malformed here is
-//! `rejected`.
+//! `rejected`. `headers` may also be one string, a template that renders to a JSON object of
+//! header names and string values (eKuiper's other form of the prop).
 
 use std::collections::BTreeMap;
 
@@ -46,9 +48,10 @@ pub struct Config {
     /// JSON whose `code` field (in the object, or in each object of an array) is 2xx.
     #[serde(default = "default_response_type")]
     pub response_type: String,
-    /// Extra headers.
+    /// Extra headers: an object of names and values (each value may be a template), or one
+    /// string that renders to such an object as JSON (a template, evaluated per message).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Log each answer's status and body (at debug level).
     #[serde(default)]
     pub debug_resp: bool,
@@ -65,6 +68,62 @@ pub struct Config {
     /// Not supported (a custom root CA).
     #[serde(default)]
     pub root_ca_path: Option<String>,
+}
+
+/// The `headers` prop in either of eKuiper's forms.
+#[derive(Debug, Deserialize)]
+#[serde(
+    crate = "oort_sdk::serde",
+    untagged,
+    expecting = "an object of header names and string values, or a string holding one as JSON"
+)]
+pub enum Headers {
+    /// `{"X-Token": "abc", "X-Device": "{{.device}}"}`.
+    Map(BTreeMap<String, String>),
+    /// `"{\"X-Device\": \"{{.device}}\"}"`.
+    Json(String),
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Self::Map(BTreeMap::new())
+    }
+}
+
+/// The headers a string form of `headers` gives: a JSON object whose values are strings.
+fn headers_from_json(text: &str) -> Result<BTreeMap<String, String>, String> {
+    oort_sdk::serde_json::from_str(text).map_err(|e| {
+        format!(
+            "`headers` is {text:?}, which is not a JSON object of header names and string \
+             values ({e})"
+        )
+    })
+}
+
+/// Checks each header: a name the host sets itself is refused, and so is a name or value that
+/// would make every request fail.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if [
+            "host",
+            "content-length",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+        ]
+        .contains(&lower.as_str())
+            || lower.starts_with("proxy-")
+            || lower == "http2-settings"
+        {
+            return Err(format!(
+                "`headers`: {name} is set by the host and cannot be given"
+            ));
+        }
+        header_ok(name, value)?;
+    }
+    Ok(())
 }
 
 fn default_method() -> String {
@@ -129,6 +188,11 @@ pub struct Rest {
     target: Option<Target>,
     /// The method; `None` when it is a template.
     method: Option<Method>,
+    /// The headers as written (values that are templates are replaced per message); empty
+    /// when `headers` is one template string.
+    headers: BTreeMap<String, String>,
+    /// Whether `headers` is one template string, rendered per message by the host.
+    headers_template: bool,
     /// `bodyType`'s content type (`None` inside for `none`), when the rule sets it.
     body_type: Option<Option<&'static str>>,
     /// The `timeout` in milliseconds; 0 for none.
@@ -455,13 +519,22 @@ impl Rest {
             None if matches!(method, Method::Get | Method::Head) => None,
             None => Some("application/json"),
         };
-        let mut headers = std::borrow::Cow::Borrowed(&self.config.headers);
-        for name in self.config.headers.keys() {
-            if let Some(v) = value(&format!("headers.{name}")) {
-                header_ok(name, v).map_err(bad)?;
-                headers.to_mut().insert(name.clone(), v.clone());
+        let headers = if self.headers_template {
+            let text = value("headers")
+                .ok_or_else(|| bad("`headers` is a template the host gave no value for".into()))?;
+            let headers = headers_from_json(text).map_err(bad)?;
+            check_headers(&headers).map_err(bad)?;
+            std::borrow::Cow::Owned(headers)
+        } else {
+            let mut headers = std::borrow::Cow::Borrowed(&self.headers);
+            for name in self.headers.keys() {
+                if let Some(v) = value(&format!("headers.{name}")) {
+                    header_ok(name, v).map_err(bad)?;
+                    headers.to_mut().insert(name.clone(), v.clone());
+                }
             }
-        }
+            headers
+        };
         Ok(Request {
             url,
             target,
@@ -520,32 +593,21 @@ impl Sink for Rest {
                 )));
             }
         };
-        for name in config.headers.keys() {
-            let lower = name.to_ascii_lowercase();
-            if [
-                "host",
-                "content-length",
-                "connection",
-                "keep-alive",
-                "transfer-encoding",
-                "upgrade",
-            ]
-            .contains(&lower.as_str())
-                || lower.starts_with("proxy-")
-                || lower == "http2-settings"
-            {
-                return Err(SinkError::invalid_config(format!(
-                    "`headers`: {name} is set by the host and cannot be given"
-                )));
-            }
-        }
-        for (name, value) in &config.headers {
-            header_ok(name, value).map_err(SinkError::invalid_config)?;
-        }
+        let (headers, headers_template) = match &config.headers {
+            Headers::Map(map) => (map.clone(), false),
+            Headers::Json(text) if text.contains("{{") => (BTreeMap::new(), true),
+            Headers::Json(text) => (
+                headers_from_json(text).map_err(SinkError::invalid_config)?,
+                false,
+            ),
+        };
+        check_headers(&headers).map_err(SinkError::invalid_config)?;
         Ok(Self {
             config,
             target,
             method,
+            headers,
+            headers_template,
             body_type,
             timeout_ms,
             body_code,
@@ -559,17 +621,28 @@ impl Sink for Rest {
             Some((seen, done)) if seen == id => done,
             _ => 0,
         };
-        for (i, message) in batch.iter().enumerate().skip(skip) {
-            let sent = self
-                .request(batch, i)
-                .and_then(|req| self.send(message.payload, &req));
-            if let Err(e) = sent {
+        // Every message's request is made before any is sent: a message whose values are
+        // malformed rejects the batch before any of it is delivered.
+        let requests = batch
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, message)| Ok((i, message.payload, self.request(batch, i)?)))
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        let failed = requests
+            .iter()
+            .find_map(|(i, payload, req)| self.send(payload, req).err().map(|e| (*i, e)));
+        drop(requests);
+        match failed {
+            Some((i, e)) => {
                 self.progress = Some((id, i));
-                return Err(e);
+                Err(e)
+            }
+            None => {
+                self.progress = None;
+                Ok(())
             }
         }
-        self.progress = None;
-        Ok(())
     }
 }
 
@@ -609,6 +682,26 @@ mod tests {
         assert!(header_ok("X Token", "a").is_err());
         assert!(header_ok("", "a").is_err());
         assert!(header_ok("X-A", "a\r\nX-Injected: 1").is_err());
+    }
+
+    #[test]
+    fn headers_are_an_object_or_a_string_holding_one() {
+        use oort_sdk::serde_json::{from_value, json};
+        let config: Config =
+            from_value(json!({"url": "http://h/", "headers": {"X-A": "1"}})).unwrap();
+        assert!(matches!(config.headers, Headers::Map(ref m) if m["X-A"] == "1"));
+        let config: Config =
+            from_value(json!({"url": "http://h/", "headers": "{\"X-A\": \"{{.a}}\"}"})).unwrap();
+        assert!(matches!(config.headers, Headers::Json(_)));
+        let e = from_value::<Config>(json!({"url": "http://h/", "headers": 3})).unwrap_err();
+        assert!(e.to_string().contains("an object of header names"), "{e}");
+        let map = headers_from_json(r#"{"X-A": "1", "X-B": "two"}"#).unwrap();
+        assert_eq!(map.len(), 2);
+        assert!(headers_from_json(r#"{"X-A": 1}"#).is_err());
+        assert!(headers_from_json("X-A: 1").is_err());
+        assert!(check_headers(&map).is_ok());
+        let host = BTreeMap::from([("Host".to_string(), "x".to_string())]);
+        assert!(check_headers(&host).is_err());
     }
 
     #[test]

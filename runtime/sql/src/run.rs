@@ -1181,10 +1181,11 @@ impl QueryRunner {
             Some(f) => {
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
-                    match f.eval(&t, ctx) {
-                        Ok(v) if v.is_true() => kept.push(t),
-                        Ok(_) => outcome.filtered += 1,
-                        Err(e) => outcome.errors.push(e),
+                    // An error fails the whole collection (as eKuiper's `run Where error`).
+                    if f.eval(&t, ctx)?.is_true() {
+                        kept.push(t);
+                    } else {
+                        outcome.filtered += 1;
                     }
                 }
                 kept
@@ -1228,16 +1229,37 @@ impl QueryRunner {
             }
             results = self.group_results(computed.into_iter(), window, ctx)?;
         } else {
+            // HAVING without aggregates or GROUP BY: the collection is one group, kept or
+            // dropped whole (as eKuiper's having operator does with a window's rows).
+            if let Some(having) = &q.having {
+                let agg_hits = [
+                    Value::Int(self.agg_hits.count),
+                    Value::Int(self.agg_hits.time),
+                ];
+                let scope = Group {
+                    first: kept.first(),
+                    aggregates: &[],
+                    window,
+                    timestamp_ms: kept
+                        .iter()
+                        .map(|t| t.timestamp_ms)
+                        .max()
+                        .unwrap_or_else(|| window.map_or(0, |w| w.1)),
+                    agg_hits: q.agg_hits.then_some(&agg_hits),
+                };
+                if kept.is_empty() || !having.eval(&scope, ctx)?.is_true() {
+                    return Ok(Vec::new());
+                }
+            }
             for t in &kept {
                 let keys = q
                     .order_by
                     .iter()
                     .map(|(e, _)| e.eval(t, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
-                match q.projection.apply_set(t, ctx) {
-                    Ok(rows) => results.extend(rows.into_iter().map(|row| (keys.clone(), row))),
-                    Err(e) => outcome.errors.push(e),
-                }
+                // As in eKuiper, one row that fails its projection fails the whole window.
+                let rows = q.projection.apply_set(t, ctx)?;
+                results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
             }
         }
         self.ordered(results)
@@ -1672,6 +1694,26 @@ mod tests {
         for order in &orders[1..] {
             assert_eq!(run_two(tumbling, order), first, "order {order:?}");
         }
+    }
+
+    #[test]
+    fn having_without_aggregates_keeps_or_drops_a_window_whole() {
+        let rows = [(0, 1000, 1), (0, 1500, 2), (0, 2500, 3), (0, 3200, 4)];
+        let count = |sql: &str| run_two(sql, &rows).0.len();
+        assert_eq!(count("SELECT v FROM a GROUP BY TumblingWindow(ss, 1)"), 3);
+        assert_eq!(
+            count("SELECT v FROM a GROUP BY TumblingWindow(ss, 1) HAVING last_agg_hit_count() < 1"),
+            1
+        );
+        let (out, _) = run_two(
+            "SELECT v FROM a GROUP BY TumblingWindow(ss, 1) HAVING v > 2",
+            &rows,
+        );
+        assert_eq!(
+            out.len(),
+            2,
+            "the first window's first row has v = 1: {out:?}"
+        );
     }
 
     #[test]

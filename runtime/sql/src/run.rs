@@ -417,50 +417,114 @@ fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey
     })
 }
 
-/// Event time without a window: rows wait for the watermark (the latest time seen minus the
-/// late tolerance) and go on in time order, as from eKuiper's watermark operator; a row behind
-/// the watermark is late: counted, left out.
-struct Reorder {
+/// Event time: the rows of every stream merged into one time order before anything reads them
+/// (analytic functions, `WHERE`, a sliding window's `OVER (WHEN ...)`, the window), as from
+/// eKuiper's watermark operator. What comes out depends only on each stream's own rows, never
+/// on how the streams' chunks interleave on arrival:
+/// - a row is late when its own stream has already gone past it by more than the late
+///   tolerance (its time is older than that stream's latest time minus `lateTolerance`):
+///   counted, left out;
+/// - the watermark is the smallest, over the streams that have not ended, of that bound: no
+///   row older than it can still come, so the held rows older than it go on, in time order
+///   (rows of equal time: in FROM order of their streams, then each stream's own order), and
+///   windows ending before it fire. A stream that has sent nothing yet holds everything back.
+struct Merge {
     tolerance: i64,
-    latest: Option<i64>,
-    /// Held rows by (time, arrival).
-    held: BTreeMap<(i64, u64), Row>,
+    /// Per source: the latest time seen.
+    latest: Vec<Option<i64>>,
+    /// Per source: ended (a table never sends rows, so it counts as ended).
+    done: Vec<bool>,
+    /// Held rows by (time, source, arrival).
+    held: BTreeMap<(i64, usize, u64), Row>,
     seq: u64,
     late: u64,
 }
 
-impl Reorder {
-    fn watermark(&self) -> Option<i64> {
-        self.latest.map(|t| t.saturating_sub(self.tolerance))
+impl Merge {
+    fn new(tolerance: i64, tables: Vec<bool>) -> Self {
+        let sources = tables.len().max(1);
+        let mut done = tables;
+        done.resize(sources, false);
+        Self {
+            tolerance: tolerance.max(0),
+            latest: vec![None; sources],
+            done,
+            held: BTreeMap::new(),
+            seq: 0,
+            late: 0,
+        }
     }
 
-    /// Takes `rows`; returns those the watermark now lets through, in time order.
-    fn add(&mut self, rows: Vec<Row>) -> Vec<Row> {
+    /// The oldest time a row of `source` may have and not be late.
+    fn bound(&self, source: usize) -> Option<i64> {
+        self.latest[source].map(|t| t.saturating_sub(self.tolerance))
+    }
+
+    /// No row older than this can still come (`i64::MAX` once every stream has ended).
+    fn watermark(&self) -> i64 {
+        let mut low = i64::MAX;
+        for source in 0..self.latest.len() {
+            if self.done[source] {
+                continue;
+            }
+            match self.bound(source) {
+                Some(b) => low = low.min(b),
+                None => return i64::MIN,
+            }
+        }
+        low
+    }
+
+    /// Takes the rows of `source`.
+    fn add(&mut self, source: usize, rows: Vec<Row>) {
+        let source = source.min(self.latest.len() - 1);
         for row in rows {
             let ts = row.timestamp_ms;
-            if self.watermark().is_some_and(|w| ts < w) {
+            if self.bound(source).is_some_and(|b| ts < b) {
                 self.late += 1;
                 continue;
             }
-            self.latest = Some(self.latest.map_or(ts, |t| t.max(ts)));
-            self.held.insert((ts, self.seq), row);
+            let latest = &mut self.latest[source];
+            *latest = Some(latest.map_or(ts, |t| t.max(ts)));
+            self.held.insert((ts, source, self.seq), row);
             self.seq += 1;
         }
-        let Some(w) = self.watermark() else {
-            return Vec::new();
-        };
-        let rest = match w.checked_add(1) {
-            Some(after) => self.held.split_off(&(after, 0)),
-            None => BTreeMap::new(),
+    }
+
+    /// `source` has ended: it no longer holds the watermark back.
+    fn end(&mut self, source: usize) {
+        if let Some(done) = self.done.get_mut(source) {
+            *done = true;
+        }
+    }
+
+    /// The held rows older than the watermark, in time order, with their sources.
+    fn release(&mut self) -> Vec<(usize, Row)> {
+        let w = self.watermark();
+        let rest = if w == i64::MAX {
+            BTreeMap::new()
+        } else {
+            self.held.split_off(&(w, 0, 0))
         };
         std::mem::replace(&mut self.held, rest)
-            .into_values()
+            .into_iter()
+            .map(|((_, source, _), row)| (source, row))
             .collect()
     }
 
     /// Every held row, in time order (the input has ended).
-    fn drain(&mut self) -> Vec<Row> {
-        std::mem::take(&mut self.held).into_values().collect()
+    fn drain(&mut self) -> Vec<(usize, Row)> {
+        std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|((_, source, _), row)| (source, row))
+            .collect()
+    }
+
+    /// The held rows, in time order, for a checkpoint.
+    fn held(&self) -> impl Iterator<Item = (usize, Arc<Row>)> + '_ {
+        self.held
+            .iter()
+            .map(|(&(_, source, _), row)| (source, Arc::new(row.clone())))
     }
 }
 
@@ -475,8 +539,8 @@ pub struct QueryRunner {
     /// Set when the window is aggregated on arrival.
     panes: Option<Panes>,
     fired: Vec<Fired>,
-    /// Event time without a window: the rows waiting for the watermark.
-    reorder: Option<Reorder>,
+    /// Event time: the streams merged into one time order.
+    merge: Option<Merge>,
     /// Rows that passed WHERE (or triggered the window), for `last_hit_*()`.
     hits: Hits,
     /// Windows that sent a result, for `last_agg_hit_*()`.
@@ -512,17 +576,22 @@ impl QueryRunner {
 
     /// The rows the statement's window holds for windows still to fire, with the source each
     /// came from, in the order [`restore`](Self::restore) takes them: the operator state a
-    /// checkpoint keeps. Empty without a window (the statement then keeps no state); `None` when
-    /// the state cannot be kept this way (a count window, or a runner from [`new`](Self::new)
-    /// aggregating on arrival).
+    /// checkpoint keeps: the window's, then (event time) those still waiting for the watermark.
+    /// Empty without a window in processing time (the statement then keeps no state); `None`
+    /// when the state cannot be kept this way (a count window, or a runner from
+    /// [`new`](Self::new) aggregating on arrival).
     pub fn held_rows(&self) -> Option<Vec<(usize, Arc<Row>)>> {
         if self.panes.is_some() {
             return None;
         }
-        match &self.window {
-            Some(window) => window.held_rows(),
-            None => Some(Vec::new()),
+        let mut rows = match &self.window {
+            Some(window) => window.held_rows()?,
+            None => Vec::new(),
+        };
+        if let Some(merge) = &self.merge {
+            rows.extend(merge.held());
         }
+        Some(rows)
     }
 
     /// Rebuilds the state [`held_rows`](Self::held_rows) returned, in a new runner, by taking
@@ -570,12 +639,14 @@ impl QueryRunner {
             .into_iter()
             .map(|(i, rows)| (i, rows.iter().cloned().map(Arc::new).collect()))
             .collect();
-        let reorder = (event_time && window.is_none()).then(|| Reorder {
-            tolerance: late_tolerance_ms.max(0),
-            latest: None,
-            held: BTreeMap::new(),
-            seq: 0,
-            late: 0,
+        let merge = event_time.then(|| {
+            if let Some(window) = window.as_mut() {
+                window.watermark_from_caller();
+            }
+            Merge::new(
+                late_tolerance_ms,
+                query.sources.iter().map(|s| s.table).collect(),
+            )
         });
         Self {
             query,
@@ -584,7 +655,7 @@ impl QueryRunner {
             hash_joins,
             panes,
             fired: Vec::new(),
-            reorder,
+            merge,
             hits: Hits::default(),
             agg_hits: Hits::default(),
             with_hits: Augment::default(),
@@ -631,7 +702,7 @@ impl QueryRunner {
 
     /// Rows that arrived after the watermark (event time), counted rather than windowed.
     pub fn late(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.late) + self.reorder.as_ref().map_or(0, |r| r.late)
+        self.window.as_ref().map_or(0, |w| w.late) + self.merge.as_ref().map_or(0, |m| m.late)
     }
 
     /// Rows still held by the window after `finish` (an unfinished count window).
@@ -652,25 +723,36 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
         out: &mut Vec<Message>,
     ) -> Outcome {
-        let rows = match self.reorder.as_mut() {
-            Some(reorder) => reorder.add(rows),
-            None => rows,
-        };
-        self.process(source, rows, ctx, out)
+        match self.merge.as_mut() {
+            Some(merge) => {
+                merge.add(source, rows);
+                let rows = merge.release();
+                let watermark = merge.watermark();
+                self.process(rows, Some(watermark), ctx, out)
+            }
+            None => self.process(
+                rows.into_iter().map(|r| (source, r)).collect(),
+                None,
+                ctx,
+                out,
+            ),
+        }
     }
 
-    /// Rows of source `source`, in the order they count in.
+    /// Rows, with the source each came from, in the order they count in. In event time,
+    /// `watermark` says that no row older than it can still come: windows that end before it
+    /// fire after the rows.
     fn process(
         &mut self,
-        source: usize,
-        rows: Vec<Row>,
+        rows: Vec<(usize, Row)>,
+        watermark: Option<i64>,
         ctx: &EvalCtx<'_>,
         out: &mut Vec<Message>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
         let prepare = self.needs_prepare();
         if self.query.is_row_by_row() {
-            for row in rows {
+            for (_, row) in rows {
                 let row = if prepare {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
@@ -707,7 +789,7 @@ impl QueryRunner {
         }
         if self.window.is_none() {
             // A stream joined with tables, row by row.
-            for row in rows {
+            for (source, row) in rows {
                 let row = if prepare {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
@@ -735,7 +817,15 @@ impl QueryRunner {
             }
             return outcome;
         }
-        for row in rows {
+        for (source, row) in rows {
+            if watermark.is_some() {
+                // Every row older than this one is in: the windows that end before it fire
+                // first, so that what they change (`last_agg_hit_*()`) is seen in time order.
+                if let Some(window) = self.window.as_mut() {
+                    window.advance_to(row.timestamp_ms.saturating_sub(1), &mut self.fired);
+                }
+                self.emit(ctx, out, &mut outcome);
+            }
             let row = if prepare {
                 match self.prepare(row, ctx) {
                     Ok(row) => row,
@@ -787,6 +877,12 @@ impl QueryRunner {
                 panes.add(&self.query, row, ts, ctx, &mut outcome);
             }
         }
+        // Once every stream has ended (`i64::MAX`), `finish` drains the windows.
+        if let (Some(window), Some(w)) = (self.window.as_mut(), watermark)
+            && w != i64::MAX
+        {
+            window.advance_to(w.saturating_sub(1), &mut self.fired);
+        }
         self.emit(ctx, out, &mut outcome);
         outcome
     }
@@ -808,6 +904,12 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
         out: &mut Vec<Message>,
     ) -> Outcome {
+        if let Some(merge) = self.merge.as_mut() {
+            merge.end(source);
+            let rows = merge.release();
+            let watermark = merge.watermark();
+            return self.process(rows, Some(watermark), ctx, out);
+        }
         let mut outcome = Outcome::default();
         if let Some(window) = self.window.as_mut() {
             window.end_stream(source, &mut self.fired);
@@ -818,10 +920,11 @@ impl QueryRunner {
 
     /// Every input has ended: fires every open window.
     pub fn finish(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>) -> Outcome {
-        if let Some(held) = self.reorder.as_mut().map(Reorder::drain) {
-            return self.process(0, held, ctx, out);
-        }
-        let mut outcome = Outcome::default();
+        let mut outcome = match self.merge.as_mut().map(Merge::drain) {
+            // The windows are drained below.
+            Some(held) if !held.is_empty() => self.process(held, Some(i64::MAX), ctx, out),
+            _ => Outcome::default(),
+        };
         if let Some(window) = self.window.as_mut() {
             window.finish(&mut self.fired);
         }
@@ -1078,10 +1181,11 @@ impl QueryRunner {
             Some(f) => {
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
-                    match f.eval(&t, ctx) {
-                        Ok(v) if v.is_true() => kept.push(t),
-                        Ok(_) => outcome.filtered += 1,
-                        Err(e) => outcome.errors.push(e),
+                    // An error fails the whole collection (as eKuiper's `run Where error`).
+                    if f.eval(&t, ctx)?.is_true() {
+                        kept.push(t);
+                    } else {
+                        outcome.filtered += 1;
                     }
                 }
                 kept
@@ -1125,16 +1229,37 @@ impl QueryRunner {
             }
             results = self.group_results(computed.into_iter(), window, ctx)?;
         } else {
+            // HAVING without aggregates or GROUP BY: the collection is one group, kept or
+            // dropped whole (as eKuiper's having operator does with a window's rows).
+            if let Some(having) = &q.having {
+                let agg_hits = [
+                    Value::Int(self.agg_hits.count),
+                    Value::Int(self.agg_hits.time),
+                ];
+                let scope = Group {
+                    first: kept.first(),
+                    aggregates: &[],
+                    window,
+                    timestamp_ms: kept
+                        .iter()
+                        .map(|t| t.timestamp_ms)
+                        .max()
+                        .unwrap_or_else(|| window.map_or(0, |w| w.1)),
+                    agg_hits: q.agg_hits.then_some(&agg_hits),
+                };
+                if kept.is_empty() || !having.eval(&scope, ctx)?.is_true() {
+                    return Ok(Vec::new());
+                }
+            }
             for t in &kept {
                 let keys = q
                     .order_by
                     .iter()
                     .map(|(e, _)| e.eval(t, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
-                match q.projection.apply_set(t, ctx) {
-                    Ok(rows) => results.extend(rows.into_iter().map(|row| (keys.clone(), row))),
-                    Err(e) => outcome.errors.push(e),
-                }
+                // As in eKuiper, one row that fails its projection fails the whole window.
+                let rows = q.projection.apply_set(t, ctx)?;
+                results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
             }
         }
         self.ordered(results)
@@ -1289,7 +1414,9 @@ mod tests {
         if !on_arrival {
             runner.panes = None;
             let kind = runner.query.window.as_ref().unwrap().kind;
-            runner.window = Some(WindowOperator::new(kind, true, 5, 1));
+            let mut window = WindowOperator::new(kind, true, 5, 1);
+            window.watermark_from_caller();
+            runner.window = Some(window);
         }
         let ctx = EvalCtx {
             now_ms: 0,
@@ -1482,6 +1609,111 @@ mod tests {
         assert_eq!(times, ["8", "10", "16", "20", "30"]);
         assert_eq!(before_end, 4, "30 waits for the end of the input");
         assert_eq!(runner.late(), 2, "3 (behind 5) and 12 (behind 15)");
+    }
+
+    /// Runs `sql` over two streams `a` and `b` (event time, 1000 ms tolerance), their rows
+    /// `(stream, ts, v)` pushed one chunk at a time in the given order; returns the messages and
+    /// the late count.
+    fn run_two(sql: &str, chunks: &[(usize, i64, i64)]) -> (Vec<String>, u64) {
+        let defs = parse_streams(
+            "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\", TIMESTAMP=\"ts\");\n\
+             CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\", TIMESTAMP=\"ts\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let mut runner = QueryRunner::new(query, true, 1000, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for &(stream, ts, v) in chunks {
+            let row = Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(ts)),
+                    (Arc::from("v"), Value::Int(v)),
+                ],
+                ts,
+            );
+            assert!(
+                runner
+                    .push(stream, vec![row], &ctx, &mut out)
+                    .errors
+                    .is_empty()
+            );
+        }
+        for stream in [0, 1] {
+            assert!(runner.end_source(stream, &ctx, &mut out).errors.is_empty());
+        }
+        assert!(runner.finish(&ctx, &mut out).errors.is_empty());
+        (
+            out.iter().map(|m| format!("{m:?}")).collect(),
+            runner.late(),
+        )
+    }
+
+    #[test]
+    fn two_streams_in_event_time_give_the_same_output_however_they_interleave() {
+        // Each stream's rows in its own order; the late row (b at 1200, after b reached 2500)
+        // is late by its own stream alone, whatever the other stream has sent.
+        let a = [
+            (0, 1000, 1),
+            (0, 2000, 2),
+            (0, 1500, 3),
+            (0, 3000, 4),
+            (0, 9000, 5),
+        ];
+        let b = [
+            (1, 1000, 10),
+            (1, 2500, 20),
+            (1, 1200, 30),
+            (1, 2000, 40),
+            (1, 9000, 50),
+        ];
+        let sql = "SELECT a.v AS x, b.v AS y FROM a INNER JOIN b ON a.ts = b.ts \
+                   GROUP BY SlidingWindow(ss, 1) OVER (WHEN a.ts - last_hit_time() > 400 \
+                   OR b.ts - last_hit_time() > 400)";
+        let orders: Vec<Vec<(usize, i64, i64)>> = vec![
+            a.iter().chain(&b).copied().collect(),
+            b.iter().chain(&a).copied().collect(),
+            a.iter().zip(&b).flat_map(|(x, y)| [*x, *y]).collect(),
+            b.iter().zip(&a).flat_map(|(x, y)| [*x, *y]).collect(),
+            vec![a[0], b[0], b[1], a[1], a[2], b[2], b[3], a[3], b[4], a[4]],
+        ];
+        let first = run_two(sql, &orders[0]);
+        assert_eq!(first.1, 1, "{first:?}");
+        assert!(!first.0.is_empty());
+        for order in &orders[1..] {
+            assert_eq!(run_two(sql, order), first, "order {order:?}");
+        }
+        let tumbling = "SELECT count(*) AS c, sum(b.v) AS s FROM a INNER JOIN b ON a.ts = b.ts \
+                        GROUP BY TumblingWindow(ss, 1)";
+        let first = run_two(tumbling, &orders[0]);
+        for order in &orders[1..] {
+            assert_eq!(run_two(tumbling, order), first, "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn having_without_aggregates_keeps_or_drops_a_window_whole() {
+        let rows = [(0, 1000, 1), (0, 1500, 2), (0, 2500, 3), (0, 3200, 4)];
+        let count = |sql: &str| run_two(sql, &rows).0.len();
+        assert_eq!(count("SELECT v FROM a GROUP BY TumblingWindow(ss, 1)"), 3);
+        assert_eq!(
+            count("SELECT v FROM a GROUP BY TumblingWindow(ss, 1) HAVING last_agg_hit_count() < 1"),
+            1
+        );
+        let (out, _) = run_two(
+            "SELECT v FROM a GROUP BY TumblingWindow(ss, 1) HAVING v > 2",
+            &rows,
+        );
+        assert_eq!(
+            out.len(),
+            2,
+            "the first window's first row has v = 1: {out:?}"
+        );
     }
 
     #[test]

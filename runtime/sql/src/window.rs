@@ -7,7 +7,10 @@
 //! of the latest time seen minus `lateTolerance`; a window fires when the watermark passes its
 //! end, its rows in time order; a row older than the watermark is late: counted, not windowed.
 //! When every input has ended, the watermark goes to the end of time and every open window
-//! fires (a count window that has not reached its count is reported, not emitted).
+//! fires (a count window that has not reached its count is reported, not emitted). A statement
+//! runner merges its streams into time order itself and moves the watermark with
+//! [`WindowOperator::advance_to`], so that lateness and firing do not depend on how the
+//! streams' rows interleave on arrival.
 //!
 //! The [`WindowOperator`] does what every kind shares (times, lateness, the watermark); what a
 //! kind decides lives in its own file under `window/`, behind the `WindowPolicy` trait.
@@ -194,6 +197,9 @@ pub struct WindowOperator {
     stream_max: Vec<Option<i64>>,
     stream_done: Vec<bool>,
     watermark: i64,
+    /// Event time: the caller merges the streams and says how far the watermark has gone
+    /// ([`advance_to`](WindowOperator::advance_to)); the operator does not compute it.
+    external: bool,
     /// Rows that arrived after the watermark had passed them.
     pub late: u64,
 }
@@ -219,7 +225,23 @@ impl WindowOperator {
             stream_max: vec![None; streams.max(1)],
             stream_done: vec![false; streams.max(1)],
             watermark: i64::MIN,
+            external: false,
             late: 0,
+        }
+    }
+
+    /// Event time: the caller merges the streams into time order and moves the watermark with
+    /// [`advance_to`](Self::advance_to); rows and ended streams no longer move it.
+    pub fn watermark_from_caller(&mut self) {
+        self.external = true;
+    }
+
+    /// Event time, with [`watermark_from_caller`](Self::watermark_from_caller): every row up to
+    /// `time` (included) has been pushed; fires the windows that this completes.
+    pub fn advance_to(&mut self, time: i64, out: &mut Vec<Fired>) {
+        if self.event_time && time > self.watermark {
+            self.watermark = time;
+            self.fire_until(time, false, out);
         }
     }
 
@@ -294,8 +316,10 @@ impl WindowOperator {
         };
         let fire_now = self.policy.on_row(&mut self.rows, index, row, trigger);
         if self.event_time {
-            self.update_watermark();
-            self.fire_until(self.watermark, false, out);
+            if !self.external {
+                self.update_watermark();
+                self.fire_until(self.watermark, false, out);
+            }
         } else if fire_now {
             self.fire_until(ts, false, out);
         }
@@ -307,7 +331,7 @@ impl WindowOperator {
         if let Some(done) = self.stream_done.get_mut(stream) {
             *done = true;
         }
-        if self.event_time {
+        if self.event_time && !self.external {
             self.update_watermark();
             self.fire_until(self.watermark, false, out);
         }

@@ -119,7 +119,9 @@ impl Aligned {
                 break;
             }
         }
-        self.next_end = if self.event_time && store.is_empty() {
+        // Event time: once every row is used up the next row aligns the windows again, but only
+        // at the end of the input; before then a row about to come may still fall in between.
+        self.next_end = if self.event_time && store.is_empty() && draining {
             None
         } else {
             Some(end)

@@ -261,7 +261,8 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
             )
             .await;
 
-        // A new build from the plugins page: every rule using it says whether it took over.
+        // A new build uploaded from this computer on the plugins page: every rule using it says
+        // whether it took over.
         c.goto(&format!("{ui}#/plugins")).await.unwrap();
         browser
             .until(
@@ -269,8 +270,27 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
                 r#"return document.querySelector('[data-plugin="Versioned"] .plugin-version')?.textContent ?? null"#,
             )
             .await;
-        browser.type_into("#plugin-name", "Versioned").await;
-        browser.type_into("#plugin-file", &file("v2")).await;
+        let v2 = scratch.path().join("v2/Versioned.wasm");
+        c.find(Locator::Css("#plugin-wasm"))
+            .await
+            .unwrap()
+            .send_keys(&v2.display().to_string())
+            .await
+            .unwrap();
+        let manifest = v2.with_extension("json");
+        if manifest.is_file() {
+            c.find(Locator::Css("#plugin-manifest"))
+                .await
+                .unwrap()
+                .send_keys(&manifest.display().to_string())
+                .await
+                .unwrap();
+        }
+        let named = c
+            .execute("return document.querySelector('#plugin-name').value", vec![])
+            .await
+            .unwrap();
+        assert_eq!(named, json!("Versioned"), "the name comes from the file");
         c.find(Locator::Css("#plugin-form button[type=submit]"))
             .await
             .unwrap()
@@ -296,6 +316,16 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
             )
             .await;
         assert_ne!(before, after);
+        // The reload history comes from the server: this page was opened after the swap.
+        let swap = browser
+            .until(
+                "the swap in the reload history",
+                r#"return document.querySelector('[data-histories="sink_versioned_0"] .reload-history li[data-swapped]')?.textContent ?? null"#,
+            )
+            .await;
+        let swap = swap.as_str().unwrap();
+        assert!(swap.contains("swap pause") && swap.contains(" → "), "{swap}");
+        assert!(swap.contains(after.as_str().unwrap()), "{swap} names {after}");
         browser.shot("rule.png").await;
 
         // Stopping from the list, with the keyboard: the status changes, in words.

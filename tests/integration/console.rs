@@ -512,3 +512,200 @@ fn the_console_with_a_thousand_rules() {
     publisher.join().unwrap();
     server.stop();
 }
+
+/// `POST /plugins/sinks/{name}/upload` with the body in a file (`curl --data-binary @file`).
+fn upload(server: &Server, scratch: &Scratch, name: &str, body: &[u8]) -> (u16, Json) {
+    let path = scratch.path().join("upload-body");
+    std::fs::write(&path, body).unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/plugins/sinks/{name}/upload",
+        server.port
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-X", "POST", "-w", "\n%{http_code}", &url])
+        .args(["-H", "Content-Type: application/json", "-H", "Expect:"])
+        .arg("--data-binary")
+        .arg(format!("@{}", path.display()))
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = status.parse().unwrap_or_else(|_| panic!("{out:?}"));
+    let json = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
+    (status, json)
+}
+
+fn upload_body(wasm: &str, manifest: Option<&str>, filename: &str) -> Vec<u8> {
+    let bytes = std::fs::read(wasm).unwrap();
+    let manifest = manifest
+        .filter(|m| std::path::Path::new(m).is_file())
+        .map(|m| std::fs::read_to_string(m).unwrap());
+    json!({
+        "wasm": oort_value::base64::encode(&bytes),
+        "manifest": manifest,
+        "filename": filename,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Uploads get the checks of a file install (and a clear 413 past the limit), swap the build
+/// in running rules, and every reload, refused build, trap and dead letter is kept in the
+/// rule's status for the console to show.
+#[test]
+fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
+    use oort_tests::guests;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+
+    // Refused before anything is written: not base64, not a component, too large.
+    let (status, err) = upload(&server, &scratch, "Uploaded", br#"{"wasm":"%%%"}"#);
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("base64"), "{err}");
+    let not_a_sink = upload_body(guests::NOT_A_SINK, None, "other-world.wasm");
+    let (status, err) = upload(&server, &scratch, "Uploaded", &not_a_sink);
+    assert_eq!(status, 400, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("other-world.wasm") && !message.contains(".uploads"),
+        "the error names the file sent: {message}"
+    );
+    let mut huge = br#"{"wasm":""#.to_vec();
+    huge.resize(65 << 20, b'A');
+    let (status, err) = upload(&server, &scratch, "Uploaded", &huge);
+    assert_eq!(status, 413, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("64 MiB"), "{err}");
+    let (status, listed) = server.json("GET", "/plugins/sinks", None);
+    assert_eq!(status, 200);
+    assert!(!listed.to_string().contains("Uploaded"), "{listed}");
+
+    // v1 uploaded, a rule running it, then v2 and a build that refuses its props.
+    let v1 = upload_body(
+        guests::VERSIONED_V1,
+        Some(guests::VERSIONED_V1_MANIFEST),
+        "v1.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &v1);
+    assert_eq!(
+        (status, answer.clone()),
+        (201, json!("Plugin Uploaded is created."))
+    );
+    let (_, described) = server.json("GET", "/plugins/sinks/Uploaded", None);
+    assert_eq!(described["source"], "upload: v1.wasm", "{described}");
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/u\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"up","sql":"SELECT n FROM s","actions":[{"uploaded":{"path":"out/u.jsonl"}}]}"#;
+    let (status, answer) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{answer}");
+    // The probe traps in every `collect`: each batch is tried three times, then dead-lettered.
+    let trapping = json!({"id": "trapping", "sql": "SELECT n FROM s", "actions": [{"probe": {
+        "journal": "out/journal.txt", "failPhase": "collect", "failKind": "trap",
+        "deadLetter": "dead.jsonl"}}]});
+    let (status, answer) = server.call("POST", "/rules", Some(&trapping.to_string()));
+    assert_eq!(status, 201, "{answer}");
+    server.wait_log("subscribed to", 2);
+    // Rows until v1 has written some (a subscription may take a moment to be in place).
+    let mut sent = 0;
+    let mut last = Json::Null;
+    let started = Instant::now();
+    while !last["sink_uploaded_0_0_records_out_total"]
+        .as_u64()
+        .is_some_and(|n| n > 0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no rows from v1: {last}"
+        );
+        publish_all(broker.port, "in/u", numbers(sent..sent + 5));
+        sent += 5;
+        std::thread::sleep(Duration::from_millis(200));
+        last = server.json("GET", "/rules/up/status", None).1;
+    }
+    let v2 = upload_body(
+        guests::VERSIONED_V2,
+        Some(guests::VERSIONED_V2_MANIFEST),
+        "v2.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &v2);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reloaded"][0]["rule"], "up", "{answer}");
+    let bad = upload_body(
+        guests::VERSIONED_BAD_CONFIG,
+        Some(guests::VERSIONED_BAD_CONFIG_MANIFEST),
+        "bad.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &bad);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["refused"][0]["rule"], "up", "{answer}");
+    // The swap is taken at the next batch.
+    publish_all(broker.port, "in/u", numbers(sent..sent + 5));
+    let history = |status: &Json| {
+        status["sink_uploaded_0_0_reload_history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the swap in the history", Duration::from_secs(30), || {
+        history(&server.json("GET", "/rules/up/status", None).1)
+            .iter()
+            .any(|r| r["pause_us"].is_u64())
+    });
+    let status = server.json("GET", "/rules/up/status", None).1;
+    let reloads = history(&status);
+    let version =
+        |path: &str| blake3::hash(&std::fs::read(path).unwrap()).to_hex()[..16].to_string();
+    let refused = reloads
+        .iter()
+        .find(|r| r["refused"].is_string())
+        .unwrap_or_else(|| panic!("a refused build: {reloads:?}"));
+    assert_eq!(refused["from"], version(guests::VERSIONED_V2), "{refused}");
+    assert_eq!(
+        refused["to"],
+        version(guests::VERSIONED_BAD_CONFIG),
+        "{refused}"
+    );
+    assert!(
+        refused["refused"]
+            .as_str()
+            .unwrap()
+            .contains("configure failed"),
+        "{refused}"
+    );
+    let swapped = reloads.iter().find(|r| r["pause_us"].is_u64()).unwrap();
+    assert_eq!(swapped["from"], version(guests::VERSIONED_V1), "{swapped}");
+    assert_eq!(swapped["to"], version(guests::VERSIONED_V2), "{swapped}");
+    assert!(swapped["at"].as_str().unwrap().ends_with('Z'), "{swapped}");
+
+    // Traps and dead letters, with their messages.
+    wait_for("dead letters", Duration::from_secs(30), || {
+        server.json("GET", "/rules/trapping/status", None).1["sink_probe_0_0_dead_letter_total"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    });
+    let status = server.json("GET", "/rules/trapping/status", None).1;
+    let traps = status["sink_probe_0_0_trap_history"].as_array().unwrap();
+    assert!(!traps.is_empty(), "{status}");
+    assert!(traps.len() <= 20, "at most 20 are kept: {}", traps.len());
+    assert!(traps[0]["message"].as_str().unwrap().len() > 3, "{traps:?}");
+    let dead = status["sink_probe_0_0_dead_letter_history"]
+        .as_array()
+        .unwrap();
+    assert!(!dead.is_empty(), "{status}");
+    assert!(
+        dead.iter()
+            .all(|d| d["message"].as_str().unwrap().contains("poison")),
+        "{dead:?}"
+    );
+    assert_eq!(
+        dead.iter()
+            .map(|d| d["rows"].as_u64().unwrap())
+            .sum::<u64>(),
+        status["sink_probe_0_0_dead_letter_total"].as_u64().unwrap(),
+        "{dead:?}"
+    );
+    server.stop();
+}

@@ -707,5 +707,93 @@ fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
         status["sink_probe_0_0_dead_letter_total"].as_u64().unwrap(),
         "{dead:?}"
     );
+
+    // Late rows: event time with no tolerance, a row older than the watermark.
+    let late_stream = r#"{"sql":"CREATE STREAM t (n bigint, ts bigint) WITH (DATASOURCE=\"in/late\", TIMESTAMP=\"ts\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(late_stream)).0, 201);
+    let late = json!({"id": "late", "sql": "SELECT count(*) AS c FROM t GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"nop": {}}], "options": {"isEventTime": true, "lateTolerance": 0}});
+    let (status, answer) = server.call("POST", "/rules", Some(&late.to_string()));
+    assert_eq!(status, 201, "{answer}");
+    server.wait_log("subscribed to", 3);
+    let started = Instant::now();
+    let mut ts = 100_000;
+    while server.json("GET", "/rules/late/status", None).1["op_project_0_late_total"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no late row");
+        ts += 10_000;
+        let rows = [json!({"n": 1, "ts": ts}), json!({"n": 2, "ts": 1000})];
+        publish_all(
+            broker.port,
+            "in/late",
+            rows.iter()
+                .map(|r| r.to_string().into_bytes())
+                .collect::<Vec<_>>(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = first_event(server.port, "/events/rules");
+    assert!(
+        listed["rules"]["late"][4].as_u64().is_some_and(|n| n > 0),
+        "the list's summary counts late rows: {listed}"
+    );
+
+    // The console shows them: late rows in the list, traps and dead letters on the rule page.
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let c = &browser.client;
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        browser
+            .until(
+                "late rows in the list",
+                r#"const l = document.querySelector('tr[data-rule="late"] .late');
+                   return l && parseInt(l.textContent) > 0 ? l.textContent : null"#,
+            )
+            .await;
+        c.goto(&format!("{ui}#/rule/trapping")).await.unwrap();
+        let trap = browser
+            .until(
+                "a trap on the rule page",
+                r#"return document.querySelector('[data-histories="sink_probe_0"] .traps li')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(trap.as_str().unwrap().contains("row(s)"), "{trap}");
+        let dead = browser
+            .until(
+                "a dead letter on the rule page",
+                r#"return document.querySelector('[data-histories="sink_probe_0"] .dead-letters li')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(dead.as_str().unwrap().contains("poison"), "{dead}");
+        browser.shot("rule-traps.png").await;
+        browser.close().await;
+    });
     server.stop();
+}
+
+/// The first server-sent event of `path`, its data as JSON.
+fn first_event(port: u16, path: &str) -> Json {
+    use std::io::{BufRead, BufReader, Write};
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for line in BufReader::new(socket).lines() {
+        let line = line.expect("an event within 10 s");
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str(data).unwrap();
+        }
+    }
+    panic!("{path}: no event");
 }

@@ -1080,6 +1080,8 @@ async fn run_query(
         ticker
     });
     let wanted = checkpointer.as_ref().map(|c| Arc::clone(&c.wanted));
+    // Late rows already added to `metrics.late`.
+    let mut late_counted = 0u64;
     loop {
         let deadline = runner.next_deadline();
         let tick = async {
@@ -1172,6 +1174,10 @@ async fn run_query(
             Input::Failed { .. } => unreachable!("handled above"),
         };
         metrics.records_in.add(rows_in as u64);
+        // Late rows are counted as they come, for the live status.
+        let late = runner.late();
+        metrics.late.add(late.saturating_sub(late_counted));
+        late_counted = late_counted.max(late);
         metrics
             .process_time_us
             .add(started.elapsed().as_micros() as u64);
@@ -1192,7 +1198,7 @@ async fn run_query(
         // A clean end: every window has fired, and the positions are where the input ended.
         checkpointer.take(&mut runner, &mut fanout).await;
     }
-    metrics.late.add(runner.late());
+    metrics.late.add(runner.late().saturating_sub(late_counted));
     metrics.pending_at_end.add(runner.pending() as u64);
 }
 

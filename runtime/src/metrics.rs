@@ -151,6 +151,82 @@ pub struct ActionMetrics {
     pub reload_refusals: Counter,
     /// How long each switch held the action up (closing the old instance), in nanoseconds.
     pub swap_pauses_ns: Mutex<Vec<u64>>,
+    /// The last reloads: builds taken over (with the swap pause) and builds refused.
+    pub reload_history: Recent<Reload>,
+    /// The last batches dead-lettered, with why.
+    pub dead_letters: Recent<Incident>,
+    /// The last instances replaced after a trap, with the trap message.
+    pub traps: Recent<Incident>,
+}
+
+/// The last [`Recent::KEPT`] events of one kind, oldest first: a short history for the
+/// server's status documents and the console, not a log.
+#[derive(Debug)]
+pub struct Recent<T>(Mutex<std::collections::VecDeque<T>>);
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Self(Mutex::new(std::collections::VecDeque::new()))
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    /// How many events are kept.
+    pub const KEPT: usize = 20;
+
+    /// Adds an event, forgetting the oldest beyond [`Recent::KEPT`].
+    pub fn push(&self, event: T) {
+        if let Ok(mut events) = self.0.lock() {
+            if events.len() == Self::KEPT {
+                events.pop_front();
+            }
+            events.push_back(event);
+        }
+    }
+
+    /// The events kept, oldest first.
+    pub fn list(&self) -> Vec<T> {
+        self.0
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The time now, as the histories write it (RFC 3339, UTC, milliseconds).
+pub fn now_rfc3339() -> String {
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One reload of an action instance: a new build taken over, or one refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reload {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The action instance.
+    pub instance: u32,
+    /// The build running before (content hash, as `version`).
+    pub from: String,
+    /// The new build (content hash of its module).
+    pub to: String,
+    /// How long the switch held the action up, in microseconds (a build taken over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_us: Option<u64>,
+    /// Why the build was refused (the running one stayed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// One dead-lettered batch or trapped instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Incident {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The rows of the batch.
+    pub rows: u64,
+    /// Why.
+    pub message: String,
 }
 
 impl ActionMetrics {

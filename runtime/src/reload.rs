@@ -210,9 +210,12 @@ impl Reloader {
         }
         entry.seen = Some(fingerprint);
         // The module and its manifest, as they are now: the same content is not tried twice.
+        let module = std::fs::read(&entry.current.path).unwrap_or_default();
+        // The new build's version, as the host names it (for the reload history).
+        let to = blake3::hash(&module).to_hex()[..16].to_string();
         let content = {
             let mut hasher = blake3::Hasher::new();
-            hasher.update(&std::fs::read(&entry.current.path).unwrap_or_default());
+            hasher.update(&module);
             hasher.update(
                 &std::fs::read(entry.current.path.with_extension("json")).unwrap_or_default(),
             );
@@ -227,8 +230,15 @@ impl Reloader {
         let loaded = tokio::task::spawn_blocking(move || host.load(&load_path)).await;
         let plugin = match loaded {
             Ok(Ok(plugin)) => plugin,
-            Ok(Err(err)) => return refuse(entry, &shown, content, err.to_string()),
-            Err(err) => return refuse(entry, &shown, content, format!("the loader failed: {err}")),
+            Ok(Err(err)) => return refuse(entry, &shown, (content, &to), err.to_string()),
+            Err(err) => {
+                return refuse(
+                    entry,
+                    &shown,
+                    (content, &to),
+                    format!("the loader failed: {err}"),
+                );
+            }
         };
         if plugin.hash == entry.current.hash && plugin.manifest == entry.current.manifest {
             tracing::debug!(module = %shown, hash = %plugin.hash, "sink module unchanged");
@@ -252,7 +262,7 @@ impl Reloader {
                         let _ = swap.instance.close().await;
                     }
                     let reason = format!("action `{}`: {reason}", sub.tag.action);
-                    return refuse(entry, &shown, content, reason);
+                    return refuse(entry, &shown, (content, &to), reason);
                 }
             }
         }
@@ -274,8 +284,12 @@ impl Reloader {
     }
 }
 
-fn refuse(entry: &mut Entry, module: &str, content: String, reason: String) -> Outcome {
+/// Refuses a build: `build` is its content hash (module and manifest, not tried again) and its
+/// version (the module's hash, for the reload history).
+fn refuse(entry: &mut Entry, module: &str, build: (String, &str), reason: String) -> Outcome {
+    let (content, to) = build;
     entry.refused = Some(content);
+    let at = crate::metrics::now_rfc3339();
     tracing::error!(
         module,
         running = %entry.current.hash,
@@ -286,6 +300,14 @@ fn refuse(entry: &mut Entry, module: &str, content: String, reason: String) -> O
             .exceptions
             .record(format!("reload of {module} refused: {reason}"));
         sub.metrics.reload_refusals.add(1);
+        sub.metrics.reload_history.push(crate::metrics::Reload {
+            at: at.clone(),
+            instance: sub.tag.instance,
+            from: entry.current.hash.clone(),
+            to: to.to_string(),
+            pause_us: None,
+            refused: Some(reason.clone()),
+        });
     }
     Outcome::Refused(reason)
 }

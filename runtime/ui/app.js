@@ -98,7 +98,7 @@ function announce(text, bad) {
 
 // ---- live counters of the rules list ----
 
-// id -> { status, counts: [in, out, exc], hin: [], hout: [], rin, rout }
+// id -> { status, counts: [in, out, exceptions, late], hin: [], hout: [], rin, rout }
 const rules = new Map();
 let lastTick = 0;
 
@@ -109,11 +109,11 @@ function applyRules(data) {
   let membership = false;
   for (const [id, value] of Object.entries(data.rules)) {
     if (value === null) { rules.delete(id); membership = true; continue; }
-    const [status, rowsIn, rowsOut, exc] = value;
+    const [status, rowsIn, rowsOut, exc, late] = value;
     let r = rules.get(id);
-    if (!r) { r = { status, counts: [rowsIn, rowsOut, exc], hin: [], hout: [], rin: 0, rout: 0, fresh: true }; rules.set(id, r); membership = true; }
+    if (!r) { r = { status, counts: [rowsIn, rowsOut, exc, late ?? 0], hin: [], hout: [], rin: 0, rout: 0, fresh: true }; rules.set(id, r); membership = true; }
     r.status = status;
-    r.next = [rowsIn, rowsOut, exc];
+    r.next = [rowsIn, rowsOut, exc, late ?? 0];
   }
   for (const r of rules.values()) {
     if (r.next && !r.fresh && dt > 0) {
@@ -137,7 +137,7 @@ async function rulesPage(signal) {
   const listed = await api('GET', '/rules');
   if (!listed.ok) { main.replaceChildren(h('p', { class: 'error' }, listed.message)); return; }
   rules.clear(); lastTick = 0;
-  for (const r of listed.json) rules.set(r.id, { status: r.status, counts: [0, 0, 0], hin: [], hout: [], rin: 0, rout: 0, fresh: true });
+  for (const r of listed.json) rules.set(r.id, { status: r.status, counts: [0, 0, 0, 0], hin: [], hout: [], rin: 0, rout: 0, fresh: true });
   const tbody = h('tbody');
   const pager = h('div', { class: 'pager' });
   const filter = h('input', { type: 'text', id: 'filter', 'aria-label': 'Filter rules by id', placeholder: 'filter by id', value: view.filter });
@@ -167,7 +167,8 @@ async function rulesPage(signal) {
   function ruleRow(id) {
     const r = rules.get(id);
     const cells = {
-      status: h('td'), rin: h('td', { class: 'num' }), rout: h('td', { class: 'num' }), exc: h('td', { class: 'num' }),
+      status: h('td'), rin: h('td', { class: 'num' }), rout: h('td', { class: 'num' }), exc: h('td', { class: 'num exceptions' }),
+      late: h('td', { class: 'num late' }),
     };
     const act = (what) => h('button', {
       class: what === 'drop' ? 'danger' : undefined, 'data-action': what, 'aria-label': `${what} rule ${id}`,
@@ -175,7 +176,7 @@ async function rulesPage(signal) {
     }, what[0].toUpperCase() + what.slice(1));
     const tr = h('tr', { 'data-rule': id },
       h('td', {}, h('a', { href: `#/rule/${encodeURIComponent(id)}` }, id)),
-      cells.status, cells.rin, cells.rout, cells.exc,
+      cells.status, cells.rin, cells.rout, cells.exc, cells.late,
       h('td', {}, act('start'), ' ', act('stop'), ' ', act('restart'), ' ', act('drop')));
     const row = { tr, cells };
     paintRow(row, r);
@@ -186,6 +187,7 @@ async function rulesPage(signal) {
     row.cells.rin.replaceChildren(sparkline(r.hin, 'rows in per second'), ' ', h('span', { class: 'rate-in' }, rate(r.rin)));
     row.cells.rout.replaceChildren(sparkline(r.hout, 'rows out per second'), ' ', h('span', { class: 'rate-out' }, rate(r.rout)));
     row.cells.exc.textContent = r.counts[2];
+    row.cells.late.textContent = r.counts[3];
   }
   main.replaceChildren(
     h('h1', {}, 'Rules'),
@@ -193,7 +195,7 @@ async function rulesPage(signal) {
     h('table', { id: 'rules' },
       h('caption', { class: 'note' }, 'Rows per second over the last minute, pushed by the server every second.'),
       h('thead', {}, h('tr', {}, h('th', {}, 'Rule'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'In/s'),
-        h('th', { class: 'num' }, 'Out/s'), h('th', { class: 'num' }, 'Exceptions'), h('th', {}, 'Actions'))),
+        h('th', { class: 'num' }, 'Out/s'), h('th', { class: 'num' }, 'Exceptions'), h('th', { class: 'num' }, 'Late rows'), h('th', {}, 'Actions'))),
       tbody),
     pager);
   renderRows();
@@ -249,17 +251,16 @@ async function rulePage(signal, id) {
   const last = {};
   const rates = {};
   const history = {}; // key -> values over time (cache depth)
-  const reloads = []; // versions seen while the page is open
   let t0 = 0;
   const head = h('div', { class: 'toolbar' });
   const graph = h('div');
   const actions = h('div');
-  const history_ = h('ol', { id: 'reload-history' });
+  const histories = h('div');
   main.replaceChildren(
     h('h1', {}, `Rule ${id}`), head,
     h('section', {}, h('h2', {}, 'Topology'), graph),
     h('section', {}, h('h2', {}, 'Actions'), actions),
-    h('section', {}, h('h2', {}, 'Sink builds seen while this page is open'), history_),
+    h('section', {}, h('h2', {}, 'Reloads, dead letters and traps (the last 20 of each, kept by the server)'), histories),
     h('section', {}, h('h2', {}, 'Definition'), h('pre', {}, JSON.stringify(rule.json, null, 2))));
   const button = (what) => h('button', { 'data-action': what, onclick: () => ruleAction(id, what), class: what === 'drop' ? 'danger' : undefined }, what[0].toUpperCase() + what.slice(1));
   const sinks = (topo.json?.edges?.op_project ?? []);
@@ -280,7 +281,7 @@ async function rulePage(signal, id) {
         h('td', { class: 'version' }, String(get(sink, 'version') ?? '—')), h('td', { class: 'num' }, get(sink, 'reloads_total')),
         h('td', { class: 'num' }, get(sink, 'reload_refusals_total')), h('td', { class: 'num' }, `${get(sink, 'swap_pause_max_us')} µs`),
         h('td', {}, get(sink, 'last_exception') || '—'))))));
-    history_.replaceChildren(...reloads.map((r) => h('li', {}, `${r.at}: ${r.sink} ${r.from ?? '(none)'} → ${r.to}`)));
+    histories.replaceChildren(...sinks.map((sink) => actionHistories(sink, (key) => status[`${sink}_0_${key}`])));
   }
   paint();
   follow(`/events/rules/${encodeURIComponent(id)}`, authHeaders, signal, ({ event, data }) => {
@@ -288,12 +289,7 @@ async function rulePage(signal, id) {
     const d = JSON.parse(data);
     const dt = t0 ? (d.t - t0) / 1000 : 0;
     t0 = d.t;
-    for (const [k, v] of Object.entries(d.status)) {
-      if (k.endsWith('_version') && status[k] !== undefined && v !== status[k]) {
-        reloads.push({ at: new Date(d.t).toLocaleTimeString(), sink: k.replace(/_0_version$/, ''), from: status[k], to: v });
-      }
-      status[k] = v;
-    }
+    for (const [k, v] of Object.entries(d.status)) status[k] = v;
     for (const [k, v] of Object.entries(status)) {
       if (k.endsWith('_total') && typeof v === 'number') {
         rates[k] = dt > 0 && last[k] !== undefined ? Math.max(0, v - last[k]) / dt : 0;
@@ -303,6 +299,24 @@ async function rulePage(signal, id) {
     }
     paint();
   }, setConn);
+}
+
+// One action's histories: its reloads (build taken over with the swap pause, or refused with
+// why), dead-lettered batches and trapped instances, newest first.
+function actionHistories(sink, get) {
+  const when = (at) => { const d = new Date(at); return isNaN(d) ? at : d.toLocaleString(); };
+  const list = (kind, title, items, line) => h('div', { class: 'history' },
+    h('h3', {}, `${sink}: ${title}`),
+    items.length ? h('ol', { class: kind }, ...items.slice().reverse().map(line)) : h('p', { class: 'note' }, 'none'));
+  const reloads = get('reload_history') ?? [];
+  const dead = get('dead_letter_history') ?? [];
+  const traps = get('trap_history') ?? [];
+  return h('section', { 'data-histories': sink },
+    list('reload-history', 'reloads', reloads, (r) => r.refused
+      ? h('li', { 'data-refused': r.to, class: 'error' }, `✖ ${when(r.at)} · instance ${r.instance}: build ${r.to} refused, ${r.from} kept running: ${r.refused}`)
+      : h('li', { 'data-swapped': r.to }, `✔ ${when(r.at)} · instance ${r.instance}: ${r.from} → ${r.to}, swap pause ${r.pause_us} µs`)),
+    list('dead-letters', 'dead letters', dead, (d) => h('li', {}, `${when(d.at)} · ${d.rows} row(s): ${d.message}`)),
+    list('traps', 'instance restarts after a trap', traps, (t) => h('li', {}, `${when(t.at)} · batch of ${t.rows} row(s): ${t.message}`)));
 }
 
 // ---- editors: the server checks what is typed on every pause ----
@@ -436,6 +450,16 @@ async function streamsPage() {
   main.replaceChildren(h('h1', {}, 'Streams and tables'), list, h('h2', {}, 'Create or edit'), form);
 }
 
+// A file's bytes as base64 (what the upload's JSON body carries).
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 async function pluginsPage() {
   const [plugins, exported] = await Promise.all([api('GET', '/plugins/sinks'), api('POST', '/ruleset/export')]);
   const users = (name) => Object.entries(exported.json?.rules ?? {}).filter(([, text]) => {
@@ -455,16 +479,32 @@ async function pluginsPage() {
     return h('section', { 'data-plugin': name }, h('h2', {}, name), details);
   });
   const name = h('input', { type: 'text', id: 'plugin-name' });
+  const wasm = h('input', { type: 'file', id: 'plugin-wasm', accept: '.wasm,application/wasm' });
+  const manifest = h('input', { type: 'file', id: 'plugin-manifest', accept: '.json,application/json' });
   const file = h('input', { type: 'text', id: 'plugin-file', placeholder: 'file:///path/on/the/server/Sink.wasm' });
   const result = h('div', { id: 'upload-result', 'aria-live': 'polite' });
+  // The name defaults to the component's file name.
+  wasm.addEventListener('change', () => { if (!name.value.trim() && wasm.files[0]) name.value = wasm.files[0].name.replace(/\.wasm$/i, ''); });
   const form = h('form', { id: 'plugin-form' },
+    h('label', { for: 'plugin-wasm' }, 'Component from this computer (.wasm)'), wasm,
+    h('label', { for: 'plugin-manifest' }, 'Its manifest, if the sink has one (.json)'), manifest,
     h('label', { for: 'plugin-name' }, 'Name'), name,
-    h('label', { for: 'plugin-file' }, 'Component on the server (its manifest beside it as <name>.json)'), file,
+    h('details', {}, h('summary', {}, 'Or install from a path on the server'),
+      h('label', { for: 'plugin-file' }, 'Component on the server (its manifest beside it as <name>.json)'), file),
     h('div', { class: 'toolbar' }, h('button', { type: 'submit' }, 'Install or update')), result);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    result.replaceChildren(h('p', { class: 'note' }, 'installing…'));
-    const answer = await api('POST', '/plugins/sinks', { name: name.value.trim(), file: file.value.trim() });
+    const sink = name.value.trim();
+    let answer;
+    if (wasm.files[0]) {
+      result.replaceChildren(h('p', { class: 'note' }, 'uploading…'));
+      const body = { wasm: await base64Of(wasm.files[0]), filename: wasm.files[0].name };
+      if (manifest.files[0]) body.manifest = await manifest.files[0].text();
+      answer = await api('POST', `/plugins/sinks/${encodeURIComponent(sink)}/upload`, body);
+    } else {
+      result.replaceChildren(h('p', { class: 'note' }, 'installing…'));
+      answer = await api('POST', '/plugins/sinks', { name: sink, file: file.value.trim() });
+    }
     if (!answer.ok || !answer.json) { result.replaceChildren(h('p', { class: answer.ok ? 'note' : 'error' }, answer.message)); return; }
     const j = answer.json;
     result.replaceChildren(h('p', {}, `${j.message} New version ${j.version}.`), h('ul', {},

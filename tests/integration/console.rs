@@ -261,7 +261,8 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
             )
             .await;
 
-        // A new build from the plugins page: every rule using it says whether it took over.
+        // A new build uploaded from this computer on the plugins page: every rule using it says
+        // whether it took over.
         c.goto(&format!("{ui}#/plugins")).await.unwrap();
         browser
             .until(
@@ -269,8 +270,27 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
                 r#"return document.querySelector('[data-plugin="Versioned"] .plugin-version')?.textContent ?? null"#,
             )
             .await;
-        browser.type_into("#plugin-name", "Versioned").await;
-        browser.type_into("#plugin-file", &file("v2")).await;
+        let v2 = scratch.path().join("v2/Versioned.wasm");
+        c.find(Locator::Css("#plugin-wasm"))
+            .await
+            .unwrap()
+            .send_keys(&v2.display().to_string())
+            .await
+            .unwrap();
+        let manifest = v2.with_extension("json");
+        if manifest.is_file() {
+            c.find(Locator::Css("#plugin-manifest"))
+                .await
+                .unwrap()
+                .send_keys(&manifest.display().to_string())
+                .await
+                .unwrap();
+        }
+        let named = c
+            .execute("return document.querySelector('#plugin-name').value", vec![])
+            .await
+            .unwrap();
+        assert_eq!(named, json!("Versioned"), "the name comes from the file");
         c.find(Locator::Css("#plugin-form button[type=submit]"))
             .await
             .unwrap()
@@ -296,6 +316,16 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
             )
             .await;
         assert_ne!(before, after);
+        // The reload history comes from the server: this page was opened after the swap.
+        let swap = browser
+            .until(
+                "the swap in the reload history",
+                r#"return document.querySelector('[data-histories="sink_versioned_0"] .reload-history li[data-swapped]')?.textContent ?? null"#,
+            )
+            .await;
+        let swap = swap.as_str().unwrap();
+        assert!(swap.contains("swap pause") && swap.contains(" → "), "{swap}");
+        assert!(swap.contains(after.as_str().unwrap()), "{swap} names {after}");
         browser.shot("rule.png").await;
 
         // Stopping from the list, with the keyboard: the status changes, in words.
@@ -372,13 +402,12 @@ fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
         .collect()
 }
 
-/// The console's figures with 1,000 rules: first paint of `/ui` in Chromium, the server's CPU
-/// spent on live updates, and the bytes each update takes. Rules run their own engine each,
-/// so `RUNNING` of them run (their counters change every second) and the others are stopped.
+/// The console's figures with 1,000 running rules: first paint of `/ui` in Chromium, the
+/// server's CPU spent on live updates, and the bytes each update takes.
 #[test]
 fn the_console_with_a_thousand_rules() {
     const RULES: usize = 1000;
-    const RUNNING: usize = 100;
+    const RUNNING: usize = 1000;
     let Some(broker) = Broker::start() else {
         return;
     };
@@ -400,6 +429,12 @@ fn the_console_with_a_thousand_rules() {
     let import = json!({ "file": scratch.path().join("ruleset.json") }).to_string();
     let (status, answer) = server.call("POST", "/ruleset/import", Some(&import));
     assert_eq!(status, 200, "{answer}");
+    wait_for("every rule to run", Duration::from_secs(300), || {
+        let (_, listed) = server.json("GET", "/rules", None);
+        listed.as_array().is_some_and(|rules| {
+            rules.iter().filter(|r| r["status"] == "Running").count() == RUNNING
+        })
+    });
     server.wait_log("subscribed to", RUNNING);
     let flowing = Arc::new(AtomicBool::new(true));
     let publisher = {
@@ -481,4 +516,290 @@ fn the_console_with_a_thousand_rules() {
     flowing.store(false, Ordering::Relaxed);
     publisher.join().unwrap();
     server.stop();
+}
+
+/// `POST /plugins/sinks/{name}/upload` with the body in a file (`curl --data-binary @file`).
+fn upload(server: &Server, scratch: &Scratch, name: &str, body: &[u8]) -> (u16, Json) {
+    let path = scratch.path().join("upload-body");
+    std::fs::write(&path, body).unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/plugins/sinks/{name}/upload",
+        server.port
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-X", "POST", "-w", "\n%{http_code}", &url])
+        .args(["-H", "Content-Type: application/json", "-H", "Expect:"])
+        .arg("--data-binary")
+        .arg(format!("@{}", path.display()))
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = status.parse().unwrap_or_else(|_| panic!("{out:?}"));
+    let json = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
+    (status, json)
+}
+
+fn upload_body(wasm: &str, manifest: Option<&str>, filename: &str) -> Vec<u8> {
+    let bytes = std::fs::read(wasm).unwrap();
+    let manifest = manifest
+        .filter(|m| std::path::Path::new(m).is_file())
+        .map(|m| std::fs::read_to_string(m).unwrap());
+    json!({
+        "wasm": oort_value::base64::encode(&bytes),
+        "manifest": manifest,
+        "filename": filename,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Uploads get the checks of a file install (and a clear 413 past the limit), swap the build
+/// in running rules, and every reload, refused build, trap and dead letter is kept in the
+/// rule's status for the console to show.
+#[test]
+fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
+    use oort_tests::guests;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+
+    // Refused before anything is written: not base64, not a component, too large.
+    let (status, err) = upload(&server, &scratch, "Uploaded", br#"{"wasm":"%%%"}"#);
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("base64"), "{err}");
+    let not_a_sink = upload_body(guests::NOT_A_SINK, None, "other-world.wasm");
+    let (status, err) = upload(&server, &scratch, "Uploaded", &not_a_sink);
+    assert_eq!(status, 400, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("other-world.wasm") && !message.contains(".uploads"),
+        "the error names the file sent: {message}"
+    );
+    let mut huge = br#"{"wasm":""#.to_vec();
+    huge.resize(65 << 20, b'A');
+    let (status, err) = upload(&server, &scratch, "Uploaded", &huge);
+    assert_eq!(status, 413, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("64 MiB"), "{err}");
+    let (status, listed) = server.json("GET", "/plugins/sinks", None);
+    assert_eq!(status, 200);
+    assert!(!listed.to_string().contains("Uploaded"), "{listed}");
+
+    // v1 uploaded, a rule running it, then v2 and a build that refuses its props.
+    let v1 = upload_body(
+        guests::VERSIONED_V1,
+        Some(guests::VERSIONED_V1_MANIFEST),
+        "v1.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &v1);
+    assert_eq!(
+        (status, answer.clone()),
+        (201, json!("Plugin Uploaded is created."))
+    );
+    let (_, described) = server.json("GET", "/plugins/sinks/Uploaded", None);
+    assert_eq!(described["source"], "upload: v1.wasm", "{described}");
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/u\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"up","sql":"SELECT n FROM s","actions":[{"uploaded":{"path":"out/u.jsonl"}}]}"#;
+    let (status, answer) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{answer}");
+    // The probe traps in every `collect`: each batch is tried three times, then dead-lettered.
+    let trapping = json!({"id": "trapping", "sql": "SELECT n FROM s", "actions": [{"probe": {
+        "journal": "out/journal.txt", "failPhase": "collect", "failKind": "trap",
+        "deadLetter": "dead.jsonl"}}]});
+    let (status, answer) = server.call("POST", "/rules", Some(&trapping.to_string()));
+    assert_eq!(status, 201, "{answer}");
+    server.wait_log("subscribed to", 2);
+    // Rows until v1 has written some (a subscription may take a moment to be in place).
+    let mut sent = 0;
+    let mut last = Json::Null;
+    let started = Instant::now();
+    while last["sink_uploaded_0_0_records_out_total"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no rows from v1: {last}"
+        );
+        publish_all(broker.port, "in/u", numbers(sent..sent + 5));
+        sent += 5;
+        std::thread::sleep(Duration::from_millis(200));
+        last = server.json("GET", "/rules/up/status", None).1;
+    }
+    let v2 = upload_body(
+        guests::VERSIONED_V2,
+        Some(guests::VERSIONED_V2_MANIFEST),
+        "v2.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &v2);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reloaded"][0]["rule"], "up", "{answer}");
+    let bad = upload_body(
+        guests::VERSIONED_BAD_CONFIG,
+        Some(guests::VERSIONED_BAD_CONFIG_MANIFEST),
+        "bad.wasm",
+    );
+    let (status, answer) = upload(&server, &scratch, "Uploaded", &bad);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["refused"][0]["rule"], "up", "{answer}");
+    // The swap is taken at the next batch.
+    publish_all(broker.port, "in/u", numbers(sent..sent + 5));
+    let history = |status: &Json| {
+        status["sink_uploaded_0_0_reload_history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the swap in the history", Duration::from_secs(30), || {
+        history(&server.json("GET", "/rules/up/status", None).1)
+            .iter()
+            .any(|r| r["pause_us"].is_u64())
+    });
+    let status = server.json("GET", "/rules/up/status", None).1;
+    let reloads = history(&status);
+    let version =
+        |path: &str| blake3::hash(&std::fs::read(path).unwrap()).to_hex()[..16].to_string();
+    let refused = reloads
+        .iter()
+        .find(|r| r["refused"].is_string())
+        .unwrap_or_else(|| panic!("a refused build: {reloads:?}"));
+    assert_eq!(refused["from"], version(guests::VERSIONED_V2), "{refused}");
+    assert_eq!(
+        refused["to"],
+        version(guests::VERSIONED_BAD_CONFIG),
+        "{refused}"
+    );
+    assert!(
+        refused["refused"]
+            .as_str()
+            .unwrap()
+            .contains("configure failed"),
+        "{refused}"
+    );
+    let swapped = reloads.iter().find(|r| r["pause_us"].is_u64()).unwrap();
+    assert_eq!(swapped["from"], version(guests::VERSIONED_V1), "{swapped}");
+    assert_eq!(swapped["to"], version(guests::VERSIONED_V2), "{swapped}");
+    assert!(swapped["at"].as_str().unwrap().ends_with('Z'), "{swapped}");
+
+    // Traps and dead letters, with their messages.
+    wait_for("dead letters", Duration::from_secs(30), || {
+        server.json("GET", "/rules/trapping/status", None).1["sink_probe_0_0_dead_letter_total"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    });
+    let status = server.json("GET", "/rules/trapping/status", None).1;
+    let traps = status["sink_probe_0_0_trap_history"].as_array().unwrap();
+    assert!(!traps.is_empty(), "{status}");
+    assert!(traps.len() <= 20, "at most 20 are kept: {}", traps.len());
+    assert!(traps[0]["message"].as_str().unwrap().len() > 3, "{traps:?}");
+    let dead = status["sink_probe_0_0_dead_letter_history"]
+        .as_array()
+        .unwrap();
+    assert!(!dead.is_empty(), "{status}");
+    assert!(
+        dead.iter()
+            .all(|d| d["message"].as_str().unwrap().contains("poison")),
+        "{dead:?}"
+    );
+    assert_eq!(
+        dead.iter()
+            .map(|d| d["rows"].as_u64().unwrap())
+            .sum::<u64>(),
+        status["sink_probe_0_0_dead_letter_total"].as_u64().unwrap(),
+        "{dead:?}"
+    );
+
+    // Late rows: event time with no tolerance, a row older than the watermark.
+    let late_stream = r#"{"sql":"CREATE STREAM t (n bigint, ts bigint) WITH (DATASOURCE=\"in/late\", TIMESTAMP=\"ts\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(late_stream)).0, 201);
+    let late = json!({"id": "late", "sql": "SELECT count(*) AS c FROM t GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"nop": {}}], "options": {"isEventTime": true, "lateTolerance": 0}});
+    let (status, answer) = server.call("POST", "/rules", Some(&late.to_string()));
+    assert_eq!(status, 201, "{answer}");
+    server.wait_log("subscribed to", 3);
+    let started = Instant::now();
+    let mut ts = 100_000;
+    while server.json("GET", "/rules/late/status", None).1["op_project_0_late_total"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no late row");
+        ts += 10_000;
+        let rows = [json!({"n": 1, "ts": ts}), json!({"n": 2, "ts": 1000})];
+        publish_all(
+            broker.port,
+            "in/late",
+            rows.iter()
+                .map(|r| r.to_string().into_bytes())
+                .collect::<Vec<_>>(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = first_event(server.port, "/events/rules");
+    assert!(
+        listed["rules"]["late"][4].as_u64().is_some_and(|n| n > 0),
+        "the list's summary counts late rows: {listed}"
+    );
+
+    // The console shows them: late rows in the list, traps and dead letters on the rule page.
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let c = &browser.client;
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        browser
+            .until(
+                "late rows in the list",
+                r#"const l = document.querySelector('tr[data-rule="late"] .late');
+                   return l && parseInt(l.textContent) > 0 ? l.textContent : null"#,
+            )
+            .await;
+        c.goto(&format!("{ui}#/rule/trapping")).await.unwrap();
+        let trap = browser
+            .until(
+                "a trap on the rule page",
+                r#"return document.querySelector('[data-histories="sink_probe_0"] .traps li')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(trap.as_str().unwrap().contains("row(s)"), "{trap}");
+        let dead = browser
+            .until(
+                "a dead letter on the rule page",
+                r#"return document.querySelector('[data-histories="sink_probe_0"] .dead-letters li')?.textContent ?? null"#,
+            )
+            .await;
+        assert!(dead.as_str().unwrap().contains("poison"), "{dead}");
+        browser.shot("rule-traps.png").await;
+        browser.close().await;
+    });
+    server.stop();
+}
+
+/// The first server-sent event of `path`, its data as JSON.
+fn first_event(port: u16, path: &str) -> Json {
+    use std::io::{BufRead, BufReader, Write};
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for line in BufReader::new(socket).lines() {
+        let line = line.expect("an event within 10 s");
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str(data).unwrap();
+        }
+    }
+    panic!("{path}: no event");
 }

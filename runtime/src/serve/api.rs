@@ -657,6 +657,9 @@ pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiErro
                                     / 1000
                             ),
                         ),
+                        ("reload_history", json!(m.reload_history.list())),
+                        ("dead_letter_history", json!(m.dead_letters.list())),
+                        ("trap_history", json!(m.traps.list())),
                     ],
                 );
             }

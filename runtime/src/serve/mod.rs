@@ -13,6 +13,7 @@ mod metrics;
 mod plugins;
 pub mod store;
 mod ui;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -414,7 +415,9 @@ pub async fn serve(
     // The address is printed (not only logged) so scripts and tests can wait for it.
     println!("oort serve listening on http://{local}");
     tracing::info!("listening on http://{local}");
-    let mut app = api::router(Arc::clone(&server)).merge(ui::events(Arc::clone(&server)));
+    let mut app = api::router(Arc::clone(&server))
+        .merge(ui::events(Arc::clone(&server)))
+        .merge(upload::router(Arc::clone(&server)));
     if let Some(tokens) = config.tokens.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(
             tokens,

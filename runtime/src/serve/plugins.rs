@@ -25,7 +25,7 @@ fn sinks_dir(server: &Server) -> PathBuf {
 }
 
 /// A plugin name: letters, digits and `_`, so it is a file name and nothing more.
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(ApiError::bad_request(format!(
             "Invalid body: plugin name `{name}`: use letters, digits and `_`"
@@ -88,7 +88,7 @@ fn replace(target: &Path, bytes: &[u8]) -> Result<(), ApiError> {
         .map_err(|e| ApiError::internal(format!("{}: cannot write: {e}", target.display())))
 }
 
-async fn install(server: &Arc<Server>, name: &str, body: &str) -> Answer {
+pub(super) async fn install(server: &Arc<Server>, name: &str, body: &str) -> Answer {
     let request = parse_body(body)?;
     check_name(name)?;
     let file = request

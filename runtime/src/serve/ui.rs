@@ -7,7 +7,7 @@
 //! changed since the last event of that connection:
 //!
 //! - `GET /events/rules`: event `rules`, `{"t": unix ms, "rules": {id: [status, rows in,
-//!   rows out, exceptions] | null when dropped}}`;
+//!   rows out, exceptions, late rows] | null when dropped}}`;
 //! - `GET /events/rules/{id}`: event `status`, `{"t": unix ms, "status": {key: value}}` with
 //!   the keys of `GET /rules/{id}/status` that changed; event `dropped` when the rule goes.
 //!
@@ -113,23 +113,24 @@ fn ticker() -> tokio::time::Interval {
     interval
 }
 
-/// A rule as the list shows it: `[status, rows in, rows out, exceptions]`.
+/// A rule as the list shows it: `[status, rows in, rows out, exceptions, late rows]`.
 fn summary(entry: &RuleEntry) -> Json {
     let status = entry.status_line();
-    let (mut rows_in, mut rows_out, mut exceptions) = (0, 0, 0);
+    let (mut rows_in, mut rows_out, mut exceptions, mut late) = (0, 0, 0, 0);
     if let Ok(state) = entry.state.lock()
         && let Some((rules, _)) = &state.live
     {
         for r in rules {
             rows_in += r.source.records_out.get() + r.source.exceptions.total();
             exceptions += r.source.exceptions.total() + r.rule.exceptions.total();
+            late += r.rule.late.get();
             for a in &r.actions {
                 rows_out += a.metrics.records_out.get();
                 exceptions += a.metrics.exceptions.total();
             }
         }
     }
-    json!([status, rows_in, rows_out, exceptions])
+    json!([status, rows_in, rows_out, exceptions, late])
 }
 
 /// The entries of `now` that differ from `before`, and `null` for those gone.

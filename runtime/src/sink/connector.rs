@@ -561,6 +561,14 @@ impl WasmSink {
             .set_version(&self.plugin.hash, self.plugin.loaded_at);
         self.metrics.reloads.add(1);
         self.metrics.record_swap_pause(pause);
+        self.metrics.reload_history.push(crate::metrics::Reload {
+            at: crate::metrics::now_rfc3339(),
+            instance: self.tag.instance,
+            from: from.clone(),
+            to: self.plugin.hash.clone(),
+            pause_us: Some(pause.as_micros() as u64),
+            refused: None,
+        });
         tracing::info!(
             rule = %self.tag.rule,
             action = %self.tag.action,

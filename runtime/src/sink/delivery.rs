@@ -139,6 +139,11 @@ impl Delivery {
                 );
                 self.metrics.dead_lettered.add(n);
                 self.metrics.exceptions.record(message.to_string());
+                self.metrics.dead_letters.push(crate::metrics::Incident {
+                    at: crate::metrics::now_rfc3339(),
+                    rows: n,
+                    message: format!("{}: {message}", reason.name()),
+                });
             }
             Err(why) => {
                 tracing::error!(
@@ -232,6 +237,11 @@ impl Deliverer {
                     traps += 1;
                     metrics.restarts.add(1);
                     metrics.exceptions.record(format!("trapped: {message}"));
+                    metrics.traps.push(crate::metrics::Incident {
+                        at: crate::metrics::now_rfc3339(),
+                        rows: n,
+                        message: message.clone(),
+                    });
                     tracing::warn!(
                         action,
                         "sink instance trapped; replacing it and delivering the batch again: {message}"
@@ -239,6 +249,11 @@ impl Deliverer {
                 }
                 CallFailure::Trap(message) => {
                     metrics.restarts.add(1);
+                    metrics.traps.push(crate::metrics::Incident {
+                        at: crate::metrics::now_rfc3339(),
+                        rows: n,
+                        message: message.clone(),
+                    });
                     return Err(Undelivered {
                         reason: DeadReason::Poison,
                         message: format!(

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{
-    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions, SourceCheckpoint,
+    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions,
+    SourceCheckpoint,
 };
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
@@ -581,13 +582,14 @@ pub async fn run_observed(
                 exactly_once: rule.def.options.qos >= 2,
                 from: resumed.next(),
             };
-            let started = sink::start_from(action, resume)
-                .await
-                .map_err(|source| RunError::Action {
-                    path: rule.def.path.clone(),
-                    rule: rule.def.id.clone(),
-                    source: Box::new(source),
-                })?;
+            let started =
+                sink::start_from(action, resume)
+                    .await
+                    .map_err(|source| RunError::Action {
+                        path: rule.def.path.clone(),
+                        rule: rule.def.id.clone(),
+                        source: Box::new(source),
+                    })?;
             started_actions.push(started);
         }
         wired.push((

@@ -541,8 +541,8 @@ async fn exactly_once_run(
     chunks: Vec<Chunk>,
 ) -> (Vec<(u64, Vec<String>)>, Vec<ActionCheckpoint>) {
     let sink = FakeSink::new([], Step::Ok);
-    let (common, _) = props::split(props.as_object().expect("props are an object"))
-        .expect("the props are valid");
+    let (common, _) =
+        props::split(props.as_object().expect("props are an object")).expect("the props are valid");
     let metrics = Arc::new(ActionMetrics::default());
     let sequencer = Arc::new(crate::sink::sequence::Sequencer::fresh());
     let mut pending = crate::sink::Batch::new();
@@ -618,8 +618,14 @@ async fn under_qos_2_a_replay_from_a_checkpoint_cuts_the_same_batches_with_the_s
     // A checkpoint after row 4: the batch being filled is not handed on, the checkpoint holds it.
     let (before, states) =
         exactly_once_run(props.clone(), None, vec![rows(0..4), barrier(), rows(4..5)]).await;
-    let at = states.into_iter().next().expect("the barrier was acknowledged");
-    assert_eq!((at.next_sequence, at.pending.len(), at.exactly_once), (2, 1, true));
+    let at = states
+        .into_iter()
+        .next()
+        .expect("the barrier was acknowledged");
+    assert_eq!(
+        (at.next_sequence, at.pending.len(), at.exactly_once),
+        (2, 1, true)
+    );
     assert_eq!(before[0], (1, payloads(0..3)));
     // The run that crashed had handed on more; the restart resumes at the checkpoint: rows
     // 4.. are read again and cut as the uninterrupted run cut them.

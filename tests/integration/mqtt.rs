@@ -554,10 +554,8 @@ fn the_mqtt_sink_stamps_each_message_with_its_batch_number_and_place_under_mqtt_
         ),
     );
 
-    let (client, mut connection) = Client5::new(
-        Options5::new("verify-stamps", "127.0.0.1", broker.port),
-        64,
-    );
+    let (client, mut connection) =
+        Client5::new(Options5::new("verify-stamps", "127.0.0.1", broker.port), 64);
     client.subscribe("stamped", QoS5::AtLeastOnce).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

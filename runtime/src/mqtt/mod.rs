@@ -360,6 +360,9 @@ impl MqttConf {
     }
 }
 
+/// A message to publish: its topic, its payload and its MQTT 5 user properties.
+type Outgoing<'a> = (String, &'a [u8], Vec<(String, String)>);
+
 /// The MQTT 5 user property holding the number of the batch a published message was in.
 pub const SEQUENCE_PROPERTY: &str = "oort-sequence";
 
@@ -566,7 +569,7 @@ impl Connection {
         retain: bool,
         timeout: Duration,
     ) -> Result<(), PublishError> {
-        let mut todo: Vec<(String, &[u8], Vec<(String, String)>)> = todo
+        let mut todo: Vec<Outgoing<'_>> = todo
             .into_iter()
             .enumerate()
             .map(|(index, (topic, payload))| {

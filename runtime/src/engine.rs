@@ -1263,7 +1263,13 @@ fn restore_plan(
                     names.join(", ")
                 ));
             }
-            if !last.actions.is_empty() {
+            // Only numbering pinned to the rows (or a batch to refill) ties the checkpoint to
+            // the actions.
+            if last
+                .actions
+                .iter()
+                .any(|a| a.exactly_once || !a.pending.is_empty())
+            {
                 let now: Vec<&str> = rule.actions.iter().map(|a| a.name.as_ref()).collect();
                 let then: Vec<&str> = last.actions.iter().map(|a| a.action.as_str()).collect();
                 let same = now.len() == then.len()

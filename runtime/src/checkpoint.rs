@@ -18,6 +18,12 @@
 //!
 //! The window keeps its rows, not aggregates, so the state is a list of rows; values are written
 //! as JSON, with bytes tagged so that they come back as bytes.
+//!
+//! Under `qos: 2` the checkpoint also holds each action's batch numbering: the next sequence
+//! number and the payloads of the batch it is filling (an action does not hand on a partial
+//! batch at a barrier then). A restart numbers from there and cuts the rows read again into the
+//! same batches with the same numbers, so a sink that skips numbers it has written (the `file`
+//! sink's marker, the `redis` sink's `sequenceKey`) writes each row once.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -274,6 +280,46 @@ fn decode(v: &Json) -> Value {
     }
 }
 
+/// A payload of the batch an action was filling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPayload {
+    /// The payload, in base64.
+    pub payload: String,
+    /// Its time (ms).
+    pub ts: i64,
+}
+
+impl PendingPayload {
+    /// Encodes one payload.
+    pub fn new(payload: &[u8], ts: i64) -> Self {
+        Self {
+            payload: oort_value::base64::encode(payload),
+            ts,
+        }
+    }
+
+    /// The payload back; `None` if it is not base64 (the checkpoint was altered).
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        oort_value::base64::decode_padded(&self.payload)
+    }
+}
+
+/// An action's batch numbering at a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionCheckpoint {
+    /// The action (`<plugin>_<index>`).
+    pub action: String,
+    /// Whether the numbering is pinned to the rows (`qos: 2`): the next batch gets
+    /// `next_sequence` in any run that resumes from here.
+    pub exactly_once: bool,
+    /// The number the next batch gets.
+    pub next_sequence: u64,
+    /// The highest number the sink had acknowledged.
+    pub delivered: u64,
+    /// The payloads of the batch being filled, not yet handed on (`qos: 2` only).
+    pub pending: Vec<PendingPayload>,
+}
+
 /// A rule's checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -282,6 +328,10 @@ pub struct Checkpoint {
     pub sources: Vec<SourceCheckpoint>,
     /// The rows its window held.
     pub held: Vec<HeldRow>,
+    /// Its actions' numbering, in the rule's order (empty in a checkpoint of an earlier
+    /// version).
+    #[serde(default)]
+    pub actions: Vec<ActionCheckpoint>,
 }
 
 /// The checkpoints of a data directory.
@@ -388,6 +438,13 @@ mod tests {
                 file: None,
             }],
             held: vec![HeldRow::new(1, &row)],
+            actions: vec![ActionCheckpoint {
+                action: "file_0".into(),
+                exactly_once: true,
+                next_sequence: 7,
+                delivered: 5,
+                pending: vec![PendingPayload::new(b"{\"n\":1}", 3)],
+            }],
         };
         {
             let store = CheckpointStore::open(dir.path()).unwrap();
@@ -397,6 +454,10 @@ mod tests {
         let store = CheckpointStore::open(dir.path()).unwrap();
         let back = store.load("r").unwrap().unwrap();
         assert_eq!(back, checkpoint);
+        assert_eq!(
+            back.actions[0].pending[0].bytes().as_deref(),
+            Some(&b"{\"n\":1}"[..])
+        );
         let (source, again) = back.held[0].row();
         assert_eq!(source, 1);
         assert_eq!(again.timestamp_ms, 42);

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions, SourceCheckpoint,
+    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions,
+    SourceCheckpoint,
 };
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
@@ -377,6 +378,13 @@ async fn prepare_rule(
                 rule: def.id.clone(),
                 source: Box::new(source),
             })?;
+        if def.options.qos >= 2 {
+            sink::check_exactly_once(&prepared).map_err(|source| RunError::Action {
+                path: def.path.clone(),
+                rule: def.id.clone(),
+                source: Box::new(source),
+            })?;
+        }
         actions.push(prepared);
     }
     Ok(PreparedRule {
@@ -562,16 +570,26 @@ pub async fn run_observed(
     // Start every sink before any source, so a sink that cannot open stops the run before a
     // row is read.
     let mut wired = Vec::with_capacity(prepared.len());
-    for (rule, restored) in prepared.into_iter().zip(restored) {
+    for (rule, mut restored) in prepared.into_iter().zip(restored) {
         let mut started_actions = Vec::with_capacity(rule.actions.len());
+        let mut resumed = restored
+            .as_mut()
+            .map(|plan| std::mem::take(&mut plan.actions))
+            .unwrap_or_default()
+            .into_iter();
         for action in rule.actions {
-            let started = sink::start(action)
-                .await
-                .map_err(|source| RunError::Action {
-                    path: rule.def.path.clone(),
-                    rule: rule.def.id.clone(),
-                    source: Box::new(source),
-                })?;
+            let resume = sink::Resume {
+                exactly_once: rule.def.options.qos >= 2,
+                from: resumed.next(),
+            };
+            let started =
+                sink::start_from(action, resume)
+                    .await
+                    .map_err(|source| RunError::Action {
+                        path: rule.def.path.clone(),
+                        rule: rule.def.id.clone(),
+                        source: Box::new(source),
+                    })?;
             started_actions.push(started);
         }
         wired.push((
@@ -597,8 +615,8 @@ pub async fn run_observed(
         let rule_metrics = Arc::new(RuleMetrics::default());
         let mut checkpointer = restored.map(|plan| {
             let (acks_tx, acks) = mpsc::unbounded_channel();
-            for started in &mut actions {
-                started.set_barrier_acks(acks_tx.clone());
+            for (index, started) in actions.iter_mut().enumerate() {
+                started.set_barrier_acks(index, acks_tx.clone());
             }
             (plan, acks)
         });
@@ -703,6 +721,7 @@ pub async fn run_observed(
             sources: plan.sources,
             wanted: plan.wanted,
             acks,
+            first: plan.first && def.options.qos >= 2,
         });
         tasks.spawn(run_query(
             runner,
@@ -1082,6 +1101,11 @@ async fn run_query(
     let wanted = checkpointer.as_ref().map(|c| Arc::clone(&c.wanted));
     // Late rows already added to `metrics.late`.
     let mut late_counted = 0u64;
+    if let Some(checkpointer) = checkpointer.as_mut()
+        && checkpointer.first
+    {
+        checkpointer.take(&mut runner, &mut fanout).await;
+    }
     loop {
         let deadline = runner.next_deadline();
         let tick = async {
@@ -1210,6 +1234,10 @@ struct RestorePlan {
     wanted: Arc<tokio::sync::Notify>,
     sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
     held: Vec<HeldRow>,
+    /// Its actions' numbering and unfinished batches, in the rule's order.
+    actions: Vec<ActionCheckpoint>,
+    /// The rule has no checkpoint yet.
+    first: bool,
 }
 
 /// Checks `last` against the rule as it is now (same streams, same files) and plans where its
@@ -1227,6 +1255,8 @@ fn restore_plan(
         .filter(|(_, src)| !src.table)
         .map(|(i, _)| (i, &rule.streams[i]))
         .collect();
+    let first = last.is_none();
+    let mut actions = Vec::new();
     let (held, mut saved) = match last {
         Some(last) => {
             let names: Vec<&str> = streams.iter().map(|(_, s)| s.name.as_ref()).collect();
@@ -1239,6 +1269,27 @@ fn restore_plan(
                     names.join(", ")
                 ));
             }
+            // Only numbering pinned to the rows (or a batch to refill) ties the checkpoint to
+            // the actions.
+            if last
+                .actions
+                .iter()
+                .any(|a| a.exactly_once || !a.pending.is_empty())
+            {
+                let now: Vec<&str> = rule.actions.iter().map(|a| a.name.as_ref()).collect();
+                let then: Vec<&str> = last.actions.iter().map(|a| a.action.as_str()).collect();
+                let same = now.len() == then.len()
+                    && now.iter().zip(&then).all(|(a, b)| b.is_empty() || a == b);
+                if !same {
+                    return Err(format!(
+                        "it was taken with the actions {}, the rule now has {}; run with \
+                         --reset-checkpoints to start over",
+                        then.join(", "),
+                        now.join(", ")
+                    ));
+                }
+            }
+            actions = last.actions;
             (last.held, last.sources.into_iter().map(Some).collect())
         }
         None => (Vec::new(), vec![None; streams.len()]),
@@ -1280,6 +1331,8 @@ fn restore_plan(
         wanted,
         sources,
         held,
+        actions,
+        first,
     })
 }
 
@@ -1292,8 +1345,11 @@ struct Checkpointer {
     /// Where its sources ask for a checkpoint before the interval is over (an MQTT source
     /// whose unacknowledged messages near the broker's inflight window).
     wanted: Arc<tokio::sync::Notify>,
-    /// The actions' acknowledgements of barriers.
-    acks: mpsc::UnboundedReceiver<()>,
+    /// The actions' acknowledgements of barriers, with their numbering.
+    acks: mpsc::UnboundedReceiver<sink::BarrierAck>,
+    /// The rule had no checkpoint: one is taken before the first row, so that a restart
+    /// numbers the actions' batches from where this run started.
+    first: bool,
 }
 
 impl Checkpointer {
@@ -1319,9 +1375,15 @@ impl Checkpointer {
     async fn take(&mut self, runner: &mut QueryRunner, fanout: &mut Fanout) {
         let started = Instant::now();
         let expected = fanout.barrier().await;
+        let mut actions: Vec<Option<ActionCheckpoint>> = vec![None; fanout.actions.len()];
         for _ in 0..expected {
-            if self.acks.recv().await.is_none() {
-                break;
+            match self.acks.recv().await {
+                Some((index, state)) => {
+                    if let Some(slot) = actions.get_mut(index) {
+                        *slot = Some(state);
+                    }
+                }
+                None => break,
             }
         }
         let held: Vec<HeldRow> = runner
@@ -1338,6 +1400,8 @@ impl Checkpointer {
                 .map(|(_, at)| at.clone())
                 .collect(),
             held,
+            // An action that stopped early has nothing left to number (its name is left empty).
+            actions: actions.into_iter().map(Option::unwrap_or_default).collect(),
         };
         let rows = checkpoint.held.len();
         let store = Arc::clone(&self.store);

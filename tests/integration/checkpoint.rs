@@ -1,5 +1,6 @@
-//! Rules with `qos` 1: checkpoints survive `kill -9`; a file source resumes at its offset, and a
-//! window open at the checkpoint resumes with its rows.
+//! Rules with `qos` 1 and 2: checkpoints survive `kill -9`; a file source resumes at its offset, a
+//! window open at the checkpoint resumes with its rows, and under `qos: 2` the `file` sink
+//! writes each row once.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
@@ -261,6 +262,144 @@ fn a_qos_1_rule_on_stdin_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("the rule has qos 1, but stdin cannot be replayed"),
+        "{err}"
+    );
+}
+
+/// The numbers the `file` sink wrote to `out/result.jsonl`, each with how often; and the lines
+/// that are not a row (a write a kill cut short).
+fn counted(scratch: &Scratch, rows: usize) -> (Vec<u32>, Vec<String>) {
+    let path = scratch.path().join("out/result.jsonl");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut seen = vec![0u32; rows];
+    let mut bad = Vec::new();
+    for line in text.lines() {
+        match serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|row| row["n"].as_u64())
+        {
+            Some(n) => seen[n as usize] += 1,
+            None => bad.push(line.to_string()),
+        }
+    }
+    (seen, bad)
+}
+
+/// Runs a 50,000-row file stream under `qos` into the `file` sink (batches of 7, a cache so
+/// that its numbering is kept between runs, a checkpoint every 5 ms), kills `oort` with SIGKILL
+/// each time the output passes one of `kills` rows, restarts it until a run ends: how often each
+/// number was written, the bad lines, and how many kills landed.
+fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usize) {
+    const ROWS: usize = 50_000;
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &numbered(ROWS));
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}}],
+        "options": {"qos": qos, "checkpointInterval": 5}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let output = scratch.path().join("out/result.jsonl");
+    let lines = || {
+        std::fs::read(&output)
+            .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+            .unwrap_or(0)
+    };
+    let mut landed = 0;
+    for &at in kills {
+        let mut child = spawn(&scratch, &[]);
+        let log = collect_stderr(&mut child);
+        let started = std::time::Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait().expect("polling oort") {
+                assert!(status.success(), "oort failed:\n{}", log.lock().unwrap());
+                break true;
+            }
+            if lines() >= at {
+                break false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no progress:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if finished {
+            break;
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("waiting for oort");
+        landed += 1;
+    }
+    let (summary, log) = run_to_end(&scratch, &[]);
+    assert!(
+        log.contains("resuming from the checkpoint") || landed == 0,
+        "the last run resumed:\n{log}"
+    );
+    assert_eq!(summary["rules"][0]["actions"][0]["failed_total"], 0);
+    let (seen, bad) = counted(&scratch, ROWS);
+    (seen, bad, landed)
+}
+
+const KILLS: [usize; 4] = [6_000, 17_000, 29_000, 41_000];
+
+#[test]
+fn under_qos_2_the_file_sink_writes_every_row_once_across_kills() {
+    let (seen, bad, landed) = killed_and_restarted(2, &KILLS);
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed before the input ended"
+    );
+    let lost: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] == 0).collect();
+    let twice: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] > 1).collect();
+    assert!(
+        lost.is_empty() && twice.is_empty() && bad.is_empty(),
+        "{landed} kills: {} lost (first {:?}), {} written twice (first {:?}), bad lines {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)],
+        twice.len(),
+        &twice[..twice.len().min(5)],
+        &bad[..bad.len().min(3)]
+    );
+}
+
+#[test]
+fn under_qos_1_the_same_kills_write_rows_twice() {
+    let (seen, _, landed) = killed_and_restarted(1, &KILLS);
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed before the input ended"
+    );
+    assert!(seen.iter().all(|&n| n > 0), "qos 1 loses nothing");
+    let twice = seen.iter().filter(|&&n| n > 1).count();
+    assert!(
+        twice > 0,
+        "at least once: rows after the last checkpoint are written again"
+    );
+}
+
+#[test]
+fn qos_2_refuses_a_lingering_batch_naming_the_prop() {
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, 3);
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl", "batchSize": 10, "lingerInterval": 50}}],
+        "options": {"qos": 2}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("action `file_0`: prop `lingerInterval`") && err.contains("qos 2"),
         "{err}"
     );
 }

@@ -524,3 +524,83 @@ fn a_long_checkpoint_interval_does_not_stall_the_broker_s_inflight_window() {
     let checkpoints = log.lock().unwrap().matches("checkpoint written").count();
     assert!(checkpoints > 1, "{checkpoints} checkpoints");
 }
+
+/// Under MQTT 5 the `mqtt` sink stamps each message with its batch's number and its place in
+/// the batch (user properties `oort-sequence`, `oort-index`), the pair a consumer drops
+/// duplicates by: here it follows the rows exactly.
+#[test]
+fn the_mqtt_sink_stamps_each_message_with_its_batch_number_and_place_under_mqtt_5() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+    use rumqttc::v5::{Client as Client5, Event as Event5, MqttOptions as Options5};
+
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    const ROWS: i64 = 22;
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &crate::common::numbered(ROWS as usize));
+    scratch.write(
+        "rule.json",
+        &format!(
+            r#"{{"id":"stamped","sql":"SELECT n FROM s","options":{{"qos":2}},
+                "actions":[{{"mqtt":{{"server":"{}","topic":"stamped","qos":1,
+                             "protocolVersion":"5","batchSize":4}}}}]}}"#,
+            broker.url()
+        ),
+    );
+
+    let (client, mut connection) =
+        Client5::new(Options5::new("verify-stamps", "127.0.0.1", broker.port), 64);
+    client.subscribe("stamped", QoS5::AtLeastOnce).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event5::Incoming(Packet5::SubAck(_))) => {
+                    let _ = tx.send(None);
+                }
+                Ok(Event5::Incoming(Packet5::Publish(p))) => {
+                    let user = p.properties.map(|p| p.user_properties).unwrap_or_default();
+                    if tx.send(Some((p.payload.to_vec(), user))).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), None);
+
+    let run = scratch.run_rule(&[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for _ in 0..ROWS {
+        let (payload, user) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every row is published")
+            .expect("a message");
+        let n = serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["n"]
+            .as_i64()
+            .unwrap();
+        let get = |key: &str| -> i64 {
+            user.iter()
+                .find(|(k, _)| k == key)
+                .unwrap_or_else(|| panic!("no {key} on row {n}: {user:?}"))
+                .1
+                .parse()
+                .unwrap()
+        };
+        // Batches of 4 numbered from 1: row n is in batch n / 4 + 1, at n % 4.
+        assert_eq!(
+            (get("oort-sequence"), get("oort-index")),
+            (n / 4 + 1, n % 4),
+            "row {n}"
+        );
+    }
+    drop(client);
+}

@@ -125,8 +125,14 @@ fn the_file_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
             .collect(numbered_batch(2, 2..4).as_wit())
             .await
             .unwrap();
-        // Killed here: batch 2 is written, its acknowledgement never reached the host.
+        // Killed here: batch 2 is written, its acknowledgement never reached the host; and
+        // batch 3 was being written: its message is in the file, the marker still says 2.
         drop(first);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(scratch.path().join("out/once.jsonl"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":4}\n"))
+            .unwrap();
 
         let mut second = host
             .instantiate(&plugin, tag("second"), &grants)

@@ -75,8 +75,8 @@ tasks:
                 fuzz the DDL parser, SQL compiler and evaluator for N seconds
                 (default 600); a panic stops it with the input and its seed
   stress NAME [N]
-                run one test N times (default 50), stop at the first failure and
-                print how many passed (NAME: mqtt-restart)
+                run one test N times, stop at the first failure and print how many
+                passed (NAME: mqtt-restart, default 50 runs; mqtt-kill, default 20)
   fuzz [--seconds N] [--seed S]
                 run the chaos guest through `oort`, seed after seed from S (default 1),
                 for N seconds (default 60), beside a healthy action; print each run's
@@ -591,16 +591,26 @@ struct StressTarget {
     test_binary: &'static str,
     test: &'static str,
     about: &'static str,
+    /// Runs when N is not given.
+    runs: usize,
 }
 
-const STRESS_TARGETS: &[StressTarget] = &[StressTarget {
-    name: "mqtt-restart",
-    test_binary: "integration",
-    test: "mqtt::qos1_delivery_survives_a_broker_restart",
-    about: "QoS 1 rows through an `mqtt` sink while mosquitto restarts: none may be lost",
-}];
-
-const STRESS_RUNS: usize = 50;
+const STRESS_TARGETS: &[StressTarget] = &[
+    StressTarget {
+        name: "mqtt-restart",
+        test_binary: "integration",
+        test: "mqtt::qos1_delivery_survives_a_broker_restart",
+        about: "QoS 1 rows through an `mqtt` sink while mosquitto restarts: none may be lost",
+        runs: 50,
+    },
+    StressTarget {
+        name: "mqtt-kill",
+        test_binary: "integration",
+        test: "mqtt::a_kill_9_loses_no_qos1_message",
+        about: "`kill -9` of a qos 1 rule reading MQTT: the kept session redelivers, none lost",
+        runs: 20,
+    },
+];
 
 /// `stress NAME [N]`: builds once, runs the named test N times in a row and stops at the first
 /// failure (printing its output). A run that skips itself (no broker) counts as a failure.
@@ -613,13 +623,15 @@ fn stress(args: &[String]) -> Result<(), String> {
             .join("\n")
     };
     let (target, runs) = match args {
-        [name] => (name, STRESS_RUNS),
+        [name] => (name, None),
         [name, n] => (
             name,
-            n.parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("`{n}` is not a number of runs"))?,
+            Some(
+                n.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("`{n}` is not a number of runs"))?,
+            ),
         ),
         _ => {
             return Err(format!(
@@ -632,6 +644,7 @@ fn stress(args: &[String]) -> Result<(), String> {
         .iter()
         .find(|t| t.name == target.as_str())
         .ok_or_else(|| format!("unknown stress target `{target}`; known:\n{}", known()))?;
+    let runs = runs.unwrap_or(target.runs);
     ensure_wasm_target()?;
     ensure_servers();
     let test_args = |cmd: &mut Command| {

@@ -82,11 +82,29 @@ impl Client {
         }
     }
 
-    /// Queues a publish without waiting; false when the request queue is full.
-    pub fn try_publish(&self, topic: &str, qos: QoS, retain: bool, payload: Vec<u8>) -> bool {
+    /// Queues a publish without waiting; false when the request queue is full. `user` are MQTT 5
+    /// user properties (MQTT 3.1.1 has none: they are not sent).
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        user: &[(String, String)],
+    ) -> bool {
         match self {
             Self::V4(c) => c.try_publish(topic, qos, retain, payload).is_ok(),
-            Self::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
+            Self::V5(c) if user.is_empty() => {
+                c.try_publish(topic, qos5(qos), retain, payload).is_ok()
+            }
+            Self::V5(c) => {
+                let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    user_properties: user.to_vec(),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos5(qos), retain, payload, properties)
+                    .is_ok()
+            }
         }
     }
 

@@ -360,6 +360,15 @@ impl MqttConf {
     }
 }
 
+/// A message to publish: its topic, its payload and its MQTT 5 user properties.
+type Outgoing<'a> = (String, &'a [u8], Vec<(String, String)>);
+
+/// The MQTT 5 user property holding the number of the batch a published message was in.
+pub const SEQUENCE_PROPERTY: &str = "oort-sequence";
+
+/// The MQTT 5 user property holding a published message's place in its batch (from 0).
+pub const INDEX_PROPERTY: &str = "oort-index";
+
 /// A client id unique to this process: `oort-<what>-<pid>-<random>`.
 pub fn client_id(what: &str) -> String {
     let clean: String = what
@@ -540,13 +549,41 @@ impl Connection {
     /// broker is away it waits for it, until `timeout`.
     pub async fn publish(
         &self,
-        mut todo: Vec<(String, &[u8])>,
+        todo: Vec<(String, &[u8])>,
         qos: QoS,
         retain: bool,
         timeout: Duration,
     ) -> Result<(), PublishError> {
+        self.publish_numbered(todo, None, qos, retain, timeout)
+            .await
+    }
+
+    /// [`publish`](Self::publish), each message of batch `sequence` (when given) carrying the
+    /// MQTT 5 user properties `oort-sequence` (the batch's number) and `oort-index` (its place
+    /// in the batch), by which a consumer recognises a message published again.
+    pub async fn publish_numbered(
+        &self,
+        todo: Vec<(String, &[u8])>,
+        sequence: Option<u64>,
+        qos: QoS,
+        retain: bool,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let mut todo: Vec<Outgoing<'_>> = todo
+            .into_iter()
+            .enumerate()
+            .map(|(index, (topic, payload))| {
+                let user = sequence.map_or_else(Vec::new, |sequence| {
+                    vec![
+                        (SEQUENCE_PROPERTY.to_string(), sequence.to_string()),
+                        (INDEX_PROPERTY.to_string(), index.to_string()),
+                    ]
+                });
+                (topic, payload, user)
+            })
+            .collect();
         // One bad message fails the call before anything is queued, not the shared session.
-        for (topic, payload) in &todo {
+        for (topic, payload, _) in &todo {
             check_publish(topic, payload.len()).map_err(PublishError::Refused)?;
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -576,7 +613,7 @@ impl Connection {
                 }
             }
             let mut acks = Vec::with_capacity(todo.len());
-            for (topic, payload) in &todo {
+            for (topic, payload, user) in &todo {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let mut tx = Some(tx);
                 loop {
@@ -590,7 +627,7 @@ impl Connection {
                         // on the session it is sent with. No session: the loop below fails it.
                         let ok = match &session.client {
                             Some(client) => {
-                                client.try_publish(topic, qos, retain, payload.to_vec())
+                                client.try_publish(topic, qos, retain, payload.to_vec(), user)
                             }
                             None => true,
                         };
@@ -615,10 +652,10 @@ impl Connection {
             }
             // Wait for every acknowledgement; those lost with the session go again.
             let mut again = Vec::new();
-            for ((topic, payload), rx) in todo.drain(..).zip(acks) {
+            for ((topic, payload, user), rx) in todo.drain(..).zip(acks) {
                 match tokio::time::timeout_at(deadline, rx).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => again.push((topic, payload)),
+                    Ok(Err(_)) => again.push((topic, payload, user)),
                     Err(_) => {
                         return Err(PublishError::Unavailable(format!(
                             "broker {} did not acknowledge within {timeout:?}",

@@ -2,6 +2,11 @@
 //! `batchSize` or until `lingerInterval` passes (without a batch size, whatever is waiting goes
 //! at once), and each finished batch goes to the one sink instance or the pool of instance
 //! workers.
+//!
+//! Under `qos: 2` batches are cut by count alone, so that the rows read again after a restart
+//! are cut into the same batches: every `batchSize` payloads, or each message's payloads as one
+//! batch without a batch size (no lingering, no taking whatever is waiting); the batch being
+//! filled at a checkpoint is recorded in it ([`Batcher::pending`]) and refilled from it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use super::delivery::Delivery;
 use super::props::CommonProps;
 use super::sequence::Sequencer;
 use super::transform::{TransformError, Transformer};
+use crate::checkpoint::PendingPayload;
 use crate::host::bindings::WitDynamicProp;
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
@@ -61,6 +67,8 @@ pub(super) struct Batcher {
     batch_size: usize,
     /// `lingerInterval`, if set.
     linger: Option<Duration>,
+    /// `qos: 2` without a batch size: each message's payloads are one batch.
+    per_message: bool,
     /// When the batch being filled must go, lingering or not.
     deadline: Option<tokio::time::Instant>,
     /// The batch being filled.
@@ -99,6 +107,7 @@ impl Batcher {
             metrics,
             batch_size: common.batch_size,
             linger: (common.linger_ms > 0).then(|| Duration::from_millis(common.linger_ms)),
+            per_message: false,
             deadline: None,
             batch: Batch::new(),
             scratch: Batch::new(),
@@ -162,6 +171,26 @@ impl Batcher {
         *batch = kept;
     }
 
+    /// Starts from a checkpoint's unfinished batch; `exactly_once` (`qos: 2`) cuts batches by
+    /// count alone.
+    pub(super) fn resume(&mut self, pending: Batch, exactly_once: bool) {
+        self.per_message = exactly_once && self.batch_size == 0;
+        if exactly_once {
+            self.linger = None;
+        }
+        for (payload, ts) in &pending {
+            self.batch.push(payload, ts);
+        }
+    }
+
+    /// The payloads of the batch being filled (for a checkpoint).
+    pub(super) fn pending(&self) -> Vec<PendingPayload> {
+        self.batch
+            .iter()
+            .map(|(payload, ts)| PendingPayload::new(payload, ts))
+            .collect()
+    }
+
     /// When the batch being filled must go (its linger ends), if it is waiting for more.
     pub(super) fn deadline(&self) -> Option<tokio::time::Instant> {
         self.deadline
@@ -210,6 +239,9 @@ impl Batcher {
                     .await;
                     self.deadline = None;
                 }
+            }
+            if self.per_message && !self.batch.is_empty() {
+                self.flush().await;
             }
         }
         metrics.payloads.add(payloads);

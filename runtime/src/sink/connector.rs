@@ -645,7 +645,7 @@ impl Connector {
                 }
                 Ok(())
             }
-            Self::Mqtt(sink) => sink.collect(batch.payloads()).await,
+            Self::Mqtt(sink) => sink.collect(batch.payloads(), batch.sequence()).await,
             Self::Unavailable(reason) => Err(CallFailure::Transient(reason.to_string())),
             #[cfg(test)]
             Self::Fake(sink) => sink.collect(batch).await,

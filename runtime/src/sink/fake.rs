@@ -34,6 +34,8 @@ pub(super) struct Call {
     pub(super) step: Step,
     /// The payloads it was given, as text.
     pub(super) payloads: Vec<String>,
+    /// The batch's sequence number.
+    pub(super) sequence: u64,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ impl FakeSink {
                 at: tokio::time::Instant::now(),
                 step,
                 payloads,
+                sequence: batch.sequence(),
             });
             step
         };

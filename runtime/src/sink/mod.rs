@@ -46,6 +46,7 @@ pub use props::{CommonProps, DeadLetterSpec, PayloadFormat, PropError};
 pub use transform::{Produced, TransformError, Transformer};
 
 use crate::backoff::Backoff;
+use crate::checkpoint::ActionCheckpoint;
 use crate::host::bindings::WitContext;
 use crate::host::{
     CallFailure, Grants, InstanceTag, Limits, LoadError, ManifestError, Plugin, SinkHost,
@@ -132,6 +133,27 @@ pub enum ActionError {
     /// The dead-letter output cannot be set up.
     #[error("action `{action}`: prop `deadLetter`: {message}")]
     DeadLetter {
+        /// The action.
+        action: String,
+        /// Why.
+        message: String,
+    },
+    /// A prop cuts batches in a way a replay cannot repeat, which the rule's `qos: 2` needs.
+    #[error(
+        "action `{action}`: prop `{option}`: {reason}, so the rule's qos 2 (exactly once) cannot \
+         number its batches the same way after a restart; leave it unset or use qos 1"
+    )]
+    ExactlyOnce {
+        /// The action.
+        action: String,
+        /// The prop.
+        option: &'static str,
+        /// What it does.
+        reason: &'static str,
+    },
+    /// What the rule's checkpoint holds for the action cannot be used.
+    #[error("action `{action}`: resuming from the rule's checkpoint: {message}")]
+    Resume {
         /// The action.
         action: String,
         /// Why.
@@ -612,16 +634,62 @@ pub struct StartedAction {
     dead_letter: Option<DeadLetter>,
     stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
-    barriers: Option<mpsc::UnboundedSender<()>>,
+    barriers: Option<(usize, mpsc::UnboundedSender<BarrierAck>)>,
     drain_timeout: Option<Duration>,
+    /// `qos: 2`: batches are cut by count alone and numbered from the checkpoint.
+    exactly_once: bool,
+    /// The payloads of the batch the action was filling at the checkpoint it resumes from.
+    pending: Batch,
+}
+
+/// An action's acknowledgement of a barrier: its index in the rule and its numbering.
+pub type BarrierAck = (usize, ActionCheckpoint);
+
+/// What an action resumes from: the rule's `qos` and the action's part of the checkpoint.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// The rule has `qos: 2`.
+    pub exactly_once: bool,
+    /// The action's numbering in the checkpoint the rule resumes from, if it has one.
+    pub from: Option<ActionCheckpoint>,
+}
+
+/// Refuses, for a rule with `qos: 2`, the props that cut or order batches in a way a replay
+/// after a crash cannot repeat (the sinks recognise a batch written before by its number).
+pub fn check_exactly_once(action: &PreparedAction) -> Result<(), ActionError> {
+    let refuse = |option, reason| ActionError::ExactlyOnce {
+        action: action.name.to_string(),
+        option,
+        reason,
+    };
+    if action.common.linger_ms > 0 {
+        return Err(refuse(
+            "lingerInterval",
+            "it hands a batch on when a time is up",
+        ));
+    }
+    if action.common.concurrency > 1 {
+        return Err(refuse(
+            "concurrency",
+            "several instances deliver batches out of order",
+        ));
+    }
+    if action.common.cache.as_ref().is_some_and(|c| c.alter_queue) {
+        return Err(refuse(
+            "resendAlterQueue",
+            "it delivers new batches before cached ones",
+        ));
+    }
+    Ok(())
 }
 
 impl StartedAction {
     /// With checkpoints: an empty chunk from the rule is a barrier; the action acknowledges it
     /// on `acks` once every message it received before is delivered, dead-lettered, counted
     /// failed or written to its disk cache.
-    pub fn set_barrier_acks(&mut self, acks: mpsc::UnboundedSender<()>) {
-        self.barriers = Some(acks);
+    /// The acknowledgement carries the action's `index` in the rule and its numbering.
+    pub fn set_barrier_acks(&mut self, index: usize, acks: mpsc::UnboundedSender<BarrierAck>) {
+        self.barriers = Some((index, acks));
     }
 
     /// At the end of the input, how long the action waits for a sink that is down before
@@ -653,6 +721,16 @@ impl StartedAction {
 /// Opens an action's cache (counting what a previous run left in it) and its batch numbering,
 /// starts its `concurrency` sink instances (configure, open) and its dead-letter output.
 pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError> {
+    start_from(action, Resume::default()).await
+}
+
+/// [`start`], resuming the numbering and the partial batch a checkpoint recorded: under
+/// `qos: 2` the numbering continues at the checkpoint's number (before the sink instances are
+/// opened, which are told it continues).
+pub async fn start_from(
+    action: PreparedAction,
+    resume: Resume,
+) -> Result<StartedAction, ActionError> {
     let cache = match (&action.cache_path, &action.common.cache) {
         (Some(path), Some(config)) => {
             let path = path.clone();
@@ -693,6 +771,26 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         })?,
         None => sequence::Sequencer::fresh(),
     });
+    let mut pending = Batch::new();
+    if let Some(from) = &resume.from {
+        for p in &from.pending {
+            let bytes = p.bytes().ok_or_else(|| ActionError::Resume {
+                action: action.name.to_string(),
+                message: "a payload of its unfinished batch is not base64".into(),
+            })?;
+            pending.push(&bytes, p.ts);
+        }
+    }
+    if resume.exactly_once {
+        match &resume.from {
+            Some(from) if from.exactly_once => sequencer.pin(from.next_sequence, from.delivered),
+            Some(_) => {
+                tracing::warn!(action = %action.name, "the checkpoint was taken under qos 1: rows read again after it may be written twice; exactly once holds from the next checkpoint");
+                sequencer.pin_here();
+            }
+            None => sequencer.pin_here(),
+        }
+    }
     let mut connectors = Vec::with_capacity(action.common.concurrency as usize);
     for i in 0..action.common.concurrency {
         let connector = action
@@ -751,6 +849,8 @@ pub async fn start(action: PreparedAction) -> Result<StartedAction, ActionError>
         abort: watch::channel(false).1,
         barriers: None,
         drain_timeout: None,
+        exactly_once: resume.exactly_once,
+        pending,
     })
 }
 

@@ -7,6 +7,13 @@
 //! down (back-pressure) instead of losing rows. Past the timeout the batch fails as `transient`
 //! and the action's retries apply. Delivery is at least once: a message whose acknowledgement
 //! was lost with the connection is sent again.
+//!
+//! With MQTT 5 (`protocolVersion` `"5"`) each message carries the user properties
+//! `oort-sequence` (its batch's number) and `oort-index` (its place in the batch): a message
+//! published again (a lost acknowledgement, a restart that replays rows) carries the same pair,
+//! and under the rule's `qos: 2` the same rows get the same pair after a crash, so a consumer
+//! that keeps the highest pair it has seen drops every duplicate. The broker cannot do that for
+//! it: MQTT's QoS 2 removes duplicates within one session, not across a crash of the publisher.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -163,18 +170,20 @@ impl MqttSink {
         }
     }
 
-    /// Publishes every payload and waits until the broker has them all.
+    /// Publishes every payload of batch `sequence` and waits until the broker has them all.
     pub async fn collect<'a>(
         &mut self,
         payloads: impl Iterator<Item = &'a [u8]>,
+        sequence: u64,
     ) -> Result<(), CallFailure> {
         let mut todo: Vec<(String, &[u8])> = Vec::new();
         for p in payloads {
             todo.push((self.topic(p)?, p));
         }
         self.conn
-            .publish(
+            .publish_numbered(
                 todo,
+                (sequence != 0).then_some(sequence),
                 self.spec.qos,
                 self.spec.retained,
                 self.spec.delivery_timeout,

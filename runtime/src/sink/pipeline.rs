@@ -10,6 +10,7 @@ use super::batch::Batch;
 use super::batching::Batcher;
 use super::delivery::{Deliverer, Delivery, StopSignals};
 use super::{Chunk, ConnectorSpec, StartedAction};
+use crate::checkpoint::ActionCheckpoint;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,8 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         abort,
         barriers,
         drain_timeout,
+        exactly_once,
+        pending,
     } = started;
     let metrics = Arc::clone(&action.metrics);
     let mut delivery = Delivery::new(
@@ -84,6 +87,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
             ),
         ),
     );
+    out.resume(pending, exactly_once);
     loop {
         let deadline = out.deadline();
         let linger_until = async {
@@ -142,7 +146,11 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         out.drained().await;
         if barrier {
             // A checkpoint: what came before the barrier is settled, and durable if cached.
-            out.flush().await;
+            // Under qos 2 the batch being filled stays (the checkpoint holds its payloads), so
+            // that batches are cut where a replay cuts them.
+            if !exactly_once {
+                out.flush().await;
+            }
             if let Some(state) = &shared.cache {
                 let mut state = state.lock().await;
                 if let Err(e) = state.cache.persist() {
@@ -150,8 +158,15 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                     metrics.exceptions.record(e.to_string());
                 }
             }
-            if let Some(acks) = &barriers {
-                let _ = acks.send(());
+            if let Some((index, acks)) = &barriers {
+                let state = ActionCheckpoint {
+                    action: action.name.to_string(),
+                    exactly_once,
+                    next_sequence: sequencer.next(),
+                    delivered: sequencer.delivered(),
+                    pending: out.pending(),
+                };
+                let _ = acks.send((*index, state));
             }
         }
     }

@@ -210,8 +210,9 @@ impl Deliverer {
         if let Some(field) = &indicator {
             mark_resent(&mut batch, field);
         }
-        if batch.sequence() == 0 {
-            // Cached by a version that did not number batches.
+        if batch.sequence() == 0 && !shared.sequencer.is_pinned() {
+            // Cached by a version that did not number batches (under qos 2 it stays unnumbered:
+            // the numbers follow the rows).
             batch.set_sequence(shared.sequencer.issue());
         }
         let outcome = self.attempt(&batch, 0).await;

@@ -8,10 +8,15 @@
 //! next run hand out a number twice (it starts past the last reserved block, skipping the rest
 //! of it), and the highest acknowledged number is saved with each reservation and at the end of
 //! the run. Without a cache every run numbers afresh from 1.
+//!
+//! Under `qos: 2` a restart from a checkpoint pins the numbering instead ([`Sequencer::pin`]):
+//! it continues at the number the checkpoint recorded, below the reserved block, because the
+//! rows after the checkpoint are read again and cut into the same batches, which must get the
+//! same numbers for the sinks to recognise them.
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -83,7 +88,9 @@ pub struct Sequencer {
     /// The highest number acknowledged (0: none).
     delivered: AtomicU64,
     /// Whether the numbering continues an earlier run's.
-    continued: bool,
+    continued: AtomicBool,
+    /// Whether the numbering is pinned to the rows by a checkpoint (`qos: 2`).
+    pinned: AtomicBool,
     /// Where numbers are reserved, and the first number past the reserved block.
     store: Option<(SequenceStore, Mutex<u64>)>,
 }
@@ -100,7 +107,8 @@ impl Sequencer {
         Self {
             next: AtomicU64::new(1),
             delivered: AtomicU64::new(0),
-            continued: false,
+            continued: AtomicBool::new(false),
+            pinned: AtomicBool::new(false),
             store: None,
         }
     }
@@ -114,7 +122,8 @@ impl Sequencer {
         Ok(Self {
             next: AtomicU64::new(next),
             delivered: AtomicU64::new(delivered),
-            continued,
+            continued: AtomicBool::new(continued),
+            pinned: AtomicBool::new(false),
             store: Some((store, Mutex::new(next))),
         })
     }
@@ -138,6 +147,32 @@ impl Sequencer {
         n
     }
 
+    /// Continues the numbering at `next` (a checkpoint's, under `qos: 2`), whatever an earlier
+    /// run reserved past it: the batches from `next` on are cut again from the same rows. Called
+    /// before any number is handed out.
+    pub fn pin(&self, next: u64, delivered: u64) {
+        self.next.store(next.max(1), Ordering::Relaxed);
+        self.delivered.fetch_max(delivered, Ordering::Relaxed);
+        self.continued.store(true, Ordering::Relaxed);
+        self.pinned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the numbering is pinned to the rows (`qos: 2`): then only the batcher hands out
+    /// numbers, so that they follow the rows.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Relaxed)
+    }
+
+    /// Pins the numbering where it is (`qos: 2` from the start, without a checkpoint yet).
+    pub fn pin_here(&self) {
+        self.pinned.store(true, Ordering::Relaxed);
+    }
+
+    /// The number the next batch gets.
+    pub fn next(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
     /// Records that the batch numbered `sequence` was acknowledged.
     pub fn acknowledge(&self, sequence: u64) {
         self.delivered.fetch_max(sequence, Ordering::Relaxed);
@@ -152,7 +187,7 @@ impl Sequencer {
     /// out yet, none from an earlier run), else the highest number acknowledged.
     pub fn for_open(&self) -> Option<u64> {
         let issued = self.next.load(Ordering::Relaxed) > 1;
-        (self.continued || issued).then(|| self.delivered())
+        (self.continued.load(Ordering::Relaxed) || issued).then(|| self.delivered())
     }
 
     /// Saves the highest acknowledged number (at the end of a run).
@@ -205,5 +240,30 @@ mod tests {
         let third = Sequencer::kept(SequenceStore::new(db)).unwrap();
         assert_eq!(third.for_open(), Some(delivered));
         assert!(third.issue() > delivered);
+    }
+
+    #[test]
+    fn a_pinned_numbering_hands_out_the_checkpoint_s_numbers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("c.redb")).unwrap());
+        let first = Sequencer::kept(SequenceStore::new(Arc::clone(&db))).unwrap();
+        for n in 1..=5 {
+            assert_eq!(first.issue(), n);
+        }
+        first.acknowledge(5);
+        // A checkpoint recorded 3 as the next number; the run crashed after handing out 5.
+        drop(first);
+        let second = Sequencer::kept(SequenceStore::new(Arc::clone(&db))).unwrap();
+        second.pin(3, 2);
+        assert!(second.is_pinned());
+        assert_eq!(second.for_open(), Some(2));
+        assert_eq!((second.issue(), second.issue(), second.next()), (3, 4, 5));
+        // The reservation still covers what is handed out: a later run starts past it.
+        second.save().unwrap();
+        let third = Sequencer::kept(SequenceStore::new(db)).unwrap();
+        assert!(third.issue() > 5);
+        let fresh = Sequencer::fresh();
+        fresh.pin(9, 0);
+        assert_eq!((fresh.for_open(), fresh.issue()), (Some(0), 9));
     }
 }

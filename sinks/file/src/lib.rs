@@ -13,8 +13,15 @@
 //! path's marker was written already (its acknowledgement was lost to a crash or a trap) and is
 //! skipped. When the host says the numbering continues (`open` with a delivered sequence), a new
 //! run appends to the files rather than starting them afresh; when it starts afresh, so do the
-//! files and the markers. A crash between writing a batch and its markers can still repeat that
-//! one batch.
+//! files and the markers.
+//!
+//! The marker is rewritten in place with one write (`<sequence> <length>`, padded), so a crash
+//! leaves the old one or the new one, never an empty one. Its length is the file's after the
+//! batch (for an uncompressed file whose name has no rolling timestamp): a continuing run that
+//! finds the file longer cuts it back to that length, because what follows was written by a
+//! batch whose marker a crash prevented, which the host delivers again. A compressed or
+//! timestamped file records no length, so a crash between its batch and its marker can still
+//! repeat that one batch.
 //!
 //! Rolling (eKuiper's props): a file is closed after `rollingCount` messages or once it has
 //! been open `rollingInterval` milliseconds (checked when a message comes); with
@@ -107,6 +114,9 @@ pub enum NamePattern {
 /// The suffix of the sequence marker's name (the manifest grants `<path>` + this).
 pub const MARKER_SUFFIX: &str = ".seq";
 
+/// The marker's width: two `u64`s and a space, padded, so that each write covers the last.
+const MARKER_WIDTH: usize = 41;
+
 /// Where an open file's bytes go.
 enum Out {
     Plain(BufWriter<File>),
@@ -119,6 +129,14 @@ enum Out {
 }
 
 impl Out {
+    /// The file's length, for an uncompressed one (after a flush).
+    fn plain_len(&self) -> Option<u64> {
+        match self {
+            Self::Plain(w) => w.get_ref().metadata().ok().map(|m| m.len()),
+            Self::Gzip(_) => None,
+        }
+    }
+
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Self::Plain(w) => w.write_all(bytes),
@@ -314,9 +332,9 @@ impl Sink for FileSink {
             if let Some(file) = self.targets.get_mut(&path).and_then(|t| t.file.as_mut()) {
                 file.out.flush()?;
             }
-            if sequence != 0 {
-                self.save_marker(&path, sequence)?;
-            }
+            // An unnumbered batch keeps the marker's number and records the new length.
+            let last = self.last_written.get(&path).copied().unwrap_or(0);
+            self.save_marker(&path, sequence.max(last))?;
         }
         Ok(())
     }
@@ -377,14 +395,29 @@ impl FileSink {
         let mut text = String::new();
         target.marker.seek(SeekFrom::Start(0))?;
         target.marker.read_to_string(&mut text)?;
+        let has_file = target.file.is_some();
         // A fresh numbering: what a marker says belongs to an earlier one.
-        let n = if self.fresh_numbering {
-            0
-        } else {
-            text.trim().parse().unwrap_or(0)
-        };
+        if self.fresh_numbering {
+            self.last_written.insert(path.to_string(), 0);
+            return Ok(0);
+        }
+        let mut fields = text.split_whitespace();
+        let n = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        let len: u64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        if len > 0 && !has_file && !self.timestamped() && !self.gzip() {
+            // Written after the marker by a batch a crash cut off: the host delivers it again.
+            let cut = |e: std::io::Error| SinkError::transient(format!("cannot open {path}: {e}"));
+            let file = OpenOptions::new().write(true).open(path).map_err(cut)?;
+            if file.metadata().map_err(cut)?.len() > len {
+                file.set_len(len).map_err(cut)?;
+            }
+        }
         self.last_written.insert(path.to_string(), n);
         Ok(n)
+    }
+
+    fn gzip(&self) -> bool {
+        self.config.compress_algorithm.as_deref() == Some("gzip")
     }
 
     /// The target of `path`, its marker opened, closing the least recently used one if too many
@@ -537,12 +570,21 @@ impl FileSink {
         Ok(())
     }
 
-    /// Records `sequence` as the last batch written to `path`.
+    /// Records `sequence` as the last batch written to `path`, with the file's length (0: not
+    /// known), in one write over the old marker.
     fn save_marker(&mut self, path: &str, sequence: u64) -> Result<(), SinkError> {
-        let marker = &mut self.target(path)?.marker;
+        let fixed_name = !self.timestamped() && !self.gzip();
+        let target = self.target(path)?;
+        let len = match &target.file {
+            Some(file) if fixed_name => file.out.plain_len().unwrap_or(0),
+            // Closed by a roll: ended and flushed.
+            None if fixed_name => std::fs::metadata(path).map_or(0, |m| m.len()),
+            _ => 0,
+        };
+        let text = format!("{sequence} {len}");
+        let marker = &mut target.marker;
         marker.seek(SeekFrom::Start(0))?;
-        marker.set_len(0)?;
-        marker.write_all(sequence.to_string().as_bytes())?;
+        marker.write_all(format!("{text:<MARKER_WIDTH$}").as_bytes())?;
         marker.flush()?;
         self.last_written.insert(path.to_string(), sequence);
         Ok(())

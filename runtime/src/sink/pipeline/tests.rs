@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::run;
 use crate::backoff::Backoff;
+use crate::checkpoint::ActionCheckpoint;
 use crate::message::Message;
 use crate::metrics::ActionMetrics;
 use crate::sink::fake::{FakeSink, Step};
@@ -111,6 +112,8 @@ impl Action {
             abort: abort_rx,
             barriers: None,
             drain_timeout,
+            exactly_once: false,
+            pending: crate::sink::Batch::new(),
         };
         let (tx, rx) = mpsc::channel(capacity);
         Self {
@@ -527,4 +530,119 @@ async fn several_instances_take_batches_side_by_side() {
     delivered.sort();
     assert_eq!(delivered, payloads(0..4));
     assert!(sinks.iter().all(|s| s.calls().len() == 2));
+}
+
+/// An action under `qos: 2` with these props, resuming from `resume`, taking `chunks` (an
+/// empty one is a barrier): each call's sequence number and payloads, and the barriers'
+/// acknowledgements.
+async fn exactly_once_run(
+    props: serde_json::Value,
+    resume: Option<ActionCheckpoint>,
+    chunks: Vec<Chunk>,
+) -> (Vec<(u64, Vec<String>)>, Vec<ActionCheckpoint>) {
+    let sink = FakeSink::new([], Step::Ok);
+    let (common, _) =
+        props::split(props.as_object().expect("props are an object")).expect("the props are valid");
+    let metrics = Arc::new(ActionMetrics::default());
+    let sequencer = Arc::new(crate::sink::sequence::Sequencer::fresh());
+    let mut pending = crate::sink::Batch::new();
+    match &resume {
+        Some(from) => {
+            sequencer.pin(from.next_sequence, from.delivered);
+            for p in &from.pending {
+                pending.push(&p.bytes().expect("base64"), p.ts);
+            }
+        }
+        None => sequencer.pin_here(),
+    }
+    let (acks_tx, mut acks) = mpsc::unbounded_channel();
+    let started = StartedAction {
+        action: PreparedAction {
+            name: Arc::from("fake_0"),
+            plugin: "fake".into(),
+            rule: Arc::from("rule"),
+            common,
+            spec: ConnectorSpec::Nop { log: false },
+            metrics: Arc::clone(&metrics),
+            send_nil: false,
+            cache_path: None,
+            dead_letter: None,
+        },
+        connectors: vec![sink.connector()],
+        cache: None,
+        sequencer,
+        dead_letter: None,
+        stop: watch::channel(false).1,
+        abort: watch::channel(false).1,
+        barriers: Some((0, acks_tx)),
+        drain_timeout: None,
+        exactly_once: true,
+        pending,
+    };
+    let (tx, rx) = mpsc::channel(8);
+    let task = tokio::spawn(run(started, rx));
+    for chunk in chunks {
+        tx.send(chunk).await.expect("the action runs");
+    }
+    drop(tx);
+    task.await.expect("the action does not panic");
+    let mut states = Vec::new();
+    while let Ok((_, state)) = acks.try_recv() {
+        states.push(state);
+    }
+    let calls = sink
+        .calls()
+        .into_iter()
+        .map(|c| (c.sequence, c.payloads))
+        .collect();
+    (calls, states)
+}
+
+fn barrier() -> Chunk {
+    Arc::from(Vec::<Message>::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_qos_2_a_replay_from_a_checkpoint_cuts_the_same_batches_with_the_same_numbers() {
+    let props = json!({"batchSize": 3});
+    // Uninterrupted: 0..8 in batches of 3.
+    let (whole, _) = exactly_once_run(props.clone(), None, vec![rows(0..4), rows(4..8)]).await;
+    assert_eq!(
+        whole,
+        vec![
+            (1, payloads(0..3)),
+            (2, payloads(3..6)),
+            (3, payloads(6..8)),
+        ]
+    );
+    // A checkpoint after row 4: the batch being filled is not handed on, the checkpoint holds it.
+    let (before, states) =
+        exactly_once_run(props.clone(), None, vec![rows(0..4), barrier(), rows(4..5)]).await;
+    let at = states
+        .into_iter()
+        .next()
+        .expect("the barrier was acknowledged");
+    assert_eq!(
+        (at.next_sequence, at.pending.len(), at.exactly_once),
+        (2, 1, true)
+    );
+    assert_eq!(before[0], (1, payloads(0..3)));
+    // The run that crashed had handed on more; the restart resumes at the checkpoint: rows
+    // 4.. are read again and cut as the uninterrupted run cut them.
+    let (after, _) = exactly_once_run(props, Some(at), vec![rows(4..8)]).await;
+    assert_eq!(after, whole[1..].to_vec());
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_qos_2_without_a_batch_size_each_message_is_a_batch() {
+    let (calls, _) =
+        exactly_once_run(json!({}), None, vec![rows(0..2), barrier(), rows(2..3)]).await;
+    assert_eq!(
+        calls,
+        vec![
+            (1, payloads(0..1)),
+            (2, payloads(1..2)),
+            (3, payloads(2..3)),
+        ]
+    );
 }

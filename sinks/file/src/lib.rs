@@ -129,11 +129,15 @@ enum Out {
 }
 
 impl Out {
-    /// The file's length, for an uncompressed one (after a flush).
+    /// The file's length after a flush, where cutting the file back to it leaves a whole file:
+    /// an uncompressed one, or a zstd one (a flush ends a frame). Not gzip (one stream).
     fn plain_len(&self) -> Option<u64> {
         match self {
             Self::Plain(w) => w.get_ref().metadata().ok().map(|m| m.len()),
-            Self::Gzip(_) => None,
+            Self::Zstd { file, pending } if pending.is_empty() => {
+                file.get_ref().metadata().ok().map(|m| m.len())
+            }
+            Self::Gzip(_) | Self::Zstd { .. } => None,
         }
     }
 

@@ -71,6 +71,11 @@ pub struct ServeArgs {
     #[arg(long = "allow-mqtt-topic", value_name = "FILTER")]
     pub allow_mqtt_topic: Vec<String>,
 
+    /// The most bytes a plugin install reads: the `.wasm` or `.zip` (file or download), and
+    /// each entry unpacked from an archive.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::serve::plugins::DEFAULT_MAX_PLUGIN_BYTES)]
+    pub max_plugin_size: u64,
+
     /// After a stop, how long a rule's actions may go on delivering what they hold
     /// (milliseconds or a duration like "5s").
     #[arg(long, default_value = "5s", value_parser = super::run_rule::parse_grace)]
@@ -94,6 +99,7 @@ impl ServeArgs {
             tokens,
             ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
             grace: self.grace,
+            max_plugin_bytes: self.max_plugin_size,
             run: RunConfig {
                 rule_paths: Vec::new(),
                 stream_paths: Vec::new(),

@@ -9,8 +9,9 @@
 mod api;
 pub mod auth;
 pub mod ceiling;
+mod confkeys;
 mod metrics;
-mod plugins;
+pub mod plugins;
 pub mod store;
 mod ui;
 
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub tokens: Option<auth::Tokens>,
     /// What any rule may grant any sink at most.
     pub ceiling: ceiling::Ceiling,
+    /// The most bytes a plugin install reads: the file or download, and each archive entry.
+    pub max_plugin_bytes: u64,
 }
 
 /// A stream or table as the server keeps it.
@@ -122,6 +125,8 @@ pub struct Server {
     store: Store,
     registry: tokio::sync::Mutex<Registry>,
     started: Instant,
+    /// The MQTT source configuration rules read (see [`confkeys`]).
+    mqtt_conf: Mutex<Option<PathBuf>>,
 }
 
 impl Server {
@@ -153,12 +158,26 @@ impl Server {
                 registry.rules.insert(id, RuleEntry::new(rule));
             }
         }
-        Ok(Arc::new(Self {
+        let mqtt_conf = Mutex::new(config.run.mqtt_conf.clone());
+        let server = Arc::new(Self {
             config,
             store,
             registry: tokio::sync::Mutex::new(registry),
             started: Instant::now(),
-        }))
+            mqtt_conf,
+        });
+        server.refresh_mqtt_conf()?;
+        Ok(server)
+    }
+
+    /// Writes the MQTT source configuration anew after a change of its keys; rules started
+    /// from now on read it.
+    fn refresh_mqtt_conf(&self) -> Result<(), ApiError> {
+        let path = confkeys::write_merged(self)?;
+        if let Ok(mut current) = self.mqtt_conf.lock() {
+            *current = path;
+        }
+        Ok(())
     }
 
     /// Starts every rule the store says was running.
@@ -219,6 +238,7 @@ impl Server {
     fn run_config(&self, path: PathBuf) -> RunConfig {
         let mut config = self.config.run.clone();
         config.rule_paths = vec![path];
+        config.mqtt_conf = self.mqtt_conf.lock().ok().and_then(|c| c.clone());
         config.stream_paths = Vec::new();
         config.only_rule = None;
         config.watch = false;

@@ -1137,3 +1137,156 @@ fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
     assert!(all.get("local").is_none(), "{all}");
     server.stop();
 }
+
+/// `openssl` in `dir`: a CA (`<ca>.pem`, `<ca>.key`), or a certificate `<name>.pem` with its
+/// key, signed by `ca`, for `usage` (`serverAuth` or `clientAuth`).
+fn openssl_cert(dir: &std::path::Path, name: &str, ca: Option<&str>, usage: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let subject = format!("/CN={name}");
+    let Some(ca) = ca else {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+        ]);
+        return;
+    };
+    let csr = format!("{name}.csr");
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"
+        ),
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &subject,
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &format!("{ca}.pem"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+}
+
+#[test]
+fn client_certificates_authenticate_on_a_non_loopback_address() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    openssl_cert(dir, "ca", None, "");
+    openssl_cert(dir, "other-ca", None, "");
+    openssl_cert(dir, "server", Some("ca"), "serverAuth");
+    openssl_cert(dir, "client", Some("ca"), "clientAuth");
+    openssl_cert(dir, "stranger", Some("other-ca"), "clientAuth");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("0.0.0.0:{port}");
+    // No token file: the client CA alone lets the server listen beyond loopback.
+    let mut child = scratch
+        .oort(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--tls-cert",
+            "server.pem",
+            "--tls-key",
+            "server.key",
+            "--client-ca",
+            "ca.pem",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = collect_stderr(&mut child);
+    wait_for("the server to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call = |cert: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.current_dir(dir).args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.pem",
+        ]);
+        if let Some(name) = cert {
+            cmd.args([
+                "--cert",
+                &format!("{name}.pem"),
+                "--key",
+                &format!("{name}.key"),
+            ]);
+        }
+        let out = cmd
+            .arg(format!("https://127.0.0.1:{port}/rules"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(call(Some("client")), (true, "200".to_string()));
+    // Without a certificate, or with one another CA signed, the handshake is refused.
+    let (ok, status) = call(None);
+    assert!(!ok && status == "000", "{status}");
+    let (ok, status) = call(Some("stranger"));
+    assert!(!ok && status == "000", "{status}");
+    // A refused client holds up no one: the good client is served again.
+    assert_eq!(call(Some("client")), (true, "200".to_string()));
+    assert!(
+        log.lock().unwrap().contains("TLS handshake refused"),
+        "{}",
+        log.lock().unwrap()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

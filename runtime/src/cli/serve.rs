@@ -57,6 +57,20 @@ pub struct ServeArgs {
     #[arg(long, env = "OORT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CA certificates (PEM): a client without one
+    /// cannot connect. Authenticates on its own (enough to listen beyond loopback); needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
     /// Ceiling: the only folders whose files a rule may grant a sink (repeatable). Any
     /// `--allow-*` option turns the ceiling on for files, hosts and topics alike.
     #[arg(long = "allow-path", value_name = "DIR")]
@@ -100,6 +114,14 @@ impl ServeArgs {
             ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
             grace: self.grace,
             max_plugin_bytes: self.max_plugin_size,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::serve::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.client_ca.clone(),
+                }),
+                _ => None,
+            },
             run: RunConfig {
                 rule_paths: Vec::new(),
                 stream_paths: Vec::new(),

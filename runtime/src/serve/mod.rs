@@ -13,6 +13,7 @@ mod confkeys;
 mod metrics;
 pub mod plugins;
 pub mod store;
+pub mod tls;
 mod ui;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub tokens: Option<auth::Tokens>,
     /// What any rule may grant any sink at most.
     pub ceiling: ceiling::Ceiling,
+    /// HTTPS, and client certificates as a way to authenticate.
+    pub tls: Option<tls::TlsFiles>,
     /// The most bytes a plugin install reads: the file or download, and each archive entry.
     pub max_plugin_bytes: u64,
 }
@@ -424,16 +427,22 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    auth::check_listen(config.listen, config.tokens.as_ref())?;
+    let client_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    auth::check_listen(config.listen, config.tokens.as_ref(), client_certificates)?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let server = Server::open(config.clone()).map_err(|e| e.message)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     server.resume().await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The address is printed (not only logged) so scripts and tests can wait for it.
-    println!("oort serve listening on http://{local}");
-    tracing::info!("listening on http://{local}");
+    println!("oort serve listening on {scheme}://{local}");
+    tracing::info!("listening on {scheme}://{local}");
     let mut app = api::router(Arc::clone(&server)).merge(ui::events(Arc::clone(&server)));
     if let Some(tokens) = config.tokens.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(
@@ -450,10 +459,19 @@ pub async fn serve(
     );
     // The console's files hold no data: the page asks for the token and sends it on each call.
     let app = app.merge(ui::assets());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| e.to_string())?;
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls).map_err(|e| e.to_string())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| e.to_string())?,
+    }
     // Stop every rule, keeping what each was doing in the store: they run again at the next
     // start.
     let runs: Vec<_> = {

@@ -80,7 +80,9 @@ impl Package {
                 .name()
                 .map_err(|e| format!("entry {index}: {e}"))?
                 .into_owned();
-            if entry.enclosed_name().is_none() {
+            let escapes = entry_name.starts_with(['/', '\\'])
+                || entry_name.split(['/', '\\']).any(|part| part == "..");
+            if escapes || entry.enclosed_name().is_none() {
                 return Err(format!(
                     "entry `{entry_name}` escapes the plugin's folder (an absolute path or `..`): \
                      refused"

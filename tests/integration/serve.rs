@@ -883,3 +883,414 @@ fn a_config_file_gives_the_settings_and_the_command_line_wins() {
         "{stderr}"
     );
 }
+
+/// A zip archive of `entries` (name, bytes), deflated.
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        writer.start_file(*name, options).unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+/// Serves `body` once over HTTP on a free loopback port; returns the port.
+fn serve_once(body: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+        }
+        assert!(request.starts_with(b"GET /plugins/v2.zip HTTP/1.1"));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+    });
+    (port, handle)
+}
+
+#[test]
+fn plugins_install_from_ekuiper_zip_archives_by_file_http_and_the_cli() {
+    use oort_tests::guests;
+    let scratch = Scratch::new();
+    let v1 = std::fs::read(guests::VERSIONED_V1).unwrap();
+    let v1_manifest = std::fs::read(guests::VERSIONED_V1_MANIFEST).unwrap();
+    let v2 = std::fs::read(guests::VERSIONED_V2).unwrap();
+    let v2_manifest = std::fs::read(guests::VERSIONED_V2_MANIFEST).unwrap();
+    let limit = v1.len().max(v2.len()) + 4096;
+    let put = |name: &str, entries: &[(&str, &[u8])]| {
+        std::fs::write(scratch.path().join(name), zip_of(entries)).unwrap();
+        format!("file://{}", scratch.path().join(name).display())
+    };
+    let good = put(
+        "v1.zip",
+        &[
+            ("Versioned@v1.0.0.wasm", &v1),
+            ("Versioned.json", &v1_manifest),
+        ],
+    );
+    let slip = put(
+        "slip.zip",
+        &[("../evil.wasm", &v1), ("Versioned.wasm", &v1)],
+    );
+    let absolute = put("absolute.zip", &[("/tmp/evil.wasm", &v1)]);
+    let nested = put("nested.zip", &[("build/Versioned.wasm", &v1)]);
+    let stray = put(
+        "stray.zip",
+        &[("Versioned.wasm", &v1), ("install.sh", b"rm -rf /")],
+    );
+    let other = put("other.zip", &[("Other.wasm", &v1)]);
+    let big = vec![b' '; limit + 1];
+    let oversize = put(
+        "big.zip",
+        &[("Versioned.wasm", &v1), ("Versioned.json", &big)],
+    );
+    std::fs::write(scratch.path().join("broken.zip"), b"PK\x03\x04 not really").unwrap();
+    let broken = format!("file://{}", scratch.path().join("broken.zip").display());
+    scratch.write("data/rows.jsonl", "{\"n\":1}\n{\"n\":2}\n");
+
+    let limit_arg = limit.to_string();
+    let server = Server::start(&scratch, &["--max-plugin-size", &limit_arg]);
+    let body = |file: &str| format!(r#"{{"name":"Versioned","file":"{file}"}}"#);
+    for (file, says) in [
+        (&slip, "entry `../evil.wasm` escapes the plugin's folder"),
+        (
+            &absolute,
+            "entry `/tmp/evil.wasm` escapes the plugin's folder",
+        ),
+        (&nested, "entry `build/Versioned.wasm` is in a folder"),
+        (&stray, "install scripts are not run"),
+        (
+            &other,
+            "entry `Other.wasm` is not part of sink plugin `Versioned`",
+        ),
+        (&oversize, "over the limit of"),
+        (&broken, "not a zip archive"),
+    ] {
+        let (status, answer) = server.json("POST", "/plugins/sinks", Some(&body(file)));
+        assert_eq!(status, 400, "{file}: {answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(says), "{file}: {message}");
+    }
+    // Nothing of a refused archive was written anywhere.
+    assert!(!scratch.path().join("plugins/evil.wasm").exists());
+    assert!(!scratch.path().join("plugins/sinks/Versioned.wasm").exists());
+    let (_, listed) = server.json("GET", "/plugins/sinks", None);
+    assert!(
+        !listed
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("Versioned")),
+        "{listed}"
+    );
+
+    // eKuiper's body as its documentation shows it, with a zip.
+    assert_eq!(
+        server.call("POST", "/plugins/sinks", Some(&body(&good))),
+        (201, "Plugin Versioned is created.".into())
+    );
+    let (_, described) = server.json("GET", "/plugins/sinks/Versioned", None);
+    assert_eq!(described["version"], "1.0.0", "{described}");
+    assert!(described["manifest"].is_object(), "{described}");
+
+    // An update downloaded over HTTP.
+    let archive = zip_of(&[("Versioned.wasm", &v2), ("Versioned.json", &v2_manifest)]);
+    let (port, http) = serve_once(archive);
+    let url = format!("http://127.0.0.1:{port}/plugins/v2.zip");
+    let (status, answer) = server.json("PUT", "/plugins/sinks/Versioned", Some(&body(&url)));
+    assert_eq!(status, 200, "{answer}");
+    http.join().unwrap();
+    let installed = std::fs::read(scratch.path().join("plugins/sinks/Versioned.wasm")).unwrap();
+    assert_eq!(installed, v2);
+    // A download that is not there.
+    let (status, answer) = server.json(
+        "PUT",
+        "/plugins/sinks/Versioned",
+        Some(&body(&format!("http://127.0.0.1:{port}/gone.zip"))),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        server.call("DELETE", "/plugins/sinks/Versioned", None).0,
+        200
+    );
+
+    // The CLI installs the archive itself, and a rule runs the build it holds.
+    let host = format!("127.0.0.1:{}", server.port);
+    let out = scratch
+        .oort(&[
+            "create",
+            "plugin",
+            "sink",
+            "Versioned",
+            "-f",
+            "v1.zip",
+            "--host",
+            &host,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Plugin Versioned is created."
+    );
+    let stream = r#"{"sql":"CREATE STREAM rows (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule =
+        r#"{"id":"z","sql":"SELECT n FROM rows","actions":[{"versioned":{"path":"out/v.jsonl"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_status("z", "stopped");
+    assert_eq!(
+        versioned_rows(&scratch.path().join("data/out/v.jsonl")),
+        vec![("v1".to_string(), 1), ("v1".to_string(), 2)]
+    );
+}
+
+#[test]
+fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    // `default` points at a closed port: only the key given over the API reaches the broker.
+    scratch.write(
+        "etc/mqtt_source.yaml",
+        "default:\n  qos: 1\n  server: \"tcp://127.0.0.1:1\"\n",
+    );
+    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let server = Server::start(&scratch, &args);
+    let key = serde_json::json!({ "qos": 1, "server": broker.url(), "password": "s3cret" });
+    let (status, _) = server.call(
+        "PUT",
+        "/metadata/sources/mqtt/confKeys/local",
+        Some(&key.to_string()),
+    );
+    assert_eq!(status, 200);
+    let (status, all) = server.json("GET", "/metadata/sources/yaml/mqtt", None);
+    assert_eq!(status, 200);
+    assert_eq!(all["default"]["server"], "tcp://127.0.0.1:1", "{all}");
+    assert_eq!(all["local"]["server"], broker.url().as_str(), "{all}");
+    assert_eq!(all["local"]["password"], "******", "{all}");
+    let (status, one) = server.json("GET", "/metadata/sources/mqtt/confKeys/local", None);
+    assert_eq!((status, &one["qos"]), (200, &serde_json::json!(1)), "{one}");
+    // eKuiper's refusals: a key with a dot, a body that is no MQTT setting, a missing key.
+    let body = Some(r#"{"qos": 0, "server": "tcp://127.0.0.1:1883"}"#);
+    let put = |path: &str, body: Option<&str>| server.call("PUT", path, body).0;
+    assert_eq!(
+        put("/metadata/sources/mqtt/confKeys/invalid.test", body),
+        400
+    );
+    assert_eq!(
+        put("/metadata/sources/mqtt/confKeys/bad", Some(r#"{"qos": 7}"#)),
+        400
+    );
+    assert_eq!(
+        put(
+            "/metadata/sources/mqtt/confKeys/bad",
+            Some(r#"{"server": "nohost"}"#)
+        ),
+        400
+    );
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sources/mqtt/confKeys/nothere", None)
+            .0,
+        404
+    );
+    server.stop();
+
+    // After a restart the key is there, and a stream naming it connects with it.
+    let server = Server::start(&scratch, &args);
+    let (_, all) = server.json("GET", "/metadata/sources/yaml/mqtt", None);
+    assert_eq!(all["local"]["server"], broker.url().as_str(), "{all}");
+    let stream = serde_json::json!({
+        "sql": "CREATE STREAM keyed (n bigint) WITH (DATASOURCE=\"in/keyed\", CONF_KEY=\"local\")"
+    });
+    assert_eq!(
+        server.call("POST", "/streams", Some(&stream.to_string())).0,
+        201
+    );
+    let out = Subscriber::new(broker.port, "verify-serve-confkey", "out/keyed");
+    let rule = relay_rule("keyed", "keyed", &broker, "out/keyed");
+    assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/keyed", numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+    // Dropped, the key is gone from the list.
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sources/mqtt/confKeys/local", None)
+            .0,
+        200
+    );
+    let (_, all) = server.json("GET", "/metadata/sources/yaml/mqtt", None);
+    assert!(all.get("local").is_none(), "{all}");
+    server.stop();
+}
+
+/// `openssl` in `dir`: a CA (`<ca>.pem`, `<ca>.key`), or a certificate `<name>.pem` with its
+/// key, signed by `ca`, for `usage` (`serverAuth` or `clientAuth`).
+fn openssl_cert(dir: &std::path::Path, name: &str, ca: Option<&str>, usage: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let subject = format!("/CN={name}");
+    let Some(ca) = ca else {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+        ]);
+        return;
+    };
+    let csr = format!("{name}.csr");
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"
+        ),
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &subject,
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &format!("{ca}.pem"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+}
+
+#[test]
+fn client_certificates_authenticate_on_a_non_loopback_address() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    openssl_cert(dir, "ca", None, "");
+    openssl_cert(dir, "other-ca", None, "");
+    openssl_cert(dir, "server", Some("ca"), "serverAuth");
+    openssl_cert(dir, "client", Some("ca"), "clientAuth");
+    openssl_cert(dir, "stranger", Some("other-ca"), "clientAuth");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("0.0.0.0:{port}");
+    // No token file: the client CA alone lets the server listen beyond loopback.
+    let mut child = scratch
+        .oort(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--tls-cert",
+            "server.pem",
+            "--tls-key",
+            "server.key",
+            "--client-ca",
+            "ca.pem",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = collect_stderr(&mut child);
+    wait_for("the server to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call = |cert: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.current_dir(dir).args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.pem",
+        ]);
+        if let Some(name) = cert {
+            cmd.args([
+                "--cert",
+                &format!("{name}.pem"),
+                "--key",
+                &format!("{name}.key"),
+            ]);
+        }
+        let out = cmd
+            .arg(format!("https://127.0.0.1:{port}/rules"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(call(Some("client")), (true, "200".to_string()));
+    // Without a certificate, or with one another CA signed, the handshake is refused.
+    let (ok, status) = call(None);
+    assert!(!ok && status == "000", "{status}");
+    let (ok, status) = call(Some("stranger"));
+    assert!(!ok && status == "000", "{status}");
+    // A refused client holds up no one: the good client is served again.
+    assert_eq!(call(Some("client")), (true, "200".to_string()));
+    assert!(
+        log.lock().unwrap().contains("TLS handshake refused"),
+        "{}",
+        log.lock().unwrap()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -57,7 +57,8 @@ pub enum Create {
     Table(Statement),
     /// `oort create rule NAME -f rule.json`.
     Rule(Named),
-    /// `oort create plugin sink NAME -f plugin.json` (`{"file": "file:///.../X.wasm"}`).
+    /// `oort create plugin sink NAME -f plugin.json` (`{"file": "file:///.../X.zip"}`), or
+    /// `-f X.zip` / `-f X.wasm` directly (a path the server reads).
     Plugin {
         /// Only `sink`.
         kind: String,
@@ -172,8 +173,20 @@ fn request(call: Call) -> Result<(&'static str, String, Option<String>), String>
                         "plugins of kind `{kind}`: only `sink` plugins exist"
                     ));
                 }
-                let mut body: serde_json::Value = serde_json::from_str(&read(&named.file)?)
-                    .map_err(|e| format!("{}: {e}", named.file.display()))?;
+                // A plugin archive or component given as is: the server reads it from this
+                // path (as eKuiper's `file:///` bodies), so the path is made absolute.
+                let is_build = named
+                    .file
+                    .extension()
+                    .is_some_and(|e| e == "zip" || e == "wasm");
+                let mut body: serde_json::Value = if is_build {
+                    let path = std::path::absolute(&named.file)
+                        .map_err(|e| format!("{}: {e}", named.file.display()))?;
+                    serde_json::json!({ "file": format!("file://{}", path.display()) })
+                } else {
+                    serde_json::from_str(&read(&named.file)?)
+                        .map_err(|e| format!("{}: {e}", named.file.display()))?
+                };
                 if let Some(o) = body.as_object_mut() {
                     o.insert("name".into(), serde_json::json!(named.name));
                 }

@@ -57,6 +57,20 @@ pub struct ServeArgs {
     #[arg(long, env = "OORT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CA certificates (PEM): a client without one
+    /// cannot connect. Authenticates on its own (enough to listen beyond loopback); needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
     /// Ceiling: the only folders whose files a rule may grant a sink (repeatable). Any
     /// `--allow-*` option turns the ceiling on for files, hosts and topics alike.
     #[arg(long = "allow-path", value_name = "DIR")]
@@ -70,6 +84,11 @@ pub struct ServeArgs {
     /// Ceiling: the only MQTT topic filters a rule may let a sink publish to (repeatable).
     #[arg(long = "allow-mqtt-topic", value_name = "FILTER")]
     pub allow_mqtt_topic: Vec<String>,
+
+    /// The most bytes a plugin install reads: the `.wasm` or `.zip` (file or download), and
+    /// each entry unpacked from an archive.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::serve::plugins::DEFAULT_MAX_PLUGIN_BYTES)]
+    pub max_plugin_size: u64,
 
     /// After a stop, how long a rule's actions may go on delivering what they hold
     /// (milliseconds or a duration like "5s").
@@ -94,6 +113,15 @@ impl ServeArgs {
             tokens,
             ceiling: Ceiling::new(&self.allow_path, &self.allow_net, &self.allow_mqtt_topic)?,
             grace: self.grace,
+            max_plugin_bytes: self.max_plugin_size,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::serve::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.client_ca.clone(),
+                }),
+                _ => None,
+            },
             run: RunConfig {
                 rule_paths: Vec::new(),
                 stream_paths: Vec::new(),

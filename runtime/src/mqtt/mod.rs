@@ -198,7 +198,7 @@ impl MqttSettings {
                 }
             }
             None => {
-                let found = rustls_native_certs_or_empty();
+                let found = system_ca_certificates();
                 for cert in found {
                     let _ = roots.add(cert);
                 }
@@ -235,7 +235,7 @@ impl MqttSettings {
 }
 
 /// The system's CA certificates, from the usual Debian/Red Hat bundle paths.
-fn rustls_native_certs_or_empty() -> Vec<CertificateDer<'static>> {
+pub fn system_ca_certificates() -> Vec<CertificateDer<'static>> {
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",

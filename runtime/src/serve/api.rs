@@ -130,6 +130,13 @@ pub(super) fn router(server: Arc<Server>) -> Router {
                 .put(super::plugins::update)
                 .delete(super::plugins::drop_plugin),
         )
+        .route("/metadata/sources/yaml/{name}", get(super::confkeys::list))
+        .route(
+            "/metadata/sources/{name}/confKeys/{key}",
+            get(super::confkeys::describe)
+                .put(super::confkeys::register)
+                .delete(super::confkeys::remove),
+        )
         .with_state(server)
 }
 

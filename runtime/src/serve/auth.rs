@@ -1,6 +1,7 @@
 //! Who may call the API: on loopback anyone who can connect (the default); on any other
-//! address only callers with a bearer token from the server's token file, and the server
-//! refuses to start on such an address without one.
+//! address only callers with a bearer token from the server's token file or a client
+//! certificate signed by `--client-ca` (see [`super::tls`]), and the server refuses to start on
+//! such an address without either.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,15 +42,21 @@ impl Tokens {
     }
 }
 
-/// Whether the server may listen on `listen` with or without tokens.
-pub fn check_listen(listen: SocketAddr, tokens: Option<&Tokens>) -> Result<(), String> {
-    if listen.ip().is_loopback() || tokens.is_some() {
+/// Whether the server may listen on `listen`: on loopback always, elsewhere only with tokens or
+/// client certificates.
+pub fn check_listen(
+    listen: SocketAddr,
+    tokens: Option<&Tokens>,
+    client_certificates: bool,
+) -> Result<(), String> {
+    if listen.ip().is_loopback() || tokens.is_some() || client_certificates {
         return Ok(());
     }
     Err(format!(
         "refusing to listen on {listen} without authentication: the API can make rules write \
          files and reach hosts as this server. Give --token-file FILE (bearer tokens, one a \
-         line), or listen on loopback (127.0.0.1)"
+         line), or client certificates (--tls-cert, --tls-key and --client-ca), or listen on \
+         loopback (127.0.0.1)"
     ))
 }
 

@@ -9,9 +9,11 @@
 mod api;
 pub mod auth;
 pub mod ceiling;
+mod confkeys;
 mod metrics;
-mod plugins;
+pub mod plugins;
 pub mod store;
+pub mod tls;
 mod ui;
 mod upload;
 
@@ -44,6 +46,10 @@ pub struct ServeConfig {
     pub tokens: Option<auth::Tokens>,
     /// What any rule may grant any sink at most.
     pub ceiling: ceiling::Ceiling,
+    /// HTTPS, and client certificates as a way to authenticate.
+    pub tls: Option<tls::TlsFiles>,
+    /// The most bytes a plugin install reads: the file or download, and each archive entry.
+    pub max_plugin_bytes: u64,
 }
 
 /// A stream or table as the server keeps it.
@@ -123,6 +129,8 @@ pub struct Server {
     store: Store,
     registry: tokio::sync::Mutex<Registry>,
     started: Instant,
+    /// The MQTT source configuration rules read (see [`confkeys`]).
+    mqtt_conf: Mutex<Option<PathBuf>>,
 }
 
 impl Server {
@@ -154,12 +162,26 @@ impl Server {
                 registry.rules.insert(id, RuleEntry::new(rule));
             }
         }
-        Ok(Arc::new(Self {
+        let mqtt_conf = Mutex::new(config.run.mqtt_conf.clone());
+        let server = Arc::new(Self {
             config,
             store,
             registry: tokio::sync::Mutex::new(registry),
             started: Instant::now(),
-        }))
+            mqtt_conf,
+        });
+        server.refresh_mqtt_conf()?;
+        Ok(server)
+    }
+
+    /// Writes the MQTT source configuration anew after a change of its keys; rules started
+    /// from now on read it.
+    fn refresh_mqtt_conf(&self) -> Result<(), ApiError> {
+        let path = confkeys::write_merged(self)?;
+        if let Ok(mut current) = self.mqtt_conf.lock() {
+            *current = path;
+        }
+        Ok(())
     }
 
     /// Starts every rule the store says was running.
@@ -220,6 +242,7 @@ impl Server {
     fn run_config(&self, path: PathBuf) -> RunConfig {
         let mut config = self.config.run.clone();
         config.rule_paths = vec![path];
+        config.mqtt_conf = self.mqtt_conf.lock().ok().and_then(|c| c.clone());
         config.stream_paths = Vec::new();
         config.only_rule = None;
         config.watch = false;
@@ -405,16 +428,22 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    auth::check_listen(config.listen, config.tokens.as_ref())?;
+    let client_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    auth::check_listen(config.listen, config.tokens.as_ref(), client_certificates)?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let server = Server::open(config.clone()).map_err(|e| e.message)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     server.resume().await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The address is printed (not only logged) so scripts and tests can wait for it.
-    println!("oort serve listening on http://{local}");
-    tracing::info!("listening on http://{local}");
+    println!("oort serve listening on {scheme}://{local}");
+    tracing::info!("listening on {scheme}://{local}");
     let mut app = api::router(Arc::clone(&server))
         .merge(ui::events(Arc::clone(&server)))
         .merge(upload::router(Arc::clone(&server)));
@@ -433,10 +462,19 @@ pub async fn serve(
     );
     // The console's files hold no data: the page asks for the token and sends it on each call.
     let app = app.merge(ui::assets());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| e.to_string())?;
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls).map_err(|e| e.to_string())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| e.to_string())?,
+    }
     // Stop every rule, keeping what each was doing in the store: they run again at the next
     // start.
     let runs: Vec<_> = {

@@ -1,4 +1,5 @@
-//! The server's persistent state: streams, tables, rules (and whether each runs) and plugins,
+//! The server's persistent state: streams, tables, rules (and whether each runs), plugins and
+//! the MQTT source's configuration keys,
 //! kept in one redb database in the data directory, the embedded store the action caches use.
 //! Values are JSON documents keyed by name; every change is one committed transaction, so a
 //! crash leaves the last acknowledged state.
@@ -16,6 +17,8 @@ pub enum Kind {
     Rules,
     /// Installed sink plugins, by name.
     Plugins,
+    /// The MQTT source's configuration keys given over the API, by key.
+    ConfKeys,
 }
 
 impl Kind {
@@ -24,6 +27,7 @@ impl Kind {
             Kind::Streams => TableDefinition::new("streams"),
             Kind::Rules => TableDefinition::new("rules"),
             Kind::Plugins => TableDefinition::new("plugins"),
+            Kind::ConfKeys => TableDefinition::new("mqtt_conf_keys"),
         }
     }
 }
@@ -57,7 +61,7 @@ impl Store {
         }
         let db = Database::create(path).map_err(|e| fail(&e))?;
         let txn = db.begin_write().map_err(|e| fail(&e))?;
-        for kind in [Kind::Streams, Kind::Rules, Kind::Plugins] {
+        for kind in [Kind::Streams, Kind::Rules, Kind::Plugins, Kind::ConfKeys] {
             txn.open_table(kind.table()).map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;

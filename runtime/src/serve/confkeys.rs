@@ -1,0 +1,226 @@
+//! The MQTT source's configuration keys over eKuiper's API: `GET /metadata/sources/yaml/mqtt`
+//! lists every key (passwords and tokens shown as `******`), `PUT` and `DELETE
+//! /metadata/sources/mqtt/confKeys/{key}` register and drop one (`GET` shows one). Keys given
+//! over the API are kept in the store and win over the sections of `--mqtt-conf`; a stream
+//! whose `CONF_KEY` names one connects with it from the next start of its rule on.
+//!
+//! Rules read one configuration file, so the server writes the merged sections to
+//! `<data-dir>/.mqtt-conf.json` (owner-only: it holds passwords) whenever a key changes, and
+//! every rule run reads that file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value as Json};
+
+use super::store::Kind;
+use super::{ApiError, Server};
+
+type Answer = Result<Response, ApiError>;
+
+/// The fields of a section that name files: relative in `--mqtt-conf`, they start at its folder.
+const PATH_FIELDS: [&str; 3] = ["certificationPath", "privateKeyPath", "rootCaPath"];
+
+/// The merged file's name in the data directory.
+const MERGED: &str = ".mqtt-conf.json";
+
+/// The source a path names: only `mqtt` has configuration keys here.
+fn check_source(name: &str) -> Result<(), ApiError> {
+    if name == "mqtt" {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "source `{name}`: only the `mqtt` source has configuration keys"
+        )))
+    }
+}
+
+/// eKuiper's rule for a key: letters, digits, `-` and `_`.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid confKey: `{key}`: only letters, digits, `-` and `_` are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The sections of the `--mqtt-conf` file, relative file paths made absolute.
+fn file_sections(path: &Path) -> Result<BTreeMap<String, Map<String, Json>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut sections: BTreeMap<String, Map<String, Json>> =
+        serde_saphyr::from_str_with_options(&text, options)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    for section in sections.values_mut() {
+        for field in PATH_FIELDS {
+            if let Some(Json::String(p)) = section.get_mut(field)
+                && Path::new(p).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+    }
+    Ok(sections)
+}
+
+/// Every section: those of `--mqtt-conf`, then those given over the API (whole sections win).
+fn sections(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiError> {
+    let mut all = match &server.config.run.mqtt_conf {
+        Some(path) => file_sections(path).map_err(ApiError::internal)?,
+        None => BTreeMap::new(),
+    };
+    for (key, value) in server
+        .store
+        .all(Kind::ConfKeys)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    {
+        if let Ok(Json::Object(section)) = serde_json::from_str(&value) {
+            all.insert(key, section);
+        }
+    }
+    Ok(all)
+}
+
+/// Writes the merged file if the API has keys, and returns the configuration rules read: the
+/// merged file, else `--mqtt-conf` as given.
+pub(super) fn write_merged(server: &Server) -> Result<Option<PathBuf>, ApiError> {
+    let given = server
+        .store
+        .all(Kind::ConfKeys)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let merged = server.config.run.data_dir.join(MERGED);
+    if given.is_empty() {
+        let _ = std::fs::remove_file(&merged);
+        return Ok(server.config.run.mqtt_conf.clone());
+    }
+    let text = serde_json::to_string_pretty(&sections(server)?)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let tmp = merged.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&tmp)?, text.as_bytes())?;
+        std::fs::rename(&tmp, &merged)
+    };
+    write().map_err(|e| ApiError::internal(format!("{}: cannot write: {e}", merged.display())))?;
+    Ok(Some(merged))
+}
+
+/// A section as the API shows it: passwords and tokens hidden, as eKuiper does.
+fn hidden(section: &Map<String, Json>) -> Json {
+    Json::Object(
+        section
+            .iter()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                if lower.contains("password") || lower.contains("token") {
+                    (k.clone(), Json::String("******".into()))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `GET /metadata/sources/yaml/{name}`: every key of the source.
+pub(super) async fn list(
+    State(server): State<Arc<Server>>,
+    UrlPath(name): UrlPath<String>,
+) -> Answer {
+    check_source(&name)?;
+    let all: Map<String, Json> = sections(&server)?
+        .iter()
+        .map(|(k, v)| (k.clone(), hidden(v)))
+        .collect();
+    Ok(axum::Json(Json::Object(all)).into_response())
+}
+
+/// `GET /metadata/sources/{name}/confKeys/{key}`: one key.
+pub(super) async fn describe(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> Answer {
+    check_source(&name)?;
+    check_key(&key)?;
+    sections(&server)?
+        .get(&key)
+        .map(|s| axum::Json(hidden(s)).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("confKey {key} not found for source {name}")))
+}
+
+/// `PUT /metadata/sources/{name}/confKeys/{key}`: registers (or replaces) a key.
+pub(super) async fn register(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+    body: String,
+) -> Answer {
+    check_source(&name)?;
+    check_key(&key)?;
+    let section: Map<String, Json> = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))?;
+    // The section must be one the MQTT source can use.
+    let settings: crate::mqtt::MqttSettings = serde_json::from_value(Json::Object(section.clone()))
+        .map_err(|e| {
+            ApiError::bad_request(format!("confKey {key}: not MQTT source settings: {e}"))
+        })?;
+    if let Some(server_url) = &settings.server {
+        crate::mqtt::ServerUrl::parse(server_url)
+            .map_err(|e| ApiError::bad_request(format!("confKey {key}: `server`: {e}")))?;
+    }
+    settings
+        .qos(0)
+        .map_err(|e| ApiError::bad_request(format!("confKey {key}: {e}")))?;
+    let text = Json::Object(section).to_string();
+    server
+        .store
+        .put(Kind::ConfKeys, &key, &text)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.refresh_mqtt_conf()?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `DELETE /metadata/sources/{name}/confKeys/{key}`: drops a key given over the API.
+pub(super) async fn remove(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> Answer {
+    check_source(&name)?;
+    check_key(&key)?;
+    let given = server
+        .store
+        .all(Kind::ConfKeys)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !given.iter().any(|(k, _)| k == &key) {
+        let in_file = sections(&server)?.contains_key(&key);
+        return Err(if in_file {
+            ApiError::bad_request(format!(
+                "confKey {key} comes from the --mqtt-conf file: change it there"
+            ))
+        } else {
+            ApiError::not_found(format!("confKey {key} not found for source {name}"))
+        });
+    }
+    server
+        .store
+        .remove(Kind::ConfKeys, &key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.refresh_mqtt_conf()?;
+    Ok(StatusCode::OK.into_response())
+}

@@ -403,7 +403,17 @@ pub(crate) async fn install_package(
     }
     .await;
     let _ = std::fs::remove_dir_all(&staging);
-    checked?;
+    // An error names the build as the user gave it, not the staging folder.
+    checked.map_err(|mut e| {
+        e.message = e
+            .message
+            .replace(
+                &staged.with_extension("json").display().to_string(),
+                &format!("{name}.json"),
+            )
+            .replace(&staged.display().to_string(), source);
+        e
+    })?;
     let target = dir.join(format!("{name}.wasm"));
     let existed = target.is_file();
     match &package.manifest {

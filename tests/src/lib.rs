@@ -27,16 +27,42 @@ pub fn oort_bin() -> &'static Path {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("tests/ is inside the workspace");
-        escargot::CargoBuild::new()
+        let mut build = escargot::CargoBuild::new()
             .manifest_path(workspace.join("Cargo.toml"))
             .package("oort")
             .bin("oort")
-            .current_release()
+            .current_release();
+        // Cargo gives a test process the variables of the package under test (`OUT_DIR`,
+        // `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Build scripts such as ring's rerun when
+        // those change, so passing them on would make this build and the next `cargo test`
+        // rebuild ring, rustls and everything above them, each undoing the other.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(set_by_cargo_for_the_test) {
+                build = build.env_remove(key);
+            }
+        }
+        build
             .run()
             .unwrap_or_else(|e| panic!("building the oort binary: {e}"))
             .path()
             .to_path_buf()
     })
+}
+
+/// Whether cargo sets `key` for the process it runs (the package's variables), as opposed to
+/// settings a user gives cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
+fn set_by_cargo_for_the_test(key: &str) -> bool {
+    key == "OUT_DIR"
+        || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_BIN_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// The compiled-component cache shared by every test (safe to share: entries are keyed by the

@@ -111,8 +111,14 @@ impl AnalyticFunc {
 /// The state of one call for one partition.
 #[derive(Debug, Clone)]
 enum State {
-    /// `lag`: the last `offset` values, oldest first.
-    Lag(VecDeque<Value>),
+    /// `lag`: the values taken so far, oldest first, at most `offset` of them; while fewer
+    /// than `offset` were taken, the answer is `default`. Both are the partition's first row's:
+    /// the queue grows with the rows, so a huge offset costs nothing up front.
+    Lag {
+        queue: VecDeque<Value>,
+        offset: usize,
+        default: Value,
+    },
     /// `latest`, `changed_col`: the remembered value.
     Last(Value),
     /// `had_changed`: the remembered value of each argument.
@@ -219,18 +225,33 @@ impl AnalyticCall {
                         )));
                     }
                 };
-                let State::Lag(queue) = self.state.entry(key).or_insert_with(|| {
-                    State::Lag(std::iter::repeat_n(default, offset as usize).collect())
-                }) else {
+                let State::Lag {
+                    queue,
+                    offset,
+                    default,
+                } = self.state.entry(key).or_insert_with(|| State::Lag {
+                    queue: VecDeque::new(),
+                    offset: usize::try_from(offset).unwrap_or(usize::MAX),
+                    default,
+                })
+                else {
                     unreachable!("lag keeps a queue");
                 };
-                let out = queue.front().cloned().unwrap_or(Value::Null);
+                let out = if *offset == 0 {
+                    Value::Null
+                } else if queue.len() < *offset {
+                    default.clone()
+                } else {
+                    queue.front().cloned().unwrap_or(Value::Null)
+                };
                 if valid && (!ignore_null || !args[0].is_null()) {
-                    queue.push_back(args[0].clone());
-                    queue.pop_front();
-                    if queue.is_empty() {
+                    if *offset == 0 {
                         // An offset of 0: the current value.
                         return Ok(args[0].clone());
+                    }
+                    queue.push_back(args[0].clone());
+                    if queue.len() > *offset {
+                        queue.pop_front();
                     }
                 }
                 Ok(out)
@@ -604,6 +625,49 @@ mod tests {
                 Value::Int(3),
                 Value::Int(3)
             ]
+        );
+    }
+
+    #[test]
+    fn lag_with_a_huge_offset_answers_its_default_without_reserving_memory() {
+        let mut call = AnalyticCall::new(
+            AnalyticFunc::Lag,
+            vec![
+                col("a"),
+                Expr::Literal(Value::Int(i64::MAX / 16)),
+                Expr::Literal(Value::Int(-1)),
+            ],
+            vec![],
+            None,
+        );
+        let rows = [row(&[("a", Value::Int(1))]), row(&[("a", Value::Int(2))])];
+        assert_eq!(run(&mut call, &rows), [Value::Int(-1), Value::Int(-1)]);
+        // Offsets 0 and 2 keep their answers: the current value, and two rows back.
+        let mut zero = AnalyticCall::new(
+            AnalyticFunc::Lag,
+            vec![col("a"), Expr::Literal(Value::Int(0))],
+            vec![],
+            None,
+        );
+        assert_eq!(run(&mut zero, &rows), [Value::Int(1), Value::Int(2)]);
+        let mut two = AnalyticCall::new(
+            AnalyticFunc::Lag,
+            vec![
+                col("a"),
+                Expr::Literal(Value::Int(2)),
+                Expr::Literal(Value::Int(0)),
+            ],
+            vec![],
+            None,
+        );
+        let three = [
+            row(&[("a", Value::Int(1))]),
+            row(&[("a", Value::Int(2))]),
+            row(&[("a", Value::Int(3))]),
+        ];
+        assert_eq!(
+            run(&mut two, &three),
+            [Value::Int(0), Value::Int(0), Value::Int(1)]
         );
     }
 

@@ -607,6 +607,9 @@ pub async fn run_observed(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut sources = Vec::new();
+    // Every rule's query starts only once every rule's sources have subscribed, so a rule that
+    // reads another's memory topic misses nothing the other publishes, however fast it runs.
+    let mut queries = Vec::with_capacity(wired.len());
     let resources = Resources::default()
         .with(Arc::clone(&bus))
         .with(Arc::clone(&catalog.mqtt));
@@ -723,7 +726,7 @@ pub async fn run_observed(
             acks,
             first: plan.first && def.options.qos >= 2,
         });
-        tasks.spawn(run_query(
+        queries.push(run_query(
             runner,
             feeds,
             action_txs,
@@ -745,6 +748,9 @@ pub async fn run_observed(
             rule: rule_metrics,
             actions: action_reports,
         });
+    }
+    for query in queries {
+        tasks.spawn(query);
     }
     drop(env);
     drop(bus);

@@ -76,7 +76,8 @@ tasks:
                 (default 600); a panic stops it with the input and its seed
   stress NAME [N]
                 run one test N times, stop at the first failure and print how many
-                passed (NAME: mqtt-restart, default 50 runs; mqtt-kill, default 20)
+                passed (NAME: mqtt-restart, default 50 runs; mqtt-kill, default 20;
+                memory-chain, default 50)
   fuzz [--seconds N] [--seed S]
                 run the chaos guest through `oort`, seed after seed from S (default 1),
                 for N seconds (default 60), beside a healthy action; print each run's
@@ -92,7 +93,32 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    // `cargo xtask` runs this program with the xtask package's variables (`CARGO_PKG_*`,
+    // `CARGO_MANIFEST_*`, ...). Passed on, they reach build scripts (ring's reruns when they
+    // change), while the tests build `oort` without them: each build would undo the other and
+    // rebuild ring, rustls and everything above them on every test run.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_xtask) {
+            cmd.env_remove(key);
+        }
+    }
     cmd
+}
+
+/// Whether cargo set `key` for this process (the xtask package's variables), as opposed to
+/// settings a user gives cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
+fn set_by_cargo_for_xtask(key: &str) -> bool {
+    key == "OUT_DIR"
+        || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_BIN_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 fn run(mut cmd: Command) -> Result<(), String> {
@@ -609,6 +635,13 @@ const STRESS_TARGETS: &[StressTarget] = &[
         test: "mqtt::a_kill_9_loses_no_qos1_message",
         about: "`kill -9` of a qos 1 rule reading MQTT: the kept session redelivers, none lost",
         runs: 20,
+    },
+    StressTarget {
+        name: "memory-chain",
+        test_binary: "rules",
+        test: "rules::memory_chain_after_table",
+        about: "a rule feeding another through a memory topic while the other loads a table first",
+        runs: 50,
     },
 ];
 

@@ -373,17 +373,9 @@ async fn prepare_rule(
     for action in &def.actions {
         let prepared = sink::prepare(&def, action, env, running)
             .await
-            .map_err(|source| RunError::Action {
-                path: def.path.clone(),
-                rule: def.id.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| action_error(&def, source))?;
         if def.options.qos >= 2 {
-            sink::check_exactly_once(&prepared).map_err(|source| RunError::Action {
-                path: def.path.clone(),
-                rule: def.id.clone(),
-                source: Box::new(source),
-            })?;
+            sink::check_exactly_once(&prepared).map_err(|source| action_error(&def, source))?;
         }
         actions.push(prepared);
     }
@@ -393,6 +385,15 @@ async fn prepare_rule(
         streams,
         actions,
     })
+}
+
+/// The run error for an action of `rule` that failed to prepare, validate or start.
+fn action_error(rule: &RuleDef, source: ActionError) -> RunError {
+    RunError::Action {
+        path: rule.path.clone(),
+        rule: rule.id.clone(),
+        source: Box::new(source),
+    }
 }
 
 /// What `validate` found.
@@ -425,11 +426,7 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
         for action in &rule.actions {
             sink::validate(action)
                 .await
-                .map_err(|source| RunError::Action {
-                    path: rule.def.path.clone(),
-                    rule: rule.def.id.clone(),
-                    source: Box::new(source),
-                })?;
+                .map_err(|source| action_error(&rule.def, source))?;
             let target = match &action.spec {
                 sink::ConnectorSpec::Wasm(spec) => format!(
                     "{} ({}, version {})",
@@ -582,14 +579,9 @@ pub async fn run_observed(
                 exactly_once: rule.def.options.qos >= 2,
                 from: resumed.next(),
             };
-            let started =
-                sink::start_from(action, resume)
-                    .await
-                    .map_err(|source| RunError::Action {
-                        path: rule.def.path.clone(),
-                        rule: rule.def.id.clone(),
-                        source: Box::new(source),
-                    })?;
+            let started = sink::start_from(action, resume)
+                .await
+                .map_err(|source| action_error(&rule.def, source))?;
             started_actions.push(started);
         }
         wired.push((

@@ -3,6 +3,7 @@
 //! every shipped sink must pass.
 
 pub mod broker;
+pub mod cargo_env;
 pub mod conformance;
 pub mod http;
 pub mod languages;
@@ -32,12 +33,10 @@ pub fn oort_bin() -> &'static Path {
             .package("oort")
             .bin("oort")
             .current_release();
-        // Cargo gives a test process the variables of the package under test (`OUT_DIR`,
-        // `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Build scripts such as ring's rerun when
-        // those change, so passing them on would make this build and the next `cargo test`
-        // rebuild ring, rustls and everything above them, each undoing the other.
+        // Cargo gives a test process the variables of the package under test; this build must
+        // not see them (see `cargo_env`).
         for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(set_by_cargo_for_the_test) {
+            if key.to_str().is_some_and(cargo_env::set_by_cargo) {
                 build = build.env_remove(key);
             }
         }
@@ -47,22 +46,6 @@ pub fn oort_bin() -> &'static Path {
             .path()
             .to_path_buf()
     })
-}
-
-/// Whether cargo sets `key` for the process it runs (the package's variables), as opposed to
-/// settings a user gives cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
-fn set_by_cargo_for_the_test(key: &str) -> bool {
-    key == "OUT_DIR"
-        || key.starts_with("CARGO_PKG_")
-        || key.starts_with("CARGO_MANIFEST_")
-        || key.starts_with("CARGO_BIN_")
-        || matches!(
-            key,
-            "CARGO_CRATE_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_TARGET_TMPDIR"
-                | "CARGO_RUSTC_CURRENT_DIR"
-        )
 }
 
 /// The compiled-component cache shared by every test (safe to share: entries are keyed by the

@@ -14,6 +14,9 @@
 //! - `fuzz`:  run the chaos guest against the host for a time budget.
 //! - `fuzz-sql`: fuzz the stream DDL parser, the SQL compiler and the evaluator for a while.
 
+#[path = "../../tests/src/cargo_env.rs"]
+mod cargo_env;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -93,32 +96,14 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
-    // `cargo xtask` runs this program with the xtask package's variables (`CARGO_PKG_*`,
-    // `CARGO_MANIFEST_*`, ...). Passed on, they reach build scripts (ring's reruns when they
-    // change), while the tests build `oort` without them: each build would undo the other and
-    // rebuild ring, rustls and everything above them on every test run.
+    // `cargo xtask` runs this program with the xtask package's variables; the tests build
+    // `oort` without theirs, so the cargo commands started here must not pass these on.
     for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(set_by_cargo_for_xtask) {
+        if key.to_str().is_some_and(cargo_env::set_by_cargo) {
             cmd.env_remove(key);
         }
     }
     cmd
-}
-
-/// Whether cargo set `key` for this process (the xtask package's variables), as opposed to
-/// settings a user gives cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
-fn set_by_cargo_for_xtask(key: &str) -> bool {
-    key == "OUT_DIR"
-        || key.starts_with("CARGO_PKG_")
-        || key.starts_with("CARGO_MANIFEST_")
-        || key.starts_with("CARGO_BIN_")
-        || matches!(
-            key,
-            "CARGO_CRATE_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_TARGET_TMPDIR"
-                | "CARGO_RUSTC_CURRENT_DIR"
-        )
 }
 
 fn run(mut cmd: Command) -> Result<(), String> {

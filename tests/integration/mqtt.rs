@@ -480,9 +480,7 @@ fn a_kill_9_loses_no_qos1_message() {
     // Same rule id and data folder: the broker kept the session and what was not acknowledged.
     let (second, log2) = spawn(&scratch, "rule.json", &["--mqtt-conf", "etc/mqtt.yaml"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::time::Instant::now() < deadline
-        && numbers_received(&server).len() < TOTAL as usize
-    {
+    while std::time::Instant::now() < deadline && numbers_received(&server).len() < TOTAL as usize {
         std::thread::sleep(Duration::from_millis(50));
     }
     let summary = stop(second, &log2);

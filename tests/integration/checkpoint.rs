@@ -1,6 +1,6 @@
 //! Rules with `qos` 1 and 2: checkpoints survive `kill -9`; a file source resumes at its offset, a
-//! window open at the checkpoint resumes with its rows, and under `qos: 2` the `file` sink
-//! writes each row once.
+//! window open at the checkpoint resumes with its rows, and under `qos: 2` the `file` and
+//! `redis` sinks write each row once.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Scratch, collect_stderr, numbered, wait_for};
+use oort_tests::redis::{RedisServer, Reply};
 
 fn spawn(scratch: &Scratch, extra: &[&str]) -> Child {
     let mut args = vec![
@@ -290,29 +291,48 @@ fn counted(scratch: &Scratch, rows: usize) -> (Vec<u32>, Vec<String>) {
 /// each time the output passes one of `kills` rows, restarts it until a run ends: how often each
 /// number was written, the bad lines, and how many kills landed.
 fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usize) {
-    const ROWS: usize = 50_000;
     let scratch = Scratch::new();
-    scratch.write(
-        "streams.sql",
-        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
-    );
-    scratch.write("in.jsonl", &numbered(ROWS));
-    let rule = json!({
-        "id": "rows",
-        "sql": "SELECT n FROM s",
-        "actions": [{"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}}],
-        "options": {"qos": qos, "checkpointInterval": 5}
-    });
-    scratch.write("rule.json", &rule.to_string());
     let output = scratch.path().join("out/result.jsonl");
     let lines = || {
         std::fs::read(&output)
             .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
             .unwrap_or(0)
     };
+    let action = json!({"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}});
+    let landed = kill_and_restart(&scratch, "SELECT n FROM s", action, qos, kills, &lines);
+    let (seen, bad) = counted(&scratch, KILLED_ROWS);
+    (seen, bad, landed)
+}
+
+/// The rows of the input stream.
+const KILLED_ROWS: usize = 50_000;
+
+/// Runs `sql` over a 50,000-row file stream under `qos` into `action` (a checkpoint every
+/// 5 ms), kills `oort` with SIGKILL each time `written` (rows in the output) passes one of
+/// `kills`, restarts it until a run ends; returns how many kills landed.
+fn kill_and_restart(
+    scratch: &Scratch,
+    sql: &str,
+    action: Value,
+    qos: u8,
+    kills: &[usize],
+    written: &dyn Fn() -> usize,
+) -> usize {
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
+    );
+    scratch.write("in.jsonl", &numbered(KILLED_ROWS));
+    let rule = json!({
+        "id": "rows",
+        "sql": sql,
+        "actions": [action],
+        "options": {"qos": qos, "checkpointInterval": 5}
+    });
+    scratch.write("rule.json", &rule.to_string());
     let mut landed = 0;
     for &at in kills {
-        let mut child = spawn(&scratch, &[]);
+        let mut child = spawn(scratch, &[]);
         let log = collect_stderr(&mut child);
         let started = std::time::Instant::now();
         let finished = loop {
@@ -320,7 +340,7 @@ fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usi
                 assert!(status.success(), "oort failed:\n{}", log.lock().unwrap());
                 break true;
             }
-            if lines() >= at {
+            if written() >= at {
                 break false;
             }
             assert!(
@@ -337,14 +357,13 @@ fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usi
         child.wait().expect("waiting for oort");
         landed += 1;
     }
-    let (summary, log) = run_to_end(&scratch, &[]);
+    let (summary, log) = run_to_end(scratch, &[]);
     assert!(
         log.contains("resuming from the checkpoint") || landed == 0,
         "the last run resumed:\n{log}"
     );
     assert_eq!(summary["rules"][0]["actions"][0]["failed_total"], 0);
-    let (seen, bad) = counted(&scratch, ROWS);
-    (seen, bad, landed)
+    landed
 }
 
 const KILLS: [usize; 4] = [6_000, 17_000, 29_000, 41_000];
@@ -401,5 +420,82 @@ fn qos_2_refuses_a_lingering_batch_naming_the_prop() {
     assert!(
         err.contains("action `file_0`: prop `lingerInterval`") && err.contains("qos 2"),
         "{err}"
+    );
+}
+
+/// Runs the kills of [`kill_and_restart`] with the `redis` sink pushing every row onto one list
+/// in batches of 5,000 (each row padded to some 1 KB, so that a batch takes a while to write and
+/// the kills, at list lengths inside a batch, land in the middle of one): how often each number
+/// is in the list, and how many kills landed.
+fn killed_and_restarted_into_redis(qos: u8) -> Option<(Vec<u32>, usize)> {
+    let redis = RedisServer::start(None)?;
+    let scratch = Scratch::new();
+    let length = || {
+        redis
+            .command(&["LLEN", "rows"])
+            .ok()
+            .and_then(|reply| reply.text().and_then(|t| t.parse().ok()))
+            .unwrap_or(0)
+    };
+    let action = json!({"redis": {"addr": redis.addr(), "key": "rows", "dataType": "list",
+                                  "batchSize": 5000, "enableCache": true}});
+    let sql = format!("SELECT n, '{}' AS pad FROM s", "x".repeat(1000));
+    let landed = kill_and_restart(&scratch, &sql, action, qos, &KILLS, &length);
+    let Reply::Array(items) = redis.command(&["LRANGE", "rows", "0", "-1"]).unwrap() else {
+        panic!("LRANGE answers an array");
+    };
+    let mut seen = vec![0u32; KILLED_ROWS];
+    for item in items {
+        let row: Value = serde_json::from_str(item.text().expect("a row")).expect("a JSON row");
+        seen[row["n"].as_u64().expect("n") as usize] += 1;
+    }
+    eprintln!(
+        "qos {qos}, {landed} kills: {} rows missing, {} pushed more than once",
+        seen.iter().filter(|&&n| n == 0).count(),
+        seen.iter().filter(|&&n| n > 1).count()
+    );
+    Some((seen, landed))
+}
+
+/// Under `qos: 2` the `redis` sink applies each batch with its sequence marker in one
+/// transaction: a kill in the middle of a batch leaves none of it, and no batch is applied
+/// twice.
+#[test]
+fn under_qos_2_the_redis_sink_writes_every_row_once_across_kills() {
+    let Some((seen, landed)) = killed_and_restarted_into_redis(2) else {
+        return;
+    };
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed before the input ended"
+    );
+    let lost: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] == 0).collect();
+    let twice: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] > 1).collect();
+    assert!(
+        lost.is_empty() && twice.is_empty(),
+        "{landed} kills: {} lost (first {:?}), {} written twice (first {:?})",
+        lost.len(),
+        &lost[..lost.len().min(5)],
+        twice.len(),
+        &twice[..twice.len().min(5)],
+    );
+}
+
+/// The same kills under `qos: 1`: nothing is lost, but rows after the last checkpoint are
+/// pushed again (so the test above can tell exactly once from at least once).
+#[test]
+fn under_qos_1_the_redis_sink_writes_rows_twice_across_kills() {
+    let Some((seen, landed)) = killed_and_restarted_into_redis(1) else {
+        return;
+    };
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed before the input ended"
+    );
+    assert!(seen.iter().all(|&n| n > 0), "qos 1 loses nothing");
+    let twice = seen.iter().filter(|&&n| n > 1).count();
+    assert!(
+        twice > 0,
+        "at least once: rows after the last checkpoint are pushed again"
     );
 }

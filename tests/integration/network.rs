@@ -150,6 +150,28 @@ fn rest_a_connection_dropped_before_the_answer_is_retried() {
     balanced(&run);
 }
 
+/// Thousands of requests from one instance, in one batch, with a `timeout`: nothing a request
+/// leaves behind fills the instance's resource table (a full table traps the instance, and a
+/// batch that traps it three times is given up).
+#[test]
+fn rest_sends_thousands_of_requests_from_one_instance() {
+    const ROWS: usize = 3000;
+    let server = HttpServer::start();
+    let scratch = case(
+        &numbered(ROWS),
+        json!({"rest": {"url": server.url("/"), "method": "post", "timeout": "5s",
+                        "batchSize": ROWS}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    assert!(!run.stderr.contains("trapped"), "{}", run.stderr);
+    let action = run.action(0);
+    assert_eq!(action["records_out_total"], ROWS, "{action}");
+    assert_eq!(action["failed_total"], 0, "{action}");
+    assert_eq!(server.delivered(), lines(&numbered(ROWS)));
+    balanced(&run);
+}
+
 #[test]
 fn rest_a_content_type_header_replaces_the_body_types() {
     let server = HttpServer::start();

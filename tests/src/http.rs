@@ -43,6 +43,8 @@ struct State {
     requests: Vec<Request>,
     /// Statuses to answer next, in order; 200 when empty.
     script: VecDeque<u16>,
+    /// How long each request waits before it is recorded and answered (a slow server).
+    delay: Duration,
 }
 
 /// The server; it stops when dropped.
@@ -86,6 +88,13 @@ impl HttpServer {
     pub fn script(&self, statuses: &[u16]) {
         if let Ok(mut state) = self.state.lock() {
             state.script.extend(statuses);
+        }
+    }
+
+    /// Makes every request wait `delay` before it is recorded and answered: a slow server.
+    pub fn slow_down(&self, delay: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.delay = delay;
         }
     }
 
@@ -173,6 +182,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
+        }
+        let delay = state.lock().map(|s| s.delay).unwrap_or_default();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
         let status = {
             let Ok(mut state) = state.lock() else { return };

@@ -6,7 +6,10 @@
 //! multiple, each field of the row under its own name. A `rowkindField` saying `delete` removes
 //! the key instead (`DEL`, or `LPOP` for a list).
 //!
-//! A batch is sent as one pipeline. A refused connection or a broken one is `transient` (the
+//! A batch is sent as one pipeline. With the sequence marker (the default), the pipeline is one
+//! `MULTI`/`EXEC` transaction that ends by setting the marker: the server applies all of the
+//! batch's writes and its marker, or nothing when the connection dies before `EXEC` (a crash or
+//! a kill mid-write), so a batch is never applied in part and then again. A refused connection or a broken one is `transient` (the
 //! host retries and caches; the next call reconnects), and so is an error reply that says the
 //! server cannot take writes for now (`LOADING`, `BUSY`, `READONLY`, `OOM`...); any other error
 //! reply (a wrong type, a command it refuses) is `rejected`.
@@ -198,14 +201,19 @@ fn read_reply(conn: &mut BufReader<TcpStream>) -> std::io::Result<Result<String,
             Ok(Ok(String::from_utf8_lossy(&data).into_owned()))
         }
         "*" => {
+            // An array holding an error (a command of an `EXEC` that failed) is that error.
             let n: i64 = rest.parse().unwrap_or(0);
             let mut items = Vec::new();
+            let mut failed = None;
             for _ in 0..n.max(0) {
                 match read_reply(conn)? {
-                    Ok(item) | Err(item) => items.push(item),
+                    Ok(item) => items.push(item),
+                    Err(item) => {
+                        failed.get_or_insert(item);
+                    }
                 }
             }
-            Ok(Ok(items.join(",")))
+            Ok(failed.map_or_else(|| Ok(items.join(",")), Err))
         }
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -431,7 +439,13 @@ impl Sink for Redis {
             // Written before a crash or a trap lost its acknowledgement.
             return Ok(());
         }
+        // With a marker the batch is one transaction: `MULTI`, the writes (each answered
+        // `QUEUED`), the marker, `EXEC` (answered with every write's reply).
+        let transaction = self.marker.is_some() && sequence != 0;
         let mut pipeline = Vec::new();
+        if transaction {
+            command(&mut pipeline, &[b"MULTI"]);
+        }
         let mut replies = 0usize;
         let ttl = self.expiration_ms.to_string();
         // A templated `key` comes evaluated for each message.
@@ -470,15 +484,17 @@ impl Sink for Redis {
         if replies == 0 {
             return Ok(());
         }
-        // Last in the pipeline: the server applies the commands in order, so a marker that
-        // says this batch means all of its writes are done.
+        // Last in the transaction: a marker that says this batch comes with all of its writes.
         let seq_text = sequence.to_string();
-        if let Some(key) = self.marker.as_deref().filter(|_| sequence != 0) {
+        if let Some(key) = self.marker.as_deref().filter(|_| transaction) {
             command(
                 &mut pipeline,
                 &[b"SET", key.as_bytes(), seq_text.as_bytes()],
             );
-            replies += 1;
+            command(&mut pipeline, &[b"EXEC"]);
+            // Besides one `QUEUED` per write: `MULTI`'s `OK`, the marker's `QUEUED`, `EXEC`'s
+            // array.
+            replies += 3;
         }
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);

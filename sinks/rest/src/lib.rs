@@ -8,6 +8,14 @@
 //! does not send its first messages twice. A message whose templated values are malformed
 //! rejects its batch before any of the batch is sent.
 //!
+//! `timeout` bounds each request, from sending it to the end of the answer's body (writing a
+//! body larger than the host's buffer to a server that does not accept the connection is not
+//! bounded: the write blocks until the host's own connect timeout). It is kept
+//! here with the monotonic clock and `wasi:io/poll` rather than given to the host as
+//! `request-options`: the host's `wasi:http` (wasmtime-wasi-http 48) keeps every
+//! `request-options` handed to it in the instance's resource table for good, so after a few
+//! hundred requests the instance would run out of handles and trap.
+//!
 //! `url`, `method` and the values of `headers` may be data templates (eKuiper's dynamic
 //! props): the host evaluates them per message (and dead-letters a message whose URL is outside
 //! the action's grant before the sink sees it); a message whose values are malformed here is
@@ -18,10 +26,27 @@ use std::collections::BTreeMap;
 
 use oort_sdk::serde::Deserialize;
 use oort_sdk::{Batch, Context, Sink, SinkError, export_sink, log};
+use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
+use wasip2::io::poll::{Pollable, poll};
+
+/// Waits for `ready` until `deadline` (an instant of the monotonic clock; none: no limit);
+/// false when the deadline came first.
+fn wait_until(ready: &Pollable, deadline: Option<u64>) -> bool {
+    match deadline {
+        None => {
+            ready.block();
+            true
+        }
+        Some(at) => {
+            let timer = monotonic_clock::subscribe_instant(at);
+            poll(&[ready, &timer]).contains(&0)
+        }
+    }
+}
 
 /// The action's props (eKuiper's names).
 #[derive(Debug, Deserialize)]
@@ -361,6 +386,9 @@ fn transport_error(what: &str, code: &ErrorCode) -> SinkError {
 impl Rest {
     /// Sends one request and classifies the answer.
     fn send(&self, payload: &[u8], req: &Request<'_>) -> Result<(), SinkError> {
+        let deadline = (self.timeout_ms > 0).then(|| {
+            monotonic_clock::now().saturating_add(self.timeout_ms.saturating_mul(1_000_000))
+        });
         let body = match req.content_type {
             Some("application/x-www-form-urlencoded") => form_body(payload)?,
             Some(_) if !matches!(req.method, Method::Get | Method::Head) => payload.to_vec(),
@@ -403,16 +431,8 @@ impl Rest {
         let outgoing = request
             .body()
             .map_err(|()| SinkError::transient("the request body is unavailable"))?;
-        let options = (self.timeout_ms > 0).then(|| {
-            let options = RequestOptions::new();
-            let timeout_ns = self.timeout_ms.saturating_mul(1_000_000);
-            // A host may not support some timeouts; what it supports is applied.
-            let _ = options.set_connect_timeout(Some(timeout_ns));
-            let _ = options.set_first_byte_timeout(Some(timeout_ns));
-            let _ = options.set_between_bytes_timeout(Some(timeout_ns));
-            options
-        });
-        let pending = outgoing_handler::handle(request, options)
+        // No `request-options`: see the module's documentation.
+        let pending = outgoing_handler::handle(request, None)
             .map_err(|code| transport_error("sending the request", &code))?;
         {
             let stream = outgoing
@@ -426,7 +446,16 @@ impl Rest {
         }
         OutgoingBody::finish(outgoing, None)
             .map_err(|code| transport_error("finishing the request", &code))?;
-        pending.subscribe().block();
+        let answered = {
+            let ready = pending.subscribe();
+            wait_until(&ready, deadline)
+        };
+        if !answered {
+            return Err(SinkError::transient(format!(
+                "{}: Timeout: no answer within {} ms",
+                req.url, self.timeout_ms
+            )));
+        }
         let response = match pending.get() {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(code))) => return Err(transport_error(req.url, &code)),
@@ -439,7 +468,7 @@ impl Rest {
         let text = response
             .consume()
             .ok()
-            .map(|body| read_some(body, limit))
+            .map(|body| read_some(body, limit, deadline))
             .unwrap_or_default();
         if self.config.debug_resp {
             log::info(&format!("{} answered {status}: {text}", req.url));
@@ -474,14 +503,20 @@ fn body_code(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The first `limit` bytes of a response body, as text.
-fn read_some(body: IncomingBody, limit: usize) -> String {
+/// The first `limit` bytes of a response body, as text: what came by `deadline`.
+fn read_some(body: IncomingBody, limit: usize, deadline: Option<u64>) -> String {
     let mut out = Vec::new();
     if let Ok(stream) = body.stream() {
         while out.len() < limit {
-            match stream.blocking_read((limit - out.len()) as u64) {
+            match stream.read((limit - out.len()) as u64) {
                 Ok(chunk) if !chunk.is_empty() => out.extend_from_slice(&chunk),
-                _ => break,
+                Ok(_) => {
+                    let ready = stream.subscribe();
+                    if !wait_until(&ready, deadline) {
+                        break;
+                    }
+                }
+                Err(_) => break,
             }
         }
     }

@@ -354,6 +354,29 @@ fn a_url_outside_the_http_grant_is_denied_by_the_host() {
     );
 }
 
+#[test]
+fn a_guest_passing_request_options_with_every_request_does_not_fill_its_table() {
+    // Each fetch hands the host a `request-options` (a connect timeout). The host used to keep
+    // every one in the instance's resource table (at most 1,024 `wasi:http` handles), so the
+    // guest trapped after about a thousand requests.
+    let server = HttpServer::start();
+    let scratch = case(
+        &numbered(1),
+        json!({"probe": {"journal": "out/journal.txt",
+                         "fetch": [server.url("/ok")], "fetchTimes": 1500,
+                         "grants": {"http": [server.url("/")]}}}),
+    );
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    let journal = scratch.read("out/journal.txt");
+    assert!(
+        journal.contains(&format!("fetch {} status 200 x1500", server.url("/ok"))),
+        "{journal}"
+    );
+    assert_eq!(run.action(0)["restarts_total"], 0, "{}", run.action(0));
+    assert_eq!(server.requests().len(), 1500);
+}
+
 fn rows() -> &'static str {
     "{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":2}\n{\"id\":\"c\",\"v\":3}\n"
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
     WasiHttpView,
@@ -173,10 +175,66 @@ impl WasiHttpHooks for HttpGate {
     }
 }
 
+/// The version of `wasi:http` wasmtime-wasi-http implements: guests importing any 0.2.x up
+/// to it are linked to it.
+const WASI_HTTP_VERSION: &str = "0.2.12";
+
 /// Links `wasi:http/{outgoing-handler,types}` (the store's [`WasiHttpView`] hands out an
-/// [`HttpCtx::view`]).
+/// [`HttpCtx::view`]): `types` as wasmtime-wasi-http links it, `outgoing-handler` through
+/// [`handle`].
 pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    use wasmtime_wasi_http::p2::bindings::{LinkOptions, http};
+    http::types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
+        linker,
+        &LinkOptions::default().into(),
+        T::http,
+    )?;
+    let mut handler =
+        linker.instance(&format!("wasi:http/outgoing-handler@{WASI_HTTP_VERSION}"))?;
+    handler.func_wrap(
+        "handle",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (request, options): (
+            Resource<HostOutgoingRequest>,
+            Option<Resource<RequestOptions>>,
+        )| {
+            let mut view = store.data_mut().http();
+            Ok((handle(&mut view, request, options)?,))
+        },
+    )?;
+    Ok(())
+}
+
+/// `wasi:http/outgoing-handler.handle` as wasmtime-wasi-http implements it, except that the
+/// `request-options` the guest hands over are dropped once the call returns.
+///
+/// `handle` takes the options by value (an owned handle), but wasmtime-wasi-http 48 only reads
+/// them and leaves them in the instance's resource table: a guest that sets a timeout on each
+/// request filled its table after about a thousand requests and trapped, giving up the batch
+/// it was sending. Hand-written because the crate's bindings offer no hook around one function
+/// short of implementing every `wasi:http/types` resource again.
+fn handle(
+    view: &mut WasiHttpCtxView<'_>,
+    request: Resource<HostOutgoingRequest>,
+    options: Option<Resource<RequestOptions>>,
+) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, ErrorCode>> {
+    use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler::Host as _, types::Host as _};
+    let rep = options.as_ref().map(Resource::rep);
+    let answer = view.handle(request, options);
+    // Deleted only if the handle still names request options: should a later
+    // wasmtime-wasi-http delete them itself, the slot may hold something else by now.
+    if let Some(rep) = rep
+        && view
+            .table
+            .get(&Resource::<RequestOptions>::new_borrow(rep))
+            .is_ok()
+    {
+        let _ = view.table.delete(Resource::<RequestOptions>::new_own(rep));
+    }
+    match answer {
+        Ok(response) => Ok(Ok(response)),
+        Err(error) => Ok(Err(view.convert_error_code(error)?)),
+    }
 }
 
 #[cfg(test)]

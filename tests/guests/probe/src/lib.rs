@@ -41,6 +41,10 @@ pub struct Config {
     /// and journal the outcome.
     #[serde(default)]
     pub fetch: Vec<String>,
+    /// How many times each `fetch` URL is fetched (default once); past one, the journal has a
+    /// line per distinct outcome with its count (`fetch URL status 200 x1500`).
+    #[serde(default)]
+    pub fetch_times: Option<u32>,
     /// At open, try a TCP connection to each of these `host:port` and journal the outcome.
     #[serde(default)]
     pub connect: Vec<String>,
@@ -166,8 +170,25 @@ impl Sink for Probe {
             self.note(&format!("escape {path} {outcome}"))?;
         }
         for url in self.config.fetch.clone() {
-            let outcome = fetch(&url);
-            self.note(&format!("fetch {url} {outcome}"))?;
+            match self.config.fetch_times {
+                None | Some(0 | 1) => {
+                    let outcome = fetch(&url);
+                    self.note(&format!("fetch {url} {outcome}"))?;
+                }
+                Some(times) => {
+                    let mut outcomes: Vec<(String, u32)> = Vec::new();
+                    for _ in 0..times {
+                        let outcome = fetch(&url);
+                        match outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+                            Some((_, n)) => *n += 1,
+                            None => outcomes.push((outcome, 1)),
+                        }
+                    }
+                    for (outcome, n) in outcomes {
+                        self.note(&format!("fetch {url} {outcome} x{n}"))?;
+                    }
+                }
+            }
         }
         for addr in self.config.connect.clone() {
             let outcome = match std::net::TcpStream::connect(addr.as_str()) {
@@ -223,9 +244,12 @@ impl Sink for Probe {
     }
 }
 
-/// GETs `url` (`http://authority/path`) through `wasi:http`: the status, or why not.
+/// GETs `url` (`http://authority/path`) through `wasi:http`, with request options (a connect
+/// timeout) as a careful client passes them: the status, or why not.
 fn fetch(url: &str) -> String {
-    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::http::types::{
+        Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    };
     let Some(rest) = url.strip_prefix("http://") else {
         return "bad url".into();
     };
@@ -238,7 +262,9 @@ fn fetch(url: &str) -> String {
     let Ok(body) = request.body() else {
         return "no body".into();
     };
-    let pending = match wasip2::http::outgoing_handler::handle(request, None) {
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(5_000_000_000));
+    let pending = match wasip2::http::outgoing_handler::handle(request, Some(options)) {
         Ok(pending) => pending,
         Err(code) => return format!("refused ({code:?})"),
     };

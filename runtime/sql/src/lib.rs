@@ -619,12 +619,6 @@ impl<'a> Compiler<'a> {
             "hoppingwindow" => {
                 arity(3, 3, "HOPPINGWINDOW(unit, size, hop)")?;
                 let (size, hop) = (duration(args[0], args[1])?, duration(args[0], args[2])?);
-                if hop > size {
-                    return Err(SqlError::at(
-                        span,
-                        "the hop must not be longer than the window",
-                    ));
-                }
                 if size / hop > 100_000 {
                     return Err(SqlError::at(
                         span,
@@ -1217,7 +1211,25 @@ impl<'a> Compiler<'a> {
                 compiled.push(Expr::Literal(Value::string(id.value.as_str())));
                 continue;
             }
-            compiled.push(self.expr(e)?);
+            let arg = self.expr(e)?;
+            // A constant JSONPath is checked now: a bad one is refused with its position.
+            if name.starts_with("json_path_") && i == 1 {
+                match &arg {
+                    Expr::Literal(Value::String(path)) => functions::check_json_path(path)
+                        .map_err(|m| SqlError::at(e.span(), format!("{name}: argument 2: {m}")))?,
+                    Expr::Literal(v) if !v.is_null() => {
+                        return Err(SqlError::at(
+                            e.span(),
+                            format!(
+                                "{name}: argument 2: expected a JSONPath string, got {}",
+                                v.type_name()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            compiled.push(arg);
         }
         Ok(Expr::Call(def, compiled))
     }

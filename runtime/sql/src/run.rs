@@ -219,6 +219,16 @@ impl Scope for Tuple {
         self.window
     }
 
+    /// eKuiper: a row of one stream answers `event_time()` with its own time, also in a window
+    /// (in an aggregate's argument, or a window's rows projected one by one); a joined tuple
+    /// and a window's group with the window's end.
+    fn event_time_ms(&self) -> i64 {
+        match self.window {
+            Some((_, end)) if !self.rest.is_empty() => end,
+            _ => self.timestamp_ms,
+        }
+    }
+
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) => {
@@ -1449,6 +1459,122 @@ mod tests {
             .collect();
         windows.extend(errors.iter().map(|e| format!("error: {e}")));
         (windows, runner.late())
+    }
+
+    /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
+    /// each message as JSON text.
+    fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for (ts, v) in rows {
+            let row = Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(*ts)),
+                    (Arc::from("v"), Value::Int(*v)),
+                ],
+                *ts,
+            );
+            assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        }
+        assert!(runner.finish(&ctx, &mut out).errors.is_empty());
+        out.iter()
+            .map(|m| match m {
+                Message::Rows(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(k, v)| format!("{k}={}", v.to_json()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn event_time_is_the_row_time_per_row_and_the_window_end_per_window() {
+        // Rows projected one by one keep their own time (eKuiper's row answers first).
+        assert_eq!(
+            messages(
+                "SELECT v, event_time() AS et FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (12, 3)]
+            ),
+            ["v=1,et=3 v=2,et=7", "v=3,et=12"]
+        );
+        // An aggregate's argument is read row by row; the group's own value is the window end.
+        assert_eq!(
+            messages(
+                "SELECT last_value(event_time(), true) AS last, event_time() AS et FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (12, 3)]
+            ),
+            ["last=7,et=10", "last=12,et=20"]
+        );
+    }
+
+    #[test]
+    fn a_hop_longer_than_the_window_leaves_gaps() {
+        // Windows [2, 5), [7, 10), [12, 15): 1, 6 and 11 are in none; 16 is in no window at
+        // the end of the input either, so nothing more is sent for it.
+        assert_eq!(
+            messages(
+                "SELECT v FROM s GROUP BY HOPPINGWINDOW(ms, 3, 5)",
+                &[(1, 1), (3, 3), (6, 6), (8, 8), (11, 11), (13, 13), (16, 16)]
+            ),
+            ["v=3", "v=8", "v=13"]
+        );
+    }
+
+    #[test]
+    fn a_constant_json_path_is_checked_when_compiled() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let err = super::super::compile(
+            "SELECT json_path_query(a, '$.b[') FROM s",
+            &Streams(defs.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("column 27")
+                && err.contains("json_path_query: argument 2: invalid JSONPath"),
+            "{err}"
+        );
+        let err = super::super::compile(
+            "SELECT json_path_exists(a, 3) FROM s",
+            &Streams(defs.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("json_path_exists: argument 2: expected a JSONPath string, got bigint"),
+            "{err}"
+        );
+        assert!(
+            super::super::compile(
+                "SELECT json_path_query_first(a, '$.b[*]') FROM s",
+                &Streams(defs)
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
 pub use reads::FieldsRead;
 pub use run::{Outcome, QueryRunner, Tuple};
-pub use window::{Fired, WindowKind, WindowOperator, WindowSpec, unit_ms};
+pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
 use crate::stream::{StreamDef, StreamKind};
 
@@ -554,10 +554,16 @@ impl<'a> Compiler<'a> {
         let span = f.name.span();
         let mut args = Vec::new();
         let mut trigger = None;
+        let mut partition = Vec::new();
         if let ast::FunctionArguments::List(list) = &f.args {
             for arg in &list.args {
                 match arg {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => args.push(e),
+                    ast::FunctionArg::Named {
+                        name,
+                        arg: ast::FunctionArgExpr::Expr(e),
+                        ..
+                    } if name.value == dialect::PARTITION_ARG => partition.push(e),
                     ast::FunctionArg::Named {
                         name,
                         arg: ast::FunctionArgExpr::Expr(e),
@@ -659,8 +665,20 @@ impl<'a> Compiler<'a> {
                 }
                 WindowKind::Count { size, interval }
             }
+            "statewindow" => {
+                arity(1, 2, "STATEWINDOW(begin[, end])")?;
+                WindowKind::State {
+                    single: args.len() == 1,
+                }
+            }
             _ => return Err(SqlError::at(span, format!("unknown window `{name}`"))),
         };
+        if !partition.is_empty() && !matches!(kind, WindowKind::State { .. }) {
+            return Err(SqlError::at(
+                span,
+                "OVER (PARTITION BY ...) applies to STATEWINDOW only",
+            ));
+        }
         if trigger.is_some() && !matches!(kind, WindowKind::Sliding { .. }) {
             return Err(SqlError::at(
                 span,
@@ -670,10 +688,22 @@ impl<'a> Compiler<'a> {
         self.clause = Clause::Row;
         let filter = f.filter.as_ref().map(|e| self.expr(e)).transpose()?;
         let trigger = trigger.map(|e| self.expr(e)).transpose()?;
+        let state = match kind {
+            WindowKind::State { .. } => Some(StateSpec {
+                begin: self.expr(args[0])?,
+                end: args.get(1).map(|e| self.expr(e)).transpose()?,
+                partition: partition
+                    .iter()
+                    .map(|e| self.expr(e))
+                    .collect::<Result<_, _>>()?,
+            }),
+            _ => None,
+        };
         Ok(WindowSpec {
             kind,
             filter,
             trigger,
+            state,
         })
     }
 
@@ -1474,7 +1504,12 @@ fn function_name(f: &ast::Function) -> String {
 fn is_window_function(name: &str) -> bool {
     matches!(
         name,
-        "tumblingwindow" | "hoppingwindow" | "slidingwindow" | "sessionwindow" | "countwindow"
+        "tumblingwindow"
+            | "hoppingwindow"
+            | "slidingwindow"
+            | "sessionwindow"
+            | "countwindow"
+            | "statewindow"
     )
 }
 

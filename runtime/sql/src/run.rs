@@ -17,7 +17,7 @@ use super::aggregate::Acc;
 use super::analytic::{self, Augment, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, Query};
-use super::window::{Fired, WindowKind, WindowOperator};
+use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Value};
 
@@ -176,6 +176,23 @@ fn sources_of(e: &Expr, out: &mut Vec<usize>) -> bool {
         Expr::Call(_, args) => args.iter().all(|a| sources_of(a, out)),
         _ => false,
     }
+}
+
+/// What a row says to a state window: its conditions (an error fails the row) and its
+/// partition key (a value that cannot be computed counts as `null`, as eKuiper skips it).
+fn state_input(state: &StateSpec, row: &Row, ctx: &EvalCtx<'_>) -> Result<StateInput, EvalError> {
+    let begin = state.begin.eval(row, ctx)?.is_true();
+    let end = match &state.end {
+        Some(e) => e.eval(row, ctx)?.is_true(),
+        None => false,
+    };
+    let mut key = String::new();
+    for e in &state.partition {
+        let v = e.eval(row, ctx).unwrap_or(Value::Null);
+        key.push_str(&v.to_json().to_string());
+        key.push(',');
+    }
+    Ok(StateInput { begin, end, key })
 }
 
 fn hash_join_of(on: Option<&Expr>, source: usize) -> Option<HashJoin> {
@@ -878,6 +895,19 @@ impl QueryRunner {
             if trigger.is_some() && triggers {
                 self.hits.hit(row.timestamp_ms);
             }
+            if let Some(state) = spec.and_then(|w| w.state.as_ref()) {
+                let input = match state_input(state, &row, ctx) {
+                    Ok(input) => input,
+                    Err(e) => {
+                        outcome.errors.push(e);
+                        continue;
+                    }
+                };
+                if let Some(window) = self.window.as_mut() {
+                    window.push_state(source, Arc::new(row), input, &mut self.fired);
+                }
+                continue;
+            }
             let row = Arc::new(row);
             let Some(window) = self.window.as_mut() else {
                 continue;
@@ -1021,6 +1051,7 @@ impl QueryRunner {
                     WindowKind::Sliding { .. }
                         | WindowKind::Session { .. }
                         | WindowKind::Count { .. }
+                        | WindowKind::State { .. }
                 )
             )
     }
@@ -1537,6 +1568,80 @@ mod tests {
             ),
             ["v=3", "v=8", "v=13"]
         );
+    }
+
+    #[test]
+    fn a_state_window_opens_and_closes_on_conditions() {
+        // Begin at v = 1, end with (and including) v = 5; rows before a begin are dropped and
+        // the window left open at the end is not sent.
+        assert_eq!(
+            messages(
+                "SELECT v, window_start() AS ws, window_end() AS we FROM s \
+                 GROUP BY STATEWINDOW(v = 1, v = 5)",
+                &[
+                    (1, 0),
+                    (2, 1),
+                    (3, 2),
+                    (4, 5),
+                    (5, 3),
+                    (6, 1),
+                    (7, 5),
+                    (8, 1),
+                    (9, 2)
+                ]
+            ),
+            [
+                "v=1,ws=2,we=4 v=2,ws=2,we=4 v=5,ws=2,we=4",
+                "v=1,ws=6,we=7 v=5,ws=6,we=7"
+            ]
+        );
+        // One condition ends a window without the row that meets it, which begins the next
+        // (eKuiper's `statewindow(had_changed(true, a))` example).
+        assert_eq!(
+            messages(
+                "SELECT v FROM s GROUP BY STATEWINDOW(had_changed(true, v))",
+                &[(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3)]
+            ),
+            ["v=1 v=1 v=1", "v=2 v=2"]
+        );
+        // One window state per partition; aggregates see the window's rows.
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS c, collect(ts) AS t FROM s \
+                 GROUP BY STATEWINDOW(v = 1, v = 5) OVER (PARTITION BY ts % 2)",
+                &[(1, 1), (2, 1), (3, 5), (4, 7), (6, 5)]
+            ),
+            ["c=2,t=[1,3]", "c=3,t=[2,4,6]"]
+        );
+    }
+
+    #[test]
+    fn state_window_errors_name_the_problem() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        for (sql, want) in [
+            (
+                "SELECT a FROM s GROUP BY STATEWINDOW()",
+                "usage: STATEWINDOW(begin[, end])",
+            ),
+            (
+                "SELECT a FROM s GROUP BY TUMBLINGWINDOW(ss, 1) OVER (PARTITION BY a)",
+                "OVER (PARTITION BY ...) applies to STATEWINDOW only",
+            ),
+            (
+                "SELECT a FROM s GROUP BY STATEWINDOW(nope(a))",
+                "unknown function `nope`",
+            ),
+        ] {
+            let err = super::super::compile(sql, &Streams(defs.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
     }
 
     #[test]

@@ -809,6 +809,13 @@ impl<'a> Compiler<'a> {
             .filter(|k| !self.expanding.contains(k))
     }
 
+    /// In the SELECT list, the alias `name` of a later item, unless it is being expanded.
+    fn later_alias(&self, name: &str) -> Option<usize> {
+        (self.visible_aliases..self.aliases.len())
+            .find(|&k| self.aliases[k].0.eq_ignore_ascii_case(name))
+            .filter(|k| !self.expanding.contains(k))
+    }
+
     /// The expression alias `k` names, compiled where `id` stands. Where rows are filtered or
     /// joined, an alias of something that cannot be computed there (an aggregate) leaves `id`
     /// the column it names.
@@ -922,7 +929,15 @@ impl<'a> Compiler<'a> {
         let compiled = match e {
             ast::Expr::Identifier(id) => match self.alias_of(&id.value) {
                 Some(k) => self.expand_alias(k, id)?,
-                None => self.column(None, id)?,
+                None => match self.column(None, id) {
+                    Ok(column) => column,
+                    // eKuiper: a SELECT item may name a later item's alias when no column has
+                    // that name (`a + 1 AS b, size AS a`).
+                    Err(e) => match self.later_alias(&id.value) {
+                        Some(k) => self.expand_alias(k, id)?,
+                        None => return Err(e),
+                    },
+                },
             },
             // `stream.column`, and as eKuiper's JSON access `column.field...` and
             // `stream.column.field...`.

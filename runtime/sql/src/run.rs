@@ -1616,6 +1616,39 @@ mod tests {
     }
 
     #[test]
+    fn a_select_item_may_name_a_later_alias() {
+        let defs = parse_streams(
+            "CREATE STREAM s (size BIGINT, ts BIGINT) WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        let row = Row::from_pairs(vec![(Arc::from("size"), Value::Int(3))], 0);
+        assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        let Some(Message::Row(row)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(row.get("b"), Some(&Value::Int(4)));
+        assert_eq!(row.get("a"), Some(&Value::Int(3)));
+        // An alias that names itself, or two that name each other, is still an unknown field.
+        for sql in [
+            "SELECT size + a AS a FROM s",
+            "SELECT a + 1 AS b, b + 1 AS a FROM s",
+        ] {
+            let err = compile(sql).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
     fn state_window_errors_name_the_problem() {
         let defs = parse_streams(
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",

@@ -241,6 +241,8 @@ struct Compiler<'a> {
     agg_hits: bool,
     /// The first function that keeps state across rows, for an error that names it.
     stateful: Option<String>,
+    /// The names of the SELECT items that are `row_number()`.
+    row_numbers: Vec<Arc<str>>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -265,6 +267,7 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
+            row_numbers: Vec::new(),
         }
     }
 
@@ -545,6 +548,7 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
+            row_numbers: std::mem::take(&mut self.row_numbers),
         })
     }
 
@@ -778,6 +782,18 @@ impl<'a> Compiler<'a> {
                     ));
                 }
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
+                    if function_name(f) == "row_number" =>
+                {
+                    out.push(self.row_number(f, Arc::from("row_number"))?);
+                }
+                ast::SelectItem::ExprWithAlias {
+                    expr: ast::Expr::Function(f),
+                    alias,
+                } if function_name(f) == "row_number" => {
+                    self.visible_aliases += 1;
+                    out.push(self.row_number(f, Arc::from(alias.value.as_str()))?);
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if function_name(f) == "changed_cols" =>
                 {
                     out.push(ProjectionItem::Cols(self.changed_cols(f)?));
@@ -799,6 +815,28 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(Projection::new(out))
+    }
+
+    /// `row_number()` as a SELECT item: 1 here, numbered 1, 2, ... over the rows of each
+    /// result by the runner (eKuiper's window function).
+    fn row_number(
+        &mut self,
+        f: &ast::Function,
+        name: Arc<str>,
+    ) -> Result<ProjectionItem, SqlError> {
+        if let ast::FunctionArguments::List(list) = &f.args
+            && !list.args.is_empty()
+        {
+            return Err(SqlError::at(
+                f.name.span(),
+                "`row_number` takes no argument",
+            ));
+        }
+        self.row_numbers.push(Arc::clone(&name));
+        Ok(ProjectionItem::Expr {
+            name,
+            expr: Expr::Literal(Value::Int(1)),
+        })
     }
 
     /// The visible alias `name` is, unless it is being expanded.
@@ -1229,6 +1267,12 @@ impl<'a> Compiler<'a> {
             } else {
                 Expr::WindowEnd
             });
+        }
+        if name == "row_number" {
+            return Err(SqlError::at(
+                span,
+                "row_number() numbers the rows of a result: use it as a SELECT item of its own",
+            ));
         }
         let Some(def) = functions::lookup(&name) else {
             return Err(SqlError::at(span, format!("unknown function `{name}`")));

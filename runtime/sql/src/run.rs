@@ -832,7 +832,8 @@ impl QueryRunner {
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
-                        Ok(rows) if !rows.is_empty() => {
+                        Ok(mut rows) if !rows.is_empty() => {
+                            self.number_rows(&mut rows);
                             out.push(Message::Rows(Arc::new(rows)));
                             self.hits.hit(ts);
                         }
@@ -983,10 +984,11 @@ impl QueryRunner {
                 None => self.window_result(fired, ctx, outcome),
             };
             match result {
-                Ok(Some(rows)) => {
+                Ok(Some(mut rows)) => {
                     if !rows.is_empty() {
                         self.agg_hits.hit(end);
                     }
+                    self.number_rows(&mut rows);
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
@@ -1054,6 +1056,28 @@ impl QueryRunner {
                         | WindowKind::State { .. }
                 )
             )
+    }
+
+    /// Sets the `row_number()` items of a result's rows to 1, 2, ... (eKuiper numbers the rows
+    /// of each window, after ORDER BY and LIMIT).
+    fn number_rows(&self, rows: &mut [Row]) {
+        if self.query.row_numbers.is_empty() {
+            return;
+        }
+        for (i, row) in rows.iter_mut().enumerate() {
+            let n = Value::Int(i as i64 + 1);
+            let values = row
+                .iter()
+                .map(|(k, v)| {
+                    if self.query.row_numbers.contains(k) {
+                        n.clone()
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            *row = Row::new(Arc::clone(row.schema()), values, row.timestamp_ms);
+        }
     }
 
     /// One fired window through join, WHERE, grouping, HAVING, ORDER BY, LIMIT and projection.
@@ -1645,6 +1669,49 @@ mod tests {
         ] {
             let err = compile(sql).unwrap_err().to_string();
             assert!(err.contains("unknown field"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn row_number_numbers_the_rows_of_each_result() {
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (8, 3), (12, 4)]
+            ),
+            [
+                "v=1,row_number=1 v=2,row_number=2 v=3,row_number=3",
+                "v=4,row_number=1"
+            ]
+        );
+        // After ORDER BY; aliased.
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY v DESC",
+                &[(3, 1), (7, 2)]
+            ),
+            ["v=2,n=1 v=1,n=2"]
+        );
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        for (sql, want) in [
+            (
+                "SELECT a FROM s WHERE row_number() > 1",
+                "row_number() numbers the rows of a result",
+            ),
+            (
+                "SELECT row_number(a) FROM s",
+                "`row_number` takes no argument",
+            ),
+        ] {
+            let err = super::super::compile(sql, &Streams(defs.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
         }
     }
 

@@ -101,6 +101,7 @@ const WINDOWS: &[&str] = &[
     "slidingwindow",
     "sessionwindow",
     "countwindow",
+    "statewindow",
 ];
 
 /// The analytic functions, which take `OVER ([PARTITION BY e, ...] [WHEN cond])`.
@@ -172,7 +173,8 @@ fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError>
     }))
 }
 
-/// `NAMEWINDOW(args) [FILTER (WHERE cond)] [OVER (WHEN cond)]`, after the name.
+/// `NAMEWINDOW(args) [FILTER (WHERE cond)] [OVER ([PARTITION BY e, ...] [WHEN cond])]`, after
+/// the name.
 fn parse_window(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
     parser.expect_token(&Token::LParen)?;
     let mut args: Vec<FunctionArg> = if parser.consume_token(&Token::RParen) {
@@ -186,20 +188,37 @@ fn parse_window(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
     };
     let mut filter = None;
     let mut over_when = None;
+    let mut partition = Vec::new();
+    let mut over = false;
     loop {
         if filter.is_none() && parser.parse_keyword(Keyword::FILTER) {
             parser.expect_token(&Token::LParen)?;
             parser.expect_keyword(Keyword::WHERE)?;
             filter = Some(Box::new(parser.parse_expr()?));
             parser.expect_token(&Token::RParen)?;
-        } else if over_when.is_none() && parser.parse_keyword(Keyword::OVER) {
+        } else if !over && parser.parse_keyword(Keyword::OVER) {
+            over = true;
             parser.expect_token(&Token::LParen)?;
-            parser.expect_keyword(Keyword::WHEN)?;
-            over_when = Some(parser.parse_expr()?);
+            if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+                partition = parser.parse_comma_separated(Parser::parse_expr)?;
+                if parser.parse_keyword(Keyword::WHEN) {
+                    over_when = Some(parser.parse_expr()?);
+                }
+            } else {
+                parser.expect_keyword(Keyword::WHEN)?;
+                over_when = Some(parser.parse_expr()?);
+            }
             parser.expect_token(&Token::RParen)?;
         } else {
             break;
         }
+    }
+    for e in partition {
+        args.push(FunctionArg::Named {
+            name: Ident::new(PARTITION_ARG),
+            arg: FunctionArgExpr::Expr(e),
+            operator: FunctionArgOperator::Equals,
+        });
     }
     if let Some(cond) = over_when {
         args.push(FunctionArg::Named {

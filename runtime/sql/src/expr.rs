@@ -195,6 +195,12 @@ pub trait Scope {
     fn window(&self) -> Option<(i64, i64)> {
         None
     }
+    /// What `event_time()` gives: the window's end when a window is evaluated, else the
+    /// timestamp.
+    fn event_time_ms(&self) -> i64 {
+        self.window()
+            .map_or_else(|| self.timestamp_ms(), |(_, end)| end)
+    }
     /// Visits the fields `*` (all streams, `None`) or `stream.*` (`Some(i)`) stands for.
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value));
 }
@@ -376,10 +382,7 @@ fn call<S: Scope + ?Sized>(
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
         meta: ctx.meta,
-        // In a window, eKuiper's event time is the window's end.
-        timestamp_ms: row
-            .window()
-            .map_or_else(|| row.timestamp_ms(), |(_, end)| end),
+        timestamp_ms: row.event_time_ms(),
     };
     let result = if args.len() <= 4 {
         let mut values = [NULL, NULL, NULL, NULL];

@@ -69,7 +69,7 @@ pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
 pub use reads::FieldsRead;
 pub use run::{Outcome, QueryRunner, Tuple};
-pub use window::{Fired, WindowKind, WindowOperator, WindowSpec, unit_ms};
+pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
 use crate::stream::{StreamDef, StreamKind};
 
@@ -241,6 +241,8 @@ struct Compiler<'a> {
     agg_hits: bool,
     /// The first function that keeps state across rows, for an error that names it.
     stateful: Option<String>,
+    /// The names of the SELECT items that are `row_number()`.
+    row_numbers: Vec<Arc<str>>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -265,6 +267,7 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
+            row_numbers: Vec::new(),
         }
     }
 
@@ -545,6 +548,7 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
+            row_numbers: std::mem::take(&mut self.row_numbers),
         })
     }
 
@@ -554,10 +558,16 @@ impl<'a> Compiler<'a> {
         let span = f.name.span();
         let mut args = Vec::new();
         let mut trigger = None;
+        let mut partition = Vec::new();
         if let ast::FunctionArguments::List(list) = &f.args {
             for arg in &list.args {
                 match arg {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => args.push(e),
+                    ast::FunctionArg::Named {
+                        name,
+                        arg: ast::FunctionArgExpr::Expr(e),
+                        ..
+                    } if name.value == dialect::PARTITION_ARG => partition.push(e),
                     ast::FunctionArg::Named {
                         name,
                         arg: ast::FunctionArgExpr::Expr(e),
@@ -619,12 +629,6 @@ impl<'a> Compiler<'a> {
             "hoppingwindow" => {
                 arity(3, 3, "HOPPINGWINDOW(unit, size, hop)")?;
                 let (size, hop) = (duration(args[0], args[1])?, duration(args[0], args[2])?);
-                if hop > size {
-                    return Err(SqlError::at(
-                        span,
-                        "the hop must not be longer than the window",
-                    ));
-                }
                 if size / hop > 100_000 {
                     return Err(SqlError::at(
                         span,
@@ -665,8 +669,20 @@ impl<'a> Compiler<'a> {
                 }
                 WindowKind::Count { size, interval }
             }
+            "statewindow" => {
+                arity(1, 2, "STATEWINDOW(begin[, end])")?;
+                WindowKind::State {
+                    single: args.len() == 1,
+                }
+            }
             _ => return Err(SqlError::at(span, format!("unknown window `{name}`"))),
         };
+        if !partition.is_empty() && !matches!(kind, WindowKind::State { .. }) {
+            return Err(SqlError::at(
+                span,
+                "OVER (PARTITION BY ...) applies to STATEWINDOW only",
+            ));
+        }
         if trigger.is_some() && !matches!(kind, WindowKind::Sliding { .. }) {
             return Err(SqlError::at(
                 span,
@@ -676,10 +692,22 @@ impl<'a> Compiler<'a> {
         self.clause = Clause::Row;
         let filter = f.filter.as_ref().map(|e| self.expr(e)).transpose()?;
         let trigger = trigger.map(|e| self.expr(e)).transpose()?;
+        let state = match kind {
+            WindowKind::State { .. } => Some(StateSpec {
+                begin: self.expr(args[0])?,
+                end: args.get(1).map(|e| self.expr(e)).transpose()?,
+                partition: partition
+                    .iter()
+                    .map(|e| self.expr(e))
+                    .collect::<Result<_, _>>()?,
+            }),
+            _ => None,
+        };
         Ok(WindowSpec {
             kind,
             filter,
             trigger,
+            state,
         })
     }
 
@@ -754,6 +782,18 @@ impl<'a> Compiler<'a> {
                     ));
                 }
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
+                    if function_name(f) == "row_number" =>
+                {
+                    out.push(self.row_number(f, Arc::from("row_number"))?);
+                }
+                ast::SelectItem::ExprWithAlias {
+                    expr: ast::Expr::Function(f),
+                    alias,
+                } if function_name(f) == "row_number" => {
+                    self.visible_aliases += 1;
+                    out.push(self.row_number(f, Arc::from(alias.value.as_str()))?);
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if function_name(f) == "changed_cols" =>
                 {
                     out.push(ProjectionItem::Cols(self.changed_cols(f)?));
@@ -777,11 +817,40 @@ impl<'a> Compiler<'a> {
         Ok(Projection::new(out))
     }
 
+    /// `row_number()` as a SELECT item: 1 here, numbered 1, 2, ... over the rows of each
+    /// result by the runner (eKuiper's window function).
+    fn row_number(
+        &mut self,
+        f: &ast::Function,
+        name: Arc<str>,
+    ) -> Result<ProjectionItem, SqlError> {
+        if let ast::FunctionArguments::List(list) = &f.args
+            && !list.args.is_empty()
+        {
+            return Err(SqlError::at(
+                f.name.span(),
+                "`row_number` takes no argument",
+            ));
+        }
+        self.row_numbers.push(Arc::clone(&name));
+        Ok(ProjectionItem::Expr {
+            name,
+            expr: Expr::Literal(Value::Int(1)),
+        })
+    }
+
     /// The visible alias `name` is, unless it is being expanded.
     fn alias_of(&self, name: &str) -> Option<usize> {
         self.aliases[..self.visible_aliases]
             .iter()
             .position(|(a, _)| a.eq_ignore_ascii_case(name))
+            .filter(|k| !self.expanding.contains(k))
+    }
+
+    /// In the SELECT list, the alias `name` of a later item, unless it is being expanded.
+    fn later_alias(&self, name: &str) -> Option<usize> {
+        (self.visible_aliases..self.aliases.len())
+            .find(|&k| self.aliases[k].0.eq_ignore_ascii_case(name))
             .filter(|k| !self.expanding.contains(k))
     }
 
@@ -898,7 +967,15 @@ impl<'a> Compiler<'a> {
         let compiled = match e {
             ast::Expr::Identifier(id) => match self.alias_of(&id.value) {
                 Some(k) => self.expand_alias(k, id)?,
-                None => self.column(None, id)?,
+                None => match self.column(None, id) {
+                    Ok(column) => column,
+                    // eKuiper: a SELECT item may name a later item's alias when no column has
+                    // that name (`a + 1 AS b, size AS a`).
+                    Err(e) => match self.later_alias(&id.value) {
+                        Some(k) => self.expand_alias(k, id)?,
+                        None => return Err(e),
+                    },
+                },
             },
             // `stream.column`, and as eKuiper's JSON access `column.field...` and
             // `stream.column.field...`.
@@ -1191,6 +1268,12 @@ impl<'a> Compiler<'a> {
                 Expr::WindowEnd
             });
         }
+        if name == "row_number" {
+            return Err(SqlError::at(
+                span,
+                "row_number() numbers the rows of a result: use it as a SELECT item of its own",
+            ));
+        }
         let Some(def) = functions::lookup(&name) else {
             return Err(SqlError::at(span, format!("unknown function `{name}`")));
         };
@@ -1217,7 +1300,25 @@ impl<'a> Compiler<'a> {
                 compiled.push(Expr::Literal(Value::string(id.value.as_str())));
                 continue;
             }
-            compiled.push(self.expr(e)?);
+            let arg = self.expr(e)?;
+            // A constant JSONPath is checked now: a bad one is refused with its position.
+            if name.starts_with("json_path_") && i == 1 {
+                match &arg {
+                    Expr::Literal(Value::String(path)) => functions::check_json_path(path)
+                        .map_err(|m| SqlError::at(e.span(), format!("{name}: argument 2: {m}")))?,
+                    Expr::Literal(v) if !v.is_null() => {
+                        return Err(SqlError::at(
+                            e.span(),
+                            format!(
+                                "{name}: argument 2: expected a JSONPath string, got {}",
+                                v.type_name()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            compiled.push(arg);
         }
         Ok(Expr::Call(def, compiled))
     }
@@ -1462,7 +1563,12 @@ fn function_name(f: &ast::Function) -> String {
 fn is_window_function(name: &str) -> bool {
     matches!(
         name,
-        "tumblingwindow" | "hoppingwindow" | "slidingwindow" | "sessionwindow" | "countwindow"
+        "tumblingwindow"
+            | "hoppingwindow"
+            | "slidingwindow"
+            | "sessionwindow"
+            | "countwindow"
+            | "statewindow"
     )
 }
 

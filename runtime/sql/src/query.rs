@@ -379,6 +379,8 @@ pub struct Query {
     pub agg_hits: bool,
     /// The first function of the statement that keeps state from row to row, if any.
     pub stateful: Option<String>,
+    /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
+    pub row_numbers: Vec<Arc<str>>,
 }
 
 impl Query {

@@ -54,6 +54,11 @@ impl Query {
         if let Some(window) = &self.window {
             exprs.extend(window.filter.as_ref());
             exprs.extend(window.trigger.as_ref());
+            if let Some(state) = &window.state {
+                exprs.push(&state.begin);
+                exprs.extend(state.end.as_ref());
+                exprs.extend(&state.partition);
+            }
         }
         for expr in exprs {
             columns(expr, &mut names);

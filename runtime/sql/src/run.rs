@@ -17,7 +17,7 @@ use super::aggregate::Acc;
 use super::analytic::{self, Augment, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, Query};
-use super::window::{Fired, WindowKind, WindowOperator};
+use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Value};
 
@@ -178,6 +178,23 @@ fn sources_of(e: &Expr, out: &mut Vec<usize>) -> bool {
     }
 }
 
+/// What a row says to a state window: its conditions (an error fails the row) and its
+/// partition key (a value that cannot be computed counts as `null`, as eKuiper skips it).
+fn state_input(state: &StateSpec, row: &Row, ctx: &EvalCtx<'_>) -> Result<StateInput, EvalError> {
+    let begin = state.begin.eval(row, ctx)?.is_true();
+    let end = match &state.end {
+        Some(e) => e.eval(row, ctx)?.is_true(),
+        None => false,
+    };
+    let mut key = String::new();
+    for e in &state.partition {
+        let v = e.eval(row, ctx).unwrap_or(Value::Null);
+        key.push_str(&v.to_json().to_string());
+        key.push(',');
+    }
+    Ok(StateInput { begin, end, key })
+}
+
 fn hash_join_of(on: Option<&Expr>, source: usize) -> Option<HashJoin> {
     let Some(Expr::Binary(BinOp::Eq, a, b)) = on else {
         return None;
@@ -217,6 +234,16 @@ impl Scope for Tuple {
 
     fn window(&self) -> Option<(i64, i64)> {
         self.window
+    }
+
+    /// eKuiper: a row of one stream answers `event_time()` with its own time, also in a window
+    /// (in an aggregate's argument, or a window's rows projected one by one); a joined tuple
+    /// and a window's group with the window's end.
+    fn event_time_ms(&self) -> i64 {
+        match self.window {
+            Some((_, end)) if !self.rest.is_empty() => end,
+            _ => self.timestamp_ms,
+        }
     }
 
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
@@ -805,7 +832,8 @@ impl QueryRunner {
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
-                        Ok(rows) if !rows.is_empty() => {
+                        Ok(mut rows) if !rows.is_empty() => {
+                            self.number_rows(&mut rows);
                             out.push(Message::Rows(Arc::new(rows)));
                             self.hits.hit(ts);
                         }
@@ -867,6 +895,19 @@ impl QueryRunner {
             };
             if trigger.is_some() && triggers {
                 self.hits.hit(row.timestamp_ms);
+            }
+            if let Some(state) = spec.and_then(|w| w.state.as_ref()) {
+                let input = match state_input(state, &row, ctx) {
+                    Ok(input) => input,
+                    Err(e) => {
+                        outcome.errors.push(e);
+                        continue;
+                    }
+                };
+                if let Some(window) = self.window.as_mut() {
+                    window.push_state(source, Arc::new(row), input, &mut self.fired);
+                }
+                continue;
             }
             let row = Arc::new(row);
             let Some(window) = self.window.as_mut() else {
@@ -943,10 +984,11 @@ impl QueryRunner {
                 None => self.window_result(fired, ctx, outcome),
             };
             match result {
-                Ok(Some(rows)) => {
+                Ok(Some(mut rows)) => {
                     if !rows.is_empty() {
                         self.agg_hits.hit(end);
                     }
+                    self.number_rows(&mut rows);
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
@@ -1011,8 +1053,31 @@ impl QueryRunner {
                     WindowKind::Sliding { .. }
                         | WindowKind::Session { .. }
                         | WindowKind::Count { .. }
+                        | WindowKind::State { .. }
                 )
             )
+    }
+
+    /// Sets the `row_number()` items of a result's rows to 1, 2, ... (eKuiper numbers the rows
+    /// of each window, after ORDER BY and LIMIT).
+    fn number_rows(&self, rows: &mut [Row]) {
+        if self.query.row_numbers.is_empty() {
+            return;
+        }
+        for (i, row) in rows.iter_mut().enumerate() {
+            let n = Value::Int(i as i64 + 1);
+            let values = row
+                .iter()
+                .map(|(k, v)| {
+                    if self.query.row_numbers.contains(k) {
+                        n.clone()
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            *row = Row::new(Arc::clone(row.schema()), values, row.timestamp_ms);
+        }
     }
 
     /// One fired window through join, WHERE, grouping, HAVING, ORDER BY, LIMIT and projection.
@@ -1449,6 +1514,272 @@ mod tests {
             .collect();
         windows.extend(errors.iter().map(|e| format!("error: {e}")));
         (windows, runner.late())
+    }
+
+    /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
+    /// each message as JSON text.
+    fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        for (ts, v) in rows {
+            let row = Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(*ts)),
+                    (Arc::from("v"), Value::Int(*v)),
+                ],
+                *ts,
+            );
+            assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        }
+        assert!(runner.finish(&ctx, &mut out).errors.is_empty());
+        out.iter()
+            .map(|m| match m {
+                Message::Rows(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(k, v)| format!("{k}={}", v.to_json()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn event_time_is_the_row_time_per_row_and_the_window_end_per_window() {
+        // Rows projected one by one keep their own time (eKuiper's row answers first).
+        assert_eq!(
+            messages(
+                "SELECT v, event_time() AS et FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (12, 3)]
+            ),
+            ["v=1,et=3 v=2,et=7", "v=3,et=12"]
+        );
+        // An aggregate's argument is read row by row; the group's own value is the window end.
+        assert_eq!(
+            messages(
+                "SELECT last_value(event_time(), true) AS last, event_time() AS et FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (12, 3)]
+            ),
+            ["last=7,et=10", "last=12,et=20"]
+        );
+    }
+
+    #[test]
+    fn a_hop_longer_than_the_window_leaves_gaps() {
+        // Windows [2, 5), [7, 10), [12, 15): 1, 6 and 11 are in none; 16 is in no window at
+        // the end of the input either, so nothing more is sent for it.
+        assert_eq!(
+            messages(
+                "SELECT v FROM s GROUP BY HOPPINGWINDOW(ms, 3, 5)",
+                &[(1, 1), (3, 3), (6, 6), (8, 8), (11, 11), (13, 13), (16, 16)]
+            ),
+            ["v=3", "v=8", "v=13"]
+        );
+    }
+
+    #[test]
+    fn a_state_window_opens_and_closes_on_conditions() {
+        // Begin at v = 1, end with (and including) v = 5; rows before a begin are dropped and
+        // the window left open at the end is not sent.
+        assert_eq!(
+            messages(
+                "SELECT v, window_start() AS ws, window_end() AS we FROM s \
+                 GROUP BY STATEWINDOW(v = 1, v = 5)",
+                &[
+                    (1, 0),
+                    (2, 1),
+                    (3, 2),
+                    (4, 5),
+                    (5, 3),
+                    (6, 1),
+                    (7, 5),
+                    (8, 1),
+                    (9, 2)
+                ]
+            ),
+            [
+                "v=1,ws=2,we=4 v=2,ws=2,we=4 v=5,ws=2,we=4",
+                "v=1,ws=6,we=7 v=5,ws=6,we=7"
+            ]
+        );
+        // One condition ends a window without the row that meets it, which begins the next
+        // (eKuiper's `statewindow(had_changed(true, a))` example).
+        assert_eq!(
+            messages(
+                "SELECT v FROM s GROUP BY STATEWINDOW(had_changed(true, v))",
+                &[(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3)]
+            ),
+            ["v=1 v=1 v=1", "v=2 v=2"]
+        );
+        // One window state per partition; aggregates see the window's rows.
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS c, collect(ts) AS t FROM s \
+                 GROUP BY STATEWINDOW(v = 1, v = 5) OVER (PARTITION BY ts % 2)",
+                &[(1, 1), (2, 1), (3, 5), (4, 7), (6, 5)]
+            ),
+            ["c=2,t=[1,3]", "c=3,t=[2,4,6]"]
+        );
+    }
+
+    #[test]
+    fn a_select_item_may_name_a_later_alias() {
+        let defs = parse_streams(
+            "CREATE STREAM s (size BIGINT, ts BIGINT) WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        let row = Row::from_pairs(vec![(Arc::from("size"), Value::Int(3))], 0);
+        assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        let Some(Message::Row(row)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(row.get("b"), Some(&Value::Int(4)));
+        assert_eq!(row.get("a"), Some(&Value::Int(3)));
+        // An alias that names itself, or two that name each other, is still an unknown field.
+        for sql in [
+            "SELECT size + a AS a FROM s",
+            "SELECT a + 1 AS b, b + 1 AS a FROM s",
+        ] {
+            let err = compile(sql).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn row_number_numbers_the_rows_of_each_result() {
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (8, 3), (12, 4)]
+            ),
+            [
+                "v=1,row_number=1 v=2,row_number=2 v=3,row_number=3",
+                "v=4,row_number=1"
+            ]
+        );
+        // After ORDER BY; aliased.
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY v DESC",
+                &[(3, 1), (7, 2)]
+            ),
+            ["v=2,n=1 v=1,n=2"]
+        );
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        for (sql, want) in [
+            (
+                "SELECT a FROM s WHERE row_number() > 1",
+                "row_number() numbers the rows of a result",
+            ),
+            (
+                "SELECT row_number(a) FROM s",
+                "`row_number` takes no argument",
+            ),
+        ] {
+            let err = super::super::compile(sql, &Streams(defs.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn state_window_errors_name_the_problem() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        for (sql, want) in [
+            (
+                "SELECT a FROM s GROUP BY STATEWINDOW()",
+                "usage: STATEWINDOW(begin[, end])",
+            ),
+            (
+                "SELECT a FROM s GROUP BY TUMBLINGWINDOW(ss, 1) OVER (PARTITION BY a)",
+                "OVER (PARTITION BY ...) applies to STATEWINDOW only",
+            ),
+            (
+                "SELECT a FROM s GROUP BY STATEWINDOW(nope(a))",
+                "unknown function `nope`",
+            ),
+        ] {
+            let err = super::super::compile(sql, &Streams(defs.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_constant_json_path_is_checked_when_compiled() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let err = super::super::compile(
+            "SELECT json_path_query(a, '$.b[') FROM s",
+            &Streams(defs.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("column 27")
+                && err.contains("json_path_query: argument 2: invalid JSONPath"),
+            "{err}"
+        );
+        let err = super::super::compile(
+            "SELECT json_path_exists(a, 3) FROM s",
+            &Streams(defs.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("json_path_exists: argument 2: expected a JSONPath string, got bigint"),
+            "{err}"
+        );
+        assert!(
+            super::super::compile(
+                "SELECT json_path_query_first(a, '$.b[*]') FROM s",
+                &Streams(defs)
+            )
+            .is_ok()
+        );
     }
 
     #[test]

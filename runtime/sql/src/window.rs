@@ -21,6 +21,7 @@ mod hopping;
 mod rows;
 mod session;
 mod sliding;
+mod state;
 mod tumbling;
 
 use std::sync::Arc;
@@ -66,6 +67,12 @@ pub enum WindowKind {
         /// Rows between two windows.
         interval: usize,
     },
+    /// `STATEWINDOW(begin[, end]) [OVER (PARTITION BY ...)]`: its conditions are in
+    /// [`WindowSpec::state`].
+    State {
+        /// One condition that both ends a window and begins the next.
+        single: bool,
+    },
 }
 
 impl WindowKind {
@@ -77,6 +84,7 @@ impl WindowKind {
             Self::Sliding { .. } => "SLIDINGWINDOW",
             Self::Session { .. } => "SESSIONWINDOW",
             Self::Count { .. } => "COUNTWINDOW",
+            Self::State { .. } => "STATEWINDOW",
         }
     }
 }
@@ -91,6 +99,32 @@ pub struct WindowSpec {
     pub filter: Option<Expr>,
     /// `OVER (WHEN ...)`.
     pub trigger: Option<Expr>,
+    /// A state window's conditions and partition.
+    pub state: Option<StateSpec>,
+}
+
+/// What a `STATEWINDOW` decides by. With `end`, a window begins at a row meeting `begin` and
+/// ends with (and includes) the next row meeting `end`; without, a row meeting `begin` ends the
+/// open window (without itself) and begins the next. Rows before a window begins are dropped.
+#[derive(Debug, Clone)]
+pub struct StateSpec {
+    /// The condition that begins a window (or, alone, begins and ends them).
+    pub begin: Expr,
+    /// The condition that ends it.
+    pub end: Option<Expr>,
+    /// `OVER (PARTITION BY ...)`: one window state per value of these.
+    pub partition: Vec<Expr>,
+}
+
+/// What a row of a state window's input says, evaluated by the statement runner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateInput {
+    /// It meets the begin (or single) condition.
+    pub begin: bool,
+    /// It meets the end condition.
+    pub end: bool,
+    /// Its partition key (the partition expressions' values as text).
+    pub key: String,
 }
 
 /// The milliseconds in one eKuiper time unit (`DD`, `HH`, `MI`, `SS`, `MS`).
@@ -153,9 +187,19 @@ trait WindowPolicy: Send {
     /// once the rows are used up instead of emitting empty windows.
     fn fire_until(&mut self, rows: &mut Rows, limit: i64, draining: bool, out: &mut Vec<Fired>);
 
+    /// Takes a row of a state window with what its conditions say; only state windows are fed
+    /// this way (the others keep the row to no window).
+    fn on_state(&mut self, _row: Buffered, _input: StateInput, _out: &mut Vec<Fired>) {}
+
     /// Rows the policy holds itself that no window has emitted yet.
     fn held(&self) -> usize {
         0
+    }
+
+    /// The rows the policy holds itself, in arrival order, when pushing them again rebuilds its
+    /// state; `None` when they do not (or it holds none of its own).
+    fn own_rows(&self) -> Option<Vec<(usize, Arc<Row>)>> {
+        None
     }
 
     /// Whether its state counts rows (a count window), which held rows alone cannot rebuild.
@@ -181,6 +225,7 @@ fn policy(kind: WindowKind, event_time: bool) -> Box<dyn WindowPolicy> {
             Box::new(session::Session::new(timeout, max, event_time))
         }
         WindowKind::Count { size, interval } => Box::new(count::Count::new(size, interval)),
+        WindowKind::State { single } => Box::new(state::State::new(single)),
     }
 }
 
@@ -262,6 +307,9 @@ impl WindowOperator {
     /// order, into a new operator of the same kind rebuilds that state (the watermark follows
     /// from them). `None` for a count window, whose state also counts rows already gone.
     pub fn held_rows(&self) -> Option<Vec<(usize, Arc<Row>)>> {
+        if let Some(rows) = self.policy.own_rows() {
+            return Some(rows);
+        }
         if self.policy.held() > 0 || self.policy.counts_rows() {
             return None;
         }
@@ -324,6 +372,40 @@ impl WindowOperator {
             self.fire_until(ts, false, out);
         }
         Some(ts)
+    }
+
+    /// Adds a row of a state window (already past the window's `FILTER`), with what its
+    /// conditions say. Windows this ends are appended to `out`. Returns `false` when the row is
+    /// late (event time), and then counted.
+    pub fn push_state(
+        &mut self,
+        stream: usize,
+        row: Arc<Row>,
+        input: StateInput,
+        out: &mut Vec<Fired>,
+    ) -> bool {
+        self.seq += 1;
+        let ts = row.timestamp_ms.clamp(-TIME_LIMIT, TIME_LIMIT);
+        if self.event_time {
+            if ts < self.watermark {
+                self.late += 1;
+                return false;
+            }
+            let last = self.stream_max.len() - 1;
+            let max = &mut self.stream_max[stream.min(last)];
+            *max = Some(max.map_or(ts, |m| m.max(ts)));
+            if !self.external {
+                self.update_watermark();
+            }
+        }
+        let row = Buffered {
+            ts,
+            seq: self.seq,
+            stream,
+            row,
+        };
+        self.policy.on_state(row, input, out);
+        true
     }
 
     /// An input stream ended (event time: it no longer holds the watermark back).

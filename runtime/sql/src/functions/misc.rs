@@ -20,7 +20,7 @@ const fn def(
 #[rustfmt::skip]
 pub(super) const DEFS: &[ScalarDef] = &[
     def("coalesce", 1, None, coalesce, "coalesce(a, ...): the first argument that is not null, or null"),
-    def("event_time", 0, Some(0), event_time, "event_time(): the event time of the current row in epoch milliseconds (in a window: its end)"),
+    def("event_time", 0, Some(0), event_time, "event_time(): the event time of the current row in epoch milliseconds; in a window, each row's own time where rows are read one by one (projected without aggregates, or in an aggregate's argument), and the window's end for a group's result or joined rows (as eKuiper)"),
     def("isnull", 1, Some(1), isnull, "isnull(x): true when x is null"),
     def("meta", 1, Some(1), meta, "meta(key): the row's metadata entry key (the compiler passes the key as a string; a.b walks nested objects, * gives all), or null"),
     def("mqtt", 1, Some(1), mqtt, "mqtt(key): the MQTT metadata entry topic or messageid of the row, or null"),

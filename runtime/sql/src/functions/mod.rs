@@ -14,6 +14,7 @@ mod array;
 mod convert;
 mod datetime;
 mod hash;
+mod jsonpath;
 mod math;
 mod misc;
 mod object;
@@ -28,8 +29,8 @@ pub struct FnCtx<'a> {
     pub now_ms: i64,
     /// The row's metadata (an object value, or `Null` when the source gives none), for `meta()`.
     pub meta: &'a Value,
-    /// The row's event (or arrival) time in milliseconds, for `event_time()`; in a window, the
-    /// window's end (as eKuiper).
+    /// The row's event (or arrival) time in milliseconds, for `event_time()`; for a window's
+    /// group or a joined tuple in a window, the window's end (as eKuiper).
     pub timestamp_ms: i64,
 }
 
@@ -97,7 +98,7 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let tables: [&'static [ScalarDef]; 9] = [
+    let tables: [&'static [ScalarDef]; 10] = [
         math::DEFS,
         string::DEFS,
         convert::DEFS,
@@ -107,12 +108,19 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         array::DEFS,
         object::DEFS,
         convert::JSON_DEFS,
+        jsonpath::DEFS,
     ];
     let mut sorted: Vec<&'static ScalarDef> = tables.iter().flat_map(|t| t.iter()).collect();
     sorted.sort_by(|a, b| (a.category, a.name).cmp(&(b.category, b.name)));
     let by_name = sorted.iter().map(|d| (d.name, *d)).collect();
     Registry { by_name, sorted }
 });
+
+/// Checks a JSONPath given as a constant to one of the `json_path_*` functions, so that a bad
+/// path is refused when the rule is compiled rather than on every row.
+pub(crate) fn check_json_path(path: &str) -> Result<(), String> {
+    jsonpath::parse(path).map(|_| ())
+}
 
 /// The function called `name`, matched case-insensitively.
 pub fn lookup(name: &str) -> Option<&'static ScalarDef> {

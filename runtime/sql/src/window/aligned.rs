@@ -92,8 +92,13 @@ impl Aligned {
         };
         let mut end = next;
         while end <= limit {
-            if draining && store.is_empty() {
-                break;
+            if draining {
+                // Rows older than this window's start are in no window left to fire: rows in
+                // the gap between two windows when the hop is longer than the size.
+                store.drop_before(end - size);
+                if store.is_empty() {
+                    break;
+                }
             }
             // Far behind (a process that slept): skip empty windows rather than emit each.
             if store.is_empty() && end + hop <= limit && !self.event_time {

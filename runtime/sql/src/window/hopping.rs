@@ -1,5 +1,6 @@
 //! `HOPPINGWINDOW(unit, size, hop)`: windows of `size` ending every `hop`, overlapping when
-//! `hop < size`; a row belongs to every window whose range holds it.
+//! `hop < size` and with gaps when `hop > size` (as in eKuiper); a row belongs to every window
+//! whose range holds it, and a row in a gap to none.
 
 use super::aligned::Aligned;
 use super::rows::{Buffered, Rows};

@@ -157,6 +157,53 @@ pub struct ActionMetrics {
     pub dead_letters: Recent<Incident>,
     /// The last instances replaced after a trap, with the trap message.
     pub traps: Recent<Incident>,
+    /// The cache depth over time (the seconds in which it changed).
+    pub cache_history: DepthHistory,
+}
+
+/// A depth over time, kept as one [`DepthPoint`] per second in which it changed (the last
+/// [`DepthHistory::KEPT`] of them, oldest first): between two points the depth stayed at the
+/// earlier point's `last`. A depth that never moves costs nothing, and a short peak inside
+/// a second is kept as that second's `max`.
+#[derive(Debug, Default)]
+pub struct DepthHistory(Mutex<std::collections::VecDeque<DepthPoint>>);
+
+/// One second of a [`DepthHistory`]: `[unix seconds, the highest depth in it, the depth at
+/// its end]` (an array in JSON: a history holds up to [`DepthHistory::KEPT`] of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DepthPoint(pub u64, pub u64, pub u64);
+
+impl DepthHistory {
+    /// How many points (seconds with a change) are kept: five minutes of a depth that
+    /// changes every second, longer for one that changes less often.
+    pub const KEPT: usize = 300;
+
+    /// Notes the depth `depth` at `unix_s`.
+    pub fn record(&self, unix_s: u64, depth: u64) {
+        let Ok(mut points) = self.0.lock() else {
+            return;
+        };
+        match points.back_mut() {
+            Some(DepthPoint(at, max, last)) if *at == unix_s => {
+                *max = (*max).max(depth);
+                *last = depth;
+            }
+            _ => {
+                if points.len() == Self::KEPT {
+                    points.pop_front();
+                }
+                points.push_back(DepthPoint(unix_s, depth, depth));
+            }
+        }
+    }
+
+    /// The points kept, oldest first.
+    pub fn list(&self) -> Vec<DepthPoint> {
+        self.0
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The last [`Recent::KEPT`] events of one kind, oldest first: a short history for the
@@ -232,7 +279,12 @@ pub struct Incident {
 impl ActionMetrics {
     /// Sets the number of payloads in the cache now.
     pub fn set_cached(&self, n: u64) {
-        self.cached.0.store(n, Ordering::Relaxed);
+        if self.cached.0.swap(n, Ordering::Relaxed) != n {
+            let unix_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.cache_history.record(unix_s, n);
+        }
     }
 
     /// True when every payload is accounted for: `payloads + restored = out + dead-lettered +
@@ -278,5 +330,41 @@ impl ActionMetrics {
     /// When the running version was loaded, if it is a wasm sink.
     pub fn version_loaded_at(&self) -> Option<String> {
         self.version_loaded_at.lock().ok().and_then(|v| v.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_depth_history_keeps_one_point_per_second_with_its_peak_and_end() {
+        let history = DepthHistory::default();
+        history.record(10, 5);
+        history.record(10, 9);
+        history.record(10, 2);
+        history.record(12, 0);
+        assert_eq!(history.list(), [DepthPoint(10, 9, 2), DepthPoint(12, 0, 0)]);
+        for s in 0..DepthHistory::KEPT as u64 + 5 {
+            history.record(100 + s, s);
+        }
+        let points = history.list();
+        assert_eq!(points.len(), DepthHistory::KEPT);
+        assert_eq!(points[0], DepthPoint(105, 5, 5));
+    }
+
+    #[test]
+    fn only_a_change_of_the_cache_depth_is_recorded() {
+        let metrics = ActionMetrics::default();
+        metrics.set_cached(0);
+        assert!(metrics.cache_history.list().is_empty());
+        metrics.set_cached(3);
+        metrics.set_cached(3);
+        metrics.set_cached(0);
+        // One point, or two when a second ended between the calls.
+        let points = metrics.cache_history.list();
+        assert!(matches!(points.len(), 1 | 2), "{points:?}");
+        assert_eq!(points.iter().map(|p| p.1).max(), Some(3), "{points:?}");
+        assert_eq!(points.last().map(|p| p.2), Some(0), "{points:?}");
     }
 }

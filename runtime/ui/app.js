@@ -68,11 +68,11 @@ function s(tag, attrs = {}, ...children) {
   return node;
 }
 
-function sparkline(values, label) {
+function sparkline(values, label, span = HISTORY) {
   const w = 100, hgt = 22;
   const max = Math.max(1, ...values);
   // The newest value at the right edge, one step a second to the left for older ones.
-  const step = w / (HISTORY - 1);
+  const step = w / (span - 1);
   const pts = values.map((v, i) => `${w - (values.length - 1 - i) * step},${hgt - 1 - (v / max) * (hgt - 2)}`).join(' ');
   return s('svg', { class: 'spark', width: w, height: hgt, role: 'img', 'aria-label': label }, s('polyline', { points: pts }));
 }
@@ -128,20 +128,43 @@ function applyRules(data) {
   return membership;
 }
 
+// ---- cache depth, from the history the server keeps ----
+
+// The server keeps up to CACHE_KEPT points `[unix s, highest depth in that second, depth at
+// its end]`, one per second in which the depth changed; the sparkline covers CACHE_SPAN s.
+const CACHE_KEPT = 300;
+const CACHE_SPAN = 300;
+
+// The depth each second of the span ending at `nowS` (the peak of a second with a change, the
+// depth carried on otherwise); seconds older than a full history are left out, not guessed.
+function depthSeries(points, nowS) {
+  const out = [];
+  const from = nowS - CACHE_SPAN + 1;
+  let i = 0;
+  let carry = points.length < CACHE_KEPT ? 0 : null;
+  while (i < points.length && points[i][0] < from) { carry = points[i][2]; i++; }
+  for (let t = from; t <= nowS; t++) {
+    if (i < points.length && points[i][0] === t) { out.push(points[i][1]); carry = points[i][2]; i++; }
+    else if (carry !== null) out.push(carry);
+  }
+  return out;
+}
+
 // ---- pages ----
 
 let leave = new AbortController();
 const view = { page: 0, filter: '' };
 
-async function rulesPage(signal) {
-  const listed = await api('GET', '/rules');
-  if (!listed.ok) { main.replaceChildren(h('p', { class: 'error' }, listed.message)); return; }
+// The list is drawn from the first event of `/events/rules` (every rule with its status and
+// counters, then only what changed): one request, no separate `GET /rules`, and the page's
+// shell is painted before it answers.
+function rulesPage(signal) {
   rules.clear(); lastTick = 0;
-  for (const r of listed.json) rules.set(r.id, { status: r.status, counts: [0, 0, 0, 0], hin: [], hout: [], rin: 0, rout: 0, fresh: true });
-  const tbody = h('tbody');
+  const tbody = h('tbody', {}, h('tr', {}, h('td', { colspan: 7, class: 'note' }, 'Loading the rules…')));
   const pager = h('div', { class: 'pager' });
   const filter = h('input', { type: 'text', id: 'filter', 'aria-label': 'Filter rules by id', placeholder: 'filter by id', value: view.filter });
-  filter.addEventListener('input', () => { view.filter = filter.value; view.page = 0; renderRows(); });
+  let loaded = false;
+  filter.addEventListener('input', () => { view.filter = filter.value; view.page = 0; if (loaded) renderRows(); });
   const rows = new Map();
   function visible() {
     const ids = [...rules.keys()].filter((id) => id.includes(view.filter)).sort();
@@ -198,14 +221,20 @@ async function rulesPage(signal) {
         h('th', { class: 'num' }, 'Out/s'), h('th', { class: 'num' }, 'Exceptions'), h('th', { class: 'num' }, 'Late rows'), h('th', {}, 'Actions'))),
       tbody),
     pager);
-  renderRows();
-  performance.mark('oort-rules-rendered');
   follow('/events/rules', authHeaders, signal, ({ event, data }) => {
     if (event !== 'rules') return;
     const membership = applyRules(JSON.parse(data));
-    if (membership) { renderRows(); return; }
+    if (membership || !loaded) {
+      renderRows();
+      if (!loaded) { loaded = true; performance.mark('oort-rules-rendered'); }
+      return;
+    }
     for (const [id, row] of rows) { const r = rules.get(id); if (r) paintRow(row, r); }
-  }, setConn);
+  }, (state) => {
+    setConn(state);
+    // The server wants a token: ask for it once, then draw the list again with it.
+    if (state === 'unauthorized' && !signal.aborted) askToken().then(() => { if (!signal.aborted) route(); });
+  });
 }
 
 async function ruleAction(id, what) {
@@ -250,7 +279,6 @@ async function rulePage(signal, id) {
   const status = {};
   const last = {};
   const rates = {};
-  const history = {}; // key -> values over time (cache depth)
   let t0 = 0;
   const head = h('div', { class: 'toolbar' });
   const graph = h('div');
@@ -267,6 +295,17 @@ async function rulePage(signal, id) {
   // The buttons are made once, so keyboard focus stays where it is while the counters move.
   const badge = h('span', { id: 'rule-status' });
   head.replaceChildren(badge, button('start'), button('stop'), button('restart'), h('a', { href: `#/edit/${encodeURIComponent(id)}` }, 'Edit'), button('drop'));
+  // The cache depth over the last five minutes, drawn from the server's history (so it
+  // covers the time before the page was opened), with its peak in words.
+  function cacheDepth(sink) {
+    const values = depthSeries(status[`${sink}_0_cache_history`] ?? [], Math.floor(t0 / 1000));
+    const peak = Math.max(0, ...values);
+    const label = `cache depth over the last 5 minutes, peak ${peak}`;
+    const spark = sparkline(values, label, CACHE_SPAN);
+    spark.classList.add('cache-depth');
+    spark.setAttribute('data-peak', peak);
+    return h('span', { title: label }, spark);
+  }
   function paint() {
     badge.replaceChildren(statusBadge(status.status === 'running' ? 'Running' : status.status === 'starting' ? 'Starting' : `Stopped${status.message ? `: ${status.message}` : ''}`));
     if (topo.ok) graph.replaceChildren(topoGraph(topo.json, status, rates));
@@ -276,7 +315,7 @@ async function rulePage(signal, id) {
         h('td', {}, sink), h('td', { class: 'num' }, get(sink, 'records_in_total')), h('td', { class: 'num' }, get(sink, 'records_out_total')),
         h('td', { class: 'num' }, get(sink, 'failed_total')), h('td', { class: 'num' }, get(sink, 'omitted_total')),
         h('td', { class: 'num' }, get(sink, 'retries_total')),
-        h('td', { class: 'num' }, sparkline(history[`${sink}_0_cached`] ?? [], 'cache depth'), ' ', get(sink, 'cached')),
+        h('td', { class: 'num' }, cacheDepth(sink), ' ', get(sink, 'cached')),
         h('td', { class: 'num' }, get(sink, 'dead_letter_total')), h('td', { class: 'num' }, get(sink, 'restarts_total')),
         h('td', { class: 'version' }, String(get(sink, 'version') ?? '—')), h('td', { class: 'num' }, get(sink, 'reloads_total')),
         h('td', { class: 'num' }, get(sink, 'reload_refusals_total')), h('td', { class: 'num' }, `${get(sink, 'swap_pause_max_us')} µs`),
@@ -295,7 +334,6 @@ async function rulePage(signal, id) {
         rates[k] = dt > 0 && last[k] !== undefined ? Math.max(0, v - last[k]) / dt : 0;
         last[k] = v;
       }
-      if (k.endsWith('_cached')) { (history[k] ??= []).push(v); if (history[k].length > HISTORY) history[k].shift(); }
     }
     paint();
   }, setConn);

@@ -667,6 +667,7 @@ pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiErro
                         ("reload_history", json!(m.reload_history.list())),
                         ("dead_letter_history", json!(m.dead_letters.list())),
                         ("trap_history", json!(m.traps.list())),
+                        ("cache_history", json!(m.cache_history.list())),
                     ],
                 );
             }

@@ -285,7 +285,8 @@ impl Server {
         let (stop_now, stop_now_rx) = oneshot::channel::<()>();
         let grace = self.config.grace;
         let rule_id = id.to_string();
-        let done = tokio::spawn(async move {
+        // On the rules' runtime, also when started from an API call (see `serve`).
+        let done = rules_runtime().spawn(async move {
             // The stop signals, as flags: a rule that fails to start is tried again by its
             // `restartStrategy`, and each try listens to them.
             let (stop_flag, stopping) = tokio::sync::watch::channel(false);
@@ -422,6 +423,44 @@ fn stream_kind_name(kind: StreamKind) -> &'static str {
     }
 }
 
+/// Serves `app` on `listener` until `stopping` completes (on the HTTP runtime).
+async fn serve_http(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    stopping: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    let stopping = async {
+        let _ = stopping.await;
+    };
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls).map_err(|e| e.to_string())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The runtime the rules run on: the one `serve` was called on (the HTTP API answers from a
+/// runtime of its own).
+static RULES_RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+fn rules_runtime() -> tokio::runtime::Handle {
+    RULES_RUNTIME
+        .get()
+        .cloned()
+        .unwrap_or_else(tokio::runtime::Handle::current)
+}
+
 /// Runs the server until Ctrl-C or SIGTERM, then stops every rule (each drains its actions
 /// within the grace period) and returns.
 pub async fn serve(
@@ -434,6 +473,7 @@ pub async fn serve(
         Some(files) => Some(files.server_config()?),
         None => None,
     };
+    let _ = RULES_RUNTIME.set(tokio::runtime::Handle::current());
     let server = Server::open(config.clone()).map_err(|e| e.message)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -462,18 +502,28 @@ pub async fn serve(
     );
     // The console's files hold no data: the page asks for the token and sends it on each call.
     let app = app.merge(ui::assets());
-    match tls {
-        Some(tls) => {
-            let listener = tls::TlsListener::new(listener, tls).map_err(|e| e.to_string())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| e.to_string())?;
+    // The HTTP API answers from a thread and runtime of its own: a request (the console's page
+    // among them) does not wait in line behind the rules' work on the main runtime.
+    let listener = listener.into_std().map_err(|e| e.to_string())?;
+    let (stop_http, http_stopping) = oneshot::channel::<()>();
+    let (http_ended, mut http_end) = oneshot::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("oort-http".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the HTTP runtime: {e}"))
+                .and_then(|rt| rt.block_on(serve_http(listener, tls, app, http_stopping)));
+            let _ = http_ended.send(served);
+        })
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+    tokio::select! {
+        () = shutdown => {
+            let _ = stop_http.send(());
+            http_end.await.map_err(|_| "the HTTP thread ended".to_string())??;
         }
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| e.to_string())?,
+        ended = &mut http_end => ended.map_err(|_| "the HTTP thread ended".to_string())??,
     }
     // Stop every rule, keeping what each was doing in the store: they run again at the next
     // start.

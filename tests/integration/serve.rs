@@ -358,6 +358,77 @@ fn a_rule_that_stops_leaves_the_others_running() {
     server.stop();
 }
 
+/// The value of an unlabelled gauge in the `/metrics` text.
+fn gauge(server: &Server, name: &str) -> Option<u64> {
+    let (_, text) = server.call("GET", "/metrics", None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn rules_chain_through_memory_topics_whatever_their_order() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    for sql in [
+        "CREATE STREAM live (n bigint) WITH (DATASOURCE=\"in/chain\")",
+        "CREATE STREAM chained (n bigint) WITH (TYPE=\"memory\", DATASOURCE=\"chain/+\")",
+    ] {
+        let body = serde_json::json!({ "sql": sql }).to_string();
+        assert_eq!(server.call("POST", "/streams", Some(&body)).0, 201);
+    }
+    let out = Subscriber::new(broker.port, "verify-serve-chain", "out/chain");
+    // The reader first: its memory stream waits for a writer that does not exist yet.
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("reader", "chained", &broker, "out/chain"))
+            )
+            .0,
+        201
+    );
+    server.wait_status("reader", "running");
+    assert_eq!(gauge(&server, "oort_memory_subscriptions"), Some(1));
+    let writer =
+        r#"{"id":"writer","sql":"SELECT n FROM live","actions":[{"memory":{"topic":"chain/a"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(writer)).0, 201);
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/chain", numbers(0..20));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
+    assert_eq!(ns(&got), (0..20).collect());
+
+    // The writer stops and starts again: the reader, still running, gets its new rows.
+    assert_eq!(server.call("POST", "/rules/writer/stop", None).0, 200);
+    server.wait_status("writer", "stopped");
+    assert_eq!(
+        server.json("GET", "/rules/reader/status", None).1["status"],
+        "running"
+    );
+    assert_eq!(server.call("POST", "/rules/writer/start", None).0, 200);
+    server.wait_log("subscribed to", 2);
+    publish_all(broker.port, "in/chain", numbers(20..40));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
+    assert_eq!(ns(&got), (20..40).collect());
+
+    // The reader is dropped: its subscription goes with it, and the writer goes on alone.
+    assert_eq!(server.call("DELETE", "/rules/reader", None).0, 200);
+    assert_eq!(gauge(&server, "oort_memory_subscriptions"), Some(0));
+    publish_all(broker.port, "in/chain", numbers(40..3040));
+    wait_for(
+        "the writer to hand on all 3,000 rows",
+        Duration::from_secs(60),
+        || {
+            server.json("GET", "/rules/writer/status", None).1["sink_memory_0_0_records_out_total"]
+                == 3020
+        },
+    );
+    server.stop();
+}
+
 #[test]
 fn concurrent_calls_while_rules_run() {
     let Some(broker) = Broker::start() else {

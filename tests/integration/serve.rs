@@ -1131,6 +1131,90 @@ fn plugins_install_from_ekuiper_zip_archives_by_file_http_and_the_cli() {
 }
 
 #[test]
+fn mqtt_sink_conf_keys_persist_and_actions_refer_to_them_by_resource_id() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let server = Server::start(&scratch, &args);
+    // The key gives the broker and a topic the action overrides.
+    let key = serde_json::json!({ "server": broker.url(), "qos": 1, "topic": "not/this" });
+    let put = |path: &str, body: &str| server.call("PUT", path, Some(body)).0;
+    assert_eq!(
+        put("/metadata/sinks/mqtt/confKeys/cloud", &key.to_string()),
+        200
+    );
+    let body = r#"{"qos": 0}"#;
+    assert_eq!(put("/metadata/sinks/mqtt/confKeys/invalid.test", body), 400);
+    assert_eq!(
+        put("/metadata/sinks/mqtt/confKeys/bad", r#"{"qos": 7}"#),
+        400
+    );
+    assert_eq!(
+        put(
+            "/metadata/sinks/mqtt/confKeys/bad",
+            r#"{"server": "nohost"}"#
+        ),
+        400
+    );
+    assert_eq!(put("/metadata/sinks/rest/confKeys/x", body), 400);
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sinks/mqtt/confKeys/nothere", None)
+            .0,
+        404
+    );
+    server.stop();
+
+    // After a restart the key is there, and an action naming it publishes with it.
+    let server = Server::start(&scratch, &args);
+    let (status, all) = server.json("GET", "/metadata/sinks/yaml/mqtt", None);
+    assert_eq!(status, 200);
+    assert_eq!(all["cloud"]["server"], broker.url().as_str(), "{all}");
+    assert!(all.get("bad").is_none(), "{all}");
+    let (status, one) = server.json("GET", "/metadata/sinks/mqtt/confKeys/cloud", None);
+    assert_eq!((status, &one["qos"]), (200, &serde_json::json!(1)), "{one}");
+    let stream = serde_json::json!({
+        "sql": "CREATE STREAM sinkkey (n bigint) WITH (DATASOURCE=\"in/sinkkey\")"
+    });
+    assert_eq!(
+        server.call("POST", "/streams", Some(&stream.to_string())).0,
+        201
+    );
+    let unknown = r#"{"id":"lost","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"nothere","topic":"x"}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(unknown));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("actions[0].mqtt.resourceId") && text.contains("nothere"),
+        "{text}"
+    );
+    let out = Subscriber::new(broker.port, "verify-serve-sinkkey", "out/sinkkey");
+    let rule = r#"{"id":"keyed","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"cloud","topic":"out/sinkkey"}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{text}");
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/sinkkey", numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+    // The rule keeps its reference, not the key's props.
+    let (_, described) = server.json("GET", "/rules/keyed", None);
+    assert_eq!(
+        described["actions"][0]["mqtt"]["resourceId"], "cloud",
+        "{described}"
+    );
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sinks/mqtt/confKeys/cloud", None)
+            .0,
+        200
+    );
+    let (_, all) = server.json("GET", "/metadata/sinks/yaml/mqtt", None);
+    assert!(all.get("cloud").is_none(), "{all}");
+    server.stop();
+}
+
+#[test]
 fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
     let Some(broker) = Broker::start() else {
         return;

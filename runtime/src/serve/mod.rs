@@ -232,7 +232,7 @@ impl Server {
             target.insert(name.clone(), Json::String(entry.sql.clone()));
         }
         let mut rules = Map::new();
-        rules.insert(id.to_string(), rule.clone());
+        rules.insert(id.to_string(), confkeys::resolve_sink_keys(self, id, rule)?);
         let doc = json!({ "streams": streams, "tables": tables, "rules": rules });
         let path = self
             .config
@@ -263,7 +263,9 @@ impl Server {
             .map_err(|e| ApiError::bad_request(without_path(&e.to_string(), &path)))?;
         let ceiling = &self.config.ceiling;
         let exceeds = |message: String| ApiError::forbidden(format!("rule `{id}`: {message}"));
-        ceiling.check_builtin(rule).map_err(exceeds)?;
+        ceiling
+            .check_builtin(&confkeys::resolve_sink_keys(self, id, rule)?)
+            .map_err(exceeds)?;
         for (_, action, grants) in &report.grants {
             ceiling.check_grants(action, grants).map_err(exceeds)?;
         }

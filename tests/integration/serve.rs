@@ -31,11 +31,21 @@ impl Server {
     }
 
     fn start_on(scratch: &Scratch, port: u16, extra: &[&str]) -> Self {
+        Self::start_with_env(scratch, port, extra, &[])
+    }
+
+    fn start_with_env(
+        scratch: &Scratch,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &std::path::Path)],
+    ) -> Self {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen, "--log", "info"];
         args.extend(extra);
         let mut child = scratch
             .oort(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1448,4 +1458,68 @@ fn client_certificates_authenticate_on_a_non_loopback_address() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn plugins_download_over_https_checking_the_certificate() {
+    use oort_tests::guests;
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    openssl_cert(dir, "ca", None, "");
+    openssl_cert(dir, "files", Some("ca"), "serverAuth");
+    // An HTTPS file server (openssl's) serving the folder `www/` with the certificate made here.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::copy(guests::VERSIONED_V1, www.join("Versioned.wasm")).unwrap();
+    let https_port = free_port();
+    let mut files = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(https_port.to_string())
+        .arg("-cert")
+        .arg(dir.join("files.pem"))
+        .arg("-key")
+        .arg(dir.join("files.key"))
+        .current_dir(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting openssl s_server");
+    wait_for(
+        "the HTTPS server to listen",
+        Duration::from_secs(30),
+        || TcpStream::connect(("127.0.0.1", https_port)).is_ok(),
+    );
+    let body = serde_json::json!({
+        "name": "Versioned",
+        "file": format!("https://127.0.0.1:{https_port}/Versioned.wasm"),
+    })
+    .to_string();
+
+    // The certificate's CA is not trusted: the download is refused.
+    let server = Server::start(&scratch, &[]);
+    let (status, answer) = server.call("POST", "/plugins/sinks", Some(&body));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("TLS"), "{answer}");
+    assert!(!dir.join("plugins/sinks/Versioned.wasm").exists());
+    server.stop();
+
+    // Trusted through SSL_CERT_FILE, the same download installs the build.
+    let ca = dir.join("ca.pem");
+    let server = Server::start_with_env(&scratch, free_port(), &[], &[("SSL_CERT_FILE", &ca)]);
+    let (status, answer) = server.call("POST", "/plugins/sinks", Some(&body));
+    assert!((200..300).contains(&status), "{status} {answer}");
+    let installed = std::fs::read(dir.join("plugins/sinks/Versioned.wasm")).unwrap();
+    assert_eq!(installed, std::fs::read(guests::VERSIONED_V1).unwrap());
+    server.stop();
+    let _ = files.kill();
+    let _ = files.wait();
 }

@@ -356,7 +356,7 @@ pub(super) async fn sink_register(
         }
     }
     if let Some(qos) = props.get("qos")
-        && !qos.as_u64().is_some_and(|q| q <= 2)
+        && qos.as_u64().is_none_or(|q| q > 2)
     {
         return Err(ApiError::bad_request(format!(
             "confKey {key}: `qos`: {qos} is not 0, 1 or 2"

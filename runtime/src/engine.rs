@@ -515,11 +515,23 @@ pub async fn run_observed(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
+    run_on_bus(config, MemoryBus::new(), stop, stop_now, grace, observe).await
+}
+
+/// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
+/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics).
+pub async fn run_on_bus(
+    config: &RunConfig,
+    bus: Arc<MemoryBus>,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
+    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
     check_stdin(&rules, &catalog)?;
     let host = SinkHost::shared(config.host.clone())?;
-    let bus = MemoryBus::new();
     let mut env = ActionEnv::new(host.clone(), config.plugins_dir.clone(), Arc::clone(&bus));
     env.data_dir = config.data_dir.clone();
     // New builds of sink modules can always be loaded with SIGHUP; `watch` adds a file watcher.

@@ -31,11 +31,21 @@ impl Server {
     }
 
     fn start_on(scratch: &Scratch, port: u16, extra: &[&str]) -> Self {
+        Self::start_with_env(scratch, port, extra, &[])
+    }
+
+    fn start_with_env(
+        scratch: &Scratch,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &std::path::Path)],
+    ) -> Self {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen, "--log", "info"];
         args.extend(extra);
         let mut child = scratch
             .oort(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -355,6 +365,77 @@ fn a_rule_that_stops_leaves_the_others_running() {
     publish_all(broker.port, "in/live", numbers(0..20));
     let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
     assert_eq!(ns(&got), (0..20).collect());
+    server.stop();
+}
+
+/// The value of an unlabelled gauge in the `/metrics` text.
+fn gauge(server: &Server, name: &str) -> Option<u64> {
+    let (_, text) = server.call("GET", "/metrics", None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn rules_chain_through_memory_topics_whatever_their_order() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    for sql in [
+        "CREATE STREAM live (n bigint) WITH (DATASOURCE=\"in/chain\")",
+        "CREATE STREAM chained (n bigint) WITH (TYPE=\"memory\", DATASOURCE=\"chain/+\")",
+    ] {
+        let body = serde_json::json!({ "sql": sql }).to_string();
+        assert_eq!(server.call("POST", "/streams", Some(&body)).0, 201);
+    }
+    let out = Subscriber::new(broker.port, "verify-serve-chain", "out/chain");
+    // The reader first: its memory stream waits for a writer that does not exist yet.
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/rules",
+                Some(&relay_rule("reader", "chained", &broker, "out/chain"))
+            )
+            .0,
+        201
+    );
+    server.wait_status("reader", "running");
+    assert_eq!(gauge(&server, "oort_memory_subscriptions"), Some(1));
+    let writer =
+        r#"{"id":"writer","sql":"SELECT n FROM live","actions":[{"memory":{"topic":"chain/a"}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(writer)).0, 201);
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/chain", numbers(0..20));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
+    assert_eq!(ns(&got), (0..20).collect());
+
+    // The writer stops and starts again: the reader, still running, gets its new rows.
+    assert_eq!(server.call("POST", "/rules/writer/stop", None).0, 200);
+    server.wait_status("writer", "stopped");
+    assert_eq!(
+        server.json("GET", "/rules/reader/status", None).1["status"],
+        "running"
+    );
+    assert_eq!(server.call("POST", "/rules/writer/start", None).0, 200);
+    server.wait_log("subscribed to", 2);
+    publish_all(broker.port, "in/chain", numbers(20..40));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 20);
+    assert_eq!(ns(&got), (20..40).collect());
+
+    // The reader is dropped: its subscription goes with it, and the writer goes on alone.
+    assert_eq!(server.call("DELETE", "/rules/reader", None).0, 200);
+    assert_eq!(gauge(&server, "oort_memory_subscriptions"), Some(0));
+    publish_all(broker.port, "in/chain", numbers(40..3040));
+    wait_for(
+        "the writer to hand on all 3,000 rows",
+        Duration::from_secs(60),
+        || {
+            server.json("GET", "/rules/writer/status", None).1["sink_memory_0_0_records_out_total"]
+                == 3020
+        },
+    );
     server.stop();
 }
 
@@ -1060,6 +1141,90 @@ fn plugins_install_from_ekuiper_zip_archives_by_file_http_and_the_cli() {
 }
 
 #[test]
+fn mqtt_sink_conf_keys_persist_and_actions_refer_to_them_by_resource_id() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let server = Server::start(&scratch, &args);
+    // The key gives the broker and a topic the action overrides.
+    let key = serde_json::json!({ "server": broker.url(), "qos": 1, "topic": "not/this" });
+    let put = |path: &str, body: &str| server.call("PUT", path, Some(body)).0;
+    assert_eq!(
+        put("/metadata/sinks/mqtt/confKeys/cloud", &key.to_string()),
+        200
+    );
+    let body = r#"{"qos": 0}"#;
+    assert_eq!(put("/metadata/sinks/mqtt/confKeys/invalid.test", body), 400);
+    assert_eq!(
+        put("/metadata/sinks/mqtt/confKeys/bad", r#"{"qos": 7}"#),
+        400
+    );
+    assert_eq!(
+        put(
+            "/metadata/sinks/mqtt/confKeys/bad",
+            r#"{"server": "nohost"}"#
+        ),
+        400
+    );
+    assert_eq!(put("/metadata/sinks/rest/confKeys/x", body), 400);
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sinks/mqtt/confKeys/nothere", None)
+            .0,
+        404
+    );
+    server.stop();
+
+    // After a restart the key is there, and an action naming it publishes with it.
+    let server = Server::start(&scratch, &args);
+    let (status, all) = server.json("GET", "/metadata/sinks/yaml/mqtt", None);
+    assert_eq!(status, 200);
+    assert_eq!(all["cloud"]["server"], broker.url().as_str(), "{all}");
+    assert!(all.get("bad").is_none(), "{all}");
+    let (status, one) = server.json("GET", "/metadata/sinks/mqtt/confKeys/cloud", None);
+    assert_eq!((status, &one["qos"]), (200, &serde_json::json!(1)), "{one}");
+    let stream = serde_json::json!({
+        "sql": "CREATE STREAM sinkkey (n bigint) WITH (DATASOURCE=\"in/sinkkey\")"
+    });
+    assert_eq!(
+        server.call("POST", "/streams", Some(&stream.to_string())).0,
+        201
+    );
+    let unknown = r#"{"id":"lost","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"nothere","topic":"x"}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(unknown));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("actions[0].mqtt.resourceId") && text.contains("nothere"),
+        "{text}"
+    );
+    let out = Subscriber::new(broker.port, "verify-serve-sinkkey", "out/sinkkey");
+    let rule = r#"{"id":"keyed","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"cloud","topic":"out/sinkkey"}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{text}");
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/sinkkey", numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+    // The rule keeps its reference, not the key's props.
+    let (_, described) = server.json("GET", "/rules/keyed", None);
+    assert_eq!(
+        described["actions"][0]["mqtt"]["resourceId"], "cloud",
+        "{described}"
+    );
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sinks/mqtt/confKeys/cloud", None)
+            .0,
+        200
+    );
+    let (_, all) = server.json("GET", "/metadata/sinks/yaml/mqtt", None);
+    assert!(all.get("cloud").is_none(), "{all}");
+    server.stop();
+}
+
+#[test]
 fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
     let Some(broker) = Broker::start() else {
         return;
@@ -1293,4 +1458,68 @@ fn client_certificates_authenticate_on_a_non_loopback_address() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn plugins_download_over_https_checking_the_certificate() {
+    use oort_tests::guests;
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    openssl_cert(dir, "ca", None, "");
+    openssl_cert(dir, "files", Some("ca"), "serverAuth");
+    // An HTTPS file server (openssl's) serving the folder `www/` with the certificate made here.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::copy(guests::VERSIONED_V1, www.join("Versioned.wasm")).unwrap();
+    let https_port = free_port();
+    let mut files = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(https_port.to_string())
+        .arg("-cert")
+        .arg(dir.join("files.pem"))
+        .arg("-key")
+        .arg(dir.join("files.key"))
+        .current_dir(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting openssl s_server");
+    wait_for(
+        "the HTTPS server to listen",
+        Duration::from_secs(30),
+        || TcpStream::connect(("127.0.0.1", https_port)).is_ok(),
+    );
+    let body = serde_json::json!({
+        "name": "Versioned",
+        "file": format!("https://127.0.0.1:{https_port}/Versioned.wasm"),
+    })
+    .to_string();
+
+    // The certificate's CA is not trusted: the download is refused.
+    let server = Server::start(&scratch, &[]);
+    let (status, answer) = server.call("POST", "/plugins/sinks", Some(&body));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("TLS"), "{answer}");
+    assert!(!dir.join("plugins/sinks/Versioned.wasm").exists());
+    server.stop();
+
+    // Trusted through SSL_CERT_FILE, the same download installs the build.
+    let ca = dir.join("ca.pem");
+    let server = Server::start_with_env(&scratch, free_port(), &[], &[("SSL_CERT_FILE", &ca)]);
+    let (status, answer) = server.call("POST", "/plugins/sinks", Some(&body));
+    assert!((200..300).contains(&status), "{status} {answer}");
+    let installed = std::fs::read(dir.join("plugins/sinks/Versioned.wasm")).unwrap();
+    assert_eq!(installed, std::fs::read(guests::VERSIONED_V1).unwrap());
+    server.stop();
+    let _ = files.kill();
+    let _ = files.wait();
 }

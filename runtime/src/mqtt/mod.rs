@@ -234,8 +234,23 @@ impl MqttSettings {
     }
 }
 
-/// The system's CA certificates, from the usual Debian/Red Hat bundle paths.
+/// The system's CA certificates, from the usual Debian/Red Hat bundle paths, or from the file
+/// `SSL_CERT_FILE` names instead (OpenSSL's variable), so a private CA can be trusted.
 pub fn system_ca_certificates() -> Vec<CertificateDer<'static>> {
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        return match std::fs::read(&path) {
+            Ok(pem) => CertificateDer::pem_slice_iter(&pem)
+                .filter_map(Result::ok)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(
+                    "SSL_CERT_FILE {}: cannot read: {e}; no CA is trusted",
+                    Path::new(&path).display()
+                );
+                Vec::new()
+            }
+        };
+    }
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",

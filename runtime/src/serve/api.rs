@@ -137,6 +137,16 @@ pub(super) fn router(server: Arc<Server>) -> Router {
                 .put(super::confkeys::register)
                 .delete(super::confkeys::remove),
         )
+        .route(
+            "/metadata/sinks/yaml/{name}",
+            get(super::confkeys::sink_list),
+        )
+        .route(
+            "/metadata/sinks/{name}/confKeys/{key}",
+            get(super::confkeys::sink_describe)
+                .put(super::confkeys::sink_register)
+                .delete(super::confkeys::sink_remove),
+        )
         .with_state(server)
 }
 

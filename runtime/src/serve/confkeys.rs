@@ -7,6 +7,12 @@
 //! Rules read one configuration file, so the server writes the merged sections to
 //! `<data-dir>/.mqtt-conf.json` (owner-only: it holds passwords) whenever a key changes, and
 //! every rule run reads that file.
+//!
+//! The MQTT sink's keys, as eKuiper has them: `GET /metadata/sinks/yaml/mqtt` and
+//! `GET|PUT|DELETE /metadata/sinks/mqtt/confKeys/{key}`, kept in the store. An `mqtt` action
+//! with `"resourceId": "<key>"` takes the key's props under its own (its own win); the server
+//! resolves the reference each time it checks or starts the rule, so a changed key reaches a
+//! rule at its next start.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -222,5 +228,163 @@ pub(super) async fn remove(
         .remove(Kind::ConfKeys, &key)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     server.refresh_mqtt_conf()?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The sink a path names: only `mqtt` has configuration keys here.
+fn check_sink(name: &str) -> Result<(), ApiError> {
+    if name == "mqtt" {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "sink `{name}`: only the `mqtt` sink has configuration keys"
+        )))
+    }
+}
+
+/// The MQTT sink's keys given over the API.
+fn sink_keys(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiError> {
+    Ok(server
+        .store
+        .all(Kind::SinkConfKeys)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .filter_map(|(key, value)| match serde_json::from_str(&value) {
+            Ok(Json::Object(props)) => Some((key, props)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `rule` with the `resourceId` of each `mqtt` action replaced by the props of the key it
+/// names (the action's own props win); an unknown key is a 400 naming the action.
+pub(super) fn resolve_sink_keys(server: &Server, id: &str, rule: &Json) -> Result<Json, ApiError> {
+    let refers = |action: &Json| {
+        action
+            .get("mqtt")
+            .and_then(|props| props.get("resourceId"))
+            .is_some()
+    };
+    let Some(actions) = rule.get("actions").and_then(Json::as_array) else {
+        return Ok(rule.clone());
+    };
+    if !actions.iter().any(refers) {
+        return Ok(rule.clone());
+    }
+    let keys = sink_keys(server)?;
+    let mut resolved = rule.clone();
+    let Some(actions) = resolved.get_mut("actions").and_then(Json::as_array_mut) else {
+        return Ok(resolved);
+    };
+    for (index, action) in actions.iter_mut().enumerate() {
+        let Some(Json::Object(props)) = action.get_mut("mqtt") else {
+            continue;
+        };
+        let Some(reference) = props.remove("resourceId") else {
+            continue;
+        };
+        let field = format!("rule `{id}`: actions[{index}].mqtt.resourceId");
+        let Json::String(key) = reference else {
+            return Err(ApiError::bad_request(format!("{field}: not a string")));
+        };
+        let Some(base) = keys.get(&key) else {
+            return Err(ApiError::bad_request(format!(
+                "{field}: no confKey `{key}` for the mqtt sink (PUT \
+                 /metadata/sinks/mqtt/confKeys/{key} registers one)"
+            )));
+        };
+        for (name, value) in base {
+            props.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    Ok(resolved)
+}
+
+/// `GET /metadata/sinks/yaml/{name}`: every key of the sink.
+pub(super) async fn sink_list(
+    State(server): State<Arc<Server>>,
+    UrlPath(name): UrlPath<String>,
+) -> Answer {
+    check_sink(&name)?;
+    let all: Map<String, Json> = sink_keys(&server)?
+        .iter()
+        .map(|(k, v)| (k.clone(), hidden(v)))
+        .collect();
+    Ok(axum::Json(Json::Object(all)).into_response())
+}
+
+/// `GET /metadata/sinks/{name}/confKeys/{key}`: one key.
+pub(super) async fn sink_describe(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> Answer {
+    check_sink(&name)?;
+    check_key(&key)?;
+    sink_keys(&server)?
+        .get(&key)
+        .map(|s| axum::Json(hidden(s)).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("confKey {key} not found for sink {name}")))
+}
+
+/// `PUT /metadata/sinks/{name}/confKeys/{key}`: registers (or replaces) a key.
+pub(super) async fn sink_register(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+    body: String,
+) -> Answer {
+    check_sink(&name)?;
+    check_key(&key)?;
+    let props: Map<String, Json> = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))?;
+    if props.contains_key("resourceId") {
+        return Err(ApiError::bad_request(format!(
+            "confKey {key}: a key cannot refer to another (`resourceId`)"
+        )));
+    }
+    // What can be checked without a rule: the broker's address and the QoS. The rest is
+    // checked with the action's own props when a rule using the key is created.
+    match props.get("server") {
+        None => {}
+        Some(Json::String(url)) => {
+            crate::mqtt::ServerUrl::parse(url)
+                .map_err(|e| ApiError::bad_request(format!("confKey {key}: `server`: {e}")))?;
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "confKey {key}: `server`: not a string"
+            )));
+        }
+    }
+    if let Some(qos) = props.get("qos")
+        && qos.as_u64().is_none_or(|q| q > 2)
+    {
+        return Err(ApiError::bad_request(format!(
+            "confKey {key}: `qos`: {qos} is not 0, 1 or 2"
+        )));
+    }
+    server
+        .store
+        .put(Kind::SinkConfKeys, &key, &Json::Object(props).to_string())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `DELETE /metadata/sinks/{name}/confKeys/{key}`: drops a key (rules using it fail to start
+/// until it is given again).
+pub(super) async fn sink_remove(
+    State(server): State<Arc<Server>>,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> Answer {
+    check_sink(&name)?;
+    check_key(&key)?;
+    if !sink_keys(&server)?.contains_key(&key) {
+        return Err(ApiError::not_found(format!(
+            "confKey {key} not found for sink {name}"
+        )));
+    }
+    server
+        .store
+        .remove(Kind::SinkConfKeys, &key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(StatusCode::OK.into_response())
 }

@@ -4,7 +4,8 @@
 //! each rule on its own with the same engine as `oort run-rule`: a rule is a ruleset file of
 //! its own (the server's streams and the rule) written to the data directory, run by
 //! [`crate::engine::run_observed`] in a task of its own, so one rule failing leaves the others
-//! untouched. Relative paths in streams and rules start at the data directory.
+//! untouched. Relative paths in streams and rules start at the data directory. All rules share
+//! one lasting memory bus, so a rule reads what another writes to a `memory` action.
 
 mod api;
 pub mod auth;
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::{RuleReport, RunConfig};
 use crate::reload::Reloader;
+use crate::source::MemoryBus;
 use crate::stream::StreamKind;
 use store::{Kind, Store};
 
@@ -131,6 +133,8 @@ pub struct Server {
     started: Instant,
     /// The MQTT source configuration rules read (see [`confkeys`]).
     mqtt_conf: Mutex<Option<PathBuf>>,
+    /// The memory topics every rule of the server shares.
+    bus: Arc<MemoryBus>,
 }
 
 impl Server {
@@ -169,6 +173,7 @@ impl Server {
             registry: tokio::sync::Mutex::new(registry),
             started: Instant::now(),
             mqtt_conf,
+            bus: MemoryBus::lasting(),
         });
         server.refresh_mqtt_conf()?;
         Ok(server)
@@ -227,7 +232,7 @@ impl Server {
             target.insert(name.clone(), Json::String(entry.sql.clone()));
         }
         let mut rules = Map::new();
-        rules.insert(id.to_string(), rule.clone());
+        rules.insert(id.to_string(), confkeys::resolve_sink_keys(self, id, rule)?);
         let doc = json!({ "streams": streams, "tables": tables, "rules": rules });
         let path = self
             .config
@@ -258,7 +263,9 @@ impl Server {
             .map_err(|e| ApiError::bad_request(without_path(&e.to_string(), &path)))?;
         let ceiling = &self.config.ceiling;
         let exceeds = |message: String| ApiError::forbidden(format!("rule `{id}`: {message}"));
-        ceiling.check_builtin(rule).map_err(exceeds)?;
+        ceiling
+            .check_builtin(&confkeys::resolve_sink_keys(self, id, rule)?)
+            .map_err(exceeds)?;
         for (_, action, grants) in &report.grants {
             ceiling.check_grants(action, grants).map_err(exceeds)?;
         }
@@ -285,6 +292,7 @@ impl Server {
         let (stop_now, stop_now_rx) = oneshot::channel::<()>();
         let grace = self.config.grace;
         let rule_id = id.to_string();
+        let bus = Arc::clone(&self.bus);
         // On the rules' runtime, also when started from an API call (see `serve`).
         let done = rules_runtime().spawn(async move {
             // The stop signals, as flags: a rule that fails to start is tried again by its
@@ -306,8 +314,9 @@ impl Server {
             let mut tries = 0u32;
             let why = loop {
                 let observed = Arc::clone(&state);
-                let outcome = crate::engine::run_observed(
+                let outcome = crate::engine::run_on_bus(
                     &config,
+                    Arc::clone(&bus),
                     raised(stopping.clone()),
                     raised(stopping_now.clone()),
                     Some(grace),

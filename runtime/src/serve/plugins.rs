@@ -253,7 +253,8 @@ async fn fetch(name: &str, file: &str, limit: u64) -> Result<Package, ApiError> 
     })
 }
 
-/// Downloads `url` (HTTP/1.1; `https` checked against the system's CA certificates), refusing
+/// Downloads `url` (HTTP/1.1; `https` checked against the system's CA certificates, or those
+/// of the file `SSL_CERT_FILE` names), refusing
 /// an answer over `limit` bytes. Redirects are not followed.
 async fn download(url: &str, limit: u64) -> Result<Vec<u8>, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;

@@ -19,6 +19,8 @@ pub enum Kind {
     Plugins,
     /// The MQTT source's configuration keys given over the API, by key.
     ConfKeys,
+    /// The MQTT sink's configuration keys (what an action's `resourceId` names), by key.
+    SinkConfKeys,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Rules => TableDefinition::new("rules"),
             Kind::Plugins => TableDefinition::new("plugins"),
             Kind::ConfKeys => TableDefinition::new("mqtt_conf_keys"),
+            Kind::SinkConfKeys => TableDefinition::new("mqtt_sink_conf_keys"),
         }
     }
 }
@@ -61,7 +64,13 @@ impl Store {
         }
         let db = Database::create(path).map_err(|e| fail(&e))?;
         let txn = db.begin_write().map_err(|e| fail(&e))?;
-        for kind in [Kind::Streams, Kind::Rules, Kind::Plugins, Kind::ConfKeys] {
+        for kind in [
+            Kind::Streams,
+            Kind::Rules,
+            Kind::Plugins,
+            Kind::ConfKeys,
+            Kind::SinkConfKeys,
+        ] {
             txn.open_table(kind.table()).map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;

@@ -7,6 +7,11 @@
 //! memory action of its own) ends once its first rule's input ends. A memory stream no action
 //! of the run can feed ends at once; with no memory action in the run at all, it waits for
 //! messages until the run is stopped.
+//!
+//! The bus of `oort serve` ([`MemoryBus::lasting`]) is shared by every rule of the server, whose
+//! rules come and go: there a memory stream never ends for want of a publisher (a rule writing
+//! to its topic may be created or started later), and the subscription of a rule that stopped
+//! is dropped as soon as its reader is gone, so no publisher waits for it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -36,6 +41,8 @@ struct Inner {
     /// The topic of each live publisher (one entry per memory action).
     publishers: Vec<String>,
     had_publishers: bool,
+    /// The server's bus: subscriptions last until their reader goes away.
+    lasting: bool,
 }
 
 impl Inner {
@@ -43,9 +50,14 @@ impl Inner {
     fn fed(&self, pattern: &str) -> bool {
         self.publishers.iter().any(|t| topic_matches(pattern, t))
     }
+
+    /// Forgets the subscriptions whose reader is gone (its rule stopped or was dropped).
+    fn prune(&mut self) {
+        self.subscribers.retain(|s| !s.tx.is_closed());
+    }
 }
 
-/// The bus shared by a run's rules.
+/// The bus shared by a run's rules (or by all the rules of a server).
 #[derive(Default)]
 pub struct MemoryBus {
     inner: Mutex<Inner>,
@@ -71,10 +83,15 @@ impl Drop for PublisherGuard {
             let Inner {
                 subscribers,
                 publishers,
+                lasting,
                 ..
             } = &mut *guard;
             if let Some(i) = publishers.iter().position(|t| *t == self.topic) {
                 publishers.swap_remove(i);
+            }
+            if *lasting {
+                subscribers.retain(|s| !s.tx.is_closed());
+                return;
             }
             // Dropping a sender ends its subscription once it has drained.
             subscribers.retain(|s| publishers.iter().any(|t| topic_matches(&s.pattern, t)));
@@ -83,9 +100,28 @@ impl Drop for PublisherGuard {
 }
 
 impl MemoryBus {
-    /// A new, empty bus.
+    /// A new, empty bus for one run: its memory streams end with their publishers.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A new, empty bus for a server: its memory streams wait for publishers that may come
+    /// later, and end only when their own rule stops.
+    pub fn lasting() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                lasting: true,
+                ..Inner::default()
+            }),
+        })
+    }
+
+    /// How many subscriptions the bus holds (readers that went away are not counted).
+    pub fn subscriptions(&self) -> usize {
+        self.inner.lock().map_or(0, |mut inner| {
+            inner.prune();
+            inner.subscribers.len()
+        })
     }
 
     /// Registers a publisher (a memory action writing to `topic`): call before any source
@@ -105,9 +141,10 @@ impl MemoryBus {
     pub fn subscribe(&self, pattern: &str) -> mpsc::Receiver<Published> {
         let (tx, rx) = mpsc::channel(1024);
         if let Ok(mut inner) = self.inner.lock() {
+            inner.prune();
             // With publishers registered and none of them (still) writing to a matching
-            // topic, there is nothing to wait for.
-            if !inner.had_publishers || inner.fed(pattern) {
+            // topic, there is nothing to wait for (on a server's bus, one may come later).
+            if inner.lasting || !inner.had_publishers || inner.fed(pattern) {
                 inner.subscribers.push(Subscriber {
                     pattern: pattern.to_string(),
                     tx,
@@ -120,16 +157,20 @@ impl MemoryBus {
     /// Publishes one payload to every matching subscriber, waiting for room.
     pub async fn publish(&self, topic: &str, message: Published) {
         let targets: Vec<mpsc::Sender<Published>> = match self.inner.lock() {
-            Ok(inner) => inner
-                .subscribers
-                .iter()
-                .filter(|s| topic_matches(&s.pattern, topic))
-                .map(|s| s.tx.clone())
-                .collect(),
+            Ok(mut inner) => {
+                inner.prune();
+                inner
+                    .subscribers
+                    .iter()
+                    .filter(|s| topic_matches(&s.pattern, topic))
+                    .map(|s| s.tx.clone())
+                    .collect()
+            }
             Err(_) => Vec::new(),
         };
         for tx in targets {
-            // A subscriber that went away (its rule ended) no longer needs the message.
+            // A subscriber that went away (its rule ended) no longer needs the message; one
+            // that goes away while the publisher waits for room wakes it at once.
             let _ = tx.send(message.clone()).await;
         }
     }
@@ -256,6 +297,44 @@ mod tests {
         drop(second);
         assert_eq!(reads_b.recv().await.map(|m| m.payload[0]), Some(2));
         assert!(reads_b.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lasting_bus_waits_for_publishers_and_forgets_readers_that_went_away() {
+        let bus = MemoryBus::lasting();
+        // The reader comes first, and a publisher of another topic does not end it.
+        let mut reader = bus.subscribe("a/+");
+        let other = bus.publisher("b");
+        drop(other);
+        let writer = bus.publisher("a/x");
+        bus.publish("a/x", published(1)).await;
+        drop(writer);
+        assert_eq!(reader.recv().await.map(|m| m.payload[0]), Some(1));
+        // The writer stopped and comes back: the reader still gets its rows.
+        let writer = bus.publisher("a/x");
+        bus.publish("a/x", published(2)).await;
+        assert_eq!(reader.recv().await.map(|m| m.payload[0]), Some(2));
+        assert!(
+            reader.try_recv().is_err(),
+            "nothing more, and the stream has not ended"
+        );
+        // A reader that goes away with a full queue neither blocks the writer nor stays.
+        let full = bus.subscribe("a/x");
+        for n in 0..1024 {
+            bus.publish("a/x", published(n as u8)).await;
+        }
+        assert_eq!(bus.subscriptions(), 2);
+        let blocked = bus.publish("a/x", published(9));
+        tokio::pin!(blocked);
+        assert!(
+            futures_util::FutureExt::now_or_never(blocked.as_mut()).is_none(),
+            "the full reader holds the writer back"
+        );
+        drop(full);
+        drop(reader);
+        blocked.await;
+        assert_eq!(bus.subscriptions(), 0);
+        drop(writer);
     }
 
     #[test]

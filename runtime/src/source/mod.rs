@@ -256,7 +256,8 @@ impl<'a> Emitter<'a> {
             ctx,
             decoder: Decoder::reading(&ctx.def, ctx.event_time, &ctx.reads),
             tx,
-            chunk: Vec::with_capacity(CHUNK_ROWS),
+            // Allocated with the first row: an idle stream holds no chunk.
+            chunk: Vec::new(),
             now_ms: ctx.clock.now_ms(),
             closed: false,
             position: ctx.resume.unwrap_or_default(),
@@ -290,6 +291,9 @@ impl<'a> Emitter<'a> {
         match self.decoder.finish(row) {
             Ok(row) => {
                 self.rows += 1;
+                if self.chunk.capacity() == 0 {
+                    self.chunk.reserve_exact(CHUNK_ROWS);
+                }
                 self.chunk.push(row);
             }
             Err(err) => self.error(err.to_string()),
@@ -319,7 +323,7 @@ impl<'a> Emitter<'a> {
     /// Sends the pending chunk; false once the rule has stopped listening.
     pub(crate) async fn flush(&mut self) -> bool {
         if !self.chunk.is_empty() && !self.closed {
-            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
+            let chunk = std::mem::take(&mut self.chunk);
             let n = chunk.len() as u64;
             if let Some(positions) = &self.ctx.positions {
                 positions.sent(self.position);

@@ -980,10 +980,20 @@ else:
     }
 
     /// Lines of a file, or of every file in a folder (DataFusion may write a folder).
-    fn count_lines(path: &Path) -> usize {
+    /// The rows in an output file (or folder of files): one per JSON line, or per element of a
+    /// line holding an array (Oort sends a window's result as one message holding its rows).
+    fn count_rows(path: &Path) -> usize {
         let count = |p: &Path| {
-            std::fs::read(p)
-                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            std::fs::read_to_string(p)
+                .map(|text| {
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                            Ok(serde_json::Value::Array(rows)) => rows.len(),
+                            _ => 1,
+                        })
+                        .sum()
+                })
                 .unwrap_or(0)
         };
         if path.is_dir() {
@@ -1010,6 +1020,9 @@ else:
                 "--cachegrind-out-file=/dev/null",
             ])
             .args(&job.command)
+            // valgrind cannot reserve the pooling allocator's address space: sink instances
+            // are allocated on demand under it.
+            .args(["--max-instances", "0"])
             .output()
             .map_err(|e| format!("cannot run valgrind: {e}"))?;
         let text = String::from_utf8_lossy(&output.stderr);
@@ -1124,7 +1137,7 @@ else:
                     .map(|s| o.rows as f64 / median(s))
                     .collect();
                 for (job, rate) in jobs.iter().zip(&rates) {
-                    let lines = count_lines(&job.output);
+                    let lines = count_rows(&job.output);
                     let ratio = if job.engine == "oort" {
                         String::new()
                     } else {

@@ -1031,7 +1031,9 @@ else:
         }
         text.lines()
             .find_map(|l| {
-                l.split_once("I refs:")
+                // `==123== I   refs:      2,096,995,605`
+                l.split_once(" refs:")
+                    .filter(|(label, _)| label.trim_end().ends_with(" I"))
                     .map(|(_, n)| n.trim().replace(',', ""))
             })
             .and_then(|n| n.parse().ok())

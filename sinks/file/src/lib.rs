@@ -298,39 +298,27 @@ impl Sink for FileSink {
         let sequence = batch.sequence();
         let paths = self.paths(batch)?;
         let mut touched: Vec<String> = Vec::new();
-        for (index, message) in batch.iter().enumerate() {
-            let path = paths.get(index).unwrap_or(&self.config.path).clone();
+        // Messages are written in runs going to one path (with a fixed path, the whole batch):
+        // the path's marker and file are looked up once per run, not once per message.
+        let mut start = 0;
+        while start < batch.len() {
+            let (path, end) = match paths.get(start) {
+                None => (self.config.path.clone(), batch.len()),
+                Some(path) => {
+                    let run = paths[start..].iter().take_while(|p| *p == path).count();
+                    (path.clone(), start + run)
+                }
+            };
             if sequence != 0 && sequence <= self.marker(&path)? {
                 // Written before a crash or a trap lost its acknowledgement.
+                start = end;
                 continue;
             }
+            self.write_run(batch, &path, start..end)?;
             if !touched.contains(&path) {
-                touched.push(path.clone());
+                touched.push(path);
             }
-            self.roll_if_due(&path)?;
-            let file_type = self.config.file_type;
-            let has_header = self.config.has_header;
-            let rolling_count = self.config.rolling_count;
-            let file = self.file(&path)?;
-            match file_type {
-                FileType::Json if file.written => file.out.write_all(b",")?,
-                FileType::Csv if !file.written && has_header => {
-                    if let Some(header) = batch.header() {
-                        file.out.write_all(header.as_bytes())?;
-                        file.out.write_all(b"\n")?;
-                    }
-                }
-                _ => {}
-            }
-            file.out.write_all(message.payload)?;
-            if file_type != FileType::Json {
-                file.out.write_all(b"\n")?;
-            }
-            file.written = true;
-            file.count += 1;
-            if rolling_count > 0 && file.count >= rolling_count {
-                self.close_file(&path)?;
-            }
+            start = end;
         }
         for path in touched {
             if let Some(file) = self.targets.get_mut(&path).and_then(|t| t.file.as_mut()) {
@@ -388,6 +376,56 @@ impl FileSink {
             }
         }
         Ok(values.to_vec())
+    }
+
+    /// Writes the messages `range` of `batch` to `path`, rolling its file when due: by count
+    /// after the message that fills it, by age before each message.
+    fn write_run(
+        &mut self,
+        batch: &Batch,
+        path: &str,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), SinkError> {
+        let file_type = self.config.file_type;
+        let has_header = self.config.has_header;
+        let rolling_count = self.config.rolling_count;
+        let by_age = self.config.rolling_interval > 0;
+        let mut index = range.start;
+        while index < range.end {
+            if by_age {
+                self.roll_if_due(path)?;
+            }
+            let file = self.file(path)?;
+            let mut full = false;
+            while index < range.end && !full {
+                let message = batch.get(index).expect("index within the batch");
+                match file_type {
+                    FileType::Json if file.written => file.out.write_all(b",")?,
+                    FileType::Csv if !file.written && has_header => {
+                        if let Some(header) = batch.header() {
+                            file.out.write_all(header.as_bytes())?;
+                            file.out.write_all(b"\n")?;
+                        }
+                    }
+                    _ => {}
+                }
+                file.out.write_all(message.payload)?;
+                if file_type != FileType::Json {
+                    file.out.write_all(b"\n")?;
+                }
+                file.written = true;
+                file.count += 1;
+                index += 1;
+                full = rolling_count > 0 && file.count >= rolling_count;
+                if by_age {
+                    break;
+                }
+            }
+            if full {
+                self.close_file(path)?;
+            }
+        }
+        Ok(())
     }
 
     /// The marker of `path`: the last sequence written to it.

@@ -646,6 +646,7 @@ pub async fn run_on_bus(
             action_txs.push((tx, Arc::clone(&a.metrics)));
             tasks.spawn(sink::run(started, rx));
         }
+        let reads_meta = query.reads_meta();
         let context = |stream: &Arc<StreamDef>, metrics: &Arc<SourceMetrics>| SourceContext {
             def: Arc::clone(stream),
             metrics: Arc::clone(metrics),
@@ -656,6 +657,7 @@ pub async fn run_on_bus(
             positions: None,
             resume: None,
             reads: sql::FieldsRead::All,
+            meta: reads_meta,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();

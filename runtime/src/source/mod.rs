@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
 use crate::sql::FieldsRead;
 use crate::stream::{Format, SourceType, StreamDef};
-use crate::value::Row;
+use crate::value::{Row, Value};
 
 /// Rows handed to the rule at a time, at most.
 pub const CHUNK_ROWS: usize = 256;
@@ -167,6 +167,9 @@ pub struct SourceContext {
     pub resume: Option<Position>,
     /// The fields the rule's statement reads: a decoder may skip the others.
     pub reads: FieldsRead,
+    /// Whether the statement reads the rows' source metadata (`meta(...)`): only then does a
+    /// source build it, once per message or file, shared by its rows.
+    pub meta: bool,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -248,6 +251,8 @@ pub(crate) struct Emitter<'a> {
     position: Position,
     /// Rows decoded and kept so far.
     rows: u64,
+    /// The source's metadata of the current message or file, given to each of its rows.
+    meta: Option<Arc<Value>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -262,7 +267,36 @@ impl<'a> Emitter<'a> {
             closed: false,
             position: ctx.resume.unwrap_or_default(),
             rows: 0,
+            meta: None,
         }
+    }
+
+    /// Sets the metadata of the rows that follow, when the statement reads it.
+    fn set_meta(&mut self, entries: impl FnOnce() -> Vec<(&'static str, Value)>) {
+        if self.ctx.meta {
+            let map = entries()
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), v))
+                .collect();
+            self.meta = Some(Arc::new(Value::object(map)));
+        }
+    }
+
+    /// The rows that follow come from the file `DATASOURCE` names (eKuiper's `meta(file)`).
+    pub(crate) fn set_file_meta(&mut self, file: &str) {
+        self.set_meta(|| vec![("file", Value::string(file))]);
+    }
+
+    /// The rows that follow come from this MQTT message (eKuiper's `meta(topic)`,
+    /// `meta(qos)`, `meta(messageId)`).
+    pub(crate) fn set_mqtt_meta(&mut self, topic: &str, qos: u8, id: u16) {
+        self.set_meta(|| {
+            vec![
+                ("topic", Value::string(topic)),
+                ("qos", Value::Int(i64::from(qos))),
+                ("messageId", Value::Int(i64::from(id))),
+            ]
+        });
     }
 
     /// The input has been read up to `position` (call it before handing on the message that
@@ -289,7 +323,10 @@ impl<'a> Emitter<'a> {
     /// Adds an already decoded row.
     pub(crate) async fn row(&mut self, row: Row) -> bool {
         match self.decoder.finish(row) {
-            Ok(row) => {
+            Ok(mut row) => {
+                if self.meta.is_some() {
+                    row.set_meta(self.meta.clone());
+                }
                 self.rows += 1;
                 if self.chunk.capacity() == 0 {
                     self.chunk.reserve_exact(CHUNK_ROWS);

@@ -28,8 +28,15 @@ use crate::value::{Row, Value};
 /// Rows handed to the rule at a time, at most.
 pub const CHUNK_ROWS: usize = 256;
 
-/// A chunk of rows.
-pub type Chunk = Vec<Row>;
+/// A chunk of rows, and the messages among them that could not be decoded (in order: with
+/// `sendError`, a rule sends each as an error message where it came, as eKuiper does).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The rows, in input order.
+    pub rows: Vec<Row>,
+    /// `(i, why)`: a message that gave no row came after the first `i` rows.
+    pub errors: Vec<(usize, String)>,
+}
 
 /// A stream definition cannot be used as a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -262,7 +269,7 @@ impl<'a> Emitter<'a> {
             decoder: Decoder::reading(&ctx.def, ctx.event_time, &ctx.reads),
             tx,
             // Allocated with the first row: an idle stream holds no chunk.
-            chunk: Vec::new(),
+            chunk: Chunk::default(),
             now_ms: ctx.clock.now_ms(),
             closed: false,
             position: ctx.resume.unwrap_or_default(),
@@ -328,14 +335,14 @@ impl<'a> Emitter<'a> {
                     row.set_meta(self.meta.clone());
                 }
                 self.rows += 1;
-                if self.chunk.capacity() == 0 {
-                    self.chunk.reserve_exact(CHUNK_ROWS);
+                if self.chunk.rows.capacity() == 0 {
+                    self.chunk.rows.reserve_exact(CHUNK_ROWS);
                 }
-                self.chunk.push(row);
+                self.chunk.rows.push(row);
             }
             Err(err) => self.error(err.to_string()),
         }
-        if self.chunk.len() >= CHUNK_ROWS {
+        if self.chunk.rows.len() >= CHUNK_ROWS {
             return self.flush().await;
         }
         !self.closed
@@ -347,21 +354,24 @@ impl<'a> Emitter<'a> {
         self.rows
     }
 
-    /// Whether decoded rows wait to be sent.
+    /// Whether decoded rows (or decode errors) wait to be sent.
     pub(crate) fn pending(&self) -> bool {
-        !self.chunk.is_empty()
+        !self.chunk.rows.is_empty() || !self.chunk.errors.is_empty()
     }
 
+    /// A message that gives no row: counted and logged, and handed on in its place among the
+    /// rows (the rule sends it as an error message with `sendError`).
     pub(crate) fn error(&mut self, message: String) {
         tracing::warn!(stream = %self.ctx.def.name, "cannot decode a message: {message}");
-        self.ctx.metrics.exceptions.record(message);
+        self.ctx.metrics.exceptions.record(message.clone());
+        self.chunk.errors.push((self.chunk.rows.len(), message));
     }
 
     /// Sends the pending chunk; false once the rule has stopped listening.
     pub(crate) async fn flush(&mut self) -> bool {
-        if !self.chunk.is_empty() && !self.closed {
+        if self.pending() && !self.closed {
             let chunk = std::mem::take(&mut self.chunk);
-            let n = chunk.len() as u64;
+            let n = chunk.rows.len() as u64;
             if let Some(positions) = &self.ctx.positions {
                 positions.sent(self.position);
             }

@@ -731,6 +731,9 @@ impl<'a> Compiler<'a> {
                         self.expr(e)?;
                         if matches!(item, ast::SelectItem::ExprWithAlias { .. }) {
                             self.visible_aliases += 1;
+                        } else {
+                            // It takes its `kuiper_field_<n>` all the same, as in eKuiper.
+                            self.default_name(e);
                         }
                     }
                     other => {

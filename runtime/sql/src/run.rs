@@ -1732,6 +1732,12 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["invisible"]);
+        // A hidden unnamed expression still takes its default name's number.
+        let query = compile("SELECT v + 1 INVISIBLE, v + 2 FROM s").unwrap();
+        assert!(matches!(
+            query.projection.items(),
+            [ProjectionItem::Expr { name, .. }] if &**name == "kuiper_field_1"
+        ));
         // Errors point into the statement as written.
         let err = compile("SELECT * INVISIBLE FROM s")
             .unwrap_err()

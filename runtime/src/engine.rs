@@ -646,6 +646,7 @@ pub async fn run_on_bus(
             action_txs.push((tx, Arc::clone(&a.metrics)));
             tasks.spawn(sink::run(started, rx));
         }
+        let reads_meta = query.reads_meta();
         let context = |stream: &Arc<StreamDef>, metrics: &Arc<SourceMetrics>| SourceContext {
             def: Arc::clone(stream),
             metrics: Arc::clone(metrics),
@@ -656,6 +657,7 @@ pub async fn run_on_bus(
             positions: None,
             resume: None,
             reads: sql::FieldsRead::All,
+            meta: reads_meta,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();
@@ -907,6 +909,42 @@ fn stream_names(streams: &[Arc<StreamDef>]) -> String {
         .join(", ")
 }
 
+/// Pushes a chunk's rows into the query; with `sendError`, each message of it that could not
+/// be decoded becomes an error message where it came among the rows' results (as eKuiper's
+/// decoder sends its errors down the rule).
+fn push_chunk(
+    runner: &mut QueryRunner,
+    index: usize,
+    chunk: source::Chunk,
+    ctx: &EvalCtx<'_>,
+    out: &mut Vec<Message>,
+    send_error: bool,
+) -> sql::Outcome {
+    if !send_error || chunk.errors.is_empty() {
+        return runner.push(index, chunk.rows, ctx, out);
+    }
+    let mut outcome = sql::Outcome::default();
+    let mut push = |rows: Vec<Row>, out: &mut Vec<Message>| {
+        if !rows.is_empty() {
+            let o = runner.push(index, rows, ctx, out);
+            outcome.errors.extend(o.errors);
+            outcome.filtered += o.filtered;
+        }
+    };
+    let mut rows = chunk.rows.into_iter();
+    let mut done = 0;
+    for (at, message) in chunk.errors {
+        push(rows.by_ref().take(at - done).collect(), out);
+        done = at;
+        out.push(Message::Error {
+            message: Arc::from(message),
+            timestamp_ms: 0,
+        });
+    }
+    push(rows.collect(), out);
+    outcome
+}
+
 /// Reads a table's rows whole (its source runs to the end of its file).
 async fn load_table(ctx: SourceContext) -> Vec<Row> {
     let (tx, mut rx) = mpsc::channel(16);
@@ -914,7 +952,7 @@ async fn load_table(ctx: SourceContext) -> Vec<Row> {
     let reader = tokio::spawn(source::start(ctx, tx));
     let mut rows = Vec::new();
     while let Some(chunk) = rx.recv().await {
-        rows.extend(chunk);
+        rows.extend(chunk.rows);
     }
     if let Err(e) = reader.await {
         tracing::error!("reading a table failed: {e}");
@@ -1197,12 +1235,15 @@ async fn run_query(
         };
         let mut out = Vec::new();
         let (outcome, rows_in) = match input {
-            Input::Rows(index, rows) => {
+            Input::Rows(index, chunk) => {
                 if let Some(checkpointer) = checkpointer.as_mut() {
                     checkpointer.taken(index);
                 }
-                let n = rows.len();
-                (runner.push(index, rows, &ctx, &mut out), n)
+                let n = chunk.rows.len();
+                (
+                    push_chunk(&mut runner, index, chunk, &ctx, &mut out, send_error),
+                    n,
+                )
             }
             Input::End(index) => (runner.end_source(index, &ctx, &mut out), 0),
             Input::Failed { .. } => unreachable!("handled above"),

@@ -83,7 +83,7 @@ fn source_rule_and_mqtt_sink_round_trip_over_mqtt_5() {
     scratch.write(
         "rule.json",
         &format!(
-            r#"{{"id":"r","sql":"SELECT id, device, temperature * 2 AS t2 FROM demo WHERE temperature > 0",
+            r#"{{"id":"r","sql":"SELECT id, device, temperature * 2 AS t2, meta(topic) AS src, meta(qos) AS q, meta(messageId) AS mid FROM demo WHERE temperature > 0",
                 "actions":[{{"mqtt":{{"server":"{}","topic":"out/{{{{.device}}}}","qos":1,"protocolVersion":"5"}}}}]}}"#,
             broker.url()
         ),
@@ -119,6 +119,11 @@ fn source_rule_and_mqtt_sink_round_trip_over_mqtt_5() {
         let id = row["id"].as_i64().unwrap();
         assert_eq!(topic, &format!("out/d{}", id % 3), "{row}");
         assert_eq!(row["t2"].as_f64().unwrap(), ((id % 10) as f64 - 2.0) * 2.0);
+        // eKuiper's MQTT metadata: published and subscribed with QoS 1, so each message has a
+        // packet id.
+        assert_eq!(row["src"], "sensors/hall/temp", "{row}");
+        assert_eq!(row["q"], 1, "{row}");
+        assert!(row["mid"].as_i64().is_some_and(|m| m > 0), "{row}");
         ids.insert(id);
     }
     assert_eq!(ids, expected, "{}", log.lock().unwrap());

@@ -528,6 +528,10 @@ impl Scope for Partial<'_> {
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         self.row.fields(stream, visit);
     }
+
+    fn meta(&self) -> Option<&Value> {
+        Scope::meta(self.row)
+    }
 }
 
 /// Adds the hidden fields (analytic results, state snapshot) to rows, with the layout built
@@ -571,7 +575,9 @@ impl Augment {
                 None => values.push(v),
             }
         }
-        Row::new(Arc::clone(schema), values, ts)
+        let mut out = Row::new(Arc::clone(schema), values, ts);
+        out.set_meta(row.meta().cloned());
+        out
     }
 }
 

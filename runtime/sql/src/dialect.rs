@@ -3,12 +3,12 @@
 
 use sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName,
+    FunctionArguments, Ident, ObjectName, Statement,
 };
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// The dialect eKuiper rules are written in.
 #[derive(Debug, Default, Clone, Copy)]
@@ -241,4 +241,81 @@ fn parse_window(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
         null_treatment: None,
         over: None,
     }))
+}
+
+/// Parses `sql` in eKuiper's dialect, with eKuiper's `INVISIBLE` after a SELECT item
+/// (`expr [AS alias] INVISIBLE`: computed, usable by name in later items and clauses, not sent).
+///
+/// sqlparser's select-item parser has no place for a word after the alias, so the statement's
+/// tokens are read first: each `INVISIBLE` that ends an item of the top-level SELECT list is
+/// taken out and the item's index noted, and the rest is parsed as it is. The tokens keep their
+/// positions in the text, so errors still point into the statement as written.
+pub fn parse_with_invisible(sql: &str) -> Result<(Vec<Statement>, Vec<usize>), ParserError> {
+    let tokens = Tokenizer::new(&EkuiperDialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()?;
+    let (tokens, invisible) = take_invisible(&tokens);
+    let statements = Parser::new(&EkuiperDialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()?;
+    Ok((statements, invisible))
+}
+
+/// Removes the `INVISIBLE` words that end an item of the first statement's SELECT list and
+/// returns the indexes of those items.
+fn take_invisible(tokens: &[TokenWithSpan]) -> (Vec<TokenWithSpan>, Vec<usize>) {
+    let is_word = |t: &Token, kw: Keyword| matches!(t, Token::Word(w) if w.keyword == kw && w.quote_style.is_none());
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut invisible = Vec::new();
+    // Where the SELECT list is: before its SELECT, inside it, after its FROM.
+    let mut in_list = false;
+    let mut seen_select = false;
+    let mut depth = 0usize;
+    let mut item = 0usize;
+    // The last token that is not whitespace, kept so far.
+    let mut previous: Option<Token> = None;
+    let next_token = |from: usize| {
+        tokens[from..]
+            .iter()
+            .map(|n| &n.token)
+            .find(|n| !matches!(n, Token::Whitespace(_)))
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        if matches!(t.token, Token::Whitespace(_)) {
+            out.push(t.clone());
+            continue;
+        }
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && !seen_select && is_word(&t.token, Keyword::SELECT) {
+            seen_select = true;
+            in_list = true;
+        } else if in_list && depth == 0 {
+            if is_word(&t.token, Keyword::FROM) || t.token == Token::SemiColon {
+                in_list = false;
+            } else if t.token == Token::Comma {
+                item += 1;
+            } else if is_word(&t.token, Keyword::INVISIBLE) {
+                // It ends an item when an expression comes before it (not SELECT or a comma)
+                // and the item ends after it.
+                let after_expr = !matches!(&previous, Some(p) if *p == Token::Comma || is_word(p, Keyword::SELECT));
+                let ends_item = match next_token(i + 1) {
+                    None | Some(Token::EOF | Token::Comma | Token::SemiColon) => true,
+                    Some(n) => is_word(n, Keyword::FROM),
+                };
+                if after_expr && ends_item {
+                    if invisible.last() != Some(&item) {
+                        invisible.push(item);
+                    }
+                    continue;
+                }
+            }
+        }
+        previous = Some(t.token.clone());
+        out.push(t.clone());
+    }
+    (out, invisible)
 }

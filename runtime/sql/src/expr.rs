@@ -203,6 +203,11 @@ pub trait Scope {
     }
     /// Visits the fields `*` (all streams, `None`) or `stream.*` (`Some(i)`) stands for.
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value));
+    /// What `meta(...)` reads: the source's metadata of the row (a group's or joined tuple's
+    /// first row), if its source gives any.
+    fn meta(&self) -> Option<&Value> {
+        None
+    }
 }
 
 impl Scope for Row {
@@ -220,6 +225,10 @@ impl Scope for Row {
                 visit(k, v);
             }
         }
+    }
+
+    fn meta(&self) -> Option<&Value> {
+        Row::meta(self).map(|m| &**m)
     }
 }
 
@@ -381,7 +390,7 @@ fn call<S: Scope + ?Sized>(
 ) -> Result<Value, EvalError> {
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
-        meta: ctx.meta,
+        meta: row.meta().unwrap_or(ctx.meta),
         timestamp_ms: row.event_time_ms(),
     };
     let result = if args.len() <= 4 {

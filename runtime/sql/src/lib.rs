@@ -58,7 +58,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use sqlparser::ast::{self as ast, Spanned};
-use sqlparser::parser::Parser;
 
 use oort_value::{json, message, value};
 
@@ -156,7 +155,7 @@ pub trait Catalog {
 
 /// Parses and compiles one `SELECT` statement.
 pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
-    let statements = Parser::parse_sql(&EkuiperDialect, sql).map_err(|e| {
+    let (statements, invisible) = dialect::parse_with_invisible(sql).map_err(|e| {
         let mut err = SqlError::from_parser(e);
         if err.line == 0 {
             // The parser gives no position when the statement ends too early: point at its end.
@@ -188,7 +187,9 @@ pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
             "a rule's SQL must be a SELECT statement",
         ));
     };
-    Compiler::new(catalog).query(query)
+    let mut compiler = Compiler::new(catalog);
+    compiler.invisible = invisible;
+    compiler.query(query)
 }
 
 /// `e.f1.f2...`: fields of an object value.
@@ -243,6 +244,8 @@ struct Compiler<'a> {
     stateful: Option<String>,
     /// The names of the SELECT items that are `row_number()`.
     row_numbers: Vec<Arc<str>>,
+    /// The indexes of the SELECT items marked `INVISIBLE`: computed, not sent.
+    invisible: Vec<usize>,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -268,6 +271,7 @@ impl<'a> Compiler<'a> {
             agg_hits: false,
             stateful: None,
             row_numbers: Vec::new(),
+            invisible: Vec::new(),
         }
     }
 
@@ -714,7 +718,34 @@ impl<'a> Compiler<'a> {
     fn projection(&mut self, items: &[ast::SelectItem]) -> Result<Projection, SqlError> {
         let mut out = Vec::with_capacity(items.len());
         self.visible_aliases = 0;
-        for item in items {
+        for (index, item) in items.iter().enumerate() {
+            if self.invisible.contains(&index) {
+                // eKuiper: the item is computed and its alias usable by later items and
+                // clauses, but it is not sent.
+                match item {
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. }
+                        if !matches!(e, ast::Expr::Function(f)
+                            if matches!(function_name(f).as_str(), "unnest" | "row_number" | "changed_cols")) =>
+                    {
+                        self.expr(e)?;
+                        if matches!(item, ast::SelectItem::ExprWithAlias { .. }) {
+                            self.visible_aliases += 1;
+                        } else {
+                            // It takes its `kuiper_field_<n>` all the same, as in eKuiper.
+                            self.default_name(e);
+                        }
+                    }
+                    other => {
+                        return Err(SqlError::at(
+                            other.span(),
+                            "INVISIBLE hides an expression [AS alias], not `*`, unnest, \
+                             row_number or changed_cols",
+                        ));
+                    }
+                }
+                continue;
+            }
             match item {
                 ast::SelectItem::Wildcard(options) => {
                     if options.opt_exclude.is_some()
@@ -1289,16 +1320,37 @@ impl<'a> Compiler<'a> {
         }
         let mut compiled = Vec::with_capacity(args.len());
         for (i, arg) in args.iter().enumerate() {
+            let bare_key = (name == "meta" || name == "mqtt") && i == 0;
+            // eKuiper's `meta(*)`: all of the row's metadata.
+            if bare_key
+                && name == "meta"
+                && matches!(
+                    arg,
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard)
+                )
+            {
+                compiled.push(Expr::Literal(Value::string("*")));
+                continue;
+            }
             let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = arg else {
                 return Err(unsupported(arg.span(), "a named or `*` argument here"));
             };
-            // eKuiper's `meta(key)` names the key bare.
-            if name == "meta"
-                && i == 0
-                && let ast::Expr::Identifier(id) = e
-            {
-                compiled.push(Expr::Literal(Value::string(id.value.as_str())));
-                continue;
+            // eKuiper's `meta(key)` names the key bare (`meta(topic)`, `meta(a.b)`).
+            if bare_key {
+                let key = match e {
+                    ast::Expr::Identifier(id) => Some(id.value.clone()),
+                    ast::Expr::CompoundIdentifier(ids) => Some(
+                        ids.iter()
+                            .map(|id| id.value.as_str())
+                            .collect::<Vec<_>>()
+                            .join("."),
+                    ),
+                    _ => None,
+                };
+                if let Some(key) = key {
+                    compiled.push(Expr::Literal(Value::string(key)));
+                    continue;
+                }
             }
             let arg = self.expr(e)?;
             // A constant JSONPath is checked now: a bad one is refused with its position.

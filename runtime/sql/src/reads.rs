@@ -22,23 +22,59 @@ pub enum FieldsRead {
 impl Query {
     /// The top-level input fields the statement reads, of any of its streams.
     pub fn fields_read(&self) -> FieldsRead {
-        let mut names = BTreeSet::new();
-        let mut exprs: Vec<&Expr> = Vec::new();
         for item in self.projection.items() {
-            match item {
-                // `changed_cols` may compare every column: decode them all.
-                ProjectionItem::Wildcard(_) | ProjectionItem::Cols(_) => return FieldsRead::All,
-                ProjectionItem::Expr { expr, .. } | ProjectionItem::Unnest { expr, .. } => {
-                    exprs.push(expr)
-                }
-                // Only beside a `*`, which reads everything anyway.
-                ProjectionItem::Except(_) => {}
+            // `changed_cols` may compare every column: decode them all.
+            if matches!(item, ProjectionItem::Wildcard(_) | ProjectionItem::Cols(_)) {
+                return FieldsRead::All;
             }
         }
         for call in &self.aggregates {
             if (call.func == AggFunc::Collect && call.star) || call.func == AggFunc::Deduplicate {
                 return FieldsRead::All;
             }
+        }
+        let mut names = BTreeSet::new();
+        for expr in self.exprs() {
+            walk(expr, &mut |e| {
+                if let Expr::Column(c) = e {
+                    names.insert(Arc::clone(&c.name));
+                }
+            });
+        }
+        FieldsRead::Only(names)
+    }
+
+    /// Whether the statement reads its rows' source metadata (`meta(...)`, `mqtt(...)`), so
+    /// that a source attaches it to the rows only then.
+    pub fn reads_meta(&self) -> bool {
+        let mut found = false;
+        for expr in self.exprs() {
+            walk(expr, &mut |e| {
+                if let Expr::Call(def, _) = e {
+                    found |= matches!(def.name, "meta" | "mqtt");
+                }
+            });
+        }
+        found
+    }
+
+    /// Every expression of the statement, in any clause.
+    fn exprs(&self) -> Vec<&Expr> {
+        let mut exprs: Vec<&Expr> = Vec::new();
+        for item in self.projection.items() {
+            match item {
+                ProjectionItem::Expr { expr, .. } | ProjectionItem::Unnest { expr, .. } => {
+                    exprs.push(expr)
+                }
+                ProjectionItem::Cols(cols) => {
+                    exprs.push(&cols.prefix);
+                    exprs.push(&cols.ignore_null);
+                    exprs.extend(cols.cols.iter().flatten().map(|(_, e)| e));
+                }
+                ProjectionItem::Wildcard(_) | ProjectionItem::Except(_) => {}
+            }
+        }
+        for call in &self.aggregates {
             exprs.extend(&call.args);
         }
         for call in &self.analytics {
@@ -60,33 +96,32 @@ impl Query {
                 exprs.extend(&state.partition);
             }
         }
-        for expr in exprs {
-            columns(expr, &mut names);
-        }
-        FieldsRead::Only(names)
+        exprs
     }
 }
 
-/// Adds the names of the columns `expr` reads.
-fn columns(expr: &Expr, names: &mut BTreeSet<Arc<str>>) {
+/// Visits `expr` and every expression inside it.
+fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
+    visit(expr);
     match expr {
-        Expr::Column(c) => {
-            names.insert(Arc::clone(&c.name));
-        }
-        Expr::Literal(_) | Expr::Aggregate(_) | Expr::WindowStart | Expr::WindowEnd => {}
-        Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Field(e, _) => columns(e, names),
-        Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Like(a, b, _) => {
-            columns(a, names);
-            columns(b, names);
-        }
-        Expr::Index(a, b) => {
-            columns(a, names);
-            columns(b, names);
+        Expr::Column(_)
+        | Expr::Literal(_)
+        | Expr::Aggregate(_)
+        | Expr::WindowStart
+        | Expr::WindowEnd => {}
+        Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Field(e, _) => walk(e, visit),
+        Expr::Binary(_, a, b)
+        | Expr::And(a, b)
+        | Expr::Or(a, b)
+        | Expr::Like(a, b, _)
+        | Expr::Index(a, b) => {
+            walk(a, visit);
+            walk(b, visit);
         }
         Expr::Between(a, b, c, _) => {
-            columns(a, names);
-            columns(b, names);
-            columns(c, names);
+            walk(a, visit);
+            walk(b, visit);
+            walk(c, visit);
         }
         Expr::Case {
             operand,
@@ -94,28 +129,28 @@ fn columns(expr: &Expr, names: &mut BTreeSet<Arc<str>>) {
             otherwise,
         } => {
             for e in operand.iter().chain(otherwise) {
-                columns(e, names);
+                walk(e, visit);
             }
             for (w, t) in whens {
-                columns(w, names);
-                columns(t, names);
+                walk(w, visit);
+                walk(t, visit);
             }
         }
         Expr::InList(e, list, _) => {
-            columns(e, names);
+            walk(e, visit);
             for item in list {
-                columns(item, names);
+                walk(item, visit);
             }
         }
         Expr::Call(_, args) => {
             for arg in args {
-                columns(arg, names);
+                walk(arg, visit);
             }
         }
         Expr::Slice(e, start, end) => {
-            columns(e, names);
+            walk(e, visit);
             for bound in start.iter().chain(end) {
-                columns(bound, names);
+                walk(bound, visit);
             }
         }
     }
@@ -172,6 +207,19 @@ mod tests {
             only(&["a", "b", "id"])
         );
         assert_eq!(reads("SELECT 1 AS one FROM s"), only(&[]));
+    }
+
+    #[test]
+    fn meta_is_attached_only_when_read() {
+        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");";
+        let streams = Streams(parse_streams(ddl, "streams.sql", Path::new(".")).unwrap());
+        let reads_meta = |sql: &str| compile(sql, &streams).unwrap().reads_meta();
+        assert!(reads_meta("SELECT a FROM s WHERE meta(topic) = \"x\""));
+        assert!(reads_meta("SELECT upper(mqtt(topic)) AS t FROM s"));
+        assert!(reads_meta(
+            "SELECT count(*) AS n FROM s GROUP BY TUMBLINGWINDOW(ss, 1) HAVING meta(file) > \"\""
+        ));
+        assert!(!reads_meta("SELECT a, lower(b) AS l FROM s WHERE c > 1"));
     }
 
     #[test]

@@ -103,6 +103,10 @@ impl Scope for Pair<'_> {
         self.left.window
     }
 
+    fn meta(&self) -> Option<&Value> {
+        self.left.meta().or_else(|| Scope::meta(self.right))
+    }
+
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) if i == self.source => self.right.fields(None, visit),
@@ -246,6 +250,10 @@ impl Scope for Tuple {
         }
     }
 
+    fn meta(&self) -> Option<&Value> {
+        self.rows().find_map(|r| Scope::meta(&**r))
+    }
+
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) => {
@@ -308,6 +316,10 @@ impl Scope for Group<'_> {
         if let Some(first) = self.first {
             first.fields(stream, visit);
         }
+    }
+
+    fn meta(&self) -> Option<&Value> {
+        self.first?.meta()
     }
 }
 
@@ -1451,6 +1463,7 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::ProjectionItem;
     use crate::stream::{StreamDef, parse_streams};
 
     struct Streams(Vec<StreamDef>);
@@ -1670,6 +1683,157 @@ mod tests {
             let err = compile(sql).unwrap_err().to_string();
             assert!(err.contains("unknown field"), "{sql}: {err}");
         }
+    }
+
+    #[test]
+    fn an_invisible_item_is_computed_but_not_sent() {
+        // eKuiper's TestAnalyzeFuncAlias1: the hidden alias feeds a later item and an analytic
+        // function, and is left out of the result.
+        assert_eq!(
+            messages(
+                "SELECT lag(v,1,0) as temp INVISIBLE, temp + 1 as b, lag(b,1,0), v \
+                 FROM s GROUP BY COUNTWINDOW(3)",
+                &[(1, 3), (2, 6), (3, 2)]
+            ),
+            ["b=1,lag=0,v=3 b=4,lag=1,v=6 b=7,lag=4,v=2"]
+        );
+        // In HAVING and ORDER BY; a plain column may be hidden too; any case, before FROM or `,`.
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS c invisible, max(v) AS m, ts INVISIBLE FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10) HAVING c > 1",
+                &[(1, 3), (2, 6), (13, 2)]
+            ),
+            ["m=6"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, 0 - v AS k Invisible FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY k",
+                &[(1, 3), (2, 6)]
+            ),
+            ["v=6 v=3"]
+        );
+        // A column named `invisible` is still a column, and an alias may be `invisible`.
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let query = compile("SELECT invisible, v AS `invisible` INVISIBLE FROM s").unwrap();
+        let names: Vec<String> = query
+            .projection
+            .items()
+            .iter()
+            .map(|i| match i {
+                ProjectionItem::Expr { name, .. } => name.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["invisible"]);
+        // A hidden unnamed expression still takes its default name's number.
+        let query = compile("SELECT v + 1 INVISIBLE, v + 2 FROM s").unwrap();
+        assert!(matches!(
+            query.projection.items(),
+            [ProjectionItem::Expr { name, .. }] if &**name == "kuiper_field_1"
+        ));
+        // Errors point into the statement as written.
+        let err = compile("SELECT * INVISIBLE FROM s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("line 1, column 8: INVISIBLE hides"),
+            "{err}"
+        );
+        let err = compile("SELECT a INVISIBLE b FROM s")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 1, column 20:"), "{err}");
+        let err = compile("SELECT a INVISIBLE,\n  b +, c FROM s")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 2, column 6:"), "{err}");
+    }
+
+    #[test]
+    fn meta_reads_the_row_s_own_metadata() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let meta = |topic: &str| {
+            Arc::new(Value::from_json(
+                serde_json::json!({"topic": topic, "qos": 1, "messageId": 7}),
+            ))
+        };
+        let rows = || {
+            ["a", "b", "a"]
+                .into_iter()
+                .enumerate()
+                .map(|(i, topic)| {
+                    let mut row =
+                        Row::from_pairs(vec![(Arc::from("v"), Value::Int(i as i64))], i as i64);
+                    row.set_meta(Some(meta(topic)));
+                    row
+                })
+                .collect::<Vec<_>>()
+        };
+        // Row by row, with an analytic function between the source and the projection.
+        let query = compile(
+            "SELECT v, meta(topic) AS t, meta(messageId) AS id, lag(v) AS l FROM s \
+             WHERE meta(topic) = \"a\"",
+        )
+        .unwrap();
+        assert!(query.reads_meta());
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let mut out = Vec::new();
+        assert!(runner.push(0, rows(), &ctx, &mut out).errors.is_empty());
+        let got: Vec<String> = out
+            .iter()
+            .map(|m| match m {
+                Message::Row(r) => r
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_json()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["v=0,t=\"a\",id=7,l=null", "v=2,t=\"a\",id=7,l=1"]);
+        // A window's group reads its first row's.
+        let query = compile(
+            "SELECT count(*) AS n, meta(topic) AS t, meta(*) AS m FROM s GROUP BY COUNTWINDOW(3)",
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut out = Vec::new();
+        let mut input = rows();
+        input.rotate_left(1);
+        assert!(runner.push(0, input, &ctx, &mut out).errors.is_empty());
+        let Some(Message::Rows(rows)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(rows[0].get("t"), Some(&Value::string("b")));
+        assert_eq!(rows[0].get("m"), Some(&*meta("b")));
+        // A row without metadata gives null.
+        let query = compile("SELECT meta(topic) AS t FROM s").unwrap();
+        assert!(compile("SELECT v FROM s").is_ok_and(|q| !q.reads_meta()));
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut out = Vec::new();
+        let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(1))], 0);
+        assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        let Some(Message::Row(row)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(row.get("t"), Some(&Value::Null));
     }
 
     #[test]

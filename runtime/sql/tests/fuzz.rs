@@ -67,6 +67,7 @@ const SEEDS: &[&str] = &[
     "SELECT * FROM s WHERE x->y->z[9223372036854775807] IS NULL",
     "SELECT deduplicate(color, false), max(ts) - min(ts) FROM demo GROUP BY TUMBLINGWINDOW(dd, 1) FILTER (WHERE size IN (1, 2, 3))",
     "SELECT a.color FROM demo AS a INNER JOIN s ON a.ts = s.ts GROUP BY TUMBLINGWINDOW(ss, 5)",
+    "SELECT lag(size, 1, 0) AS p INVISIBLE, p + 1 AS b, meta(topic), meta(a.b) FROM demo GROUP BY COUNTWINDOW(2) HAVING p > 0",
 ];
 
 const TOKENS: &[&str] = &[
@@ -130,6 +131,8 @@ const TOKENS: &[&str] = &[
     "window_end()",
     "event_time()",
     "meta(*)",
+    " INVISIBLE",
+    " INVISIBLE, ",
     "ss",
     "dd",
     "ms",

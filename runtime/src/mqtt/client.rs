@@ -44,6 +44,10 @@ pub enum Ev {
         payload: Bytes,
         /// What acknowledges it (QoS 1 or 2; only needed with manual acknowledgements).
         ack: Option<Ack>,
+        /// The QoS it was delivered with (0, 1 or 2).
+        qos: u8,
+        /// Its packet id (0 for QoS 0).
+        id: u16,
     },
     /// A publish was written, with this packet id (0 for QoS 0).
     Sent(u16),
@@ -155,6 +159,8 @@ impl Events {
                             .any(|c| matches!(c, SubscribeReasonCode::Failure)),
                     },
                     rumqttc::Event::Incoming(Packet::Publish(mut p)) => Ev::Message {
+                        qos: p.qos as u8,
+                        id: p.pkid,
                         // The acknowledgement keeps only the packet id and QoS.
                         topic: std::mem::take(&mut p.topic),
                         payload: std::mem::take(&mut p.payload),
@@ -181,6 +187,8 @@ impl Events {
                             .any(|c| !matches!(c, Code5::Success(_))),
                     },
                     rumqttc::v5::Event::Incoming(Packet5::Publish(mut p)) => Ev::Message {
+                        qos: p.qos as u8,
+                        id: p.pkid,
                         topic: String::from_utf8_lossy(&std::mem::take(&mut p.topic)).into_owned(),
                         payload: std::mem::take(&mut p.payload),
                         ack: (p.qos != QoS5::AtMostOnce).then(|| {

@@ -472,7 +472,10 @@ fn rule_from_json(
         .map_err(|(field, message)| field_err(&format!("options.{field}"), message))?;
     // Accepted values that cannot act yet: say so rather than pretend.
     if options.send_meta_to_sink {
-        ignored_options.push("sendMetaToSink (the available sources attach no metadata)".into());
+        ignored_options.push(
+            "sendMetaToSink (rows carry their source's metadata for meta() in the SQL; sinks do not get it)"
+                .into(),
+        );
     }
     if options.concurrency != 1 {
         ignored_options.push(

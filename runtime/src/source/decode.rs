@@ -93,6 +93,10 @@ impl Decoder {
                     now_ms,
                 ))
             }
+            Format::Binary => Ok(Row::from_pairs(
+                vec![(Arc::from("self"), Value::Bytes(Arc::from(bytes)))],
+                now_ms,
+            )),
         }
     }
 

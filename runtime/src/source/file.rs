@@ -1,5 +1,6 @@
-//! The `file` source: a JSON array, JSON lines, or CSV with a header line, read once from the
-//! path `DATASOURCE` names (relative to the file that defines the stream).
+//! The `file` source: a JSON array, JSON lines, or CSV with a header line (or, with
+//! `FORMAT="binary"`, the whole file as one message), read once from the path `DATASOURCE`
+//! names (relative to the file that defines the stream).
 
 use std::fmt;
 
@@ -7,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
 use crate::checkpoint::Position;
-use crate::stream::{FileType, StreamDef};
+use crate::stream::{FileType, Format, StreamDef};
 use crate::value::Row;
 
 struct Line<'a> {
@@ -64,6 +65,22 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
     let shown = path.display().to_string();
     let cannot_read = |e: std::io::Error| format!("cannot read {shown}: {e}");
     let mut out = Emitter::new(ctx, tx);
+    out.set_file_meta(&ctx.def.options.datasource);
+    if ctx.def.options.format == Format::Binary {
+        // eKuiper's `FORMAT="BINARY"`: the whole file is one message.
+        if ctx.resume.is_some_and(|p| p.records > 0) {
+            return Ok(());
+        }
+        let bytes = tokio::fs::read(&path).await.map_err(cannot_read)?;
+        out.at(Position {
+            offset: 0,
+            records: 1,
+        });
+        if out.message(&bytes, &shown).await {
+            out.flush().await;
+        }
+        return Ok(());
+    }
     let bytes = match ctx.def.file_type() {
         FileType::Lines => {
             let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;

@@ -23,13 +23,20 @@ use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
 use crate::sql::FieldsRead;
 use crate::stream::{Format, SourceType, StreamDef};
-use crate::value::Row;
+use crate::value::{Row, Value};
 
 /// Rows handed to the rule at a time, at most.
 pub const CHUNK_ROWS: usize = 256;
 
-/// A chunk of rows.
-pub type Chunk = Vec<Row>;
+/// A chunk of rows, and the messages among them that could not be decoded (in order: with
+/// `sendError`, a rule sends each as an error message where it came, as eKuiper does).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The rows, in input order.
+    pub rows: Vec<Row>,
+    /// `(i, why)`: a message that gave no row came after the first `i` rows.
+    pub errors: Vec<(usize, String)>,
+}
 
 /// A stream definition cannot be used as a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,6 +174,9 @@ pub struct SourceContext {
     pub resume: Option<Position>,
     /// The fields the rule's statement reads: a decoder may skip the others.
     pub reads: FieldsRead,
+    /// Whether the statement reads the rows' source metadata (`meta(...)`): only then does a
+    /// source build it, once per message or file, shared by its rows.
+    pub meta: bool,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -248,6 +258,8 @@ pub(crate) struct Emitter<'a> {
     position: Position,
     /// Rows decoded and kept so far.
     rows: u64,
+    /// The source's metadata of the current message or file, given to each of its rows.
+    meta: Option<Arc<Value>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -257,12 +269,41 @@ impl<'a> Emitter<'a> {
             decoder: Decoder::reading(&ctx.def, ctx.event_time, &ctx.reads),
             tx,
             // Allocated with the first row: an idle stream holds no chunk.
-            chunk: Vec::new(),
+            chunk: Chunk::default(),
             now_ms: ctx.clock.now_ms(),
             closed: false,
             position: ctx.resume.unwrap_or_default(),
             rows: 0,
+            meta: None,
         }
+    }
+
+    /// Sets the metadata of the rows that follow, when the statement reads it.
+    fn set_meta(&mut self, entries: impl FnOnce() -> Vec<(&'static str, Value)>) {
+        if self.ctx.meta {
+            let map = entries()
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), v))
+                .collect();
+            self.meta = Some(Arc::new(Value::object(map)));
+        }
+    }
+
+    /// The rows that follow come from the file `DATASOURCE` names (eKuiper's `meta(file)`).
+    pub(crate) fn set_file_meta(&mut self, file: &str) {
+        self.set_meta(|| vec![("file", Value::string(file))]);
+    }
+
+    /// The rows that follow come from this MQTT message (eKuiper's `meta(topic)`,
+    /// `meta(qos)`, `meta(messageId)`).
+    pub(crate) fn set_mqtt_meta(&mut self, topic: &str, qos: u8, id: u16) {
+        self.set_meta(|| {
+            vec![
+                ("topic", Value::string(topic)),
+                ("qos", Value::Int(i64::from(qos))),
+                ("messageId", Value::Int(i64::from(id))),
+            ]
+        });
     }
 
     /// The input has been read up to `position` (call it before handing on the message that
@@ -289,16 +330,19 @@ impl<'a> Emitter<'a> {
     /// Adds an already decoded row.
     pub(crate) async fn row(&mut self, row: Row) -> bool {
         match self.decoder.finish(row) {
-            Ok(row) => {
-                self.rows += 1;
-                if self.chunk.capacity() == 0 {
-                    self.chunk.reserve_exact(CHUNK_ROWS);
+            Ok(mut row) => {
+                if self.meta.is_some() {
+                    row.set_meta(self.meta.clone());
                 }
-                self.chunk.push(row);
+                self.rows += 1;
+                if self.chunk.rows.capacity() == 0 {
+                    self.chunk.rows.reserve_exact(CHUNK_ROWS);
+                }
+                self.chunk.rows.push(row);
             }
             Err(err) => self.error(err.to_string()),
         }
-        if self.chunk.len() >= CHUNK_ROWS {
+        if self.chunk.rows.len() >= CHUNK_ROWS {
             return self.flush().await;
         }
         !self.closed
@@ -310,21 +354,24 @@ impl<'a> Emitter<'a> {
         self.rows
     }
 
-    /// Whether decoded rows wait to be sent.
+    /// Whether decoded rows (or decode errors) wait to be sent.
     pub(crate) fn pending(&self) -> bool {
-        !self.chunk.is_empty()
+        !self.chunk.rows.is_empty() || !self.chunk.errors.is_empty()
     }
 
+    /// A message that gives no row: counted and logged, and handed on in its place among the
+    /// rows (the rule sends it as an error message with `sendError`).
     pub(crate) fn error(&mut self, message: String) {
         tracing::warn!(stream = %self.ctx.def.name, "cannot decode a message: {message}");
-        self.ctx.metrics.exceptions.record(message);
+        self.ctx.metrics.exceptions.record(message.clone());
+        self.chunk.errors.push((self.chunk.rows.len(), message));
     }
 
     /// Sends the pending chunk; false once the rule has stopped listening.
     pub(crate) async fn flush(&mut self) -> bool {
-        if !self.chunk.is_empty() && !self.closed {
+        if self.pending() && !self.closed {
             let chunk = std::mem::take(&mut self.chunk);
-            let n = chunk.len() as u64;
+            let n = chunk.rows.len() as u64;
             if let Some(positions) = &self.ctx.positions {
                 positions.sent(self.position);
             }

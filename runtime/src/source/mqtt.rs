@@ -197,6 +197,8 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 topic,
                 payload,
                 ack,
+                qos,
+                id,
             }) => {
                 read += 1;
                 out.at(Position {
@@ -210,6 +212,7 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                         want_checkpoint();
                     }
                 }
+                out.set_mqtt_meta(&topic, qos, id);
                 if !out.message(&payload, &Topic(&topic)).await {
                     break;
                 }

@@ -267,12 +267,29 @@ impl Schema {
 }
 
 /// One row of a stream, or one result row of a query.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Row {
     schema: Arc<Schema>,
     values: Vec<Value>,
     /// Event or arrival time in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// What its source says about the message it came from (an object: an MQTT message's
+    /// topic, a file's path), shared by every row of that message or file.
+    meta: Option<Arc<Value>>,
+}
+
+impl fmt::Debug for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Row");
+        s.field("schema", &self.schema)
+            .field("values", &self.values)
+            .field("timestamp_ms", &self.timestamp_ms);
+        // Most rows have none: their output stays as short as it was.
+        if let Some(meta) = &self.meta {
+            s.field("meta", meta);
+        }
+        s.finish()
+    }
 }
 
 impl Row {
@@ -283,7 +300,18 @@ impl Row {
             schema,
             values,
             timestamp_ms,
+            meta: None,
         }
+    }
+
+    /// The source's metadata of the message the row came from, if its source gives any.
+    pub fn meta(&self) -> Option<&Arc<Value>> {
+        self.meta.as_ref()
+    }
+
+    /// Attaches (or clears) the source's metadata.
+    pub fn set_meta(&mut self, meta: Option<Arc<Value>>) {
+        self.meta = meta;
     }
 
     /// A row from `(name, value)` pairs.

@@ -26,7 +26,7 @@ const fn def(name: &'static str, call: super::ScalarFn, doc: &'static str) -> Sc
 pub(super) const DEFS: &[ScalarDef] = &[
     def("json_path_exists", json_path_exists, "json_path_exists(x, path): whether the JSONPath path matches anything in x (false for an invalid path)"),
     def("json_path_query", json_path_query, "json_path_query(x, path): what the JSONPath path reaches in x: the value of a definite path ($.a.b, $.a[0]; an error if there is none), else the array of matches ($.a[*], $..b, $.a[?(@.x > 1)])"),
-    def("json_path_query_first", json_path_query_first, "json_path_query_first(x, path): the first element of the array json_path_query(x, path) gives (null when it is empty; an error when it is not an array)"),
+    def("json_path_query_first", json_path_query_first, "json_path_query_first(x, path): the first element of the array json_path_query(x, path) gives (an error when it is empty or not an array)"),
 ];
 
 /// Paths parsed before, per thread (a rule calls its function with the same few paths).
@@ -150,7 +150,16 @@ fn json_path_query_first(_: &FnCtx<'_>, args: &[Value]) -> R {
         return Ok(Value::Null);
     }
     match query(F, args)?.ok_or_else(|| nothing_at(F, args))? {
-        Value::Array(items) => Ok(items.first().cloned().unwrap_or(Value::Null)),
+        // eKuiper indexes the first element without a check: a query matching nothing stops
+        // its rule (`index out of range [0] with length 0`). Here it fails the row.
+        Value::Array(items) => items.first().cloned().ok_or_else(|| {
+            bad_arg(
+                F,
+                args,
+                0,
+                format!("the path {} matches nothing", shown(arg(args, 1))),
+            )
+        }),
         other => Err(bad_arg(
             F,
             args,
@@ -261,9 +270,10 @@ mod tests {
         );
         // A definite path to an array: its first element (as eKuiper).
         assert_eq!(call(json_path_query_first, DOC, "$.b.c"), Ok(Value::Int(1)));
+        let err = call(json_path_query_first, DOC, "$.people[?@.age > 99]").unwrap_err();
         assert_eq!(
-            call(json_path_query_first, DOC, "$.people[?@.age > 99]"),
-            Ok(Value::Null)
+            err.0,
+            "json_path_query_first: argument 1: the path \"$.people[?@.age > 99]\" matches nothing"
         );
         let err = call(json_path_query_first, DOC, "$.a").unwrap_err();
         assert_eq!(

@@ -358,7 +358,12 @@ impl DdlParser<'_> {
                     options.format = match value.to_ascii_lowercase().as_str() {
                         "json" => Format::Json,
                         "delimited" => Format::Delimited,
-                        _ => return Err(bad("unsupported format (expected json or delimited)")),
+                        "binary" => Format::Binary,
+                        _ => {
+                            return Err(bad(
+                                "unsupported format (expected json, delimited or binary)",
+                            ));
+                        }
                     }
                 }
                 "DELIMITER" => {
@@ -450,5 +455,19 @@ mod tests {
         let err = parse("CREATE STREAM a () WITH (DATASOURCE=\"x\");\nCREATE STREAM a () WITH (DATASOURCE=\"y\")")
             .unwrap_err();
         assert!(err.message.contains("defined twice"), "{err}");
+        let err =
+            parse("CREATE STREAM a () WITH (DATASOURCE=\"x\", FORMAT=\"protobuf\")").unwrap_err();
+        assert!(
+            err.message
+                .contains("unsupported format (expected json, delimited or binary)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn binary_is_a_format() {
+        let defs =
+            parse("CREATE STREAM b () WITH (DATASOURCE=\"img\", FORMAT=\"BINARY\")").unwrap();
+        assert_eq!(defs[0].options.format, Format::Binary);
     }
 }

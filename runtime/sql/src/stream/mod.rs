@@ -39,6 +39,8 @@ pub enum Format {
     Json,
     /// Values separated by `DELIMITER`, in the order of the stream's columns.
     Delimited,
+    /// The whole message as one `bytea` field, `self` (eKuiper's `FORMAT="BINARY"`).
+    Binary,
 }
 
 /// How a file source's file is laid out (from its extension, or `FILETYPE=`).

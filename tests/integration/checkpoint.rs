@@ -588,3 +588,53 @@ fn a_checkpoint_of_other_analytic_functions_is_refused_naming_them() {
     let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
     assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
 }
+
+/// A checkpoint an earlier version wrote (it kept no state for analytic functions) is refused
+/// for a rule that uses them, naming the rule, the checkpoint file and the function; a rule
+/// without them resumes from it as before.
+#[test]
+fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, 10);
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    // What an earlier version wrote: the same checkpoint without `functions`.
+    let strip = || {
+        let store = oort::checkpoint::CheckpointStore::open(&scratch.path().join("data")).unwrap();
+        let mut last = store.load("rows").unwrap().expect("a checkpoint");
+        assert!(last.functions.is_some());
+        last.functions = None;
+        store.save("rows", &last).unwrap();
+    };
+    strip();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(scratch.path().join("in.jsonl"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":10}\n"))
+        .unwrap();
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(
+        summary["rules"][0]["source"]["records_out_total"], 1,
+        "a rule without analytic functions resumes from an earlier version's checkpoint"
+    );
+    strip();
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n, lag(n) AS prev FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl"}}],
+        "options": {"qos": 1, "checkpointInterval": 20}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains(
+                "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
+                 version, which kept no state for `lag`"
+            )
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+}

@@ -8,16 +8,20 @@
 //! 1. every action is handed a barrier behind the results it already has, and acknowledges it
 //!    once those results are delivered, dead-lettered, counted failed or written to its disk
 //!    cache (its pending batch is handed on and its cache persisted first);
-//! 2. then, with no row in flight, the position of each source after the last chunk taken and
+//! 2. then, with no row in flight, the position of each source after the last chunk taken,
 //!    the rows the window still holds (open windows, join inputs, the watermark follows from
-//!    them) are written in one transaction of the database, durable when it commits.
+//!    them) and what the analytic and state functions remember (per call and partition key)
+//!    are written in one transaction of the database, durable when it commits.
 //!
 //! A crash after that loses nothing: rows before the positions have their effects either in the
 //! restored window or already with the actions (durable); rows after them are read again. Rows
 //! between the last checkpoint and the crash are processed twice (at least once).
 //!
 //! The window keeps its rows, not aggregates, so the state is a list of rows; values are written
-//! as JSON, with bytes tagged so that they come back as bytes.
+//! as JSON, with bytes tagged so that they come back as bytes. The rows the window holds carry
+//! their analytic results already: a restore takes them again without running them through the
+//! analytic calls, then sets the functions' state as it was. `acc_*` values are kept as the
+//! bits of their floats, so they come back exactly.
 //!
 //! Under `qos: 2` the checkpoint also holds each action's batch numbering: the next sequence
 //! number and the payloads of the batch it is filling (an action does not hand on a partial
@@ -34,6 +38,8 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::sql::analytic::Acc;
+use crate::sql::{CallState, FunctionState, Hits};
 use crate::value::{Row, Value};
 
 /// Checkpoints by rule id, encoded as JSON.
@@ -280,6 +286,203 @@ fn decode(v: &Json) -> Value {
     }
 }
 
+/// What a rule's analytic and state functions (`lag`, `latest`, `changed_col(s)`,
+/// `had_changed`, `acc_*`, `last_hit_*`, `last_agg_hit_*`) remembered at a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionsCheckpoint {
+    /// How many of the held rows (the first ones) carry their analytic results already.
+    pub prepared: usize,
+    /// Per analytic call, in the statement's order.
+    pub calls: Vec<CallCheckpoint>,
+    /// Per `changed_cols` item: the last value of each column.
+    pub changed_cols: Vec<Vec<(String, Json)>>,
+    /// `last_hit_count()`, `last_hit_time()`.
+    pub hits: [i64; 2],
+    /// `last_agg_hit_count()`, `last_agg_hit_time()`.
+    pub agg_hits: [i64; 2],
+}
+
+/// One analytic call's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallCheckpoint {
+    /// The function (`lag`, ...), to tell a checkpoint of another statement.
+    pub function: String,
+    /// Its state per `PARTITION BY` key.
+    pub partitions: Vec<(String, PartitionState)>,
+}
+
+/// One call's state for one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PartitionState {
+    /// `lag`: the values kept, oldest first, the offset and the default.
+    Lag {
+        /// The values kept.
+        queue: Vec<Json>,
+        /// How many rows back.
+        offset: u64,
+        /// The answer while fewer than `offset` were kept.
+        default: Json,
+    },
+    /// `latest`, `changed_col`: the remembered value.
+    Last {
+        /// The value.
+        value: Json,
+    },
+    /// `had_changed`: the remembered value of each argument.
+    Each {
+        /// The values.
+        values: Vec<Json>,
+    },
+    /// `acc_*`.
+    Acc {
+        /// The accumulated value, if any.
+        value: Option<AccCheckpoint>,
+        /// Whether an accumulation started by `begin` is running.
+        begun: bool,
+    },
+}
+
+/// An accumulated value; floats are kept as their bits, so they come back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AccCheckpoint {
+    /// `acc_count`.
+    Count {
+        /// The count.
+        n: i64,
+    },
+    /// `acc_sum`, `acc_min`, `acc_max`.
+    Float {
+        /// The value's bits.
+        bits: u64,
+    },
+    /// `acc_avg`.
+    Avg {
+        /// The sum's bits.
+        sum_bits: u64,
+        /// The count.
+        count: i64,
+    },
+}
+
+impl FunctionsCheckpoint {
+    /// Encodes a runner's function state.
+    pub fn new(state: &FunctionState) -> Self {
+        let partition = |s: &CallState| match s {
+            CallState::Lag {
+                queue,
+                offset,
+                default,
+            } => PartitionState::Lag {
+                queue: queue.iter().map(encode).collect(),
+                offset: *offset as u64,
+                default: encode(default),
+            },
+            CallState::Last(v) => PartitionState::Last { value: encode(v) },
+            CallState::Each(values) => PartitionState::Each {
+                values: values.iter().map(encode).collect(),
+            },
+            CallState::Acc { value, begun } => PartitionState::Acc {
+                value: value.map(|acc| match acc {
+                    Acc::Count(n) => AccCheckpoint::Count { n },
+                    Acc::Float(x) => AccCheckpoint::Float { bits: x.to_bits() },
+                    Acc::Avg { sum, count } => AccCheckpoint::Avg {
+                        sum_bits: sum.to_bits(),
+                        count,
+                    },
+                }),
+                begun: *begun,
+            },
+        };
+        Self {
+            prepared: state.prepared,
+            calls: state
+                .calls
+                .iter()
+                .map(|(function, partitions)| CallCheckpoint {
+                    function: function.clone(),
+                    partitions: partitions
+                        .iter()
+                        .map(|(k, s)| (k.clone(), partition(s)))
+                        .collect(),
+                })
+                .collect(),
+            changed_cols: state
+                .changed_cols
+                .iter()
+                .map(|cols| {
+                    cols.iter()
+                        .map(|(k, v)| (k.to_string(), encode(v)))
+                        .collect()
+                })
+                .collect(),
+            hits: [state.hits.count, state.hits.time],
+            agg_hits: [state.agg_hits.count, state.agg_hits.time],
+        }
+    }
+
+    /// The function state back.
+    pub fn state(&self) -> FunctionState {
+        let partition = |s: &PartitionState| match s {
+            PartitionState::Lag {
+                queue,
+                offset,
+                default,
+            } => CallState::Lag {
+                queue: queue.iter().map(decode).collect(),
+                offset: usize::try_from(*offset).unwrap_or(usize::MAX),
+                default: decode(default),
+            },
+            PartitionState::Last { value } => CallState::Last(decode(value)),
+            PartitionState::Each { values } => CallState::Each(values.iter().map(decode).collect()),
+            PartitionState::Acc { value, begun } => CallState::Acc {
+                value: value.map(|acc| match acc {
+                    AccCheckpoint::Count { n } => Acc::Count(n),
+                    AccCheckpoint::Float { bits } => Acc::Float(f64::from_bits(bits)),
+                    AccCheckpoint::Avg { sum_bits, count } => Acc::Avg {
+                        sum: f64::from_bits(sum_bits),
+                        count,
+                    },
+                }),
+                begun: *begun,
+            },
+        };
+        FunctionState {
+            prepared: self.prepared,
+            calls: self
+                .calls
+                .iter()
+                .map(|c| {
+                    let partitions = c
+                        .partitions
+                        .iter()
+                        .map(|(k, s)| (k.clone(), partition(s)))
+                        .collect();
+                    (c.function.clone(), partitions)
+                })
+                .collect(),
+            changed_cols: self
+                .changed_cols
+                .iter()
+                .map(|cols| {
+                    cols.iter()
+                        .map(|(k, v)| (Arc::from(k.as_str()), decode(v)))
+                        .collect()
+                })
+                .collect(),
+            hits: Hits {
+                count: self.hits[0],
+                time: self.hits[1],
+            },
+            agg_hits: Hits {
+                count: self.agg_hits[0],
+                time: self.agg_hits[1],
+            },
+        }
+    }
+}
+
 /// A payload of the batch an action was filling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPayload {
@@ -332,6 +535,10 @@ pub struct Checkpoint {
     /// version).
     #[serde(default)]
     pub actions: Vec<ActionCheckpoint>,
+    /// What its analytic and state functions remembered (`None` in a checkpoint of a version
+    /// that kept no such state).
+    #[serde(default)]
+    pub functions: Option<FunctionsCheckpoint>,
 }
 
 /// The checkpoints of a data directory.
@@ -363,6 +570,11 @@ impl CheckpointStore {
             .map_err(|e| fail(e.to_string()))?;
         txn.commit().map_err(|e| fail(e.to_string()))?;
         Ok(Self { path, db })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn fail(&self, reason: impl ToString) -> CheckpointError {
@@ -445,6 +657,39 @@ mod tests {
                 delivered: 5,
                 pending: vec![PendingPayload::new(b"{\"n\":1}", 3)],
             }],
+            functions: Some(FunctionsCheckpoint::new(&FunctionState {
+                prepared: 1,
+                calls: vec![
+                    (
+                        "lag".into(),
+                        vec![(
+                            "k".into(),
+                            CallState::Lag {
+                                queue: [Value::Int(1), Value::Bytes(Arc::from(&b"\xff"[..]))]
+                                    .into(),
+                                offset: 2,
+                                default: Value::Null,
+                            },
+                        )],
+                    ),
+                    (
+                        "acc_avg".into(),
+                        vec![(
+                            "self".into(),
+                            CallState::Acc {
+                                value: Some(Acc::Avg {
+                                    sum: 0.1 + 0.2,
+                                    count: 3,
+                                }),
+                                begun: true,
+                            },
+                        )],
+                    ),
+                ],
+                changed_cols: vec![vec![(Arc::from("a"), Value::Float(1.5))]],
+                hits: Hits { count: 4, time: 9 },
+                agg_hits: Hits::default(),
+            })),
         };
         {
             let store = CheckpointStore::open(dir.path()).unwrap();
@@ -457,6 +702,23 @@ mod tests {
         assert_eq!(
             back.actions[0].pending[0].bytes().as_deref(),
             Some(&b"{\"n\":1}"[..])
+        );
+        let functions = back.functions.as_ref().unwrap().state();
+        assert_eq!(
+            FunctionsCheckpoint::new(&functions),
+            *checkpoint.functions.as_ref().unwrap()
+        );
+        assert_eq!(functions.calls[0].1[0].0, "k");
+        assert_eq!(
+            functions.calls[1].1[0].1,
+            CallState::Acc {
+                value: Some(Acc::Avg {
+                    sum: 0.1 + 0.2,
+                    count: 3
+                }),
+                begun: true
+            },
+            "floats come back exactly"
         );
         let (source, again) = back.held[0].row();
         assert_eq!(source, 1);

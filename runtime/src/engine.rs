@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{
-    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, HeldRow, Position, Positions,
-    SourceCheckpoint,
+    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, FunctionsCheckpoint, HeldRow,
+    Position, Positions, SourceCheckpoint,
 };
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
@@ -352,15 +352,6 @@ async fn prepare_rule(
         return Err(sql_error(format!(
             "COUNTWINDOW cannot be checkpointed in this version: the rule's qos {} needs \
              qos 0 or a time window",
-            def.options.qos
-        )));
-    }
-    if def.options.qos > 0
-        && let Some(function) = &query.stateful
-    {
-        return Err(sql_error(format!(
-            "`{function}` keeps state from row to row, which checkpoints do not hold in this \
-             version: the rule's qos {} needs qos 0 to use it",
             def.options.qos
         )));
     }
@@ -719,7 +710,18 @@ pub async fn run_on_bus(
                     now_ms: config.clock.now_ms(),
                     meta: &Value::Null,
                 };
-                runner.restore(held, &ctx);
+                match plan.functions.take() {
+                    // Checked against the statement when the plan was made.
+                    Some(functions) => {
+                        if let Err(message) = runner.restore_with(held, functions.state(), &ctx) {
+                            return Err(RunError::Checkpoint {
+                                rule: def.id.clone(),
+                                message,
+                            });
+                        }
+                    }
+                    None => runner.restore(held, &ctx),
+                }
                 runner
             }
         };
@@ -1285,6 +1287,8 @@ struct RestorePlan {
     wanted: Arc<tokio::sync::Notify>,
     sources: Vec<Option<(Arc<Positions>, SourceCheckpoint)>>,
     held: Vec<HeldRow>,
+    /// What its analytic and state functions remembered.
+    functions: Option<FunctionsCheckpoint>,
     /// Its actions' numbering and unfinished batches, in the rule's order.
     actions: Vec<ActionCheckpoint>,
     /// The rule has no checkpoint yet.
@@ -1308,6 +1312,7 @@ fn restore_plan(
         .collect();
     let first = last.is_none();
     let mut actions = Vec::new();
+    let mut functions = None;
     let (held, mut saved) = match last {
         Some(last) => {
             let names: Vec<&str> = streams.iter().map(|(_, s)| s.name.as_ref()).collect();
@@ -1340,6 +1345,32 @@ fn restore_plan(
                     ));
                 }
             }
+            functions = match last.functions {
+                Some(functions) => {
+                    QueryRunner::check_function_state(&rule.query, &functions.state()).map_err(
+                        |e| {
+                            format!(
+                                "{} (rule `{}`): {e}; run with --reset-checkpoints to start over",
+                                store.path().display(),
+                                rule.def.id
+                            )
+                        },
+                    )?;
+                    Some(functions)
+                }
+                None => {
+                    if let Some(function) = &rule.query.stateful {
+                        return Err(format!(
+                            "{} holds a checkpoint of rule `{}` written by an earlier version, \
+                             which kept no state for `{function}`; run with --reset-checkpoints \
+                             to start over",
+                            store.path().display(),
+                            rule.def.id
+                        ));
+                    }
+                    None
+                }
+            };
             actions = last.actions;
             (last.held, last.sources.into_iter().map(Some).collect())
         }
@@ -1382,6 +1413,7 @@ fn restore_plan(
         wanted,
         sources,
         held,
+        functions,
         actions,
         first,
     })
@@ -1453,6 +1485,7 @@ impl Checkpointer {
             held,
             // An action that stopped early has nothing left to number (its name is left empty).
             actions: actions.into_iter().map(Option::unwrap_or_default).collect(),
+            functions: Some(FunctionsCheckpoint::new(&runner.function_state())),
         };
         let rows = checkpoint.held.len();
         let store = Arc::clone(&self.store);

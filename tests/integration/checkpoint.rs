@@ -499,3 +499,142 @@ fn under_qos_1_the_redis_sink_writes_rows_twice_across_kills() {
         "at least once: rows after the last checkpoint are pushed again"
     );
 }
+
+/// The rows the `file` sink wrote to `out/result.jsonl`, in order.
+fn rows_written(scratch: &Scratch) -> Vec<Value> {
+    scratch
+        .read("out/result.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a bad line ({e}): {l}")))
+        .collect()
+}
+
+/// Under `qos: 2`, a rule whose analytic functions remember earlier rows (`lag`, `latest`,
+/// `changed_col`, `had_changed`, `acc_*`, per partition) is killed four times and restarted:
+/// it writes exactly what a run that was never killed writes.
+#[test]
+fn under_qos_2_analytic_functions_resume_with_their_state_across_kills() {
+    let sql = "SELECT n, lag(n) AS prev, lag(n, 2, -1) OVER (PARTITION BY n % 3) AS prev3, \
+               latest(n) OVER (PARTITION BY n % 2) AS odd, changed_col(true, n / 1000) AS k, \
+               had_changed(true, n / 500) AS h, acc_sum(n) AS total, \
+               acc_count(n, n % 100 = 0, n % 100 = 50) AS run, last_hit_count() AS hits \
+               FROM s WHERE n % 7 != 3";
+    let action =
+        || json!({"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}});
+
+    let reference = Scratch::new();
+    assert_eq!(
+        kill_and_restart(&reference, sql, action(), 2, &[], &|| 0),
+        0
+    );
+    let expected = rows_written(&reference);
+    assert_eq!(
+        expected.len(),
+        (0..KILLED_ROWS).filter(|n| n % 7 != 3).count()
+    );
+
+    let scratch = Scratch::new();
+    let output = scratch.path().join("out/result.jsonl");
+    let lines = || {
+        std::fs::read(&output)
+            .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+            .unwrap_or(0)
+    };
+    let landed = kill_and_restart(&scratch, sql, action(), 2, &KILLS, &lines);
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed before the input ended"
+    );
+    let written = rows_written(&scratch);
+    let first_difference = written.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        written.len() == expected.len() && first_difference.is_none(),
+        "{landed} kills: {} rows written, {} expected; first difference at {first_difference:?}: \
+         {:?} instead of {:?}",
+        written.len(),
+        expected.len(),
+        first_difference.map(|i| &written[i]),
+        first_difference.map(|i| &expected[i]),
+    );
+}
+
+/// A checkpoint taken while the rule had other analytic functions is refused, naming the
+/// rule, the checkpoint and the functions.
+#[test]
+fn a_checkpoint_of_other_analytic_functions_is_refused_naming_them() {
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, 10);
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n, lag(n) AS prev FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl"}}],
+        "options": {"qos": 1, "checkpointInterval": 20}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains(
+                "checkpoints.redb (rule `rows`): it holds the state of the analytic \
+                             functions none, the rule now has `lag`"
+            )
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+    let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+}
+
+/// A checkpoint an earlier version wrote (it kept no state for analytic functions) is refused
+/// for a rule that uses them, naming the rule, the checkpoint file and the function; a rule
+/// without them resumes from it as before.
+#[test]
+fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, 10);
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    // What an earlier version wrote: the same checkpoint without `functions`.
+    let strip = || {
+        let store = oort::checkpoint::CheckpointStore::open(&scratch.path().join("data")).unwrap();
+        let mut last = store.load("rows").unwrap().expect("a checkpoint");
+        assert!(last.functions.is_some());
+        last.functions = None;
+        store.save("rows", &last).unwrap();
+    };
+    strip();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(scratch.path().join("in.jsonl"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":10}\n"))
+        .unwrap();
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(
+        summary["rules"][0]["source"]["records_out_total"], 1,
+        "a rule without analytic functions resumes from an earlier version's checkpoint"
+    );
+    strip();
+    let rule = json!({
+        "id": "rows",
+        "sql": "SELECT n, lag(n) AS prev FROM s",
+        "actions": [{"file": {"path": "out/result.jsonl"}}],
+        "options": {"qos": 1, "checkpointInterval": 20}
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains(
+                "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
+                 version, which kept no state for `lag`"
+            )
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+}

@@ -80,7 +80,7 @@ tasks:
   stress NAME [N]
                 run one test N times, stop at the first failure and print how many
                 passed (NAME: mqtt-restart, default 50 runs; mqtt-kill, default 20;
-                memory-chain, default 50)
+                analytic-kill, default 10; memory-chain, default 50)
   fuzz [--seconds N] [--seed S]
                 run the chaos guest through `oort`, seed after seed from S (default 1),
                 for N seconds (default 60), beside a healthy action; print each run's
@@ -620,6 +620,14 @@ const STRESS_TARGETS: &[StressTarget] = &[
         test: "mqtt::a_kill_9_loses_no_qos1_message",
         about: "`kill -9` of a qos 1 rule reading MQTT: the kept session redelivers, none lost",
         runs: 20,
+    },
+    StressTarget {
+        name: "analytic-kill",
+        test_binary: "integration",
+        test: "checkpoint::under_qos_2_analytic_functions_resume_with_their_state_across_kills",
+        about: "`kill -9` four times of a qos 2 rule using lag, changed_col, acc_*: the output \
+                equals a never-killed run's",
+        runs: 10,
     },
     StressTarget {
         name: "memory-chain",

@@ -108,15 +108,18 @@ impl AnalyticFunc {
     }
 }
 
-/// The state of one call for one partition.
-#[derive(Debug, Clone)]
-enum State {
+/// The state of one call for one partition: what a checkpoint keeps of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallState {
     /// `lag`: the values taken so far, oldest first, at most `offset` of them; while fewer
     /// than `offset` were taken, the answer is `default`. Both are the partition's first row's:
     /// the queue grows with the rows, so a huge offset costs nothing up front.
     Lag {
+        /// The values taken, oldest first.
         queue: VecDeque<Value>,
+        /// How many rows back.
         offset: usize,
+        /// The answer while fewer than `offset` were taken.
         default: Value,
     },
     /// `latest`, `changed_col`: the remembered value.
@@ -125,14 +128,28 @@ enum State {
     Each(Vec<Value>),
     /// `acc_*`: the accumulated value (`None` before the first), and whether an accumulation
     /// begun by `begin` is running.
-    Acc { value: Option<Acc>, begun: bool },
+    Acc {
+        /// The accumulated value.
+        value: Option<Acc>,
+        /// Whether `begin` started an accumulation that `reset` has not ended.
+        begun: bool,
+    },
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Acc {
+/// The value an `acc_*` call has accumulated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Acc {
+    /// `acc_count`.
     Count(i64),
+    /// `acc_sum`, `acc_min`, `acc_max`.
     Float(f64),
-    Avg { sum: f64, count: i64 },
+    /// `acc_avg`.
+    Avg {
+        /// The sum so far.
+        sum: f64,
+        /// The count so far.
+        count: i64,
+    },
 }
 
 /// One analytic call of the statement.
@@ -146,7 +163,7 @@ pub struct AnalyticCall {
     pub partition: Vec<Expr>,
     /// `OVER (WHEN ...)`.
     pub when: Option<Expr>,
-    state: HashMap<String, State>,
+    state: HashMap<String, CallState>,
 }
 
 fn strict_eq(a: &Value, b: &Value) -> bool {
@@ -174,6 +191,50 @@ impl AnalyticCall {
             when,
             state: HashMap::new(),
         }
+    }
+
+    /// Its state, per partition key (sorted, so that equal states compare equal).
+    pub fn state(&self) -> Vec<(String, CallState)> {
+        let mut out: Vec<(String, CallState)> = self
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Replaces its state with one [`state`](Self::state) returned; an error names the
+    /// partition whose state is not this function's.
+    pub fn set_state(&mut self, state: Vec<(String, CallState)>) -> Result<(), String> {
+        let name = self.func.name();
+        for (key, s) in &state {
+            let fits = match (self.func, s) {
+                (AnalyticFunc::Lag, CallState::Lag { .. }) => true,
+                (AnalyticFunc::Latest | AnalyticFunc::ChangedCol, CallState::Last(_)) => true,
+                (AnalyticFunc::HadChanged, CallState::Each(values)) => {
+                    values.len() == self.args.len().saturating_sub(1)
+                }
+                (f, CallState::Acc { value, .. }) if f.is_acc() => matches!(
+                    (f, value),
+                    (_, None)
+                        | (AnalyticFunc::AccCount, Some(Acc::Count(_)))
+                        | (AnalyticFunc::AccAvg, Some(Acc::Avg { .. }))
+                        | (
+                            AnalyticFunc::AccSum | AnalyticFunc::AccMin | AnalyticFunc::AccMax,
+                            Some(Acc::Float(_))
+                        )
+                ),
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "the state of partition `{key}` is not a state of `{name}`"
+                ));
+            }
+        }
+        self.state = state.into_iter().collect();
+        Ok(())
     }
 
     /// Evaluates the call on `row`, updating its state.
@@ -225,11 +286,11 @@ impl AnalyticCall {
                         )));
                     }
                 };
-                let State::Lag {
+                let CallState::Lag {
                     queue,
                     offset,
                     default,
-                } = self.state.entry(key).or_insert_with(|| State::Lag {
+                } = self.state.entry(key).or_insert_with(|| CallState::Lag {
                     queue: VecDeque::new(),
                     offset: usize::try_from(offset).unwrap_or(usize::MAX),
                     default,
@@ -257,7 +318,10 @@ impl AnalyticCall {
                 Ok(out)
             }
             AnalyticFunc::Latest => {
-                let State::Last(last) = self.state.entry(key).or_insert(State::Last(Value::Null))
+                let CallState::Last(last) = self
+                    .state
+                    .entry(key)
+                    .or_insert(CallState::Last(Value::Null))
                 else {
                     unreachable!("latest keeps a value");
                 };
@@ -281,7 +345,10 @@ impl AnalyticCall {
                 if (ignore_null && args[1].is_null()) || !valid {
                     return Ok(Value::Null);
                 }
-                let State::Last(last) = self.state.entry(key).or_insert(State::Last(Value::Null))
+                let CallState::Last(last) = self
+                    .state
+                    .entry(key)
+                    .or_insert(CallState::Last(Value::Null))
                 else {
                     unreachable!("changed_col keeps a value");
                 };
@@ -303,10 +370,10 @@ impl AnalyticCall {
                     )));
                 };
                 let n = args.len() - 1;
-                let State::Each(last) = self
+                let CallState::Each(last) = self
                     .state
                     .entry(key)
-                    .or_insert_with(|| State::Each(vec![Value::Null; n]))
+                    .or_insert_with(|| CallState::Each(vec![Value::Null; n]))
                 else {
                     unreachable!("had_changed keeps values");
                 };
@@ -332,10 +399,12 @@ impl AnalyticCall {
                         )));
                     }
                 };
-                let State::Acc { value, begun } = self.state.entry(key).or_insert(State::Acc {
-                    value: None,
-                    begun: false,
-                }) else {
+                let CallState::Acc { value, begun } =
+                    self.state.entry(key).or_insert(CallState::Acc {
+                        value: None,
+                        begun: false,
+                    })
+                else {
                     unreachable!("acc keeps an accumulator");
                 };
                 match conditions {
@@ -444,6 +513,23 @@ impl ChangedCols {
         }
     }
 
+    /// The last value of each column, sorted by name: what a checkpoint keeps.
+    pub fn state(&self) -> Vec<(Arc<str>, Value)> {
+        let mut out: Vec<(Arc<str>, Value)> = self
+            .last
+            .borrow()
+            .iter()
+            .map(|(k, v)| (Arc::clone(k), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Replaces the last values with ones [`state`](Self::state) returned.
+    pub fn set_state(&self, state: Vec<(Arc<str>, Value)>) {
+        *self.last.borrow_mut() = state.into_iter().collect();
+    }
+
     /// The fields that changed since the last evaluation, with the prefix on their names.
     pub fn eval<S: Scope + ?Sized>(
         &self,
@@ -487,7 +573,7 @@ impl ChangedCols {
 }
 
 /// What the rule last did, for the state functions.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hits {
     /// How many times.
     pub count: i64,

@@ -62,12 +62,12 @@ use sqlparser::ast::{self as ast, Spanned};
 use oort_value::{json, message, value};
 
 pub use aggregate::{AggCall, AggFunc};
-pub use analytic::{AnalyticCall, AnalyticFunc, ChangedCols};
+pub use analytic::{AnalyticCall, AnalyticFunc, CallState, ChangedCols, Hits};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
 pub use reads::FieldsRead;
-pub use run::{Outcome, QueryRunner, Tuple};
+pub use run::{FunctionState, Outcome, QueryRunner, Tuple};
 pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
 use crate::stream::{StreamDef, StreamKind};

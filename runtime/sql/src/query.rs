@@ -377,7 +377,8 @@ pub struct Query {
     pub hits: bool,
     /// Whether `last_agg_hit_count()`/`last_agg_hit_time()` are read.
     pub agg_hits: bool,
-    /// The first function of the statement that keeps state from row to row, if any.
+    /// The first function of the statement that keeps state from row to row, if any (its
+    /// state is part of a checkpoint: see [`crate::QueryRunner::function_state`]).
     pub stateful: Option<String>,
     /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
     pub row_numbers: Vec<Arc<str>>,

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::aggregate::Acc;
-use super::analytic::{self, Augment, Hits};
+use super::analytic::{self, Augment, CallState, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
-use super::query::{JoinKind, Query};
+use super::query::{JoinKind, ProjectionItem, Query};
 use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Value};
@@ -567,6 +567,23 @@ impl Merge {
     }
 }
 
+/// What a statement's analytic and state functions remember, for a checkpoint: with the
+/// rows [`QueryRunner::held_rows`] returns, the whole state of a checkpointable runner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunctionState {
+    /// How many of the held rows (the first ones) have been through the analytic calls
+    /// already: the rows the window holds, whose results are in their hidden fields.
+    pub prepared: usize,
+    /// Per analytic call, by slot: the function's name and its state per partition key.
+    pub calls: Vec<(String, Vec<(String, CallState)>)>,
+    /// Per `changed_cols` item of the SELECT list, in order: the last value of each column.
+    pub changed_cols: Vec<Vec<(Arc<str>, Value)>>,
+    /// `last_hit_count()` and `last_hit_time()`.
+    pub hits: Hits,
+    /// `last_agg_hit_count()` and `last_agg_hit_time()`.
+    pub agg_hits: Hits,
+}
+
 /// A running statement.
 pub struct QueryRunner {
     query: Query,
@@ -588,6 +605,9 @@ pub struct QueryRunner {
     with_hits: Augment,
     /// Adds the analytic results to rows.
     with_analytics: Augment,
+    /// While restoring a checkpoint: how many of the next rows have their analytic results
+    /// already (the window's rows), and are not run through the analytic calls again.
+    prepared: usize,
 }
 
 impl QueryRunner {
@@ -642,6 +662,104 @@ impl QueryRunner {
             self.push(source, vec![row], ctx, &mut ignored);
             ignored.clear();
         }
+    }
+
+    /// What the statement's analytic and state functions remember now, and how many of the
+    /// rows [`held_rows`](Self::held_rows) returns have been through the analytic calls.
+    pub fn function_state(&self) -> FunctionState {
+        let prepared = if self.needs_prepare() {
+            self.window
+                .as_ref()
+                .and_then(WindowOperator::held_rows)
+                .map_or(0, |rows| rows.len())
+        } else {
+            0
+        };
+        FunctionState {
+            prepared,
+            calls: self
+                .query
+                .analytics
+                .iter()
+                .map(|c| (c.func.name().to_string(), c.state()))
+                .collect(),
+            changed_cols: self.changed_cols().map(|c| c.state()).collect(),
+            hits: self.hits,
+            agg_hits: self.agg_hits,
+        }
+    }
+
+    fn changed_cols(&self) -> impl Iterator<Item = &analytic::ChangedCols> {
+        self.query
+            .projection
+            .items()
+            .iter()
+            .filter_map(|item| match item {
+                ProjectionItem::Cols(c) => Some(c),
+                _ => None,
+            })
+    }
+
+    /// Whether `state` fits this statement (the same functions in the same places); the
+    /// message says what differs.
+    pub fn check_function_state(query: &Query, state: &FunctionState) -> Result<(), String> {
+        let now: Vec<&str> = query.analytics.iter().map(|c| c.func.name()).collect();
+        let then: Vec<&str> = state.calls.iter().map(|(name, _)| name.as_str()).collect();
+        let cols = query
+            .projection
+            .items()
+            .iter()
+            .filter(|i| matches!(i, ProjectionItem::Cols(_)))
+            .count();
+        if now != then || cols != state.changed_cols.len() {
+            let list = |names: &[&str], cols: usize| {
+                let mut all: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                all.extend((0..cols).map(|_| "`changed_cols`".to_string()));
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(", ")
+                }
+            };
+            return Err(format!(
+                "it holds the state of the analytic functions {}, the rule now has {}",
+                list(&then, state.changed_cols.len()),
+                list(&now, cols)
+            ));
+        }
+        for (call, (name, partitions)) in query.analytics.iter().zip(&state.calls) {
+            call.clone()
+                .set_state(partitions.clone())
+                .map_err(|e| format!("`{name}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a checkpoint's state in a new runner: the held rows are taken again (as
+    /// [`restore`](Self::restore) does, without running the first `state.prepared` of them
+    /// through the analytic calls again), then the functions' state is set to what it was.
+    pub fn restore_with(
+        &mut self,
+        rows: Vec<(usize, Row)>,
+        state: FunctionState,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<(), String> {
+        Self::check_function_state(&self.query, &state)?;
+        self.prepared = state.prepared.min(rows.len());
+        self.restore(rows, ctx);
+        // Rows the window had prepared but the watermark has not let through yet are skipped
+        // when it does (they are older than any row still to come).
+        for (call, (name, partitions)) in self.query.analytics.iter_mut().zip(state.calls) {
+            call.set_state(partitions)
+                .map_err(|e| format!("`{name}`: {e}"))?;
+        }
+        let cols: Vec<&analytic::ChangedCols> = self.changed_cols().collect();
+        for (item, last) in cols.into_iter().zip(state.changed_cols) {
+            item.set_state(last);
+        }
+        self.hits = state.hits;
+        self.agg_hits = state.agg_hits;
+        Ok(())
     }
 
     fn build(
@@ -699,12 +817,18 @@ impl QueryRunner {
             agg_hits: Hits::default(),
             with_hits: Augment::default(),
             with_analytics: Augment::default(),
+            prepared: 0,
         }
     }
 
     /// A row as the statement reads it: with the state functions' values from before it and
     /// the results of its analytic calls (which update their state) in hidden fields.
     fn prepare(&mut self, row: Row, ctx: &EvalCtx<'_>) -> Result<Row, EvalError> {
+        if self.prepared > 0 {
+            // A restored row the window held: its results are in it already.
+            self.prepared -= 1;
+            return Ok(row);
+        }
         let mut row = row;
         if self.query.hits {
             let hits = vec![
@@ -2232,6 +2356,16 @@ mod tests {
     /// Runs `sql` over `rows` in event time, stopping after `cut` rows to checkpoint the state
     /// into a new runner (`None`: without a stop). Returns every result.
     fn run_with_checkpoint(sql: &str, rows: &[(i64, i64)], cut: Option<usize>) -> Vec<String> {
+        run_restored(sql, rows, cut, true)
+    }
+
+    /// [`run_with_checkpoint`], restoring the analytic functions' state too when `functions`.
+    fn run_restored(
+        sql: &str,
+        rows: &[(i64, i64)],
+        cut: Option<usize>,
+        functions: bool,
+    ) -> Vec<String> {
         let defs = parse_streams(
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
             "test",
@@ -2262,8 +2396,13 @@ mod tests {
                     .into_iter()
                     .map(|(s, r)| (s, Row::clone(&r)))
                     .collect();
+                let state = runner.function_state();
                 runner = QueryRunner::checkpointable(query(), true, 5, HashMap::new());
-                runner.restore(held, &ctx);
+                if functions {
+                    runner.restore_with(held, state, &ctx).unwrap();
+                } else {
+                    runner.restore(held, &ctx);
+                }
             }
             runner.push(0, vec![row(ts, v)], &ctx, &mut out);
         }
@@ -2292,6 +2431,77 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_restored_checkpoint_keeps_the_analytic_and_state_functions_state() {
+        let rows: Vec<(i64, i64)> = (0..120i64)
+            .map(|i| (i * 7 + [0, 3, -3][(i % 3) as usize], (i * 5) % 13))
+            .collect();
+        for sql in [
+            "SELECT v, lag(v) AS p, latest(v) AS l, changed_col(true, v % 3) AS c, \
+             had_changed(true, v % 4) AS h, acc_sum(v) AS s, \
+             acc_avg(v) OVER (PARTITION BY v % 2) AS a, acc_count(v, v > 5, v > 10) AS n, \
+             acc_min(v) AS mi, acc_max(v) AS ma FROM s",
+            "SELECT v, lag(v, 2, -1) OVER (PARTITION BY v % 3 WHEN v > 1) AS p, \
+             last_hit_count() AS h, last_hit_time() AS t FROM s WHERE v > 3",
+            "SELECT changed_cols(\"c_\", true, v, v > 20) FROM s",
+            "SELECT count(*) AS n, collect(lag(v)) AS c, last_agg_hit_count() AS ah, \
+             last_agg_hit_time() AS at FROM s GROUP BY TUMBLINGWINDOW(ms, 100)",
+            "SELECT count(*) AS n, sum(acc_sum(v)) AS s FROM s GROUP BY HOPPINGWINDOW(ms, 100, 30)",
+            "SELECT v, lag(v) AS p, acc_count(v) AS n FROM s \
+             GROUP BY SLIDINGWINDOW(ms, 50) OVER (WHEN v > 8)",
+        ] {
+            let whole = run_with_checkpoint(sql, &rows, None);
+            assert!(whole.len() > 3, "{sql}");
+            for cut in [1, 37, 50, 119] {
+                assert_eq!(
+                    run_with_checkpoint(sql, &rows, Some(cut)),
+                    whole,
+                    "{sql}, cut {cut}"
+                );
+            }
+            // Without the functions' state the results differ: the test can tell.
+            assert_ne!(run_restored(sql, &rows, Some(50), false), whole, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_function_state_of_another_statement_is_refused_naming_the_functions() {
+        let defs = parse_streams(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
+            "test",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let query = |sql| super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let lag = QueryRunner::checkpointable(
+            query("SELECT lag(v) AS p FROM s"),
+            false,
+            0,
+            HashMap::new(),
+        );
+        let state = lag.function_state();
+        let err = QueryRunner::check_function_state(
+            &query("SELECT latest(v) AS p, changed_cols(\"c_\", true, v) FROM s"),
+            &state,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "it holds the state of the analytic functions `lag`, the rule now has `latest`, \
+             `changed_cols`"
+        );
+        let mut wrong = state.clone();
+        wrong.calls[0]
+            .1
+            .push(("self".into(), CallState::Last(Value::Int(1))));
+        let err = QueryRunner::check_function_state(&query("SELECT lag(v) AS p FROM s"), &wrong)
+            .unwrap_err();
+        assert!(
+            err.contains("`lag`: the state of partition `self`"),
+            "{err}"
+        );
     }
 
     #[test]

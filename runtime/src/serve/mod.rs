@@ -15,6 +15,7 @@ mod metrics;
 pub mod plugins;
 pub mod store;
 pub mod tls;
+mod trim;
 mod ui;
 mod upload;
 
@@ -440,6 +441,8 @@ async fn serve_http(
     stopping: oneshot::Receiver<()>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    // Ends with this runtime, when the server stops.
+    tokio::spawn(trim::periodically());
     let stopping = async {
         let _ = stopping.await;
     };

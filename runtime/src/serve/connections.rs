@@ -180,8 +180,10 @@ fn put(server: &Server, id: &str, typ: &str, props: Map<String, Json>) -> Result
     server.refresh_mqtt_conf()
 }
 
-/// The body of `POST` and `PUT`: `{"id", "typ", "props"}`.
-fn parse_request(body: &str) -> Result<(Option<String>, String, Map<String, Json>), ApiError> {
+/// The body of `POST` and `PUT`: `{"id", "typ", "props"}` (the id optional in a `PUT`).
+type Request = (Option<String>, String, Map<String, Json>);
+
+fn parse_request(body: &str) -> Result<Request, ApiError> {
     let Json::Object(mut body) = super::api::parse_body(body)? else {
         return Err(ApiError::bad_request("Invalid body: not a JSON object"));
     };

@@ -267,6 +267,8 @@ pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
             });
         }
     }
+    // `resourceId` and `connectionSelector` of `mqtt` actions: from the server's store.
+    crate::serve::resolve_stored_refs(&config.data_dir, &mut rules)?;
     Ok((rules, catalog))
 }
 

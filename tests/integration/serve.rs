@@ -1523,3 +1523,213 @@ fn plugins_download_over_https_checking_the_certificate() {
     let _ = files.kill();
     let _ = files.wait();
 }
+
+#[test]
+fn shared_connections_persist_and_sources_and_sinks_select_them() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    // `default` points at a closed port: only the connection reaches the broker.
+    scratch.write(
+        "etc/mqtt_source.yaml",
+        "default:\n  qos: 1\n  server: \"tcp://127.0.0.1:1\"\n",
+    );
+    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let server = Server::start(&scratch, &args);
+    let conn = serde_json::json!({
+        "id": "conn1", "typ": "mqtt",
+        "props": { "server": broker.url(), "password": "s3cret" }
+    });
+    let post = |body: &str| server.call("POST", "/connections", Some(body));
+    let (status, text) = post(&conn.to_string());
+    assert_eq!((status, text.as_str()), (201, "success"));
+    // eKuiper's refusals: a taken id, an id with a dot, a type Oort lacks, a bad server.
+    assert_eq!(post(&conn.to_string()).0, 409);
+    let refused = [
+        r#"{"id":"a.b","typ":"mqtt","props":{}}"#,
+        r#"{"id":"k","typ":"kafka","props":{"brokers":"x:9092"}}"#,
+        r#"{"id":"bad","typ":"mqtt","props":{"server":"nohost"}}"#,
+        r#"{"typ":"mqtt","props":{}}"#,
+    ];
+    for body in refused {
+        assert_eq!(post(body).0, 400, "{body}");
+    }
+    // A source key and the MQTT sink's key may select it; an unknown one is refused.
+    let put = |path: &str, body: &str| server.call("PUT", path, Some(body));
+    let selects = r#"{"qos": 1, "connectionSelector": "conn1"}"#;
+    assert_eq!(
+        put("/metadata/sources/mqtt/confKeys/viaconn", selects).0,
+        200
+    );
+    let (status, text) = put(
+        "/metadata/sources/mqtt/confKeys/lost",
+        r#"{"connectionSelector": "nothere"}"#,
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("connectionSelector") && text.contains("nothere"),
+        "{text}"
+    );
+    server.stop();
+
+    // After a restart: listed (secrets hidden), described, and used by a stream and an action.
+    let server = Server::start(&scratch, &args);
+    let (status, all) = server.json("GET", "/connections", None);
+    assert_eq!(status, 200);
+    assert_eq!(all[0]["id"], "conn1", "{all}");
+    assert_eq!(all[0]["typ"], "mqtt", "{all}");
+    assert_eq!(all[0]["props"]["server"], broker.url().as_str(), "{all}");
+    assert_eq!(all[0]["props"]["password"], "******", "{all}");
+    assert_eq!(all[0]["refCount"], 1, "{all}");
+    assert_eq!(server.call("GET", "/connections/nothere", None).0, 404);
+    let (_, yaml) = server.json("GET", "/metadata/connections/yaml/mqtt", None);
+    assert_eq!(yaml["conn1"]["server"], broker.url().as_str(), "{yaml}");
+    let stream = serde_json::json!({
+        "sql": "CREATE STREAM viaconn (n bigint) WITH (DATASOURCE=\"in/viaconn\", CONF_KEY=\"viaconn\")"
+    });
+    assert_eq!(
+        server.call("POST", "/streams", Some(&stream.to_string())).0,
+        201
+    );
+    let unknown = r#"{"id":"lost","sql":"SELECT n FROM viaconn","actions":[{"mqtt":{"connectionSelector":"nothere","topic":"x"}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(unknown));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("actions[0].mqtt.connectionSelector") && text.contains("nothere"),
+        "{text}"
+    );
+    let out = Subscriber::new(broker.port, "verify-serve-conn", "out/viaconn");
+    // eKuiper's older form of the selector, `mqtt.<id>`, names the same connection.
+    let rule = r#"{"id":"viaconn","sql":"SELECT n FROM viaconn","actions":[{"mqtt":{"connectionSelector":"mqtt.conn1","topic":"out/viaconn","qos":1}}]}"#;
+    let (status, text) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{text}");
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, "in/viaconn", numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+
+    // In use, it cannot be dropped; the answer names who uses it.
+    let (status, text) = server.call("DELETE", "/connections/conn1", None);
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("rule `viaconn`") && text.contains("mqtt source key `viaconn`"),
+        "{text}"
+    );
+    // Replaced (the rule takes it at its next start), through both forms of the API.
+    let put = |path: &str, body: &str| server.call("PUT", path, Some(body));
+    let replaced = serde_json::json!({"typ": "mqtt", "props": {"server": broker.url(), "qos": 1}});
+    let (status, text) = put("/connections/conn1", &replaced.to_string());
+    assert_eq!((status, text.as_str()), (200, "success"));
+    let (_, one) = server.json("GET", "/connections/conn1", None);
+    assert!(one["props"].get("password").is_none(), "{one}");
+    assert_eq!(one["refCount"], 2, "{one}");
+    let older = format!(r#"{{"server": "{}"}}"#, broker.url());
+    assert_eq!(
+        put("/metadata/connections/mqtt/confKeys/conn2", &older).0,
+        200
+    );
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/connections/mqtt/confKeys/conn2", None)
+            .0,
+        200
+    );
+    // Once nothing uses it, it goes.
+    assert_eq!(server.call("DELETE", "/rules/viaconn", None).0, 200);
+    assert_eq!(
+        server
+            .call("DELETE", "/metadata/sources/mqtt/confKeys/viaconn", None)
+            .0,
+        200
+    );
+    assert_eq!(server.call("DELETE", "/connections/conn1", None).0, 200);
+    let (_, all) = server.json("GET", "/connections", None);
+    assert_eq!(all, serde_json::json!([]));
+    server.stop();
+}
+
+#[test]
+fn run_rule_reads_resource_ids_and_connections_from_the_servers_store() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, &[]);
+    let key = serde_json::json!({ "qos": 1, "topic": "not/this", "connectionSelector": "local" });
+    let conn = serde_json::json!({"id": "local", "typ": "mqtt", "props": {"server": broker.url()}});
+    assert_eq!(
+        server
+            .call("POST", "/connections", Some(&conn.to_string()))
+            .0,
+        201
+    );
+    assert_eq!(
+        server
+            .call(
+                "PUT",
+                "/metadata/sinks/mqtt/confKeys/cloud",
+                Some(&key.to_string())
+            )
+            .0,
+        200
+    );
+    // While the server runs, it holds the store: run-rule says so.
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+    );
+    scratch.write(
+        "in.jsonl",
+        &(0..10)
+            .map(|n| format!("{{\"n\":{n}}}\n"))
+            .collect::<String>(),
+    );
+    let rule = |key: &str| {
+        format!(
+            r#"{{"id":"r","sql":"SELECT n FROM s","actions":[{{"mqtt":{{"resourceId":"{key}","topic":"out/runrule"}}}}]}}"#
+        )
+    };
+    scratch.write("rule.json", &rule("cloud"));
+    let run = || {
+        scratch
+            .oort(&[
+                "run-rule",
+                "rule.json",
+                "--streams",
+                "streams.sql",
+                "--data-dir",
+                "data",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("actions[0].mqtt") && stderr.contains("running `oort serve`"),
+        "{stderr}"
+    );
+    server.stop();
+
+    // Stopped, its key and connection reach the broker.
+    let sub = Subscriber::new(broker.port, "verify-runrule-key", "out/runrule");
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = sub.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
+
+    // An unknown key names the field and the store.
+    scratch.write("rule.json", &rule("nothere"));
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("actions[0].mqtt.resourceId")
+            && stderr.contains("nothere")
+            && stderr.contains("oort.redb"),
+        "{stderr}"
+    );
+}

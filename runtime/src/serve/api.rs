@@ -147,6 +147,24 @@ pub(super) fn router(server: Arc<Server>) -> Router {
                 .put(super::confkeys::sink_register)
                 .delete(super::confkeys::sink_remove),
         )
+        .route(
+            "/connections",
+            get(super::connections::list).post(super::connections::create),
+        )
+        .route(
+            "/connections/{id}",
+            get(super::connections::describe)
+                .put(super::connections::update)
+                .delete(super::connections::remove),
+        )
+        .route(
+            "/metadata/connections/yaml/{name}",
+            get(super::connections::yaml),
+        )
+        .route(
+            "/metadata/connections/{name}/confKeys/{key}",
+            axum::routing::put(super::connections::register).delete(super::connections::unregister),
+        )
         .with_state(server)
 }
 

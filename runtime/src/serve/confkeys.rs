@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json};
 
 use super::store::Kind;
-use super::{ApiError, Server};
+use super::{ApiError, Server, connections};
 
 type Answer = Result<Response, ApiError>;
 
@@ -46,7 +46,7 @@ fn check_source(name: &str) -> Result<(), ApiError> {
 }
 
 /// eKuiper's rule for a key: letters, digits, `-` and `_`.
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub(super) fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty()
         || !key
             .chars()
@@ -109,12 +109,19 @@ pub(super) fn write_merged(server: &Server) -> Result<Option<PathBuf>, ApiError>
         .all(Kind::ConfKeys)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let merged = server.config.run.data_dir.join(MERGED);
-    if given.is_empty() {
+    let mut all = sections(server)?;
+    let selects = all.values().any(|s| s.contains_key(connections::SELECTOR));
+    if given.is_empty() && !selects {
         let _ = std::fs::remove_file(&merged);
         return Ok(server.config.run.mqtt_conf.clone());
     }
-    let text = serde_json::to_string_pretty(&sections(server)?)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // Sections that name a connection take its props (see `connections`).
+    let known = connections::all(server)?;
+    for (key, section) in &mut all {
+        connections::resolve(&known, section, &format!("mqtt source key `{key}`"))
+            .map_err(ApiError::bad_request)?;
+    }
+    let text = serde_json::to_string_pretty(&all).map_err(|e| ApiError::internal(e.to_string()))?;
     let tmp = merged.with_extension("partial");
     let write = || -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();
@@ -129,7 +136,7 @@ pub(super) fn write_merged(server: &Server) -> Result<Option<PathBuf>, ApiError>
 }
 
 /// A section as the API shows it: passwords and tokens hidden, as eKuiper does.
-fn hidden(section: &Map<String, Json>) -> Json {
+pub(super) fn hidden(section: &Map<String, Json>) -> Json {
     Json::Object(
         section
             .iter()
@@ -193,6 +200,12 @@ pub(super) async fn register(
     settings
         .qos(0)
         .map_err(|e| ApiError::bad_request(format!("confKey {key}: {e}")))?;
+    connections::resolve(
+        &connections::all(&server)?,
+        &mut section.clone(),
+        &format!("confKey {key}"),
+    )
+    .map_err(ApiError::bad_request)?;
     let text = Json::Object(section).to_string();
     server
         .store
@@ -244,26 +257,22 @@ fn check_sink(name: &str) -> Result<(), ApiError> {
 
 /// The MQTT sink's keys given over the API.
 fn sink_keys(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiError> {
-    Ok(server
-        .store
-        .all(Kind::SinkConfKeys)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .into_iter()
-        .filter_map(|(key, value)| match serde_json::from_str(&value) {
-            Ok(Json::Object(props)) => Some((key, props)),
-            _ => None,
-        })
-        .collect())
+    Ok(parse_sink_keys(
+        server
+            .store
+            .all(Kind::SinkConfKeys)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+    ))
 }
 
-/// `rule` with the `resourceId` of each `mqtt` action replaced by the props of the key it
-/// names (the action's own props win); an unknown key is a 400 naming the action.
+/// `rule` with the `resourceId` and `connectionSelector` of each `mqtt` action replaced by the
+/// props of the key and connection they name (see [`resolve_mqtt_action`]); an unknown name is
+/// a 400 naming the action.
 pub(super) fn resolve_sink_keys(server: &Server, id: &str, rule: &Json) -> Result<Json, ApiError> {
     let refers = |action: &Json| {
-        action
-            .get("mqtt")
-            .and_then(|props| props.get("resourceId"))
-            .is_some()
+        action.get("mqtt").is_some_and(|props| {
+            props.get("resourceId").is_some() || props.get(connections::SELECTOR).is_some()
+        })
     };
     let Some(actions) = rule.get("actions").and_then(Json::as_array) else {
         return Ok(rule.clone());
@@ -272,6 +281,7 @@ pub(super) fn resolve_sink_keys(server: &Server, id: &str, rule: &Json) -> Resul
         return Ok(rule.clone());
     }
     let keys = sink_keys(server)?;
+    let known = connections::all(server)?;
     let mut resolved = rule.clone();
     let Some(actions) = resolved.get_mut("actions").and_then(Json::as_array_mut) else {
         return Ok(resolved);
@@ -280,24 +290,50 @@ pub(super) fn resolve_sink_keys(server: &Server, id: &str, rule: &Json) -> Resul
         let Some(Json::Object(props)) = action.get_mut("mqtt") else {
             continue;
         };
-        let Some(reference) = props.remove("resourceId") else {
-            continue;
-        };
-        let field = format!("rule `{id}`: actions[{index}].mqtt.resourceId");
+        let field = format!("rule `{id}`: actions[{index}].mqtt");
+        resolve_mqtt_action(&keys, &known, props, &field).map_err(ApiError::bad_request)?;
+    }
+    Ok(resolved)
+}
+
+/// An `mqtt` action's props with the key its `resourceId` names taken under its own (its own
+/// win), then the connection its `connectionSelector` (its own, else the key's) names, the
+/// same way. `field` names the action in an error (`rule `r1`: actions[0].mqtt`). The server
+/// and `oort run-rule` both resolve actions with this.
+pub(crate) fn resolve_mqtt_action(
+    keys: &BTreeMap<String, Map<String, Json>>,
+    known: &connections::Connections,
+    props: &mut Map<String, Json>,
+    field: &str,
+) -> Result<(), String> {
+    if let Some(reference) = props.remove("resourceId") {
         let Json::String(key) = reference else {
-            return Err(ApiError::bad_request(format!("{field}: not a string")));
+            return Err(format!("{field}.resourceId: not a string"));
         };
         let Some(base) = keys.get(&key) else {
-            return Err(ApiError::bad_request(format!(
-                "{field}: no confKey `{key}` for the mqtt sink (PUT \
+            return Err(format!(
+                "{field}.resourceId: no confKey `{key}` for the mqtt sink (PUT \
                  /metadata/sinks/mqtt/confKeys/{key} registers one)"
-            )));
+            ));
         };
         for (name, value) in base {
             props.entry(name.clone()).or_insert_with(|| value.clone());
         }
     }
-    Ok(resolved)
+    connections::resolve(known, props, field)
+}
+
+/// The MQTT sink's keys from the store's entries.
+pub(crate) fn parse_sink_keys(
+    entries: Vec<(String, String)>,
+) -> BTreeMap<String, Map<String, Json>> {
+    entries
+        .into_iter()
+        .filter_map(|(key, value)| match serde_json::from_str(&value) {
+            Ok(Json::Object(props)) => Some((key, props)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `GET /metadata/sinks/yaml/{name}`: every key of the sink.
@@ -362,6 +398,12 @@ pub(super) async fn sink_register(
             "confKey {key}: `qos`: {qos} is not 0, 1 or 2"
         )));
     }
+    connections::resolve(
+        &connections::all(&server)?,
+        &mut props.clone(),
+        &format!("confKey {key}"),
+    )
+    .map_err(ApiError::bad_request)?;
     server
         .store
         .put(Kind::SinkConfKeys, &key, &Json::Object(props).to_string())

@@ -11,10 +11,12 @@ mod api;
 pub mod auth;
 pub mod ceiling;
 mod confkeys;
+mod connections;
 mod metrics;
 pub mod plugins;
 pub mod store;
 pub mod tls;
+mod trim;
 mod ui;
 mod upload;
 
@@ -397,6 +399,62 @@ impl Server {
     }
 }
 
+/// Resolves the `resourceId` and `connectionSelector` of the rules' `mqtt` actions from the
+/// server's store in `data_dir` (`oort.redb`), as the server does (see
+/// [`confkeys::resolve_mqtt_action`]): how `oort run-rule --data-dir DIR` uses the keys and
+/// connections given to a server over its API. The store is opened read-only, and only when an
+/// action refers to something; a running server holds it locked.
+pub(crate) fn resolve_stored_refs(
+    data_dir: &std::path::Path,
+    rules: &mut [crate::rule::RuleDef],
+) -> Result<(), crate::rule::RuleError> {
+    let refers = |props: &Map<String, Json>| {
+        props.contains_key("resourceId") || props.contains_key(connections::SELECTOR)
+    };
+    let mut loaded = None;
+    let store = data_dir.join("oort.redb");
+    for rule in rules.iter_mut() {
+        for action in rule.actions.iter_mut() {
+            if action.plugin != "mqtt" || !refers(&action.props) {
+                continue;
+            }
+            let field = format!("actions[{}].mqtt", action.index);
+            let fail = |message: String| crate::rule::RuleError::Field {
+                path: rule.path.clone(),
+                rule: rule.id.clone(),
+                field: field.clone(),
+                message,
+            };
+            if loaded.is_none() {
+                let read = |kind| {
+                    store::read_table(&store, kind)
+                        .map(Option::unwrap_or_default)
+                        .map_err(|e| fail(format!("cannot read the server's store: {e}")))
+                };
+                loaded = Some((
+                    confkeys::parse_sink_keys(read(Kind::SinkConfKeys)?),
+                    connections::parse_entries(read(Kind::Connections)?),
+                ));
+            }
+            let (keys, known) = loaded.as_ref().expect("loaded above");
+            // The message names the field itself (`actions[0].mqtt.resourceId: ...`).
+            confkeys::resolve_mqtt_action(keys, known, &mut action.props, "").map_err(|e| {
+                let (sub, message) = e
+                    .trim_start_matches('.')
+                    .split_once(": ")
+                    .unwrap_or(("", &e));
+                crate::rule::RuleError::Field {
+                    path: rule.path.clone(),
+                    rule: rule.id.clone(),
+                    field: format!("{field}.{sub}"),
+                    message: format!("{message} in {}", store.display()),
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Completes once `flag` is raised (or its sender is gone).
 async fn raised(mut flag: tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|up| *up).await;
@@ -440,6 +498,8 @@ async fn serve_http(
     stopping: oneshot::Receiver<()>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    // Ends with this runtime, when the server stops.
+    tokio::spawn(trim::periodically());
     let stopping = async {
         let _ = stopping.await;
     };

@@ -1,12 +1,12 @@
-//! The server's persistent state: streams, tables, rules (and whether each runs), plugins and
-//! the MQTT source's configuration keys,
+//! The server's persistent state: streams, tables, rules (and whether each runs), plugins, the
+//! MQTT source's and sink's configuration keys and the shared connections,
 //! kept in one redb database in the data directory, the embedded store the action caches use.
 //! Values are JSON documents keyed by name; every change is one committed transaction, so a
 //! crash leaves the last acknowledged state.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// A table of the store.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,8 @@ pub enum Kind {
     ConfKeys,
     /// The MQTT sink's configuration keys (what an action's `resourceId` names), by key.
     SinkConfKeys,
+    /// Shared connections (`/connections`): `{"typ", "props"}` by id.
+    Connections,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Plugins => TableDefinition::new("plugins"),
             Kind::ConfKeys => TableDefinition::new("mqtt_conf_keys"),
             Kind::SinkConfKeys => TableDefinition::new("mqtt_sink_conf_keys"),
+            Kind::Connections => TableDefinition::new("connections"),
         }
     }
 }
@@ -70,6 +73,7 @@ impl Store {
             Kind::Plugins,
             Kind::ConfKeys,
             Kind::SinkConfKeys,
+            Kind::Connections,
         ] {
             txn.open_table(kind.table()).map_err(|e| fail(&e))?;
         }
@@ -115,6 +119,39 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Every entry of one table of the store at `path`, opened read-only (what `oort run-rule`
+/// reads): `None` when there is no store there, empty when the store has no such table yet.
+/// A store a running server holds cannot be read (the server locks it).
+pub fn read_table(path: &Path, kind: Kind) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    let fail = |message: String| StoreError {
+        path: path.display().to_string(),
+        message,
+    };
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let db = ReadOnlyDatabase::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => fail(
+            "the store is in use by a running `oort serve`: stop it first, or run the rule on \
+             the server (POST /rules)"
+                .into(),
+        ),
+        e => fail(e.to_string()),
+    })?;
+    let txn = db.begin_read().map_err(|e| fail(e.to_string()))?;
+    let table = match txn.open_table(kind.table()) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(Vec::new())),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| fail(e.to_string()))? {
+        let (k, v) = entry.map_err(|e| fail(e.to_string()))?;
+        out.push((k.value().to_string(), v.value().to_string()));
+    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]

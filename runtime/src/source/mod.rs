@@ -329,7 +329,14 @@ impl<'a> Emitter<'a> {
 
     /// Adds an already decoded row.
     pub(crate) async fn row(&mut self, row: Row) -> bool {
-        match self.decoder.finish(row) {
+        let fitted = self.decoder.finish(row).map_err(|e| e.to_string());
+        self.decoded(fitted).await
+    }
+
+    /// Adds what a message gave, already decoded and fitted elsewhere (by
+    /// [`Decoder::decode`] and [`Decoder::finish`]): a row, or why it gave none.
+    pub(crate) async fn decoded(&mut self, outcome: Result<Row, String>) -> bool {
+        match outcome {
             Ok(mut row) => {
                 if self.meta.is_some() {
                     row.set_meta(self.meta.clone());
@@ -340,7 +347,7 @@ impl<'a> Emitter<'a> {
                 }
                 self.chunk.rows.push(row);
             }
-            Err(err) => self.error(err.to_string()),
+            Err(message) => self.error(message),
         }
         if self.chunk.rows.len() >= CHUNK_ROWS {
             return self.flush().await;

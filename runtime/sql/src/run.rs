@@ -1590,7 +1590,21 @@ mod tests {
     use crate::query::ProjectionItem;
     use crate::stream::{StreamDef, parse_streams};
 
+    /// Stream `s`, read from memory, its rows timed by their `ts`.
+    const TIMED: &str =
+        "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+    /// Stream `s`, read from memory, on processing time.
+    const UNTIMED: &str = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");";
+
+    /// The catalog the statements under test compile against.
     struct Streams(Vec<StreamDef>);
+
+    impl Streams {
+        /// The streams `ddl` defines.
+        fn of(ddl: &str) -> Self {
+            Self(parse_streams(ddl, "test", std::path::Path::new(".")).unwrap())
+        }
+    }
 
     impl super::super::Catalog for Streams {
         fn stream(&self, name: &str) -> Option<&StreamDef> {
@@ -1601,13 +1615,8 @@ mod tests {
     /// Runs `sql` over `rows` (event time, 5 ms tolerance) with or without aggregation on
     /// arrival; returns each emitted window's rows as JSON text, and the late count.
     fn run(sql: &str, rows: &[(i64, &str, Value)], on_arrival: bool) -> (Vec<String>, u64) {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
         assert!(
             runner.panes.is_some(),
@@ -1656,13 +1665,8 @@ mod tests {
     /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
     /// each message as JSON text.
     fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -1778,13 +1782,10 @@ mod tests {
 
     #[test]
     fn a_select_item_may_name_a_later_alias() {
-        let defs = parse_streams(
+        let streams = Streams::of(
             "CREATE STREAM s (size BIGINT, ts BIGINT) WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        );
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
         let ctx = EvalCtx {
@@ -1838,13 +1839,8 @@ mod tests {
             ["v=6 v=3"]
         );
         // A column named `invisible` is still a column, and an alias may be `invisible`.
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let streams = Streams::of(UNTIMED);
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT invisible, v AS `invisible` INVISIBLE FROM s").unwrap();
         let names: Vec<String> = query
             .projection
@@ -1882,13 +1878,8 @@ mod tests {
 
     #[test]
     fn meta_reads_the_row_s_own_metadata() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let streams = Streams::of(UNTIMED);
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let meta = |topic: &str| {
             Arc::new(Value::from_json(
                 serde_json::json!({"topic": topic, "qos": 1, "messageId": 7}),
@@ -1980,12 +1971,7 @@ mod tests {
             ),
             ["v=2,n=1 v=1,n=2"]
         );
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         for (sql, want) in [
             (
                 "SELECT a FROM s WHERE row_number() > 1",
@@ -1996,7 +1982,7 @@ mod tests {
                 "`row_number` takes no argument",
             ),
         ] {
-            let err = super::super::compile(sql, &Streams(defs.clone()))
+            let err = super::super::compile(sql, &streams)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
@@ -2005,12 +1991,7 @@ mod tests {
 
     #[test]
     fn state_window_errors_name_the_problem() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         for (sql, want) in [
             (
                 "SELECT a FROM s GROUP BY STATEWINDOW()",
@@ -2025,7 +2006,7 @@ mod tests {
                 "unknown function `nope`",
             ),
         ] {
-            let err = super::super::compile(sql, &Streams(defs.clone()))
+            let err = super::super::compile(sql, &streams)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
@@ -2034,39 +2015,25 @@ mod tests {
 
     #[test]
     fn a_constant_json_path_is_checked_when_compiled() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let err = super::super::compile(
-            "SELECT json_path_query(a, '$.b[') FROM s",
-            &Streams(defs.clone()),
-        )
-        .unwrap_err()
-        .to_string();
+        let streams = Streams::of(UNTIMED);
+        let err = super::super::compile("SELECT json_path_query(a, '$.b[') FROM s", &streams)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("column 27")
                 && err.contains("json_path_query: argument 2: invalid JSONPath"),
             "{err}"
         );
-        let err = super::super::compile(
-            "SELECT json_path_exists(a, 3) FROM s",
-            &Streams(defs.clone()),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = super::super::compile("SELECT json_path_exists(a, 3) FROM s", &streams)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("json_path_exists: argument 2: expected a JSONPath string, got bigint"),
             "{err}"
         );
         assert!(
-            super::super::compile(
-                "SELECT json_path_query_first(a, '$.b[*]') FROM s",
-                &Streams(defs)
-            )
-            .is_ok()
+            super::super::compile("SELECT json_path_query_first(a, '$.b[*]') FROM s", &streams)
+                .is_ok()
         );
     }
 
@@ -2155,16 +2122,11 @@ mod tests {
 
     #[test]
     fn arrow_takes_an_index_and_gives_null_on_a_non_object() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         let query = super::super::compile(
             "SELECT v->b[0] AS first, v->b[1:3] AS mid, v.b.c AS deep, v AS x, x->b[3] AS y \
              FROM s WHERE s.v.b IS NOT NULL OR x IS NOT NULL",
-            &Streams(defs),
+            &streams,
         )
         .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
@@ -2195,13 +2157,8 @@ mod tests {
     fn event_time_without_a_window_orders_rows_and_counts_late_ones() {
         // eKuiper's watermark operator: rows go on in time order once the watermark (latest
         // time minus lateTolerance) passes them; a row behind the watermark is dropped.
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile("SELECT ts FROM s", &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile("SELECT ts FROM s", &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -2234,14 +2191,11 @@ mod tests {
     /// `(stream, ts, v)` pushed one chunk at a time in the given order; returns the messages and
     /// the late count.
     fn run_two(sql: &str, chunks: &[(usize, i64, i64)]) -> (Vec<String>, u64) {
-        let defs = parse_streams(
+        let streams = Streams::of(
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\", TIMESTAMP=\"ts\");\n\
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        );
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 1000, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -2366,13 +2320,8 @@ mod tests {
         cut: Option<usize>,
         functions: bool,
     ) -> Vec<String> {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = || super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = || super::super::compile(sql, &streams).unwrap();
         let ctx = EvalCtx {
             now_ms: 0,
             meta: &Value::Null,
@@ -2468,13 +2417,8 @@ mod tests {
 
     #[test]
     fn a_function_state_of_another_statement_is_refused_naming_the_functions() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = |sql| super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(UNTIMED);
+        let query = |sql| super::super::compile(sql, &streams).unwrap();
         let lag = QueryRunner::checkpointable(
             query("SELECT lag(v) AS p FROM s"),
             false,
@@ -2506,13 +2450,8 @@ mod tests {
 
     #[test]
     fn a_count_window_or_an_on_arrival_aggregate_has_no_checkpointable_state() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = |sql| super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(UNTIMED);
+        let query = |sql| super::super::compile(sql, &streams).unwrap();
         let count = query("SELECT count(*) FROM s GROUP BY COUNTWINDOW(3)");
         assert!(
             QueryRunner::checkpointable(count, false, 0, HashMap::new())

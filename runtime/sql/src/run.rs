@@ -332,6 +332,13 @@ pub struct Outcome {
     pub filtered: u64,
 }
 
+impl Outcome {
+    /// Records an error that came after the first `place` messages of the call.
+    fn fail(&mut self, e: EvalError, place: usize) {
+        self.errors.push(e.placed(place));
+    }
+}
+
 /// One group of a window aggregated on arrival.
 struct PaneGroup {
     /// The group's earliest row (non-aggregate columns are read from it).
@@ -380,6 +387,7 @@ impl Panes {
         ts: i64,
         ctx: &EvalCtx<'_>,
         outcome: &mut Outcome,
+        place: usize,
     ) {
         let start = ts.div_euclid(self.size) * self.size;
         let tuple = Tuple::single(1, 0, row, Some((start, start + self.size)));
@@ -391,7 +399,7 @@ impl Panes {
                     return;
                 }
                 Err(e) => {
-                    outcome.errors.push(e);
+                    outcome.fail(e.in_where(), place);
                     return;
                 }
             }
@@ -920,7 +928,7 @@ impl QueryRunner {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
                         Err(e) => {
-                            outcome.errors.push(e);
+                            outcome.fail(e, out.len());
                             continue;
                         }
                     }
@@ -935,7 +943,7 @@ impl QueryRunner {
                             self.hits.hit(row.timestamp_ms);
                         }
                         Ok(None) => outcome.filtered += 1,
-                        Err(e) => outcome.errors.push(e),
+                        Err(e) => outcome.fail(e, out.len()),
                     }
                     continue;
                 }
@@ -945,7 +953,7 @@ impl QueryRunner {
                         self.hits.hit(row.timestamp_ms);
                     }
                     Ok(None) => outcome.filtered += 1,
-                    Err(e) => outcome.errors.push(e),
+                    Err(e) => outcome.fail(e, out.len()),
                 }
             }
             return outcome;
@@ -957,7 +965,7 @@ impl QueryRunner {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
                         Err(e) => {
-                            outcome.errors.push(e);
+                            outcome.fail(e, out.len());
                             continue;
                         }
                     }
@@ -974,9 +982,9 @@ impl QueryRunner {
                             self.hits.hit(ts);
                         }
                         Ok(_) => {}
-                        Err(e) => outcome.errors.push(e),
+                        Err(e) => outcome.fail(e, out.len()),
                     },
-                    Err(e) => outcome.errors.push(e),
+                    Err(e) => outcome.fail(e, out.len()),
                 }
             }
             return outcome;
@@ -994,7 +1002,7 @@ impl QueryRunner {
                 match self.prepare(row, ctx) {
                     Ok(row) => row,
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 }
@@ -1014,7 +1022,7 @@ impl QueryRunner {
                         continue;
                     }
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 }
@@ -1023,7 +1031,7 @@ impl QueryRunner {
                 Some(t) => match t.eval(&row, ctx) {
                     Ok(v) => v.is_true(),
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         false
                     }
                 },
@@ -1036,7 +1044,7 @@ impl QueryRunner {
                 let input = match state_input(state, &row, ctx) {
                     Ok(input) => input,
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 };
@@ -1051,7 +1059,7 @@ impl QueryRunner {
             };
             let at = window.push(source, Arc::clone(&row), triggers, &mut self.fired);
             if let (Some(panes), Some(ts)) = (self.panes.as_mut(), at) {
-                panes.add(&self.query, row, ts, ctx, &mut outcome);
+                panes.add(&self.query, row, ts, ctx, &mut outcome, out.len());
             }
         }
         // Once every stream has ended (`i64::MAX`), `finish` drains the windows.
@@ -1128,7 +1136,7 @@ impl QueryRunner {
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
-                Err(e) => outcome.errors.push(e),
+                Err(e) => outcome.fail(e, out.len()),
             }
         }
     }
@@ -1383,7 +1391,7 @@ impl QueryRunner {
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
                     // An error fails the whole collection (as eKuiper's `run Where error`).
-                    if f.eval(&t, ctx)?.is_true() {
+                    if f.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
                         kept.push(t);
                     } else {
                         outcome.filtered += 1;
@@ -1448,7 +1456,12 @@ impl QueryRunner {
                         .unwrap_or_else(|| window.map_or(0, |w| w.1)),
                     agg_hits: q.agg_hits.then_some(&agg_hits),
                 };
-                if kept.is_empty() || !having.eval(&scope, ctx)?.is_true() {
+                if kept.is_empty()
+                    || !having
+                        .eval(&scope, ctx)
+                        .map_err(EvalError::in_having)?
+                        .is_true()
+                {
                     return Ok(Vec::new());
                 }
             }
@@ -1489,7 +1502,10 @@ impl QueryRunner {
                 agg_hits: q.agg_hits.then_some(&agg_hits),
             };
             if let Some(having) = &q.having
-                && !having.eval(&scope, ctx)?.is_true()
+                && !having
+                    .eval(&scope, ctx)
+                    .map_err(EvalError::in_having)?
+                    .is_true()
             {
                 continue;
             }
@@ -1534,7 +1550,7 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
                 Value::String(_) => "string",
                 Value::Bool(_) => "boolean",
                 other => {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "ORDER BY cannot sort values of type {}",
                         other.type_name()
                     )));
@@ -1543,7 +1559,7 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
             match kind {
                 None => kind = Some(k),
                 Some(seen) if seen != k => {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "ORDER BY: incompatible types for comparison: {seen} and {k}"
                     )));
                 }
@@ -2446,6 +2462,50 @@ mod tests {
             err.contains("`lag`: the state of partition `self`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn errors_are_placed_among_the_messages_and_worded_as_ekuiper_sends_them() {
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let rows = || {
+            [Value::Int(1), Value::string("x"), Value::Int(2)]
+                .into_iter()
+                .map(|v| Row::from_pairs(vec![(Arc::from("v"), v)], 0))
+                .collect::<Vec<_>>()
+        };
+        for (sql, sent) in [
+            (
+                "SELECT v FROM s WHERE v > 0",
+                "run Where error: invalid operation string(x) > int64(0)",
+            ),
+            (
+                "SELECT v * 2 FROM s",
+                "run Select error: expr: binaryExpr:{ s.v * 2 } meet error, \
+                 err:invalid operation string(x) * int64(2)",
+            ),
+            (
+                "SELECT v, (v * 2) AS d FROM s",
+                "run Select error: alias: d expr: parenExpr:{ binaryExpr:{ s.v * 2 } } meet \
+                 error, err:invalid operation string(x) * int64(2)",
+            ),
+        ] {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let mut out = Vec::new();
+            let outcome = runner.push(0, rows(), &ctx, &mut out);
+            assert_eq!(out.len(), 2, "{sql}");
+            let [error] = &outcome.errors[..] else {
+                panic!("{sql}: one error expected, got {:?}", outcome.errors)
+            };
+            assert_eq!(error.place(), 1, "{sql}: after the first row's message");
+            assert_eq!(error.sent(), sent);
+            // Logs keep Oort's text.
+            assert!(error.to_string().contains("string(\"x\")"), "{error}");
+        }
     }
 
     #[test]

@@ -71,8 +71,17 @@ pub fn conform(
     for column in columns {
         let value = match row.get(&column.name) {
             None | Some(Value::Null) => Value::Null,
-            Some(v) => convert(v, &column.ty, strict)
-                .map_err(|e| format!("field `{}`: {e}", column.name))?,
+            Some(v) => convert(v, &column.ty, strict).map_err(|e| {
+                if strict {
+                    // eKuiper's preprocessor, which checks STRICT_VALIDATION.
+                    format!(
+                        "error in preprocessor: field {} type mismatch: {e}",
+                        column.name
+                    )
+                } else {
+                    format!("field `{}`: {e}", column.name)
+                }
+            })?,
         };
         values.push(value);
     }
@@ -81,12 +90,16 @@ pub fn conform(
 
 fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
     let mismatch = || {
-        format!(
-            "expected {}, got {} {}",
-            ty.name(),
-            v.type_name(),
-            v.to_text()
-        )
+        if strict {
+            strict_mismatch(v, ty)
+        } else {
+            format!(
+                "expected {}, got {} {}",
+                ty.name(),
+                v.type_name(),
+                v.to_text()
+            )
+        }
     };
     Ok(match (ty, v) {
         (_, Value::Null) => Value::Null,
@@ -125,14 +138,26 @@ fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
             items
                 .iter()
                 .map(|i| convert(i, inner, strict))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    if strict {
+                        format!("array element type mismatch: {e}")
+                    } else {
+                        e
+                    }
+                })?,
         ),
         (DataType::Struct(fields), Value::Object(map)) => {
             let mut out = map.as_ref().clone();
             for field in fields {
                 if let Some(value) = map.get(field.name.as_str()) {
-                    let converted = convert(value, &field.ty, strict)
-                        .map_err(|e| format!("{}: {e}", field.name))?;
+                    let converted = convert(value, &field.ty, strict).map_err(|e| {
+                        if strict {
+                            format!("field {} type mismatch: {e}", field.name)
+                        } else {
+                            format!("{}: {e}", field.name)
+                        }
+                    })?;
                     out.insert(Arc::from(field.name.as_str()), converted);
                 }
             }
@@ -140,6 +165,23 @@ fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
         }
         _ => return Err(mismatch()),
     })
+}
+
+/// Why `v` is not of type `ty`, in eKuiper's preprocessor's words (its type casts' errors,
+/// values as Go prints them).
+fn strict_mismatch(v: &Value, ty: &DataType) -> String {
+    use crate::wording::{go_typed, go_value};
+    let target = match ty {
+        DataType::Bigint => "int64",
+        DataType::Float => "float64",
+        DataType::String => "string",
+        DataType::Boolean => "bool",
+        DataType::Bytea => "bytea",
+        DataType::Datetime => "datetime",
+        DataType::Array(_) => return format!("expect array but got {}", go_value(v)),
+        DataType::Struct(_) => return format!("expect struct but found {}", go_typed(v)),
+    };
+    format!("cannot convert {} to {target}", go_typed(v))
 }
 
 #[cfg(test)]
@@ -175,7 +217,10 @@ mod tests {
         );
         let out = conform(&row, &cols, &schema, false).unwrap();
         assert_eq!(out.values(), &[Value::Float(2.0), Value::Int(4)]);
-        assert!(conform(&row, &cols, &schema, true).is_err());
+        assert_eq!(
+            conform(&row, &cols, &schema, true).unwrap_err(),
+            "error in preprocessor: field n type mismatch: cannot convert string(4) to int64"
+        );
         let bad = Row::from_pairs(vec![("n".into(), Value::string("four"))], 5);
         let err = conform(&bad, &cols, &schema, false).unwrap_err();
         assert_eq!(err, "field `n`: expected bigint, got string four");

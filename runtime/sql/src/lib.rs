@@ -837,7 +837,7 @@ impl<'a> Compiler<'a> {
                     labels.resize(out.len(), None);
                     labels.push(Some(Arc::from(format!(
                         "expr: {} meet error, err:",
-                        wording::expr_text(e, &self.sources[0].def.name)
+                        wording::expr_text(e, self.default_stream())
                     ))));
                     out.push(ProjectionItem::Expr { name, expr });
                 }
@@ -848,7 +848,7 @@ impl<'a> Compiler<'a> {
                     labels.push(Some(Arc::from(format!(
                         "alias: {} expr: {} meet error, err:",
                         alias.value,
-                        wording::expr_text(e, &self.sources[0].def.name)
+                        wording::expr_text(e, self.default_stream())
                     ))));
                     out.push(ProjectionItem::Expr {
                         name: Arc::from(alias.value.as_str()),
@@ -881,6 +881,11 @@ impl<'a> Compiler<'a> {
             name,
             expr: Expr::Literal(Value::Int(1)),
         })
+    }
+
+    /// The stream an unqualified column is bound to in eKuiper's printed expressions.
+    fn default_stream(&self) -> &str {
+        self.sources.first().map_or("", |s| &*s.def.name)
     }
 
     /// The visible alias `name` is, unless it is being expanded.

@@ -3,85 +3,30 @@
 //! prints itself (`binaryExpr:{ demo.size * 3 }`). Users moving rules over match on these
 //! texts, so the messages sent keep them; logs keep Oort's own texts.
 //!
-//! Hand-written because the formats are Go's (`fmt` and eKuiper's `ast` package): no Rust
-//! crate prints them.
+//! Values print through the template engine's Go `fmt` printing; the expression printer is
+//! hand-written because the format is eKuiper's `ast` package's: no crate prints it.
 
 use sqlparser::ast;
 
 use crate::value::Value;
 
-/// Go's `%T` of the value eKuiper would hold.
+/// Go's `%T` of the value eKuiper would hold: `<nil>` for a missing value, as `fmt` prints a
+/// nil interface, else the template engine's Go type name (`int64`, `string`).
 pub fn go_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "<nil>",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int64",
-        Value::Float(_) => "float64",
-        Value::String(_) => "string",
-        Value::Bytes(_) => "[]uint8",
-        Value::Array(_) => "[]interface {}",
-        Value::Object(_) => "map[string]interface {}",
+        other => oort_template::go_type(other),
     }
 }
 
-/// Go's `%v` of the value eKuiper would hold.
+/// Go's `%v` of the value eKuiper would hold (the template engine's Go printing).
 pub fn go_value(v: &Value) -> String {
-    match v {
-        Value::Null => "<nil>".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => go_float(*f),
-        Value::String(s) => s.to_string(),
-        Value::Bytes(b) => format!(
-            "[{}]",
-            b.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_value).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Object(map) => {
-            // Go prints a map's keys sorted.
-            let mut pairs: Vec<(&str, String)> =
-                map.iter().map(|(k, v)| (&**k, go_value(v))).collect();
-            pairs.sort_by(|a, b| a.0.cmp(b.0));
-            format!(
-                "map[{}]",
-                pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}:{v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        }
-    }
+    oort_template::go_value(v)
 }
 
 /// `%T(%v)`, as eKuiper's errors show an operand.
 pub fn go_typed(v: &Value) -> String {
     format!("{}({})", go_type(v), go_value(v))
-}
-
-/// Go's `%v` of a `float64`: the shortest digits that read back, with an exponent when it is
-/// below -4 or at least 6 (`1e+06`, `1.5e-05`).
-fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exp) {
-        return f.to_string();
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
 }
 
 /// How eKuiper's syntax tree prints `e` (its `String()`), in a statement over `stream`: a

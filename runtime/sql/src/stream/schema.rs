@@ -219,8 +219,9 @@ fn strict_mismatch(v: &Value, ty: &DataType) -> String {
 mod tests {
     use super::*;
 
-    fn columns() -> Vec<ColumnDef> {
-        vec![
+    /// Columns `t float, n bigint`, and their layout.
+    fn columns() -> (Vec<ColumnDef>, Arc<Schema>) {
+        let cols = vec![
             ColumnDef {
                 name: "t".into(),
                 ty: DataType::Float,
@@ -229,15 +230,16 @@ mod tests {
                 name: "n".into(),
                 ty: DataType::Bigint,
             },
-        ]
+        ];
+        let schema = Arc::new(Schema::new(
+            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+        ));
+        (cols, schema)
     }
 
     #[test]
     fn keeps_declared_fields_and_converts() {
-        let cols = columns();
-        let schema = Arc::new(Schema::new(
-            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
-        ));
+        let (cols, schema) = columns();
         let row = Row::from_pairs(
             vec![
                 ("n".into(), Value::string("4")),
@@ -259,10 +261,7 @@ mod tests {
 
     #[test]
     fn strict_validation_checks_only_the_columns_read() {
-        let cols = columns();
-        let schema = Arc::new(Schema::new(
-            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
-        ));
+        let (cols, schema) = columns();
         let row = Row::from_pairs(
             vec![
                 ("t".into(), Value::Float(1.5)),

@@ -1551,14 +1551,22 @@ impl Fanout {
         _rows_in: usize,
     ) {
         metrics.filtered.add(outcome.filtered);
-        for err in outcome.errors {
+        let mut errors = outcome.errors;
+        errors.sort_by_key(sql::EvalError::place);
+        for (inserted, err) in errors.into_iter().enumerate() {
             tracing::debug!(rule = %self.rule, "evaluation failed: {err}");
             metrics.exceptions.record(err.to_string());
             if send_error {
-                out.push(Message::Error {
-                    message: Arc::from(err.to_string()),
-                    timestamp_ms: 0,
-                });
+                // In eKuiper's words, where it came among the messages (as its operators
+                // send errors down the rule in order).
+                let at = (err.place() + inserted).min(out.len());
+                out.insert(
+                    at,
+                    Message::Error {
+                        message: Arc::from(err.sent()),
+                        timestamp_ms: 0,
+                    },
+                );
             }
         }
         metrics.records_out.add(

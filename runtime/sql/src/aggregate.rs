@@ -109,7 +109,7 @@ pub struct AggCall {
 }
 
 fn err(func: &str, message: impl std::fmt::Display) -> EvalError {
-    EvalError(format!("{func}: {message}"))
+    EvalError::new(format!("{func}: {message}"))
 }
 
 impl AggCall {
@@ -531,6 +531,6 @@ mod tests {
         let e = call(AggFunc::Sum, vec![])
             .compute(&rows(&[Value::string("a")]), &ctx)
             .unwrap_err();
-        assert!(e.0.starts_with("sum:"), "{e}");
+        assert!(e.message().starts_with("sum:"), "{e}");
     }
 }

@@ -173,7 +173,7 @@ fn strict_eq(a: &Value, b: &Value) -> bool {
 
 fn number(v: &Value) -> Result<f64, EvalError> {
     v.as_f64()
-        .ok_or_else(|| EvalError("the value should be number".into()))
+        .ok_or_else(|| EvalError::new("the value should be number".into()))
 }
 
 impl AnalyticCall {
@@ -271,7 +271,7 @@ impl AnalyticCall {
                 let offset = match args.get(1) {
                     None => 1,
                     Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-                        EvalError(format!(
+                        EvalError::new(format!(
                             "lag: the offset must be a whole number ≥ 0, got {v}"
                         ))
                     })?,
@@ -281,7 +281,7 @@ impl AnalyticCall {
                     None => true,
                     Some(Value::Bool(b)) => *b,
                     Some(v) => {
-                        return Err(EvalError(format!(
+                        return Err(EvalError::new(format!(
                             "lag: the fourth argument must be a boolean, got {v}"
                         )));
                     }
@@ -337,7 +337,7 @@ impl AnalyticCall {
             }
             AnalyticFunc::ChangedCol => {
                 let Value::Bool(ignore_null) = args[0] else {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "{name}: the first argument must be a boolean, got {}",
                         args[0]
                     )));
@@ -364,7 +364,7 @@ impl AnalyticCall {
                     return Ok(Value::Bool(false));
                 }
                 let Value::Bool(ignore_null) = args[0] else {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "{name}: the first argument must be a boolean, got {}",
                         args[0]
                     )));
@@ -394,7 +394,7 @@ impl AnalyticCall {
                     (None, None) => None,
                     (Some(Value::Bool(b)), Some(Value::Bool(r))) => Some((*b, *r)),
                     _ => {
-                        return Err(EvalError(format!(
+                        return Err(EvalError::new(format!(
                             "{name}: the begin and reset conditions must be booleans"
                         )));
                     }
@@ -539,13 +539,13 @@ impl ChangedCols {
         let prefix = match self.prefix.eval(scope, ctx)? {
             Value::String(s) => s,
             v => {
-                return Err(EvalError(format!(
+                return Err(EvalError::new(format!(
                     "changed_cols: the first argument must be a string, got {v}"
                 )));
             }
         };
         let Value::Bool(ignore_null) = self.ignore_null.eval(scope, ctx)? else {
-            return Err(EvalError(
+            return Err(EvalError::new(
                 "changed_cols: the second argument must be a boolean".into(),
             ));
         };

@@ -10,8 +10,72 @@ use crate::value::{Row, Schema, Value};
 
 /// Evaluating an expression failed for one row.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct EvalError(pub String);
+#[error("{message}")]
+pub struct EvalError {
+    /// What went wrong, in Oort's words (logs, counters).
+    message: String,
+    /// The same in eKuiper's words, when they differ: what `sendError` sends.
+    sent: Option<String>,
+    /// Where among the messages of the call that produced it the error came.
+    place: usize,
+}
+
+impl EvalError {
+    /// An error whose text is the same in logs and in the message sent.
+    pub fn new(message: String) -> Self {
+        Self {
+            message,
+            sent: None,
+            place: 0,
+        }
+    }
+
+    /// An error that eKuiper words as `sent`.
+    pub(crate) fn worded(message: String, sent: String) -> Self {
+        Self {
+            message,
+            sent: Some(sent),
+            place: 0,
+        }
+    }
+
+    /// Oort's text.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The text a rule sends to its actions under `sendError`: eKuiper's.
+    pub fn sent(&self) -> &str {
+        self.sent.as_deref().unwrap_or(&self.message)
+    }
+
+    /// The error as eKuiper's operator that met it reports it (`run Where error: ...`).
+    pub(crate) fn within(mut self, prefix: &str) -> Self {
+        self.sent = Some(format!("{prefix}{}", self.sent()));
+        self
+    }
+
+    /// The error as eKuiper's `WHERE` reports it.
+    pub(crate) fn in_where(self) -> Self {
+        self.within("run Where error: ")
+    }
+
+    /// The error as eKuiper's `HAVING` reports it.
+    pub(crate) fn in_having(self) -> Self {
+        self.within("run Having error: ")
+    }
+
+    /// How many messages the call producing it had made before it: with `sendError`, its
+    /// message goes there, in order among them.
+    pub fn place(&self) -> usize {
+        self.place
+    }
+
+    pub(crate) fn placed(mut self, place: usize) -> Self {
+        self.place = place;
+        self
+    }
+}
 
 /// A binary operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +382,7 @@ impl Expr {
                         Ok(Value::Bool(like(s.as_bytes(), p.as_bytes()) != *negated))
                     }
                     (Value::Null, _) | (_, Value::Null) => Ok(Value::Bool(false)),
-                    _ => Err(EvalError(format!(
+                    _ => Err(EvalError::new(format!(
                         "LIKE needs strings, got {} LIKE {}",
                         v.type_name(),
                         p.type_name()
@@ -406,7 +470,7 @@ fn call<S: Scope + ?Sized>(
             .collect::<Result<Vec<_>, _>>()?;
         (def.call)(&fn_ctx, &values)
     };
-    result.map_err(|e| EvalError(e.0))
+    result.map_err(|e| EvalError::new(e.0))
 }
 
 fn unary(op: UnaryOp, v: Value) -> Result<Value, EvalError> {
@@ -416,7 +480,7 @@ fn unary(op: UnaryOp, v: Value) -> Result<Value, EvalError> {
         (UnaryOp::Neg, Value::Int(i)) => Ok(Value::Int(i.wrapping_neg())),
         (UnaryOp::Neg, Value::Float(f)) => Ok(Value::Float(-f)),
         (UnaryOp::BitNot, Value::Int(i)) => Ok(Value::Int(!i)),
-        (op, v) => Err(EvalError(format!(
+        (op, v) => Err(EvalError::new(format!(
             "invalid operation {} {}",
             match op {
                 UnaryOp::Not => "NOT",
@@ -437,12 +501,21 @@ fn describe(v: &Value) -> String {
 }
 
 fn invalid(op: BinOp, l: &Value, r: &Value) -> EvalError {
-    EvalError(format!(
-        "invalid operation {} {} {}",
-        describe(l),
-        op.symbol(),
-        describe(r)
-    ))
+    use crate::wording::go_typed;
+    EvalError::worded(
+        format!(
+            "invalid operation {} {} {}",
+            describe(l),
+            op.symbol(),
+            describe(r)
+        ),
+        format!(
+            "invalid operation {} {} {}",
+            go_typed(l),
+            op.symbol(),
+            go_typed(r)
+        ),
+    )
 }
 
 /// Applies a binary operator with eKuiper's rules.
@@ -464,9 +537,9 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
                 Add => Value::Int(a.wrapping_add(b)),
                 Sub => Value::Int(a.wrapping_sub(b)),
                 Mul => Value::Int(a.wrapping_mul(b)),
-                Div if b == 0 => return Err(EvalError("divided by zero".into())),
+                Div if b == 0 => return Err(EvalError::new("divided by zero".into())),
                 Div => Value::Int(a.wrapping_div(b)),
-                Mod if b == 0 => return Err(EvalError("divided by zero".into())),
+                Mod if b == 0 => return Err(EvalError::new("divided by zero".into())),
                 Mod => Value::Int(a.wrapping_rem(b)),
                 Eq => Value::Bool(a == b),
                 NotEq => Value::Bool(a != b),
@@ -485,9 +558,9 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
                 Add => Value::Float(a + b),
                 Sub => Value::Float(a - b),
                 Mul => Value::Float(a * b),
-                Div if b == 0.0 => return Err(EvalError("divided by zero".into())),
+                Div if b == 0.0 => return Err(EvalError::new("divided by zero".into())),
                 Div => Value::Float(a / b),
-                Mod if b == 0.0 => return Err(EvalError("divided by zero".into())),
+                Mod if b == 0.0 => return Err(EvalError::new("divided by zero".into())),
                 Mod => Value::Float(a % b),
                 Eq => Value::Bool(a == b),
                 NotEq => Value::Bool(a != b),
@@ -531,7 +604,7 @@ fn index_value(v: &Value, i: &Value) -> Result<Value, EvalError> {
             if (0..len).contains(&at) {
                 Ok(items[at as usize].clone())
             } else {
-                Err(EvalError(format!(
+                Err(EvalError::new(format!(
                     "index {i} out of range for an array of {len}"
                 )))
             }
@@ -539,7 +612,7 @@ fn index_value(v: &Value, i: &Value) -> Result<Value, EvalError> {
         (Value::Object(map), Value::String(key)) => {
             Ok(map.get(&**key).cloned().unwrap_or(Value::Null))
         }
-        _ => Err(EvalError(format!(
+        _ => Err(EvalError::new(format!(
             "cannot index a {} with a {}",
             v.type_name(),
             i.type_name()
@@ -551,7 +624,10 @@ fn slice_value(v: &Value, start: Option<&Value>, end: Option<&Value>) -> Result<
     let Value::Array(items) = v else {
         return match v {
             Value::Null => Ok(Value::Null),
-            other => Err(EvalError(format!("cannot slice a {}", other.type_name()))),
+            other => Err(EvalError::new(format!(
+                "cannot slice a {}",
+                other.type_name()
+            ))),
         };
     };
     let len = items.len() as i64;
@@ -563,7 +639,7 @@ fn slice_value(v: &Value, start: Option<&Value>, end: Option<&Value>) -> Result<
             } else {
                 (*i).min(len)
             }),
-            Some(other) => Err(EvalError(format!(
+            Some(other) => Err(EvalError::new(format!(
                 "slice bounds must be bigint, got {}",
                 other.type_name()
             ))),
@@ -571,7 +647,9 @@ fn slice_value(v: &Value, start: Option<&Value>, end: Option<&Value>) -> Result<
     };
     let (s, e) = (bound(start, 0)?, bound(end, len)?);
     if s > e {
-        return Err(EvalError(format!("slice start {s} is after its end {e}")));
+        return Err(EvalError::new(format!(
+            "slice start {s} is after its end {e}"
+        )));
     }
     Ok(Value::array(items[s as usize..e as usize].to_vec()))
 }
@@ -663,7 +741,8 @@ mod tests {
     #[test]
     fn mismatched_types_are_errors() {
         let err = binary(BinOp::Gt, &Value::Int(1), &Value::string("a")).unwrap_err();
-        assert_eq!(err.0, "invalid operation bigint(1) > string(\"a\")");
+        assert_eq!(err.message(), "invalid operation bigint(1) > string(\"a\")");
+        assert_eq!(err.sent(), "invalid operation int64(1) > string(a)");
     }
 
     #[test]

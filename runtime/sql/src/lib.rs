@@ -53,6 +53,7 @@ mod reads;
 pub mod run;
 pub mod stream;
 pub mod window;
+mod wording;
 
 use std::fmt;
 use std::sync::Arc;
@@ -717,6 +718,7 @@ impl<'a> Compiler<'a> {
 
     fn projection(&mut self, items: &[ast::SelectItem]) -> Result<Projection, SqlError> {
         let mut out = Vec::with_capacity(items.len());
+        let mut labels: Vec<Option<Arc<str>>> = Vec::new();
         self.visible_aliases = 0;
         for (index, item) in items.iter().enumerate() {
             if self.invisible.contains(&index) {
@@ -832,11 +834,22 @@ impl<'a> Compiler<'a> {
                 ast::SelectItem::UnnamedExpr(e) => {
                     let name = self.default_name(e);
                     let expr = self.expr(e)?;
+                    labels.resize(out.len(), None);
+                    labels.push(Some(Arc::from(format!(
+                        "expr: {} meet error, err:",
+                        wording::expr_text(e, self.default_stream())
+                    ))));
                     out.push(ProjectionItem::Expr { name, expr });
                 }
-                ast::SelectItem::ExprWithAlias { expr, alias } => {
-                    let expr = self.expr(expr)?;
+                ast::SelectItem::ExprWithAlias { expr: e, alias } => {
+                    let expr = self.expr(e)?;
                     self.visible_aliases += 1;
+                    labels.resize(out.len(), None);
+                    labels.push(Some(Arc::from(format!(
+                        "alias: {} expr: {} meet error, err:",
+                        alias.value,
+                        wording::expr_text(e, self.default_stream())
+                    ))));
                     out.push(ProjectionItem::Expr {
                         name: Arc::from(alias.value.as_str()),
                         expr,
@@ -845,7 +858,7 @@ impl<'a> Compiler<'a> {
                 other => return Err(unsupported(other.span(), "this projection")),
             }
         }
-        Ok(Projection::new(out))
+        Ok(Projection::new(out).labelled(labels))
     }
 
     /// `row_number()` as a SELECT item: 1 here, numbered 1, 2, ... over the rows of each
@@ -868,6 +881,11 @@ impl<'a> Compiler<'a> {
             name,
             expr: Expr::Literal(Value::Int(1)),
         })
+    }
+
+    /// The stream an unqualified column is bound to in eKuiper's printed expressions.
+    fn default_stream(&self) -> &str {
+        self.sources.first().map_or("", |s| &*s.def.name)
     }
 
     /// The visible alias `name` is, unless it is being expanded.

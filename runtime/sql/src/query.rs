@@ -58,6 +58,8 @@ pub struct Projection {
     dynamic: bool,
     /// Whether one input gives any number of result rows (`unnest`).
     set: bool,
+    /// Per item, how eKuiper names it when it fails (`alias: c expr: ... meet error, err:`).
+    labels: Vec<Option<Arc<str>>>,
 }
 
 /// An input layout, the output layout built for it, and where each output field comes from.
@@ -65,7 +67,7 @@ type Layout = (Arc<Schema>, Arc<Schema>, Vec<Origin>);
 
 impl Clone for Projection {
     fn clone(&self) -> Self {
-        Self::new(self.items.clone())
+        Self::new(self.items.clone()).labelled(self.labels.clone())
     }
 }
 
@@ -112,6 +114,21 @@ impl Projection {
             except,
             dynamic,
             set,
+            labels: Vec::new(),
+        }
+    }
+
+    /// Names each item as eKuiper's errors do (by position; `None` for items without one).
+    pub(crate) fn labelled(mut self, labels: Vec<Option<Arc<str>>>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Item `i` failed with `e`: the error as eKuiper's projection reports it.
+    fn failed(&self, i: usize, e: EvalError) -> EvalError {
+        match self.labels.get(i).and_then(Option::as_deref) {
+            Some(label) => e.within(&format!("run Select error: {label}")),
+            None => e.within("run Select error: "),
         }
     }
 
@@ -144,7 +161,7 @@ impl Projection {
                 Value::Array(items) => items,
                 Value::Null => continue,
                 _ => {
-                    return Err(EvalError(
+                    return Err(EvalError::new(
                         "the argument for the unnest function should be array".into(),
                     ));
                 }
@@ -185,7 +202,7 @@ impl Projection {
             let mut values = Vec::with_capacity(which.len());
             for &i in which {
                 if let ProjectionItem::Expr { expr, .. } = &self.items[i] {
-                    values.push(expr.eval(scope, ctx)?);
+                    values.push(expr.eval(scope, ctx).map_err(|e| self.failed(i, e))?);
                 }
             }
             return Ok(Row::new(Arc::clone(schema), values, scope.timestamp_ms()));
@@ -203,7 +220,7 @@ impl Projection {
         ctx: &EvalCtx<'_>,
     ) -> Result<Vec<(Arc<str>, Value)>, EvalError> {
         let mut pairs: Vec<(Arc<str>, Value)> = Vec::new();
-        for item in &self.items {
+        for (i, item) in self.items.iter().enumerate() {
             match item {
                 ProjectionItem::Wildcard(stream) => {
                     let mut fields = Vec::new();
@@ -217,11 +234,11 @@ impl Projection {
                     }
                 }
                 ProjectionItem::Expr { name, expr } => {
-                    let value = expr.eval(scope, ctx)?;
+                    let value = expr.eval(scope, ctx).map_err(|e| self.failed(i, e))?;
                     put(&mut pairs, name, value);
                 }
                 ProjectionItem::Cols(cols) => {
-                    for (k, v) in cols.eval(scope, ctx)? {
+                    for (k, v) in cols.eval(scope, ctx).map_err(|e| self.failed(i, e))? {
                         put(&mut pairs, &k, v);
                     }
                 }
@@ -237,7 +254,7 @@ impl Projection {
             let mut values = Vec::with_capacity(which.len());
             for &i in which {
                 if let ProjectionItem::Expr { expr, .. } = &self.items[i] {
-                    values.push(expr.eval(row, ctx)?);
+                    values.push(expr.eval(row, ctx).map_err(|e| self.failed(i, e))?);
                 }
             }
             return Ok(Row::new(Arc::clone(schema), values, row.timestamp_ms));
@@ -252,7 +269,7 @@ impl Projection {
             if let Origin::Item(i) = source
                 && let ProjectionItem::Expr { expr, .. } = &self.items[*i]
             {
-                evaluated[*i] = Some(expr.eval(row, ctx)?);
+                evaluated[*i] = Some(expr.eval(row, ctx).map_err(|e| self.failed(*i, e))?);
             }
         }
         let values = sources
@@ -408,7 +425,10 @@ impl Query {
     /// Runs a row-by-row statement on one row: `Ok(None)` when the filter drops it.
     pub fn process(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Row>, EvalError> {
         if let Some(filter) = &self.filter
-            && !filter.eval(row, ctx)?.is_true()
+            && !filter
+                .eval(row, ctx)
+                .map_err(EvalError::in_where)?
+                .is_true()
         {
             return Ok(None);
         }
@@ -419,7 +439,10 @@ impl Query {
     /// filter drops it, `Ok(None)`).
     pub fn process_set(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Vec<Row>>, EvalError> {
         if let Some(filter) = &self.filter
-            && !filter.eval(row, ctx)?.is_true()
+            && !filter
+                .eval(row, ctx)
+                .map_err(EvalError::in_where)?
+                .is_true()
         {
             return Ok(None);
         }

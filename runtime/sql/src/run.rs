@@ -332,6 +332,13 @@ pub struct Outcome {
     pub filtered: u64,
 }
 
+impl Outcome {
+    /// Records an error that came after the first `place` messages of the call.
+    fn fail(&mut self, e: EvalError, place: usize) {
+        self.errors.push(e.placed(place));
+    }
+}
+
 /// One group of a window aggregated on arrival.
 struct PaneGroup {
     /// The group's earliest row (non-aggregate columns are read from it).
@@ -380,6 +387,7 @@ impl Panes {
         ts: i64,
         ctx: &EvalCtx<'_>,
         outcome: &mut Outcome,
+        place: usize,
     ) {
         let start = ts.div_euclid(self.size) * self.size;
         let tuple = Tuple::single(1, 0, row, Some((start, start + self.size)));
@@ -391,7 +399,7 @@ impl Panes {
                     return;
                 }
                 Err(e) => {
-                    outcome.errors.push(e);
+                    outcome.fail(e.in_where(), place);
                     return;
                 }
             }
@@ -920,7 +928,7 @@ impl QueryRunner {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
                         Err(e) => {
-                            outcome.errors.push(e);
+                            outcome.fail(e, out.len());
                             continue;
                         }
                     }
@@ -935,7 +943,7 @@ impl QueryRunner {
                             self.hits.hit(row.timestamp_ms);
                         }
                         Ok(None) => outcome.filtered += 1,
-                        Err(e) => outcome.errors.push(e),
+                        Err(e) => outcome.fail(e, out.len()),
                     }
                     continue;
                 }
@@ -945,7 +953,7 @@ impl QueryRunner {
                         self.hits.hit(row.timestamp_ms);
                     }
                     Ok(None) => outcome.filtered += 1,
-                    Err(e) => outcome.errors.push(e),
+                    Err(e) => outcome.fail(e, out.len()),
                 }
             }
             return outcome;
@@ -957,7 +965,7 @@ impl QueryRunner {
                     match self.prepare(row, ctx) {
                         Ok(row) => row,
                         Err(e) => {
-                            outcome.errors.push(e);
+                            outcome.fail(e, out.len());
                             continue;
                         }
                     }
@@ -974,9 +982,9 @@ impl QueryRunner {
                             self.hits.hit(ts);
                         }
                         Ok(_) => {}
-                        Err(e) => outcome.errors.push(e),
+                        Err(e) => outcome.fail(e, out.len()),
                     },
-                    Err(e) => outcome.errors.push(e),
+                    Err(e) => outcome.fail(e, out.len()),
                 }
             }
             return outcome;
@@ -994,7 +1002,7 @@ impl QueryRunner {
                 match self.prepare(row, ctx) {
                     Ok(row) => row,
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 }
@@ -1014,7 +1022,7 @@ impl QueryRunner {
                         continue;
                     }
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 }
@@ -1023,7 +1031,7 @@ impl QueryRunner {
                 Some(t) => match t.eval(&row, ctx) {
                     Ok(v) => v.is_true(),
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         false
                     }
                 },
@@ -1036,7 +1044,7 @@ impl QueryRunner {
                 let input = match state_input(state, &row, ctx) {
                     Ok(input) => input,
                     Err(e) => {
-                        outcome.errors.push(e);
+                        outcome.fail(e, out.len());
                         continue;
                     }
                 };
@@ -1051,7 +1059,7 @@ impl QueryRunner {
             };
             let at = window.push(source, Arc::clone(&row), triggers, &mut self.fired);
             if let (Some(panes), Some(ts)) = (self.panes.as_mut(), at) {
-                panes.add(&self.query, row, ts, ctx, &mut outcome);
+                panes.add(&self.query, row, ts, ctx, &mut outcome, out.len());
             }
         }
         // Once every stream has ended (`i64::MAX`), `finish` drains the windows.
@@ -1128,7 +1136,7 @@ impl QueryRunner {
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
-                Err(e) => outcome.errors.push(e),
+                Err(e) => outcome.fail(e, out.len()),
             }
         }
     }
@@ -1383,7 +1391,7 @@ impl QueryRunner {
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
                     // An error fails the whole collection (as eKuiper's `run Where error`).
-                    if f.eval(&t, ctx)?.is_true() {
+                    if f.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
                         kept.push(t);
                     } else {
                         outcome.filtered += 1;
@@ -1448,7 +1456,12 @@ impl QueryRunner {
                         .unwrap_or_else(|| window.map_or(0, |w| w.1)),
                     agg_hits: q.agg_hits.then_some(&agg_hits),
                 };
-                if kept.is_empty() || !having.eval(&scope, ctx)?.is_true() {
+                if kept.is_empty()
+                    || !having
+                        .eval(&scope, ctx)
+                        .map_err(EvalError::in_having)?
+                        .is_true()
+                {
                     return Ok(Vec::new());
                 }
             }
@@ -1489,7 +1502,10 @@ impl QueryRunner {
                 agg_hits: q.agg_hits.then_some(&agg_hits),
             };
             if let Some(having) = &q.having
-                && !having.eval(&scope, ctx)?.is_true()
+                && !having
+                    .eval(&scope, ctx)
+                    .map_err(EvalError::in_having)?
+                    .is_true()
             {
                 continue;
             }
@@ -1534,7 +1550,7 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
                 Value::String(_) => "string",
                 Value::Bool(_) => "boolean",
                 other => {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "ORDER BY cannot sort values of type {}",
                         other.type_name()
                     )));
@@ -1543,7 +1559,7 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
             match kind {
                 None => kind = Some(k),
                 Some(seen) if seen != k => {
-                    return Err(EvalError(format!(
+                    return Err(EvalError::new(format!(
                         "ORDER BY: incompatible types for comparison: {seen} and {k}"
                     )));
                 }
@@ -1590,7 +1606,21 @@ mod tests {
     use crate::query::ProjectionItem;
     use crate::stream::{StreamDef, parse_streams};
 
+    /// Stream `s`, read from memory, its rows timed by their `ts`.
+    const TIMED: &str =
+        "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+    /// Stream `s`, read from memory, on processing time.
+    const UNTIMED: &str = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");";
+
+    /// The catalog the statements under test compile against.
     struct Streams(Vec<StreamDef>);
+
+    impl Streams {
+        /// The streams `ddl` defines.
+        fn of(ddl: &str) -> Self {
+            Self(parse_streams(ddl, "test", std::path::Path::new(".")).unwrap())
+        }
+    }
 
     impl super::super::Catalog for Streams {
         fn stream(&self, name: &str) -> Option<&StreamDef> {
@@ -1601,13 +1631,8 @@ mod tests {
     /// Runs `sql` over `rows` (event time, 5 ms tolerance) with or without aggregation on
     /// arrival; returns each emitted window's rows as JSON text, and the late count.
     fn run(sql: &str, rows: &[(i64, &str, Value)], on_arrival: bool) -> (Vec<String>, u64) {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
         assert!(
             runner.panes.is_some(),
@@ -1656,13 +1681,8 @@ mod tests {
     /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
     /// each message as JSON text.
     fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -1778,13 +1798,10 @@ mod tests {
 
     #[test]
     fn a_select_item_may_name_a_later_alias() {
-        let defs = parse_streams(
+        let streams = Streams::of(
             "CREATE STREAM s (size BIGINT, ts BIGINT) WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        );
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
         let ctx = EvalCtx {
@@ -1838,13 +1855,8 @@ mod tests {
             ["v=6 v=3"]
         );
         // A column named `invisible` is still a column, and an alias may be `invisible`.
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let streams = Streams::of(UNTIMED);
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT invisible, v AS `invisible` INVISIBLE FROM s").unwrap();
         let names: Vec<String> = query
             .projection
@@ -1882,13 +1894,8 @@ mod tests {
 
     #[test]
     fn meta_reads_the_row_s_own_metadata() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let compile = |sql: &str| super::super::compile(sql, &Streams(defs.clone()));
+        let streams = Streams::of(UNTIMED);
+        let compile = |sql: &str| super::super::compile(sql, &streams);
         let meta = |topic: &str| {
             Arc::new(Value::from_json(
                 serde_json::json!({"topic": topic, "qos": 1, "messageId": 7}),
@@ -1980,12 +1987,7 @@ mod tests {
             ),
             ["v=2,n=1 v=1,n=2"]
         );
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         for (sql, want) in [
             (
                 "SELECT a FROM s WHERE row_number() > 1",
@@ -1996,7 +1998,7 @@ mod tests {
                 "`row_number` takes no argument",
             ),
         ] {
-            let err = super::super::compile(sql, &Streams(defs.clone()))
+            let err = super::super::compile(sql, &streams)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
@@ -2005,12 +2007,7 @@ mod tests {
 
     #[test]
     fn state_window_errors_name_the_problem() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         for (sql, want) in [
             (
                 "SELECT a FROM s GROUP BY STATEWINDOW()",
@@ -2025,7 +2022,7 @@ mod tests {
                 "unknown function `nope`",
             ),
         ] {
-            let err = super::super::compile(sql, &Streams(defs.clone()))
+            let err = super::super::compile(sql, &streams)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
@@ -2034,39 +2031,25 @@ mod tests {
 
     #[test]
     fn a_constant_json_path_is_checked_when_compiled() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let err = super::super::compile(
-            "SELECT json_path_query(a, '$.b[') FROM s",
-            &Streams(defs.clone()),
-        )
-        .unwrap_err()
-        .to_string();
+        let streams = Streams::of(UNTIMED);
+        let err = super::super::compile("SELECT json_path_query(a, '$.b[') FROM s", &streams)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("column 27")
                 && err.contains("json_path_query: argument 2: invalid JSONPath"),
             "{err}"
         );
-        let err = super::super::compile(
-            "SELECT json_path_exists(a, 3) FROM s",
-            &Streams(defs.clone()),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = super::super::compile("SELECT json_path_exists(a, 3) FROM s", &streams)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("json_path_exists: argument 2: expected a JSONPath string, got bigint"),
             "{err}"
         );
         assert!(
-            super::super::compile(
-                "SELECT json_path_query_first(a, '$.b[*]') FROM s",
-                &Streams(defs)
-            )
-            .is_ok()
+            super::super::compile("SELECT json_path_query_first(a, '$.b[*]') FROM s", &streams)
+                .is_ok()
         );
     }
 
@@ -2155,16 +2138,11 @@ mod tests {
 
     #[test]
     fn arrow_takes_an_index_and_gives_null_on_a_non_object() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let streams = Streams::of(UNTIMED);
         let query = super::super::compile(
             "SELECT v->b[0] AS first, v->b[1:3] AS mid, v.b.c AS deep, v AS x, x->b[3] AS y \
              FROM s WHERE s.v.b IS NOT NULL OR x IS NOT NULL",
-            &Streams(defs),
+            &streams,
         )
         .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
@@ -2195,13 +2173,8 @@ mod tests {
     fn event_time_without_a_window_orders_rows_and_counts_late_ones() {
         // eKuiper's watermark operator: rows go on in time order once the watermark (latest
         // time minus lateTolerance) passes them; a row behind the watermark is dropped.
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile("SELECT ts FROM s", &Streams(defs)).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = super::super::compile("SELECT ts FROM s", &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -2234,14 +2207,11 @@ mod tests {
     /// `(stream, ts, v)` pushed one chunk at a time in the given order; returns the messages and
     /// the late count.
     fn run_two(sql: &str, chunks: &[(usize, i64, i64)]) -> (Vec<String>, u64) {
-        let defs = parse_streams(
+        let streams = Streams::of(
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\", TIMESTAMP=\"ts\");\n\
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = super::super::compile(sql, &Streams(defs)).unwrap();
+        );
+        let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 1000, HashMap::new());
         let ctx = EvalCtx {
             now_ms: 0,
@@ -2366,13 +2336,8 @@ mod tests {
         cut: Option<usize>,
         functions: bool,
     ) -> Vec<String> {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = || super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(TIMED);
+        let query = || super::super::compile(sql, &streams).unwrap();
         let ctx = EvalCtx {
             now_ms: 0,
             meta: &Value::Null,
@@ -2468,13 +2433,8 @@ mod tests {
 
     #[test]
     fn a_function_state_of_another_statement_is_refused_naming_the_functions() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = |sql| super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(UNTIMED);
+        let query = |sql| super::super::compile(sql, &streams).unwrap();
         let lag = QueryRunner::checkpointable(
             query("SELECT lag(v) AS p FROM s"),
             false,
@@ -2505,14 +2465,53 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_placed_among_the_messages_and_worded_as_ekuiper_sends_them() {
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let rows = || {
+            [Value::Int(1), Value::string("x"), Value::Int(2)]
+                .into_iter()
+                .map(|v| Row::from_pairs(vec![(Arc::from("v"), v)], 0))
+                .collect::<Vec<_>>()
+        };
+        for (sql, sent) in [
+            (
+                "SELECT v FROM s WHERE v > 0",
+                "run Where error: invalid operation string(x) > int64(0)",
+            ),
+            (
+                "SELECT v * 2 FROM s",
+                "run Select error: expr: binaryExpr:{ s.v * 2 } meet error, \
+                 err:invalid operation string(x) * int64(2)",
+            ),
+            (
+                "SELECT v, (v * 2) AS d FROM s",
+                "run Select error: alias: d expr: parenExpr:{ binaryExpr:{ s.v * 2 } } meet \
+                 error, err:invalid operation string(x) * int64(2)",
+            ),
+        ] {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let mut out = Vec::new();
+            let outcome = runner.push(0, rows(), &ctx, &mut out);
+            assert_eq!(out.len(), 2, "{sql}");
+            let [error] = &outcome.errors[..] else {
+                panic!("{sql}: one error expected, got {:?}", outcome.errors)
+            };
+            assert_eq!(error.place(), 1, "{sql}: after the first row's message");
+            assert_eq!(error.sent(), sent);
+            // Logs keep Oort's text.
+            assert!(error.to_string().contains("string(\"x\")"), "{error}");
+        }
+    }
+
+    #[test]
     fn a_count_window_or_an_on_arrival_aggregate_has_no_checkpointable_state() {
-        let defs = parse_streams(
-            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");",
-            "test",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let query = |sql| super::super::compile(sql, &Streams(defs.clone())).unwrap();
+        let streams = Streams::of(UNTIMED);
+        let query = |sql| super::super::compile(sql, &streams).unwrap();
         let count = query("SELECT count(*) FROM s GROUP BY COUNTWINDOW(3)");
         assert!(
             QueryRunner::checkpointable(count, false, 0, HashMap::new())

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::json::{Keep, RowDecoder};
 use crate::sql::FieldsRead;
-use crate::stream::{ColumnDef, Format, StreamDef, conform};
+use crate::stream::{ColumnDef, Format, StreamDef, columns_read, conform};
 use crate::value::{Row, Schema, Value};
 
 /// A message could not be decoded or does not fit the stream.
@@ -23,6 +23,8 @@ pub struct Decoder {
     delimiter: u8,
     columns: Option<(Vec<ColumnDef>, Arc<Schema>)>,
     strict: bool,
+    /// Per declared column, whether the statement reads it (the others are not checked).
+    read: Vec<bool>,
     json: RowDecoder,
     timestamp: Option<String>,
 }
@@ -35,7 +37,8 @@ impl Decoder {
     }
 
     /// A decoder for `def` for a statement that reads `reads`: a JSON message's other fields
-    /// are skipped (a stream with declared columns keeps all of them, since each is checked).
+    /// are skipped (a stream with declared columns keeps all of them; those the statement does
+    /// not read are `NULL` and not checked, as eKuiper prunes them).
     pub fn reading(def: &StreamDef, event_time: bool, reads: &FieldsRead) -> Self {
         let timestamp = event_time.then(|| def.options.timestamp.clone()).flatten();
         let keep = match (&def.columns, reads) {
@@ -56,6 +59,11 @@ impl Decoder {
             delimiter: def.options.delimiter,
             columns,
             strict: def.options.strict_validation,
+            read: def
+                .columns
+                .as_deref()
+                .map(|c| columns_read(c, reads, timestamp.as_deref()))
+                .unwrap_or_default(),
             json: RowDecoder::keeping(keep),
             timestamp,
         }
@@ -104,7 +112,7 @@ impl Decoder {
     pub fn finish(&mut self, row: Row) -> Result<Row, DecodeError> {
         let mut row = match &self.columns {
             Some((cols, schema)) => {
-                conform(&row, cols, schema, self.strict).map_err(DecodeError)?
+                conform(&row, cols, schema, self.strict, &self.read).map_err(DecodeError)?
             }
             None => row,
         };

@@ -133,6 +133,18 @@ impl Template {
     }
 }
 
+/// Go's type name of the value eKuiper would hold (`int64`, `map[string]interface {}`; a
+/// missing value is an `interface {}`).
+pub fn go_type(v: &Value) -> &'static str {
+    format::go_type(v)
+}
+
+/// Go's `%v` of a value, as `fmt.Print` writes the value eKuiper would hold (`1e+06`,
+/// `[1 a]`, `map[a:1 b:x]`), for texts that must read as eKuiper's.
+pub fn go_value(v: &Value) -> String {
+    format::to_v_string(v)
+}
+
 /// Names of the functions templates may call.
 pub fn function_names() -> impl Iterator<Item = &'static str> {
     funcs::names()

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::reads::FieldsRead;
 use crate::value::{Row, Schema, Value};
 
 /// A declared column.
@@ -59,20 +60,59 @@ impl DataType {
     }
 }
 
+/// Which of the declared `columns` a statement that reads `reads` needs (`timestamp`: the
+/// event time field, when the rule runs on event time). As eKuiper's planner prunes a stream's
+/// schema to the columns a rule reads before its preprocessor checks `STRICT_VALIDATION`, the
+/// others are neither checked nor converted.
+pub fn columns_read(
+    columns: &[ColumnDef],
+    reads: &FieldsRead,
+    timestamp: Option<&str>,
+) -> Vec<bool> {
+    let FieldsRead::Only(names) = reads else {
+        return vec![true; columns.len()];
+    };
+    columns
+        .iter()
+        .map(|c| {
+            timestamp == Some(c.name.as_str())
+                || names
+                    .iter()
+                    .any(|n| **n == *c.name || n.eq_ignore_ascii_case(&c.name))
+        })
+        .collect()
+}
+
 /// Reshapes `row` to the declared `columns` (laid out by `schema`, built from the same
-/// columns): declared fields in declared order, converted; absent ones `NULL`.
+/// columns): declared fields in declared order, converted; absent ones `NULL`. A column that
+/// `read` (from [`columns_read`]; empty: all) says the statement does not read is `NULL`,
+/// unchecked.
 pub fn conform(
     row: &Row,
     columns: &[ColumnDef],
     schema: &Arc<Schema>,
     strict: bool,
+    read: &[bool],
 ) -> Result<Row, String> {
     let mut values = Vec::with_capacity(columns.len());
-    for column in columns {
+    for (i, column) in columns.iter().enumerate() {
+        if !read.get(i).copied().unwrap_or(true) {
+            values.push(Value::Null);
+            continue;
+        }
         let value = match row.get(&column.name) {
             None | Some(Value::Null) => Value::Null,
-            Some(v) => convert(v, &column.ty, strict)
-                .map_err(|e| format!("field `{}`: {e}", column.name))?,
+            Some(v) => convert(v, &column.ty, strict).map_err(|e| {
+                if strict {
+                    // eKuiper's preprocessor, which checks STRICT_VALIDATION.
+                    format!(
+                        "error in preprocessor: field {} type mismatch: {e}",
+                        column.name
+                    )
+                } else {
+                    format!("field `{}`: {e}", column.name)
+                }
+            })?,
         };
         values.push(value);
     }
@@ -81,12 +121,16 @@ pub fn conform(
 
 fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
     let mismatch = || {
-        format!(
-            "expected {}, got {} {}",
-            ty.name(),
-            v.type_name(),
-            v.to_text()
-        )
+        if strict {
+            strict_mismatch(v, ty)
+        } else {
+            format!(
+                "expected {}, got {} {}",
+                ty.name(),
+                v.type_name(),
+                v.to_text()
+            )
+        }
     };
     Ok(match (ty, v) {
         (_, Value::Null) => Value::Null,
@@ -125,14 +169,26 @@ fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
             items
                 .iter()
                 .map(|i| convert(i, inner, strict))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    if strict {
+                        format!("array element type mismatch: {e}")
+                    } else {
+                        e
+                    }
+                })?,
         ),
         (DataType::Struct(fields), Value::Object(map)) => {
             let mut out = map.as_ref().clone();
             for field in fields {
                 if let Some(value) = map.get(field.name.as_str()) {
-                    let converted = convert(value, &field.ty, strict)
-                        .map_err(|e| format!("{}: {e}", field.name))?;
+                    let converted = convert(value, &field.ty, strict).map_err(|e| {
+                        if strict {
+                            format!("field {} type mismatch: {e}", field.name)
+                        } else {
+                            format!("{}: {e}", field.name)
+                        }
+                    })?;
                     out.insert(Arc::from(field.name.as_str()), converted);
                 }
             }
@@ -142,12 +198,30 @@ fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
     })
 }
 
+/// Why `v` is not of type `ty`, in eKuiper's preprocessor's words (its type casts' errors,
+/// values as Go prints them).
+fn strict_mismatch(v: &Value, ty: &DataType) -> String {
+    use crate::wording::{go_typed, go_value};
+    let target = match ty {
+        DataType::Bigint => "int64",
+        DataType::Float => "float64",
+        DataType::String => "string",
+        DataType::Boolean => "bool",
+        DataType::Bytea => "bytea",
+        DataType::Datetime => "datetime",
+        DataType::Array(_) => return format!("expect array but got {}", go_value(v)),
+        DataType::Struct(_) => return format!("expect struct but found {}", go_typed(v)),
+    };
+    format!("cannot convert {} to {target}", go_typed(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn columns() -> Vec<ColumnDef> {
-        vec![
+    /// Columns `t float, n bigint`, and their layout.
+    fn columns() -> (Vec<ColumnDef>, Arc<Schema>) {
+        let cols = vec![
             ColumnDef {
                 name: "t".into(),
                 ty: DataType::Float,
@@ -156,15 +230,16 @@ mod tests {
                 name: "n".into(),
                 ty: DataType::Bigint,
             },
-        ]
+        ];
+        let schema = Arc::new(Schema::new(
+            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+        ));
+        (cols, schema)
     }
 
     #[test]
     fn keeps_declared_fields_and_converts() {
-        let cols = columns();
-        let schema = Arc::new(Schema::new(
-            cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
-        ));
+        let (cols, schema) = columns();
         let row = Row::from_pairs(
             vec![
                 ("n".into(), Value::string("4")),
@@ -173,11 +248,43 @@ mod tests {
             ],
             5,
         );
-        let out = conform(&row, &cols, &schema, false).unwrap();
+        let out = conform(&row, &cols, &schema, false, &[]).unwrap();
         assert_eq!(out.values(), &[Value::Float(2.0), Value::Int(4)]);
-        assert!(conform(&row, &cols, &schema, true).is_err());
+        assert_eq!(
+            conform(&row, &cols, &schema, true, &[]).unwrap_err(),
+            "error in preprocessor: field n type mismatch: cannot convert string(4) to int64"
+        );
         let bad = Row::from_pairs(vec![("n".into(), Value::string("four"))], 5);
-        let err = conform(&bad, &cols, &schema, false).unwrap_err();
+        let err = conform(&bad, &cols, &schema, false, &[]).unwrap_err();
         assert_eq!(err, "field `n`: expected bigint, got string four");
+    }
+
+    #[test]
+    fn strict_validation_checks_only_the_columns_read() {
+        let (cols, schema) = columns();
+        let row = Row::from_pairs(
+            vec![
+                ("t".into(), Value::Float(1.5)),
+                ("n".into(), Value::string("x")),
+            ],
+            5,
+        );
+        let only = |names: &[&str]| FieldsRead::Only(names.iter().map(|n| Arc::from(*n)).collect());
+        // `n` is not read: not checked (and not kept).
+        let read = columns_read(&cols, &only(&["T"]), None);
+        assert_eq!(read, [true, false]);
+        let out = conform(&row, &cols, &schema, true, &read).unwrap();
+        assert_eq!(out.values(), &[Value::Float(1.5), Value::Null]);
+        // Read, or the event time field, or `*`: checked.
+        for read in [
+            columns_read(&cols, &only(&["n"]), None),
+            columns_read(&cols, &only(&[]), Some("n")),
+            columns_read(&cols, &FieldsRead::All, None),
+        ] {
+            assert_eq!(
+                conform(&row, &cols, &schema, true, &read).unwrap_err(),
+                "error in preprocessor: field n type mismatch: cannot convert string(x) to int64"
+            );
+        }
     }
 }

@@ -508,11 +508,26 @@ pub async fn run_observed(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
-    run_on_bus(config, MemoryBus::new(), stop, stop_now, grace, observe).await
+    let signals = Signals::Listen;
+    run_with(
+        config,
+        MemoryBus::new(),
+        stop,
+        stop_now,
+        grace,
+        observe,
+        signals,
+    )
+    .await
 }
 
 /// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
 /// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics).
+///
+/// The run listens to no signal and logs no progress: the caller owns the process's signals
+/// (`oort serve` listens once for all its rules, reloading every rule's modules on SIGHUP and
+/// logging every rule's counters on SIGUSR1), so an idle rule costs no listener and no task
+/// for them.
 pub async fn run_on_bus(
     config: &RunConfig,
     bus: Arc<MemoryBus>,
@@ -520,6 +535,27 @@ pub async fn run_on_bus(
     stop_now: impl Future<Output = ()>,
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
+) -> Result<RunReport, RunError> {
+    run_with(config, bus, stop, stop_now, grace, observe, Signals::Caller).await
+}
+
+/// Who listens to SIGHUP and SIGUSR1 and logs progress during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signals {
+    /// The run itself (`oort run-rule`).
+    Listen,
+    /// Whoever started the run (`oort serve`, once for all its rules).
+    Caller,
+}
+
+async fn run_with(
+    config: &RunConfig,
+    bus: Arc<MemoryBus>,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
+    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
+    signals: Signals,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -687,9 +723,7 @@ pub async fn run_on_bus(
             }
         }
         let (inputs_done, inputs_ended) = oneshot::channel::<()>();
-        sources.push(async move {
-            let _ = inputs_ended.await;
-        });
+        sources.push(inputs_ended);
         let runner = match &mut checkpointer {
             None => QueryRunner::new(
                 query,
@@ -777,24 +811,25 @@ pub async fn run_on_bus(
             Err(err) => tracing::error!("{err}; reload with SIGHUP instead"),
         }
     }
-    let sighup = reload::on_sighup(Arc::clone(&reloader));
-    // Listening for SIGUSR1 starts here, before any row is read: unhandled, it would kill.
-    #[cfg(unix)]
-    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .map_err(|e| tracing::warn!("cannot listen for SIGUSR1: {e}"))
-        .ok();
-    #[cfg(not(unix))]
-    let usr1 = None;
-    let progress = tokio::spawn(report_progress(
-        report.rules.clone(),
-        started,
-        config.progress_every,
-        usr1,
-    ));
+    let mut sighup = None;
+    let mut progress = None;
+    if signals == Signals::Listen {
+        sighup = reload::on_sighup(Arc::clone(&reloader));
+        progress = Some(tokio::spawn(report_progress(
+            report.rules.clone(),
+            started,
+            config.progress_every,
+            listen_usr1(),
+        )));
+    }
 
     // Sources run until their input ends; stopping drops them, which closes their channels and
     // lets every downstream stage drain and close in order.
-    let all_sources = futures_join_all(sources);
+    let all_sources = async move {
+        for ended in sources {
+            let _ = ended.await;
+        }
+    };
     tokio::pin!(stop);
     tokio::select! {
         () = all_sources => tracing::info!("the input has ended; the actions deliver what they hold"),
@@ -840,10 +875,9 @@ pub async fn run_on_bus(
             }
         }
     }
-    if let Some(task) = sighup {
+    for task in [sighup, progress].into_iter().flatten() {
         task.abort();
     }
-    progress.abort();
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -892,17 +926,18 @@ async fn report_progress(
     }
 }
 
-/// Waits for all futures (sources are few; no extra dependency needed).
-async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futures: Vec<F>) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a source task failed: {e}");
-        }
-    }
+/// Listens for SIGUSR1; started before any row is read, since unhandled it would kill.
+#[cfg(unix)]
+pub(crate) fn listen_usr1() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| tracing::warn!("cannot listen for SIGUSR1: {e}"))
+        .ok()
+}
+
+/// SIGUSR1 does not exist here.
+#[cfg(not(unix))]
+pub(crate) fn listen_usr1() -> Option<()> {
+    None
 }
 
 fn stream_names(streams: &[Arc<StreamDef>]) -> String {

@@ -680,6 +680,53 @@ fn a_plugin_update_under_load_hot_reloads_without_losing_a_row() {
     server.stop();
 }
 
+/// Sends `signal` (`HUP`, `USR1`) to the server.
+fn signal(server: &Server, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn the_server_listens_to_signals_once_for_every_rule() {
+    use oort_tests::guests;
+    let scratch = Scratch::new();
+    let module = scratch.path().join("plugins/sinks/Versioned.wasm");
+    std::fs::copy(guests::VERSIONED_V1, &module).unwrap();
+    std::fs::copy(guests::VERSIONED_V1_MANIFEST, module.with_extension("json")).unwrap();
+    let server = Server::start(&scratch, &[]);
+    let stream =
+        r#"{"sql":"CREATE STREAM idle (n bigint) WITH (TYPE=\"memory\", DATASOURCE=\"idle\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    for id in ["a", "b"] {
+        let rule = format!(
+            r#"{{"id":"{id}","sql":"SELECT n FROM idle","actions":[{{"versioned":{{"path":"out/{id}.jsonl"}}}}]}}"#
+        );
+        assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+        server.wait_status(id, "running");
+    }
+    // SIGUSR1 logs every running rule's counters, and the server goes on.
+    signal(&server, "USR1");
+    server.wait_log(": rule a: 0 rows read", 1);
+    server.wait_log(": rule b: 0 rows read", 1);
+    assert_eq!(server.call("GET", "/ping", None).0, 200);
+    // SIGHUP hands a new build of a module to every running rule that uses it.
+    std::fs::copy(guests::VERSIONED_V2, &module).unwrap();
+    signal(&server, "HUP");
+    server.wait_log("new sink build handed to its actions", 2);
+    let log = server.stop();
+    assert_eq!(
+        log.matches("SIGHUP: checking every running rule's sink modules")
+            .count(),
+        1,
+        "one listener for the server, none per rule: {log}"
+    );
+    assert!(!log.contains("SIGHUP: checking sink modules"), "{log}");
+    assert_eq!(log.matches("progress after").count(), 2, "{log}");
+}
+
 #[test]
 fn metrics_in_prometheus_text_with_ekuipers_names() {
     let scratch = Scratch::new();

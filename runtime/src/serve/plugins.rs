@@ -441,25 +441,11 @@ pub(crate) async fn install_package(
         return text(StatusCode::CREATED, format!("Plugin {name} is created."));
     }
     // Hand the new build to every running rule that uses it.
-    let lives: Vec<(String, Arc<crate::reload::Reloader>)> = {
-        let registry = server.registry.lock().await;
-        registry
-            .rules
-            .iter()
-            .filter(|(_, e)| e.is_running())
-            .filter_map(|(id, e)| {
-                let state = e.state.lock().ok()?;
-                state
-                    .live
-                    .as_ref()
-                    .map(|(_, r)| (id.clone(), Arc::clone(r)))
-            })
-            .collect()
-    };
+    let lives = server.live_rules().await;
     let mut reloaded = Vec::new();
     let mut refused = Vec::new();
     let mut unchanged = Vec::new();
-    for (rule, reloader) in lives {
+    for (rule, _, reloader) in lives {
         match reloader.reload(&target).await {
             Outcome::Unused => {}
             Outcome::Unchanged => unchanged.push(json!(rule)),

@@ -571,7 +571,9 @@ async fn run_with(
         for option in &def.ignored_options {
             tracing::warn!(rule = %def.id, option, "option accepted for eKuiper compatibility; it has no effect");
         }
-        prepared.push(prepare_rule(def, &catalog, &env, true).await?);
+        // Boxed here and below: the futures of starting (several KiB each) would otherwise
+        // size the run's future, which a server holds for as long as each rule runs.
+        prepared.push(Box::pin(prepare_rule(def, &catalog, &env, true)).await?);
     }
 
     // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
@@ -620,7 +622,7 @@ async fn run_with(
                 exactly_once: rule.def.options.qos >= 2,
                 from: resumed.next(),
             };
-            let started = sink::start_from(action, resume)
+            let started = Box::pin(sink::start_from(action, resume))
                 .await
                 .map_err(|source| action_error(&rule.def, source))?;
             started_actions.push(started);
@@ -692,7 +694,7 @@ async fn run_with(
         let mut tables = HashMap::new();
         for (index, src) in query.sources.iter().enumerate() {
             if src.table {
-                let rows = load_table(context(&streams[index], &source_metrics)).await;
+                let rows = Box::pin(load_table(context(&streams[index], &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
             }
         }

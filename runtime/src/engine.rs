@@ -508,47 +508,25 @@ pub async fn run_observed(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
-    let signals = Signals::Listen;
-    run_with(
-        config,
-        MemoryBus::new(),
-        stop,
-        stop_now,
-        grace,
-        observe,
-        signals,
-    )
-    .await
+    let bus = MemoryBus::new();
+    run_on_bus(config, bus, stop, stop_now, grace, observe, Signals::Listen).await
 }
 
-/// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
-/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics).
-///
-/// The run listens to no signal and logs no progress: the caller owns the process's signals
-/// (`oort serve` listens once for all its rules, reloading every rule's modules on SIGHUP and
-/// logging every rule's counters on SIGUSR1), so an idle rule costs no listener and no task
-/// for them.
-pub async fn run_on_bus(
-    config: &RunConfig,
-    bus: Arc<MemoryBus>,
-    stop: impl Future<Output = ()>,
-    stop_now: impl Future<Output = ()>,
-    grace: Option<Duration>,
-    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
-) -> Result<RunReport, RunError> {
-    run_with(config, bus, stop, stop_now, grace, observe, Signals::Caller).await
-}
-
-/// Who listens to SIGHUP and SIGUSR1 and logs progress during a run.
+/// Who listens to SIGHUP and SIGUSR1, and logs progress, while a run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signals {
+pub enum Signals {
     /// The run itself (`oort run-rule`).
     Listen,
-    /// Whoever started the run (`oort serve`, once for all its rules).
+    /// Whoever started the run: `oort serve` listens once for all its rules (reloading every
+    /// rule's modules on SIGHUP, logging every rule's counters on SIGUSR1), so an idle rule
+    /// costs no listener and no task for them.
     Caller,
 }
 
-async fn run_with(
+/// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
+/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics), and
+/// `signals` saying who listens to the process's signals.
+pub async fn run_on_bus(
     config: &RunConfig,
     bus: Arc<MemoryBus>,
     stop: impl Future<Output = ()>,

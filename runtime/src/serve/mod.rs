@@ -151,21 +151,14 @@ impl Server {
                 config.run.data_dir.display()
             ))
         })?;
-        let store = Store::open(&config.run.data_dir.join("oort.redb"))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let store = Store::open(&config.run.data_dir.join("oort.redb"))?;
         let mut registry = Registry::default();
-        for (name, value) in store
-            .all(Kind::Streams)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
+        for (name, value) in store.all(Kind::Streams)? {
             if let Ok(entry) = serde_json::from_str(&value) {
                 registry.streams.insert(name, entry);
             }
         }
-        for (id, value) in store
-            .all(Kind::Rules)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
+        for (id, value) in store.all(Kind::Rules)? {
             if let Ok(Json::Object(mut saved)) = serde_json::from_str::<Json>(&value) {
                 let rule = saved.remove("rule").unwrap_or(Json::Null);
                 registry.rules.insert(id, RuleEntry::new(rule));
@@ -216,7 +209,7 @@ impl Server {
         let saved = json!({ "rule": rule, "running": running }).to_string();
         self.store
             .put(Kind::Rules, id, &saved)
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .map_err(ApiError::from)
     }
 
     /// The ruleset file a rule runs from: the server's streams and tables, and the rule.
@@ -321,6 +314,8 @@ impl Server {
                             s.live = Some((report.rules.clone(), Arc::clone(reloader)));
                         }
                     },
+                    // One listener for the server (see `signals`).
+                    crate::engine::Signals::Caller,
                 )
                 .await;
                 let why = match outcome {

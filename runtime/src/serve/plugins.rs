@@ -433,10 +433,7 @@ pub(crate) async fn install_package(
     replace(&target, &package.wasm)?;
     let hash = blake3::hash(&package.wasm).to_hex().to_string();
     let record = json!({ "file": source, "hash": hash, "version": package.version }).to_string();
-    server
-        .store
-        .put(Kind::Plugins, name, &record)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.put(Kind::Plugins, name, &record)?;
     if !existed {
         return text(StatusCode::CREATED, format!("Plugin {name} is created."));
     }
@@ -575,10 +572,7 @@ pub(super) async fn drop_plugin(
     std::fs::remove_file(&path)
         .map_err(|_| ApiError::not_found(format!("plugin {name} not found")))?;
     let _ = std::fs::remove_file(path.with_extension("json"));
-    server
-        .store
-        .remove(Kind::Plugins, &name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(Kind::Plugins, &name)?;
     // Running rules keep the build they loaded; new starts will not find the plugin.
     text(StatusCode::OK, format!("Plugin {name} is deleted."))
 }

@@ -508,11 +508,24 @@ pub async fn run_observed(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
-    run_on_bus(config, MemoryBus::new(), stop, stop_now, grace, observe).await
+    let bus = MemoryBus::new();
+    run_on_bus(config, bus, stop, stop_now, grace, observe, Signals::Listen).await
+}
+
+/// Who listens to SIGHUP and SIGUSR1, and logs progress, while a run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    /// The run itself (`oort run-rule`).
+    Listen,
+    /// Whoever started the run: `oort serve` listens once for all its rules (reloading every
+    /// rule's modules on SIGHUP, logging every rule's counters on SIGUSR1), so an idle rule
+    /// costs no listener and no task for them.
+    Caller,
 }
 
 /// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
-/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics).
+/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics), and
+/// `signals` saying who listens to the process's signals.
 pub async fn run_on_bus(
     config: &RunConfig,
     bus: Arc<MemoryBus>,
@@ -520,6 +533,7 @@ pub async fn run_on_bus(
     stop_now: impl Future<Output = ()>,
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
+    signals: Signals,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -535,7 +549,9 @@ pub async fn run_on_bus(
         for option in &def.ignored_options {
             tracing::warn!(rule = %def.id, option, "option accepted for eKuiper compatibility; it has no effect");
         }
-        prepared.push(prepare_rule(def, &catalog, &env, true).await?);
+        // Boxed here and below: the futures of starting (several KiB each) would otherwise
+        // size the run's future, which a server holds for as long as each rule runs.
+        prepared.push(Box::pin(prepare_rule(def, &catalog, &env, true)).await?);
     }
 
     // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
@@ -584,7 +600,7 @@ pub async fn run_on_bus(
                 exactly_once: rule.def.options.qos >= 2,
                 from: resumed.next(),
             };
-            let started = sink::start_from(action, resume)
+            let started = Box::pin(sink::start_from(action, resume))
                 .await
                 .map_err(|source| action_error(&rule.def, source))?;
             started_actions.push(started);
@@ -656,7 +672,7 @@ pub async fn run_on_bus(
         let mut tables = HashMap::new();
         for (index, src) in query.sources.iter().enumerate() {
             if src.table {
-                let rows = load_table(context(&streams[index], &source_metrics)).await;
+                let rows = Box::pin(load_table(context(&streams[index], &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
             }
         }
@@ -687,9 +703,7 @@ pub async fn run_on_bus(
             }
         }
         let (inputs_done, inputs_ended) = oneshot::channel::<()>();
-        sources.push(async move {
-            let _ = inputs_ended.await;
-        });
+        sources.push(inputs_ended);
         let runner = match &mut checkpointer {
             None => QueryRunner::new(
                 query,
@@ -777,24 +791,25 @@ pub async fn run_on_bus(
             Err(err) => tracing::error!("{err}; reload with SIGHUP instead"),
         }
     }
-    let sighup = reload::on_sighup(Arc::clone(&reloader));
-    // Listening for SIGUSR1 starts here, before any row is read: unhandled, it would kill.
-    #[cfg(unix)]
-    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .map_err(|e| tracing::warn!("cannot listen for SIGUSR1: {e}"))
-        .ok();
-    #[cfg(not(unix))]
-    let usr1 = None;
-    let progress = tokio::spawn(report_progress(
-        report.rules.clone(),
-        started,
-        config.progress_every,
-        usr1,
-    ));
+    let mut sighup = None;
+    let mut progress = None;
+    if signals == Signals::Listen {
+        sighup = reload::on_sighup(Arc::clone(&reloader));
+        progress = Some(tokio::spawn(report_progress(
+            report.rules.clone(),
+            started,
+            config.progress_every,
+            listen_usr1(),
+        )));
+    }
 
     // Sources run until their input ends; stopping drops them, which closes their channels and
     // lets every downstream stage drain and close in order.
-    let all_sources = futures_join_all(sources);
+    let all_sources = async move {
+        for ended in sources {
+            let _ = ended.await;
+        }
+    };
     tokio::pin!(stop);
     tokio::select! {
         () = all_sources => tracing::info!("the input has ended; the actions deliver what they hold"),
@@ -840,10 +855,9 @@ pub async fn run_on_bus(
             }
         }
     }
-    if let Some(task) = sighup {
+    for task in [sighup, progress].into_iter().flatten() {
         task.abort();
     }
-    progress.abort();
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -892,17 +906,18 @@ async fn report_progress(
     }
 }
 
-/// Waits for all futures (sources are few; no extra dependency needed).
-async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futures: Vec<F>) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a source task failed: {e}");
-        }
-    }
+/// Listens for SIGUSR1; started before any row is read, since unhandled it would kill.
+#[cfg(unix)]
+pub(crate) fn listen_usr1() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| tracing::warn!("cannot listen for SIGUSR1: {e}"))
+        .ok()
+}
+
+/// SIGUSR1 does not exist here.
+#[cfg(not(unix))]
+pub(crate) fn listen_usr1() -> Option<()> {
+    None
 }
 
 fn stream_names(streams: &[Arc<StreamDef>]) -> String {

@@ -88,6 +88,22 @@ impl Server {
         );
     }
 
+    /// `POST /streams` with `sql`: the stream must be created.
+    pub(crate) fn create_stream(&self, sql: &str) {
+        let body = serde_json::json!({ "sql": sql }).to_string();
+        let (status, text) = self.call("POST", "/streams", Some(&body));
+        assert_eq!(status, 201, "{text}");
+    }
+
+    /// `POST /rules` with `rule`: it must be refused (400), the answer naming each of `named`.
+    pub(crate) fn refuses_rule(&self, rule: &str, named: &[&str]) {
+        let (status, text) = self.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 400, "{text}");
+        for name in named {
+            assert!(text.contains(name), "`{name}` not named: {text}");
+        }
+    }
+
     pub(crate) fn wait_status(&self, id: &str, status: &str) {
         wait_for(
             &format!("rule {id} to be {status}"),
@@ -132,6 +148,17 @@ pub(crate) fn scratch_for(broker: &Broker) -> Scratch {
     scratch
 }
 
+/// A scratch folder whose MQTT source configuration's `default` points at a closed port (so
+/// only what is given over the API reaches a broker), and the options that read it.
+fn scratch_with_a_closed_default() -> (Scratch, [&'static str; 2]) {
+    let scratch = Scratch::new();
+    scratch.write(
+        "etc/mqtt_source.yaml",
+        "default:\n  qos: 1\n  server: \"tcp://127.0.0.1:1\"\n",
+    );
+    (scratch, ["--mqtt-conf", "etc/mqtt_source.yaml"])
+}
+
 pub(crate) fn numbers(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
     range
         .map(|n| format!("{{\"n\":{n}}}").into_bytes())
@@ -144,6 +171,19 @@ fn relay_rule(id: &str, stream: &str, broker: &Broker, topic: &str) -> String {
         r#"{{"id":"{id}","sql":"SELECT n FROM {stream}","actions":[{{"mqtt":{{"server":"{}","topic":"{topic}","qos":1}}}}]}}"#,
         broker.url()
     )
+}
+
+/// Creates `rule` (which reads `from` and publishes to `to` on `broker`) and checks that ten
+/// rows published to `from` arrive at `to`, every one.
+fn relays_ten(server: &Server, broker: &Broker, rule: &str, from: &str, to: &str) {
+    let client = format!("verify-serve-{}", to.replace('/', "-"));
+    let out = Subscriber::new(broker.port, &client, to);
+    let (status, text) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{text}");
+    server.wait_log("subscribed to", 1);
+    publish_all(broker.port, from, numbers(0..10));
+    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
+    assert_eq!(ns(&got), (0..10).collect());
 }
 
 fn ns(got: &[(String, Vec<u8>)]) -> std::collections::BTreeSet<u64> {
@@ -680,6 +720,53 @@ fn a_plugin_update_under_load_hot_reloads_without_losing_a_row() {
     server.stop();
 }
 
+/// Sends `signal` (`HUP`, `USR1`) to the server.
+fn signal(server: &Server, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn the_server_listens_to_signals_once_for_every_rule() {
+    use oort_tests::guests;
+    let scratch = Scratch::new();
+    let module = scratch.path().join("plugins/sinks/Versioned.wasm");
+    std::fs::copy(guests::VERSIONED_V1, &module).unwrap();
+    std::fs::copy(guests::VERSIONED_V1_MANIFEST, module.with_extension("json")).unwrap();
+    let server = Server::start(&scratch, &[]);
+    let stream =
+        r#"{"sql":"CREATE STREAM idle (n bigint) WITH (TYPE=\"memory\", DATASOURCE=\"idle\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    for id in ["a", "b"] {
+        let rule = format!(
+            r#"{{"id":"{id}","sql":"SELECT n FROM idle","actions":[{{"versioned":{{"path":"out/{id}.jsonl"}}}}]}}"#
+        );
+        assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+        server.wait_status(id, "running");
+    }
+    // SIGUSR1 logs every running rule's counters, and the server goes on.
+    signal(&server, "USR1");
+    server.wait_log(": rule a: 0 rows read", 1);
+    server.wait_log(": rule b: 0 rows read", 1);
+    assert_eq!(server.call("GET", "/ping", None).0, 200);
+    // SIGHUP hands a new build of a module to every running rule that uses it.
+    std::fs::copy(guests::VERSIONED_V2, &module).unwrap();
+    signal(&server, "HUP");
+    server.wait_log("new sink build handed to its actions", 2);
+    let log = server.stop();
+    assert_eq!(
+        log.matches("SIGHUP: checking every running rule's sink modules")
+            .count(),
+        1,
+        "one listener for the server, none per rule: {log}"
+    );
+    assert!(!log.contains("SIGHUP: checking sink modules"), "{log}");
+    assert_eq!(log.matches("progress after").count(), 2, "{log}");
+}
+
 #[test]
 fn metrics_in_prometheus_text_with_ekuipers_names() {
     let scratch = Scratch::new();
@@ -1185,28 +1272,11 @@ fn mqtt_sink_conf_keys_persist_and_actions_refer_to_them_by_resource_id() {
     assert!(all.get("bad").is_none(), "{all}");
     let (status, one) = server.json("GET", "/metadata/sinks/mqtt/confKeys/cloud", None);
     assert_eq!((status, &one["qos"]), (200, &serde_json::json!(1)), "{one}");
-    let stream = serde_json::json!({
-        "sql": "CREATE STREAM sinkkey (n bigint) WITH (DATASOURCE=\"in/sinkkey\")"
-    });
-    assert_eq!(
-        server.call("POST", "/streams", Some(&stream.to_string())).0,
-        201
-    );
+    server.create_stream("CREATE STREAM sinkkey (n bigint) WITH (DATASOURCE=\"in/sinkkey\")");
     let unknown = r#"{"id":"lost","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"nothere","topic":"x"}}]}"#;
-    let (status, text) = server.call("POST", "/rules", Some(unknown));
-    assert_eq!(status, 400, "{text}");
-    assert!(
-        text.contains("actions[0].mqtt.resourceId") && text.contains("nothere"),
-        "{text}"
-    );
-    let out = Subscriber::new(broker.port, "verify-serve-sinkkey", "out/sinkkey");
+    server.refuses_rule(unknown, &["actions[0].mqtt.resourceId", "nothere"]);
     let rule = r#"{"id":"keyed","sql":"SELECT n FROM sinkkey","actions":[{"mqtt":{"resourceId":"cloud","topic":"out/sinkkey"}}]}"#;
-    let (status, text) = server.call("POST", "/rules", Some(rule));
-    assert_eq!(status, 201, "{text}");
-    server.wait_log("subscribed to", 1);
-    publish_all(broker.port, "in/sinkkey", numbers(0..10));
-    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
-    assert_eq!(ns(&got), (0..10).collect());
+    relays_ten(&server, &broker, rule, "in/sinkkey", "out/sinkkey");
     // The rule keeps its reference, not the key's props.
     let (_, described) = server.json("GET", "/rules/keyed", None);
     assert_eq!(
@@ -1229,13 +1299,8 @@ fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let scratch = Scratch::new();
     // `default` points at a closed port: only the key given over the API reaches the broker.
-    scratch.write(
-        "etc/mqtt_source.yaml",
-        "default:\n  qos: 1\n  server: \"tcp://127.0.0.1:1\"\n",
-    );
-    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let (scratch, args) = scratch_with_a_closed_default();
     let server = Server::start(&scratch, &args);
     let key = serde_json::json!({ "qos": 1, "server": broker.url(), "password": "s3cret" });
     let (status, _) = server.call(
@@ -1281,20 +1346,11 @@ fn mqtt_conf_keys_over_ekuipers_api_persist_and_serve_streams() {
     let server = Server::start(&scratch, &args);
     let (_, all) = server.json("GET", "/metadata/sources/yaml/mqtt", None);
     assert_eq!(all["local"]["server"], broker.url().as_str(), "{all}");
-    let stream = serde_json::json!({
-        "sql": "CREATE STREAM keyed (n bigint) WITH (DATASOURCE=\"in/keyed\", CONF_KEY=\"local\")"
-    });
-    assert_eq!(
-        server.call("POST", "/streams", Some(&stream.to_string())).0,
-        201
+    server.create_stream(
+        "CREATE STREAM keyed (n bigint) WITH (DATASOURCE=\"in/keyed\", CONF_KEY=\"local\")",
     );
-    let out = Subscriber::new(broker.port, "verify-serve-confkey", "out/keyed");
     let rule = relay_rule("keyed", "keyed", &broker, "out/keyed");
-    assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
-    server.wait_log("subscribed to", 1);
-    publish_all(broker.port, "in/keyed", numbers(0..10));
-    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
-    assert_eq!(ns(&got), (0..10).collect());
+    relays_ten(&server, &broker, &rule, "in/keyed", "out/keyed");
     // Dropped, the key is gone from the list.
     assert_eq!(
         server
@@ -1529,13 +1585,8 @@ fn shared_connections_persist_and_sources_and_sinks_select_them() {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let scratch = Scratch::new();
     // `default` points at a closed port: only the connection reaches the broker.
-    scratch.write(
-        "etc/mqtt_source.yaml",
-        "default:\n  qos: 1\n  server: \"tcp://127.0.0.1:1\"\n",
-    );
-    let args = ["--mqtt-conf", "etc/mqtt_source.yaml"];
+    let (scratch, args) = scratch_with_a_closed_default();
     let server = Server::start(&scratch, &args);
     let conn = serde_json::json!({
         "id": "conn1", "typ": "mqtt",
@@ -1585,29 +1636,14 @@ fn shared_connections_persist_and_sources_and_sinks_select_them() {
     assert_eq!(server.call("GET", "/connections/nothere", None).0, 404);
     let (_, yaml) = server.json("GET", "/metadata/connections/yaml/mqtt", None);
     assert_eq!(yaml["conn1"]["server"], broker.url().as_str(), "{yaml}");
-    let stream = serde_json::json!({
-        "sql": "CREATE STREAM viaconn (n bigint) WITH (DATASOURCE=\"in/viaconn\", CONF_KEY=\"viaconn\")"
-    });
-    assert_eq!(
-        server.call("POST", "/streams", Some(&stream.to_string())).0,
-        201
+    server.create_stream(
+        "CREATE STREAM viaconn (n bigint) WITH (DATASOURCE=\"in/viaconn\", CONF_KEY=\"viaconn\")",
     );
     let unknown = r#"{"id":"lost","sql":"SELECT n FROM viaconn","actions":[{"mqtt":{"connectionSelector":"nothere","topic":"x"}}]}"#;
-    let (status, text) = server.call("POST", "/rules", Some(unknown));
-    assert_eq!(status, 400, "{text}");
-    assert!(
-        text.contains("actions[0].mqtt.connectionSelector") && text.contains("nothere"),
-        "{text}"
-    );
-    let out = Subscriber::new(broker.port, "verify-serve-conn", "out/viaconn");
+    server.refuses_rule(unknown, &["actions[0].mqtt.connectionSelector", "nothere"]);
     // eKuiper's older form of the selector, `mqtt.<id>`, names the same connection.
     let rule = r#"{"id":"viaconn","sql":"SELECT n FROM viaconn","actions":[{"mqtt":{"connectionSelector":"mqtt.conn1","topic":"out/viaconn","qos":1}}]}"#;
-    let (status, text) = server.call("POST", "/rules", Some(rule));
-    assert_eq!(status, 201, "{text}");
-    server.wait_log("subscribed to", 1);
-    publish_all(broker.port, "in/viaconn", numbers(0..10));
-    let got = out.collect_until(Duration::from_secs(30), |g| ns(g).len() >= 10);
-    assert_eq!(ns(&got), (0..10).collect());
+    relays_ten(&server, &broker, rule, "in/viaconn", "out/viaconn");
 
     // In use, it cannot be dropped; the answer names who uses it.
     let (status, text) = server.call("DELETE", "/connections/conn1", None);

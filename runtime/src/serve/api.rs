@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Map, Value as Json, json};
 
 use super::{Phase, RuleEntry, Server, StreamEntry, stream_kind_name};
@@ -70,6 +70,13 @@ impl ApiError {
     }
 }
 
+/// The store failed: the server's fault, not the request's.
+impl From<super::store::StoreError> for ApiError {
+    fn from(e: super::store::StoreError) -> Self {
+        Self::internal(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.code, "message": self.message });
@@ -88,12 +95,21 @@ fn json_answer(body: Json) -> Answer {
 }
 
 pub(super) fn parse_body(body: &str) -> Result<Json, ApiError> {
+    parse(body)
+}
+
+/// A request's body that must be a JSON object (a configuration key's or connection's props).
+pub(super) fn parse_props(body: &str) -> Result<Map<String, Json>, ApiError> {
+    parse(body)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
     serde_json::from_str(body).map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))
 }
 
 /// The API's routes.
 pub(super) fn router(server: Arc<Server>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(root).post(root))
         .route("/ping", get(ping))
         .route("/metrics", get(super::metrics::metrics))
@@ -130,23 +146,6 @@ pub(super) fn router(server: Arc<Server>) -> Router {
                 .put(super::plugins::update)
                 .delete(super::plugins::drop_plugin),
         )
-        .route("/metadata/sources/yaml/{name}", get(super::confkeys::list))
-        .route(
-            "/metadata/sources/{name}/confKeys/{key}",
-            get(super::confkeys::describe)
-                .put(super::confkeys::register)
-                .delete(super::confkeys::remove),
-        )
-        .route(
-            "/metadata/sinks/yaml/{name}",
-            get(super::confkeys::sink_list),
-        )
-        .route(
-            "/metadata/sinks/{name}/confKeys/{key}",
-            get(super::confkeys::sink_describe)
-                .put(super::confkeys::sink_register)
-                .delete(super::confkeys::sink_remove),
-        )
         .route(
             "/connections",
             get(super::connections::list).post(super::connections::create),
@@ -156,15 +155,38 @@ pub(super) fn router(server: Arc<Server>) -> Router {
             get(super::connections::describe)
                 .put(super::connections::update)
                 .delete(super::connections::remove),
-        )
-        .route(
-            "/metadata/connections/yaml/{name}",
+        );
+    // eKuiper's configuration keys, for sources, sinks and (its older form) connections: the
+    // list under `/metadata/<kind>/yaml/{name}`, one key under
+    // `/metadata/<kind>/{name}/confKeys/{key}`.
+    let conf_keys = [
+        (
+            "sources",
+            get(super::confkeys::list),
+            get(super::confkeys::describe)
+                .put(super::confkeys::register)
+                .delete(super::confkeys::remove),
+        ),
+        (
+            "sinks",
+            get(super::confkeys::sink_list),
+            get(super::confkeys::sink_describe)
+                .put(super::confkeys::sink_register)
+                .delete(super::confkeys::sink_remove),
+        ),
+        (
+            "connections",
             get(super::connections::yaml),
-        )
-        .route(
-            "/metadata/connections/{name}/confKeys/{key}",
-            axum::routing::put(super::connections::register).delete(super::connections::unregister),
-        )
+            put(super::connections::register).delete(super::connections::unregister),
+        ),
+    ];
+    conf_keys
+        .into_iter()
+        .fold(router, |router, (kind, list, key)| {
+            router
+                .route(&format!("/metadata/{kind}/yaml/{{name}}"), list)
+                .route(&format!("/metadata/{kind}/{{name}}/confKeys/{{key}}"), key)
+        })
         .with_state(server)
 }
 
@@ -259,7 +281,7 @@ fn store_def(server: &Server, name: &str, entry: &StreamEntry) -> Result<(), Api
     server
         .store
         .put(super::store::Kind::Streams, name, &value)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 async fn list_defs(server: &Server, kind: StreamKind) -> Answer {
@@ -353,10 +375,7 @@ async fn update_def(server: &Server, name: &str, body: &str, kind: StreamKind) -
 async fn drop_def(server: &Server, name: &str, kind: StreamKind) -> Answer {
     let mut registry = server.registry.lock().await;
     find_def(&registry, name, kind)?;
-    server
-        .store
-        .remove(super::store::Kind::Streams, name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(super::store::Kind::Streams, name)?;
     registry.streams.remove(name);
     text(
         StatusCode::OK,
@@ -512,10 +531,7 @@ async fn drop_rule(State(server): State<Arc<Server>>, Path(id): Path<String>) ->
             .rules
             .remove(&id)
             .ok_or_else(|| ApiError::rule_not_found(&id))?;
-        server
-            .store
-            .remove(super::store::Kind::Rules, &id)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        server.store.remove(super::store::Kind::Rules, &id)?;
         entry.run
     };
     // Dropping a running rule stops it first: its actions drain and close.

@@ -89,11 +89,7 @@ fn sections(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiE
         Some(path) => file_sections(path).map_err(ApiError::internal)?,
         None => BTreeMap::new(),
     };
-    for (key, value) in server
-        .store
-        .all(Kind::ConfKeys)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-    {
+    for (key, value) in server.store.all(Kind::ConfKeys)? {
         if let Ok(Json::Object(section)) = serde_json::from_str(&value) {
             all.insert(key, section);
         }
@@ -104,10 +100,7 @@ fn sections(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiE
 /// Writes the merged file if the API has keys, and returns the configuration rules read: the
 /// merged file, else `--mqtt-conf` as given.
 pub(super) fn write_merged(server: &Server) -> Result<Option<PathBuf>, ApiError> {
-    let given = server
-        .store
-        .all(Kind::ConfKeys)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let given = server.store.all(Kind::ConfKeys)?;
     let merged = server.config.run.data_dir.join(MERGED);
     let mut all = sections(server)?;
     let selects = all.values().any(|s| s.contains_key(connections::SELECTOR));
@@ -152,17 +145,26 @@ pub(super) fn hidden(section: &Map<String, Json>) -> Json {
     )
 }
 
+/// Keys by name as the API lists them: every section hidden.
+fn shown_all(keys: &BTreeMap<String, Map<String, Json>>) -> Response {
+    let all: Map<String, Json> = keys.iter().map(|(k, v)| (k.clone(), hidden(v))).collect();
+    axum::Json(Json::Object(all)).into_response()
+}
+
+/// Key `key` of `owner` (`source mqtt`, `sink mqtt`), hidden; a 404 if there is none.
+fn shown_one(keys: &BTreeMap<String, Map<String, Json>>, key: &str, owner: &str) -> Answer {
+    keys.get(key)
+        .map(|s| axum::Json(hidden(s)).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("confKey {key} not found for {owner}")))
+}
+
 /// `GET /metadata/sources/yaml/{name}`: every key of the source.
 pub(super) async fn list(
     State(server): State<Arc<Server>>,
     UrlPath(name): UrlPath<String>,
 ) -> Answer {
     check_source(&name)?;
-    let all: Map<String, Json> = sections(&server)?
-        .iter()
-        .map(|(k, v)| (k.clone(), hidden(v)))
-        .collect();
-    Ok(axum::Json(Json::Object(all)).into_response())
+    Ok(shown_all(&sections(&server)?))
 }
 
 /// `GET /metadata/sources/{name}/confKeys/{key}`: one key.
@@ -172,10 +174,7 @@ pub(super) async fn describe(
 ) -> Answer {
     check_source(&name)?;
     check_key(&key)?;
-    sections(&server)?
-        .get(&key)
-        .map(|s| axum::Json(hidden(s)).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("confKey {key} not found for source {name}")))
+    shown_one(&sections(&server)?, &key, &format!("source {name}"))
 }
 
 /// `PUT /metadata/sources/{name}/confKeys/{key}`: registers (or replaces) a key.
@@ -186,8 +185,7 @@ pub(super) async fn register(
 ) -> Answer {
     check_source(&name)?;
     check_key(&key)?;
-    let section: Map<String, Json> = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))?;
+    let section = super::api::parse_props(&body)?;
     // The section must be one the MQTT source can use.
     let settings: crate::mqtt::MqttSettings = serde_json::from_value(Json::Object(section.clone()))
         .map_err(|e| {
@@ -207,10 +205,7 @@ pub(super) async fn register(
     )
     .map_err(ApiError::bad_request)?;
     let text = Json::Object(section).to_string();
-    server
-        .store
-        .put(Kind::ConfKeys, &key, &text)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.put(Kind::ConfKeys, &key, &text)?;
     server.refresh_mqtt_conf()?;
     Ok(StatusCode::OK.into_response())
 }
@@ -222,10 +217,7 @@ pub(super) async fn remove(
 ) -> Answer {
     check_source(&name)?;
     check_key(&key)?;
-    let given = server
-        .store
-        .all(Kind::ConfKeys)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let given = server.store.all(Kind::ConfKeys)?;
     if !given.iter().any(|(k, _)| k == &key) {
         let in_file = sections(&server)?.contains_key(&key);
         return Err(if in_file {
@@ -236,10 +228,7 @@ pub(super) async fn remove(
             ApiError::not_found(format!("confKey {key} not found for source {name}"))
         });
     }
-    server
-        .store
-        .remove(Kind::ConfKeys, &key)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(Kind::ConfKeys, &key)?;
     server.refresh_mqtt_conf()?;
     Ok(StatusCode::OK.into_response())
 }
@@ -257,12 +246,7 @@ fn check_sink(name: &str) -> Result<(), ApiError> {
 
 /// The MQTT sink's keys given over the API.
 fn sink_keys(server: &Server) -> Result<BTreeMap<String, Map<String, Json>>, ApiError> {
-    Ok(parse_sink_keys(
-        server
-            .store
-            .all(Kind::SinkConfKeys)
-            .map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(parse_sink_keys(server.store.all(Kind::SinkConfKeys)?))
 }
 
 /// `rule` with the `resourceId` and `connectionSelector` of each `mqtt` action replaced by the
@@ -342,11 +326,7 @@ pub(super) async fn sink_list(
     UrlPath(name): UrlPath<String>,
 ) -> Answer {
     check_sink(&name)?;
-    let all: Map<String, Json> = sink_keys(&server)?
-        .iter()
-        .map(|(k, v)| (k.clone(), hidden(v)))
-        .collect();
-    Ok(axum::Json(Json::Object(all)).into_response())
+    Ok(shown_all(&sink_keys(&server)?))
 }
 
 /// `GET /metadata/sinks/{name}/confKeys/{key}`: one key.
@@ -356,10 +336,7 @@ pub(super) async fn sink_describe(
 ) -> Answer {
     check_sink(&name)?;
     check_key(&key)?;
-    sink_keys(&server)?
-        .get(&key)
-        .map(|s| axum::Json(hidden(s)).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("confKey {key} not found for sink {name}")))
+    shown_one(&sink_keys(&server)?, &key, &format!("sink {name}"))
 }
 
 /// `PUT /metadata/sinks/{name}/confKeys/{key}`: registers (or replaces) a key.
@@ -370,8 +347,7 @@ pub(super) async fn sink_register(
 ) -> Answer {
     check_sink(&name)?;
     check_key(&key)?;
-    let props: Map<String, Json> = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))?;
+    let props = super::api::parse_props(&body)?;
     if props.contains_key("resourceId") {
         return Err(ApiError::bad_request(format!(
             "confKey {key}: a key cannot refer to another (`resourceId`)"
@@ -406,8 +382,7 @@ pub(super) async fn sink_register(
     .map_err(ApiError::bad_request)?;
     server
         .store
-        .put(Kind::SinkConfKeys, &key, &Json::Object(props).to_string())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .put(Kind::SinkConfKeys, &key, &Json::Object(props).to_string())?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -424,9 +399,6 @@ pub(super) async fn sink_remove(
             "confKey {key} not found for sink {name}"
         )));
     }
-    server
-        .store
-        .remove(Kind::SinkConfKeys, &key)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(Kind::SinkConfKeys, &key)?;
     Ok(StatusCode::OK.into_response())
 }

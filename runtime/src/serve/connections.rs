@@ -38,12 +38,7 @@ pub(super) type Connections = BTreeMap<String, (String, Map<String, Json>)>;
 
 /// Every connection in the store.
 pub(super) fn all(server: &Server) -> Result<Connections, ApiError> {
-    Ok(parse_entries(
-        server
-            .store
-            .all(Kind::Connections)
-            .map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(parse_entries(server.store.all(Kind::Connections)?))
 }
 
 /// Connections from the store's entries (`{"typ", "props"}` by id).
@@ -173,10 +168,7 @@ fn put(server: &Server, id: &str, typ: &str, props: Map<String, Json>) -> Result
             .map_err(|e| ApiError::bad_request(format!("connection {id}: `server`: {e}")))?;
     }
     let entry = json!({ "typ": typ, "props": props }).to_string();
-    server
-        .store
-        .put(Kind::Connections, id, &entry)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.put(Kind::Connections, id, &entry)?;
     server.refresh_mqtt_conf()
 }
 
@@ -280,10 +272,7 @@ fn drop_connection(server: &Server, id: &str) -> Result<(), ApiError> {
             users.join(", ")
         )));
     }
-    server
-        .store
-        .remove(Kind::Connections, id)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(Kind::Connections, id)?;
     server.refresh_mqtt_conf()
 }
 
@@ -330,8 +319,7 @@ pub(super) async fn register(
     body: String,
 ) -> Answer {
     check_type(&name)?;
-    let props: Map<String, Json> = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid body: {e}")))?;
+    let props = super::api::parse_props(&body)?;
     put(&server, &id, &name, props)?;
     Ok(StatusCode::OK.into_response())
 }

@@ -14,6 +14,7 @@ mod confkeys;
 mod connections;
 mod metrics;
 pub mod plugins;
+mod signals;
 pub mod store;
 pub mod tls;
 mod trim;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::engine::{RuleReport, RunConfig};
 use crate::reload::Reloader;
@@ -81,9 +82,11 @@ struct RuleState {
     restarts: u64,
 }
 
+/// A started rule. Its run stops when `stop` is raised or dropped, and stops at once (without
+/// the grace period) when `_stop_now` is dropped.
 struct RunningRule {
-    stop: oneshot::Sender<()>,
-    _stop_now: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
+    _stop_now: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
 }
 
@@ -148,21 +151,14 @@ impl Server {
                 config.run.data_dir.display()
             ))
         })?;
-        let store = Store::open(&config.run.data_dir.join("oort.redb"))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let store = Store::open(&config.run.data_dir.join("oort.redb"))?;
         let mut registry = Registry::default();
-        for (name, value) in store
-            .all(Kind::Streams)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
+        for (name, value) in store.all(Kind::Streams)? {
             if let Ok(entry) = serde_json::from_str(&value) {
                 registry.streams.insert(name, entry);
             }
         }
-        for (id, value) in store
-            .all(Kind::Rules)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
+        for (id, value) in store.all(Kind::Rules)? {
             if let Ok(Json::Object(mut saved)) = serde_json::from_str::<Json>(&value) {
                 let rule = saved.remove("rule").unwrap_or(Json::Null);
                 registry.rules.insert(id, RuleEntry::new(rule));
@@ -213,7 +209,7 @@ impl Server {
         let saved = json!({ "rule": rule, "running": running }).to_string();
         self.store
             .put(Kind::Rules, id, &saved)
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .map_err(ApiError::from)
     }
 
     /// The ruleset file a rule runs from: the server's streams and tables, and the rule.
@@ -290,25 +286,15 @@ impl Server {
             s.live = None;
             s.restarts = 0;
         }
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (stop_now, stop_now_rx) = oneshot::channel::<()>();
+        // Flags, not one-shot signals: a rule that fails to start is tried again by its
+        // `restartStrategy`, and each try listens to them.
+        let (stop, stopping) = watch::channel(false);
+        let (stop_now, stopping_now) = watch::channel(false);
         let grace = self.config.grace;
         let rule_id = id.to_string();
         let bus = Arc::clone(&self.bus);
         // On the rules' runtime, also when started from an API call (see `serve`).
         let done = rules_runtime().spawn(async move {
-            // The stop signals, as flags: a rule that fails to start is tried again by its
-            // `restartStrategy`, and each try listens to them.
-            let (stop_flag, stopping) = tokio::sync::watch::channel(false);
-            let (stop_now_flag, stopping_now) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                let _ = stop_flag.send(true);
-            });
-            tokio::spawn(async move {
-                let _ = stop_now_rx.await;
-                let _ = stop_now_flag.send(true);
-            });
             let strategy = crate::engine::load(&config)
                 .ok()
                 .and_then(|(rules, _)| rules.first().map(|r| r.options.restart.clone()))
@@ -328,6 +314,8 @@ impl Server {
                             s.live = Some((report.rules.clone(), Arc::clone(reloader)));
                         }
                     },
+                    // One listener for the server (see `signals`).
+                    crate::engine::Signals::Caller,
                 )
                 .await;
                 let why = match outcome {
@@ -376,9 +364,25 @@ impl Server {
     /// Stops a rule's run and waits until its actions have drained and closed.
     async fn stop_run(run: Option<RunningRule>) {
         if let Some(run) = run {
-            let _ = run.stop.send(());
+            let _ = run.stop.send(true);
             let _ = run.done.await;
         }
+    }
+
+    /// The running rules, in id order: each one's live counters and the reloader of its sink
+    /// modules.
+    async fn live_rules(&self) -> Vec<(String, Vec<RuleReport>, Arc<Reloader>)> {
+        let registry = self.registry.lock().await;
+        registry
+            .rules
+            .iter()
+            .filter(|(_, e)| e.is_running())
+            .filter_map(|(id, e)| {
+                let state = e.state.lock().ok()?;
+                let (rules, reloader) = state.live.as_ref()?;
+                Some((id.clone(), rules.clone(), Arc::clone(reloader)))
+            })
+            .collect()
     }
 
     /// The rule ids and their status lines, in id order.
@@ -456,7 +460,7 @@ pub(crate) fn resolve_stored_refs(
 }
 
 /// Completes once `flag` is raised (or its sender is gone).
-async fn raised(mut flag: tokio::sync::watch::Receiver<bool>) {
+async fn raised(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|up| *up).await;
 }
 
@@ -548,6 +552,8 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Before any rule starts: the rules listen to no signal of their own.
+    signals::listen(&server);
     server.resume().await;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The address is printed (not only logged) so scripts and tests can wait for it.

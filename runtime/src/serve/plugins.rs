@@ -433,33 +433,16 @@ pub(crate) async fn install_package(
     replace(&target, &package.wasm)?;
     let hash = blake3::hash(&package.wasm).to_hex().to_string();
     let record = json!({ "file": source, "hash": hash, "version": package.version }).to_string();
-    server
-        .store
-        .put(Kind::Plugins, name, &record)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.put(Kind::Plugins, name, &record)?;
     if !existed {
         return text(StatusCode::CREATED, format!("Plugin {name} is created."));
     }
     // Hand the new build to every running rule that uses it.
-    let lives: Vec<(String, Arc<crate::reload::Reloader>)> = {
-        let registry = server.registry.lock().await;
-        registry
-            .rules
-            .iter()
-            .filter(|(_, e)| e.is_running())
-            .filter_map(|(id, e)| {
-                let state = e.state.lock().ok()?;
-                state
-                    .live
-                    .as_ref()
-                    .map(|(_, r)| (id.clone(), Arc::clone(r)))
-            })
-            .collect()
-    };
+    let lives = server.live_rules().await;
     let mut reloaded = Vec::new();
     let mut refused = Vec::new();
     let mut unchanged = Vec::new();
-    for (rule, reloader) in lives {
+    for (rule, _, reloader) in lives {
         match reloader.reload(&target).await {
             Outcome::Unused => {}
             Outcome::Unchanged => unchanged.push(json!(rule)),
@@ -589,10 +572,7 @@ pub(super) async fn drop_plugin(
     std::fs::remove_file(&path)
         .map_err(|_| ApiError::not_found(format!("plugin {name} not found")))?;
     let _ = std::fs::remove_file(path.with_extension("json"));
-    server
-        .store
-        .remove(Kind::Plugins, &name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    server.store.remove(Kind::Plugins, &name)?;
     // Running rules keep the build they loaded; new starts will not find the plugin.
     text(StatusCode::OK, format!("Plugin {name} is deleted."))
 }

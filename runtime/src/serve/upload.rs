@@ -133,8 +133,7 @@ async fn upload(
         fields.insert("file".into(), json!(format!("upload: {filename}")));
         server
             .store
-            .put(Kind::Plugins, &name, &record.to_string())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .put(Kind::Plugins, &name, &record.to_string())?;
     }
     Ok(answer)
 }

@@ -410,3 +410,72 @@ fn a_shared_mqtt_stream_is_one_subscription_for_all_its_rules() {
         "one MQTT connection for three rules:\n{log}"
     );
 }
+
+/// Under `oort serve`, rules created over the API one by one share one reading of a `SHARED`
+/// stream; stopping one leaves the others with every message.
+#[test]
+fn rules_created_over_the_api_share_one_subscription() {
+    use crate::serve::{Server, numbers, scratch_for};
+    use oort_tests::broker::Subscriber;
+
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    let stream = r#"{"sql":"CREATE STREAM sh () WITH (TYPE=\"mqtt\", DATASOURCE=\"sh/in\", SHARED=\"true\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let out = Subscriber::new(broker.port, "verify-shared", "sh/out/#");
+    let ids = ["r1", "r2", "r3"];
+    for id in ids {
+        let rule = format!(
+            r#"{{"id":"{id}","sql":"SELECT n FROM sh","actions":[{{"mqtt":{{"server":"{}","topic":"sh/out/{id}","qos":1}}}}]}}"#,
+            broker.url()
+        );
+        assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+        server.wait_status(id, "running");
+    }
+    server.wait_log("subscribed to sh/in", 1);
+    let by_rule = |got: &[(String, Vec<u8>)]| {
+        let mut map: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (topic, payload) in got {
+            let row: Json = serde_json::from_slice(payload).unwrap();
+            map.entry(topic.clone())
+                .or_default()
+                .push(row["n"].as_i64().unwrap());
+        }
+        map
+    };
+    publish_all(broker.port, "sh/in", numbers(0..300));
+    let got = out.collect_until(Duration::from_secs(30), |got| got.len() >= 900);
+    let expected: Vec<i64> = (0..300).collect();
+    let map = by_rule(&got);
+    assert_eq!(map.len(), 3, "{:?}", map.keys());
+    for (topic, ns) in &map {
+        assert_eq!(ns, &expected, "{topic}");
+    }
+
+    assert_eq!(server.call("POST", "/rules/r2/stop", None).0, 200);
+    server.wait_status("r2", "stopped");
+    publish_all(broker.port, "sh/in", numbers(300..400));
+    let got = out.collect_until(Duration::from_secs(30), |got| got.len() >= 200);
+    // Anything else r2 might still send arrives with these.
+    let more = out.collect_until(Duration::from_millis(500), |_| false);
+    let map = by_rule(&[got, more].concat());
+    let rest: Vec<i64> = (300..400).collect();
+    assert_eq!(map.get("sh/out/r1"), Some(&rest));
+    assert_eq!(map.get("sh/out/r3"), Some(&rest));
+    assert_eq!(map.get("sh/out/r2"), None);
+    let log = server.stop();
+    assert_eq!(
+        log.matches("subscribed to sh/in").count(),
+        1,
+        "one subscription for three rules:\n{log}"
+    );
+    let connections = broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains("oort-sh-"))
+        .count();
+    assert_eq!(connections, 1, "one MQTT connection for three rules");
+}

@@ -143,8 +143,10 @@ pub enum RunError {
         /// Why.
         message: String,
     },
-    /// Two rules read standard input.
-    #[error("rules `{first}` and `{second}` both read stdin; only one rule of a run can")]
+    /// Two rules read standard input (not as one SHARED stream).
+    #[error(
+        "rules `{first}` and `{second}` both read stdin; only one rule of a run can, unless they read one SHARED stream"
+    )]
     StdinTwice {
         /// One rule.
         first: String,

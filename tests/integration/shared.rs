@@ -479,3 +479,65 @@ fn rules_created_over_the_api_share_one_subscription() {
         .count();
     assert_eq!(connections, 1, "one MQTT connection for three rules");
 }
+
+/// Several rules of one run may read one `SHARED` stdin stream (each gets every line, read
+/// once); without `SHARED` a second stdin reader is refused.
+#[test]
+fn rules_of_a_run_share_one_stdin_stream() {
+    use std::io::Write;
+
+    use crate::common::Scratch;
+
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s () WITH (TYPE=\"stdin\", SHARED=\"true\");\nCREATE STREAM plain () WITH (TYPE=\"stdin\");",
+    );
+    scratch.write(
+        "rules.json",
+        r#"[{"id":"names","sql":"SELECT upper(name) AS name FROM s","actions":[{"file":{"path":"out/names.jsonl"}}]},
+            {"id":"ns","sql":"SELECT n FROM s WHERE n > 1","actions":[{"file":{"path":"out/ns.jsonl"}}]}]"#,
+    );
+    let mut child = scratch
+        .oort(&["run-rule", "rules.json", "--streams", "streams.sql"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"{\"name\":\"ada\",\"n\":1}\n{\"name\":\"bob\",\"n\":2}\n{\"name\":\"cy\",\"n\":3}\n",
+        )
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        scratch.read("out/names.jsonl"),
+        "{\"name\":\"ADA\"}\n{\"name\":\"BOB\"}\n{\"name\":\"CY\"}\n"
+    );
+    assert_eq!(scratch.read("out/ns.jsonl"), "{\"n\":2}\n{\"n\":3}\n");
+
+    scratch.write(
+        "rules.json",
+        r#"[{"id":"one","sql":"SELECT n FROM plain","actions":[{"nop":{}}]},
+            {"id":"two","sql":"SELECT n FROM plain","actions":[{"nop":{}}]}]"#,
+    );
+    let out = scratch
+        .oort(&["run-rule", "rules.json", "--streams", "streams.sql"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`one`") && stderr.contains("`two`"),
+        "{stderr}"
+    );
+}

@@ -82,7 +82,8 @@ pub trait Source: Sync {
         false
     }
 
-    /// Whether it reads the process's standard input, which only one rule of a run can.
+    /// Whether it reads the process's standard input, which only one rule of a run can (or the
+    /// rules of one `SHARED` stream).
     fn reads_stdin(&self) -> bool {
         false
     }

@@ -25,7 +25,7 @@ use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
 use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
-use crate::source::{self, MemoryBus, Resources, SourceContext, SourceError};
+use crate::source::{self, MemoryBus, Resources, SharedSources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
 use crate::stream::{DdlError, StreamDef, parse_streams};
 use crate::value::{Row, Value};
@@ -143,8 +143,10 @@ pub enum RunError {
         /// Why.
         message: String,
     },
-    /// Two rules read standard input.
-    #[error("rules `{first}` and `{second}` both read stdin; only one rule of a run can")]
+    /// Two rules read standard input (not as one SHARED stream).
+    #[error(
+        "rules `{first}` and `{second}` both read stdin; only one rule of a run can, unless they read one SHARED stream"
+    )]
     StdinTwice {
         /// One rule.
         first: String,
@@ -453,24 +455,34 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
     Ok(report)
 }
 
+/// Only one reading of stdin per run: one rule, or the rules of one `SHARED` stream (in one time
+/// mode: event-time and processing-time rules read a shared stream apart).
 fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
-    let mut reader: Option<&str> = None;
+    /// A shared stream's reading: its name and time mode.
+    type Sharing = Option<(Arc<str>, bool)>;
+    let mut reader: Option<(&str, Sharing)> = None;
     for rule in rules {
         let Ok(query) = sql::compile(&rule.sql, catalog) else {
             continue;
         };
-        if catalog
-            .get(query.stream())
-            .and_then(|s| source::of(&s))
-            .is_some_and(|s| s.reads_stdin())
-        {
-            if let Some(first) = reader {
+        let Some(stream) = catalog.get(query.stream()) else {
+            continue;
+        };
+        if source::of(&stream).is_some_and(|s| s.reads_stdin()) {
+            let sharing = stream
+                .options
+                .shared
+                .then(|| (Arc::clone(&stream.name), rule.options.is_event_time));
+            if let Some((first, shared)) = &reader {
+                if sharing.is_some() && *shared == sharing {
+                    continue;
+                }
                 return Err(RunError::StdinTwice {
                     first: first.to_string(),
                     second: rule.id.clone(),
                 });
             }
-            reader = Some(&rule.id);
+            reader = Some((&rule.id, sharing));
         }
     }
     Ok(())
@@ -534,6 +546,22 @@ pub async fn run_on_bus(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
     signals: Signals,
+) -> Result<RunReport, RunError> {
+    let shared = SharedSources::new();
+    run_sharing(config, bus, shared, stop, stop_now, grace, observe).await
+}
+
+/// [`run_on_bus`] with the shared readings of `shared` (`SHARED` streams), which other runs may
+/// share too (`oort serve` gives all its rules one, so every rule on a shared stream reads the
+/// same reading of it).
+pub async fn run_sharing(
+    config: &RunConfig,
+    bus: Arc<MemoryBus>,
+    shared: Arc<SharedSources>,
+    stop: impl Future<Output = ()>,
+    stop_now: impl Future<Output = ()>,
+    grace: Option<Duration>,
+    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -625,7 +653,8 @@ pub async fn run_on_bus(
     let mut queries = Vec::with_capacity(wired.len());
     let resources = Resources::default()
         .with(Arc::clone(&bus))
-        .with(Arc::clone(&catalog.mqtt));
+        .with(Arc::clone(&catalog.mqtt))
+        .with(shared);
     for (def, query, streams, mut actions, restored) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
         let rule_metrics = Arc::new(RuleMetrics::default());
@@ -667,6 +696,7 @@ pub async fn run_on_bus(
             resume: None,
             reads: sql::FieldsRead::All,
             meta: reads_meta,
+            interest: None,
         };
         // Tables are read whole before the streams start.
         let mut tables = HashMap::new();

@@ -5,7 +5,11 @@
 //!    1000 with ~100-byte rows, and their ratio;
 //! 2. the time to create one action instance (p50/p99), and to create, configure and open one;
 //! 3. the resident memory per idle action instance, with 1,000 instances alive;
-//! 4. rows/s of a file-source `SELECT ... WHERE` rule into the wasm sink, on one core.
+//! 4. rows/s of a file-source `SELECT ... WHERE` rule into the wasm sink, on one core;
+//!
+//! and further sections (`window`, `mqtt`, and `rules`: 1, 10, 100 and 500 filter rules on one
+//! stream, `SHARED` and not, each size in a process of its own: the total rows/s through the
+//! rules, the input rows/s, and the resident memory per busy and per idle rule).
 //!
 //! Figures are printed, not asserted: the tests check behaviour, this measures it.
 
@@ -29,14 +33,17 @@ static ALLOCATOR: oort::Allocator = oort::Allocator;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == SWEEP_ONE) {
+        return sweep_one(&args[i + 1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
-    // Sections to run (all by default): sink, start, memory, filter, reload, window, mqtt.
+    // Sections to run (all by default): sink, start, memory, filter, reload, window, mqtt, rules.
     let chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| {
             [
-                "sink", "start", "memory", "filter", "reload", "window", "mqtt",
+                "sink", "start", "memory", "filter", "reload", "window", "mqtt", "rules",
             ]
             .contains(a)
         })
@@ -78,6 +85,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run("mqtt") {
         mqtt_rule(dir.path(), 500_000 / scale.min(25))?;
+    }
+    if run("rules") {
+        rule_sweep(dir.path(), if quick { 1_000 } else { 20_000 })?;
     }
     Ok(())
 }
@@ -857,5 +867,192 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
     println!(
         "   source read {read} (probes included), wasm counter {counted}, mqtt sink {sent}; subscriber got {out_got} of {expected} expected outputs\n"
     );
+    Ok(())
+}
+
+/// The argument that makes the benchmark run one size of the rule-count sweep in this process
+/// (the sweep starts one process per size, so that each starts from a fresh heap).
+const SWEEP_ONE: &str = "--sweep-one";
+
+/// `rules`: N filter rules into `nop` on one stream, with and without `SHARED`: busy (a file
+/// of `rows` lines read to its end) and idle (a memory topic nobody publishes to).
+fn rule_sweep(dir: &Path, rows: usize) -> anyhow::Result<()> {
+    let data = dir.join("sweep.jsonl");
+    let mut text = String::with_capacity(rows * 110);
+    for i in 0..rows {
+        let row = sample_row(i as i64);
+        let mut line = Vec::new();
+        oort::json::write_row(&mut line, &row, &oort::json::sorted_order(row.schema()));
+        text.push_str(std::str::from_utf8(&line)?);
+        text.push('\n');
+    }
+    std::fs::write(&data, text)?;
+    println!(
+        "9. N filter rules on one stream into `nop`, one runtime thread, one process per size: busy = a file of {rows} rows read to its end, idle = a memory topic without messages"
+    );
+    println!(
+        "   {:>5} {:>6} | {:>12} {:>12} | {:>15} {:>13} | {:>13} {:>13}",
+        "rules",
+        "shared",
+        "rule rows/s",
+        "input rows/s",
+        "peak RSS/busy",
+        "beyond 1 rule",
+        "RSS/idle",
+        "beyond 1 rule"
+    );
+    let exe = std::env::current_exe()?;
+    for shared in [false, true] {
+        let mut one_rule = None;
+        for n in [1usize, 10, 100, 500] {
+            let one = |mode: &str| -> anyhow::Result<Vec<f64>> {
+                let out = std::process::Command::new(&exe)
+                    .args([SWEEP_ONE, mode, &n.to_string(), &shared.to_string()])
+                    .arg(dir)
+                    .arg(rows.to_string())
+                    .stderr(std::process::Stdio::inherit())
+                    .output()?;
+                anyhow::ensure!(out.status.success(), "the {mode} run of {n} rules failed");
+                let line = String::from_utf8(out.stdout)?;
+                line.split_whitespace()
+                    .map(|v| v.parse::<f64>().map_err(anyhow::Error::from))
+                    .collect()
+            };
+            let busy = one("busy")?;
+            let idle = one("idle")?;
+            let (seconds, peak) = (busy[0], busy[1]);
+            let idle_bytes = idle[0];
+            let beyond = |total: f64, first: f64| {
+                if n > 1 {
+                    format!("{:.0} KiB", (total - first) / (n - 1) as f64 / 1024.0)
+                } else {
+                    "-".to_string()
+                }
+            };
+            let (busy_one, idle_one) = *one_rule.get_or_insert((peak, idle_bytes));
+            println!(
+                "   {n:>5} {:>6} | {:>12.0} {:>12.0} | {:>11.0} KiB {:>13} | {:>9.0} KiB {:>13}",
+                if shared { "yes" } else { "no" },
+                (rows * n) as f64 / seconds,
+                rows as f64 / seconds,
+                peak / n as f64 / 1024.0,
+                beyond(peak, busy_one),
+                idle_bytes / n as f64 / 1024.0,
+                beyond(idle_bytes, idle_one),
+            );
+        }
+    }
+    println!(
+        "   (RSS: the process's growth over its resident memory before the run, divided by the rules, so with the run's fixed cost; \"beyond 1 rule\": the growth over the 1-rule run's, divided by the rules added)\n"
+    );
+    Ok(())
+}
+
+/// The peak resident memory since the last [`reset_peak_rss`] (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Starts measuring the peak resident memory anew (Linux: `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// One size of the sweep, in this process: `busy|idle N shared DIR ROWS`; prints
+/// `seconds peak_growth_bytes` (busy) or `growth_bytes` (idle).
+fn sweep_one(args: &[String]) -> anyhow::Result<()> {
+    let [mode, n, shared, dir, rows] = args else {
+        anyhow::bail!("usage: {SWEEP_ONE} busy|idle N true|false DIR ROWS");
+    };
+    let n: usize = n.parse()?;
+    let rows: u64 = rows.parse()?;
+    let dir = Path::new(dir);
+    let shared = if shared == "true" {
+        ", SHARED=\"true\""
+    } else {
+        ""
+    };
+    let busy = mode == "busy";
+    let stream = if busy {
+        format!(
+            "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"sweep.jsonl\"{shared});"
+        )
+    } else {
+        format!(
+            "CREATE STREAM readings () WITH (TYPE=\"memory\", DATASOURCE=\"sweep/idle\"{shared});"
+        )
+    };
+    let rules: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("r{i}"),
+                "sql": "SELECT deviceId, temperature FROM readings WHERE temperature > 30",
+                "actions": [{"nop": {}}],
+            })
+        })
+        .collect();
+    let tag = format!("{mode}-{n}-{}", !shared.is_empty());
+    std::fs::write(dir.join(format!("sweep-{tag}.sql")), stream)?;
+    std::fs::write(
+        dir.join(format!("sweep-{tag}.json")),
+        serde_json::Value::Array(rules).to_string(),
+    )?;
+    let config = RunConfig {
+        rule_paths: vec![dir.join(format!("sweep-{tag}.json"))],
+        stream_paths: vec![dir.join(format!("sweep-{tag}.sql"))],
+        plugins_dir: dir.join("plugins"),
+        only_rule: None,
+        host: HostConfig {
+            cache_dir: Some(oort_tests::cache_dir()),
+            max_instances: 16,
+            ..HostConfig::default()
+        },
+        clock: Clock::System,
+        watch: false,
+        mqtt_conf: None,
+        data_dir: dir.join(format!("sweep-data-{tag}")),
+        progress_every: None,
+        reset_checkpoints: false,
+        drain_timeout: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let before = rss_bytes();
+    if busy {
+        reset_peak_rss();
+        let report = runtime.block_on(oort::engine::run(&config, std::future::pending()))?;
+        let peak = peak_rss_bytes().saturating_sub(before);
+        for rule in &report.rules {
+            let read = rule.source.records_out.get();
+            anyhow::ensure!(read == rows, "rule {} read {read} of {rows} rows", rule.id);
+        }
+        println!("{} {peak}", report.elapsed.as_secs_f64());
+    } else {
+        let during = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = Arc::clone(&during);
+        let (wired_tx, wired) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            let _ = wired.await;
+            // Every rule's tasks have started and subscribed by then.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            seen.store(rss_bytes(), Ordering::Relaxed);
+        };
+        runtime.block_on(oort::engine::run_observed(
+            &config,
+            stop,
+            std::future::pending(),
+            Some(Duration::from_secs(10)),
+            move |_, _| {
+                let _ = wired_tx.send(());
+            },
+        ))?;
+        println!("{}", during.load(Ordering::Relaxed).saturating_sub(before));
+    }
     Ok(())
 }

@@ -19,5 +19,6 @@ mod reload;
 mod restart;
 mod sandbox;
 mod serve;
+mod shared;
 mod stop;
 mod wit;

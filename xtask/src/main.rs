@@ -66,7 +66,7 @@ tasks:
   ci            lint, then test
   bench [SECTION...] [--quick] [--kills K] [--rows N]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt delivery languages chaos serve; all by
+                filter reload window mqtt rules delivery languages chaos serve; all by
                 default; chaos: kill -9 of oort K times (20) over N rows (200000))
   bench peers [--rows N] [--runs N] [--quick] [--no-instructions]
                 the filter and the tumbling-window rule through release `oort run-rule`
@@ -534,7 +534,7 @@ const BENCHES: &[(&str, &[&str])] = &[
     (
         "foundation",
         &[
-            "sink", "start", "memory", "filter", "reload", "window", "mqtt",
+            "sink", "start", "memory", "filter", "reload", "window", "mqtt", "rules",
         ],
     ),
     ("delivery", &["delivery"]),

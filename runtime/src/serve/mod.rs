@@ -140,6 +140,8 @@ pub struct Server {
     mqtt_conf: Mutex<Option<PathBuf>>,
     /// The memory topics every rule of the server shares.
     bus: Arc<MemoryBus>,
+    /// The readings of `SHARED` streams, shared by every rule of the server that reads them.
+    shared: Arc<crate::source::SharedSources>,
 }
 
 impl Server {
@@ -172,6 +174,7 @@ impl Server {
             started: Instant::now(),
             mqtt_conf,
             bus: MemoryBus::lasting(),
+            shared: crate::source::SharedSources::new(),
         });
         server.refresh_mqtt_conf()?;
         Ok(server)
@@ -293,6 +296,7 @@ impl Server {
         let grace = self.config.grace;
         let rule_id = id.to_string();
         let bus = Arc::clone(&self.bus);
+        let shared = Arc::clone(&self.shared);
         // On the rules' runtime, also when started from an API call (see `serve`).
         let done = rules_runtime().spawn(async move {
             let strategy = crate::engine::load(&config)
@@ -302,9 +306,10 @@ impl Server {
             let mut tries = 0u32;
             let why = loop {
                 let observed = Arc::clone(&state);
-                let outcome = crate::engine::run_on_bus(
+                let outcome = crate::engine::run_sharing(
                     &config,
                     Arc::clone(&bus),
+                    Arc::clone(&shared),
                     raised(stopping.clone()),
                     raised(stopping_now.clone()),
                     Some(grace),

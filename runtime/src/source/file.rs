@@ -92,9 +92,13 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
                     .await
                     .map_err(cannot_read)?;
             }
+            // A shared source decodes what its rules read, which changes as rules join: it
+            // decodes on its task, between messages.
             match decode_workers() {
-                0 | 1 => lines(file, from, &shown, &mut out).await,
-                workers => lines_parallel(file, from, &shown, ctx, &mut out, workers).await,
+                workers if workers > 1 && ctx.interest.is_none() => {
+                    lines_parallel(file, from, &shown, ctx, &mut out, workers).await
+                }
+                _ => lines(file, from, &shown, &mut out).await,
             }
             .map_err(cannot_read)?;
             out.flush().await;
@@ -420,6 +424,7 @@ mod tests {
             resume: Some(from),
             reads: crate::sql::FieldsRead::All,
             meta: false,
+            interest: None,
         };
         let (tx, mut rx) = mpsc::channel(1_000);
         let mut out = Emitter::new(&ctx, &tx);

@@ -8,6 +8,7 @@ mod decode;
 mod file;
 pub mod memory;
 mod mqtt;
+mod shared;
 mod stdin;
 
 use std::pin::Pin;
@@ -17,12 +18,13 @@ use tokio::sync::mpsc;
 
 pub use decode::{DecodeError, Decoder};
 pub use memory::MemoryBus;
+pub use shared::SharedSources;
 
 use crate::checkpoint::{Position, Positions};
 use crate::clock::Clock;
 use crate::metrics::SourceMetrics;
 use crate::sql::FieldsRead;
-use crate::stream::{Format, SourceType, StreamDef};
+use crate::stream::{Format, SourceType, StreamDef, StreamKind};
 use crate::value::{Row, Value};
 
 /// Rows handed to the rule at a time, at most.
@@ -30,12 +32,14 @@ pub const CHUNK_ROWS: usize = 256;
 
 /// A chunk of rows, and the messages among them that could not be decoded (in order: with
 /// `sendError`, a rule sends each as an error message where it came, as eKuiper does).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Chunk {
     /// The rows, in input order.
     pub rows: Vec<Row>,
     /// `(i, why)`: a message that gave no row came after the first `i` rows.
     pub errors: Vec<(usize, String)>,
+    /// Of a shared source: which rules it is for (those that joined before it was decoded).
+    pub generation: u64,
 }
 
 /// A stream definition cannot be used as a source.
@@ -78,7 +82,8 @@ pub trait Source: Sync {
         false
     }
 
-    /// Whether it reads the process's standard input, which only one rule of a run can.
+    /// Whether it reads the process's standard input, which only one rule of a run can (or the
+    /// rules of one `SHARED` stream).
     fn reads_stdin(&self) -> bool {
         false
     }
@@ -177,6 +182,9 @@ pub struct SourceContext {
     /// Whether the statement reads the rows' source metadata (`meta(...)`): only then does a
     /// source build it, once per message or file, shared by its rows.
     pub meta: bool,
+    /// Of a shared source: the fields its rules read, which grow as rules join (then it
+    /// overrides `reads`).
+    pub(crate) interest: Option<tokio::sync::watch::Receiver<shared::Interest>>,
 }
 
 /// Checks that a stream can be read, without reading it (for mqtt streams: that its broker
@@ -208,6 +216,14 @@ pub fn check_replayable(
         origin: def.origin.clone(),
         message: format!("the rule has qos {qos}, but {message}"),
     };
+    if def.options.shared {
+        return Err(fail(
+            "the stream is SHARED: one reading serves every rule on it, so no rule's \
+             checkpoint can hold a position of its own to replay from (drop SHARED from the \
+             stream, or run the rule with qos 0)"
+                .into(),
+        ));
+    }
     let source = of(def).ok_or_else(|| fail(no_source(def.options.source_type)))?;
     source.replayable(def, resources).map_err(fail)
 }
@@ -236,7 +252,21 @@ pub fn start(
 
 /// Like [`start`], but the future's error says why the source stopped early, for the caller
 /// to log, count and act on (a rule restarts a failed source by its `restartStrategy`).
+///
+/// A `SHARED` stream (not a table) joins the run's shared reading of it, when the run has
+/// [`SharedSources`] among its resources.
 pub fn read(ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+    if ctx.def.options.shared
+        && ctx.def.kind == StreamKind::Stream
+        && let Some(shared) = ctx.resources.get::<SharedSources>()
+    {
+        return shared.join(ctx, tx);
+    }
+    read_own(ctx, tx)
+}
+
+/// The stream's own reading, for one rule (or for a shared source's hub).
+fn read_own(ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
     match of(&ctx.def) {
         Some(source) => source.start(ctx, tx),
         None => {
@@ -260,13 +290,26 @@ pub(crate) struct Emitter<'a> {
     rows: u64,
     /// The source's metadata of the current message or file, given to each of its rows.
     meta: Option<Arc<Value>>,
+    /// Of a shared source: what its rules read, and the generation of the rows decoded now.
+    interest: Option<tokio::sync::watch::Receiver<shared::Interest>>,
+    generation: u64,
 }
 
 impl<'a> Emitter<'a> {
     pub(crate) fn new(ctx: &'a SourceContext, tx: &'a mpsc::Sender<Chunk>) -> Self {
+        let mut interest = ctx.interest.clone();
+        let (reads, generation) = match interest.as_mut() {
+            Some(rx) => {
+                let now = rx.borrow_and_update();
+                (now.reads.clone(), now.generation)
+            }
+            None => (ctx.reads.clone(), 0),
+        };
         Self {
             ctx,
-            decoder: Decoder::reading(&ctx.def, ctx.event_time, &ctx.reads),
+            decoder: Decoder::reading(&ctx.def, ctx.event_time, &reads),
+            interest,
+            generation,
             tx,
             // Allocated with the first row: an idle stream holds no chunk.
             chunk: Chunk::default(),
@@ -312,12 +355,36 @@ impl<'a> Emitter<'a> {
         self.position = position;
     }
 
+    /// Of a shared source, when a rule has joined since the last message: hands on the rows
+    /// decoded before (they are not for that rule) and decodes what the rules now read.
+    async fn follow_interest(&mut self) -> bool {
+        if !self
+            .interest
+            .as_ref()
+            .is_some_and(|rx| rx.has_changed().unwrap_or(false))
+        {
+            return true;
+        }
+        if !self.flush().await {
+            return false;
+        }
+        if let Some(rx) = self.interest.as_mut() {
+            let now = rx.borrow_and_update().clone();
+            self.decoder = Decoder::reading(&self.ctx.def, self.ctx.event_time, &now.reads);
+            self.generation = now.generation;
+        }
+        true
+    }
+
     /// Decodes one message; `position` names it in error messages (`file:line`).
     pub(crate) async fn message(
         &mut self,
         bytes: &[u8],
         position: &(dyn std::fmt::Display + Sync),
     ) -> bool {
+        if !self.follow_interest().await {
+            return false;
+        }
         match self.decoder.decode(bytes, self.now_ms) {
             Ok(row) => self.row(row).await,
             Err(err) => {
@@ -329,12 +396,16 @@ impl<'a> Emitter<'a> {
 
     /// Adds an already decoded row.
     pub(crate) async fn row(&mut self, row: Row) -> bool {
+        if !self.follow_interest().await {
+            return false;
+        }
         let fitted = self.decoder.finish(row).map_err(|e| e.to_string());
         self.decoded(fitted).await
     }
 
     /// Adds what a message gave, already decoded and fitted elsewhere (by
-    /// [`Decoder::decode`] and [`Decoder::finish`]): a row, or why it gave none.
+    /// [`Decoder::decode`] and [`Decoder::finish`]): a row, or why it gave none. Not for a
+    /// shared source, whose decoder follows the rules that join it.
     pub(crate) async fn decoded(&mut self, outcome: Result<Row, String>) -> bool {
         match outcome {
             Ok(mut row) => {
@@ -377,7 +448,8 @@ impl<'a> Emitter<'a> {
     /// Sends the pending chunk; false once the rule has stopped listening.
     pub(crate) async fn flush(&mut self) -> bool {
         if self.pending() && !self.closed {
-            let chunk = std::mem::take(&mut self.chunk);
+            let mut chunk = std::mem::take(&mut self.chunk);
+            chunk.generation = self.generation;
             let n = chunk.rows.len() as u64;
             if let Some(positions) = &self.ctx.positions {
                 positions.sent(self.position);
@@ -465,6 +537,11 @@ mod tests {
         let qos0 = Resources::default().with(std::sync::Arc::new(conf));
         let mqtt = replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\"", &qos0).unwrap();
         assert!(mqtt.contains("subscribes with qos 0"), "{mqtt}");
+        let shared = replay("TYPE=\"mqtt\", DATASOURCE=\"a/#\", SHARED=\"true\"", &none).unwrap();
+        assert!(
+            shared.starts_with("the rule has qos 1, but the stream is SHARED"),
+            "{shared}"
+        );
     }
 
     #[test]

@@ -97,6 +97,16 @@ fn refused(scratch: &Scratch) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `err` refuses rule `rows`'s checkpoint for `why` and points to `--reset-checkpoints`.
+fn assert_refused_naming_the_checkpoint(err: &str, why: &str) {
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains(why)
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+}
+
 /// How many rows the rule's source read, from a run's JSON summary.
 fn rows_read(summary: &Value) -> u64 {
     summary["rules"][0]["source"]["records_out_total"]
@@ -263,11 +273,9 @@ fn a_changed_file_is_an_error_naming_it_unless_checkpoints_are_reset() {
 
     scratch.write("in.jsonl", &numbered(3));
     let err = refused(&scratch);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains("in.jsonl is not the file the checkpoint was taken in")
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "in.jsonl is not the file the checkpoint was taken in",
     );
     let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
     assert_eq!(rows_read(&summary), 3);
@@ -592,14 +600,10 @@ fn a_checkpoint_of_other_analytic_functions_is_refused_naming_them() {
     let scratch = Scratch::new();
     ten_rows_run(&scratch);
     let err = refused_with_lag(&scratch);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains(
-                "checkpoints.redb (rule `rows`): it holds the state of the analytic \
-                             functions none, the rule now has `lag`"
-            )
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "checkpoints.redb (rule `rows`): it holds the state of the analytic \
+                             functions none, the rule now has `lag`",
     );
     let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
     assert_eq!(rows_read(&summary), 10);
@@ -634,13 +638,9 @@ fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
     );
     strip();
     let err = refused_with_lag(&scratch);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains(
-                "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
-                 version, which kept no state for `lag`"
-            )
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
+                 version, which kept no state for `lag`",
     );
 }

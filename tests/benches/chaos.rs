@@ -277,9 +277,12 @@ struct Received {
     stamp: Option<(u64, u64)>,
 }
 
+/// A message as an MQTT 5 subscriber gets it: its payload and its user properties.
+type Delivery = (Vec<u8>, Vec<(String, String)>);
+
 impl Received {
     /// A payload with its user properties; `None` when the payload is not a row.
-    fn parse((payload, user): &(Vec<u8>, Vec<(String, String)>)) -> Option<Self> {
+    fn parse((payload, user): &Delivery) -> Option<Self> {
         let n = serde_json::from_slice::<Value>(payload).ok()?["n"].as_u64()?;
         let get = |key: &str| -> Option<u64> {
             user.iter()
@@ -332,7 +335,8 @@ impl Published {
 
 /// An MQTT 5 subscriber (QoS 1) that keeps every message with its user properties.
 struct Stamped {
-    rx: mpsc::Receiver<Option<(Vec<u8>, Vec<(String, String)>)>>,
+    /// `None` once the subscription is acknowledged, then each message.
+    rx: mpsc::Receiver<Option<Delivery>>,
     client: rumqttc::v5::Client,
 }
 

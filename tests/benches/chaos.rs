@@ -1,18 +1,26 @@
 //! The chaos benchmark (`cargo xtask bench chaos [--kills K] [--rows N] [--quick]`): rules with
-//! `qos: 1` are killed with SIGKILL at K random moments and started again each time, until
-//! their input is done; prints, from one run,
+//! `qos: 1` and with `qos: 2` are killed with SIGKILL at K random moments and started again each
+//! time, until their input is done; prints, from one run,
 //!
-//! 1. the throughput cost of checkpointing (1 s, 10 s and 300 s intervals) against `qos: 0`,
-//!    on uninterrupted runs over a file stream;
-//! 2. a file stream of N rows through a windowed aggregate (into `file`) and a plain filter
-//!    (into `file`, `redis` and `mqtt`), killed K times: rows lost and duplicated per sink,
-//!    window results compared with the uninterrupted `qos: 1` run, recovery time per restart
-//!    (from the new process's start to its first delivered row) p50/p99;
-//!    2b. the same rules under `qos: 2`, killed K times: rows lost and duplicated per sink
-//!    (none duplicated at `file` and `redis`; the `mqtt` sink stays at least once for a
-//!    consumer that does not drop duplicates by the MQTT 5 user properties), windows;
-//! 3. an MQTT stream of N QoS 1 messages (mosquitto with persistence) through a filter into
-//!    `file`, killed K times while the messages are published: rows lost and duplicated.
+//! 1. the throughput cost of checkpointing (1 s, 10 s and 300 s intervals, `qos` 1 and 2)
+//!    against `qos: 0`, on uninterrupted runs over a file stream, and whether each run's window
+//!    results are those of the `qos: 0` run;
+//! 2. per `qos` (1, then 2): a file stream of N rows through a windowed aggregate (into `file`)
+//!    and a plain filter (into `file`, `redis` and `mqtt`), killed K times: rows lost and
+//!    duplicated per sink, window results compared with the uninterrupted `qos: 0` run,
+//!    recovery time per restart (from the new process's start to its first newly delivered
+//!    row) p50/p99;
+//! 3. per `qos`: an MQTT stream of N QoS 1 messages (mosquitto with persistence) through a
+//!    filter into `file`, killed K times while the messages are published: rows lost and
+//!    duplicated, recovery.
+//!
+//! Rows are counted against the input: the distinct keys (`n`) each sink holds against the
+//! keys of the input the bench wrote (read back from the file), so a key the sink lacks is
+//! lost whatever else it holds; every write is counted for the duplicates (the `redis` sink
+//! pushes onto a list, so a row written twice is there twice), and a line that is not a row is
+//! counted and printed. The `mqtt` sink speaks MQTT 5 and stamps each message with its batch's
+//! number and place (`oort-sequence`, `oort-index`): under `qos: 2` the bench also counts what
+//! a consumer keeping the highest pair it has seen (dropping any message at or below it) gets.
 //!
 //! Under `qos: 1` the `file` sink starts its file afresh at each run, so each run writes to a
 //! file of its own and the files are read together; under `qos: 2` every run continues the
@@ -22,10 +30,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use oort_tests::broker::{Broker, Subscriber, publish_all};
+use oort_tests::broker::{Broker, publish_all};
 use oort_tests::redis::{RedisServer, Reply};
 use serde_json::{Value, json};
 
@@ -49,8 +57,12 @@ fn args() -> anyhow::Result<Args> {
             _ => {}
         }
     }
+    anyhow::ensure!(out.rows > 0, "--rows must be above 0");
     Ok(out)
 }
+
+/// The window results of a run: each window's results (by its start), in the order found.
+type Windows = BTreeMap<i64, Vec<(u64, u64)>>;
 
 fn main() -> anyhow::Result<()> {
     let args = args()?;
@@ -61,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("the chaos benchmark needs mosquitto and redis-server");
     };
     println!(
-        "oort chaos benchmark: {} rows, {} kills (SIGKILL), qos 1\n",
+        "oort chaos benchmark: {} rows, {} kills (SIGKILL), qos 1 and 2\n",
         args.rows, args.kills
     );
     let input: String = (0..args.rows)
@@ -72,26 +84,37 @@ fn main() -> anyhow::Result<()> {
         root.join("streams.sql"),
         "CREATE STREAM f (n bigint, ts bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\", \
          TIMESTAMP=\"ts\");\n\
-         CREATE STREAM m (n bigint) WITH (DATASOURCE=\"in/chaos\");\n",
+         CREATE STREAM m1 (n bigint) WITH (DATASOURCE=\"in/chaos-1\");\n\
+         CREATE STREAM m2 (n bigint) WITH (DATASOURCE=\"in/chaos-2\");\n",
     )?;
     std::fs::write(
         root.join("mqtt.yaml"),
         format!("default:\n  qos: 1\n  server: \"{}\"\n", broker.url()),
     )?;
+    // The keys the rules read, from the file they read (not from the loop that wrote it).
+    let input_keys = input_keys(&root.join("in.jsonl"))?;
+    anyhow::ensure!(
+        input_keys.len() as u64 == args.rows,
+        "the input holds {} distinct keys, not {}",
+        input_keys.len(),
+        args.rows
+    );
     let env = Env {
         root: root.to_path_buf(),
         broker: broker.url(),
-        redis: redis.addr(),
+        port: broker.port,
+        redis,
     };
 
-    // 1. The cost of checkpointing, on uninterrupted runs; the qos 1 @ 1 s run is the
-    // reference of the window results.
+    // 1. The cost of checkpointing, on uninterrupted runs; the qos 0 run is the reference of
+    // the window results.
     println!(
         "1. throughput of the two file rules ({} rows), uninterrupted",
         args.rows
     );
     let mut base = None;
-    let mut reference = None;
+    let mut reference: Option<Windows> = None;
+    let mut uninterrupted = None;
     for (label, qos, interval) in [
         // Untimed: compiles the sink components into the cache the timed runs then share.
         ("warm-up", 0, "2s"),
@@ -99,8 +122,11 @@ fn main() -> anyhow::Result<()> {
         ("qos 1, checkpoint every 1 s", 1, "1s"),
         ("qos 1, checkpoint every 10 s", 1, "10s"),
         ("qos 1, checkpoint every 300 s", 1, "300s"),
+        ("qos 2, checkpoint every 1 s", 2, "1s"),
+        ("qos 2, checkpoint every 10 s", 2, "10s"),
+        ("qos 2, checkpoint every 300 s", 2, "300s"),
     ] {
-        let case = format!("tp-{qos}-{interval}");
+        let case = format!("tp-{label}").replace([' ', ','], "-");
         env.write_file_rules(&case, 0, qos, interval)?;
         let started = Instant::now();
         let mut child = env.spawn(&case, "file-rules.json")?;
@@ -117,138 +143,291 @@ fn main() -> anyhow::Result<()> {
                 (took.as_secs_f64() / b - 1.0) * 100.0
             )
         });
+        let (got, _) = windows(&env.root.join(&case), "agg")?;
+        let same = match &reference {
+            None => String::new(),
+            Some(r) if *r == got => "; windows as qos 0's".into(),
+            Some(r) => format!("; windows UNLIKE qos 0's: {}", compare_windows(r, &got)),
+        };
         println!(
-            "   {label:<30} {:>7.2} s  {rate:>9.0} rows/s{cost}",
+            "   {label:<30} {:>7.2} s  {rate:>9.0} rows/s{cost}{same}",
             took.as_secs_f64()
         );
         if qos == 0 {
             base = Some(took.as_secs_f64());
+            anyhow::ensure!(!got.is_empty(), "the qos 0 run wrote no window");
+            reference = Some(got);
         }
         if qos == 1 && interval == "1s" {
-            reference = Some((took, windows(&env.root.join(&case), "agg")?));
+            uninterrupted = Some(took);
         }
     }
-    let (uninterrupted, reference) = reference.expect("the qos 1 run");
+    let reference = reference.expect("the qos 0 run");
+    let uninterrupted = uninterrupted.expect("the qos 1 run");
     println!();
 
-    // 2. The file rules, killed K times.
-    let case = "chaos-file";
-    let out = Subscriber::new(broker.port, "chaos-filter-out", &format!("chaos/{case}"));
-    let (runs, recoveries, kills) = env.chaos(case, args.kills, uninterrupted, |run| {
-        env.write_file_rules(case, run, 1, "1s")
-    })?;
-    let published = out.collect_until(Duration::from_secs(10), |_| false);
-    println!(
-        "2. file stream, {kills} kills in {runs} runs (the last to the end of the input), qos 1, checkpoint every 1 s"
-    );
-    let expected: BTreeSet<u64> = (0..args.rows).filter(|n| n % 2 == 0).collect();
-    let filtered = numbers(&env.root.join(case), "filter")?;
-    report_rows("filter -> file", &expected, &filtered);
-    let mqtt: Vec<u64> = published
-        .iter()
-        .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
-        .filter_map(|v| v["n"].as_u64())
-        .collect();
-    report_rows("filter -> mqtt", &expected, &mqtt);
-    let keys = match redis.command(&["KEYS", "chaos-file:*"])? {
-        Reply::Array(keys) => keys
-            .iter()
-            .filter_map(|k| k.text()?.strip_prefix("chaos-file:")?.parse().ok())
-            .collect::<Vec<u64>>(),
-        other => anyhow::bail!("KEYS answered {other:?}"),
-    };
-    report_rows("filter -> redis (by key)", &expected, &keys);
-    let got = windows(&env.root.join(case), "agg")?;
-    let missing = reference.keys().filter(|w| !got.contains_key(*w)).count();
-    let differ = got
-        .iter()
-        .filter(|(w, results)| {
-            results
-                .iter()
-                .any(|r| Some(r) != reference.get(*w).and_then(|v| v.first()))
-        })
-        .count();
-    let twice = got.values().filter(|r| r.len() > 1).count();
-    println!(
-        "   window -> file: {} windows (uninterrupted: {}), {missing} missing, {differ} with a \
-         result unlike the uninterrupted run's, {twice} written more than once",
-        got.len(),
-        reference.len()
-    );
-    print_recoveries(&recoveries);
-    println!();
+    // 2. The file rules, killed K times, under each qos.
+    let expected: BTreeSet<u64> = input_keys.iter().copied().filter(|n| n % 2 == 0).collect();
+    for qos in [1, 2] {
+        let case = format!("chaos-file-qos{qos}");
+        let out = Stamped::subscribe(env.port, &format!("chaos/{case}"))?;
+        let (runs, recoveries, kills) = env.chaos(&case, qos, args.kills, uninterrupted)?;
+        let published = out.collect(&expected);
+        println!(
+            "2. file stream, {kills} kills in {runs} runs (the last to the end of the input), \
+             qos {qos}, checkpoint every 1 s"
+        );
+        let (filtered, bad) = numbers(&env.root.join(&case), "filter")?;
+        report_rows("filter -> file", &expected, &filtered, bad);
+        let (pushed, bad) = env.redis_list(&case)?;
+        report_rows("filter -> redis (list)", &expected, &pushed, bad);
+        let wire: Vec<u64> = published.iter().map(|m| m.n).collect();
+        report_rows("filter -> mqtt (received)", &expected, &wire, published.bad);
+        if qos >= 2 {
+            let (kept, unstamped) = published.consumer();
+            report_rows("filter -> mqtt (consumer)", &expected, &kept, 0);
+            if unstamped > 0 {
+                println!("   ({unstamped} messages without a stamp reached the consumer)");
+            }
+        }
+        let (got, bad) = windows(&env.root.join(&case), "agg")?;
+        println!(
+            "   window -> file: {} windows (uninterrupted qos 0: {}): {}{}",
+            got.len(),
+            reference.len(),
+            compare_windows(&reference, &got),
+            bad_lines(bad)
+        );
+        print_recoveries(&recoveries);
+        println!();
+    }
 
-    // 2b. The same under qos 2: each run continues the same files.
-    let case = "chaos-file-qos2";
-    let out = Subscriber::new(broker.port, "chaos-filter-out-2", &format!("chaos/{case}"));
-    let (runs, _, kills) = env.chaos(case, args.kills, uninterrupted, |run| {
-        env.write_file_rules(case, run, 2, "1s")
-    })?;
-    let published = out.collect_until(Duration::from_secs(10), |_| false);
-    println!(
-        "2b. file stream, {kills} kills in {runs} runs, qos 2 (exactly once at `file` and \
-         `redis`; `mqtt` at least once, its consumer drops duplicates by MQTT 5 user properties), \
-         checkpoint every 1 s"
-    );
-    let filtered = numbers(&env.root.join(case), "filter")?;
-    report_rows("filter -> file", &expected, &filtered);
-    let mqtt: Vec<u64> = published
-        .iter()
-        .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
-        .filter_map(|v| v["n"].as_u64())
-        .collect();
-    report_rows("filter -> mqtt", &expected, &mqtt);
-    let keys = match redis.command(&["KEYS", &format!("{case}:*")])? {
-        Reply::Array(keys) => keys
-            .iter()
-            .filter_map(|k| k.text()?.strip_prefix(&format!("{case}:"))?.parse().ok())
-            .collect::<Vec<u64>>(),
-        other => anyhow::bail!("KEYS answered {other:?}"),
-    };
-    report_rows("filter -> redis (by key)", &expected, &keys);
-    let got = windows(&env.root.join(case), "agg")?;
-    let missing = reference.keys().filter(|w| !got.contains_key(*w)).count();
-    let twice = got.values().filter(|r| r.len() > 1).count();
-    println!(
-        "   window -> file: {} windows (uninterrupted: {}), {missing} missing, {twice} written \
-         more than once",
-        got.len(),
-        reference.len()
-    );
-    println!();
-
-    // 3. The MQTT stream, killed K times while the messages are published.
-    let case = "chaos-mqtt";
-    let rows = args.rows;
-    let port = broker.port;
-    let publisher = std::thread::spawn(move || {
-        let payloads = (0..rows).map(|n| format!("{{\"n\":{n}}}").into_bytes());
-        publish_all(port, "in/chaos", payloads);
-    });
-    let (runs, recoveries, kills) = env.chaos_mqtt(case, args.kills, &publisher, |run| {
-        env.write_mqtt_rule(case, run)
-    })?;
-    publisher.join().expect("the publisher");
-    println!(
-        "3. MQTT stream of {rows} QoS 1 messages, {kills} kills in {runs} runs while publishing, qos 1"
-    );
-    let expected: BTreeSet<u64> = (0..rows).collect();
-    let got = numbers(&env.root.join(case), "mqtt")?;
-    report_rows("mqtt -> file", &expected, &got);
-    print_recoveries(&recoveries);
+    // 3. The MQTT stream under each qos, killed K times while the messages are published.
+    let expected: BTreeSet<u64> = input_keys;
+    for qos in [1, 2] {
+        let case = format!("chaos-mqtt-qos{qos}");
+        let rule = format!("mqtt-q{qos}");
+        let stream = format!("m{qos}");
+        let topic = format!("in/chaos-{qos}");
+        // The rule's persistent session exists before the first message: what is published
+        // before the first run subscribes is kept for it, not dropped.
+        // Its client id is `oort-<rule id>-<stream>`, as the README documents.
+        open_session(env.port, &format!("oort-{rule}-{stream}"), &topic)?;
+        let keys: Vec<u64> = expected.iter().copied().collect();
+        let port = env.port;
+        let publisher = std::thread::spawn(move || {
+            let payloads = keys
+                .into_iter()
+                .map(|n| format!("{{\"n\":{n}}}").into_bytes());
+            publish_all(port, &topic, payloads);
+        });
+        let (runs, recoveries, kills) =
+            env.chaos_mqtt(&case, &rule, qos, args.kills, &publisher)?;
+        publisher.join().expect("the publisher");
+        println!(
+            "3. MQTT stream of {} QoS 1 messages, {kills} kills in {runs} runs while publishing, \
+             qos {qos}",
+            expected.len()
+        );
+        let (got, bad) = numbers(&env.root.join(&case), "mqtt")?;
+        report_rows("mqtt -> file", &expected, &got, bad);
+        print_recoveries(&recoveries);
+        println!();
+    }
     Ok(())
+}
+
+/// The distinct `n` of every line of the input file.
+fn input_keys(path: &Path) -> anyhow::Result<BTreeSet<u64>> {
+    let mut keys = BTreeSet::new();
+    for (i, line) in std::fs::read_to_string(path)?.lines().enumerate() {
+        let row: Value = serde_json::from_str(line)?;
+        let n = row["n"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("{}:{}: no n", path.display(), i + 1))?;
+        keys.insert(n);
+    }
+    Ok(keys)
+}
+
+/// Creates (or keeps) the persistent session `id` subscribed to `filter` with QoS 1, and
+/// leaves it: the broker queues what is published to `filter` for it from now on.
+fn open_session(port: u16, id: &str, filter: &str) -> anyhow::Result<()> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_clean_session(false);
+    let (client, mut connection) = Client::new(options, 16);
+    client.subscribe(filter, QoS::AtLeastOnce)?;
+    for event in connection.iter() {
+        match event? {
+            Event::Incoming(Packet::SubAck(_)) => {
+                client.disconnect()?;
+            }
+            Event::Outgoing(rumqttc::Outgoing::Disconnect) => return Ok(()),
+            _ => {}
+        }
+    }
+    anyhow::bail!("the session {id} was not set up")
+}
+
+/// One message the `mqtt` sink published: its row's `n` and its stamp (`oort-sequence`,
+/// `oort-index`), if it has one.
+struct Received {
+    n: u64,
+    stamp: Option<(u64, u64)>,
+}
+
+/// A message as an MQTT 5 subscriber gets it: its payload and its user properties.
+type Delivery = (Vec<u8>, Vec<(String, String)>);
+
+impl Received {
+    /// A payload with its user properties; `None` when the payload is not a row.
+    fn parse((payload, user): &Delivery) -> Option<Self> {
+        let n = serde_json::from_slice::<Value>(payload).ok()?["n"].as_u64()?;
+        let get = |key: &str| -> Option<u64> {
+            user.iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse().ok())
+        };
+        Some(Self {
+            n,
+            stamp: get("oort-sequence").zip(get("oort-index")),
+        })
+    }
+}
+
+/// What an MQTT 5 subscriber received, in order; `bad` counts the payloads that are not a row.
+struct Published {
+    messages: Vec<Received>,
+    bad: usize,
+}
+
+impl std::ops::Deref for Published {
+    type Target = [Received];
+    fn deref(&self) -> &[Received] {
+        &self.messages
+    }
+}
+
+impl Published {
+    /// What a consumer that keeps the highest stamp it has seen, and drops every message at or
+    /// below it, passes on; and how many messages had no stamp (they pass).
+    fn consumer(&self) -> (Vec<u64>, usize) {
+        let mut highest = None;
+        let mut kept = Vec::new();
+        let mut unstamped = 0;
+        for m in &self.messages {
+            match m.stamp {
+                Some(stamp) if highest.is_some_and(|h| stamp <= h) => {}
+                Some(stamp) => {
+                    highest = Some(stamp);
+                    kept.push(m.n);
+                }
+                None => {
+                    unstamped += 1;
+                    kept.push(m.n);
+                }
+            }
+        }
+        (kept, unstamped)
+    }
+}
+
+/// An MQTT 5 subscriber (QoS 1) that keeps every message with its user properties.
+struct Stamped {
+    /// `None` once the subscription is acknowledged, then each message.
+    rx: mpsc::Receiver<Option<Delivery>>,
+    client: rumqttc::v5::Client,
+}
+
+impl Stamped {
+    fn subscribe(port: u16, filter: &str) -> anyhow::Result<Self> {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        use rumqttc::v5::{Client, Event, MqttOptions};
+        let mut options = MqttOptions::new(format!("chaos-{filter}"), "127.0.0.1", port);
+        options.set_max_packet_size(Some(16 << 20));
+        let (client, mut connection) = Client::new(options, 1024);
+        client.subscribe(filter, QoS::AtLeastOnce)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                let sent = match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => tx.send(None),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let user = p.properties.map(|p| p.user_properties).unwrap_or_default();
+                        tx.send(Some((p.payload.to_vec(), user)))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(_) => return,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(None) => Ok(Self { rx, client }),
+            _ => anyhow::bail!("the subscription to {filter} was not acknowledged"),
+        }
+    }
+
+    /// The messages received until every key of `expected` came or nothing came for 5 s.
+    fn collect(self, expected: &BTreeSet<u64>) -> Published {
+        let mut out = Published {
+            messages: Vec::new(),
+            bad: 0,
+        };
+        let mut seen = BTreeSet::new();
+        while seen.len() < expected.len() {
+            let Ok(Some(message)) = self.rx.recv_timeout(Duration::from_secs(5)) else {
+                break;
+            };
+            match Received::parse(&message) {
+                Some(m) => {
+                    if expected.contains(&m.n) {
+                        seen.insert(m.n);
+                    }
+                    out.messages.push(m);
+                }
+                None => out.bad += 1,
+            }
+        }
+        // Duplicates still on their way after the last new key.
+        while let Ok(Some(message)) = self.rx.recv_timeout(Duration::from_millis(500)) {
+            match Received::parse(&message) {
+                Some(m) => out.messages.push(m),
+                None => out.bad += 1,
+            }
+        }
+        let _ = self.client.try_disconnect();
+        out
+    }
 }
 
 /// Where the benchmark runs and the servers it uses.
 struct Env {
     root: PathBuf,
     broker: String,
-    redis: String,
+    port: u16,
+    redis: RedisServer,
+}
+
+/// The file a rule's `file` action writes in run `run`: its own under `qos: 1` (the sink
+/// starts its file afresh each run), one for all runs under `qos: 2` (each run continues it;
+/// the sink's marker skips what an earlier run wrote).
+fn out_file(rule: &str, run: usize, qos: u8) -> String {
+    if qos >= 2 {
+        format!("out/{rule}-all.jsonl")
+    } else {
+        format!("out/{rule}-{run}.jsonl")
+    }
 }
 
 impl Env {
     /// The rules over the file stream: a 1 s event-time tumbling window into `file`, and a
-    /// filter into `file`, `redis` and `mqtt`. Run `run` writes files of its own.
+    /// filter into `file`, `redis` (pushed onto the list `case`) and `mqtt` (MQTT 5, so each
+    /// message carries its stamp).
     fn write_file_rules(
         &self,
         case: &str,
@@ -258,28 +437,22 @@ impl Env {
     ) -> anyhow::Result<()> {
         let options = json!({"qos": qos, "checkpointInterval": interval, "isEventTime": true,
                              "lateTolerance": 0});
-        // Under qos 2 every run continues the same files (their markers skip what an earlier
-        // run wrote); under 1 each run writes its own.
-        let run = if qos >= 2 {
-            "all".to_string()
-        } else {
-            run.to_string()
-        };
         let rules = json!([
             {
                 "id": "agg",
                 "sql": "SELECT window_start() AS ws, count(*) AS c, sum(n) AS s FROM f \
                         GROUP BY TUMBLINGWINDOW(ss, 1)",
-                "actions": [{"file": {"path": format!("out/agg-{run}.jsonl")}}],
+                "actions": [{"file": {"path": out_file("agg", run, qos)}}],
                 "options": options,
             },
             {
                 "id": "filter",
                 "sql": "SELECT n FROM f WHERE n % 2 = 0",
                 "actions": [
-                    {"file": {"path": format!("out/filter-{run}.jsonl")}},
-                    {"redis": {"addr": self.redis, "key": format!("{case}:{{{{.n}}}}")}},
-                    {"mqtt": {"server": self.broker, "topic": format!("chaos/{case}"), "qos": 1}},
+                    {"file": {"path": out_file("filter", run, qos)}},
+                    {"redis": {"addr": self.redis.addr(), "key": case, "dataType": "list"}},
+                    {"mqtt": {"server": self.broker, "topic": format!("chaos/{case}"), "qos": 1,
+                              "protocolVersion": "5"}},
                 ],
                 "options": {"qos": qos, "checkpointInterval": interval},
             }
@@ -290,17 +463,39 @@ impl Env {
         Ok(())
     }
 
-    fn write_mqtt_rule(&self, case: &str, run: usize) -> anyhow::Result<()> {
+    /// The rule over MQTT stream `m<qos>`: every row into `file`.
+    fn write_mqtt_rule(&self, case: &str, rule: &str, run: usize, qos: u8) -> anyhow::Result<()> {
         let rule = json!({
-            "id": "mqtt",
-            "sql": "SELECT n FROM m",
-            "actions": [{"file": {"path": format!("out/mqtt-{run}.jsonl")}}],
-            "options": {"qos": 1, "checkpointInterval": "1s"},
+            "id": rule,
+            "sql": format!("SELECT n FROM m{qos}"),
+            "actions": [{"file": {"path": out_file("mqtt", run, qos)}}],
+            "options": {"qos": qos, "checkpointInterval": "1s"},
         });
         let dir = self.root.join(case);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("mqtt-rule.json"), rule.to_string())?;
         Ok(())
+    }
+
+    /// Every row the `redis` sink pushed onto the list `case` (a row pushed twice is there
+    /// twice), and how many items are not a row.
+    fn redis_list(&self, case: &str) -> anyhow::Result<(Vec<u64>, usize)> {
+        let Reply::Array(items) = self.redis.command(&["LRANGE", case, "0", "-1"])? else {
+            anyhow::bail!("LRANGE {case} did not answer a list");
+        };
+        let mut rows = Vec::new();
+        let mut bad = 0;
+        for item in &items {
+            match item
+                .text()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .and_then(|v| v["n"].as_u64())
+            {
+                Some(n) => rows.push(n),
+                None => bad += 1,
+            }
+        }
+        Ok((rows, bad))
     }
 
     /// `oort run-rule` of a case folder (its data directory is its own).
@@ -329,23 +524,24 @@ impl Env {
         Ok(child)
     }
 
-    /// Runs the file rules of `case` until one run reaches the end of the input, killing the
-    /// first `kills` runs at a random moment (spread over about the uninterrupted run's time).
-    /// Returns the runs, the recovery times and the kills made.
+    /// Runs the file rules of `case` under `qos` (a checkpoint every second) until one run
+    /// reaches the end of the input, killing the first `kills` runs at a random moment (spread
+    /// over about the uninterrupted run's time). Returns the runs, the recovery times and the
+    /// kills made.
     fn chaos(
         &self,
         case: &str,
+        qos: u8,
         kills: usize,
         uninterrupted: Duration,
-        write: impl Fn(usize) -> anyhow::Result<()>,
     ) -> anyhow::Result<(usize, Vec<Duration>, usize)> {
         let mut recoveries = Vec::new();
         let mut killed = 0;
         let spread = uninterrupted.mul_f64(2.0 / kills.max(1) as f64);
         for run in 0.. {
-            write(run)?;
+            self.write_file_rules(case, run, qos, "1s")?;
             let kill_at = (killed < kills).then(|| spread.mul_f64(rand::random::<f64>()));
-            let first = self.dir_out(case, "filter", run);
+            let first = self.root.join(case).join(out_file("filter", run, qos));
             let outcome = self.run_once(case, "file-rules.json", kill_at, &first, || false)?;
             if run > 0
                 && let Some(r) = outcome.first_row
@@ -361,24 +557,25 @@ impl Env {
         unreachable!()
     }
 
-    /// Runs the MQTT rule of `case`, killing it `kills` times at random moments while the
-    /// publisher runs; then lets a last run take what is left and stops it with SIGTERM once
-    /// nothing new arrived for 3 s.
+    /// Runs the MQTT rule `rule` of `case` under `qos`, killing it `kills` times at random
+    /// moments while the publisher runs; then lets a last run take what is left and stops it
+    /// with SIGTERM once nothing new arrived for 3 s.
     fn chaos_mqtt(
         &self,
         case: &str,
+        rule: &str,
+        qos: u8,
         kills: usize,
         publisher: &std::thread::JoinHandle<()>,
-        write: impl Fn(usize) -> anyhow::Result<()>,
     ) -> anyhow::Result<(usize, Vec<Duration>, usize)> {
         let mut recoveries = Vec::new();
         let mut killed = 0;
         for run in 0.. {
-            write(run)?;
+            self.write_mqtt_rule(case, rule, run, qos)?;
             let last = killed >= kills || publisher.is_finished();
             let kill_at =
                 (!last).then(|| Duration::from_millis(200 + rand::random::<u64>() % 1500));
-            let first = self.dir_out(case, "mqtt", run);
+            let first = self.root.join(case).join(out_file("mqtt", run, qos));
             let outcome = self.run_once(case, "mqtt-rule.json", kill_at, &first, || {
                 last && publisher.is_finished()
             })?;
@@ -396,12 +593,9 @@ impl Env {
         unreachable!()
     }
 
-    fn dir_out(&self, case: &str, rule: &str, run: usize) -> PathBuf {
-        self.root.join(case).join(format!("out/{rule}-{run}.jsonl"))
-    }
-
     /// One run: SIGKILL at `kill_at`; when `quiet_stop` holds and `first` has not grown for
-    /// 3 s, SIGTERM (an unbounded input). Notes when `first` got its first row.
+    /// 3 s, SIGTERM (an unbounded input). Notes when `first` first grew past its size at the
+    /// start (the run's first delivered row: under `qos: 2` the file holds earlier runs' rows).
     fn run_once(
         &self,
         case: &str,
@@ -410,11 +604,13 @@ impl Env {
         first: &Path,
         quiet_stop: impl Fn() -> bool,
     ) -> anyhow::Result<Outcome> {
+        let size_of = || std::fs::metadata(first).map(|m| m.len()).unwrap_or(0);
+        let before = size_of();
         let started = Instant::now();
         let mut child = self.spawn(case, rules)?;
         let log = collect(&mut child);
         let mut first_row = None;
-        let mut size = 0;
+        let mut size = before;
         let mut grew = Instant::now();
         let mut termed = false;
         loop {
@@ -429,8 +625,8 @@ impl Env {
                     first_row,
                 });
             }
-            let now = std::fs::metadata(first).map(|m| m.len()).unwrap_or(0);
-            if now > 0 && first_row.is_none() {
+            let now = size_of();
+            if now > before && first_row.is_none() {
                 first_row = Some(started.elapsed());
             }
             if now != size {
@@ -480,13 +676,14 @@ fn collect(child: &mut Child) -> Arc<Mutex<String>> {
     log
 }
 
-/// The lines of every run's `out/<rule>-*.jsonl` of a case; a line a kill cut short is not a
-/// row (it was not delivered).
-fn lines(case: &Path, rule: &str) -> anyhow::Result<Vec<Value>> {
+/// The rows of every `out/<rule>-*.jsonl` of a case (a line holding an array is a window's
+/// rows), and how many lines are not a row (a write a kill cut short: not delivered).
+fn lines(case: &Path, rule: &str) -> anyhow::Result<(Vec<Value>, usize)> {
     let mut rows = Vec::new();
+    let mut bad = 0;
     let out = case.join("out");
     let Ok(entries) = std::fs::read_dir(&out) else {
-        return Ok(rows);
+        return Ok((rows, bad));
     };
     for entry in entries {
         let path = entry?.path();
@@ -501,48 +698,91 @@ fn lines(case: &Path, rule: &str) -> anyhow::Result<Vec<Value>> {
             match serde_json::from_str(line) {
                 Ok(Value::Array(items)) => rows.extend(items),
                 Ok(row) => rows.push(row),
-                Err(_) => {}
+                Err(_) => bad += 1,
             }
         }
     }
-    Ok(rows)
+    Ok((rows, bad))
 }
 
-fn numbers(case: &Path, rule: &str) -> anyhow::Result<Vec<u64>> {
-    Ok(lines(case, rule)?
-        .iter()
-        .filter_map(|v| v["n"].as_u64())
-        .collect())
+/// The `n` of every row a rule wrote, and how many lines or rows are not one.
+fn numbers(case: &Path, rule: &str) -> anyhow::Result<(Vec<u64>, usize)> {
+    let (rows, mut bad) = lines(case, rule)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row["n"].as_u64() {
+            Some(n) => out.push(n),
+            None => bad += 1,
+        }
+    }
+    Ok((out, bad))
 }
 
-/// Each window's results (by its start), in the order found.
-fn windows(case: &Path, rule: &str) -> anyhow::Result<BTreeMap<i64, Vec<(u64, u64)>>> {
-    let mut out: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
-    for row in lines(case, rule)? {
+/// Each window's results (by its start), in the order found, and how many lines or rows are
+/// not a window result.
+fn windows(case: &Path, rule: &str) -> anyhow::Result<(Windows, usize)> {
+    let mut out = Windows::new();
+    let (rows, mut bad) = lines(case, rule)?;
+    for row in rows {
         let (Some(ws), Some(c), Some(s)) =
             (row["ws"].as_i64(), row["c"].as_u64(), row["s"].as_u64())
         else {
+            bad += 1;
             continue;
         };
         out.entry(ws).or_default().push((c, s));
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
-fn report_rows(what: &str, expected: &BTreeSet<u64>, got: &[u64]) {
+/// The windows of `got` against the reference run's: missing, not in the reference, with a
+/// result unlike the reference's, written more than once.
+fn compare_windows(reference: &Windows, got: &Windows) -> String {
+    let missing = reference.keys().filter(|w| !got.contains_key(*w)).count();
+    let extra = got.keys().filter(|w| !reference.contains_key(*w)).count();
+    let differ = got
+        .iter()
+        .filter(|(w, results)| {
+            reference
+                .get(*w)
+                .is_some_and(|r| results.iter().any(|x| Some(x) != r.first()))
+        })
+        .count();
+    let twice = got.values().filter(|r| r.len() > 1).count();
+    format!(
+        "{missing} missing, {extra} not in the reference, {differ} with a result unlike the \
+         reference's, {twice} written more than once"
+    )
+}
+
+fn bad_lines(bad: usize) -> String {
+    if bad > 0 {
+        format!(", {bad} lines not a row")
+    } else {
+        String::new()
+    }
+}
+
+/// Prints what a sink holds against the input's keys `expected`: the keys it lacks (lost),
+/// the writes beyond one per key (duplicates), keys the input does not have, and `bad`
+/// (lines, items or messages that are not a row).
+fn report_rows(what: &str, expected: &BTreeSet<u64>, got: &[u64], bad: usize) {
     let distinct: BTreeSet<u64> = got.iter().copied().collect();
     let lost = expected.difference(&distinct).count();
     let duplicates = got.len() - distinct.len();
     let unexpected = distinct.difference(expected).count();
     println!(
-        "   {what:<26} expected {:>7}, delivered {:>7}: lost {lost}, duplicates {duplicates}{}",
+        "   {what:<26} expected {:>7}, delivered {:>7}, distinct {:>7}: lost {lost}, \
+         duplicates {duplicates}{}{}",
         expected.len(),
         got.len(),
+        distinct.len(),
         if unexpected > 0 {
-            format!(", {unexpected} not expected")
+            format!(", {unexpected} not in the input")
         } else {
             String::new()
-        }
+        },
+        bad_lines(bad)
     );
 }
 
@@ -555,7 +795,8 @@ fn print_recoveries(recoveries: &[Duration]) {
     sorted.sort();
     let at = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "   recovery (process start to its first delivered row) over {} restarts: p50 {:.0} ms, p99 {:.0} ms",
+        "   recovery (process start to its first newly delivered row) over {} restarts: p50 \
+         {:.0} ms, p99 {:.0} ms",
         sorted.len(),
         at(0.5).as_secs_f64() * 1e3,
         at(0.99).as_secs_f64() * 1e3

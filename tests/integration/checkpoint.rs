@@ -79,6 +79,48 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line[start..].split_whitespace().next().unwrap_or_default()
 }
 
+/// Writes `rule.json`: rule `rows` running `sql` into `action` with `options`.
+fn write_rule(scratch: &Scratch, sql: &str, action: Value, options: Value) {
+    let rule = json!({"id": "rows", "sql": sql, "actions": [action], "options": options});
+    scratch.write("rule.json", &rule.to_string());
+}
+
+/// The action writing every row to `out/result.jsonl`.
+fn result_file() -> Value {
+    json!({"file": {"path": "out/result.jsonl"}})
+}
+
+/// Runs `oort`, which must refuse the rule; returns what it said.
+fn refused(scratch: &Scratch) -> String {
+    let out = spawn(scratch, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success(), "oort ran the rule");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `err` refuses rule `rows`'s checkpoint for `why` and points to `--reset-checkpoints`.
+fn assert_refused_naming_the_checkpoint(err: &str, why: &str) {
+    assert!(
+        err.contains("rule `rows`: checkpoint:")
+            && err.contains(why)
+            && err.contains("--reset-checkpoints"),
+        "{err}"
+    );
+}
+
+/// How many rows the rule's source read, from a run's JSON summary.
+fn rows_read(summary: &Value) -> u64 {
+    summary["rules"][0]["source"]["records_out_total"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no rows read in {summary}"))
+}
+
+/// How many lines the file at `path` holds (0 when there is none yet).
+fn lines_in(path: &std::path::Path) -> usize {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+        .unwrap_or(0)
+}
+
 /// The rows the `file` sink wrote (it starts its file afresh each run). A window result is a
 /// line holding an array of rows. A line a kill cut short is not a row (it was not delivered).
 fn outputs(scratch: &Scratch) -> Vec<Value> {
@@ -137,9 +179,7 @@ fn a_kill_in_the_middle_of_a_tumbling_window_resumes_with_the_same_window_result
         log.contains("restoring the window's rows from the checkpoint"),
         "{log}"
     );
-    let read = summary["rules"][0]["source"]["records_out_total"]
-        .as_u64()
-        .unwrap();
+    let read = rows_read(&summary);
     assert!(
         read < ROWS as u64,
         "the second run resumed, it read {read} rows"
@@ -168,13 +208,19 @@ fn numbered_rule(scratch: &Scratch, count: usize) {
         "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
     );
     scratch.write("in.jsonl", &numbered(count));
-    let rule = json!({
-        "id": "rows",
-        "sql": "SELECT n FROM s",
-        "actions": [{"file": {"path": "out/result.jsonl"}}],
-        "options": {"qos": 1, "checkpointInterval": 20}
-    });
-    scratch.write("rule.json", &rule.to_string());
+    write_rule(
+        scratch,
+        "SELECT n FROM s",
+        result_file(),
+        json!({"qos": 1, "checkpointInterval": 20}),
+    );
+}
+
+/// [`numbered_rule`] over 10 rows, run to the end once.
+fn ten_rows_run(scratch: &Scratch) {
+    numbered_rule(scratch, 10);
+    let (summary, _) = run_to_end(scratch, &[]);
+    assert_eq!(rows_read(&summary), 10);
 }
 
 #[test]
@@ -191,9 +237,7 @@ fn a_file_source_resumes_at_its_offset_after_a_kill() {
 
     let (summary, _) = run_to_end(&scratch, &[]);
     written.extend(outputs(&scratch));
-    let read = summary["rules"][0]["source"]["records_out_total"]
-        .as_u64()
-        .unwrap() as usize;
+    let read = rows_read(&summary) as usize;
     assert!(
         read <= ROWS - records,
         "what was checkpointed is not read again: {read} rows read after a checkpoint at {records}"
@@ -217,33 +261,24 @@ fn a_file_source_resumes_at_its_offset_after_a_kill() {
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":-1}\n{\"n\":-2}\n"))
         .unwrap();
     let (summary, _) = run_to_end(&scratch, &[]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 2);
+    assert_eq!(rows_read(&summary), 2);
 }
 
 #[test]
 fn a_changed_file_is_an_error_naming_it_unless_checkpoints_are_reset() {
     let scratch = Scratch::new();
-    numbered_rule(&scratch, 10);
+    ten_rows_run(&scratch);
     let (summary, _) = run_to_end(&scratch, &[]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
-    let (summary, _) = run_to_end(&scratch, &[]);
-    assert_eq!(
-        summary["rules"][0]["source"]["records_out_total"], 0,
-        "a finished input is not read again"
-    );
+    assert_eq!(rows_read(&summary), 0, "a finished input is not read again");
 
     scratch.write("in.jsonl", &numbered(3));
-    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains("in.jsonl is not the file the checkpoint was taken in")
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    let err = refused(&scratch);
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "in.jsonl is not the file the checkpoint was taken in",
     );
     let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 3);
+    assert_eq!(rows_read(&summary), 3);
 }
 
 #[test]
@@ -293,11 +328,7 @@ fn counted(scratch: &Scratch, rows: usize) -> (Vec<u32>, Vec<String>) {
 fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usize) {
     let scratch = Scratch::new();
     let output = scratch.path().join("out/result.jsonl");
-    let lines = || {
-        std::fs::read(&output)
-            .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-            .unwrap_or(0)
-    };
+    let lines = || lines_in(&output);
     let action = json!({"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}});
     let landed = kill_and_restart(&scratch, "SELECT n FROM s", action, qos, kills, &lines);
     let (seen, bad) = counted(&scratch, KILLED_ROWS);
@@ -323,13 +354,12 @@ fn kill_and_restart(
         "CREATE STREAM s (n bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");",
     );
     scratch.write("in.jsonl", &numbered(KILLED_ROWS));
-    let rule = json!({
-        "id": "rows",
-        "sql": sql,
-        "actions": [action],
-        "options": {"qos": qos, "checkpointInterval": 5}
-    });
-    scratch.write("rule.json", &rule.to_string());
+    write_rule(
+        scratch,
+        sql,
+        action,
+        json!({"qos": qos, "checkpointInterval": 5}),
+    );
     let mut landed = 0;
     for &at in kills {
         let mut child = spawn(scratch, &[]);
@@ -407,16 +437,13 @@ fn under_qos_1_the_same_kills_write_rows_twice() {
 fn qos_2_refuses_a_lingering_batch_naming_the_prop() {
     let scratch = Scratch::new();
     numbered_rule(&scratch, 3);
-    let rule = json!({
-        "id": "rows",
-        "sql": "SELECT n FROM s",
-        "actions": [{"file": {"path": "out/result.jsonl", "batchSize": 10, "lingerInterval": 50}}],
-        "options": {"qos": 2}
-    });
-    scratch.write("rule.json", &rule.to_string());
-    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    write_rule(
+        &scratch,
+        "SELECT n FROM s",
+        json!({"file": {"path": "out/result.jsonl", "batchSize": 10, "lingerInterval": 50}}),
+        json!({"qos": 2}),
+    );
+    let err = refused(&scratch);
     assert!(
         err.contains("action `file_0`: prop `lingerInterval`") && err.contains("qos 2"),
         "{err}"
@@ -535,11 +562,7 @@ fn under_qos_2_analytic_functions_resume_with_their_state_across_kills() {
 
     let scratch = Scratch::new();
     let output = scratch.path().join("out/result.jsonl");
-    let lines = || {
-        std::fs::read(&output)
-            .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-            .unwrap_or(0)
-    };
+    let lines = || lines_in(&output);
     let landed = kill_and_restart(&scratch, sql, action(), 2, &KILLS, &lines);
     assert!(
         landed >= 2,
@@ -558,35 +581,32 @@ fn under_qos_2_analytic_functions_resume_with_their_state_across_kills() {
     );
 }
 
+/// Turns the rule into one using `lag` (same id, same stream) and runs it: `oort` must refuse
+/// it; returns what it said.
+fn refused_with_lag(scratch: &Scratch) -> String {
+    write_rule(
+        scratch,
+        "SELECT n, lag(n) AS prev FROM s",
+        result_file(),
+        json!({"qos": 1, "checkpointInterval": 20}),
+    );
+    refused(scratch)
+}
+
 /// A checkpoint taken while the rule had other analytic functions is refused, naming the
 /// rule, the checkpoint and the functions.
 #[test]
 fn a_checkpoint_of_other_analytic_functions_is_refused_naming_them() {
     let scratch = Scratch::new();
-    numbered_rule(&scratch, 10);
-    let (summary, _) = run_to_end(&scratch, &[]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
-    let rule = json!({
-        "id": "rows",
-        "sql": "SELECT n, lag(n) AS prev FROM s",
-        "actions": [{"file": {"path": "out/result.jsonl"}}],
-        "options": {"qos": 1, "checkpointInterval": 20}
-    });
-    scratch.write("rule.json", &rule.to_string());
-    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains(
-                "checkpoints.redb (rule `rows`): it holds the state of the analytic \
-                             functions none, the rule now has `lag`"
-            )
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    ten_rows_run(&scratch);
+    let err = refused_with_lag(&scratch);
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "checkpoints.redb (rule `rows`): it holds the state of the analytic \
+                             functions none, the rule now has `lag`",
     );
     let (summary, _) = run_to_end(&scratch, &["--reset-checkpoints"]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    assert_eq!(rows_read(&summary), 10);
 }
 
 /// A checkpoint an earlier version wrote (it kept no state for analytic functions) is refused
@@ -595,9 +615,7 @@ fn a_checkpoint_of_other_analytic_functions_is_refused_naming_them() {
 #[test]
 fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
     let scratch = Scratch::new();
-    numbered_rule(&scratch, 10);
-    let (summary, _) = run_to_end(&scratch, &[]);
-    assert_eq!(summary["rules"][0]["source"]["records_out_total"], 10);
+    ten_rows_run(&scratch);
     // What an earlier version wrote: the same checkpoint without `functions`.
     let strip = || {
         let store = oort::checkpoint::CheckpointStore::open(&scratch.path().join("data")).unwrap();
@@ -614,27 +632,15 @@ fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
         .unwrap();
     let (summary, _) = run_to_end(&scratch, &[]);
     assert_eq!(
-        summary["rules"][0]["source"]["records_out_total"], 1,
+        rows_read(&summary),
+        1,
         "a rule without analytic functions resumes from an earlier version's checkpoint"
     );
     strip();
-    let rule = json!({
-        "id": "rows",
-        "sql": "SELECT n, lag(n) AS prev FROM s",
-        "actions": [{"file": {"path": "out/result.jsonl"}}],
-        "options": {"qos": 1, "checkpointInterval": 20}
-    });
-    scratch.write("rule.json", &rule.to_string());
-    let out = spawn(&scratch, &[]).wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("rule `rows`: checkpoint:")
-            && err.contains(
-                "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
-                 version, which kept no state for `lag`"
-            )
-            && err.contains("--reset-checkpoints"),
-        "{err}"
+    let err = refused_with_lag(&scratch);
+    assert_refused_naming_the_checkpoint(
+        &err,
+        "checkpoints.redb holds a checkpoint of rule `rows` written by an earlier \
+                 version, which kept no state for `lag`",
     );
 }

@@ -520,8 +520,7 @@ pub async fn run_observed(
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
-    let bus = MemoryBus::new();
-    run_on_bus(config, bus, stop, stop_now, grace, observe, Signals::Listen).await
+    run_within(config, Surroundings::own(), stop, stop_now, grace, observe).await
 }
 
 /// Who listens to SIGHUP and SIGUSR1, and logs progress, while a run goes on.
@@ -535,34 +534,44 @@ pub enum Signals {
     Caller,
 }
 
-/// [`run_observed`] with the memory topics of `bus`, which other runs may share (`oort serve`
-/// gives all its rules one [`MemoryBus::lasting`], so rules chain through memory topics), and
-/// `signals` saying who listens to the process's signals.
-pub async fn run_on_bus(
-    config: &RunConfig,
-    bus: Arc<MemoryBus>,
-    stop: impl Future<Output = ()>,
-    stop_now: impl Future<Output = ()>,
-    grace: Option<Duration>,
-    observe: impl FnOnce(&RunReport, &Arc<Reloader>),
-    signals: Signals,
-) -> Result<RunReport, RunError> {
-    let shared = SharedSources::new();
-    run_sharing(config, bus, shared, stop, stop_now, grace, observe).await
+/// What a run shares with the process around it and the runs beside it.
+#[derive(Clone)]
+pub struct Surroundings {
+    /// The memory topics, which other runs may share (`oort serve` gives all its rules one
+    /// [`MemoryBus::lasting`], so rules chain through memory topics).
+    pub bus: Arc<MemoryBus>,
+    /// The shared readings of `SHARED` streams (`oort serve` gives all its rules one, so every
+    /// rule on a shared stream reads the same reading of it).
+    pub shared: Arc<SharedSources>,
+    /// Who listens to the process's signals.
+    pub signals: Signals,
 }
 
-/// [`run_on_bus`] with the shared readings of `shared` (`SHARED` streams), which other runs may
-/// share too (`oort serve` gives all its rules one, so every rule on a shared stream reads the
-/// same reading of it).
-pub async fn run_sharing(
+impl Surroundings {
+    /// A run of its own: its own memory topics and shared readings; it listens to signals.
+    pub fn own() -> Self {
+        Self {
+            bus: MemoryBus::new(),
+            shared: SharedSources::new(),
+            signals: Signals::Listen,
+        }
+    }
+}
+
+/// [`run_observed`] in `around`: memory topics, shared readings and signals as it says.
+pub async fn run_within(
     config: &RunConfig,
-    bus: Arc<MemoryBus>,
-    shared: Arc<SharedSources>,
+    around: Surroundings,
     stop: impl Future<Output = ()>,
     stop_now: impl Future<Output = ()>,
     grace: Option<Duration>,
     observe: impl FnOnce(&RunReport, &Arc<Reloader>),
 ) -> Result<RunReport, RunError> {
+    let Surroundings {
+        bus,
+        shared,
+        signals,
+    } = around;
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
     check_stdin(&rules, &catalog)?;

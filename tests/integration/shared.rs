@@ -2,7 +2,7 @@
 //! MQTT connection, one decode), each gets every row once, a rule that leaves or lags leaves
 //! the others untouched and loses nothing, and one that joins later sees only what follows.
 //!
-//! The rules run in process (`engine::run_sharing`, as `oort serve` runs them), reading memory
+//! The rules run in process (`engine::run_within`, as `oort serve` runs them), reading memory
 //! streams of a bus the test publishes to and writing to memory topics the test reads.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oort::clock::Clock;
-use oort::engine::{RunConfig, RunReport, run_sharing};
+use oort::engine::{RunConfig, RunReport, Signals, Surroundings, run_within};
 use oort::host::HostConfig;
 use oort::source::{MemoryBus, SharedSources, memory::Published};
 use oort_tests::broker::{Broker, publish_all};
@@ -64,10 +64,14 @@ impl Running {
         let bus = Arc::clone(bus);
         let shared = Arc::clone(shared);
         let done = tokio::spawn(async move {
-            run_sharing(
-                &config,
+            let around = Surroundings {
                 bus,
                 shared,
+                signals: Signals::Caller,
+            };
+            run_within(
+                &config,
+                around,
                 async {
                     let _ = stop_rx.await;
                 },

@@ -306,10 +306,15 @@ impl Server {
             let mut tries = 0u32;
             let why = loop {
                 let observed = Arc::clone(&state);
-                let outcome = crate::engine::run_sharing(
+                let around = crate::engine::Surroundings {
+                    bus: Arc::clone(&bus),
+                    shared: Arc::clone(&shared),
+                    // One listener for the server (see `signals`).
+                    signals: crate::engine::Signals::Caller,
+                };
+                let outcome = crate::engine::run_within(
                     &config,
-                    Arc::clone(&bus),
-                    Arc::clone(&shared),
+                    around,
                     raised(stopping.clone()),
                     raised(stopping_now.clone()),
                     Some(grace),
@@ -319,8 +324,6 @@ impl Server {
                             s.live = Some((report.rules.clone(), Arc::clone(reloader)));
                         }
                     },
-                    // One listener for the server (see `signals`).
-                    crate::engine::Signals::Caller,
                 )
                 .await;
                 let why = match outcome {

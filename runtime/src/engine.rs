@@ -1525,6 +1525,18 @@ impl Checkpointer {
                 None => break,
             }
         }
+        // A stop that ran out of time left batches undelivered (and uncached): a checkpoint
+        // now would cover them. The last one stays, and the next run replays from it.
+        let cut_short: u64 = fanout.actions.iter().map(|(_, m)| m.cut_short.get()).sum();
+        if cut_short > 0 {
+            tracing::error!(
+                rule = %self.rule,
+                messages = cut_short,
+                "checkpoint not written: the stop cut batches short before they were delivered; \
+                 the next run replays them from the last checkpoint"
+            );
+            return;
+        }
         let held: Vec<HeldRow> = runner
             .held_rows()
             .unwrap_or_default()

@@ -119,6 +119,10 @@ pub struct ActionMetrics {
     pub failed: Counter,
     /// Payloads handed to the dead-letter output.
     pub dead_lettered: Counter,
+    /// Payloads the run stopped before delivering, with no cache to keep them (counted in
+    /// `failed` too): a rule with checkpoints writes none after them, so its next run replays
+    /// them.
+    pub cut_short: Counter,
     /// Payloads in the cache now (at the end of a run: left on disk for the next run).
     pub cached: Counter,
     /// Payloads that went into the cache.

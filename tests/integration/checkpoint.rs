@@ -644,3 +644,55 @@ fn a_checkpoint_without_function_state_is_refused_for_a_rule_using_lag() {
                  version, which kept no state for `lag`",
     );
 }
+
+/// A stop whose grace period runs out leaves batches undelivered (and, without a cache, not
+/// kept): no checkpoint may cover them, so the next run replays and delivers them.
+#[test]
+fn a_stop_that_runs_out_of_time_writes_no_checkpoint_past_undelivered_rows() {
+    const TOTAL: i64 = 300;
+    let scratch = Scratch::new();
+    numbered_rule(&scratch, TOTAL as usize);
+    let server = oort_tests::http::HttpServer::start();
+    server.slow_down(Duration::from_millis(50));
+    let rest = json!({"rest": {"url": server.url("/rows"), "method": "post",
+                               "sendSingle": true, "bufferLength": 1000}});
+    write_rule(
+        &scratch,
+        "SELECT n FROM s",
+        rest,
+        json!({"qos": 1, "checkpointInterval": "50ms"}),
+    );
+    let mut child = spawn(&scratch, &["--grace", "300ms"]);
+    let log = collect_stderr(&mut child);
+    wait_for("rows at the sink", Duration::from_secs(60), || {
+        server.delivered().len() >= 5
+    });
+    let termed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(termed.success());
+    child.wait().expect("waiting for oort");
+    let first = log.lock().unwrap().clone();
+    assert!(
+        first.contains("batch not delivered"),
+        "the stop was meant to cut batches short:\n{first}"
+    );
+    let before = server.delivered().len();
+    assert!(
+        before < TOTAL as usize,
+        "all {before} rows went out before the stop"
+    );
+    // The next run, with a sink that answers at once, delivers every row left.
+    server.slow_down(Duration::ZERO);
+    run_to_end(&scratch, &[]);
+    let got: std::collections::BTreeSet<i64> = server
+        .delivered()
+        .iter()
+        .filter_map(|body| serde_json::from_str::<Value>(body).ok())
+        .filter_map(|row| row["n"].as_i64())
+        .collect();
+    let missing: Vec<i64> = (0..TOTAL).filter(|n| !got.contains(n)).collect();
+    assert!(missing.is_empty(), "rows never delivered: {missing:?}");
+    assert!(first.contains("checkpoint not written"), "{first}");
+}

@@ -109,6 +109,7 @@ impl Delivery {
         }
         tracing::error!(action = %self.name, messages = n, "batch not delivered: {STOPPED}");
         self.metrics.failed.add(n);
+        self.metrics.cut_short.add(n);
         self.metrics.exceptions.record(STOPPED);
     }
 

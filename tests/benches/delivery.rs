@@ -18,8 +18,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oort::clock::Clock;
-use oort::engine::RunConfig;
 use oort::host::bindings::{WitBatch, WitContext};
 use oort::host::{CallFailure, Grants, HostConfig, InstanceTag, SinkHost};
 
@@ -236,24 +234,13 @@ fn write_case(dir: &Path, streams: &str, rule: &serde_json::Value) -> anyhow::Re
 }
 
 fn run_in_process(dir: &Path) -> anyhow::Result<oort::engine::RunReport> {
-    let config = RunConfig {
-        rule_paths: vec![dir.join("rule.json")],
-        stream_paths: vec![dir.join("streams.sql")],
-        plugins_dir: dir.join("plugins"),
-        only_rule: None,
-        host: HostConfig {
-            cache_dir: Some(oort_tests::cache_dir()),
-            max_instances: 16,
-            ..HostConfig::default()
-        },
-        clock: Clock::System,
-        watch: false,
-        mqtt_conf: None,
-        data_dir: dir.join("data"),
-        progress_every: None,
-        reset_checkpoints: false,
-        drain_timeout: None,
-    };
+    let mut config = oort_tests::run_config(
+        dir,
+        dir.join("rule.json"),
+        dir.join("streams.sql"),
+        dir.join("data"),
+    );
+    config.host.max_instances = 16;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

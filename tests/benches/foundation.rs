@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use oort::clock::Clock;
-use oort::engine::RunConfig;
 use oort::host::bindings::WitContext;
 use oort::host::{Grants, HostConfig, InstanceTag, SinkHost};
 use oort::message::Message;
@@ -553,24 +551,13 @@ fn run_once(
 ) -> anyhow::Result<(oort::engine::RunReport, f64)> {
     std::fs::write(dir.join("streams.sql"), streams)?;
     std::fs::write(dir.join("rule.json"), rule)?;
-    let config = RunConfig {
-        rule_paths: vec![dir.join("rule.json")],
-        stream_paths: vec![dir.join("streams.sql")],
-        plugins_dir: dir.join("plugins"),
-        only_rule: None,
-        host: HostConfig {
-            cache_dir: Some(oort_tests::cache_dir()),
-            max_instances: 16,
-            ..HostConfig::default()
-        },
-        clock: Clock::System,
-        watch: false,
-        mqtt_conf: None,
-        data_dir: std::env::temp_dir().join("oort-bench-data"),
-        progress_every: None,
-        reset_checkpoints: false,
-        drain_timeout: None,
-    };
+    let mut config = oort_tests::run_config(
+        dir,
+        dir.join("rule.json"),
+        dir.join("streams.sql"),
+        std::env::temp_dir().join("oort-bench-data"),
+    );
+    config.host.max_instances = 16;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -645,8 +632,8 @@ fn window_rules(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let data = dir.join("rows.jsonl");
+/// Writes `rows` sample rows (see [`sample_row`]) to `path` as JSON lines.
+fn write_sample_rows(path: &Path, rows: usize) -> anyhow::Result<()> {
     let mut text = String::with_capacity(rows * 110);
     for i in 0..rows {
         let row = sample_row(i as i64);
@@ -655,7 +642,13 @@ fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
         text.push_str(std::str::from_utf8(&line)?);
         text.push('\n');
     }
-    std::fs::write(&data, text)?;
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+fn filter_rule(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let data = dir.join("rows.jsonl");
+    write_sample_rows(&data, rows)?;
     let (report, samples) = run_on_one_core(
         dir,
         "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"rows.jsonl\");",
@@ -799,24 +792,14 @@ fn mqtt_rule(dir: &Path, rows: usize) -> anyhow::Result<()> {
         ),
     )?;
     let out = count_messages(broker.port, "oort-bench-out", "bench/out")?;
-    let config = RunConfig {
-        rule_paths: vec![dir.join("rule.json")],
-        stream_paths: vec![dir.join("streams.sql")],
-        plugins_dir: dir.join("plugins"),
-        only_rule: None,
-        host: HostConfig {
-            cache_dir: Some(oort_tests::cache_dir()),
-            max_instances: 16,
-            ..HostConfig::default()
-        },
-        clock: Clock::System,
-        watch: false,
-        mqtt_conf: Some(dir.join("mqtt.yaml")),
-        data_dir: dir.join("data"),
-        progress_every: None,
-        reset_checkpoints: false,
-        drain_timeout: None,
-    };
+    let mut config = oort_tests::run_config(
+        dir,
+        dir.join("rule.json"),
+        dir.join("streams.sql"),
+        dir.join("data"),
+    );
+    config.host.max_instances = 16;
+    config.mqtt_conf = Some(dir.join("mqtt.yaml"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let rule = std::thread::spawn(move || -> anyhow::Result<(oort::engine::RunReport, f64)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -878,15 +861,7 @@ const SWEEP_ONE: &str = "--sweep-one";
 /// of `rows` lines read to its end) and idle (a memory topic nobody publishes to).
 fn rule_sweep(dir: &Path, rows: usize) -> anyhow::Result<()> {
     let data = dir.join("sweep.jsonl");
-    let mut text = String::with_capacity(rows * 110);
-    for i in 0..rows {
-        let row = sample_row(i as i64);
-        let mut line = Vec::new();
-        oort::json::write_row(&mut line, &row, &oort::json::sorted_order(row.schema()));
-        text.push_str(std::str::from_utf8(&line)?);
-        text.push('\n');
-    }
-    std::fs::write(&data, text)?;
+    write_sample_rows(&data, rows)?;
     println!(
         "9. N filter rules on one stream into `nop`, one runtime thread, one process per size: busy = a file of {rows} rows read to its end, idle = a memory topic without messages"
     );
@@ -1002,24 +977,13 @@ fn sweep_one(args: &[String]) -> anyhow::Result<()> {
         dir.join(format!("sweep-{tag}.json")),
         serde_json::Value::Array(rules).to_string(),
     )?;
-    let config = RunConfig {
-        rule_paths: vec![dir.join(format!("sweep-{tag}.json"))],
-        stream_paths: vec![dir.join(format!("sweep-{tag}.sql"))],
-        plugins_dir: dir.join("plugins"),
-        only_rule: None,
-        host: HostConfig {
-            cache_dir: Some(oort_tests::cache_dir()),
-            max_instances: 16,
-            ..HostConfig::default()
-        },
-        clock: Clock::System,
-        watch: false,
-        mqtt_conf: None,
-        data_dir: dir.join(format!("sweep-data-{tag}")),
-        progress_every: None,
-        reset_checkpoints: false,
-        drain_timeout: None,
-    };
+    let mut config = oort_tests::run_config(
+        dir,
+        dir.join(format!("sweep-{tag}.json")),
+        dir.join(format!("sweep-{tag}.sql")),
+        dir.join(format!("sweep-data-{tag}")),
+    );
+    config.host.max_instances = 16;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

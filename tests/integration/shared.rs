@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oort::clock::Clock;
 use oort::engine::{RunConfig, RunReport, Signals, Surroundings, run_within};
-use oort::host::HostConfig;
 use oort::source::{MemoryBus, SharedSources, memory::Published};
 use oort_tests::broker::{Broker, publish_all};
 use serde_json::{Value as Json, json};
@@ -33,23 +31,7 @@ fn ruleset(dir: &Path, name: &str, streams: &str, rules: &[(&str, &str)]) -> Run
         .collect();
     let rule_path = dir.join(format!("{name}.json"));
     std::fs::write(&rule_path, Json::Array(rules).to_string()).unwrap();
-    RunConfig {
-        rule_paths: vec![rule_path],
-        stream_paths: vec![streams_path],
-        plugins_dir: dir.join("plugins"),
-        only_rule: None,
-        host: HostConfig {
-            cache_dir: Some(oort_tests::cache_dir()),
-            ..HostConfig::default()
-        },
-        clock: Clock::System,
-        watch: false,
-        mqtt_conf: None,
-        data_dir: dir.join("data"),
-        progress_every: None,
-        reset_checkpoints: false,
-        drain_timeout: None,
-    }
+    oort_tests::run_config(dir, rule_path, streams_path, dir.join("data"))
 }
 
 /// A run of `config` on `bus` and `shared`, stopped by dropping or sending on its handle.

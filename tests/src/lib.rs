@@ -54,6 +54,34 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("OORT_TEST_CACHE"))
 }
 
+/// A run of the rules in `rules` over the streams in `streams`, in process: plugins from
+/// `dir/plugins`, the shared component cache, the system clock, disk caches and checkpoints
+/// under `data_dir`; the rest as `oort run-rule` defaults it.
+pub fn run_config(
+    dir: &Path,
+    rules: PathBuf,
+    streams: PathBuf,
+    data_dir: PathBuf,
+) -> oort::engine::RunConfig {
+    oort::engine::RunConfig {
+        rule_paths: vec![rules],
+        stream_paths: vec![streams],
+        plugins_dir: dir.join("plugins"),
+        only_rule: None,
+        host: oort::host::HostConfig {
+            cache_dir: Some(cache_dir()),
+            ..oort::host::HostConfig::default()
+        },
+        clock: oort::clock::Clock::System,
+        watch: false,
+        mqtt_conf: None,
+        data_dir,
+        progress_every: None,
+        reset_checkpoints: false,
+        drain_timeout: None,
+    }
+}
+
 /// Copies a built component (and its manifest, if any) into `plugins/sinks/<name>.wasm`.
 pub fn install(plugins: &Path, name: &str, wasm: &str, manifest: &str) -> std::io::Result<()> {
     let dir = plugins.join("sinks");

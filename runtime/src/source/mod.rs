@@ -399,15 +399,7 @@ impl<'a> Emitter<'a> {
         if !self.follow_interest().await {
             return false;
         }
-        let fitted = self.decoder.finish(row).map_err(|e| e.to_string());
-        self.decoded(fitted).await
-    }
-
-    /// Adds what a message gave, already decoded and fitted elsewhere (by
-    /// [`Decoder::decode`] and [`Decoder::finish`]): a row, or why it gave none. Not for a
-    /// shared source, whose decoder follows the rules that join it.
-    pub(crate) async fn decoded(&mut self, outcome: Result<Row, String>) -> bool {
-        match outcome {
+        match self.decoder.finish(row) {
             Ok(mut row) => {
                 if self.meta.is_some() {
                     row.set_meta(self.meta.clone());
@@ -418,7 +410,7 @@ impl<'a> Emitter<'a> {
                 }
                 self.chunk.rows.push(row);
             }
-            Err(message) => self.error(message),
+            Err(err) => self.error(err.to_string()),
         }
         if self.chunk.rows.len() >= CHUNK_ROWS {
             return self.flush().await;

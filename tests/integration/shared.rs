@@ -167,10 +167,21 @@ async fn rules_on_a_shared_stream_each_get_every_row_once_from_one_decode() {
         (0..n).map(|i| json!({"a": i, "b": i * 10, "c": "x"})),
     )
     .await;
-    let a = take(outs.get_mut("a").unwrap(), n as usize).await;
+    // Read side by side: the slowest rule sets the shared reading's pace, so a rule whose
+    // output nobody reads would hold back the others once its buffers are full.
+    let (mut out_a, mut out_b, mut out_all) = (
+        outs.remove("a").expect("subscribed"),
+        outs.remove("b").expect("subscribed"),
+        outs.remove("all").expect("subscribed"),
+    );
+    let (a, b, all) = tokio::join!(
+        take(&mut out_a, n as usize),
+        take(&mut out_b, n as usize / 2),
+        take(&mut out_all, n as usize)
+    );
+    outs.extend([("a", out_a), ("b", out_b), ("all", out_all)]);
     assert_eq!(field(&a, "a"), (0..n).collect::<Vec<_>>());
     assert!(a.iter().all(|r| r.get("b").is_none()));
-    let b = take(outs.get_mut("b").unwrap(), n as usize / 2).await;
     assert_eq!(
         field(&b, "b"),
         (0..n)
@@ -178,7 +189,6 @@ async fn rules_on_a_shared_stream_each_get_every_row_once_from_one_decode() {
             .map(|i| i * 10)
             .collect::<Vec<_>>()
     );
-    let all = take(outs.get_mut("all").unwrap(), n as usize).await;
     assert_eq!(all[7], json!({"a": 7, "b": 70, "c": "x"}));
     for rx in outs.values_mut() {
         nothing_more(rx).await;

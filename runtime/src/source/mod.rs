@@ -386,7 +386,9 @@ impl<'a> Emitter<'a> {
             return false;
         }
         match self.decoder.decode(bytes, self.now_ms) {
-            Ok(row) => self.row(row).await,
+            // Decoded for the rules of this generation: no second look at the interest, which
+            // may change meanwhile and would tag the row with a generation it was not decoded for.
+            Ok(row) => self.keep(row).await,
             Err(err) => {
                 self.error(format!("{position}: {err}"));
                 !self.closed
@@ -399,6 +401,11 @@ impl<'a> Emitter<'a> {
         if !self.follow_interest().await {
             return false;
         }
+        self.keep(row).await
+    }
+
+    /// Finishes a row decoded for the current generation and adds it to the pending chunk.
+    async fn keep(&mut self, row: Row) -> bool {
         match self.decoder.finish(row) {
             Ok(mut row) => {
                 if self.meta.is_some() {

@@ -427,9 +427,11 @@ fn an_idle_rule_keeps_no_sink_instance_until_its_first_row() {
     assert_eq!(status, 201, "{text}");
     server.wait_log("subscribed to", 1);
     let read = || std::fs::read_to_string(&journal).unwrap_or_default();
-    wait_for("the starting instance to close", Duration::from_secs(30), || {
-        read().ends_with("close gen=0 inst=0\n")
-    });
+    wait_for(
+        "the starting instance to close",
+        Duration::from_secs(30),
+        || read().ends_with("close gen=0 inst=0\n"),
+    );
     assert_eq!(read(), "open gen=0 inst=0\nclose gen=0 inst=0\n");
     assert_eq!(
         server.json("GET", "/rules/idle/status", None).1["status"],
@@ -451,7 +453,11 @@ fn an_idle_rule_keeps_no_sink_instance_until_its_first_row() {
     assert_eq!(status["sink_probe_0_0_records_out_total"], 1, "{status}");
     assert_eq!(status["sink_probe_0_0_exceptions_total"], 0, "{status}");
     let log = server.stop();
-    assert!(read().ends_with("close gen=0 inst=0\n"), "{}\n{log}", read());
+    assert!(
+        read().ends_with("close gen=0 inst=0\n"),
+        "{}\n{log}",
+        read()
+    );
 }
 
 fn gauge(server: &Server, name: &str) -> Option<u64> {

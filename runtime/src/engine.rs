@@ -545,6 +545,9 @@ pub struct Surroundings {
     pub shared: Arc<SharedSources>,
     /// Who listens to the process's signals.
     pub signals: Signals,
+    /// Wasm actions park their instance until their first batch, once it was created,
+    /// configured and opened at start (`oort serve`: an idle rule then holds no instance).
+    pub park_idle_sinks: bool,
 }
 
 impl Surroundings {
@@ -554,6 +557,7 @@ impl Surroundings {
             bus: MemoryBus::new(),
             shared: SharedSources::new(),
             signals: Signals::Listen,
+            park_idle_sinks: false,
         }
     }
 }
@@ -571,6 +575,7 @@ pub async fn run_within(
         bus,
         shared,
         signals,
+        park_idle_sinks,
     } = around;
     let started = Instant::now();
     let (rules, catalog) = load(config)?;
@@ -578,6 +583,7 @@ pub async fn run_within(
     let host = SinkHost::shared(config.host.clone())?;
     let mut env = ActionEnv::new(host.clone(), config.plugins_dir.clone(), Arc::clone(&bus));
     env.data_dir = config.data_dir.clone();
+    env.park_until_first_batch = park_idle_sinks;
     // New builds of sink modules can always be loaded with SIGHUP; `watch` adds a file watcher.
     let reloader = Reloader::new(host.clone());
     env.reloader = Some(Arc::clone(&reloader));

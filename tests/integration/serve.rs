@@ -409,6 +409,57 @@ fn a_rule_that_stops_leaves_the_others_running() {
 }
 
 /// The value of an unlabelled gauge in the `/metrics` text.
+/// An idle rule keeps no sink instance: the instance that started the action (configured and
+/// opened, so the sink's errors at start are reported when the rule is created) is closed, and
+/// the first row makes the one that delivers, as the same start of the action (generation 0).
+#[test]
+fn an_idle_rule_keeps_no_sink_instance_until_its_first_row() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    let server = Server::start(&scratch, &["--mqtt-conf", "etc/mqtt_source.yaml"]);
+    server.create_stream("CREATE STREAM idle (n bigint) WITH (DATASOURCE=\"in/idle\")");
+    let journal = scratch.path().join("out/journal.txt");
+    let rule = serde_json::json!({"id": "idle", "sql": "SELECT n FROM idle",
+        "actions": [{"probe": {"journal": journal}}]});
+    let (status, text) = server.call("POST", "/rules", Some(&rule.to_string()));
+    assert_eq!(status, 201, "{text}");
+    server.wait_log("subscribed to", 1);
+    let read = || std::fs::read_to_string(&journal).unwrap_or_default();
+    wait_for(
+        "the starting instance to close",
+        Duration::from_secs(30),
+        || read().ends_with("close gen=0 inst=0\n"),
+    );
+    assert_eq!(read(), "open gen=0 inst=0\nclose gen=0 inst=0\n");
+    assert_eq!(
+        server.json("GET", "/rules/idle/status", None).1["status"],
+        "running"
+    );
+
+    publish_all(broker.port, "in/idle", numbers(0..1));
+    // A line is whole once its newline is written.
+    wait_for("the first batch", Duration::from_secs(30), || {
+        let journal = read();
+        journal.contains("collect") && journal.ends_with('\n')
+    });
+    assert_eq!(
+        read(),
+        "open gen=0 inst=0\nclose gen=0 inst=0\nopen gen=0 inst=0\n\
+         collect n=1 {\"n\":0} gen=0 inst=0\n"
+    );
+    let status = server.json("GET", "/rules/idle/status", None).1;
+    assert_eq!(status["sink_probe_0_0_records_out_total"], 1, "{status}");
+    assert_eq!(status["sink_probe_0_0_exceptions_total"], 0, "{status}");
+    let log = server.stop();
+    assert!(
+        read().ends_with("close gen=0 inst=0\n"),
+        "{}\n{log}",
+        read()
+    );
+}
+
 fn gauge(server: &Server, name: &str) -> Option<u64> {
     let (_, text) = server.call("GET", "/metrics", None);
     text.lines()

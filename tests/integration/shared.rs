@@ -50,6 +50,7 @@ impl Running {
                 bus,
                 shared,
                 signals: Signals::Caller,
+                park_idle_sinks: false,
             };
             run_within(
                 &config,

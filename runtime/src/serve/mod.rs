@@ -311,6 +311,9 @@ impl Server {
                     shared: Arc::clone(&shared),
                     // One listener for the server (see `signals`).
                     signals: crate::engine::Signals::Caller,
+                    // Most rules of a server may wait long for their first row: an idle rule
+                    // keeps no sink instance (its errors at start are still reported then).
+                    park_idle_sinks: true,
                 };
                 let outcome = crate::engine::run_within(
                     &config,

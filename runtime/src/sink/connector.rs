@@ -151,6 +151,9 @@ pub struct WasmSink {
     swaps: Option<mpsc::Receiver<Swap>>,
     /// The action's batch numbering: what `open` tells an instance.
     sequencer: Arc<Sequencer>,
+    /// Set while the instance that started the action is parked (see [`WasmSpec::park`]): the
+    /// `generation` it had, which the instance made at the first batch takes over.
+    parked: Option<u32>,
 }
 
 impl std::fmt::Debug for WasmSink {
@@ -183,6 +186,12 @@ pub struct WasmSpec {
     pub dynamic: DynamicProps,
     /// What the values of templated props that grants point at must stay within.
     pub checks: GrantChecks,
+    /// Park the instance until the first batch: it is created, configured and opened at start
+    /// (so the errors of those steps are reported when the rule starts), then closed and
+    /// dropped; the first batch makes the instance that delivers, with the same `generation`.
+    /// An idle action then holds no store, no instance, no fiber stack and no linear memory
+    /// (`oort serve`, where most of a thousand rules may wait for their first row).
+    pub park: bool,
 }
 
 /// An action's templated props: each prop's name and its parsed template.
@@ -440,8 +449,12 @@ impl ConnectorSpec {
                     generation,
                     swaps,
                     sequencer: Arc::clone(sequencer),
+                    parked: None,
                 };
+                let first = sink.generation.fetch_add(1, Ordering::Relaxed);
+                sink.parked = Some(first);
                 match sink.ensure_instance(true).await {
+                    Ok(()) if spec.park => sink.park(first).await,
                     Ok(()) => {}
                     // Wrong props, or the target refuses the sink for good: the rule cannot
                     // start.
@@ -523,7 +536,13 @@ impl WasmSink {
             .await
             .map_err(|e| (Phase::Instantiate, e))?;
         let mut context = self.context.clone();
-        context.generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        // The instance that takes over from a parked one is, to the sink, the same start of the
+        // action: it gets its generation (a file sink starts its files afresh only in the first).
+        // The action's first instance takes the generation set aside for it the same way.
+        context.generation = match self.parked.take() {
+            Some(generation) => generation,
+            None => self.generation.fetch_add(1, Ordering::Relaxed),
+        };
         instance
             .configure(&context, &self.props)
             .await
@@ -538,10 +557,33 @@ impl WasmSink {
         Ok(())
     }
 
+    /// Closes and drops the instance that started the action (it has delivered nothing): the
+    /// first batch makes the next one. A failed close is logged and counted; the action goes on,
+    /// as after any failed start.
+    async fn park(&mut self, generation: u32) {
+        let Some(mut instance) = self.instance.take() else {
+            return;
+        };
+        self.parked = Some(generation);
+        if let Err(failure) = instance.close().await {
+            tracing::error!(
+                rule = %self.tag.rule,
+                action = %self.tag.action,
+                instance = self.tag.instance,
+                "closing the sink's starting instance failed: {failure}"
+            );
+            self.metrics
+                .exceptions
+                .record(format!("start: close failed: {failure}"));
+        }
+    }
+
     /// Switches to a new build prepared by the reloader: the old instance is closed (it
     /// flushes), the new one takes the next batch.
     async fn apply(&mut self, swap: Swap) {
         let started = Instant::now();
+        // A parked action's next instance is the new build's, which has a generation of its own.
+        self.parked = None;
         let from = self.plugin.hash.clone();
         if let Some(mut old) = self.instance.take()
             && !old.is_poisoned()

@@ -185,6 +185,8 @@ pub struct ActionEnv {
     pub reloader: Option<Arc<Reloader>>,
     /// Where actions keep their disk caches (`<dir>/cache/<rule>/<action>.redb`).
     pub data_dir: PathBuf,
+    /// Wasm actions park their instance until the first batch (see [`WasmSpec::park`]).
+    pub park_until_first_batch: bool,
 }
 
 impl ActionEnv {
@@ -197,6 +199,7 @@ impl ActionEnv {
             loaded: Mutex::new(HashMap::new()),
             reloader: None,
             data_dir: PathBuf::from("data"),
+            park_until_first_batch: false,
         }
     }
 
@@ -469,6 +472,7 @@ pub async fn prepare(
                 reloader: env.reloader.clone(),
                 dynamic,
                 checks,
+                park: env.park_until_first_batch,
             })
         }
     };

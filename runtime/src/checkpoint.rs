@@ -177,6 +177,15 @@ impl AckLedger {
         }
     }
 
+    /// The source starts (again) at position `at`: what it read after it, it reads again; the
+    /// acknowledgements of what it read before went with the old connection.
+    pub fn restart(&mut self, at: u64) {
+        self.entries.retain(|e| e.at <= at);
+        for entry in &mut self.entries {
+            entry.state = AckState::Unsure;
+        }
+    }
+
     /// The source read `identity`, ending at position `at`.
     pub fn read(&mut self, at: u64, identity: MessageIdentity) {
         let epoch = self.epoch;
@@ -953,6 +962,21 @@ mod tests {
         ledger.connected(false);
         assert!(ledger.is_empty());
         assert!(!ledger.resending());
+    }
+
+    /// A source that failed starts again at the rule's position: what it read after it is read
+    /// again, what it read before is acknowledged again when the broker sends it.
+    #[test]
+    fn a_restarted_source_reads_again_what_it_read_past_its_position() {
+        let mut ledger = AckLedger::default();
+        ledger.connected(false);
+        ledger.read(1, message(1, 1));
+        ledger.read(2, message(2, 2));
+        ledger.restart(1);
+        assert_eq!(ledger.covered(2), vec![message(1, 1)]);
+        ledger.connected(true);
+        assert_eq!(ledger.redelivered(&message(2, 2)), Redelivered::New);
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(1));
     }
 
     #[test]

@@ -205,6 +205,9 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
     };
     // The ledger of acknowledgements not proven processed (with a persistent session only).
     let ledger = persistent.then_some(ctx.positions.as_deref()).flatten();
+    if let Some(positions) = ledger {
+        positions.ledger().restart(read);
+    }
     let mut markers = Markers {
         filter: marker_filter(&mqtt::session_client_id(&ctx.rule, &def.name)),
         queued: VecDeque::new(),

@@ -726,6 +726,14 @@ fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_check
     let mqtt = ["--mqtt-conf", "etc/mqtt.yaml"];
     let mut publisher = None;
     let mut kills = 0;
+    // Messages the restarted runs dropped as sent again (what the test is about: printed).
+    let mut dropped = 0;
+    let dropped_in = |log: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains("sent again messages already read"))
+            .map(|l| field(l, "messages").parse::<u64>().unwrap_or(0))
+            .sum()
+    };
     while kills < 3 {
         let mut child = spawn(&scratch, &mqtt);
         let log = collect_stderr(&mut child);
@@ -772,6 +780,7 @@ fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_check
         };
         child.kill().expect("kill -9");
         child.wait().expect("waiting for oort");
+        dropped += dropped_in(&log.lock().unwrap());
         if covered.is_none() {
             break;
         }
@@ -807,6 +816,8 @@ fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_check
     }
     child.kill().expect("kill -9");
     child.wait().expect("waiting for oort");
+    dropped += dropped_in(&log.lock().unwrap());
+    eprintln!("{kills} kills; the restarted runs dropped {dropped} messages sent again");
     let (seen, bad) = counted(&scratch, TOTAL);
     let lost: Vec<usize> = (0..TOTAL).filter(|&n| seen[n] == 0).collect();
     let twice: Vec<usize> = (0..TOTAL).filter(|&n| seen[n] > 1).collect();

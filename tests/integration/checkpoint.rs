@@ -703,6 +703,17 @@ fn a_stop_that_runs_out_of_time_writes_no_checkpoint_past_undelivered_rows() {
 /// every message once: the restarted source drops what the checkpoint already counted.
 #[test]
 fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_checkpoints() {
+    mqtt_stream_killed_after_checkpoints("3.1.1");
+}
+
+/// The same over MQTT 5 (whose broker answers the source's markers "no subscription existed").
+#[test]
+fn under_qos_2_an_mqtt_5_stream_writes_every_message_once_across_kills_after_checkpoints() {
+    mqtt_stream_killed_after_checkpoints("5");
+}
+
+/// Runs the kills above with MQTT `protocol` and checks every message was written once.
+fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
     use oort_tests::broker::{Broker, publish_all};
     let Some(broker) = Broker::start() else {
         return;
@@ -711,7 +722,10 @@ fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_check
     let scratch = Scratch::new();
     scratch.write(
         "etc/mqtt.yaml",
-        &format!("default:\n  server: \"{}\"\n  qos: 1\n", broker.url()),
+        &format!(
+            "default:\n  server: \"{}\"\n  qos: 1\n  protocolVersion: \"{protocol}\"\n",
+            broker.url()
+        ),
     );
     scratch.write(
         "streams.sql",

@@ -28,6 +28,15 @@
 //! batch at a barrier then). A restart numbers from there and cuts the rows read again into the
 //! same batches with the same numbers, so a sink that skips numbers it has written (the `file`
 //! sink's marker, the `redis` sink's `sequenceKey`) writes each row once.
+//!
+//! A source that acknowledges its input (MQTT) acknowledges what a checkpoint covers only once
+//! it is durable, so a crash can come between the two: the broker then sends again messages the
+//! checkpoint's position already counts. Each source checkpoint therefore names the messages it
+//! covers whose acknowledgement the broker has not provably processed ([`MessageIdentity`]:
+//! packet id and a digest of topic and payload, kept in an [`AckLedger`]); after a restart the
+//! source acknowledges and drops a message the broker sends again that is one of them, instead
+//! of reading it as a new one (which would also shift every later row's place and, under
+//! `qos: 2`, its batch number).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -68,6 +77,233 @@ pub struct Position {
     pub records: u64,
 }
 
+/// One message of a source that acknowledges its input: its packet id and a digest of its topic
+/// and payload (a broker reuses the packet id of an acknowledged message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageIdentity {
+    /// The packet id.
+    pub id: u16,
+    /// The first 8 bytes of the BLAKE3 hash of the topic, a zero byte and the payload.
+    pub digest: u64,
+}
+
+impl MessageIdentity {
+    /// The identity of message `id` on `topic` carrying `payload`.
+    pub fn new(id: u16, topic: &str, payload: &[u8]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(topic.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(payload);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+        Self {
+            id,
+            digest: u64::from_le_bytes(first),
+        }
+    }
+}
+
+/// Where a message's acknowledgement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckState {
+    /// Not sent yet (the checkpoint covering it is not durable yet).
+    Unsent,
+    /// Queued on this connection before the marker with this tag.
+    Sent(u64),
+    /// Perhaps lost (a crash, a dropped connection): the broker sends the message again, if it
+    /// did not process it, before it answers the first marker of the next connection.
+    Unsure,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The position the message ends at.
+    at: u64,
+    identity: MessageIdentity,
+    /// The connection it was read (or last sent again) on.
+    epoch: u64,
+    state: AckState,
+}
+
+/// The messages a source that acknowledges its input has read and whose acknowledgement the
+/// broker has not provably processed: what a checkpoint names (see the module documentation).
+///
+/// A broker processes one connection's packets in order, so the answer to a request sent after
+/// some acknowledgements (a *marker*: the source unsubscribes from a filter it never subscribed
+/// to) proves they were processed: those messages leave the ledger, which therefore holds no
+/// more than the broker has in flight. On a connection that resumes a session, the broker first
+/// sends again what it has not seen acknowledged; a message that is one of the ledger's, read on
+/// an earlier connection, is dropped, not read again. Those whose acknowledgement was perhaps
+/// lost and that did not come again before the answer to that connection's first marker were
+/// processed: they leave too. Hand-written: it is this protocol's own bookkeeping.
+#[derive(Debug, Default)]
+pub struct AckLedger {
+    /// Oldest first (positions never decrease).
+    entries: VecDeque<Entry>,
+    /// Connections so far.
+    epoch: u64,
+    /// The tag of the next marker.
+    next_tag: u64,
+    /// The marker whose answer ends the broker's sending again on this connection.
+    window: Option<u64>,
+}
+
+/// What to do with a message a broker sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivered {
+    /// A new message: read it.
+    New,
+    /// Already read, its acknowledgement still waiting for a checkpoint: drop it.
+    Waiting,
+    /// Already read and covered by a durable checkpoint: acknowledge it again (as the message
+    /// at this position) and drop it.
+    AckAgain(u64),
+}
+
+impl AckLedger {
+    /// The ledger of a run restored at position `at` from a checkpoint naming `identities`.
+    pub fn restored(at: u64, identities: &[MessageIdentity]) -> Self {
+        Self {
+            entries: identities
+                .iter()
+                .map(|&identity| Entry {
+                    at,
+                    identity,
+                    epoch: 0,
+                    state: AckState::Unsure,
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The source starts (again) at position `at`: what it read after it, it reads again; the
+    /// acknowledgements of what it read before went with the old connection.
+    pub fn restart(&mut self, at: u64) {
+        self.entries.retain(|e| e.at <= at);
+        for entry in &mut self.entries {
+            entry.state = AckState::Unsure;
+        }
+    }
+
+    /// The source read `identity`, ending at position `at`.
+    pub fn read(&mut self, at: u64, identity: MessageIdentity) {
+        let epoch = self.epoch;
+        self.entries.push_back(Entry {
+            at,
+            identity,
+            epoch,
+            state: AckState::Unsent,
+        });
+    }
+
+    /// The acknowledgement of the message at position `at` was queued.
+    pub fn ack_sent(&mut self, at: u64) {
+        let tag = self.next_tag;
+        let from = self.entries.partition_point(|e| e.at < at);
+        if let Some(entry) = self
+            .entries
+            .range_mut(from..)
+            .take_while(|e| e.at == at)
+            .find(|e| e.state == AckState::Unsent)
+        {
+            entry.state = AckState::Sent(tag);
+        }
+    }
+
+    /// A connection started; `resumed` when the broker kept the session (else it sends nothing
+    /// again, and nothing needs proving).
+    pub fn connected(&mut self, resumed: bool) {
+        self.epoch += 1;
+        if !resumed {
+            self.entries.clear();
+            self.window = None;
+            return;
+        }
+        for entry in &mut self.entries {
+            if let AckState::Sent(_) = entry.state {
+                entry.state = AckState::Unsure;
+            }
+        }
+        self.window = Some(self.next_tag);
+    }
+
+    /// Whether the broker may still be sending messages again on this connection.
+    pub fn resending(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// A message arrived while the broker may be sending messages again: whether it is one
+    /// read before.
+    pub fn redelivered(&mut self, identity: &MessageIdentity) -> Redelivered {
+        if self.window.is_none() {
+            return Redelivered::New;
+        }
+        let epoch = self.epoch;
+        let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.epoch < epoch && e.identity == *identity)
+        else {
+            return Redelivered::New;
+        };
+        entry.epoch = epoch;
+        match entry.state {
+            AckState::Unsent => Redelivered::Waiting,
+            _ => {
+                entry.state = AckState::Unsent;
+                Redelivered::AckAgain(entry.at)
+            }
+        }
+    }
+
+    /// The tag of a marker to send now, if acknowledgements (or the end of sending again) wait
+    /// for one; [`marker_sent`](Self::marker_sent) once it is queued.
+    pub fn marker_wanted(&self) -> Option<u64> {
+        let tag = self.next_tag;
+        (self.window == Some(tag) || self.entries.iter().any(|e| e.state == AckState::Sent(tag)))
+            .then_some(tag)
+    }
+
+    /// The marker [`marker_wanted`](Self::marker_wanted) named was queued.
+    pub fn marker_sent(&mut self) {
+        self.next_tag += 1;
+    }
+
+    /// The broker answered marker `tag`: it processed every acknowledgement queued before it,
+    /// and has sent again all it was going to.
+    pub fn proven(&mut self, tag: u64) {
+        let window_over = self.window.is_some_and(|w| w <= tag);
+        if window_over {
+            self.window = None;
+        }
+        self.entries.retain(|e| match e.state {
+            AckState::Sent(t) => t > tag,
+            AckState::Unsure => !window_over,
+            AckState::Unsent => true,
+        });
+    }
+
+    /// What a checkpoint at position `at` names.
+    pub fn covered(&self, at: u64) -> Vec<MessageIdentity> {
+        self.entries
+            .iter()
+            .take_while(|e| e.at <= at)
+            .map(|e| e.identity)
+            .collect()
+    }
+
+    /// Messages in the ledger.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the ledger is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// The positions a source has sent chunks up to, one per chunk in the order they were sent, for
 /// the query task to take one each time it takes a chunk; and, back the other way, the position
 /// the last durable checkpoint covers (a source that acknowledges its input, MQTT, acknowledges
@@ -77,6 +313,7 @@ pub struct Positions {
     sent: Mutex<VecDeque<Position>>,
     durable: tokio::sync::watch::Sender<Position>,
     wanted: Arc<tokio::sync::Notify>,
+    ledger: Mutex<AckLedger>,
 }
 
 impl Default for Positions {
@@ -92,7 +329,14 @@ impl Positions {
             sent: Mutex::default(),
             durable: tokio::sync::watch::Sender::new(Position::default()),
             wanted,
+            ledger: Mutex::default(),
         }
+    }
+
+    /// The ledger of the messages read whose acknowledgement is not proven processed (a source
+    /// that acknowledges its input keeps it; a checkpoint names what it covers).
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, AckLedger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The source is about to send a chunk ending at `position`.
@@ -214,6 +458,10 @@ pub struct SourceCheckpoint {
     /// For a file source: which file.
     #[serde(default)]
     pub file: Option<FileIdentity>,
+    /// For a source that acknowledges its input: the messages up to `position` whose
+    /// acknowledgement the broker had not provably processed (it may send them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covered: Vec<MessageIdentity>,
 }
 
 /// A row the window held.
@@ -624,6 +872,113 @@ impl CheckpointStore {
 mod tests {
     use super::*;
 
+    fn message(id: u16, n: u64) -> MessageIdentity {
+        MessageIdentity::new(id, "in/n", format!("{{\"n\":{n}}}").as_bytes())
+    }
+
+    /// A message leaves the ledger only once the broker answered a marker queued after its
+    /// acknowledgement, however many checkpoints pass before that.
+    #[test]
+    fn an_acknowledged_message_stays_named_until_a_later_marker_is_answered() {
+        let mut ledger = AckLedger::default();
+        ledger.connected(false);
+        for n in 1..=4 {
+            ledger.read(n, message(n as u16, n));
+        }
+        assert_eq!(ledger.marker_wanted(), None, "nothing acknowledged yet");
+        // A checkpoint at 2 is durable: 1 and 2 are acknowledged, then a marker is queued.
+        ledger.ack_sent(1);
+        ledger.ack_sent(2);
+        let tag = ledger
+            .marker_wanted()
+            .expect("a marker for the acknowledgements");
+        ledger.marker_sent();
+        // More acknowledgements after the marker are not proven by it.
+        ledger.ack_sent(3);
+        // Many checkpoints may be written meanwhile: they still name 1 and 2.
+        assert_eq!(ledger.covered(2), vec![message(1, 1), message(2, 2)]);
+        assert_eq!(ledger.covered(3).len(), 3);
+        ledger.proven(tag);
+        assert_eq!(ledger.covered(4), vec![message(3, 3), message(4, 4)]);
+        let next = ledger.marker_wanted().expect("a marker for 3");
+        assert!(next > tag);
+        ledger.marker_sent();
+        ledger.proven(next);
+        assert_eq!(ledger.covered(4), vec![message(4, 4)]);
+        assert_eq!(ledger.marker_wanted(), None);
+    }
+
+    /// After a restore, a message the broker sends again that the checkpoint named is
+    /// acknowledged again and dropped; one it never sends again leaves once the first marker of
+    /// the connection is answered; a new message with another identity is read.
+    #[test]
+    fn a_restored_ledger_drops_what_is_sent_again_and_forgets_the_rest_after_the_first_marker() {
+        let mut ledger = AckLedger::restored(10, &[message(9, 9), message(10, 10)]);
+        // A checkpoint written right after the restore names them still.
+        assert_eq!(ledger.covered(10), vec![message(9, 9), message(10, 10)]);
+        ledger.connected(true);
+        assert!(ledger.resending());
+        let window = ledger
+            .marker_wanted()
+            .expect("the connection's first marker");
+        ledger.marker_sent();
+        assert_eq!(
+            ledger.redelivered(&message(10, 10)),
+            Redelivered::AckAgain(10)
+        );
+        assert_eq!(
+            ledger.redelivered(&message(10, 10)),
+            Redelivered::New,
+            "once only"
+        );
+        assert_eq!(ledger.redelivered(&message(11, 11)), Redelivered::New);
+        ledger.read(11, message(11, 11));
+        ledger.ack_sent(10);
+        ledger.proven(window);
+        assert!(!ledger.resending());
+        // 9 never came again: its acknowledgement was processed. 10's new one was queued
+        // after the marker, so it waits for the next.
+        assert_eq!(ledger.covered(11), vec![message(10, 10), message(11, 11)]);
+        assert_eq!(ledger.redelivered(&message(10, 10)), Redelivered::New);
+        let tag = ledger.marker_wanted().expect("a marker for 10");
+        ledger.marker_sent();
+        ledger.proven(tag);
+        assert_eq!(ledger.covered(11), vec![message(11, 11)]);
+    }
+
+    /// A dropped connection makes the broker send again what it had not seen acknowledged:
+    /// a message whose acknowledgement was queued is acknowledged again, one still waiting for
+    /// its checkpoint is dropped (its acknowledgement still waits); a new session forgets all.
+    #[test]
+    fn a_resumed_connection_drops_what_this_run_read_and_a_new_session_forgets_it() {
+        let mut ledger = AckLedger::default();
+        ledger.connected(false);
+        ledger.read(1, message(1, 1));
+        ledger.read(2, message(2, 2));
+        ledger.ack_sent(1);
+        ledger.connected(true);
+        assert_eq!(ledger.redelivered(&message(2, 2)), Redelivered::Waiting);
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(1));
+        ledger.connected(false);
+        assert!(ledger.is_empty());
+        assert!(!ledger.resending());
+    }
+
+    /// A source that failed starts again at the rule's position: what it read after it is read
+    /// again, what it read before is acknowledged again when the broker sends it.
+    #[test]
+    fn a_restarted_source_reads_again_what_it_read_past_its_position() {
+        let mut ledger = AckLedger::default();
+        ledger.connected(false);
+        ledger.read(1, message(1, 1));
+        ledger.read(2, message(2, 2));
+        ledger.restart(1);
+        assert_eq!(ledger.covered(2), vec![message(1, 1)]);
+        ledger.connected(true);
+        assert_eq!(ledger.redelivered(&message(2, 2)), Redelivered::New);
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(1));
+    }
+
     #[test]
     fn a_checkpoint_survives_the_store_being_reopened() {
         let dir = tempfile::tempdir().unwrap();
@@ -648,6 +1003,7 @@ mod tests {
                     records: 2,
                 },
                 file: None,
+                covered: vec![MessageIdentity::new(7, "in/n", b"{\"n\":1}")],
             }],
             held: vec![HeldRow::new(1, &row)],
             actions: vec![ActionCheckpoint {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{
-    ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, FunctionsCheckpoint, HeldRow,
-    Position, Positions, SourceCheckpoint,
+    AckLedger, ActionCheckpoint, Checkpoint, CheckpointStore, FileIdentity, FunctionsCheckpoint,
+    HeldRow, Position, Positions, SourceCheckpoint,
 };
 use crate::clock::Clock;
 use crate::host::{EngineError, HostConfig, SinkHost};
@@ -1454,6 +1454,7 @@ fn restore_plan(
                 stream: stream.name.to_string(),
                 position: Default::default(),
                 file: None,
+                covered: Vec::new(),
             },
         };
         let at = if is_file && at.file.is_none() {
@@ -1468,7 +1469,10 @@ fn restore_plan(
         if at.position != Default::default() {
             tracing::info!(rule = %rule.def.id, stream = %stream.name, offset = at.position.offset, records = at.position.records, "resuming from the checkpoint");
         }
-        sources[index] = Some((Arc::new(Positions::new(Arc::clone(&wanted))), at));
+        let positions = Positions::new(Arc::clone(&wanted));
+        // What the broker may send again although this checkpoint counts it already.
+        *positions.ledger() = AckLedger::restored(at.position.records, &at.covered);
+        sources[index] = Some((Arc::new(positions), at));
     }
     Ok(RestorePlan {
         store,
@@ -1554,7 +1558,10 @@ impl Checkpointer {
                 .sources
                 .iter()
                 .flatten()
-                .map(|(_, at)| at.clone())
+                .map(|(positions, at)| SourceCheckpoint {
+                    covered: positions.ledger().covered(at.position.records),
+                    ..at.clone()
+                })
                 .collect(),
             held,
             // An action that stopped early has nothing left to number (its name is left empty).

@@ -66,6 +66,9 @@ pub struct SourceMetrics {
     pub records_out: Counter,
     /// Messages that could not be decoded (bad JSON, a value that does not fit the schema).
     pub exceptions: Exceptions,
+    /// Messages a broker sent again that were read already (before a crash, or on a dropped
+    /// connection): acknowledged and dropped, not read twice.
+    pub redelivered: Counter,
 }
 
 /// The rule's (query operator's) metrics.

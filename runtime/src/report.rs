@@ -88,6 +88,12 @@ impl RunReport {
             if let Some(last) = rule.source.exceptions.last() {
                 out.push_str(&format!("  last decode error: {last}\n"));
             }
+            let redelivered = rule.source.redelivered.get();
+            if redelivered > 0 {
+                out.push_str(&format!(
+                    "  {redelivered} messages the broker sent again were read already: acknowledged, not read twice\n"
+                ));
+            }
             let restarts = rule.rule.restarts.get();
             if restarts > 0 {
                 out.push_str(&format!(
@@ -258,6 +264,7 @@ pub fn to_json(report: &RunReport) -> Json {
                     "records_out_total": r.source.records_out.get(),
                     "exceptions_total": r.source.exceptions.total(),
                     "last_exception": r.source.exceptions.last(),
+                    "redelivered_dropped_total": r.source.redelivered.get(),
                 },
                 "query": {
                     "records_in_total": r.rule.records_in.get(),

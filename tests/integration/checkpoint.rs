@@ -696,3 +696,152 @@ fn a_stop_that_runs_out_of_time_writes_no_checkpoint_past_undelivered_rows() {
     assert!(missing.is_empty(), "rows never delivered: {missing:?}");
     assert!(first.contains("checkpoint not written"), "{first}");
 }
+
+/// Under `qos: 2` an MQTT stream into the `file` sink, killed with SIGKILL right after each of
+/// three checkpoints (while the source acknowledges what the checkpoint covers: some of those
+/// acknowledgements are lost with the process, so the broker sends the messages again), writes
+/// every message once: the restarted source drops what the checkpoint already counted.
+#[test]
+fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_checkpoints() {
+    mqtt_stream_killed_after_checkpoints("3.1.1");
+}
+
+/// The same over MQTT 5 (whose broker answers the source's markers "no subscription existed").
+#[test]
+fn under_qos_2_an_mqtt_5_stream_writes_every_message_once_across_kills_after_checkpoints() {
+    mqtt_stream_killed_after_checkpoints("5");
+}
+
+/// Runs the kills above with MQTT `protocol` and checks every message was written once.
+fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
+    use oort_tests::broker::{Broker, publish_all};
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    const TOTAL: usize = 20_000;
+    let scratch = Scratch::new();
+    scratch.write(
+        "etc/mqtt.yaml",
+        &format!(
+            "default:\n  server: \"{}\"\n  qos: 1\n  protocolVersion: \"{protocol}\"\n",
+            broker.url()
+        ),
+    );
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"in/n\");",
+    );
+    write_rule(
+        &scratch,
+        "SELECT n FROM s",
+        result_file(),
+        json!({"qos": 2, "checkpointInterval": "1s"}),
+    );
+    let mqtt = ["--mqtt-conf", "etc/mqtt.yaml"];
+    let mut publisher = None;
+    let mut kills = 0;
+    // Messages the restarted runs dropped as sent again (what the test is about: printed).
+    let mut dropped = 0;
+    let dropped_in = |log: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains("sent again messages already read"))
+            .map(|l| field(l, "messages").parse::<u64>().unwrap_or(0))
+            .sum()
+    };
+    while kills < 3 {
+        let mut child = spawn(&scratch, &mqtt);
+        let log = collect_stderr(&mut child);
+        let started = std::time::Instant::now();
+        while !log.lock().unwrap().contains("subscribed to") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "after {kills} kills, no subscription:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let port = broker.port;
+        publisher.get_or_insert_with(|| {
+            std::thread::spawn(move || {
+                publish_all(
+                    port,
+                    "in/n",
+                    (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+                );
+            })
+        });
+        // The first checkpoint covering rows, polled tightly: the kill lands while the
+        // acknowledgements it allows are on their way.
+        let started = std::time::Instant::now();
+        let covered = loop {
+            if let Some(line) = log
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains("checkpoint written") && !l.contains("positions=s@0:"))
+            {
+                break Some(line.to_string());
+            }
+            if lines_in(&scratch.path().join("out/result.jsonl")) >= TOTAL {
+                break None;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no checkpoint:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        child.kill().expect("kill -9");
+        child.wait().expect("waiting for oort");
+        dropped += dropped_in(&log.lock().unwrap());
+        if covered.is_none() {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(
+        kills >= 2,
+        "only {kills} kills landed before every row was written"
+    );
+    if let Some(publisher) = publisher {
+        publisher.join().expect("the publisher");
+    }
+
+    let mut child = spawn(&scratch, &mqtt);
+    let log = collect_stderr(&mut child);
+    let output = scratch.path().join("out/result.jsonl");
+    let started = std::time::Instant::now();
+    let mut size = 0;
+    let mut grew = std::time::Instant::now();
+    // Until every row is there, and no more comes for a second (a duplicate would).
+    while lines_in(&output) < TOTAL || grew.elapsed() < Duration::from_secs(1) {
+        let now = lines_in(&output);
+        if now != size {
+            size = now;
+            grew = std::time::Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{size} of {TOTAL} rows written:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("waiting for oort");
+    dropped += dropped_in(&log.lock().unwrap());
+    eprintln!("{kills} kills; the restarted runs dropped {dropped} messages sent again");
+    let (seen, bad) = counted(&scratch, TOTAL);
+    let lost: Vec<usize> = (0..TOTAL).filter(|&n| seen[n] == 0).collect();
+    let twice: Vec<usize> = (0..TOTAL).filter(|&n| seen[n] > 1).collect();
+    assert!(
+        lost.is_empty() && twice.is_empty() && bad.is_empty(),
+        "{kills} kills: {} lost (first {:?}), {} written twice (first {:?}), bad lines {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)],
+        twice.len(),
+        &twice[..twice.len().min(5)],
+        &bad[..bad.len().min(3)]
+    );
+}

@@ -51,6 +51,10 @@ pub enum Ev {
     },
     /// A publish was written, with this packet id (0 for QoS 0).
     Sent(u16),
+    /// An unsubscription was written, with this packet id.
+    UnsubscribeSent(u16),
+    /// The broker answered the unsubscription with this packet id.
+    Unsubscribed(u16),
     /// The broker acknowledged the publish with this packet id (PUBACK, or PUBCOMP for QoS 2).
     Acked(u16),
     /// The broker or the client ended the session.
@@ -122,6 +126,15 @@ impl Client {
         }
     }
 
+    /// Queues an unsubscription without waiting; false when the request queue is full. Requests
+    /// leave in the order they were queued (acknowledgements included).
+    pub fn try_unsubscribe(&self, filter: &str) -> bool {
+        match self {
+            Self::V4(c) => c.try_unsubscribe(filter).is_ok(),
+            Self::V5(c) => c.try_unsubscribe(filter).is_ok(),
+        }
+    }
+
     /// Queues the acknowledgement of a received message (PUBACK, or PUBREC for QoS 2) without
     /// waiting; false when the request queue is full.
     pub fn try_ack(&self, ack: &Ack) -> bool {
@@ -171,6 +184,8 @@ impl Events {
                     rumqttc::Event::Incoming(Packet::Disconnect)
                     | rumqttc::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,
                     rumqttc::Event::Outgoing(Outgoing::Publish(id)) => Ev::Sent(id),
+                    rumqttc::Event::Outgoing(Outgoing::Unsubscribe(id)) => Ev::UnsubscribeSent(id),
+                    rumqttc::Event::Incoming(Packet::UnsubAck(ack)) => Ev::Unsubscribed(ack.pkid),
                     _ => Ev::Other,
                 })
             }
@@ -201,6 +216,12 @@ impl Events {
                     rumqttc::v5::Event::Incoming(Packet5::Disconnect(_))
                     | rumqttc::v5::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,
                     rumqttc::v5::Event::Outgoing(Outgoing::Publish(id)) => Ev::Sent(id),
+                    rumqttc::v5::Event::Outgoing(Outgoing::Unsubscribe(id)) => {
+                        Ev::UnsubscribeSent(id)
+                    }
+                    rumqttc::v5::Event::Incoming(Packet5::UnsubAck(ack)) => {
+                        Ev::Unsubscribed(ack.pkid)
+                    }
                     _ => Ev::Other,
                 })
             }

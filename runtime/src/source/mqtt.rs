@@ -11,6 +11,16 @@
 //! source asks for a checkpoint before the interval is over when [`UNACKED_LIMIT`] messages
 //! wait, or when nothing has come for [`IDLE`] while some wait (the broker may be holding the
 //! rest back): acknowledgements never wait for a long `checkpointInterval`.
+//!
+//! A crash (or a dropped connection) can come between a durable checkpoint and the broker's
+//! processing of the acknowledgements it allows; the broker then sends those messages again,
+//! although the checkpoint (or this run) already read them. The source keeps them in the
+//! checkpoint's [`AckLedger`] until the broker answers a marker sent after their
+//! acknowledgements (an unsubscription from [`marker_filter`], never subscribed to): rumqttc
+//! sends its requests in the order they were queued and a broker processes one connection's
+//! packets in order, so the answer proves the acknowledgements before it were processed. A
+//! message the broker sends again that the ledger holds is dropped (and acknowledged), not read
+//! twice, and counted (`redelivered_dropped` in the summary).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
-use crate::checkpoint::Position;
+use crate::checkpoint::{AckLedger, MessageIdentity, Position, Positions, Redelivered};
 use crate::mqtt::{self, Ack, Client, Ev, MqttConf};
 
 /// Unacknowledged messages at which the source asks for a checkpoint (again at each multiple).
@@ -85,14 +95,74 @@ struct Unacked {
 }
 
 impl Unacked {
-    /// Acknowledges what the durable checkpoint covers, as far as the request queue takes.
-    fn ack(&mut self, client: &Client) {
+    /// Acknowledges what the durable checkpoint covers, as far as the request queue takes,
+    /// noting each in the ledger.
+    fn ack(&mut self, client: &Client, positions: Option<&Positions>) {
+        let mut ledger = positions.map(Positions::ledger);
         while let Some((at, ack)) = self.waiting.front() {
             if *at > self.durable || !client.try_ack(ack) {
                 // Not covered yet, or the queue is full: the next event polled drains it.
                 break;
             }
+            if let Some(ledger) = ledger.as_mut() {
+                ledger.ack_sent(*at);
+            }
             self.waiting.pop_front();
+        }
+    }
+
+    /// Waits to acknowledge the message at position `at` (which may be before others).
+    fn insert(&mut self, at: u64, ack: Ack) {
+        let index = self.waiting.partition_point(|(a, _)| *a <= at);
+        self.waiting.insert(index, (at, ack));
+    }
+}
+
+/// The filter a source's markers unsubscribe from: never subscribed to, unique to the session.
+pub(crate) fn marker_filter(client_id: &str) -> String {
+    format!("{client_id}/oort-ack-marker")
+}
+
+/// The markers queued, oldest first: the ledger's tag (`None` for one queued on a connection
+/// that ended: it proves nothing), and its packet id once written.
+struct Markers {
+    filter: String,
+    queued: VecDeque<(Option<u64>, Option<u16>)>,
+}
+
+impl Markers {
+    /// Queues a marker if acknowledgements wait for one and none is on its way.
+    fn send(&mut self, client: &Client, ledger: &mut AckLedger) {
+        if self.queued.iter().any(|(tag, _)| tag.is_some()) {
+            return;
+        }
+        if let Some(tag) = ledger.marker_wanted()
+            && client.try_unsubscribe(&self.filter)
+        {
+            ledger.marker_sent();
+            self.queued.push_back((Some(tag), None));
+        }
+    }
+
+    /// An unsubscription was written (in the order they were queued).
+    fn written(&mut self, id: u16) {
+        if let Some(marker) = self.queued.iter_mut().find(|(_, at)| at.is_none()) {
+            marker.1 = Some(id);
+        }
+    }
+
+    /// The broker answered unsubscription `id`: the tag it proves, if any.
+    fn answered(&mut self, id: u16) -> Option<u64> {
+        let index = self.queued.iter().position(|(_, at)| *at == Some(id))?;
+        self.queued.drain(..=index).filter_map(|(tag, _)| tag).max()
+    }
+
+    /// The connection ended: what was written will not be answered; what was not is sent on
+    /// the next connection if the session is kept, and proves nothing there.
+    fn disconnected(&mut self) {
+        self.queued.retain(|(_, at)| at.is_none());
+        for marker in &mut self.queued {
+            marker.0 = None;
         }
     }
 }
@@ -133,6 +203,17 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
         waiting: VecDeque::new(),
         durable: read,
     };
+    // The ledger of acknowledgements not proven processed (with a persistent session only).
+    let ledger = persistent.then_some(ctx.positions.as_deref()).flatten();
+    if let Some(positions) = ledger {
+        positions.ledger().restart(read);
+    }
+    let mut markers = Markers {
+        filter: marker_filter(&mqtt::session_client_id(&ctx.rule, &def.name)),
+        queued: VecDeque::new(),
+    };
+    let mut connected = false;
+    let mut dropped_here = 0u64;
     let want_checkpoint = || {
         if let Some(positions) = &ctx.positions {
             positions.want_checkpoint();
@@ -164,7 +245,12 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 at = durable_changed(&mut durable) => {
                     if let Some(at) = at {
                         unacked.durable = unacked.durable.max(at.records);
-                        unacked.ack(&client);
+                        if connected {
+                            unacked.ack(&client, ledger);
+                            if let Some(positions) = ledger {
+                                markers.send(&client, &mut positions.ledger());
+                            }
+                        }
                     }
                     continue;
                 }
@@ -179,13 +265,35 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
             Ok(Ev::ConnAck { resumed }) => {
                 failures = 0;
                 tracing::info!(stream = %def.name, %server, protocol = client.protocol(), resumed, "connected to the MQTT broker");
-                // What the last connection left unacknowledged, the broker sends again (a kept
-                // session) or has forgotten (a new one): either way it is not acknowledged here.
-                unacked.waiting.clear();
+                connected = true;
+                // What the last connection left unacknowledged, a new session has forgotten; a
+                // kept one sends it again with the same packet ids, acknowledged as before.
+                if !resumed {
+                    unacked.waiting.clear();
+                    markers.queued.clear();
+                }
                 // A new session has no subscription: subscribe on every connection.
                 client
                     .try_subscribe(&filter, qos)
                     .map_err(|e| format!("subscribing to {filter}: {e}"))?;
+                if let Some(positions) = ledger {
+                    let mut ledger = positions.ledger();
+                    ledger.connected(resumed);
+                    // Its answer comes after all the broker sends again.
+                    markers.send(&client, &mut ledger);
+                }
+            }
+            Ok(Ev::UnsubscribeSent(id)) => markers.written(id),
+            Ok(Ev::Unsubscribed(id)) => {
+                if let (Some(tag), Some(positions)) = (markers.answered(id), ledger) {
+                    let mut ledger = positions.ledger();
+                    let resending = ledger.resending();
+                    ledger.proven(tag);
+                    if resending && !ledger.resending() && dropped_here > 0 {
+                        tracing::info!(stream = %def.name, messages = dropped_here, "the broker sent again messages already read: acknowledged, not read twice");
+                        dropped_here = 0;
+                    }
+                }
             }
             Ok(Ev::SubAck { refused }) => {
                 if refused {
@@ -200,6 +308,27 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 qos,
                 id,
             }) => {
+                let identity = ack
+                    .as_ref()
+                    .filter(|_| ledger.is_some())
+                    .map(|_| MessageIdentity::new(id, &topic, &payload));
+                if let (Some(identity), Some(positions)) = (&identity, ledger) {
+                    let mut ledger = positions.ledger();
+                    let again = ledger.redelivered(identity);
+                    if again != Redelivered::New {
+                        drop(ledger);
+                        if let (Redelivered::AckAgain(at), Some(ack)) = (again, ack) {
+                            unacked.insert(at, ack);
+                        }
+                        ctx.metrics.redelivered.add(1);
+                        dropped_here += 1;
+                        if connected {
+                            unacked.ack(&client, Some(positions));
+                        }
+                        continue;
+                    }
+                    ledger.read(read + 1, *identity);
+                }
                 read += 1;
                 out.at(Position {
                     offset: 0,
@@ -219,11 +348,16 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 if out.rows() == rows
                     && unacked.waiting.back().is_some_and(|(at, _)| *at == read)
                     && let Some((_, ack)) = unacked.waiting.pop_back()
-                    && !client.try_ack(&ack)
                 {
                     // No row (counted as a decode error; it would fail again): nothing for a
                     // checkpoint to cover, so it is acknowledged now, or with the next ones.
-                    unacked.waiting.push_back((read, ack));
+                    if client.try_ack(&ack) {
+                        if let Some(positions) = ledger {
+                            positions.ledger().ack_sent(read);
+                        }
+                    } else {
+                        unacked.waiting.push_back((read, ack));
+                    }
                 }
             }
             Ok(_) => {}
@@ -231,6 +365,8 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 if tx.is_closed() {
                     break;
                 }
+                connected = false;
+                markers.disconnected();
                 failures += 1;
                 let wait = mqtt::backoff(failures);
                 if failures == 1 || failures.is_power_of_two() {
@@ -242,7 +378,12 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 }
             }
         }
-        unacked.ack(&client);
+        if connected {
+            unacked.ack(&client, ledger);
+            if let Some(positions) = ledger {
+                markers.send(&client, &mut positions.ledger());
+            }
+        }
     }
     out.flush().await;
     let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;

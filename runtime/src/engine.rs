@@ -320,8 +320,9 @@ async fn prepare_rule(
         }
         if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
-                "table `{}`: only file tables are available in this version",
-                stream.name
+                "table `{}`: a table cannot read from this source type ({:?}); use a file, \
+                 memory or MQTT table",
+                stream.name, stream.options.source_type
             )));
         }
         if def.options.is_event_time
@@ -707,15 +708,37 @@ pub async fn run_within(
             meta: reads_meta,
             interest: None,
         };
-        // Tables are read whole before the streams start.
+        // File tables are read whole before the streams start; the others are fed while the
+        // rule runs (started here, before the streams, so they miss nothing published from now).
+        let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
         let mut tables = HashMap::new();
+        let mut live_tables = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
-            if src.table {
-                let rows = Box::pin(load_table(context(&streams[index], &source_metrics))).await;
+            if !src.table {
+                continue;
+            }
+            let stream = &streams[index];
+            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
+                let rows = Box::pin(load_table(context(stream, &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
+            } else {
+                let (row_tx, row_rx) = mpsc::channel(TABLE_CHUNKS);
+                let ctx = context(stream, &source_metrics);
+                let first = source::read(ctx.clone(), row_tx);
+                live_tables.push(LiveTable {
+                    feed: Feed {
+                        index,
+                        ctx,
+                        capacity: TABLE_CHUNKS,
+                        first: Some((first, row_rx)),
+                    },
+                    retain: stream
+                        .options
+                        .retain_size
+                        .map_or(LIVE_TABLE_RETAIN, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+                });
             }
         }
-        let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
         // A stream's messages are decoded only as far as the statement reads them.
         let reads = query.fields_read();
         let mut feeds = Vec::new();
@@ -798,6 +821,7 @@ pub async fn run_within(
             QueryTask {
                 rule: def.id.clone(),
                 send_error: def.options.send_error,
+                tables: live_tables,
                 checkpointer,
                 restart: def.options.restart.clone(),
                 stop: stop_rx.clone(),
@@ -1023,6 +1047,21 @@ async fn load_table(ctx: SourceContext) -> Vec<Row> {
     rows
 }
 
+/// Chunks in flight between a table fed while the rule runs and the rule: the table's reader
+/// waits when they are all taken (it never makes the rule's streams wait).
+const TABLE_CHUNKS: usize = 4;
+
+/// The rows a table fed while the rule runs keeps without `RETAIN_SIZE`: the latest one, as in
+/// eKuiper.
+const LIVE_TABLE_RETAIN: usize = 1;
+
+/// A table fed while the rule runs (a memory or MQTT topic): its reading, and how many of its
+/// latest rows it keeps (`RETAIN_SIZE`).
+struct LiveTable {
+    feed: Feed,
+    retain: usize,
+}
+
 /// What the rule task receives: rows from one of its sources, the end of one, or its failure
 /// (answered with how it starts again, or `None` when the rule stops).
 enum Input {
@@ -1150,6 +1189,8 @@ struct QueryTask {
     rule: String,
     /// `sendError`.
     send_error: bool,
+    /// Its tables fed while it runs.
+    tables: Vec<LiveTable>,
     /// With qos 1 or 2.
     checkpointer: Option<Checkpointer>,
     /// How a failed source is started again.
@@ -1179,6 +1220,7 @@ async fn run_query(
     let QueryTask {
         rule,
         send_error,
+        tables,
         mut checkpointer,
         restart,
         stop,
@@ -1192,6 +1234,21 @@ async fn run_query(
         feeders.spawn(feed(one, merged_tx.clone(), stop.clone(), halt_rx.clone()));
     }
     drop(merged_tx);
+    // Tables have a channel of their own: the rule ends with its streams, whatever its tables
+    // do, and the loop below takes from both as they come (neither waits for the other).
+    let (table_tx, mut table_input) = mpsc::channel::<Input>(tables.len().max(1) * 2);
+    let mut retain = HashMap::new();
+    let mut table_feeders = tokio::task::JoinSet::new();
+    for table in tables {
+        retain.insert(table.feed.index, table.retain);
+        table_feeders.spawn(feed(
+            table.feed,
+            table_tx.clone(),
+            stop.clone(),
+            halt_rx.clone(),
+        ));
+    }
+    drop(table_tx);
     let mut fanout = Fanout {
         actions,
         open: Vec::new(),
@@ -1227,6 +1284,16 @@ async fn run_query(
         };
         let input = tokio::select! {
             input = merged.recv() => input,
+            Some(input) = table_input.recv() => match input {
+                Input::Rows(index, chunk) => {
+                    let keep = retain.get(&index).copied().unwrap_or(LIVE_TABLE_RETAIN);
+                    runner.table_rows(index, chunk.rows, keep);
+                    continue;
+                }
+                // The table keeps what it holds.
+                Input::End(_) => continue,
+                failed @ Input::Failed { .. } => Some(failed),
+            },
             () = tick => {
                 if let Some(checkpointer) = checkpointer.as_mut() {
                     checkpointer.take(&mut runner, &mut fanout).await;
@@ -1320,6 +1387,10 @@ async fn run_query(
     }
     let _ = inputs_done.send(());
     while feeders.join_next().await.is_some() {}
+    // The streams are done: the tables stop reading.
+    let _ = halt_tx.send(true);
+    drop(table_input);
+    while table_feeders.join_next().await.is_some() {}
     let ctx = EvalCtx {
         now_ms: clock.now_ms(),
         meta: &Value::Null,

@@ -4,7 +4,8 @@
 //! [`WindowOperator`]; each window that fires goes through eKuiper's operator order: join,
 //! `WHERE`, `GROUP BY` and aggregates, `HAVING`, `ORDER BY`, `LIMIT`, projection, and becomes one
 //! message holding the window's result rows. A stream joined with a table (no window) pairs each
-//! row with the table's rows.
+//! row with the table's rows as they are when the row comes; a table fed while the rule runs
+//! takes its rows through [`QueryRunner::table_rows`], keeping the latest ones.
 //!
 //! A tumbling window over one stream whose aggregates can be computed a row at a time (`count`,
 //! `sum`, `avg`, `min`, `max`) is aggregated as rows arrive ([`Panes`]): memory holds one state per
@@ -1080,6 +1081,28 @@ impl QueryRunner {
         }
         self.emit(ctx, out, &mut outcome);
         outcome
+    }
+
+    /// Rows that arrived for table source `source` while the rule runs: appended to its
+    /// content, of which only the latest `retain` rows are kept. Each stream row (or window)
+    /// is joined with the content as it is when the row comes; nothing is emitted here.
+    pub fn table_rows(&mut self, source: usize, rows: Vec<Row>, retain: usize) {
+        let table = self.tables.entry(source).or_default();
+        if rows.len() >= retain {
+            table.clear();
+            let skip = rows.len() - retain;
+            table.extend(rows.into_iter().skip(skip).map(Arc::new));
+            return;
+        }
+        table.extend(rows.into_iter().map(Arc::new));
+        if table.len() > retain {
+            table.drain(..table.len() - retain);
+        }
+    }
+
+    /// The rows table source `source` holds now (none for a stream).
+    pub fn table_len(&self, source: usize) -> usize {
+        self.tables.get(&source).map_or(0, Vec::len)
     }
 
     /// Source `source` has ended.
@@ -2526,5 +2549,58 @@ mod tests {
         );
         let runner = QueryRunner::checkpointable(tumbling(), false, 0, HashMap::new());
         assert_eq!(runner.held_rows().map(|r| r.len()), Some(0));
+    }
+
+    #[test]
+    fn a_table_fed_while_running_keeps_its_latest_rows_and_joins_each_row_with_them() {
+        let streams = Streams::of(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
+             CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", RETAIN_SIZE=\"2\");",
+        );
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.k", &streams)
+                .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: i64, v: Option<&str>| {
+            let mut pairs = vec![(Arc::from("k"), Value::Int(k))];
+            if let Some(v) = v {
+                pairs.push((Arc::from("v"), Value::string(v)));
+            }
+            Row::from_pairs(pairs, 0)
+        };
+        let joined = |runner: &mut QueryRunner, k: i64| {
+            let mut out = Vec::new();
+            assert!(runner.push(0, vec![row(k, None)], &ctx, &mut out).errors.is_empty());
+            out.iter()
+                .map(|m| match m {
+                    Message::Rows(rows) => rows
+                        .iter()
+                        .map(|r| format!("{:?}", r.iter().collect::<Vec<_>>()))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Nothing in the table yet: the inner join has nothing to say.
+        assert!(joined(&mut runner, 1).is_empty());
+        runner.table_rows(1, vec![row(1, Some("a"))], 2);
+        assert_eq!(joined(&mut runner, 1).len(), 1);
+        // Two more rows: the first is evicted (RETAIN_SIZE 2), in one chunk or row by row.
+        runner.table_rows(1, vec![row(2, Some("b")), row(3, Some("c"))], 2);
+        assert_eq!(runner.table_len(1), 2);
+        assert!(joined(&mut runner, 1).is_empty());
+        assert!(joined(&mut runner, 2)[0].contains("\"b\""));
+        runner.table_rows(1, vec![row(4, Some("d"))], 2);
+        assert!(joined(&mut runner, 2).is_empty());
+        assert_eq!(joined(&mut runner, 3).len(), 1);
+        runner.table_rows(1, (5..10).map(|k| row(k, Some("x"))).collect(), 2);
+        assert_eq!(runner.table_len(1), 2);
+        assert!(joined(&mut runner, 7).is_empty());
+        assert_eq!(joined(&mut runner, 9).len(), 1);
     }
 }

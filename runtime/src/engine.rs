@@ -735,7 +735,10 @@ pub async fn run_within(
                     retain: stream
                         .options
                         .retain_size
-                        .map_or(LIVE_TABLE_RETAIN, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+                        .filter(|n| *n > 0)
+                        .map_or(LIVE_TABLE_RETAIN, |n| {
+                            usize::try_from(n).unwrap_or(usize::MAX)
+                        }),
                 });
             }
         }
@@ -1030,7 +1033,13 @@ fn push_chunk(
 /// Reads a table's rows whole (its source runs to the end of its file).
 async fn load_table(ctx: SourceContext) -> Vec<Row> {
     let (tx, mut rx) = mpsc::channel(16);
-    let retain = ctx.def.options.retain_size.map(|n| n as usize);
+    // 0 is eKuiper's "not set".
+    let retain = ctx
+        .def
+        .options
+        .retain_size
+        .filter(|n| *n > 0)
+        .map(|n| n as usize);
     let reader = tokio::spawn(source::start(ctx, tx));
     let mut rows = Vec::new();
     while let Some(chunk) = rx.recv().await {

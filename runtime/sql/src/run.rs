@@ -2574,7 +2574,12 @@ mod tests {
         };
         let joined = |runner: &mut QueryRunner, k: i64| {
             let mut out = Vec::new();
-            assert!(runner.push(0, vec![row(k, None)], &ctx, &mut out).errors.is_empty());
+            assert!(
+                runner
+                    .push(0, vec![row(k, None)], &ctx, &mut out)
+                    .errors
+                    .is_empty()
+            );
             out.iter()
                 .map(|m| match m {
                     Message::Rows(rows) => rows

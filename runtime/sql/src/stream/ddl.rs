@@ -389,7 +389,15 @@ impl DdlParser<'_> {
                 "RETAIN_SIZE" => {
                     options.retain_size = Some(value.parse().map_err(|_| bad("expected a count"))?)
                 }
-                "SCHEMAID" | "KIND" => {
+                // eKuiper's scan table is what a table is here.
+                "KIND" if value.eq_ignore_ascii_case("scan") => {}
+                "KIND" if value.eq_ignore_ascii_case("lookup") => {
+                    return Err(bad(
+                        "lookup tables are not supported by this version (a scan table is)",
+                    ));
+                }
+                "KIND" => return Err(bad("expected scan or lookup")),
+                "SCHEMAID" => {
                     return Err(bad("not supported by this version"));
                 }
                 _ => {
@@ -398,7 +406,7 @@ impl DdlParser<'_> {
                         format!(
                             "unknown option {key} (expected DATASOURCE, TYPE, FORMAT, DELIMITER, \
                              FILETYPE, TIMESTAMP, TIMESTAMP_FORMAT, KEY, CONF_KEY, SHARED, \
-                             STRICT_VALIDATION or RETAIN_SIZE)"
+                             STRICT_VALIDATION, RETAIN_SIZE or KIND)"
                         ),
                     ));
                 }
@@ -462,6 +470,26 @@ mod tests {
                 .contains("unsupported format (expected json, delimited or binary)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_table_is_a_scan_table_and_a_lookup_table_is_refused() {
+        let defs = parse(
+            "CREATE TABLE t () WITH (DATASOURCE=\"t\", TYPE=\"mqtt\", KIND=\"scan\", \
+             RETAIN_SIZE=\"3\")",
+        )
+        .unwrap();
+        assert_eq!(defs[0].options.retain_size, Some(3));
+        let err =
+            parse("CREATE TABLE t () WITH (DATASOURCE=\"0\", TYPE=\"memory\", KIND=\"lookup\")")
+                .unwrap_err();
+        assert!(
+            err.message
+                .contains("KIND=\"lookup\": lookup tables are not"),
+            "{err}"
+        );
+        let err = parse("CREATE TABLE t () WITH (DATASOURCE=\"t\", KIND=\"batch\")").unwrap_err();
+        assert!(err.message.contains("expected scan or lookup"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
 use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
+use crate::source::memory::MemoryLookup;
 use crate::source::{self, MemoryBus, Resources, SharedSources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
 use crate::stream::{DdlError, StreamDef, parse_streams};
@@ -317,6 +318,19 @@ async fn prepare_rule(
                     source,
                 }
             })?;
+        }
+        if src.lookup && stream.options.source_type != crate::stream::SourceType::Memory {
+            return Err(sql_error(format!(
+                "lookup table `{}`: this version looks rows up in memory topics only \
+                 (TYPE=\"memory\", fed by memory actions with `table: true`)",
+                stream.name
+            )));
+        }
+        if src.lookup && stream.options.key.is_none() {
+            return Err(sql_error(format!(
+                "lookup table `{}`: KEY is required (the field its rows are looked up by)",
+                stream.name
+            )));
         }
         if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
@@ -713,11 +727,20 @@ pub async fn run_within(
         let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
         let mut tables = HashMap::new();
         let mut live_tables = Vec::new();
+        let mut lookups = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 continue;
             }
             let stream = &streams[index];
+            if src.lookup {
+                let lookup: Arc<dyn sql::Lookup> = Arc::new(MemoryLookup {
+                    bus: Arc::clone(&bus),
+                    topic: stream.options.datasource.clone(),
+                });
+                lookups.push((index, lookup));
+                continue;
+            }
             if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
                 let rows = Box::pin(load_table(context(stream, &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
@@ -806,6 +829,9 @@ pub async fn run_within(
                 runner
             }
         };
+        let runner = lookups.into_iter().fold(runner, |runner, (index, lookup)| {
+            runner.with_lookup(index, lookup)
+        });
         let checkpointer = checkpointer.map(|(plan, acks)| Checkpointer {
             store: plan.store,
             rule: def.id.clone(),

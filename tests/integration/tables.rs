@@ -1,6 +1,6 @@
 //! Tables fed while the rule runs, against a real mosquitto on loopback: an MQTT table whose
 //! `RETAIN_SIZE` evicts its oldest rows, and a memory table fed by another rule's memory
-//! action. Each stream row is joined with the table as it is when the row comes, so the tests
+//! action; and a lookup table over the keyed rows memory actions keep. Each stream row is joined with the table as it is when the row comes, so the tests
 //! first probe until a table row is visible, then check what the next stream rows meet.
 
 use std::collections::BTreeMap;
@@ -102,9 +102,9 @@ impl Results {
         assert!(self.rows.contains_key(&id), "no result for id {id}");
     }
 
-    /// Publishes stream rows `{"id": n, "k": k}` (n from `*next`) until one gives a result: the
-    /// table then holds whatever was published to it before the row it matched.
-    fn probe(&mut self, broker: &Broker, k: i64, next: &mut i64) {
+    /// Publishes stream rows `{"id": n, "k": k}` (n from `*next`) until one meets `v` (the last
+    /// table row published): the table then holds whatever was published to it before.
+    fn probe(&mut self, broker: &Broker, k: i64, v: &str, next: &mut i64) {
         let started = Instant::now();
         loop {
             assert!(
@@ -114,10 +114,11 @@ impl Results {
             let id = *next;
             *next += 1;
             publish_all(broker.port, "in/s", [row(id, k)]);
-            let got = self
-                .out
-                .collect_until(Duration::from_millis(200), |got| !got.is_empty());
-            if !got.is_empty() {
+            let met = |got: &[(String, Vec<u8>)]| {
+                got.iter()
+                    .any(|(_, payload)| rows_of(payload).iter().any(|row| row["v"] == v))
+            };
+            if met(&self.out.collect_until(Duration::from_millis(200), met)) {
                 return;
             }
         }
@@ -178,7 +179,7 @@ fn an_mqtt_table_takes_rows_while_the_rule_runs_and_keeps_the_latest_retain_size
         "in/t",
         [table_row(1, "a"), table_row(2, "b"), table_row(3, "c")],
     );
-    results.probe(&broker, 3, &mut probes);
+    results.probe(&broker, 3, "c", &mut probes);
     publish_all(broker.port, "in/s", [row(1, 1), row(2, 2), row(3, 3)]);
     results.until(3);
     // Stream rows are taken in order: had id 1 met a row, its result would have come first.
@@ -189,7 +190,7 @@ fn an_mqtt_table_takes_rows_while_the_rule_runs_and_keeps_the_latest_retain_size
 
     // Rows keep coming while the rule runs: k 2 again, then k 4; k 3 is evicted.
     publish_all(broker.port, "in/t", [table_row(2, "b2"), table_row(4, "d")]);
-    results.probe(&broker, 4, &mut probes);
+    results.probe(&broker, 4, "d", &mut probes);
     publish_all(broker.port, "in/s", [row(11, 2), row(12, 3), row(13, 4)]);
     results.until(13);
     assert_eq!(
@@ -231,17 +232,80 @@ fn a_memory_table_fed_by_another_rule_keeps_its_latest_row() {
     let mut probes = 1000;
 
     publish_all(broker.port, "in/t", [table_row(1, "a")]);
-    results.probe(&broker, 1, &mut probes);
+    results.probe(&broker, 1, "a", &mut probes);
     publish_all(broker.port, "in/s", [row(1, 1)]);
     results.until(1);
     assert_eq!(results.between(0..10), vec![(1, "a".into())]);
 
     // A new row replaces it: k 1 no longer matches, k 2 meets "b" alone.
     publish_all(broker.port, "in/t", [table_row(2, "b")]);
-    results.probe(&broker, 2, &mut probes);
+    results.probe(&broker, 2, "b", &mut probes);
     publish_all(broker.port, "in/s", [row(11, 1), row(12, 2)]);
     results.until(12);
     assert_eq!(results.between(10..20), vec![(12, "b".into())]);
+
+    let summary = running.stop();
+    for rule in summary["rules"].as_array().expect("the rules") {
+        assert_eq!(rule["actions"][0]["failed_total"], 0, "{summary}");
+    }
+}
+
+#[test]
+fn a_memory_lookup_table_is_looked_up_by_key_with_inserts_updates_and_deletes() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo (id BIGINT, k BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"in/s\");\n\
+         CREATE STREAM updates () WITH (TYPE=\"mqtt\", DATASOURCE=\"in/t\");\n\
+         CREATE TABLE devices () WITH (TYPE=\"memory\", DATASOURCE=\"tables/devices\", \
+         KEY=\"k\", KIND=\"lookup\");",
+    );
+    // One rule keeps the rows by `k` (`op` says insert, update or delete); the other looks
+    // each of its rows up there.
+    scratch.write(
+        "rules.json",
+        &format!(
+            r#"[{{"id":"feed","sql":"SELECT * FROM updates",
+                 "actions":[{{"memory":{{"topic":"tables/devices","table":true,"key":"k","rowkindField":"op"}}}}]}},
+                {{"id":"join","sql":"SELECT demo.id, devices.v FROM demo INNER JOIN devices ON demo.k = devices.k",
+                 "actions":[{{"mqtt":{{"server":"{}","topic":"out/join","qos":1}}}}]}}]"#,
+            broker.url()
+        ),
+    );
+    let mut results = Results::new(&broker, "verify-lookup-table");
+    let running = spawn(&scratch, &broker, "rules.json", 2);
+    let mut probes = 1000;
+
+    // Every key is kept (not only the latest row, as a scan table without RETAIN_SIZE does).
+    publish_all(broker.port, "in/t", [table_row(1, "a"), table_row(2, "b")]);
+    results.probe(&broker, 2, "b", &mut probes);
+    publish_all(
+        broker.port,
+        "in/s",
+        [row(1, 1), row(2, 2), row(3, 3), row(4, 2)],
+    );
+    results.until(4);
+    assert_eq!(
+        results.between(0..10),
+        vec![(1, "a".into()), (2, "b".into()), (4, "b".into())]
+    );
+
+    // A delete and an update.
+    publish_all(
+        broker.port,
+        "in/t",
+        [
+            br#"{"k":1,"op":"delete"}"#.to_vec(),
+            br#"{"k":2,"v":"b2","op":"update"}"#.to_vec(),
+        ],
+    );
+    results.probe(&broker, 2, "b2", &mut probes);
+    publish_all(broker.port, "in/s", [row(11, 1), row(12, 2)]);
+    results.until(12);
+    assert_eq!(results.between(10..20), vec![(12, "b2".into())]);
 
     let summary = running.stop();
     for rule in summary["rules"].as_array().expect("the rules") {

@@ -156,6 +156,13 @@ enum GroupKey {
     Many(Vec<Key>),
 }
 
+/// A lookup table (`KIND="lookup"`): the rows it holds under a key, asked for each row joined
+/// with it rather than scanned.
+pub trait Lookup: Send + Sync {
+    /// The rows whose key is `key`; an error (the store is out of reach) fails the row.
+    fn get(&self, key: &Value) -> Result<Vec<Row>, String>;
+}
+
 /// An equi-join `ON left = right` that can be answered with a hash table of the right rows.
 #[derive(Debug, Clone)]
 struct HashJoin {
@@ -599,6 +606,8 @@ pub struct QueryRunner {
     window: Option<WindowOperator>,
     /// Snapshot rows of table sources, by source index.
     tables: HashMap<usize, Vec<Arc<Row>>>,
+    /// Lookup tables, by source index.
+    lookups: HashMap<usize, Arc<dyn Lookup>>,
     /// Per join: how to answer it with a hash table, when its condition allows.
     hash_joins: Vec<Option<HashJoin>>,
     /// Set when the window is aggregated on arrival.
@@ -818,6 +827,7 @@ impl QueryRunner {
             query,
             window,
             tables,
+            lookups: HashMap::new(),
             hash_joins,
             panes,
             fired: Vec::new(),
@@ -1083,6 +1093,12 @@ impl QueryRunner {
         outcome
     }
 
+    /// Makes table source `source` a lookup table, asked for the key of each row joined with it.
+    pub fn with_lookup(mut self, source: usize, lookup: Arc<dyn Lookup>) -> Self {
+        self.lookups.insert(source, lookup);
+        self
+    }
+
     /// Rows that arrived for table source `source` while the rule runs: appended to its
     /// content, of which only the latest `retain` rows are kept. Each stream row (or window)
     /// is joined with the content as it is when the row comes; nothing is emitted here.
@@ -1295,14 +1311,29 @@ impl QueryRunner {
         let empty = Vec::new();
         let width = self.query.sources.len();
         for (join, hash) in self.query.joins.iter().zip(&self.hash_joins) {
-            let right: &[Arc<Row>] = match self.tables.get(&join.source) {
-                Some(table) => table,
-                None => windowed.get(&join.source).unwrap_or(&empty),
-            };
-            let window = tuples.first().and_then(|t| t.window);
             // For each left tuple, the indices of the right rows it pairs with.
             let mut pairs: Vec<Vec<usize>> = Vec::with_capacity(tuples.len());
+            let looked_up;
+            let right: &[Arc<Row>] = match (self.lookups.get(&join.source), hash) {
+                (Some(lookup), Some(h)) => {
+                    looked_up = lookup_rows(lookup.as_ref(), h, &tuples, ctx, &mut pairs)?;
+                    &looked_up
+                }
+                (Some(_), None) => {
+                    return Err(EvalError::new(
+                        "a lookup table is joined on an equality with its key \
+                         (ON stream.field = table.key)"
+                            .into(),
+                    ));
+                }
+                (None, _) => match self.tables.get(&join.source) {
+                    Some(table) => table,
+                    None => windowed.get(&join.source).unwrap_or(&empty),
+                },
+            };
+            let window = tuples.first().and_then(|t| t.window);
             match (hash, join.kind) {
+                _ if self.lookups.contains_key(&join.source) => {}
                 (_, JoinKind::Cross) => {
                     pairs.extend(tuples.iter().map(|_| (0..right.len()).collect::<Vec<_>>()));
                 }
@@ -1621,6 +1652,33 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
         std::cmp::Ordering::Equal
     });
     Ok(())
+}
+
+/// The rows of a lookup table each of `tuples` pairs with: its key looked up, then the rows
+/// kept whose own key equals it (`pairs` gets the indices, per tuple, into what is returned).
+fn lookup_rows(
+    lookup: &dyn Lookup,
+    h: &HashJoin,
+    tuples: &[Tuple],
+    ctx: &EvalCtx<'_>,
+    pairs: &mut Vec<Vec<usize>>,
+) -> Result<Vec<Arc<Row>>, EvalError> {
+    let mut rows = Vec::new();
+    for left in tuples {
+        let value = h.left.eval(left, ctx)?;
+        let key = Key::of(&value);
+        let mut hits = Vec::new();
+        if key != Key::Null {
+            for row in lookup.get(&value).map_err(EvalError::new)? {
+                if Key::of(&h.right.eval(&row, ctx)?) == key {
+                    hits.push(rows.len());
+                    rows.push(Arc::new(row));
+                }
+            }
+        }
+        pairs.push(hits);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

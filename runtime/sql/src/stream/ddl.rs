@@ -327,6 +327,7 @@ impl DdlParser<'_> {
             shared: false,
             strict_validation: false,
             retain_size: None,
+            lookup: false,
         };
         let mut has_datasource = false;
         for (key, value, at) in raw {
@@ -389,13 +390,8 @@ impl DdlParser<'_> {
                 "RETAIN_SIZE" => {
                     options.retain_size = Some(value.parse().map_err(|_| bad("expected a count"))?)
                 }
-                // eKuiper's scan table is what a table is here.
-                "KIND" if value.eq_ignore_ascii_case("scan") => {}
-                "KIND" if value.eq_ignore_ascii_case("lookup") => {
-                    return Err(bad(
-                        "lookup tables are not supported by this version (a scan table is)",
-                    ));
-                }
+                "KIND" if value.eq_ignore_ascii_case("scan") => options.lookup = false,
+                "KIND" if value.eq_ignore_ascii_case("lookup") => options.lookup = true,
                 "KIND" => return Err(bad("expected scan or lookup")),
                 "SCHEMAID" => {
                     return Err(bad("not supported by this version"));
@@ -473,21 +469,19 @@ mod tests {
     }
 
     #[test]
-    fn a_table_is_a_scan_table_and_a_lookup_table_is_refused() {
+    fn a_table_is_a_scan_table_or_a_lookup_table() {
         let defs = parse(
             "CREATE TABLE t () WITH (DATASOURCE=\"t\", TYPE=\"mqtt\", KIND=\"scan\", \
              RETAIN_SIZE=\"3\")",
         )
         .unwrap();
         assert_eq!(defs[0].options.retain_size, Some(3));
-        let err =
-            parse("CREATE TABLE t () WITH (DATASOURCE=\"0\", TYPE=\"memory\", KIND=\"lookup\")")
-                .unwrap_err();
-        assert!(
-            err.message
-                .contains("KIND=\"lookup\": lookup tables are not"),
-            "{err}"
-        );
+        assert!(!defs[0].options.lookup);
+        let defs = parse(
+            "CREATE TABLE t () WITH (DATASOURCE=\"t\", TYPE=\"memory\", KIND=\"LOOKUP\", KEY=\"id\")",
+        )
+        .unwrap();
+        assert!(defs[0].options.lookup);
         let err = parse("CREATE TABLE t () WITH (DATASOURCE=\"t\", KIND=\"batch\")").unwrap_err();
         assert!(err.message.contains("expected scan or lookup"), "{err}");
     }

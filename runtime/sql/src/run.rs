@@ -2666,4 +2666,56 @@ mod tests {
         assert!(joined(&mut runner, 7).is_empty());
         assert_eq!(joined(&mut runner, 9).len(), 1);
     }
+
+    #[test]
+    fn a_lookup_table_is_asked_per_row_and_its_failure_fails_the_row() {
+        struct Store;
+        impl Lookup for Store {
+            fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
+                match key {
+                    Value::Int(1) => Ok(vec![Row::from_pairs(
+                        vec![
+                            (Arc::from("k"), Value::Int(1)),
+                            (Arc::from("v"), Value::string("a")),
+                        ],
+                        0,
+                    )]),
+                    Value::Int(9) => Err("the store is out of reach".into()),
+                    _ => Ok(Vec::new()),
+                }
+            }
+        }
+        let streams = Streams::of(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
+             CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k = t.k", &streams)
+                .unwrap();
+        assert!(query.sources[1].lookup);
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
+        let outcome = runner.push(0, vec![row(1), row(2), row(9)], &ctx, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
+        assert_eq!(outcome.errors.len(), 1);
+        assert!(outcome.errors[0].to_string().contains("out of reach"));
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k", &streams)
+                .unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let outcome = runner.push(0, vec![row(1)], &ctx, &mut out);
+        assert!(
+            outcome.errors[0]
+                .to_string()
+                .contains("equality with its key")
+        );
+    }
 }

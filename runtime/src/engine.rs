@@ -25,6 +25,7 @@ use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
 use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
+use crate::source::memory::MemoryLookup;
 use crate::source::{self, MemoryBus, Resources, SharedSources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
 use crate::stream::{DdlError, StreamDef, parse_streams};
@@ -318,10 +319,24 @@ async fn prepare_rule(
                 }
             })?;
         }
+        if src.lookup && stream.options.source_type != crate::stream::SourceType::Memory {
+            return Err(sql_error(format!(
+                "lookup table `{}`: this version looks rows up in memory topics only \
+                 (TYPE=\"memory\", fed by memory actions with `table: true`)",
+                stream.name
+            )));
+        }
+        if src.lookup && stream.options.key.is_none() {
+            return Err(sql_error(format!(
+                "lookup table `{}`: KEY is required (the field its rows are looked up by)",
+                stream.name
+            )));
+        }
         if src.table && !source::of(&stream).is_some_and(|s| s.serves_tables()) {
             return Err(sql_error(format!(
-                "table `{}`: only file tables are available in this version",
-                stream.name
+                "table `{}`: a table cannot read from this source type ({:?}); use a file, \
+                 memory or MQTT table",
+                stream.name, stream.options.source_type
             )));
         }
         if def.options.is_event_time
@@ -713,15 +728,49 @@ pub async fn run_within(
             meta: reads_meta,
             interest: None,
         };
-        // Tables are read whole before the streams start.
+        // File tables are read whole before the streams start; the others are fed while the
+        // rule runs (started here, before the streams, so they miss nothing published from now).
+        let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
         let mut tables = HashMap::new();
+        let mut live_tables = Vec::new();
+        let mut lookups = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
-            if src.table {
-                let rows = Box::pin(load_table(context(&streams[index], &source_metrics))).await;
+            if !src.table {
+                continue;
+            }
+            let stream = &streams[index];
+            if src.lookup {
+                let lookup: Arc<dyn sql::Lookup> = Arc::new(MemoryLookup {
+                    bus: Arc::clone(&bus),
+                    topic: stream.options.datasource.clone(),
+                });
+                lookups.push((index, lookup));
+                continue;
+            }
+            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
+                let rows = Box::pin(load_table(context(stream, &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
+            } else {
+                let (row_tx, row_rx) = mpsc::channel(TABLE_CHUNKS);
+                let ctx = context(stream, &source_metrics);
+                let first = source::read(ctx.clone(), row_tx);
+                live_tables.push(LiveTable {
+                    feed: Feed {
+                        index,
+                        ctx,
+                        capacity: TABLE_CHUNKS,
+                        first: Some((first, row_rx)),
+                    },
+                    retain: stream
+                        .options
+                        .retain_size
+                        .filter(|n| *n > 0)
+                        .map_or(LIVE_TABLE_RETAIN, |n| {
+                            usize::try_from(n).unwrap_or(usize::MAX)
+                        }),
+                });
             }
         }
-        let capacity = (def.options.buffer_length / source::CHUNK_ROWS).max(1);
         // A stream's messages are decoded only as far as the statement reads them.
         let reads = query.fields_read();
         let mut feeds = Vec::new();
@@ -786,6 +835,9 @@ pub async fn run_within(
                 runner
             }
         };
+        let runner = lookups.into_iter().fold(runner, |runner, (index, lookup)| {
+            runner.with_lookup(index, lookup)
+        });
         let checkpointer = checkpointer.map(|(plan, acks)| Checkpointer {
             store: plan.store,
             rule: def.id.clone(),
@@ -804,6 +856,7 @@ pub async fn run_within(
             QueryTask {
                 rule: def.id.clone(),
                 send_error: def.options.send_error,
+                tables: live_tables,
                 checkpointer,
                 restart: def.options.restart.clone(),
                 stop: stop_rx.clone(),
@@ -1012,7 +1065,13 @@ fn push_chunk(
 /// Reads a table's rows whole (its source runs to the end of its file).
 async fn load_table(ctx: SourceContext) -> Vec<Row> {
     let (tx, mut rx) = mpsc::channel(16);
-    let retain = ctx.def.options.retain_size.map(|n| n as usize);
+    // 0 is eKuiper's "not set".
+    let retain = ctx
+        .def
+        .options
+        .retain_size
+        .filter(|n| *n > 0)
+        .map(|n| n as usize);
     let reader = tokio::spawn(source::start(ctx, tx));
     let mut rows = Vec::new();
     while let Some(chunk) = rx.recv().await {
@@ -1027,6 +1086,21 @@ async fn load_table(ctx: SourceContext) -> Vec<Row> {
         rows.drain(..rows.len() - keep);
     }
     rows
+}
+
+/// Chunks in flight between a table fed while the rule runs and the rule: the table's reader
+/// waits when they are all taken (it never makes the rule's streams wait).
+const TABLE_CHUNKS: usize = 4;
+
+/// The rows a table fed while the rule runs keeps without `RETAIN_SIZE`: the latest one, as in
+/// eKuiper.
+const LIVE_TABLE_RETAIN: usize = 1;
+
+/// A table fed while the rule runs (a memory or MQTT topic): its reading, and how many of its
+/// latest rows it keeps (`RETAIN_SIZE`).
+struct LiveTable {
+    feed: Feed,
+    retain: usize,
 }
 
 /// What the rule task receives: rows from one of its sources, the end of one, or its failure
@@ -1156,6 +1230,8 @@ struct QueryTask {
     rule: String,
     /// `sendError`.
     send_error: bool,
+    /// Its tables fed while it runs.
+    tables: Vec<LiveTable>,
     /// With qos 1 or 2.
     checkpointer: Option<Checkpointer>,
     /// How a failed source is started again.
@@ -1185,6 +1261,7 @@ async fn run_query(
     let QueryTask {
         rule,
         send_error,
+        tables,
         mut checkpointer,
         restart,
         stop,
@@ -1198,6 +1275,21 @@ async fn run_query(
         feeders.spawn(feed(one, merged_tx.clone(), stop.clone(), halt_rx.clone()));
     }
     drop(merged_tx);
+    // Tables have a channel of their own: the rule ends with its streams, whatever its tables
+    // do, and the loop below takes from both as they come (neither waits for the other).
+    let (table_tx, mut table_input) = mpsc::channel::<Input>(tables.len().max(1) * 2);
+    let mut retain = HashMap::new();
+    let mut table_feeders = tokio::task::JoinSet::new();
+    for table in tables {
+        retain.insert(table.feed.index, table.retain);
+        table_feeders.spawn(feed(
+            table.feed,
+            table_tx.clone(),
+            stop.clone(),
+            halt_rx.clone(),
+        ));
+    }
+    drop(table_tx);
     let mut fanout = Fanout {
         actions,
         open: Vec::new(),
@@ -1233,6 +1325,16 @@ async fn run_query(
         };
         let input = tokio::select! {
             input = merged.recv() => input,
+            Some(input) = table_input.recv() => match input {
+                Input::Rows(index, chunk) => {
+                    let keep = retain.get(&index).copied().unwrap_or(LIVE_TABLE_RETAIN);
+                    runner.table_rows(index, chunk.rows, keep);
+                    continue;
+                }
+                // The table keeps what it holds.
+                Input::End(_) => continue,
+                failed @ Input::Failed { .. } => Some(failed),
+            },
             () = tick => {
                 if let Some(checkpointer) = checkpointer.as_mut() {
                     checkpointer.take(&mut runner, &mut fanout).await;
@@ -1326,6 +1428,10 @@ async fn run_query(
     }
     let _ = inputs_done.send(());
     while feeders.join_next().await.is_some() {}
+    // The streams are done: the tables stop reading.
+    let _ = halt_tx.send(true);
+    drop(table_input);
+    while table_feeders.join_next().await.is_some() {}
     let ctx = EvalCtx {
         now_ms: clock.now_ms(),
         meta: &Value::Null,

@@ -21,4 +21,5 @@ mod sandbox;
 mod serve;
 mod shared;
 mod stop;
+mod tables;
 mod wit;

@@ -337,6 +337,8 @@ pub struct Source {
     pub alias: Option<Arc<str>>,
     /// Whether it is a table (a snapshot joined with each row or window) rather than a stream.
     pub table: bool,
+    /// Whether it is a lookup table (`KIND="lookup"`): looked up by its key for each row.
+    pub lookup: bool,
 }
 
 /// How a join pairs rows.

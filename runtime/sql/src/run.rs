@@ -4,7 +4,8 @@
 //! [`WindowOperator`]; each window that fires goes through eKuiper's operator order: join,
 //! `WHERE`, `GROUP BY` and aggregates, `HAVING`, `ORDER BY`, `LIMIT`, projection, and becomes one
 //! message holding the window's result rows. A stream joined with a table (no window) pairs each
-//! row with the table's rows.
+//! row with the table's rows as they are when the row comes; a table fed while the rule runs
+//! takes its rows through [`QueryRunner::table_rows`], keeping the latest ones.
 //!
 //! A tumbling window over one stream whose aggregates can be computed a row at a time (`count`,
 //! `sum`, `avg`, `min`, `max`) is aggregated as rows arrive ([`Panes`]): memory holds one state per
@@ -153,6 +154,13 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 enum GroupKey {
     One(Key),
     Many(Vec<Key>),
+}
+
+/// A lookup table (`KIND="lookup"`): the rows it holds under a key, asked for each row joined
+/// with it rather than scanned.
+pub trait Lookup: Send + Sync {
+    /// The rows whose key is `key`; an error (the store is out of reach) fails the row.
+    fn get(&self, key: &Value) -> Result<Vec<Row>, String>;
 }
 
 /// An equi-join `ON left = right` that can be answered with a hash table of the right rows.
@@ -598,6 +606,8 @@ pub struct QueryRunner {
     window: Option<WindowOperator>,
     /// Snapshot rows of table sources, by source index.
     tables: HashMap<usize, Vec<Arc<Row>>>,
+    /// Lookup tables, by source index.
+    lookups: HashMap<usize, Arc<dyn Lookup>>,
     /// Per join: how to answer it with a hash table, when its condition allows.
     hash_joins: Vec<Option<HashJoin>>,
     /// Set when the window is aggregated on arrival.
@@ -817,6 +827,7 @@ impl QueryRunner {
             query,
             window,
             tables,
+            lookups: HashMap::new(),
             hash_joins,
             panes,
             fired: Vec::new(),
@@ -1082,6 +1093,34 @@ impl QueryRunner {
         outcome
     }
 
+    /// Makes table source `source` a lookup table, asked for the key of each row joined with it.
+    pub fn with_lookup(mut self, source: usize, lookup: Arc<dyn Lookup>) -> Self {
+        self.lookups.insert(source, lookup);
+        self
+    }
+
+    /// Rows that arrived for table source `source` while the rule runs: appended to its
+    /// content, of which only the latest `retain` rows are kept. Each stream row (or window)
+    /// is joined with the content as it is when the row comes; nothing is emitted here.
+    pub fn table_rows(&mut self, source: usize, rows: Vec<Row>, retain: usize) {
+        let table = self.tables.entry(source).or_default();
+        if rows.len() >= retain {
+            table.clear();
+            let skip = rows.len() - retain;
+            table.extend(rows.into_iter().skip(skip).map(Arc::new));
+            return;
+        }
+        table.extend(rows.into_iter().map(Arc::new));
+        if table.len() > retain {
+            table.drain(..table.len() - retain);
+        }
+    }
+
+    /// The rows table source `source` holds now (none for a stream).
+    pub fn table_len(&self, source: usize) -> usize {
+        self.tables.get(&source).map_or(0, Vec::len)
+    }
+
     /// Source `source` has ended.
     pub fn end_source(
         &mut self,
@@ -1272,14 +1311,29 @@ impl QueryRunner {
         let empty = Vec::new();
         let width = self.query.sources.len();
         for (join, hash) in self.query.joins.iter().zip(&self.hash_joins) {
-            let right: &[Arc<Row>] = match self.tables.get(&join.source) {
-                Some(table) => table,
-                None => windowed.get(&join.source).unwrap_or(&empty),
-            };
-            let window = tuples.first().and_then(|t| t.window);
             // For each left tuple, the indices of the right rows it pairs with.
             let mut pairs: Vec<Vec<usize>> = Vec::with_capacity(tuples.len());
+            let looked_up;
+            let right: &[Arc<Row>] = match (self.lookups.get(&join.source), hash) {
+                (Some(lookup), Some(h)) => {
+                    looked_up = lookup_rows(lookup.as_ref(), h, &tuples, ctx, &mut pairs)?;
+                    &looked_up
+                }
+                (Some(_), None) => {
+                    return Err(EvalError::new(
+                        "a lookup table is joined on an equality with its key \
+                         (ON stream.field = table.key)"
+                            .into(),
+                    ));
+                }
+                (None, _) => match self.tables.get(&join.source) {
+                    Some(table) => table,
+                    None => windowed.get(&join.source).unwrap_or(&empty),
+                },
+            };
+            let window = tuples.first().and_then(|t| t.window);
             match (hash, join.kind) {
+                _ if self.lookups.contains_key(&join.source) => {}
                 (_, JoinKind::Cross) => {
                     pairs.extend(tuples.iter().map(|_| (0..right.len()).collect::<Vec<_>>()));
                 }
@@ -1598,6 +1652,33 @@ fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result
         std::cmp::Ordering::Equal
     });
     Ok(())
+}
+
+/// The rows of a lookup table each of `tuples` pairs with: its key looked up, then the rows
+/// kept whose own key equals it (`pairs` gets the indices, per tuple, into what is returned).
+fn lookup_rows(
+    lookup: &dyn Lookup,
+    h: &HashJoin,
+    tuples: &[Tuple],
+    ctx: &EvalCtx<'_>,
+    pairs: &mut Vec<Vec<usize>>,
+) -> Result<Vec<Arc<Row>>, EvalError> {
+    let mut rows = Vec::new();
+    for left in tuples {
+        let value = h.left.eval(left, ctx)?;
+        let key = Key::of(&value);
+        let mut hits = Vec::new();
+        if key != Key::Null {
+            for row in lookup.get(&value).map_err(EvalError::new)? {
+                if Key::of(&h.right.eval(&row, ctx)?) == key {
+                    hits.push(rows.len());
+                    rows.push(Arc::new(row));
+                }
+            }
+        }
+        pairs.push(hits);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -2526,5 +2607,115 @@ mod tests {
         );
         let runner = QueryRunner::checkpointable(tumbling(), false, 0, HashMap::new());
         assert_eq!(runner.held_rows().map(|r| r.len()), Some(0));
+    }
+
+    #[test]
+    fn a_table_fed_while_running_keeps_its_latest_rows_and_joins_each_row_with_them() {
+        let streams = Streams::of(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
+             CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", RETAIN_SIZE=\"2\");",
+        );
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.k", &streams)
+                .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: i64, v: Option<&str>| {
+            let mut pairs = vec![(Arc::from("k"), Value::Int(k))];
+            if let Some(v) = v {
+                pairs.push((Arc::from("v"), Value::string(v)));
+            }
+            Row::from_pairs(pairs, 0)
+        };
+        let joined = |runner: &mut QueryRunner, k: i64| {
+            let mut out = Vec::new();
+            assert!(
+                runner
+                    .push(0, vec![row(k, None)], &ctx, &mut out)
+                    .errors
+                    .is_empty()
+            );
+            out.iter()
+                .map(|m| match m {
+                    Message::Rows(rows) => rows
+                        .iter()
+                        .map(|r| format!("{:?}", r.iter().collect::<Vec<_>>()))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Nothing in the table yet: the inner join has nothing to say.
+        assert!(joined(&mut runner, 1).is_empty());
+        runner.table_rows(1, vec![row(1, Some("a"))], 2);
+        assert_eq!(joined(&mut runner, 1).len(), 1);
+        // Two more rows: the first is evicted (RETAIN_SIZE 2), in one chunk or row by row.
+        runner.table_rows(1, vec![row(2, Some("b")), row(3, Some("c"))], 2);
+        assert_eq!(runner.table_len(1), 2);
+        assert!(joined(&mut runner, 1).is_empty());
+        assert!(joined(&mut runner, 2)[0].contains("\"b\""));
+        runner.table_rows(1, vec![row(4, Some("d"))], 2);
+        assert!(joined(&mut runner, 2).is_empty());
+        assert_eq!(joined(&mut runner, 3).len(), 1);
+        runner.table_rows(1, (5..10).map(|k| row(k, Some("x"))).collect(), 2);
+        assert_eq!(runner.table_len(1), 2);
+        assert!(joined(&mut runner, 7).is_empty());
+        assert_eq!(joined(&mut runner, 9).len(), 1);
+    }
+
+    #[test]
+    fn a_lookup_table_is_asked_per_row_and_its_failure_fails_the_row() {
+        struct Store;
+        impl Lookup for Store {
+            fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
+                match key {
+                    Value::Int(1) => Ok(vec![Row::from_pairs(
+                        vec![
+                            (Arc::from("k"), Value::Int(1)),
+                            (Arc::from("v"), Value::string("a")),
+                        ],
+                        0,
+                    )]),
+                    Value::Int(9) => Err("the store is out of reach".into()),
+                    _ => Ok(Vec::new()),
+                }
+            }
+        }
+        let streams = Streams::of(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
+             CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k = t.k", &streams)
+                .unwrap();
+        assert!(query.sources[1].lookup);
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
+        let outcome = runner.push(0, vec![row(1), row(2), row(9)], &ctx, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
+        assert_eq!(outcome.errors.len(), 1);
+        assert!(outcome.errors[0].to_string().contains("out of reach"));
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k", &streams)
+                .unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let outcome = runner.push(0, vec![row(1)], &ctx, &mut out);
+        assert!(
+            outcome.errors[0]
+                .to_string()
+                .contains("equality with its key")
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::reload::{Reloader, Subscriber, Swap};
 use crate::source::MemoryBus;
 use crate::source::memory::{Published, PublisherGuard};
 use crate::template::Template;
+use oort_value::Row;
 
 /// The built-in sinks.
 pub const BUILTINS: &[&str] = &["log", "nop", "memory", "mqtt"];
@@ -45,6 +46,72 @@ struct NopProps {
 struct MemoryProps {
     /// The topic to publish to.
     topic: String,
+    /// `table`: also keep the latest row of each `key` for lookup tables over the topic.
+    #[serde(default)]
+    table: bool,
+    /// `key`: the field whose value keys the table's rows.
+    #[serde(default)]
+    key: Option<String>,
+    /// `rowkindField`: the field saying `insert`, `update` (the default) or `delete`.
+    #[serde(default, rename = "rowkindField")]
+    rowkind_field: Option<String>,
+}
+
+/// How a memory action with `table: true` keys its rows.
+#[derive(Debug, Clone)]
+pub struct MemoryTable {
+    key: String,
+    rowkind_field: Option<String>,
+}
+
+impl MemoryTable {
+    /// The changes one payload (a row, or a list of rows) makes: each key's JSON text, and
+    /// its row (`None`: deleted).
+    fn changes(&self, payload: &[u8], ts: i64) -> Result<Vec<(String, Option<Row>)>, String> {
+        let json: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| format!("memory table: the payload is not JSON: {e}"))?;
+        let rows = match json {
+            serde_json::Value::Array(rows) => rows,
+            row => vec![row],
+        };
+        rows.into_iter()
+            .map(|row| {
+                let serde_json::Value::Object(map) = row else {
+                    return Err("memory table: a row is not a JSON object".to_string());
+                };
+                let key = map
+                    .get(&self.key)
+                    .filter(|k| !k.is_null())
+                    .ok_or_else(|| format!("memory table: a row has no key field `{}`", self.key))?
+                    .to_string();
+                let kind = match &self.rowkind_field {
+                    Some(field) => match map.get(field) {
+                        None | Some(serde_json::Value::Null) => "update".to_string(),
+                        Some(serde_json::Value::String(s)) => s.to_ascii_lowercase(),
+                        Some(other) => {
+                            return Err(format!(
+                                "memory table: `{field}` is {other}, expected insert, update or delete"
+                            ));
+                        }
+                    },
+                    None => "update".to_string(),
+                };
+                match kind.as_str() {
+                    "delete" => Ok((key, None)),
+                    "insert" | "update" | "upsert" => {
+                        let pairs = map
+                            .into_iter()
+                            .map(|(k, v)| (Arc::from(k), crate::value::Value::from_json(v)))
+                            .collect();
+                        Ok((key, Some(Row::from_pairs(pairs, ts))))
+                    }
+                    other => Err(format!(
+                        "memory table: row kind `{other}`, expected insert, update or delete"
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Prints each payload to the log: `sink result for rule <id>: <payload>`, as eKuiper does.
@@ -64,6 +131,7 @@ pub struct NopSink {
 #[derive(Debug)]
 pub struct MemorySink {
     topic: MemoryTopic,
+    table: Option<MemoryTable>,
     bus: Arc<MemoryBus>,
     _guard: Option<Arc<PublisherGuard>>,
 }
@@ -329,6 +397,8 @@ pub enum ConnectorSpec {
     Memory {
         /// The topic.
         topic: MemoryTopic,
+        /// With `table: true`: how its rows are keyed.
+        table: Option<MemoryTable>,
         /// The bus.
         bus: Arc<MemoryBus>,
         /// Registered once per action, before sources start (for a fixed topic).
@@ -374,6 +444,14 @@ impl ConnectorSpec {
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
                     let topic = MemoryTopic::parse(&p.topic)?;
+                    let table = match (p.table, p.key) {
+                        (true, Some(key)) => Some(MemoryTable {
+                            key,
+                            rowkind_field: p.rowkind_field,
+                        }),
+                        (true, None) => return Err("`table: true` needs `key`".to_string()),
+                        (false, _) => None,
+                    };
                     // A fixed topic is registered as fed by this action before sources start;
                     // a templated one cannot be known in advance.
                     let guard = match &topic {
@@ -383,6 +461,7 @@ impl ConnectorSpec {
                     Ok(Self::Memory {
                         guard,
                         topic,
+                        table,
                         bus: Arc::clone(bus),
                     })
                 }),
@@ -405,8 +484,14 @@ impl ConnectorSpec {
                 action: Arc::clone(&tag.action),
             }),
             Self::Nop { log } => Connector::Nop(NopSink { log: *log }),
-            Self::Memory { topic, bus, guard } => Connector::Memory(MemorySink {
+            Self::Memory {
+                topic,
+                table,
+                bus,
+                guard,
+            } => Connector::Memory(MemorySink {
                 topic: topic.clone(),
+                table: table.clone(),
                 bus: Arc::clone(bus),
                 _guard: guard.clone(),
             }),
@@ -678,6 +763,19 @@ impl Connector {
                     .map(|payload| sink.topic.of(payload))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(CallFailure::Rejected)?;
+                if let Some(table) = &sink.table {
+                    // Checked whole first: a batch with a bad row changes nothing.
+                    let changes = batch
+                        .iter()
+                        .map(|(payload, ts)| table.changes(payload, ts))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(CallFailure::Rejected)?;
+                    for (changes, topic) in changes.into_iter().zip(&topics) {
+                        for (key, row) in changes {
+                            sink.bus.table_apply(topic, key, row);
+                        }
+                    }
+                }
                 for ((payload, ts), topic) in batch.iter().zip(topics) {
                     let message = Published {
                         payload: Arc::from(payload),

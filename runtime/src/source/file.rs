@@ -51,7 +51,7 @@ impl Source for FileSource {
         def.file_type() == FileType::Csv
     }
 
-    fn serves_tables(&self) -> bool {
+    fn reads_tables_whole(&self) -> bool {
         true
     }
 

@@ -8,13 +8,21 @@
 //! of the run can feed ends at once; with no memory action in the run at all, it waits for
 //! messages until the run is stopped.
 //!
+//! A memory action with `table: true` also keeps the latest row of each key of its topic in the
+//! bus ([`MemoryBus::table_apply`]), which lookup tables (`KIND="lookup"`) over that topic read
+//! by key ([`MemoryLookup`]).
+//!
 //! The bus of `oort serve` ([`MemoryBus::lasting`]) is shared by every rule of the server, whose
 //! rules come and go: there a memory stream never ends for want of a publisher (a rule writing
 //! to its topic may be created or started later), and the subscription of a rule that stopped
 //! is dropped as soon as its reader is gone, so no publisher waits for it.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+
+use oort_sql::Lookup;
+use oort_value::{Row, Value};
 
 use tokio::sync::mpsc;
 
@@ -43,6 +51,8 @@ struct Inner {
     had_publishers: bool,
     /// The server's bus: subscriptions last until their reader goes away.
     lasting: bool,
+    /// Keyed tables by topic: the JSON text of a key, and the latest row under it.
+    tables: HashMap<String, HashMap<String, Row>>,
 }
 
 impl Inner {
@@ -154,6 +164,28 @@ impl MemoryBus {
         rx
     }
 
+    /// Sets (or, with `None`, deletes) the row under `key` (its JSON text) in the keyed table of
+    /// `topic`.
+    pub fn table_apply(&self, topic: &str, key: String, row: Option<Row>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let table = inner.tables.entry(topic.to_string()).or_default();
+            match row {
+                Some(row) => {
+                    table.insert(key, row);
+                }
+                None => {
+                    table.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The row under `key` (its JSON text) in the keyed table of `topic`.
+    pub fn table_get(&self, topic: &str, key: &str) -> Option<Row> {
+        let inner = self.inner.lock().ok()?;
+        inner.tables.get(topic)?.get(key).cloned()
+    }
+
     /// Publishes one payload to every matching subscriber, waiting for room.
     pub async fn publish(&self, topic: &str, message: Published) {
         let targets: Vec<mpsc::Sender<Published>> = match self.inner.lock() {
@@ -173,6 +205,21 @@ impl MemoryBus {
             // that goes away while the publisher waits for room wakes it at once.
             let _ = tx.send(message.clone()).await;
         }
+    }
+}
+
+/// A lookup table over a memory topic's keyed table (fed by memory actions with `table: true`).
+pub struct MemoryLookup {
+    /// The bus.
+    pub bus: Arc<MemoryBus>,
+    /// The topic (`DATASOURCE`).
+    pub topic: String,
+}
+
+impl Lookup for MemoryLookup {
+    fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
+        let key = key.to_json().to_string();
+        Ok(self.bus.table_get(&self.topic, &key).into_iter().collect())
     }
 }
 

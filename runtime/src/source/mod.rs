@@ -77,8 +77,14 @@ pub trait Source: Sync {
         false
     }
 
-    /// Whether a table (`CREATE TABLE`) can be read from it whole.
+    /// Whether a table (`CREATE TABLE`) can read from it.
     fn serves_tables(&self) -> bool {
+        true
+    }
+
+    /// Whether a table over it is read whole before the rule's streams start (a file), rather
+    /// than fed while the rule runs (a memory or MQTT topic).
+    fn reads_tables_whole(&self) -> bool {
         false
     }
 

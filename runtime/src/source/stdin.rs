@@ -32,6 +32,10 @@ impl Source for StdinSource {
         true
     }
 
+    fn serves_tables(&self) -> bool {
+        false
+    }
+
     fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
         Err(
             "stdin cannot be replayed: what was read is gone after a crash (use qos 0, or \

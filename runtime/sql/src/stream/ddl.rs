@@ -327,6 +327,7 @@ impl DdlParser<'_> {
             shared: false,
             strict_validation: false,
             retain_size: None,
+            lookup: false,
         };
         let mut has_datasource = false;
         for (key, value, at) in raw {
@@ -389,7 +390,10 @@ impl DdlParser<'_> {
                 "RETAIN_SIZE" => {
                     options.retain_size = Some(value.parse().map_err(|_| bad("expected a count"))?)
                 }
-                "SCHEMAID" | "KIND" => {
+                "KIND" if value.eq_ignore_ascii_case("scan") => options.lookup = false,
+                "KIND" if value.eq_ignore_ascii_case("lookup") => options.lookup = true,
+                "KIND" => return Err(bad("expected scan or lookup")),
+                "SCHEMAID" => {
                     return Err(bad("not supported by this version"));
                 }
                 _ => {
@@ -398,7 +402,7 @@ impl DdlParser<'_> {
                         format!(
                             "unknown option {key} (expected DATASOURCE, TYPE, FORMAT, DELIMITER, \
                              FILETYPE, TIMESTAMP, TIMESTAMP_FORMAT, KEY, CONF_KEY, SHARED, \
-                             STRICT_VALIDATION or RETAIN_SIZE)"
+                             STRICT_VALIDATION, RETAIN_SIZE or KIND)"
                         ),
                     ));
                 }
@@ -462,6 +466,24 @@ mod tests {
                 .contains("unsupported format (expected json, delimited or binary)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_table_is_a_scan_table_or_a_lookup_table() {
+        let defs = parse(
+            "CREATE TABLE t () WITH (DATASOURCE=\"t\", TYPE=\"mqtt\", KIND=\"scan\", \
+             RETAIN_SIZE=\"3\")",
+        )
+        .unwrap();
+        assert_eq!(defs[0].options.retain_size, Some(3));
+        assert!(!defs[0].options.lookup);
+        let defs = parse(
+            "CREATE TABLE t () WITH (DATASOURCE=\"t\", TYPE=\"memory\", KIND=\"LOOKUP\", KEY=\"id\")",
+        )
+        .unwrap();
+        assert!(defs[0].options.lookup);
+        let err = parse("CREATE TABLE t () WITH (DATASOURCE=\"t\", KIND=\"batch\")").unwrap_err();
+        assert!(err.message.contains("expected scan or lookup"), "{err}");
     }
 
     #[test]

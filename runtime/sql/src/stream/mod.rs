@@ -82,6 +82,8 @@ pub struct StreamOptions {
     pub strict_validation: bool,
     /// `RETAIN_SIZE` (tables).
     pub retain_size: Option<u64>,
+    /// `KIND="lookup"` (tables): looked up by `KEY` for each row rather than scanned.
+    pub lookup: bool,
 }
 
 /// One stream (or table) definition.

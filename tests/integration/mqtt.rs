@@ -373,6 +373,63 @@ fn a_wasm_sink_publishes_through_the_host_only_to_granted_topics() {
     );
 }
 
+/// An MQTT 5 broker that refuses a publish says so in its acknowledgement (here: not
+/// authorized by its ACL). Those messages are not delivered: the batch is rejected and counted
+/// failed, never counted out.
+#[test]
+fn a_publish_the_broker_refuses_over_mqtt_5_is_failed_not_delivered() {
+    let Some(broker) = Broker::start_with_acl("topic readwrite allowed/#\n") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    scratch.write("streams.sql", STDIN_STREAM);
+    scratch.write(
+        "rule.json",
+        &format!(
+            r#"{{"id":"r","sql":"SELECT n FROM s","actions":[
+                {{"mqtt":{{"server":"{url}","topic":"allowed/out","qos":1,"protocolVersion":"5"}}}},
+                {{"mqtt":{{"server":"{url}","topic":"denied/out","qos":1,"protocolVersion":"5","retryCount":0}}}}]}}"#,
+            url = broker.url()
+        ),
+    );
+    let allowed = Subscriber::new(broker.port, "verify-allowed", "allowed/#");
+    let run = Run::from({
+        let mut child = scratch.spawn_rule(&["--json"]);
+        let mut stdin = child.stdin.take().unwrap();
+        for n in 0..20 {
+            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    });
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let ok = run.action(0);
+    assert_eq!(
+        (
+            ok["records_out_total"].as_u64(),
+            ok["failed_total"].as_u64()
+        ),
+        (Some(20), Some(0)),
+        "{ok}"
+    );
+    let refused = run.action(1);
+    assert_eq!(
+        (
+            refused["records_out_total"].as_u64(),
+            refused["failed_total"].as_u64()
+        ),
+        (Some(0), Some(20)),
+        "{refused}"
+    );
+    let why = refused["last_exception"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("refused the message on `denied/out`: NotAuthorized"),
+        "{refused}"
+    );
+    let got = allowed.collect_until(Duration::from_secs(10), |g| g.len() >= 20);
+    assert_eq!(got.len(), 20);
+}
+
 /// The numbers the `file` sink wrote to `rel` (a line is a row or an array of rows); a last
 /// line a kill cut short is not a row (it was not delivered).
 fn numbers_written(scratch: &Scratch, rel: &str) -> Vec<i64> {

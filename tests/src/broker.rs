@@ -41,6 +41,16 @@ impl Broker {
     /// [`start`](Self::start), sending each client at most `max_inflight` QoS 1/2 messages it
     /// has not acknowledged (mosquitto's default is 20).
     pub fn start_with_inflight(max_inflight: u32) -> Option<Self> {
+        Self::start_configured(max_inflight, None)
+    }
+
+    /// [`start`](Self::start) with an access control list: anonymous clients may only do what
+    /// `acl` (mosquitto's `acl_file` syntax, e.g. `topic readwrite allowed/#`) lets them.
+    pub fn start_with_acl(acl: &str) -> Option<Self> {
+        Self::start_configured(1000, Some(acl))
+    }
+
+    fn start_configured(max_inflight: u32, acl: Option<&str>) -> Option<Self> {
         if mosquitto().is_none() {
             assert!(
                 std::env::var("CI").is_err(),
@@ -65,10 +75,18 @@ impl Broker {
         } else {
             ""
         };
+        let acl = match acl {
+            Some(acl) => {
+                let path = dir.path().join("acl");
+                std::fs::write(&path, acl).expect("writing the ACL file");
+                format!("acl_file {}\n", path.display())
+            }
+            None => String::new(),
+        };
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{user}persistence true\n\
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{user}{acl}persistence true\n\
                  persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages {max_inflight}\n\
                  log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\n\
                  log_type notice\nlog_type information\n",

@@ -105,7 +105,10 @@ impl mqtt::Host for MqttCtx {
         conn.publish(vec![(topic, &payload)], qos, retain, MQTT_PUBLISH_TIMEOUT)
             .await
             .map_err(|e| match e {
-                crate::mqtt::PublishError::Refused(_) => SinkError::Rejected(e.to_string()),
+                crate::mqtt::PublishError::Refused(_)
+                | crate::mqtt::PublishError::RefusedByBroker(_) => {
+                    SinkError::Rejected(e.to_string())
+                }
                 crate::mqtt::PublishError::Unavailable(_) => SinkError::Transient(e.to_string()),
             })
     }

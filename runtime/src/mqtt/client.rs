@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
-use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, SubscribeReasonCode as Code5};
+use rumqttc::v5::mqttbytes::v5::{
+    Packet as Packet5, PubAckReason, PubRecReason, SubscribeReasonCode as Code5,
+};
 use rumqttc::{Outgoing, Packet, QoS, SubscribeReasonCode};
 
 /// A client of either protocol version.
@@ -57,6 +59,14 @@ pub enum Ev {
     Unsubscribed(u16),
     /// The broker acknowledged the publish with this packet id (PUBACK, or PUBCOMP for QoS 2).
     Acked(u16),
+    /// The broker refused the publish with this packet id (an MQTT 5 PUBACK or PUBREC with a
+    /// failure reason code, e.g. not authorized or quota exceeded): it did not take it.
+    Refused {
+        /// The publish's packet id.
+        id: u16,
+        /// The reason code, as the broker gave it.
+        reason: String,
+    },
     /// The broker or the client ended the session.
     Disconnected,
     /// Anything else (pings, ...).
@@ -211,7 +221,26 @@ impl Events {
                             Ack::V5(Box::new(p))
                         }),
                     },
-                    rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => Ev::Acked(ack.pkid),
+                    rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => match ack.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                            Ev::Acked(ack.pkid)
+                        }
+                        reason => Ev::Refused {
+                            id: ack.pkid,
+                            reason: format!("{reason:?}"),
+                        },
+                    },
+                    rumqttc::v5::Event::Incoming(Packet5::PubRec(rec))
+                        if !matches!(
+                            rec.reason,
+                            PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                        ) =>
+                    {
+                        Ev::Refused {
+                            id: rec.pkid,
+                            reason: format!("{:?}", rec.reason),
+                        }
+                    }
                     rumqttc::v5::Event::Incoming(Packet5::PubComp(ack)) => Ev::Acked(ack.pkid),
                     rumqttc::v5::Event::Incoming(Packet5::Disconnect(_))
                     | rumqttc::v5::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,

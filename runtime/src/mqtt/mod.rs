@@ -489,7 +489,15 @@ pub enum PublishError {
     /// A message cannot be published (see [`check_publish`]): nothing was sent.
     #[error("cannot publish: {0}")]
     Refused(String),
+    /// The broker refused a message it was sent (an MQTT 5 reason code): it will refuse it
+    /// again, so the batch is rejected (messages before it in the batch may have gone).
+    #[error("{0}")]
+    RefusedByBroker(String),
 }
+
+/// Who waits for one publish's answer: `Ok` once acknowledged, the broker's reason when it
+/// refused the message; dropped when the session is lost (the message goes again).
+type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -503,8 +511,8 @@ enum State {
 #[derive(Default)]
 struct Session {
     client: Option<Client>,
-    queued: std::collections::VecDeque<tokio::sync::oneshot::Sender<()>>,
-    by_id: std::collections::HashMap<u16, tokio::sync::oneshot::Sender<()>>,
+    queued: std::collections::VecDeque<Waiter>,
+    by_id: std::collections::HashMap<u16, Waiter>,
 }
 
 struct Shared {
@@ -667,9 +675,16 @@ impl Connection {
             }
             // Wait for every acknowledgement; those lost with the session go again.
             let mut again = Vec::new();
+            let mut refused = None;
             for ((topic, payload, user), rx) in todo.drain(..).zip(acks) {
                 match tokio::time::timeout_at(deadline, rx).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(reason))) => {
+                        refused.get_or_insert(format!(
+                            "broker {} refused the message on `{topic}`: {reason}",
+                            self.server
+                        ));
+                    }
                     Ok(Err(_)) => again.push((topic, payload, user)),
                     Err(_) => {
                         return Err(PublishError::Unavailable(format!(
@@ -678,6 +693,9 @@ impl Connection {
                         )));
                     }
                 }
+            }
+            if let Some(why) = refused {
+                return Err(PublishError::RefusedByBroker(why));
             }
             todo = again;
         }
@@ -750,14 +768,17 @@ async fn drive(new: NewSession, shared: Arc<Shared>, server: String) {
                         if id == 0 {
                             // QoS 0: done once written.
                             if let Some(tx) = session.queued.pop_front() {
-                                let _ = tx.send(());
+                                let _ = tx.send(Ok(()));
                             }
                         } else if let Some(tx) = session.queued.pop_front() {
                             session.by_id.insert(id, tx);
                         }
                     }
                 }
-                Ok(Ev::Acked(id)) => complete(&shared, id),
+                Ok(Ev::Acked(id)) => complete(&shared, id, Ok(())),
+                Ok(Ev::Refused { id, reason }) => {
+                    complete(&shared, id, Err(reason));
+                }
                 Ok(Ev::Disconnected) => break "disconnected".to_string(),
                 Ok(_) => {}
                 Err(e) => break e,
@@ -775,11 +796,12 @@ async fn drive(new: NewSession, shared: Arc<Shared>, server: String) {
     }
 }
 
-fn complete(shared: &Shared, id: u16) {
+/// Answers the waiter of the publish with packet id `id`.
+fn complete(shared: &Shared, id: u16, answer: Result<(), String>) {
     if let Ok(mut session) = shared.session.lock()
         && let Some(tx) = session.by_id.remove(&id)
     {
-        let _ = tx.send(());
+        let _ = tx.send(answer);
     }
 }
 

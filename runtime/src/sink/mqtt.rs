@@ -191,7 +191,9 @@ impl MqttSink {
             .await
             .map_err(|e| match e {
                 // A message no broker would take goes to the dead letters, not round the retries.
-                PublishError::Refused(_) => CallFailure::Rejected(e.to_string()),
+                PublishError::Refused(_) | PublishError::RefusedByBroker(_) => {
+                    CallFailure::Rejected(e.to_string())
+                }
                 PublishError::Unavailable(_) => CallFailure::Transient(e.to_string()),
             })
     }

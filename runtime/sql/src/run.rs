@@ -11,6 +11,7 @@
 //! `sum`, `avg`, `min`, `max`) is aggregated as rows arrive ([`Panes`]): memory holds one state per
 //! group instead of every row, with the same results as the general path.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -148,6 +149,9 @@ impl Key {
 /// A hash map with a fast (not DoS-resistant) hasher: its keys come from the rule's own data
 /// within one window.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The rows of a join's right side by their key: indices into its rows.
+type KeyIndex = FastMap<Key, Vec<usize>>;
 
 /// The key of a group: one value (the common case, without an allocation) or several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -610,6 +614,10 @@ pub struct QueryRunner {
     lookups: HashMap<usize, Arc<dyn Lookup>>,
     /// Per join: how to answer it with a hash table, when its condition allows.
     hash_joins: Vec<Option<HashJoin>>,
+    /// Per join with a table: the hash table of the table's rows by key, built at the first row
+    /// that needs it and dropped when the table takes rows (so a stream joined row by row with a
+    /// table does not index the whole table for every row).
+    table_index: RefCell<Vec<Option<Arc<KeyIndex>>>>,
     /// Set when the window is aggregated on arrival.
     panes: Option<Panes>,
     fired: Vec<Fired>,
@@ -802,7 +810,7 @@ impl QueryRunner {
         if let (Some(window), Some(_)) = (window.as_mut(), &panes) {
             window.aggregate_on_arrival();
         }
-        let hash_joins = query
+        let hash_joins: Vec<Option<HashJoin>> = query
             .joins
             .iter()
             .map(|j| match j.kind {
@@ -828,6 +836,7 @@ impl QueryRunner {
             window,
             tables,
             lookups: HashMap::new(),
+            table_index: RefCell::new(vec![None; hash_joins.len()]),
             hash_joins,
             panes,
             fired: Vec::new(),
@@ -1103,6 +1112,16 @@ impl QueryRunner {
     /// content, of which only the latest `retain` rows are kept. Each stream row (or window)
     /// is joined with the content as it is when the row comes; nothing is emitted here.
     pub fn table_rows(&mut self, source: usize, rows: Vec<Row>, retain: usize) {
+        for (join, index) in self
+            .query
+            .joins
+            .iter()
+            .zip(self.table_index.get_mut().iter_mut())
+        {
+            if join.source == source {
+                *index = None;
+            }
+        }
         let table = self.tables.entry(source).or_default();
         if rows.len() >= retain {
             table.clear();
@@ -1310,7 +1329,7 @@ impl QueryRunner {
     ) -> Result<Vec<Tuple>, EvalError> {
         let empty = Vec::new();
         let width = self.query.sources.len();
-        for (join, hash) in self.query.joins.iter().zip(&self.hash_joins) {
+        for (j, (join, hash)) in self.query.joins.iter().zip(&self.hash_joins).enumerate() {
             // For each left tuple, the indices of the right rows it pairs with.
             let mut pairs: Vec<Vec<usize>> = Vec::with_capacity(tuples.len());
             let looked_up;
@@ -1338,13 +1357,29 @@ impl QueryRunner {
                     pairs.extend(tuples.iter().map(|_| (0..right.len()).collect::<Vec<_>>()));
                 }
                 (Some(h), _) => {
-                    let mut table: FastMap<Key, Vec<usize>> = FastMap::default();
-                    for (i, row) in right.iter().enumerate() {
-                        let key = Key::of(&h.right.eval(row.as_ref(), ctx)?);
-                        if key != Key::Null {
-                            table.entry(key).or_default().push(i);
+                    let index = |right: &[Arc<Row>]| -> Result<KeyIndex, EvalError> {
+                        let mut table = KeyIndex::default();
+                        for (i, row) in right.iter().enumerate() {
+                            let key = Key::of(&h.right.eval(row.as_ref(), ctx)?);
+                            if key != Key::Null {
+                                table.entry(key).or_default().push(i);
+                            }
                         }
-                    }
+                        Ok(table)
+                    };
+                    let table = if self.tables.contains_key(&join.source) {
+                        let cached = self.table_index.borrow()[j].clone();
+                        match cached {
+                            Some(table) => table,
+                            None => {
+                                let table = Arc::new(index(right)?);
+                                self.table_index.borrow_mut()[j] = Some(Arc::clone(&table));
+                                table
+                            }
+                        }
+                    } else {
+                        Arc::new(index(right)?)
+                    };
                     for left in &tuples {
                         let key = Key::of(&h.left.eval(left, ctx)?);
                         pairs.push(table.get(&key).cloned().unwrap_or_default());
@@ -2653,8 +2688,12 @@ mod tests {
         assert!(joined(&mut runner, 1).is_empty());
         runner.table_rows(1, vec![row(1, Some("a"))], 2);
         assert_eq!(joined(&mut runner, 1).len(), 1);
+        // The table is indexed once for the rows that follow, until it takes rows again.
+        assert!(runner.table_index.borrow()[0].is_some());
+        assert_eq!(joined(&mut runner, 1).len(), 1);
         // Two more rows: the first is evicted (RETAIN_SIZE 2), in one chunk or row by row.
         runner.table_rows(1, vec![row(2, Some("b")), row(3, Some("c"))], 2);
+        assert!(runner.table_index.borrow()[0].is_none());
         assert_eq!(runner.table_len(1), 2);
         assert!(joined(&mut runner, 1).is_empty());
         assert!(joined(&mut runner, 2)[0].contains("\"b\""));

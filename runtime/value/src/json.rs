@@ -9,6 +9,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use crate::value::{Map, Row, Schema, Value};
 
+mod flat;
+
 /// Which top-level fields of an object a [`RowDecoder`] keeps; the others are skipped
 /// (checked to be well-formed JSON, but no value is built for them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +44,14 @@ struct Layout {
     keys: Vec<Arc<str>>,
     kept: Vec<bool>,
     schema: Arc<Schema>,
+    /// Whether every key can be matched in the input as it is (see [`flat`]).
+    plain: bool,
 }
+
+/// How many messages the fast path is left untried after it declined one that has the
+/// previous layout (a stream whose messages hold nested values would otherwise pay for both
+/// paths on every message).
+const FLAT_PAUSE: u32 = 64;
 
 /// Decodes JSON objects into rows. Consecutive rows with the same keys in the same order share
 /// one [`Schema`], which is what makes column lookups cheap downstream. Fields that the
@@ -51,6 +60,8 @@ struct Layout {
 pub struct RowDecoder {
     keep: Keep,
     last: Option<Layout>,
+    /// Messages left before the fast path is tried again.
+    flat_pause: u32,
 }
 
 impl RowDecoder {
@@ -61,7 +72,11 @@ impl RowDecoder {
 
     /// A decoder keeping only the fields `keep` names.
     pub fn keeping(keep: Keep) -> Self {
-        Self { keep, last: None }
+        Self {
+            keep,
+            last: None,
+            flat_pause: 0,
+        }
     }
 
     /// Decodes one JSON object.
@@ -76,7 +91,26 @@ impl RowDecoder {
 
     /// Decodes one JSON object from text.
     pub fn decode_str(&mut self, text: &str, timestamp_ms: i64) -> Result<Row, serde_json::Error> {
-        self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)
+        let mut declined = None;
+        if let Some(layout) = self.last.as_ref().filter(|l| l.plain) {
+            if self.flat_pause == 0 {
+                match flat::decode(text, &layout.keys, &layout.kept, layout.schema.len()) {
+                    Some(values) => {
+                        return Ok(Row::new(Arc::clone(&layout.schema), values, timestamp_ms));
+                    }
+                    None => declined = Some(Arc::clone(&layout.schema)),
+                }
+            } else {
+                self.flat_pause -= 1;
+            }
+        }
+        let row = self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)?;
+        // Declined although the layout is the same: what the message holds is beyond the fast
+        // path, and the next ones likely are too. A new layout is tried at once.
+        if declined.is_some_and(|schema| Arc::ptr_eq(&schema, row.schema())) {
+            self.flat_pause = FLAT_PAUSE;
+        }
+        Ok(row)
     }
 
     fn decode_from<'de, R: serde_json::de::Read<'de>>(
@@ -119,6 +153,7 @@ impl RowDecoder {
             .collect();
         let schema = Arc::new(Schema::new(names));
         self.last = Some(Layout {
+            plain: keys.iter().all(|k| flat::plain_key(k)),
             keys,
             kept,
             schema: Arc::clone(&schema),

@@ -6,8 +6,10 @@
 //! are compared with the expected key in place and each value is read straight into a
 //! [`Value`], which takes a third of the instructions. It declines (returns `None`) on anything
 //! it does not read exactly as serde_json would: another layout, an escape in a string, a
-//! nested value, an exponent, a number with more digits than it reads exactly. The serde path
-//! then decodes the message, so values and error messages stay the serde path's.
+//! nested value, an exponent, a number with more digits than it reads exactly, a kept string
+//! that is not UTF-8. The serde path then decodes the message, so values and error messages
+//! stay the serde path's. It reads bytes: only kept strings are checked to be UTF-8, as
+//! serde_json reading bytes checks no skipped string, which spares checking the whole message.
 
 use std::sync::Arc;
 
@@ -28,7 +30,6 @@ pub(super) fn plain_key(key: &str) -> bool {
 }
 
 struct Cursor<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     at: usize,
 }
@@ -48,9 +49,9 @@ impl<'a> Cursor<'a> {
         (self.peek() == Some(byte)).then(|| self.at += 1)
     }
 
-    /// After an opening quote: the string up to its closing quote, if it has no escape and no
-    /// control character.
-    fn string(&mut self) -> Option<&'a str> {
+    /// After an opening quote: the string's bytes up to its closing quote, if it has no escape
+    /// and no control character (not checked to be UTF-8).
+    fn string(&mut self) -> Option<&'a [u8]> {
         let start = self.at;
         let mut i = start;
         // Eight bytes at a time while none of them ends the string or needs a closer look.
@@ -65,8 +66,7 @@ impl<'a> Cursor<'a> {
             match *self.bytes.get(i)? {
                 b'"' => {
                     self.at = i + 1;
-                    // `start` and `i` sit next to ASCII quotes: both are character boundaries.
-                    return self.text.get(start..i);
+                    return self.bytes.get(start..i);
                 }
                 b'\\' | 0..=0x1f => return None,
                 _ => i += 1,
@@ -141,8 +141,10 @@ impl<'a> Cursor<'a> {
             b'"' => {
                 self.at += 1;
                 let s = self.string()?;
+                // Only a kept string is checked to be UTF-8: serde_json reading bytes checks no
+                // skipped one either.
                 Some(if keep {
-                    Value::String(s.into())
+                    Value::String(std::str::from_utf8(s).ok()?.into())
                 } else {
                     Value::Null
                 })
@@ -159,7 +161,7 @@ impl<'a> Cursor<'a> {
 /// The kept values of `text`, a JSON object whose keys are exactly `keys` in this order (all of
 /// them [`plain_key`]s), or `None` when the serde path must decode it.
 pub(super) fn decode(
-    text: &str,
+    bytes: &[u8],
     keys: &[Arc<str>],
     kept: &[bool],
     kept_len: usize,
@@ -167,11 +169,7 @@ pub(super) fn decode(
     if keys.is_empty() {
         return None;
     }
-    let mut c = Cursor {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut c = Cursor { bytes, at: 0 };
     let mut values = Vec::with_capacity(kept_len);
     c.skip_ws();
     c.eat(b'{')?;
@@ -260,7 +258,7 @@ mod tests {
             let serde = super::super::parse_value(text.as_bytes())
                 .ok()
                 .and_then(|v| v.field("n").cloned());
-            match decode(&text, &keys, &[true], 1) {
+            match decode(text.as_bytes(), &keys, &[true], 1) {
                 Some(values) => {
                     read += 1;
                     let ours = &values[0];
@@ -288,7 +286,7 @@ mod tests {
     fn declines_what_it_does_not_read() {
         let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b")];
         let kept = [true, false];
-        let ok = |t: &str| decode(t, &keys, &kept, 1);
+        let ok = |t: &str| decode(t.as_bytes(), &keys, &kept, 1);
         assert_eq!(
             ok(" {\"a\" : \"x\" ,\n\"b\":[1]}"),
             None,

@@ -124,16 +124,36 @@ impl Transformer {
     }
 
     fn encode(&mut self, unit: &Unit<'_>, out: &mut Vec<u8>) -> Result<(), TransformError> {
-        // Fast path: a plain row, JSON, nothing to transform.
+        // Fast paths: plain rows, JSON, nothing to transform: each row is written straight from
+        // its values in sorted key order, without building an object first.
+        if let (false, PayloadFormat::Json, false) =
+            (self.transforms, &self.props.format, self.send_nil)
+        {
+            match unit {
+                Unit::Row(row) => {
+                    let order = self.order_for(row);
+                    json::write_row(out, row, order);
+                    return Ok(());
+                }
+                Unit::List(rows) => {
+                    out.push(b'[');
+                    for (i, row) in rows.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        let order = self.order_for(row);
+                        json::write_row(out, row, order);
+                    }
+                    out.push(b']');
+                    return Ok(());
+                }
+                Unit::Error(_) => {}
+            }
+        }
         if let (Unit::Row(row), false, PayloadFormat::Json) =
             (unit, self.transforms, &self.props.format)
         {
-            if self.send_nil {
-                json::write_value(out, &row_object(row, true));
-            } else {
-                let order = self.order_for(row);
-                json::write_row(out, row, order);
-            }
+            json::write_value(out, &row_object(row, true));
             return Ok(());
         }
         let mut value = match unit {
@@ -348,6 +368,32 @@ mod tests {
             &Message::Rows(rows),
         );
         assert_eq!(out, [r#"{"a":1}"#, r#"{"a":2}"#]);
+        // Rows of different layouts in one list, unsorted keys, NULLs left out (kept with
+        // sendNil, as objects are built then).
+        let rows = Arc::new(vec![
+            row(&[
+                ("b", Value::Int(1)),
+                ("a", Value::Null),
+                ("c", Value::from("x")),
+            ]),
+            row(&[("z", Value::Float(2.5)), ("y", Value::Bool(true))]),
+            row(&[
+                ("b", Value::Int(3)),
+                ("a", Value::Int(4)),
+                ("c", Value::Null),
+            ]),
+        ]);
+        let (out, _) = run(&mut transformer("{}"), &Message::Rows(Arc::clone(&rows)));
+        assert_eq!(
+            out,
+            [r#"[{"b":1,"c":"x"},{"y":true,"z":2.5},{"a":4,"b":3}]"#]
+        );
+        let (common, _) = split(&serde_json::from_str("{}").unwrap()).unwrap();
+        let (out, _) = run(&mut Transformer::new(common, true), &Message::Rows(rows));
+        assert_eq!(
+            out,
+            [r#"[{"a":null,"b":1,"c":"x"},{"y":true,"z":2.5},{"a":4,"b":3,"c":null}]"#]
+        );
     }
 
     #[test]

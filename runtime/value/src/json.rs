@@ -9,6 +9,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use crate::value::{Map, Row, Schema, Value};
 
+mod flat;
+
 /// Which top-level fields of an object a [`RowDecoder`] keeps; the others are skipped
 /// (checked to be well-formed JSON, but no value is built for them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +44,14 @@ struct Layout {
     keys: Vec<Arc<str>>,
     kept: Vec<bool>,
     schema: Arc<Schema>,
+    /// Whether every key can be matched in the input as it is (see [`flat`]).
+    plain: bool,
 }
+
+/// How many messages the fast path is left untried after it declined one that has the
+/// previous layout (a stream whose messages hold nested values would otherwise pay for both
+/// paths on every message).
+const FLAT_PAUSE: u32 = 64;
 
 /// Decodes JSON objects into rows. Consecutive rows with the same keys in the same order share
 /// one [`Schema`], which is what makes column lookups cheap downstream. Fields that the
@@ -51,6 +60,8 @@ struct Layout {
 pub struct RowDecoder {
     keep: Keep,
     last: Option<Layout>,
+    /// Messages left before the fast path is tried again.
+    flat_pause: u32,
 }
 
 impl RowDecoder {
@@ -61,22 +72,63 @@ impl RowDecoder {
 
     /// A decoder keeping only the fields `keep` names.
     pub fn keeping(keep: Keep) -> Self {
-        Self { keep, last: None }
+        Self {
+            keep,
+            last: None,
+            flat_pause: 0,
+        }
     }
 
     /// Decodes one JSON object.
     pub fn decode(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, serde_json::Error> {
+        let declined = match self.flat(bytes, timestamp_ms) {
+            Ok(row) => return Ok(row),
+            Err(declined) => declined,
+        };
         // Checking UTF-8 once for the whole message is cheaper than the parser checking every
         // string in it.
-        match std::str::from_utf8(bytes) {
-            Ok(text) => self.decode_str(text, timestamp_ms),
+        let row = match std::str::from_utf8(bytes) {
+            Ok(text) => self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms),
             Err(_) => self.decode_from(serde_json::Deserializer::from_slice(bytes), timestamp_ms),
-        }
+        }?;
+        self.after_decline(declined, &row);
+        Ok(row)
     }
 
     /// Decodes one JSON object from text.
     pub fn decode_str(&mut self, text: &str, timestamp_ms: i64) -> Result<Row, serde_json::Error> {
-        self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)
+        let declined = match self.flat(text.as_bytes(), timestamp_ms) {
+            Ok(row) => return Ok(row),
+            Err(declined) => declined,
+        };
+        let row = self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)?;
+        self.after_decline(declined, &row);
+        Ok(row)
+    }
+
+    /// The fast path (see [`flat`]), when the last layout allows it; otherwise the layout it
+    /// declined with, if it was tried.
+    fn flat(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, Option<Arc<Schema>>> {
+        let Some(layout) = self.last.as_ref().filter(|l| l.plain) else {
+            return Err(None);
+        };
+        if self.flat_pause > 0 {
+            self.flat_pause -= 1;
+            return Err(None);
+        }
+        match flat::decode(bytes, &layout.keys, &layout.kept, layout.schema.len()) {
+            Some(values) => Ok(Row::new(Arc::clone(&layout.schema), values, timestamp_ms)),
+            None => Err(Some(Arc::clone(&layout.schema))),
+        }
+    }
+
+    /// After the serde path decoded a message the fast path declined: when the layout is the
+    /// same, what the message holds is beyond the fast path, and the next ones likely are too,
+    /// so it rests. A new layout is tried at once.
+    fn after_decline(&mut self, declined: Option<Arc<Schema>>, row: &Row) {
+        if declined.is_some_and(|schema| Arc::ptr_eq(&schema, row.schema())) {
+            self.flat_pause = FLAT_PAUSE;
+        }
     }
 
     fn decode_from<'de, R: serde_json::de::Read<'de>>(
@@ -119,6 +171,7 @@ impl RowDecoder {
             .collect();
         let schema = Arc::new(Schema::new(names));
         self.last = Some(Layout {
+            plain: keys.iter().all(|k| flat::plain_key(k)),
             keys,
             kept,
             schema: Arc::clone(&schema),
@@ -594,6 +647,24 @@ mod tests {
         assert!(d.decode(br#"{"a":1,"b":[1,}"#, 0).is_err());
         assert!(d.decode(br#"{"a":1,"b":1,"b":2}"#, 0).is_err());
         assert!(d.decode(br#"{"a":1,"b":1,"c":"x","b":2}"#, 0).is_err());
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_read_as_the_serde_path_reads_it() {
+        let (skipped_bad, kept_bad) = (
+            b"{\"a\":\"x\",\"b\":\"\xff\"}".as_slice(),
+            b"{\"a\":\"\xff\",\"b\":\"y\"}".as_slice(),
+        );
+        // The serde path (no layout seen yet), then the fast path (same layout as before).
+        for warm in [false, true] {
+            let mut d = RowDecoder::keeping(Keep::only(["a"]));
+            if warm {
+                d.decode(br#"{"a":"w","b":"y"}"#, 0).unwrap();
+            }
+            let row = d.decode(skipped_bad, 0).unwrap();
+            assert_eq!(row.get("a"), Some(&Value::from("x")), "warm: {warm}");
+            assert!(d.decode(kept_bad, 0).is_err(), "warm: {warm}");
+        }
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! The decoder's fast path for the common message: a flat JSON object whose keys are those of
+//! the previous one, in the same order, holding only plain scalars.
+//!
+//! Hand-written on purpose: serde_json hands every key and value through its visitor, and the
+//! row decoder then compares each key with the layout it expects; here the input's key bytes
+//! are compared with the expected key in place and each value is read straight into a
+//! [`Value`], which takes a third of the instructions. It declines (returns `None`) on anything
+//! it does not read exactly as serde_json would: another layout, an escape in a string, a
+//! nested value, an exponent, a number with more digits than it reads exactly, a kept string
+//! that is not UTF-8. The serde path then decodes the message, so values and error messages
+//! stay the serde path's. It reads bytes: only kept strings are checked to be UTF-8, as
+//! serde_json reading bytes checks no skipped string, which spares checking the whole message.
+
+use std::sync::Arc;
+
+use crate::value::Value;
+
+/// Powers of ten a float with at most 15 significant digits is divided by: both the digits and
+/// the power are exact in an `f64`, so the quotient is the correctly rounded value, the one
+/// serde_json computes for such a number (with or without its `float_roundtrip` feature).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Whether `key` can be matched byte for byte against the input: a key holding a quote, a
+/// backslash or a control character may be written escaped, so it never is.
+pub(super) fn plain_key(key: &str) -> bool {
+    !key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek() == Some(byte)).then(|| self.at += 1)
+    }
+
+    /// After an opening quote: the string's bytes up to its closing quote, if it has no escape
+    /// and no control character (not checked to be UTF-8).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let mut i = start;
+        // Eight bytes at a time while none of them ends the string or needs a closer look.
+        while let Some(chunk) = self.bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if super::needs_escape(word) {
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *self.bytes.get(i)? {
+                b'"' => {
+                    self.at = i + 1;
+                    return self.bytes.get(start..i);
+                }
+                b'\\' | 0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
+    }
+
+    /// A number, as serde_json reads it: an integer is a `bigint` (`-0` is a float, as there),
+    /// a decimal fraction a `float`.
+    fn number(&mut self) -> Option<Value> {
+        let negative = self.eat(b'-').is_some();
+        let mut digits = 0u32;
+        let mut significand = 0u64;
+        match self.peek()? {
+            b'0' => {
+                self.at += 1;
+                digits = 1;
+                if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                while let Some(d @ b'0'..=b'9') = self.peek() {
+                    significand = significand * 10 + u64::from(d - b'0');
+                    digits += 1;
+                    self.at += 1;
+                    if digits > 18 {
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        let mut fraction = 0usize;
+        if self.eat(b'.').is_some() {
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                significand = significand * 10 + u64::from(d - b'0');
+                digits += 1;
+                fraction += 1;
+                self.at += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            if fraction == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            return None;
+        }
+        if fraction == 0 {
+            return Some(match (negative, significand) {
+                (false, m) => Value::Int(m as i64),
+                (true, 0) => Value::Float(-0.0),
+                (true, m) => Value::Int(-(m as i64)),
+            });
+        }
+        let f = significand as f64 / POW10[fraction];
+        Some(Value::Float(if negative { -f } else { f }))
+    }
+
+    /// A scalar value; `keep` says whether to build it (a skipped string is only scanned).
+    fn value(&mut self, keep: bool) -> Option<Value> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                let s = self.string()?;
+                // Only a kept string is checked to be UTF-8: serde_json reading bytes checks no
+                // skipped one either.
+                Some(if keep {
+                    Value::String(std::str::from_utf8(s).ok()?.into())
+                } else {
+                    Value::Null
+                })
+            }
+            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+}
+
+/// The kept values of `text`, a JSON object whose keys are exactly `keys` in this order (all of
+/// them [`plain_key`]s), or `None` when the serde path must decode it.
+pub(super) fn decode(
+    bytes: &[u8],
+    keys: &[Arc<str>],
+    kept: &[bool],
+    kept_len: usize,
+) -> Option<Vec<Value>> {
+    if keys.is_empty() {
+        return None;
+    }
+    let mut c = Cursor { bytes, at: 0 };
+    let mut values = Vec::with_capacity(kept_len);
+    c.skip_ws();
+    c.eat(b'{')?;
+    for (i, (key, &keep)) in keys.iter().zip(kept).enumerate() {
+        c.skip_ws();
+        if i > 0 {
+            c.eat(b',')?;
+            c.skip_ws();
+        }
+        c.eat(b'"')?;
+        let key = key.as_bytes();
+        let end = c.at + key.len();
+        if c.bytes.get(c.at..end) != Some(key) || c.bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        c.at = end + 1;
+        c.skip_ws();
+        c.eat(b':')?;
+        c.skip_ws();
+        let value = c.value(keep)?;
+        if keep {
+            values.push(value);
+        }
+    }
+    c.skip_ws();
+    c.eat(b'}')?;
+    c.skip_ws();
+    (c.at == c.bytes.len()).then_some(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path's values equal the serde path's wherever it does not decline.
+    #[test]
+    fn numbers_read_as_serde_json_reads_them() {
+        let keys: Vec<Arc<str>> = vec![Arc::from("n")];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "-0.0",
+            "0.0",
+            "1",
+            "-1",
+            "20.0",
+            "39.9",
+            "0.1",
+            "0.3",
+            "123456789012345",
+            "999999999999999999",
+            "-999999999999999999",
+            "1.000000000000001",
+            "0.000000000000001",
+            "9007199254740993",
+            "1e5",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "--1",
+            "1.5e3",
+            "123456.789012345",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 16) as usize;
+            let whole = (x >> 8) % 10u64.pow((x % 10) as u32 + 1);
+            let frac = (x >> 20) % 10u64.pow(digits as u32);
+            let sign = if x & (1 << 40) != 0 { "-" } else { "" };
+            texts.push(if digits == 0 {
+                format!("{sign}{whole}")
+            } else {
+                format!("{sign}{whole}.{frac:0digits$}")
+            });
+        }
+        let mut read = 0;
+        for n in &texts {
+            let text = format!("{{\"n\":{n}}}");
+            let serde = super::super::parse_value(text.as_bytes())
+                .ok()
+                .and_then(|v| v.field("n").cloned());
+            match decode(text.as_bytes(), &keys, &[true], 1) {
+                Some(values) => {
+                    read += 1;
+                    let ours = &values[0];
+                    let theirs = serde
+                        .as_ref()
+                        .expect("serde_json accepts what the fast path reads");
+                    assert_eq!(ours.type_name(), theirs.type_name(), "{n}");
+                    match (ours, theirs) {
+                        (Value::Float(a), Value::Float(b)) => {
+                            assert_eq!(a.to_bits(), b.to_bits(), "{n}")
+                        }
+                        _ => assert_eq!(ours, theirs, "{n}"),
+                    }
+                }
+                None => assert!(
+                    serde.is_none() || n.contains('e') || n.trim_start_matches('-').len() > 15,
+                    "declined {n}"
+                ),
+            }
+        }
+        assert!(read > 10_000, "{read}");
+    }
+
+    #[test]
+    fn declines_what_it_does_not_read() {
+        let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b")];
+        let kept = [true, false];
+        let ok = |t: &str| decode(t.as_bytes(), &keys, &kept, 1);
+        assert_eq!(
+            ok(" {\"a\" : \"x\" ,\n\"b\":[1]}"),
+            None,
+            "a nested value, even skipped"
+        );
+        assert_eq!(ok(r#"{"a":"x","b":"y"}"#), Some(vec![Value::from("x")]));
+        assert_eq!(
+            ok(" {\"a\" :\t\"x\" ,\r\n\"b\": true } "),
+            Some(vec![Value::from("x")])
+        );
+        for declined in [
+            r#"{"a":"x\"","b":1}"#,
+            r#"{"a":"x","b":"\u0041"}"#,
+            r#"{"b":1,"a":"x"}"#,
+            r#"{"a":"x"}"#,
+            r#"{"a":"x","b":1,"c":2}"#,
+            r#"{"a":"x","b":1} x"#,
+            r#"{"a":"x","b":1"#,
+            r#"{"a":"x","b":tru}"#,
+            r#"{"a":"x","b":1,}"#,
+            r#"{"ab":"x","b":1}"#,
+            r#"{"a":"x" "b":1}"#,
+            "{\"a\":\"x\ty\",\"b\":1}",
+            r#"{"a":"a long string, longer than eight bytes","b":1e3}"#,
+        ] {
+            assert_eq!(ok(declined), None, "{declined}");
+        }
+        assert_eq!(
+            ok(r#"{"a":"a long string, longer than eight bytes é","b":null}"#),
+            Some(vec![Value::from(
+                "a long string, longer than eight bytes é"
+            )])
+        );
+        assert!(!plain_key("a\"b") && !plain_key("a\\b") && plain_key("temperature"));
+    }
+}

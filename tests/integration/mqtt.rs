@@ -334,15 +334,7 @@ fn a_wasm_sink_publishes_through_the_host_only_to_granted_topics() {
     );
     let granted = Subscriber::new(broker.port, "verify-granted", "granted/#");
     let secret = Subscriber::new(broker.port, "verify-secret", "secret/#");
-    let run = Run::from({
-        let mut child = scratch.spawn_rule(&["--json"]);
-        let mut stdin = child.stdin.take().unwrap();
-        for n in 0..20 {
-            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
-        }
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    });
+    let run = run_on_rows(&scratch, 20);
     // The refused action's rows are counted as failed: the run reports undelivered rows.
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     let ok = run.action(0);
@@ -393,15 +385,7 @@ fn a_publish_the_broker_refuses_over_mqtt_5_is_failed_not_delivered() {
         ),
     );
     let allowed = Subscriber::new(broker.port, "verify-allowed", "allowed/#");
-    let run = Run::from({
-        let mut child = scratch.spawn_rule(&["--json"]);
-        let mut stdin = child.stdin.take().unwrap();
-        for n in 0..20 {
-            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
-        }
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    });
+    let run = run_on_rows(&scratch, 20);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     let ok = run.action(0);
     assert_eq!(
@@ -428,6 +412,19 @@ fn a_publish_the_broker_refuses_over_mqtt_5_is_failed_not_delivered() {
     );
     let got = allowed.collect_until(Duration::from_secs(10), |g| g.len() >= 20);
     assert_eq!(got.len(), 20);
+}
+
+/// Runs the scratch's rule (`--json`) on `{"n": 0}` to `{"n": count - 1}` on stdin.
+fn run_on_rows(scratch: &Scratch, count: usize) -> Run {
+    Run::from({
+        let mut child = scratch.spawn_rule(&["--json"]);
+        let mut stdin = child.stdin.take().unwrap();
+        for n in 0..count {
+            writeln!(stdin, "{{\"n\":{n}}}").unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
 }
 
 /// The numbers the `file` sink wrote to `rel` (a line is a row or an array of rows); a last

@@ -64,10 +64,11 @@ tasks:
                 toolchains are installed when possible; a missing one is skipped, named)
   lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
-  bench [SECTION...] [--quick] [--kills K] [--rows N]
+  bench [SECTION...] [--quick] [--kills K] [--rows N] [--rules R]
                 build release and run the benchmarks (sections: sink start memory
                 filter reload window mqtt rules delivery languages chaos serve; all by
-                default; chaos: kill -9 of oort K times (20) over N rows (200000))
+                default; chaos: kill -9 of oort K times (20) over N rows (200000);
+                serve: R rules (1000))
   bench peers [--rows N] [--runs N] [--quick] [--no-instructions]
                 the filter and the tumbling-window rule through release `oort run-rule`
                 (file source -> file sink) and through DuckDB and DataFusion (installed
@@ -544,7 +545,7 @@ const BENCHES: &[(&str, &[&str])] = &[
 ];
 
 /// Benchmark options followed by a value.
-const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows"];
+const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows", "--rules"];
 
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);
 /// other arguments (`--quick`) go to each.

@@ -1779,8 +1779,15 @@ mod tests {
             errors.extend(runner.push(0, vec![row], &ctx, &mut out).errors);
         }
         errors.extend(runner.finish(&ctx, &mut out).errors);
-        let mut windows: Vec<String> = out
-            .iter()
+        let mut windows = rendered(&out);
+        windows.extend(errors.iter().map(|e| format!("error: {e}")));
+        (windows, runner.late())
+    }
+
+    /// Each message as text: a row list as its rows' `(field, value)` pairs, one row after the
+    /// other; any other message as its `Debug` form.
+    fn rendered(out: &[Message]) -> Vec<String> {
+        out.iter()
             .map(|m| match m {
                 Message::Rows(rows) => rows
                     .iter()
@@ -1789,9 +1796,7 @@ mod tests {
                     .join(" "),
                 other => format!("{other:?}"),
             })
-            .collect();
-        windows.extend(errors.iter().map(|e| format!("error: {e}")));
-        (windows, runner.late())
+            .collect()
     }
 
     /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
@@ -2673,16 +2678,7 @@ mod tests {
                     .errors
                     .is_empty()
             );
-            out.iter()
-                .map(|m| match m {
-                    Message::Rows(rows) => rows
-                        .iter()
-                        .map(|r| format!("{:?}", r.iter().collect::<Vec<_>>()))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    other => format!("{other:?}"),
-                })
-                .collect::<Vec<_>>()
+            rendered(&out)
         };
         // Nothing in the table yet: the inner join has nothing to say.
         assert!(joined(&mut runner, 1).is_empty());

@@ -122,6 +122,16 @@ pub(crate) fn check_json_path(path: &str) -> Result<(), String> {
     jsonpath::parse(path).map(|_| ())
 }
 
+/// Checks the type given as a constant to `cast`, so that an unknown type is refused when the
+/// rule is compiled (as eKuiper's validation does) rather than on every row.
+pub(crate) fn check_cast_type(name: &str) -> Result<(), String> {
+    if convert::is_cast_type(name) {
+        Ok(())
+    } else {
+        Err(convert::CAST_TYPES.to_string())
+    }
+}
+
 /// The function called `name`, matched case-insensitively.
 pub fn lookup(name: &str) -> Option<&'static ScalarDef> {
     let registry = &*REGISTRY;

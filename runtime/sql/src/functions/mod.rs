@@ -11,6 +11,7 @@ use crate::value::Value;
 
 mod args;
 mod array;
+mod compress;
 mod convert;
 mod datetime;
 mod hash;
@@ -98,7 +99,7 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let tables: [&'static [ScalarDef]; 10] = [
+    let tables: [&'static [ScalarDef]; 11] = [
         math::DEFS,
         string::DEFS,
         convert::DEFS,
@@ -109,6 +110,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         object::DEFS,
         convert::JSON_DEFS,
         jsonpath::DEFS,
+        compress::DEFS,
     ];
     let mut sorted: Vec<&'static ScalarDef> = tables.iter().flat_map(|t| t.iter()).collect();
     sorted.sort_by(|a, b| (a.category, a.name).cmp(&(b.category, b.name)));
@@ -120,6 +122,37 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
 /// path is refused when the rule is compiled rather than on every row.
 pub(crate) fn check_json_path(path: &str) -> Result<(), String> {
     jsonpath::parse(path).map(|_| ())
+}
+
+/// Checks the type given as a constant to `cast`, so that an unknown type is refused when the
+/// rule is compiled (as eKuiper's validation does) rather than on every row.
+pub(crate) fn check_cast_type(name: &str) -> Result<(), String> {
+    if convert::is_cast_type(name) {
+        Ok(())
+    } else {
+        Err(convert::CAST_TYPES.to_string())
+    }
+}
+
+/// Checks a literal given as argument `i` (0-based) of `name`, as eKuiper's validation does
+/// when a rule is created: a number function refuses a string or boolean literal, a bitwise
+/// one also a float, `format` wants an integer count of decimals and a string locale. The
+/// message is eKuiper's (`Expect number - float or int type for parameter 1`).
+pub(crate) fn check_literal_arg(name: &str, i: usize, v: &Value) -> Result<(), String> {
+    let refused = |expect: &str| Err(format!("Expect {expect} type for parameter {}", i + 1));
+    let textual = matches!(v, Value::String(_) | Value::Bool(_));
+    match name {
+        "bitand" | "bitor" | "bitxor" | "bitnot" if textual || matches!(v, Value::Float(_)) => {
+            refused("int")
+        }
+        "format" if i == 1 && !matches!(v, Value::Int(_)) => refused("integer"),
+        "format" if i == 2 && !matches!(v, Value::String(_)) => refused("string"),
+        "conv" | "rand" | "pi" => Ok(()),
+        _ if textual && lookup(name).is_some_and(|d| d.category == "math") => {
+            refused("number - float or int")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The function called `name`, matched case-insensitively.
@@ -199,6 +232,27 @@ mod tests {
         assert!(round.accepts(1) && round.accepts(2));
         assert!(!round.accepts(0) && !round.accepts(3));
         assert!(lookup("concat").unwrap().accepts(40));
+    }
+
+    #[test]
+    fn literal_arguments_are_checked_as_ekuiper_validates_them() {
+        let s = Value::from("1");
+        assert_eq!(
+            check_literal_arg("round", 0, &s).unwrap_err(),
+            "Expect number - float or int type for parameter 1"
+        );
+        assert!(check_literal_arg("round", 1, &Value::Int(2)).is_ok());
+        assert_eq!(
+            check_literal_arg("bitand", 1, &Value::Float(1.5)).unwrap_err(),
+            "Expect int type for parameter 2"
+        );
+        assert!(check_literal_arg("conv", 0, &s).is_ok());
+        assert_eq!(
+            check_literal_arg("format", 1, &s).unwrap_err(),
+            "Expect integer type for parameter 2"
+        );
+        assert!(check_literal_arg("format", 2, &Value::from("en_US")).is_ok());
+        assert!(check_literal_arg("concat", 0, &Value::Bool(true)).is_ok());
     }
 
     #[test]

@@ -540,14 +540,19 @@ impl ChangedCols {
             Value::String(s) => s,
             v => {
                 return Err(EvalError::new(format!(
-                    "changed_cols: the first argument must be a string, got {v}"
+                    "changed_cols: first arg is not a string but got {}",
+                    crate::wording::go_value(&v)
                 )));
             }
         };
-        let Value::Bool(ignore_null) = self.ignore_null.eval(scope, ctx)? else {
-            return Err(EvalError::new(
-                "changed_cols: the second argument must be a boolean".into(),
-            ));
+        let ignore_null = match self.ignore_null.eval(scope, ctx)? {
+            Value::Bool(b) => b,
+            v => {
+                return Err(EvalError::new(format!(
+                    "changed_cols: second arg is not a bool but got {}",
+                    crate::wording::go_value(&v)
+                )));
+            }
         };
         let mut values: Vec<(Arc<str>, Value)> = Vec::new();
         for col in &self.cols {

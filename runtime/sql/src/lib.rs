@@ -1389,6 +1389,14 @@ impl<'a> Compiler<'a> {
                     _ => {}
                 }
             }
+            // So is the type of a cast.
+            if name == "cast"
+                && i == 1
+                && let Expr::Literal(Value::String(target)) = &arg
+            {
+                functions::check_cast_type(target)
+                    .map_err(|m| SqlError::at(e.span(), format!("cast: {m}")))?;
+            }
             compiled.push(arg);
         }
         Ok(Expr::Call(def, compiled))

@@ -141,15 +141,6 @@ pub(super) fn float_or_null(x: f64) -> Value {
     }
 }
 
-/// Sentence-case text of a value for messages: strings quoted, others as their text.
-pub(super) fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        Value::Null => "null".to_string(),
-        other => other.to_text(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

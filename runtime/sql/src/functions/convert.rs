@@ -5,9 +5,7 @@ use std::borrow::Cow;
 
 use oort_value::base64;
 
-use super::args::{
-    any_nil, arg, bad_arg, f64_to_i64, fail, integer, number, shown, string, wrong_type,
-};
+use super::args::{any_nil, arg, bad_arg, f64_to_i64, fail, integer, number, string, wrong_type};
 use super::datetime::{convert_tz, datetime_text, to_seconds};
 use super::math::pow10;
 use super::{FnCtx, FnError, ScalarDef};
@@ -49,7 +47,7 @@ pub(super) const JSON_DEFS: &[ScalarDef] = &[
 fn cannot(v: &Value, target: &str) -> FnError {
     fail(
         "cast",
-        format!("cannot convert {} {} to {target}", v.type_name(), shown(v)),
+        format!("cannot convert {} to {target}", crate::wording::go_typed(v)),
     )
 }
 
@@ -66,15 +64,19 @@ fn cast(_: &FnCtx<'_>, args: &[Value]) -> R {
         "boolean" => to_boolean(v).map(Value::Bool),
         "bytea" => to_bytea(v).map(|b| Value::Bytes(b.into())),
         "datetime" => datetime_text("cast", args, 0),
-        _ => Err(bad_arg(
-            "cast",
-            args,
-            1,
-            format!(
-                "unknown type {target:?}: expected bigint, float, string, boolean, bytea or datetime"
-            ),
-        )),
+        _ => Err(fail("cast", CAST_TYPES)),
     }
+}
+
+/// eKuiper's error for a `cast` to a type it does not know.
+pub(crate) const CAST_TYPES: &str = "Expect one of following value for the 2nd parameter: \
+     bigint, float, string, boolean, datetime, bytea.";
+
+/// Whether `cast` knows the type `name`.
+pub(crate) fn is_cast_type(name: &str) -> bool {
+    ["bigint", "float", "string", "boolean", "bytea", "datetime"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(name))
 }
 
 fn to_bigint(v: &Value) -> Result<i64, FnError> {
@@ -323,7 +325,7 @@ fn parse_json(_: &FnCtx<'_>, args: &[Value]) -> R {
         Value::Bytes(b) => b,
         _ => return Err(wrong_type("parse_json", args, 0, "a string")),
     };
-    json::parse_value(input).map_err(|e| fail("parse_json", format!("invalid JSON: {e}")))
+    json::parse_value(input).map_err(|e| fail("parse_json", format!("fail to parse json: {e}")))
 }
 
 #[cfg(test)]

@@ -288,9 +288,8 @@ pub(super) fn convert_tz(_: &FnCtx<'_>, args: &[Value]) -> R {
         // eKuiper's "Local" is its configured zone, which is UTC here.
         "" | "UTC" | "Local" => t.with_timezone(&default_offset()),
         name => {
-            let tz = chrono_tz::Tz::from_str(name).map_err(|_| {
-                bad_arg("convert_tz", args, 1, format!("unknown time zone {name:?}"))
-            })?;
+            let tz = chrono_tz::Tz::from_str(name)
+                .map_err(|_| bad_arg("convert_tz", args, 1, format!("unknown time zone {name}")))?;
             t.with_timezone(&tz).fixed_offset()
         }
     };

@@ -101,12 +101,26 @@ fn atan2(_: &FnCtx<'_>, args: &[Value]) -> R {
     Ok(float_or_null(y.atan2(x)))
 }
 
+/// An integer operand of a bitwise function (a float without a fraction counts), else
+/// eKuiper's error naming the operand (`the first operand`, `the second operand`, `operand`).
+fn operand(f: &str, args: &[Value], i: usize, which: &str) -> Result<i64, FnError> {
+    integer(f, args, i).map_err(|_| {
+        fail(
+            f,
+            format!(
+                "Expect int type for {which} but got {}",
+                crate::wording::go_value(arg(args, i))
+            ),
+        )
+    })
+}
+
 fn bitwise(f: &str, args: &[Value], op: fn(i64, i64) -> i64) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let a = integer(f, args, 0)?;
-    let b = integer(f, args, 1)?;
+    let a = operand(f, args, 0, "the first operand")?;
+    let b = operand(f, args, 1, "the second operand")?;
     Ok(Value::Int(op(a, b)))
 }
 
@@ -126,7 +140,7 @@ fn bitnot(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    Ok(Value::Int(!integer("bitnot", args, 0)?))
+    Ok(Value::Int(!operand("bitnot", args, 0, "operand")?))
 }
 
 fn ceil(_: &FnCtx<'_>, args: &[Value]) -> R {
@@ -184,9 +198,28 @@ fn cot(_: &FnCtx<'_>, args: &[Value]) -> R {
     let x = number("cot", args, 0)?;
     let r = x.cos() / x.sin();
     if r.is_infinite() {
-        return Err(fail("cot", format!("cot({x}) is out of range")));
+        return Err(fail(
+            "cot",
+            format!("out-of-range error: cot({x}) is infinite"),
+        ));
     }
     Ok(float_or_null(r))
+}
+
+/// eKuiper's `%v` of a float operand, for its error texts.
+fn go_float(x: f64) -> String {
+    crate::wording::go_value(&Value::Float(x))
+}
+
+/// eKuiper's error for a logarithm that is not a real number.
+fn not_strictly_positive(f: &str, x: f64) -> FnError {
+    fail(
+        f,
+        format!(
+            "The argument must be a strictly positive number but got {}",
+            go_float(x)
+        ),
+    )
 }
 
 fn ln(_: &FnCtx<'_>, args: &[Value]) -> R {
@@ -194,13 +227,12 @@ fn ln(_: &FnCtx<'_>, args: &[Value]) -> R {
         return Ok(Value::Null);
     }
     let x = number("ln", args, 0)?;
-    if x.is_nan() || x <= 0.0 {
-        return Err(fail(
-            "ln",
-            format!("expected a strictly positive number, got {x}"),
-        ));
+    // As eKuiper: ln(0) is -Inf; only a result that is not a number is an error.
+    let r = x.ln();
+    if r.is_nan() {
+        return Err(not_strictly_positive("ln", x));
     }
-    Ok(Value::Float(x.ln()))
+    Ok(Value::Float(r))
 }
 
 fn log(_: &FnCtx<'_>, args: &[Value]) -> R {
@@ -208,27 +240,15 @@ fn log(_: &FnCtx<'_>, args: &[Value]) -> R {
         return Ok(Value::Null);
     }
     let first = number("log", args, 0)?;
-    let (base, x) = if args.len() > 1 {
-        (Some(first), number("log", args, 1)?)
+    let r = if args.len() > 1 {
+        number("log", args, 1)?.ln() / first.ln()
     } else {
-        (None, first)
+        first.log10()
     };
-    if x.is_nan() || x <= 0.0 {
-        return Err(fail(
-            "log",
-            format!("expected a strictly positive number, got {x}"),
-        ));
-    }
-    let r = match base {
-        None => x.log10(),
-        Some(b) => x.ln() / b.ln(),
-    };
+    // As eKuiper: log(0) is -Inf, and the error names the first argument (the base of
+    // log(b, x)).
     if r.is_nan() {
-        let b = base.unwrap_or(10.0);
-        return Err(fail(
-            "log",
-            format!("the base must be a strictly positive number, got {b}"),
-        ));
+        return Err(not_strictly_positive("log", first));
     }
     Ok(Value::Float(r))
 }
@@ -304,15 +324,29 @@ pub(super) fn round_to(x: f64, digits: i64) -> f64 {
 }
 
 fn round(_: &FnCtx<'_>, args: &[Value]) -> R {
+    use crate::wording::go_typed;
     if any_nil(args) {
         return Ok(Value::Null);
     }
     let digits = if args.len() > 1 {
-        integer_trunc("round", args, 1)?
+        integer_trunc("round", args, 1).map_err(|_| {
+            fail(
+                "round",
+                format!(
+                    "The second argument must be an integer: cannot convert {} to int",
+                    go_typed(arg(args, 1))
+                ),
+            )
+        })?
     } else {
         0
     };
-    let x = number("round", args, 0)?;
+    let x = number("round", args, 0).map_err(|_| {
+        fail(
+            "round",
+            format!("cannot convert {} to float64", go_typed(arg(args, 0))),
+        )
+    })?;
     Ok(float_or_null(round_to(x, digits)))
 }
 
@@ -336,7 +370,13 @@ fn sqrt(_: &FnCtx<'_>, args: &[Value]) -> R {
     }
     let x = number("sqrt", args, 0)?;
     if x.is_nan() || x < 0.0 {
-        return Err(fail("sqrt", format!("expected a positive number, got {x}")));
+        return Err(fail(
+            "sqrt",
+            format!(
+                "The argument must be a positive number but got {}",
+                go_float(x)
+            ),
+        ));
     }
     Ok(Value::Float(x.sqrt()))
 }
@@ -550,11 +590,15 @@ mod tests {
         assert_eq!(float_of(call("exp", &[i(0)])), 1.0);
         assert_eq!(float_of(call("exp", &[f(1000.0)])), f64::INFINITY);
         assert!((float_of(call("ln", &[f(std::f64::consts::E)])) - 1.0).abs() < 1e-15);
-        assert!(call("ln", &[i(0)]).is_err());
+        assert_eq!(float_of(call("ln", &[i(0)])), f64::NEG_INFINITY);
         assert!(call("ln", &[i(-1)]).is_err());
         assert_eq!(float_of(call("log", &[i(100)])), 2.0);
         assert_eq!(float_of(call("log", &[i(2), i(8)])), 3.0);
-        assert!(call("log", &[i(0)]).is_err());
+        assert_eq!(float_of(call("log", &[i(0)])), f64::NEG_INFINITY);
+        assert_eq!(
+            call("ln", &[f(-10.5)]).unwrap_err().0,
+            "ln: The argument must be a strictly positive number but got -10.5"
+        );
         assert!(call("log", &[i(-2), i(8)]).is_err());
         assert!(matches!(call("log", &[i(2), Value::Null]), Ok(Value::Null)));
     }

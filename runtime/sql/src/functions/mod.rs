@@ -11,6 +11,7 @@ use crate::value::Value;
 
 mod args;
 mod array;
+mod compress;
 mod convert;
 mod datetime;
 mod hash;
@@ -98,7 +99,7 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let tables: [&'static [ScalarDef]; 10] = [
+    let tables: [&'static [ScalarDef]; 11] = [
         math::DEFS,
         string::DEFS,
         convert::DEFS,
@@ -109,6 +110,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         object::DEFS,
         convert::JSON_DEFS,
         jsonpath::DEFS,
+        compress::DEFS,
     ];
     let mut sorted: Vec<&'static ScalarDef> = tables.iter().flat_map(|t| t.iter()).collect();
     sorted.sort_by(|a, b| (a.category, a.name).cmp(&(b.category, b.name)));
@@ -120,6 +122,16 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
 /// path is refused when the rule is compiled rather than on every row.
 pub(crate) fn check_json_path(path: &str) -> Result<(), String> {
     jsonpath::parse(path).map(|_| ())
+}
+
+/// Checks the type given as a constant to `cast`, so that an unknown type is refused when the
+/// rule is compiled (as eKuiper's validation does) rather than on every row.
+pub(crate) fn check_cast_type(name: &str) -> Result<(), String> {
+    if convert::is_cast_type(name) {
+        Ok(())
+    } else {
+        Err(convert::CAST_TYPES.to_string())
+    }
 }
 
 /// The function called `name`, matched case-insensitively.

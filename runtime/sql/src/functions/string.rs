@@ -281,11 +281,9 @@ fn split_value(_: &FnCtx<'_>, args: &[Value]) -> R {
     let len = parts.len() as i64;
     let at = if index < 0 { len + index } else { index };
     if !(0..len).contains(&at) {
-        return Err(bad_arg(
+        return Err(fail(
             "split_value",
-            args,
-            2,
-            format!("index {index} is out of range (there are {len} parts)"),
+            format!("{index} out of index array (size = {len})"),
         ));
     }
     Ok(Value::from(parts[at as usize]))
@@ -346,15 +344,21 @@ fn format(_: &FnCtx<'_>, args: &[Value]) -> R {
             "format",
             args,
             1,
-            format!("the decimal places must be between 0 and {MAX_DIGITS}, got {digits}"),
+            if digits < 0 {
+                "the decimal places must greater or equal than 0".to_string()
+            } else {
+                format!("the decimal places must be at most {MAX_DIGITS}, got {digits}")
+            },
         ));
     }
     let style = if args.len() > 2 {
         let tag = text("format", args, 2)?;
-        Some(
-            locale_style(&tag)
-                .ok_or_else(|| bad_arg("format", args, 2, format!("unsupported locale {tag:?}")))?,
-        )
+        Some(locale_style(&tag).ok_or_else(|| {
+            fail(
+                "format",
+                format!("not support for the specific locale:{tag}"),
+            )
+        })?)
     } else {
         None
     };

@@ -11,7 +11,7 @@ use chrono::{
 };
 
 use super::FnError;
-use super::args::{arg, bad_arg, f64_to_i64, wrong_type};
+use super::args::{arg, bad_arg, f64_to_i64};
 use crate::value::Value;
 
 /// An instant together with the UTC offset it is shown in.
@@ -48,11 +48,16 @@ pub(super) fn to_time(f: &str, args: &[Value], i: usize) -> Result<Time, FnError
         }),
         Value::String(s) => parse_time(s)
             .ok_or_else(|| bad_arg(f, args, i, format!("cannot read {s:?} as a date and time"))),
-        _ => Err(wrong_type(
+        // eKuiper's text (`cast.InterfaceToTime`); a datetime is epoch milliseconds or a date
+        // string.
+        v => Err(bad_arg(
             f,
             args,
             i,
-            "a datetime (epoch milliseconds or a date string)",
+            format!(
+                "unsupported type to convert to timestamp {}",
+                crate::wording::go_value(v)
+            ),
         )),
     }
 }

@@ -1389,6 +1389,13 @@ impl<'a> Compiler<'a> {
                     _ => {}
                 }
             }
+            // A literal of the wrong type is refused now, as eKuiper's validation does.
+            if let Expr::Literal(v) = &arg
+                && !v.is_null()
+            {
+                functions::check_literal_arg(&name, i, v)
+                    .map_err(|m| SqlError::at(e.span(), format!("{name}: {m}")))?;
+            }
             // So is the type of a cast.
             if name == "cast"
                 && i == 1
@@ -1555,7 +1562,24 @@ impl<'a> Compiler<'a> {
                     cols.push(Some((name, self.expr(e)?)));
                 }
                 ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                    exprs.push(self.expr(e)?)
+                    let compiled = self.expr(e)?;
+                    // eKuiper's validation: a literal prefix is a string, ignore_null a boolean.
+                    let (ok, expect) = match (&compiled, i) {
+                        (Expr::Literal(v), 0) => {
+                            (matches!(v, Value::String(_) | Value::Null), "string")
+                        }
+                        (Expr::Literal(v), _) => {
+                            (matches!(v, Value::Bool(_) | Value::Null), "bool")
+                        }
+                        _ => (true, ""),
+                    };
+                    if !ok {
+                        return Err(SqlError::at(
+                            e.span(),
+                            format!("changed_cols: Expect {expect} type for parameter {}", i + 1),
+                        ));
+                    }
+                    exprs.push(compiled)
                 }
                 other => return Err(unsupported(other.span(), "this argument")),
             }

@@ -134,6 +134,27 @@ pub(crate) fn check_cast_type(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a literal given as argument `i` (0-based) of `name`, as eKuiper's validation does
+/// when a rule is created: a number function refuses a string or boolean literal, a bitwise
+/// one also a float, `format` wants an integer count of decimals and a string locale. The
+/// message is eKuiper's (`Expect number - float or int type for parameter 1`).
+pub(crate) fn check_literal_arg(name: &str, i: usize, v: &Value) -> Result<(), String> {
+    let refused = |expect: &str| Err(format!("Expect {expect} type for parameter {}", i + 1));
+    let textual = matches!(v, Value::String(_) | Value::Bool(_));
+    match name {
+        "bitand" | "bitor" | "bitxor" | "bitnot" if textual || matches!(v, Value::Float(_)) => {
+            refused("int")
+        }
+        "format" if i == 1 && !matches!(v, Value::Int(_)) => refused("integer"),
+        "format" if i == 2 && !matches!(v, Value::String(_)) => refused("string"),
+        "conv" | "rand" | "pi" => Ok(()),
+        _ if textual && lookup(name).is_some_and(|d| d.category == "math") => {
+            refused("number - float or int")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The function called `name`, matched case-insensitively.
 pub fn lookup(name: &str) -> Option<&'static ScalarDef> {
     let registry = &*REGISTRY;
@@ -211,6 +232,27 @@ mod tests {
         assert!(round.accepts(1) && round.accepts(2));
         assert!(!round.accepts(0) && !round.accepts(3));
         assert!(lookup("concat").unwrap().accepts(40));
+    }
+
+    #[test]
+    fn literal_arguments_are_checked_as_ekuiper_validates_them() {
+        let s = Value::from("1");
+        assert_eq!(
+            check_literal_arg("round", 0, &s).unwrap_err(),
+            "Expect number - float or int type for parameter 1"
+        );
+        assert!(check_literal_arg("round", 1, &Value::Int(2)).is_ok());
+        assert_eq!(
+            check_literal_arg("bitand", 1, &Value::Float(1.5)).unwrap_err(),
+            "Expect int type for parameter 2"
+        );
+        assert!(check_literal_arg("conv", 0, &s).is_ok());
+        assert_eq!(
+            check_literal_arg("format", 1, &s).unwrap_err(),
+            "Expect integer type for parameter 2"
+        );
+        assert!(check_literal_arg("format", 2, &Value::from("en_US")).is_ok());
+        assert!(check_literal_arg("concat", 0, &Value::Bool(true)).is_ok());
     }
 
     #[test]

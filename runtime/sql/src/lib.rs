@@ -1404,23 +1404,6 @@ impl<'a> Compiler<'a> {
                 functions::check_cast_type(target)
                     .map_err(|m| SqlError::at(e.span(), format!("cast: {m}")))?;
             }
-            // And a key of `object_construct` given as a number or boolean literal (eKuiper's
-            // validation).
-            if name == "object_construct"
-                && i % 2 == 0
-                && matches!(
-                    arg,
-                    Expr::Literal(Value::Int(_) | Value::Float(_) | Value::Bool(_))
-                )
-            {
-                return Err(SqlError::at(
-                    e.span(),
-                    format!(
-                        "object_construct: Expect string type for parameter {}",
-                        i + 1
-                    ),
-                ));
-            }
             compiled.push(arg);
         }
         if name == "object_construct" && !compiled.len().is_multiple_of(2) {

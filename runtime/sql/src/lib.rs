@@ -1406,6 +1406,12 @@ impl<'a> Compiler<'a> {
             }
             compiled.push(arg);
         }
+        if name == "object_construct" && !compiled.len().is_multiple_of(2) {
+            return Err(SqlError::at(
+                span,
+                "object_construct: the args must be key value pairs",
+            ));
+        }
         Ok(Expr::Call(def, compiled))
     }
 

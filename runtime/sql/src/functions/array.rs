@@ -3,11 +3,14 @@
 //!
 //! Elements are compared by value: numbers of either type are equal when they denote the same
 //! number, strings and bytes by content, arrays and objects deeply.
+//!
+//! Errors use eKuiper's texts (`first argument should be array of interface{}`), after the
+//! function's name.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::args::{MAX_ARRAY_LEN, any_nil, arg, bad_arg, fail, integer, string, wrong_type};
+use super::args::{MAX_ARRAY_LEN, any_nil, arg, fail, integer};
 use super::convert::cast_text;
 use super::{FnCtx, FnError, ScalarDef};
 use crate::value::{Map, Value};
@@ -37,6 +40,7 @@ pub(super) const DEFS: &[ScalarDef] = &[
     def("array_intersect", 2, Some(2), array_intersect, "array_intersect(a, b): the distinct elements of b that are also in a"),
     def("array_join", 2, Some(3), array_join, "array_join(a, sep[, null_text]): the elements of a as text joined by sep, nulls replaced by null_text or skipped"),
     def("array_last_position", 2, Some(2), array_last_position, "array_last_position(a, x): the 0-based index of the last element equal to x, or -1"),
+    def("array_map", 2, Some(2), array_map, "array_map(f, a): the scalar function named f applied to each element of a"),
     def("array_max", 1, Some(1), array_max, "array_max(a): the largest element of a, nulls ignored (numbers or strings, as the first element)"),
     def("array_min", 1, Some(1), array_min, "array_min(a): the smallest element of a, nulls ignored (numbers or strings, as the first element)"),
     def("array_position", 2, Some(2), array_position, "array_position(a, x): the 0-based index of the first element equal to x, or -1"),
@@ -122,18 +126,49 @@ impl<'a> Seen<'a> {
     }
 }
 
+/// How eKuiper names argument `i` in its errors.
+fn ordinal(i: usize) -> String {
+    match i {
+        0 => "first".to_string(),
+        1 => "second".to_string(),
+        2 => "third".to_string(),
+        n => format!("argument {}", n + 1),
+    }
+}
+
+/// eKuiper's `<nth> argument should be <what>`.
+fn should_be(f: &str, i: usize, what: &str) -> FnError {
+    fail(f, format!("{} argument should be {what}", ordinal(i)))
+}
+
+fn not_array(f: &str, i: usize) -> FnError {
+    should_be(f, i, "array of interface{}")
+}
+
 /// Argument `i` as an array; `None` for null.
 fn array_or_null<'a>(f: &str, args: &'a [Value], i: usize) -> Result<Option<&'a [Value]>, FnError> {
     match arg(args, i) {
         Value::Null => Ok(None),
         Value::Array(items) => Ok(Some(items.as_slice())),
-        _ => Err(wrong_type(f, args, i, "an array")),
+        _ => Err(not_array(f, i)),
     }
 }
 
 /// Argument `i` as an array.
 fn array<'a>(f: &str, args: &'a [Value], i: usize) -> Result<&'a [Value], FnError> {
-    array_or_null(f, args, i)?.ok_or_else(|| wrong_type(f, args, i, "an array"))
+    array_or_null(f, args, i)?.ok_or_else(|| not_array(f, i))
+}
+
+/// Argument `i` as an integer (a float without a fraction counts).
+fn int_arg(f: &str, args: &[Value], i: usize) -> Result<i64, FnError> {
+    integer(f, args, i).map_err(|_| should_be(f, i, "int"))
+}
+
+/// Argument `i` as a string.
+fn string_arg<'a>(f: &str, args: &'a [Value], i: usize) -> Result<&'a str, FnError> {
+    arg(args, i)
+        .as_str()
+        .ok_or_else(|| should_be(f, i, "string"))
 }
 
 fn list(items: Vec<Value>) -> Value {
@@ -174,9 +209,11 @@ fn array_create(_: &FnCtx<'_>, args: &[Value]) -> R {
 
 fn array_concat(_: &FnCtx<'_>, args: &[Value]) -> R {
     let mut out = Vec::new();
-    for i in 0..args.len() {
-        if let Some(items) = array_or_null("array_concat", args, i)? {
-            out.extend(items.iter().cloned());
+    for v in args {
+        match v {
+            Value::Null => {}
+            Value::Array(items) => out.extend(items.iter().cloned()),
+            _ => return Err(fail("array_concat", "array elements should be array")),
         }
     }
     Ok(list_or_null(out))
@@ -304,13 +341,11 @@ fn extreme(f: &str, args: &[Value], want_max: bool) -> R {
     let Some(first) = present.next() else {
         return Ok(Value::Null);
     };
+    // eKuiper's text: the Go type the first element fixed, and the element as Go prints it.
     let mismatch = |v: &Value, kind: &str| {
         fail(
             f,
-            format!(
-                "expected every element to be {kind}, found {}",
-                v.type_name()
-            ),
+            format!("requires {kind} but found {}", crate::wording::go_typed(v)),
         )
     };
     let better = |a: std::cmp::Ordering| {
@@ -323,9 +358,9 @@ fn extreme(f: &str, args: &[Value], want_max: bool) -> R {
                 let n = match v {
                     Value::Int(i) => *i,
                     Value::Float(x) => {
-                        super::args::f64_to_i64(*x).ok_or_else(|| mismatch(v, "an integer"))?
+                        super::args::f64_to_i64(*x).ok_or_else(|| mismatch(v, "int64"))?
                     }
-                    _ => return Err(mismatch(v, "a number")),
+                    _ => return Err(mismatch(v, "int64")),
                 };
                 if better(n.cmp(&best)) {
                     best = n;
@@ -336,7 +371,7 @@ fn extreme(f: &str, args: &[Value], want_max: bool) -> R {
         Value::Float(start) => {
             let mut best = *start;
             for v in present {
-                let x = v.as_f64().ok_or_else(|| mismatch(v, "a number"))?;
+                let x = v.as_f64().ok_or_else(|| mismatch(v, "float64"))?;
                 if better(x.total_cmp(&best)) {
                     best = x;
                 }
@@ -347,7 +382,7 @@ fn extreme(f: &str, args: &[Value], want_max: bool) -> R {
             let mut best = start;
             for v in present {
                 let Value::String(s) = v else {
-                    return Err(mismatch(v, "a string"));
+                    return Err(mismatch(v, "string"));
                 };
                 if better(s.cmp(best)) {
                     best = s;
@@ -357,7 +392,7 @@ fn extreme(f: &str, args: &[Value], want_max: bool) -> R {
         }
         other => Err(fail(
             f,
-            format!("expected numbers or strings, found {}", other.type_name()),
+            format!("found invalid arg {}", crate::wording::go_typed(other)),
         )),
     }
 }
@@ -370,14 +405,48 @@ fn array_min(_: &FnCtx<'_>, args: &[Value]) -> R {
     extreme("array_min", args, false)
 }
 
+fn array_map(ctx: &FnCtx<'_>, args: &[Value]) -> R {
+    if any_nil(args) {
+        return Ok(Value::Null);
+    }
+    let name = string_arg("array_map", args, 0)?;
+    let items = array("array_map", args, 1)?;
+    let Some(def) = super::lookup(name) else {
+        let lower = name.to_ascii_lowercase();
+        let aggregate = crate::aggregate::AggFunc::lookup(&lower).is_some()
+            || crate::analytic::AnalyticFunc::lookup(&lower).is_some();
+        return Err(fail(
+            "array_map",
+            if aggregate {
+                "first argument should be a scalar function.".to_string()
+            } else {
+                format!("unknown built-in function: {name}.")
+            },
+        ));
+    };
+    if !def.accepts(1) {
+        return Err(fail(
+            "array_map",
+            format!("validate {name} arguments failed"),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mapped =
+            (def.call)(ctx, std::slice::from_ref(item)).map_err(|e| fail("array_map", e))?;
+        out.push(mapped);
+    }
+    Ok(list(out))
+}
+
 fn array_join(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
     let items = array("array_join", args, 0)?;
-    let sep = string("array_join", args, 1)?;
+    let sep = string_arg("array_join", args, 1)?;
     let null_text = if args.len() > 2 {
-        string("array_join", args, 2)?
+        string_arg("array_join", args, 2)?
     } else {
         ""
     };
@@ -410,7 +479,9 @@ fn array_sort(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let items = array("array_sort", args, 0)?;
+    let Value::Array(items) = arg(args, 0) else {
+        return Err(fail("array_sort", "array elements should be array"));
+    };
     let mut keyed: Vec<(String, &Value)> = items
         .iter()
         .map(|v| {
@@ -431,24 +502,25 @@ fn element_at(_: &FnCtx<'_>, args: &[Value]) -> R {
     }
     match arg(args, 0) {
         Value::Array(items) => {
-            let index = integer("element_at", args, 1)?;
+            let index = int_arg("element_at", args, 1)?;
             let len = items.len() as i64;
             let at = if index < 0 { len + index } else { index };
             if !(0..len).contains(&at) {
-                return Err(bad_arg(
+                return Err(fail(
                     "element_at",
-                    args,
-                    1,
-                    format!("index {index} is out of range (the array has {len} elements)"),
+                    format!("index out of range: {index} of an array of {len}"),
                 ));
             }
             Ok(items[at as usize].clone())
         }
         Value::Object(map) => {
-            let key = string("element_at", args, 1)?;
+            let key = string_arg("element_at", args, 1)?;
             Ok(map.get(key).cloned().unwrap_or(Value::Null))
         }
-        _ => Err(wrong_type("element_at", args, 0, "an array or an object")),
+        _ => Err(fail(
+            "element_at",
+            "first argument should be []interface{} or map[string]interface{}",
+        )),
     }
 }
 
@@ -459,23 +531,20 @@ fn kvpair_array_to_obj(_: &FnCtx<'_>, args: &[Value]) -> R {
     let items = array("kvpair_array_to_obj", args, 0)?;
     let mut out = Map::new();
     for item in items {
-        let pair = match item {
-            Value::Object(pair) if pair.len() == 2 => pair,
-            _ => {
-                return Err(fail(
-                    "kvpair_array_to_obj",
-                    "every element must be an object {\"key\": string, \"value\": any}",
-                ));
-            }
+        let Value::Object(pair) = item else {
+            return Err(fail(
+                "kvpair_array_to_obj",
+                "array item should be map[string]interface{}",
+            ));
         };
-        match (pair.get("key"), pair.get("value")) {
-            (Some(Value::String(k)), Some(v)) => {
+        match (pair.len(), pair.get("key"), pair.get("value")) {
+            (2, Some(Value::String(k)), Some(v)) => {
                 out.insert(Arc::clone(k), v.clone());
             }
             _ => {
                 return Err(fail(
                     "kvpair_array_to_obj",
-                    "every element must be an object {\"key\": string, \"value\": any}",
+                    "array item should be key-value pair",
                 ));
             }
         }
@@ -487,15 +556,13 @@ fn repeat(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let count = integer("repeat", args, 1)?;
+    let count = int_arg("repeat", args, 1)?;
     let count = usize::try_from(count)
         .ok()
         .filter(|&n| n <= MAX_ARRAY_LEN)
         .ok_or_else(|| {
-            bad_arg(
+            fail(
                 "repeat",
-                args,
-                1,
                 format!("the count must be between 0 and {MAX_ARRAY_LEN}, got {count}"),
             )
         })?;
@@ -506,12 +573,12 @@ fn sequence(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let start = integer("sequence", args, 0)?;
-    let stop = integer("sequence", args, 1)?;
+    let start = int_arg("sequence", args, 0)?;
+    let stop = int_arg("sequence", args, 1)?;
     let step = if args.len() > 2 {
-        let step = integer("sequence", args, 2)?;
+        let step = int_arg("sequence", args, 2)?;
         if step == 0 {
-            return Err(bad_arg("sequence", args, 2, "the step must not be zero"));
+            return Err(fail("sequence", "invalid step: should not be zero"));
         }
         step
     } else if start < stop {
@@ -799,6 +866,55 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, [1, 2, 3, 4]);
         assert_eq!(call("array_shuffle", &[Value::Null]), Ok(Value::Null));
+    }
+
+    #[test]
+    fn mapping_a_scalar_function() {
+        let xs = a(vec![i(0), Value::Float(-0.4), Value::Float(1.2)]);
+        assert_eq!(
+            call("array_map", &[s("abs"), xs.clone()]),
+            Ok(a(vec![i(0), Value::Float(0.4), Value::Float(1.2)]))
+        );
+        assert_eq!(
+            call("array_map", &[s("ROUND"), xs.clone()]),
+            Ok(a(vec![
+                Value::Float(0.0),
+                Value::Float(-0.0),
+                Value::Float(1.0)
+            ]))
+        );
+        assert_eq!(
+            call("array_map", &[Value::Null, ints(&[1])]),
+            Ok(Value::Null)
+        );
+        assert_eq!(call("array_map", &[s("abs"), a(vec![])]), Ok(Value::Null));
+        let err = |args: &[Value]| call("array_map", args).unwrap_err().0;
+        assert_eq!(
+            err(&[s("pow"), xs.clone()]),
+            "array_map: validate pow arguments failed"
+        );
+        assert_eq!(
+            err(&[s("avg"), xs.clone()]),
+            "array_map: first argument should be a scalar function."
+        );
+        assert_eq!(
+            err(&[s("lag"), xs.clone()]),
+            "array_map: first argument should be a scalar function."
+        );
+        assert_eq!(
+            err(&[s("nope"), xs.clone()]),
+            "array_map: unknown built-in function: nope."
+        );
+        assert_eq!(
+            err(&[i(1), xs.clone()]),
+            "array_map: first argument should be string"
+        );
+        assert_eq!(
+            err(&[s("abs"), i(1)]),
+            "array_map: second argument should be array of interface{}"
+        );
+        // The mapped function's own error, after both names.
+        assert!(err(&[s("abs"), a(vec![s("x")])]).starts_with("array_map: abs: "));
     }
 
     #[test]

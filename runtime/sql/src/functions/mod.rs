@@ -136,8 +136,10 @@ pub(crate) fn check_cast_type(name: &str) -> Result<(), String> {
 
 /// Checks a literal given as argument `i` (0-based) of `name`, as eKuiper's validation does
 /// when a rule is created: a number function refuses a string or boolean literal, a bitwise
-/// one also a float, `format` wants an integer count of decimals and a string locale. The
-/// message is eKuiper's (`Expect number - float or int type for parameter 1`).
+/// one also a float, `format` wants an integer count of decimals and a string locale, a
+/// date/time function takes no literal datetime (`hour('2019-01-01 01:00:00')`), and a key of
+/// `object_construct` is no number or boolean. The message is eKuiper's (`Expect number - float
+/// or int type for parameter 1`).
 pub(crate) fn check_literal_arg(name: &str, i: usize, v: &Value) -> Result<(), String> {
     let refused = |expect: &str| Err(format!("Expect {expect} type for parameter {}", i + 1));
     let textual = matches!(v, Value::String(_) | Value::Bool(_));
@@ -148,6 +150,31 @@ pub(crate) fn check_literal_arg(name: &str, i: usize, v: &Value) -> Result<(), S
         "format" if i == 1 && !matches!(v, Value::Int(_)) => refused("integer"),
         "format" if i == 2 && !matches!(v, Value::String(_)) => refused("string"),
         "conv" | "rand" | "pi" => Ok(()),
+        // eKuiper's date/time validation: no number, string or boolean literal where a datetime
+        // goes (a datetime comes from a field or another function), and from_days and
+        // from_unix_time take no literal at all.
+        "format_time" | "date_calc" | "date_diff" | "day_name" | "day_of_month" | "day"
+        | "day_of_week" | "day_of_year" | "hour" | "last_day" | "microsecond" | "minute"
+        | "month" | "month_name" | "second"
+            if i == 0 || (name == "date_diff" && i == 1) =>
+        {
+            refused("datetime")
+        }
+        "format_time" if i == 1 && !matches!(v, Value::String(_)) => refused("string"),
+        "date_calc" if i == 1 && !matches!(v, Value::String(_)) => refused("string"),
+        "from_days" | "from_unix_time" => refused("int"),
+        "now" | "current_timestamp" | "local_time" | "local_timestamp" | "cur_time"
+        | "current_time"
+            if !matches!(v, Value::Int(_)) =>
+        {
+            refused("int")
+        }
+        "object_construct"
+            if i.is_multiple_of(2)
+                && matches!(v, Value::Int(_) | Value::Float(_) | Value::Bool(_)) =>
+        {
+            refused("string")
+        }
         _ if textual && lookup(name).is_some_and(|d| d.category == "math") => {
             refused("number - float or int")
         }

@@ -2,10 +2,11 @@
 //! argument pairs, merging, and picking or erasing keys.
 //!
 //! Objects keep their keys sorted, so `keys`, `values` and `items` list them in key order.
+//! Errors use eKuiper's texts, after the function's name.
 
 use std::sync::Arc;
 
-use super::args::{any_nil, arg, bad_arg, fail, wrong_type};
+use super::args::{any_nil, arg, fail};
 use super::convert::cast_text;
 use super::{FnCtx, FnError, ScalarDef};
 use crate::value::{Map, Value};
@@ -37,26 +38,28 @@ pub(super) const DEFS: &[ScalarDef] = &[
     def("zip", 1, Some(1), zip, "zip(entries): an object from an array of [key, value] arrays"),
 ];
 
-/// Argument `i` as an object.
-fn object_arg<'a>(f: &str, args: &'a [Value], i: usize) -> Result<&'a Map, FnError> {
-    match arg(args, i) {
+/// The first argument as an object; `refusal` is eKuiper's text when it is not one.
+fn object_arg<'a>(f: &str, args: &'a [Value], refusal: &str) -> Result<&'a Map, FnError> {
+    match arg(args, 0) {
         Value::Object(map) => Ok(map),
-        _ => Err(wrong_type(f, args, i, "an object")),
+        _ => Err(fail(f, refusal)),
     }
 }
 
-fn array_arg<'a>(f: &str, args: &'a [Value], i: usize) -> Result<&'a [Value], FnError> {
-    match arg(args, i) {
-        Value::Array(items) => Ok(items),
-        _ => Err(wrong_type(f, args, i, "an array")),
-    }
+/// eKuiper's `<text>, got <v>`, the value as Go prints it.
+fn refused(f: &str, text: &str, v: &Value) -> FnError {
+    fail(f, format!("{text}, got {}", crate::wording::go_value(v)))
 }
 
 fn keys(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let map = object_arg("keys", args, 0)?;
+    let map = object_arg(
+        "keys",
+        args,
+        "the argument should be map[string]interface{}",
+    )?;
     Ok(Value::array(
         map.keys().map(|k| Value::String(Arc::clone(k))).collect(),
     ))
@@ -66,7 +69,11 @@ fn values(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let map = object_arg("values", args, 0)?;
+    let map = object_arg(
+        "values",
+        args,
+        "the argument should be map[string]interface{}",
+    )?;
     Ok(Value::array(map.values().cloned().collect()))
 }
 
@@ -74,7 +81,11 @@ fn items(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let map = object_arg("items", args, 0)?;
+    let map = object_arg(
+        "items",
+        args,
+        "first argument should be map[string]interface{}",
+    )?;
     Ok(Value::array(
         map.iter()
             .map(|(k, v)| Value::array(vec![Value::String(Arc::clone(k)), v.clone()]))
@@ -86,7 +97,13 @@ fn obj_to_kvpair_array(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let map = object_arg("obj_to_kvpair_array", args, 0)?;
+    let Value::Object(map) = arg(args, 0) else {
+        return Err(refused(
+            "obj_to_kvpair_array",
+            "the first argument should be map[string]interface{}",
+            arg(args, 0),
+        ));
+    };
     let key: Arc<str> = Arc::from("key");
     let value: Arc<str> = Arc::from("value");
     Ok(Value::array(
@@ -105,22 +122,26 @@ fn object(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let names = array_arg("object", args, 0)?;
-    let values = array_arg("object", args, 1)?;
+    let Value::Array(names) = arg(args, 0) else {
+        return Err(fail("object", "first argument should be []string"));
+    };
+    let Value::Array(values) = arg(args, 1) else {
+        return Err(fail("object", "second argument should be []interface{}"));
+    };
     if names.len() != values.len() {
         return Err(fail(
             "object",
             format!(
-                "{} keys but {} values: the arrays must have the same length",
+                "the length of the arguments should be same: {} keys, {} values",
                 names.len(),
                 values.len()
             ),
         ));
     }
     let mut out = Map::new();
-    for (k, v) in names.iter().zip(values) {
+    for (k, v) in names.iter().zip(values.iter()) {
         let Value::String(k) = k else {
-            return Err(bad_arg("object", args, 0, "every key must be a string"));
+            return Err(fail("object", "first argument should be []string"));
         };
         out.insert(Arc::clone(k), v.clone());
     }
@@ -131,19 +152,27 @@ fn zip(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let entries = array_arg("zip", args, 0)?;
+    let not_pairs = || fail("zip", "each argument should be [][2]interface{}");
+    let Value::Array(entries) = arg(args, 0) else {
+        return Err(not_pairs());
+    };
     let mut out = Map::new();
-    for entry in entries {
+    for entry in entries.iter() {
         match entry {
             Value::Null => {}
             Value::Array(pair) => match pair.as_slice() {
                 [Value::String(k), v] => {
                     out.insert(Arc::clone(k), v.clone());
                 }
-                [_, _] => return Err(fail("zip", "the first item of each entry must be a string")),
-                _ => return Err(fail("zip", "each entry must be a [key, value] array")),
+                [_, _] => {
+                    return Err(fail(
+                        "zip",
+                        "the first element in the list item should be string",
+                    ));
+                }
+                _ => return Err(not_pairs()),
             },
-            _ => return Err(fail("zip", "each entry must be a [key, value] array")),
+            _ => return Err(not_pairs()),
         }
     }
     Ok(Value::object(out))
@@ -151,30 +180,21 @@ fn zip(_: &FnCtx<'_>, args: &[Value]) -> R {
 
 fn object_construct(_: &FnCtx<'_>, args: &[Value]) -> R {
     if !args.len().is_multiple_of(2) {
-        return Err(fail(
-            "object_construct",
-            "the arguments must be key and value pairs",
-        ));
+        return Err(fail("object_construct", "the args must be key value pairs"));
     }
     let mut out = Map::new();
-    for (i, pair) in args.chunks_exact(2).enumerate() {
+    for pair in args.chunks_exact(2) {
+        let not_string = || {
+            fail(
+                "object_construct",
+                format!("key {} is not a string", crate::wording::go_value(&pair[0])),
+            )
+        };
         let key: Arc<str> = match &pair[0] {
             Value::Null => continue,
             Value::String(k) => Arc::clone(k),
-            Value::Bytes(b) => match std::str::from_utf8(b) {
-                Ok(k) => Arc::from(k),
-                Err(_) => {
-                    return Err(bad_arg(
-                        "object_construct",
-                        args,
-                        2 * i,
-                        "the key is not text",
-                    ));
-                }
-            },
-            _ => {
-                return Err(wrong_type("object_construct", args, 2 * i, "a string key"));
-            }
+            Value::Bytes(b) => Arc::from(std::str::from_utf8(b).map_err(|_| not_string())?),
+            _ => return Err(not_string()),
         };
         out.insert(key, pair[1].clone());
     }
@@ -183,13 +203,19 @@ fn object_construct(_: &FnCtx<'_>, args: &[Value]) -> R {
 
 fn object_concat(_: &FnCtx<'_>, args: &[Value]) -> R {
     let mut out = Map::new();
-    for (i, v) in args.iter().enumerate() {
+    for v in args {
         match v {
             Value::Null => {}
             Value::Object(map) => {
                 out.extend(map.iter().map(|(k, v)| (Arc::clone(k), v.clone())));
             }
-            _ => return Err(wrong_type("object_concat", args, i, "an object")),
+            _ => {
+                return Err(refused(
+                    "object_concat",
+                    "the argument should be map[string]interface{}",
+                    v,
+                ));
+            }
         }
     }
     Ok(Value::object(out))
@@ -199,7 +225,11 @@ fn object_size(_: &FnCtx<'_>, args: &[Value]) -> R {
     match arg(args, 0) {
         Value::Null => Ok(Value::Int(0)),
         Value::Object(map) => Ok(Value::Int(map.len() as i64)),
-        _ => Err(wrong_type("object_size", args, 0, "an object")),
+        other => Err(refused(
+            "object_size",
+            "the first argument should be map[string]any",
+            other,
+        )),
     }
 }
 
@@ -207,11 +237,17 @@ fn erase(_: &FnCtx<'_>, args: &[Value]) -> R {
     if any_nil(args) {
         return Ok(Value::Null);
     }
-    let map = object_arg("erase", args, 0)?;
+    let Value::Object(map) = arg(args, 0) else {
+        return Err(refused(
+            "erase",
+            "the first argument should be map[string]interface{}",
+            arg(args, 0),
+        ));
+    };
     let gone: Vec<String> = match arg(args, 1) {
         Value::String(k) => vec![k.to_string()],
         Value::Array(ks) => ks.iter().map(cast_text).collect(),
-        _ => return Err(wrong_type("erase", args, 1, "a key or an array of keys")),
+        _ => return Err(fail("erase", "the argument should be slice or string")),
     };
     Ok(Value::object(
         map.iter()
@@ -246,7 +282,13 @@ fn object_pick(_: &FnCtx<'_>, args: &[Value]) -> R {
     let map = match arg(args, 0) {
         Value::Null => return Ok(Value::Null),
         Value::Object(map) => map,
-        _ => return Err(wrong_type("object_pick", args, 0, "an object")),
+        other => {
+            return Err(refused(
+                "object_pick",
+                "the first argument should be a map",
+                other,
+            ));
+        }
     };
     let mut out = Map::new();
     match arg(args, 1) {
@@ -257,19 +299,20 @@ fn object_pick(_: &FnCtx<'_>, args: &[Value]) -> R {
                 }
             }
         }
-        Value::String(_) => {
+        // A null key picks nothing (as eKuiper); the other keys are still picked.
+        Value::String(_) | Value::Null => {
             for k in &args[1..] {
                 if let Value::String(k) = k {
                     pick(&mut out, map, k);
                 }
             }
         }
-        _ => {
-            return Err(wrong_type(
+        // eKuiper picks nothing here, silently; a key of another type is a mistake worth naming.
+        other => {
+            return Err(refused(
                 "object_pick",
-                args,
-                1,
-                "a key or an array of keys",
+                "the second argument should be a string or an array of strings",
+                other,
             ));
         }
     }
@@ -451,5 +494,14 @@ mod tests {
         assert!(call("object_pick", &[big, i(1)]).is_err());
         assert!(call("object_pick", &[s("x"), s("a")]).is_err());
         assert_eq!(call("object_pick", &[Value::Null, s("a")]), Ok(Value::Null));
+        let one = Value::object([(Arc::from("k"), i(1))].into_iter().collect());
+        assert_eq!(
+            call("object_pick", &[one.clone(), Value::Null]),
+            Ok(Value::object(Map::new()))
+        );
+        assert_eq!(
+            call("object_pick", &[one.clone(), Value::Null, s("k")]),
+            Ok(one)
+        );
     }
 }

@@ -47,7 +47,8 @@ pub enum AggFunc {
     PercentileCont,
     /// `percentile_disc(x, p)`.
     PercentileDisc,
-    /// `merge_agg(x)`: the objects merged, later rows winning.
+    /// `merge_agg(x)`: the objects merged, later rows winning (`null` when there is no object);
+    /// `merge_agg(*)` merges the rows.
     MergeAgg,
 }
 
@@ -61,7 +62,7 @@ impl AggFunc {
             "min" => (Self::Min, 1, 1),
             "max" => (Self::Max, 1, 1),
             "collect" => (Self::Collect, 1, 1),
-            "last_value" => (Self::LastValue, 1, 2),
+            "last_value" => (Self::LastValue, 2, 2),
             "deduplicate" => (Self::Deduplicate, 1, 2),
             "median" => (Self::Median, 1, 1),
             "stddev" => (Self::Stddev, 1, 1),
@@ -97,7 +98,7 @@ impl AggFunc {
 }
 
 /// One aggregate call in a statement: the function and its argument expressions (evaluated on
-/// every row of the group). `star` is set for `count(*)` and `collect(*)`.
+/// every row of the group). `star` is set for `count(*)`, `collect(*)` and `merge_agg(*)`.
 #[derive(Debug, Clone)]
 pub struct AggCall {
     /// The function.
@@ -128,6 +129,11 @@ impl AggCall {
             Collect if self.star => {
                 return Ok(Value::array(members.iter().map(row_object).collect()));
             }
+            MergeAgg if self.star => {
+                return Ok(merge(
+                    members.iter().map(row_object).collect::<Vec<_>>().iter(),
+                ));
+            }
             Deduplicate => return self.deduplicate(members, ctx),
             Count | Sum | Avg | Min | Max => return self.fold(members, ctx),
             _ => {}
@@ -140,9 +146,21 @@ impl AggCall {
         Ok(match self.func {
             Collect => Value::array(values),
             LastValue => {
-                let ignore_null = match self.args.get(1) {
-                    Some(e) => e.eval(&members[members.len() - 1], ctx)?.is_true(),
-                    None => true,
+                // As eKuiper: the first row's value that is not null says.
+                let mut ignore_null = Value::Null;
+                if let Some(e) = self.args.get(1) {
+                    for m in members {
+                        ignore_null = e.eval(m, ctx)?;
+                        if !ignore_null.is_null() {
+                            break;
+                        }
+                    }
+                }
+                let Value::Bool(ignore_null) = ignore_null else {
+                    return Err(err(
+                        "last_value",
+                        format!("the second parameter requires bool but found {ignore_null}"),
+                    ));
                 };
                 let mut it = values.iter().rev();
                 let found = if ignore_null {
@@ -184,17 +202,7 @@ impl AggCall {
                     percentile_cont(&xs, p)?
                 }
             }
-            MergeAgg => {
-                let mut merged = Map::new();
-                for v in present() {
-                    if let Value::Object(map) = v {
-                        for (k, v) in map.iter() {
-                            merged.insert(Arc::clone(k), v.clone());
-                        }
-                    }
-                }
-                Value::object(merged)
-            }
+            MergeAgg => merge(present()),
             CountStar | Count | Sum | Avg | Min | Max | Deduplicate => Value::Null,
         })
     }
@@ -337,6 +345,24 @@ impl Acc {
             Self::Avg(total, n) => Value::Float(total / *n as f64),
             Self::Sum(v) | Self::Extreme(v) => v.clone().unwrap_or(Value::Null),
         }
+    }
+}
+
+/// `merge_agg`: the objects' fields, a later object's winning; values that are not objects are
+/// skipped, and nothing to merge is `null` (as eKuiper).
+fn merge<'a>(values: impl Iterator<Item = &'a Value>) -> Value {
+    let mut merged = Map::new();
+    for v in values {
+        if let Value::Object(map) = v {
+            for (k, v) in map.iter() {
+                merged.insert(Arc::clone(k), v.clone());
+            }
+        }
+    }
+    if merged.is_empty() {
+        Value::Null
+    } else {
+        Value::object(merged)
     }
 }
 

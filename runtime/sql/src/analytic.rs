@@ -364,10 +364,13 @@ impl AnalyticCall {
                     return Ok(Value::Bool(false));
                 }
                 let Value::Bool(ignore_null) = args[0] else {
-                    return Err(EvalError::new(format!(
-                        "{name}: the first argument must be a boolean, got {}",
-                        args[0]
-                    )));
+                    return Err(EvalError::worded(
+                        format!(
+                            "{name}: the first argument must be a boolean, got {}",
+                            args[0]
+                        ),
+                        format!("first arg is not a bool but got {}", args[0].to_text()),
+                    ));
                 };
                 let n = args.len() - 1;
                 let CallState::Each(last) = self

@@ -729,7 +729,7 @@ impl<'a> Compiler<'a> {
                     ast::SelectItem::UnnamedExpr(e)
                     | ast::SelectItem::ExprWithAlias { expr: e, .. }
                         if !matches!(e, ast::Expr::Function(f)
-                            if matches!(function_name(f).as_str(), "unnest" | "row_number" | "changed_cols")) =>
+                            if matches!(function_name(f).as_str(), "unnest" | "extract" | "row_number" | "changed_cols")) =>
                     {
                         self.expr(e)?;
                         if matches!(item, ast::SelectItem::ExprWithAlias { .. }) {
@@ -777,23 +777,25 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
-                    if function_name(f) == "unnest" =>
+                    if matches!(function_name(f).as_str(), "unnest" | "extract") =>
                 {
-                    let expr = self.unnest(f, &out)?;
+                    let (expr, extract) = self.unnest(f, &out)?;
                     out.push(ProjectionItem::Unnest {
-                        name: Arc::from("unnest"),
+                        name: Arc::from(if extract { "extract" } else { "unnest" }),
                         expr,
+                        extract,
                     });
                 }
                 ast::SelectItem::ExprWithAlias {
                     expr: ast::Expr::Function(f),
                     alias,
-                } if function_name(f) == "unnest" => {
-                    let expr = self.unnest(f, &out)?;
+                } if matches!(function_name(f).as_str(), "unnest" | "extract") => {
+                    let (expr, extract) = self.unnest(f, &out)?;
                     self.visible_aliases += 1;
                     out.push(ProjectionItem::Unnest {
                         name: Arc::from(alias.value.as_str()),
                         expr,
+                        extract,
                     });
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
@@ -1275,7 +1277,7 @@ impl<'a> Compiler<'a> {
             self.stateful.get_or_insert(name.clone());
             return Ok(Expr::Column(Column::new(None, Arc::from(hidden))));
         }
-        if name == "changed_cols" || name == "unnest" {
+        if name == "changed_cols" || name == "unnest" || name == "extract" {
             return Err(SqlError::at(
                 span,
                 format!(
@@ -1479,6 +1481,7 @@ impl<'a> Compiler<'a> {
                 ),
             ));
         }
+        check_analytic_literals(func, &list.args)?;
         if func == AnalyticFunc::Lag
             && let Some(Expr::Literal(v)) = args.get(1)
             && v.as_i64().is_none_or(|n| n < 0)
@@ -1498,22 +1501,32 @@ impl<'a> Compiler<'a> {
         )))
     }
 
-    /// The array of `unnest(array)`, the only one of the SELECT list.
-    fn unnest(&mut self, f: &ast::Function, items: &[ProjectionItem]) -> Result<Expr, SqlError> {
+    /// The argument of `unnest(array)` or `extract(object)` (then `true`), the one
+    /// set-returning function of the SELECT list.
+    fn unnest(
+        &mut self,
+        f: &ast::Function,
+        items: &[ProjectionItem],
+    ) -> Result<(Expr, bool), SqlError> {
         let span = f.name.span();
+        let name = function_name(f);
         if items
             .iter()
             .any(|i| matches!(i, ProjectionItem::Unnest { .. }))
         {
-            return Err(SqlError::at(span, "a SELECT list holds one `unnest`"));
+            return Err(SqlError::at(
+                span,
+                "a SELECT list holds one set-returning function (`unnest` or `extract`)",
+            ));
         }
-        match &f.args {
+        let expr = match &f.args {
             ast::FunctionArguments::List(list) => match list.args.as_slice() {
                 [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] => self.expr(e),
-                args => Err(arity_error(span, "unnest", 1, Some(1), args.len(), "")),
+                args => Err(arity_error(span, &name, 1, Some(1), args.len(), "")),
             },
-            _ => Err(arity_error(span, "unnest", 1, Some(1), 0, "")),
-        }
+            _ => Err(arity_error(span, &name, 1, Some(1), 0, "")),
+        }?;
+        Ok((expr, name == "extract"))
     }
 
     /// `changed_cols(prefix, ignore_null, col, ...)` (a column may be `*`).
@@ -1605,10 +1618,20 @@ impl<'a> Compiler<'a> {
         );
         let func = match (func, star) {
             (AggFunc::Count, true) => AggFunc::CountStar,
-            (AggFunc::Collect, true) => func,
+            (AggFunc::Collect | AggFunc::MergeAgg, true) => func,
             (_, true) => return Err(SqlError::at(span, format!("`{name}(*)` is not supported"))),
             (f, false) => f,
         };
+        // As eKuiper's validator: `last_value`'s `ignore_null` is written as a condition.
+        if func == AggFunc::LastValue
+            && let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))) = args.get(1)
+            && !is_boolean_arg(e)
+        {
+            return Err(SqlError::at(
+                e.span(),
+                format!("{name}: argument 2 must be a boolean (`true`, `false` or a condition)"),
+            ));
+        }
         // Arguments are evaluated per row: no aggregates inside them.
         self.clause = Clause::Row;
         let compiled: Result<Vec<Expr>, SqlError> = args
@@ -1688,6 +1711,85 @@ fn object_name(name: &ast::ObjectName) -> Result<String, SqlError> {
             name.span(),
             format!("`{name}` is not a plain name"),
         )),
+    }
+}
+
+/// Whether `e` is written as a boolean: a boolean literal or a comparison, logical operator,
+/// `BETWEEN`, `IN` or `LIKE` (eKuiper's test for an argument that must be a boolean).
+fn is_boolean_arg(e: &ast::Expr) -> bool {
+    use ast::BinaryOperator as B;
+    match e {
+        ast::Expr::Value(v) => matches!(v.value, ast::Value::Boolean(_)),
+        ast::Expr::Nested(e) => is_boolean_arg(e),
+        ast::Expr::BinaryOp { op, .. } => matches!(
+            op,
+            B::And | B::Or | B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq
+        ),
+        ast::Expr::Between { .. } | ast::Expr::In { .. } | ast::Expr::Like { .. } => true,
+        _ => false,
+    }
+}
+
+/// The kind of literal `e` is, if it is a number or a string literal.
+fn literal_kind(e: &ast::Expr) -> Option<&'static str> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(..) => Some("number"),
+            ast::Value::SingleQuotedString(_) | ast::Value::DoubleQuotedString(_) => Some("string"),
+            ast::Value::Boolean(_) => Some("boolean"),
+            _ => None,
+        },
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus | ast::UnaryOperator::Plus,
+            expr,
+        } => literal_kind(expr).filter(|k| *k == "number"),
+        _ => None,
+    }
+}
+
+/// eKuiper's checks of analytic functions' literal arguments, when the statement is compiled:
+/// `changed_col`'s and `had_changed`'s `ignore_null` and `lag`'s `ignore_null` cannot be a
+/// number or a string, and `lag`'s offset must be a whole number, not a column.
+fn check_analytic_literals(func: AnalyticFunc, args: &[ast::FunctionArg]) -> Result<(), SqlError> {
+    let positional: Vec<&ast::Expr> = args
+        .iter()
+        .filter_map(|a| match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let name = func.name();
+    let not_boolean = |i: usize| -> Result<(), SqlError> {
+        match positional.get(i) {
+            Some(e) if matches!(literal_kind(e), Some("number" | "string")) => Err(SqlError::at(
+                e.span(),
+                format!("{name}: argument {} must be a boolean", i + 1),
+            )),
+            _ => Ok(()),
+        }
+    };
+    match func {
+        AnalyticFunc::ChangedCol | AnalyticFunc::HadChanged => not_boolean(0),
+        AnalyticFunc::Lag => {
+            if let Some(e) = positional.get(1) {
+                let whole = match e {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::Number(n, _) => n.parse::<i64>().is_ok(),
+                        _ => false,
+                    },
+                    ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => false,
+                    e => !is_boolean_arg(e) && literal_kind(e).is_none(),
+                };
+                if !whole {
+                    return Err(SqlError::at(
+                        e.span(),
+                        "lag: the offset (second argument) must be a whole number ≥ 0",
+                    ));
+                }
+            }
+            not_boolean(3)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -26,12 +26,15 @@ pub enum ProjectionItem {
     /// `changed_cols(...)`: the columns that changed, spread into the result.
     Cols(ChangedCols),
     /// `unnest(array) [AS name]`: one result row per element; an element that is an object
-    /// spreads its fields, any other is the field `name`.
+    /// spreads its fields, any other is the field `name`. `extract(object)`: one result row,
+    /// with the object's fields spread.
     Unnest {
         /// The field an element that is not an object becomes.
         name: Arc<str>,
-        /// The array.
+        /// The array (the object for `extract`).
         expr: Expr,
+        /// Whether this is `extract`.
+        extract: bool,
     },
     /// `* EXCEPT(names)`: these fields are left out of the `*` of the list.
     Except(Vec<Arc<str>>),
@@ -154,17 +157,30 @@ impl Projection {
         let ts = scope.timestamp_ms();
         let mut rows = Vec::new();
         for item in &self.items {
-            let ProjectionItem::Unnest { name, expr } = item else {
+            let ProjectionItem::Unnest {
+                name,
+                expr,
+                extract,
+            } = item
+            else {
                 continue;
             };
-            let items = match expr.eval(scope, ctx)? {
-                Value::Array(items) => items,
-                Value::Null => continue,
-                _ => {
+            // As eKuiper: a null argument is an error too (its set operator gets no array).
+            let items = match (expr.eval(scope, ctx)?, extract) {
+                (Value::Array(items), false) => items,
+                (object @ Value::Object(_), true) => Arc::new(vec![object]),
+                (Value::Null, _) => {
+                    return Err(EvalError::new(format!(
+                        "the argument for the {} function should be array",
+                        if *extract { "extract" } else { "unnest" }
+                    )));
+                }
+                (_, false) => {
                     return Err(EvalError::new(
                         "the argument for the unnest function should be array".into(),
                     ));
                 }
+                (_, true) => return Err(EvalError::new("extract should use map".into())),
             };
             for element in items.iter() {
                 let mut pairs = base.clone();

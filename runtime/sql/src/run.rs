@@ -335,6 +335,51 @@ impl Scope for Group<'_> {
     }
 }
 
+/// One row of a window read on its own (a statement without aggregates), with what
+/// `last_agg_hit_count()` and `last_agg_hit_time()` read, when the statement reads them.
+struct WithAggHits<'a> {
+    tuple: &'a Tuple,
+    agg_hits: Option<&'a [Value; 2]>,
+}
+
+impl Scope for WithAggHits<'_> {
+    fn column(&self, col: &Column) -> Option<&Value> {
+        if let Some(hits) = self.agg_hits {
+            if *col.name == *analytic::AGG_HIT_COUNT {
+                return Some(&hits[0]);
+            }
+            if *col.name == *analytic::AGG_HIT_TIME {
+                return Some(&hits[1]);
+            }
+        }
+        self.tuple.column(col)
+    }
+
+    fn timestamp_ms(&self) -> i64 {
+        self.tuple.timestamp_ms()
+    }
+
+    fn aggregate(&self, slot: usize) -> Option<&Value> {
+        self.tuple.aggregate(slot)
+    }
+
+    fn window(&self) -> Option<(i64, i64)> {
+        self.tuple.window()
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.tuple.event_time_ms()
+    }
+
+    fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
+        self.tuple.fields(stream, visit);
+    }
+
+    fn meta(&self) -> Option<&Value> {
+        self.tuple.meta()
+    }
+}
+
 /// What one call produced besides messages: errors (per row or per window) and counts.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -1529,11 +1574,11 @@ impl QueryRunner {
         } else {
             // HAVING without aggregates or GROUP BY: the collection is one group, kept or
             // dropped whole (as eKuiper's having operator does with a window's rows).
+            let agg_hits = [
+                Value::Int(self.agg_hits.count),
+                Value::Int(self.agg_hits.time),
+            ];
             if let Some(having) = &q.having {
-                let agg_hits = [
-                    Value::Int(self.agg_hits.count),
-                    Value::Int(self.agg_hits.time),
-                ];
                 let scope = Group {
                     first: kept.first(),
                     aggregates: &[],
@@ -1555,13 +1600,17 @@ impl QueryRunner {
                 }
             }
             for t in &kept {
+                let t = WithAggHits {
+                    tuple: t,
+                    agg_hits: q.agg_hits.then_some(&agg_hits),
+                };
                 let keys = q
                     .order_by
                     .iter()
-                    .map(|(e, _)| e.eval(t, ctx))
+                    .map(|(e, _)| e.eval(&t, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
                 // As in eKuiper, one row that fails its projection fails the whole window.
-                let rows = q.projection.apply_set(t, ctx)?;
+                let rows = q.projection.apply_set(&t, ctx)?;
                 results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
             }
         }

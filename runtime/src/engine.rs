@@ -470,8 +470,9 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
     Ok(report)
 }
 
-/// Only one reading of stdin per run: one rule, or the rules of one `SHARED` stream (in one time
-/// mode: event-time and processing-time rules read a shared stream apart).
+/// Only one reading of stdin per run: one rule, or the rules of one shared stream (`SHARED` not
+/// `"false"`; in one time mode: event-time and processing-time rules read a shared stream
+/// apart).
 fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
     /// A shared stream's reading: its name and time mode.
     type Sharing = Option<(Arc<str>, bool)>;
@@ -484,9 +485,7 @@ fn check_stdin(rules: &[RuleDef], catalog: &Catalog) -> Result<(), RunError> {
             continue;
         };
         if source::of(&stream).is_some_and(|s| s.reads_stdin()) {
-            let sharing = stream
-                .options
-                .shared
+            let sharing = (stream.options.shared != Some(false) && rule.options.qos == 0)
                 .then(|| (Arc::clone(&stream.name), rule.options.is_event_time));
             if let Some((first, shared)) = &reader {
                 if sharing.is_some() && *shared == sharing {
@@ -641,6 +640,24 @@ pub async fn run_within(
         restored.push(Some(
             restore_plan(rule, Arc::clone(store), last).map_err(fail)?,
         ));
+    }
+
+    // Streams several rules read (without checkpoints, in one time mode): in a run, only those
+    // are shared without `SHARED`.
+    let mut readers: HashMap<(Arc<str>, bool), usize> = HashMap::new();
+    for rule in prepared.iter().filter(|r| r.def.options.qos == 0) {
+        for (src, stream) in rule.query.sources.iter().zip(&rule.streams) {
+            if !src.table {
+                *readers
+                    .entry((Arc::clone(&stream.name), rule.def.options.is_event_time))
+                    .or_default() += 1;
+            }
+        }
+    }
+    for ((stream, event_time), n) in readers {
+        if n > 1 {
+            shared.read_by_several(stream, event_time);
+        }
     }
 
     // Start every sink before any source, so a sink that cannot open stops the run before a
@@ -1158,7 +1175,7 @@ async fn feed(
             Some(first) => first,
             None => {
                 let (row_tx, row_rx) = mpsc::channel(feed.capacity);
-                (source::read(feed.ctx.clone(), row_tx), row_rx)
+                (source::read_again(feed.ctx.clone(), row_tx), row_rx)
             }
         };
         let mut reading = tokio::spawn(reading);

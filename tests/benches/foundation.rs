@@ -947,10 +947,11 @@ fn sweep_one(args: &[String]) -> anyhow::Result<()> {
     let n: usize = n.parse()?;
     let rows: u64 = rows.parse()?;
     let dir = Path::new(dir);
+    // Explicit both ways: without `SHARED`, a run shares a file or memory stream by default.
     let shared = if shared == "true" {
         ", SHARED=\"true\""
     } else {
-        ""
+        ", SHARED=\"false\""
     };
     let busy = mode == "busy";
     let stream = if busy {

@@ -1,6 +1,8 @@
 //! `SHARED` streams: several rules read one reading of a stream (one memory subscription, one
 //! MQTT connection, one decode), each gets every row once, a rule that leaves or lags leaves
 //! the others untouched and loses nothing, and one that joins later sees only what follows.
+//! Without `SHARED`, a stream is shared where no rule could tell (a memory stream; a file,
+//! stdin or MQTT stream among the rules of one run), and its counters are in `/metrics`.
 //!
 //! The rules run in process (`engine::run_within`, as `oort serve` runs them), reading memory
 //! streams of a bus the test publishes to and writing to memory topics the test reads.
@@ -306,6 +308,13 @@ async fn a_slow_rule_holds_the_shared_reading_back_and_loses_nothing() {
         !publisher.is_finished(),
         "the publisher waits for the slow rule, it is not dropped"
     );
+    let stalled = shared.stats();
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(stalled[0].rules.len(), 2);
+    assert!(
+        stalled[0].queued_rows > 0,
+        "the slow rule's queue is full: {stalled:?}"
+    );
     // Both read again (a reader that stops holds everyone back: the slowest sets the pace).
     let (slow_rows, rest) = tokio::join!(
         take(&mut slow, n as usize),
@@ -318,6 +327,16 @@ async fn a_slow_rule_holds_the_shared_reading_back_and_loses_nothing() {
         .collect();
     assert_eq!(fast_all, (0..n).collect::<Vec<_>>());
     assert_eq!(field(&slow_rows, "a"), (0..n).collect::<Vec<_>>());
+    let drained = shared.stats();
+    assert_eq!(drained[0].records, n as u64);
+    assert_eq!(
+        drained[0].queued_rows, 0,
+        "every row was taken: {drained:?}"
+    );
+    assert!(
+        drained[0].waited_us > 0,
+        "the reading waited for the slow rule: {drained:?}"
+    );
     run.stop().await;
 }
 
@@ -477,8 +496,9 @@ fn rules_created_over_the_api_share_one_subscription() {
     assert_eq!(connections, 1, "one MQTT connection for three rules");
 }
 
-/// Several rules of one run may read one `SHARED` stdin stream (each gets every line, read
-/// once); without `SHARED` a second stdin reader is refused.
+/// Several rules of one run may read one stdin stream (each gets every line, read once): shared
+/// by default, as every rule of the run joins before the first line; with `SHARED="false"` a
+/// second stdin reader is refused.
 #[test]
 fn rules_of_a_run_share_one_stdin_stream() {
     use std::io::Write;
@@ -488,7 +508,7 @@ fn rules_of_a_run_share_one_stdin_stream() {
     let scratch = Scratch::new();
     scratch.write(
         "streams.sql",
-        "CREATE STREAM s () WITH (TYPE=\"stdin\", SHARED=\"true\");\nCREATE STREAM plain () WITH (TYPE=\"stdin\");",
+        "CREATE STREAM s () WITH (TYPE=\"stdin\");\nCREATE STREAM plain () WITH (TYPE=\"stdin\", SHARED=\"false\");",
     );
     scratch.write(
         "rules.json",
@@ -537,4 +557,297 @@ fn rules_of_a_run_share_one_stdin_stream() {
         stderr.contains("`one`") && stderr.contains("`two`"),
         "{stderr}"
     );
+}
+
+/// Without `SHARED`, the rules of a run read a memory stream once (it keeps nothing: a rule gets
+/// what is published once it is there either way); `SHARED="false"` gives each its own reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_shares_a_stream_that_does_not_say_shared_unless_it_says_false() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::lasting();
+    let shared = SharedSources::new();
+    let ids = ["d1", "d2", "own1", "own2"];
+    let mut outs: Vec<_> = ids
+        .iter()
+        .map(|id| bus.subscribe(&format!("out/{id}")))
+        .collect();
+    let config = ruleset(
+        dir.path(),
+        "rules",
+        "CREATE STREAM d () WITH (TYPE=\"memory\", DATASOURCE=\"in\");\n\
+         CREATE STREAM own () WITH (TYPE=\"memory\", DATASOURCE=\"in\", SHARED=\"false\");",
+        &[
+            ("d1", "SELECT a FROM d"),
+            ("d2", "SELECT a FROM d"),
+            ("own1", "SELECT a FROM own"),
+            ("own2", "SELECT a FROM own"),
+        ],
+    );
+    let run = Running::start(config, &bus, &shared);
+    readers(&shared, "d", 2).await;
+    assert_eq!(shared.readings(), 1, "one reading, of `d`");
+    assert_eq!(shared.readers("own"), 0);
+    // The test's four, two readings of their own and the shared one.
+    for _ in 0..3000 {
+        if bus.subscriptions() >= ids.len() + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(bus.subscriptions(), ids.len() + 3);
+    let n = 600;
+    publish(&bus, "in", (0..n).map(|i| json!({"a": i}))).await;
+    let got = take_all(&mut outs, n as usize).await;
+    for (id, rows) in ids.iter().zip(&got) {
+        assert_eq!(field(rows, "a"), (0..n).collect::<Vec<_>>(), "rule {id}");
+    }
+    let stats = shared.stats();
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    assert_eq!(&*stats[0].stream, "d");
+    assert_eq!(
+        stats[0]
+            .rules
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>(),
+        ["d1", "d2"]
+    );
+    assert_eq!((stats[0].records, stats[0].exceptions), (n as u64, 0));
+    run.stop().await;
+    assert_eq!(shared.readings(), 0);
+}
+
+/// Takes `n` messages from each of `outs`, side by side (a shared reading goes at the pace of
+/// its slowest rule, so its outputs are read together).
+async fn take_all(outs: &mut [mpsc::Receiver<Published>], n: usize) -> Vec<Vec<Json>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, rx) in outs.iter_mut().enumerate() {
+        let mut rx = std::mem::replace(rx, mpsc::channel(1).1);
+        tasks.spawn(async move {
+            let rows = take(&mut rx, n).await;
+            (i, rows, rx)
+        });
+    }
+    let mut got = vec![Vec::new(); outs.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (i, rows, rx) = done.expect("a taker");
+        got[i] = rows;
+        outs[i] = rx;
+    }
+    got
+}
+
+/// `run-rule`: the rules of a run read a file without `SHARED` once (every rule joins before
+/// the first line), but a rule with `qos` 1 reads it apart, with a position of its own, where
+/// `SHARED="true"` refuses it.
+#[test]
+fn a_run_reads_a_file_once_for_its_rules_and_apart_for_a_checkpointed_one() {
+    use crate::common::Scratch;
+
+    let scratch = Scratch::new();
+    let lines: String = (0..1000).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    scratch.write("in.jsonl", &lines);
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n\
+         CREATE STREAM forced () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\", SHARED=\"true\");",
+    );
+    scratch.write(
+        "rule.json",
+        r#"[{"id":"a","sql":"SELECT n FROM s","actions":[{"nop":{}}]},
+            {"id":"b","sql":"SELECT n FROM s WHERE n % 2 = 0","actions":[{"nop":{}}]},
+            {"id":"c","sql":"SELECT n FROM s","actions":[{"nop":{}}],"options":{"qos":1}}]"#,
+    );
+    let run = scratch.run_rule(&["--log", "info"]);
+    run.assert_ok();
+    let summary = run.summary();
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        let rule = &summary["rules"][i];
+        assert_eq!(rule["id"], id);
+        assert_eq!(rule["source"]["records_out_total"], 1000, "{rule}");
+    }
+    assert_eq!(summary["rules"][1]["query"]["records_out_total"], 500);
+    assert_eq!(
+        run.stderr.matches("shared source started").count(),
+        1,
+        "one shared reading, of `a` and `b`:\n{}",
+        run.stderr
+    );
+
+    scratch.write(
+        "rule.json",
+        r#"[{"id":"c","sql":"SELECT n FROM forced","actions":[{"nop":{}}],"options":{"qos":1}}]"#,
+    );
+    let refused = scratch.run_rule(&[]);
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("the stream is SHARED"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// Under `oort serve`, rules created one by one share a memory stream without `SHARED`, not a
+/// file stream (a rule started later would get only the rest of the file); `GET /metrics` and
+/// each rule's status show the shared reading's counters, by stream.
+#[test]
+fn a_server_shares_memory_streams_by_default_and_serves_their_counters() {
+    use crate::common::{Scratch, wait_for};
+    use crate::serve::Server;
+
+    let scratch = Scratch::new();
+    let n = 300;
+    let lines: String = (0..n).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    scratch.write("data/rows.jsonl", &lines);
+    let server = Server::start(&scratch, &[]);
+    server.create_stream(r#"CREATE STREAM rows () WITH (TYPE="file", DATASOURCE="rows.jsonl")"#);
+    server.create_stream(r#"CREATE STREAM relay () WITH (TYPE="memory", DATASOURCE="relay/in")"#);
+    for id in ["r1", "r2"] {
+        let rule =
+            format!(r#"{{"id":"{id}","sql":"SELECT n FROM relay","actions":[{{"nop":{{}}}}]}}"#);
+        assert_eq!(server.call("POST", "/rules", Some(&rule)).0, 201);
+        server.wait_status(id, "running");
+    }
+    let metric = |text: &str, name: &str, stream: &str| -> Option<u64> {
+        let prefix = format!("{name}{{stream=\"{stream}\",time=\"processing\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().expect("a number"))
+    };
+    let (status, text) = server.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&text, "oort_shared_source_rules", "relay"),
+        Some(2),
+        "{text}"
+    );
+    // The feed: a rule reading the file into the memory topic.
+    let feed = r#"{"id":"feed","sql":"SELECT n FROM rows","actions":[{"memory":{"topic":"relay/in","sendSingle":true}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(feed)).0, 201);
+    let taken = |id: &str| {
+        server.json("GET", &format!("/rules/{id}/status"), None).1
+            ["source_relay_0_records_out_total"]
+            .as_u64()
+    };
+    wait_for(
+        "both rules to take every row",
+        Duration::from_secs(30),
+        || taken("r1") == Some(n) && taken("r2") == Some(n),
+    );
+    let (_, text) = server.call("GET", "/metrics", None);
+    for (name, value) in [
+        ("oort_shared_source_rules", 2),
+        ("oort_shared_source_records_in_total", n),
+        ("oort_shared_source_records_out_total", n),
+        ("oort_shared_source_exceptions_total", 0),
+        ("oort_shared_source_buffer_length", 0),
+    ] {
+        assert_eq!(
+            metric(&text, name, "relay"),
+            Some(value),
+            "{name} in:\n{text}"
+        );
+    }
+    assert!(
+        metric(
+            &text,
+            "oort_shared_source_backpressure_wait_us_total",
+            "relay"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "oort_shared_source_rules", "rows"),
+        None,
+        "a file stream is read apart under the server:\n{text}"
+    );
+    let (_, status) = server.json("GET", "/rules/r1/status", None);
+    assert_eq!(status["op_relay_shared_0_records_in_total"], n, "{status}");
+    assert_eq!(status["op_relay_shared_0_records_out_total"], n, "{status}");
+    assert_eq!(status["op_relay_shared_0_exceptions_total"], 0, "{status}");
+    assert_eq!(status["op_relay_shared_0_rules"], 2, "{status}");
+    assert_eq!(status["op_relay_shared_0_buffer_length"], 0, "{status}");
+    let (_, feed_status) = server.json("GET", "/rules/feed/status", None);
+    assert!(
+        feed_status.get("op_rows_shared_0_rules").is_none(),
+        "{feed_status}"
+    );
+
+    assert_eq!(server.call("POST", "/rules/r2/stop", None).0, 200);
+    server.wait_status("r2", "stopped");
+    let (_, text) = server.call("GET", "/metrics", None);
+    assert_eq!(
+        metric(&text, "oort_shared_source_rules", "relay"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(server.call("POST", "/rules/r1/stop", None).0, 200);
+    server.wait_status("r1", "stopped");
+    let (_, text) = server.call("GET", "/metrics", None);
+    assert_eq!(
+        metric(&text, "oort_shared_source_rules", "relay"),
+        None,
+        "the reading stopped with its last rule:\n{text}"
+    );
+    server.stop();
+}
+
+/// Without `SHARED`, the rules of a run read an MQTT stream over one connection, but each has
+/// its own subscription to a broker's shared subscription (`$share/...`), as each is a member of
+/// the group.
+#[test]
+fn a_run_shares_an_mqtt_stream_but_not_a_brokers_shared_subscription() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mqtt.yaml"),
+        format!("default:\n  server: \"{}\"\n  qos: 1\n", broker.url()),
+    )
+    .unwrap();
+    let mut config = ruleset(
+        dir.path(),
+        "rules",
+        "CREATE STREAM plain () WITH (TYPE=\"mqtt\", DATASOURCE=\"dflt/in\");\n\
+         CREATE STREAM grouped () WITH (TYPE=\"mqtt\", DATASOURCE=\"$share/g/dflt/in\");",
+        &[
+            ("p1", "SELECT n FROM plain"),
+            ("p2", "SELECT n FROM plain"),
+            ("g1", "SELECT n FROM grouped"),
+            ("g2", "SELECT n FROM grouped"),
+        ],
+    );
+    config.mqtt_conf = Some(dir.path().join("mqtt.yaml"));
+    let bus = MemoryBus::lasting();
+    let shared = SharedSources::new();
+    let connections = |stream: &str| {
+        broker
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("New client connected") && l.contains(&format!("oort-{stream}-"))
+            })
+            .count()
+    };
+    runtime.block_on(async {
+        let run = Running::start(config, &bus, &shared);
+        readers(&shared, "plain", 2).await;
+        assert_eq!(shared.readers("grouped"), 0);
+        for _ in 0..3000 {
+            if connections("plain") >= 1 && connections("grouped") >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.stop().await;
+    });
+    assert_eq!(connections("plain"), 1, "{}", broker.log());
+    assert_eq!(connections("grouped"), 2, "{}", broker.log());
 }

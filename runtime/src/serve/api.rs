@@ -598,11 +598,16 @@ async fn rule_status(State(server): State<Arc<Server>>, Path(id): Path<String>) 
         .rules
         .get(&id)
         .ok_or_else(|| ApiError::rule_not_found(&id))?;
-    json_answer(Json::Object(status_map(entry)?))
+    json_answer(Json::Object(status_map(entry, &server.shared)?))
 }
 
-/// A rule's status document (`GET /rules/{id}/status`, and the console's live updates).
-pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiError> {
+/// A rule's status document (`GET /rules/{id}/status`, and the console's live updates). A
+/// stream the rule reads through a shared reading also has that reading's counters, under
+/// eKuiper's keys of a node of a shared stream's sub-topology (`op_<stream>_shared_0_...`).
+pub(super) fn status_map(
+    entry: &RuleEntry,
+    shared: &crate::source::SharedSources,
+) -> Result<Map<String, Json>, ApiError> {
     let state = entry
         .state
         .lock()
@@ -625,6 +630,7 @@ pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiErro
     }
     out.insert("restarts".into(), json!(state.restarts));
     if let Some((rules, _)) = &state.live {
+        let readings = shared.stats();
         for r in rules {
             out.insert(
                 "restarts".into(),
@@ -648,6 +654,27 @@ pub(super) fn status_map(entry: &RuleEntry) -> Result<Map<String, Json>, ApiErro
                         ),
                     ],
                 );
+                let reading = readings
+                    .iter()
+                    .find(|h| &*h.stream == stream && h.rules.iter().any(|rule| **rule == *r.id));
+                if let Some(h) = reading {
+                    put_metrics(
+                        &mut out,
+                        &format!("op_{stream}_shared"),
+                        vec![
+                            ("records_in_total", json!(h.records + h.exceptions)),
+                            ("records_out_total", json!(h.records)),
+                            ("exceptions_total", json!(h.exceptions)),
+                            (
+                                "last_exception",
+                                json!(h.last_exception.clone().unwrap_or_default()),
+                            ),
+                            ("buffer_length", json!(h.queued_rows)),
+                            ("rules", json!(h.rules.len())),
+                            ("backpressure_wait_us_total", json!(h.waited_us)),
+                        ],
+                    );
+                }
             }
             let q = &r.rule;
             put_metrics(

@@ -1,7 +1,7 @@
 //! `GET /metrics`: every rule's source, query and sink counters in the Prometheus text format,
 //! under eKuiper's names (`kuiper_source_records_in_total{rule,type,op,op_instance}`, so its
 //! dashboards keep working) and Oort's own (`oort_sink_failed_total`, reloads, cache depth,
-//! ...). The counters live in the engine's atomics; a scrape reads them into a snapshot that
+//! the shared readings' `oort_shared_source_*{stream,time}`, ...). The counters live in the engine's atomics; a scrape reads them into a snapshot that
 //! the Prometheus client crate encodes.
 
 use std::collections::BTreeMap;
@@ -290,6 +290,46 @@ async fn snapshot(server: &Server) -> Snapshot {
             "Rules by status",
             &labels([("status", status.into())]),
             n,
+        );
+    }
+    for h in server.shared.stats() {
+        let time = if h.event_time { "event" } else { "processing" };
+        let l = labels([("stream", h.stream.to_string()), ("time", time.into())]);
+        s.gauge(
+            "oort_shared_source_rules",
+            "Rules attached to the shared reading of the stream",
+            &l,
+            h.rules.len() as u64,
+        );
+        s.counter(
+            "oort_shared_source_records_in",
+            "Messages the shared reading received (each once, whatever the rules)",
+            &l,
+            h.records + h.exceptions,
+        );
+        s.counter(
+            "oort_shared_source_records_out",
+            "Rows the shared reading decoded and handed to its rules (each once)",
+            &l,
+            h.records,
+        );
+        s.counter(
+            "oort_shared_source_exceptions",
+            "Messages the shared reading could not decode",
+            &l,
+            h.exceptions,
+        );
+        s.gauge(
+            "oort_shared_source_buffer_length",
+            "Rows waiting in the fullest queue of the shared reading's rules",
+            &l,
+            h.queued_rows,
+        );
+        s.counter(
+            "oort_shared_source_backpressure_wait_us",
+            "Time the shared reading waited for a rule's full queue, in microseconds",
+            &l,
+            h.waited_us,
         );
     }
     s.gauge(

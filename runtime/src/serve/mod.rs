@@ -174,7 +174,7 @@ impl Server {
             started: Instant::now(),
             mqtt_conf,
             bus: MemoryBus::lasting(),
-            shared: crate::source::SharedSources::new(),
+            shared: crate::source::SharedSources::lasting(),
         });
         server.refresh_mqtt_conf()?;
         Ok(server)

@@ -221,7 +221,7 @@ async fn rule_events(
                 registry
                     .rules
                     .get(&id)
-                    .map(super::api::status_map)
+                    .map(|entry| super::api::status_map(entry, &server.shared))
                     .transpose()
                     .ok()
                     .flatten()

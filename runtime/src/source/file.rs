@@ -58,6 +58,12 @@ impl Source for FileSource {
     fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
         Ok(())
     }
+
+    /// Only when every rule joins before the first line: a rule that joined later would get
+    /// the rest of the file, where a reading of its own gives it all.
+    fn shares_by_default(&self, _def: &StreamDef, joined_first: bool) -> bool {
+        joined_first
+    }
 }
 
 async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {

@@ -266,6 +266,13 @@ impl Source for MemorySource {
     fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
         Err("a memory topic keeps nothing to replay after a crash".into())
     }
+
+    /// Always: a topic keeps nothing, so a rule gets what is published once it is there,
+    /// whether it subscribes itself or joins a reading subscribed before; and a publisher
+    /// waits for the slowest subscriber either way.
+    fn shares_by_default(&self, _def: &StreamDef, _joined_first: bool) -> bool {
+        true
+    }
 }
 
 async fn run(

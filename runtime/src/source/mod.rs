@@ -99,6 +99,14 @@ pub trait Source: Sync {
     fn replayable(&self, _def: &StreamDef, _resources: &Resources) -> Result<(), String> {
         Err("this source cannot be replayed from a checkpoint".into())
     }
+
+    /// Whether the rules on a stream that does not say `SHARED` may get their rows from one
+    /// reading of it, no rule able to tell the difference. `joined_first`: every rule of the
+    /// reading joins it before its first message is read (the rules of one `run-rule` run),
+    /// rather than at any time (`oort serve`, where rules come and go).
+    fn shares_by_default(&self, _def: &StreamDef, _joined_first: bool) -> bool {
+        false
+    }
 }
 
 /// A source type's entry in [`SOURCES`].
@@ -222,7 +230,7 @@ pub fn check_replayable(
         origin: def.origin.clone(),
         message: format!("the rule has qos {qos}, but {message}"),
     };
-    if def.options.shared {
+    if def.options.shared == Some(true) {
         return Err(fail(
             "the stream is SHARED: one reading serves every rule on it, so no rule's \
              checkpoint can hold a position of its own to replay from (drop SHARED from the \
@@ -259,16 +267,47 @@ pub fn start(
 /// Like [`start`], but the future's error says why the source stopped early, for the caller
 /// to log, count and act on (a rule restarts a failed source by its `restartStrategy`).
 ///
-/// A `SHARED` stream (not a table) joins the run's shared reading of it, when the run has
-/// [`SharedSources`] among its resources.
+/// A stream (not a table) joins the run's shared reading of it, when the run has
+/// [`SharedSources`] among its resources and [`shares`] says so.
 pub fn read(ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
-    if ctx.def.options.shared
-        && ctx.def.kind == StreamKind::Stream
-        && let Some(shared) = ctx.resources.get::<SharedSources>()
+    read_at(ctx, tx, true)
+}
+
+/// [`read`] for a rule's source started again after it failed (`restartStrategy`): the other
+/// rules of a run may have started their reading again before it, so a stream shared only
+/// because every rule joins before its first message is now read apart.
+pub fn read_again(ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
+    read_at(ctx, tx, false)
+}
+
+fn read_at(ctx: SourceContext, tx: mpsc::Sender<Chunk>, first: bool) -> Reading {
+    if let Some(shared) = ctx.resources.get::<SharedSources>()
+        && shares(&ctx, shared.joined_first() && first)
+        && (ctx.def.options.shared.is_some() || shared.worth_sharing(&ctx.def.name, ctx.event_time))
     {
         return shared.join(ctx, tx);
     }
     read_own(ctx, tx)
+}
+
+/// Whether a rule reads `ctx`'s stream through the shared reading of it: always with
+/// `SHARED="true"`, never with `SHARED="false"` or for a table. Without `SHARED`, where no rule
+/// could tell the difference: not for a rule with checkpoints (`qos` 1 or 2, which needs a
+/// source position of its own), and otherwise as the source type says
+/// ([`Source::shares_by_default`]; `joined_first`: every rule joins the reading before its
+/// first message).
+pub(crate) fn shares(ctx: &SourceContext, joined_first: bool) -> bool {
+    if ctx.def.kind != StreamKind::Stream {
+        return false;
+    }
+    match ctx.def.options.shared {
+        Some(asked) => asked,
+        None => {
+            ctx.positions.is_none()
+                && ctx.resume.is_none()
+                && of(&ctx.def).is_some_and(|s| s.shares_by_default(&ctx.def, joined_first))
+        }
+    }
 }
 
 /// The stream's own reading, for one rule (or for a shared source's hub).

@@ -72,6 +72,16 @@ impl Source for MqttSource {
         Box::pin(async move { run(&ctx, &conf(&ctx.resources), &tx).await })
     }
 
+    /// Only when every rule joins before the reading subscribes, and not over a broker's
+    /// shared subscription (`$share/...`, `$queue/...`): a subscription of its own would make
+    /// each rule a member of the group, given its part of the messages. A rule that joined a
+    /// subscription made before it would miss the topic's retained messages, which the broker
+    /// sends each new subscription.
+    fn shares_by_default(&self, def: &StreamDef, joined_first: bool) -> bool {
+        let filter = def.options.datasource.as_str();
+        joined_first && !filter.starts_with("$share/") && !filter.starts_with("$queue/")
+    }
+
     fn replayable(&self, def: &StreamDef, resources: &Resources) -> Result<(), String> {
         let conf = conf(resources);
         let settings = conf.settings(def.options.conf_key.as_deref())?;

@@ -1,6 +1,7 @@
-//! Shared sources (`SHARED="true"` on a stream, as in eKuiper): every running rule that reads
-//! the stream gets its rows from one reading of it (one MQTT subscription, one memory topic
-//! subscription, one file or stdin reader) and one decode, fanned out to the rules.
+//! Shared sources (`SHARED="true"` on a stream, as in eKuiper, and streams without `SHARED`
+//! where no rule could tell: see [`super::shares`]): every running rule that reads the stream
+//! gets its rows from one reading of it (one MQTT subscription, one memory topic subscription,
+//! one file or stdin reader) and one decode, fanned out to the rules.
 //!
 //! A [`SharedSources`] (a [`Resources`] value: one per run, one for a whole `oort serve`) holds
 //! a hub per stream definition and time mode (event-time rules stamp rows from `TIMESTAMP`,
@@ -19,9 +20,13 @@
 //!
 //! Metrics: the hub's own [`SourceMetrics`] count each row and each decode error once
 //! ([`SharedSources::metrics`]); each rule's source metrics count the rows and errors it took.
+//! [`SharedSources::stats`] adds the rules attached, the rows waiting in the fullest rule's
+//! queue and the time the reading waited for a full queue (back-pressure).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
@@ -43,9 +48,35 @@ pub(crate) struct Interest {
 }
 
 /// The shared readings of a run (or of a server): one hub per shared stream.
-#[derive(Default)]
 pub struct SharedSources {
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
+    /// Every rule of a reading joins it before its first message (one run's rules), rather
+    /// than at any time (a server's).
+    joined_first: bool,
+    /// Of a run: the streams (and time modes) that several of its rules read without
+    /// checkpoints, the only ones a stream without `SHARED` is shared for.
+    several: Mutex<HashSet<(Arc<str>, bool)>>,
+}
+
+/// What a shared reading counts, read at one time ([`SharedSources::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStats {
+    /// The stream.
+    pub stream: Arc<str>,
+    /// Whether its rows carry event time (event-time rules read a reading of their own).
+    pub event_time: bool,
+    /// The rules attached, in the order they joined.
+    pub rules: Vec<Arc<str>>,
+    /// Rows decoded and handed on (each counted once, whatever the number of rules).
+    pub records: u64,
+    /// Messages that could not be decoded (each counted once).
+    pub exceptions: u64,
+    /// The last of them.
+    pub last_exception: Option<String>,
+    /// Rows waiting in the fullest queue of its rules (the slowest rule's backlog).
+    pub queued_rows: u64,
+    /// Time the reading waited for a rule's full queue, in microseconds (summed).
+    pub waited_us: u64,
 }
 
 impl std::fmt::Debug for SharedSources {
@@ -56,8 +87,11 @@ impl std::fmt::Debug for SharedSources {
 
 struct Subscriber {
     id: u64,
+    rule: Arc<str>,
     tx: mpsc::Sender<Arc<Chunk>>,
     reads: FieldsRead,
+    /// Rows in its queue.
+    queued: Arc<AtomicU64>,
 }
 
 struct HubState {
@@ -77,6 +111,9 @@ struct Hub {
     state: Mutex<HubState>,
     interest: watch::Sender<Interest>,
     metrics: Arc<SourceMetrics>,
+    event_time: bool,
+    /// Time spent waiting for a full queue, in nanoseconds.
+    waited_ns: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,9 +133,74 @@ fn union(subscribers: &[Subscriber]) -> FieldsRead {
 }
 
 impl SharedSources {
-    /// No shared reading yet.
+    /// The shared readings of one run, whose rules all join a reading before it reads its
+    /// first message (the rules of a `run-rule` run are wired before any reads): there a file
+    /// or stdin stream is shared by default too.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            hubs: Mutex::default(),
+            joined_first: true,
+            several: Mutex::default(),
+        })
+    }
+
+    /// The shared readings of a server, whose rules join and leave at any time.
+    pub fn lasting() -> Arc<Self> {
+        Arc::new(Self {
+            hubs: Mutex::default(),
+            joined_first: false,
+            several: Mutex::default(),
+        })
+    }
+
+    /// Whether every rule joins a reading before its first message.
+    pub fn joined_first(&self) -> bool {
+        self.joined_first
+    }
+
+    /// Notes that several rules of the run read `stream` in this time mode (without
+    /// checkpoints): in a run, a stream without `SHARED` is shared only then, as one rule
+    /// alone gains nothing from a shared reading.
+    pub fn read_by_several(&self, stream: Arc<str>, event_time: bool) {
+        lock(&self.several).insert((stream, event_time));
+    }
+
+    /// Whether a stream without `SHARED` is worth sharing: in a run, when several of its rules
+    /// read it; on a server, whose rules come and go, always.
+    pub(crate) fn worth_sharing(&self, stream: &Arc<str>, event_time: bool) -> bool {
+        !self.joined_first || lock(&self.several).contains(&(Arc::clone(stream), event_time))
+    }
+
+    /// The counters of every shared reading, by stream (then processing time first).
+    pub fn stats(&self) -> Vec<SharedStats> {
+        let hubs: Vec<Arc<Hub>> = lock(&self.hubs).values().cloned().collect();
+        let mut all: Vec<SharedStats> = hubs
+            .iter()
+            .map(|hub| {
+                let state = lock(&hub.state);
+                SharedStats {
+                    stream: Arc::clone(&hub.stream),
+                    event_time: hub.event_time,
+                    rules: state
+                        .subscribers
+                        .iter()
+                        .map(|s| Arc::clone(&s.rule))
+                        .collect(),
+                    records: hub.metrics.records_out.get(),
+                    exceptions: hub.metrics.exceptions.total(),
+                    last_exception: hub.metrics.exceptions.last(),
+                    queued_rows: state
+                        .subscribers
+                        .iter()
+                        .map(|s| s.queued.load(Ordering::Relaxed))
+                        .max()
+                        .unwrap_or(0),
+                    waited_us: hub.waited_ns.load(Ordering::Relaxed) / 1000,
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.stream, a.event_time).cmp(&(&b.stream, b.event_time)));
+        all
     }
 
     /// How many shared readings run (or wait for their first rule to poll).
@@ -137,6 +239,7 @@ impl SharedSources {
             ctx.resources.get::<MqttConf>(),
         );
         let (sub_tx, sub_rx) = mpsc::channel(QUEUE);
+        let queued = Arc::new(AtomicU64::new(0));
         let (hub, id, generation) = {
             let mut hubs = lock(&self.hubs);
             let live = hubs
@@ -156,8 +259,10 @@ impl SharedSources {
             state.next_id += 1;
             state.subscribers.push(Subscriber {
                 id,
+                rule: Arc::clone(&ctx.rule),
                 tx: sub_tx,
                 reads: ctx.reads.clone(),
+                queued: Arc::clone(&queued),
             });
             let reads = union(&state.subscribers);
             let mut generation = 0;
@@ -177,7 +282,7 @@ impl SharedSources {
         Box::pin(async move {
             let leave = leave;
             leave.hub.run(&leave.sources);
-            forward(&ctx, sub_rx, &tx, generation).await;
+            forward(&ctx, sub_rx, &queued, &tx, generation).await;
             let outcome = lock(&leave.hub.state).ended.clone();
             drop(leave);
             outcome.unwrap_or(Ok(()))
@@ -190,6 +295,7 @@ impl SharedSources {
 async fn forward(
     ctx: &SourceContext,
     mut rx: mpsc::Receiver<Arc<Chunk>>,
+    queued: &AtomicU64,
     tx: &mpsc::Sender<Chunk>,
     joined: u64,
 ) {
@@ -201,6 +307,7 @@ async fn forward(
             },
             () = tx.closed() => return,
         };
+        queued.fetch_sub(shared.rows.len() as u64, Ordering::Relaxed);
         if shared.generation < joined {
             continue;
         }
@@ -278,6 +385,8 @@ impl Hub {
             }),
             interest,
             metrics,
+            event_time: ctx.event_time,
+            waited_ns: AtomicU64::new(0),
         })
     }
 
@@ -320,14 +429,25 @@ impl Hub {
                 chunk = rx.recv() => match chunk {
                     Some(chunk) => {
                         let chunk = Arc::new(chunk);
+                        let rows = chunk.rows.len() as u64;
                         let targets: Vec<_> = lock(&self.state)
                             .subscribers
                             .iter()
-                            .map(|s| s.tx.clone())
+                            .map(|s| (s.tx.clone(), Arc::clone(&s.queued)))
                             .collect();
-                        for target in targets {
+                        for (target, queued) in targets {
+                            queued.fetch_add(rows, Ordering::Relaxed);
                             // A rule that left no longer needs it.
-                            let _ = target.send(Arc::clone(&chunk)).await;
+                            match target.try_send(Arc::clone(&chunk)) {
+                                Err(mpsc::error::TrySendError::Full(chunk)) => {
+                                    let since = Instant::now();
+                                    let _ = target.send(chunk).await;
+                                    let waited = u64::try_from(since.elapsed().as_nanos())
+                                        .unwrap_or(u64::MAX);
+                                    self.waited_ns.fetch_add(waited, Ordering::Relaxed);
+                                }
+                                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                            }
                         }
                     }
                     None => break,

@@ -32,6 +32,12 @@ impl Source for StdinSource {
         true
     }
 
+    /// As a file: when every rule joins before the first line (only one reading of stdin can
+    /// be had, so several rules of a run on one stdin stream read it this way).
+    fn shares_by_default(&self, _def: &StreamDef, joined_first: bool) -> bool {
+        joined_first
+    }
+
     fn serves_tables(&self) -> bool {
         false
     }

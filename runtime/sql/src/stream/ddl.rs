@@ -324,7 +324,7 @@ impl DdlParser<'_> {
             timestamp_format: None,
             key: None,
             conf_key: None,
-            shared: false,
+            shared: None,
             strict_validation: false,
             retain_size: None,
             lookup: false,
@@ -385,7 +385,7 @@ impl DdlParser<'_> {
                 "TIMESTAMP_FORMAT" => options.timestamp_format = Some(value),
                 "KEY" => options.key = Some(value),
                 "CONF_KEY" => options.conf_key = Some(value),
-                "SHARED" => options.shared = boolean(&value)?,
+                "SHARED" => options.shared = Some(boolean(&value)?),
                 "STRICT_VALIDATION" => options.strict_validation = boolean(&value)?,
                 "RETAIN_SIZE" => {
                     options.retain_size = Some(value.parse().map_err(|_| bad("expected a count"))?)

@@ -75,8 +75,10 @@ pub struct StreamOptions {
     pub key: Option<String>,
     /// `CONF_KEY`: the named source configuration to use.
     pub conf_key: Option<String>,
-    /// `SHARED`: one source instance shared by every rule reading the stream.
-    pub shared: bool,
+    /// `SHARED`: `Some(true)`, one reading shared by every rule reading the stream;
+    /// `Some(false)`, a reading per rule; `None` (not given), shared where no rule could tell
+    /// the difference (the runtime decides, by source type).
+    pub shared: Option<bool>,
     /// `STRICT_VALIDATION`: a row that does not fit the schema is an error rather than
     /// converted.
     pub strict_validation: bool,

@@ -615,7 +615,16 @@ pub async fn run_within(
         }
         // Boxed here and below: the futures of starting (several KiB each) would otherwise
         // size the run's future, which a server holds for as long as each rule runs.
-        prepared.push(Box::pin(prepare_rule(def, &catalog, &env, true, config.clock.now_ms())).await?);
+        prepared.push(
+            Box::pin(prepare_rule(
+                def,
+                &catalog,
+                &env,
+                true,
+                config.clock.now_ms(),
+            ))
+            .await?,
+        );
     }
 
     // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
@@ -1462,7 +1471,8 @@ async fn run_query(
 /// worker hands its other tasks over first, so the sleep holds up no other rule or sink.
 fn evaluate<T>(sleeps: bool, f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    if sleeps && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+    if sleeps
+        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
     {
         tokio::task::block_in_place(f)
     } else {

@@ -1338,8 +1338,10 @@ impl<'a> Compiler<'a> {
         if f.filter.is_some() {
             return Err(unsupported(span, "FILTER on a scalar function"));
         }
-        if matches!(name.as_str(), "window_start" | "window_end" | "window_trigger")
-            && args.is_empty()
+        if matches!(
+            name.as_str(),
+            "window_start" | "window_end" | "window_trigger"
+        ) && args.is_empty()
         {
             if !self.has_window {
                 return Err(SqlError::at(

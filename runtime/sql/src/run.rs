@@ -1899,12 +1899,19 @@ mod tests {
         };
         let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(1))], 5);
         let mut out = Vec::new();
-        assert!(runner.push(0, vec![row.clone()], &ctx, &mut out).errors.is_empty());
+        assert!(
+            runner
+                .push(0, vec![row.clone()], &ctx, &mut out)
+                .errors
+                .is_empty()
+        );
         let [Message::Row(sent)] = &out[..] else {
             panic!("one row expected, got {out:?}");
         };
         assert_eq!(
-            sent.iter().map(|(k, v)| format!("{k}={}", v.to_json())).collect::<Vec<_>>(),
+            sent.iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>(),
             ["rule_id=\"r7\"", "started=1700000000123", "v=1"]
         );
         // Compiled outside a rule, the statement cannot say which rule it runs in.

@@ -173,7 +173,10 @@ mod tests {
     fn a_bomb_is_refused() {
         let zeros = vec![0u8; MAX_STRING_BYTES + 1];
         for m in ["zlib", "zstd"] {
-            let packed = call(compress, &[Value::Bytes(zeros.clone().into()), Value::from(m)]);
+            let packed = call(
+                compress,
+                &[Value::Bytes(zeros.clone().into()), Value::from(m)],
+            );
             let err = call(decompress, &[packed.unwrap(), Value::from(m)]).unwrap_err();
             assert_eq!(err.0, "decompress: the result is larger than 16 MiB", "{m}");
         }
@@ -187,9 +190,16 @@ mod tests {
             0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x29, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
             0xa3, 0x6d, 0x9f, 0x88,
         ];
-        let back = call(decompress, &[Value::Bytes(frame.into()), Value::from("zstd")]);
+        let back = call(
+            decompress,
+            &[Value::Bytes(frame.into()), Value::from("zstd")],
+        );
         assert_eq!(back, Ok(Value::Bytes(b"hello"[..].into())));
         let err = call(decompress, &[Value::from("not zstd"), Value::from("zstd")]).unwrap_err();
-        assert!(err.0.starts_with("decompress: failed to decompress: "), "{}", err.0);
+        assert!(
+            err.0.starts_with("decompress: failed to decompress: "),
+            "{}",
+            err.0
+        );
     }
 }

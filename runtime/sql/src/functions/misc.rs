@@ -51,9 +51,15 @@ fn delay(_: &FnCtx<'_>, args: &[Value]) -> R {
     }
     let ms = match arg(args, 0) {
         Value::Int(n) => *n,
-        Value::Float(x) => f64_to_i64(*x)
-            .ok_or_else(|| fail(F, format!("cannot convert float64({x}) to int")))?,
-        v => return Err(fail(F, format!("cannot convert {} to int", crate::wording::go_typed(v)))),
+        Value::Float(x) => {
+            f64_to_i64(*x).ok_or_else(|| fail(F, format!("cannot convert float64({x}) to int")))?
+        }
+        v => {
+            return Err(fail(
+                F,
+                format!("cannot convert {} to int", crate::wording::go_typed(v)),
+            ));
+        }
     };
     if ms > 0 {
         std::thread::sleep(Duration::from_millis(ms.unsigned_abs()));
@@ -309,11 +315,17 @@ mod tests {
         assert_eq!(call("delay", &[Value::Int(30), s("bar")]), Ok(s("bar")));
         assert!(started.elapsed() >= Duration::from_millis(30));
         let started = std::time::Instant::now();
-        assert_eq!(call("delay", &[Value::Float(20.9), Value::Int(1)]), Ok(Value::Int(1)));
+        assert_eq!(
+            call("delay", &[Value::Float(20.9), Value::Int(1)]),
+            Ok(Value::Int(1))
+        );
         assert!(started.elapsed() >= Duration::from_millis(20));
         assert_eq!(call("delay", &[Value::Int(-5), s("x")]), Ok(s("x")));
         assert_eq!(call("delay", &[Value::Null, s("x")]), Ok(Value::Null));
-        assert_eq!(call("delay", &[Value::Int(0), Value::Null]), Ok(Value::Null));
+        assert_eq!(
+            call("delay", &[Value::Int(0), Value::Null]),
+            Ok(Value::Null)
+        );
         // eKuiper's TestDelay, row 1.
         assert_eq!(
             call("delay", &[s("bar"), s("bar")]).unwrap_err().0,

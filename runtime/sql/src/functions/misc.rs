@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(call("bypass", &[s("a")]), Ok(s("a")));
         assert_eq!(call("bypass", &[Value::Null]), Ok(Value::Null));
         let a = Value::array(vec![Value::Int(1)]);
-        assert_eq!(call("bypass", &[a.clone()]), Ok(a));
+        assert_eq!(call("bypass", std::slice::from_ref(&a)), Ok(a));
     }
 
     #[test]

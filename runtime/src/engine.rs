@@ -275,14 +275,20 @@ pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
     Ok((rules, catalog))
 }
 
-/// Compiles a rule and prepares its actions.
+/// Compiles a rule that starts at `start_ms` (what its `rule_start()` gives) and prepares its
+/// actions.
 async fn prepare_rule(
     def: RuleDef,
     catalog: &Catalog,
     env: &ActionEnv,
     running: bool,
+    start_ms: i64,
 ) -> Result<PreparedRule, RunError> {
-    let query = sql::compile(&def.sql, catalog).map_err(|mut source| {
+    let rule = sql::RuleInfo {
+        id: Arc::from(def.id.as_str()),
+        start_ms,
+    };
+    let query = sql::compile_rule(&def.sql, catalog, &rule).map_err(|mut source| {
         if source.message.starts_with("unknown stream") {
             source.message.push_str(&catalog.where_streams_come_from());
         }
@@ -431,7 +437,7 @@ pub async fn validate(config: &RunConfig) -> Result<ValidateReport, RunError> {
                 def.id
             ));
         }
-        let rule = prepare_rule(def, &catalog, &env, false).await?;
+        let rule = prepare_rule(def, &catalog, &env, false, config.clock.now_ms()).await?;
         let mut actions = Vec::new();
         for action in &rule.actions {
             sink::validate(action)
@@ -608,7 +614,16 @@ pub async fn run_within(
         }
         // Boxed here and below: the futures of starting (several KiB each) would otherwise
         // size the run's future, which a server holds for as long as each rule runs.
-        prepared.push(Box::pin(prepare_rule(def, &catalog, &env, true)).await?);
+        prepared.push(
+            Box::pin(prepare_rule(
+                def,
+                &catalog,
+                &env,
+                true,
+                config.clock.now_ms(),
+            ))
+            .await?,
+        );
     }
 
     // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
@@ -1284,6 +1299,7 @@ async fn run_query(
         stop,
         inputs_done,
     } = task;
+    let sleeps = runner.query().sleeps;
     let (merged_tx, mut merged) = mpsc::channel::<Input>(feeds.len().max(1) * 2);
     let (halt_tx, halt_rx) = watch::channel(false);
     // Owned here: if the rule's task is dropped, its sources stop with it.
@@ -1361,7 +1377,7 @@ async fn run_query(
             () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
                 let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
                 let mut out = Vec::new();
-                let outcome = runner.advance(clock.now_ms(), &ctx, &mut out);
+                let outcome = evaluate(sleeps, || runner.advance(clock.now_ms(), &ctx, &mut out));
                 fanout.send(out, outcome, &metrics, send_error, 0).await;
                 continue;
             }
@@ -1423,12 +1439,15 @@ async fn run_query(
                     checkpointer.taken(index);
                 }
                 let n = chunk.rows.len();
-                (
-                    push_chunk(&mut runner, index, chunk, &ctx, &mut out, send_error),
-                    n,
-                )
+                let outcome = evaluate(sleeps, || {
+                    push_chunk(&mut runner, index, chunk, &ctx, &mut out, send_error)
+                });
+                (outcome, n)
             }
-            Input::End(index) => (runner.end_source(index, &ctx, &mut out), 0),
+            Input::End(index) => (
+                evaluate(sleeps, || runner.end_source(index, &ctx, &mut out)),
+                0,
+            ),
             Input::Failed { .. } => unreachable!("handled above"),
         };
         metrics.records_in.add(rows_in as u64);
@@ -1454,7 +1473,7 @@ async fn run_query(
         meta: &Value::Null,
     };
     let mut out = Vec::new();
-    let outcome = runner.finish(&ctx, &mut out);
+    let outcome = evaluate(sleeps, || runner.finish(&ctx, &mut out));
     fanout.send(out, outcome, &metrics, send_error, 0).await;
     if let Some(checkpointer) = checkpointer.as_mut() {
         // A clean end: every window has fired, and the positions are where the input ended.
@@ -1462,6 +1481,20 @@ async fn run_query(
     }
     metrics.late.add(runner.late().saturating_sub(late_counted));
     metrics.pending_at_end.add(runner.pending() as u64);
+}
+
+/// Runs `f`, an evaluation of a rule's statement. A statement that calls `delay` sleeps in it
+/// (as eKuiper's does, holding the rule's later rows back): on a multi-threaded runtime the
+/// worker hands its other tasks over first, so the sleep holds up no other rule or sink.
+fn evaluate<T>(sleeps: bool, f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if sleeps
+        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// What a rule with qos 1 or 2 starts from: its sources' positions (by source index; `None`

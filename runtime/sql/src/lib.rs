@@ -154,8 +154,32 @@ pub trait Catalog {
     fn stream(&self, name: &str) -> Option<&StreamDef>;
 }
 
-/// Parses and compiles one `SELECT` statement.
+/// The rule a statement is compiled for: what `rule_id()` and `rule_start()` give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's id.
+    pub id: Arc<str>,
+    /// When the rule started, in milliseconds since the Unix epoch.
+    pub start_ms: i64,
+}
+
+/// Parses and compiles one `SELECT` statement, outside any rule (checks, tools): `rule_id()` and
+/// `rule_start()` then fail when evaluated.
 pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
+    compile_statement(sql, catalog, None)
+}
+
+/// Parses and compiles the `SELECT` statement of a rule that starts now: `rule_id()` and
+/// `rule_start()` become the rule's id and start time.
+pub fn compile_rule(sql: &str, catalog: &dyn Catalog, rule: &RuleInfo) -> Result<Query, SqlError> {
+    compile_statement(sql, catalog, Some(rule))
+}
+
+fn compile_statement(
+    sql: &str,
+    catalog: &dyn Catalog,
+    rule: Option<&RuleInfo>,
+) -> Result<Query, SqlError> {
     let (statements, invisible) = dialect::parse_with_invisible(sql).map_err(|e| {
         let mut err = SqlError::from_parser(e);
         if err.line == 0 {
@@ -190,6 +214,7 @@ pub fn compile(sql: &str, catalog: &dyn Catalog) -> Result<Query, SqlError> {
     };
     let mut compiler = Compiler::new(catalog);
     compiler.invisible = invisible;
+    compiler.rule = rule;
     compiler.query(query)
 }
 
@@ -247,6 +272,10 @@ struct Compiler<'a> {
     row_numbers: Vec<Arc<str>>,
     /// The indexes of the SELECT items marked `INVISIBLE`: computed, not sent.
     invisible: Vec<usize>,
+    /// The rule the statement is compiled for, if any.
+    rule: Option<&'a RuleInfo>,
+    /// Whether the statement calls `delay`.
+    sleeps: bool,
 }
 
 fn unsupported(span: sqlparser::tokenizer::Span, what: &str) -> SqlError {
@@ -273,6 +302,8 @@ impl<'a> Compiler<'a> {
             stateful: None,
             row_numbers: Vec::new(),
             invisible: Vec::new(),
+            rule: None,
+            sleeps: false,
         }
     }
 
@@ -349,6 +380,7 @@ impl<'a> Compiler<'a> {
         plan.hits = self.hits;
         plan.agg_hits = self.agg_hits;
         plan.stateful = self.stateful.take();
+        plan.sleeps = self.sleeps;
         Ok(plan)
     }
 
@@ -555,6 +587,7 @@ impl<'a> Compiler<'a> {
             agg_hits: false,
             stateful: None,
             row_numbers: std::mem::take(&mut self.row_numbers),
+            sleeps: false,
         })
     }
 
@@ -1307,19 +1340,35 @@ impl<'a> Compiler<'a> {
         if f.filter.is_some() {
             return Err(unsupported(span, "FILTER on a scalar function"));
         }
-        if (name == "window_start" || name == "window_end") && args.is_empty() {
+        if matches!(
+            name.as_str(),
+            "window_start" | "window_end" | "window_trigger"
+        ) && args.is_empty()
+        {
             if !self.has_window {
                 return Err(SqlError::at(
                     span,
                     format!("`{name}()` needs a window in GROUP BY"),
                 ));
             }
+            // eKuiper's window fires at its end: `window_trigger()` is that time.
             return Ok(if name == "window_start" {
                 Expr::WindowStart
             } else {
                 Expr::WindowEnd
             });
         }
+        // The rule's constants.
+        if let Some(rule) = self.rule
+            && args.is_empty()
+        {
+            match name.as_str() {
+                "rule_id" => return Ok(Expr::Literal(Value::string(&*rule.id))),
+                "rule_start" => return Ok(Expr::Literal(Value::Int(rule.start_ms))),
+                _ => {}
+            }
+        }
+        self.sleeps |= name == "delay";
         if name == "row_number" {
             return Err(SqlError::at(
                 span,

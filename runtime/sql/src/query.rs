@@ -417,6 +417,8 @@ pub struct Query {
     pub stateful: Option<String>,
     /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
     pub row_numbers: Vec<Arc<str>>,
+    /// Whether the statement calls `delay`, which sleeps while the rule evaluates it.
+    pub sleeps: bool,
 }
 
 impl Query {

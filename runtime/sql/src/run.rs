@@ -1909,6 +1909,73 @@ mod tests {
     }
 
     #[test]
+    fn window_trigger_is_the_time_the_window_fired() {
+        // eKuiper gives the window's trigger time, its end, to rows and groups alike.
+        assert_eq!(
+            messages(
+                "SELECT v, window_trigger() AS wt, event_time() AS et FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (12, 3)]
+            ),
+            ["v=1,wt=10,et=3", "v=3,wt=20,et=12"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS n, window_trigger() FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(3, 1), (7, 2), (12, 3)]
+            ),
+            ["n=2,window_trigger=10", "n=1,window_trigger=20"]
+        );
+        let streams = Streams::of(TIMED);
+        let err = super::super::compile("SELECT window_trigger() FROM s", &streams).unwrap_err();
+        assert_eq!(err.message, "`window_trigger()` needs a window in GROUP BY");
+    }
+
+    #[test]
+    fn rule_id_and_rule_start_are_the_rule_s_own() {
+        let streams = Streams::of(UNTIMED);
+        let sql = "SELECT rule_id(), rule_start() AS started, v FROM s WHERE rule_id() = 'r7'";
+        let rule = super::super::RuleInfo {
+            id: Arc::from("r7"),
+            start_ms: 1_700_000_000_123,
+        };
+        let query = super::super::compile_rule(sql, &streams, &rule).unwrap();
+        assert!(!query.sleeps);
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 5,
+            meta: &Value::Null,
+        };
+        let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(1))], 5);
+        let mut out = Vec::new();
+        assert!(
+            runner
+                .push(0, vec![row.clone()], &ctx, &mut out)
+                .errors
+                .is_empty()
+        );
+        let [Message::Row(sent)] = &out[..] else {
+            panic!("one row expected, got {out:?}");
+        };
+        assert_eq!(
+            sent.iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>(),
+            ["rule_id=\"r7\"", "started=1700000000123", "v=1"]
+        );
+        // Compiled outside a rule, the statement cannot say which rule it runs in.
+        let query = super::super::compile(sql, &streams).unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let outcome = runner.push(0, vec![row], &ctx, &mut Vec::new());
+        assert_eq!(
+            outcome.errors[0].message(),
+            "rule_id: the statement is not running in a rule"
+        );
+        let delayed = super::super::compile("SELECT delay(1, v) FROM s", &streams).unwrap();
+        assert!(delayed.sleeps);
+    }
+
+    #[test]
     fn a_hop_longer_than_the_window_leaves_gaps() {
         // Windows [2, 5), [7, 10), [12, 15): 1, 6 and 11 are in none; 16 is in no window at
         // the end of the input either, so nothing more is sent for it.

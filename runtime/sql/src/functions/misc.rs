@@ -1,7 +1,12 @@
 //! Other functions: null tests, row metadata (`meta`, `mqtt`), timestamps of the evaluation and
-//! of the event, and random UUIDs.
+//! of the event, random UUIDs, eKuiper's `props`, `delay` and `bypass`, and the rule's `rule_id`
+//! and `rule_start` (which the compiler turns into the running rule's constants).
 
-use super::args::{arg, bad_arg, wrong_type};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::args::{any_nil, arg, bad_arg, f64_to_i64, fail, wrong_type};
 use super::{FnCtx, FnError, ScalarDef};
 use crate::value::Value;
 
@@ -19,6 +24,11 @@ const fn def(
 
 #[rustfmt::skip]
 pub(super) const DEFS: &[ScalarDef] = &[
+    def("bypass", 1, Some(1), bypass, "bypass(x): x itself, unchanged (null included)"),
+    def("delay", 2, Some(2), delay, "delay(ms, x): x, after holding the rule's evaluation for ms milliseconds (a float is truncated; null when an argument is null)"),
+    def("props", 1, Some(1), props, "props(key): eKuiper's property key as text: et is the current time in epoch milliseconds, snowflake a new unique snowflake id, any other key the environment variable KUIPER_PROPS_<KEY> (\"\" when unset)"),
+    def("rule_id", 0, Some(0), rule_id, "rule_id(): the id of the rule running the statement"),
+    def("rule_start", 0, Some(0), rule_start, "rule_start(): the time the rule started, in epoch milliseconds"),
     def("coalesce", 1, None, coalesce, "coalesce(a, ...): the first argument that is not null, or null"),
     def("event_time", 0, Some(0), event_time, "event_time(): the event time of the current row in epoch milliseconds; in a window, each row's own time where rows are read one by one (projected without aggregates, or in an aggregate's argument), and the window's end for a group's result or joined rows (as eKuiper)"),
     def("isnull", 1, Some(1), isnull, "isnull(x): true when x is null"),
@@ -27,6 +37,116 @@ pub(super) const DEFS: &[ScalarDef] = &[
     def("newuuid", 0, Some(0), newuuid, "newuuid(): a random (version 4) UUID as text"),
     def("tstamp", 0, Some(0), tstamp, "tstamp(): the current processing time in epoch milliseconds"),
 ];
+
+fn bypass(_: &FnCtx<'_>, args: &[Value]) -> R {
+    Ok(arg(args, 0).clone())
+}
+
+/// eKuiper sleeps in the rule's evaluation: the row, and every row after it, waits. The engine
+/// evaluates a statement that calls `delay` where a sleep holds no thread other rules need.
+fn delay(_: &FnCtx<'_>, args: &[Value]) -> R {
+    const F: &str = "delay";
+    if any_nil(args) {
+        return Ok(Value::Null);
+    }
+    let ms = match arg(args, 0) {
+        Value::Int(n) => *n,
+        Value::Float(x) => {
+            f64_to_i64(*x).ok_or_else(|| fail(F, format!("cannot convert float64({x}) to int")))?
+        }
+        v => {
+            return Err(fail(
+                F,
+                format!("cannot convert {} to int", crate::wording::go_typed(v)),
+            ));
+        }
+    };
+    if ms > 0 {
+        std::thread::sleep(Duration::from_millis(ms.unsigned_abs()));
+    }
+    Ok(arg(args, 1).clone())
+}
+
+/// eKuiper's static properties: each environment variable `KUIPER_PROPS_<KEY>`, under its key in
+/// lower case.
+static PROPS: LazyLock<HashMap<String, String>> = LazyLock::new(|| props_of(std::env::vars()));
+
+/// The properties among environment variables.
+fn props_of(vars: impl Iterator<Item = (String, String)>) -> HashMap<String, String> {
+    vars.filter_map(|(k, v)| {
+        k.strip_prefix("KUIPER_PROPS_")
+            .map(|key| (key.to_lowercase(), v))
+    })
+    .collect()
+}
+
+fn props(ctx: &FnCtx<'_>, args: &[Value]) -> R {
+    let key = match arg(args, 0) {
+        Value::String(key) => key,
+        Value::Null => return Ok(Value::Null),
+        v => {
+            return Err(fail(
+                "props",
+                format!(
+                    "invalid input {}: must be property name of string type",
+                    crate::wording::go_value(v)
+                ),
+            ));
+        }
+    };
+    Ok(Value::from(match &**key {
+        "et" => ctx.now_ms.to_string(),
+        "snowflake" => snowflake(SystemTime::now()).to_string(),
+        // eKuiper gives an empty string for a property it does not have.
+        key => PROPS.get(key).cloned().unwrap_or_default(),
+    }))
+}
+
+/// Twitter's snowflake epoch (2010-11-04 01:42:54.657 UTC), which eKuiper's ids count from.
+const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
+/// eKuiper's snowflake node number.
+const SNOWFLAKE_NODE: i64 = 1;
+
+/// The last snowflake's millisecond and sequence number within it.
+static SNOWFLAKE: Mutex<(i64, i64)> = Mutex::new((0, 0));
+
+/// A new snowflake id, as eKuiper's `props("snowflake")` gives (41 bits of milliseconds since
+/// [`SNOWFLAKE_EPOCH_MS`], 10 bits of node, 12 of sequence).
+fn snowflake(now: SystemTime) -> i64 {
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    next_snowflake(
+        &mut SNOWFLAKE.lock().unwrap_or_else(|e| e.into_inner()),
+        now_ms,
+    )
+}
+
+/// The snowflake after `last` (its millisecond and sequence number) at `now_ms`: unique and
+/// increasing, even when the clock steps back or more than 4096 are asked within a millisecond.
+fn next_snowflake(last: &mut (i64, i64), now_ms: i64) -> i64 {
+    let (mut ms, mut step) = (now_ms.max(last.0), 0);
+    if ms == last.0 {
+        step = (last.1 + 1) & 0xfff;
+        if step == 0 {
+            // The millisecond's sequence is used up: the ids go on in the next one.
+            ms += 1;
+        }
+    }
+    *last = (ms, step);
+    ((ms - SNOWFLAKE_EPOCH_MS) << 22) | (SNOWFLAKE_NODE << 12) | step
+}
+
+/// Only reached when a statement is evaluated outside a rule: in a rule, the compiler puts the
+/// rule's id in the call's place.
+fn rule_id(_: &FnCtx<'_>, _: &[Value]) -> R {
+    Err(fail("rule_id", "the statement is not running in a rule"))
+}
+
+/// As [`rule_id`]: in a rule, the compiler puts the time it started in the call's place.
+fn rule_start(_: &FnCtx<'_>, _: &[Value]) -> R {
+    Err(fail("rule_start", "the statement is not running in a rule"))
+}
 
 fn coalesce(_: &FnCtx<'_>, args: &[Value]) -> R {
     Ok(args
@@ -179,6 +299,93 @@ mod tests {
         let get = |name: &str| DEFS.iter().find(|d| d.name == name).expect("function").call;
         assert_eq!(get("tstamp")(&ctx, &[]), Ok(Value::Int(-5)));
         assert_eq!(get("event_time")(&ctx, &[]), Ok(Value::Int(i64::MIN)));
+    }
+
+    #[test]
+    fn bypass_gives_its_argument() {
+        assert_eq!(call("bypass", &[s("a")]), Ok(s("a")));
+        assert_eq!(call("bypass", &[Value::Null]), Ok(Value::Null));
+        let a = Value::array(vec![Value::Int(1)]);
+        assert_eq!(call("bypass", std::slice::from_ref(&a)), Ok(a));
+    }
+
+    #[test]
+    fn delay_holds_the_evaluation_then_gives_its_value() {
+        let started = std::time::Instant::now();
+        assert_eq!(call("delay", &[Value::Int(30), s("bar")]), Ok(s("bar")));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            call("delay", &[Value::Float(20.9), Value::Int(1)]),
+            Ok(Value::Int(1))
+        );
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert_eq!(call("delay", &[Value::Int(-5), s("x")]), Ok(s("x")));
+        assert_eq!(call("delay", &[Value::Null, s("x")]), Ok(Value::Null));
+        assert_eq!(
+            call("delay", &[Value::Int(0), Value::Null]),
+            Ok(Value::Null)
+        );
+        // eKuiper's TestDelay, row 1.
+        assert_eq!(
+            call("delay", &[s("bar"), s("bar")]).unwrap_err().0,
+            "delay: cannot convert string(bar) to int"
+        );
+        assert!(call("delay", &[Value::Float(f64::NAN), s("x")]).is_err());
+    }
+
+    #[test]
+    fn props_are_ekuiper_s() {
+        // eKuiper's TestProps.
+        assert_eq!(
+            call("props", &[Value::Int(12)]).unwrap_err().0,
+            "props: invalid input 12: must be property name of string type"
+        );
+        assert_eq!(call("props", &[s("et")]), Ok(s("1000")));
+        assert_eq!(call("props", &[Value::Null]), Ok(Value::Null));
+        assert_eq!(call("props", &[s("no_such_property_here")]), Ok(s("")));
+        let id = call("props", &[s("snowflake")]).unwrap().to_text();
+        let id: i64 = id.parse().expect("a snowflake id is a number");
+        assert!(id > 0);
+        let vars = [
+            ("KUIPER_PROPS_SITE".to_string(), "plant 7".to_string()),
+            ("KUIPER_PROPS_Line_No".to_string(), "3".to_string()),
+            ("KUIPER_OTHER".to_string(), "x".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let props = props_of(vars.into_iter());
+        assert_eq!(props.len(), 2);
+        assert_eq!(props.get("site").map(String::as_str), Some("plant 7"));
+        assert_eq!(props.get("line_no").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn snowflakes_are_unique_increasing_and_laid_out_as_ekuiper_s() {
+        let t = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+        let mut state = (0, 0);
+        let first = next_snowflake(&mut state, t);
+        assert_eq!(first >> 22, t - SNOWFLAKE_EPOCH_MS);
+        assert_eq!((first >> 12) & 0x3ff, SNOWFLAKE_NODE);
+        assert_eq!(first & 0xfff, 0);
+        let mut last = first;
+        // More than a millisecond's 4096 sequence numbers, at one instant and then with the
+        // clock stepping back: every id is new and larger.
+        for i in 0..5000 {
+            let at = if i < 4000 { t } else { t - 1000 };
+            let id = next_snowflake(&mut state, at);
+            assert!(id > last, "{id} after {last}");
+            last = id;
+        }
+        assert!(snowflake(SystemTime::now()) < snowflake(SystemTime::now()));
+    }
+
+    #[test]
+    fn rule_functions_outside_a_rule_are_errors() {
+        assert_eq!(
+            call("rule_id", &[]).unwrap_err().0,
+            "rule_id: the statement is not running in a rule"
+        );
+        assert!(call("rule_start", &[]).is_err());
     }
 
     #[test]

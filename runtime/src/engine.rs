@@ -25,10 +25,12 @@ use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
 use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
+use crate::source::lookup_cache::CachedLookup;
 use crate::source::memory::MemoryLookup;
+use crate::source::redis::{RedisConf, RedisLookup, RedisTarget};
 use crate::source::{self, MemoryBus, Resources, SharedSources, SourceContext, SourceError};
 use crate::sql::{self, EvalCtx, Query, QueryRunner, SqlError};
-use crate::stream::{DdlError, StreamDef, parse_streams};
+use crate::stream::{DdlError, SourceType, StreamDef, parse_streams};
 use crate::value::{Row, Value};
 
 pub use crate::report::{ActionReport, RuleReport, RunReport};
@@ -53,6 +55,8 @@ pub struct RunConfig {
     pub watch: bool,
     /// eKuiper's MQTT source configuration file (`default` and `CONF_KEY` sections).
     pub mqtt_conf: Option<PathBuf>,
+    /// eKuiper's redis source configuration file, for redis lookup tables.
+    pub redis_conf: Option<PathBuf>,
     /// Where actions keep their disk caches, and rules with `qos` 1 or 2 their checkpoints.
     pub data_dir: PathBuf,
     /// Log every rule's counters this often while the run goes on (they are also logged on
@@ -74,6 +78,9 @@ pub enum RunError {
     /// The MQTT configuration file is wrong.
     #[error("{0}")]
     MqttConf(String),
+    /// The redis configuration file is wrong.
+    #[error("{0}")]
+    RedisConf(String),
     /// A streams file cannot be read.
     #[error("{path}: cannot read: {source}")]
     StreamsFile {
@@ -162,6 +169,8 @@ pub struct Catalog {
     streams: HashMap<String, Arc<StreamDef>>,
     /// MQTT broker settings for mqtt streams.
     mqtt: Arc<crate::mqtt::MqttConf>,
+    /// Redis settings for redis lookup tables.
+    redis: Arc<RedisConf>,
 }
 
 impl sql::Catalog for Catalog {
@@ -230,6 +239,9 @@ pub fn load(config: &RunConfig) -> Result<(Vec<RuleDef>, Catalog), RunError> {
     let mut catalog = Catalog::default();
     if let Some(path) = &config.mqtt_conf {
         catalog.mqtt = Arc::new(crate::mqtt::MqttConf::load(path).map_err(RunError::MqttConf)?);
+    }
+    if let Some(path) = &config.redis_conf {
+        catalog.redis = Arc::new(RedisConf::load(path).map_err(RunError::RedisConf)?);
     }
     for path in &config.stream_paths {
         let text = std::fs::read_to_string(path).map_err(|source| RunError::StreamsFile {
@@ -308,7 +320,9 @@ async fn prepare_rule(
         },
     };
     let mut streams = Vec::with_capacity(query.sources.len());
-    let resources = Resources::default().with(Arc::clone(&catalog.mqtt));
+    let resources = Resources::default()
+        .with(Arc::clone(&catalog.mqtt))
+        .with(Arc::clone(&catalog.redis));
     for src in &query.sources {
         let stream = catalog
             .get(&src.stream)
@@ -325,14 +339,15 @@ async fn prepare_rule(
                 }
             })?;
         }
-        if src.lookup && stream.options.source_type != crate::stream::SourceType::Memory {
+        let source_type = stream.options.source_type;
+        if src.lookup && !matches!(source_type, SourceType::Memory | SourceType::Redis) {
             return Err(sql_error(format!(
-                "lookup table `{}`: this version looks rows up in memory topics only \
-                 (TYPE=\"memory\", fed by memory actions with `table: true`)",
+                "lookup table `{}`: rows are looked up in memory topics (TYPE=\"memory\", fed \
+                 by memory actions with `table: true`) or redis (TYPE=\"redis\") only",
                 stream.name
             )));
         }
-        if src.lookup && stream.options.key.is_none() {
+        if src.lookup && source_type == SourceType::Memory && stream.options.key.is_none() {
             return Err(sql_error(format!(
                 "lookup table `{}`: KEY is required (the field its rows are looked up by)",
                 stream.name
@@ -716,6 +731,7 @@ pub async fn run_within(
     let resources = Resources::default()
         .with(Arc::clone(&bus))
         .with(Arc::clone(&catalog.mqtt))
+        .with(Arc::clone(&catalog.redis))
         .with(shared);
     for (def, query, streams, mut actions, restored) in wired {
         let source_metrics = Arc::new(SourceMetrics::default());
@@ -772,10 +788,16 @@ pub async fn run_within(
             }
             let stream = &streams[index];
             if src.lookup {
-                let lookup: Arc<dyn sql::Lookup> = Arc::new(MemoryLookup {
-                    bus: Arc::clone(&bus),
-                    topic: stream.options.datasource.clone(),
-                });
+                let lookup = open_lookup(stream, &catalog, &bus, &config.clock)
+                    .await
+                    .map_err(|message| RunError::Source {
+                        rule: def.id.clone(),
+                        source: SourceError {
+                            stream: stream.name.to_string(),
+                            origin: stream.origin.clone(),
+                            message,
+                        },
+                    })?;
                 lookups.push((index, lookup));
                 continue;
             }
@@ -1048,6 +1070,34 @@ pub(crate) fn listen_usr1() -> Option<tokio::signal::unix::Signal> {
 #[cfg(not(unix))]
 pub(crate) fn listen_usr1() -> Option<()> {
     None
+}
+
+/// The lookup table over `stream` (`KIND="lookup"`), ready to answer: a redis table is
+/// connected first (a server out of reach stops the rule from starting, as in eKuiper), and
+/// put behind its lookup cache when its configuration asks for one.
+async fn open_lookup(
+    stream: &Arc<StreamDef>,
+    catalog: &Catalog,
+    bus: &Arc<MemoryBus>,
+    clock: &Clock,
+) -> Result<Arc<dyn sql::Lookup>, String> {
+    if stream.options.source_type != SourceType::Redis {
+        return Ok(Arc::new(MemoryLookup {
+            bus: Arc::clone(bus),
+            topic: stream.options.datasource.clone(),
+        }));
+    }
+    let target = RedisTarget::of(stream, &catalog.redis)?;
+    let cache = target.cache;
+    let lookup = Arc::new(RedisLookup::new(stream, target, clock.clone()));
+    let opening = Arc::clone(&lookup);
+    tokio::task::spawn_blocking(move || opening.open())
+        .await
+        .map_err(|e| format!("connecting to redis failed: {e}"))??;
+    Ok(match cache {
+        Some(options) => Arc::new(CachedLookup::new(lookup, options, clock.clone())),
+        None => lookup,
+    })
 }
 
 fn stream_names(streams: &[Arc<StreamDef>]) -> String {
@@ -1597,7 +1647,7 @@ fn restore_plan(
     let mut sources = vec![None; rule.query.sources.len()];
     let wanted = Arc::new(tokio::sync::Notify::new());
     for ((index, stream), saved) in streams.into_iter().zip(saved.iter_mut()) {
-        let is_file = stream.options.source_type == crate::stream::SourceType::File;
+        let is_file = stream.options.source_type == SourceType::File;
         let path = stream.datasource_path();
         let at = match saved.take() {
             Some(at) => {

@@ -15,6 +15,7 @@ mod languages;
 mod mqtt;
 mod negative;
 mod network;
+mod redis_lookup;
 mod reload;
 mod restart;
 mod sandbox;

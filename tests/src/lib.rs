@@ -75,6 +75,7 @@ pub fn run_config(
         clock: oort::clock::Clock::System,
         watch: false,
         mqtt_conf: None,
+        redis_conf: None,
         data_dir,
         progress_every: None,
         reset_checkpoints: false,

@@ -165,6 +165,30 @@ enum GroupKey {
 pub trait Lookup: Send + Sync {
     /// The rows whose key is `key`; an error (the store is out of reach) fails the row.
     fn get(&self, key: &Value) -> Result<Vec<Row>, String>;
+
+    /// Whether the rows returned hold their key in the field the `ON` equality names, and
+    /// are kept only where it equals the key looked up (a memory table). A store whose key is
+    /// not part of its values (redis, as in eKuiper) answers `false`: every row it returns
+    /// for the key is joined.
+    fn rows_hold_key(&self) -> bool {
+        true
+    }
+}
+
+/// A value as a lookup table's key: values that `=` finds equal are the same key (the
+/// integer `1` and the float `1.0`), as eKuiper's tables, where numbers read from JSON are
+/// all floats, compare them. A string is never the same key as a number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LookupKey(Key);
+
+impl LookupKey {
+    /// The key of `value`; `None` for `NULL`, which no row is kept under.
+    pub fn of(value: &Value) -> Option<Self> {
+        match Key::of(value) {
+            Key::Null => None,
+            key => Some(Self(key)),
+        }
+    }
 }
 
 /// An equi-join `ON left = right` that can be answered with a hash table of the right rows.
@@ -1753,8 +1777,9 @@ fn lookup_rows(
         let key = Key::of(&value);
         let mut hits = Vec::new();
         if key != Key::Null {
+            let check = lookup.rows_hold_key();
             for row in lookup.get(&value).map_err(EvalError::new)? {
-                if Key::of(&h.right.eval(&row, ctx)?) == key {
+                if !check || Key::of(&h.right.eval(&row, ctx)?) == key {
                     hits.push(rows.len());
                     rows.push(Arc::new(row));
                 }
@@ -2816,6 +2841,61 @@ mod tests {
         assert_eq!(runner.table_len(1), 2);
         assert!(joined(&mut runner, 7).is_empty());
         assert_eq!(joined(&mut runner, 9).len(), 1);
+    }
+
+    #[test]
+    fn a_store_whose_key_is_not_in_its_rows_joins_every_row_it_finds() {
+        /// Like redis: the rows under a key do not hold it.
+        struct Store;
+        impl Lookup for Store {
+            fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
+                let v = |v: &str| Row::from_pairs(vec![(Arc::from("v"), Value::string(v))], 0);
+                Ok(match key {
+                    Value::Int(1) => vec![v("a"), v("b")],
+                    _ => Vec::new(),
+                })
+            }
+            fn rows_hold_key(&self) -> bool {
+                false
+            }
+        }
+        let streams = Streams::of(
+            "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
+             CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
+        let query = super::super::compile(
+            "SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.id",
+            &streams,
+        )
+        .unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
+        runner.push(0, vec![row(1), row(2)], &ctx, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(format!("{:?}", out[1]).contains("\"b\""), "{out:?}");
+    }
+
+    #[test]
+    fn lookup_keys_are_equal_as_numbers_are() {
+        assert_eq!(
+            LookupKey::of(&Value::Int(1)),
+            LookupKey::of(&Value::Float(1.0))
+        );
+        assert_ne!(
+            LookupKey::of(&Value::Int(1)),
+            LookupKey::of(&Value::Float(1.5))
+        );
+        assert_ne!(
+            LookupKey::of(&Value::Int(1)),
+            LookupKey::of(&Value::string("1"))
+        );
+        assert_eq!(LookupKey::of(&Value::Null), None);
     }
 
     #[test]

@@ -209,6 +209,12 @@ pub struct RuleArgs {
     /// streams select with CONF_KEY). Without it, mqtt streams use tcp://127.0.0.1:1883.
     #[arg(long, env = "OORT_MQTT_CONF")]
     pub mqtt_conf: Option<PathBuf>,
+
+    /// eKuiper's redis source configuration, for redis lookup tables (YAML: a `default`
+    /// section and named sections that tables select with CONF_KEY; `addr`, `username`,
+    /// `password`, `datatype`, `lookup`). Without it, redis tables use 127.0.0.1:6379.
+    #[arg(long, env = "OORT_REDIS_CONF")]
+    pub redis_conf: Option<PathBuf>,
 }
 
 impl RuleArgs {
@@ -240,6 +246,7 @@ impl RuleArgs {
             clock: Clock::System,
             watch: false,
             mqtt_conf: self.mqtt_conf.clone(),
+            redis_conf: self.redis_conf.clone(),
             data_dir: self.data_dir.clone(),
             progress_every: None,
             reset_checkpoints: self.reset_checkpoints,

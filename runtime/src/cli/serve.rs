@@ -42,6 +42,11 @@ pub struct ServeArgs {
     #[arg(long, env = "OORT_MQTT_CONF")]
     pub mqtt_conf: Option<PathBuf>,
 
+    /// eKuiper's redis source configuration, for redis lookup tables (YAML: a `default`
+    /// section and named sections that tables select with CONF_KEY).
+    #[arg(long, env = "OORT_REDIS_CONF")]
+    pub redis_conf: Option<PathBuf>,
+
     /// Where compiled sink components are cached (default: $OORT_CACHE_DIR, else
     /// $XDG_CACHE_HOME/oort/components, else ~/.cache/oort/components).
     #[arg(long)]
@@ -131,6 +136,7 @@ impl ServeArgs {
                 clock: Clock::System,
                 watch: false,
                 mqtt_conf: self.mqtt_conf.clone(),
+                redis_conf: self.redis_conf.clone(),
                 data_dir: self.data_dir.clone(),
                 progress_every: None,
                 reset_checkpoints: false,

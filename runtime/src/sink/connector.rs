@@ -65,9 +65,13 @@ pub struct MemoryTable {
 }
 
 impl MemoryTable {
-    /// The changes one payload (a row, or a list of rows) makes: each key's JSON text, and
-    /// its row (`None`: deleted).
-    fn changes(&self, payload: &[u8], ts: i64) -> Result<Vec<(String, Option<Row>)>, String> {
+    /// The changes one payload (a row, or a list of rows) makes: each key, and its row
+    /// (`None`: deleted).
+    fn changes(
+        &self,
+        payload: &[u8],
+        ts: i64,
+    ) -> Result<Vec<(oort_sql::LookupKey, Option<Row>)>, String> {
         let json: serde_json::Value = serde_json::from_slice(payload)
             .map_err(|e| format!("memory table: the payload is not JSON: {e}"))?;
         let rows = match json {
@@ -81,9 +85,8 @@ impl MemoryTable {
                 };
                 let key = map
                     .get(&self.key)
-                    .filter(|k| !k.is_null())
-                    .ok_or_else(|| format!("memory table: a row has no key field `{}`", self.key))?
-                    .to_string();
+                    .and_then(|k| oort_sql::LookupKey::of(&crate::value::Value::from_json(k.clone())))
+                    .ok_or_else(|| format!("memory table: a row has no key field `{}`", self.key))?;
                 let kind = match &self.rowkind_field {
                     Some(field) => match map.get(field) {
                         None | Some(serde_json::Value::Null) => "update".to_string(),
@@ -876,6 +879,42 @@ impl Connector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_table_keys_are_equal_as_numbers_are() {
+        use crate::sql::Lookup;
+        use crate::value::Value;
+        let table = MemoryTable {
+            key: "k".into(),
+            rowkind_field: None,
+        };
+        let bus = MemoryBus::new();
+        let apply = |payload: &str| {
+            for (key, row) in table.changes(payload.as_bytes(), 0).unwrap() {
+                bus.table_apply("t", key, row);
+            }
+        };
+        apply(r#"{"k":1.0,"v":"one"}"#);
+        apply(r#"{"k":"2","v":"two"}"#);
+        let lookup = crate::source::memory::MemoryLookup {
+            bus: Arc::clone(&bus),
+            topic: "t".into(),
+        };
+        let v = |key: Value| -> Vec<String> {
+            let rows = lookup.get(&key).unwrap();
+            rows.iter().map(|r| r.get("v").unwrap().to_text()).collect()
+        };
+        // The float key 1.0 is found by the integer 1 (eKuiper reads both as the same number).
+        assert_eq!(v(Value::Int(1)), ["one"]);
+        assert_eq!(v(Value::Float(1.0)), ["one"]);
+        // A string is not a number.
+        assert!(v(Value::string("1")).is_empty());
+        assert_eq!(v(Value::string("2")), ["two"]);
+        assert!(v(Value::Int(2)).is_empty());
+        // `1` updates the row kept under `1.0`.
+        apply(r#"{"k":1,"v":"uno"}"#);
+        assert_eq!(v(Value::Float(1.0)), ["uno"]);
+    }
 
     fn tag() -> InstanceTag {
         InstanceTag {

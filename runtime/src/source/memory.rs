@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use oort_sql::Lookup;
+use oort_sql::{Lookup, LookupKey};
 use oort_value::{Row, Value};
 
 use tokio::sync::mpsc;
@@ -51,8 +51,9 @@ struct Inner {
     had_publishers: bool,
     /// The server's bus: subscriptions last until their reader goes away.
     lasting: bool,
-    /// Keyed tables by topic: the JSON text of a key, and the latest row under it.
-    tables: HashMap<String, HashMap<String, Row>>,
+    /// Keyed tables by topic: a key (equal numbers are one key: `1` and `1.0`), and the
+    /// latest row under it.
+    tables: HashMap<String, HashMap<LookupKey, Row>>,
 }
 
 impl Inner {
@@ -164,9 +165,8 @@ impl MemoryBus {
         rx
     }
 
-    /// Sets (or, with `None`, deletes) the row under `key` (its JSON text) in the keyed table of
-    /// `topic`.
-    pub fn table_apply(&self, topic: &str, key: String, row: Option<Row>) {
+    /// Sets (or, with `None`, deletes) the row under `key` in the keyed table of `topic`.
+    pub fn table_apply(&self, topic: &str, key: LookupKey, row: Option<Row>) {
         if let Ok(mut inner) = self.inner.lock() {
             let table = inner.tables.entry(topic.to_string()).or_default();
             match row {
@@ -180,8 +180,8 @@ impl MemoryBus {
         }
     }
 
-    /// The row under `key` (its JSON text) in the keyed table of `topic`.
-    pub fn table_get(&self, topic: &str, key: &str) -> Option<Row> {
+    /// The row under `key` in the keyed table of `topic`.
+    pub fn table_get(&self, topic: &str, key: &LookupKey) -> Option<Row> {
         let inner = self.inner.lock().ok()?;
         inner.tables.get(topic)?.get(key).cloned()
     }
@@ -218,7 +218,9 @@ pub struct MemoryLookup {
 
 impl Lookup for MemoryLookup {
     fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
-        let key = key.to_json().to_string();
+        let Some(key) = LookupKey::of(key) else {
+            return Ok(Vec::new());
+        };
         Ok(self.bus.table_get(&self.topic, &key).into_iter().collect())
     }
 }

@@ -6,8 +6,10 @@
 
 mod decode;
 mod file;
+pub mod lookup_cache;
 pub mod memory;
 mod mqtt;
+pub mod redis;
 mod shared;
 mod stdin;
 
@@ -140,6 +142,11 @@ pub static SOURCES: &[SourceDef] = &[
         name: "mqtt",
         source_type: SourceType::Mqtt,
         source: &mqtt::MqttSource,
+    },
+    SourceDef {
+        name: "redis",
+        source_type: SourceType::Redis,
+        source: &redis::RedisSource,
     },
 ];
 

@@ -344,9 +344,10 @@ impl DdlParser<'_> {
                         "stdin" => SourceType::Stdin,
                         "memory" => SourceType::Memory,
                         "mqtt" => SourceType::Mqtt,
+                        "redis" => SourceType::Redis,
                         _ => {
                             return Err(bad(
-                                "unknown source type (expected file, stdin, memory or mqtt)",
+                                "unknown source type (expected file, stdin, memory, mqtt or redis)",
                             ));
                         }
                     }

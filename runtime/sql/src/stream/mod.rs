@@ -30,6 +30,8 @@ pub enum SourceType {
     Memory,
     /// An MQTT topic (eKuiper's default type).
     Mqtt,
+    /// A redis database, for lookup tables only (`DATASOURCE` is the database number).
+    Redis,
 }
 
 /// How a message's bytes encode a row (`FORMAT=`).

@@ -294,4 +294,6 @@ fn lookups_follow_the_cache_options_and_a_redis_gone_away_fails_the_row() {
         summary["rules"][0]["query"]["exceptions_total"], 1,
         "{summary}"
     );
+    // A row that failed is not delivered: the run says so in its exit code.
+    assert_eq!(output.status.code(), Some(3), "{log}");
 }

@@ -31,6 +31,19 @@ fn logged(log: &str) -> Vec<Value> {
         .collect()
 }
 
+/// How every test here runs the rule in `rule.json`.
+const RUN_RULE: &[&str] = &[
+    "run-rule",
+    "rule.json",
+    "--streams",
+    "streams.sql",
+    "--redis-conf",
+    "redis.yaml",
+    "--json",
+    "--log",
+    "info",
+];
+
 /// `oort run-rule` of `sql` over `streams.sql` and `redis.yaml`, to its end: its exit code,
 /// log and JSON summary.
 fn run(scratch: &Scratch, sql: &str) -> (Option<i32>, String, Value) {
@@ -39,20 +52,7 @@ fn run(scratch: &Scratch, sql: &str) -> (Option<i32>, String, Value) {
         &json!({"id": "r", "sql": sql, "actions": [{"log": {}}], "options": {"sendError": true}})
             .to_string(),
     );
-    let out = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--redis-conf",
-            "redis.yaml",
-            "--json",
-            "--log",
-            "info",
-        ])
-        .output()
-        .expect("running oort");
+    let out = scratch.oort(RUN_RULE).output().expect("running oort");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code(), log, summary)
@@ -231,17 +231,7 @@ fn lookups_follow_the_cache_options_and_a_redis_gone_away_fails_the_row() {
         .to_string(),
     );
     let mut child = scratch
-        .oort(&[
-            "run-rule",
-            "rule.json",
-            "--streams",
-            "streams.sql",
-            "--redis-conf",
-            "redis.yaml",
-            "--json",
-            "--log",
-            "info",
-        ])
+        .oort(RUN_RULE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

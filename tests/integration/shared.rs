@@ -340,11 +340,8 @@ async fn a_slow_rule_holds_the_shared_reading_back_and_loses_nothing() {
     run.stop().await;
 }
 
-#[test]
-fn a_shared_mqtt_stream_is_one_subscription_for_all_its_rules() {
-    let Some(broker) = Broker::start() else {
-        return;
-    };
+/// A two-thread runtime, and a scratch folder whose `mqtt.yaml` points at `broker` (QoS 1).
+fn mqtt_setting(broker: &Broker) -> (tokio::runtime::Runtime, tempfile::TempDir) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -356,6 +353,15 @@ fn a_shared_mqtt_stream_is_one_subscription_for_all_its_rules() {
         format!("default:\n  server: \"{}\"\n  qos: 1\n", broker.url()),
     )
     .unwrap();
+    (runtime, dir)
+}
+
+#[test]
+fn a_shared_mqtt_stream_is_one_subscription_for_all_its_rules() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let (runtime, dir) = mqtt_setting(&broker);
     let rules = [
         ("m1", "SELECT n FROM readings"),
         ("m2", "SELECT n FROM readings"),
@@ -801,17 +807,7 @@ fn a_run_shares_an_mqtt_stream_but_not_a_brokers_shared_subscription() {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mqtt.yaml"),
-        format!("default:\n  server: \"{}\"\n  qos: 1\n", broker.url()),
-    )
-    .unwrap();
+    let (runtime, dir) = mqtt_setting(&broker);
     let mut config = ruleset(
         dir.path(),
         "rules",

@@ -14,6 +14,7 @@ use serde::de::IgnoredAny;
 
 mod client;
 
+use crate::source::conf_file::{ConfFile, Section};
 pub use client::{Ack, Client, Ev, Events};
 use serde::Deserialize;
 
@@ -313,65 +314,13 @@ impl ServerUrl {
 }
 
 /// eKuiper's MQTT source configuration file: `default` and named sections (`CONF_KEY`).
-#[derive(Debug, Clone, Default)]
-pub struct MqttConf {
-    /// Where it was read from (for error messages and relative certificate paths).
-    pub path: Option<PathBuf>,
-    sections: BTreeMap<String, MqttSettings>,
-}
+pub type MqttConf = ConfFile<MqttSettings>;
 
-impl MqttConf {
-    /// Reads a YAML file like eKuiper's `etc/mqtt_source.yaml`.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Self::parse(&text, path)
-    }
+impl Section for MqttSettings {
+    const OPTION: &'static str = "--mqtt-conf";
 
-    /// Parses the YAML text of `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
-        let sections: BTreeMap<String, MqttSettings> = if text.trim().is_empty() {
-            BTreeMap::new()
-        } else {
-            // No snippet of the file in the message: it may hold a password.
-            let options = serde_saphyr::options! { with_snippet: false };
-            serde_saphyr::from_str_with_options(text, options)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-        };
-        Ok(Self {
-            path: Some(path.to_path_buf()),
-            sections,
-        })
-    }
-
-    /// The settings for `conf_key` (`None`: `default`): the named section over `default`.
-    pub fn settings(&self, conf_key: Option<&str>) -> Result<MqttSettings, String> {
-        let base = self.sections.get("default").cloned().unwrap_or_default();
-        match conf_key {
-            None => Ok(base),
-            Some(key) => match self.sections.get(key) {
-                Some(named) => Ok(base.overlay(named)),
-                None => Err(match &self.path {
-                    Some(p) => format!(
-                        "CONF_KEY {key:?} is not a section of {} (sections: {})",
-                        p.display(),
-                        self.sections.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                    None => format!(
-                        "CONF_KEY {key:?} needs a configuration file: pass --mqtt-conf FILE"
-                    ),
-                }),
-            },
-        }
-    }
-
-    /// The folder relative certificate paths start at.
-    pub fn base_dir(&self) -> PathBuf {
-        self.path
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+    fn laid_under(&self, over: &Self) -> Self {
+        self.overlay(over)
     }
 }
 

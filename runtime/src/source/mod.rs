@@ -4,6 +4,7 @@
 //! A message that cannot be decoded is counted and logged with its position, never skipped
 //! silently.
 
+pub mod conf_file;
 mod decode;
 mod file;
 pub mod lookup_cache;

@@ -11,7 +11,6 @@
 //! lookup runs inside the rule's evaluation, which tells the async runtime that it blocks.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::sync::mpsc;
 
+use super::conf_file::{ConfFile, Section};
 use super::decode::Decoder;
 use super::lookup_cache::{CacheOptions, LookupSettings};
 use super::{Chunk, Reading, Resources, Source, SourceContext};
@@ -77,56 +77,13 @@ impl RedisSettings {
 
 /// eKuiper's redis source configuration file (`etc/sources/redis.yaml`): `default` and named
 /// sections (`CONF_KEY`).
-#[derive(Debug, Clone, Default)]
-pub struct RedisConf {
-    /// Where it was read from (for error messages).
-    pub path: Option<PathBuf>,
-    sections: BTreeMap<String, RedisSettings>,
-}
+pub type RedisConf = ConfFile<RedisSettings>;
 
-impl RedisConf {
-    /// Reads a YAML file like eKuiper's `etc/sources/redis.yaml`.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Self::parse(&text, path)
-    }
+impl Section for RedisSettings {
+    const OPTION: &'static str = "--redis-conf";
 
-    /// Parses the YAML text of `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
-        let sections: BTreeMap<String, RedisSettings> = if text.trim().is_empty() {
-            BTreeMap::new()
-        } else {
-            // No snippet of the file in the message: it may hold a password.
-            let options = serde_saphyr::options! { with_snippet: false };
-            serde_saphyr::from_str_with_options(text, options)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-        };
-        Ok(Self {
-            path: Some(path.to_path_buf()),
-            sections,
-        })
-    }
-
-    /// The settings for `conf_key` (`None`: `default`): the named section over `default`.
-    pub fn settings(&self, conf_key: Option<&str>) -> Result<RedisSettings, String> {
-        let base = self.sections.get("default").cloned().unwrap_or_default();
-        match conf_key {
-            None => Ok(base),
-            Some(key) => match self.sections.get(key) {
-                Some(named) => Ok(base.overlay(named)),
-                None => Err(match &self.path {
-                    Some(p) => format!(
-                        "CONF_KEY {key:?} is not a section of {} (sections: {})",
-                        p.display(),
-                        self.sections.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                    None => format!(
-                        "CONF_KEY {key:?} needs a configuration file: pass --redis-conf FILE"
-                    ),
-                }),
-            },
-        }
+    fn laid_under(&self, over: &Self) -> Self {
+        self.overlay(over)
     }
 }
 
@@ -394,6 +351,7 @@ pub fn key_text(value: &Value) -> String {
 mod tests {
     use super::*;
     use crate::stream::parse_streams;
+    use std::path::Path;
 
     fn table(with: &str) -> StreamDef {
         let sql = format!("CREATE TABLE t () WITH (TYPE=\"redis\", KIND=\"lookup\"{with});");

@@ -1534,14 +1534,11 @@ async fn run_query(
 }
 
 /// Runs `f`, an evaluation of a rule's statement. A statement that calls `delay` sleeps in it
-/// (as eKuiper's does, holding the rule's later rows back): on a multi-threaded runtime the
-/// worker hands its other tasks over first, so the sleep holds up no other rule or sink.
+/// (as eKuiper's does, holding the rule's later rows back), so it runs as blocking work: the
+/// sleep holds up no other rule or sink.
 fn evaluate<T>(sleeps: bool, f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if sleeps
-        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
-    {
-        tokio::task::block_in_place(f)
+    if sleeps {
+        crate::blocking::blocking(f)
     } else {
         f()
     }

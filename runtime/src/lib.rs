@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod backoff;
+pub(crate) mod blocking;
 pub mod checkpoint;
 pub mod cli;
 pub mod clock;

@@ -15,10 +15,12 @@ pub fn numbered(count: usize) -> String {
 /// The stream definition of rules that read stdin.
 pub const STDIN_STREAM: &str = "CREATE STREAM s () WITH (TYPE=\"stdin\");";
 
-/// How [`spawn_rule`] starts `oort run-rule rule.json --streams streams.sql` in a scratch
-/// folder. The default: `--json --log info`, stdin inherited.
+/// How [`spawn_rule`] starts `oort run-rule <rule> --streams streams.sql` in a scratch
+/// folder. The default: `rule.json`, `--json --log info`, stdin inherited.
 #[derive(Debug, Clone, Copy)]
 pub struct Spawn<'a> {
+    /// The rule file (or rule set) to run.
+    pub rule: &'a str,
     /// The `--log` filter (`info`, `oort=debug`).
     pub log: &'a str,
     /// Whether to pass `--json` (the summary as JSON on stdout).
@@ -34,6 +36,7 @@ pub struct Spawn<'a> {
 impl Default for Spawn<'_> {
     fn default() -> Self {
         Self {
+            rule: "rule.json",
             log: "info",
             json: true,
             args: &[],
@@ -43,10 +46,10 @@ impl Default for Spawn<'_> {
     }
 }
 
-/// Starts the scratch folder's `rule.json` over its `streams.sql` in the background, stdout and
+/// Starts the scratch folder's rule over its `streams.sql` in the background, stdout and
 /// stderr piped (see [`collect_stderr`]).
 pub fn spawn_rule(scratch: &Scratch, spawn: &Spawn<'_>) -> Child {
-    let mut args = vec!["run-rule", "rule.json", "--streams", "streams.sql"];
+    let mut args = vec!["run-rule", spawn.rule, "--streams", "streams.sql"];
     if spawn.json {
         args.push("--json");
     }
@@ -60,6 +63,22 @@ pub fn spawn_rule(scratch: &Scratch, spawn: &Spawn<'_>) -> Child {
         cmd.stdin(Stdio::piped());
     }
     cmd.spawn().expect("starting oort")
+}
+
+/// [`spawn_rule`] with stdin piped and stderr collected: the run and its log so far.
+pub fn spawn_logged(
+    scratch: &Scratch,
+    spawn: &Spawn<'_>,
+) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = spawn_rule(
+        scratch,
+        &Spawn {
+            stdin: true,
+            ..*spawn
+        },
+    );
+    let log = collect_stderr(&mut child);
+    (child, log)
 }
 
 /// Collects a spawned child's stderr, line by line, into a string the test can poll.

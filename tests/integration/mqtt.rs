@@ -3,37 +3,26 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oort_tests::broker::{Broker, Subscriber, publish_all};
 use oort_tests::http::HttpServer;
 
-use crate::common::{Run, STDIN_STREAM, Scratch, collect_stderr, wait_for};
+use crate::common::{Run, STDIN_STREAM, Scratch, Spawn, spawn_logged, wait_for};
 
 /// `oort run-rule <rule> --streams streams.sql --json --log info <extra>`, with its log
 /// collected (to wait for "subscribed").
 fn spawn(scratch: &Scratch, rule: &str, extra: &[&str]) -> (Child, Arc<Mutex<String>>) {
-    let mut args = vec![
-        "run-rule",
-        rule,
-        "--streams",
-        "streams.sql",
-        "--json",
-        "--log",
-        "info",
-    ];
-    args.extend(extra);
-    let mut child = scratch
-        .oort(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort");
-    let log = collect_stderr(&mut child);
-    (child, log)
+    spawn_logged(
+        scratch,
+        &Spawn {
+            rule,
+            args: extra,
+            ..Spawn::default()
+        },
+    )
 }
 
 fn wait_subscribed(log: &Arc<Mutex<String>>) {

@@ -4,13 +4,12 @@
 //! action, read back from the run's log.
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use oort_tests::redis::RedisServer;
 use serde_json::{Value, json};
 
-use crate::common::{Scratch, collect_stderr, wait_for};
+use crate::common::{Scratch, Spawn, spawn_logged, wait_for};
 
 /// The rows the rule's `log` action printed, in order (a message is a list of rows, or an
 /// error object).
@@ -230,14 +229,13 @@ fn lookups_follow_the_cache_options_and_a_redis_gone_away_fails_the_row() {
         })
         .to_string(),
     );
-    let mut child = scratch
-        .oort(RUN_RULE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort");
-    let log = collect_stderr(&mut child);
+    let (mut child, log) = spawn_logged(
+        &scratch,
+        &Spawn {
+            args: &["--redis-conf", "redis.yaml"],
+            ..Spawn::default()
+        },
+    );
     let mut stdin = child.stdin.take().unwrap();
     let mut send = |line: &str, results: usize| {
         writeln!(stdin, "{line}").unwrap();

@@ -4,13 +4,13 @@
 //! first probe until a table row is visible, then check what the next stream rows meet.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oort_tests::broker::{Broker, Subscriber, publish_all};
 
-use crate::common::{Scratch, collect_stderr, wait_for};
+use crate::common::{Scratch, Spawn, spawn_logged, wait_for};
 
 /// `oort run-rule <rules> --streams streams.sql --mqtt-conf mqtt.yaml --json --log info`, once
 /// its `subscriptions` MQTT sources have subscribed.
@@ -19,24 +19,14 @@ fn spawn(scratch: &Scratch, broker: &Broker, rules: &str, subscriptions: usize) 
         "mqtt.yaml",
         &format!("default:\n  qos: 1\n  server: \"{}\"\n", broker.url()),
     );
-    let mut child = scratch
-        .oort(&[
-            "run-rule",
-            rules,
-            "--streams",
-            "streams.sql",
-            "--mqtt-conf",
-            "mqtt.yaml",
-            "--json",
-            "--log",
-            "info",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting oort");
-    let log = collect_stderr(&mut child);
+    let (child, log) = spawn_logged(
+        scratch,
+        &Spawn {
+            rule: rules,
+            args: &["--mqtt-conf", "mqtt.yaml"],
+            ..Spawn::default()
+        },
+    );
     wait_for("the sources to subscribe", Duration::from_secs(30), || {
         log.lock().unwrap().matches("subscribed to").count() >= subscriptions
     });

@@ -298,7 +298,7 @@ impl RedisLookup {
 impl Lookup for RedisLookup {
     fn get(&self, key: &Value) -> Result<Vec<Row>, String> {
         let key = key_text(key);
-        blocking(|| {
+        crate::blocking::blocking(|| {
             let mut state = self
                 .state
                 .lock()
@@ -321,17 +321,6 @@ impl Lookup for RedisLookup {
     fn rows_hold_key(&self) -> bool {
         // The key is redis's, not a field of the value (eKuiper joins every row it finds).
         false
-    }
-}
-
-/// Runs `f`, which blocks, telling a multi-threaded async runtime first so that its other
-/// tasks move to other threads meanwhile.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 

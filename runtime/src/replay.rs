@@ -1,0 +1,275 @@
+//! Replaying recorded input in its recorded processing time (`oort run-rule --replay-time
+//! FIELD`): each rule runs on a manual clock that its rows move, so processing-time windows,
+//! timers and `now()`-like functions see the times the rows were recorded at, and the run's
+//! messages are the same on every run.
+//!
+//! The rows of a rule's streams are merged into one order by their recorded time (equal times:
+//! in `FROM` order), and each is handed to the statement after the clock has moved to its
+//! time, firing on the way every window due before it. A row whose time is earlier than the
+//! clock (the recording went back) comes at the clock's time: the clock never goes back, as a
+//! live run's would not. A row without a usable time becomes an error naming the stream, the
+//! row and the field, counted as the rule's exception (and sent with `sendError`) in its place.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::source::Chunk;
+use crate::value::{Row, Value};
+
+/// What `--replay-time` asks for.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The field holding each row's recorded time, in milliseconds since the Unix epoch.
+    pub field: Arc<str>,
+    /// How far the clock runs on past the last row at the end of the input (firing what falls
+    /// due meanwhile).
+    pub after: Duration,
+}
+
+/// One thing the merge hands on, in order.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A row of source `index`, stamped with the time it counts at.
+    Row {
+        /// The source.
+        index: usize,
+        /// The row; its `timestamp_ms` is its recorded time.
+        row: Row,
+    },
+    /// A message of source `index` that gave no row, or a row without a usable time.
+    Error {
+        /// What went wrong, naming the stream and the row.
+        message: String,
+    },
+    /// Source `index` has ended, and everything it sent has been handed on.
+    End(usize),
+}
+
+enum Item {
+    Row(Row),
+    Error(String),
+}
+
+/// One stream of the rule.
+struct Input {
+    name: Arc<str>,
+    queue: VecDeque<Item>,
+    /// Sends rows still (its end has not come).
+    live: bool,
+    /// Its end came, and has not been handed on yet.
+    ending: bool,
+    /// Rows taken so far, to name a row in an error.
+    rows: u64,
+}
+
+/// A rule's streams, merged into the order of their recorded time.
+pub(crate) struct ReplayMerge {
+    field: Arc<str>,
+    /// By source index; `None` for the rule's tables.
+    inputs: Vec<Option<Input>>,
+    /// Rows recorded earlier than the clock when they came (handed on at the clock's time).
+    pub(crate) behind: u64,
+}
+
+impl ReplayMerge {
+    /// A merge of the streams `streams` (by source index: the stream's name, or `None` for a
+    /// table), reading each row's time from `field`.
+    pub(crate) fn new(field: Arc<str>, streams: Vec<Option<Arc<str>>>) -> Self {
+        Self {
+            field,
+            inputs: streams
+                .into_iter()
+                .map(|name| {
+                    name.map(|name| Input {
+                        name,
+                        queue: VecDeque::new(),
+                        live: true,
+                        ending: false,
+                        rows: 0,
+                    })
+                })
+                .collect(),
+            behind: 0,
+        }
+    }
+
+    /// Takes a chunk of source `index`, keeping its decode errors in their places.
+    pub(crate) fn add(&mut self, index: usize, chunk: Chunk) {
+        let field = Arc::clone(&self.field);
+        let Some(Some(input)) = self.inputs.get_mut(index) else {
+            return;
+        };
+        let mut errors = chunk.errors.into_iter().peekable();
+        for (at, mut row) in chunk.rows.into_iter().enumerate() {
+            while let Some((_, message)) = errors.next_if(|(i, _)| *i <= at) {
+                input.queue.push_back(Item::Error(message));
+            }
+            input.rows += 1;
+            match recorded_time(&row, &field) {
+                Ok(ms) => {
+                    row.timestamp_ms = ms;
+                    input.queue.push_back(Item::Row(row));
+                }
+                Err(why) => input.queue.push_back(Item::Error(format!(
+                    "replay time: row {} of stream `{}`: {why}",
+                    input.rows, input.name
+                ))),
+            }
+        }
+        for (_, message) in errors {
+            input.queue.push_back(Item::Error(message));
+        }
+    }
+
+    /// Source `index` has ended.
+    pub(crate) fn end(&mut self, index: usize) {
+        if let Some(Some(input)) = self.inputs.get_mut(index) {
+            input.live = false;
+            input.ending = true;
+        }
+    }
+
+    /// The next step, once it is known: `None` while a stream that may still send a row has
+    /// none waiting (its next row could be the earliest).
+    pub(crate) fn next(&mut self) -> Option<Step> {
+        // An end has no time either: a stream that ended has nothing more to wait for.
+        if let Some(index) = self.inputs.iter().position(|x| {
+            x.as_ref()
+                .is_some_and(|input| input.ending && input.queue.is_empty())
+        }) {
+            if let Some(Some(input)) = self.inputs.get_mut(index) {
+                input.ending = false;
+            }
+            return Some(Step::End(index));
+        }
+        let streams = self.inputs.iter().flatten();
+        if streams
+            .clone()
+            .any(|input| input.live && input.queue.is_empty())
+        {
+            return None;
+        }
+        // An error has no time: it goes on as soon as it is at the head of its stream.
+        let mut error_at = None;
+        let mut earliest: Option<(i64, usize)> = None;
+        for (index, input) in self.inputs.iter().enumerate() {
+            match input.as_ref().and_then(|input| input.queue.front()) {
+                Some(Item::Error(_)) => {
+                    error_at = Some(index);
+                    break;
+                }
+                Some(Item::Row(row)) if earliest.is_none_or(|(t, _)| row.timestamp_ms < t) => {
+                    earliest = Some((row.timestamp_ms, index));
+                }
+                _ => {}
+            }
+        }
+        if let Some(index) = error_at.or(earliest.map(|(_, index)| index)) {
+            let input = self.inputs.get_mut(index)?.as_mut()?;
+            return match input.queue.pop_front()? {
+                Item::Error(message) => Some(Step::Error { message }),
+                Item::Row(row) => Some(Step::Row { index, row }),
+            };
+        }
+        None
+    }
+}
+
+/// The recorded time of `row`: its `field` as milliseconds since the Unix epoch (a whole
+/// number, a float, or text holding a whole number).
+fn recorded_time(row: &Row, field: &str) -> Result<i64, String> {
+    match row.get(field) {
+        Some(Value::Int(ms)) => Ok(*ms),
+        Some(Value::Float(ms)) if ms.is_finite() => Ok(*ms as i64),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("field `{field}` is not epoch milliseconds: {s:?}")),
+        None | Some(Value::Null) => Err(format!("the row has no field `{field}`")),
+        Some(other) => Err(format!(
+            "field `{field}` is a {}, not epoch milliseconds",
+            other.type_name()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{ReplayMerge, Step};
+    use crate::source::Chunk;
+    use crate::value::{Row, Value};
+
+    fn row(ts: Value, n: i64) -> Row {
+        Row::from_pairs(
+            vec![(Arc::from("ts"), ts), (Arc::from("n"), Value::Int(n))],
+            0,
+        )
+    }
+
+    fn chunk(rows: Vec<Row>) -> Chunk {
+        Chunk {
+            rows,
+            ..Chunk::default()
+        }
+    }
+
+    fn drain(merge: &mut ReplayMerge) -> Vec<String> {
+        std::iter::from_fn(|| merge.next())
+            .map(|step| match step {
+                Step::Row { index, row } => format!("{index}@{}", row.timestamp_ms),
+                Step::Error { message } => message,
+                Step::End(index) => format!("end {index}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_merge_by_recorded_time_and_wait_for_each_other() {
+        let mut merge = ReplayMerge::new(
+            Arc::from("ts"),
+            vec![Some(Arc::from("a")), None, Some(Arc::from("b"))],
+        );
+        merge.add(
+            0,
+            chunk(vec![row(Value::Int(10), 1), row(Value::Int(30), 2)]),
+        );
+        // `b` has sent nothing yet: its first row could come first.
+        assert!(drain(&mut merge).is_empty());
+        merge.add(
+            2,
+            chunk(vec![row(Value::Int(10), 3), row(Value::string("20"), 4)]),
+        );
+        // Equal times go in FROM order; then `b` has nothing left, so `a`'s 30 waits.
+        assert_eq!(drain(&mut merge), ["0@10", "2@10", "2@20"]);
+        merge.end(2);
+        assert_eq!(drain(&mut merge), ["end 2", "0@30"]);
+        merge.end(0);
+        assert_eq!(drain(&mut merge), ["end 0"]);
+    }
+
+    #[test]
+    fn a_row_without_a_time_is_an_error_naming_the_stream_the_row_and_the_field() {
+        let mut merge = ReplayMerge::new(Arc::from("ts"), vec![Some(Arc::from("demo"))]);
+        let mut chunk = chunk(vec![
+            row(Value::Int(5), 1),
+            row(Value::Null, 2),
+            row(Value::Bool(true), 3),
+        ]);
+        chunk.errors.push((1, "demo.jsonl:2: invalid JSON".into()));
+        merge.add(0, chunk);
+        merge.end(0);
+        assert_eq!(
+            drain(&mut merge),
+            [
+                "0@5",
+                "demo.jsonl:2: invalid JSON",
+                "replay time: row 2 of stream `demo`: the row has no field `ts`",
+                "replay time: row 3 of stream `demo`: field `ts` is a boolean, not epoch milliseconds",
+                "end 0"
+            ]
+        );
+    }
+}

@@ -421,6 +421,59 @@ impl<'a> Compiler<'a> {
         Ok(index)
     }
 
+    /// A table named first in FROM (`FROM table1 INNER JOIN demo ON ...`), as eKuiper allows:
+    /// the stream joined to it drives the rule, so it becomes the first source and the first
+    /// join turns round (`table1 LEFT JOIN demo` is `demo RIGHT JOIN table1`). Names keep
+    /// qualifying the source they name.
+    fn stream_first(
+        &mut self,
+        relation: &ast::TableFactor,
+        joins: &mut [(
+            JoinKind,
+            usize,
+            Option<&ast::Expr>,
+            sqlparser::tokenizer::Span,
+        )],
+    ) -> Result<(), SqlError> {
+        let table = self.sources[0].def.name.to_string();
+        let second = self
+            .sources
+            .get(1)
+            .map(|s| (s.def.kind, s.def.name.to_string()));
+        match (second, joins.first_mut()) {
+            (Some((StreamKind::Stream, _)), Some(first)) => {
+                self.sources.swap(0, 1);
+                for (_, index) in &mut self.qualifiers {
+                    *index = match *index {
+                        0 => 1,
+                        1 => 0,
+                        other => other,
+                    };
+                }
+                first.0 = match first.0 {
+                    JoinKind::Left => JoinKind::Right,
+                    JoinKind::Right => JoinKind::Left,
+                    other => other,
+                };
+                Ok(())
+            }
+            (Some((_, other)), _) => Err(SqlError::at(
+                relation.span(),
+                format!(
+                    "`{table}` and `{other}` are tables: a rule reads a stream, named first or \
+                     second in FROM, and joins tables to it"
+                ),
+            )),
+            (None, _) => Err(SqlError::at(
+                relation.span(),
+                format!(
+                    "`{table}` is a table: a rule reads a stream, and joins tables to it \
+                     (FROM stream JOIN {table} ON ...)"
+                ),
+            )),
+        }
+    }
+
     fn select(&mut self, select: &ast::Select) -> Result<Query, SqlError> {
         if let Some(distinct) = &select.distinct {
             return Err(unsupported(
@@ -455,12 +508,6 @@ impl<'a> Compiler<'a> {
             .collect();
         self.visible_aliases = self.aliases.len();
         self.add_source(&from.relation)?;
-        if self.sources[0].def.kind == StreamKind::Table {
-            return Err(SqlError::at(
-                from.relation.span(),
-                "the first source must be a stream; join tables to it",
-            ));
-        }
         let mut join_specs = Vec::new();
         for join in &from.joins {
             let index = self.add_source(&join.relation)?;
@@ -479,6 +526,9 @@ impl<'a> Compiler<'a> {
                 _ => return Err(unsupported(join.span(), "USING or NATURAL")),
             };
             join_specs.push((kind, index, on, join.span()));
+        }
+        if self.sources[0].def.kind == StreamKind::Table {
+            self.stream_first(&from.relation, &mut join_specs)?;
         }
 
         // The window and the grouping keys.

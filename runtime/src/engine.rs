@@ -1645,9 +1645,11 @@ fn replay_steps(
                 };
                 absorb(&mut outcome, runner.push(index, vec![row], &ctx, out));
             }
-            Step::Error { message } => {
-                tracing::debug!("{message}");
-                metrics.exceptions.record(message.clone());
+            Step::Error { message, replay } => {
+                if replay {
+                    tracing::debug!("{message}");
+                    metrics.exceptions.record(message.clone());
+                }
                 if send_error {
                     out.push(Message::Error {
                         message: Arc::from(message),

@@ -37,10 +37,13 @@ pub(crate) enum Step {
         /// The row; its `timestamp_ms` is its recorded time.
         row: Row,
     },
-    /// A message of source `index` that gave no row, or a row without a usable time.
+    /// A message that gave no row (counted by its source already), or a row without a usable
+    /// time (`replay: true`: not counted yet).
     Error {
         /// What went wrong, naming the stream and the row.
         message: String,
+        /// Whether the replay found it (the row has no usable time).
+        replay: bool,
     },
     /// Source `index` has ended, and everything it sent has been handed on.
     End(usize),
@@ -48,7 +51,10 @@ pub(crate) enum Step {
 
 enum Item {
     Row(Row),
-    Error(String),
+    /// A message that gave no row: its source has counted it.
+    DecodeError(String),
+    /// A row without a usable time.
+    NoTime(String),
 }
 
 /// One stream of the rule.
@@ -103,7 +109,7 @@ impl ReplayMerge {
         let mut errors = chunk.errors.into_iter().peekable();
         for (at, mut row) in chunk.rows.into_iter().enumerate() {
             while let Some((_, message)) = errors.next_if(|(i, _)| *i <= at) {
-                input.queue.push_back(Item::Error(message));
+                input.queue.push_back(Item::DecodeError(message));
             }
             input.rows += 1;
             match recorded_time(&row, &field) {
@@ -111,14 +117,14 @@ impl ReplayMerge {
                     row.timestamp_ms = ms;
                     input.queue.push_back(Item::Row(row));
                 }
-                Err(why) => input.queue.push_back(Item::Error(format!(
+                Err(why) => input.queue.push_back(Item::NoTime(format!(
                     "replay time: row {} of stream `{}`: {why}",
                     input.rows, input.name
                 ))),
             }
         }
         for (_, message) in errors {
-            input.queue.push_back(Item::Error(message));
+            input.queue.push_back(Item::DecodeError(message));
         }
     }
 
@@ -155,7 +161,7 @@ impl ReplayMerge {
         let mut earliest: Option<(i64, usize)> = None;
         for (index, input) in self.inputs.iter().enumerate() {
             match input.as_ref().and_then(|input| input.queue.front()) {
-                Some(Item::Error(_)) => {
+                Some(Item::DecodeError(_) | Item::NoTime(_)) => {
                     error_at = Some(index);
                     break;
                 }
@@ -168,7 +174,14 @@ impl ReplayMerge {
         if let Some(index) = error_at.or(earliest.map(|(_, index)| index)) {
             let input = self.inputs.get_mut(index)?.as_mut()?;
             return match input.queue.pop_front()? {
-                Item::Error(message) => Some(Step::Error { message }),
+                Item::DecodeError(message) => Some(Step::Error {
+                    message,
+                    replay: false,
+                }),
+                Item::NoTime(message) => Some(Step::Error {
+                    message,
+                    replay: true,
+                }),
                 Item::Row(row) => Some(Step::Row { index, row }),
             };
         }
@@ -220,7 +233,7 @@ mod tests {
         std::iter::from_fn(|| merge.next())
             .map(|step| match step {
                 Step::Row { index, row } => format!("{index}@{}", row.timestamp_ms),
-                Step::Error { message } => message,
+                Step::Error { message, replay } => format!("{message} ({replay})"),
                 Step::End(index) => format!("end {index}"),
             })
             .collect()
@@ -265,9 +278,9 @@ mod tests {
             drain(&mut merge),
             [
                 "0@5",
-                "demo.jsonl:2: invalid JSON",
-                "replay time: row 2 of stream `demo`: the row has no field `ts`",
-                "replay time: row 3 of stream `demo`: field `ts` is a boolean, not epoch milliseconds",
+                "demo.jsonl:2: invalid JSON (false)",
+                "replay time: row 2 of stream `demo`: the row has no field `ts` (true)",
+                "replay time: row 3 of stream `demo`: field `ts` is a boolean, not epoch milliseconds (true)",
                 "end 0"
             ]
         );

@@ -801,6 +801,10 @@ pub async fn run_within(
         let mut tables = HashMap::new();
         let mut live_tables = Vec::new();
         let mut lookups = Vec::new();
+        // Replayed, a file table takes its rows at their recorded times, among the streams'
+        // (by source index: how many of its rows it keeps).
+        let mut replayed_tables = HashMap::new();
+        let mut feeds = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 continue;
@@ -821,7 +825,25 @@ pub async fn run_within(
                 lookups.push((index, lookup));
                 continue;
             }
-            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
+            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) && config.replay.is_some()
+            {
+                let (row_tx, row_rx) = mpsc::channel(capacity);
+                let ctx = context(stream, &source_metrics);
+                let first = source::read(ctx.clone(), row_tx);
+                feeds.push(Feed {
+                    index,
+                    ctx,
+                    capacity,
+                    first: Some((first, row_rx)),
+                });
+                // 0 is eKuiper's "not set": a file table keeps every row.
+                let retain = stream
+                    .options
+                    .retain_size
+                    .filter(|n| *n > 0)
+                    .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                replayed_tables.insert(index, retain);
+            } else if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
                 let rows = Box::pin(load_table(context(stream, &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
             } else {
@@ -855,14 +877,20 @@ pub async fn run_within(
                 .sources
                 .iter()
                 .zip(&streams)
-                .map(|(src, stream)| (!src.table).then(|| Arc::clone(&stream.name)))
+                .enumerate()
+                .map(|(index, (src, stream))| {
+                    let name = Arc::clone(&stream.name);
+                    match replayed_tables.get(&index) {
+                        Some(retain) => Some((name, Some(*retain))),
+                        None => (!src.table).then_some((name, None)),
+                    }
+                })
                 .collect();
             (
                 ReplayMerge::new(Arc::clone(&replay.field), streams),
                 i64::try_from(replay.after.as_millis()).unwrap_or(i64::MAX),
             )
         });
-        let mut feeds = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 let (row_tx, row_rx) = mpsc::channel(capacity);
@@ -1522,7 +1550,11 @@ async fn run_query(
             let started = Instant::now();
             let rows_in = match input {
                 Input::Rows(index, chunk) => {
-                    let n = chunk.rows.len();
+                    let n = if merge.is_table(index) {
+                        0
+                    } else {
+                        chunk.rows.len()
+                    };
                     merge.add(index, chunk);
                     n
                 }
@@ -1630,6 +1662,12 @@ fn replay_steps(
     let mut outcome = sql::Outcome::default();
     while let Some(step) = merge.next() {
         match step {
+            Step::TableRow { index, row, retain } => {
+                let at = row.timestamp_ms.max(clock.now_ms());
+                fire_due(runner, clock, at, out, &mut outcome);
+                clock.advance_to(at);
+                runner.table_rows(index, vec![row], retain);
+            }
             Step::Row { index, mut row } => {
                 let now = clock.now_ms();
                 if row.timestamp_ms < now {

@@ -9,6 +9,8 @@
 //! clock (the recording went back) comes at the clock's time: the clock never goes back, as a
 //! live run's would not. A row without a usable time becomes an error naming the stream, the
 //! row and the field, counted as the rule's exception (and sent with `sendError`) in its place.
+//! A file table's rows are replayed the same way, each joining the table at its time; a table
+//! row without the field is there from the start.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,6 +49,15 @@ pub(crate) enum Step {
     },
     /// Source `index` has ended, and everything it sent has been handed on.
     End(usize),
+    /// A row that table source `index` takes now, keeping its latest `retain` rows.
+    TableRow {
+        /// The table.
+        index: usize,
+        /// The row.
+        row: Row,
+        /// How many of its latest rows the table keeps.
+        retain: usize,
+    },
 }
 
 enum Item {
@@ -57,9 +68,11 @@ enum Item {
     NoTime(String),
 }
 
-/// One stream of the rule.
+/// One stream (or replayed table) of the rule.
 struct Input {
     name: Arc<str>,
+    /// Of a table: how many of its latest rows it keeps.
+    table: Option<usize>,
     queue: VecDeque<Item>,
     /// Sends rows still (its end has not come).
     live: bool,
@@ -79,16 +92,18 @@ pub(crate) struct ReplayMerge {
 }
 
 impl ReplayMerge {
-    /// A merge of the streams `streams` (by source index: the stream's name, or `None` for a
-    /// table), reading each row's time from `field`.
-    pub(crate) fn new(field: Arc<str>, streams: Vec<Option<Arc<str>>>) -> Self {
+    /// A merge of the sources `streams` (by source index: the name and, for a table, how many
+    /// rows it keeps; `None` for a source it does not replay), reading each row's time from
+    /// `field`.
+    pub(crate) fn new(field: Arc<str>, streams: Vec<Option<(Arc<str>, Option<usize>)>>) -> Self {
         Self {
             field,
             inputs: streams
                 .into_iter()
-                .map(|name| {
-                    name.map(|name| Input {
+                .map(|source| {
+                    source.map(|(name, table)| Input {
                         name,
+                        table,
                         queue: VecDeque::new(),
                         live: true,
                         ending: false,
@@ -113,6 +128,11 @@ impl ReplayMerge {
             }
             input.rows += 1;
             match recorded_time(&row, &field) {
+                // A table row without a time is there from the start.
+                Err(_) if input.table.is_some() && row.get(&field).is_none_or(Value::is_null) => {
+                    row.timestamp_ms = i64::MIN;
+                    input.queue.push_back(Item::Row(row));
+                }
                 Ok(ms) => {
                     row.timestamp_ms = ms;
                     input.queue.push_back(Item::Row(row));
@@ -126,6 +146,14 @@ impl ReplayMerge {
         for (_, message) in errors {
             input.queue.push_back(Item::DecodeError(message));
         }
+    }
+
+    /// Whether source `index` is a table the merge replays.
+    pub(crate) fn is_table(&self, index: usize) -> bool {
+        self.inputs
+            .get(index)
+            .and_then(Option::as_ref)
+            .is_some_and(|input| input.table.is_some())
     }
 
     /// Source `index` has ended.
@@ -144,10 +172,15 @@ impl ReplayMerge {
             x.as_ref()
                 .is_some_and(|input| input.ending && input.queue.is_empty())
         }) {
-            if let Some(Some(input)) = self.inputs.get_mut(index) {
-                input.ending = false;
+            let Some(Some(input)) = self.inputs.get_mut(index) else {
+                return None;
+            };
+            input.ending = false;
+            // A table keeps what it holds.
+            if input.table.is_none() {
+                return Some(Step::End(index));
             }
-            return Some(Step::End(index));
+            return self.next();
         }
         let streams = self.inputs.iter().flatten();
         if streams
@@ -182,7 +215,10 @@ impl ReplayMerge {
                     message,
                     replay: true,
                 }),
-                Item::Row(row) => Some(Step::Row { index, row }),
+                Item::Row(row) => Some(match input.table {
+                    Some(retain) => Step::TableRow { index, row, retain },
+                    None => Step::Row { index, row },
+                }),
             };
         }
         None
@@ -235,6 +271,7 @@ mod tests {
                 Step::Row { index, row } => format!("{index}@{}", row.timestamp_ms),
                 Step::Error { message, replay } => format!("{message} ({replay})"),
                 Step::End(index) => format!("end {index}"),
+                Step::TableRow { index, row, .. } => format!("table {index}@{}", row.timestamp_ms),
             })
             .collect()
     }
@@ -243,7 +280,11 @@ mod tests {
     fn streams_merge_by_recorded_time_and_wait_for_each_other() {
         let mut merge = ReplayMerge::new(
             Arc::from("ts"),
-            vec![Some(Arc::from("a")), None, Some(Arc::from("b"))],
+            vec![
+                Some((Arc::from("a"), None)),
+                None,
+                Some((Arc::from("b"), None)),
+            ],
         );
         merge.add(
             0,
@@ -265,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_row_without_a_time_is_an_error_naming_the_stream_the_row_and_the_field() {
-        let mut merge = ReplayMerge::new(Arc::from("ts"), vec![Some(Arc::from("demo"))]);
+        let mut merge = ReplayMerge::new(Arc::from("ts"), vec![Some((Arc::from("demo"), None))]);
         let mut chunk = chunk(vec![
             row(Value::Int(5), 1),
             row(Value::Null, 2),
@@ -282,6 +323,35 @@ mod tests {
                 "replay time: row 2 of stream `demo`: the row has no field `ts` (true)",
                 "replay time: row 3 of stream `demo`: field `ts` is a boolean, not epoch milliseconds (true)",
                 "end 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_s_rows_join_it_at_their_time_and_those_without_one_at_the_start() {
+        let mut merge = ReplayMerge::new(
+            Arc::from("ts"),
+            vec![
+                Some((Arc::from("s"), None)),
+                Some((Arc::from("t"), Some(3))),
+            ],
+        );
+        merge.add(
+            0,
+            chunk(vec![row(Value::Int(10), 1), row(Value::Int(30), 2)]),
+        );
+        merge.add(1, chunk(vec![row(Value::Null, 3), row(Value::Int(20), 4)]));
+        merge.end(1);
+        merge.end(0);
+        // The table's end is not handed on: it keeps what it holds.
+        assert_eq!(
+            drain(&mut merge),
+            [
+                format!("table 1@{}", i64::MIN),
+                "0@10".into(),
+                "table 1@20".into(),
+                "0@30".into(),
+                "end 0".into()
             ]
         );
     }

@@ -53,7 +53,7 @@ pub struct RunRuleArgs {
 
     /// With --replay-time: how far the clock runs on past the last row at the end of the input,
     /// firing the windows that fall due meanwhile (milliseconds or a duration like "1s").
-    #[arg(long, default_value = "0", value_parser = parse_grace, requires = "replay_time")]
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_grace, requires = "replay_time")]
     pub replay_after: Duration,
 }
 

@@ -50,6 +50,15 @@ impl Clock {
         }
     }
 
+    /// Moves a manual clock forward to `ms` (never back; no effect on the system clock).
+    pub fn advance_to(&self, ms: i64) {
+        if let Self::Manual(clock) = self
+            && clock.ms.fetch_max(ms, Ordering::Relaxed) < ms
+        {
+            clock.moved.notify_waiters();
+        }
+    }
+
     /// Waits until the clock reads `deadline` (milliseconds since the Unix epoch) or later.
     pub async fn sleep_until(&self, deadline: i64) {
         match self {

@@ -23,6 +23,7 @@ use crate::host::{EngineError, HostConfig, SinkHost};
 use crate::message::Message;
 use crate::metrics::{ActionMetrics, RuleMetrics, SourceMetrics};
 use crate::reload::{self, Reloader};
+use crate::replay::{Replay, ReplayMerge, Step};
 use crate::rule::{RestartStrategy, RuleDef, RuleError};
 use crate::sink::{self, ActionEnv, ActionError, PreparedAction};
 use crate::source::lookup_cache::CachedLookup;
@@ -67,6 +68,9 @@ pub struct RunConfig {
     /// At the end of bounded input, how long an action whose sink is down waits for it before
     /// leaving its rows in the disk cache (`None`: it stops after `retryCount` failed resends).
     pub drain_timeout: Option<Duration>,
+    /// Replay the input in its recorded processing time: each rule runs on a clock its rows
+    /// move (see [`crate::replay`]).
+    pub replay: Option<Replay>,
 }
 
 /// A run could not start (or a rule is invalid). Names the file, rule and field.
@@ -146,6 +150,14 @@ pub enum RunError {
     /// A rule's checkpoint cannot be used (a changed file, an unreadable store).
     #[error("rule `{rule}`: checkpoint: {message}")]
     Checkpoint {
+        /// The rule.
+        rule: String,
+        /// Why.
+        message: String,
+    },
+    /// A rule cannot be replayed in its recorded time.
+    #[error("rule `{rule}`: --replay-time: {message}")]
+    Replay {
         /// The rule.
         rule: String,
         /// Why.
@@ -629,16 +641,18 @@ pub async fn run_within(
         }
         // Boxed here and below: the futures of starting (several KiB each) would otherwise
         // size the run's future, which a server holds for as long as each rule runs.
-        prepared.push(
-            Box::pin(prepare_rule(
-                def,
-                &catalog,
-                &env,
-                true,
-                config.clock.now_ms(),
-            ))
-            .await?,
-        );
+        let rule = Box::pin(prepare_rule(
+            def,
+            &catalog,
+            &env,
+            true,
+            config.clock.now_ms(),
+        ))
+        .await?;
+        if let Some(replay) = &config.replay {
+            check_replay(&rule, replay)?;
+        }
+        prepared.push(rule);
     }
 
     // Checkpoints of the rules with qos 1 or 2, checked before anything starts.
@@ -763,10 +777,15 @@ pub async fn run_within(
             tasks.spawn(sink::run(started, rx));
         }
         let reads_meta = query.reads_meta();
+        // A replayed rule has a clock of its own, which its rows move.
+        let clock = match &config.replay {
+            Some(_) => Clock::manual(0),
+            None => config.clock.clone(),
+        };
         let context = |stream: &Arc<StreamDef>, metrics: &Arc<SourceMetrics>| SourceContext {
             def: Arc::clone(stream),
             metrics: Arc::clone(metrics),
-            clock: config.clock.clone(),
+            clock: clock.clone(),
             event_time: def.options.is_event_time,
             resources: resources.clone(),
             rule: def.id.as_str().into(),
@@ -782,26 +801,49 @@ pub async fn run_within(
         let mut tables = HashMap::new();
         let mut live_tables = Vec::new();
         let mut lookups = Vec::new();
+        // Replayed, a file table takes its rows at their recorded times, among the streams'
+        // (by source index: how many of its rows it keeps).
+        let mut replayed_tables = HashMap::new();
+        let mut feeds = Vec::new();
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 continue;
             }
             let stream = &streams[index];
             if src.lookup {
-                let lookup = open_lookup(stream, &catalog, &bus, &config.clock)
-                    .await
-                    .map_err(|message| RunError::Source {
-                        rule: def.id.clone(),
-                        source: SourceError {
-                            stream: stream.name.to_string(),
-                            origin: stream.origin.clone(),
-                            message,
-                        },
-                    })?;
+                let lookup =
+                    open_lookup(stream, &catalog, &bus, &clock)
+                        .await
+                        .map_err(|message| RunError::Source {
+                            rule: def.id.clone(),
+                            source: SourceError {
+                                stream: stream.name.to_string(),
+                                origin: stream.origin.clone(),
+                                message,
+                            },
+                        })?;
                 lookups.push((index, lookup));
                 continue;
             }
-            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
+            if source::of(stream).is_some_and(|s| s.reads_tables_whole()) && config.replay.is_some()
+            {
+                let (row_tx, row_rx) = mpsc::channel(capacity);
+                let ctx = context(stream, &source_metrics);
+                let first = source::read(ctx.clone(), row_tx);
+                feeds.push(Feed {
+                    index,
+                    ctx,
+                    capacity,
+                    first: Some((first, row_rx)),
+                });
+                // 0 is eKuiper's "not set": a file table keeps every row.
+                let retain = stream
+                    .options
+                    .retain_size
+                    .filter(|n| *n > 0)
+                    .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                replayed_tables.insert(index, retain);
+            } else if source::of(stream).is_some_and(|s| s.reads_tables_whole()) {
                 let rows = Box::pin(load_table(context(stream, &source_metrics))).await;
                 tables.insert(index, Arc::new(rows));
             } else {
@@ -826,8 +868,29 @@ pub async fn run_within(
             }
         }
         // A stream's messages are decoded only as far as the statement reads them.
-        let reads = query.fields_read();
-        let mut feeds = Vec::new();
+        let mut reads = query.fields_read();
+        if let (Some(replay), sql::FieldsRead::Only(names)) = (&config.replay, &mut reads) {
+            names.insert(Arc::clone(&replay.field));
+        }
+        let replay = config.replay.as_ref().map(|replay| {
+            let streams = query
+                .sources
+                .iter()
+                .zip(&streams)
+                .enumerate()
+                .map(|(index, (src, stream))| {
+                    let name = Arc::clone(&stream.name);
+                    match replayed_tables.get(&index) {
+                        Some(retain) => Some((name, Some(*retain))),
+                        None => (!src.table).then_some((name, None)),
+                    }
+                })
+                .collect();
+            (
+                ReplayMerge::new(Arc::clone(&replay.field), streams),
+                i64::try_from(replay.after.as_millis()).unwrap_or(i64::MAX),
+            )
+        });
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
                 let (row_tx, row_rx) = mpsc::channel(capacity);
@@ -906,7 +969,7 @@ pub async fn run_within(
             feeds,
             action_txs,
             Arc::clone(&rule_metrics),
-            config.clock.clone(),
+            clock,
             QueryTask {
                 rule: def.id.clone(),
                 send_error: def.options.send_error,
@@ -915,6 +978,7 @@ pub async fn run_within(
                 restart: def.options.restart.clone(),
                 stop: stop_rx.clone(),
                 inputs_done,
+                replay,
             },
         ));
         report.rules.push(RuleReport {
@@ -1322,6 +1386,9 @@ struct QueryTask {
     stop: watch::Receiver<bool>,
     /// Told when every source has ended (or the rule gave up).
     inputs_done: oneshot::Sender<()>,
+    /// Replaying in recorded time: the streams' merge, and how far (ms) the clock runs on past
+    /// the last row at the end of the input.
+    replay: Option<(ReplayMerge, i64)>,
 }
 
 /// The rule's query stage: takes rows from its sources, runs them through the statement
@@ -1348,6 +1415,7 @@ async fn run_query(
         restart,
         stop,
         inputs_done,
+        mut replay,
     } = task;
     let sleeps = runner.query().sleeps;
     let (merged_tx, mut merged) = mpsc::channel::<Input>(feeds.len().max(1) * 2);
@@ -1394,7 +1462,8 @@ async fn run_query(
         checkpointer.take(&mut runner, &mut fanout).await;
     }
     loop {
-        let deadline = runner.next_deadline();
+        // A replay fires its windows as its rows move the clock.
+        let deadline = runner.next_deadline().filter(|_| replay.is_none());
         let tick = async {
             match (ticker.as_mut(), &wanted) {
                 (Some(ticker), Some(wanted)) => {
@@ -1477,6 +1546,37 @@ async fn run_query(
             }
             input => input,
         };
+        if let Some((merge, _)) = replay.as_mut() {
+            let started = Instant::now();
+            let rows_in = match input {
+                Input::Rows(index, chunk) => {
+                    let n = if merge.is_table(index) {
+                        0
+                    } else {
+                        chunk.rows.len()
+                    };
+                    merge.add(index, chunk);
+                    n
+                }
+                Input::End(index) => {
+                    merge.end(index);
+                    0
+                }
+                Input::Failed { .. } => unreachable!("handled above"),
+            };
+            metrics.records_in.add(rows_in as u64);
+            let mut out = Vec::new();
+            let outcome = evaluate(sleeps, || {
+                replay_steps(&mut runner, merge, &clock, &metrics, send_error, &mut out)
+            });
+            metrics
+                .process_time_us
+                .add(started.elapsed().as_micros() as u64);
+            fanout
+                .send(out, outcome, &metrics, send_error, rows_in)
+                .await;
+            continue;
+        }
         let started = Instant::now();
         let ctx = EvalCtx {
             now_ms: clock.now_ms(),
@@ -1518,6 +1618,22 @@ async fn run_query(
     let _ = halt_tx.send(true);
     drop(table_input);
     while table_feeders.join_next().await.is_some() {}
+    if let Some((merge, after)) = replay.as_mut() {
+        // The clock runs on past the last row, firing what falls due meanwhile.
+        let mut out = Vec::new();
+        let mut outcome = sql::Outcome::default();
+        let until = clock.now_ms().saturating_add(*after);
+        fire_due(&mut runner, &clock, until, &mut out, &mut outcome);
+        clock.advance_to(until);
+        fanout.send(out, outcome, &metrics, send_error, 0).await;
+        if merge.behind > 0 {
+            tracing::warn!(
+                rule = %fanout.rule,
+                rows = merge.behind,
+                "replay: rows recorded earlier than a row before them came at the clock's time"
+            );
+        }
+    }
     let ctx = EvalCtx {
         now_ms: clock.now_ms(),
         meta: &Value::Null,
@@ -1531,6 +1647,128 @@ async fn run_query(
     }
     metrics.late.add(runner.late().saturating_sub(late_counted));
     metrics.pending_at_end.add(runner.pending() as u64);
+}
+
+/// Replaying: hands the statement what the merge of the rule's streams releases, each row
+/// after the clock has moved to its recorded time (firing the windows due before it).
+fn replay_steps(
+    runner: &mut QueryRunner,
+    merge: &mut ReplayMerge,
+    clock: &Clock,
+    metrics: &RuleMetrics,
+    send_error: bool,
+    out: &mut Vec<Message>,
+) -> sql::Outcome {
+    let mut outcome = sql::Outcome::default();
+    while let Some(step) = merge.next() {
+        match step {
+            Step::TableRow { index, row, retain } => {
+                let at = row.timestamp_ms.max(clock.now_ms());
+                fire_due(runner, clock, at, out, &mut outcome);
+                clock.advance_to(at);
+                runner.table_rows(index, vec![row], retain);
+            }
+            Step::Row { index, mut row } => {
+                let now = clock.now_ms();
+                if row.timestamp_ms < now {
+                    merge.behind += 1;
+                    row.timestamp_ms = now;
+                }
+                let at = row.timestamp_ms;
+                fire_due(runner, clock, at, out, &mut outcome);
+                clock.advance_to(at);
+                let ctx = EvalCtx {
+                    now_ms: at,
+                    meta: &Value::Null,
+                };
+                absorb(&mut outcome, runner.push(index, vec![row], &ctx, out));
+            }
+            Step::Error { message, replay } => {
+                if replay {
+                    tracing::debug!("{message}");
+                    metrics.exceptions.record(message.clone());
+                }
+                if send_error {
+                    out.push(Message::Error {
+                        message: Arc::from(message),
+                        timestamp_ms: 0,
+                    });
+                }
+            }
+            Step::End(index) => {
+                let ctx = EvalCtx {
+                    now_ms: clock.now_ms(),
+                    meta: &Value::Null,
+                };
+                absorb(&mut outcome, runner.end_source(index, &ctx, out));
+            }
+        }
+    }
+    outcome
+}
+
+/// Adds what one evaluation gave to `into`.
+fn absorb(into: &mut sql::Outcome, outcome: sql::Outcome) {
+    into.errors.extend(outcome.errors);
+    into.filtered += outcome.filtered;
+}
+
+/// Replaying: moves the clock through every window deadline up to `until` (included), firing
+/// what falls due at each.
+fn fire_due(
+    runner: &mut QueryRunner,
+    clock: &Clock,
+    until: i64,
+    out: &mut Vec<Message>,
+    outcome: &mut sql::Outcome,
+) {
+    while let Some(due) = runner.next_deadline().filter(|due| *due <= until) {
+        clock.advance_to(due);
+        let ctx = EvalCtx {
+            now_ms: clock.now_ms(),
+            meta: &Value::Null,
+        };
+        absorb(outcome, runner.advance(clock.now_ms(), &ctx, out));
+        if runner.next_deadline().is_some_and(|next| next <= due) {
+            break;
+        }
+    }
+}
+
+/// Whether `rule` can be replayed in its recorded time: it runs in processing time, keeps no
+/// checkpoints, and each of its streams can hold the time field.
+fn check_replay(rule: &PreparedRule, replay: &Replay) -> Result<(), RunError> {
+    let fail = |message: String| RunError::Replay {
+        rule: rule.def.id.clone(),
+        message,
+    };
+    if rule.def.options.is_event_time {
+        return Err(fail(
+            "the rule runs in event time (isEventTime), whose windows follow each row's \
+             TIMESTAMP already; a replay drives processing time"
+                .into(),
+        ));
+    }
+    if rule.def.options.qos > 0 {
+        return Err(fail(format!(
+            "the rule has qos {}, but a replay keeps no checkpoints: run it with qos 0",
+            rule.def.options.qos
+        )));
+    }
+    let field = &*replay.field;
+    for (src, stream) in rule.query.sources.iter().zip(&rule.streams) {
+        if !src.table
+            && let Some(columns) = &stream.columns
+            && !columns.iter().any(|c| c.name.eq_ignore_ascii_case(field))
+        {
+            return Err(fail(format!(
+                "stream `{}` ({}) does not declare a column `{field}` to read the recorded \
+                 time from: declare it (e.g. `{field} BIGINT`) or leave the column list empty",
+                stream.name, stream.origin
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f`, an evaluation of a rule's statement. A statement that calls `delay` sleeps in it

@@ -17,6 +17,7 @@ pub mod host;
 pub(crate) mod metrics;
 pub(crate) mod mqtt;
 pub mod reload;
+pub mod replay;
 pub(crate) mod report;
 pub mod rule;
 pub mod serve;

@@ -2,7 +2,8 @@
 //! `oort` binary and the shipped wasm sinks, as its own test named `rules::<folder>`
 //! (`cargo test -p oort-tests --test rules -- rules::window_session`).
 //!
-//! A case holds `rule.json`, usually `streams.sql` and input data, and either
+//! A case holds `rule.json`, usually `streams.sql` and input data, optionally `args.txt` (more
+//! options of `oort run-rule`, whitespace-separated), and either
 //! - `expected.<ext>`: the run succeeds and `out/result.<ext>` matches it (`.jsonl` line by line
 //!   as JSON values, `.json` as one JSON value, anything else as text), and optionally
 //!   `summary.json`: fields that must appear in the run's JSON summary, and `exit.txt`: the
@@ -166,7 +167,10 @@ fn run_case(case_dir: &Path, bless: bool) -> Result<(), String> {
         .unwrap_or_default();
     let scratch = Scratch::new();
     copy_case(case_dir, scratch.path());
-    let run = scratch.run_rule(&[]);
+    // `args.txt`: more options of `oort run-rule`, whitespace-separated.
+    let extra = std::fs::read_to_string(case_dir.join("args.txt")).unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let run = scratch.run_rule(&extra);
     if let Ok(errors) = std::fs::read_to_string(case_dir.join("error.txt")) {
         if run.code != Some(1) {
             return Err(format!(

@@ -80,6 +80,7 @@ pub fn run_config(
         progress_every: None,
         reset_checkpoints: false,
         drain_timeout: None,
+        replay: None,
     }
 }
 

@@ -45,6 +45,7 @@
 
 pub mod aggregate;
 pub mod analytic;
+mod arity;
 mod dialect;
 pub mod expr;
 pub mod functions;
@@ -420,6 +421,59 @@ impl<'a> Compiler<'a> {
         Ok(index)
     }
 
+    /// A table named first in FROM (`FROM table1 INNER JOIN demo ON ...`), as eKuiper allows:
+    /// the stream joined to it drives the rule, so it becomes the first source and the first
+    /// join turns round (`table1 LEFT JOIN demo` is `demo RIGHT JOIN table1`). Names keep
+    /// qualifying the source they name.
+    fn stream_first(
+        &mut self,
+        relation: &ast::TableFactor,
+        joins: &mut [(
+            JoinKind,
+            usize,
+            Option<&ast::Expr>,
+            sqlparser::tokenizer::Span,
+        )],
+    ) -> Result<(), SqlError> {
+        let table = self.sources[0].def.name.to_string();
+        let second = self
+            .sources
+            .get(1)
+            .map(|s| (s.def.kind, s.def.name.to_string()));
+        match (second, joins.first_mut()) {
+            (Some((StreamKind::Stream, _)), Some(first)) => {
+                self.sources.swap(0, 1);
+                for (_, index) in &mut self.qualifiers {
+                    *index = match *index {
+                        0 => 1,
+                        1 => 0,
+                        other => other,
+                    };
+                }
+                first.0 = match first.0 {
+                    JoinKind::Left => JoinKind::Right,
+                    JoinKind::Right => JoinKind::Left,
+                    other => other,
+                };
+                Ok(())
+            }
+            (Some((_, other)), _) => Err(SqlError::at(
+                relation.span(),
+                format!(
+                    "`{table}` and `{other}` are tables: a rule reads a stream, named first or \
+                     second in FROM, and joins tables to it"
+                ),
+            )),
+            (None, _) => Err(SqlError::at(
+                relation.span(),
+                format!(
+                    "`{table}` is a table: a rule reads a stream, and joins tables to it \
+                     (FROM stream JOIN {table} ON ...)"
+                ),
+            )),
+        }
+    }
+
     fn select(&mut self, select: &ast::Select) -> Result<Query, SqlError> {
         if let Some(distinct) = &select.distinct {
             return Err(unsupported(
@@ -454,12 +508,6 @@ impl<'a> Compiler<'a> {
             .collect();
         self.visible_aliases = self.aliases.len();
         self.add_source(&from.relation)?;
-        if self.sources[0].def.kind == StreamKind::Table {
-            return Err(SqlError::at(
-                from.relation.span(),
-                "the first source must be a stream; join tables to it",
-            ));
-        }
         let mut join_specs = Vec::new();
         for join in &from.joins {
             let index = self.add_source(&join.relation)?;
@@ -478,6 +526,9 @@ impl<'a> Compiler<'a> {
                 _ => return Err(unsupported(join.span(), "USING or NATURAL")),
             };
             join_specs.push((kind, index, on, join.span()));
+        }
+        if self.sources[0].def.kind == StreamKind::Table {
+            self.stream_first(&from.relation, &mut join_specs)?;
         }
 
         // The window and the grouping keys.
@@ -1385,7 +1436,6 @@ impl<'a> Compiler<'a> {
                 def.min_args,
                 def.max_args,
                 args.len(),
-                def.doc,
             ));
         }
         let mut compiled = Vec::with_capacity(args.len());
@@ -1478,7 +1528,13 @@ impl<'a> Compiler<'a> {
         let span = f.name.span();
         let name = func.name();
         let ast::FunctionArguments::List(list) = &f.args else {
-            return Err(arity_error(span, name, min, Some(max), 0, ""));
+            return Err(arity_error(
+                span,
+                name,
+                min,
+                (max != usize::MAX).then_some(max),
+                0,
+            ));
         };
         let clause = std::mem::replace(&mut self.clause, Clause::Row);
         let mut args = Vec::new();
@@ -1510,25 +1566,8 @@ impl<'a> Compiler<'a> {
         compiled?;
         let acc = name.starts_with("acc_");
         if args.len() < min || args.len() > max || (acc && args.len() == 2) {
-            let usage = if acc {
-                format!(": {name}(value) or {name}(value, begin, reset)")
-            } else {
-                String::new()
-            };
-            return Err(SqlError::at(
-                span,
-                format!(
-                    "`{name}` takes {} argument(s), got {}{usage}",
-                    if max == usize::MAX {
-                        format!("at least {min}")
-                    } else if min == max {
-                        format!("{min}")
-                    } else {
-                        format!("{min} to {max}")
-                    },
-                    args.len()
-                ),
-            ));
+            let max = (max != usize::MAX).then_some(max);
+            return Err(arity_error(span, name, min, max, args.len()));
         }
         check_analytic_literals(func, &list.args)?;
         if func == AnalyticFunc::Lag
@@ -1571,9 +1610,9 @@ impl<'a> Compiler<'a> {
         let expr = match &f.args {
             ast::FunctionArguments::List(list) => match list.args.as_slice() {
                 [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] => self.expr(e),
-                args => Err(arity_error(span, &name, 1, Some(1), args.len(), "")),
+                args => Err(arity_error(span, &name, 1, Some(1), args.len())),
             },
-            _ => Err(arity_error(span, &name, 1, Some(1), 0, "")),
+            _ => Err(arity_error(span, &name, 1, Some(1), 0)),
         }?;
         Ok((expr, name == "extract"))
     }
@@ -1586,14 +1625,7 @@ impl<'a> Compiler<'a> {
             _ => Vec::new(),
         };
         if args.len() < 3 {
-            return Err(SqlError::at(
-                span,
-                format!(
-                    "`changed_cols` takes at least 3 arguments, got {}: changed_cols(prefix, \
-                     ignore_null, col, ...)",
-                    args.len()
-                ),
-            ));
+            return Err(arity_error(span, "changed_cols", 3, None, args.len()));
         }
         let mut exprs = Vec::new();
         let mut cols = Vec::new();
@@ -1659,7 +1691,7 @@ impl<'a> Compiler<'a> {
             return Err(unsupported(span, "FILTER on an aggregate"));
         }
         if args.len() < min || args.len() > max {
-            return Err(arity_error(span, name, min, Some(max), args.len(), ""));
+            return Err(arity_error(span, name, min, Some(max), args.len()));
         }
         let star = matches!(
             args.first(),
@@ -1709,27 +1741,18 @@ impl<'a> Compiler<'a> {
 
 use crate::value::Value;
 
+/// A call of `name` with `got` arguments where it takes `min` to `max`: eKuiper's words after
+/// the function's name, as its other validation errors (`round: Expect 1 or 2 arguments only`).
 fn arity_error(
     span: sqlparser::tokenizer::Span,
     name: &str,
     min: usize,
     max: Option<usize>,
     got: usize,
-    doc: &str,
 ) -> SqlError {
-    let expected = match max {
-        Some(max) if max == min => format!("{max}"),
-        Some(max) => format!("{min} to {max}"),
-        None => format!("at least {min}"),
-    };
-    let doc = if doc.is_empty() {
-        String::new()
-    } else {
-        format!(": {doc}")
-    };
     SqlError::at(
         span,
-        format!("`{name}` takes {expected} argument(s), got {got}{doc}"),
+        format!("{name}: {}", arity::message(name, min, max, got)),
     )
 }
 

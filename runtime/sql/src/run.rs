@@ -700,6 +700,28 @@ pub struct QueryRunner {
     /// While restoring a checkpoint: how many of the next rows have their analytic results
     /// already (the window's rows), and are not run through the analytic calls again.
     prepared: usize,
+    /// `WHERE` runs on each row before the window (see [`where_before_window`]).
+    where_first: bool,
+}
+
+/// Whether `WHERE` runs on each row before the window takes it, as eKuiper's planner pushes it
+/// down (`WindowPlan.PushDownPredicate`): in processing time, for one stream, below a tumbling,
+/// hopping, session or state window. A window whose rows all fail it is then an empty window,
+/// not one that `WHERE` emptied. Count and sliding windows, event time and joins keep `WHERE`
+/// after the window.
+fn where_before_window(query: &Query, event_time: bool) -> bool {
+    !event_time
+        && query.filter.is_some()
+        && query.joins.is_empty()
+        && matches!(
+            query.window.as_ref().map(|w| w.kind),
+            Some(
+                WindowKind::Tumbling { .. }
+                    | WindowKind::Hopping { .. }
+                    | WindowKind::Session { .. }
+                    | WindowKind::State { .. }
+            )
+        )
 }
 
 impl QueryRunner {
@@ -862,6 +884,7 @@ impl QueryRunner {
         on_arrival: bool,
     ) -> Self {
         let streams = query.sources.len();
+        let where_first = where_before_window(&query, event_time);
         let mut window = query
             .window
             .as_ref()
@@ -912,6 +935,7 @@ impl QueryRunner {
             with_hits: Augment::default(),
             with_analytics: Augment::default(),
             prepared: 0,
+            where_first,
         }
     }
 
@@ -1095,6 +1119,23 @@ impl QueryRunner {
             } else {
                 row
             };
+            // A window aggregated on arrival applies WHERE as it aggregates.
+            if self.where_first
+                && self.panes.is_none()
+                && let Some(f) = &self.query.filter
+            {
+                match f.eval(&row, ctx) {
+                    Ok(v) if v.is_true() => {}
+                    Ok(_) => {
+                        outcome.filtered += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        outcome.fail(e.in_where(), out.len());
+                        continue;
+                    }
+                }
+            }
             let spec = self.query.window.as_ref();
             let (filter, trigger) = (
                 spec.and_then(|w| w.filter.as_ref()),
@@ -1305,13 +1346,18 @@ impl QueryRunner {
     /// Whether a window left without rows by WHERE or a join sends nothing (eKuiper's filter
     /// and join operators pass nothing on when no row is left).
     fn nothing_after_filter(&self) -> bool {
-        self.query.filter.is_some() || !self.query.joins.is_empty()
+        self.where_after_window() || !self.query.joins.is_empty()
+    }
+
+    /// Whether `WHERE` runs over a fired window's rows (not on each row before the window).
+    fn where_after_window(&self) -> bool {
+        self.query.filter.is_some() && !self.where_first
     }
 
     /// As in eKuiper, an empty window is still a result unless something after the window
     /// (WHERE, GROUP BY keys, HAVING, a join) has nothing to say about it.
     fn suppress_empty(&self) -> bool {
-        self.query.filter.is_some()
+        self.where_after_window()
             || !self.query.group_by.is_empty()
             || self.query.having.is_some()
             || !self.query.joins.is_empty()
@@ -1540,7 +1586,11 @@ impl QueryRunner {
         outcome: &mut Outcome,
     ) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
-        let kept = match &q.filter {
+        let filter = q
+            .filter
+            .as_ref()
+            .filter(|_| window.is_none() || !self.where_first);
+        let kept = match filter {
             None => tuples,
             Some(f) => {
                 let mut kept = Vec::with_capacity(tuples.len());

@@ -251,6 +251,7 @@ impl RuleArgs {
             progress_every: None,
             reset_checkpoints: self.reset_checkpoints,
             drain_timeout: None,
+            replay: None,
         }
     }
 }

@@ -40,6 +40,21 @@ pub struct RunRuleArgs {
     /// 0: do not wait beyond the action's `retryCount`).
     #[arg(long, default_value = "30s", value_parser = parse_grace)]
     pub drain_timeout: Duration,
+
+    /// Replay recorded input in its recorded processing time: FIELD of each row holds the time
+    /// it arrived at (milliseconds since the epoch), and each rule runs on a clock its rows
+    /// move, so processing-time windows, `now()` and the like fire as they did live and give
+    /// the same messages on every run. The streams' rows are merged by that time (equal
+    /// times: in FROM order); a row recorded before the one before it comes at the clock's
+    /// time; a row without a usable FIELD is an error naming the stream, the row and the field.
+    /// For rules without isEventTime and with qos 0.
+    #[arg(long, value_name = "FIELD", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub replay_time: Option<String>,
+
+    /// With --replay-time: how far the clock runs on past the last row at the end of the input,
+    /// firing the windows that fall due meanwhile (milliseconds or a duration like "1s").
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_grace, requires = "replay_time")]
+    pub replay_after: Duration,
 }
 
 pub(super) fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -55,6 +70,13 @@ pub async fn run(args: RunRuleArgs) -> ExitCode {
     config.watch = args.watch;
     config.progress_every = args.progress.filter(|d| !d.is_zero());
     config.drain_timeout = (!args.drain_timeout.is_zero()).then_some(args.drain_timeout);
+    config.replay = args
+        .replay_time
+        .as_deref()
+        .map(|field| crate::replay::Replay {
+            field: field.into(),
+            after: args.replay_after,
+        });
     // Signals are counted from the start: the first stops the run, the second stops it now.
     let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
     let listener = tokio::spawn(count_signals(signals_tx));

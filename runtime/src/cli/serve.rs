@@ -141,6 +141,7 @@ impl ServeArgs {
                 progress_every: None,
                 reset_checkpoints: false,
                 drain_timeout: None,
+                replay: None,
             },
         })
     }

@@ -1,6 +1,7 @@
 -- From eKuiper internal/topo/topotest/window_rule_test.go, TestWindow / TestWindowRule3: the mock streams of
 -- mocknode/mock_data.go as files, in the order eKuiper sends them.
--- eKuiper runs this rule on its mock processing clock set to each row's time, which is
--- its `ts` here: it runs on event time on `ts`.
-CREATE STREAM demo ( color STRING, size BIGINT, ts BIGINT ) WITH (TIMESTAMP="ts", DATASOURCE="demo.jsonl", TYPE="file", FORMAT="json");
-CREATE STREAM demo1 ( temp FLOAT, hum BIGINT,`from` STRING, ts BIGINT ) WITH (TIMESTAMP="ts", DATASOURCE="demo1.jsonl", TYPE="file", FORMAT="json");
+-- eKuiper runs this rule on its mock processing clock, moved to each row's mock time before the row is
+-- sent (the rule stops at the end of the mock data): it runs here on the replay clock (args.txt) on `mock_ts`,
+-- each row's mock time (demo1's rows arrive 50 to 160 ms after their `ts`).
+CREATE STREAM demo ( color STRING, size BIGINT, ts BIGINT, mock_ts BIGINT ) WITH (DATASOURCE="demo.jsonl", TYPE="file", FORMAT="json");
+CREATE STREAM demo1 ( temp FLOAT, hum BIGINT,`from` STRING, ts BIGINT, mock_ts BIGINT ) WITH (DATASOURCE="demo1.jsonl", TYPE="file", FORMAT="json");

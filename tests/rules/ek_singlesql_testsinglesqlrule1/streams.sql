@@ -1,0 +1,5 @@
+-- From eKuiper internal/topo/topotest/rule_test.go, TestSingleSQL / TestSingleSQLRule1: the mock streams of
+-- mocknode/mock_data.go as files, in the order eKuiper sends them.
+-- eKuiper runs this rule on its mock processing clock, moved to each row's mock time before the row is
+-- sent: it runs here on the replay clock (args.txt) on `ts`, each row's mock time, so `event_time()` is that time.
+CREATE STREAM demo ( color STRING, size BIGINT, ts BIGINT ) WITH (DATASOURCE="demo.jsonl", TYPE="file", FORMAT="json");

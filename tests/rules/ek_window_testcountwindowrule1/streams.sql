@@ -1,0 +1,6 @@
+-- From eKuiper internal/topo/topotest/window_rule_test.go, TestWindow / TestCountWindowRule1: the mock streams of
+-- mocknode/mock_data.go as files, in the order eKuiper sends them.
+-- eKuiper runs this rule on its mock processing clock, moved to each row's mock time before the row is
+-- sent: it runs here on the replay clock (args.txt) on `ts`, each row's mock time, so the count window's
+-- `window_end()` is the time of the row that fills it.
+CREATE STREAM demo ( color STRING, size BIGINT, ts BIGINT ) WITH (DATASOURCE="demo.jsonl", TYPE="file", FORMAT="json");

@@ -1,0 +1,1 @@
+CREATE STREAM demo (size BIGINT) WITH (TYPE="file", DATASOURCE="events.jsonl", FORMAT="json");

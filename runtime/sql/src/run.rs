@@ -2074,6 +2074,48 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_runner_reports_the_first_window_start_only_once() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let sql =
+            "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
+        let runner = || {
+            let query = super::super::compile(sql, &Streams::of(TIMED)).unwrap();
+            QueryRunner::checkpointable(query, true, 0, HashMap::new())
+        };
+        // Checkpointed with the first window fired ([0, 10), start 3) and 14 held.
+        let mut first = runner();
+        let mut out = Vec::new();
+        first.push(0, vec![timed(3, 1), timed(14, 2)], &ctx, &mut out);
+        assert_eq!(messages_of(&out), ["n=1,ws=3"]);
+        let held: Vec<(usize, Row)> = first
+            .held_rows()
+            .unwrap()
+            .into_iter()
+            .map(|(s, r)| (s, (*r).clone()))
+            .collect();
+        let state = first.function_state();
+        assert!(state.first_window_fired);
+        let mut restored = runner();
+        restored.restore_with(held.clone(), state, &ctx).unwrap();
+        let mut out = Vec::new();
+        restored.push(0, vec![timed(25, 3)], &ctx, &mut out);
+        assert_eq!(
+            messages_of(&out),
+            ["n=1,ws=10"],
+            "the range's start, not 14"
+        );
+        // A checkpoint of an earlier version (nothing said): the held row starts a first window.
+        let mut old = runner();
+        old.restore(held, &ctx);
+        let mut out = Vec::new();
+        old.push(0, vec![timed(25, 3)], &ctx, &mut out);
+        assert_eq!(messages_of(&out), ["n=1,ws=14"]);
+    }
+
+    #[test]
     fn an_ended_stream_holds_the_watermark_unless_fire_at_end() {
         let ctx = EvalCtx {
             now_ms: 0,

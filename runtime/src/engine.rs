@@ -1500,6 +1500,9 @@ async fn run_query(
                 });
                 (outcome, n)
             }
+            // A stop is not the end of a stream's input: its end then releases nothing (with
+            // `fireAtEnd`, an ended stream would stop holding the watermark back).
+            Input::End(_) if *stop.borrow() || *halt_tx.borrow() => (sql::Outcome::default(), 0),
             Input::End(index) => (
                 evaluate(sleeps, || runner.end_source(index, &ctx, &mut out)),
                 0,

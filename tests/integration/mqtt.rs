@@ -707,7 +707,7 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
         "sql": "SELECT count(*) AS c, sum(n) AS s, window_end() AS we FROM m \
                 GROUP BY TUMBLINGWINDOW(ss, 10)",
         "actions": [{"file": {"path": "out/result.jsonl"}}],
-        "options": {"isEventTime": true, "lateTolerance": 0, "qos": 1,
+        "options": {"isEventTime": true, "lateTolerance": 5000, "qos": 1,
                     "checkpointInterval": "50ms", "fireAtEnd": true}
     });
     scratch.write("rule.json", &rule.to_string());
@@ -731,8 +731,9 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
 
     let (child, log) = spawn(&scratch, "rule.json", &args);
     wait_subscribed(&log);
-    // 11000 moves the watermark past [0, 10000); [10000, 20000) stays open.
-    publish(&[(1, 1000), (2, 2000), (3, 11000)]);
+    // The watermark (21000 - 5000) passes [0, 10000); [10000, 20000) holds 16000, and the
+    // watermark holds 21000 back: were it released at the stop, [10000, 20000) would fire.
+    publish(&[(1, 1000), (2, 2000), (3, 16000), (4, 21000)]);
     wait_for("the first window", Duration::from_secs(30), || {
         !lines().is_empty()
     });
@@ -744,12 +745,12 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
         log.lock().unwrap()
     );
     let query = &summary["rules"][0]["query"];
-    assert_eq!(query["windows_open_at_end"], 1, "{summary}");
-    assert_eq!(query["rows_held_at_end"], 1, "{summary}");
+    assert_eq!(query["windows_open_at_end"], 2, "{summary}");
+    assert_eq!(query["rows_held_at_end"], 2, "{summary}");
     assert!(
         log.lock()
             .unwrap()
-            .contains("the rule stopped with 1 windows open and 1 rows held: not sent"),
+            .contains("the rule stopped with 2 windows open and 2 rows held: not sent"),
         "{}",
         log.lock().unwrap()
     );
@@ -763,7 +764,7 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
         "{}",
         log.lock().unwrap()
     );
-    publish(&[(4, 15000), (5, 21000)]);
+    publish(&[(5, 17000), (6, 31000)]);
     // The file sink starts its file afresh: this run's windows only.
     wait_for("the resumed window", Duration::from_secs(30), || {
         !lines().is_empty()
@@ -771,12 +772,12 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
     let summary = stop(child, &log);
     assert_eq!(
         lines(),
-        [serde_json::json!([{"c": 2, "s": 7, "we": 20000}])],
-        "the restored row 11000 and 15000: {}",
+        [serde_json::json!([{"c": 2, "s": 8, "we": 20000}])],
+        "the restored row 16000 and 17000: {}",
         log.lock().unwrap()
     );
     assert_eq!(
-        summary["rules"][0]["query"]["windows_open_at_end"], 1,
+        summary["rules"][0]["query"]["windows_open_at_end"], 2,
         "{summary}"
     );
 }

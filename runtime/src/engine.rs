@@ -924,6 +924,7 @@ pub async fn run_within(
             source: source_metrics,
             rule: rule_metrics,
             actions: action_reports,
+            fire_at_end: def.options.fire_at_end,
         });
     }
     for query in queries {

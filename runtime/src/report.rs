@@ -21,6 +21,8 @@ pub struct RuleReport {
     pub rule: Arc<RuleMetrics>,
     /// Each action of the rule, in the rule's order.
     pub actions: Vec<ActionReport>,
+    /// The rule option `fireAtEnd`.
+    pub fire_at_end: bool,
 }
 
 /// The counters of one action of a rule.
@@ -117,8 +119,13 @@ impl RunReport {
                 rule.rule.rows_held_at_end.get(),
             );
             if windows + held > 0 {
+                let hint = if rule.fire_at_end {
+                    ""
+                } else {
+                    ", as in eKuiper (rule option fireAtEnd sends the time windows at the end of the input)"
+                };
                 out.push_str(&format!(
-                    "  at the end: {windows} windows still open and {held} rows held (by them and the watermark) were not sent\n"
+                    "  at the end: {windows} windows still open and {held} rows held (by them and the watermark) were not sent{hint}\n"
                 ));
             }
             if let Some(last) = rule.rule.exceptions.last() {

@@ -548,6 +548,10 @@ pub struct FunctionsCheckpoint {
     pub hits: [i64; 2],
     /// `last_agg_hit_count()`, `last_agg_hit_time()`.
     pub agg_hits: [i64; 2],
+    /// An event-time tumbling or hopping window had fired its first window (whose start it
+    /// reports as eKuiper does); absent in a checkpoint of an earlier version.
+    #[serde(default)]
+    pub first_window_fired: bool,
 }
 
 /// One analytic call's state.
@@ -667,6 +671,7 @@ impl FunctionsCheckpoint {
                 .collect(),
             hits: [state.hits.count, state.hits.time],
             agg_hits: [state.agg_hits.count, state.agg_hits.time],
+            first_window_fired: state.first_window_fired,
         }
     }
 
@@ -727,6 +732,7 @@ impl FunctionsCheckpoint {
                 count: self.agg_hits[0],
                 time: self.agg_hits[1],
             },
+            first_window_fired: self.first_window_fired,
         }
     }
 }
@@ -1045,6 +1051,7 @@ mod tests {
                 changed_cols: vec![vec![(Arc::from("a"), Value::Float(1.5))]],
                 hits: Hits { count: 4, time: 9 },
                 agg_hits: Hits::default(),
+                first_window_fired: true,
             })),
         };
         {

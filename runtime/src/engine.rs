@@ -979,6 +979,7 @@ pub async fn run_within(
                 stop: stop_rx.clone(),
                 inputs_done,
                 replay,
+                fire_at_end: def.options.fire_at_end,
             },
         ));
         report.rules.push(RuleReport {
@@ -987,6 +988,7 @@ pub async fn run_within(
             source: source_metrics,
             rule: rule_metrics,
             actions: action_reports,
+            fire_at_end: def.options.fire_at_end,
         });
     }
     for query in queries {
@@ -1384,6 +1386,9 @@ struct QueryTask {
     restart: RestartStrategy,
     /// Raised when the run stops.
     stop: watch::Receiver<bool>,
+    /// `fireAtEnd`: the end of the input fires the windows still open and releases the rows
+    /// the watermark holds (by default nothing more is sent, as in eKuiper).
+    fire_at_end: bool,
     /// Told when every source has ended (or the rule gave up).
     inputs_done: oneshot::Sender<()>,
     /// Replaying in recorded time: the streams' merge, and how far (ms) the clock runs on past
@@ -1416,7 +1421,9 @@ async fn run_query(
         stop,
         inputs_done,
         mut replay,
+        fire_at_end,
     } = task;
+    runner.set_fire_at_end(fire_at_end);
     let sleeps = runner.query().sleeps;
     let (merged_tx, mut merged) = mpsc::channel::<Input>(feeds.len().max(1) * 2);
     let (halt_tx, halt_rx) = watch::channel(false);
@@ -1594,6 +1601,9 @@ async fn run_query(
                 });
                 (outcome, n)
             }
+            // A stop is not the end of a stream's input: its end then releases nothing (with
+            // `fireAtEnd`, an ended stream would stop holding the watermark back).
+            Input::End(_) if *stop.borrow() || *halt_tx.borrow() => (sql::Outcome::default(), 0),
             Input::End(index) => (
                 evaluate(sleeps, || runner.end_source(index, &ctx, &mut out)),
                 0,
@@ -1612,6 +1622,9 @@ async fn run_query(
             .send(out, outcome, &metrics, send_error, rows_in)
             .await;
     }
+    // A stop of the run (a signal, or the rule stopped by a failed source) is not the end of
+    // the input: nothing is fired then, and a checkpoint keeps the open windows.
+    let stopped = *stop.borrow() || *halt_tx.borrow();
     let _ = inputs_done.send(());
     while feeders.join_next().await.is_some() {}
     // The streams are done: the tables stop reading.
@@ -1619,13 +1632,16 @@ async fn run_query(
     drop(table_input);
     while table_feeders.join_next().await.is_some() {}
     if let Some((merge, after)) = replay.as_mut() {
-        // The clock runs on past the last row, firing what falls due meanwhile.
-        let mut out = Vec::new();
-        let mut outcome = sql::Outcome::default();
-        let until = clock.now_ms().saturating_add(*after);
-        fire_due(&mut runner, &clock, until, &mut out, &mut outcome);
-        clock.advance_to(until);
-        fanout.send(out, outcome, &metrics, send_error, 0).await;
+        // At the end of the input (not at a stop) the clock runs on past the last row, firing
+        // what falls due meanwhile.
+        if !stopped {
+            let mut out = Vec::new();
+            let mut outcome = sql::Outcome::default();
+            let until = clock.now_ms().saturating_add(*after);
+            fire_due(&mut runner, &clock, until, &mut out, &mut outcome);
+            clock.advance_to(until);
+            fanout.send(out, outcome, &metrics, send_error, 0).await;
+        }
         if merge.behind > 0 {
             tracing::warn!(
                 rule = %fanout.rule,
@@ -1638,15 +1654,48 @@ async fn run_query(
         now_ms: clock.now_ms(),
         meta: &Value::Null,
     };
-    let mut out = Vec::new();
-    let outcome = evaluate(sleeps, || runner.finish(&ctx, &mut out));
-    fanout.send(out, outcome, &metrics, send_error, 0).await;
+    let fire = fire_at_end && !stopped;
+    if fire {
+        let mut out = Vec::new();
+        let outcome = evaluate(sleeps, || runner.finish(&ctx, &mut out));
+        fanout.send(out, outcome, &metrics, send_error, 0).await;
+    }
     if let Some(checkpointer) = checkpointer.as_mut() {
-        // A clean end: every window has fired, and the positions are where the input ended.
+        // After `fireAtEnd`'s windows, or holding the windows still open (and the rows the
+        // watermark holds), so that the next run over a grown input or after a stop goes on
+        // with them; the positions are where the input ended.
         checkpointer.take(&mut runner, &mut fanout).await;
     }
     metrics.late.add(runner.late().saturating_sub(late_counted));
-    metrics.pending_at_end.add(runner.pending() as u64);
+    let unsent = if fire {
+        runner.unsent()
+    } else {
+        evaluate(sleeps, || runner.abandon(&ctx))
+    };
+    metrics.windows_open_at_end.add(unsent.windows);
+    metrics.rows_held_at_end.add(unsent.rows);
+    if unsent.windows > 0 || unsent.rows > 0 {
+        let when = if stopped {
+            "the rule stopped"
+        } else {
+            "the input ended"
+        };
+        let why = if fire {
+            "count windows that never filled and state windows that nothing closed are not sent"
+        } else if stopped {
+            "a stop sends nothing more, as in eKuiper"
+        } else {
+            "the end of the input sends nothing more, as in eKuiper (rule option fireAtEnd sends them)"
+        };
+        tracing::info!(
+            rule = %fanout.rule,
+            windows = unsent.windows,
+            rows = unsent.rows,
+            "{when} with {} windows open and {} rows held: not sent; {why}",
+            unsent.windows,
+            unsent.rows
+        );
+    }
 }
 
 /// Replaying: hands the statement what the merge of the rule's streams releases, each row

@@ -86,8 +86,12 @@ pub struct RuleMetrics {
     pub process_time_us: Counter,
     /// Rows that arrived after the watermark had passed them (event time): counted, not windowed.
     pub late: Counter,
-    /// Rows left in a window that never completed (a count window at the end of the input).
-    pub pending_at_end: Counter,
+    /// Windows still open when the input ended (or the rule stopped), not sent: the time
+    /// windows eKuiper does not fire at its end of input (all of them unless `fireAtEnd`), count
+    /// windows that never filled, state windows that nothing closed.
+    pub windows_open_at_end: Counter,
+    /// The rows those windows held, with the rows the watermark still held back (event time).
+    pub rows_held_at_end: Counter,
     /// Failures of the rule's sources (each is restarted by `restartStrategy`, or stops the
     /// rule), and the last one's message.
     pub source_failures: Exceptions,

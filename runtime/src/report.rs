@@ -21,6 +21,8 @@ pub struct RuleReport {
     pub rule: Arc<RuleMetrics>,
     /// Each action of the rule, in the rule's order.
     pub actions: Vec<ActionReport>,
+    /// The rule option `fireAtEnd`.
+    pub fire_at_end: bool,
 }
 
 /// The counters of one action of a rule.
@@ -112,10 +114,18 @@ impl RunReport {
                     "  {late} rows arrived after the watermark (event time) and were not windowed\n"
                 ));
             }
-            let pending = rule.rule.pending_at_end.get();
-            if pending > 0 {
+            let (windows, held) = (
+                rule.rule.windows_open_at_end.get(),
+                rule.rule.rows_held_at_end.get(),
+            );
+            if windows + held > 0 {
+                let hint = if rule.fire_at_end {
+                    ""
+                } else {
+                    ", as in eKuiper (rule option fireAtEnd sends the time windows at the end of the input)"
+                };
                 out.push_str(&format!(
-                    "  {pending} rows were left in a count window that never filled\n"
+                    "  at the end: {windows} windows still open and {held} rows held (by them and the watermark) were not sent{hint}\n"
                 ));
             }
             if let Some(last) = rule.rule.exceptions.last() {
@@ -274,7 +284,8 @@ pub fn to_json(report: &RunReport) -> Json {
                     "last_exception": r.rule.exceptions.last(),
                     "process_time_us": r.rule.process_time_us.get(),
                     "late_total": r.rule.late.get(),
-                    "pending_at_end": r.rule.pending_at_end.get(),
+                    "windows_open_at_end": r.rule.windows_open_at_end.get(),
+                    "rows_held_at_end": r.rule.rows_held_at_end.get(),
                 },
                 "restarts_total": r.rule.restarts.get(),
                 "source_failures_total": r.rule.source_failures.total(),

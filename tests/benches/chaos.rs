@@ -435,8 +435,9 @@ impl Env {
         qos: u8,
         interval: &str,
     ) -> anyhow::Result<()> {
+        // `fireAtEnd`: the last window too, as the uninterrupted run compared with sends it.
         let options = json!({"qos": qos, "checkpointInterval": interval, "isEventTime": true,
-                             "lateTolerance": 0});
+                             "lateTolerance": 0, "fireAtEnd": true});
         let rules = json!([
             {
                 "id": "agg",

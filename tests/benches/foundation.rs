@@ -569,6 +569,7 @@ fn run_once(
 /// A windowed aggregate and a windowed two-stream join, from files into the wasm sink.
 fn window_rules(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     // 10,000 devices, one reading each 0.1 ms of event time: 10 s windows hold 100,000 rows.
+    // The rules below set `fireAtEnd`: the last window is computed and sent too.
     let mut text = String::with_capacity(rows * 90);
     for i in 0..rows {
         text.push_str(&format!(
@@ -583,7 +584,7 @@ fn window_rules(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let (report, samples) = run_on_one_core(
         dir,
         "CREATE STREAM readings () WITH (TYPE=\"file\", DATASOURCE=\"readings.jsonl\", TIMESTAMP=\"ts\");",
-        r#"{"id":"agg","sql":"SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n FROM readings GROUP BY deviceId, TUMBLINGWINDOW(ss, 10)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+        r#"{"id":"agg","sql":"SELECT deviceId, avg(temperature) AS t, max(humidity) AS h, count(*) AS n FROM readings GROUP BY deviceId, TUMBLINGWINDOW(ss, 10)","actions":[{"counter":{}}],"options":{"isEventTime":true,"fireAtEnd":true}}"#,
         runs,
     )?;
     let read = report.rules[0].source.records_out.get();
@@ -615,7 +616,7 @@ fn window_rules(dir: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
         dir,
         "CREATE STREAM l () WITH (TYPE=\"file\", DATASOURCE=\"left.jsonl\", TIMESTAMP=\"ts\");\n\
          CREATE STREAM r () WITH (TYPE=\"file\", DATASOURCE=\"right.jsonl\", TIMESTAMP=\"ts\");",
-        r#"{"id":"join","sql":"SELECT l.id AS id, a, b FROM l INNER JOIN r ON l.id = r.id GROUP BY TUMBLINGWINDOW(ss, 1)","actions":[{"counter":{}}],"options":{"isEventTime":true}}"#,
+        r#"{"id":"join","sql":"SELECT l.id AS id, a, b FROM l INNER JOIN r ON l.id = r.id GROUP BY TUMBLINGWINDOW(ss, 1)","actions":[{"counter":{}}],"options":{"isEventTime":true,"fireAtEnd":true}}"#,
         runs,
     )?;
     let read = report.rules[0].source.records_out.get();

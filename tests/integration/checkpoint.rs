@@ -158,8 +158,9 @@ fn a_kill_in_the_middle_of_a_tumbling_window_resumes_with_the_same_window_result
         "sql": "SELECT window_start() AS ws, count(*) AS n, sum(v) AS s FROM s \
                 GROUP BY TUMBLINGWINDOW(ss, 1)",
         "actions": [{"file": {"path": "out/result.jsonl"}}],
+        // The last window too, at the end of the input.
         "options": {"qos": 1, "checkpointInterval": "50ms", "isEventTime": true,
-                    "lateTolerance": 0}
+                    "lateTolerance": 0, "fireAtEnd": true}
     });
     scratch.write("rule.json", &rule.to_string());
     // Killed right after a checkpoint that holds part of an open window: not none of its rows,

@@ -55,6 +55,54 @@ fn run_rule_prints_a_summary_and_exits_0() {
     );
 }
 
+/// The end of the input leaves an event-time window open (eKuiper sends nothing more): the
+/// summary says so, the exit code stays 0, and with `fireAtEnd` the window is sent instead.
+#[test]
+fn the_summary_counts_the_windows_left_open_at_the_end_of_the_input() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM t (n bigint, ts bigint) WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\", \
+         TIMESTAMP=\"ts\");",
+    );
+    scratch.write(
+        "in.jsonl",
+        "{\"n\":1,\"ts\":1000}\n{\"n\":2,\"ts\":12000}\n{\"n\":3,\"ts\":13000}\n",
+    );
+    let rule = |fire: bool| {
+        serde_json::json!({"id": "w", "sql": "SELECT count(*) AS c FROM t GROUP BY TUMBLINGWINDOW(ss, 10)",
+            "actions": [{"nop": {}}],
+            "options": {"isEventTime": true, "lateTolerance": 500, "fireAtEnd": fire}})
+        .to_string()
+    };
+    scratch.write("rule.json", &rule(false));
+    let run = Run::from(
+        scratch
+            .oort(&["run-rule", "rule.json", "--streams", "streams.sql"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_ok();
+    // [0, 10000) fired; [10000, 20000) holds 12000, the watermark (12500) holds 13000.
+    assert!(run.stdout.contains("query: 3 in, 1 out"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "at the end: 1 windows still open and 2 rows held (by them and the watermark) were \
+             not sent, as in eKuiper (rule option fireAtEnd sends the time windows at the end of \
+             the input)"
+        ),
+        "{}",
+        run.stdout
+    );
+    scratch.write("rule.json", &rule(true));
+    let run = scratch.run_rule(&[]);
+    run.assert_ok();
+    let query = &run.summary()["rules"][0]["query"];
+    assert_eq!(query["records_out_total"], 2, "{query}");
+    assert_eq!(query["windows_open_at_end"], 0, "{query}");
+    assert_eq!(query["rows_held_at_end"], 0, "{query}");
+}
+
 #[test]
 fn the_json_summary_uses_ekuiper_metric_names() {
     let run = demo().run_rule(&[]);

@@ -848,6 +848,38 @@ fn metrics_in_prometheus_text_with_ekuipers_names() {
     assert_eq!(server.call("GET", "/readyz", None).0, 200);
 }
 
+/// A rule whose file input ends with an event-time window still open sends nothing more (as
+/// eKuiper) and says what it left in its status and `/metrics`.
+#[test]
+fn the_windows_open_at_the_end_of_the_input_are_counted_in_status_and_metrics() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "data/ticks.jsonl",
+        "{\"n\":1,\"ts\":1000}\n{\"n\":2,\"ts\":12000}\n{\"n\":3,\"ts\":13000}\n",
+    );
+    let server = Server::start(&scratch, &[]);
+    let stream = r#"{"sql":"CREATE STREAM ticks (n bigint, ts bigint) WITH (TYPE=\"file\", DATASOURCE=\"ticks.jsonl\", TIMESTAMP=\"ts\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = r#"{"id":"w","sql":"SELECT count(*) AS c FROM ticks GROUP BY TUMBLINGWINDOW(ss, 10)","actions":[{"nop":{}}],"options":{"isEventTime":true,"lateTolerance":0}}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_status("w", "stopped");
+    let (_, status) = server.json("GET", "/rules/w/status", None);
+    // [0, 10000) fired at 12000; [10000, 20000) holds 12000 and 13000.
+    assert_eq!(status["sink_nop_0_0_records_in_total"], 1, "{status}");
+    assert_eq!(status["op_project_0_windows_open_at_end"], 1, "{status}");
+    assert_eq!(status["op_project_0_rows_held_at_end"], 2, "{status}");
+    let (_, text) = server.call("GET", "/metrics", None);
+    for line in [
+        r#"oort_op_windows_open_at_end_total{rule="w",type="op",op="op_project",op_instance="0"} 1"#,
+        r#"oort_op_rows_held_at_end_total{rule="w",type="op",op="op_project",op_instance="0"} 2"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn a_non_loopback_address_requires_bearer_tokens() {
     let scratch = Scratch::new();

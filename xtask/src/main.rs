@@ -924,9 +924,11 @@ else:
         })
     }
 
+    /// The rule of a workload. `fireAtEnd`: the last window is computed and written too, as
+    /// the peers' queries do.
     fn serde_json_text(w: &Workload, out: &Path) -> String {
         format!(
-            r#"{{"id":"peers-{}","sql":"{}","actions":[{{"file":{{"path":"{}"}}}}],"options":{{"isEventTime":{}}}}}"#,
+            r#"{{"id":"peers-{}","sql":"{}","actions":[{{"file":{{"path":"{}"}}}}],"options":{{"isEventTime":{},"fireAtEnd":true}}}}"#,
             w.name,
             w.sql,
             out.display(),

@@ -69,7 +69,7 @@ pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
 pub use reads::FieldsRead;
-pub use run::{FunctionState, Lookup, LookupKey, Outcome, QueryRunner, Tuple};
+pub use run::{FunctionState, Lookup, LookupKey, Outcome, QueryRunner, Tuple, Unsent};
 pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
 use crate::stream::{StreamDef, StreamKind};

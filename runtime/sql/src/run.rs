@@ -436,6 +436,8 @@ struct Pane {
     /// The first error while grouping or aggregating: the window's result is that error, as it
     /// would be when computed over the whole window.
     error: Option<EvalError>,
+    /// Rows the window took (before `WHERE`).
+    rows: u64,
 }
 
 /// Tumbling windows aggregated on arrival, by window start.
@@ -469,6 +471,7 @@ impl Panes {
     ) {
         let start = ts.div_euclid(self.size) * self.size;
         let tuple = Tuple::single(1, 0, row, Some((start, start + self.size)));
+        self.open.entry(start).or_default().rows += 1;
         if let Some(f) = &query.filter {
             match f.eval(&tuple, ctx) {
                 Ok(v) if v.is_true() => {}
@@ -550,9 +553,10 @@ fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey
 ///   tolerance (its time is older than that stream's latest time minus `lateTolerance`):
 ///   counted, left out;
 /// - the watermark is the smallest, over the streams that have not ended, of that bound: no
-///   row older than it can still come, so the held rows older than it go on, in time order
-///   (rows of equal time: in FROM order of their streams, then each stream's own order), and
-///   windows ending before it fire. A stream that has sent nothing yet holds everything back.
+///   row older than it can still come, so the held rows up to it go on, in time order (rows of
+///   equal time: in FROM order of their streams, then each stream's own order), and windows
+///   ending at it or before fire, as eKuiper's watermark does. A stream that has sent nothing
+///   yet holds everything back.
 struct Merge {
     tolerance: i64,
     /// Per source: the latest time seen.
@@ -563,6 +567,10 @@ struct Merge {
     held: BTreeMap<(i64, usize, u64), Row>,
     seq: u64,
     late: u64,
+    /// A stream that ends keeps holding the watermark at its last time, as in eKuiper (whose
+    /// watermark takes no notice of a stream's end of input); otherwise it stops holding it
+    /// back.
+    ended_hold: bool,
 }
 
 impl Merge {
@@ -577,6 +585,7 @@ impl Merge {
             held: BTreeMap::new(),
             seq: 0,
             late: 0,
+            ended_hold: true,
         }
     }
 
@@ -616,20 +625,23 @@ impl Merge {
         }
     }
 
-    /// `source` has ended: it no longer holds the watermark back.
+    /// `source` has ended: unless ended streams hold the watermark, it no longer holds it back.
     fn end(&mut self, source: usize) {
-        if let Some(done) = self.done.get_mut(source) {
+        if let Some(done) = self.done.get_mut(source)
+            && !self.ended_hold
+        {
             *done = true;
         }
     }
 
-    /// The held rows older than the watermark, in time order, with their sources.
+    /// The held rows up to the watermark (included, as eKuiper's watermark sends them), in
+    /// time order, with their sources.
     fn release(&mut self) -> Vec<(usize, Row)> {
         let w = self.watermark();
         let rest = if w == i64::MAX {
             BTreeMap::new()
         } else {
-            self.held.split_off(&(w, 0, 0))
+            self.held.split_off(&(w.saturating_add(1), 0, 0))
         };
         std::mem::replace(&mut self.held, rest)
             .into_iter()
@@ -668,6 +680,9 @@ pub struct FunctionState {
     pub hits: Hits,
     /// `last_agg_hit_count()` and `last_agg_hit_time()`.
     pub agg_hits: Hits,
+    /// An event-time tumbling or hopping window has fired its first window: a restored one
+    /// reports every later window's start as its range's, as eKuiper restores its trigger time.
+    pub first_window_fired: bool,
 }
 
 /// A running statement.
@@ -702,6 +717,10 @@ pub struct QueryRunner {
     prepared: usize,
     /// `WHERE` runs on each row before the window (see [`where_before_window`]).
     where_first: bool,
+    /// Windows fired so far (sent or not).
+    fired_total: u64,
+    /// Fired windows are counted and dropped, not evaluated ([`abandon`](Self::abandon)).
+    discarding: bool,
 }
 
 /// Whether `WHERE` runs on each row before the window takes it, as eKuiper's planner pushes it
@@ -722,6 +741,16 @@ fn where_before_window(query: &Query, event_time: bool) -> bool {
                     | WindowKind::State { .. }
             )
         )
+}
+
+/// What a statement still held when its input ended, or the rule stopped, and did not send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unsent {
+    /// Windows still open: the time windows that the end of the input would have fired, a
+    /// count window that had not filled, state windows that nothing closed.
+    pub windows: u64,
+    /// The rows they held, with the rows the watermark still held back (event time).
+    pub rows: u64,
 }
 
 impl QueryRunner {
@@ -800,6 +829,10 @@ impl QueryRunner {
             changed_cols: self.changed_cols().map(|c| c.state()).collect(),
             hits: self.hits,
             agg_hits: self.agg_hits,
+            first_window_fired: self
+                .window
+                .as_ref()
+                .is_some_and(WindowOperator::first_window_fired),
         }
     }
 
@@ -873,6 +906,11 @@ impl QueryRunner {
         }
         self.hits = state.hits;
         self.agg_hits = state.agg_hits;
+        if state.first_window_fired
+            && let Some(window) = self.window.as_mut()
+        {
+            window.set_first_window_fired();
+        }
         Ok(())
     }
 
@@ -936,6 +974,8 @@ impl QueryRunner {
             with_analytics: Augment::default(),
             prepared: 0,
             where_first,
+            fired_total: 0,
+            discarding: false,
         }
     }
 
@@ -1193,7 +1233,8 @@ impl QueryRunner {
         if let (Some(window), Some(w)) = (self.window.as_mut(), watermark)
             && w != i64::MAX
         {
-            window.advance_to(w.saturating_sub(1), &mut self.fired);
+            // eKuiper fires the windows that end at the watermark or before.
+            window.advance_to(w, &mut self.fired);
         }
         self.emit(ctx, out, &mut outcome);
         outcome
@@ -1268,7 +1309,60 @@ impl QueryRunner {
         outcome
     }
 
-    /// Every input has ended: fires every open window.
+    /// Whether the end of the input is to send what is still open ([`finish`](Self::finish)):
+    /// then a stream that ends also stops holding the watermark back (event time). Without
+    /// (the default, as eKuiper), an ended stream holds the watermark at its last time, and the
+    /// caller [`abandon`](Self::abandon)s what is open at the end.
+    pub fn set_fire_at_end(&mut self, fire: bool) {
+        if let Some(merge) = self.merge.as_mut() {
+            merge.ended_hold = !fire;
+        }
+    }
+
+    /// Rows held now: by the window (its open windows) and by the watermark.
+    fn held_count(&self) -> u64 {
+        let window = self.window.as_ref().map_or(0, WindowOperator::pending) as u64;
+        let merge = self.merge.as_ref().map_or(0, |m| m.held.len()) as u64;
+        let panes = self
+            .panes
+            .as_ref()
+            .map_or(0, |p| p.open.values().map(|pane| pane.rows).sum());
+        window + merge + panes
+    }
+
+    /// After [`finish`](Self::finish): what it did not send (a count window that had not
+    /// filled, state windows that nothing closed).
+    pub fn unsent(&self) -> Unsent {
+        Unsent {
+            windows: self.window.as_ref().map_or(0, WindowOperator::open_windows) as u64,
+            rows: self.held_count(),
+        }
+    }
+
+    /// The input has ended (or the rule stops) and nothing more is sent, as eKuiper's
+    /// operators pass its end of input on without firing anything: counts the windows still
+    /// open (those [`finish`](Self::finish) would fire, and those it would not) and the rows
+    /// they and the watermark hold, and drops them. Call it last: the runner holds nothing
+    /// afterwards.
+    pub fn abandon(&mut self, ctx: &EvalCtx<'_>) -> Unsent {
+        let rows = self.held_count();
+        if self.window.is_none() {
+            if let Some(merge) = self.merge.as_mut() {
+                merge.held.clear();
+            }
+            return Unsent { windows: 0, rows };
+        }
+        self.set_fire_at_end(true);
+        self.discarding = true;
+        let before = self.fired_total;
+        let mut ignored = Vec::new();
+        self.finish(ctx, &mut ignored);
+        self.discarding = false;
+        let windows = self.fired_total - before + self.unsent().windows;
+        Unsent { windows, rows }
+    }
+
+    /// Every input has ended: fires every open time window.
     pub fn finish(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>) -> Outcome {
         let mut outcome = match self.merge.as_mut().map(Merge::drain) {
             // The windows are drained below.
@@ -1283,11 +1377,20 @@ impl QueryRunner {
     }
 
     fn emit(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>, outcome: &mut Outcome) {
+        self.fired_total += self.fired.len() as u64;
+        if self.discarding {
+            self.fired.clear();
+            return;
+        }
         for fired in std::mem::take(&mut self.fired) {
             let end = fired.end;
             let result = match self.panes.as_mut() {
                 Some(panes) => {
-                    let pane = panes.open.remove(&fired.start).unwrap_or_default();
+                    // Keyed by the aligned start (`window_start()` of the first window may differ).
+                    let pane = panes
+                        .open
+                        .remove(&(fired.end - panes.size))
+                        .unwrap_or_default();
                     self.pane_result(pane, (fired.start, fired.end), ctx)
                 }
                 None => self.window_result(fired, ctx, outcome),
@@ -1942,6 +2045,11 @@ mod tests {
             assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
         }
         assert!(runner.finish(&ctx, &mut out).errors.is_empty());
+        messages_of(&out)
+    }
+
+    /// Each message as `field=value,...` per row, rows separated by a space.
+    fn messages_of(out: &[Message]) -> Vec<String> {
         out.iter()
             .map(|m| match m {
                 Message::Rows(rows) => rows
@@ -1957,6 +2065,139 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    /// A row of `s` or `t` at `ts` with `v`.
+    fn timed(ts: i64, v: i64) -> Row {
+        Row::from_pairs(
+            vec![
+                (Arc::from("ts"), Value::Int(ts)),
+                (Arc::from("v"), Value::Int(v)),
+            ],
+            ts,
+        )
+    }
+
+    #[test]
+    fn the_end_of_input_sends_nothing_more_and_counts_what_is_left() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let sql =
+            "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
+        for on_arrival in [true, false] {
+            let query = super::super::compile(sql, &Streams::of(TIMED)).unwrap();
+            let mut runner = if on_arrival {
+                QueryRunner::new(query, true, 2, HashMap::new())
+            } else {
+                QueryRunner::checkpointable(query, true, 2, HashMap::new())
+            };
+            assert_eq!(runner.panes.is_some(), on_arrival);
+            let mut out = Vec::new();
+            let rows = [(3, 1), (5, 2), (12, 3), (14, 4)].map(|(ts, v)| timed(ts, v));
+            runner.push(0, rows.to_vec(), &ctx, &mut out);
+            runner.end_source(0, &ctx, &mut out);
+            // The watermark (14 - 2) fires [0, 10), whose start is its first row's time.
+            assert_eq!(messages_of(&out), ["n=2,ws=3"]);
+            // [10, 20) holds 12; the watermark holds 14 back.
+            let unsent = runner.abandon(&ctx);
+            assert_eq!(
+                unsent,
+                Unsent {
+                    windows: 1,
+                    rows: 2
+                }
+            );
+            assert_eq!(runner.pending(), 0);
+            // With `fireAtEnd`, the same input sends it.
+            let query = super::super::compile(sql, &Streams::of(TIMED)).unwrap();
+            let mut runner = QueryRunner::new(query, true, 2, HashMap::new());
+            runner.set_fire_at_end(true);
+            let mut out = Vec::new();
+            runner.push(0, rows.to_vec(), &ctx, &mut out);
+            runner.end_source(0, &ctx, &mut out);
+            runner.finish(&ctx, &mut out);
+            assert_eq!(messages_of(&out), ["n=2,ws=3", "n=2,ws=10"]);
+            assert_eq!(runner.unsent(), Unsent::default());
+        }
+    }
+
+    #[test]
+    fn a_restored_runner_reports_the_first_window_start_only_once() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let sql =
+            "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
+        let runner = || {
+            let query = super::super::compile(sql, &Streams::of(TIMED)).unwrap();
+            QueryRunner::checkpointable(query, true, 0, HashMap::new())
+        };
+        // Checkpointed with the first window fired ([0, 10), start 3) and 14 held.
+        let mut first = runner();
+        let mut out = Vec::new();
+        first.push(0, vec![timed(3, 1), timed(14, 2)], &ctx, &mut out);
+        assert_eq!(messages_of(&out), ["n=1,ws=3"]);
+        let held: Vec<(usize, Row)> = first
+            .held_rows()
+            .unwrap()
+            .into_iter()
+            .map(|(s, r)| (s, (*r).clone()))
+            .collect();
+        let state = first.function_state();
+        assert!(state.first_window_fired);
+        let mut restored = runner();
+        restored.restore_with(held.clone(), state, &ctx).unwrap();
+        let mut out = Vec::new();
+        restored.push(0, vec![timed(25, 3)], &ctx, &mut out);
+        assert_eq!(
+            messages_of(&out),
+            ["n=1,ws=10"],
+            "the range's start, not 14"
+        );
+        // A checkpoint of an earlier version (nothing said): the held row starts a first window.
+        let mut old = runner();
+        old.restore(held, &ctx);
+        let mut out = Vec::new();
+        old.push(0, vec![timed(25, 3)], &ctx, &mut out);
+        assert_eq!(messages_of(&out), ["n=1,ws=14"]);
+    }
+
+    #[test]
+    fn an_ended_stream_holds_the_watermark_unless_fire_at_end() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
+                   CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+        let sql =
+            "SELECT count(*) AS n FROM s INNER JOIN t ON s.v = t.v GROUP BY TUMBLINGWINDOW(ms, 10)";
+        for fire in [false, true] {
+            let query = super::super::compile(sql, &Streams::of(ddl)).unwrap();
+            let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
+            runner.set_fire_at_end(fire);
+            let mut out = Vec::new();
+            runner.push(0, vec![timed(1, 1), timed(11, 2)], &ctx, &mut out);
+            runner.push(1, vec![timed(2, 1)], &ctx, &mut out);
+            // `t` ends at 2: eKuiper's watermark stays there, so [0, 10) never fires.
+            runner.end_source(1, &ctx, &mut out);
+            runner.push(0, vec![timed(25, 3)], &ctx, &mut out);
+            if fire {
+                assert_eq!(messages_of(&out), ["n=1"], "t no longer holds it back");
+            } else {
+                assert!(out.is_empty(), "{:?}", messages_of(&out));
+                assert_eq!(
+                    runner.abandon(&ctx),
+                    Unsent {
+                        windows: 3,
+                        rows: 4
+                    }
+                );
+            }
+        }
     }
 
     #[test]

@@ -196,6 +196,21 @@ trait WindowPolicy: Send {
         0
     }
 
+    /// Windows of its own still open that no time will fire (a count window that has not
+    /// filled, a state window that nothing closed).
+    fn open_windows(&self) -> usize {
+        usize::from(self.held() > 0)
+    }
+
+    /// Event time: whether the first window has fired (tumbling and hopping windows report its
+    /// start as eKuiper does, see `aligned`).
+    fn first_window_fired(&self) -> bool {
+        false
+    }
+
+    /// Restoring a checkpoint taken after the first window fired.
+    fn set_first_window_fired(&mut self) {}
+
     /// The rows the policy holds itself, in arrival order, when pushing them again rebuilds its
     /// state; `None` when they do not (or it holds none of its own).
     fn own_rows(&self) -> Option<Vec<(usize, Arc<Row>)>> {
@@ -300,6 +315,23 @@ impl WindowOperator {
     /// Rows held that no window has emitted yet (after `finish`: an unfinished count window).
     pub fn pending(&self) -> usize {
         self.rows.len() + self.policy.held()
+    }
+
+    /// Event time: whether the first tumbling or hopping window has fired (a checkpoint keeps
+    /// it, as the first window's reported start differs from the later ones').
+    pub fn first_window_fired(&self) -> bool {
+        self.policy.first_window_fired()
+    }
+
+    /// Restoring a checkpoint taken after the first window fired.
+    pub fn set_first_window_fired(&mut self) {
+        self.policy.set_first_window_fired();
+    }
+
+    /// Windows open that [`finish`](Self::finish) does not fire: a count window that has not
+    /// filled, state windows that nothing closed.
+    pub fn open_windows(&self) -> usize {
+        self.policy.open_windows()
     }
 
     /// The rows held for windows still to fire, with the input each came from, in time then
@@ -434,7 +466,8 @@ impl WindowOperator {
         self.policy.next_deadline()
     }
 
-    /// All inputs ended: fires every open window.
+    /// All inputs ended: fires every open time window (not a count window that has not
+    /// filled, nor a state window that nothing closed: see [`open_windows`](Self::open_windows)).
     pub fn finish(&mut self, out: &mut Vec<Fired>) {
         self.watermark = i64::MAX;
         self.fire_until(i64::MAX, true, out);
@@ -493,7 +526,10 @@ mod tests {
         assert!(out.is_empty(), "the watermark (7) has not passed 10");
         out.extend(feed(&mut op, &[25]));
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].start, out[0].end), (0, 10));
+        // The first window reports the first row's time as its start (as eKuiper), and holds
+        // the rows of its aligned range.
+        assert_eq!((out[0].start, out[0].end), (1, 10));
+        assert_eq!((out[1].start, out[1].end), (10, 20));
         assert_eq!(ts_of(&out[0]), [1, 3, 5]);
         assert_eq!(ts_of(&out[1]), [12]);
         op.push(0, Arc::new(row(8)), true, &mut out);

@@ -94,6 +94,10 @@ pub struct RuleOptions {
     pub checkpoint_interval_ms: u64,
     /// `restartStrategy`.
     pub restart: RestartStrategy,
+    /// `fireAtEnd` (Oort's): at the end of a bounded input, fire the windows still open and
+    /// release the rows the watermark holds. Off by default: as in eKuiper, the end of the
+    /// input sends nothing more (what is left is counted).
+    pub fire_at_end: bool,
 }
 
 /// `restartStrategy`: how a rule whose source or query fails is restarted (eKuiper's fields
@@ -154,6 +158,7 @@ impl Default for RuleOptions {
             qos: 0,
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             restart: RestartStrategy::default(),
+            fire_at_end: false,
         }
     }
 }
@@ -524,6 +529,7 @@ const OPTIONS: &[&str] = &[
     "qos",
     "checkpointInterval",
     "restartStrategy",
+    "fireAtEnd",
 ];
 
 type OptionError = (String, String);
@@ -555,6 +561,7 @@ fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionE
                 out.send_nil_field = value.as_bool().ok_or_else(|| bad("true or false"))?
             }
             "sendError" => out.send_error = value.as_bool().ok_or_else(|| bad("true or false"))?,
+            "fireAtEnd" => out.fire_at_end = value.as_bool().ok_or_else(|| bad("true or false"))?,
             "qos" => {
                 out.qos =
                     value.as_u64().filter(|q| *q <= 2).ok_or_else(|| {
@@ -590,7 +597,7 @@ fn options(raw: Map<String, Json>) -> Result<(RuleOptions, Vec<String>), OptionE
                     format!(
                         "unknown rule option (expected isEventTime, lateTolerance, concurrency, \
                          bufferLength, sendMetaToSink, sendNilField, sendError, qos, \
-                         checkpointInterval or restartStrategy){hint}"
+                         checkpointInterval, restartStrategy or fireAtEnd){hint}"
                     ),
                 ));
             }

@@ -694,6 +694,8 @@ pub(super) fn status_map(
                     ),
                     ("filtered_total", json!(q.filtered.get())),
                     ("late_total", json!(q.late.get())),
+                    ("windows_open_at_end", json!(q.windows_open_at_end.get())),
+                    ("rows_held_at_end", json!(q.rows_held_at_end.get())),
                 ],
             );
             for a in &r.actions {

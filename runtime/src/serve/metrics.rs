@@ -189,6 +189,18 @@ async fn snapshot(server: &Server) -> Snapshot {
                 q.late.get(),
             );
             s.counter(
+                "oort_op_windows_open_at_end",
+                "Windows still open when the rule's input ended or it stopped, not sent",
+                &l,
+                q.windows_open_at_end.get(),
+            );
+            s.counter(
+                "oort_op_rows_held_at_end",
+                "Rows held by those windows and the watermark, not sent",
+                &l,
+                q.rows_held_at_end.get(),
+            );
+            s.counter(
                 "oort_rule_restarts",
                 "Times a failed source of the rule was started again (restartStrategy)",
                 &rule_label,

@@ -47,8 +47,14 @@ pub(super) struct Aligned {
     size: i64,
     hop: i64,
     event_time: bool,
+    /// A hopping window (reports its first event-time window's start as eKuiper does).
+    hopping: bool,
     /// The end of the next window to fire.
     next_end: Option<i64>,
+    /// Event time: the first row's time, until the first window fires.
+    first_ts: Option<i64>,
+    /// Event time: a window has fired.
+    fired: bool,
 }
 
 impl Aligned {
@@ -57,15 +63,65 @@ impl Aligned {
             size,
             hop,
             event_time,
+            hopping: false,
             next_end: None,
+            first_ts: None,
+            fired: false,
         }
     }
 
-    /// A row counts at `ts`: in processing time, the first row sets the first window's end.
+    /// The same, for a hopping window.
+    pub(super) fn hopping(mut self) -> Self {
+        self.hopping = true;
+        self
+    }
+
+    /// A row counts at `ts`: in processing time, the first row sets the first window's end; in
+    /// event time, the first row's time is the first window's reported start.
     pub(super) fn on_row(&mut self, ts: i64) {
         if !self.event_time && self.next_end.is_none() {
             self.next_end = Some(floor_to(ts, self.hop) + self.hop);
         }
+        if self.event_time && !self.fired && self.first_ts.is_none() {
+            self.first_ts = Some(ts);
+        }
+    }
+
+    /// `window_start()` of the window `[start, end)`. eKuiper's event-time window reports the
+    /// first window's start as the time of the first row it took (tumbling) or that time less
+    /// the hop (hopping), or `end - size` when that is not after the epoch; every later window
+    /// starts where its range does. The first window's rows are those of its aligned range all
+    /// the same, and no row before the first one exists.
+    fn reported_start(&mut self, start: i64, end: i64) -> i64 {
+        if !self.event_time || std::mem::replace(&mut self.fired, true) {
+            return start;
+        }
+        match self.first_ts.take() {
+            Some(first) => {
+                let reported = if self.hopping {
+                    first.saturating_sub(self.hop)
+                } else {
+                    first
+                };
+                if reported <= 0 {
+                    end - self.size
+                } else {
+                    reported
+                }
+            }
+            None => start,
+        }
+    }
+
+    /// Whether the first window has fired.
+    pub(super) fn first_fired(&self) -> bool {
+        self.fired
+    }
+
+    /// The first window has fired (before a checkpoint this state is restored from).
+    pub(super) fn set_first_fired(&mut self) {
+        self.fired = true;
+        self.first_ts = None;
     }
 
     /// The end of the next window to fire.
@@ -116,6 +172,7 @@ impl Aligned {
             }
             let start = end - size;
             let rows = store.window_rows(start, end);
+            let start = self.reported_start(start, end);
             out.push(Fired { start, end, rows });
             // The next window starts at end + hop - size: older rows are done.
             store.drop_before(end + hop - size);

@@ -14,7 +14,7 @@ pub(super) struct Hopping {
 impl Hopping {
     pub(super) fn new(size: i64, hop: i64, event_time: bool) -> Self {
         Self {
-            aligned: Aligned::new(size, hop, event_time),
+            aligned: Aligned::new(size, hop, event_time).hopping(),
         }
     }
 }
@@ -28,6 +28,14 @@ impl WindowPolicy for Hopping {
 
     fn next_deadline(&self) -> Option<i64> {
         self.aligned.next_end()
+    }
+
+    fn first_window_fired(&self) -> bool {
+        self.aligned.first_fired()
+    }
+
+    fn set_first_window_fired(&mut self) {
+        self.aligned.set_first_fired();
     }
 
     fn fire_until(&mut self, rows: &mut Rows, limit: i64, draining: bool, out: &mut Vec<Fired>) {

@@ -98,6 +98,13 @@ impl WindowPolicy for State {
         self.partitions.values().map(|p| p.rows.len()).sum()
     }
 
+    fn open_windows(&self) -> usize {
+        self.partitions
+            .values()
+            .filter(|p| !p.rows.is_empty())
+            .count()
+    }
+
     fn counts_rows(&self) -> bool {
         true
     }

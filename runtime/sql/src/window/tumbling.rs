@@ -89,6 +89,14 @@ impl WindowPolicy for Tumbling {
         self.aligned.next_end()
     }
 
+    fn first_window_fired(&self) -> bool {
+        self.aligned.first_fired()
+    }
+
+    fn set_first_window_fired(&mut self) {
+        self.aligned.set_first_fired();
+    }
+
     fn fire_until(&mut self, rows: &mut Rows, limit: i64, draining: bool, out: &mut Vec<Fired>) {
         match &mut self.panes {
             Some(panes) => self.aligned.fire_until(panes, limit, draining, out),

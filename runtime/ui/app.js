@@ -161,6 +161,8 @@ const rulesFrame = document.getElementById('rules-frame').cloneNode(true);
 rulesFrame.removeAttribute('data-pristine');
 
 function takeRulesFrame() {
+  // The first frame hid the list for another page's address; it is shown from now on.
+  document.documentElement.classList.remove('elsewhere');
   const painted = document.getElementById('rules-frame');
   if (painted?.hasAttribute('data-pristine')) {
     painted.removeAttribute('data-pristine');
@@ -566,7 +568,6 @@ async function pluginsPage() {
 // ---- routing ----
 
 async function route() {
-  document.documentElement.classList.remove('elsewhere');
   leave.abort();
   leave = new AbortController();
   const [, page, arg] = /^#\/([^/]*)\/?(.*)$/.exec(location.hash) ?? [null, 'rules', ''];

@@ -155,14 +155,35 @@ function depthSeries(points, nowS) {
 let leave = new AbortController();
 const view = { page: 0, filter: '' };
 
+// The list's frame is index.html's own (the page's first frame, painted before this script
+// runs): taken over as it is on the first visit, copied when coming back from another page.
+const rulesFrame = document.getElementById('rules-frame').cloneNode(true);
+rulesFrame.removeAttribute('data-pristine');
+
+function takeRulesFrame() {
+  // The first frame hid the list for another page's address; it is shown from now on.
+  document.documentElement.classList.remove('elsewhere');
+  const painted = document.getElementById('rules-frame');
+  if (painted?.hasAttribute('data-pristine')) {
+    painted.removeAttribute('data-pristine');
+    main.querySelector('.first-loading')?.remove();
+    return painted;
+  }
+  const frame = rulesFrame.cloneNode(true);
+  main.replaceChildren(frame);
+  return frame;
+}
+
 // The list is drawn from the first event of `/events/rules` (every rule with its status and
 // counters, then only what changed): one request, no separate `GET /rules`, and the page's
-// shell is painted before it answers.
+// frame is painted before it answers.
 function rulesPage(signal) {
   rules.clear(); lastTick = 0;
-  const tbody = h('tbody', {}, h('tr', {}, h('td', { colspan: 7, class: 'note' }, 'Loading the rules…')));
-  const pager = h('div', { class: 'pager' });
-  const filter = h('input', { type: 'text', id: 'filter', 'aria-label': 'Filter rules by id', placeholder: 'filter by id', value: view.filter });
+  const frame = takeRulesFrame();
+  const tbody = frame.querySelector('tbody');
+  const pager = frame.querySelector('.pager');
+  const filter = frame.querySelector('#filter');
+  filter.value = view.filter;
   let loaded = false;
   filter.addEventListener('input', () => { view.filter = filter.value; view.page = 0; if (loaded) renderRows(); });
   const rows = new Map();
@@ -212,15 +233,6 @@ function rulesPage(signal) {
     row.cells.exc.textContent = r.counts[2];
     row.cells.late.textContent = r.counts[3];
   }
-  main.replaceChildren(
-    h('h1', {}, 'Rules'),
-    h('div', { class: 'toolbar' }, filter, h('a', { href: '#/new' }, 'New rule')),
-    h('table', { id: 'rules' },
-      h('caption', { class: 'note' }, 'Rows per second over the last minute, pushed by the server every second.'),
-      h('thead', {}, h('tr', {}, h('th', {}, 'Rule'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'In/s'),
-        h('th', { class: 'num' }, 'Out/s'), h('th', { class: 'num' }, 'Exceptions'), h('th', { class: 'num' }, 'Late rows'), h('th', {}, 'Actions'))),
-      tbody),
-    pager);
   follow('/events/rules', authHeaders, signal, ({ event, data }) => {
     if (event !== 'rules') return;
     const membership = applyRules(JSON.parse(data));

@@ -2,116 +2,19 @@
 //! (chromedriver) against a real `oort serve` with rules reading a real MQTT broker and writing
 //! through a wasm sink. Screenshots go to `target/console-screenshots/`.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use oort_tests::broker::{Broker, publish_all};
+use oort_tests::browser::Browser;
+use oort_tests::console::{UpdateCost, first_event, load_average, paint};
 use serde_json::{Value as Json, json};
 
 use crate::common::{Scratch, wait_for};
 use crate::serve::{Server, numbers, scratch_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A chromedriver process and a headless Chromium session through it.
-struct Browser {
-    driver: Child,
-    client: Client,
-    shots: PathBuf,
-}
-
-impl Browser {
-    /// Starts chromedriver and a headless Chromium (`--no-sandbox`: the tests may run as
-    /// root); `None` with a note when they are not installed (`.ci/run` installs them).
-    async fn start() -> Option<Self> {
-        if Command::new("chromedriver")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("chromedriver is not installed (Debian: chromium chromium-driver): skipped");
-            return None;
-        }
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver");
-        wait_for("chromedriver to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,800"],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
-        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-        std::fs::create_dir_all(&shots).unwrap();
-        Some(Self {
-            driver,
-            client,
-            shots,
-        })
-    }
-
-    /// Runs `script` until it returns something other than `null`/`false`, and returns that.
-    async fn until(&self, what: &str, script: &str) -> Json {
-        let start = Instant::now();
-        loop {
-            let got = self.client.execute(script, vec![]).await.expect(what);
-            if !got.is_null() && got != Json::Bool(false) {
-                return got;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let body = self
-                    .client
-                    .execute("return document.body.innerText", vec![])
-                    .await
-                    .unwrap_or_default();
-                panic!("timed out waiting for {what}; the page shows:\n{body}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn shot(&self, name: &str) {
-        let png = self.client.screenshot().await.expect("a screenshot");
-        std::fs::write(self.shots.join(name), png).unwrap();
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.expect(css);
-        field.clear().await.unwrap();
-        field.send_keys(text).await.unwrap();
-    }
-
-    async fn close(mut self) {
-        let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -356,52 +259,6 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
     server.stop();
 }
 
-/// CPU time (user + system) a process has used so far, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// Reads `GET path` as server-sent events for `window`; the size in bytes of each event.
-fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
-    use std::io::{Read, Write};
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        socket,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let start = Instant::now();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
-    while start.elapsed() < window {
-        match socket.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    // Chunked transfer: the events are the `event: ...` blocks inside the chunks.
-    body.split("event: ")
-        .skip(1)
-        .map(|e| {
-            let end = e.find("\n\n").map_or(e.len(), |i| i + 2);
-            "event: ".len() + end
-        })
-        .collect()
-}
-
 /// The console's figures with 1,000 running rules: first paint of `/ui` in Chromium, the
 /// server's CPU spent on live updates, and the bytes each update takes.
 #[test]
@@ -452,32 +309,30 @@ fn the_console_with_a_thousand_rules() {
         })
     };
 
-    // The server's CPU with nobody watching, then with one console's list stream open.
-    let window = Duration::from_secs(20);
-    let ticks_per_s = 100.0; // USER_HZ on Linux
-    let idle_start = cpu_ticks(server.pid());
-    std::thread::sleep(window);
-    let idle = (cpu_ticks(server.pid()) - idle_start) as f64 / ticks_per_s;
-    let watched_start = cpu_ticks(server.pid());
-    let sizes = event_sizes(server.port, "/events/rules", window);
-    let watched = (cpu_ticks(server.pid()) - watched_start) as f64 / ticks_per_s;
-    assert!(sizes.len() >= 15, "{sizes:?}");
-    let steady: Vec<usize> = sizes[1..].to_vec();
-    let mean = steady.iter().sum::<usize>() / steady.len();
-    let rule_sizes = event_sizes(
+    // The HTTP thread's CPU (where the live updates are built and sent) with nobody
+    // watching, then with one console's list stream open: the rules' own work is not in it.
+    let cost = UpdateCost::measure(
+        server.pid(),
+        server.port,
+        "/events/rules",
+        Duration::from_secs(20),
+    );
+    assert!(cost.events.len() >= 15, "one event a second: {cost:?}");
+    // Rows flow into every rule all along: every steady event holds most of the 1,000 rules
+    // (about 30 bytes each).
+    assert!(
+        cost.events[1..].iter().all(|&n| n > 10_000),
+        "every rule's counters move: {cost:?}"
+    );
+    let rule_sizes = oort_tests::console::event_sizes(
         server.port,
         "/events/rules/rule0000",
         Duration::from_secs(4),
     );
+    assert!(rule_sizes.len() >= 3, "{rule_sizes:?}");
     eprintln!(
-        "FIGURES rules={RULES} running={RUNNING}: server CPU without a console {:.1}% of a core, \
-         with the list stream open {:.1}% (live updates: {:.1}%); list events: first {} bytes, \
-         then {mean} bytes on average ({} events); one rule's events: {rule_sizes:?} bytes",
-        idle * 100.0 / window.as_secs_f64(),
-        watched * 100.0 / window.as_secs_f64(),
-        (watched - idle).max(0.0) * 100.0 / window.as_secs_f64(),
-        sizes[0],
-        steady.len(),
+        "FIGURES rules={RULES} running={RUNNING}: {}; one rule's events: {rule_sizes:?} bytes",
+        cost.summary()
     );
 
     // The server's side of the first paint, from outside a browser: the page, and the first
@@ -505,16 +360,19 @@ fn the_console_with_a_thousand_rules() {
             )
             .await;
         assert_eq!(shown, json!("Page 1 of 20 · 1000 rules"));
-        let first = paint_timings(&browser).await;
+        let first = paint(&browser).await;
         // A second visit: the browser and its renderer are warm.
         browser.client.goto("about:blank").await.unwrap();
         browser.client.goto(&ui).await.unwrap();
-        let again = paint_timings(&browser).await;
-        eprintln!(
-            "FIGURES first visit: {first}\nFIGURES second visit: {again}\nFIGURES load average \
-             (1, 5, 15 min): {}",
-            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-        );
+        let again = paint(&browser).await;
+        for (visit, p) in [("first", first), ("second", again)] {
+            eprintln!(
+                "FIGURES {visit} visit: first contentful paint {:.1} ms, list of rules drawn \
+                 {:.1} ms; {}",
+                p.first_contentful_ms, p.list_ms, p.detail
+            );
+        }
+        eprintln!("FIGURES load average (1, 5, 15 min): {}", load_average());
         browser
             .until(
                 "rates on the first page",
@@ -794,32 +652,6 @@ fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
     server.stop();
 }
 
-/// Where the time of the page's first paint went, as the browser saw it: the page's request
-/// and answer, each request made for it (start, answer end, bytes), the first contentful
-/// paint and the list drawn (ms from the navigation's start).
-async fn paint_timings(browser: &Browser) -> String {
-    browser
-        .until(
-            "the paint timings",
-            r#"const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-               const list = performance.getEntriesByName('oort-rules-rendered')[0];
-               if (!fcp || !list) return null;
-               const ms = (x) => x.toFixed(1);
-               const n = performance.getEntriesByType('navigation')[0];
-               const parts = [`first contentful paint ${ms(fcp.startTime)} ms`,
-                 `list of rules drawn ${ms(list.startTime)} ms`,
-                 `page: request ${ms(n.requestStart)}, answer ${ms(n.responseStart)}-${ms(n.responseEnd)} (${n.encodedBodySize} bytes), parsed ${ms(n.domInteractive)}`];
-               for (const r of performance.getEntriesByType('resource')) {
-                 parts.push(`${new URL(r.name).pathname}: ${ms(r.startTime)}-${ms(r.responseEnd)} (${r.encodedBodySize} bytes)`);
-               }
-               return parts.join('; ')"#,
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Five `GET /ui` in a row: each one's time to the whole answer, in ms, sorted.
 fn page_times(port: u16) -> Vec<u32> {
     let mut times: Vec<u32> = (0..5)
@@ -836,7 +668,7 @@ fn page_times(port: u16) -> Vec<u32> {
 /// `GET path` (HTTP/1.0, so the server closes): the whole answer.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(socket, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut answer = String::new();
     socket.read_to_string(&mut answer).unwrap();
@@ -845,27 +677,6 @@ fn http_get(port: u16, path: &str) -> String {
         "{answer}"
     );
     answer
-}
-
-/// The first server-sent event of `path`, its data as JSON.
-fn first_event(port: u16, path: &str) -> Json {
-    use std::io::{BufRead, BufReader, Write};
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        socket,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    for line in BufReader::new(socket).lines() {
-        let line = line.expect("an event within 10 s");
-        if let Some(data) = line.strip_prefix("data: ") {
-            return serde_json::from_str(data).unwrap();
-        }
-    }
-    panic!("{path}: no event");
 }
 
 /// The cache depth history the server keeps per action: an outage fills the cache and the

@@ -3,8 +3,10 @@
 //! every shipped sink must pass.
 
 pub mod broker;
+pub mod browser;
 pub mod cargo_env;
 pub mod conformance;
+pub mod console;
 pub mod http;
 pub mod languages;
 pub mod redis;

@@ -64,11 +64,12 @@ tasks:
                 toolchains are installed when possible; a missing one is skipped, named)
   lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
-  bench [SECTION...] [--quick] [--kills K] [--rows N] [--rules R]
+  bench [SECTION...] [--quick] [--kills K] [--rows N] [--rules R] [--runs P]
                 build release and run the benchmarks (sections: sink start memory
-                filter reload window mqtt rules delivery languages chaos serve; all by
-                default; chaos: kill -9 of oort K times (20) over N rows (200000);
-                serve: R rules (1000))
+                filter reload window mqtt rules delivery languages chaos serve
+                console; all by default; chaos: kill -9 of oort K times (20) over N
+                rows (200000); serve: R rules (1000); console: R rules (1000), first
+                paint in P fresh browsers (5))
   bench peers [--rows N] [--runs N] [--quick] [--no-instructions]
                 the filter and the tumbling-window rule through release `oort run-rule`
                 (file source -> file sink) and through DuckDB and DataFusion (installed
@@ -542,10 +543,11 @@ const BENCHES: &[(&str, &[&str])] = &[
     ("chaos", &["chaos"]),
     ("languages", &["languages"]),
     ("serve", &["serve"]),
+    ("console", &["console"]),
 ];
 
 /// Benchmark options followed by a value.
-const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows", "--rules"];
+const BENCH_VALUE_OPTIONS: &[&str] = &["--kills", "--rows", "--rules", "--runs"];
 
 /// Runs the benchmarks that hold the sections named in `args` (all of them without any);
 /// other arguments (`--quick`) go to each.

@@ -115,12 +115,25 @@ impl RuleEntry {
 
     /// `Running`, or `Stopped: <reason>` as eKuiper lists rules.
     fn status_line(&self) -> String {
-        match self.state.lock().map(|s| s.phase.clone()).ok().flatten() {
-            Some(Phase::Running) => "Running".into(),
-            Some(Phase::Starting) => "Starting".into(),
-            Some(Phase::Stopped(why)) => format!("Stopped: {why}"),
-            None => "Stopped".into(),
+        let mut line = String::new();
+        match self.state.lock() {
+            Ok(state) => write_status_line(state.phase.as_ref(), &mut line),
+            Err(_) => write_status_line(None, &mut line),
         }
+        line
+    }
+}
+
+/// Appends a rule's status line (see [`RuleEntry::status_line`]) to `out`.
+fn write_status_line(phase: Option<&Phase>, out: &mut String) {
+    match phase {
+        Some(Phase::Running) => out.push_str("Running"),
+        Some(Phase::Starting) => out.push_str("Starting"),
+        Some(Phase::Stopped(why)) => {
+            out.push_str("Stopped: ");
+            out.push_str(why);
+        }
+        None => out.push_str("Stopped"),
     }
 }
 

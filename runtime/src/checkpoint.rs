@@ -24,10 +24,12 @@
 //! bits of their floats, so they come back exactly.
 //!
 //! Under `qos: 2` the checkpoint also holds each action's batch numbering: the next sequence
-//! number and the payloads of the batch it is filling (an action does not hand on a partial
-//! batch at a barrier then). A restart numbers from there and cuts the rows read again into the
-//! same batches with the same numbers, so a sink that skips numbers it has written (the `file`
-//! sink's marker, the `redis` sink's `sequenceKey`) writes each row once.
+//! number and the payloads of the batch it is filling when that batch waits for a count (an
+//! action does not hand on a partial `batchSize` batch at a barrier then). A restart numbers
+//! from there and cuts the rows read again into the same batches with the same numbers (the
+//! cuts not made by count were recorded beside the checkpoints, see [`crate::sink::cuts`]; a
+//! checkpoint drops those it covers in its own transaction), so a sink that skips numbers it has
+//! written (the `file` sink's marker, the `redis` sink's `sequenceKey`) writes each row once.
 //!
 //! A source that acknowledges its input (MQTT) acknowledges what a checkpoint covers only once
 //! it is durable, so a crash can come between the two: the broker then sends again messages the
@@ -47,6 +49,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::sink::cuts::{self, CutLog, CutStore};
 use crate::sql::analytic::Acc;
 use crate::sql::{CallState, FunctionState, Hits};
 use crate::value::{Row, Value};
@@ -795,10 +798,12 @@ pub struct Checkpoint {
     pub functions: Option<FunctionsCheckpoint>,
 }
 
-/// The checkpoints of a data directory.
+/// The checkpoints of a data directory, and the batch cuts recorded under `qos: 2` since the
+/// last one of each rule (see [`crate::sink::cuts`]).
 pub struct CheckpointStore {
     path: PathBuf,
-    db: Database,
+    db: Arc<Database>,
+    cuts: Arc<CutStore>,
 }
 
 impl std::fmt::Debug for CheckpointStore {
@@ -823,7 +828,14 @@ impl CheckpointStore {
         txn.open_table(CHECKPOINTS)
             .map_err(|e| fail(e.to_string()))?;
         txn.commit().map_err(|e| fail(e.to_string()))?;
-        Ok(Self { path, db })
+        let db = Arc::new(db);
+        let cuts = Arc::new(CutStore::new(Arc::clone(&db)));
+        Ok(Self { path, db, cuts })
+    }
+
+    /// Where action `action` of rule `rule` records its batch cuts under `qos: 2`.
+    pub fn cut_log(&self, rule: &str, action: &str) -> CutLog {
+        self.cuts.log(rule, action)
     }
 
     /// The database file.
@@ -850,7 +862,8 @@ impl CheckpointStore {
             .map_err(|e| self.fail(format!("rule `{rule}`: unreadable checkpoint: {e}")))
     }
 
-    /// Replaces rule `rule`'s checkpoint; durable when this returns.
+    /// Replaces rule `rule`'s checkpoint, dropping the batch cuts it covers (numbered below
+    /// an action's next number); durable when this returns.
     pub fn save(&self, rule: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| self.fail(e))?;
         let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
@@ -860,16 +873,23 @@ impl CheckpointStore {
                 .insert(rule, bytes.as_slice())
                 .map_err(|e| self.fail(e))?;
         }
+        for action in &checkpoint.actions {
+            if action.exactly_once && !action.action.is_empty() {
+                cuts::drop_covered(&txn, rule, &action.action, action.next_sequence)
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
         txn.commit().map_err(|e| self.fail(e))
     }
 
-    /// Forgets rule `rule`'s checkpoint (`--reset-checkpoints`).
+    /// Forgets rule `rule`'s checkpoint and its recorded batch cuts (`--reset-checkpoints`).
     pub fn remove(&self, rule: &str) -> Result<(), CheckpointError> {
         let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
         {
             let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.fail(e))?;
             table.remove(rule).map_err(|e| self.fail(e))?;
         }
+        cuts::forget_rule(&txn, rule).map_err(|e| self.fail(e))?;
         txn.commit().map_err(|e| self.fail(e))
     }
 }

@@ -715,9 +715,14 @@ pub async fn run_within(
             .unwrap_or_default()
             .into_iter();
         for action in rule.actions {
+            let exactly_once = rule.def.options.qos >= 2;
             let resume = sink::Resume {
-                exactly_once: rule.def.options.qos >= 2,
+                exactly_once,
                 from: resumed.next(),
+                cuts: restored
+                    .as_ref()
+                    .filter(|_| exactly_once)
+                    .map(|plan| plan.store.cut_log(&rule.def.id, &action.name)),
             };
             let started = Box::pin(sink::start_from(action, resume))
                 .await

@@ -451,7 +451,12 @@ impl Env {
                 "sql": "SELECT n FROM f WHERE n % 2 = 0",
                 "actions": [
                     {"file": {"path": out_file("filter", run, qos)}},
-                    {"redis": {"addr": self.redis.addr(), "key": case, "dataType": "list"}},
+                    // Each case is a deployment of its own (its own data directory, so its
+                    // own numbering): its sequence marker must be its own too, or a case whose
+                    // first run is killed before its first write would resume against the
+                    // marker an earlier case left under the same rule and action.
+                    {"redis": {"addr": self.redis.addr(), "key": case, "dataType": "list",
+                               "sequenceKey": format!("oort:seq:{case}")}},
                     {"mqtt": {"server": self.broker, "topic": format!("chaos/{case}"), "qos": 1,
                               "protocolVersion": "5"}},
                 ],

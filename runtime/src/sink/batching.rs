@@ -3,11 +3,14 @@
 //! at once), and each finished batch goes to the one sink instance or the pool of instance
 //! workers.
 //!
-//! Under `qos: 2` batches are cut by count alone, so that the rows read again after a restart
-//! are cut into the same batches: every `batchSize` payloads, or each message's payloads as one
-//! batch without a batch size (no lingering, no taking whatever is waiting); the batch being
-//! filled at a checkpoint is recorded in it ([`Batcher::pending`]) and refilled from it.
+//! Under `qos: 2`, for a sink that numbers its batches, batches are cut the same way, but each
+//! cut is recorded durably before its batch is handed on ([`super::cuts`]; with `batchSize`
+//! alone only how far the cuts by count may go, a block of numbers at a time, and the cuts that
+//! are not by count). The batch being filled for a count at a checkpoint is recorded in it
+//! ([`Batcher::pending`]) and refilled from it. A restart from that checkpoint replays the
+//! recorded cuts, then cuts freely again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::batch::Batch;
 use super::connector::{DynamicProps, GrantChecks, render_over};
+use super::cuts::{CutLog, REACH_AHEAD, Replay};
 use super::dead_letter::DeadReason;
 use super::delivery::Deliverer;
 use super::delivery::Delivery;
@@ -67,8 +71,15 @@ pub(super) struct Batcher {
     batch_size: usize,
     /// `lingerInterval`, if set.
     linger: Option<Duration>,
-    /// `qos: 2` without a batch size: each message's payloads are one batch.
-    per_message: bool,
+    /// `qos: 2`, for a sink that numbers its batches: where cuts are recorded.
+    cuts: Option<CutLog>,
+    /// The recorded cuts still to replay: sequence number → payloads.
+    replay: BTreeMap<u64, u64>,
+    /// With `batchSize` alone: the highest number an earlier run may have handed on cut by
+    /// count (up to it, batches are cut by count or as recorded, nothing else).
+    earlier_reach: u64,
+    /// With `batchSize` alone: the highest number this run has recorded as reachable.
+    reach: u64,
     /// When the batch being filled must go, lingering or not.
     deadline: Option<tokio::time::Instant>,
     /// The batch being filled.
@@ -107,7 +118,10 @@ impl Batcher {
             metrics,
             batch_size: common.batch_size,
             linger: (common.linger_ms > 0).then(|| Duration::from_millis(common.linger_ms)),
-            per_message: false,
+            cuts: None,
+            replay: BTreeMap::new(),
+            earlier_reach: 0,
+            reach: 0,
             deadline: None,
             batch: Batch::new(),
             scratch: Batch::new(),
@@ -171,15 +185,114 @@ impl Batcher {
         *batch = kept;
     }
 
-    /// Starts from a checkpoint's unfinished batch; `exactly_once` (`qos: 2`) cuts batches by
-    /// count alone.
-    pub(super) fn resume(&mut self, pending: Batch, exactly_once: bool) {
-        self.per_message = exactly_once && self.batch_size == 0;
-        if exactly_once {
-            self.linger = None;
+    /// Starts from a checkpoint's unfinished batch. Under `qos: 2` (for a sink that numbers its
+    /// batches) cuts are recorded in `cuts` (see [`super::cuts`]), and `replay` holds those
+    /// recorded from the checkpoint's next number on.
+    pub(super) fn resume(&mut self, pending: Batch, cuts: Option<CutLog>, replay: Replay) {
+        if cuts.is_some() {
+            self.replay = replay.cuts;
+            if self.count_only() {
+                self.earlier_reach = replay.reach;
+                self.reach = replay.reach;
+            }
         }
+        self.cuts = cuts;
         for (payload, ts) in &pending {
             self.batch.push(payload, ts);
+        }
+    }
+
+    /// `batchSize` without `lingerInterval`: batches are cut by count, which repeats by itself,
+    /// so such cuts are not recorded one by one (only how far they may have gone, a block of
+    /// numbers at a time).
+    fn count_only(&self) -> bool {
+        self.batch_size > 0 && self.linger.is_none()
+    }
+
+    /// Whether this run is still cutting batches an earlier run may have handed on: then they
+    /// are cut as recorded or by count, never by time or at a barrier. Where every cut is
+    /// recorded (without `batchSize`, or with `lingerInterval`) the recorded cuts follow one
+    /// another: the first number without one ends the replay.
+    fn replaying(&mut self) -> bool {
+        if self.replay.is_empty() && self.earlier_reach == 0 {
+            return false;
+        }
+        let next = self.sequencer.next();
+        while self
+            .replay
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < next)
+        {
+            self.replay.pop_first();
+        }
+        if !self.count_only() {
+            if !self.replay.contains_key(&next) {
+                self.replay.clear();
+            }
+            return !self.replay.is_empty();
+        }
+        if next > self.earlier_reach {
+            self.earlier_reach = 0;
+        }
+        !self.replay.is_empty() || self.earlier_reach > 0
+    }
+
+    /// While replaying, the size the batch being filled is cut at: its recorded size, or
+    /// `batchSize` when it was cut by count.
+    fn replayed(&mut self) -> Option<usize> {
+        if !self.replaying() {
+            return None;
+        }
+        let size = match self.replay.get(&self.sequencer.next()) {
+            Some(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => self.batch_size,
+        };
+        Some(size)
+    }
+
+    /// Whether the batch being filled waits for a count (a recorded cut, or `batchSize` alone
+    /// under `qos: 2`) that a checkpoint keeps it for, rather than going at a barrier.
+    fn waits_for_count(&mut self) -> bool {
+        self.cuts.is_some() && (self.count_only() || self.replaying())
+    }
+
+    /// With `batchSize` alone under `qos: 2`: before the batch numbered next is handed on,
+    /// makes sure the durable reach covers it (reserving [`REACH_AHEAD`] numbers at a time).
+    async fn reserve_reach(&mut self) {
+        let Some(cuts) = &self.cuts else { return };
+        let next = self.sequencer.next();
+        if next <= self.reach {
+            return;
+        }
+        let upto = next + REACH_AHEAD - 1;
+        match cuts.reach(upto).await {
+            Ok(()) => self.reach = upto,
+            Err(e) => {
+                tracing::error!(action = %self.name, "the reach of the batches cut by count could not be recorded: {e}");
+                self.metrics
+                    .exceptions
+                    .record(format!("recording batch cuts: {e}"));
+            }
+        }
+    }
+
+    /// Hands on the batch being filled while it holds a recorded cut's payloads.
+    async fn cut_replayed(&mut self) {
+        while let Some(size) = self.replayed()
+            && !self.batch.is_empty()
+            && self.batch.len() >= size
+        {
+            if self.batch.len() > size {
+                // Only a rule whose results differ from one reading to the next gets here.
+                tracing::warn!(
+                    action = %self.name,
+                    recorded = size,
+                    payloads = self.batch.len(),
+                    "the rows read again after the checkpoint gave more payloads than the batch \
+                     recorded before the restart: they go in one batch"
+                );
+            }
+            self.hand_on(false).await;
         }
     }
 
@@ -199,20 +312,23 @@ impl Batcher {
     /// The linger ended: the batch goes as it is.
     pub(super) async fn linger_ended(&mut self) {
         self.deadline = None;
-        self.flush().await;
+        if !self.replaying() {
+            self.flush().await;
+        }
     }
 
     /// Transforms a chunk of the rule's messages into the batch, handing it on each time it
-    /// reaches `batchSize`.
+    /// reaches `batchSize` (or the size of the recorded cut it replays).
     pub(super) async fn add(&mut self, chunk: &[Message]) {
         let metrics = Arc::clone(&self.metrics);
         metrics.records_in.add(chunk.len() as u64);
+        self.cut_replayed().await;
         // Counted once per chunk: the loop below runs for every row.
         let mut payloads = 0u64;
+        let mut scratch = std::mem::take(&mut self.scratch);
         for message in chunk {
-            self.scratch.clear();
+            scratch.clear();
             let ts = message.timestamp_ms();
-            let scratch = &mut self.scratch;
             let produced =
                 self.transformer
                     .transform(message, &mut |p| scratch.push(p, ts), &mut self.errors);
@@ -224,26 +340,30 @@ impl Batcher {
                 metrics.failed.add(1);
                 metrics.exceptions.record(err.to_string());
             }
-            for (payload, ts) in &self.scratch {
+            for (payload, ts) in &scratch {
                 self.batch.push(payload, ts);
-                if self.batch_size > 0 && self.batch.len() >= self.batch_size {
-                    Self::hand_on(
-                        &mut self.batch,
-                        &self.transformer,
-                        &mut self.single,
-                        self.pool.as_ref(),
-                        &self.sequencer,
-                        (&self.dynamic, &self.checks),
-                        &metrics,
-                    )
-                    .await;
-                    self.deadline = None;
+                match self.replayed() {
+                    Some(size) => {
+                        if self.batch.len() >= size {
+                            self.cut_replayed().await;
+                        }
+                    }
+                    None => {
+                        if self.batch_size > 0 && self.batch.len() >= self.batch_size {
+                            if self.count_only() {
+                                // By count: repeatable without a record of its own.
+                                self.reserve_reach().await;
+                                self.hand_on(false).await;
+                            } else {
+                                self.flush().await;
+                            }
+                            self.deadline = None;
+                        }
+                    }
                 }
             }
-            if self.per_message && !self.batch.is_empty() {
-                self.flush().await;
-            }
         }
+        self.scratch = scratch;
         metrics.payloads.add(payloads);
     }
 
@@ -253,8 +373,13 @@ impl Batcher {
     }
 
     /// The chunks that were waiting are in: without a batch size the batch goes now; with one,
-    /// an unfinished batch starts lingering.
+    /// an unfinished batch starts lingering. A batch replaying a recorded cut waits for its
+    /// payloads.
     pub(super) async fn drained(&mut self) {
+        self.cut_replayed().await;
+        if self.replaying() {
+            return;
+        }
         if self.batch_size == 0 {
             self.flush().await;
         } else if self.deadline.is_none() && !self.batch.is_empty() {
@@ -262,50 +387,94 @@ impl Batcher {
         }
     }
 
-    /// Hands on the batch being filled, whatever its size.
-    pub(super) async fn flush(&mut self) {
-        Self::hand_on(
-            &mut self.batch,
-            &self.transformer,
-            &mut self.single,
-            self.pool.as_ref(),
-            &self.sequencer,
-            (&self.dynamic, &self.checks),
-            &self.metrics,
-        )
-        .await;
+    /// A checkpoint's barrier: what was handed on is settled by now. The batch being filled
+    /// goes too, unless it waits for a count (under `qos: 2`): then the checkpoint holds it.
+    pub(super) async fn at_barrier(&mut self) {
+        if !self.waits_for_count() {
+            self.flush().await;
+        }
     }
 
-    /// Sets the batch's header, numbers it, and delivers it through the one instance, or queues it for the
-    /// instance workers.
-    async fn hand_on(
-        batch: &mut Batch,
-        transformer: &Transformer,
-        single: &mut Option<Deliverer>,
-        pool: Option<&mpsc::Sender<Batch>>,
-        sequencer: &Sequencer,
-        (dynamic, checks): (&DynamicProps, &(GrantChecks, Arc<Delivery>)),
-        metrics: &ActionMetrics,
-    ) {
-        batch.set_header(transformer.header());
+    /// The end of the run: the batch being filled goes, whatever its size. While replaying,
+    /// an incomplete batch stays with the checkpoint when the run was stopped: an earlier run
+    /// may have handed on a larger one under its number, which the sink would then skip (the
+    /// next run refills it from the checkpoint and cuts it at its size); its payloads are
+    /// counted cut short. At the end of the input it goes: as recorded if it replays a recorded
+    /// cut (its rows came fewer than before the restart, which only a rule whose results differ
+    /// from one reading to the next does), recorded if it is cut by count (no earlier run can
+    /// have had more rows for it than the whole input).
+    pub(super) async fn finish(&mut self) {
+        self.cut_replayed().await;
+        if let Some(size) = self.replayed()
+            && !self.batch.is_empty()
+        {
+            let delivery = Arc::clone(&self.checks.1);
+            if delivery.stopping() {
+                delivery.held_for_replay(&self.batch, size);
+                self.batch.clear();
+                return;
+            }
+            if self.replay.contains_key(&self.sequencer.next()) {
+                tracing::warn!(
+                    action = %self.name,
+                    recorded = size,
+                    payloads = self.batch.len(),
+                    "the input ended before the rows read again filled the batch recorded \
+                     before the restart: it goes as it is"
+                );
+                self.hand_on(false).await;
+                return;
+            }
+        }
+        self.flush().await;
+    }
+
+    /// Hands on the batch being filled, whatever its size, recording the cut under `qos: 2`.
+    pub(super) async fn flush(&mut self) {
+        let record = self.cuts.is_some();
+        self.hand_on(record).await;
+    }
+
+    /// Sets the batch's header, numbers it (recording the cut durably first when `record`),
+    /// and delivers it through the one instance, or queues it for the instance workers.
+    async fn hand_on(&mut self, record: bool) {
+        let batch = &mut self.batch;
+        batch.set_header(self.transformer.header());
         if batch.is_empty() {
             return;
         }
-        if !dynamic.is_empty() {
-            batch.set_dynamic(evaluate(dynamic, batch, metrics));
-            if !checks.0.is_empty() {
-                Self::refuse_outside_grants(batch, checks).await;
+        // Numbered as cut, before any payload is taken out: a replay takes the same ones out.
+        let sequence = self.sequencer.issue();
+        if record && let Some(cuts) = &self.cuts {
+            let size = batch.len() as u64;
+            if let Err(e) = cuts.record(sequence, size).await {
+                tracing::error!(
+                    action = %self.name,
+                    sequence,
+                    "the batch's cut could not be recorded: after a crash before the next \
+                     checkpoint its rows may be written twice or not at all: {e}"
+                );
+                self.metrics
+                    .exceptions
+                    .record(format!("recording a batch cut: {e}"));
+            }
+        }
+        let metrics = &self.metrics;
+        if !self.dynamic.is_empty() {
+            batch.set_dynamic(evaluate(&self.dynamic, batch, metrics));
+            if !self.checks.0.is_empty() {
+                Self::refuse_outside_grants(batch, &self.checks).await;
                 if batch.is_empty() {
                     batch.clear();
                     return;
                 }
             }
         }
-        batch.set_sequence(sequencer.issue());
-        if let Some(single) = single {
+        batch.set_sequence(sequence);
+        if let Some(single) = &mut self.single {
             single.deliver(batch).await;
             batch.clear();
-        } else if let Some(pool) = pool {
+        } else if let Some(pool) = &self.pool {
             let full = std::mem::take(batch);
             if let Err(lost) = pool.send(full).await {
                 let n = lost.0.len() as u64;

@@ -415,6 +415,19 @@ pub enum ConnectorSpec {
     Unavailable(String),
 }
 
+impl ConnectorSpec {
+    /// Whether the sink gets each batch's sequence number and can skip one it wrote before
+    /// (a wasm sink built against `oort:sink@0.2.0`, the built-in `mqtt` sink): under `qos: 2`
+    /// its batches must be cut again where they were after a restart.
+    pub fn numbers_batches(&self) -> bool {
+        match self {
+            Self::Wasm(spec) => spec.plugin.version == crate::host::WitVersion::V0_2,
+            Self::Mqtt(..) => true,
+            Self::Log | Self::Nop { .. } | Self::Memory { .. } | Self::Unavailable(_) => false,
+        }
+    }
+}
+
 impl std::fmt::Debug for ConnectorSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -113,6 +113,26 @@ impl Delivery {
         self.metrics.exceptions.record(STOPPED);
     }
 
+    /// Accounts for a batch that replays a recorded cut (`qos: 2`) and was not complete when
+    /// the run stopped: it is not handed on (smaller than recorded, under its number, the sink
+    /// would skip the rest of it). The checkpoint holds its payloads and the next run hands
+    /// them on; this run counts them cut short (and failed).
+    pub(super) fn held_for_replay(&self, batch: &Batch, recorded: usize) {
+        let n = batch.len() as u64;
+        tracing::warn!(
+            action = %self.name,
+            messages = n,
+            recorded,
+            "batch not handed on: the run stopped before it held the payloads recorded for it; \
+             the checkpoint keeps them and the next run hands them on"
+        );
+        self.metrics.failed.add(n);
+        self.metrics.cut_short.add(n);
+        self.metrics
+            .exceptions
+            .record("a batch replayed after a restart was not complete at the stop");
+    }
+
     /// Hands a batch that cannot be delivered to the dead-letter output, or counts it failed.
     pub(super) async fn dead_letter(&self, reason: DeadReason, message: &str, batch: &Batch) {
         let n = batch.len() as u64;

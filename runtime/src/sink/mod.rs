@@ -19,6 +19,7 @@ mod batch;
 mod batching;
 pub mod cache;
 mod connector;
+pub mod cuts;
 pub mod dead_letter;
 mod delivery;
 #[cfg(test)]
@@ -640,10 +641,16 @@ pub struct StartedAction {
     abort: watch::Receiver<bool>,
     barriers: Option<(usize, mpsc::UnboundedSender<BarrierAck>)>,
     drain_timeout: Option<Duration>,
-    /// `qos: 2`: batches are cut by count alone and numbered from the checkpoint.
+    /// `qos: 2`: batches are numbered from the checkpoint.
     exactly_once: bool,
     /// The payloads of the batch the action was filling at the checkpoint it resumes from.
     pending: Batch,
+    /// `qos: 2`, for a sink that numbers its batches: where the cuts not made by count are
+    /// recorded.
+    cuts: Option<cuts::CutLog>,
+    /// What to replay: the cuts recorded from the checkpoint's next number on, and how far an
+    /// earlier run may have cut by count.
+    replay: cuts::Replay,
 }
 
 /// An action's acknowledgement of a barrier: its index in the rule and its numbering.
@@ -656,6 +663,9 @@ pub struct Resume {
     pub exactly_once: bool,
     /// The action's numbering in the checkpoint the rule resumes from, if it has one.
     pub from: Option<ActionCheckpoint>,
+    /// Under `qos: 2`: where the action records the batch cuts a replay must repeat (the
+    /// rule's checkpoint store).
+    pub cuts: Option<cuts::CutLog>,
 }
 
 /// Refuses, for a rule with `qos: 2`, the props that cut or order batches in a way a replay
@@ -666,12 +676,6 @@ pub fn check_exactly_once(action: &PreparedAction) -> Result<(), ActionError> {
         option,
         reason,
     };
-    if action.common.linger_ms > 0 {
-        return Err(refuse(
-            "lingerInterval",
-            "it hands a batch on when a time is up",
-        ));
-    }
     if action.common.concurrency > 1 {
         return Err(refuse(
             "concurrency",
@@ -785,6 +789,31 @@ pub async fn start_from(
             pending.push(&bytes, p.ts);
         }
     }
+    // A sink that numbers its batches skips one it wrote before: a replay must cut the same.
+    let mut replay = cuts::Replay::default();
+    let cuts = match resume.cuts {
+        Some(log) if resume.exactly_once && action.spec.numbers_batches() => {
+            let from = resume
+                .from
+                .as_ref()
+                .filter(|from| from.exactly_once)
+                .map(|from| from.next_sequence);
+            let reader = log.clone();
+            replay = tokio::task::spawn_blocking(move || reader.resume(from))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|e| ActionError::Resume {
+                    action: action.name.to_string(),
+                    message: format!("the recorded batch cuts: {e}"),
+                })?;
+            if !replay.cuts.is_empty() {
+                tracing::info!(action = %action.name, batches = replay.cuts.len(), "the batches cut after the checkpoint are cut again where they were");
+            }
+            Some(log)
+        }
+        _ => None,
+    };
     if resume.exactly_once {
         match &resume.from {
             Some(from) if from.exactly_once => sequencer.pin(from.next_sequence, from.delivered),
@@ -855,6 +884,8 @@ pub async fn start_from(
         drain_timeout: None,
         exactly_once: resume.exactly_once,
         pending,
+        cuts,
+        replay,
     })
 }
 

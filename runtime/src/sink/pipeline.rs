@@ -30,6 +30,8 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         drain_timeout,
         exactly_once,
         pending,
+        cuts,
+        replay,
     } = started;
     let metrics = Arc::clone(&action.metrics);
     let mut delivery = Delivery::new(
@@ -87,7 +89,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
             ),
         ),
     );
-    out.resume(pending, exactly_once);
+    out.resume(pending, cuts, replay);
     loop {
         let deadline = out.deadline();
         let linger_until = async {
@@ -146,11 +148,9 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         out.drained().await;
         if barrier {
             // A checkpoint: what came before the barrier is settled, and durable if cached.
-            // Under qos 2 the batch being filled stays (the checkpoint holds its payloads), so
-            // that batches are cut where a replay cuts them.
-            if !exactly_once {
-                out.flush().await;
-            }
+            // Under qos 2 a batch being filled for a count stays (the checkpoint holds its
+            // payloads), so that batches are cut where a replay cuts them.
+            out.at_barrier().await;
             if let Some(state) = &shared.cache {
                 let mut state = state.lock().await;
                 if let Err(e) = state.cache.persist() {
@@ -170,7 +170,7 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
             }
         }
     }
-    out.flush().await;
+    out.finish().await;
     let mut finished: Vec<Deliverer> = out.single.take().into_iter().collect();
     drop(out.pool.take());
     for worker in workers {

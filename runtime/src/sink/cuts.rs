@@ -1,0 +1,343 @@
+//! The record of where an action cut its batches under `qos: 2`, so that a restart from a
+//! checkpoint cuts the rows it reads again into the same batches with the same numbers.
+//!
+//! Under `qos: 2` a sink skips a batch whose sequence number is not above the one it last wrote
+//! (see [`super::sequence`]), so a batch delivered again after a crash must hold exactly the
+//! payloads it held the first time. Cuts made without a batch size (whatever was waiting when
+//! the sink was free) or by `lingerInterval` depend on timing, so each cut is *recorded* before
+//! its batch can reach the sink: its sequence number and its size in payloads, one row of the
+//! `batch_cuts` table of the rule's checkpoint database. A restart from a checkpoint *replays*
+//! the recorded cuts from the checkpoint's next number on: each such batch is cut at exactly its
+//! recorded size, waiting for as many payloads as that takes, never by time; after the last
+//! recorded one the action cuts freely again (and records again).
+//!
+//! With `batchSize` alone a cut by count repeats by itself (the payloads after a checkpoint come
+//! again in the same order, and the checkpoint holds the batch being filled,
+//! [`crate::checkpoint::ActionCheckpoint::pending`]), so it is not recorded. What a restart must
+//! know is how far an earlier run may have gone: a batch it cuts short of that (at the end of
+//! the run) could clash with a full one the sink has under the same number. So the action
+//! records its *reach*, the highest number it may hand on, [`REACH_AHEAD`] numbers at a time
+//! (`batch_reach`), and a cut not by count (the partial batch at the end of the run) is
+//! recorded as above. Up to an earlier run's reach a restart cuts by count or as recorded only,
+//! and a stop keeps an incomplete batch with the checkpoint for the next run.
+//!
+//! The records live with the checkpoints (`checkpoints.redb`) rather than in an action's own
+//! cache database because the checkpoint is what holds the numbering under `qos: 2` (its next
+//! sequence number): the transaction that writes a checkpoint also drops the cuts it covers
+//! (numbers below its next one), so the two never disagree, and an action without a cache needs
+//! no database of its own.
+//!
+//! Each record must be durable before its batch is handed on, and a commit waits for the disk.
+//! Records are therefore committed in groups: while one group commits, the records asked for
+//! meanwhile (by any action of the run) wait and go in the next transaction together; and
+//! while an action waits for its record, its rule's results queue up in its channel, so its
+//! next batch (without a batch size) takes more of them. The slower the disk, the larger the
+//! batches: the cost per row falls as the load rises.
+//!
+//! A crash between a record and the sink's write replays the record: the sink gets the batch
+//! it never wrote. A crash between the sink's write and its acknowledgement replays it too: the
+//! sink skips the batch by its number. Payloads taken out of a batch after the cut (values of a
+//! templated prop outside the action's grants, dead-lettered on their own) are taken out again
+//! by the replay, since the record counts the payloads cut, before any is taken out.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableDatabase, Table, TableDefinition};
+use tokio::sync::oneshot;
+
+/// Recorded cuts: (rule, action, sequence number) → payloads in the batch.
+const CUTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("batch_cuts");
+
+/// With `batchSize` alone: (rule, action) → the highest number the action may have handed on
+/// by count (reserved ahead, see [`REACH_AHEAD`]).
+const REACH: TableDefinition<(&str, &str), u64> = TableDefinition::new("batch_reach");
+
+/// Numbers reserved at a time as the reach of batches cut by count.
+pub const REACH_AHEAD: u64 = 1024;
+
+/// The cuts of one database (the checkpoint store's), committed in groups.
+pub struct CutStore {
+    db: Arc<Database>,
+    queue: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for CutStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CutStore")
+    }
+}
+
+/// Records waiting for the next commit.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    /// A commit (and the loop that commits what waits behind it) is running.
+    committing: bool,
+}
+
+/// One record waiting to be committed, and who waits for it.
+struct Waiting {
+    rule: Arc<str>,
+    action: Arc<str>,
+    record: Record,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What is recorded.
+#[derive(Clone, Copy)]
+enum Record {
+    /// Batch `sequence` was cut at `size` payloads.
+    Cut { sequence: u64, size: u64 },
+    /// Batches up to this number may be handed on, cut by count.
+    Reach(u64),
+}
+
+impl CutStore {
+    /// The cuts kept in `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self {
+            db,
+            queue: Mutex::default(),
+        }
+    }
+
+    /// Action `action` of rule `rule`'s cuts.
+    pub fn log(self: &Arc<Self>, rule: &str, action: &str) -> CutLog {
+        CutLog {
+            store: Arc::clone(self),
+            rule: Arc::from(rule),
+            action: Arc::from(action),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits what waits, one transaction per group, until nothing waits (on a blocking
+    /// thread).
+    fn commit_waiting(&self) {
+        loop {
+            let group = {
+                let mut queue = self.queue();
+                if queue.waiting.is_empty() {
+                    queue.committing = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            let result = self.write(&group).map_err(|e| e.to_string());
+            for waiting in group {
+                let _ = waiting.done.send(result.clone());
+            }
+        }
+    }
+
+    fn write(&self, group: &[Waiting]) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut cuts = txn.open_table(CUTS)?;
+            let mut reach = txn.open_table(REACH)?;
+            for w in group {
+                match w.record {
+                    Record::Cut { sequence, size } => {
+                        cuts.insert((&*w.rule, &*w.action, sequence), size)?;
+                    }
+                    Record::Reach(upto) => {
+                        reach.insert((&*w.rule, &*w.action), upto)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Drops, in a checkpoint's transaction, the cuts of `action` of `rule` it covers: those
+/// numbered below `next`.
+pub(crate) fn drop_covered(
+    txn: &redb::WriteTransaction,
+    rule: &str,
+    action: &str,
+    next: u64,
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(CUTS)?;
+    table
+        .retain_in::<(&str, &str, u64), _>((rule, action, 0)..(rule, action, next), |_, _| false)?;
+    Ok(())
+}
+
+/// Drops every cut of `rule` (its checkpoint is forgotten).
+pub(crate) fn forget_rule(txn: &redb::WriteTransaction, rule: &str) -> Result<(), redb::Error> {
+    let mut table: Table<(&str, &str, u64), u64> = txn.open_table(CUTS)?;
+    table.retain(|(r, _, _), _| r != rule)?;
+    let mut reach: Table<(&str, &str), u64> = txn.open_table(REACH)?;
+    reach.retain(|(r, _), _| r != rule)?;
+    Ok(())
+}
+
+/// What a resumed action replays.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// The recorded cuts from the checkpoint's next number on: number → payloads.
+    pub cuts: BTreeMap<u64, u64>,
+    /// The highest number an earlier run may have handed on cut by count (`batchSize` alone;
+    /// 0: none).
+    pub reach: u64,
+}
+
+/// One action's recorded cuts.
+#[derive(Clone)]
+pub struct CutLog {
+    store: Arc<CutStore>,
+    rule: Arc<str>,
+    action: Arc<str>,
+}
+
+impl std::fmt::Debug for CutLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CutLog({}/{})", self.rule, self.action)
+    }
+}
+
+impl CutLog {
+    /// What to replay when the action resumes from a checkpoint whose next number is `from`
+    /// (`None` when it starts without one that numbered its batches): the recorded cuts from
+    /// `from` on (sequence number → payloads), and the highest number an earlier run may have
+    /// handed on cut by count (0: none). Records that cannot apply (below `from`, or all of
+    /// them without a checkpoint) are dropped.
+    pub fn resume(&self, from: Option<u64>) -> Result<Replay, String> {
+        let (rule, action) = (&*self.rule, &*self.action);
+        let from = from.unwrap_or(u64::MAX);
+        let db = &self.store.db;
+        let (stale, kept, reach) = {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let reach = match txn.open_table(REACH) {
+                Ok(table) => table
+                    .get((rule, action))
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value())
+                    .unwrap_or(0),
+                Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                Err(e) => return Err(e.to_string()),
+            };
+            let reach = if from == u64::MAX { 0 } else { reach };
+            let table = match txn.open_table(CUTS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(Replay {
+                        cuts: BTreeMap::new(),
+                        reach,
+                    });
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut stale = false;
+            let mut kept = BTreeMap::new();
+            for entry in table
+                .range::<(&str, &str, u64)>((rule, action, 0)..=(rule, action, u64::MAX))
+                .map_err(|e| e.to_string())?
+            {
+                let (key, size) = entry.map_err(|e| e.to_string())?;
+                let sequence = key.value().2;
+                if sequence < from {
+                    stale = true;
+                } else {
+                    kept.insert(sequence, size.value());
+                }
+            }
+            (stale, kept, reach)
+        };
+        if stale {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            drop_covered(&txn, rule, action, from).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+        }
+        Ok(Replay { cuts: kept, reach })
+    }
+
+    /// Records that batch `sequence` was cut at `size` payloads; durable when this returns.
+    pub async fn record(&self, sequence: u64, size: u64) -> Result<(), String> {
+        self.commit(Record::Cut { sequence, size }).await
+    }
+
+    /// Records that batches up to `upto` may be handed on cut by count; durable when this
+    /// returns.
+    pub async fn reach(&self, upto: u64) -> Result<(), String> {
+        self.commit(Record::Reach(upto)).await
+    }
+
+    async fn commit(&self, record: Record) -> Result<(), String> {
+        let (done, committed) = oneshot::channel();
+        let lead = {
+            let mut queue = self.store.queue();
+            queue.waiting.push(Waiting {
+                rule: Arc::clone(&self.rule),
+                action: Arc::clone(&self.action),
+                record,
+                done,
+            });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.commit_waiting());
+        }
+        committed
+            .await
+            .map_err(|_| "the commit of batch cuts stopped".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Arc<CutStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("c.redb")).unwrap());
+        (dir, Arc::new(CutStore::new(db)))
+    }
+
+    #[tokio::test]
+    async fn recorded_cuts_come_back_from_the_checkpoint_s_number_on() {
+        let (_dir, store) = store();
+        let log = store.log("r", "file_0");
+        let other = store.log("r", "file_1");
+        let records: Vec<_> = (1..=5).map(|s| log.record(s, s * 10)).collect();
+        futures_util::future::try_join_all(records).await.unwrap();
+        other.record(3, 7).await.unwrap();
+        // A checkpoint whose next number is 3 covers 1 and 2.
+        {
+            let txn = store.db.begin_write().unwrap();
+            drop_covered(&txn, "r", "file_0", 3).unwrap();
+            txn.commit().unwrap();
+        }
+        let cuts = |log: &CutLog, from| log.resume(from).unwrap().cuts;
+        assert_eq!(
+            cuts(&log, Some(3)),
+            BTreeMap::from([(3, 30), (4, 40), (5, 50)])
+        );
+        assert_eq!(cuts(&log, Some(5)), BTreeMap::from([(5, 50)]));
+        assert_eq!(
+            cuts(&log, Some(3)),
+            BTreeMap::from([(5, 50)]),
+            "what a resume dropped is gone"
+        );
+        assert_eq!(cuts(&other, Some(1)), BTreeMap::from([(3, 7)]));
+        other.reach(1024).await.unwrap();
+        assert_eq!(other.resume(Some(2)).unwrap().reach, 1024);
+        assert_eq!(log.resume(Some(2)).unwrap().reach, 0);
+        // Without a numbered checkpoint nothing applies.
+        assert_eq!(log.resume(None).unwrap(), Replay::default());
+        assert_eq!(cuts(&log, Some(1)), BTreeMap::new());
+        {
+            let txn = store.db.begin_write().unwrap();
+            forget_rule(&txn, "r").unwrap();
+            txn.commit().unwrap();
+        }
+        assert_eq!(other.resume(Some(1)).unwrap(), Replay::default());
+    }
+}

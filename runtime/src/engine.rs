@@ -1696,7 +1696,7 @@ async fn run_query(
             rule = %fanout.rule,
             windows = unsent.windows,
             rows = unsent.rows,
-            "{when} with {} windows open and {} rows held: not sent; {why}",
+            "{when} with windows open ({}) and rows held ({}): not sent; {why}",
             unsent.windows,
             unsent.rows
         );

@@ -125,7 +125,7 @@ impl RunReport {
                     ", as in eKuiper (rule option fireAtEnd sends the time windows at the end of the input)"
                 };
                 out.push_str(&format!(
-                    "  at the end: {windows} windows still open and {held} rows held (by them and the watermark) were not sent{hint}\n"
+                    "  at the end, not sent: windows still open {windows}, rows held (by them and the watermark) {held}{hint}\n"
                 ));
             }
             if let Some(last) = rule.rule.exceptions.last() {

@@ -87,8 +87,8 @@ fn the_summary_counts_the_windows_left_open_at_the_end_of_the_input() {
     assert!(run.stdout.contains("query: 3 in, 1 out"), "{}", run.stdout);
     assert!(
         run.stdout.contains(
-            "at the end: 1 windows still open and 2 rows held (by them and the watermark) were \
-             not sent, as in eKuiper (rule option fireAtEnd sends the time windows at the end of \
+            "at the end, not sent: windows still open 1, rows held (by them and the watermark) 2, \
+             as in eKuiper (rule option fireAtEnd sends the time windows at the end of \
              the input)"
         ),
         "{}",

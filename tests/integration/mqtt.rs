@@ -739,7 +739,7 @@ fn a_stop_fires_no_open_window_and_the_next_run_resumes_it() {
     assert!(
         log.lock()
             .unwrap()
-            .contains("the rule stopped with 2 windows open and 2 rows held: not sent"),
+            .contains("the rule stopped with windows open (2) and rows held (2): not sent"),
         "{}",
         log.lock().unwrap()
     );

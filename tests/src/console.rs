@@ -117,8 +117,8 @@ impl UpdateCost {
     }
 }
 
-/// Reads `GET path` as server-sent events for `window`; the size in bytes of each event.
-pub fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
+/// Opens `GET path` as a server-sent event stream, each read waiting at most `timeout`.
+fn open_events(port: u16, path: &str, timeout: Duration) -> TcpStream {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
     write!(
         socket,
@@ -126,8 +126,14 @@ pub fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
     )
     .expect("sending the request");
     socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
+        .set_read_timeout(Some(timeout))
         .expect("a read timeout");
+    socket
+}
+
+/// Reads `GET path` as server-sent events for `window`; the size in bytes of each event.
+pub fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
+    let mut socket = open_events(port, path, Duration::from_millis(200));
     let start = Instant::now();
     let mut raw = Vec::new();
     let mut buf = [0u8; 65536];
@@ -155,15 +161,7 @@ pub fn event_sizes(port: u16, path: &str, window: Duration) -> Vec<usize> {
 
 /// The first server-sent event of `path`, its data as JSON.
 pub fn first_event(port: u16, path: &str) -> Json {
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
-    write!(
-        socket,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .expect("sending the request");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout");
+    let socket = open_events(port, path, Duration::from_secs(10));
     for line in BufReader::new(socket).lines() {
         let line = line.expect("an event within 10 s");
         if let Some(data) = line.strip_prefix("data: ") {

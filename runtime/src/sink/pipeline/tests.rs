@@ -43,6 +43,29 @@ fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// The action `fake_0` of rule `rule` with these props, counted in `metrics`.
+fn fake_action(common: props::CommonProps, metrics: &Arc<ActionMetrics>) -> PreparedAction {
+    PreparedAction {
+        name: Arc::from("fake_0"),
+        plugin: "fake".into(),
+        rule: Arc::from("rule"),
+        common,
+        spec: ConnectorSpec::Nop { log: false },
+        metrics: Arc::clone(metrics),
+        send_nil: false,
+        cache_path: None,
+        dead_letter: None,
+    }
+}
+
+/// Sends `chunk` into a running action's input (`None` once the test closed it).
+async fn send_to(tx: Option<&mpsc::Sender<Chunk>>, chunk: Chunk) {
+    tx.expect("input open")
+        .send(chunk)
+        .await
+        .expect("the action runs");
+}
+
 /// An action running against scripted sinks.
 struct Action {
     tx: Option<mpsc::Sender<Chunk>>,
@@ -83,17 +106,7 @@ impl Action {
             ActionCache::open(&dir.join("fake_0.redb"), config).expect("the cache opens")
         });
         let metrics = Arc::new(ActionMetrics::default());
-        let action = PreparedAction {
-            name: Arc::from("fake_0"),
-            plugin: "fake".into(),
-            rule: Arc::from("rule"),
-            common,
-            spec: ConnectorSpec::Nop { log: false },
-            metrics: Arc::clone(&metrics),
-            send_nil: false,
-            cache_path: None,
-            dead_letter: None,
-        };
+        let action = fake_action(common, &metrics);
         let dead_letter = dead.map(|sink| DeadLetter::Action {
             name: "fake_0_deadletter".into(),
             connector: Box::new(sink.connector()),
@@ -128,12 +141,7 @@ impl Action {
     }
 
     async fn send(&self, chunk: Chunk) {
-        self.tx
-            .as_ref()
-            .expect("input open")
-            .send(chunk)
-            .await
-            .expect("the action runs");
+        send_to(self.tx.as_ref(), chunk).await;
     }
 
     /// Closes the input and waits for the action to finish.
@@ -579,17 +587,7 @@ impl OnceAction {
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let started = StartedAction {
-            action: PreparedAction {
-                name: Arc::from("fake_0"),
-                plugin: "fake".into(),
-                rule: Arc::from("rule"),
-                common,
-                spec: ConnectorSpec::Nop { log: false },
-                metrics: Arc::clone(&metrics),
-                send_nil: false,
-                cache_path: None,
-                dead_letter: None,
-            },
+            action: fake_action(common, &metrics),
             connectors: vec![sink.connector()],
             cache: None,
             sequencer,
@@ -615,12 +613,7 @@ impl OnceAction {
     }
 
     async fn send(&self, chunk: Chunk) {
-        self.tx
-            .as_ref()
-            .expect("input open")
-            .send(chunk)
-            .await
-            .expect("the action runs");
+        send_to(self.tx.as_ref(), chunk).await;
     }
 
     /// Sends each chunk `gap` after the one before.

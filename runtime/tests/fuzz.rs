@@ -222,9 +222,19 @@ const RULE_VALUES: &[&str] = &[
     "\"{\\\"sql\\\": \\\"SELECT 1\\\", \\\"actions\\\": [{\\\"log\\\": {}}]}\"",
 ];
 
-/// Every rule case's `rule.json`, the examples' rules and the README's JSON blocks.
+/// Rule files of the shapes the rule cases do not have: a list of rules, every option, a
+/// ruleset with rules as strings.
+const RULE_SEEDS: &[&str] = &[
+    r#"[{"id": "a", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}, {"id": "b", "sql": "SELECT 1 FROM demo", "actions": [{"nop": null}], "tags": ["x"]}]"#,
+    r#"{"id": "r", "name": "n", "triggered": true, "sql": "SELECT * FROM demo", "actions": [{"log": {"sendSingle": true}}], "options": {"isEventTime": true, "lateTolerance": "1s", "concurrency": 2, "bufferLength": 1024, "sendMetaToSink": true, "sendNilField": true, "sendError": true, "qos": 1, "checkpointInterval": "5m", "debug": true, "restartStrategy": {"attempts": 3, "delay": 1000, "multiplier": 2, "maxDelay": "30s", "jitterFactor": 0.1}}}"#,
+    r#"{"streams": {"demo": "CREATE STREAM demo () WITH (TYPE="memory", DATASOURCE="t")"}, "tables": {"t": "CREATE TABLE t (a BIGINT) WITH (TYPE="file", DATASOURCE="t.json")"}, "rules": {"r1": "{"sql": "SELECT * FROM demo", "actions": [{"log": {}}]}", "r2": {"sql": "SELECT a FROM demo", "actions": [{"memory": {"topic": "out"}}]}}}"#,
+];
+
+/// Every rule case's `rule.json`, the examples' rules, the README's JSON blocks and
+/// [`RULE_SEEDS`].
 fn rule_seeds() -> Vec<String> {
-    let mut seeds = files_in_folders(&root().join("tests/rules"), "rule.json");
+    let mut seeds: Vec<String> = RULE_SEEDS.iter().map(|s| s.to_string()).collect();
+    seeds.extend(files_in_folders(&root().join("tests/rules"), "rule.json"));
     seeds.extend(files_in_folders(&root().join("examples"), "rule.json"));
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap_or_default();
     for block in readme.split("```json\n").skip(1) {

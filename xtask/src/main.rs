@@ -12,7 +12,8 @@
 //!   two rules against DuckDB and DataFusion on the same input.
 //! - `stress`: run one known test many times, stopping at the first failure.
 //! - `fuzz`:  run the chaos guest against the host for a time budget.
-//! - `fuzz-sql`: fuzz the stream DDL parser, the SQL compiler and the evaluator for a while.
+//! - `fuzz-parsers`: fuzz what a rule file reaches (SQL, templates, rule files, source
+//!   configuration files) for a while; `fuzz-sql` is its SQL part.
 
 #[path = "../../tests/src/cargo_env.rs"]
 mod cargo_env;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "stress" => stress(rest),
         "fuzz" => fuzz(rest),
+        "fuzz-parsers" => fuzz_parsers(rest),
         "fuzz-sql" => fuzz_sql(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
@@ -76,9 +78,14 @@ tasks:
                 with pip into target/peers-venv; skipped with a note when they cannot
                 be), alternating, on one core and on two; rows/s, ratios, and
                 instructions per row (valgrind) on a smaller input
+  fuzz-parsers [--seconds N] [--seed S] [--only NAME]...
+                fuzz each parser a rule file reaches for N seconds (default 600):
+                sql (DDL, SQL compiler, evaluator), template (dataTemplate), rule
+                (rule files, options, action props, grants, payloads), conf (MQTT and
+                redis source configuration); a panic or a hang stops it with the
+                input and its seed; each prints executions/s and distinct outcomes
   fuzz-sql [--seconds N]
-                fuzz the DDL parser, SQL compiler and evaluator for N seconds
-                (default 600); a panic stops it with the input and its seed
+                fuzz-parsers --only sql
   stress NAME [N]
                 run one test N times, stop at the first failure and print how many
                 passed (NAME: mqtt-restart, default 50 runs; mqtt-kill, default 20;
@@ -746,27 +753,70 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     run(cmd)
 }
 
-/// `fuzz-sql [--seconds N]`: the fuzz test of oort-sql with a long budget.
-fn fuzz_sql(args: &[String]) -> Result<(), String> {
-    let seconds = match args {
-        [] => 600,
-        [flag, n] if flag == "--seconds" => n
-            .parse::<u64>()
-            .map_err(|_| format!("--seconds takes a whole number, not `{n}`"))?,
-        _ => return Err("usage: cargo xtask fuzz-sql [--seconds N]".into()),
-    };
-    let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "oort-sql",
-        "--test",
+/// The parser fuzzers: name, package, test target and test.
+const FUZZERS: &[(&str, &str, &str, &str)] = &[
+    ("sql", "oort-sql", "fuzz", "no_panic_from_sql_ddl_or_rows"),
+    (
+        "template",
+        "oort-template",
         "fuzz",
-        "--",
-        "--nocapture",
-    ])
-    .env("OORT_FUZZ_SECONDS", seconds.to_string());
-    run(cmd)
+        "no_panic_or_hang_from_templates",
+    ),
+    ("rule", "oort", "fuzz", "no_panic_or_hang_from_rule_files"),
+    (
+        "conf",
+        "oort",
+        "fuzz",
+        "no_panic_or_hang_from_source_conf_files",
+    ),
+];
+
+/// `fuzz-parsers [--seconds N] [--seed S] [--only NAME]...`: the parser fuzz tests with a long
+/// budget each, one after the other.
+fn fuzz_parsers(args: &[String]) -> Result<(), String> {
+    const USAGE: &str = "usage: cargo xtask fuzz-parsers [--seconds N] [--seed S] [--only sql|template|rule|conf]...";
+    let mut seconds = 600u64;
+    let mut seed = None;
+    let mut only = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("`{arg}` needs a value\n{USAGE}"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("`{arg}` takes a whole number, not `{value}`"))
+        };
+        match arg.as_str() {
+            "--seconds" => seconds = number()?,
+            "--seed" => seed = Some(number()?),
+            "--only" if FUZZERS.iter().any(|f| f.0 == value) => only.push(value.as_str()),
+            "--only" => return Err(format!("no fuzzer `{value}`\n{USAGE}")),
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    for (name, package, target, test) in FUZZERS {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", package, "--test", target, "--"])
+            .args([*test, "--exact", "--nocapture"])
+            .env("OORT_FUZZ_SECONDS", seconds.to_string());
+        if let Some(seed) = seed {
+            cmd.env("OORT_FUZZ_SEED", seed.to_string());
+        }
+        run(cmd)?;
+    }
+    Ok(())
+}
+
+/// `fuzz-sql [--seconds N]`: `fuzz-parsers --only sql`.
+fn fuzz_sql(args: &[String]) -> Result<(), String> {
+    let mut args = args.to_vec();
+    args.extend(["--only".to_string(), "sql".to_string()]);
+    fuzz_parsers(&args)
 }
 
 /// `bench peers`: the same two rules through release `oort run-rule` and, when installed,

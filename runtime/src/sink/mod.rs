@@ -40,7 +40,9 @@ use tokio::sync::{mpsc, watch};
 
 pub use batch::{Batch, Iter as BatchIter};
 pub use cache::{ActionCache, CacheConfig, CacheError};
-pub use connector::{BUILTINS, Connector, ConnectorSpec, Phase, WasmSink, WasmSpec};
+pub use connector::{
+    BUILTINS, Connector, ConnectorSpec, Phase, WasmSink, WasmSpec, dynamic_props, render_over,
+};
 pub use dead_letter::{DeadLetter, DeadReason};
 pub use pipeline::run;
 pub use props::{CommonProps, DeadLetterSpec, PayloadFormat, PropError};
@@ -395,12 +397,12 @@ pub async fn prepare(
                 }
             };
             // Refused before the grants are resolved: a template in a prop that is not dynamic.
-            connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
-                |(prop, message)| ActionError::Props {
+            dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(|(prop, message)| {
+                ActionError::Props {
                     action: name.clone(),
                     source: PropError { prop, message },
-                },
-            )?;
+                }
+            })?;
             let raw_props = own.clone();
             let mut grants =
                 Grants::resolve(&plugin.manifest, &mut own, &rule.base_dir, prepare_fs).map_err(
@@ -427,7 +429,7 @@ pub async fn prepare(
                     },
                 )?;
             // Evaluated on the props as the sink sees them (a templated path made absolute).
-            let dynamic = connector::dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
+            let dynamic = dynamic_props(&own, &plugin.manifest.dynamic_props).map_err(
                 |(prop, message)| ActionError::Props {
                     action: name.clone(),
                     source: PropError { prop, message },

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+pub use crate::mqtt::{MqttConf, MqttSettings};
 pub use decode::{DecodeError, Decoder};
 pub use memory::MemoryBus;
 pub use shared::SharedSources;

@@ -19,6 +19,15 @@ pub const MAX_TEMPLATE_DEPTH: usize = 100;
 /// Deepest nesting of pipelines, control structures and template calls while running.
 pub const MAX_EXEC_DEPTH: usize = 300;
 
+/// Most work one render may do, in steps: a pipeline, control structure, template call or
+/// `range` iteration is a step, and so is each item or byte of a function's result. It bounds
+/// the time of a template that calls itself twice at every level, nests long ranges, or builds
+/// a list of lists of the same list.
+pub const MAX_WORK: u64 = 1 << 25;
+
+/// Most bytes one render may write.
+pub const MAX_OUTPUT: usize = 64 << 20;
+
 /// A shared `null`, for borrowed nil values.
 pub(crate) static NULL: Value = Value::Null;
 
@@ -163,6 +172,10 @@ pub(crate) struct Exec<'a, 'o> {
     base: usize,
     depth: usize,
     template_depth: usize,
+    /// Steps done (see [`MAX_WORK`]).
+    work: u64,
+    /// Where this render's output starts in `out`.
+    out_start: usize,
     out: &'o mut Vec<u8>,
 }
 
@@ -181,6 +194,8 @@ pub(crate) fn run(tmpl: &Parsed, dot: &Value, out: &mut Vec<u8>) -> Result<(), E
         base: 0,
         depth: 0,
         template_depth: 0,
+        work: 0,
+        out_start: out.len(),
         out,
     };
     exec.walk_list(&dot, &tmpl.root)?;
@@ -195,6 +210,26 @@ impl<'a> Exec<'a, '_> {
                 pos,
                 end,
                 format!("exceeded maximum nesting depth ({MAX_EXEC_DEPTH})"),
+            );
+        }
+        self.step(pos, end, 1)
+    }
+
+    /// Counts `steps` of work; fails once the render has done too much or written too much.
+    fn step(&mut self, pos: usize, end: usize, steps: u64) -> R<()> {
+        self.work += steps;
+        if self.work > MAX_WORK {
+            return fail(
+                pos,
+                end,
+                format!("exceeded the work limit ({MAX_WORK} steps)"),
+            );
+        }
+        if self.out.len() - self.out_start > MAX_OUTPUT {
+            return fail(
+                pos,
+                end,
+                format!("output too large (more than {MAX_OUTPUT} bytes)"),
             );
         }
         Ok(())
@@ -415,6 +450,7 @@ impl<'a> Exec<'a, '_> {
     fn iteration(&mut self, b: &'a Branch, mark: usize, index: Val<'a>, elem: Val<'a>) -> R<bool> {
         let decl = &b.pipe.decl;
         let (pos, end) = (b.pipe.pos, b.pipe.end);
+        self.step(pos, end, 1)?;
         match decl.len() {
             0 => {}
             1 => self.set_var(&decl[0], elem.clone(), pos, end)?,
@@ -445,6 +481,7 @@ impl<'a> Exec<'a, '_> {
                 let msg = format!("error calling {}: {msg}", f.name);
                 return fail(last.pos, last.end, msg);
             }
+            self.step(last.pos, last.end, 0)?;
             self.depth -= 1;
             return Ok(());
         }
@@ -654,6 +691,13 @@ impl<'a> Exec<'a, '_> {
             Ok(v) => v,
             Err(msg) => return fail(pos, end, format!("error calling {}: {msg}", f.name)),
         };
+        // A list or map may hold the same value many times over (`list $x $x`, again and
+        // again): its whole size counts, however little memory it takes.
+        let size = super::funcs::deep_size(result.value(), super::funcs::MAX_BUILD);
+        if let Err(msg) = super::funcs::check_size(size) {
+            return fail(pos, end, format!("error calling {}: {msg}", f.name));
+        }
+        self.step(pos, end, size as u64)?;
         // sprig's set/unset change the map in place; Oort maps are immutable, so the new map
         // replaces the variable it came from.
         if f.writes_back

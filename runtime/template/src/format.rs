@@ -494,6 +494,11 @@ fn can_backquote(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Printf
 
+/// The largest precision a verb takes (a larger one is cut to it): Go takes up to a million;
+/// Rust's float formatting, which writes the digits, at most `u16::MAX` digits in all (the
+/// precision and the one before the point of `%e`).
+const MAX_PREC: usize = u16::MAX as usize - 1;
+
 /// Flags, width and precision of one verb.
 #[derive(Clone, Copy, Default)]
 struct Spec {
@@ -611,14 +616,14 @@ pub(crate) fn sprintf(out: &mut Vec<u8>, format: &str, args: &[Val<'_>]) {
                     .and_then(|v| v.value().as_i64())
                     .filter(|_| good_index)
                 {
-                    Some(p) if p >= 0 => spec.prec = Some((p as usize).min(1 << 16)),
+                    Some(p) if p >= 0 => spec.prec = Some((p as usize).min(MAX_PREC)),
                     Some(_) => spec.prec = None,
                     None => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 arg += 1;
             } else {
                 let (n, next) = parse_num(bytes, i);
-                spec.prec = Some(n.unwrap_or(0).min(1 << 16));
+                spec.prec = Some(n.unwrap_or(0).min(MAX_PREC));
                 i = next;
             }
         }
@@ -983,7 +988,7 @@ fn fmt_float(out: &mut Vec<u8>, v: &Value, f: f64, verb: char, spec: &Spec) {
             return;
         }
     };
-    let prec = spec.prec.map_or(default_prec, |p| p.min(1 << 16) as i32);
+    let prec = spec.prec.map_or(default_prec, |p| p.min(MAX_PREC) as i32);
     let mut num = Vec::with_capacity(32);
     if conv == b'b' {
         binary_float(&mut num, f);

@@ -494,6 +494,37 @@ pub(super) fn item<'a>(v: &Val<'a>, i: usize) -> Val<'a> {
     }
 }
 
+/// The items and bytes of `v` and everything in it, counted until they pass `limit` (then
+/// `limit + 1`): a string or bytes count their length, a list or map its entries and theirs.
+pub(super) fn deep_size(v: &Value, limit: usize) -> usize {
+    fn walk(v: &Value, total: &mut usize, limit: usize) {
+        if *total > limit {
+            return;
+        }
+        match v {
+            Value::String(s) => *total += s.len(),
+            Value::Bytes(b) => *total += b.len(),
+            Value::Array(items) => {
+                *total += items.len();
+                for item in items.iter() {
+                    walk(item, total, limit);
+                }
+            }
+            Value::Object(map) => {
+                *total += map.len();
+                for (key, item) in map.iter() {
+                    *total += key.len();
+                    walk(item, total, limit);
+                }
+            }
+            _ => *total += 1,
+        }
+    }
+    let mut total = 0;
+    walk(v, &mut total, limit);
+    total.min(limit.saturating_add(1))
+}
+
 pub(super) fn check_size(len: usize) -> Result<(), String> {
     if len > MAX_BUILD {
         return Err(format!("result too large ({len} items or bytes)"));

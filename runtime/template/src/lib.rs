@@ -42,7 +42,7 @@ use oort_value::{json, value};
 
 use crate::value::Value;
 
-pub use exec::{MAX_EXEC_DEPTH, MAX_TEMPLATE_DEPTH};
+pub use exec::{MAX_EXEC_DEPTH, MAX_OUTPUT, MAX_TEMPLATE_DEPTH, MAX_WORK};
 pub use parse::MAX_NESTING;
 
 /// A parsed template, reusable and shareable between threads.

@@ -250,6 +250,13 @@ pub(super) fn replace<'a>(a: &[Val<'a>]) -> FR<'a> {
                 .saturating_mul(new.len())
                 .saturating_add(text.len()),
         )?;
+    } else if new.len() > old.len() {
+        let count = text.matches(old).count();
+        check_size(
+            count
+                .saturating_mul(new.len() - old.len())
+                .saturating_add(text.len()),
+        )?;
     }
     string(text.replace(old, new))
 }

@@ -355,3 +355,65 @@ fn templates_are_shared_between_threads() {
     }
     assert_eq!(t.source(), "{{range .}}{{.ab}};{{end}}");
 }
+
+#[test]
+fn printf_precisions_beyond_the_formatter_are_cut() {
+    let dot = data(ROW);
+    // Precisions of 65536 and more once panicked in Rust's float formatting.
+    let fixed = render(r#"{{printf "%.99999999f" 0.5}}"#, &dot).unwrap();
+    assert_eq!(fixed.len(), 2 + 65534);
+    assert!(fixed.starts_with("0.5000"));
+    let exp = render(r#"{{printf "%.65536e" 1.0}}"#, &dot).unwrap();
+    assert_eq!(exp.len(), 2 + 65534 + 4);
+    assert!(exp.ends_with("0e+00"));
+    for template in [
+        r#"{{printf "%.*g" 100000 0.1}}"#,
+        r#"{{printf "%.18446744073709551616G" 1e-7}}"#,
+        r#"{{printf "%.70000x" 2.5}}"#,
+    ] {
+        assert!(render(template, &dot).is_ok(), "{template}");
+    }
+}
+
+/// The error message of rendering `template` over `ROW`.
+fn render_err(template: &str) -> String {
+    render(template, &data(ROW)).unwrap_err().to_string()
+}
+
+#[test]
+fn runaway_recursion_and_growth_are_refused() {
+    with_big_stack(|| {
+        // Two calls a level, forty levels: 2^40 calls.
+        let err = render_err(
+            r#"{{define "r"}}{{if lt (len .) 40}}{{template "r" (print . "x")}}{{template "r" (print . "y")}}{{end}}{{end}}{{template "r" ""}}"#,
+        );
+        assert!(
+            err.contains("exceeded the work limit (33554432 steps)"),
+            "{err}"
+        );
+        // Each level quotes the last one's text: its backslashes double.
+        let err = render_err(
+            r#"{{define "r"}}x{{template "r" mustToRawJson .}}{{end}}{{template "r" .}}"#,
+        );
+        assert!(
+            err.contains("error calling mustToRawJson: result too large"),
+            "{err}"
+        );
+    });
+    // A list holding the last one twice, 100 times over: 2^100 items, in little memory.
+    let err = render_err(r#"{{$x := list 1}}{{range 100}}{{$x = list $x $x}}{{end}}{{toJson $x}}"#);
+    assert!(
+        err.contains("error calling list: result too large"),
+        "{err}"
+    );
+    let err = render_err(r#"{{$b := repeat 1000 "ab"}}{{replace "a" $b (repeat 10000 "a")}}"#);
+    assert!(
+        err.contains("error calling replace: result too large (20000000 items or bytes)"),
+        "{err}"
+    );
+    let err = render_err(r#"{{$b := repeat 16000000 "a"}}{{range 10}}{{$b}}{{end}}"#);
+    assert!(
+        err.contains("output too large (more than 67108864 bytes)"),
+        "{err}"
+    );
+}

@@ -12,7 +12,8 @@
 //! group instead of every row, with the same results as the general path.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::aggregate::Acc;
@@ -506,11 +507,12 @@ impl Pane {
         ctx: &EvalCtx<'_>,
     ) -> Result<(), EvalError> {
         let key = group_key(&query.group_by, &tuple, ctx)?;
-        let i = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
+        // The key is hashed once, whether its group is new or not.
+        let i = match self.index.entry(key) {
+            Entry::Occupied(found) => *found.get(),
+            Entry::Vacant(slot) => {
                 let accs = query.aggregates.iter().filter_map(Acc::new).collect();
-                self.index.insert(key, self.groups.len());
+                slot.insert(self.groups.len());
                 self.groups.push(PaneGroup {
                     timestamp_ms: tuple.timestamp_ms,
                     first: tuple.clone(),
@@ -545,6 +547,9 @@ fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey
     })
 }
 
+/// Where a held row goes in the merged order: (time, source, arrival).
+type HeldKey = (i64, usize, u64);
+
 /// Event time: the rows of every stream merged into one time order before anything reads them
 /// (analytic functions, `WHERE`, a sliding window's `OVER (WHEN ...)`, the window), as from
 /// eKuiper's watermark operator. What comes out depends only on each stream's own rows, never
@@ -564,7 +569,10 @@ struct Merge {
     /// Per source: ended (a table never sends rows, so it counts as ended).
     done: Vec<bool>,
     /// Held rows by (time, source, arrival).
-    held: BTreeMap<(i64, usize, u64), Row>,
+    held: BTreeMap<HeldKey, Row>,
+    /// Held rows that came in order, after every row of `held`, in key order: a stream whose
+    /// rows arrive in time order (the common case) never pays for the tree.
+    tail: VecDeque<(HeldKey, Row)>,
     seq: u64,
     late: u64,
     /// A stream that ends keeps holding the watermark at its last time, as in eKuiper (whose
@@ -583,6 +591,7 @@ impl Merge {
             latest: vec![None; sources],
             done,
             held: BTreeMap::new(),
+            tail: VecDeque::new(),
             seq: 0,
             late: 0,
             ended_hold: true,
@@ -620,8 +629,20 @@ impl Merge {
             }
             let latest = &mut self.latest[source];
             *latest = Some(latest.map_or(ts, |t| t.max(ts)));
-            self.held.insert((ts, source, self.seq), row);
+            let key = (ts, source, self.seq);
             self.seq += 1;
+            let last = match self.tail.back() {
+                Some((last, _)) => Some(last),
+                None => self.held.last_key_value().map(|(last, _)| last),
+            };
+            if last.is_none_or(|last| *last < key) {
+                self.tail.push_back((key, row));
+            } else {
+                // Out of order: the tail goes into the tree first, so that every row of the
+                // tail stays after every row of the tree.
+                self.held.extend(self.tail.drain(..));
+                self.held.insert(key, row);
+            }
         }
     }
 
@@ -638,29 +659,52 @@ impl Merge {
     /// time order, with their sources.
     fn release(&mut self) -> Vec<(usize, Row)> {
         let w = self.watermark();
-        let rest = if w == i64::MAX {
+        if w == i64::MAX {
+            return self.drain();
+        }
+        // Rows at the watermark's own time go too.
+        let bound = (w.saturating_add(1), 0, 0);
+        let rest = if self.held.is_empty() {
             BTreeMap::new()
         } else {
-            self.held.split_off(&(w.saturating_add(1), 0, 0))
+            self.held.split_off(&bound)
         };
-        std::mem::replace(&mut self.held, rest)
-            .into_iter()
-            .map(|((_, source, _), row)| (source, row))
-            .collect()
+        let older = self.tail.partition_point(|(key, _)| *key < bound);
+        let mut out = Vec::with_capacity(self.held.len() + older);
+        out.extend(
+            std::mem::replace(&mut self.held, rest)
+                .into_iter()
+                .map(|((_, source, _), row)| (source, row)),
+        );
+        out.extend(
+            self.tail
+                .drain(..older)
+                .map(|((_, source, _), row)| (source, row)),
+        );
+        out
     }
 
     /// Every held row, in time order (the input has ended).
     fn drain(&mut self) -> Vec<(usize, Row)> {
-        std::mem::take(&mut self.held)
-            .into_iter()
-            .map(|((_, source, _), row)| (source, row))
-            .collect()
+        let mut out = Vec::with_capacity(self.held.len() + self.tail.len());
+        out.extend(
+            std::mem::take(&mut self.held)
+                .into_iter()
+                .map(|((_, source, _), row)| (source, row)),
+        );
+        out.extend(
+            self.tail
+                .drain(..)
+                .map(|((_, source, _), row)| (source, row)),
+        );
+        out
     }
 
     /// The held rows, in time order, for a checkpoint.
     fn held(&self) -> impl Iterator<Item = (usize, Arc<Row>)> + '_ {
         self.held
             .iter()
+            .chain(self.tail.iter().map(|(key, row)| (key, row)))
             .map(|(&(_, source, _), row)| (source, Arc::new(row.clone())))
     }
 }
@@ -1322,7 +1366,10 @@ impl QueryRunner {
     /// Rows held now: by the window (its open windows) and by the watermark.
     fn held_count(&self) -> u64 {
         let window = self.window.as_ref().map_or(0, WindowOperator::pending) as u64;
-        let merge = self.merge.as_ref().map_or(0, |m| m.held.len()) as u64;
+        let merge = self
+            .merge
+            .as_ref()
+            .map_or(0, |m| m.held.len() + m.tail.len()) as u64;
         let panes = self
             .panes
             .as_ref()
@@ -1349,6 +1396,7 @@ impl QueryRunner {
         if self.window.is_none() {
             if let Some(merge) = self.merge.as_mut() {
                 merge.held.clear();
+                merge.tail.clear();
             }
             return Unsent { windows: 0, rows };
         }
@@ -1721,10 +1769,10 @@ impl QueryRunner {
                 let mut index: FastMap<GroupKey, usize> = FastMap::default();
                 for t in kept {
                     let key = group_key(&q.group_by, &t, ctx)?;
-                    match index.get(&key) {
-                        Some(&i) => groups[i].push(t),
-                        None => {
-                            index.insert(key, groups.len());
+                    match index.entry(key) {
+                        Entry::Occupied(found) => groups[*found.get()].push(t),
+                        Entry::Vacant(slot) => {
+                            slot.insert(groups.len());
                             groups.push(vec![t]);
                         }
                     }
@@ -1966,6 +2014,59 @@ mod tests {
         fn stream(&self, name: &str) -> Option<&StreamDef> {
             self.0.iter().find(|d| &*d.name == name)
         }
+    }
+
+    /// The merge releases rows in (time, source, arrival) order whether they came in order
+    /// (kept in its tail) or not (kept in its tree), across releases and at the end.
+    #[test]
+    fn merge_orders_rows_in_and_out_of_order() {
+        let row = |ts: i64, n: i64| Row::from_pairs(vec![(Arc::from("n"), Value::Int(n))], ts);
+        let order = |rows: Vec<(usize, Row)>| -> Vec<(usize, i64, Option<Value>)> {
+            rows.into_iter()
+                .map(|(s, r)| (s, r.timestamp_ms, r.get("n").cloned()))
+                .collect()
+        };
+        let mut merge = Merge::new(10, vec![false, false]);
+        merge.add(0, vec![row(10, 1), row(12, 2), row(12, 3)]);
+        merge.add(1, vec![row(11, 4)]);
+        // 11 came after 12 from another source: out of order, then in order again.
+        merge.add(0, vec![row(20, 5), row(15, 6), row(25, 7), row(30, 8)]);
+        merge.add(1, vec![row(14, 9), row(40, 10)]);
+        let held: Vec<i64> = merge.held().map(|(_, r)| r.timestamp_ms).collect();
+        assert_eq!(held, [10, 11, 12, 12, 14, 15, 20, 25, 30, 40]);
+        // The watermark is min(30, 40) - 10 = 20: rows up to 20 go (eKuiper's watermark sends
+        // the rows at its own time too).
+        assert_eq!(
+            order(merge.release()),
+            [
+                (0, 10, Some(Value::Int(1))),
+                (1, 11, Some(Value::Int(4))),
+                (0, 12, Some(Value::Int(2))),
+                (0, 12, Some(Value::Int(3))),
+                (1, 14, Some(Value::Int(9))),
+                (0, 15, Some(Value::Int(6))),
+                (0, 20, Some(Value::Int(5))),
+            ]
+        );
+        merge.add(0, vec![row(35, 11), row(50, 12)]);
+        // min(50, 40) - 10 = 30.
+        assert_eq!(
+            order(merge.release()),
+            [(0, 25, Some(Value::Int(7))), (0, 30, Some(Value::Int(8)))]
+        );
+        // Ended streams stop holding the watermark (`fireAtEnd`): the rest goes.
+        merge.ended_hold = false;
+        merge.end(0);
+        merge.end(1);
+        assert_eq!(
+            order(merge.release()),
+            [
+                (0, 35, Some(Value::Int(11))),
+                (1, 40, Some(Value::Int(10))),
+                (0, 50, Some(Value::Int(12))),
+            ]
+        );
+        assert_eq!(merge.held().count(), 0);
     }
 
     /// Runs `sql` over `rows` (event time, 5 ms tolerance) with or without aggregation on

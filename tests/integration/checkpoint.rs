@@ -323,9 +323,10 @@ fn counted(scratch: &Scratch, rows: usize) -> (Vec<u32>, Vec<String>) {
 }
 
 /// Runs a 50,000-row file stream under `qos` into the `file` sink (batches of 7, a cache so
-/// that its numbering is kept between runs, a checkpoint every 5 ms), kills `oort` with SIGKILL
-/// each time the output passes one of `kills` rows, restarts it until a run ends: how often each
-/// number was written, the bad lines, and how many kills landed.
+/// that its numbering is kept between runs), stops `oort` each time the output passes one of
+/// `kills` rows and restarts it until a run ends: how often each number was written, the bad
+/// lines, and how many stops landed. Under `qos: 2` a checkpoint every 5 ms and every stop a
+/// `kill -9`; under `qos: 1` [`Stops::AfterACleanStop`], so that rows are delivered twice.
 fn killed_and_restarted(qos: u8, kills: &[usize]) -> (Vec<u32>, Vec<String>, usize) {
     let action = json!({"file": {"path": "out/result.jsonl", "batchSize": 7, "enableCache": true}});
     killed_and_restarted_into(action, qos, kills)
@@ -340,7 +341,19 @@ fn killed_and_restarted_into(
     let scratch = Scratch::new();
     let output = scratch.path().join("out/result.jsonl");
     let lines = || lines_in(&output);
-    let landed = kill_and_restart(&scratch, "SELECT n FROM s", action, qos, kills, &lines);
+    let stops = if qos == 1 {
+        Stops::AfterACleanStop
+    } else {
+        Stops::Killed
+    };
+    let landed = kill_and_restart(
+        &scratch,
+        "SELECT n FROM s",
+        action,
+        (qos, stops),
+        kills,
+        &lines,
+    );
     let (seen, bad) = counted(&scratch, KILLED_ROWS);
     (seen, bad, landed)
 }
@@ -348,14 +361,14 @@ fn killed_and_restarted_into(
 /// The rows of the input stream.
 const KILLED_ROWS: usize = 50_000;
 
-/// Runs `sql` over a 50,000-row file stream under `qos` into `action` (a checkpoint every
-/// 5 ms), kills `oort` with SIGKILL each time `written` (rows in the output) passes one of
-/// `kills`, restarts it until a run ends; returns how many kills landed.
+/// Runs `sql` over a 50,000-row file stream under `qos` into `action`, stops `oort` as `stops`
+/// says each time `written` (rows in the output) passes one of `kills`, restarts it until a run
+/// ends; returns how many stops landed.
 fn kill_and_restart(
     scratch: &Scratch,
     sql: &str,
     action: Value,
-    qos: u8,
+    (qos, stops): (u8, Stops),
     kills: &[usize],
     written: &dyn Fn() -> usize,
 ) -> usize {
@@ -368,10 +381,13 @@ fn kill_and_restart(
         scratch,
         sql,
         action,
-        json!({"qos": qos, "checkpointInterval": 5}),
+        json!({"qos": qos, "checkpointInterval": match stops {
+            Stops::Killed => 5,
+            Stops::AfterACleanStop => 3_600_000,
+        }}),
     );
     let mut landed = 0;
-    for &at in kills {
+    for (kill, &at) in kills.iter().enumerate() {
         let mut child = spawn(scratch, &[]);
         let log = collect_stderr(&mut child);
         let started = std::time::Instant::now();
@@ -393,7 +409,15 @@ fn kill_and_restart(
         if finished {
             break;
         }
-        child.kill().expect("kill -9");
+        if kill == 0 && stops == Stops::AfterACleanStop {
+            let term = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(term.success());
+        } else {
+            child.kill().expect("kill -9");
+        }
         child.wait().expect("waiting for oort");
         landed += 1;
     }
@@ -407,6 +431,20 @@ fn kill_and_restart(
 }
 
 const KILLS: [usize; 4] = [6_000, 17_000, 29_000, 41_000];
+
+/// How the runs of [`kill_and_restart`] take checkpoints and stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stops {
+    /// A checkpoint every 5 ms; every stop is a `kill -9`.
+    Killed,
+    /// No checkpoint but at a stop: the first stop is a SIGTERM, whose checkpoint covers what
+    /// was delivered, the others are `kill -9`s. Whatever a killed run delivered is then past
+    /// the last checkpoint for certain, so at least once must deliver it again (with a
+    /// checkpoint every 5 ms, a kill may land just after one that covers every delivered row,
+    /// and nothing is delivered twice: at least once allows that, so a test of duplicates
+    /// cannot rest on it).
+    AfterACleanStop,
+}
 
 #[test]
 fn under_qos_2_the_file_sink_writes_every_row_once_across_kills() {
@@ -493,7 +531,12 @@ fn killed_and_restarted_into_redis(qos: u8) -> Option<(Vec<u32>, usize)> {
     let action = json!({"redis": {"addr": redis.addr(), "key": "rows", "dataType": "list",
                                   "batchSize": 5000, "enableCache": true}});
     let sql = format!("SELECT n, '{}' AS pad FROM s", "x".repeat(1000));
-    let landed = kill_and_restart(&scratch, &sql, action, qos, &KILLS, &length);
+    let stops = if qos == 1 {
+        Stops::AfterACleanStop
+    } else {
+        Stops::Killed
+    };
+    let landed = kill_and_restart(&scratch, &sql, action, (qos, stops), &KILLS, &length);
     let Reply::Array(items) = redis.command(&["LRANGE", "rows", "0", "-1"]).unwrap() else {
         panic!("LRANGE answers an array");
     };
@@ -577,7 +620,7 @@ fn under_qos_2_analytic_functions_resume_with_their_state_across_kills() {
 
     let reference = Scratch::new();
     assert_eq!(
-        kill_and_restart(&reference, sql, action(), 2, &[], &|| 0),
+        kill_and_restart(&reference, sql, action(), (2, Stops::Killed), &[], &|| 0),
         0
     );
     let expected = rows_written(&reference);
@@ -589,7 +632,7 @@ fn under_qos_2_analytic_functions_resume_with_their_state_across_kills() {
     let scratch = Scratch::new();
     let output = scratch.path().join("out/result.jsonl");
     let lines = || lines_in(&output);
-    let landed = kill_and_restart(&scratch, sql, action(), 2, &KILLS, &lines);
+    let landed = kill_and_restart(&scratch, sql, action(), (2, Stops::Killed), &KILLS, &lines);
     assert!(
         landed >= 2,
         "only {landed} kills landed before the input ended"

@@ -109,8 +109,44 @@ pub struct AggCall {
     pub star: bool,
 }
 
+/// An aggregate's error: `func: message` in Oort's words, and as eKuiper's valuer frames a
+/// function's failure, `call func <func> error: ...`.
 fn err(func: &str, message: impl std::fmt::Display) -> EvalError {
-    EvalError::new(format!("{func}: {message}"))
+    EvalError::worded(
+        format!("{func}: {message}"),
+        format!("call func {func} error: {message}"),
+    )
+}
+
+/// An aggregate's error with eKuiper's own text for it (`requires int but found string(x)`).
+fn err_worded(
+    func: &str,
+    message: impl std::fmt::Display,
+    ekuiper: impl std::fmt::Display,
+) -> EvalError {
+    EvalError::worded(
+        format!("{func}: {message}"),
+        format!("call func {func} error: {ekuiper}"),
+    )
+}
+
+/// eKuiper's text for a value `sum`, `avg`, `min` or `max` cannot take, which depends on the
+/// kind of the group's first value (`first`; `None` when `v` is the first): eKuiper computes
+/// over whole numbers, floats or strings after the first value that is not null.
+fn refused(func: &str, first: Option<&Value>, v: &Value) -> String {
+    use crate::wording::go_typed;
+    let extreme = matches!(func, "min" | "max");
+    match first {
+        None if extreme => format!("found invalid arg {}", go_typed(v)),
+        None => format!(
+            "run {func} function error: found invalid arg {}",
+            go_typed(v)
+        ),
+        Some(Value::Int(_)) if extreme => format!("requires int64 but found {}", go_typed(v)),
+        Some(Value::Int(_)) => format!("requires int but found {}", go_typed(v)),
+        Some(Value::String(_)) => format!("requires string but found {}", go_typed(v)),
+        Some(_) => format!("requires float64 but found {}", go_typed(v)),
+    }
 }
 
 impl AggCall {
@@ -252,8 +288,9 @@ pub enum Acc {
     Count(i64),
     /// `sum(x)`.
     Sum(Option<Value>),
-    /// `avg(x)`: total and count.
-    Avg(f64, i64),
+    /// `avg(x)`: total and count, and whether the first value was a whole number (eKuiper's
+    /// error texts depend on it).
+    Avg(f64, i64, bool),
     /// `min(x)` or `max(x)`: the best value so far.
     Extreme(Option<Value>),
 }
@@ -265,7 +302,7 @@ impl Acc {
             AggFunc::CountStar => Self::Rows(0),
             AggFunc::Count => Self::Count(0),
             AggFunc::Sum => Self::Sum(None),
-            AggFunc::Avg => Self::Avg(0.0, 0),
+            AggFunc::Avg => Self::Avg(0.0, 0, false),
             AggFunc::Min | AggFunc::Max => Self::Extreme(None),
             _ => return None,
         })
@@ -289,20 +326,33 @@ impl Acc {
         match self {
             Self::Rows(_) => {}
             Self::Count(n) => *n += 1,
-            Self::Avg(total, n) => {
-                *total += v.as_f64().ok_or_else(|| {
-                    err(
+            Self::Avg(total, n, whole) => {
+                let Some(x) = v.as_f64() else {
+                    // Only the first value's kind matters to the text.
+                    let kind = if *whole {
+                        Value::Int(0)
+                    } else {
+                        Value::Float(0.0)
+                    };
+                    let first = (*n > 0).then_some(kind);
+                    return Err(err_worded(
                         "avg",
                         format!("expected numbers, got {} {}", v.type_name(), v.to_text()),
-                    )
-                })?;
+                        refused("avg", first.as_ref(), &v),
+                    ));
+                };
+                if *n == 0 {
+                    *whole = matches!(v, Value::Int(_));
+                }
+                *total += x;
                 *n += 1;
             }
             Self::Sum(acc) => {
                 if v.as_f64().is_none() {
-                    return Err(err(
+                    return Err(err_worded(
                         "sum",
                         format!("expected numbers, got {}", v.type_name()),
+                        refused("sum", acc.as_ref(), &v),
                     ));
                 }
                 *acc = Some(match acc.take() {
@@ -319,12 +369,23 @@ impl Acc {
                 match best {
                     None => {
                         if !matches!(v, Value::Int(_) | Value::Float(_) | Value::String(_)) {
-                            return Err(err(
+                            return Err(err_worded(
                                 name,
                                 format!("expected numbers or strings, got {}", v.type_name()),
+                                refused(name, None, &v),
                             ));
                         }
                         *best = Some(v);
+                    }
+                    Some(b)
+                        if matches!(b, Value::String(_)) != matches!(v, Value::String(_))
+                            || !matches!(v, Value::Int(_) | Value::Float(_) | Value::String(_)) =>
+                    {
+                        return Err(err_worded(
+                            name,
+                            format!("cannot compare {} with {}", v.type_name(), b.type_name()),
+                            refused(name, Some(b), &v),
+                        ));
                     }
                     Some(b) => {
                         if binary(better, &v, b).map_err(|e| err(name, e))?.is_true() {
@@ -341,8 +402,8 @@ impl Acc {
     pub fn finish(&self) -> Value {
         match self {
             Self::Rows(n) | Self::Count(n) => Value::Int(*n),
-            Self::Avg(_, 0) => Value::Null,
-            Self::Avg(total, n) => Value::Float(total / *n as f64),
+            Self::Avg(_, 0, _) => Value::Null,
+            Self::Avg(total, n, _) => Value::Float(total / *n as f64),
             Self::Sum(v) | Self::Extreme(v) => v.clone().unwrap_or(Value::Null),
         }
     }

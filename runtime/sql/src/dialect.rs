@@ -3,7 +3,7 @@
 
 use sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement,
+    FunctionArguments, Ident, InTarget, ObjectName, Statement,
 };
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
@@ -62,6 +62,40 @@ impl Dialect for EkuiperDialect {
 
     fn supports_select_wildcard_replace(&self) -> bool {
         true
+    }
+
+    /// eKuiper's `x [NOT] IN arr`, over an expression that gives an array (`IN (a, b)` is the
+    /// parser's own): handed to the compiler as `IN UNNEST(arr)`.
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        _precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        let is = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k);
+        let (first, second, third) = (
+            parser.peek_nth_token(0).token,
+            parser.peek_nth_token(1).token,
+            parser.peek_nth_token(2).token,
+        );
+        let negated = if is(&first, Keyword::IN) && second != Token::LParen {
+            false
+        } else if is(&first, Keyword::NOT) && is(&second, Keyword::IN) && third != Token::LParen {
+            true
+        } else {
+            return None;
+        };
+        parser.next_token();
+        if negated {
+            parser.next_token();
+        }
+        let precedence = self.prec_value(sqlparser::dialect::Precedence::Between);
+        Some(parser.parse_subexpr(precedence).map(|array| Expr::In {
+            expr: Box::new(expr.clone()),
+            target: InTarget::Unnest(Box::new(array)),
+            negated,
+            global: false,
+        }))
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {

@@ -225,6 +225,9 @@ pub enum Expr {
     IsNull(Box<Expr>, bool),
     /// `[NOT] IN (list)`.
     InList(Box<Expr>, Vec<Expr>, bool),
+    /// `[NOT] IN arr`: membership in the array an expression gives (eKuiper's `IN` over a
+    /// field holding an array).
+    InArray(Box<Expr>, Box<Expr>, bool),
     /// `[NOT] BETWEEN low AND high`.
     Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
     /// `[NOT] LIKE pattern`, with `%` and `_` wildcards and `\` escapes.
@@ -271,6 +274,11 @@ pub trait Scope {
     /// first row), if its source gives any.
     fn meta(&self) -> Option<&Value> {
         None
+    }
+    /// What `meta(stream.key)` reads: the metadata of the row of source `source` (in `FROM`
+    /// order), if the scope has that row and its source gives metadata.
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        if source == 0 { self.meta() } else { None }
     }
 }
 
@@ -364,6 +372,34 @@ impl Expr {
                 }
                 Ok(Value::Bool(*negated))
             }
+            // As eKuiper's: an array that is null holds nothing (`IN` false, `NOT IN` true);
+            // a null value is in nothing, and not out of anything either (both false).
+            Self::InArray(e, array, negated) => {
+                let items = match array.eval(row, ctx)? {
+                    Value::Null => return Ok(Value::Bool(*negated)),
+                    Value::Array(items) => items,
+                    other => {
+                        return Err(EvalError::new(format!(
+                            "IN needs an array on its right, got {}",
+                            describe(&other)
+                        )));
+                    }
+                };
+                let v = e.eval(row, ctx)?;
+                if v.is_null() {
+                    return Ok(Value::Bool(false));
+                }
+                for item in items.iter() {
+                    let equal = binary(BinOp::Eq, &v, item).map_err(|e| {
+                        let sent = format!("evaluate in expression error: {}", e.sent());
+                        EvalError::worded(e.message().to_string(), sent)
+                    })?;
+                    if equal.is_true() {
+                        return Ok(Value::Bool(!negated));
+                    }
+                }
+                Ok(Value::Bool(*negated))
+            }
             Self::Between(e, low, high, negated) => {
                 let v = e.eval(row, ctx)?;
                 let (lo, hi) = (low.eval(row, ctx)?, high.eval(row, ctx)?);
@@ -423,6 +459,7 @@ impl Expr {
             | Self::And(l, r)
             | Self::Or(l, r)
             | Self::Like(l, r, _)
+            | Self::InArray(l, r, _)
             | Self::Index(l, r) => l.is_constant() && r.is_constant(),
             Self::Case {
                 operand,
@@ -452,9 +489,17 @@ fn call<S: Scope + ?Sized>(
     row: &S,
     ctx: &EvalCtx<'_>,
 ) -> Result<Value, EvalError> {
+    // `meta(stream.key)` is compiled with the source's index as a second argument.
+    let meta = match (def.name, args.get(1)) {
+        ("meta", Some(Expr::Literal(Value::Int(source)))) => usize::try_from(*source)
+            .ok()
+            .and_then(|s| row.source_meta(s))
+            .unwrap_or(&NULL),
+        _ => row.meta().unwrap_or(ctx.meta),
+    };
     let fn_ctx = FnCtx {
         now_ms: ctx.now_ms,
-        meta: row.meta().unwrap_or(ctx.meta),
+        meta,
         timestamp_ms: row.event_time_ms(),
     };
     let result = if args.len() <= 4 {
@@ -470,7 +515,15 @@ fn call<S: Scope + ?Sized>(
             .collect::<Result<Vec<_>, _>>()?;
         (def.call)(&fn_ctx, &values)
     };
-    result.map_err(|e| EvalError::new(e.0))
+    // eKuiper's valuer reports a function's failure as `call func <name> error: <its error>`;
+    // Oort's text starts with the function's name.
+    result.map_err(|e| {
+        let own =
+            e.0.strip_prefix(def.name)
+                .and_then(|r| r.strip_prefix(": "));
+        let sent = format!("call func {} error: {}", def.name, own.unwrap_or(&e.0));
+        EvalError::worded(e.0, sent)
+    })
 }
 
 fn unary(op: UnaryOp, v: Value) -> Result<Value, EvalError> {
@@ -604,13 +657,24 @@ fn index_value(v: &Value, i: &Value) -> Result<Value, EvalError> {
             if (0..len).contains(&at) {
                 Ok(items[at as usize].clone())
             } else {
-                Err(EvalError::new(format!(
-                    "index {i} out of range for an array of {len}"
-                )))
+                Err(EvalError::worded(
+                    format!("index {i} out of range for an array of {len}"),
+                    format!("out of index: {i} of {len}"),
+                ))
             }
         }
         (Value::Object(map), Value::String(key)) => {
             Ok(map.get(&**key).cloned().unwrap_or(Value::Null))
+        }
+        // eKuiper compares the value with its bracket (`[0]` holds start and end 0) and fails.
+        (Value::String(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_), Value::Int(n)) => {
+            Err(EvalError::worded(
+                format!("cannot index a {} with a {}", v.type_name(), i.type_name()),
+                format!(
+                    "invalid operation {} [] *xsql.BracketEvalResult(&{{{n} {n}}})",
+                    crate::wording::go_typed(v)
+                ),
+            ))
         }
         _ => Err(EvalError::new(format!(
             "cannot index a {} with a {}",

@@ -69,7 +69,7 @@ pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
 pub use reads::FieldsRead;
-pub use run::{FunctionState, Lookup, LookupKey, Outcome, QueryRunner, Tuple, Unsent};
+pub use run::{FunctionState, Lookup, LookupKey, Outcome, QueryRunner, StageInput, Tuple, Unsent};
 pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
 
 use crate::stream::{StreamDef, StreamKind};
@@ -1147,8 +1147,17 @@ impl<'a> Compiler<'a> {
                 negated,
                 ..
             } => {
-                let ast::InTarget::List(list) = target else {
-                    return Err(unsupported(e.span(), "IN with a subquery"));
+                let list = match target {
+                    ast::InTarget::List(list) => list,
+                    // `x IN arr` (see the dialect): membership in the array `arr` gives.
+                    ast::InTarget::Unnest(array) => {
+                        return Ok(fold(Expr::InArray(
+                            Box::new(self.expr(expr)?),
+                            Box::new(self.expr(array)?),
+                            *negated,
+                        )));
+                    }
+                    _ => return Err(unsupported(e.span(), "IN with a subquery")),
                 };
                 Expr::InList(
                     Box::new(self.expr(expr)?),
@@ -1457,6 +1466,23 @@ impl<'a> Compiler<'a> {
             };
             // eKuiper's `meta(key)` names the key bare (`meta(topic)`, `meta(a.b)`).
             if bare_key {
+                // `meta(stream.key)`: the key of that stream's row (in a join, or the
+                // statement's own stream), as eKuiper binds the field to its stream.
+                if name == "meta"
+                    && let ast::Expr::CompoundIdentifier(ids) = e
+                    && let [q, rest @ ..] = ids.as_slice()
+                    && !rest.is_empty()
+                    && let Some(source) = self.source_index(&q.value)
+                {
+                    let key = rest
+                        .iter()
+                        .map(|id| id.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    compiled.push(Expr::Literal(Value::string(key)));
+                    compiled.push(Expr::Literal(Value::Int(source as i64)));
+                    continue;
+                }
                 let key = match e {
                     ast::Expr::Identifier(id) => Some(id.value.clone()),
                     ast::Expr::CompoundIdentifier(ids) => Some(

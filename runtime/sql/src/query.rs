@@ -135,6 +135,28 @@ impl Projection {
         }
     }
 
+    /// Aggregate `slot` failed with `e`: the error as eKuiper's projection reports it, named by
+    /// the first item that reads the aggregate (eKuiper computes an aggregate as part of the
+    /// item's expression); as it is when no item reads it.
+    pub(crate) fn aggregate_failed(&self, slot: usize, e: EvalError) -> EvalError {
+        let reads = |expr: &Expr| {
+            let mut found = false;
+            crate::reads::walk(expr, &mut |x| {
+                found |= matches!(x, Expr::Aggregate(s) if *s == slot);
+            });
+            found
+        };
+        let item = self.items.iter().position(|item| match item {
+            ProjectionItem::Expr { expr, .. } => reads(expr),
+            ProjectionItem::Unnest { expr, .. } => reads(expr),
+            _ => false,
+        });
+        match item {
+            Some(i) => self.failed(i, e),
+            None => e,
+        }
+    }
+
     /// Whether one input may give any number of result rows (`unnest`).
     pub fn is_set(&self) -> bool {
         self.set

@@ -101,7 +101,7 @@ impl Query {
 }
 
 /// Visits `expr` and every expression inside it.
-fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
+pub(crate) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
     visit(expr);
     match expr {
         Expr::Column(_)
@@ -114,6 +114,7 @@ fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         | Expr::And(a, b)
         | Expr::Or(a, b)
         | Expr::Like(a, b, _)
+        | Expr::InArray(a, b, _)
         | Expr::Index(a, b) => {
             walk(a, visit);
             walk(b, visit);

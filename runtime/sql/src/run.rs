@@ -110,6 +110,14 @@ impl Scope for Pair<'_> {
         self.left.meta().or_else(|| Scope::meta(self.right))
     }
 
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        if source == self.source {
+            Scope::meta(self.right)
+        } else {
+            self.left.source_meta(source)
+        }
+    }
+
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) if i == self.source => self.right.fields(None, visit),
@@ -291,6 +299,10 @@ impl Scope for Tuple {
         self.rows().find_map(|r| Scope::meta(&**r))
     }
 
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        self.row(source).and_then(|r| Scope::meta(&**r))
+    }
+
     fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
         match stream {
             Some(i) => {
@@ -363,6 +375,10 @@ impl Scope for Group<'_> {
     fn meta(&self) -> Option<&Value> {
         self.first?.meta()
     }
+
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        self.first?.source_meta(source)
+    }
 }
 
 /// One row of a window read on its own (a statement without aggregates), with what
@@ -399,6 +415,10 @@ impl Scope for WithAggHits<'_> {
 
     fn meta(&self) -> Option<&Value> {
         self.tuple.meta()
+    }
+
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        self.tuple.source_meta(source)
     }
 }
 
@@ -523,8 +543,9 @@ impl Pane {
             }
         };
         let group = &mut self.groups[i];
-        for (acc, call) in group.accs.iter_mut().zip(&query.aggregates) {
-            acc.add(call, &tuple, ctx)?;
+        for (slot, (acc, call)) in group.accs.iter_mut().zip(&query.aggregates).enumerate() {
+            acc.add(call, &tuple, ctx)
+                .map_err(|e| query.projection.aggregate_failed(slot, e))?;
         }
         group.timestamp_ms = group.timestamp_ms.max(tuple.timestamp_ms);
         if order < group.order {
@@ -785,6 +806,20 @@ fn where_before_window(query: &Query, event_time: bool) -> bool {
                     | WindowKind::State { .. }
             )
         )
+}
+
+/// What the projection stage receives (see [`QueryRunner::project`]): each row of a tuple is
+/// the row of one source, in `FROM` order (`None`: a source with no row in it, as the missing
+/// side of an outer join).
+#[derive(Debug, Clone)]
+pub enum StageInput {
+    /// One row of a statement without a window.
+    Row(Row),
+    /// A window's rows (joined tuples for a join), not grouped: each is projected on its own,
+    /// or all are one group when the statement aggregates.
+    Window(Vec<Vec<Option<Row>>>),
+    /// A window's groups, each projected once.
+    Groups(Vec<Vec<Vec<Option<Row>>>>),
 }
 
 /// What a statement still held when its input ended, or the rule stopped, and did not send.
@@ -1410,6 +1445,152 @@ impl QueryRunner {
         Unsent { windows, rows }
     }
 
+    /// The projection stage alone (with the aggregates it reads), on what the stages before it
+    /// would hand it: the input of eKuiper's project operator. Nothing else of the statement
+    /// runs: no `WHERE`, join, grouping, `HAVING`, `ORDER BY` or `LIMIT`, no analytic or state
+    /// function, and no state of the runner changes. `window` is the range `window_start()` and
+    /// `window_end()` read. This is how eKuiper's operator tests run against Oort's projection;
+    /// rules go through [`push`](Self::push).
+    pub fn project(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Row>, EvalError> {
+        let tuple = |rows: Vec<Option<Row>>| self.tuple_of(rows, window);
+        let groups: Vec<Vec<Tuple>> = match input {
+            StageInput::Row(row) => {
+                if !self.query.is_aggregate() {
+                    return self.query.projection.apply_set(&row, ctx);
+                }
+                vec![vec![tuple(vec![Some(row)])]]
+            }
+            StageInput::Window(tuples) => {
+                let tuples: Vec<Tuple> = tuples.into_iter().map(tuple).collect();
+                if !self.query.is_aggregate() {
+                    let agg_hits = [
+                        Value::Int(self.agg_hits.count),
+                        Value::Int(self.agg_hits.time),
+                    ];
+                    let mut rows = Vec::new();
+                    for t in &tuples {
+                        let t = WithAggHits {
+                            tuple: t,
+                            agg_hits: self.query.agg_hits.then_some(&agg_hits),
+                        };
+                        rows.extend(self.query.projection.apply_set(&t, ctx)?);
+                    }
+                    return Ok(rows);
+                }
+                // A window with aggregates and no group keys is one group.
+                vec![tuples]
+            }
+            StageInput::Groups(groups) => groups
+                .into_iter()
+                .map(|g| g.into_iter().map(tuple).collect())
+                .collect(),
+        };
+        let mut computed = Vec::with_capacity(groups.len());
+        for members in &groups {
+            let aggregates = self
+                .query
+                .aggregates
+                .iter()
+                .enumerate()
+                .map(|(slot, a)| {
+                    a.compute(members, ctx)
+                        .map_err(|e| self.query.projection.aggregate_failed(slot, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let timestamp_ms = members
+                .iter()
+                .map(|m| m.timestamp_ms)
+                .max()
+                .unwrap_or_else(|| window.map_or(0, |w| w.1));
+            computed.push((members.first(), aggregates, timestamp_ms));
+        }
+        let q = &self.query;
+        let agg_hits = [
+            Value::Int(self.agg_hits.count),
+            Value::Int(self.agg_hits.time),
+        ];
+        let mut rows = Vec::new();
+        for (first, aggregates, timestamp_ms) in computed {
+            let scope = Group {
+                first,
+                aggregates: &aggregates,
+                window,
+                timestamp_ms,
+                agg_hits: q.agg_hits.then_some(&agg_hits),
+            };
+            rows.extend(q.projection.apply_set(&scope, ctx)?);
+        }
+        Ok(rows)
+    }
+
+    /// The `WHERE` stage alone, on one row or a window's rows (joined tuples for a join), as
+    /// eKuiper's filter operator receives them: the indices of the rows or tuples that pass, in
+    /// order. An error fails the whole input, as in a window (`run Where error: ...`). Nothing
+    /// else of the statement runs. Groups are no input of `WHERE`.
+    pub fn filter(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<usize>, EvalError> {
+        let Some(filter) = &self.query.filter else {
+            return Ok(match input {
+                StageInput::Row(_) => vec![0],
+                StageInput::Window(t) => (0..t.len()).collect(),
+                StageInput::Groups(g) => (0..g.len()).collect(),
+            });
+        };
+        match input {
+            StageInput::Row(row) => Ok(
+                if filter
+                    .eval(&row, ctx)
+                    .map_err(EvalError::in_where)?
+                    .is_true()
+                {
+                    vec![0]
+                } else {
+                    Vec::new()
+                },
+            ),
+            StageInput::Window(tuples) => {
+                let mut kept = Vec::new();
+                for (i, rows) in tuples.into_iter().enumerate() {
+                    let t = self.tuple_of(rows, window);
+                    if filter.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                        kept.push(i);
+                    }
+                }
+                Ok(kept)
+            }
+            StageInput::Groups(_) => Err(EvalError::new(
+                "WHERE takes rows or tuples, not groups".into(),
+            )),
+        }
+    }
+
+    /// A tuple of the given rows, one per source in `FROM` order.
+    fn tuple_of(&self, rows: Vec<Option<Row>>, window: Option<(i64, i64)>) -> Tuple {
+        let n = self.query.sources.len();
+        let mut t = Tuple {
+            first: None,
+            rest: vec![None; n.saturating_sub(1)],
+            timestamp_ms: 0,
+            window,
+        };
+        for (source, row) in rows.into_iter().enumerate() {
+            if let Some(row) = row {
+                t.timestamp_ms = t.timestamp_ms.max(row.timestamp_ms);
+                t.set(source, Arc::new(row));
+            }
+        }
+        t
+    }
+
     /// Every input has ended: fires every open time window.
     pub fn finish(&mut self, ctx: &EvalCtx<'_>, out: &mut Vec<Message>) -> Outcome {
         let mut outcome = match self.merge.as_mut().map(Merge::drain) {
@@ -1783,7 +1964,11 @@ impl QueryRunner {
                 let aggregates = q
                     .aggregates
                     .iter()
-                    .map(|a| a.compute(members, ctx))
+                    .enumerate()
+                    .map(|(slot, a)| {
+                        a.compute(members, ctx)
+                            .map_err(|e| q.projection.aggregate_failed(slot, e))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let timestamp_ms = members
                     .iter()

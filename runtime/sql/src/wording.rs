@@ -46,6 +46,30 @@ pub fn expr_text(e: &ast::Expr, stream: &str) -> String {
             ast::Value::Boolean(b) => b.to_string(),
             other => other.to_string(),
         },
+        // `x->f`, and `x->f[0]`: the access applies to the field.
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Arrow,
+            right,
+        } => {
+            let (field, chain) = match right.as_ref() {
+                ast::Expr::Identifier(f) => (f, &[][..]),
+                ast::Expr::CompoundFieldAccess { root, access_chain } => match root.as_ref() {
+                    ast::Expr::Identifier(f) => (f, access_chain.as_slice()),
+                    _ => return e.to_string(),
+                },
+                _ => return e.to_string(),
+            };
+            let base = format!(
+                "binaryExpr:{{ {} -> jsonFieldName:{} }}",
+                text(left),
+                field.value
+            );
+            access_text(base, chain, stream)
+        }
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            access_text(text(root), access_chain, stream)
+        }
         ast::Expr::Nested(inner) => format!("parenExpr:{{ {} }}", text(inner)),
         ast::Expr::BinaryOp { left, op, right } => {
             let op = match op {
@@ -78,6 +102,37 @@ pub fn expr_text(e: &ast::Expr, stream: &str) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// `base` with each access of `chain` applied, as eKuiper prints a bracket: `binaryExpr:{
+/// x[0] }`, `binaryExpr:{ x[ColonExpr:{ start:{ 1 }, end:{ 3 } }] }`.
+fn access_text(mut base: String, chain: &[ast::AccessExpr], stream: &str) -> String {
+    for access in chain {
+        base = match access {
+            ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => {
+                format!("binaryExpr:{{ {base}[{}] }}", expr_text(index, stream))
+            }
+            ast::AccessExpr::Subscript(ast::Subscript::Slice {
+                lower_bound,
+                upper_bound,
+                ..
+            }) => {
+                let mut parts = Vec::new();
+                if let Some(s) = lower_bound {
+                    parts.push(format!("start:{{ {} }}", expr_text(s, stream)));
+                }
+                if let Some(e) = upper_bound {
+                    parts.push(format!("end:{{ {} }}", expr_text(e, stream)));
+                }
+                format!(
+                    "binaryExpr:{{ {base}[ColonExpr:{{ {} }}] }}",
+                    parts.join(", ")
+                )
+            }
+            ast::AccessExpr::Dot(field) => format!("{base}.{field}"),
+        };
+    }
+    base
 }
 
 #[cfg(test)]
@@ -123,6 +178,15 @@ mod tests {
         assert_eq!(
             expr_text(&expr("abs(d.size) + (a <> 'x')"), "d"),
             "binaryExpr:{ Call:{ name:abs, args:[d.size] } + parenExpr:{ binaryExpr:{ d.a != x } } }"
+        );
+        assert_eq!(expr_text(&expr("a[0]"), "t"), "binaryExpr:{ t.a[0] }");
+        assert_eq!(
+            expr_text(&expr("a->b"), "t"),
+            "binaryExpr:{ t.a -> jsonFieldName:b }"
+        );
+        assert_eq!(
+            expr_text(&expr("a[1:3]"), "t"),
+            "binaryExpr:{ t.a[ColonExpr:{ start:{ 1 }, end:{ 3 } }] }"
         );
     }
 }

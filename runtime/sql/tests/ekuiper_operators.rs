@@ -1,0 +1,486 @@
+//! eKuiper's operator tests (`internal/topo/operator/*_test.go`), ported as data and run
+//! against Oort's statement stages.
+//!
+//! Each `tests/ekuiper_operators/<name>.json` holds the cases of eKuiper's `<name>_test.go`,
+//! generated from the Go file by `go2json.py` beside it (`python3 go2json.py <eKuiper
+//! checkout> project filter`): one case per row of a Go test table, named by its test function
+//! (`go`) and its index in the table (`case`). A case is eKuiper's statement (`sql`), the input
+//! eKuiper's test hands the operator, and the operator's expected output: for the project
+//! operator `result`, a list of rows; for the filter operator `kept`, the input's rows or tuples
+//! that pass (written as the input writes them); or `error`, the text of the error it returns.
+//!
+//! # The level
+//!
+//! eKuiper's project operator receives what the operators before it made of the rule's rows:
+//! one row, a window's rows (`WindowTuples`), the joined tuples of a window (`JoinTuples`), or
+//! a window's groups (`GroupedTuplesSet`). Its tests build that input by hand, often with rows
+//! that the statement's `WHERE`, `ON` or `GROUP BY` would not have let through in that shape
+//! (the projection alone is under test). So the cases run the same stage of Oort: the whole
+//! statement is compiled with [`oort_sql::compile`] (a statement Oort refuses fails its case),
+//! then [`QueryRunner::project`] applies its projection, with the aggregates it reads, to the
+//! given rows, tuples or groups; and for `filter_test.go`, [`QueryRunner::filter`] its `WHERE`
+//! to the given row or tuples. The other stages do not run here; the rule cases
+//! (`tests/rules/ek_*`) run whole statements.
+//!
+//! The input's shapes:
+//!
+//! - `{"row": T}`: one row. `T` is `{"emitter": stream, "row": {fields}, "meta": {...}?}`.
+//! - `{"window": [[T, ...], ...]}`: a window's rows, each a tuple of one row per joined
+//!   stream (one `T` without a join).
+//! - `{"groups": [[[T, ...], ...], ...]}`: a window's groups of such tuples.
+//! - `"range": [start, end]` (optional, with a window): what `window_start()` and
+//!   `window_end()` read.
+//! - `{"error": text}`: an error handed on by the operator before (eKuiper's project operator
+//!   passes it through).
+//!
+//! A tuple's rows go to the statement's sources by the emitter's name (the stream or its
+//! alias); a row whose emitter the statement does not name takes the first source no other row
+//! of the tuple took (eKuiper's tests sometimes name an emitter the statement does not read).
+//!
+//! # How results compare
+//!
+//! Values compare with their types, as eKuiper's tests compare Go values with
+//! `reflect.DeepEqual`: a Go whole number (`int`, `int64`) is a JSON integer and meets Oort's
+//! `bigint`, a Go `float64` is a JSON number with a fraction or exponent (`122.0`) and meets
+//! Oort's `float`. (eKuiper's JSON sink would print both `122`; this is stricter than the
+//! text its sink sends.) Times are `{"$time": "<RFC 3339>"}` (Oort has no datetime type: a
+//! datetime is that text). A row compares as its JSON sink would send it: fields whose value is
+//! `null` are left out unless the Go test sets `SendNil` (`"send_nil": true`, the rule option
+//! `sendNilField`). Rows compare in order, fields in any order. An error compares by its whole
+//! text as Oort sends it (eKuiper's words).
+//!
+//! # Differences
+//!
+//! `<name>.differs.json` (written by hand, never by the script) lists the cases where Oort
+//! keeps another answer: `{"go", "case", "why", "oort": {"result": [...]} | {"error": text}}`,
+//! `oort` being Oort's answer, checked like eKuiper's so it cannot rot; and under
+//! `not_portable` the cases that cannot run against Oort at all, with why. A case that differs
+//! from eKuiper without an entry fails the test, and so does an entry whose case now gives
+//! eKuiper's answer. The test prints, per file, how many cases it ported, ran, found
+//! identical and found different. `OORT_OPS_CASE=<text>` runs the cases whose Go test
+//! contains it; a failing case prints Oort's answer in the `oort` form.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use oort_sql::stream::{StreamDef, parse_streams};
+use oort_sql::{Catalog, EvalCtx, QueryRunner, StageInput, compile};
+use oort_value::{Row, Value};
+use serde_json::{Value as Json, json};
+
+/// The streams eKuiper's operator tests read, all schemaless.
+const DDL: &str = r#"
+CREATE STREAM test () WITH (TYPE="memory", DATASOURCE="test");
+CREATE STREAM test1 () WITH (TYPE="memory", DATASOURCE="test1");
+CREATE STREAM tbl () WITH (TYPE="memory", DATASOURCE="tbl");
+CREATE STREAM src1 () WITH (TYPE="memory", DATASOURCE="src1");
+CREATE STREAM src2 () WITH (TYPE="memory", DATASOURCE="src2");
+CREATE STREAM A () WITH (TYPE="memory", DATASOURCE="A");
+CREATE STREAM B () WITH (TYPE="memory", DATASOURCE="B");
+CREATE STREAM C () WITH (TYPE="memory", DATASOURCE="C");
+"#;
+
+/// The stage a Go test file tests.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// The projection ([`QueryRunner::project`]).
+    Project,
+    /// `WHERE` ([`QueryRunner::filter`]).
+    Filter,
+}
+
+/// The Go test files ported, by the name of their JSON file, and the stage each tests.
+const FILES: &[(&str, Stage)] = &[("project", Stage::Project), ("filter", Stage::Filter)];
+
+struct Streams(Vec<StreamDef>);
+
+impl Catalog for Streams {
+    fn stream(&self, name: &str) -> Option<&StreamDef> {
+        self.0.iter().find(|d| &*d.name == name)
+    }
+}
+
+/// What a case gave: rows (as JSON objects, typed as the case format writes them) or an error.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Rows(Vec<Value>),
+    /// What `WHERE` let through: the input's rows or tuples, as the case writes them.
+    Kept(Json),
+    Error(String),
+}
+
+impl Answer {
+    /// The answer in the case format (`{"result": [...]}` or `{"error": "..."}`).
+    fn to_case_json(&self) -> Json {
+        match self {
+            Self::Rows(rows) => json!({"result": rows.iter().map(typed_json).collect::<Vec<_>>()}),
+            Self::Kept(kept) => json!({ "kept": kept }),
+            Self::Error(e) => json!({"error": e}),
+        }
+    }
+}
+
+/// A value as the case format writes it: a float always with a fraction.
+fn typed_json(v: &Value) -> Json {
+    match v {
+        // serde_json writes a whole f64 as `122.0`.
+        Value::Float(f) if f.is_finite() => Json::from(*f),
+        Value::Float(f) if f.is_nan() => json!({"$float": "NaN"}),
+        Value::Float(f) if f.is_infinite() => {
+            json!({"$float": if *f > 0.0 { "Inf" } else { "-Inf" }})
+        }
+        Value::Array(items) => Json::Array(items.iter().map(typed_json).collect()),
+        Value::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), typed_json(v)))
+                .collect(),
+        ),
+        other => other.to_json(),
+    }
+}
+
+/// A JSON value of the case format as an Oort value.
+fn to_value(json: &Json) -> Result<Value, String> {
+    match json {
+        Json::Object(map) if map.len() == 1 && map.keys().all(|k| k.starts_with('$')) => {
+            let (tag, v) = map.iter().next().expect("one entry");
+            match (tag.as_str(), v) {
+                ("$float", Json::String(s)) => match s.as_str() {
+                    "NaN" => Ok(Value::Float(f64::NAN)),
+                    "Inf" => Ok(Value::Float(f64::INFINITY)),
+                    "-Inf" => Ok(Value::Float(f64::NEG_INFINITY)),
+                    other => Err(format!("unknown $float {other:?}")),
+                },
+                ("$time", Json::String(s)) => Ok(Value::from(s.as_str())),
+                (tag, v) => Err(format!("unknown tagged value {tag}: {v}")),
+            }
+        }
+        Json::Array(items) => items
+            .iter()
+            .map(to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::array),
+        Json::Object(map) => map
+            .iter()
+            .map(|(k, v)| Ok((Arc::from(k.as_str()), to_value(v)?)))
+            .collect::<Result<_, String>>()
+            .map(Value::object),
+        other => Ok(Value::from_json(other.clone())),
+    }
+}
+
+/// Whether two values are the same, types included (`1` is not `1.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
+        }
+        (Value::Int(_), Value::Float(_)) | (Value::Float(_), Value::Int(_)) => false,
+        _ => a == b,
+    }
+}
+
+fn same_answer(a: &Answer, b: &Answer) -> bool {
+    match (a, b) {
+        (Answer::Rows(x), Answer::Rows(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        // Both come from the case's own JSON: numbers keep their form (`6` is not `6.0`).
+        (Answer::Kept(x), Answer::Kept(y)) => x == y,
+        (Answer::Error(x), Answer::Error(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The expected answer of a case (`result` or `error`, in `obj`).
+fn expected(obj: &Json) -> Result<Answer, String> {
+    if let Some(kept) = obj.get("kept") {
+        return match (kept, obj.get("result"), obj.get("error")) {
+            (Json::Array(_), None, None) => Ok(Answer::Kept(kept.clone())),
+            _ => Err(format!("`kept` must be a list, alone: {obj}")),
+        };
+    }
+    match (obj.get("result"), obj.get("error")) {
+        (Some(Json::Array(rows)), None) => rows
+            .iter()
+            .map(to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Answer::Rows),
+        (None, Some(Json::String(e))) => Ok(Answer::Error(e.clone())),
+        _ => Err(format!(
+            "needs `result` (a list of rows), `kept` (a list of tuples) or `error` (a text): {obj}"
+        )),
+    }
+}
+
+/// One input row of a tuple: its emitter and the row.
+fn input_row(t: &Json) -> Result<(String, Row), String> {
+    let emitter = t["emitter"].as_str().ok_or("a row without `emitter`")?;
+    let Value::Object(fields) = to_value(&t["row"])? else {
+        return Err(format!("`row` must be an object: {t}"));
+    };
+    let mut row = Row::from_pairs(
+        fields
+            .iter()
+            .map(|(k, v)| (Arc::clone(k), v.clone()))
+            .collect(),
+        0,
+    );
+    if let Some(meta) = t.get("meta") {
+        row.set_meta(Some(Arc::new(to_value(meta)?)));
+    }
+    Ok((emitter.to_string(), row))
+}
+
+/// A tuple's rows placed by source (see the module documentation).
+fn tuple(t: &Json, names: &[Vec<String>]) -> Result<Vec<Option<Row>>, String> {
+    let items = t.as_array().ok_or("a tuple must be a list of rows")?;
+    let mut slots: Vec<Option<Row>> = vec![None; names.len()];
+    let mut unnamed = Vec::new();
+    for item in items {
+        let (emitter, row) = input_row(item)?;
+        match names.iter().position(|n| n.contains(&emitter)) {
+            Some(i) if slots[i].is_none() => slots[i] = Some(row),
+            _ => unnamed.push(row),
+        }
+    }
+    for row in unnamed {
+        let free = slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or("a tuple has more rows than the statement has sources")?;
+        slots[free] = Some(row);
+    }
+    Ok(slots)
+}
+
+/// Runs one case: Oort's answer, or `Err` when the case itself is malformed.
+fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String> {
+    let sql = case["sql"].as_str().ok_or("no `sql`")?;
+    let input = &case["input"];
+    if let Some(Json::String(e)) = input.get("error") {
+        return Err(format!(
+            "an upstream error ({e}) is no input of Oort's stages: list the case as not portable"
+        ));
+    }
+    let query = match compile(sql, streams) {
+        Ok(q) => q,
+        Err(e) => return Ok(Answer::Error(format!("compile: {e}"))),
+    };
+    let names: Vec<Vec<String>> = query
+        .sources
+        .iter()
+        .map(|s| {
+            let mut n = vec![s.stream.to_string()];
+            n.extend(s.alias.as_ref().map(|a| a.to_string()));
+            n
+        })
+        .collect();
+    let window = match input.get("range") {
+        None => None,
+        Some(r) => Some((
+            r[0].as_i64().ok_or("bad `range`")?,
+            r[1].as_i64().ok_or("bad `range`")?,
+        )),
+    };
+    let stage = if let Some(row) = input.get("row") {
+        StageInput::Row(input_row(row)?.1)
+    } else if let Some(Json::Array(rows)) = input.get("window") {
+        StageInput::Window(
+            rows.iter()
+                .map(|t| tuple(t, &names))
+                .collect::<Result<_, _>>()?,
+        )
+    } else if let Some(Json::Array(groups)) = input.get("groups") {
+        StageInput::Groups(
+            groups
+                .iter()
+                .map(|g| {
+                    g.as_array()
+                        .ok_or("a group must be a list of tuples")?
+                        .iter()
+                        .map(|t| tuple(t, &names))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?,
+        )
+    } else {
+        return Err(format!("unknown input {input}"));
+    };
+    let runner = QueryRunner::new(query, false, 0, HashMap::new());
+    let ctx = EvalCtx {
+        now_ms: 0,
+        meta: &Value::Null,
+    };
+    if let Stage::Filter = stage_of {
+        // The kept rows or tuples, written as the case writes its input.
+        let tuples: Vec<Json> = match (input.get("row"), input.get("window")) {
+            (Some(row), _) => vec![json!([row])],
+            (None, Some(Json::Array(w))) => w.clone(),
+            _ => return Err(format!("`WHERE` takes a row or a window: {input}")),
+        };
+        return Ok(match runner.filter(stage, window, &ctx) {
+            Ok(kept) => Answer::Kept(Json::Array(
+                kept.into_iter().map(|i| tuples[i].clone()).collect(),
+            )),
+            Err(e) => Answer::Error(e.sent().to_string()),
+        });
+    }
+    let send_nil = case.get("send_nil") == Some(&Json::Bool(true));
+    Ok(match runner.project(stage, window, &ctx) {
+        Ok(rows) => Answer::Rows(
+            rows.iter()
+                .map(|r| {
+                    let Value::Object(map) = r.to_object() else {
+                        unreachable!("a row is an object")
+                    };
+                    let mut map = (*map).clone();
+                    if !send_nil {
+                        map.retain(|_, v| !matches!(v, Value::Null));
+                    }
+                    Value::object(map)
+                })
+                .collect(),
+        ),
+        Err(e) => Answer::Error(e.sent().to_string()),
+    })
+}
+
+/// `go` and `case` of a case or an entry, as one key.
+fn key(obj: &Json) -> String {
+    format!("{} #{}", obj["go"].as_str().unwrap_or("?"), obj["case"])
+}
+
+#[derive(Default)]
+struct Count {
+    ported: usize,
+    ran: usize,
+    identical: usize,
+    differ: usize,
+    not_portable: usize,
+}
+
+#[test]
+fn ekuiper_operator_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ekuiper_operators");
+    let streams = Streams(parse_streams(DDL, "streams.sql", Path::new(".")).expect("the DDL"));
+    let only = std::env::var("OORT_OPS_CASE").ok();
+    let mut failures = Vec::new();
+    let mut summary = String::new();
+    let mut total = Count::default();
+    for &(name, stage) in FILES {
+        let read = |file: &str| -> Json {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+        };
+        let doc = read(&format!("{name}.json"));
+        let kept = read(&format!("{name}.differs.json"));
+        let cases = doc["cases"].as_array().expect("`cases`");
+        let mut differs: HashMap<String, &Json> = HashMap::new();
+        for entry in kept["differs"].as_array().expect("`differs`") {
+            let why = entry["why"].as_str().unwrap_or("");
+            assert!(!why.trim().is_empty(), "{name}: {}: no `why`", key(entry));
+            assert!(
+                differs.insert(key(entry), entry).is_none(),
+                "{name}: {} listed twice",
+                key(entry)
+            );
+        }
+        let mut not_portable: HashMap<String, &Json> = HashMap::new();
+        for entry in kept["not_portable"].as_array().expect("`not_portable`") {
+            let why = entry["why"].as_str().unwrap_or("");
+            assert!(!why.trim().is_empty(), "{name}: {}: no `why`", key(entry));
+            not_portable.insert(key(entry), entry);
+        }
+        let mut listed: Vec<String> = differs.keys().chain(not_portable.keys()).cloned().collect();
+        let mut count = Count::default();
+        for case in cases {
+            let k = key(case);
+            listed.retain(|l| *l != k);
+            if only
+                .as_deref()
+                .is_some_and(|o| !case["go"].as_str().unwrap_or("").contains(o))
+            {
+                continue;
+            }
+            count.ported += 1;
+            if not_portable.contains_key(&k) {
+                count.not_portable += 1;
+                continue;
+            }
+            count.ran += 1;
+            let sql = case["sql"].as_str().unwrap_or("");
+            let want = match expected(case) {
+                Ok(w) => w,
+                Err(e) => {
+                    failures.push(format!("{name}: {k}: {e}"));
+                    continue;
+                }
+            };
+            let got = match run(case, stage, &streams) {
+                Ok(got) => got,
+                Err(e) => {
+                    failures.push(format!("{name}: {k}: {sql}: {e}"));
+                    continue;
+                }
+            };
+            let show = got.to_case_json();
+            match (same_answer(&got, &want), differs.get(&k)) {
+                (true, None) => count.identical += 1,
+                (true, Some(_)) => failures.push(format!(
+                    "{name}: {k}: {sql}: gives eKuiper's answer now: remove its entry from {name}.differs.json"
+                )),
+                (false, Some(entry)) => match expected(&entry["oort"]) {
+                    Ok(kept) if same_answer(&got, &kept) => count.differ += 1,
+                    Ok(_) => failures.push(format!(
+                        "{name}: {k}: {sql}: the kept difference changed: now {show}"
+                    )),
+                    Err(e) => failures.push(format!("{name}: {k}: `oort`: {e}")),
+                },
+                (false, None) => failures.push(format!(
+                    "{name}: {k}: {sql}: eKuiper: {}, Oort: {show}",
+                    want.to_case_json()
+                )),
+            }
+        }
+        if only.is_none() {
+            assert!(count.ran > 0, "{name}: no case ran");
+            for l in &listed {
+                failures.push(format!(
+                    "{name}: {l}: listed in {name}.differs.json, but there is no such case"
+                ));
+            }
+        }
+        let _ = writeln!(
+            summary,
+            "  {name}_test.go: {} ported, {} not portable, {} ran: {} identical, {} differ (documented)",
+            count.ported, count.not_portable, count.ran, count.identical, count.differ
+        );
+        total.ported += count.ported;
+        total.ran += count.ran;
+        total.identical += count.identical;
+        total.differ += count.differ;
+        total.not_portable += count.not_portable;
+    }
+    println!(
+        "eKuiper operator tests: {} ported, {} ran, {} identical, {} differ (documented), {} not portable\n{summary}",
+        total.ported, total.ran, total.identical, total.differ, total.not_portable
+    );
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

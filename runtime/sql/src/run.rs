@@ -1573,6 +1573,132 @@ impl QueryRunner {
         }
     }
 
+    /// The aggregates of each group, computed as the projection stage computes them.
+    fn group_aggregates(
+        &self,
+        groups: &[Vec<Tuple>],
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Vec<Value>>, EvalError> {
+        groups
+            .iter()
+            .map(|members| {
+                self.query
+                    .aggregates
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, a)| {
+                        a.compute(members, ctx)
+                            .map_err(|e| self.query.projection.aggregate_failed(slot, e))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The groups of a stage's input: a row is a group of one, a window's tuples one group.
+    fn groups_of(&self, input: StageInput, window: Option<(i64, i64)>) -> Vec<Vec<Tuple>> {
+        match input {
+            StageInput::Row(row) => vec![vec![self.tuple_of(vec![Some(row)], window)]],
+            StageInput::Window(tuples) => vec![
+                tuples
+                    .into_iter()
+                    .map(|t| self.tuple_of(t, window))
+                    .collect(),
+            ],
+            StageInput::Groups(groups) => groups
+                .into_iter()
+                .map(|g| g.into_iter().map(|t| self.tuple_of(t, window)).collect())
+                .collect(),
+        }
+    }
+
+    /// The `HAVING` stage alone, as eKuiper's having operator: the indices of the groups that
+    /// pass (a row, or a window's rows, is one group: `[0]` when it passes). Nothing else of
+    /// the statement runs.
+    pub fn having(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<usize>, EvalError> {
+        let groups = self.groups_of(input, window);
+        let Some(having) = &self.query.having else {
+            return Ok((0..groups.len()).collect());
+        };
+        let aggregates = self.group_aggregates(&groups, ctx)?;
+        let mut kept = Vec::new();
+        for (i, (members, aggregates)) in groups.iter().zip(&aggregates).enumerate() {
+            let scope = Group {
+                first: members.first(),
+                aggregates,
+                window,
+                timestamp_ms: members.iter().map(|m| m.timestamp_ms).max().unwrap_or(0),
+                agg_hits: None,
+            };
+            if having
+                .eval(&scope, ctx)
+                .map_err(EvalError::in_having)?
+                .is_true()
+            {
+                kept.push(i);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The `ORDER BY` stage alone, as eKuiper's order operator: the order of a window's rows
+    /// (or tuples), or of its groups, as indices into the input (a row stays `[0]`). Nothing
+    /// else of the statement runs.
+    pub fn order(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<usize>, EvalError> {
+        let q = &self.query;
+        let mut keyed: Vec<(Vec<Value>, usize)> = Vec::new();
+        match input {
+            StageInput::Row(_) => return Ok(vec![0]),
+            StageInput::Window(tuples) => {
+                for (i, t) in tuples.into_iter().enumerate() {
+                    let t = self.tuple_of(t, window);
+                    let keys = q
+                        .order_by
+                        .iter()
+                        .map(|(e, _)| e.eval(&t, ctx))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    keyed.push((keys, i));
+                }
+            }
+            groups @ StageInput::Groups(_) => {
+                let groups = self.groups_of(groups, window);
+                let aggregates = self.group_aggregates(&groups, ctx)?;
+                for (i, (members, aggregates)) in groups.iter().zip(&aggregates).enumerate() {
+                    let scope = Group {
+                        first: members.first(),
+                        aggregates,
+                        window,
+                        timestamp_ms: members.iter().map(|m| m.timestamp_ms).max().unwrap_or(0),
+                        agg_hits: None,
+                    };
+                    let keys = q
+                        .order_by
+                        .iter()
+                        .map(|(e, _)| e.eval(&scope, ctx))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    keyed.push((keys, i));
+                }
+            }
+        }
+        if !q.order_by.is_empty() {
+            sort_results(
+                &mut keyed,
+                &q.order_by.iter().map(|(_, asc)| *asc).collect::<Vec<_>>(),
+            )?;
+        }
+        Ok(keyed.into_iter().map(|(_, i)| i).collect())
+    }
+
     /// A tuple of the given rows, one per source in `FROM` order.
     fn tuple_of(&self, rows: Vec<Option<Row>>, window: Option<(i64, i64)>) -> Tuple {
         let n = self.query.sources.len();
@@ -2085,30 +2211,45 @@ impl QueryRunner {
 
 /// ORDER BY: nulls last in both directions; keys of one position compare as numbers, strings
 /// or booleans, and mixing kinds is an error (as in eKuiper). The sort is stable.
-fn sort_results(results: &mut [(Vec<Value>, Row)], ascending: &[bool]) -> Result<(), EvalError> {
-    for (i, _) in ascending.iter().enumerate() {
-        let mut kind: Option<&'static str> = None;
-        for (keys, _) in results.iter() {
-            let k = match &keys[i] {
-                Value::Null => continue,
-                Value::Int(_) | Value::Float(_) => "number",
-                Value::String(_) => "string",
-                Value::Bool(_) => "boolean",
-                other => {
-                    return Err(EvalError::new(format!(
-                        "ORDER BY cannot sort values of type {}",
-                        other.type_name()
-                    )));
-                }
+fn sort_results<T>(results: &mut [(Vec<Value>, T)], ascending: &[bool]) -> Result<(), EvalError> {
+    use crate::wording::go_type;
+    let kind = |v: &Value| match v {
+        Value::Int(_) | Value::Float(_) => Some("number"),
+        Value::String(_) => Some("string"),
+        Value::Bool(_) => Some("boolean"),
+        _ => None,
+    };
+    // As eKuiper's sorter: row by row, each key against the first key of its position that is
+    // not null.
+    let mut first: Vec<Option<&Value>> = vec![None; ascending.len()];
+    for (keys, _) in results.iter() {
+        for (j, v) in keys.iter().enumerate().take(ascending.len()) {
+            if v.is_null() {
+                continue;
+            }
+            let f = *first[j].get_or_insert(v);
+            let sent = || {
+                format!(
+                    "run Order By error: incompatible types for comparison: {} and {}",
+                    go_type(f),
+                    go_type(v)
+                )
             };
-            match kind {
-                None => kind = Some(k),
-                Some(seen) if seen != k => {
-                    return Err(EvalError::new(format!(
-                        "ORDER BY: incompatible types for comparison: {seen} and {k}"
-                    )));
+            match (kind(f), kind(v)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => {
+                    return Err(EvalError::worded(
+                        format!("ORDER BY: incompatible types for comparison: {a} and {b}"),
+                        sent(),
+                    ));
                 }
-                Some(_) => {}
+                (_, _) => {
+                    let odd = if kind(f).is_none() { f } else { v };
+                    return Err(EvalError::worded(
+                        format!("ORDER BY cannot sort values of type {}", odd.type_name()),
+                        sent(),
+                    ));
+                }
             }
         }
     }

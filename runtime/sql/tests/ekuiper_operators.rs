@@ -80,6 +80,7 @@ CREATE STREAM src2 () WITH (TYPE="memory", DATASOURCE="src2");
 CREATE STREAM A () WITH (TYPE="memory", DATASOURCE="A");
 CREATE STREAM B () WITH (TYPE="memory", DATASOURCE="B");
 CREATE STREAM C () WITH (TYPE="memory", DATASOURCE="C");
+CREATE STREAM demo () WITH (TYPE="memory", DATASOURCE="demo");
 "#;
 
 /// The stage a Go test file tests.
@@ -89,10 +90,19 @@ enum Stage {
     Project,
     /// `WHERE` ([`QueryRunner::filter`]).
     Filter,
+    /// `HAVING` ([`QueryRunner::having`]).
+    Having,
+    /// `ORDER BY` ([`QueryRunner::order`]).
+    Order,
 }
 
 /// The Go test files ported, by the name of their JSON file, and the stage each tests.
-const FILES: &[(&str, Stage)] = &[("project", Stage::Project), ("filter", Stage::Filter)];
+const FILES: &[(&str, Stage)] = &[
+    ("project", Stage::Project),
+    ("filter", Stage::Filter),
+    ("having", Stage::Having),
+    ("order", Stage::Order),
+];
 
 struct Streams(Vec<StreamDef>);
 
@@ -106,8 +116,9 @@ impl Catalog for Streams {
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
     Rows(Vec<Value>),
-    /// What `WHERE` let through: the input's rows or tuples, as the case writes them.
-    Kept(Json),
+    /// What `WHERE` or `HAVING` let through, or what `ORDER BY` sorted: the input's rows,
+    /// tuples or groups, as the case writes them (`{"kept": ...}` or `{"sorted": ...}`).
+    Kept(&'static str, Json),
     Error(String),
 }
 
@@ -116,7 +127,7 @@ impl Answer {
     fn to_case_json(&self) -> Json {
         match self {
             Self::Rows(rows) => json!({"result": rows.iter().map(typed_json).collect::<Vec<_>>()}),
-            Self::Kept(kept) => json!({ "kept": kept }),
+            Self::Kept(key, items) => json!({ *key: items }),
             Self::Error(e) => json!({"error": e}),
         }
     }
@@ -195,7 +206,7 @@ fn same_answer(a: &Answer, b: &Answer) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
         }
         // Both come from the case's own JSON: numbers keep their form (`6` is not `6.0`).
-        (Answer::Kept(x), Answer::Kept(y)) => x == y,
+        (Answer::Kept(a, x), Answer::Kept(b, y)) => a == b && x == y,
         (Answer::Error(x), Answer::Error(y)) => x == y,
         _ => false,
     }
@@ -203,11 +214,13 @@ fn same_answer(a: &Answer, b: &Answer) -> bool {
 
 /// The expected answer of a case (`result` or `error`, in `obj`).
 fn expected(obj: &Json) -> Result<Answer, String> {
-    if let Some(kept) = obj.get("kept") {
-        return match (kept, obj.get("result"), obj.get("error")) {
-            (Json::Array(_), None, None) => Ok(Answer::Kept(kept.clone())),
-            _ => Err(format!("`kept` must be a list, alone: {obj}")),
-        };
+    for key in ["kept", "sorted"] {
+        if let Some(items) = obj.get(key) {
+            return match (items, obj.get("result"), obj.get("error")) {
+                (Json::Array(_), None, None) => Ok(Answer::Kept(key, items.clone())),
+                _ => Err(format!("`{key}` must be a list, alone: {obj}")),
+            };
+        }
     }
     match (obj.get("result"), obj.get("error")) {
         (Some(Json::Array(rows)), None) => rows
@@ -321,17 +334,35 @@ fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String
         now_ms: 0,
         meta: &Value::Null,
     };
-    if let Stage::Filter = stage_of {
-        // The kept rows or tuples, written as the case writes its input.
-        let tuples: Vec<Json> = match (input.get("row"), input.get("window")) {
-            (Some(row), _) => vec![json!([row])],
-            (None, Some(Json::Array(w))) => w.clone(),
-            _ => return Err(format!("`WHERE` takes a row or a window: {input}")),
+    if !matches!(stage_of, Stage::Project) {
+        // The items the stage keeps or orders: the row, the window's rows or tuples, or its
+        // groups, written as the case writes its input.
+        let items: Vec<Json> = match (input.get("row"), input.get("window"), input.get("groups")) {
+            (Some(row), _, _) => vec![json!([row])],
+            (None, Some(Json::Array(w)), _) => w.clone(),
+            (None, None, Some(Json::Array(g))) => g.clone(),
+            _ => return Err(format!("no row, window or groups: {input}")),
         };
-        return Ok(match runner.filter(stage, window, &ctx) {
-            Ok(kept) => Answer::Kept(Json::Array(
-                kept.into_iter().map(|i| tuples[i].clone()).collect(),
-            )),
+        let windowed = input.get("window").is_some();
+        let picked = match stage_of {
+            Stage::Filter => runner.filter(stage, window, &ctx),
+            Stage::Having => runner.having(stage, window, &ctx),
+            _ => runner.order(stage, window, &ctx),
+        };
+        return Ok(match picked {
+            // HAVING keeps or drops a window's rows whole: they are its one group.
+            Ok(kept) if windowed && matches!(stage_of, Stage::Having) => Answer::Kept(
+                "kept",
+                Json::Array(if kept.is_empty() { Vec::new() } else { items }),
+            ),
+            Ok(picked) => Answer::Kept(
+                if matches!(stage_of, Stage::Order) {
+                    "sorted"
+                } else {
+                    "kept"
+                },
+                Json::Array(picked.into_iter().map(|i| items[i].clone()).collect()),
+            ),
             Err(e) => Answer::Error(e.sent().to_string()),
         });
     }

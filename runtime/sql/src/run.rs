@@ -557,13 +557,16 @@ impl Pane {
 }
 
 /// The key of `tuple`'s group.
+/// The group `tuple` falls in; an error is worded as eKuiper's aggregate operator reports it.
 fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey, EvalError> {
+    let failed = |e: EvalError| e.within("run Group By error: ");
     Ok(match keys {
-        [one] => GroupKey::One(Key::of(&one.eval(tuple, ctx)?)),
+        [one] => GroupKey::One(Key::of(&one.eval(tuple, ctx).map_err(failed)?)),
         keys => GroupKey::Many(
             keys.iter()
                 .map(|k| k.eval(tuple, ctx).map(|v| Key::of(&v)))
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?,
         ),
     })
 }
@@ -1610,6 +1613,36 @@ impl QueryRunner {
                 .map(|g| g.into_iter().map(|t| self.tuple_of(t, window)).collect())
                 .collect(),
         }
+    }
+
+    /// The grouping stage alone (`GROUP BY` keys beside the window), as eKuiper's aggregate
+    /// operator: a window's rows or tuples split into groups, each a list of indices into the
+    /// input, groups in order of first appearance. Nothing else of the statement runs.
+    pub fn group(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Vec<usize>>, EvalError> {
+        let StageInput::Window(tuples) = input else {
+            return Err(EvalError::new(
+                "GROUP BY takes a window's rows or tuples".into(),
+            ));
+        };
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut index: FastMap<GroupKey, usize> = FastMap::default();
+        for (i, rows) in tuples.into_iter().enumerate() {
+            let t = self.tuple_of(rows, window);
+            let key = group_key(&self.query.group_by, &t, ctx)?;
+            match index.entry(key) {
+                Entry::Occupied(found) => groups[*found.get()].push(i),
+                Entry::Vacant(slot) => {
+                    slot.insert(groups.len());
+                    groups.push(vec![i]);
+                }
+            }
+        }
+        Ok(groups)
     }
 
     /// The `HAVING` stage alone, as eKuiper's having operator: the indices of the groups that

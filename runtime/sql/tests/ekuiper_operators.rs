@@ -18,8 +18,9 @@
 //! (the projection alone is under test). So the cases run the same stage of Oort: the whole
 //! statement is compiled with [`oort_sql::compile`] (a statement Oort refuses fails its case),
 //! then [`QueryRunner::project`] applies its projection, with the aggregates it reads, to the
-//! given rows, tuples or groups; and for `filter_test.go`, [`QueryRunner::filter`] its `WHERE`
-//! to the given row or tuples. The other stages do not run here; the rule cases
+//! given rows, tuples or groups; for `filter_test.go`, [`QueryRunner::filter`] its `WHERE`
+//! to the given row or tuples; likewise [`QueryRunner::having`], [`QueryRunner::order`] and
+//! [`QueryRunner::group`] for `having_test.go`, `order_test.go` and `aggregate_test.go`. The other stages do not run here; the rule cases
 //! (`tests/rules/ek_*`) run whole statements.
 //!
 //! The input's shapes:
@@ -94,6 +95,8 @@ enum Stage {
     Having,
     /// `ORDER BY` ([`QueryRunner::order`]).
     Order,
+    /// `GROUP BY` keys ([`QueryRunner::group`]).
+    Group,
 }
 
 /// The Go test files ported, by the name of their JSON file, and the stage each tests.
@@ -102,6 +105,7 @@ const FILES: &[(&str, Stage)] = &[
     ("filter", Stage::Filter),
     ("having", Stage::Having),
     ("order", Stage::Order),
+    ("aggregate", Stage::Group),
 ];
 
 struct Streams(Vec<StreamDef>);
@@ -206,6 +210,18 @@ fn same_answer(a: &Answer, b: &Answer) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
         }
         // Both come from the case's own JSON: numbers keep their form (`6` is not `6.0`).
+        // Groups match in any order, as eKuiper's test matches them.
+        (Answer::Kept("groups", x), Answer::Kept("groups", y)) => {
+            let sorted = |v: &Json| {
+                let mut items: Vec<String> = v
+                    .as_array()
+                    .map(|a| a.iter().map(Json::to_string).collect())
+                    .unwrap_or_default();
+                items.sort();
+                items
+            };
+            sorted(x) == sorted(y)
+        }
         (Answer::Kept(a, x), Answer::Kept(b, y)) => a == b && x == y,
         (Answer::Error(x), Answer::Error(y)) => x == y,
         _ => false,
@@ -214,7 +230,7 @@ fn same_answer(a: &Answer, b: &Answer) -> bool {
 
 /// The expected answer of a case (`result` or `error`, in `obj`).
 fn expected(obj: &Json) -> Result<Answer, String> {
-    for key in ["kept", "sorted"] {
+    for key in ["kept", "sorted", "groups"] {
         if let Some(items) = obj.get(key) {
             return match (items, obj.get("result"), obj.get("error")) {
                 (Json::Array(_), None, None) => Ok(Answer::Kept(key, items.clone())),
@@ -344,6 +360,18 @@ fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String
             _ => return Err(format!("no row, window or groups: {input}")),
         };
         let windowed = input.get("window").is_some();
+        if let Stage::Group = stage_of {
+            return Ok(match runner.group(stage, window, &ctx) {
+                Ok(groups) => Answer::Kept(
+                    "groups",
+                    groups
+                        .into_iter()
+                        .map(|g| Json::Array(g.into_iter().map(|i| items[i].clone()).collect()))
+                        .collect(),
+                ),
+                Err(e) => Answer::Error(e.sent().to_string()),
+            });
+        }
         let picked = match stage_of {
             Stage::Filter => runner.filter(stage, window, &ctx),
             Stage::Having => runner.having(stage, window, &ctx),

@@ -13,7 +13,8 @@ script never touches, so a regeneration keeps them.
 The expected output is the operator's: for `project`, `result` (the rows) or `error`; for `filter`,
 `kept` (the input's rows or tuples that pass, in the input's shape) or `error`; for `having`,
 `kept` (the window's rows when the window passes, or the groups that pass); for `order`, `sorted`
-(the rows, tuples or groups in order).
+(the rows, tuples or groups in order); for `aggregate`, `groups` (the window's rows or tuples
+grouped).
 
 Go values become JSON typed as the runner reads them: a Go `int`/`int64` (and an untyped whole
 constant stored in an `interface{}`) a JSON integer, a Go `float64` a JSON number with a fraction
@@ -426,6 +427,16 @@ def sorted_of(v):
     raise ValueError(f"unexpected order result {getattr(v, 'type', v)!r}")
 
 
+def groups_of(v):
+    """An aggregate operator's result: `{"groups": [...]}`, each group a list of the window's
+    rows or tuples (eKuiper's test matches groups in any order)."""
+    if isinstance(v, Call) and v.name == "errors.New":
+        return {"error": v.args[0]}
+    if isinstance(v, Struct) and v.type == "xsql.GroupedTuplesSet":
+        return {"groups": group_list(v)}
+    raise ValueError(f"unexpected aggregate result {getattr(v, 'type', v)!r}")
+
+
 # --- test functions ----------------------------------------------------------------------------
 
 
@@ -487,6 +498,8 @@ def convert(root, name):
                 case.update(having_of(c.get("result")))
             elif name == "order":
                 case.update(sorted_of(c.get("result")))
+            elif name == "aggregate":
+                case.update(groups_of(c.get("result")))
             else:
                 case.update(result_of(c["result"]))
             out["cases"].append(case)

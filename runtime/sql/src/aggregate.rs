@@ -107,6 +107,8 @@ pub struct AggCall {
     pub args: Vec<Expr>,
     /// Whether the first argument was `*`.
     pub star: bool,
+    /// With `*`: the fields `* EXCEPT(...)` leaves out of each row.
+    pub except: Vec<Arc<str>>,
 }
 
 /// An aggregate's error: `func: message` in Oort's words, and as eKuiper's valuer frames a
@@ -163,11 +165,17 @@ impl AggCall {
         match self.func {
             CountStar => return Ok(Value::Int(members.len() as i64)),
             Collect if self.star => {
-                return Ok(Value::array(members.iter().map(row_object).collect()));
+                return Ok(Value::array(
+                    members.iter().map(|m| self.star_object(m)).collect(),
+                ));
             }
             MergeAgg if self.star => {
                 return Ok(merge(
-                    members.iter().map(row_object).collect::<Vec<_>>().iter(),
+                    members
+                        .iter()
+                        .map(|m| self.star_object(m))
+                        .collect::<Vec<_>>()
+                        .iter(),
                 ));
             }
             Deduplicate => return self.deduplicate(members, ctx),
@@ -241,6 +249,19 @@ impl AggCall {
             MergeAgg => merge(present()),
             CountStar | Count | Sum | Avg | Min | Max | Deduplicate => Value::Null,
         })
+    }
+
+    /// What `*` stands for in a member: its fields, less those of `* EXCEPT(...)`.
+    fn star_object<S: Scope>(&self, member: &S) -> Value {
+        let object = row_object(member);
+        match object {
+            Value::Object(map) if !self.except.is_empty() => {
+                let mut map = (*map).clone();
+                map.retain(|k, _| !self.except.iter().any(|e| e.eq_ignore_ascii_case(k)));
+                Value::object(map)
+            }
+            other => other,
+        }
     }
 
     /// count, sum, avg, min and max in one pass over the members, without collecting the values.
@@ -527,6 +548,7 @@ mod tests {
             func,
             args,
             star: false,
+            except: Vec::new(),
         }
     }
 

@@ -110,6 +110,19 @@ impl Dialect for EkuiperDialect {
             parser.next_token();
             return Some(parse_window(parser, ident));
         }
+        // `count(* EXCEPT(a, b))`, also `collect` and `merge_agg`: the row without those fields.
+        if STAR_EXCEPT
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(&word.value))
+            && parser.peek_nth_token(1).token == Token::LParen
+            && parser.peek_nth_token(2).token == Token::Mul
+            && matches!(&parser.peek_nth_token(3).token,
+                Token::Word(w) if w.keyword == Keyword::EXCEPT)
+        {
+            let ident = Ident::with_span(token.span, word.value.clone());
+            parser.next_token();
+            return Some(parse_star_except(parser, ident));
+        }
         if ANALYTIC.iter().any(|w| w.eq_ignore_ascii_case(&word.value))
             && parser.peek_nth_token(1).token == Token::LParen
         {
@@ -158,6 +171,44 @@ pub const PARTITION_ARG: &str = "__partition_by";
 /// The name under which `OVER (WHEN cond)` of a window is handed to the compiler: standard SQL
 /// has no such clause, so it travels as a named argument of the window function.
 pub const OVER_WHEN_ARG: &str = "__over_when";
+
+/// The aggregates that take `* EXCEPT(names)` as their argument.
+const STAR_EXCEPT: &[&str] = &["count", "collect", "merge_agg"];
+
+/// The name under which each field of `f(* EXCEPT(a, b))` is handed to the compiler (as a
+/// named argument, beside the `*`).
+pub const EXCEPT_ARG: &str = "__except";
+
+/// `(* EXCEPT(a, b))` after the name of an aggregate.
+fn parse_star_except(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    parser.expect_token(&Token::Mul)?;
+    parser.expect_keyword(Keyword::EXCEPT)?;
+    parser.expect_token(&Token::LParen)?;
+    let names = parser.parse_comma_separated(|p| p.parse_identifier())?;
+    parser.expect_token(&Token::RParen)?;
+    parser.expect_token(&Token::RParen)?;
+    let mut args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
+    args.extend(names.into_iter().map(|n| FunctionArg::Named {
+        name: Ident::new(EXCEPT_ARG),
+        arg: FunctionArgExpr::Expr(Expr::Identifier(n)),
+        operator: FunctionArgOperator::Equals,
+    }));
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        within_group: Vec::new(),
+        filter: None,
+        null_treatment: None,
+        over: None,
+    }))
+}
 
 /// `name(args) [OVER ([PARTITION BY e, ...] [WHEN cond])]`, after the name.
 fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError> {

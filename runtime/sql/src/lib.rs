@@ -1716,6 +1716,24 @@ impl<'a> Compiler<'a> {
         if f.filter.is_some() {
             return Err(unsupported(span, "FILTER on an aggregate"));
         }
+        // `f(* EXCEPT(a, b))`: the fields left out of each row (see the dialect).
+        let mut except = Vec::new();
+        let args: Vec<&ast::FunctionArg> = args
+            .iter()
+            .copied()
+            .filter(|a| match a {
+                ast::FunctionArg::Named {
+                    name,
+                    arg: ast::FunctionArgExpr::Expr(ast::Expr::Identifier(field)),
+                    ..
+                } if name.value == dialect::EXCEPT_ARG => {
+                    except.push(Arc::from(field.value.as_str()));
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let args = args.as_slice();
         if args.len() < min || args.len() > max {
             return Err(arity_error(span, name, min, Some(max), args.len()));
         }
@@ -1760,6 +1778,7 @@ impl<'a> Compiler<'a> {
             func,
             args: compiled?,
             star,
+            except,
         });
         Ok(Expr::Aggregate(slot))
     }

@@ -3703,4 +3703,36 @@ mod tests {
                 .contains("equality with its key")
         );
     }
+
+    #[test]
+    fn star_except_leaves_fields_out_of_each_row() {
+        let streams = Streams::of(UNTIMED);
+        let query = super::super::compile(
+            "SELECT collect(* EXCEPT(ts, v)) AS c, count(* EXCEPT(v)) AS n, \
+             merge_agg(* EXCEPT(device)) AS m FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &streams,
+        )
+        .unwrap();
+        let runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |device: &str, v: i64| {
+            Some(Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(1)),
+                    (Arc::from("device"), Value::string(device)),
+                    (Arc::from("v"), Value::Int(v)),
+                ],
+                1,
+            ))
+        };
+        let input = StageInput::Window(vec![vec![row("a", 1)], vec![row("b", 2)]]);
+        let rows = runner.project(input, Some((0, 10)), &ctx).unwrap();
+        assert_eq!(
+            rows[0].to_object().to_json().to_string(),
+            r#"{"c":[{"device":"a"},{"device":"b"}],"m":{"ts":1,"v":2},"n":2}"#
+        );
+    }
 }

@@ -89,6 +89,8 @@ pub fn expr_text(e: &ast::Expr, stream: &str) -> String {
                         ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {
                             args.push("*".into());
                         }
+                        // What the dialect hands over beside the arguments (`OVER`, `EXCEPT`).
+                        ast::FunctionArg::Named { name, .. } if name.value.starts_with("__") => {}
                         other => args.push(other.to_string()),
                     }
                 }

@@ -436,6 +436,19 @@ fn ekuiper_operator_tests() {
     let mut failures = Vec::new();
     let mut summary = String::new();
     let mut total = Count::default();
+    // Every case file runs: a file the list does not name would be left out silently.
+    for entry in std::fs::read_dir(&dir).expect("the case folder") {
+        let file = entry.expect("a folder entry").file_name();
+        let file = file.to_string_lossy();
+        if let Some(name) = file.strip_suffix(".json")
+            && !name.ends_with(".differs")
+        {
+            assert!(
+                FILES.iter().any(|(n, _)| *n == name),
+                "{file} is not in FILES: say which stage its cases run against"
+            );
+        }
+    }
     for &(name, stage) in FILES {
         let read = |file: &str| -> Json {
             let path = dir.join(file);

@@ -2,10 +2,11 @@
 """Converts the case tables of eKuiper's operator tests (Go) into the JSON cases of
 `runtime/sql/tests/ekuiper_operators.rs`.
 
-    python3 go2json.py <eKuiper checkout or bare git dir> [test file ...]
+    python3 go2json.py <eKuiper checkout or bare git dir> [name ...]
 
 reads `internal/topo/operator/<name>_test.go` (from a work tree, or with `git show HEAD:` from a
-bare repository) and writes `<name>.json` beside this script. Only the data is converted: the SQL,
+bare repository; by default project, filter, having, order and aggregate) and writes
+`<name>.json` beside this script. Only the data is converted: the SQL,
 the operator's input and its expected result, each case named by its Go test function and index.
 The differences Oort keeps are not written here: they live in `<name>.differs.json`, which this
 script never touches, so a regeneration keeps them.
@@ -526,7 +527,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     root = sys.argv[1]
-    names = sys.argv[2:] or ["project"]
+    names = sys.argv[2:] or ["project", "filter", "having", "order", "aggregate"]
     for name in names:
         doc = convert(root, name)
         path = os.path.join(HERE, f"{name}.json")

@@ -323,10 +323,14 @@ impl<'a> Compiler<'a> {
             let ast::OrderByKind::Expressions(items) = &order.kind else {
                 return Err(unsupported(order.span(), "ORDER BY ALL"));
             };
-            if !self.has_window {
+            // Without a window, eKuiper's order operator hands a row on as it is (one row is
+            // already in order); its keys are compiled, so an unknown name is still an error.
+            // A stream joined with tables makes a list of joined rows, sorted in eKuiper: that
+            // is not offered without a window.
+            if !self.has_window && !plan.joins.is_empty() {
                 return Err(SqlError::at(
                     order.span(),
-                    "ORDER BY sorts the rows of a window: add a window to GROUP BY",
+                    "ORDER BY in a join without a window is not supported: add a window to GROUP BY",
                 ));
             }
             self.clause = Clause::Result;
@@ -590,26 +594,37 @@ impl<'a> Compiler<'a> {
         let projection = self.projection(&select.projection)?;
         self.visible_aliases = self.aliases.len();
         let having = select.having.as_ref().map(|e| self.expr(e)).transpose()?;
-        if let (Some((name, span)), None) = (&self.first_aggregate, &window) {
+        // Without a window (eKuiper's planner adds no aggregate operator then) each row is
+        // alone: an aggregate sees a group of that one row, and GROUP BY keys are compiled but
+        // group nothing. A stream joined with tables makes a list of joined rows per row,
+        // which eKuiper aggregates whole: that is not offered without a window.
+        if let (Some((name, span)), None, false) =
+            (&self.first_aggregate, &window, joins.is_empty())
+        {
             return Err(SqlError::at(
                 *span,
                 format!(
-                    "`{name}` is an aggregate function: it works on the rows of a window, add one \
-                     to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))"
+                    "`{name}` is an aggregate function: in a join it works on the rows of a \
+                     window, add one to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))"
                 ),
             ));
         }
-        if (!group_by.is_empty() || having.is_some()) && window.is_none() {
-            let span = select
-                .having
-                .as_ref()
-                .map(|h| h.span())
-                .or_else(|| group_span(&select.group_by))
-                .unwrap_or(select.select_token.0.span);
+        if !group_by.is_empty() && window.is_none() && !joins.is_empty() {
+            let span = group_span(&select.group_by).unwrap_or(select.select_token.0.span);
             return Err(SqlError::at(
                 span,
-                "GROUP BY and HAVING work on the rows of a window: add one to GROUP BY \
+                "GROUP BY in a join works on the rows of a window: add one to GROUP BY \
                  (e.g. TUMBLINGWINDOW(ss, 10))",
+            ));
+        }
+        // eKuiper's having operator takes a window's rows (or groups) only: without a window
+        // it fails every row (`run Having error: invalid input *xsql.Tuple(...)`), so the rule
+        // could never send anything. Refused here, where the statement is compiled.
+        if let (Some(h), None) = (&select.having, &window) {
+            return Err(SqlError::at(
+                h.span(),
+                "HAVING works on the rows of a window: add one to GROUP BY \
+                 (e.g. TUMBLINGWINDOW(ss, 10)), or use WHERE to filter each row",
             ));
         }
 

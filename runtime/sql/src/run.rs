@@ -1190,6 +1190,30 @@ impl QueryRunner {
             }
             return outcome;
         }
+        if self.query.is_row_alone_aggregate() {
+            for (source, row) in rows {
+                let row = if prepare {
+                    match self.prepare(row, ctx) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            outcome.fail(e, out.len());
+                            continue;
+                        }
+                    }
+                } else {
+                    row
+                };
+                match self.row_alone(source, row, ctx) {
+                    Ok(Some((results, ts))) => {
+                        out.extend(results.into_iter().map(Message::Row));
+                        self.hits.hit(ts);
+                    }
+                    Ok(None) => outcome.filtered += 1,
+                    Err(e) => outcome.fail(e, out.len()),
+                }
+            }
+            return outcome;
+        }
         if self.window.is_none() {
             // A stream joined with tables, row by row.
             for (source, row) in rows {
@@ -1320,6 +1344,47 @@ impl QueryRunner {
         }
         self.emit(ctx, out, &mut outcome);
         outcome
+    }
+
+    /// A statement with aggregates and no window on one row, as eKuiper runs it: `WHERE`, then
+    /// the aggregates over a group of that row alone, then the projection; each result row is
+    /// a message of its own (`None` when `WHERE` drops the row). `GROUP BY` keys and `ORDER BY`
+    /// are not evaluated: eKuiper's planner adds no grouping without a window, and its order
+    /// operator hands a single row on untouched.
+    fn row_alone(
+        &self,
+        source: usize,
+        row: Row,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Option<(Vec<Row>, i64)>, EvalError> {
+        let q = &self.query;
+        if let Some(filter) = &q.filter
+            && !filter
+                .eval(&row, ctx)
+                .map_err(EvalError::in_where)?
+                .is_true()
+        {
+            return Ok(None);
+        }
+        let timestamp_ms = row.timestamp_ms;
+        let members = [Tuple::single(q.sources.len(), source, Arc::new(row), None)];
+        let aggregates = q
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(slot, a)| {
+                a.compute(&members, ctx)
+                    .map_err(|e| q.projection.aggregate_failed(slot, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope = Group {
+            first: members.first(),
+            aggregates: &aggregates,
+            window: None,
+            timestamp_ms,
+            agg_hits: None,
+        };
+        Ok(Some((q.projection.apply_set(&scope, ctx)?, timestamp_ms)))
     }
 
     /// Processing time: fires the windows due at `now`.

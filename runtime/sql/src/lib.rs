@@ -594,10 +594,19 @@ impl<'a> Compiler<'a> {
         let projection = self.projection(&select.projection)?;
         self.visible_aliases = self.aliases.len();
         let having = select.having.as_ref().map(|e| self.expr(e)).transpose()?;
-        // Without a window (eKuiper's planner adds no aggregate operator then) each row is
-        // alone: an aggregate sees a group of that one row, and GROUP BY keys are compiled but
-        // group nothing. A stream joined with tables makes a list of joined rows per row,
-        // which eKuiper aggregates whole: that is not offered without a window.
+        // Without a window each row is alone (eKuiper's planner adds no aggregate operator
+        // then): an aggregate sees a group of that one row. eKuiper's analyzer refuses GROUP BY
+        // keys without a window (`select stmt group by should be used with window`). A stream
+        // joined with tables makes a list of joined rows per row, which eKuiper aggregates
+        // whole: that is not offered without a window.
+        if !group_by.is_empty() && window.is_none() {
+            let span = group_span(&select.group_by).unwrap_or(select.select_token.0.span);
+            return Err(SqlError::at(
+                span,
+                "GROUP BY keys group the rows of a window: add one to GROUP BY \
+                 (e.g. TUMBLINGWINDOW(ss, 10))",
+            ));
+        }
         if let (Some((name, span)), None, false) =
             (&self.first_aggregate, &window, joins.is_empty())
         {
@@ -607,14 +616,6 @@ impl<'a> Compiler<'a> {
                     "`{name}` is an aggregate function: in a join it works on the rows of a \
                      window, add one to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))"
                 ),
-            ));
-        }
-        if !group_by.is_empty() && window.is_none() && !joins.is_empty() {
-            let span = group_span(&select.group_by).unwrap_or(select.select_token.0.span);
-            return Err(SqlError::at(
-                span,
-                "GROUP BY in a join works on the rows of a window: add one to GROUP BY \
-                 (e.g. TUMBLINGWINDOW(ss, 10))",
             ));
         }
         // eKuiper's having operator takes a window's rows (or groups) only: without a window

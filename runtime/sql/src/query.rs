@@ -460,16 +460,15 @@ impl Query {
     }
 
     /// Whether a row can be processed on its own (no window, no join, no aggregate). Without a
-    /// window, `GROUP BY` keys group nothing and `ORDER BY` sorts one row, as in eKuiper: neither
-    /// is evaluated.
+    /// window `ORDER BY` has one row to sort, as in eKuiper: its keys are not evaluated.
     pub fn is_row_by_row(&self) -> bool {
-        self.window.is_none() && self.joins.is_empty() && self.aggregates.is_empty()
+        self.window.is_none() && self.joins.is_empty() && !self.is_aggregate()
     }
 
     /// Whether each row is a group of its own: aggregates without a window or a join (eKuiper
     /// evaluates an aggregate on one row as on a group of that row: `count(*)` is 1).
     pub fn is_row_alone_aggregate(&self) -> bool {
-        self.window.is_none() && self.joins.is_empty() && !self.aggregates.is_empty()
+        self.window.is_none() && self.joins.is_empty() && self.is_aggregate()
     }
 
     /// Runs a row-by-row statement on one row: `Ok(None)` when the filter drops it.

@@ -1348,9 +1348,8 @@ impl QueryRunner {
 
     /// A statement with aggregates and no window on one row, as eKuiper runs it: `WHERE`, then
     /// the aggregates over a group of that row alone, then the projection; each result row is
-    /// a message of its own (`None` when `WHERE` drops the row). `GROUP BY` keys and `ORDER BY`
-    /// are not evaluated: eKuiper's planner adds no grouping without a window, and its order
-    /// operator hands a single row on untouched.
+    /// a message of its own (`None` when `WHERE` drops the row). `ORDER BY` is not evaluated:
+    /// eKuiper's order operator hands a single row on untouched.
     fn row_alone(
         &self,
         source: usize,
@@ -2723,6 +2722,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn without_a_window_each_row_is_a_group_of_its_own() {
+        let sql = "SELECT v, count(*) AS n, sum(v) AS s, collect(v) AS c FROM s WHERE v != 2 \
+                   ORDER BY v DESC";
+        let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let rows = (1..=3)
+            .map(|v| Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], v))
+            .collect();
+        let mut out = Vec::new();
+        let outcome = runner.push(0, rows, &ctx, &mut out);
+        assert!(outcome.errors.is_empty());
+        assert_eq!(outcome.filtered, 1);
+        // One message per row, in arrival order (ORDER BY has one row to sort).
+        let got: Vec<String> = out
+            .iter()
+            .map(|m| match m {
+                Message::Row(r) => r
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_json()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => panic!("a row alone is one message: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["v=1,n=1,s=1,c=[1]", "v=3,n=1,s=3,c=[3]"]);
+    }
+
+    #[test]
+    fn group_by_keys_and_having_without_a_window_are_refused() {
+        let streams = Streams::of(UNTIMED);
+        let err = super::super::compile("SELECT v FROM s GROUP BY v", &streams).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("GROUP BY keys group the rows of a window")
+        );
+        let err =
+            super::super::compile("SELECT v FROM s HAVING count(*) > 1", &streams).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("HAVING works on the rows of a window")
+        );
     }
 
     #[test]

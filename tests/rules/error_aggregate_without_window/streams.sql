@@ -1,1 +1,0 @@
-CREATE STREAM demo () WITH (TYPE="file", DATASOURCE="input.jsonl", FORMAT="json");

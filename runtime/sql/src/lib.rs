@@ -372,7 +372,10 @@ impl<'a> Compiler<'a> {
                 _ => None,
             }
             .ok_or_else(|| SqlError::at(expr.span(), "LIMIT takes a whole number"))?;
-            if !self.has_window {
+            // Without a window eKuiper's projection keeps a row whatever the limit (one row is
+            // within it) but `LIMIT 0`, for which it hands on an empty list in place of each
+            // row: that one is refused, as is LIMIT on the joined rows of a table join.
+            if !self.has_window && (n == 0 || !plan.joins.is_empty()) {
                 return Err(SqlError::at(
                     expr.span(),
                     "LIMIT applies to the rows of a window: add a window to GROUP BY",

@@ -2727,7 +2727,7 @@ mod tests {
     #[test]
     fn without_a_window_each_row_is_a_group_of_its_own() {
         let sql = "SELECT v, count(*) AS n, sum(v) AS s, collect(v) AS c FROM s WHERE v != 2 \
-                   ORDER BY v DESC";
+                   ORDER BY v DESC LIMIT 1";
         let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
         let ctx = EvalCtx {
@@ -2741,7 +2741,8 @@ mod tests {
         let outcome = runner.push(0, rows, &ctx, &mut out);
         assert!(outcome.errors.is_empty());
         assert_eq!(outcome.filtered, 1);
-        // One message per row, in arrival order (ORDER BY has one row to sort).
+        // One message per row, in arrival order (ORDER BY has one row to sort, and one row is
+        // within any LIMIT but 0).
         let got: Vec<String> = out
             .iter()
             .map(|m| match m {
@@ -2757,7 +2758,7 @@ mod tests {
     }
 
     #[test]
-    fn group_by_keys_and_having_without_a_window_are_refused() {
+    fn group_by_keys_having_and_limit_0_without_a_window_are_refused() {
         let streams = Streams::of(UNTIMED);
         let err = super::super::compile("SELECT v FROM s GROUP BY v", &streams).unwrap_err();
         assert!(
@@ -2769,6 +2770,11 @@ mod tests {
         assert!(
             err.message
                 .starts_with("HAVING works on the rows of a window")
+        );
+        let err = super::super::compile("SELECT v FROM s LIMIT 0", &streams).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("LIMIT applies to the rows of a window")
         );
     }
 

@@ -1185,13 +1185,17 @@ fn stream_names(streams: &[Arc<StreamDef>]) -> String {
 fn push_chunk(
     runner: &mut QueryRunner,
     index: usize,
-    chunk: source::Chunk,
+    mut chunk: source::Chunk,
     ctx: &EvalCtx<'_>,
     out: &mut Vec<Message>,
     send_error: bool,
 ) -> sql::Outcome {
     if !send_error || chunk.errors.is_empty() {
-        return runner.push(index, chunk.rows, ctx, out);
+        // The rows of a shared source are read in place when the statement allows it.
+        return match Arc::try_unwrap(chunk.rows) {
+            Ok(rows) => runner.push(index, rows, ctx, out),
+            Err(shared) => runner.push_shared(index, &shared, ctx, out),
+        };
     }
     let mut outcome = sql::Outcome::default();
     let mut push = |rows: Vec<Row>, out: &mut Vec<Message>| {
@@ -1201,9 +1205,10 @@ fn push_chunk(
             outcome.filtered += o.filtered;
         }
     };
-    let mut rows = chunk.rows.into_iter();
+    let errors = std::mem::take(&mut chunk.errors);
+    let mut rows = chunk.into_rows().into_iter();
     let mut done = 0;
-    for (at, message) in chunk.errors {
+    for (at, message) in errors {
         push(rows.by_ref().take(at - done).collect(), out);
         done = at;
         out.push(Message::Error {
@@ -1228,7 +1233,7 @@ async fn load_table(ctx: SourceContext) -> Vec<Row> {
     let reader = tokio::spawn(source::start(ctx, tx));
     let mut rows = Vec::new();
     while let Some(chunk) = rx.recv().await {
-        rows.extend(chunk.rows);
+        rows.extend(chunk.into_rows());
     }
     if let Err(e) = reader.await {
         tracing::error!("reading a table failed: {e}");
@@ -1492,7 +1497,7 @@ async fn run_query(
             Some(input) = table_input.recv() => match input {
                 Input::Rows(index, chunk) => {
                     let keep = retain.get(&index).copied().unwrap_or(LIVE_TABLE_RETAIN);
-                    runner.table_rows(index, chunk.rows, keep);
+                    runner.table_rows(index, chunk.into_rows(), keep);
                     continue;
                 }
                 // The table keeps what it holds.

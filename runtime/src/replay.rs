@@ -122,7 +122,11 @@ impl ReplayMerge {
             return;
         };
         let mut errors = chunk.errors.into_iter().peekable();
-        for (at, mut row) in chunk.rows.into_iter().enumerate() {
+        for (at, mut row) in Arc::try_unwrap(chunk.rows)
+            .unwrap_or_else(|shared| (*shared).clone())
+            .into_iter()
+            .enumerate()
+        {
             while let Some((_, message)) = errors.next_if(|(i, _)| *i <= at) {
                 input.queue.push_back(Item::DecodeError(message));
             }
@@ -259,10 +263,7 @@ mod tests {
     }
 
     fn chunk(rows: Vec<Row>) -> Chunk {
-        Chunk {
-            rows,
-            ..Chunk::default()
-        }
+        Chunk::of_rows(rows)
     }
 
     fn drain(merge: &mut ReplayMerge) -> Vec<String> {

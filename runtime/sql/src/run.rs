@@ -1142,6 +1142,55 @@ impl QueryRunner {
         }
     }
 
+    /// Handles rows from source `source` that other rules read too: a row-by-row statement
+    /// reads them where they are, any other takes its own copies (as [`push`](Self::push)).
+    pub fn push_shared(
+        &mut self,
+        source: usize,
+        rows: &[Row],
+        ctx: &EvalCtx<'_>,
+        out: &mut Vec<Message>,
+    ) -> Outcome {
+        if self.merge.is_some() || !self.query.is_row_by_row() || self.needs_prepare() {
+            return self.push(source, rows.to_vec(), ctx, out);
+        }
+        let mut outcome = Outcome::default();
+        for row in rows {
+            self.one_row(row, ctx, out, &mut outcome);
+        }
+        outcome
+    }
+
+    /// Runs a row-by-row statement on one (prepared) row.
+    fn one_row(
+        &mut self,
+        row: &Row,
+        ctx: &EvalCtx<'_>,
+        out: &mut Vec<Message>,
+        outcome: &mut Outcome,
+    ) {
+        if self.query.projection.is_set() {
+            // unnest: each result row is a message of its own, as in eKuiper.
+            match self.query.process_set(row, ctx) {
+                Ok(Some(results)) => {
+                    out.extend(results.into_iter().map(Message::Row));
+                    self.hits.hit(row.timestamp_ms);
+                }
+                Ok(None) => outcome.filtered += 1,
+                Err(e) => outcome.fail(e, out.len()),
+            }
+            return;
+        }
+        match self.query.process(row, ctx) {
+            Ok(Some(result)) => {
+                out.push(Message::Row(result));
+                self.hits.hit(row.timestamp_ms);
+            }
+            Ok(None) => outcome.filtered += 1,
+            Err(e) => outcome.fail(e, out.len()),
+        }
+    }
+
     /// Rows, with the source each came from, in the order they count in. In event time,
     /// `watermark` says that no row older than it can still come: windows that end before it
     /// fire after the rows.
@@ -1167,26 +1216,7 @@ impl QueryRunner {
                 } else {
                     row
                 };
-                if self.query.projection.is_set() {
-                    // unnest: each result row is a message of its own, as in eKuiper.
-                    match self.query.process_set(&row, ctx) {
-                        Ok(Some(results)) => {
-                            out.extend(results.into_iter().map(Message::Row));
-                            self.hits.hit(row.timestamp_ms);
-                        }
-                        Ok(None) => outcome.filtered += 1,
-                        Err(e) => outcome.fail(e, out.len()),
-                    }
-                    continue;
-                }
-                match self.query.process(&row, ctx) {
-                    Ok(Some(result)) => {
-                        out.push(Message::Row(result));
-                        self.hits.hit(row.timestamp_ms);
-                    }
-                    Ok(None) => outcome.filtered += 1,
-                    Err(e) => outcome.fail(e, out.len()),
-                }
+                self.one_row(&row, ctx, out, &mut outcome);
             }
             return outcome;
         }
@@ -2437,6 +2467,57 @@ mod tests {
         fn stream(&self, name: &str) -> Option<&StreamDef> {
             self.0.iter().find(|d| &*d.name == name)
         }
+    }
+
+    /// Rows that other rules read too give the same messages as rows of the rule's own, for a
+    /// statement that reads them in place and for one that takes copies; they stay as they were.
+    #[test]
+    fn shared_rows_give_what_owned_rows_give() {
+        let streams = Streams::of(UNTIMED);
+        let rows: Vec<Row> = (0..6)
+            .map(|i| {
+                Row::from_pairs(
+                    vec![
+                        (Arc::from("v"), Value::Int(i)),
+                        (
+                            Arc::from("xs"),
+                            Value::array(vec![Value::Int(i), Value::Int(-i)]),
+                        ),
+                    ],
+                    100 + i,
+                )
+            })
+            .collect();
+        let ctx = EvalCtx {
+            now_ms: 200,
+            meta: &Value::Null,
+        };
+        for sql in [
+            "SELECT v, v * 2 AS w FROM s WHERE v > 2",
+            "SELECT unnest(xs) AS x FROM s WHERE v % 2 = 0",
+            "SELECT v, 1 / (v - 3) AS inv FROM s",
+            "SELECT count(*) AS n FROM s GROUP BY COUNTWINDOW(4)",
+        ] {
+            let run = |shared: bool| {
+                let query = super::super::compile(sql, &streams).unwrap();
+                let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+                let mut out = Vec::new();
+                let outcome = if shared {
+                    runner.push_shared(0, &rows, &ctx, &mut out)
+                } else {
+                    runner.push(0, rows.clone(), &ctx, &mut out)
+                };
+                (
+                    format!("{out:?}"),
+                    format!("{:?}", outcome.errors),
+                    outcome.filtered,
+                )
+            };
+            let owned = run(false);
+            assert!(!owned.0.is_empty(), "{sql}: no message");
+            assert_eq!(run(true), owned, "{sql}");
+        }
+        assert_eq!(rows[5].get("v"), Some(&Value::Int(5)));
     }
 
     /// The merge releases rows in (time, source, arrival) order whether they came in order

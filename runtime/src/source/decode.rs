@@ -2,14 +2,14 @@
 //! columns, and taking its event time from the `TIMESTAMP` field.
 //!
 //! A JSON message is decoded only as far as the rule needs: the fields its statement reads
-//! (and the `TIMESTAMP` field), or the declared columns of a stream that has them (each is
-//! type-checked, read or not); every other field is skipped without building a value.
+//! (and the `TIMESTAMP` field), of a stream with declared columns only the declared ones among
+//! them; every other field is skipped without building a value.
 
 use std::sync::Arc;
 
 use crate::json::{Keep, RowDecoder};
 use crate::sql::FieldsRead;
-use crate::stream::{ColumnDef, Format, StreamDef, columns_read, conform};
+use crate::stream::{ColumnDef, Format, StreamDef, columns_read, conform, distinct_ignoring_case};
 use crate::value::{Row, Schema, Value};
 
 /// A message could not be decoded or does not fit the stream.
@@ -25,6 +25,8 @@ pub struct Decoder {
     strict: bool,
     /// Per declared column, whether the statement reads it (the others are not checked).
     read: Vec<bool>,
+    /// No two declared columns have names equal but for case: values move into their columns.
+    distinct: bool,
     json: RowDecoder,
     timestamp: Option<String>,
 }
@@ -37,12 +39,25 @@ impl Decoder {
     }
 
     /// A decoder for `def` for a statement that reads `reads`: a JSON message's other fields
-    /// are skipped (a stream with declared columns keeps all of them; those the statement does
-    /// not read are `NULL` and not checked, as eKuiper prunes them).
+    /// are skipped (of a stream with declared columns, those the statement does not read are
+    /// skipped too, and are `NULL` and not checked, as eKuiper prunes them).
     pub fn reading(def: &StreamDef, event_time: bool, reads: &FieldsRead) -> Self {
         let timestamp = event_time.then(|| def.options.timestamp.clone()).flatten();
+        let read = def
+            .columns
+            .as_deref()
+            .map(|c| columns_read(c, reads, timestamp.as_deref()))
+            .unwrap_or_default();
         let keep = match (&def.columns, reads) {
-            (Some(columns), _) => Keep::only(columns.iter().map(|c| c.name.as_str())),
+            // The columns the statement does not read are `NULL` whatever the message holds:
+            // they are skipped like undeclared fields.
+            (Some(columns), _) => Keep::only(
+                columns
+                    .iter()
+                    .zip(&read)
+                    .filter(|(_, read)| **read)
+                    .map(|(c, _)| c.name.as_str()),
+            ),
             (None, FieldsRead::All) => Keep::All,
             (None, FieldsRead::Only(names)) => {
                 Keep::only(names.iter().map(|n| &**n).chain(timestamp.as_deref()))
@@ -59,11 +74,8 @@ impl Decoder {
             delimiter: def.options.delimiter,
             columns,
             strict: def.options.strict_validation,
-            read: def
-                .columns
-                .as_deref()
-                .map(|c| columns_read(c, reads, timestamp.as_deref()))
-                .unwrap_or_default(),
+            read,
+            distinct: def.columns.as_deref().is_none_or(distinct_ignoring_case),
             json: RowDecoder::keeping(keep),
             timestamp,
         }
@@ -112,7 +124,8 @@ impl Decoder {
     pub fn finish(&mut self, row: Row) -> Result<Row, DecodeError> {
         let mut row = match &self.columns {
             Some((cols, schema)) => {
-                conform(&row, cols, schema, self.strict, &self.read).map_err(DecodeError)?
+                conform(row, cols, schema, self.strict, &self.read, self.distinct)
+                    .map_err(DecodeError)?
             }
             None => row,
         };

@@ -38,12 +38,29 @@ pub const CHUNK_ROWS: usize = 256;
 /// `sendError`, a rule sends each as an error message where it came, as eKuiper does).
 #[derive(Debug, Default, Clone)]
 pub struct Chunk {
-    /// The rows, in input order.
-    pub rows: Vec<Row>,
+    /// The rows, in input order: behind an `Arc`, so that the rules of a shared source all read
+    /// the one decoded copy (a rule that needs rows of its own takes them with
+    /// [`Chunk::into_rows`], without a copy when it is the only reader).
+    pub rows: Arc<Vec<Row>>,
     /// `(i, why)`: a message that gave no row came after the first `i` rows.
     pub errors: Vec<(usize, String)>,
     /// Of a shared source: which rules it is for (those that joined before it was decoded).
     pub generation: u64,
+}
+
+impl Chunk {
+    /// A chunk of `rows`, without decode errors.
+    pub fn of_rows(rows: Vec<Row>) -> Self {
+        Self {
+            rows: Arc::new(rows),
+            ..Self::default()
+        }
+    }
+
+    /// The rows, owned: taken as they are when no other reader holds them, copied otherwise.
+    pub fn into_rows(self) -> Vec<Row> {
+        Arc::try_unwrap(self.rows).unwrap_or_else(|shared| (*shared).clone())
+    }
 }
 
 /// A stream definition cannot be used as a source.
@@ -335,7 +352,9 @@ pub(crate) struct Emitter<'a> {
     ctx: &'a SourceContext,
     decoder: Decoder,
     tx: &'a mpsc::Sender<Chunk>,
-    chunk: Chunk,
+    /// The rows of the pending chunk, and its decode errors.
+    rows_pending: Vec<Row>,
+    errors: Vec<(usize, String)>,
     now_ms: i64,
     closed: bool,
     /// Where the input has been read to, including the rows in `chunk`.
@@ -366,7 +385,8 @@ impl<'a> Emitter<'a> {
             generation,
             tx,
             // Allocated with the first row: an idle stream holds no chunk.
-            chunk: Chunk::default(),
+            rows_pending: Vec::new(),
+            errors: Vec::new(),
             now_ms: ctx.clock.now_ms(),
             closed: false,
             position: ctx.resume.unwrap_or_default(),
@@ -466,14 +486,14 @@ impl<'a> Emitter<'a> {
                     row.set_meta(self.meta.clone());
                 }
                 self.rows += 1;
-                if self.chunk.rows.capacity() == 0 {
-                    self.chunk.rows.reserve_exact(CHUNK_ROWS);
+                if self.rows_pending.capacity() == 0 {
+                    self.rows_pending.reserve_exact(CHUNK_ROWS);
                 }
-                self.chunk.rows.push(row);
+                self.rows_pending.push(row);
             }
             Err(err) => self.error(err.to_string()),
         }
-        if self.chunk.rows.len() >= CHUNK_ROWS {
+        if self.rows_pending.len() >= CHUNK_ROWS {
             return self.flush().await;
         }
         !self.closed
@@ -487,7 +507,7 @@ impl<'a> Emitter<'a> {
 
     /// Whether decoded rows (or decode errors) wait to be sent.
     pub(crate) fn pending(&self) -> bool {
-        !self.chunk.rows.is_empty() || !self.chunk.errors.is_empty()
+        !self.rows_pending.is_empty() || !self.errors.is_empty()
     }
 
     /// A message that gives no row: counted and logged, and handed on in its place among the
@@ -495,14 +515,17 @@ impl<'a> Emitter<'a> {
     pub(crate) fn error(&mut self, message: String) {
         tracing::warn!(stream = %self.ctx.def.name, "cannot decode a message: {message}");
         self.ctx.metrics.exceptions.record(message.clone());
-        self.chunk.errors.push((self.chunk.rows.len(), message));
+        self.errors.push((self.rows_pending.len(), message));
     }
 
     /// Sends the pending chunk; false once the rule has stopped listening.
     pub(crate) async fn flush(&mut self) -> bool {
         if self.pending() && !self.closed {
-            let mut chunk = std::mem::take(&mut self.chunk);
-            chunk.generation = self.generation;
+            let chunk = Chunk {
+                rows: Arc::new(std::mem::take(&mut self.rows_pending)),
+                errors: std::mem::take(&mut self.errors),
+                generation: self.generation,
+            };
             let n = chunk.rows.len() as u64;
             if let Some(positions) = &self.ctx.positions {
                 positions.sent(self.position);

@@ -340,6 +340,11 @@ impl Row {
         &self.values[index]
     }
 
+    /// Takes the value at position `index` out of the row, leaving `NULL` in its place.
+    pub fn take_at(&mut self, index: usize) -> Value {
+        std::mem::take(&mut self.values[index])
+    }
+
     /// `(name, value)` pairs in schema order.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
         self.schema.names.iter().zip(self.values.iter())

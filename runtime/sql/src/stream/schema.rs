@@ -86,13 +86,15 @@ pub fn columns_read(
 /// Reshapes `row` to the declared `columns` (laid out by `schema`, built from the same
 /// columns): declared fields in declared order, converted; absent ones `NULL`. A column that
 /// `read` (from [`columns_read`]; empty: all) says the statement does not read is `NULL`,
-/// unchecked.
+/// unchecked. The values are moved out of `row`, not copied, when no two columns' names are
+/// equal but for case (`distinct`, from [`distinct_ignoring_case`]).
 pub fn conform(
-    row: &Row,
+    mut row: Row,
     columns: &[ColumnDef],
     schema: &Arc<Schema>,
     strict: bool,
     read: &[bool],
+    distinct: bool,
 ) -> Result<Row, String> {
     let mut values = Vec::with_capacity(columns.len());
     for (i, column) in columns.iter().enumerate() {
@@ -100,9 +102,18 @@ pub fn conform(
             values.push(Value::Null);
             continue;
         }
-        let value = match row.get(&column.name) {
+        // Moved out, unless another declared column may find the same field (names equal but
+        // for case, found by the case-insensitive fallback).
+        let found = row.schema().index_of(&column.name).map(|at| {
+            if distinct {
+                row.take_at(at)
+            } else {
+                row.at(at).clone()
+            }
+        });
+        let value = match found {
             None | Some(Value::Null) => Value::Null,
-            Some(v) => convert(v, &column.ty, strict).map_err(|e| {
+            Some(v) => convert_owned(v, &column.ty, strict).map_err(|e| {
                 if strict {
                     // eKuiper's preprocessor, which checks STRICT_VALIDATION.
                     format!(
@@ -117,6 +128,29 @@ pub fn conform(
         values.push(value);
     }
     Ok(Row::new(Arc::clone(schema), values, row.timestamp_ms))
+}
+
+/// Whether no two of `columns` have names equal but for case (so that each finds a field of
+/// its own in a row).
+pub fn distinct_ignoring_case(columns: &[ColumnDef]) -> bool {
+    columns.iter().enumerate().all(|(i, c)| {
+        columns[..i]
+            .iter()
+            .all(|d| !d.name.eq_ignore_ascii_case(&c.name))
+    })
+}
+
+/// [`convert`] of a value the caller gives up: one of the column's type is kept as it is.
+fn convert_owned(v: Value, ty: &DataType, strict: bool) -> Result<Value, String> {
+    match (ty, &v) {
+        (DataType::Bigint, Value::Int(_))
+        | (DataType::Float, Value::Float(_))
+        | (DataType::String, Value::String(_))
+        | (DataType::Boolean, Value::Bool(_))
+        | (DataType::Bytea, Value::Bytes(_))
+        | (DataType::Datetime, Value::Int(_) | Value::Float(_) | Value::String(_)) => Ok(v),
+        _ => convert(&v, ty, strict),
+    }
 }
 
 fn convert(v: &Value, ty: &DataType, strict: bool) -> Result<Value, String> {
@@ -248,14 +282,14 @@ mod tests {
             ],
             5,
         );
-        let out = conform(&row, &cols, &schema, false, &[]).unwrap();
+        let out = conform(row.clone(), &cols, &schema, false, &[], true).unwrap();
         assert_eq!(out.values(), &[Value::Float(2.0), Value::Int(4)]);
         assert_eq!(
-            conform(&row, &cols, &schema, true, &[]).unwrap_err(),
+            conform(row.clone(), &cols, &schema, true, &[], true).unwrap_err(),
             "error in preprocessor: field n type mismatch: cannot convert string(4) to int64"
         );
         let bad = Row::from_pairs(vec![("n".into(), Value::string("four"))], 5);
-        let err = conform(&bad, &cols, &schema, false, &[]).unwrap_err();
+        let err = conform(bad.clone(), &cols, &schema, false, &[], true).unwrap_err();
         assert_eq!(err, "field `n`: expected bigint, got string four");
     }
 
@@ -273,7 +307,7 @@ mod tests {
         // `n` is not read: not checked (and not kept).
         let read = columns_read(&cols, &only(&["T"]), None);
         assert_eq!(read, [true, false]);
-        let out = conform(&row, &cols, &schema, true, &read).unwrap();
+        let out = conform(row.clone(), &cols, &schema, true, &read, true).unwrap();
         assert_eq!(out.values(), &[Value::Float(1.5), Value::Null]);
         // Read, or the event time field, or `*`: checked.
         for read in [
@@ -282,9 +316,30 @@ mod tests {
             columns_read(&cols, &FieldsRead::All, None),
         ] {
             assert_eq!(
-                conform(&row, &cols, &schema, true, &read).unwrap_err(),
+                conform(row.clone(), &cols, &schema, true, &read, true).unwrap_err(),
                 "error in preprocessor: field n type mismatch: cannot convert string(x) to int64"
             );
         }
+    }
+
+    #[test]
+    fn columns_equal_but_for_case_each_find_the_field() {
+        let cols = vec![
+            ColumnDef {
+                name: "a".into(),
+                ty: DataType::Bigint,
+            },
+            ColumnDef {
+                name: "A".into(),
+                ty: DataType::Bigint,
+            },
+        ];
+        assert!(!distinct_ignoring_case(&cols));
+        assert!(distinct_ignoring_case(&cols[..1]));
+        let schema = Arc::new(Schema::new(vec!["a".into(), "A".into()]));
+        let row = Row::from_pairs(vec![("a".into(), Value::Int(1))], 0);
+        let distinct = distinct_ignoring_case(&cols);
+        let out = conform(row, &cols, &schema, false, &[], distinct).unwrap();
+        assert_eq!(out.values(), &[Value::Int(1), Value::Int(1)]);
     }
 }

@@ -7,10 +7,15 @@
 //! 2. `GET /metrics` with those rules: time p50/p99 and size;
 //! 3. a plugin update used by 100 running rules under a steady MQTT input (real mosquitto):
 //!    time of the update call, time until every rule runs the new build, per-action swap pause
-//!    p50/p99 (from the server's log), rows lost;
+//!    p50/p99 (from the server's log), rows lost. The pause is also given as the server logs
+//!    it apart: its own CPU time, and how many pauses had the thread descheduled by the kernel
+//!    (a run-queue wait, which depends on the machine's load, not on the swap), with the load
+//!    average;
 //! 4. a restart of the server with the N rules persisted: time until every rule runs again.
 //!
-//! `--rules N` changes N, `--quick` uses 100. Figures are printed, not asserted.
+//! `--rules N` changes N, `--quick` uses 100. `--runs K` makes K plugin updates in a row (the
+//! builds alternate), each with its own figures, then the figures of all their swaps together;
+//! `--swaps-only` runs section 3 alone. Figures are printed, not asserted.
 //!
 //! Requests go over a fresh connection each, written by hand (HTTP/1.1, `Connection: close`):
 //! the server is what is measured, and a client library's pooling would hide what a `curl`
@@ -30,14 +35,22 @@ use serde_json::{Value as Json, json};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let rules: usize = args
-        .iter()
-        .position(|a| a == "--rules")
-        .and_then(|i| args.get(i + 1))
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(if quick { 100 } else { 1000 });
-    println!("oort serve benchmark ({rules} rules)\n");
+    let swaps_only = args.iter().any(|a| a == "--swaps-only");
+    let value = |name: &str| -> anyhow::Result<Option<usize>> {
+        Ok(args
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|n| n.parse())
+            .transpose()?)
+    };
+    let rules = value("--rules")?.unwrap_or(if quick { 100 } else { 1000 });
+    let updates = value("--runs")?.unwrap_or(1).max(1);
+    if swaps_only {
+        println!("oort serve benchmark: {updates} plugin updates\n");
+    } else {
+        println!("oort serve benchmark ({rules} rules)\n");
+    }
 
     let dir = tempfile::tempdir()?;
     let root = dir.path();
@@ -67,6 +80,10 @@ fn main() -> anyhow::Result<()> {
         "/streams",
         &json!({"sql": "CREATE STREAM live () WITH (TYPE=\"mqtt\", DATASOURCE=\"bench/live\")"}),
     )?;
+    if swaps_only {
+        plugin_updates(&server, root, &broker, 100, updates)?;
+        return Ok(());
+    }
     let rss_before = server.rss_kib();
 
     // 1. Create and start N idle filter rules.
@@ -127,7 +144,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 3. A plugin update under load, used by 100 rules.
-    plugin_update(&server, root, &broker, 100)?;
+    plugin_updates(&server, root, &broker, 100, updates)?;
 
     // 4. Restart with the rules persisted (plus the 100 of step 3).
     let total = rules + 100;
@@ -145,11 +162,42 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plugin_update(
+/// What the server logged of one swap (`sink now runs the new build`), in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Swap {
+    pause: u64,
+    cpu: u64,
+    descheduled: u64,
+    waited: u64,
+}
+
+impl Swap {
+    fn parse(line: &str) -> Option<Self> {
+        let field = |name: &str| -> Option<u64> {
+            line.split(&format!(" {name}="))
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some(Self {
+            pause: field("pause_us")?,
+            cpu: field("cpu_us")?,
+            descheduled: field("descheduled_us")?,
+            waited: field("waited_us")?,
+        })
+    }
+}
+
+/// `updates` plugin updates in a row, each used by the same `rules` running rules under a
+/// steady MQTT input: the figures of each, then of all their swaps together.
+fn plugin_updates(
     server: &Server,
     root: &Path,
     broker: &Broker,
     rules: usize,
+    updates: usize,
 ) -> anyhow::Result<()> {
     let out = |i: usize| root.join(format!("out/u{i}.jsonl"));
     let running_before = server.running();
@@ -184,94 +232,169 @@ fn plugin_update(
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The new build, with its manifest beside it as the API expects.
-    let upload = root.join("upload");
-    std::fs::create_dir_all(&upload)?;
-    std::fs::copy(guests::VERSIONED_V2, upload.join("Versioned.wasm"))?;
-    std::fs::copy(guests::VERSIONED_V2_MANIFEST, upload.join("Versioned.json"))?;
+    // The builds, each with its manifest beside it as the API expects; they alternate.
+    let builds = [
+        (guests::VERSIONED_V2, guests::VERSIONED_V2_MANIFEST, "v2"),
+        (guests::VERSIONED_V1, guests::VERSIONED_V1_MANIFEST, "v1"),
+    ];
+    for (wasm, manifest, name) in builds {
+        let dir = root.join("upload").join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(wasm, dir.join("Versioned.wasm"))?;
+        std::fs::copy(manifest, dir.join("Versioned.json"))?;
+    }
 
-    // A steady input (about 500 messages/s) with the update in its middle.
     let messages = 3000usize;
-    let port = broker.port;
-    let publisher = std::thread::spawn(move || {
-        for chunk in (0..messages).collect::<Vec<_>>().chunks(50) {
-            publish_all(
-                port,
-                "bench/live",
-                chunk.iter().map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+    let mut all: Vec<Swap> = Vec::new();
+    let (mut lost_all, mut duplicated_all) = (0usize, 0usize);
+    for update in 0..updates {
+        let (_, _, name) = builds[update % builds.len()];
+        let upload = root.join("upload").join(name).join("Versioned.wasm");
+        // Each update's messages are numbered apart from the others'.
+        let first = (update * messages) as i64;
+        let load_before = loadavg();
+        // A steady input (about 500 messages/s) with the update in its middle.
+        let port = broker.port;
+        let publisher = std::thread::spawn(move || {
+            for chunk in (0..messages as i64).collect::<Vec<_>>().chunks(50) {
+                publish_all(
+                    port,
+                    "bench/live",
+                    chunk
+                        .iter()
+                        .map(|n| format!("{{\"n\":{}}}", first + n).into_bytes()),
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let log_before = server.log().len();
+        let swaps_before = server.log_count("sink now runs the new build");
+        let t = Instant::now();
+        let (status, answer) = server.call(
+            "PUT",
+            "/plugins/sinks/Versioned",
+            Some(&json!({"name": "Versioned", "file": format!("file://{}", upload.display())})),
+        )?;
+        let answered = t.elapsed();
+        anyhow::ensure!(status == 200, "plugin update: {status} {answer}");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while server.log_count("sink now runs the new build") < swaps_before + rules {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "not every rule took the new build"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let swaps_before = server.log_count("sink now runs the new build");
-    let t = Instant::now();
-    let (status, answer) = server.call(
-        "PUT",
-        "/plugins/sinks/Versioned",
-        Some(&json!({"name": "Versioned", "file": format!("file://{}", upload.join("Versioned.wasm").display())})),
-    )?;
-    let answered = t.elapsed();
-    anyhow::ensure!(status == 200, "plugin update: {status} {answer}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while server.log_count("sink now runs the new build") < swaps_before + rules {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "not every rule took the new build"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let all_swapped = t.elapsed();
-    publisher.join().expect("the publisher");
+        let all_swapped = t.elapsed();
+        publisher.join().expect("the publisher");
 
-    // Every numbered message in every rule's output, once the input is through.
-    let numbered = |i: usize| -> Vec<i64> {
-        lines(i)
-            .iter()
-            .filter_map(|l| l["m"]["n"].as_i64())
-            .filter(|n| *n >= 0)
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (0..rules).any(|i| numbered(i).len() < messages) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+        // Every numbered message of this update in every rule's output, once it is through.
+        let numbered = |i: usize| -> Vec<i64> {
+            lines(i)
+                .iter()
+                .filter_map(|l| l["m"]["n"].as_i64())
+                .filter(|n| (first..first + messages as i64).contains(n))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while (0..rules).any(|i| numbered(i).len() < messages) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (mut lost, mut duplicated) = (0usize, 0usize);
+        for i in 0..rules {
+            let mut got = numbered(i);
+            let count = got.len();
+            got.sort_unstable();
+            got.dedup();
+            duplicated += count - got.len();
+            lost += messages - got.len();
+        }
+        lost_all += lost;
+        duplicated_all += duplicated;
+        let swaps: Vec<Swap> = server.log()[log_before..]
+            .lines()
+            .filter(|l| l.contains("sink now runs the new build"))
+            .filter_map(Swap::parse)
+            .collect();
+        println!(
+            "== plugin update {} of {updates} ({name}) used by {rules} running rules, \
+             {messages} MQTT messages (QoS 1) flowing; load average {load_before} before, {} after",
+            update + 1,
+            loadavg()
+        );
+        println!(
+            "update answered after {:.0} ms, every rule on the new build after {:.0} ms",
+            ms(answered),
+            ms(all_swapped)
+        );
+        print_swaps(&swaps);
+        println!(
+            "rows lost: {lost} of {}, duplicated: {duplicated}\n",
+            messages * rules
+        );
+        all.extend(swaps);
     }
-    let (mut lost, mut duplicated) = (0usize, 0usize);
-    for i in 0..rules {
-        let mut got = numbered(i);
-        let all = got.len();
-        got.sort_unstable();
-        got.dedup();
-        duplicated += all - got.len();
-        lost += messages - got.len();
+    if updates > 1 {
+        println!("== all {updates} plugin updates together");
+        print_swaps(&all);
+        println!(
+            "rows lost: {lost_all} of {}, duplicated: {duplicated_all}\n",
+            messages * rules * updates
+        );
     }
-    let mut pauses: Vec<Duration> = server
-        .log()
-        .lines()
-        .filter(|l| l.contains("sink now runs the new build"))
-        .filter_map(|l| l.split("pause_us=").nth(1))
-        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_micros)
-        .collect();
-    println!(
-        "== plugin update used by {rules} running rules, {messages} MQTT messages (QoS 1) flowing"
-    );
-    println!(
-        "update answered after {:.0} ms, every rule on the new build after {:.0} ms",
-        ms(answered),
-        ms(all_swapped)
-    );
-    println!(
-        "swap pause per action: p50 {:.3} ms, p99 {:.3} ms ({} swaps)",
-        ms(percentile(&mut pauses, 0.5)),
-        ms(percentile(&mut pauses, 0.99)),
-        pauses.len()
-    );
-    println!(
-        "rows lost: {lost} of {}, duplicated: {duplicated}\n",
-        messages * rules
-    );
     Ok(())
+}
+
+/// The swap pause's figures: wall time as the action saw it, the swap's own CPU time, and the
+/// pauses in which the kernel took the thread away (descheduled over 0.1 ms).
+fn print_swaps(swaps: &[Swap]) {
+    let us = |f: fn(&Swap) -> u64, of: &[Swap]| -> Vec<Duration> {
+        of.iter().map(|s| Duration::from_micros(f(s))).collect()
+    };
+    let mut pause = us(|s| s.pause, swaps);
+    let mut cpu = us(|s| s.cpu, swaps);
+    let (descheduled, undisturbed): (Vec<Swap>, Vec<Swap>) =
+        swaps.iter().partition(|s| s.descheduled > 100);
+    let mut undisturbed = us(|s| s.pause, &undisturbed);
+    let over_1ms: Vec<&Swap> = swaps.iter().filter(|s| s.pause > 1000).collect();
+    let over_1ms_descheduled = over_1ms.iter().filter(|s| s.descheduled > 100).count();
+    let over_1ms_waited = over_1ms.iter().filter(|s| s.waited > 100).count();
+    println!(
+        "swap pause per action: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} swaps)",
+        ms(percentile(&mut pause, 0.5)),
+        ms(percentile(&mut pause, 0.99)),
+        ms(percentile(&mut pause, 1.0)),
+        swaps.len()
+    );
+    println!(
+        "  its CPU time: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        ms(percentile(&mut cpu, 0.5)),
+        ms(percentile(&mut cpu, 0.99)),
+        ms(percentile(&mut cpu, 1.0)),
+    );
+    println!(
+        "  descheduled by the kernel (over 0.1 ms) in {} of {} pauses (max {:.3} ms); \
+         the others: p50 {:.3} ms, p99 {:.3} ms",
+        descheduled.len(),
+        swaps.len(),
+        descheduled.iter().map(|s| s.descheduled).max().unwrap_or(0) as f64 / 1e3,
+        ms(percentile(&mut undisturbed, 0.5)),
+        ms(percentile(&mut undisturbed, 0.99)),
+    );
+    println!(
+        "  over 1 ms: {} pauses, {over_1ms_descheduled} of them descheduled, {over_1ms_waited} \
+         waited between polls (I/O, a worker) over 0.1 ms",
+        over_1ms.len()
+    );
+}
+
+/// The machine's 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn tail(text: &str, n: usize) -> String {

@@ -344,3 +344,100 @@ fn the_watcher_goes_quiet_once_a_build_is_swapped_in() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", log.lock().unwrap());
 }
+
+#[test]
+fn a_switch_while_idle_is_not_cut_short_by_the_next_row() {
+    // An idle action switches as soon as the new build is ready, while it waits for rows. A
+    // row that arrives during that switch (here, during the old build's slow `close`) waits
+    // for it: the old build closes in full, then the new one takes the row.
+    let scratch = Scratch::new();
+    scratch.install(
+        "Versioned",
+        guests::VERSIONED_V1,
+        guests::VERSIONED_V1_MANIFEST,
+    );
+    scratch.write("streams.sql", STDIN_STREAM);
+    scratch.write(
+        "rule.json",
+        r#"{"id":"idle","sql":"SELECT n FROM s","actions":[{"versioned":{"path":"out/v.jsonl","closeDelayMs":800,"closeMark":true}}]}"#,
+    );
+    let module = scratch.path().join("plugins/sinks/Versioned.wasm");
+    let mut child = spawn_watching(&scratch, &[]);
+    let log = crate::common::collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let out = scratch.path().join("out").join("v.jsonl");
+    // Each line: the build, and the row's `n` or `closed <generation>`.
+    let lines = || -> Vec<(String, String)> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let what = match v["closed"].as_u64() {
+                    Some(generation) => format!("closed {generation}"),
+                    None => v["m"]["n"].to_string(),
+                };
+                (v["v"].as_str().unwrap_or_default().to_string(), what)
+            })
+            .collect()
+    };
+    writeln!(stdin, "{{\"n\":0}}").unwrap();
+    stdin.flush().unwrap();
+    wait_for("the first row", Duration::from_secs(30), || {
+        !lines().is_empty()
+    });
+    replace_by_rename(&module, guests::VERSIONED_V2);
+    let started = std::time::Instant::now();
+    while !log
+        .lock()
+        .unwrap()
+        .contains("new sink build handed to its actions")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "v2 never handed to the action:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The action is closing v1 now, for 800 ms.
+    writeln!(stdin, "{{\"n\":1}}\n{{\"n\":2}}").unwrap();
+    stdin.flush().unwrap();
+    wait_for("row 2", Duration::from_secs(30), || {
+        lines().iter().any(|(_, what)| what == "2")
+    });
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(output.status.success(), "{log}");
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(v, what)| (v.to_string(), what.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        lines(),
+        pairs(&[
+            ("v1", "0"),
+            ("v1", "closed 0"),
+            ("v2", "1"),
+            ("v2", "2"),
+            ("v2", "closed 1"),
+        ]),
+        "{log}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let action = &summary["rules"][0]["actions"][0];
+    assert_eq!(action["reloads_total"], 1, "{action}");
+    assert_eq!(action["records_out_total"], 3, "{action}");
+    // The pause is the close, and the log says where its time went.
+    let swap = log
+        .lines()
+        .find(|l| l.contains("sink now runs the new build"))
+        .unwrap_or_else(|| panic!("no switch logged:\n{log}"));
+    for field in ["pause_us", "cpu_us", "descheduled_us", "waited_us"] {
+        assert!(swap.contains(field), "{field} missing: {swap}");
+    }
+    let pause = action["swap_pauses_us"][0].as_u64().unwrap();
+    assert!(pause >= 800_000, "the pause holds the slow close: {action}");
+}

@@ -66,12 +66,13 @@ tasks:
                 toolchains are installed when possible; a missing one is skipped, named)
   lint          rustfmt --check, clippy -D warnings, and cargo deny (if installed)
   ci            lint, then test
-  bench [SECTION...] [--quick] [--kills K] [--rows N] [--rules R] [--runs P]
+  bench [SECTION...] [--quick] [--kills K] [--rows N] [--rules R] [--runs P] [--swaps-only]
                 build release and run the benchmarks (sections: sink start memory
                 filter reload window mqtt rules delivery languages chaos serve
                 console; all by default; chaos: kill -9 of oort K times (20) over N
-                rows (200000); serve: R rules (1000); console: R rules (1000), first
-                paint in P fresh browsers (5))
+                rows (200000); serve: R rules (1000), P plugin updates in a row (1),
+                --swaps-only for those alone; console: R rules (1000), first paint in
+                P fresh browsers (5))
   bench peers [--rows N] [--runs N] [--quick] [--no-instructions]
                 the filter and the tumbling-window rule through release `oort run-rule`
                 (file source -> file sink) and through DuckDB and DataFusion (installed

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -14,6 +13,7 @@ use super::batch::Batch;
 use super::mqtt::{MqttSink, MqttSpec};
 use super::props::{COMMON_KEYS, decode};
 use super::sequence::Sequencer;
+use super::swap::{PauseTime, retire, timed};
 use crate::host::bindings::WitContext;
 use crate::host::{CallFailure, Grants, InstanceTag, Plugin, SinkHost, WasmInstance};
 use crate::metrics::ActionMetrics;
@@ -225,6 +225,20 @@ pub struct WasmSink {
     /// Set while the instance that started the action is parked (see [`WasmSpec::park`]): the
     /// `generation` it had, which the instance made at the first batch takes over.
     parked: Option<u32>,
+    /// A new build received while the action was idle, switched to outside the wait (so that a
+    /// row arriving meanwhile cannot cut the switch short).
+    ready: Option<Swap>,
+    /// The last switch, logged and recorded once the new build took its first batch (at once
+    /// when the action was idle), so that its bookkeeping does not lengthen the pause.
+    report: Option<SwapReport>,
+}
+
+/// A switch to a new build, not yet logged.
+struct SwapReport {
+    /// The build switched from (retired once the report is written).
+    from: Arc<Plugin>,
+    /// How long the action paused.
+    pause: PauseTime,
 }
 
 impl std::fmt::Debug for WasmSink {
@@ -551,6 +565,8 @@ impl ConnectorSpec {
                     swaps,
                     sequencer: Arc::clone(sequencer),
                     parked: None,
+                    ready: None,
+                    report: None,
                 };
                 let first = sink.generation.fetch_add(1, Ordering::Relaxed);
                 sink.parked = Some(first);
@@ -680,52 +696,78 @@ impl WasmSink {
     }
 
     /// Switches to a new build prepared by the reloader: the old instance is closed (it
-    /// flushes), the new one takes the next batch.
+    /// flushes; its writes end before the new build's first `collect`), the new one takes the
+    /// next batch. The pause this makes is timed; the old instance is freed on the reaper thread
+    /// and the switch is logged by [`WasmSink::report_swap`], both after the pause.
     async fn apply(&mut self, swap: Swap) {
-        let started = Instant::now();
-        // A parked action's next instance is the new build's, which has a generation of its own.
-        self.parked = None;
-        let from = self.plugin.hash.clone();
-        if let Some(mut old) = self.instance.take()
-            && !old.is_poisoned()
-            && let Err(failure) = old.close().await
-        {
-            tracing::error!(action = %self.tag.action, "closing the previous build failed: {failure}");
+        self.report_swap();
+        let (from, pause) = timed(async {
+            // A parked action's next instance is the new build's, which has a generation of
+            // its own.
+            self.parked = None;
+            let mut old = self.instance.take();
+            if let Some(instance) = old.as_mut()
+                && !instance.is_poisoned()
+                && let Err(failure) = instance.close().await
+            {
+                tracing::error!(action = %self.tag.action, "closing the previous build failed: {failure}");
+                self.metrics
+                    .exceptions
+                    .record(format!("close of the previous build failed: {failure}"));
+            }
+            let from = std::mem::replace(&mut self.plugin, swap.plugin);
+            self.instance = Some(swap.instance);
+            let retired = (
+                old,
+                std::mem::replace(&mut self.grants, swap.grants),
+                std::mem::replace(&mut self.props, swap.props),
+            );
+            retire(retired);
             self.metrics
-                .exceptions
-                .record(format!("close of the previous build failed: {failure}"));
-        }
-        self.plugin = swap.plugin;
-        self.grants = swap.grants;
-        self.props = swap.props;
-        self.instance = Some(swap.instance);
-        let pause = started.elapsed();
-        self.metrics
-            .set_version(&self.plugin.hash, self.plugin.loaded_at);
-        self.metrics.reloads.add(1);
-        self.metrics.record_swap_pause(pause);
+                .set_version(&self.plugin.hash, self.plugin.loaded_at);
+            self.metrics.reloads.add(1);
+            from
+        })
+        .await;
+        self.report = Some(SwapReport { from, pause });
+    }
+
+    /// Logs and records the last switch, if not done yet (see [`WasmSink::apply`]).
+    fn report_swap(&mut self) {
+        let Some(SwapReport { from, pause }) = self.report.take() else {
+            return;
+        };
+        let us = |d: std::time::Duration| d.as_micros() as u64;
+        self.metrics.record_swap_pause(pause.wall);
         self.metrics.reload_history.push(crate::metrics::Reload {
             at: crate::metrics::now_rfc3339(),
             instance: self.tag.instance,
-            from: from.clone(),
+            from: from.hash.clone(),
             to: self.plugin.hash.clone(),
-            pause_us: Some(pause.as_micros() as u64),
+            pause_us: Some(us(pause.wall)),
             refused: None,
         });
         tracing::info!(
             rule = %self.tag.rule,
             action = %self.tag.action,
             instance = self.tag.instance,
-            from,
+            from = %from.hash,
             to = %self.plugin.hash,
-            pause_us = pause.as_micros() as u64,
+            pause_us = us(pause.wall),
+            cpu_us = us(pause.cpu),
+            descheduled_us = us(pause.descheduled),
+            waited_us = us(pause.waited),
             "sink now runs the new build"
         );
+        // The last action to leave a build holds its compiled code: unmapped off the path too.
+        retire(from);
     }
 
     /// Takes a waiting new build, if there is one.
     fn waiting_swap(&mut self) -> Option<Swap> {
-        self.swaps.as_mut().and_then(|rx| rx.try_recv().ok())
+        self.ready
+            .take()
+            .or_else(|| self.swaps.as_mut().and_then(|rx| rx.try_recv().ok()))
     }
 
     /// Creates an instance and calls `configure` only (for `oort validate`).
@@ -826,7 +868,9 @@ impl Connector {
                 let Some(instance) = sink.instance.as_mut() else {
                     return Err(CallFailure::Trap("no instance".into()));
                 };
-                instance.collect(batch.as_wit()).await
+                let result = instance.collect(batch.as_wit()).await;
+                sink.report_swap();
+                result
             }
         }
     }
@@ -848,12 +892,15 @@ impl Connector {
     }
 
     /// Waits until a new build is ready for this sink (never, for sinks that are not wasm or
-    /// not watched), and switches to it. Used while the action is idle.
+    /// not watched); [`Connector::swap_to_ready`] then switches to it. Used while the action is
+    /// idle, raced against its input: cancelling the wait loses nothing (a build received is
+    /// kept for the switch, or taken at the next batch).
     pub async fn next_swap(&mut self) {
         match self {
+            Self::Wasm(sink) if sink.ready.is_some() => {}
             Self::Wasm(sink) => match sink.swaps.as_mut() {
                 Some(rx) => match rx.recv().await {
-                    Some(swap) => sink.apply(swap).await,
+                    Some(swap) => sink.ready = Some(swap),
                     None => {
                         sink.swaps = None;
                         std::future::pending::<()>().await;
@@ -865,10 +912,24 @@ impl Connector {
         }
     }
 
+    /// Switches to the new build [`Connector::next_swap`] waited for, and logs the switch.
+    pub async fn swap_to_ready(&mut self) {
+        if let Self::Wasm(sink) = self
+            && let Some(swap) = sink.ready.take()
+        {
+            sink.apply(swap).await;
+            sink.report_swap();
+        }
+    }
+
     /// Flushes and releases the sink (and a new build that was ready but not yet used).
     pub async fn close(&mut self) -> Result<(), CallFailure> {
         match self {
             Self::Wasm(sink) => {
+                sink.report_swap();
+                if let Some(mut unused) = sink.ready.take() {
+                    let _ = unused.instance.close().await;
+                }
                 if let Some(mut rx) = sink.swaps.take() {
                     rx.close();
                     while let Ok(mut unused) = rx.try_recv() {

@@ -29,6 +29,7 @@ mod pipeline;
 pub mod props;
 mod resend;
 pub mod sequence;
+mod swap;
 pub mod transform;
 
 use std::collections::HashMap;

@@ -126,8 +126,14 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 }
                 continue;
             }
-            // Idle, a new build that is ready takes over now (otherwise at the next batch).
-            () = idle_swap => continue,
+            // Idle, a new build that is ready takes over now (otherwise at the next batch),
+            // outside the race: rows that arrive during the switch wait for it.
+            () = idle_swap => {
+                if let Some(single) = out.single.as_mut() {
+                    single.connector.swap_to_ready().await;
+                }
+                continue;
+            }
         };
         let Some(mut chunk) = next else { break };
         let mut barrier = chunk.is_empty();
@@ -241,8 +247,8 @@ async fn worker(mut d: Deliverer, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Batc
             } => {
                 d.resend_one().await;
             }
-            // Idle, a new build that is ready takes over now.
-            () = d.connector.next_swap() => {}
+            // Idle, a new build that is ready takes over now (outside the race).
+            () = d.connector.next_swap() => d.connector.swap_to_ready().await,
         }
     }
     d

@@ -16,6 +16,13 @@ pub struct Config {
     /// A dynamic prop (its manifest lists it): each message's value is written beside it.
     #[serde(default, rename = "tag")]
     _tag: Option<String>,
+    /// In `close`, wait this long first (a close that takes time, as a flush over a network).
+    #[serde(default, rename = "closeDelayMs")]
+    close_delay_ms: u64,
+    /// In `close`, write a line saying which build and generation closed:
+    /// `{"v":"v1","closed":0}`.
+    #[serde(default, rename = "closeMark")]
+    close_mark: bool,
 }
 
 /// The sink's state.
@@ -23,6 +30,8 @@ pub struct Versioned {
     path: String,
     generation: u32,
     out: Option<File>,
+    close_delay_ms: u64,
+    close_mark: bool,
 }
 
 impl Sink for Versioned {
@@ -39,6 +48,8 @@ impl Sink for Versioned {
             path: config.path,
             generation: ctx.generation,
             out: None,
+            close_delay_ms: config.close_delay_ms,
+            close_mark: config.close_mark,
         })
     }
 
@@ -81,7 +92,18 @@ impl Sink for Versioned {
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
+        if self.close_delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(self.close_delay_ms));
+        }
         if let Some(mut out) = self.out.take() {
+            if self.close_mark {
+                writeln!(
+                    out,
+                    "{{\"v\":\"{}\",\"closed\":{}}}",
+                    crate::VERSION,
+                    self.generation
+                )?;
+            }
             out.flush()?;
         }
         Ok(())

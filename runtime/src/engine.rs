@@ -1434,7 +1434,18 @@ async fn run_query(
         fire_at_end,
     } = task;
     runner.set_fire_at_end(fire_at_end);
-    let sleeps = runner.query().sleeps;
+    // A statement that calls `delay` sleeps in its evaluations: the rule's stop cuts a sleep
+    // short (the row is not sent), so a stop never waits on a delay.
+    let sleeps = runner.query().sleeps.then(sql::Interrupt::new);
+    let _cut_at_stop = sleeps.as_ref().map(|interrupt| {
+        let interrupt = interrupt.clone();
+        let mut stop = stop.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            if stop.wait_for(|stopped| *stopped).await.is_ok() {
+                interrupt.trip();
+            }
+        }))
+    });
     let (merged_tx, mut merged) = mpsc::channel::<Input>(feeds.len().max(1) * 2);
     let (halt_tx, halt_rx) = watch::channel(false);
     // Owned here: if the rule's task is dropped, its sources stop with it.
@@ -1513,7 +1524,7 @@ async fn run_query(
             () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
                 let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
                 let mut out = Vec::new();
-                let outcome = evaluate(sleeps, || runner.advance(clock.now_ms(), &ctx, &mut out));
+                let outcome = evaluate(&sleeps, || runner.advance(clock.now_ms(), &ctx, &mut out));
                 fanout.send(out, outcome, &metrics, send_error, 0).await;
                 continue;
             }
@@ -1583,7 +1594,7 @@ async fn run_query(
             };
             metrics.records_in.add(rows_in as u64);
             let mut out = Vec::new();
-            let outcome = evaluate(sleeps, || {
+            let outcome = evaluate(&sleeps, || {
                 replay_steps(&mut runner, merge, &clock, &metrics, send_error, &mut out)
             });
             metrics
@@ -1606,7 +1617,7 @@ async fn run_query(
                     checkpointer.taken(index);
                 }
                 let n = chunk.rows.len();
-                let outcome = evaluate(sleeps, || {
+                let outcome = evaluate(&sleeps, || {
                     push_chunk(&mut runner, index, chunk, &ctx, &mut out, send_error)
                 });
                 (outcome, n)
@@ -1615,7 +1626,7 @@ async fn run_query(
             // `fireAtEnd`, an ended stream would stop holding the watermark back).
             Input::End(_) if *stop.borrow() || *halt_tx.borrow() => (sql::Outcome::default(), 0),
             Input::End(index) => (
-                evaluate(sleeps, || runner.end_source(index, &ctx, &mut out)),
+                evaluate(&sleeps, || runner.end_source(index, &ctx, &mut out)),
                 0,
             ),
             Input::Failed { .. } => unreachable!("handled above"),
@@ -1667,7 +1678,7 @@ async fn run_query(
     let fire = fire_at_end && !stopped;
     if fire {
         let mut out = Vec::new();
-        let outcome = evaluate(sleeps, || runner.finish(&ctx, &mut out));
+        let outcome = evaluate(&sleeps, || runner.finish(&ctx, &mut out));
         fanout.send(out, outcome, &metrics, send_error, 0).await;
     }
     if let Some(checkpointer) = checkpointer.as_mut() {
@@ -1680,7 +1691,7 @@ async fn run_query(
     let unsent = if fire {
         runner.unsent()
     } else {
-        evaluate(sleeps, || runner.abandon(&ctx))
+        evaluate(&sleeps, || runner.abandon(&ctx))
     };
     metrics.windows_open_at_end.add(unsent.windows);
     metrics.rows_held_at_end.add(unsent.rows);
@@ -1833,11 +1844,25 @@ fn check_replay(rule: &PreparedRule, replay: &Replay) -> Result<(), RunError> {
 /// Runs `f`, an evaluation of a rule's statement. A statement that calls `delay` sleeps in it
 /// (as eKuiper's does, holding the rule's later rows back), so it runs as blocking work: the
 /// sleep holds up no other rule or sink.
-fn evaluate<T>(sleeps: bool, f: impl FnOnce() -> T) -> T {
-    if sleeps {
-        crate::blocking::blocking(f)
-    } else {
-        f()
+/// Its sleeps answer to the rule's interrupt, which the rule's stop trips.
+fn evaluate<T>(sleeps: &Option<sql::Interrupt>, f: impl FnOnce() -> T) -> T {
+    match sleeps {
+        Some(interrupt) => {
+            tracing::debug!(
+                "evaluating a statement that calls delay (a stop cuts its sleep short)"
+            );
+            crate::blocking::blocking(|| interrupt.run(f))
+        }
+        None => f(),
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -2130,7 +2155,19 @@ impl Fanout {
         _rows_in: usize,
     ) {
         metrics.filtered.add(outcome.filtered);
-        let mut errors = outcome.errors;
+        // Rows whose `delay` the rule's stop cut short are not sent, and no failure: they are
+        // counted with the rows the stop left held.
+        let (cut, mut errors): (Vec<_>, Vec<_>) =
+            outcome.errors.into_iter().partition(sql::interrupt::is_cut);
+        if !cut.is_empty() {
+            metrics.rows_held_at_end.add(cut.len() as u64);
+            tracing::info!(
+                rule = %self.rule,
+                rows = cut.len(),
+                "the rule stopped during a delay: {} rows not sent, as a stop sends nothing more",
+                cut.len()
+            );
+        }
         errors.sort_by_key(sql::EvalError::place);
         for (inserted, err) in errors.into_iter().enumerate() {
             tracing::debug!(rule = %self.rule, "evaluation failed: {err}");

@@ -90,7 +90,8 @@ pub struct RuleMetrics {
     /// windows eKuiper does not fire at its end of input (all of them unless `fireAtEnd`), count
     /// windows that never filled, state windows that nothing closed.
     pub windows_open_at_end: Counter,
-    /// The rows those windows held, with the rows the watermark still held back (event time).
+    /// The rows those windows held, with the rows the watermark still held back (event time)
+    /// and the rows whose `delay` the rule's stop cut short.
     pub rows_held_at_end: Counter,
     /// Failures of the rule's sources (each is restarted by `restartStrategy`, or stops the
     /// rule), and the last one's message.

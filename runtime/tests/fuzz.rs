@@ -15,7 +15,7 @@
 //! --seconds N` a long one (`OORT_FUZZ_SECONDS`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use oort::host::{Grants, Manifest};
 use oort::rule;
@@ -70,8 +70,9 @@ const RULE_TOKENS: &[&str] = &[
     "\n",
 ];
 
-/// Keys set in the JSON tree.
-const RULE_KEYS: &[&str] = &[
+/// Keys set in the JSON tree besides the parsers' own lists: a rule's fields, the wasm sinks'
+/// names and the built-in sinks' props.
+const RULE_OTHER_KEYS: &[&str] = &[
     "id",
     "name",
     "sql",
@@ -83,27 +84,6 @@ const RULE_KEYS: &[&str] = &[
     "rules",
     "streams",
     "tables",
-    "isEventTime",
-    "lateTolerance",
-    "concurrency",
-    "bufferLength",
-    "sendMetaToSink",
-    "sendNilField",
-    "sendError",
-    "qos",
-    "checkpointInterval",
-    "restartStrategy",
-    "attempts",
-    "delay",
-    "multiplier",
-    "maxDelay",
-    "jitterFactor",
-    "debug",
-    "cron",
-    "log",
-    "nop",
-    "memory",
-    "mqtt",
     "file",
     "rest",
     "redis",
@@ -126,35 +106,25 @@ const RULE_KEYS: &[&str] = &[
     "sockets",
     "http",
     "access",
-    "omitIfEmpty",
-    "sendSingle",
-    "dataTemplate",
-    "format",
-    "delimiter",
-    "hasHeader",
-    "fields",
-    "excludeFields",
-    "dataField",
-    "batchSize",
-    "lingerInterval",
-    "retryCount",
-    "retryInterval",
-    "enableCache",
-    "memoryCacheThreshold",
-    "maxDiskCache",
-    "bufferPageSize",
-    "resendInterval",
-    "resendPriority",
-    "resendIndicatorField",
-    "maxMemory",
-    "callTimeout",
-    "fuel",
-    "maxOpenFiles",
-    "deadLetter",
-    "grants",
-    "schemaId",
-    "compression",
 ];
+
+/// Keys set in the JSON tree: the rule options, `restartStrategy` keys, common sink props and
+/// built-in sinks the parsers know (so a new one is fuzzed as soon as it is parsed), and
+/// [`RULE_OTHER_KEYS`].
+static RULE_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut keys: Vec<&'static str> = [
+        rule::OPTIONS,
+        rule::IGNORED_OPTIONS,
+        rule::RESTART_KEYS,
+        oort::sink::props::COMMON_KEYS,
+        oort::sink::BUILTINS,
+        RULE_OTHER_KEYS,
+    ]
+    .concat();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+});
 
 /// Values set in the JSON tree.
 const RULE_VALUES: &[&str] = &[
@@ -266,7 +236,7 @@ fn edit_tree(rng: &mut Rng, node: &mut Json, steps: usize, values: &[Json]) {
     let value = rng.pick(values).clone();
     match node {
         Json::Object(map) if !rng.one_in(5) => {
-            let key = rng.pick(RULE_KEYS).to_string();
+            let key = rng.pick(&RULE_KEYS).to_string();
             if rng.one_in(6) {
                 map.remove(&key);
             } else {

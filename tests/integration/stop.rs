@@ -1,4 +1,5 @@
-//! Stopping a run whose sink is stuck: the first Ctrl-C gives delivery a grace period, a second
+//! Stopping a run whose sink is stuck (or whose statement sleeps in `delay`): the first Ctrl-C
+//! gives delivery a grace period, a second
 //! stops at once; either way the summary prints and every payload is accounted for.
 
 use std::process::Child;
@@ -155,5 +156,64 @@ fn a_stop_ends_the_retries_of_a_redis_action_whose_server_is_down() {
     stop_stuck(
         json!({"redis": {"addr": addr, "key": "k", "retryCount": 1000, "retryInterval": "10s"}}),
         1,
+    );
+}
+
+#[test]
+fn a_stop_cuts_a_delay_short_and_its_rows_are_held_not_sent() {
+    // An hour's delay on the row: only the stop's cut ends the run (the grace period, ten
+    // minutes, would not).
+    let scratch = Scratch::new();
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo () WITH (TYPE=\"file\", DATASOURCE=\"in.jsonl\");\n",
+    );
+    scratch.write("in.jsonl", &numbered(1));
+    let rule = json!({
+        "id": "r",
+        "sql": "SELECT delay(3600000, n) AS n FROM demo",
+        "actions": [{"nop": {}}],
+    });
+    scratch.write("rule.json", &rule.to_string());
+    let mut child = spawn_rule(
+        &scratch,
+        &Spawn {
+            args: &["--grace", "10m"],
+            log: "oort=debug",
+            ..Spawn::default()
+        },
+    );
+    let log = collect_stderr(&mut child);
+    // The row is in the evaluation (asleep, or about to be: a sleep begun after the stop is cut
+    // as well).
+    wait_for("the delay", Duration::from_secs(60), || {
+        log.lock()
+            .unwrap()
+            .contains("evaluating a statement that calls delay")
+    });
+    let stopped = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success());
+    let (code, summary) = ended_within(child, MARGIN, &log);
+    assert!(stopped.elapsed() < MARGIN);
+    let query = &summary["rules"][0]["query"];
+    assert_eq!(query["records_in_total"], 1, "{summary}");
+    assert_eq!(query["records_out_total"], 0, "{summary}");
+    assert_eq!(query["exceptions_total"], 0, "{summary}");
+    assert_eq!(query["rows_held_at_end"], 1, "{summary}");
+    assert_eq!(
+        summary["rules"][0]["actions"][0]["records_in_total"], 0,
+        "{summary}"
+    );
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains("the rule stopped during a delay"),
+        "{}",
+        log.lock().unwrap()
     );
 }

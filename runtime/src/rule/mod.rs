@@ -502,8 +502,8 @@ fn rule_from_json(
 }
 
 /// eKuiper options Oort accepts but does not act on (they concern its server, checkpoints and
-/// scheduling).
-const IGNORED_OPTIONS: &[&str] = &[
+/// scheduling): a rule's `options` may name them, with a warning.
+pub const IGNORED_OPTIONS: &[&str] = &[
     "debug",
     "logFilename",
     "cron",
@@ -517,8 +517,9 @@ const IGNORED_OPTIONS: &[&str] = &[
     "experiment",
 ];
 
-/// The options Oort acts on.
-const OPTIONS: &[&str] = &[
+/// The options Oort acts on: every key of a rule's `options` is one of these or of
+/// [`IGNORED_OPTIONS`].
+pub const OPTIONS: &[&str] = &[
     "isEventTime",
     "lateTolerance",
     "concurrency",
@@ -530,6 +531,15 @@ const OPTIONS: &[&str] = &[
     "checkpointInterval",
     "restartStrategy",
     "fireAtEnd",
+];
+
+/// The keys of the `restartStrategy` option.
+pub const RESTART_KEYS: &[&str] = &[
+    "attempts",
+    "delay",
+    "multiplier",
+    "maxDelay",
+    "jitterFactor",
 ];
 
 type OptionError = (String, String);
@@ -647,9 +657,10 @@ fn restart_strategy(value: &Json) -> Result<RestartStrategy, OptionError> {
             _ => {
                 return Err((
                     key.clone(),
-                    "unknown field (expected attempts, delay, multiplier, maxDelay or \
-                     jitterFactor)"
-                        .into(),
+                    format!(
+                        "unknown field (expected one of {})",
+                        RESTART_KEYS.join(", ")
+                    ),
                 ));
             }
         }
@@ -685,6 +696,26 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<RuleFile, RuleError> {
         parse(text, Path::new("rule.json"), Path::new("/rules"))
+    }
+
+    #[test]
+    fn every_listed_option_and_restart_key_is_parsed() {
+        // The lists are exported (the fuzzers build their dictionaries from them): each key in
+        // them is one the parser knows, whatever it says of a null value.
+        for key in OPTIONS.iter().chain(IGNORED_OPTIONS) {
+            let raw = Map::from_iter([(key.to_string(), Json::Null)]);
+            if let Err((_, message)) = options(raw) {
+                assert!(!message.contains("unknown"), "{key}: {message}");
+            }
+        }
+        for key in RESTART_KEYS {
+            let value = serde_json::json!({ *key: null });
+            if let Err((_, message)) = restart_strategy(&value) {
+                assert!(!message.contains("unknown"), "{key}: {message}");
+            }
+        }
+        let (_, message) = restart_strategy(&serde_json::json!({"tries": 1})).unwrap_err();
+        assert!(message.contains("unknown field"), "{message}");
     }
 
     #[test]

@@ -61,8 +61,10 @@ fn delay(_: &FnCtx<'_>, args: &[Value]) -> R {
             ));
         }
     };
-    if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms.unsigned_abs()));
+    // As eKuiper, a delay of 0 or less does not sleep and none is refused; a stop of the rule
+    // cuts a sleep short (see `crate::interrupt`), and the row is not sent.
+    if ms > 0 && !crate::interrupt::sleep(Duration::from_millis(ms.unsigned_abs())) {
+        return Err(FnError::new(crate::interrupt::CUT));
     }
     Ok(arg(args, 1).clone())
 }
@@ -332,6 +334,27 @@ mod tests {
             "delay: cannot convert string(bar) to int"
         );
         assert!(call("delay", &[Value::Float(f64::NAN), s("x")]).is_err());
+    }
+
+    #[test]
+    fn delay_is_cut_short_by_the_rule_s_stop() {
+        let stop = crate::Interrupt::new();
+        let tripper = stop.clone();
+        let started = std::time::Instant::now();
+        let handle = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tripper.trip();
+        });
+        // eKuiper refuses no delay, however long: it sleeps until the stop.
+        let cut = stop.run(|| call("delay", &[Value::Int(i64::MAX), s("x")]));
+        handle.join().unwrap();
+        assert_eq!(cut.unwrap_err().0, crate::interrupt::CUT);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A delay that does not sleep is not cut.
+        assert_eq!(
+            stop.run(|| call("delay", &[Value::Int(0), s("x")])),
+            Ok(s("x"))
+        );
     }
 
     #[test]

@@ -92,8 +92,9 @@ impl Cut {
     }
 }
 
-/// The one instance delivering a batch, given back when the sink took it.
-type Sending = Pin<Box<dyn Future<Output = Deliverer> + Send>>;
+/// The one instance delivering a batch, given back with the emptied batch (whose buffers serve
+/// a later one) when the sink took it.
+type Sending = Pin<Box<dyn Future<Output = (Deliverer, Batch)> + Send>>;
 
 /// Under `qos: 2`, the batches cut ahead of the sink (oldest first) and the delivery in
 /// progress, which holds the action's one instance meanwhile (see [`Batcher`]).
@@ -101,6 +102,10 @@ type Sending = Pin<Box<dyn Future<Output = Deliverer> + Send>>;
 pub(super) struct Ahead {
     cuts: VecDeque<Cut>,
     sending: Option<Sending>,
+    /// An emptied batch whose buffers the next batch cut fills.
+    spare: Option<Batch>,
+    /// What the delivery in progress gave back when it ended, until the batcher takes it.
+    returned: Option<(Deliverer, Batch)>,
 }
 
 /// What the action's loop waits for beside its input while batches are ahead.
@@ -108,14 +113,14 @@ pub(super) enum AheadEvent {
     /// The oldest record still committing is durable.
     Durable,
     /// The sink took the batch in progress: its instance is free.
-    Sent(Deliverer),
+    Sent,
 }
 
 impl Ahead {
     /// The next event; never while nothing is ahead. Cancel-safe: the action's loop waits for
     /// it beside its input.
     pub(super) async fn next(&mut self) -> AheadEvent {
-        let Self { cuts, sending } = self;
+        let Self { cuts, sending, .. } = self;
         // A batch whose record is durable waits for a free sink: act now.
         let waiting = sending.is_none() && cuts.front().is_some_and(|cut| cut.record.is_none());
         let sent = async {
@@ -134,12 +139,13 @@ impl Ahead {
             }
         };
         let event = tokio::select! {
-            deliverer = sent => AheadEvent::Sent(deliverer),
+            returned = sent => {
+                self.sending = None;
+                self.returned = Some(returned);
+                AheadEvent::Sent
+            }
             () = durable => AheadEvent::Durable,
         };
-        if matches!(event, AheadEvent::Sent(_)) {
-            self.sending = None;
-        }
         event
     }
 
@@ -533,8 +539,11 @@ impl Batcher {
     /// while the sink takes the batches before it); a free sink takes the next batch whose
     /// record is durable.
     pub(super) async fn ahead_event(&mut self, event: AheadEvent) {
-        if let AheadEvent::Sent(deliverer) = event {
+        if let AheadEvent::Sent = event
+            && let Some((deliverer, batch)) = self.ahead.returned.take()
+        {
             self.single = Some(deliverer);
+            self.ahead.spare = Some(batch);
         }
         if self.batch_size == 0
             && self.cuts.is_some()
@@ -572,7 +581,9 @@ impl Batcher {
     async fn make_room(&mut self, keep: usize) {
         loop {
             if let Some(sending) = self.ahead.sending.take() {
-                self.single = Some(sending.await);
+                let (deliverer, batch) = sending.await;
+                self.single = Some(deliverer);
+                self.ahead.spare = Some(batch);
             }
             if self.ahead.cuts.len() <= keep {
                 return;
@@ -611,7 +622,7 @@ impl Batcher {
                 self.ahead.sending = Some(Box::pin(async move {
                     single.deliver(&batch).await;
                     batch.clear();
-                    single
+                    (single, batch)
                 }));
             }
             None => self.send_to_pool(cut.batch).await,
@@ -693,8 +704,9 @@ impl Batcher {
             return;
         }
         self.make_room(MAX_AHEAD - 1).await;
+        let next = self.ahead.spare.take().unwrap_or_default();
         self.ahead.cuts.push_back(Cut {
-            batch: std::mem::take(&mut self.batch),
+            batch: std::mem::replace(&mut self.batch, next),
             sequence,
             record,
             failed: None,

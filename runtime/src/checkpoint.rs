@@ -40,7 +40,7 @@
 //! of reading it as a new one (which would also shift every later row's place and, under
 //! `qos: 2`, its batch number).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -120,6 +120,8 @@ enum AckState {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// Its place in the ledger: entries are numbered in the order they enter it.
+    seq: u64,
     /// The position the message ends at.
     at: u64,
     identity: MessageIdentity,
@@ -139,10 +141,23 @@ struct Entry {
 /// an earlier connection, is dropped, not read again. Those whose acknowledgement was perhaps
 /// lost and that did not come again before the answer to that connection's first marker were
 /// processed: they leave too. Hand-written: it is this protocol's own bookkeeping.
+///
+/// A resumed session can bring back thousands of messages at once (everything in flight when the
+/// last run died), so each one costs a hash lookup and a binary search, not a walk of the ledger.
 #[derive(Debug, Default)]
 pub struct AckLedger {
-    /// Oldest first (positions never decrease).
+    /// Oldest first (positions and `seq` never decrease).
     entries: VecDeque<Entry>,
+    /// The `seq` of the next entry.
+    next_seq: u64,
+    /// The entries of each identity, by `seq`, oldest first.
+    by_identity: HashMap<MessageIdentity, Vec<u64>>,
+    /// Entries made [`Unsent`](AckState::Unsent) again by [`redelivered`](Self::redelivered), in
+    /// that order: the ones [`ack_sent`](Self::ack_sent) marks first (entries that left since
+    /// or changed state are skipped).
+    again: VecDeque<u64>,
+    /// Entries whose acknowledgement waits for the next marker (`Sent(next_tag)`).
+    before_marker: usize,
     /// Connections so far.
     epoch: u64,
     /// The tag of the next marker.
@@ -166,43 +181,83 @@ pub enum Redelivered {
 impl AckLedger {
     /// The ledger of a run restored at position `at` from a checkpoint naming `identities`.
     pub fn restored(at: u64, identities: &[MessageIdentity]) -> Self {
-        Self {
-            entries: identities
-                .iter()
-                .map(|&identity| Entry {
-                    at,
-                    identity,
-                    epoch: 0,
-                    state: AckState::Unsure,
-                })
-                .collect(),
-            ..Self::default()
+        let mut ledger = Self::default();
+        for &identity in identities {
+            ledger.push(at, identity, 0, AckState::Unsure);
+        }
+        ledger
+    }
+
+    fn push(&mut self, at: u64, identity: MessageIdentity, epoch: u64, state: AckState) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.push_back(Entry {
+            seq,
+            at,
+            identity,
+            epoch,
+            state,
+        });
+        self.by_identity.entry(identity).or_default().push(seq);
+    }
+
+    fn entry_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+        let index = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        self.entries.get_mut(index)
+    }
+
+    /// Keeps the entries `keep` holds (and the index of them).
+    fn retain(&mut self, keep: impl FnMut(&Entry) -> bool) {
+        let before = self.entries.len();
+        self.entries.retain(keep);
+        if self.entries.len() != before {
+            self.by_identity.clear();
+            for entry in &self.entries {
+                self.by_identity
+                    .entry(entry.identity)
+                    .or_default()
+                    .push(entry.seq);
+            }
         }
     }
 
     /// The source starts (again) at position `at`: what it read after it, it reads again; the
     /// acknowledgements of what it read before went with the old connection.
     pub fn restart(&mut self, at: u64) {
-        self.entries.retain(|e| e.at <= at);
+        self.retain(|e| e.at <= at);
         for entry in &mut self.entries {
             entry.state = AckState::Unsure;
         }
+        self.again.clear();
+        self.before_marker = 0;
     }
 
     /// The source read `identity`, ending at position `at`.
     pub fn read(&mut self, at: u64, identity: MessageIdentity) {
         let epoch = self.epoch;
-        self.entries.push_back(Entry {
-            at,
-            identity,
-            epoch,
-            state: AckState::Unsent,
-        });
+        self.push(at, identity, epoch, AckState::Unsent);
     }
 
     /// The acknowledgement of the message at position `at` was queued.
     pub fn ack_sent(&mut self, at: u64) {
         let tag = self.next_tag;
+        // A message sent again is acknowledged again in the order it came.
+        while let Some(&seq) = self.again.front() {
+            match self.entry_mut(seq) {
+                Some(entry) if entry.state == AckState::Unsent => {
+                    if entry.at != at {
+                        break;
+                    }
+                    entry.state = AckState::Sent(tag);
+                    self.again.pop_front();
+                    self.before_marker += 1;
+                    return;
+                }
+                _ => {
+                    self.again.pop_front();
+                }
+            }
+        }
         let from = self.entries.partition_point(|e| e.at < at);
         if let Some(entry) = self
             .entries
@@ -211,6 +266,7 @@ impl AckLedger {
             .find(|e| e.state == AckState::Unsent)
         {
             entry.state = AckState::Sent(tag);
+            self.before_marker += 1;
         }
     }
 
@@ -218,8 +274,11 @@ impl AckLedger {
     /// again, and nothing needs proving).
     pub fn connected(&mut self, resumed: bool) {
         self.epoch += 1;
+        self.before_marker = 0;
         if !resumed {
             self.entries.clear();
+            self.by_identity.clear();
+            self.again.clear();
             self.window = None;
             return;
         }
@@ -243,34 +302,43 @@ impl AckLedger {
             return Redelivered::New;
         }
         let epoch = self.epoch;
-        let Some(entry) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.epoch < epoch && e.identity == *identity)
-        else {
+        let next_tag = self.next_tag;
+        let Some(seqs) = self.by_identity.get(identity) else {
+            return Redelivered::New;
+        };
+        let found = seqs.iter().copied().find(|&seq| {
+            self.entries
+                .binary_search_by_key(&seq, |e| e.seq)
+                .is_ok_and(|i| self.entries[i].epoch < epoch)
+        });
+        let Some(entry) = found.and_then(|seq| self.entry_mut(seq)) else {
             return Redelivered::New;
         };
         entry.epoch = epoch;
-        match entry.state {
-            AckState::Unsent => Redelivered::Waiting,
-            _ => {
-                entry.state = AckState::Unsent;
-                Redelivered::AckAgain(entry.at)
-            }
+        let was = entry.state;
+        if was == AckState::Unsent {
+            return Redelivered::Waiting;
         }
+        entry.state = AckState::Unsent;
+        let (seq, at) = (entry.seq, entry.at);
+        if was == AckState::Sent(next_tag) {
+            self.before_marker -= 1;
+        }
+        self.again.push_back(seq);
+        Redelivered::AckAgain(at)
     }
 
     /// The tag of a marker to send now, if acknowledgements (or the end of sending again) wait
     /// for one; [`marker_sent`](Self::marker_sent) once it is queued.
     pub fn marker_wanted(&self) -> Option<u64> {
         let tag = self.next_tag;
-        (self.window == Some(tag) || self.entries.iter().any(|e| e.state == AckState::Sent(tag)))
-            .then_some(tag)
+        (self.window == Some(tag) || self.before_marker > 0).then_some(tag)
     }
 
     /// The marker [`marker_wanted`](Self::marker_wanted) named was queued.
     pub fn marker_sent(&mut self) {
         self.next_tag += 1;
+        self.before_marker = 0;
     }
 
     /// The broker answered marker `tag`: it processed every acknowledgement queued before it,
@@ -280,7 +348,7 @@ impl AckLedger {
         if window_over {
             self.window = None;
         }
-        self.entries.retain(|e| match e.state {
+        self.retain(|e| match e.state {
             AckState::Sent(t) => t > tag,
             AckState::Unsure => !window_over,
             AckState::Unsent => true,
@@ -1003,6 +1071,85 @@ mod tests {
         ledger.connected(true);
         assert_eq!(ledger.redelivered(&message(2, 2)), Redelivered::New);
         assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(1));
+    }
+
+    /// A resumed session brings back everything the last run had in flight, all named by the
+    /// checkpoint: each is found by its identity, not by walking the ledger (20,000 took 11.8 s
+    /// in a debug build that way, 0.08 s now; the bound leaves a loaded machine 40 times that).
+    #[test]
+    fn thousands_of_messages_sent_again_after_a_restore_are_dropped_in_linear_time() {
+        let n = 20_000u64;
+        let sent: Vec<MessageIdentity> = (0..n)
+            .map(|i| message((i % 65_535 + 1) as u16, i))
+            .collect();
+        let mut ledger = AckLedger::restored(50_000, &sent);
+        ledger.connected(true);
+        let window = ledger
+            .marker_wanted()
+            .expect("the connection's first marker");
+        ledger.marker_sent();
+        let started = std::time::Instant::now();
+        for identity in &sent {
+            assert_eq!(ledger.redelivered(identity), Redelivered::AckAgain(50_000));
+            ledger.ack_sent(50_000);
+            assert!(ledger.marker_wanted().is_some());
+        }
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{n} messages sent again took {took:?}"
+        );
+        assert_eq!(ledger.covered(50_000).len(), n as usize);
+        ledger.proven(window);
+        let tag = ledger
+            .marker_wanted()
+            .expect("a marker for the acknowledgements");
+        ledger.marker_sent();
+        ledger.proven(tag);
+        assert!(ledger.is_empty());
+    }
+
+    /// Two entries with one identity (a broker reusing a packet id for the same payload) are
+    /// each dropped once, oldest first; a third arrival is new.
+    #[test]
+    fn entries_sharing_an_identity_are_dropped_once_each() {
+        let mut ledger = AckLedger::restored(7, &[message(1, 1), message(2, 2), message(1, 1)]);
+        ledger.connected(true);
+        ledger.marker_sent();
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(7));
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(7));
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::New);
+        // One acknowledged again; the answer ends the window: 2, never sent again, leaves,
+        // and so does the acknowledged copy. The other waits for its acknowledgement.
+        ledger.ack_sent(7);
+        let tag = ledger.marker_wanted().expect("a marker");
+        ledger.marker_sent();
+        ledger.proven(tag);
+        assert_eq!(ledger.covered(7), vec![message(1, 1)]);
+        ledger.ack_sent(7);
+        let tag = ledger.marker_wanted().expect("a marker for the other");
+        ledger.marker_sent();
+        ledger.proven(tag);
+        assert!(ledger.is_empty());
+    }
+
+    /// A message acknowledged on this connection that the broker sends again (it was in flight
+    /// before the reconnection) waits for its new acknowledgement: no marker is wanted for the
+    /// old one.
+    #[test]
+    fn an_acknowledgement_overtaken_by_its_message_sent_again_wants_no_marker() {
+        let mut ledger = AckLedger::default();
+        ledger.connected(false);
+        ledger.read(1, message(1, 1));
+        ledger.connected(true);
+        assert!(ledger.marker_wanted().is_some(), "the window's marker");
+        ledger.marker_sent();
+        ledger.ack_sent(1);
+        assert!(ledger.marker_wanted().is_some());
+        assert_eq!(ledger.redelivered(&message(1, 1)), Redelivered::AckAgain(1));
+        assert_eq!(ledger.marker_wanted(), None);
+        ledger.ack_sent(1);
+        assert!(ledger.marker_wanted().is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The chaos benchmark (`cargo xtask bench chaos [--kills K] [--rows N] [--quick]`): rules with
-//! `qos: 1` and with `qos: 2` are killed with SIGKILL at K random moments and started again each
-//! time, until their input is done; prints, from one run,
+//! The chaos benchmark (`cargo xtask bench chaos [--kills K] [--rows N] [--quick]
+//! [--mqtt-only]`, the last for section 3 alone): rules with `qos: 1` and with `qos: 2` are
+//! killed with SIGKILL at K random moments and started again each time, until their input is
+//! done; prints, from one run,
 //!
 //! 1. the throughput cost of checkpointing (1 s, 10 s and 300 s intervals, `qos` 1 and 2)
 //!    against `qos: 0`, on uninterrupted runs over a file stream, and whether each run's window
@@ -12,7 +13,10 @@
 //!    row) p50/p99;
 //! 3. per `qos`: an MQTT stream of N QoS 1 messages (mosquitto with persistence) through a
 //!    filter into `file`, killed K times while the messages are published: rows lost and
-//!    duplicated, recovery.
+//!    duplicated, recovery. The last run goes on until the output holds every key or it has
+//!    written nothing for 30 s (a resumed session first gets back what the killed run had in
+//!    flight, possibly thousands of messages): only then is a missing key lost, and one more
+//!    run on the same session then shows whether the broker still held it.
 //!
 //! Rows are counted against the input: the distinct keys (`n`) each sink holds against the
 //! keys of the input the bench wrote (read back from the file), so a key the sink lacks is
@@ -40,6 +44,8 @@ use serde_json::{Value, json};
 struct Args {
     rows: u64,
     kills: usize,
+    /// `--mqtt-only`: section 3 alone.
+    mqtt_only: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -48,6 +54,7 @@ fn args() -> anyhow::Result<Args> {
     let mut out = Args {
         rows: if quick { 20_000 } else { 200_000 },
         kills: if quick { 5 } else { 20 },
+        mqtt_only: argv.iter().any(|a| a == "--mqtt-only"),
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -106,102 +113,103 @@ fn main() -> anyhow::Result<()> {
         redis,
     };
 
-    // 1. The cost of checkpointing, on uninterrupted runs; the qos 0 run is the reference of
-    // the window results.
-    println!(
-        "1. throughput of the two file rules ({} rows), uninterrupted",
-        args.rows
-    );
-    let mut base = None;
-    let mut reference: Option<Windows> = None;
-    let mut uninterrupted = None;
-    for (label, qos, interval) in [
-        // Untimed: compiles the sink components into the cache the timed runs then share.
-        ("warm-up", 0, "2s"),
-        ("qos 0", 0, "1s"),
-        ("qos 1, checkpoint every 1 s", 1, "1s"),
-        ("qos 1, checkpoint every 10 s", 1, "10s"),
-        ("qos 1, checkpoint every 300 s", 1, "300s"),
-        ("qos 2, checkpoint every 1 s", 2, "1s"),
-        ("qos 2, checkpoint every 10 s", 2, "10s"),
-        ("qos 2, checkpoint every 300 s", 2, "300s"),
-    ] {
-        let case = format!("tp-{label}").replace([' ', ','], "-");
-        env.write_file_rules(&case, 0, qos, interval)?;
-        let started = Instant::now();
-        let mut child = env.spawn(&case, "file-rules.json")?;
-        let status = child.wait()?;
-        let took = started.elapsed();
-        anyhow::ensure!(status.success(), "{label}: oort failed ({status})");
-        if label == "warm-up" {
-            continue;
-        }
-        let rate = args.rows as f64 / took.as_secs_f64();
-        let cost = base.map_or(String::new(), |b: f64| {
-            format!(
-                ", {:+.1} % time vs qos 0",
-                (took.as_secs_f64() / b - 1.0) * 100.0
-            )
-        });
-        let (got, _) = windows(&env.root.join(&case), "agg")?;
-        let same = match &reference {
-            None => String::new(),
-            Some(r) if *r == got => "; windows as qos 0's".into(),
-            Some(r) => format!("; windows UNLIKE qos 0's: {}", compare_windows(r, &got)),
-        };
+    if !args.mqtt_only {
+        // 1. The cost of checkpointing, on uninterrupted runs; the qos 0 run is the reference of
+        // the window results.
         println!(
-            "   {label:<30} {:>7.2} s  {rate:>9.0} rows/s{cost}{same}",
-            took.as_secs_f64()
+            "1. throughput of the two file rules ({} rows), uninterrupted",
+            args.rows
         );
-        if qos == 0 {
-            base = Some(took.as_secs_f64());
-            anyhow::ensure!(!got.is_empty(), "the qos 0 run wrote no window");
-            reference = Some(got);
-        }
-        if qos == 1 && interval == "1s" {
-            uninterrupted = Some(took);
-        }
-    }
-    let reference = reference.expect("the qos 0 run");
-    let uninterrupted = uninterrupted.expect("the qos 1 run");
-    println!();
-
-    // 2. The file rules, killed K times, under each qos.
-    let expected: BTreeSet<u64> = input_keys.iter().copied().filter(|n| n % 2 == 0).collect();
-    for qos in [1, 2] {
-        let case = format!("chaos-file-qos{qos}");
-        let out = Stamped::subscribe(env.port, &format!("chaos/{case}"))?;
-        let (runs, recoveries, kills) = env.chaos(&case, qos, args.kills, uninterrupted)?;
-        let published = out.collect(&expected);
-        println!(
-            "2. file stream, {kills} kills in {runs} runs (the last to the end of the input), \
-             qos {qos}, checkpoint every 1 s"
-        );
-        let (filtered, bad) = numbers(&env.root.join(&case), "filter")?;
-        report_rows("filter -> file", &expected, &filtered, bad);
-        let (pushed, bad) = env.redis_list(&case)?;
-        report_rows("filter -> redis (list)", &expected, &pushed, bad);
-        let wire: Vec<u64> = published.iter().map(|m| m.n).collect();
-        report_rows("filter -> mqtt (received)", &expected, &wire, published.bad);
-        if qos >= 2 {
-            let (kept, unstamped) = published.consumer();
-            report_rows("filter -> mqtt (consumer)", &expected, &kept, 0);
-            if unstamped > 0 {
-                println!("   ({unstamped} messages without a stamp reached the consumer)");
+        let mut base = None;
+        let mut reference: Option<Windows> = None;
+        let mut uninterrupted = None;
+        for (label, qos, interval) in [
+            // Untimed: compiles the sink components into the cache the timed runs then share.
+            ("warm-up", 0, "2s"),
+            ("qos 0", 0, "1s"),
+            ("qos 1, checkpoint every 1 s", 1, "1s"),
+            ("qos 1, checkpoint every 10 s", 1, "10s"),
+            ("qos 1, checkpoint every 300 s", 1, "300s"),
+            ("qos 2, checkpoint every 1 s", 2, "1s"),
+            ("qos 2, checkpoint every 10 s", 2, "10s"),
+            ("qos 2, checkpoint every 300 s", 2, "300s"),
+        ] {
+            let case = format!("tp-{label}").replace([' ', ','], "-");
+            env.write_file_rules(&case, 0, qos, interval)?;
+            let started = Instant::now();
+            let mut child = env.spawn(&case, "file-rules.json")?;
+            let status = child.wait()?;
+            let took = started.elapsed();
+            anyhow::ensure!(status.success(), "{label}: oort failed ({status})");
+            if label == "warm-up" {
+                continue;
+            }
+            let rate = args.rows as f64 / took.as_secs_f64();
+            let cost = base.map_or(String::new(), |b: f64| {
+                format!(
+                    ", {:+.1} % time vs qos 0",
+                    (took.as_secs_f64() / b - 1.0) * 100.0
+                )
+            });
+            let (got, _) = windows(&env.root.join(&case), "agg")?;
+            let same = match &reference {
+                None => String::new(),
+                Some(r) if *r == got => "; windows as qos 0's".into(),
+                Some(r) => format!("; windows UNLIKE qos 0's: {}", compare_windows(r, &got)),
+            };
+            println!(
+                "   {label:<30} {:>7.2} s  {rate:>9.0} rows/s{cost}{same}",
+                took.as_secs_f64()
+            );
+            if qos == 0 {
+                base = Some(took.as_secs_f64());
+                anyhow::ensure!(!got.is_empty(), "the qos 0 run wrote no window");
+                reference = Some(got);
+            }
+            if qos == 1 && interval == "1s" {
+                uninterrupted = Some(took);
             }
         }
-        let (got, bad) = windows(&env.root.join(&case), "agg")?;
-        println!(
-            "   window -> file: {} windows (uninterrupted qos 0: {}): {}{}",
-            got.len(),
-            reference.len(),
-            compare_windows(&reference, &got),
-            bad_lines(bad)
-        );
-        print_recoveries(&recoveries);
+        let reference = reference.expect("the qos 0 run");
+        let uninterrupted = uninterrupted.expect("the qos 1 run");
         println!();
-    }
 
+        // 2. The file rules, killed K times, under each qos.
+        let expected: BTreeSet<u64> = input_keys.iter().copied().filter(|n| n % 2 == 0).collect();
+        for qos in [1, 2] {
+            let case = format!("chaos-file-qos{qos}");
+            let out = Stamped::subscribe(env.port, &format!("chaos/{case}"))?;
+            let (runs, recoveries, kills) = env.chaos(&case, qos, args.kills, uninterrupted)?;
+            let published = out.collect(&expected);
+            println!(
+                "2. file stream, {kills} kills in {runs} runs (the last to the end of the input), \
+                 qos {qos}, checkpoint every 1 s"
+            );
+            let (filtered, bad) = numbers(&env.root.join(&case), "filter")?;
+            report_rows("filter -> file", &expected, &filtered, bad);
+            let (pushed, bad) = env.redis_list(&case)?;
+            report_rows("filter -> redis (list)", &expected, &pushed, bad);
+            let wire: Vec<u64> = published.iter().map(|m| m.n).collect();
+            report_rows("filter -> mqtt (received)", &expected, &wire, published.bad);
+            if qos >= 2 {
+                let (kept, unstamped) = published.consumer();
+                report_rows("filter -> mqtt (consumer)", &expected, &kept, 0);
+                if unstamped > 0 {
+                    println!("   ({unstamped} messages without a stamp reached the consumer)");
+                }
+            }
+            let (got, bad) = windows(&env.root.join(&case), "agg")?;
+            println!(
+                "   window -> file: {} windows (uninterrupted qos 0: {}): {}{}",
+                got.len(),
+                reference.len(),
+                compare_windows(&reference, &got),
+                bad_lines(bad)
+            );
+            print_recoveries(&recoveries);
+            println!();
+        }
+    }
     // 3. The MQTT stream under each qos, killed K times while the messages are published.
     let expected: BTreeSet<u64> = input_keys;
     for qos in [1, 2] {
@@ -221,17 +229,33 @@ fn main() -> anyhow::Result<()> {
                 .map(|n| format!("{{\"n\":{n}}}").into_bytes());
             publish_all(port, &topic, payloads);
         });
-        let (runs, recoveries, kills) =
-            env.chaos_mqtt(&case, &rule, qos, args.kills, &publisher)?;
+        let runs = env.chaos_mqtt(&case, &rule, qos, args.kills, &publisher, &expected)?;
         publisher.join().expect("the publisher");
         println!(
-            "3. MQTT stream of {} QoS 1 messages, {kills} kills in {runs} runs while publishing, \
+            "3. MQTT stream of {} QoS 1 messages, {} kills in {} runs while publishing, \
              qos {qos}",
-            expected.len()
+            expected.len(),
+            runs.kills,
+            runs.runs
         );
         let (got, bad) = numbers(&env.root.join(&case), "mqtt")?;
         report_rows("mqtt -> file", &expected, &got, bad);
-        print_recoveries(&recoveries);
+        for (i, last) in runs.last.iter().enumerate() {
+            println!(
+                "   {} run after the kills: {} keys missing at its start, {} when stopped after \
+                 {:.1} s{}",
+                if i == 0 { "last" } else { "a further" },
+                last.missing_before,
+                last.missing_after,
+                last.took.as_secs_f64(),
+                if last.missing_after > 0 {
+                    format!(" ({:.0} s without a new row)", QUIET.as_secs_f64())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        print_recoveries(&runs.recoveries);
         println!();
     }
     Ok(())
@@ -548,7 +572,7 @@ impl Env {
             self.write_file_rules(case, run, qos, "1s")?;
             let kill_at = (killed < kills).then(|| spread.mul_f64(rand::random::<f64>()));
             let first = self.root.join(case).join(out_file("filter", run, qos));
-            let outcome = self.run_once(case, "file-rules.json", kill_at, &first, || false)?;
+            let outcome = self.run_once(case, "file-rules.json", kill_at, &first, |_| false)?;
             if run > 0
                 && let Some(r) = outcome.first_row
             {
@@ -564,8 +588,10 @@ impl Env {
     }
 
     /// Runs the MQTT rule `rule` of `case` under `qos`, killing it `kills` times at random
-    /// moments while the publisher runs; then lets a last run take what is left and stops it
-    /// with SIGTERM once nothing new arrived for 3 s.
+    /// moments while the publisher runs; then lets a last run take what is left: it is stopped
+    /// with SIGTERM once the output holds every key of `expected`, or once it has written
+    /// nothing for [`QUIET`] (what is missing then is lost). If keys are missing, one more run
+    /// on the same data directory and broker session shows whether the broker still held them.
     fn chaos_mqtt(
         &self,
         case: &str,
@@ -573,18 +599,35 @@ impl Env {
         qos: u8,
         kills: usize,
         publisher: &std::thread::JoinHandle<()>,
-    ) -> anyhow::Result<(usize, Vec<Duration>, usize)> {
+        expected: &BTreeSet<u64>,
+    ) -> anyhow::Result<MqttRuns> {
         let mut recoveries = Vec::new();
         let mut killed = 0;
+        let mut last_runs = Vec::new();
         for run in 0.. {
             self.write_mqtt_rule(case, rule, run, qos)?;
             let last = killed >= kills || publisher.is_finished();
             let kill_at =
                 (!last).then(|| Duration::from_millis(200 + rand::random::<u64>() % 1500));
             let first = self.root.join(case).join(out_file("mqtt", run, qos));
-            let outcome = self.run_once(case, "mqtt-rule.json", kill_at, &first, || {
-                last && publisher.is_finished()
-            })?;
+            let mut missing = if last {
+                Some(Missing::new(expected, &self.root.join(case), &first)?)
+            } else {
+                None
+            };
+            let before = missing.as_ref().map_or(0, |m| m.keys.len());
+            let started = Instant::now();
+            let outcome =
+                self.run_once(
+                    case,
+                    "mqtt-rule.json",
+                    kill_at,
+                    &first,
+                    |quiet| match missing.as_mut() {
+                        Some(m) if publisher.is_finished() => m.follow() == 0 || quiet > QUIET,
+                        _ => false,
+                    },
+                )?;
             if run > 0
                 && let Some(r) = outcome.first_row
             {
@@ -592,23 +635,40 @@ impl Env {
             }
             if outcome.killed {
                 killed += 1;
-            } else {
-                return Ok((run + 1, recoveries, killed));
+                continue;
+            }
+            let left = missing.map_or(0, |mut m| {
+                m.follow();
+                m.keys.len()
+            });
+            last_runs.push(LastRun {
+                missing_before: before,
+                missing_after: left,
+                took: started.elapsed(),
+            });
+            if left == 0 || last_runs.len() == 2 {
+                return Ok(MqttRuns {
+                    runs: run + 1,
+                    recoveries,
+                    kills: killed,
+                    last: last_runs,
+                });
             }
         }
         unreachable!()
     }
 
-    /// One run: SIGKILL at `kill_at`; when `quiet_stop` holds and `first` has not grown for
-    /// 3 s, SIGTERM (an unbounded input). Notes when `first` first grew past its size at the
-    /// start (the run's first delivered row: under `qos: 2` the file holds earlier runs' rows).
+    /// One run: SIGKILL at `kill_at`; SIGTERM (an unbounded input) once `stop` holds, given how
+    /// long `first` has not grown (since the start if it has not yet). Notes when `first` first
+    /// grew past its size at the start (the run's first delivered row: under `qos: 2` the file
+    /// holds earlier runs' rows).
     fn run_once(
         &self,
         case: &str,
         rules: &str,
         kill_at: Option<Duration>,
         first: &Path,
-        quiet_stop: impl Fn() -> bool,
+        mut stop: impl FnMut(Duration) -> bool,
     ) -> anyhow::Result<Outcome> {
         let size_of = || std::fs::metadata(first).map(|m| m.len()).unwrap_or(0);
         let before = size_of();
@@ -649,7 +709,7 @@ impl Env {
                     first_row,
                 });
             }
-            if !termed && quiet_stop() && grew.elapsed() > Duration::from_secs(3) {
+            if !termed && stop(grew.elapsed()) {
                 Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])
                     .status()?;
@@ -663,6 +723,87 @@ impl Env {
 struct Outcome {
     killed: bool,
     first_row: Option<Duration>,
+}
+
+/// How long the last run of the MQTT case may write nothing before the keys still missing
+/// count as lost: far above a restart's time on a loaded machine.
+const QUIET: Duration = Duration::from_secs(30);
+
+/// The runs of the MQTT case: how many, the recovery times, the kills made, and the last runs.
+struct MqttRuns {
+    runs: usize,
+    recoveries: Vec<Duration>,
+    kills: usize,
+    last: Vec<LastRun>,
+}
+
+/// A run of the MQTT case after the kills: the keys missing from the output when it started
+/// and when it stopped, and how long it ran.
+struct LastRun {
+    missing_before: usize,
+    missing_after: usize,
+    took: Duration,
+}
+
+/// The keys a case's output lacks, followed as a run appends rows to its file.
+struct Missing {
+    keys: BTreeSet<u64>,
+    path: PathBuf,
+    /// Where the lines not read yet start.
+    offset: u64,
+    /// The file's size when last looked at.
+    size: u64,
+}
+
+impl Missing {
+    /// The keys of `expected` no output file of the case (`mqtt` rule) holds; the run about to
+    /// start appends to `path`.
+    fn new(expected: &BTreeSet<u64>, case: &Path, path: &Path) -> anyhow::Result<Self> {
+        let (got, _) = numbers(case, "mqtt")?;
+        let got: BTreeSet<u64> = got.into_iter().collect();
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(Self {
+            keys: expected.difference(&got).copied().collect(),
+            path: path.to_path_buf(),
+            offset: size,
+            size,
+        })
+    }
+
+    /// Reads the whole lines appended since the last call; the keys still missing.
+    fn follow(&mut self) -> usize {
+        use std::io::{Read, Seek, SeekFrom};
+        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        if size == self.size {
+            return self.keys.len();
+        }
+        self.size = size;
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&self.path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.offset))?;
+            f.read_to_end(&mut bytes)
+        });
+        if read.is_err() {
+            return self.keys.len();
+        }
+        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+            return self.keys.len();
+        };
+        self.offset += end as u64 + 1;
+        for line in bytes[..end].split(|&b| b == b'\n') {
+            let rows = match serde_json::from_slice(line) {
+                Ok(Value::Array(items)) => items,
+                Ok(row) => vec![row],
+                Err(_) => continue,
+            };
+            for row in rows {
+                if let Some(n) = row["n"].as_u64() {
+                    self.keys.remove(&n);
+                }
+            }
+        }
+        self.keys.len()
+    }
 }
 
 /// Keeps a child's stderr (errors only are logged) for the message of a failed run.

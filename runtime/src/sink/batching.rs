@@ -9,8 +9,24 @@
 //! are not by count). The batch being filled for a count at a checkpoint is recorded in it
 //! ([`Batcher::pending`]) and refilled from it. A restart from that checkpoint replays the
 //! recorded cuts, then cuts freely again.
+//!
+//! The action does not stand still while a record commits. A batch cut under `qos: 2` is
+//! numbered, its record queued for the next group commit, and it joins the batches *ahead*
+//! ([`Ahead`]) of the sink; the action's loop goes on taking the rule's results, and waits,
+//! beside its input, for the oldest record to be durable and for the sink to be free. The one
+//! instance delivers a batch as a future of its own, so the loop keeps filling the next batch
+//! meanwhile too. Without a batch size the batch being filled is cut when no record of the
+//! action commits (it takes what arrived while the last one committed, up to the largest
+//! opportunistic batch), so its record commits while the sink takes the batch before it. A
+//! batch reaches the sink only once its record is durable, and batches reach it in the order
+//! of their numbers; records become durable in that order too, so a crash at any point leaves
+//! durable records for every batch the sink got, and a replay cuts those batches again. At
+//! most [`MAX_AHEAD`] batches wait: then the action takes no more of the rule's results (they
+//! wait in its channel, and the rule behind it) until the sink takes one. A checkpoint's
+//! barrier and the end of the run deliver every batch ahead before they go on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +34,7 @@ use tokio::sync::mpsc;
 
 use super::batch::Batch;
 use super::connector::{DynamicProps, GrantChecks, render_over};
-use super::cuts::{CutLog, REACH_AHEAD, Replay};
+use super::cuts::{CutLog, Durable, REACH_AHEAD, Replay};
 use super::dead_letter::DeadReason;
 use super::delivery::Deliverer;
 use super::delivery::Delivery;
@@ -33,6 +49,121 @@ use crate::template::Template;
 
 /// Largest opportunistic batch when `batchSize` is not set.
 const MAX_DRAIN: usize = 4096;
+
+/// Most batches an action keeps cut ahead of its sink under `qos: 2` (their records committing,
+/// or committed and the batch waiting for the sink): while that many wait, it takes no more of
+/// the rule's results, and cutting one more first waits for the sink to take the oldest.
+const MAX_AHEAD: usize = 4;
+
+/// A batch cut and numbered under `qos: 2`, waiting for its record to be durable and its turn
+/// at the sink.
+struct Cut {
+    batch: Batch,
+    sequence: u64,
+    /// The record's commit, until its outcome is known.
+    record: Option<Durable>,
+    /// Why the record could not be committed, if it could not.
+    failed: Option<String>,
+}
+
+impl Cut {
+    /// Waits until the record is durable (or its commit failed). Cancel-safe.
+    async fn durable(&mut self) {
+        if let Some(record) = &mut self.record {
+            let outcome = record.await;
+            self.record = None;
+            self.failed = outcome.err();
+        }
+    }
+
+    /// Whether the record is durable (or its commit failed) by now, without waiting.
+    fn is_durable(&mut self) -> bool {
+        let Some(record) = &mut self.record else {
+            return true;
+        };
+        match record.try_outcome() {
+            Some(outcome) => {
+                self.record = None;
+                self.failed = outcome.err();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The one instance delivering a batch, given back with the emptied batch (whose buffers serve
+/// a later one) when the sink took it.
+type Sending = Pin<Box<dyn Future<Output = (Deliverer, Batch)> + Send>>;
+
+/// Under `qos: 2`, the batches cut ahead of the sink (oldest first) and the delivery in
+/// progress, which holds the action's one instance meanwhile (see [`Batcher`]).
+#[derive(Default)]
+pub(super) struct Ahead {
+    cuts: VecDeque<Cut>,
+    sending: Option<Sending>,
+    /// An emptied batch whose buffers the next batch cut fills.
+    spare: Option<Batch>,
+    /// What the delivery in progress gave back when it ended, until the batcher takes it.
+    returned: Option<(Deliverer, Batch)>,
+}
+
+/// What the action's loop waits for beside its input while batches are ahead.
+pub(super) enum AheadEvent {
+    /// The oldest record still committing is durable.
+    Durable,
+    /// The sink took the batch in progress: its instance is free.
+    Sent,
+}
+
+impl Ahead {
+    /// The next event; never while nothing is ahead. Cancel-safe: the action's loop waits for
+    /// it beside its input.
+    pub(super) async fn next(&mut self) -> AheadEvent {
+        let Self { cuts, sending, .. } = self;
+        // A batch whose record is durable waits for a free sink: act now.
+        let waiting = sending.is_none() && cuts.front().is_some_and(|cut| cut.record.is_none());
+        let sent = async {
+            match sending.as_mut() {
+                Some(delivery) => delivery.await,
+                None => std::future::pending().await,
+            }
+        };
+        let durable = async {
+            if waiting {
+                return;
+            }
+            match cuts.iter_mut().find(|cut| cut.record.is_some()) {
+                Some(cut) => cut.durable().await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            returned = sent => {
+                self.sending = None;
+                self.returned = Some(returned);
+                AheadEvent::Sent
+            }
+            () = durable => AheadEvent::Durable,
+        };
+        event
+    }
+
+    /// Whether as many batches wait as the action keeps ahead.
+    pub(super) fn is_full(&self) -> bool {
+        self.cuts.len() >= MAX_AHEAD
+    }
+
+    /// Nothing cut waits and the sink has no batch in progress.
+    fn is_idle(&self) -> bool {
+        self.cuts.is_empty() && self.sending.is_none()
+    }
+
+    /// Whether a cut's record is still committing.
+    fn committing(&mut self) -> bool {
+        self.cuts.iter_mut().any(|cut| !cut.is_durable())
+    }
+}
 
 /// The values of the templated props for each payload of `batch`. A value that cannot be
 /// evaluated (the payload is not JSON, the template fails) is empty, with the error logged and
@@ -84,6 +215,8 @@ pub(super) struct Batcher {
     deadline: Option<tokio::time::Instant>,
     /// The batch being filled.
     batch: Batch,
+    /// Under `qos: 2`: batches cut whose records commit or whose turn at the sink has not come.
+    pub(super) ahead: Ahead,
     /// The payloads of one message.
     scratch: Batch,
     errors: Vec<TransformError>,
@@ -124,6 +257,7 @@ impl Batcher {
             reach: 0,
             deadline: None,
             batch: Batch::new(),
+            ahead: Ahead::default(),
             scratch: Batch::new(),
             errors: Vec::new(),
             single,
@@ -381,7 +515,11 @@ impl Batcher {
             return;
         }
         if self.batch_size == 0 {
-            self.flush().await;
+            // Under `qos: 2`, while the record of the batch before commits, this one takes
+            // more of what arrives, up to the largest opportunistic batch.
+            if !self.ahead.committing() || self.batch.len() >= MAX_DRAIN {
+                self.flush().await;
+            }
         } else if self.deadline.is_none() && !self.batch.is_empty() {
             self.deadline = self.linger.map(|l| tokio::time::Instant::now() + l);
         }
@@ -392,6 +530,102 @@ impl Batcher {
     pub(super) async fn at_barrier(&mut self) {
         if !self.waits_for_count() {
             self.flush().await;
+        }
+        self.settle().await;
+    }
+
+    /// Acts on what the action's loop saw happen to the batches ahead: without a batch size,
+    /// once no record commits, what waited meanwhile is cut and its record starts (it commits
+    /// while the sink takes the batches before it); a free sink takes the next batch whose
+    /// record is durable.
+    pub(super) async fn ahead_event(&mut self, event: AheadEvent) {
+        if let AheadEvent::Sent = event
+            && let Some((deliverer, batch)) = self.ahead.returned.take()
+        {
+            self.single = Some(deliverer);
+            self.ahead.spare = Some(batch);
+        }
+        if self.batch_size == 0
+            && self.cuts.is_some()
+            && !self.batch.is_empty()
+            && !self.ahead.is_full()
+            && !self.ahead.committing()
+            && !self.replaying()
+        {
+            self.flush().await;
+        } else {
+            self.send_durable().await;
+        }
+    }
+
+    /// Starts the delivery of the oldest batch ahead if the sink is free and its record is
+    /// durable.
+    async fn send_durable(&mut self) {
+        if self.ahead.sending.is_none()
+            && let Some(cut) = self.ahead.cuts.front_mut()
+            && cut.is_durable()
+        {
+            self.send_front().await;
+        }
+    }
+
+    /// Delivers every batch ahead, waiting for their records and the sink.
+    async fn settle(&mut self) {
+        while !self.ahead.is_idle() {
+            self.make_room(0).await;
+        }
+    }
+
+    /// Waits until at most `keep` batches are ahead and the sink is free, delivering them in
+    /// order.
+    async fn make_room(&mut self, keep: usize) {
+        loop {
+            if let Some(sending) = self.ahead.sending.take() {
+                let (deliverer, batch) = sending.await;
+                self.single = Some(deliverer);
+                self.ahead.spare = Some(batch);
+            }
+            if self.ahead.cuts.len() <= keep {
+                return;
+            }
+            if let Some(cut) = self.ahead.cuts.front_mut() {
+                cut.durable().await;
+            }
+            self.send_front().await;
+        }
+    }
+
+    /// Starts the delivery of the oldest batch ahead, whose record is durable (the sink is
+    /// free).
+    async fn send_front(&mut self) {
+        let Some(mut cut) = self.ahead.cuts.pop_front() else {
+            return;
+        };
+        if let Some(e) = cut.failed.take() {
+            let sequence = cut.sequence;
+            tracing::error!(
+                action = %self.name,
+                sequence,
+                "the batch's cut could not be recorded: after a crash before the next \
+                 checkpoint its rows may be written twice or not at all: {e}"
+            );
+            self.metrics
+                .exceptions
+                .record(format!("recording a batch cut: {e}"));
+        }
+        if !self.prepare(&mut cut.batch, cut.sequence).await {
+            return;
+        }
+        match self.single.take() {
+            Some(mut single) => {
+                let mut batch = cut.batch;
+                self.ahead.sending = Some(Box::pin(async move {
+                    single.deliver(&batch).await;
+                    batch.clear();
+                    (single, batch)
+                }));
+            }
+            None => self.send_to_pool(cut.batch).await,
         }
     }
 
@@ -404,6 +638,11 @@ impl Batcher {
     /// from one reading to the next does), recorded if it is cut by count (no earlier run can
     /// have had more rows for it than the whole input).
     pub(super) async fn finish(&mut self) {
+        self.cut_last().await;
+        self.settle().await;
+    }
+
+    async fn cut_last(&mut self) {
         self.cut_replayed().await;
         if let Some(size) = self.replayed()
             && !self.batch.is_empty()
@@ -435,56 +674,75 @@ impl Batcher {
         self.hand_on(record).await;
     }
 
-    /// Sets the batch's header, numbers it (recording the cut durably first when `record`),
-    /// and delivers it through the one instance, or queues it for the instance workers.
+    /// Sets the batch's header and numbers it. Without a record to make durable and with
+    /// nothing ahead of it, it is delivered at once; else its record starts (when `record`) and
+    /// it waits ahead of the sink for its record and its turn (see [`Ahead`]).
     async fn hand_on(&mut self, record: bool) {
-        let batch = &mut self.batch;
-        batch.set_header(self.transformer.header());
-        if batch.is_empty() {
+        self.batch.set_header(self.transformer.header());
+        if self.batch.is_empty() {
+            self.send_durable().await;
             return;
         }
         // Numbered as cut, before any payload is taken out: a replay takes the same ones out.
         let sequence = self.sequencer.issue();
-        if record && let Some(cuts) = &self.cuts {
-            let size = batch.len() as u64;
-            if let Err(e) = cuts.record(sequence, size).await {
-                tracing::error!(
-                    action = %self.name,
-                    sequence,
-                    "the batch's cut could not be recorded: after a crash before the next \
-                     checkpoint its rows may be written twice or not at all: {e}"
-                );
-                self.metrics
-                    .exceptions
-                    .record(format!("recording a batch cut: {e}"));
+        let record = match &self.cuts {
+            Some(cuts) if record => Some(cuts.start_record(sequence, self.batch.len() as u64)),
+            _ => None,
+        };
+        if record.is_none() && self.ahead.is_idle() {
+            let mut batch = std::mem::take(&mut self.batch);
+            if self.prepare(&mut batch, sequence).await {
+                if let Some(single) = &mut self.single {
+                    single.deliver(&batch).await;
+                } else {
+                    self.send_to_pool(std::mem::take(&mut batch)).await;
+                }
             }
+            // Its buffers serve the next batch.
+            batch.clear();
+            self.batch = batch;
+            return;
         }
-        let metrics = &self.metrics;
+        self.make_room(MAX_AHEAD - 1).await;
+        let next = self.ahead.spare.take().unwrap_or_default();
+        self.ahead.cuts.push_back(Cut {
+            batch: std::mem::replace(&mut self.batch, next),
+            sequence,
+            record,
+            failed: None,
+        });
+        self.send_durable().await;
+    }
+
+    /// Makes batch `sequence` ready for the sink: numbers it, evaluates its templated props and
+    /// takes out the payloads outside the grants (dead-lettered). False when none is left.
+    async fn prepare(&mut self, batch: &mut Batch, sequence: u64) -> bool {
         if !self.dynamic.is_empty() {
-            batch.set_dynamic(evaluate(&self.dynamic, batch, metrics));
+            batch.set_dynamic(evaluate(&self.dynamic, batch, &self.metrics));
             if !self.checks.0.is_empty() {
                 Self::refuse_outside_grants(batch, &self.checks).await;
                 if batch.is_empty() {
-                    batch.clear();
-                    return;
+                    return false;
                 }
             }
         }
         batch.set_sequence(sequence);
-        if let Some(single) = &mut self.single {
-            single.deliver(batch).await;
-            batch.clear();
-        } else if let Some(pool) = &self.pool {
-            let full = std::mem::take(batch);
-            if let Err(lost) = pool.send(full).await {
-                let n = lost.0.len() as u64;
-                tracing::error!(
-                    messages = n,
-                    "the sink workers stopped early: batch not delivered"
-                );
-                metrics.failed.add(n);
-                metrics.exceptions.record("the sink workers stopped early");
-            }
+        true
+    }
+
+    /// Queues `batch` for the instance workers.
+    async fn send_to_pool(&mut self, batch: Batch) {
+        let Some(pool) = &self.pool else { return };
+        if let Err(lost) = pool.send(batch).await {
+            let n = lost.0.len() as u64;
+            tracing::error!(
+                messages = n,
+                "the sink workers stopped early: batch not delivered"
+            );
+            self.metrics.failed.add(n);
+            self.metrics
+                .exceptions
+                .record("the sink workers stopped early");
         }
     }
 }

@@ -28,11 +28,22 @@
 //! no database of its own.
 //!
 //! Each record must be durable before its batch is handed on, and a commit waits for the disk.
-//! Records are therefore committed in groups: while one group commits, the records asked for
-//! meanwhile (by any action of the run) wait and go in the next transaction together; and
-//! while an action waits for its record, its rule's results queue up in its channel, so its
-//! next batch (without a batch size) takes more of them. The slower the disk, the larger the
-//! batches: the cost per row falls as the load rises.
+//! Records are therefore committed in groups on a blocking thread: while one group commits,
+//! the records asked for meanwhile (by any action of the run) wait and go in the next
+//! transaction together, so records become durable in the order they were asked for. Each
+//! transaction commits with redb's [`redb::Durability::Immediate`] (its default), the level
+//! redb documents as persistent once `commit` returns: one `fsync` of the file after the pages
+//! and the header (with its checksums) are written, so the record survives a `kill -9` and a
+//! power loss alike (as far as the disk honours `fsync`). `Durability::None` would not do: such
+//! a commit is not persisted unless an `Immediate` one follows, so neither a kill nor a power
+//! loss would keep it.
+//!
+//! An action does not wait for its records ([`CutLog::start_record`]): the batcher keeps
+//! cutting and filling batches while they commit and hands each to the sink once its record is
+//! durable, in order (see [`super::batching`]), so a record's commit overlaps the sink's work
+//! on the batch before it, and the rows that arrive while a record commits join the next
+//! batch. The slower the disk, the larger the batches: the cost per row falls as the load
+//! rises.
 //!
 //! A crash between a record and the sink's write replays the record: the sink gets the batch
 //! it never wrote. A crash between the sink's write and its acknowledgement replays it too: the
@@ -60,6 +71,10 @@ pub const REACH_AHEAD: u64 = 1024;
 pub struct CutStore {
     db: Arc<Database>,
     queue: Mutex<Queue>,
+    /// Tests hold this to keep commits from starting (a record "committing" for as long as
+    /// they like).
+    #[cfg(test)]
+    gate: std::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for CutStore {
@@ -99,6 +114,8 @@ impl CutStore {
         Self {
             db,
             queue: Mutex::default(),
+            #[cfg(test)]
+            gate: std::sync::RwLock::default(),
         }
     }
 
@@ -127,7 +144,13 @@ impl CutStore {
                 }
                 std::mem::take(&mut queue.waiting)
             };
+            let started = std::time::Instant::now();
             let result = self.write(&group).map_err(|e| e.to_string());
+            tracing::debug!(
+                records = group.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "batch cuts committed"
+            );
             for waiting in group {
                 let _ = waiting.done.send(result.clone());
             }
@@ -135,6 +158,8 @@ impl CutStore {
     }
 
     fn write(&self, group: &[Waiting]) -> Result<(), redb::Error> {
+        #[cfg(test)]
+        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let txn = self.db.begin_write()?;
         {
             let mut cuts = txn.open_table(CUTS)?;
@@ -258,9 +283,24 @@ impl CutLog {
         Ok(Replay { cuts: kept, reach })
     }
 
+    /// Keeps commits of the store's records from starting until the guard is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_commits(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.store.gate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records that batch `sequence` was cut at `size` payloads; durable when this returns.
     pub async fn record(&self, sequence: u64, size: u64) -> Result<(), String> {
-        self.commit(Record::Cut { sequence, size }).await
+        self.start_record(sequence, size).await
+    }
+
+    /// Queues the record that batch `sequence` was cut at `size` payloads for the next group
+    /// commit and returns at once: the record is durable when the returned [`Durable`]
+    /// resolves. Records queued one after the other become durable in that order (a group
+    /// commit takes every record queued before it began), so when one is durable, so is every
+    /// record queued before it.
+    pub fn start_record(&self, sequence: u64, size: u64) -> Durable {
+        self.start(Record::Cut { sequence, size })
     }
 
     /// Records that batches up to `upto` may be handed on cut by count; durable when this
@@ -270,6 +310,10 @@ impl CutLog {
     }
 
     async fn commit(&self, record: Record) -> Result<(), String> {
+        self.start(record).await
+    }
+
+    fn start(&self, record: Record) -> Durable {
         let (done, committed) = oneshot::channel();
         let lead = {
             let mut queue = self.store.queue();
@@ -285,9 +329,39 @@ impl CutLog {
             let store = Arc::clone(&self.store);
             tokio::task::spawn_blocking(move || store.commit_waiting());
         }
-        committed
-            .await
-            .map_err(|_| "the commit of batch cuts stopped".to_string())?
+        Durable(committed)
+    }
+}
+
+/// A record on its way to the disk: resolves once its group commit is durable (or failed).
+/// Dropping it does not withdraw the record.
+#[derive(Debug)]
+pub struct Durable(oneshot::Receiver<Result<(), String>>);
+
+impl Durable {
+    /// The commit's outcome if it is known by now, without waiting.
+    pub fn try_outcome(&mut self) -> Option<Result<(), String>> {
+        match self.0.try_recv() {
+            Ok(result) => Some(result),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                Some(Err("the commit of batch cuts stopped".to_string()))
+            }
+        }
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<(), String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|done| {
+            done.map_err(|_| "the commit of batch cuts stopped".to_string())
+                .and_then(|result| result)
+        })
     }
 }
 

@@ -108,14 +108,23 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
                 None => std::future::pending().await,
             }
         };
+        let single = &mut out.single;
         let idle_swap = async {
-            match out.single.as_mut() {
+            match single.as_mut() {
                 Some(single) => single.connector.next_swap().await,
                 None => std::future::pending().await,
             }
         };
+        let full = out.ahead.is_full();
         let next = tokio::select! {
-            chunk = rx.recv() => chunk,
+            // Under qos 2, while as many batches as it keeps wait for their records or the
+            // sink, the action takes no more.
+            chunk = rx.recv(), if !full => chunk,
+            // Under qos 2: a record is durable, or the sink took a batch.
+            event = out.ahead.next() => {
+                out.ahead_event(event).await;
+                continue;
+            }
             () = linger_until => {
                 out.linger_ended().await;
                 continue;

@@ -647,8 +647,13 @@ impl OnceAction {
 
     /// Lets the action settle what it was given, then kills it (as a `kill -9` would: nothing
     /// more is written).
-    async fn crash(mut self) -> OnceRun {
+    async fn crash(self) -> OnceRun {
         tokio::time::sleep(100 * MS).await;
+        self.kill().await
+    }
+
+    /// Kills the action where it is.
+    async fn kill(mut self) -> OnceRun {
         self.run.abort();
         let _ = (&mut self.run).await;
         self.outcome()
@@ -918,6 +923,95 @@ async fn under_qos_2_a_kill_between_the_record_and_the_delivery_replays_the_reco
     assert_eq!(cut.len() + rest.len(), 25, "every row once after the cuts");
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// While a batch's record commits (held here), the batch stays off the sink and the action
+/// goes on taking the rule's results into the next batch. Killed then, a restart cuts the same
+/// batches as far as the sink has them, whether the record was durable before the kill or not.
+#[tokio::test(start_paused = true)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the guard holds the commits of a blocking thread, not this task"
+)]
+async fn under_qos_2_a_kill_while_a_record_commits_and_the_next_batch_fills_replays_the_same_batches()
+ {
+    let (dir, store) = checkpoint_store("replay-committing");
+    let first = OnceAction::start(&store, json!({}), None, FakeSink::new([], Step::Ok));
+    first.send(barrier()).await;
+    first.send(rows(0..2)).await;
+    // Batch 1's record commits (time stands still while it does), then the sink takes it.
+    tokio::time::sleep(10 * MS).await;
+    let log = store.cut_log("rule", "fake_0");
+    let gate = log.hold_commits();
+    // Row 2 is cut as batch 2, whose record cannot commit; the rest come after.
+    for chunk in [rows(2..3), rows(3..4), rows(4..6), rows(6..7)] {
+        first.send(chunk).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(
+        first.metrics.records_in.get(),
+        7,
+        "the action took the rows that came while the record committed"
+    );
+    let (calls, states) = first.kill().await;
+    assert_eq!(
+        calls,
+        vec![(1, payloads(0..2))],
+        "batch 2 does not reach the sink before its record is durable"
+    );
+    let at = states
+        .first()
+        .cloned()
+        .expect("the barrier was acknowledged");
+    assert_eq!(at.next_sequence, 1);
+    // The database as the kill left it (the record of batch 2 not committed)...
+    let uncommitted = temp_dir("replay-committing-killed");
+    std::fs::create_dir_all(&uncommitted).unwrap();
+    std::fs::copy(
+        dir.join("checkpoints.redb"),
+        uncommitted.join("checkpoints.redb"),
+    )
+    .unwrap();
+    // ... and as it is had the commit ended just before the kill.
+    drop(gate);
+    tokio::time::sleep(10 * MS).await;
+    let each_row_once = |again: &[(u64, Vec<String>)]| {
+        let mut written: Vec<String> = calls.iter().flat_map(|(_, p)| p.clone()).collect();
+        // The sink skips what is not above the last number it wrote.
+        written.extend(
+            again
+                .iter()
+                .filter(|(sequence, _)| *sequence > 1)
+                .flat_map(|(_, p)| p.clone()),
+        );
+        assert_eq!(written, payloads(0..10));
+    };
+    checkpointed(&store, &at);
+    let next = OnceAction::start(&store, json!({}), Some(&at), FakeSink::new([], Step::Ok));
+    next.send(rows(0..10)).await;
+    let (again, _) = next.finish().await;
+    assert_eq!(
+        again,
+        vec![
+            (1, payloads(0..2)),
+            (2, payloads(2..3)),
+            (3, payloads(3..10))
+        ]
+    );
+    each_row_once(&again);
+    drop(store);
+    let killed = CheckpointStore::open(&uncommitted).expect("the copy opens");
+    checkpointed(&killed, &at);
+    let next = OnceAction::start(&killed, json!({}), Some(&at), FakeSink::new([], Step::Ok));
+    next.send(rows(0..10)).await;
+    let (again, _) = next.finish().await;
+    assert_eq!(again, vec![(1, payloads(0..2)), (2, payloads(2..10))]);
+    each_row_once(&again);
+    drop(killed);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(uncommitted);
 }
 
 /// A checkpoint drops the cuts it covers: a restart from a later checkpoint replays only those

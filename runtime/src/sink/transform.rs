@@ -37,7 +37,7 @@ pub struct Transformer {
     /// Whether any of template / dataField / fields / excludeFields is set.
     transforms: bool,
     /// Sorted field order of the last row layout (JSON fast path).
-    order: Option<(Arc<Schema>, Vec<usize>)>,
+    order: Option<(Arc<Schema>, json::RowOrder)>,
     /// Delimited columns, fixed by `fields` or by the first row (sorted keys), as eKuiper does.
     columns: Option<Vec<Arc<str>>>,
     scratch: Vec<u8>,
@@ -224,12 +224,14 @@ impl Transformer {
         Ok(())
     }
 
-    fn order_for(&mut self, row: &Row) -> &[usize] {
-        let stale = !matches!(&self.order, Some((s, _)) if Arc::ptr_eq(s, row.schema()));
-        if stale {
-            self.order = Some((Arc::clone(row.schema()), json::sorted_order(row.schema())));
+    fn order_for(&mut self, row: &Row) -> &json::RowOrder {
+        if !matches!(&self.order, Some((s, _)) if Arc::ptr_eq(s, row.schema())) {
+            self.order = None;
         }
-        self.order.as_ref().map_or(&[], |(_, o)| o)
+        &self
+            .order
+            .get_or_insert_with(|| (Arc::clone(row.schema()), json::sorted_order(row.schema())))
+            .1
     }
 
     fn select(&self, value: Value) -> Result<Value, TransformError> {

@@ -97,7 +97,7 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
                     .await
                     .map_err(cannot_read)?;
             }
-            lines(file, from, &shown, &mut out)
+            lines(file.into_std().await, from, &shown, &mut out)
                 .await
                 .map_err(cannot_read)?;
             out.flush().await;
@@ -163,23 +163,41 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
 /// whatever its size (a line longer than this grows the buffer to hold it).
 const CHUNK: usize = 256 * 1024;
 
+/// Appends up to [`CHUNK`] bytes of `file` to `buf` on a blocking-pool thread; how many (0 at
+/// the end of the file). The bytes are read straight into `buf`: `tokio::fs::File` would read
+/// them into a buffer of its own and copy them over, and its reads grow the buffer they are
+/// given (each growth a reallocation and a copy).
+async fn read_chunk(
+    file: std::fs::File,
+    mut buf: Vec<u8>,
+) -> std::io::Result<(std::fs::File, Vec<u8>, usize)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        buf.reserve(CHUNK);
+        let n = (&file).take(CHUNK as u64).read_to_end(&mut buf)?;
+        Ok((file, buf, n))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// Streams a JSON-lines file from `from` (the file is there already): one message per
 /// non-blank line (a trailing `\r` is dropped), the last line counted even without a newline.
 /// Stops early when the run is stopping.
 async fn lines(
-    mut file: tokio::fs::File,
+    mut file: std::fs::File,
     from: Position,
     shown: &str,
     out: &mut Emitter<'_>,
 ) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK);
     let mut line = from.records as usize;
     // The file offset of `buf[0]`.
     let mut base = from.offset;
     loop {
-        buf.reserve(CHUNK);
-        let eof = file.read_buf(&mut buf).await? == 0;
+        let read;
+        (file, buf, read) = read_chunk(file, buf).await?;
+        let eof = read == 0;
         let mut start = 0;
         let ends = memchr::memchr_iter(b'\n', &buf).chain(eof.then_some(buf.len()));
         for end in ends {

@@ -380,11 +380,12 @@ pub fn parse_value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 }
 
 /// Appends the JSON text of a row: an object with keys in sorted order, as eKuiper writes it.
-/// Fields whose value is `NULL` are left out, as eKuiper does.
-pub fn write_row(out: &mut Vec<u8>, row: &Row, order: &[usize]) {
+/// Fields whose value is `NULL` are left out, as eKuiper does. `order` is
+/// [`sorted_order`] of the row's schema.
+pub fn write_row(out: &mut Vec<u8>, row: &Row, order: &RowOrder) {
     out.push(b'{');
     let mut first = true;
-    for &i in order {
+    for (&i, key) in order.positions.iter().zip(&order.keys) {
         let value = row.at(i);
         if value.is_null() {
             continue;
@@ -393,18 +394,35 @@ pub fn write_row(out: &mut Vec<u8>, row: &Row, order: &[usize]) {
             out.push(b',');
         }
         first = false;
-        write_str(out, &row.schema().names()[i]);
-        out.push(b':');
+        out.extend_from_slice(key);
         write_value(out, value);
     }
     out.push(b'}');
 }
 
-/// The positions of a schema's fields in sorted key order, for [`write_row`].
-pub fn sorted_order(schema: &Schema) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..schema.len()).collect();
-    order.sort_by(|&a, &b| schema.names()[a].cmp(&schema.names()[b]));
-    order
+/// A schema's fields in sorted key order, each with its key already written as JSON (`"name":`),
+/// for [`write_row`]: a row's keys are encoded once per schema rather than once per row.
+#[derive(Debug, Clone, Default)]
+pub struct RowOrder {
+    positions: Vec<usize>,
+    keys: Vec<Box<[u8]>>,
+}
+
+/// The positions of a schema's fields in sorted key order and their encoded keys, for
+/// [`write_row`].
+pub fn sorted_order(schema: &Schema) -> RowOrder {
+    let mut positions: Vec<usize> = (0..schema.len()).collect();
+    positions.sort_by(|&a, &b| schema.names()[a].cmp(&schema.names()[b]));
+    let keys = positions
+        .iter()
+        .map(|&i| {
+            let mut key = Vec::new();
+            write_str(&mut key, &schema.names()[i]);
+            key.push(b':');
+            key.into_boxed_slice()
+        })
+        .collect();
+    RowOrder { positions, keys }
 }
 
 /// Appends the JSON text of a value.
@@ -455,6 +473,9 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
         out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
         return;
     }
+    if abs < 1e9 && write_short_decimal(out, f) {
+        return;
+    }
     if (1e-5..1e16).contains(&abs) {
         // ryu writes this range without an exponent, with the same shortest digits as Go.
         let mut buf = ryu::Buffer::new();
@@ -463,6 +484,50 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
         return;
     }
     write_float_slow(out, f, abs);
+}
+
+/// Decimal places [`write_short_decimal`] tries before leaving a float to ryu.
+const SHORT_DECIMALS: usize = 6;
+
+/// Powers of ten up to [`SHORT_DECIMALS`], each exact in an `f64`.
+const POW10: [f64; SHORT_DECIMALS + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+
+/// Writes a float below 1e9 in magnitude that has at most [`SHORT_DECIMALS`] decimal places
+/// in its shortest form (a reading like `30.1`, an average like `29.95`) without ryu; false,
+/// writing nothing, for any other.
+///
+/// For `k` places it takes `m`, the integer nearest `f * 10^k`, and keeps `m / 10^k` if that
+/// quotient is `f`: both are exact in an `f64` (`|m| < 2^53`), so the division is correctly
+/// rounded and the text parses back to `f`. Why it is the text ryu (and Go) would write: with
+/// `|f| * 10^k < 2^52`, numbers `k` places apart are farther apart than `f`'s rounding
+/// interval is wide, so at most one `k`-place number parses to `f`; it lies within 0.12 of
+/// `f * 10^k`, whose product is off by at most 0.07, so rounding finds it when it exists; and
+/// trying `k` = 1, 2, … in turn finds the fewest digits first (no whole number parses to a
+/// float with a fraction).
+fn write_short_decimal(out: &mut Vec<u8>, f: f64) -> bool {
+    for (k, &p) in POW10.iter().enumerate().skip(1) {
+        let m = (f * p).round();
+        if m == 0.0 || m / p != f {
+            continue;
+        }
+        if f.is_sign_negative() {
+            out.push(b'-');
+        }
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(m.abs() as u64).as_bytes();
+        if digits.len() > k {
+            let (whole, places) = digits.split_at(digits.len() - k);
+            out.extend_from_slice(whole);
+            out.push(b'.');
+            out.extend_from_slice(places);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', k - digits.len()));
+            out.extend_from_slice(digits);
+        }
+        return true;
+    }
+    false
 }
 
 /// The rest of [`write_float`]: zero's sign, exponent form, and the ranges where ryu's form
@@ -542,6 +607,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Whether any of the eight bytes in `word` is a control character, `"` or `\\`.
 const fn needs_escape(word: u64) -> bool {
+    escape_mask(word) != 0
+}
+
+/// Of the eight bytes in `word` (the first in the lowest byte), a mask whose lowest set bit is
+/// the high bit of the first control character, `"` or `\\`; zero when there is none. (A
+/// borrow can also mark a byte after the first such byte, never one before it.)
+const fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const fn has_zero(x: u64) -> u64 {
@@ -549,9 +621,7 @@ const fn needs_escape(word: u64) -> bool {
     }
     // A byte below 0x20: subtracting 0x20 borrows into its high bit (bytes >= 0x80 excluded).
     let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    below_space != 0
-        || has_zero(word ^ (ONES * b'"' as u64)) != 0
-        || has_zero(word ^ (ONES * b'\\' as u64)) != 0
+    below_space | has_zero(word ^ (ONES * b'"' as u64)) | has_zero(word ^ (ONES * b'\\' as u64))
 }
 
 #[cfg(test)]
@@ -604,6 +674,9 @@ mod tests {
                 (x % 1_000_000_000) as f64,
                 f64::from_bits(x) * 1e-300 * (i as f64),
                 (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((i % 40) as i32 - 20),
+                // Decimals with up to 8 places (the short path takes up to 6), and averages.
+                ((x % 4_000_000_000) as f64 - 2e9) / 10f64.powi((i % 9) as i32),
+                (x % 100_000) as f64 / ((x >> 20) % 19 + 1) as f64,
             ];
             for f in samples {
                 if f.is_finite() {

@@ -23,6 +23,58 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// `10^n` for the digits of one eight-byte step.
+const POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Of eight bytes, a mask with the high bit of each byte that is an ASCII digit.
+const fn digit_bytes(word: u64) -> u64 {
+    let low = word & !HIGH;
+    // No carry crosses a byte: a low seven-bit value plus at most 0x50 stays below 0x100.
+    let from_zero = low.wrapping_add(ONES * (0x80 - b'0' as u64));
+    let past_nine = low.wrapping_add(ONES * (0x80 - b'9' as u64 - 1));
+    from_zero & !past_nine & !word & HIGH
+}
+
+/// The number eight digit values spell, the first (most significant) in the lowest byte.
+const fn eight_digits(values: u64) -> u64 {
+    const MASK: u64 = 0x0000_00ff_0000_00ff;
+    const MUL_HIGH: u64 = 100 + (1_000_000 << 32);
+    const MUL_LOW: u64 = 1 + (10_000 << 32);
+    // Pairs of digits, then pairs of pairs, in one multiply-add each.
+    let pairs = values.wrapping_mul(10).wrapping_add(values >> 8);
+    ((pairs & MASK)
+        .wrapping_mul(MUL_HIGH)
+        .wrapping_add(((pairs >> 16) & MASK).wrapping_mul(MUL_LOW)))
+        >> 32
+}
+
+/// Whether `a` and `b` (of the same length) hold the same bytes: compared eight at a time,
+/// which for a key of a few bytes costs less than a call to `memcmp`.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let mut a = a.chunks_exact(8);
+    let mut b = b.chunks_exact(8);
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    for (x, y) in a.by_ref().zip(b.by_ref()) {
+        if word(x) != word(y) {
+            return false;
+        }
+    }
+    a.remainder().iter().zip(b.remainder()).all(|(x, y)| x == y)
+}
+
 /// Whether `key` can be matched byte for byte against the input: a key holding a quote, a
 /// backslash or a control character may be written escaped, so it never is.
 pub(super) fn plain_key(key: &str) -> bool {
@@ -36,6 +88,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn skip_ws(&mut self) {
+        // Most messages have no whitespace between tokens: one comparison then.
+        if self.bytes.get(self.at).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
         }
@@ -54,10 +110,12 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a [u8]> {
         let start = self.at;
         let mut i = start;
-        // Eight bytes at a time while none of them ends the string or needs a closer look.
+        // Eight bytes at a time up to the first that ends the string or needs a closer look.
         while let Some(chunk) = self.bytes.get(i..i + 8) {
             let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            if super::needs_escape(word) {
+            let mask = super::escape_mask(word);
+            if mask != 0 {
+                i += (mask.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
@@ -74,6 +132,37 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads a run of ASCII digits, eight at a time where it can, appending them to
+    /// `significand` (which wraps past 19 digits: the caller declines such numbers); how many.
+    fn digits(&mut self, significand: &mut u64) -> u32 {
+        let start = self.at;
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let run = (!digit_bytes(word) & HIGH).trailing_zeros() / 8;
+            if run == 0 {
+                return (self.at - start) as u32;
+            }
+            // The run's digit values in its top bytes, zeros (leading zero digits) below: a
+            // byte after the run may borrow in the subtraction, but only from bytes after it,
+            // which the shift drops.
+            let values = word.wrapping_sub(ONES * u64::from(b'0')) << (8 * (8 - run));
+            *significand = significand
+                .wrapping_mul(POW10_U64[run as usize])
+                .wrapping_add(eight_digits(values));
+            self.at += run as usize;
+            if run < 8 {
+                return (self.at - start) as u32;
+            }
+        }
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            *significand = significand
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d - b'0'));
+            self.at += 1;
+        }
+        (self.at - start) as u32
+    }
+
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.bytes[self.at..]
             .starts_with(word)
@@ -84,7 +173,7 @@ impl<'a> Cursor<'a> {
     /// a decimal fraction a `float`.
     fn number(&mut self) -> Option<Value> {
         let negative = self.eat(b'-').is_some();
-        let mut digits = 0u32;
+        let mut digits;
         let mut significand = 0u64;
         match self.peek()? {
             b'0' => {
@@ -95,29 +184,18 @@ impl<'a> Cursor<'a> {
                 }
             }
             b'1'..=b'9' => {
-                while let Some(d @ b'0'..=b'9') = self.peek() {
-                    significand = significand * 10 + u64::from(d - b'0');
-                    digits += 1;
-                    self.at += 1;
-                    if digits > 18 {
-                        return None;
-                    }
+                digits = self.digits(&mut significand);
+                if digits > 18 {
+                    return None;
                 }
             }
             _ => return None,
         }
         let mut fraction = 0usize;
         if self.eat(b'.').is_some() {
-            while let Some(d @ b'0'..=b'9') = self.peek() {
-                significand = significand * 10 + u64::from(d - b'0');
-                digits += 1;
-                fraction += 1;
-                self.at += 1;
-                if digits > 15 {
-                    return None;
-                }
-            }
-            if fraction == 0 {
+            fraction = self.digits(&mut significand) as usize;
+            digits += fraction as u32;
+            if fraction == 0 || digits > 15 {
                 return None;
             }
         }
@@ -182,7 +260,9 @@ pub(super) fn decode(
         c.eat(b'"')?;
         let key = key.as_bytes();
         let end = c.at + key.len();
-        if c.bytes.get(c.at..end) != Some(key) || c.bytes.get(end) != Some(&b'"') {
+        if !c.bytes.get(c.at..end).is_some_and(|k| same_bytes(k, key))
+            || c.bytes.get(end) != Some(&b'"')
+        {
             return None;
         }
         c.at = end + 1;
@@ -321,5 +401,43 @@ mod tests {
             )])
         );
         assert!(!plain_key("a\"b") && !plain_key("a\\b") && plain_key("temperature"));
+    }
+
+    /// Keys longer than eight bytes are compared word by word, then byte by byte.
+    #[test]
+    fn long_keys_match_exactly() {
+        let keys: Vec<Arc<str>> = vec![Arc::from("temperature_celsius"), Arc::from("b")];
+        let ok = |t: &str| decode(t.as_bytes(), &keys, &[true, true], 2);
+        assert_eq!(
+            ok(r#"{"temperature_celsius":1,"b":2}"#),
+            Some(vec![Value::Int(1), Value::Int(2)])
+        );
+        for other in [
+            "temperaturX_celsius",
+            "temperature_celsiuX",
+            "Temperature_celsius",
+        ] {
+            assert_eq!(ok(&format!(r#"{{"{other}":1,"b":2}}"#)), None, "{other}");
+        }
+    }
+
+    /// Digits are read eight at a time: every length and position of a run reads right.
+    #[test]
+    fn runs_of_digits_read_at_every_length() {
+        for len in 1..=18usize {
+            for pad in 0..9 {
+                let digits: String = (0..len).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
+                let text = format!("{digits},{}", "x".repeat(pad));
+                let mut c = Cursor {
+                    bytes: text.as_bytes(),
+                    at: 0,
+                };
+                let mut n = 0;
+                assert_eq!(c.digits(&mut n) as usize, len, "{text}");
+                assert_eq!(n, digits.parse::<u64>().unwrap(), "{text}");
+                assert_eq!(c.at, len);
+            }
+        }
+        assert_eq!(digit_bytes(u64::from_le_bytes(*b"09/:\xb0\xb9a ")), 0x8080);
     }
 }

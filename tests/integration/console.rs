@@ -349,7 +349,8 @@ fn the_rule_page_shows_the_windows_and_rows_left_at_the_end_of_the_input() {
             .until(
                 "the plain rule's page, drawn from its first event",
                 r#"const p = document.querySelector('.at-end');
-                   const drawn = document.querySelector('#rule-status [data-status="stopped"]');
+                   const drawn = document.querySelector('main h1')?.textContent === 'Rule plain'
+                     && document.querySelector('#rule-status [data-status="stopped"]');
                    return p && drawn ? [p.hidden, p.dataset.rows] : null"#,
             )
             .await;

@@ -294,11 +294,14 @@ async function rulePage(signal, id) {
   let t0 = 0;
   const head = h('div', { class: 'toolbar' });
   const graph = h('div');
+  // What the query left when its input ended (event-time windows never closed, rows the
+  // watermark still held): not sent, as eKuiper; shown only when there is any.
+  const atEnd = h('p', { class: 'at-end', hidden: true });
   const actions = h('div');
   const histories = h('div');
   main.replaceChildren(
     h('h1', {}, `Rule ${id}`), head,
-    h('section', {}, h('h2', {}, 'Topology'), graph),
+    h('section', {}, h('h2', {}, 'Topology'), graph, atEnd),
     h('section', {}, h('h2', {}, 'Actions'), actions),
     h('section', {}, h('h2', {}, 'Reloads, dead letters and traps (the last 20 of each, kept by the server)'), histories),
     h('section', {}, h('h2', {}, 'Definition'), h('pre', {}, JSON.stringify(rule.json, null, 2))));
@@ -321,6 +324,13 @@ async function rulePage(signal, id) {
   function paint() {
     badge.replaceChildren(statusBadge(status.status === 'running' ? 'Running' : status.status === 'starting' ? 'Starting' : `Stopped${status.message ? `: ${status.message}` : ''}`));
     if (topo.ok) graph.replaceChildren(topoGraph(topo.json, status, rates));
+    const windows = status.op_project_0_windows_open_at_end ?? 0;
+    const held = status.op_project_0_rows_held_at_end ?? 0;
+    atEnd.hidden = !(windows || held);
+    atEnd.dataset.windows = windows;
+    atEnd.dataset.rows = held;
+    atEnd.textContent = `⚠ At the end of its input the query left ${windows} window${windows === 1 ? '' : 's'} open `
+      + `and ${held} row${held === 1 ? '' : 's'} held by the watermark: not sent (the rule option fireAtEnd sends them).`;
     const get = (sink, key) => status[`${sink}_0_${key}`] ?? '—';
     actions.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, ...['Action', 'In', 'Out', 'Failed', 'Omitted', 'Retries', 'Cached', 'Dead letters', 'Trap restarts', 'Version', 'Reloads', 'Refused builds', 'Max swap pause', 'Last error'].map((c) => h('th', {}, c)))),
       h('tbody', {}, ...sinks.map((sink) => h('tr', { 'data-sink': sink },

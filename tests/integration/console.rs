@@ -259,6 +259,107 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
     server.stop();
 }
 
+/// The first frame is the page alone: its header and the rules list's empty frame in one face
+/// at one size (each other weight or size is a font lookup the first layout waits on), and
+/// neither module is fetched before that frame is painted.
+#[test]
+fn the_first_frame_is_the_page_in_one_face_and_the_scripts_come_after_it() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, &[]);
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        browser.client.goto(&ui).await.unwrap();
+        let got = browser
+            .until(
+                "the first paint and the list",
+                r#"const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+                   if (!fcp || !performance.getEntriesByName('oort-rules-rendered')[0]) return null;
+                   const fonts = new Set();
+                   const frame = [document.querySelector('header'), ...document.querySelectorAll('#rules-frame > h1, #rules-frame .toolbar, #rules-frame caption, #rules-frame thead')];
+                   for (const root of frame) for (const e of [root, ...root.querySelectorAll('*')]) {
+                     if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()) && e.tagName !== 'INPUT') continue;
+                     const c = getComputedStyle(e);
+                     fonts.add(`${c.fontFamily} ${c.fontWeight} ${c.fontSize} ${c.fontStyle}`);
+                   }
+                   const scripts = performance.getEntriesByType('resource')
+                     .filter((r) => r.name.endsWith('.js'))
+                     .map((r) => [new URL(r.name).pathname, r.startTime]);
+                   return [fcp.startTime, [...fonts], scripts]"#,
+            )
+            .await;
+        let fcp = got[0].as_f64().unwrap();
+        assert_eq!(got[1].as_array().unwrap().len(), 1, "one face and size: {got}");
+        let scripts = got[2].as_array().unwrap();
+        let names: Vec<&str> = scripts.iter().map(|s| s[0].as_str().unwrap()).collect();
+        assert_eq!(names.len(), 2, "{got}");
+        assert!(names.contains(&"/ui/app.js") && names.contains(&"/ui/live.js"), "{got}");
+        for s in scripts {
+            assert!(
+                s[1].as_f64().unwrap() >= fcp,
+                "{} fetched before the first paint at {fcp} ms: {got}",
+                s[0]
+            );
+        }
+        browser.close().await;
+    });
+    server.stop();
+}
+
+/// A rule whose input ended with an event-time window still open: its page says how many
+/// windows and rows the query left unsent; a rule that left none says nothing of it.
+#[test]
+fn the_rule_page_shows_the_windows_and_rows_left_at_the_end_of_the_input() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "data/ticks.jsonl",
+        "{\"n\":1,\"ts\":1000}\n{\"n\":2,\"ts\":12000}\n{\"n\":3,\"ts\":13000}\n",
+    );
+    let server = Server::start(&scratch, &[]);
+    let stream = r#"{"sql":"CREATE STREAM ticks (n bigint, ts bigint) WITH (TYPE=\"file\", DATASOURCE=\"ticks.jsonl\", TIMESTAMP=\"ts\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let windowed = r#"{"id":"w","sql":"SELECT count(*) AS c FROM ticks GROUP BY TUMBLINGWINDOW(ss, 10)","actions":[{"nop":{}}],"options":{"isEventTime":true,"lateTolerance":0}}"#;
+    assert_eq!(server.call("POST", "/rules", Some(windowed)).0, 201);
+    let plain = r#"{"id":"plain","sql":"SELECT n FROM ticks","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(plain)).0, 201);
+    server.wait_status("w", "stopped");
+    server.wait_status("plain", "stopped");
+    let ui = format!("http://127.0.0.1:{}/ui", server.port);
+    runtime().block_on(async {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let c = &browser.client;
+        c.goto(&format!("{ui}#/rule/w")).await.unwrap();
+        let left = browser
+            .until(
+                "what the query left at the end",
+                r#"const p = document.querySelector('.at-end');
+                   return p && !p.hidden ? [p.dataset.windows, p.dataset.rows, p.textContent] : null"#,
+            )
+            .await;
+        assert_eq!((left[0].as_str(), left[1].as_str()), (Some("1"), Some("2")), "{left}");
+        let text = left[2].as_str().unwrap();
+        assert!(text.contains("1 window open") && text.contains("2 rows held"), "{text}");
+        browser.shot("rule-left-at-end.png").await;
+        c.goto(&format!("{ui}#/rule/plain")).await.unwrap();
+        let shown = browser
+            .until(
+                "the plain rule's page, drawn from its first event",
+                r#"const p = document.querySelector('.at-end');
+                   const drawn = document.querySelector('main h1')?.textContent === 'Rule plain'
+                     && document.querySelector('#rule-status [data-status="stopped"]');
+                   return p && drawn ? [p.hidden, p.dataset.rows] : null"#,
+            )
+            .await;
+        assert_eq!(shown, json!([true, "0"]), "nothing left, nothing said");
+        browser.close().await;
+    });
+    server.stop();
+}
+
 /// The console's figures with 1,000 running rules: first paint of `/ui` in Chromium, the
 /// server's CPU spent on live updates, and the bytes each update takes.
 #[test]

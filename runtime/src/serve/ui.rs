@@ -16,9 +16,10 @@
 //! URL or a log); the console's own files are served without a token: they hold no data.
 //!
 //! For a quick first paint the page is served with its stylesheet inlined and holds the header
-//! and the rules list's empty frame: the browser paints them from the first answer, without
-//! waiting on another request. The scripts are fetched meanwhile but run only once that frame
-//! is drawn, and the list is drawn from the first list event rather than from a separate
+//! and the rules list's empty frame, in one face at one size (each other weight or size is one
+//! more font lookup the renderer waits on): the browser paints them from the first answer,
+//! without waiting on another request. The scripts are fetched and run only once that frame
+//! is painted, and the list is drawn from the first list event rather than from a separate
 //! `GET /rules`.
 
 use std::convert::Infallible;
@@ -370,6 +371,10 @@ mod tests {
             );
         }
         assert!(!PAGE.contains(r#"rel="stylesheet""#));
+        // A preload is fetched and parsed before the paint too: the modules are asked for
+        // by the page's script once the first frame is painted.
+        assert!(!PAGE.contains(r#"<link rel="modulepreload""#));
+        assert!(!PAGE.contains(r#"type="module""#));
     }
 
     #[test]

@@ -194,20 +194,7 @@ fn parse_star_except(parser: &mut Parser, name: Ident) -> Result<Expr, ParserErr
         arg: FunctionArgExpr::Expr(Expr::Identifier(n)),
         operator: FunctionArgOperator::Equals,
     }));
-    Ok(Expr::Function(Function {
-        name: ObjectName::from(vec![name]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args,
-            clauses: Vec::new(),
-        }),
-        within_group: Vec::new(),
-        filter: None,
-        null_treatment: None,
-        over: None,
-    }))
+    Ok(call(name, args))
 }
 
 /// `name(args) [OVER ([PARTITION BY e, ...] [WHEN cond])]`, after the name.
@@ -242,20 +229,7 @@ fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError>
         }
         parser.expect_token(&Token::RParen)?;
     }
-    Ok(Expr::Function(Function {
-        name: ObjectName::from(vec![name]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args,
-            clauses: Vec::new(),
-        }),
-        within_group: Vec::new(),
-        filter: None,
-        null_treatment: None,
-        over: None,
-    }))
+    Ok(call(name, args))
 }
 
 /// `NAMEWINDOW(args) [FILTER (WHERE cond)] [OVER ([PARTITION BY e, ...] [WHEN cond])]`, after
@@ -403,4 +377,22 @@ fn take_invisible(tokens: &[TokenWithSpan]) -> (Vec<TokenWithSpan>, Vec<usize>) 
         out.push(t.clone());
     }
     (out, invisible)
+}
+
+/// A plain call `name(args)`, as the parser's own function calls are shaped.
+fn call(name: Ident, args: Vec<FunctionArg>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        within_group: Vec::new(),
+        filter: None,
+        null_treatment: None,
+        over: None,
+    })
 }

@@ -1061,6 +1061,28 @@ impl QueryRunner {
         }
     }
 
+    /// `row` prepared when `prepare` holds (see [`Self::prepare`]); a row that fails is counted
+    /// in `outcome` as an error placed at `place` among the messages, and gives `None`.
+    fn prepare_or_count(
+        &mut self,
+        row: Row,
+        prepare: bool,
+        ctx: &EvalCtx<'_>,
+        outcome: &mut Outcome,
+        place: usize,
+    ) -> Option<Row> {
+        if !prepare {
+            return Some(row);
+        }
+        match self.prepare(row, ctx) {
+            Ok(row) => Some(row),
+            Err(e) => {
+                outcome.fail(e, place);
+                None
+            }
+        }
+    }
+
     /// A row as the statement reads it: with the state functions' values from before it and
     /// the results of its analytic calls (which update their state) in hidden fields.
     fn prepare(&mut self, row: Row, ctx: &EvalCtx<'_>) -> Result<Row, EvalError> {
@@ -1205,16 +1227,9 @@ impl QueryRunner {
         let prepare = self.needs_prepare();
         if self.query.is_row_by_row() {
             for (_, row) in rows {
-                let row = if prepare {
-                    match self.prepare(row, ctx) {
-                        Ok(row) => row,
-                        Err(e) => {
-                            outcome.fail(e, out.len());
-                            continue;
-                        }
-                    }
-                } else {
-                    row
+                let Some(row) = self.prepare_or_count(row, prepare, ctx, &mut outcome, out.len())
+                else {
+                    continue;
                 };
                 self.one_row(&row, ctx, out, &mut outcome);
             }
@@ -1222,16 +1237,9 @@ impl QueryRunner {
         }
         if self.query.is_row_alone_aggregate() {
             for (source, row) in rows {
-                let row = if prepare {
-                    match self.prepare(row, ctx) {
-                        Ok(row) => row,
-                        Err(e) => {
-                            outcome.fail(e, out.len());
-                            continue;
-                        }
-                    }
-                } else {
-                    row
+                let Some(row) = self.prepare_or_count(row, prepare, ctx, &mut outcome, out.len())
+                else {
+                    continue;
                 };
                 match self.row_alone(source, row, ctx) {
                     Ok(Some((results, ts))) => {
@@ -1247,16 +1255,9 @@ impl QueryRunner {
         if self.window.is_none() {
             // A stream joined with tables, row by row.
             for (source, row) in rows {
-                let row = if prepare {
-                    match self.prepare(row, ctx) {
-                        Ok(row) => row,
-                        Err(e) => {
-                            outcome.fail(e, out.len());
-                            continue;
-                        }
-                    }
-                } else {
-                    row
+                let Some(row) = self.prepare_or_count(row, prepare, ctx, &mut outcome, out.len())
+                else {
+                    continue;
                 };
                 let ts = row.timestamp_ms;
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
@@ -1284,16 +1285,9 @@ impl QueryRunner {
                 }
                 self.emit(ctx, out, &mut outcome);
             }
-            let row = if prepare {
-                match self.prepare(row, ctx) {
-                    Ok(row) => row,
-                    Err(e) => {
-                        outcome.fail(e, out.len());
-                        continue;
-                    }
-                }
-            } else {
-                row
+            let Some(row) = self.prepare_or_count(row, prepare, ctx, &mut outcome, out.len())
+            else {
+                continue;
             };
             // A window aggregated on arrival applies WHERE as it aggregates.
             if self.where_first

@@ -366,15 +366,8 @@ impl<'a> Compiler<'a> {
             }
             .ok_or_else(|| SqlError::at(expr.span(), "LIMIT takes a whole number"))?;
             // Without a window eKuiper's projection keeps a row whatever the limit (one row is
-            // within it) but `LIMIT 0`, for which it hands on an empty list in place of each
-            // row: that one is refused. The joined rows of a stream row and tables are limited
-            // as a window's rows.
-            if !self.has_window && n == 0 {
-                return Err(SqlError::at(
-                    expr.span(),
-                    "LIMIT applies to the rows of a window: add a window to GROUP BY",
-                ));
-            }
+            // within it), an unnested row's results are cut to it, and `LIMIT 0` hands on
+            // nothing; the joined rows of a stream row and tables are limited as a window's rows.
             plan.limit = Some(n);
         }
         plan.aggregates = std::mem::take(&mut self.aggregates);

@@ -1282,6 +1282,26 @@ impl QueryRunner {
         outcome
     }
 
+    /// `LIMIT 0` on a statement run row by row: eKuiper's projection hands on nothing for any
+    /// row, after its `WHERE`, whose errors are still sent. True when the row is done with
+    /// (counted as filtered, or as an error).
+    fn limited_out(
+        &self,
+        row: &Row,
+        ctx: &EvalCtx<'_>,
+        place: usize,
+        outcome: &mut Outcome,
+    ) -> bool {
+        if self.query.limit != Some(0) {
+            return false;
+        }
+        match self.query.filter.as_ref().map(|f| f.eval(row, ctx)) {
+            Some(Err(e)) => outcome.fail(e.in_where(), place),
+            _ => outcome.filtered += 1,
+        }
+        true
+    }
+
     /// Runs a row-by-row statement on one (prepared) row.
     fn one_row(
         &mut self,
@@ -1290,11 +1310,16 @@ impl QueryRunner {
         out: &mut Vec<Message>,
         outcome: &mut Outcome,
     ) {
+        if self.limited_out(row, ctx, out.len(), outcome) {
+            return;
+        }
         let meta = if self.send_meta { row.meta() } else { None };
         if self.query.projection.is_set() {
-            // unnest: each result row is a message of its own, as in eKuiper.
+            // unnest: each result row is a message of its own, as in eKuiper, at most `LIMIT`
+            // of them (eKuiper's project-set operator cuts a row's results to it).
             match self.query.process_set(row, ctx) {
-                Ok(Some(results)) => {
+                Ok(Some(mut results)) => {
+                    results.truncate(self.query.limit.unwrap_or(usize::MAX));
                     for result in results {
                         out.push(Message::Row(self.with_meta(result, meta)));
                     }
@@ -1343,13 +1368,17 @@ impl QueryRunner {
                 else {
                     continue;
                 };
+                if self.limited_out(&row, ctx, out.len(), &mut outcome) {
+                    continue;
+                }
                 let meta = if self.send_meta {
                     row.meta().cloned()
                 } else {
                     None
                 };
                 match self.row_alone(source, row, ctx) {
-                    Ok(Some((results, ts))) => {
+                    Ok(Some((mut results, ts))) => {
+                        results.truncate(self.query.limit.unwrap_or(usize::MAX));
                         for result in results {
                             out.push(Message::Row(self.with_meta(result, meta.as_ref())));
                         }
@@ -2970,8 +2999,160 @@ mod tests {
         assert_eq!(got, ["v=1,n=1,s=1,c=[1]", "v=3,n=1,s=3,c=[3]"]);
     }
 
+    /// Each message as `field=value,...`, a row alone or the rows of a list (space-separated).
+    fn row_texts(out: &[Message]) -> Vec<String> {
+        let text = |r: &Row| {
+            r.iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        out.iter()
+            .map(|m| match m {
+                Message::Row(r) => text(r),
+                Message::Rows(rows) => rows.iter().map(text).collect::<Vec<_>>().join(" "),
+                Message::Error { message, .. } => format!("error: {message}"),
+            })
+            .collect()
+    }
+
     #[test]
-    fn group_by_keys_having_and_limit_0_without_a_window_are_refused() {
+    fn limit_without_a_window_cuts_each_row_s_unnested_results_and_limit_0_sends_nothing() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let rows = || -> Vec<Row> {
+            [(vec![1, 2, 3], 1), (vec![4], 0)]
+                .into_iter()
+                .map(|(a, v)| {
+                    let a = Value::array(a.into_iter().map(Value::Int).collect());
+                    Row::from_pairs(
+                        vec![(Arc::from("a"), a), (Arc::from("v"), Value::Int(v))],
+                        0,
+                    )
+                })
+                .collect()
+        };
+        let run = |sql: &str| {
+            let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
+            let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let mut out = Vec::new();
+            let outcome = runner.push(0, rows(), &ctx, &mut out);
+            (row_texts(&out), outcome)
+        };
+        let (got, _) = run("SELECT unnest(a) AS x FROM s LIMIT 2");
+        assert_eq!(got, ["x=1", "x=2", "x=4"]);
+        let (got, outcome) = run("SELECT a FROM s LIMIT 0");
+        assert!(got.is_empty() && outcome.errors.is_empty());
+        assert_eq!(outcome.filtered, 2);
+        // `WHERE` still runs first, and its errors are sent (eKuiper's filter operator).
+        let (got, outcome) = run("SELECT count(*) AS n FROM s WHERE 10 / v > 1 LIMIT 0");
+        assert!(got.is_empty());
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+    }
+
+    #[test]
+    fn send_meta_adds_each_row_s_metadata_as_meta_to_its_results() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let topic = |t: &str| {
+            let mut m = crate::value::Map::new();
+            m.insert(Arc::from("topic"), Value::string(t));
+            Arc::new(Value::object(m))
+        };
+        let row = |v: i64, meta: Option<Arc<Value>>| {
+            let mut row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], 0);
+            row.set_meta(meta);
+            row
+        };
+        for sql in ["SELECT v FROM s", "SELECT v, count(*) AS n FROM s"] {
+            let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
+            assert!(query.can_send_meta_to_sink());
+            let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+            runner.set_send_meta(true);
+            let mut out = Vec::new();
+            let rows = vec![
+                row(1, Some(topic("a"))),
+                row(2, None),
+                row(3, Some(topic("b"))),
+            ];
+            runner.push(0, rows, &ctx, &mut out);
+            let n = if sql.contains("count") { ",n=1" } else { "" };
+            assert_eq!(
+                row_texts(&out),
+                [
+                    format!("v=1{n},__meta={{\"topic\":\"a\"}}"),
+                    format!("v=2{n}"),
+                    format!("v=3{n},__meta={{\"topic\":\"b\"}}"),
+                ]
+            );
+        }
+        for sql in [
+            "SELECT count(*) FROM s GROUP BY TUMBLINGWINDOW(ss, 1)",
+            "SELECT * FROM s INNER JOIN t ON s.v = t.v GROUP BY TUMBLINGWINDOW(ss, 1)",
+        ] {
+            let streams = Streams::of(&format!(
+                "{UNTIMED}\nCREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"u\");"
+            ));
+            let query = super::super::compile(sql, &streams).unwrap();
+            assert!(!query.can_send_meta_to_sink(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_hash_join_fails_where_on_cannot_compare_its_keys_as_eq_row_by_row_does() {
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: Value| Row::from_pairs(vec![(Arc::from("k"), k)], 0);
+        for sql in [
+            "SELECT s.k AS a FROM s INNER JOIN t ON s.k = t.k GROUP BY COUNTWINDOW(4)",
+            "SELECT s.k AS a FROM s INNER JOIN t ON t.k = s.k GROUP BY COUNTWINDOW(4)",
+        ] {
+            let streams = Streams::of(&format!(
+                "{UNTIMED}\nCREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"u\");"
+            ));
+            let query = super::super::compile(sql, &streams).unwrap();
+            let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let mut out = Vec::new();
+            let mut outcome = runner.push(0, vec![row(Value::Int(1))], &ctx, &mut out);
+            outcome.errors.extend(
+                runner
+                    .push(1, vec![row(Value::Int(1))], &ctx, &mut out)
+                    .errors,
+            );
+            outcome.errors.extend(
+                runner
+                    .push(1, vec![row(Value::string("1"))], &ctx, &mut out)
+                    .errors,
+            );
+            outcome.errors.extend(
+                runner
+                    .push(0, vec![row(Value::Int(2))], &ctx, &mut out)
+                    .errors,
+            );
+            assert!(out.is_empty(), "{out:?}");
+            let [e] = &outcome.errors[..] else {
+                panic!("{outcome:?}")
+            };
+            let (l, r) = if sql.contains("ON s.k") {
+                ("int64(1)", "string(1)")
+            } else {
+                ("string(1)", "int64(1)")
+            };
+            assert_eq!(
+                e.sent(),
+                format!("run Join error: invalid operation {l} = {r}")
+            );
+        }
+    }
+
+    #[test]
+    fn group_by_keys_and_having_without_a_window_are_refused() {
         let streams = Streams::of(UNTIMED);
         let err = super::super::compile("SELECT v FROM s GROUP BY v", &streams).unwrap_err();
         assert!(
@@ -2983,11 +3164,6 @@ mod tests {
         assert!(
             err.message
                 .starts_with("HAVING works on the rows of a window")
-        );
-        let err = super::super::compile("SELECT v FROM s LIMIT 0", &streams).unwrap_err();
-        assert!(
-            err.message
-                .starts_with("LIMIT applies to the rows of a window")
         );
     }
 

@@ -396,6 +396,14 @@ async fn prepare_rule(
         }
         streams.push(stream);
     }
+    if def.options.send_meta_to_sink && !query.can_send_meta_to_sink() {
+        return Err(sql_error(
+            "options.sendMetaToSink: it can not be applied to window (eKuiper's words): it sends \
+             each row's metadata with that row's result, so it needs a statement over one \
+             stream, without a window, GROUP BY or join"
+                .into(),
+        ));
+    }
     let count_window = matches!(
         query.window.as_ref().map(|w| w.kind),
         Some(sql::WindowKind::Count { .. })
@@ -781,7 +789,8 @@ pub async fn run_within(
             action_txs.push((tx, Arc::clone(&a.metrics)));
             tasks.spawn(sink::run(started, rx));
         }
-        let reads_meta = query.reads_meta();
+        // `sendMetaToSink` sends the metadata of every row, read by the SQL or not.
+        let reads_meta = query.reads_meta() || def.options.send_meta_to_sink;
         // A replayed rule has a clock of its own, which its rows move.
         let clock = match &config.replay {
             Some(_) => Clock::manual(0),
@@ -957,9 +966,10 @@ pub async fn run_within(
                 runner
             }
         };
-        let runner = lookups.into_iter().fold(runner, |runner, (index, lookup)| {
+        let mut runner = lookups.into_iter().fold(runner, |runner, (index, lookup)| {
             runner.with_lookup(index, lookup)
         });
+        runner.set_send_meta(def.options.send_meta_to_sink);
         let checkpointer = checkpointer.map(|(plan, acks)| Checkpointer {
             store: plan.store,
             rule: def.id.clone(),

@@ -914,3 +914,75 @@ fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
         &bad[..bad.len().min(3)]
     );
 }
+
+/// eKuiper's `TestTableJoinCheckpoint` (`internal/topo/topotest/checkpoint_test.go`, case
+/// `TestCheckpointRule2`): a stream joined with a file table under `qos` 1 and a
+/// `checkpointInterval` of 600 ms reads the first three rows of the mock stream `demo`, stops,
+/// and starts again over the same data directory with the rest. eKuiper's test stops its rule
+/// at a point of its mock clock; here the first run reads a file holding those three rows to
+/// its end (where Oort takes a checkpoint) and the second run the file with the rest appended.
+/// eKuiper sends `[row 2 ⋈ name2, the same]` and `[row 4 ⋈ name3, the same]` after its restart
+/// (its last checkpoint came before row 2, which it reads again, and it restores the table's
+/// rows from the checkpoint and reads the table's file again, so each table row is there
+/// twice); Oort reads only what came after its checkpoint and reads the table afresh, without
+/// keeping it in checkpoints, so each joined row is there once (`tests/rules/EKUIPER.md`).
+#[test]
+fn ekuiper_table_join_checkpoint_resumes_after_the_checkpointed_rows() {
+    let scratch = Scratch::new();
+    let demo = [
+        r#"{"color":"red","size":3,"ts":1541152486013}"#,
+        r#"{"color":"blue","size":6,"ts":1541152486822}"#,
+        r#"{"color":"blue","size":2,"ts":1541152487632}"#,
+        r#"{"color":"yellow","size":4,"ts":1541152488442}"#,
+        r#"{"color":"red","size":1,"ts":1541152489252}"#,
+    ];
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo ( color STRING, size BIGINT, ts BIGINT ) WITH (DATASOURCE=\"demo.jsonl\", TYPE=\"file\", FORMAT=\"json\");\n\
+         CREATE TABLE table1 ( name STRING, size BIGINT, id BIGINT ) WITH (DATASOURCE=\"lookup.json\", TYPE=\"file\", FORMAT=\"json\", STRICT_VALIDATION=\"true\");",
+    );
+    // eKuiper's test/lookup.json.
+    scratch.write(
+        "lookup.json",
+        r#"[{"id":1541152486013,"name":"name1","size":2},{"id":1541152487632,"name":"name2","size":6},{"id":1541152489252,"name":"name3","size":4}]"#,
+    );
+    scratch.write("demo.jsonl", &format!("{}\n", demo[..3].join("\n")));
+    write_rule(
+        &scratch,
+        "SELECT * FROM demo INNER JOIN table1 on demo.ts = table1.id",
+        result_file(),
+        json!({"qos": 1, "checkpointInterval": 600, "sendError": true, "bufferLength": 100}),
+    );
+    // The stream's rows the query took (the source's count holds the table's rows too).
+    let stream_rows = |summary: &Value| summary["rules"][0]["query"]["records_in_total"].as_u64();
+    let (summary, log) = run_to_end(&scratch, &[]);
+    assert_eq!(stream_rows(&summary), Some(3));
+    assert!(log.contains("checkpoint written"), "{log}");
+    assert_eq!(
+        rows_written(&scratch),
+        [
+            json!([{"color":"red","id":1541152486013_i64,"name":"name1","size":3,"ts":1541152486013_i64}]),
+            json!([{"color":"blue","id":1541152487632_i64,"name":"name2","size":2,"ts":1541152487632_i64}]),
+        ]
+    );
+
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(scratch.path().join("demo.jsonl"))
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, format!("{}\n", demo[3..].join("\n")).as_bytes())
+        })
+        .unwrap();
+    let (summary, _) = run_to_end(&scratch, &[]);
+    assert_eq!(
+        stream_rows(&summary),
+        Some(2),
+        "the checkpointed rows are not read again"
+    );
+    assert_eq!(
+        rows_written(&scratch),
+        [
+            json!([{"color":"red","id":1541152489252_i64,"name":"name3","size":1,"ts":1541152489252_i64}])
+        ]
+    );
+}

@@ -1,5 +1,6 @@
 //! MQTT end to end against a real mosquitto on loopback: the source, the built-in sink, a
-//! broker restart under QoS 1, and a shared subscription split across two `oort` processes.
+//! broker restart under QoS 1, a shared subscription split across two `oort` processes, and the
+//! MQTT metadata `sendMetaToSink` hands a sink.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -119,6 +120,54 @@ fn source_rule_and_mqtt_sink_round_trip_over_mqtt_5() {
     let action = &summary["rules"][0]["actions"][0];
     assert_eq!(action["records_out_total"], expected.len(), "{summary}");
     assert_eq!(action["failed_total"], 0, "{summary}");
+}
+
+/// `sendMetaToSink`: each result carries its MQTT message's metadata as `__meta`, in the
+/// payload and for a dynamic prop (`{{.__meta.topic}}`), as eKuiper's projection adds it.
+#[test]
+fn send_meta_to_sink_hands_each_message_s_mqtt_metadata_to_the_sink() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    scratch.write(
+        "etc/mqtt.yaml",
+        &format!("default:\n  server: \"{}\"\n  qos: 1\n", broker.url()),
+    );
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM demo (id BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"sensors/+\");",
+    );
+    scratch.write(
+        "rule.json",
+        &format!(
+            r#"{{"id":"r","sql":"SELECT id FROM demo","options":{{"sendMetaToSink":true}},
+                "actions":[{{"mqtt":{{"server":"{}","topic":"copy/{{{{.__meta.topic}}}}","qos":1}}}}]}}"#,
+            broker.url()
+        ),
+    );
+    let out = Subscriber::new(broker.port, "verify-send-meta", "copy/#");
+    let (child, log) = spawn(&scratch, "rule.json", &["--mqtt-conf", "etc/mqtt.yaml"]);
+    wait_subscribed(&log);
+    publish_all(
+        broker.port,
+        "sensors/a",
+        (0..3).map(|i| format!(r#"{{"id":{i}}}"#).into_bytes()),
+    );
+    let got = out.collect_until(Duration::from_secs(30), |g| g.len() >= 3);
+    stop(child, &log);
+    assert_eq!(got.len(), 3, "{}", log.lock().unwrap());
+    for (topic, payload) in &got {
+        let row: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(topic, "copy/sensors/a", "{row}");
+        let meta = &row["__meta"];
+        assert_eq!(meta["topic"], "sensors/a", "{row}");
+        assert!(
+            meta["qos"].is_i64() && meta.get("messageId").is_some(),
+            "{row}"
+        );
+        assert_eq!(row.as_object().map(|o| o.len()), Some(2), "{row}");
+    }
 }
 
 #[test]

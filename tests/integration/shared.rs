@@ -105,6 +105,7 @@ async fn publish(bus: &MemoryBus, topic: &str, rows: impl IntoIterator<Item = Js
             Published {
                 payload: Arc::from(row.to_string().into_bytes()),
                 timestamp_ms: 0,
+                topic: Arc::from(topic),
             },
         )
         .await;

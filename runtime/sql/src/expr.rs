@@ -60,6 +60,11 @@ impl EvalError {
         self.within("run Where error: ")
     }
 
+    /// The error as eKuiper's join operator reports it (`ON`, or a key it hashes).
+    pub(crate) fn in_join(self) -> Self {
+        self.within("run Join error: ")
+    }
+
     /// The error as eKuiper's `HAVING` reports it.
     pub(crate) fn in_having(self) -> Self {
         self.within("run Having error: ")

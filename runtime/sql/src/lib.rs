@@ -250,8 +250,6 @@ struct Compiler<'a> {
     /// The names each source can be referred to by (its name and its alias) -> its index.
     qualifiers: Vec<(String, usize)>,
     aggregates: Vec<AggCall>,
-    /// The first aggregate call, for an error that points at it.
-    first_aggregate: Option<(String, sqlparser::tokenizer::Span)>,
     clause: Clause,
     has_window: bool,
     unnamed: usize,
@@ -292,7 +290,6 @@ impl<'a> Compiler<'a> {
             sources: Vec::new(),
             qualifiers: Vec::new(),
             aggregates: Vec::new(),
-            first_aggregate: None,
             clause: Clause::Row,
             has_window: false,
             unnamed: 0,
@@ -327,14 +324,8 @@ impl<'a> Compiler<'a> {
             };
             // Without a window, eKuiper's order operator hands a row on as it is (one row is
             // already in order); its keys are compiled, so an unknown name is still an error.
-            // A stream joined with tables makes a list of joined rows, sorted in eKuiper: that
-            // is not offered without a window.
-            if !self.has_window && !plan.joins.is_empty() {
-                return Err(SqlError::at(
-                    order.span(),
-                    "ORDER BY in a join without a window is not supported: add a window to GROUP BY",
-                ));
-            }
+            // A stream joined with tables makes a list of joined rows per stream row, which it
+            // sorts as a window's rows.
             self.clause = Clause::Result;
             for item in items {
                 // An output alias names the expression it stands for.
@@ -375,14 +366,8 @@ impl<'a> Compiler<'a> {
             }
             .ok_or_else(|| SqlError::at(expr.span(), "LIMIT takes a whole number"))?;
             // Without a window eKuiper's projection keeps a row whatever the limit (one row is
-            // within it) but `LIMIT 0`, for which it hands on an empty list in place of each
-            // row: that one is refused, as is LIMIT on the joined rows of a table join.
-            if !self.has_window && (n == 0 || !plan.joins.is_empty()) {
-                return Err(SqlError::at(
-                    expr.span(),
-                    "LIMIT applies to the rows of a window: add a window to GROUP BY",
-                ));
-            }
+            // within it), an unnested row's results are cut to it, and `LIMIT 0` hands on
+            // nothing; the joined rows of a stream row and tables are limited as a window's rows.
             plan.limit = Some(n);
         }
         plan.aggregates = std::mem::take(&mut self.aggregates);
@@ -602,25 +587,14 @@ impl<'a> Compiler<'a> {
         // Without a window each row is alone (eKuiper's planner adds no aggregate operator
         // then): an aggregate sees a group of that one row. eKuiper's analyzer refuses GROUP BY
         // keys without a window (`select stmt group by should be used with window`). A stream
-        // joined with tables makes a list of joined rows per row, which eKuiper aggregates
-        // whole: that is not offered without a window.
+        // joined with tables makes a list of joined rows per stream row, which eKuiper's
+        // projection aggregates whole, as one group (`JoinTuples.GroupRange`).
         if !group_by.is_empty() && window.is_none() {
             let span = group_span(&select.group_by).unwrap_or(select.select_token.0.span);
             return Err(SqlError::at(
                 span,
                 "GROUP BY keys group the rows of a window: add one to GROUP BY \
                  (e.g. TUMBLINGWINDOW(ss, 10))",
-            ));
-        }
-        if let (Some((name, span)), None, false) =
-            (&self.first_aggregate, &window, joins.is_empty())
-        {
-            return Err(SqlError::at(
-                *span,
-                format!(
-                    "`{name}` is an aggregate function: in a join it works on the rows of a \
-                     window, add one to GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))"
-                ),
             ));
         }
         // eKuiper's having operator takes a window's rows (or groups) only: without a window
@@ -1792,8 +1766,6 @@ impl<'a> Compiler<'a> {
             })
             .collect();
         self.clause = Clause::Result;
-        self.first_aggregate
-            .get_or_insert_with(|| (name.to_string(), span));
         let slot = self.aggregates.len();
         self.aggregates.push(AggCall {
             func,

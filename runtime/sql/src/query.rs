@@ -465,6 +465,12 @@ impl Query {
         self.window.is_none() && self.joins.is_empty() && !self.is_aggregate()
     }
 
+    /// Whether eKuiper's `sendMetaToSink` applies: one stream, no window and no `GROUP BY`
+    /// (eKuiper's planner refuses the option otherwise: `it can not be applied to window`).
+    pub fn can_send_meta_to_sink(&self) -> bool {
+        self.sources.len() == 1 && self.window.is_none() && self.group_by.is_empty()
+    }
+
     /// Whether each row is a group of its own: aggregates without a window or a join (eKuiper
     /// evaluates an aggregate on one row as on a group of that row: `count(*)` is 1).
     pub fn is_row_alone_aggregate(&self) -> bool {

@@ -476,12 +476,6 @@ fn rule_from_json(
     let (options, mut ignored_options) = options(raw.options.unwrap_or_default())
         .map_err(|(field, message)| field_err(&format!("options.{field}"), message))?;
     // Accepted values that cannot act yet: say so rather than pretend.
-    if options.send_meta_to_sink {
-        ignored_options.push(
-            "sendMetaToSink (rows carry their source's metadata for meta() in the SQL; sinks do not get it)"
-                .into(),
-        );
-    }
     if options.concurrency != 1 {
         ignored_options.push(
             "concurrency (set `concurrency` on an action to run several sink instances)".into(),

@@ -834,10 +834,12 @@ impl Connector {
                         }
                     }
                 }
+                let meta_topic: Arc<str> = Arc::from(sink.topic.text());
                 for ((payload, ts), topic) in batch.iter().zip(topics) {
                     let message = Published {
                         payload: Arc::from(payload),
                         timestamp_ms: ts,
+                        topic: Arc::clone(&meta_topic),
                     };
                     sink.bus.publish(&topic, message).await;
                 }

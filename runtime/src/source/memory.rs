@@ -29,13 +29,16 @@ use tokio::sync::mpsc;
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
 use crate::stream::StreamDef;
 
-/// One published payload and its time.
+/// One published payload, its time and the topic of the action that published it.
 #[derive(Debug, Clone)]
 pub struct Published {
     /// The encoded payload (JSON, as the memory action's format made it).
     pub payload: Arc<[u8]>,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// The memory action's `topic` as written (a template unevaluated): the rows' metadata
+    /// `{"topic": ...}`, which eKuiper's memory sink attaches and its memory source passes on.
+    pub topic: Arc<str>,
 }
 
 struct Subscriber {
@@ -284,6 +287,7 @@ async fn run(
 ) -> Result<(), String> {
     let topic = ctx.def.options.datasource.clone();
     let mut out = Emitter::new(ctx, tx);
+    let mut meta_topic: Option<Arc<str>> = None;
     loop {
         let message = match rx.try_recv() {
             Ok(m) => m,
@@ -299,6 +303,10 @@ async fn run(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
+        if meta_topic.as_deref() != Some(&*message.topic) {
+            out.set_topic_meta(&message.topic);
+            meta_topic = Some(Arc::clone(&message.topic));
+        }
         // A window result published without `sendSingle` is a JSON array of rows.
         let first = message.payload.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'[') {
@@ -327,6 +335,7 @@ mod tests {
 
     fn published(n: u8) -> Published {
         Published {
+            topic: Arc::from("a/x"),
             payload: Arc::from(vec![n]),
             timestamp_ms: 0,
         }

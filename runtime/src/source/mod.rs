@@ -411,6 +411,12 @@ impl<'a> Emitter<'a> {
         self.set_meta(|| vec![("file", Value::string(file))]);
     }
 
+    /// The rows that follow were published by a memory action to its `topic` (eKuiper's
+    /// memory sink attaches `{"topic": ...}`, which its memory source passes on).
+    pub(crate) fn set_topic_meta(&mut self, topic: &str) {
+        self.set_meta(|| vec![("topic", Value::string(topic))]);
+    }
+
     /// The rows that follow come from this MQTT message (eKuiper's `meta(topic)`,
     /// `meta(qos)`, `meta(messageId)`).
     pub(crate) fn set_mqtt_meta(&mut self, topic: &str, qos: u8, id: u16) {

@@ -1,0 +1,7 @@
+-- From eKuiper internal/topo/topotest/window_rule_test.go, TestWindowError / TestWindowErrorRule3: the mock streams of
+-- mocknode/mock_data.go as files, in the order eKuiper sends them.
+-- eKuiper runs this rule on its mock processing clock, moved to each row's mock time before the row is
+-- sent (the rule stops at the end of the mock data): it runs here on the replay clock (args.txt) on `mock_ts`,
+-- each row's mock time (ldemo1's fourth `ts` is a string, so the mock time is kept apart as `mock_ts`, equal to each row's mock `Timestamp`).
+CREATE STREAM ldemo ( ) WITH (DATASOURCE="ldemo.jsonl", TYPE="file", FORMAT="json");
+CREATE STREAM ldemo1 ( ) WITH (DATASOURCE="ldemo1.jsonl", TYPE="file", FORMAT="json");

@@ -60,6 +60,11 @@ impl EvalError {
         self.within("run Where error: ")
     }
 
+    /// The error as eKuiper's join reports it.
+    pub(crate) fn in_join(self) -> Self {
+        self.within("run Join error: ")
+    }
+
     /// The error as eKuiper's `HAVING` reports it.
     pub(crate) fn in_having(self) -> Self {
         self.within("run Having error: ")
@@ -489,9 +494,10 @@ fn call<S: Scope + ?Sized>(
     row: &S,
     ctx: &EvalCtx<'_>,
 ) -> Result<Value, EvalError> {
-    // `meta(stream.key)` is compiled with the source's index as a second argument.
+    // `meta(stream.key)` and `mqtt(stream.key)` are compiled with the source's index as a
+    // second argument.
     let meta = match (def.name, args.get(1)) {
-        ("meta", Some(Expr::Literal(Value::Int(source)))) => usize::try_from(*source)
+        ("meta" | "mqtt", Some(Expr::Literal(Value::Int(source)))) => usize::try_from(*source)
             .ok()
             .and_then(|s| row.source_meta(s))
             .unwrap_or(&NULL),

@@ -157,6 +157,30 @@ pub trait Catalog {
     fn stream(&self, name: &str) -> Option<&StreamDef>;
 }
 
+/// The key `meta(key)` or `mqtt(key)` names bare: `topic`, `a.b`, or a path into an entry,
+/// `temperature->device` (eKuiper's `meta(a->b)`), as the text the functions look up.
+fn bare_meta_key(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Identifier(id) => Some(id.value.clone()),
+        ast::Expr::CompoundIdentifier(ids) => Some(
+            ids.iter()
+                .map(|id| id.value.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
+        ),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Arrow,
+            right,
+        } => Some(format!(
+            "{}->{}",
+            bare_meta_key(left)?,
+            bare_meta_key(right)?
+        )),
+        _ => None,
+    }
+}
+
 /// The rule a statement is compiled for: what `rule_id()` and `rule_start()` give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
@@ -1489,8 +1513,7 @@ impl<'a> Compiler<'a> {
             if bare_key {
                 // `meta(stream.key)`: the key of that stream's row (in a join, or the
                 // statement's own stream), as eKuiper binds the field to its stream.
-                if name == "meta"
-                    && let ast::Expr::CompoundIdentifier(ids) = e
+                if let ast::Expr::CompoundIdentifier(ids) = e
                     && let [q, rest @ ..] = ids.as_slice()
                     && !rest.is_empty()
                     && let Some(source) = self.source_index(&q.value)
@@ -1504,17 +1527,7 @@ impl<'a> Compiler<'a> {
                     compiled.push(Expr::Literal(Value::Int(source as i64)));
                     continue;
                 }
-                let key = match e {
-                    ast::Expr::Identifier(id) => Some(id.value.clone()),
-                    ast::Expr::CompoundIdentifier(ids) => Some(
-                        ids.iter()
-                            .map(|id| id.value.as_str())
-                            .collect::<Vec<_>>()
-                            .join("."),
-                    ),
-                    _ => None,
-                };
-                if let Some(key) = key {
+                if let Some(key) = bare_meta_key(e) {
                     compiled.push(Expr::Literal(Value::string(key)));
                     continue;
                 }

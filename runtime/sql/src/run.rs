@@ -159,8 +159,36 @@ impl Key {
 /// within one window.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// The rows of a join's right side by their key: indices into its rows.
-type KeyIndex = FastMap<Key, Vec<usize>>;
+/// The rows of a join's right side by their key (indices into its rows), and the first row of
+/// each kind of key: `=` between some kinds fails (`int64(1) = string(3)`), which eKuiper's
+/// join reports for the first such pair, and which the index alone would not show.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    rows: FastMap<Key, Vec<usize>>,
+    kinds: Vec<(KeyKind, usize)>,
+}
+
+/// The kind of a join key, as far as `=` tells kinds apart: values of one kind always compare
+/// (numbers with numbers, text with text), values of two kinds may fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Number,
+    Text,
+    Bool,
+    Composite,
+}
+
+impl KeyKind {
+    fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => None,
+            Value::Int(_) | Value::Float(_) => Some(Self::Number),
+            Value::String(_) => Some(Self::Text),
+            Value::Bool(_) => Some(Self::Bool),
+            Value::Bytes(_) | Value::Array(_) | Value::Object(_) => Some(Self::Composite),
+        }
+    }
+}
 
 /// The key of a group: one value (the common case, without an allocation) or several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1733,6 +1761,39 @@ impl QueryRunner {
         Ok(groups)
     }
 
+    /// The join stage alone, as eKuiper's join operator: a window's rows, each with the index
+    /// of its source in `FROM` order, joined left to right by the statement's joins (a table
+    /// source reads its table, as in a rule). Each joined tuple is given as the input index of
+    /// its row for each source (`None`: no row, the missing side of an outer join), in the
+    /// order the rule would project them. Nothing else of the statement runs.
+    pub fn join(
+        &self,
+        rows: Vec<(usize, Row)>,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Vec<Option<usize>>>, EvalError> {
+        let n = self.query.sources.len();
+        let rows: Vec<(usize, Arc<Row>)> = rows
+            .into_iter()
+            .map(|(source, row)| (source, Arc::new(row)))
+            .collect();
+        let mut by_source: HashMap<usize, Vec<Arc<Row>>> = HashMap::new();
+        for (source, row) in &rows {
+            by_source.entry(*source).or_default().push(Arc::clone(row));
+        }
+        let left = by_source.remove(&0).unwrap_or_default();
+        let start = left
+            .into_iter()
+            .map(|row| Tuple::single(n, 0, row, window))
+            .collect();
+        let tuples = self.joined(start, &by_source, ctx)?;
+        let index_of = |row: &Arc<Row>| rows.iter().position(|(_, r)| Arc::ptr_eq(r, row));
+        Ok(tuples
+            .iter()
+            .map(|t| (0..n).map(|s| t.row(s).and_then(index_of)).collect())
+            .collect())
+    }
+
     /// The `HAVING` stage alone, as eKuiper's having operator: the indices of the groups that
     /// pass (a row, or a window's rows, is one group: `[0]` when it passes). Nothing else of
     /// the statement runs.
@@ -2051,9 +2112,18 @@ impl QueryRunner {
                     let index = |right: &[Arc<Row>]| -> Result<KeyIndex, EvalError> {
                         let mut table = KeyIndex::default();
                         for (i, row) in right.iter().enumerate() {
-                            let key = Key::of(&h.right.eval(row.as_ref(), ctx)?);
+                            let value = h
+                                .right
+                                .eval(row.as_ref(), ctx)
+                                .map_err(EvalError::in_join)?;
+                            if let Some(kind) = KeyKind::of(&value)
+                                && !table.kinds.iter().any(|(k, _)| *k == kind)
+                            {
+                                table.kinds.push((kind, i));
+                            }
+                            let key = Key::of(&value);
                             if key != Key::Null {
-                                table.entry(key).or_default().push(i);
+                                table.rows.entry(key).or_default().push(i);
                             }
                         }
                         Ok(table)
@@ -2072,8 +2142,26 @@ impl QueryRunner {
                         Arc::new(index(right)?)
                     };
                     for left in &tuples {
-                        let key = Key::of(&h.left.eval(left, ctx)?);
-                        pairs.push(table.get(&key).cloned().unwrap_or_default());
+                        let value = h.left.eval(left, ctx).map_err(EvalError::in_join)?;
+                        // As eKuiper, which compares the pairs one by one: the first right row
+                        // whose key cannot be compared with this one fails the join.
+                        let kind = KeyKind::of(&value);
+                        if kind.is_some()
+                            && let Some(on) = &join.on
+                        {
+                            for &(other, i) in &table.kinds {
+                                if Some(other) != kind {
+                                    let pair = Pair {
+                                        left,
+                                        source: join.source,
+                                        right: &right[i],
+                                    };
+                                    on.eval(&pair, ctx).map_err(EvalError::in_join)?;
+                                }
+                            }
+                        }
+                        let key = Key::of(&value);
+                        pairs.push(table.rows.get(&key).cloned().unwrap_or_default());
                     }
                 }
                 (None, _) => {
@@ -2086,7 +2174,9 @@ impl QueryRunner {
                                 right: row,
                             };
                             let hit = match &join.on {
-                                Some(on) => on.eval(&pair, ctx)?.is_true(),
+                                Some(on) => {
+                                    on.eval(&pair, ctx).map_err(EvalError::in_join)?.is_true()
+                                }
                                 None => true,
                             };
                             if hit {
@@ -3096,6 +3186,53 @@ mod tests {
     }
 
     #[test]
+    fn meta_follows_a_path_into_an_entry_and_mqtt_reads_the_stream_it_names() {
+        // eKuiper's `TestMetaFunc_Apply1` 1 and 3, `TestMqttFunc_Apply2` 0.
+        let streams = Streams::of(
+            "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
+             CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |topic: &str| {
+            let mut row = Row::from_pairs(vec![(Arc::from("id"), Value::Int(1))], 0);
+            row.set_meta(Some(Arc::new(Value::from_json(serde_json::json!({
+                "topic": topic,
+                "temperature": {"device": "d2"},
+                "Light-diming": {"device": "d3"},
+            })))));
+            row
+        };
+        let project = |sql: &str, input: StageInput| {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let rows = runner.project(input, None, &ctx).unwrap();
+            rows[0]
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            project(
+                "SELECT meta(temperature->device) AS r, meta(`Light-diming`->device) AS l FROM a",
+                StageInput::Row(row("t/a")),
+            ),
+            "r=\"d2\",l=\"d3\""
+        );
+        assert_eq!(
+            project(
+                "SELECT mqtt(a.topic) AS x, mqtt(b.topic) AS y FROM a LEFT JOIN b ON a.id = b.id \
+                 GROUP BY TUMBLINGWINDOW(ss, 1)",
+                StageInput::Window(vec![vec![Some(row("t/a")), Some(row("t/b"))]]),
+            ),
+            "x=\"t/a\",y=\"t/b\""
+        );
+    }
+
+    #[test]
     fn meta_reads_the_row_s_own_metadata() {
         let streams = Streams::of(UNTIMED);
         let compile = |sql: &str| super::super::compile(sql, &streams);
@@ -3665,6 +3802,52 @@ mod tests {
             err.contains("`lag`: the state of partition `self`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_join_key_that_cannot_be_compared_fails_the_join_as_ekuiper() {
+        // eKuiper's `TestCrossJoinPlanError` 1: the pairs are compared one by one, and the
+        // first that `=` cannot compare fails the join, also where Oort looks keys up.
+        let streams = Streams::of(
+            "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
+             CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: &str, v: Value| Row::from_pairs(vec![(Arc::from(k), v)], 0);
+        let rows = || {
+            vec![
+                (0, row("x", Value::Int(1))),
+                (1, row("y", Value::Int(1))),
+                (1, row("y", Value::string("3"))),
+                (1, row("y", Value::Int(2))),
+            ]
+        };
+        for on in ["a.x = b.y", "b.y = a.x", "a.x = b.y AND true"] {
+            let sql = format!("SELECT * FROM a FULL JOIN b ON {on} GROUP BY TUMBLINGWINDOW(ss, 1)");
+            let query = super::super::compile(&sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let err = runner.join(rows(), None, &ctx).unwrap_err();
+            let want = if on.starts_with("b.") {
+                "run Join error: invalid operation string(3) = int64(1)"
+            } else {
+                "run Join error: invalid operation int64(1) = string(3)"
+            };
+            assert_eq!(err.sent(), want, "{on}");
+        }
+        // Keys of one kind never fail.
+        let query = super::super::compile(
+            "SELECT * FROM a FULL JOIN b ON a.x = b.y GROUP BY TUMBLINGWINDOW(ss, 1)",
+            &streams,
+        )
+        .unwrap();
+        let runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut rows = rows();
+        rows.remove(2);
+        let joined = runner.join(rows, None, &ctx).unwrap();
+        assert_eq!(joined, vec![vec![Some(0), Some(1)], vec![None, Some(2)]]);
     }
 
     #[test]

@@ -33,6 +33,35 @@ pub struct Tuple {
     rest: Vec<Option<Arc<Row>>>,
     timestamp_ms: i64,
     window: Option<(i64, i64)>,
+    /// The order its rows are read in, by source, when it is not `FROM` order: a right join
+    /// puts the right row first, as eKuiper's does, and an unqualified field is read from the
+    /// first row that has it (`SELECT *` too, on a name clash).
+    order: Option<Arc<[usize]>>,
+}
+
+/// The rows of a tuple in its order (see [`Tuple::order`]).
+struct TupleRows<'a> {
+    tuple: &'a Tuple,
+    at: usize,
+}
+
+impl<'a> Iterator for TupleRows<'a> {
+    type Item = &'a Arc<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let t = self.tuple;
+        loop {
+            let source = match &t.order {
+                Some(order) => *order.get(self.at)?,
+                None if self.at <= t.rest.len() => self.at,
+                None => return None,
+            };
+            self.at += 1;
+            if let Some(row) = t.row(source) {
+                return Some(row);
+            }
+        }
+    }
 }
 
 impl Tuple {
@@ -46,6 +75,7 @@ impl Tuple {
             },
             timestamp_ms: row.timestamp_ms,
             window,
+            order: None,
         };
         t.set(source, row);
         t
@@ -69,8 +99,21 @@ impl Tuple {
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = &Arc<Row>> {
-        self.first.iter().chain(self.rest.iter().flatten())
+    fn rows(&self) -> TupleRows<'_> {
+        TupleRows { tuple: self, at: 0 }
+    }
+
+    /// The tuple with `row` of `source` (a right join's) put first, before the rows it joins
+    /// to, as eKuiper's right join makes its tuples.
+    fn led_by(&self, source: usize, row: &Arc<Row>) -> Self {
+        let mut t = self.with(source, row);
+        let width = 1 + self.rest.len();
+        let before: Vec<usize> = match &self.order {
+            Some(order) => order.iter().copied().filter(|&s| s != source).collect(),
+            None => (0..width).filter(|&s| s != source).collect(),
+        };
+        t.order = Some(std::iter::once(source).chain(before).collect());
+        t
     }
 
     fn with(&self, source: usize, row: &Arc<Row>) -> Self {
@@ -1763,15 +1806,16 @@ impl QueryRunner {
 
     /// The join stage alone, as eKuiper's join operator: a window's rows, each with the index
     /// of its source in `FROM` order, joined left to right by the statement's joins (a table
-    /// source reads its table, as in a rule). Each joined tuple is given as the input index of
-    /// its row for each source (`None`: no row, the missing side of an outer join), in the
-    /// order the rule would project them. Nothing else of the statement runs.
+    /// source reads its table, as in a rule). Each joined tuple is given as the input indices
+    /// of its rows, in the tuple's order (`FROM` order, but a right join's row comes first, as
+    /// in eKuiper); a missing side of an outer join has none. The tuples come in the order the
+    /// rule would project them. Nothing else of the statement runs.
     pub fn join(
         &self,
         rows: Vec<(usize, Row)>,
         window: Option<(i64, i64)>,
         ctx: &EvalCtx<'_>,
-    ) -> Result<Vec<Vec<Option<usize>>>, EvalError> {
+    ) -> Result<Vec<Vec<usize>>, EvalError> {
         let n = self.query.sources.len();
         let rows: Vec<(usize, Arc<Row>)> = rows
             .into_iter()
@@ -1790,7 +1834,7 @@ impl QueryRunner {
         let index_of = |row: &Arc<Row>| rows.iter().position(|(_, r)| Arc::ptr_eq(r, row));
         Ok(tuples
             .iter()
-            .map(|t| (0..n).map(|s| t.row(s).and_then(index_of)).collect())
+            .map(|t| t.rows().filter_map(index_of).collect())
             .collect())
     }
 
@@ -1889,6 +1933,7 @@ impl QueryRunner {
             rest: vec![None; n.saturating_sub(1)],
             timestamp_ms: 0,
             window,
+            order: None,
         };
         for (source, row) in rows.into_iter().enumerate() {
             if let Some(row) = row {
@@ -2236,7 +2281,7 @@ impl QueryRunner {
                             ));
                         }
                         for &l in lefts {
-                            out.push(tuples[l].with(join.source, &right[i]));
+                            out.push(tuples[l].led_by(join.source, &right[i]));
                         }
                     }
                 }
@@ -2886,6 +2931,46 @@ mod tests {
                     }
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_right_join_reads_its_right_row_first_as_ekuiper() {
+        // eKuiper's right join puts the right row first in the tuples it makes
+        // (`TestRightJoinPlan_Apply`, `TestMultiJoinPlan_Apply` 13): a field name both rows
+        // have is read from the right row, unqualified or in `*`.
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
+                   CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+        let row = |ts: i64, v: i64, f: &str| {
+            Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(ts)),
+                    (Arc::from("v"), Value::Int(v)),
+                    (Arc::from("f"), Value::string(f)),
+                ],
+                ts,
+            )
+        };
+        for (join, want) in [
+            ("LEFT", "x=\"s1\",f=\"s1\""),
+            ("RIGHT", "x=\"t1\",f=\"t1\""),
+        ] {
+            let sql = format!(
+                "SELECT f AS x, * EXCEPT(ts, v) FROM s {join} JOIN t ON s.v = t.v \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)"
+            );
+            let query = super::super::compile(&sql, &Streams::of(ddl)).unwrap();
+            let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
+            runner.set_fire_at_end(true);
+            let mut out = Vec::new();
+            runner.push(0, vec![row(1, 1, "s1")], &ctx, &mut out);
+            runner.push(1, vec![row(2, 1, "t1")], &ctx, &mut out);
+            runner.finish(&ctx, &mut out);
+            assert_eq!(messages_of(&out), [want], "{join}");
         }
     }
 
@@ -3847,7 +3932,7 @@ mod tests {
         let mut rows = rows();
         rows.remove(2);
         let joined = runner.join(rows, None, &ctx).unwrap();
-        assert_eq!(joined, vec![vec![Some(0), Some(1)], vec![None, Some(2)]]);
+        assert_eq!(joined, vec![vec![0, 1], vec![2]]);
     }
 
     #[test]

@@ -466,9 +466,7 @@ fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String
                 "joined",
                 tuples
                     .into_iter()
-                    .map(|t| {
-                        Json::Array(t.into_iter().flatten().map(|i| placed[i].clone()).collect())
-                    })
+                    .map(|t| Json::Array(t.into_iter().map(|i| placed[i].clone()).collect()))
                     .collect(),
             ),
             Err(e) => Answer::Error(e.sent().to_string()),

@@ -1008,6 +1008,16 @@ impl<'a> Compiler<'a> {
                 "`row_number` takes no argument",
             ));
         }
+        // eKuiper's `row_number() OVER (PARTITION BY ... ORDER BY ...)` numbers each
+        // partition in its own order; Oort numbers the whole result, so it refuses the clause
+        // rather than ignore it.
+        if f.over.is_some() {
+            return Err(SqlError::at(
+                f.name.span(),
+                "`row_number() OVER (...)` is not supported: row_number() numbers the rows of \
+                 each result in order",
+            ));
+        }
         self.row_numbers.push(Arc::clone(&name));
         Ok(ProjectionItem::Expr {
             name,

@@ -3422,6 +3422,15 @@ mod tests {
                 "SELECT row_number(a) FROM s",
                 "`row_number` takes no argument",
             ),
+            (
+                "SELECT *, row_number() OVER (PARTITION BY a ORDER BY b) FROM s \
+                 GROUP BY COUNTWINDOW(4)",
+                "line 1, column 11: `row_number() OVER (...)` is not supported",
+            ),
+            (
+                "SELECT row_number() OVER (ORDER BY b) AS n FROM s GROUP BY COUNTWINDOW(4)",
+                "`row_number() OVER (...)` is not supported",
+            ),
         ] {
             let err = super::super::compile(sql, &streams)
                 .unwrap_err()

@@ -14,7 +14,8 @@
 //! test the project operator: `result`; `results`, the rows of each input of a sequence; or
 //! `refused`, a statement eKuiper's parser refuses (its test checks no text).
 //! `analyticfuncs_operator_test.go` builds its calls by hand: its cases are the statements they
-//! stand for (`translated` says so).
+//! stand for (`translated` says so); so does `windowfunc_operator_test.go`, whose cases are
+//! translated by hand (`windowfunc_operator.json`, which the script leaves alone).
 //!
 //! # The level
 //!

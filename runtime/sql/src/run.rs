@@ -2935,6 +2935,49 @@ mod tests {
     }
 
     #[test]
+    fn a_field_may_be_named_all_as_in_ekuiper() {
+        // eKuiper's `TestJsonPathFunc_Apply1` 15: its SQL has no `ALL`.
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = Row::from_pairs(
+            vec![
+                (
+                    Arc::from("all"),
+                    Value::from_json(serde_json::json!([{"ts": 0}, {"ts": 500}, {"ts": 1000}])),
+                ),
+                (
+                    Arc::from("poi"),
+                    Value::from_json(serde_json::json!([0, 1])),
+                ),
+            ],
+            0,
+        );
+        for (sql, want) in [
+            ("SELECT all[poi[-1] + 1]->ts AS t FROM s", "t=1000"),
+            (
+                "SELECT poi[0] AS p, all[0]->ts AS t FROM s WHERE all[1]->ts = 500",
+                "p=0,t=0",
+            ),
+            ("SELECT `all`[2]->ts AS t FROM s", "t=1000"),
+        ] {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let rows = runner
+                .project(StageInput::Row(row.clone()), None, &ctx)
+                .unwrap();
+            let got = rows[0]
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(got, want, "{sql}");
+        }
+    }
+
+    #[test]
     fn a_right_join_reads_its_right_row_first_as_ekuiper() {
         // eKuiper's right join puts the right row first in the tuples it makes
         // (`TestRightJoinPlan_Apply`, `TestMultiJoinPlan_Apply` 13): a field name both rows

@@ -203,11 +203,16 @@ fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError>
     let mut args: Vec<FunctionArg> = if parser.consume_token(&Token::RParen) {
         Vec::new()
     } else {
-        let args = parser.parse_comma_separated(Parser::parse_expr)?;
+        // `*` stands for the whole row (eKuiper's `changed_col(true, *)`).
+        let args = parser.parse_comma_separated(|p| {
+            Ok(if p.consume_token(&Token::Mul) {
+                FunctionArgExpr::Wildcard
+            } else {
+                FunctionArgExpr::Expr(p.parse_expr()?)
+            })
+        })?;
         parser.expect_token(&Token::RParen)?;
-        args.into_iter()
-            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-            .collect()
+        args.into_iter().map(FunctionArg::Unnamed).collect()
     };
     if parser.parse_keyword(Keyword::OVER) {
         parser.expect_token(&Token::LParen)?;

@@ -1616,6 +1616,10 @@ impl<'a> Compiler<'a> {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
                         args.push(this.expr(e)?)
                     }
+                    // `changed_col(true, *)`: the whole row is the value.
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {
+                        args.push(Expr::Row)
+                    }
                     ast::FunctionArg::Named {
                         name,
                         arg: ast::FunctionArgExpr::Expr(e),

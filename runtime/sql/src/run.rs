@@ -2935,6 +2935,47 @@ mod tests {
     }
 
     #[test]
+    fn star_as_an_analytic_argument_is_the_whole_row() {
+        // eKuiper's `TestChangedFuncs_Apply1` 1: `changed_col(true, *)` sends the row when it
+        // changed.
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let query =
+            super::super::compile("SELECT changed_col(true, *), lag(*) AS p FROM s", &streams)
+                .unwrap();
+        assert_eq!(query.fields_read(), crate::reads::FieldsRead::All);
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut got = Vec::new();
+        for (a, c) in [(1, None), (1, Some(2)), (1, Some(2))] {
+            let mut pairs = vec![(Arc::from("a"), Value::Int(a))];
+            pairs.extend(c.map(|c| (Arc::from("c"), Value::Int(c))));
+            let mut out = Vec::new();
+            let outcome = runner.push(0, vec![Row::from_pairs(pairs, 0)], &ctx, &mut out);
+            assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+            let Some(Message::Row(row)) = out.first() else {
+                panic!("one row expected: {out:?}")
+            };
+            got.push(
+                row.iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_json()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        assert_eq!(
+            got,
+            [
+                "changed_col={\"a\":1},p=null",
+                "changed_col={\"a\":1,\"c\":2},p={\"a\":1}",
+                "changed_col=null,p={\"a\":1,\"c\":2}",
+            ]
+        );
+    }
+
+    #[test]
     fn a_field_may_be_named_all_as_in_ekuiper() {
         // eKuiper's `TestJsonPathFunc_Apply1` 15: its SQL has no `ALL`.
         let streams = Streams::of(UNTIMED);

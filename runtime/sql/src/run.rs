@@ -1334,8 +1334,7 @@ impl QueryRunner {
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
-                        Ok(mut rows) if !rows.is_empty() => {
-                            self.number_rows(&mut rows);
+                        Ok(rows) if !rows.is_empty() => {
                             out.push(Message::Rows(Arc::new(rows)));
                             self.hits.hit(ts);
                         }
@@ -1978,11 +1977,10 @@ impl QueryRunner {
                 None => self.window_result(fired, ctx, outcome),
             };
             match result {
-                Ok(Some(mut rows)) => {
+                Ok(Some(rows)) => {
                     if !rows.is_empty() {
                         self.agg_hits.hit(end);
                     }
-                    self.number_rows(&mut rows);
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
@@ -2057,13 +2055,15 @@ impl QueryRunner {
             )
     }
 
-    /// Sets the `row_number()` items of a result's rows to 1, 2, ... (eKuiper numbers the rows
-    /// of each window, after ORDER BY and LIMIT).
-    fn number_rows(&self, rows: &mut [Row]) {
+    /// Sets the `row_number()` items of a result's rows to 1, 2, ..., in the order the window
+    /// (or its groups) gives them: eKuiper's window function operator runs before its order
+    /// operator and the projection's LIMIT, so the numbers are those of the rows before
+    /// ORDER BY and LIMIT.
+    fn number_rows<'a>(&self, rows: impl Iterator<Item = &'a mut Row>) {
         if self.query.row_numbers.is_empty() {
             return;
         }
-        for (i, row) in rows.iter_mut().enumerate() {
+        for (i, row) in rows.enumerate() {
             let n = Value::Int(i as i64 + 1);
             let values = row
                 .iter()
@@ -2448,9 +2448,10 @@ impl QueryRunner {
         Ok(results)
     }
 
-    /// ORDER BY and LIMIT.
+    /// `row_number()`, ORDER BY and LIMIT, in eKuiper's order.
     fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
+        self.number_rows(results.iter_mut().map(|(_, row)| row));
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -3488,13 +3489,22 @@ mod tests {
                 "v=4,row_number=1"
             ]
         );
-        // After ORDER BY; aliased.
+        // Before ORDER BY and LIMIT, as eKuiper's window function operator runs before its
+        // order operator and its projection's LIMIT; aliased.
         assert_eq!(
             messages(
                 "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY v DESC",
-                &[(3, 1), (7, 2)]
+                &[(3, 1), (7, 2), (8, 3)]
             ),
-            ["v=2,n=1 v=1,n=2"]
+            ["v=3,n=3 v=2,n=2 v=1,n=1"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) \
+                 ORDER BY v DESC LIMIT 2",
+                &[(3, 1), (7, 2), (8, 3)]
+            ),
+            ["v=3,n=3 v=2,n=2"]
         );
         let streams = Streams::of(UNTIMED);
         for (sql, want) in [

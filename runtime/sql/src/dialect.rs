@@ -203,11 +203,16 @@ fn parse_analytic(parser: &mut Parser, name: Ident) -> Result<Expr, ParserError>
     let mut args: Vec<FunctionArg> = if parser.consume_token(&Token::RParen) {
         Vec::new()
     } else {
-        let args = parser.parse_comma_separated(Parser::parse_expr)?;
+        // `*` stands for the whole row (eKuiper's `changed_col(true, *)`).
+        let args = parser.parse_comma_separated(|p| {
+            Ok(if p.consume_token(&Token::Mul) {
+                FunctionArgExpr::Wildcard
+            } else {
+                FunctionArgExpr::Expr(p.parse_expr()?)
+            })
+        })?;
         parser.expect_token(&Token::RParen)?;
-        args.into_iter()
-            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-            .collect()
+        args.into_iter().map(FunctionArg::Unnamed).collect()
     };
     if parser.parse_keyword(Keyword::OVER) {
         parser.expect_token(&Token::LParen)?;
@@ -313,11 +318,25 @@ pub fn parse_with_invisible(sql: &str) -> Result<(Vec<Statement>, Vec<usize>), P
     let tokens = Tokenizer::new(&EkuiperDialect, sql)
         .with_unescape(true)
         .tokenize_with_location()?;
-    let (tokens, invisible) = take_invisible(&tokens);
+    let (mut tokens, invisible) = take_invisible(&tokens);
+    plain_all(&mut tokens);
     let statements = Parser::new(&EkuiperDialect)
         .with_tokens_with_locations(tokens)
         .parse_statements()?;
     Ok((statements, invisible))
+}
+
+/// eKuiper's SQL has no `ALL` (`SELECT ALL`, `UNION ALL`): `all` is a name there, as a field
+/// (`SELECT all[0] FROM s`). The word is made a plain identifier before the parser sees it.
+fn plain_all(tokens: &mut [TokenWithSpan]) {
+    for t in tokens {
+        if let Token::Word(w) = &mut t.token
+            && w.keyword == Keyword::ALL
+            && w.quote_style.is_none()
+        {
+            w.keyword = Keyword::NoKeyword;
+        }
+    }
 }
 
 /// Removes the `INVISIBLE` words that end an item of the first statement's SELECT list and

@@ -251,6 +251,9 @@ pub enum Expr {
     WindowStart,
     /// `window_end()`: the end of the window being evaluated (ms).
     WindowEnd,
+    /// `*` as a function's argument (`changed_col(true, *)`): the whole row as an object, its
+    /// fields as `SELECT *` gives them.
+    Row,
 }
 
 /// What an expression reads: one row, a joined tuple, or a group of them.
@@ -329,6 +332,13 @@ impl Expr {
             Self::Aggregate(slot) => Ok(row.aggregate(*slot).cloned().unwrap_or(Value::Null)),
             Self::WindowStart => Ok(row.window().map_or(Value::Null, |(s, _)| Value::Int(s))),
             Self::WindowEnd => Ok(row.window().map_or(Value::Null, |(_, e)| Value::Int(e))),
+            Self::Row => {
+                let mut map = crate::value::Map::new();
+                row.fields(None, &mut |k, v| {
+                    map.insert(Arc::clone(k), v.clone());
+                });
+                Ok(Value::object(map))
+            }
             Self::Unary(op, e) => unary(*op, e.eval(row, ctx)?),
             Self::Binary(op, l, r) => binary(*op, &l.eval(row, ctx)?, &r.eval(row, ctx)?),
             Self::And(l, r) => {
@@ -458,7 +468,8 @@ impl Expr {
             | Self::Call(..)
             | Self::Aggregate(_)
             | Self::WindowStart
-            | Self::WindowEnd => false,
+            | Self::WindowEnd
+            | Self::Row => false,
             Self::Unary(_, e) | Self::IsNull(e, _) | Self::Field(e, _) => e.is_constant(),
             Self::Binary(_, l, r)
             | Self::And(l, r)
@@ -494,9 +505,10 @@ fn call<S: Scope + ?Sized>(
     row: &S,
     ctx: &EvalCtx<'_>,
 ) -> Result<Value, EvalError> {
-    // `meta(stream.key)` is compiled with the source's index as a second argument.
+    // `meta(stream.key)` and `mqtt(stream.key)` are compiled with the source's index as a
+    // second argument.
     let meta = match (def.name, args.get(1)) {
-        ("meta", Some(Expr::Literal(Value::Int(source)))) => usize::try_from(*source)
+        ("meta" | "mqtt", Some(Expr::Literal(Value::Int(source)))) => usize::try_from(*source)
             .ok()
             .and_then(|s| row.source_meta(s))
             .unwrap_or(&NULL),

@@ -157,6 +157,30 @@ pub trait Catalog {
     fn stream(&self, name: &str) -> Option<&StreamDef>;
 }
 
+/// The key `meta(key)` or `mqtt(key)` names bare: `topic`, `a.b`, or a path into an entry,
+/// `temperature->device` (eKuiper's `meta(a->b)`), as the text the functions look up.
+fn bare_meta_key(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Identifier(id) => Some(id.value.clone()),
+        ast::Expr::CompoundIdentifier(ids) => Some(
+            ids.iter()
+                .map(|id| id.value.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
+        ),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Arrow,
+            right,
+        } => Some(format!(
+            "{}->{}",
+            bare_meta_key(left)?,
+            bare_meta_key(right)?
+        )),
+        _ => None,
+    }
+}
+
 /// The rule a statement is compiled for: what `rule_id()` and `rule_start()` give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
@@ -958,6 +982,16 @@ impl<'a> Compiler<'a> {
                 "`row_number` takes no argument",
             ));
         }
+        // eKuiper's `row_number() OVER (PARTITION BY ... ORDER BY ...)` numbers each
+        // partition in its own order; Oort numbers the whole result, so it refuses the clause
+        // rather than ignore it.
+        if f.over.is_some() {
+            return Err(SqlError::at(
+                f.name.span(),
+                "`row_number() OVER (...)` is not supported: row_number() numbers the rows of \
+                 each result in order",
+            ));
+        }
         self.row_numbers.push(Arc::clone(&name));
         Ok(ProjectionItem::Expr {
             name,
@@ -1463,8 +1497,7 @@ impl<'a> Compiler<'a> {
             if bare_key {
                 // `meta(stream.key)`: the key of that stream's row (in a join, or the
                 // statement's own stream), as eKuiper binds the field to its stream.
-                if name == "meta"
-                    && let ast::Expr::CompoundIdentifier(ids) = e
+                if let ast::Expr::CompoundIdentifier(ids) = e
                     && let [q, rest @ ..] = ids.as_slice()
                     && !rest.is_empty()
                     && let Some(source) = self.source_index(&q.value)
@@ -1478,17 +1511,7 @@ impl<'a> Compiler<'a> {
                     compiled.push(Expr::Literal(Value::Int(source as i64)));
                     continue;
                 }
-                let key = match e {
-                    ast::Expr::Identifier(id) => Some(id.value.clone()),
-                    ast::Expr::CompoundIdentifier(ids) => Some(
-                        ids.iter()
-                            .map(|id| id.value.as_str())
-                            .collect::<Vec<_>>()
-                            .join("."),
-                    ),
-                    _ => None,
-                };
-                if let Some(key) = key {
+                if let Some(key) = bare_meta_key(e) {
                     compiled.push(Expr::Literal(Value::string(key)));
                     continue;
                 }
@@ -1566,6 +1589,10 @@ impl<'a> Compiler<'a> {
                 match arg {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
                         args.push(this.expr(e)?)
+                    }
+                    // `changed_col(true, *)`: the whole row is the value.
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {
+                        args.push(Expr::Row)
                     }
                     ast::FunctionArg::Named {
                         name,

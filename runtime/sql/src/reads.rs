@@ -33,6 +33,14 @@ impl Query {
                 return FieldsRead::All;
             }
         }
+        // `*` as a function's argument (`changed_col(true, *)`) reads the whole row.
+        let mut whole_row = false;
+        for expr in self.exprs() {
+            walk(expr, &mut |e| whole_row |= matches!(e, Expr::Row));
+        }
+        if whole_row {
+            return FieldsRead::All;
+        }
         let mut names = BTreeSet::new();
         for expr in self.exprs() {
             walk(expr, &mut |e| {
@@ -108,7 +116,8 @@ pub(crate) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         | Expr::Literal(_)
         | Expr::Aggregate(_)
         | Expr::WindowStart
-        | Expr::WindowEnd => {}
+        | Expr::WindowEnd
+        | Expr::Row => {}
         Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Field(e, _) => walk(e, visit),
         Expr::Binary(_, a, b)
         | Expr::And(a, b)

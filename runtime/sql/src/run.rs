@@ -33,6 +33,35 @@ pub struct Tuple {
     rest: Vec<Option<Arc<Row>>>,
     timestamp_ms: i64,
     window: Option<(i64, i64)>,
+    /// The order its rows are read in, by source, when it is not `FROM` order: a right join
+    /// puts the right row first, as eKuiper's does, and an unqualified field is read from the
+    /// first row that has it (`SELECT *` too, on a name clash).
+    order: Option<Arc<[usize]>>,
+}
+
+/// The rows of a tuple in its order (see [`Tuple::order`]).
+struct TupleRows<'a> {
+    tuple: &'a Tuple,
+    at: usize,
+}
+
+impl<'a> Iterator for TupleRows<'a> {
+    type Item = &'a Arc<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let t = self.tuple;
+        loop {
+            let source = match &t.order {
+                Some(order) => *order.get(self.at)?,
+                None if self.at <= t.rest.len() => self.at,
+                None => return None,
+            };
+            self.at += 1;
+            if let Some(row) = t.row(source) {
+                return Some(row);
+            }
+        }
+    }
 }
 
 impl Tuple {
@@ -46,6 +75,7 @@ impl Tuple {
             },
             timestamp_ms: row.timestamp_ms,
             window,
+            order: None,
         };
         t.set(source, row);
         t
@@ -69,8 +99,21 @@ impl Tuple {
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = &Arc<Row>> {
-        self.first.iter().chain(self.rest.iter().flatten())
+    fn rows(&self) -> TupleRows<'_> {
+        TupleRows { tuple: self, at: 0 }
+    }
+
+    /// The tuple with `row` of `source` (a right join's) put first, before the rows it joins
+    /// to, as eKuiper's right join makes its tuples.
+    fn led_by(&self, source: usize, row: &Arc<Row>) -> Self {
+        let mut t = self.with(source, row);
+        let width = 1 + self.rest.len();
+        let before: Vec<usize> = match &self.order {
+            Some(order) => order.iter().copied().filter(|&s| s != source).collect(),
+            None => (0..width).filter(|&s| s != source).collect(),
+        };
+        t.order = Some(std::iter::once(source).chain(before).collect());
+        t
     }
 
     fn with(&self, source: usize, row: &Arc<Row>) -> Self {
@@ -1401,8 +1444,7 @@ impl QueryRunner {
                 let tuple = Tuple::single(self.query.sources.len(), source, Arc::new(row), None);
                 match self.joined(vec![tuple], &HashMap::new(), ctx) {
                     Ok(tuples) => match self.rows_of(tuples, None, ctx, &mut outcome) {
-                        Ok(mut rows) if !rows.is_empty() => {
-                            self.number_rows(&mut rows);
+                        Ok(rows) if !rows.is_empty() => {
                             out.push(Message::Rows(Arc::new(rows)));
                             self.hits.hit(ts);
                         }
@@ -1894,6 +1936,40 @@ impl QueryRunner {
         Ok(groups)
     }
 
+    /// The join stage alone, as eKuiper's join operator: a window's rows, each with the index
+    /// of its source in `FROM` order, joined left to right by the statement's joins (a table
+    /// source reads its table, as in a rule). Each joined tuple is given as the input indices
+    /// of its rows, in the tuple's order (`FROM` order, but a right join's row comes first, as
+    /// in eKuiper); a missing side of an outer join has none. The tuples come in the order the
+    /// rule would project them. Nothing else of the statement runs.
+    pub fn join(
+        &self,
+        rows: Vec<(usize, Row)>,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Vec<usize>>, EvalError> {
+        let n = self.query.sources.len();
+        let rows: Vec<(usize, Arc<Row>)> = rows
+            .into_iter()
+            .map(|(source, row)| (source, Arc::new(row)))
+            .collect();
+        let mut by_source: HashMap<usize, Vec<Arc<Row>>> = HashMap::new();
+        for (source, row) in &rows {
+            by_source.entry(*source).or_default().push(Arc::clone(row));
+        }
+        let left = by_source.remove(&0).unwrap_or_default();
+        let start = left
+            .into_iter()
+            .map(|row| Tuple::single(n, 0, row, window))
+            .collect();
+        let tuples = self.joined(start, &by_source, ctx)?;
+        let index_of = |row: &Arc<Row>| rows.iter().position(|(_, r)| Arc::ptr_eq(r, row));
+        Ok(tuples
+            .iter()
+            .map(|t| t.rows().filter_map(index_of).collect())
+            .collect())
+    }
+
     /// The `HAVING` stage alone, as eKuiper's having operator: the indices of the groups that
     /// pass (a row, or a window's rows, is one group: `[0]` when it passes). Nothing else of
     /// the statement runs.
@@ -1989,6 +2065,7 @@ impl QueryRunner {
             rest: vec![None; n.saturating_sub(1)],
             timestamp_ms: 0,
             window,
+            order: None,
         };
         for (source, row) in rows.into_iter().enumerate() {
             if let Some(row) = row {
@@ -2033,11 +2110,10 @@ impl QueryRunner {
                 None => self.window_result(fired, ctx, outcome),
             };
             match result {
-                Ok(Some(mut rows)) => {
+                Ok(Some(rows)) => {
                     if !rows.is_empty() {
                         self.agg_hits.hit(end);
                     }
-                    self.number_rows(&mut rows);
                     out.push(Message::Rows(Arc::new(rows)));
                 }
                 Ok(None) => {}
@@ -2112,13 +2188,15 @@ impl QueryRunner {
             )
     }
 
-    /// Sets the `row_number()` items of a result's rows to 1, 2, ... (eKuiper numbers the rows
-    /// of each window, after ORDER BY and LIMIT).
-    fn number_rows(&self, rows: &mut [Row]) {
+    /// Sets the `row_number()` items of a result's rows to 1, 2, ..., in the order the window
+    /// (or its groups) gives them: eKuiper's window function operator runs before its order
+    /// operator and the projection's LIMIT, so the numbers are those of the rows before
+    /// ORDER BY and LIMIT.
+    fn number_rows<'a>(&self, rows: impl Iterator<Item = &'a mut Row>) {
         if self.query.row_numbers.is_empty() {
             return;
         }
-        for (i, row) in rows.iter_mut().enumerate() {
+        for (i, row) in rows.enumerate() {
             let n = Value::Int(i as i64 + 1);
             let values = row
                 .iter()
@@ -2313,7 +2391,7 @@ impl QueryRunner {
                             ));
                         }
                         for &l in lefts {
-                            out.push(tuples[l].with(join.source, &right[i]));
+                            out.push(tuples[l].led_by(join.source, &right[i]));
                         }
                     }
                 }
@@ -2480,9 +2558,10 @@ impl QueryRunner {
         Ok(results)
     }
 
-    /// ORDER BY and LIMIT.
+    /// `row_number()`, ORDER BY and LIMIT, in eKuiper's order.
     fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
+        self.number_rows(results.iter_mut().map(|(_, row)| row));
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -2967,6 +3046,130 @@ mod tests {
     }
 
     #[test]
+    fn star_as_an_analytic_argument_is_the_whole_row() {
+        // eKuiper's `TestChangedFuncs_Apply1` 1: `changed_col(true, *)` sends the row when it
+        // changed.
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let query =
+            super::super::compile("SELECT changed_col(true, *), lag(*) AS p FROM s", &streams)
+                .unwrap();
+        assert_eq!(query.fields_read(), crate::reads::FieldsRead::All);
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut got = Vec::new();
+        for (a, c) in [(1, None), (1, Some(2)), (1, Some(2))] {
+            let mut pairs = vec![(Arc::from("a"), Value::Int(a))];
+            pairs.extend(c.map(|c| (Arc::from("c"), Value::Int(c))));
+            let mut out = Vec::new();
+            let outcome = runner.push(0, vec![Row::from_pairs(pairs, 0)], &ctx, &mut out);
+            assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+            let Some(Message::Row(row)) = out.first() else {
+                panic!("one row expected: {out:?}")
+            };
+            got.push(
+                row.iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_json()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        assert_eq!(
+            got,
+            [
+                "changed_col={\"a\":1},p=null",
+                "changed_col={\"a\":1,\"c\":2},p={\"a\":1}",
+                "changed_col=null,p={\"a\":1,\"c\":2}",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_field_may_be_named_all_as_in_ekuiper() {
+        // eKuiper's `TestJsonPathFunc_Apply1` 15: its SQL has no `ALL`.
+        let streams = Streams::of(UNTIMED);
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = Row::from_pairs(
+            vec![
+                (
+                    Arc::from("all"),
+                    Value::from_json(serde_json::json!([{"ts": 0}, {"ts": 500}, {"ts": 1000}])),
+                ),
+                (
+                    Arc::from("poi"),
+                    Value::from_json(serde_json::json!([0, 1])),
+                ),
+            ],
+            0,
+        );
+        for (sql, want) in [
+            ("SELECT all[poi[-1] + 1]->ts AS t FROM s", "t=1000"),
+            (
+                "SELECT poi[0] AS p, all[0]->ts AS t FROM s WHERE all[1]->ts = 500",
+                "p=0,t=0",
+            ),
+            ("SELECT `all`[2]->ts AS t FROM s", "t=1000"),
+        ] {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let rows = runner
+                .project(StageInput::Row(row.clone()), None, &ctx)
+                .unwrap();
+            let got = rows[0]
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(got, want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_right_join_reads_its_right_row_first_as_ekuiper() {
+        // eKuiper's right join puts the right row first in the tuples it makes
+        // (`TestRightJoinPlan_Apply`, `TestMultiJoinPlan_Apply` 13): a field name both rows
+        // have is read from the right row, unqualified or in `*`.
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
+                   CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+        let row = |ts: i64, v: i64, f: &str| {
+            Row::from_pairs(
+                vec![
+                    (Arc::from("ts"), Value::Int(ts)),
+                    (Arc::from("v"), Value::Int(v)),
+                    (Arc::from("f"), Value::string(f)),
+                ],
+                ts,
+            )
+        };
+        for (join, want) in [
+            ("LEFT", "x=\"s1\",f=\"s1\""),
+            ("RIGHT", "x=\"t1\",f=\"t1\""),
+        ] {
+            let sql = format!(
+                "SELECT f AS x, * EXCEPT(ts, v) FROM s {join} JOIN t ON s.v = t.v \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)"
+            );
+            let query = super::super::compile(&sql, &Streams::of(ddl)).unwrap();
+            let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
+            runner.set_fire_at_end(true);
+            let mut out = Vec::new();
+            runner.push(0, vec![row(1, 1, "s1")], &ctx, &mut out);
+            runner.push(1, vec![row(2, 1, "t1")], &ctx, &mut out);
+            runner.finish(&ctx, &mut out);
+            assert_eq!(messages_of(&out), [want], "{join}");
+        }
+    }
+
+    #[test]
     fn without_a_window_each_row_is_a_group_of_its_own() {
         let sql = "SELECT v, count(*) AS n, sum(v) AS s, collect(v) AS c FROM s WHERE v != 2 \
                    ORDER BY v DESC LIMIT 1";
@@ -3410,6 +3613,53 @@ mod tests {
     }
 
     #[test]
+    fn meta_follows_a_path_into_an_entry_and_mqtt_reads_the_stream_it_names() {
+        // eKuiper's `TestMetaFunc_Apply1` 1 and 3, `TestMqttFunc_Apply2` 0.
+        let streams = Streams::of(
+            "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
+             CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |topic: &str| {
+            let mut row = Row::from_pairs(vec![(Arc::from("id"), Value::Int(1))], 0);
+            row.set_meta(Some(Arc::new(Value::from_json(serde_json::json!({
+                "topic": topic,
+                "temperature": {"device": "d2"},
+                "Light-diming": {"device": "d3"},
+            })))));
+            row
+        };
+        let project = |sql: &str, input: StageInput| {
+            let query = super::super::compile(sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let rows = runner.project(input, None, &ctx).unwrap();
+            rows[0]
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_json()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            project(
+                "SELECT meta(temperature->device) AS r, meta(`Light-diming`->device) AS l FROM a",
+                StageInput::Row(row("t/a")),
+            ),
+            "r=\"d2\",l=\"d3\""
+        );
+        assert_eq!(
+            project(
+                "SELECT mqtt(a.topic) AS x, mqtt(b.topic) AS y FROM a LEFT JOIN b ON a.id = b.id \
+                 GROUP BY TUMBLINGWINDOW(ss, 1)",
+                StageInput::Window(vec![vec![Some(row("t/a")), Some(row("t/b"))]]),
+            ),
+            "x=\"t/a\",y=\"t/b\""
+        );
+    }
+
+    #[test]
     fn meta_reads_the_row_s_own_metadata() {
         let streams = Streams::of(UNTIMED);
         let compile = |sql: &str| super::super::compile(sql, &streams);
@@ -3496,13 +3746,22 @@ mod tests {
                 "v=4,row_number=1"
             ]
         );
-        // After ORDER BY; aliased.
+        // Before ORDER BY and LIMIT, as eKuiper's window function operator runs before its
+        // order operator and its projection's LIMIT; aliased.
         assert_eq!(
             messages(
                 "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY v DESC",
-                &[(3, 1), (7, 2)]
+                &[(3, 1), (7, 2), (8, 3)]
             ),
-            ["v=2,n=1 v=1,n=2"]
+            ["v=3,n=3 v=2,n=2 v=1,n=1"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) \
+                 ORDER BY v DESC LIMIT 2",
+                &[(3, 1), (7, 2), (8, 3)]
+            ),
+            ["v=3,n=3 v=2,n=2"]
         );
         let streams = Streams::of(UNTIMED);
         for (sql, want) in [
@@ -3513,6 +3772,15 @@ mod tests {
             (
                 "SELECT row_number(a) FROM s",
                 "`row_number` takes no argument",
+            ),
+            (
+                "SELECT *, row_number() OVER (PARTITION BY a ORDER BY b) FROM s \
+                 GROUP BY COUNTWINDOW(4)",
+                "line 1, column 11: `row_number() OVER (...)` is not supported",
+            ),
+            (
+                "SELECT row_number() OVER (ORDER BY b) AS n FROM s GROUP BY COUNTWINDOW(4)",
+                "`row_number() OVER (...)` is not supported",
             ),
         ] {
             let err = super::super::compile(sql, &streams)
@@ -3979,6 +4247,52 @@ mod tests {
             err.contains("`lag`: the state of partition `self`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_join_key_that_cannot_be_compared_fails_the_join_as_ekuiper() {
+        // eKuiper's `TestCrossJoinPlanError` 1: the pairs are compared one by one, and the
+        // first that `=` cannot compare fails the join, also where Oort looks keys up.
+        let streams = Streams::of(
+            "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
+             CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
+        );
+        let ctx = EvalCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+        };
+        let row = |k: &str, v: Value| Row::from_pairs(vec![(Arc::from(k), v)], 0);
+        let rows = || {
+            vec![
+                (0, row("x", Value::Int(1))),
+                (1, row("y", Value::Int(1))),
+                (1, row("y", Value::string("3"))),
+                (1, row("y", Value::Int(2))),
+            ]
+        };
+        for on in ["a.x = b.y", "b.y = a.x", "a.x = b.y AND true"] {
+            let sql = format!("SELECT * FROM a FULL JOIN b ON {on} GROUP BY TUMBLINGWINDOW(ss, 1)");
+            let query = super::super::compile(&sql, &streams).unwrap();
+            let runner = QueryRunner::new(query, false, 0, HashMap::new());
+            let err = runner.join(rows(), None, &ctx).unwrap_err();
+            let want = if on.starts_with("b.") {
+                "run Join error: invalid operation string(3) = int64(1)"
+            } else {
+                "run Join error: invalid operation int64(1) = string(3)"
+            };
+            assert_eq!(err.sent(), want, "{on}");
+        }
+        // Keys of one kind never fail.
+        let query = super::super::compile(
+            "SELECT * FROM a FULL JOIN b ON a.x = b.y GROUP BY TUMBLINGWINDOW(ss, 1)",
+            &streams,
+        )
+        .unwrap();
+        let runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut rows = rows();
+        rows.remove(2);
+        let joined = runner.join(rows, None, &ctx).unwrap();
+        assert_eq!(joined, vec![vec![0, 1], vec![2]]);
     }
 
     #[test]

@@ -102,9 +102,24 @@ fn with_path<T>(f: &str, args: &[Value], run: impl FnOnce(&Parsed) -> T) -> Resu
     Ok(run(&parsed))
 }
 
+/// The data a path runs over, as eKuiper takes it: an object or array as it is, a string as
+/// the JSON it holds; anything else (`null` too) is refused in eKuiper's words.
+fn data_of(f: &str, x: &Value) -> Result<serde_json::Value, FnError> {
+    match x {
+        Value::Object(_) | Value::Array(_) => Ok(x.to_json()),
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|_| FnError::new(format!("{f}: data '{text}' is not a valid json string"))),
+        Value::Null => Err(FnError::new(format!("{f}: invalid data nil for jsonpath"))),
+        other => Err(FnError::new(format!(
+            "{f}: invalid data {} for jsonpath",
+            other.to_text()
+        ))),
+    }
+}
+
 /// What the path reaches in `x`: `Ok(None)` when a definite path reaches nothing.
 fn query(f: &str, args: &[Value]) -> Result<Option<Value>, FnError> {
-    let data = arg(args, 0).to_json();
+    let data = data_of(f, arg(args, 0))?;
     with_path(f, args, |parsed| {
         let nodes = parsed.path.query(&data);
         if parsed.definite {
@@ -138,7 +153,7 @@ fn shown(v: &Value) -> String {
 }
 
 fn json_path_query(_: &FnCtx<'_>, args: &[Value]) -> R {
-    if arg(args, 0).is_null() || arg(args, 1).is_null() {
+    if arg(args, 1).is_null() {
         return Ok(Value::Null);
     }
     query("json_path_query", args)?.ok_or_else(|| nothing_at("json_path_query", args))
@@ -146,7 +161,7 @@ fn json_path_query(_: &FnCtx<'_>, args: &[Value]) -> R {
 
 fn json_path_query_first(_: &FnCtx<'_>, args: &[Value]) -> R {
     const F: &str = "json_path_query_first";
-    if arg(args, 0).is_null() || arg(args, 1).is_null() {
+    if arg(args, 1).is_null() {
         return Ok(Value::Null);
     }
     match query(F, args)?.ok_or_else(|| nothing_at(F, args))? {
@@ -283,6 +298,42 @@ mod tests {
     }
 
     #[test]
+    fn the_data_is_an_object_an_array_or_a_json_text() {
+        // eKuiper's `TestJsonPathFunc_Apply1` 13, 14 and 16: a string is the JSON it holds,
+        // and a null (a missing field) is refused.
+        let ctx = FnCtx {
+            now_ms: 0,
+            meta: &Value::Null,
+            timestamp_ms: 0,
+        };
+        let text = Value::string(r#"[{"arm.left": "Shield of faith"}]"#);
+        assert_eq!(
+            json_path_query(&ctx, &[text, Value::string(r#"$[0]["arm.left"]"#)]),
+            Ok(Value::string("Shield of faith"))
+        );
+        for (data, error) in [
+            (Value::Null, "invalid data nil for jsonpath"),
+            (Value::Int(3), "invalid data 3 for jsonpath"),
+            (
+                Value::string("{oops"),
+                "data '{oops' is not a valid json string",
+            ),
+        ] {
+            for (f, name) in [
+                (json_path_query as super::super::ScalarFn, "json_path_query"),
+                (json_path_query_first, "json_path_query_first"),
+            ] {
+                let err = f(&ctx, &[data.clone(), Value::string("$.a")]).unwrap_err();
+                assert_eq!(err.0, format!("{name}: {error}"));
+            }
+            assert_eq!(
+                json_path_exists(&ctx, &[data.clone(), Value::string("$.a")]),
+                Ok(Value::Bool(false))
+            );
+        }
+    }
+
+    #[test]
     fn exists_says_whether_anything_matches() {
         assert_eq!(call(json_path_exists, DOC, "$.a"), Ok(Value::Bool(true)));
         assert_eq!(
@@ -315,8 +366,9 @@ mod tests {
             err.0,
             "json_path_query: argument 2: expected a JSONPath string, got bigint"
         );
+        // A null path gives null; null data is refused (see below).
         assert_eq!(
-            json_path_query(&ctx, &[Value::Null, Value::string("$.a")]),
+            json_path_query(&ctx, &[json(DOC), Value::Null]),
             Ok(Value::Null)
         );
     }

@@ -105,6 +105,11 @@ CREATE STREAM demo () WITH (TYPE="memory", DATASOURCE="demo");
 /// How the answer of a statement Oort refuses begins.
 const COMPILE: &str = "compile: ";
 
+/// The Go tests (by name, or its start) that build eKuiper's project operator with
+/// `SendMeta: true` (`project_test.go`'s `TestProjectPlan_*`, `math_func_test.go`); the
+/// others build it without, as a rule without `sendMetaToSink` runs.
+const SEND_META: &[&str] = &["TestProjectPlan_", "TestMathAndConversionFunc_Apply1"];
+
 /// The stage a Go test file tests.
 #[derive(Debug, Clone, Copy)]
 enum Stage {
@@ -497,7 +502,14 @@ fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String
     } else {
         return Err(format!("unknown input {input}"));
     };
-    let runner = QueryRunner::new(query, false, 0, HashMap::new());
+    // The Go tests whose operator is built with `SendMeta: true`: a rule's `sendMetaToSink`,
+    // which Oort takes for a statement without a window, GROUP BY or join.
+    let go = case["go"].as_str().unwrap_or("");
+    let send_meta = SEND_META.iter().any(|t| go.starts_with(t))
+        && matches!(stage_of, Stage::Project)
+        && query.can_send_meta_to_sink();
+    let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+    runner.set_send_meta(send_meta);
     if !matches!(stage_of, Stage::Project) {
         // The items the stage keeps or orders: the row, the window's rows or tuples, or its
         // groups, written as the case writes its input.

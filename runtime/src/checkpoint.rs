@@ -931,23 +931,32 @@ impl CheckpointStore {
     }
 
     /// Replaces rule `rule`'s checkpoint, dropping the batch cuts it covers (numbered below
-    /// an action's next number); durable when this returns.
+    /// an action's next number); durable when this returns. It is written in a group commit of
+    /// the batch cuts ([`CutStore`]), with the cuts waiting then. Blocks: call it on a blocking
+    /// thread.
     pub fn save(&self, rule: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| self.fail(e))?;
-        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
-        {
-            let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.fail(e))?;
-            table
-                .insert(rule, bytes.as_slice())
-                .map_err(|e| self.fail(e))?;
-        }
-        for action in &checkpoint.actions {
-            if action.exactly_once && !action.action.is_empty() {
-                cuts::drop_covered(&txn, rule, &action.action, action.next_sequence)
-                    .map_err(|e| self.fail(e))?;
-            }
-        }
-        txn.commit().map_err(|e| self.fail(e))
+        let covered: Vec<(String, u64)> = checkpoint
+            .actions
+            .iter()
+            .filter(|action| action.exactly_once && !action.action.is_empty())
+            .map(|action| (action.action.clone(), action.next_sequence))
+            .collect();
+        let name = rule.to_string();
+        // In the transaction of the next group commit, beside the batch cuts waiting.
+        self.cuts
+            .write_blocking(
+                rule,
+                Box::new(move |txn| {
+                    let mut table = txn.open_table(CHECKPOINTS)?;
+                    table.insert(name.as_str(), bytes.as_slice())?;
+                    for (action, next) in &covered {
+                        cuts::drop_covered(txn, &name, action, *next)?;
+                    }
+                    Ok(())
+                }),
+            )
+            .map_err(|e| self.fail(e))
     }
 
     /// Forgets rule `rule`'s checkpoint and its recorded batch cuts (`--reset-checkpoints`).

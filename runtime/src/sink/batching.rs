@@ -15,9 +15,11 @@
 //! ([`Ahead`]) of the sink; the action's loop goes on taking the rule's results, and waits,
 //! beside its input, for the oldest record to be durable and for the sink to be free. The one
 //! instance delivers a batch as a future of its own, so the loop keeps filling the next batch
-//! meanwhile too. Without a batch size the batch being filled is cut when no record of the
-//! action commits (it takes what arrived while the last one committed, up to the largest
-//! opportunistic batch), so its record commits while the sink takes the batch before it. A
+//! meanwhile too. Without a batch size the batch being filled is cut when no batch of the
+//! action waits ahead of the sink (the one before is durable and the sink took it): it takes
+//! what arrived while the one before waited for its record and the sink, up to the largest
+//! opportunistic batch, so the slower the disk or the sink, the larger the batches, and its
+//! record commits while the sink takes the batch before it. A
 //! batch reaches the sink only once its record is durable, and batches reach it in the order
 //! of their numbers; records become durable in that order too, so a crash at any point leaves
 //! durable records for every batch the sink got, and a replay cuts those batches again. At
@@ -157,11 +159,6 @@ impl Ahead {
     /// Nothing cut waits and the sink has no batch in progress.
     fn is_idle(&self) -> bool {
         self.cuts.is_empty() && self.sending.is_none()
-    }
-
-    /// Whether a cut's record is still committing.
-    fn committing(&mut self) -> bool {
-        self.cuts.iter_mut().any(|cut| !cut.is_durable())
     }
 }
 
@@ -515,9 +512,9 @@ impl Batcher {
             return;
         }
         if self.batch_size == 0 {
-            // Under `qos: 2`, while the record of the batch before commits, this one takes
-            // more of what arrives, up to the largest opportunistic batch.
-            if !self.ahead.committing() || self.batch.len() >= MAX_DRAIN {
+            // Under `qos: 2`, while the batch before waits for its record or the sink, this
+            // one takes more of what arrives, up to the largest opportunistic batch.
+            if self.ahead.cuts.is_empty() || self.batch.len() >= MAX_DRAIN {
                 self.flush().await;
             }
         } else if self.deadline.is_none() && !self.batch.is_empty() {
@@ -534,10 +531,11 @@ impl Batcher {
         self.settle().await;
     }
 
-    /// Acts on what the action's loop saw happen to the batches ahead: without a batch size,
-    /// once no record commits, what waited meanwhile is cut and its record starts (it commits
-    /// while the sink takes the batches before it); a free sink takes the next batch whose
-    /// record is durable.
+    /// Acts on what the action's loop saw happen to the batches ahead: a free sink takes the
+    /// next batch whose record is durable; without a batch size, once no batch waits ahead of
+    /// the sink, what arrived meanwhile is cut and its record starts (it commits while the sink
+    /// takes the batch before it). With no record to start, the action tells the committer so:
+    /// a group commit waiting for its next record goes without it.
     pub(super) async fn ahead_event(&mut self, event: AheadEvent) {
         if let AheadEvent::Sent = event
             && let Some((deliverer, batch)) = self.ahead.returned.take()
@@ -545,16 +543,15 @@ impl Batcher {
             self.single = Some(deliverer);
             self.ahead.spare = Some(batch);
         }
-        if self.batch_size == 0
+        self.send_durable().await;
+        let cuts_freely = self.batch_size == 0
             && self.cuts.is_some()
             && !self.batch.is_empty()
-            && !self.ahead.is_full()
-            && !self.ahead.committing()
-            && !self.replaying()
-        {
+            && !self.replaying();
+        if cuts_freely && self.ahead.cuts.is_empty() {
             self.flush().await;
-        } else {
-            self.send_durable().await;
+        } else if let Some(cuts) = &self.cuts {
+            cuts.pass();
         }
     }
 
@@ -576,10 +573,14 @@ impl Batcher {
         }
     }
 
-    /// Waits until at most `keep` batches are ahead and the sink is free, delivering them in
-    /// order.
+    /// Waits until at most `keep` batches are ahead, delivering them in order (with `keep` 0,
+    /// until the sink has taken them all). A batch the sink is taking meanwhile is not waited
+    /// for unless room must be made: the action goes on while the sink works.
     async fn make_room(&mut self, keep: usize) {
         loop {
+            if self.ahead.cuts.len() <= keep && (keep > 0 || self.ahead.sending.is_none()) {
+                return;
+            }
             if let Some(sending) = self.ahead.sending.take() {
                 let (deliverer, batch) = sending.await;
                 self.single = Some(deliverer);
@@ -590,6 +591,10 @@ impl Batcher {
             }
             if let Some(cut) = self.ahead.cuts.front_mut() {
                 cut.durable().await;
+                // Making room, the action has no record to queue now.
+                if let Some(cuts) = &self.cuts {
+                    cuts.pass();
+                }
             }
             self.send_front().await;
         }

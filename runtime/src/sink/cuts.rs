@@ -30,7 +30,15 @@
 //! Each record must be durable before its batch is handed on, and a commit waits for the disk.
 //! Records are therefore committed in groups on a blocking thread: while one group commits,
 //! the records asked for meanwhile (by any action of the run) wait and go in the next
-//! transaction together, so records become durable in the order they were asked for. Each
+//! transaction together, so records become durable in the order they were asked for. An
+//! action cuts its next batch when its last record is durable, so left to themselves the
+//! actions of a run fall out of step: one's record commits while another's waits, then the
+//! other way round, and nearly every commit holds one record. So before it takes the next
+//! group, the committer waits for the actions whose records the last commit made durable to
+//! answer (queue their next record, or [`CutLog::pass`] when they have none to cut), at most
+//! as long as that commit took ([`MAX_GATHER`] at most): a second commit would cost that much.
+//! The actions' records then share each commit (see [`CutStore::commits`]), and so do the
+//! rules' checkpoints, written in the same database ([`CutStore::write_blocking`]). Each
 //! transaction commits with redb's [`redb::Durability::Immediate`] (its default), the level
 //! redb documents as persistent once `commit` returns: one `fsync` of the file after the pages
 //! and the header (with its checksums) are written, so the record survives a `kill -9` and a
@@ -52,7 +60,9 @@
 //! by the replay, since the record counts the payloads cut, before any is taken out.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, Table, TableDefinition};
 use tokio::sync::oneshot;
@@ -67,10 +77,19 @@ const REACH: TableDefinition<(&str, &str), u64> = TableDefinition::new("batch_re
 /// Numbers reserved at a time as the reach of batches cut by count.
 pub const REACH_AHEAD: u64 = 1024;
 
+/// The longest the committer waits for the actions of the last commit to answer before it
+/// commits what waits without them (it waits no longer than that commit took).
+pub const MAX_GATHER: Duration = Duration::from_millis(10);
+
 /// The cuts of one database (the checkpoint store's), committed in groups.
 pub struct CutStore {
     db: Arc<Database>,
     queue: Mutex<Queue>,
+    /// Signalled when an action the committer waits for answers.
+    answered: Condvar,
+    /// Transactions committed, and the records they held.
+    commits: AtomicU64,
+    records: AtomicU64,
     /// Tests hold this to keep commits from starting (a record "committing" for as long as
     /// they like).
     #[cfg(test)]
@@ -83,12 +102,36 @@ impl std::fmt::Debug for CutStore {
     }
 }
 
+/// An action, by rule and name.
+type ActionKey = (Arc<str>, Arc<str>);
+
 /// Records waiting for the next commit.
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Waiting>,
     /// A commit (and the loop that commits what waits behind it) is running.
     committing: bool,
+    /// The actions whose records the last commit made durable and that have not answered
+    /// since (queued a record or passed): the next commit waits for them, within bounds.
+    owed: Vec<ActionKey>,
+    /// How long the last commit took: the longest the next one waits for `owed`.
+    last_commit: Duration,
+    /// Tests set how long the committer waits for `owed` (a loaded machine may take longer
+    /// than a commit to wake an action).
+    #[cfg(test)]
+    gather: Option<Duration>,
+    /// Tests read what each commit held: (action, sequence number) per record.
+    #[cfg(test)]
+    groups: Vec<Vec<(String, u64)>>,
+}
+
+impl Queue {
+    /// `action` answered: the committer no longer waits for it.
+    fn answered(&mut self, rule: &str, action: &str) -> bool {
+        let before = self.owed.len();
+        self.owed.retain(|(r, a)| !(&**r == rule && &**a == action));
+        self.owed.len() != before
+    }
 }
 
 /// One record waiting to be committed, and who waits for it.
@@ -96,17 +139,42 @@ struct Waiting {
     rule: Arc<str>,
     action: Arc<str>,
     record: Record,
-    done: oneshot::Sender<Result<(), String>>,
+    done: Done,
+}
+
+/// Who learns the outcome of a commit: a task, or a thread blocked on it.
+enum Done {
+    Task(oneshot::Sender<Result<(), String>>),
+    Thread(std::sync::mpsc::SyncSender<Result<(), String>>),
+}
+
+impl Done {
+    fn send(self, outcome: Result<(), String>) {
+        match self {
+            Done::Task(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Done::Thread(tx) => {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
 }
 
 /// What is recorded.
-#[derive(Clone, Copy)]
 enum Record {
     /// Batch `sequence` was cut at `size` payloads.
     Cut { sequence: u64, size: u64 },
     /// Batches up to this number may be handed on, cut by count.
     Reach(u64),
+    /// Another write to the same database (a rule's checkpoint), made in the group's
+    /// transaction; taken when it is made.
+    Write(Option<WriteJob>),
 }
+
+/// A write made in a group commit's transaction.
+pub(crate) type WriteJob =
+    Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send>;
 
 impl CutStore {
     /// The cuts kept in `db`.
@@ -114,6 +182,9 @@ impl CutStore {
         Self {
             db,
             queue: Mutex::default(),
+            answered: Condvar::new(),
+            commits: AtomicU64::new(0),
+            records: AtomicU64::new(0),
             #[cfg(test)]
             gate: std::sync::RwLock::default(),
         }
@@ -128,43 +199,124 @@ impl CutStore {
         }
     }
 
+    /// Transactions committed so far, and the records they held.
+    pub fn commits(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Commits what waits, one transaction per group, until nothing waits (on a blocking
-    /// thread).
+    /// thread). Before it takes a group, it waits for the actions of the last commit to answer,
+    /// so that their next records go in the same transaction.
     fn commit_waiting(&self) {
+        let mut queue = self.queue();
         loop {
-            let group = {
-                let mut queue = self.queue();
-                if queue.waiting.is_empty() {
-                    queue.committing = false;
-                    return;
-                }
-                std::mem::take(&mut queue.waiting)
-            };
-            let started = std::time::Instant::now();
-            let result = self.write(&group).map_err(|e| e.to_string());
+            if queue.waiting.is_empty() {
+                queue.committing = false;
+                return;
+            }
+            queue = self.gather(queue);
+            let mut group = std::mem::take(&mut queue.waiting);
+            queue.owed.clear();
+            #[cfg(test)]
+            queue.groups.push(
+                group
+                    .iter()
+                    .map(|w| match w.record {
+                        Record::Cut { sequence, .. } => (w.action.to_string(), sequence),
+                        Record::Reach(upto) => (w.action.to_string(), upto),
+                        Record::Write(_) => (String::new(), 0),
+                    })
+                    .collect(),
+            );
+            drop(queue);
+            let started = Instant::now();
+            let result = self.write(&mut group).map_err(|e| e.to_string());
+            let elapsed = started.elapsed();
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            self.records
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
             tracing::debug!(
                 records = group.len(),
-                elapsed_us = started.elapsed().as_micros() as u64,
+                elapsed_us = elapsed.as_micros() as u64,
                 "batch cuts committed"
             );
-            for waiting in group {
-                let _ = waiting.done.send(result.clone());
+            queue = self.queue();
+            queue.last_commit = elapsed;
+            // Owed before they learn their records are durable: an answer is never missed.
+            // One whose next record already waits has answered; a checkpoint owes nothing.
+            for w in group
+                .iter()
+                .filter(|w| !matches!(w.record, Record::Write(_)))
+            {
+                let key = (Arc::clone(&w.rule), Arc::clone(&w.action));
+                let queued = queue
+                    .waiting
+                    .iter()
+                    .any(|q| q.rule == key.0 && q.action == key.1);
+                if !queued && !queue.owed.contains(&key) {
+                    queue.owed.push(key);
+                }
             }
+            drop(queue);
+            for waiting in group {
+                waiting.done.send(result.clone());
+            }
+            queue = self.queue();
         }
     }
 
-    fn write(&self, group: &[Waiting]) -> Result<(), redb::Error> {
+    /// Waits until every action owed an answer has answered, or as long as the last commit
+    /// took (at most [`MAX_GATHER`]).
+    fn gather<'a>(
+        &self,
+        mut queue: std::sync::MutexGuard<'a, Queue>,
+    ) -> std::sync::MutexGuard<'a, Queue> {
+        let bound = queue.last_commit.min(MAX_GATHER);
+        #[cfg(test)]
+        let bound = queue.gather.unwrap_or(bound);
+        let deadline = Instant::now() + bound;
+        while !queue.owed.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            if left.is_zero() {
+                break;
+            }
+            queue = match self.answered.wait_timeout(queue, left) {
+                Ok((queue, _)) => queue,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        queue
+    }
+
+    /// Tests: how long the committer waits for the actions of the last commit.
+    #[cfg(test)]
+    pub(crate) fn gather_for(&self, bound: Duration) {
+        self.queue().gather = Some(bound);
+    }
+
+    /// Tests: what each commit held, (action, sequence number) per record.
+    #[cfg(test)]
+    pub(crate) fn groups(&self) -> Vec<Vec<(String, u64)>> {
+        self.queue().groups.clone()
+    }
+
+    fn write(&self, group: &mut [Waiting]) -> Result<(), redb::Error> {
         #[cfg(test)]
         let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let txn = self.db.begin_write()?;
         {
             let mut cuts = txn.open_table(CUTS)?;
             let mut reach = txn.open_table(REACH)?;
-            for w in group {
+            for w in group.iter() {
                 match w.record {
                     Record::Cut { sequence, size } => {
                         cuts.insert((&*w.rule, &*w.action, sequence), size)?;
@@ -172,11 +324,54 @@ impl CutStore {
                     Record::Reach(upto) => {
                         reach.insert((&*w.rule, &*w.action), upto)?;
                     }
+                    Record::Write(_) => {}
                 }
+            }
+        }
+        for w in group.iter_mut() {
+            if let Record::Write(job) = &mut w.record
+                && let Some(job) = job.take()
+            {
+                job(&txn)?;
             }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Makes `job`'s write (a checkpoint of rule `rule`) in the next group commit, beside the
+    /// records waiting, and returns once it is durable. Blocks: called on a blocking thread
+    /// (outside a tokio runtime, it commits the group itself when no commit is running).
+    pub(crate) fn write_blocking(
+        self: &Arc<Self>,
+        rule: &str,
+        job: WriteJob,
+    ) -> Result<(), String> {
+        let (done, committed) = std::sync::mpsc::sync_channel(1);
+        let lead = {
+            let mut queue = self.queue();
+            queue.waiting.push(Waiting {
+                rule: Arc::from(rule),
+                action: Arc::from(""),
+                record: Record::Write(Some(job)),
+                done: Done::Thread(done),
+            });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            match tokio::runtime::Handle::try_current() {
+                // The committer's loop goes on while records come: not on the caller's thread.
+                Ok(runtime) => {
+                    let store = Arc::clone(self);
+                    runtime.spawn_blocking(move || store.commit_waiting());
+                }
+                Err(_) => self.commit_waiting(),
+            }
+        }
+        committed
+            .recv()
+            .map_err(|_| "the group commit stopped".to_string())
+            .and_then(|result| result)
     }
 }
 
@@ -289,6 +484,12 @@ impl CutLog {
         self.store.gate.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The store the cuts are committed to.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Arc<CutStore> {
+        &self.store
+    }
+
     /// Records that batch `sequence` was cut at `size` payloads; durable when this returns.
     pub async fn record(&self, sequence: u64, size: u64) -> Result<(), String> {
         self.start_record(sequence, size).await
@@ -310,7 +511,19 @@ impl CutLog {
     }
 
     async fn commit(&self, record: Record) -> Result<(), String> {
-        self.start(record).await
+        let outcome = self.start(record).await;
+        // The caller goes on with no record to queue now.
+        self.pass();
+        outcome
+    }
+
+    /// Tells the committer that this action, having learnt that its records are durable, has
+    /// no record to queue now: the next commit need not wait for it.
+    pub fn pass(&self) {
+        let mut queue = self.store.queue();
+        if queue.answered(&self.rule, &self.action) {
+            self.store.answered.notify_all();
+        }
     }
 
     fn start(&self, record: Record) -> Durable {
@@ -321,8 +534,11 @@ impl CutLog {
                 rule: Arc::clone(&self.rule),
                 action: Arc::clone(&self.action),
                 record,
-                done,
+                done: Done::Task(done),
             });
+            if queue.answered(&self.rule, &self.action) {
+                self.store.answered.notify_all();
+            }
             !std::mem::replace(&mut queue.committing, true)
         };
         if lead {
@@ -373,6 +589,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::create(dir.path().join("c.redb")).unwrap());
         (dir, Arc::new(CutStore::new(db)))
+    }
+
+    /// The committer waits for the action its last commit answered: a record that waited
+    /// behind that commit goes with the action's next record rather than alone (the two
+    /// actions' records would alternate, one per commit); an action that passes is not waited
+    /// for.
+    #[tokio::test]
+    async fn a_record_waiting_behind_a_commit_shares_the_next_one_with_the_answer_of_its_action() {
+        let (_dir, store) = store();
+        // However long the machine takes to run this task, the committer waits for it.
+        store.gather_for(Duration::from_secs(60));
+        let a = store.log("r", "a");
+        let b = store.log("r", "b");
+        let gate = a.hold_commits();
+        let a1 = a.start_record(1, 10);
+        while store.groups().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let b1 = b.start_record(1, 20);
+        drop(gate);
+        a1.await.unwrap();
+        // However late a's answer comes, b1 waits for it.
+        std::thread::sleep(Duration::from_millis(20));
+        let a2 = a.start_record(2, 30);
+        let (b1, a2) = tokio::join!(b1, a2);
+        b1.unwrap();
+        a2.unwrap();
+        let record = |action: &str, sequence| (action.to_string(), sequence);
+        assert_eq!(
+            store.groups(),
+            vec![vec![record("a", 1)], vec![record("b", 1), record("a", 2)]]
+        );
+        assert_eq!(store.commits(), (2, 3));
+        // b has nothing to cut now: a's next record is not held for it.
+        b.pass();
+        let started = Instant::now();
+        a.start_record(3, 1).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(store.groups().len(), 3);
+        assert_eq!(
+            a.resume(Some(1)).unwrap().cuts,
+            BTreeMap::from([(1, 10), (2, 30), (3, 1)])
+        );
+        assert_eq!(b.resume(Some(1)).unwrap().cuts, BTreeMap::from([(1, 20)]));
+    }
+
+    /// A checkpoint goes in the group commit of the records waiting, and drops the cuts it
+    /// covers there.
+    #[tokio::test]
+    async fn a_checkpoint_shares_the_commit_of_the_records_waiting() {
+        let (_dir, store) = store();
+        let a = store.log("r", "a");
+        let gate = a.hold_commits();
+        let a1 = a.start_record(1, 10);
+        while store.groups().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let a2 = a.start_record(2, 20);
+        let writer = Arc::clone(&store);
+        let checkpoint = tokio::task::spawn_blocking(move || {
+            writer.write_blocking("r", Box::new(|txn| drop_covered(txn, "r", "a", 2)))
+        });
+        // The checkpoint waits behind the held commit, beside a2.
+        while store.queue().waiting.len() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(gate);
+        a1.await.unwrap();
+        a2.await.unwrap();
+        checkpoint.await.unwrap().unwrap();
+        assert_eq!(store.commits(), (2, 3));
+        assert_eq!(
+            a.resume(Some(2)).unwrap().cuts,
+            BTreeMap::from([(2, 20)]),
+            "the checkpoint dropped a1"
+        );
     }
 
     #[tokio::test]

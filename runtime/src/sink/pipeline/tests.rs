@@ -566,12 +566,23 @@ impl OnceAction {
         resume: Option<&ActionCheckpoint>,
         sink: FakeSink,
     ) -> Self {
+        Self::start_as(store, "fake_0", props, resume, sink)
+    }
+
+    /// [`Self::start`] for the action named `name` of the rule.
+    fn start_as(
+        store: &CheckpointStore,
+        name: &str,
+        props: serde_json::Value,
+        resume: Option<&ActionCheckpoint>,
+        sink: FakeSink,
+    ) -> Self {
         let (common, _) = props::split(props.as_object().expect("props are an object"))
             .expect("the props are valid");
         let metrics = Arc::new(ActionMetrics::default());
         let sequencer = Arc::new(crate::sink::sequence::Sequencer::fresh());
         let mut pending = crate::sink::Batch::new();
-        let cuts = store.cut_log("rule", "fake_0");
+        let cuts = store.cut_log("rule", name);
         let replay = cuts
             .resume(resume.map(|from| from.next_sequence))
             .expect("the cuts are readable");
@@ -586,8 +597,10 @@ impl OnceAction {
         }
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
+        let mut action = fake_action(common, &metrics);
+        action.name = Arc::from(name);
         let started = StartedAction {
-            action: fake_action(common, &metrics),
+            action,
             connectors: vec![sink.connector()],
             cache: None,
             sequencer,
@@ -1012,6 +1025,107 @@ async fn under_qos_2_a_kill_while_a_record_commits_and_the_next_batch_fills_repl
     drop(killed);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(uncommitted);
+}
+
+/// Two actions of a run record their cuts in one store. Left to themselves their records would
+/// alternate, one per commit (one action's record commits while the other's waits); the
+/// committer waits for the action its last commit answered, so the waiting record and that
+/// action's next share a commit. Killed while both batches of that commit hang in their sinks,
+/// a restart cuts each action's batches again as recorded: every row is written once.
+#[tokio::test(start_paused = true)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the guard holds the commits of a blocking thread, not this task"
+)]
+async fn under_qos_2_two_actions_records_share_a_commit_and_a_kill_before_delivery_replays_both() {
+    let (dir, store) = checkpoint_store("grouped");
+    let log = store.cut_log("rule", "a");
+    // However long the machine takes to wake an action, the committer waits for its answer.
+    log.store().gather_for(Duration::from_secs(60));
+    let hang = || Step::Slow(Duration::from_secs(3600));
+    let a = OnceAction::start_as(
+        &store,
+        "a",
+        json!({}),
+        None,
+        FakeSink::new([Step::Ok], hang()),
+    );
+    let b = OnceAction::start_as(&store, "b", json!({}), None, FakeSink::new([], hang()));
+    a.send(barrier()).await;
+    b.send(barrier()).await;
+    tokio::time::sleep(10 * MS).await;
+    let settle = || async {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let gate = log.hold_commits();
+    // Batch a1's record commits (held); b1's waits behind it; a's next rows wait meanwhile.
+    a.send(rows(0..2)).await;
+    while log.store().groups().is_empty() {
+        settle().await;
+        std::thread::sleep(MS);
+    }
+    b.send(rows(10..13)).await;
+    settle().await;
+    a.send(rows(2..5)).await;
+    settle().await;
+    assert_eq!(a.metrics.records_in.get(), 5);
+    drop(gate);
+    tokio::time::sleep(10 * MS).await;
+    // Later rows: batches cut and recorded behind the hung ones.
+    a.send(rows(5..7)).await;
+    b.send(rows(13..15)).await;
+    tokio::time::sleep(10 * MS).await;
+    let groups = log.store().groups();
+    let record = |action: &str, sequence| (action.to_string(), sequence);
+    assert_eq!(
+        groups[..2],
+        [vec![record("a", 1)], vec![record("b", 1), record("a", 2)]],
+        "b1 waited for a's next record: {groups:?}"
+    );
+    let (calls_a, states_a) = a.kill().await;
+    let (calls_b, states_b) = b.kill().await;
+    assert_eq!(
+        calls_a,
+        vec![(1, payloads(0..2)), (2, payloads(2..5))],
+        "a2 hangs in the sink"
+    );
+    assert_eq!(calls_b, vec![(1, payloads(10..13))], "b1 hangs in the sink");
+    let at_a = states_a.first().cloned().expect("a's barrier");
+    let at_b = states_b.first().cloned().expect("b's barrier");
+    checkpointed(&store, &at_a);
+    checkpointed(&store, &at_b);
+    // The restart reads every row at once: each action cuts its recorded batches again, under
+    // their numbers, then the rest.
+    let a = OnceAction::start_as(
+        &store,
+        "a",
+        json!({}),
+        Some(&at_a),
+        FakeSink::new([], Step::Ok),
+    );
+    let b = OnceAction::start_as(
+        &store,
+        "b",
+        json!({}),
+        Some(&at_b),
+        FakeSink::new([], Step::Ok),
+    );
+    a.send(rows(0..8)).await;
+    b.send(rows(10..16)).await;
+    let (again_a, _) = a.finish().await;
+    let (again_b, _) = b.finish().await;
+    assert_eq!(again_a[..2], calls_a[..]);
+    assert_eq!(again_b[..1], calls_b[..]);
+    let once = |again: &[(u64, Vec<String>)], expected: Vec<String>| {
+        let written: Vec<String> = again.iter().flat_map(|(_, p)| p.clone()).collect();
+        assert_eq!(written, expected);
+    };
+    once(&again_a, payloads(0..8));
+    once(&again_b, payloads(10..16));
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A checkpoint drops the cuts it covers: a restart from a later checkpoint replays only those

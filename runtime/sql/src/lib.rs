@@ -69,7 +69,7 @@ pub use analytic::{AnalyticCall, AnalyticFunc, CallState, ChangedCols, Hits};
 pub use dialect::EkuiperDialect;
 pub use expr::{BinOp, Column, EvalCtx, EvalError, Expr, UnaryOp};
 pub use interrupt::Interrupt;
-pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, Source};
+pub use query::{Join, JoinKind, Projection, ProjectionItem, Query, RowNumberOver, Source};
 pub use reads::FieldsRead;
 pub use run::{FunctionState, Lookup, LookupKey, Outcome, QueryRunner, StageInput, Tuple, Unsent};
 pub use window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator, WindowSpec, unit_ms};
@@ -295,6 +295,8 @@ struct Compiler<'a> {
     stateful: Option<String>,
     /// The names of the SELECT items that are `row_number()`.
     row_numbers: Vec<Arc<str>>,
+    /// The `OVER` of a `row_number()`, if it has one.
+    row_number_over: Option<RowNumberOver>,
     /// The indexes of the SELECT items marked `INVISIBLE`: computed, not sent.
     invisible: Vec<usize>,
     /// The rule the statement is compiled for, if any.
@@ -325,6 +327,7 @@ impl<'a> Compiler<'a> {
             agg_hits: false,
             stateful: None,
             row_numbers: Vec::new(),
+            row_number_over: None,
             invisible: Vec::new(),
             rule: None,
             sleeps: false,
@@ -657,6 +660,7 @@ impl<'a> Compiler<'a> {
             agg_hits: false,
             stateful: None,
             row_numbers: std::mem::take(&mut self.row_numbers),
+            row_number_over: self.row_number_over.take(),
             sleeps: false,
         })
     }
@@ -983,14 +987,56 @@ impl<'a> Compiler<'a> {
             ));
         }
         // eKuiper's `row_number() OVER (PARTITION BY ... ORDER BY ...)` numbers each
-        // partition in its own order; Oort numbers the whole result, so it refuses the clause
-        // rather than ignore it.
-        if f.over.is_some() {
-            return Err(SqlError::at(
-                f.name.span(),
-                "`row_number() OVER (...)` is not supported: row_number() numbers the rows of \
-                 each result in order",
-            ));
+        // partition in its own order. Its window function operators run one after the other,
+        // each reordering the rows; Oort takes one `OVER` per statement.
+        match &f.over {
+            None if self.row_number_over.is_some() => {
+                return Err(SqlError::at(
+                    f.name.span(),
+                    "a statement with `row_number() OVER (...)` takes no other row_number()",
+                ));
+            }
+            None => {}
+            Some(_) if !self.row_numbers.is_empty() => {
+                return Err(SqlError::at(
+                    f.name.span(),
+                    "`row_number() OVER (...)` must be the statement's only row_number()",
+                ));
+            }
+            Some(ast::WindowType::NamedWindow(w)) => {
+                return Err(unsupported(w.span, "a named window in OVER"));
+            }
+            Some(ast::WindowType::WindowSpec(spec)) => {
+                if let Some(w) = &spec.window_name {
+                    return Err(unsupported(w.span, "a named window in OVER"));
+                }
+                if spec.window_frame.is_some() {
+                    return Err(SqlError::at(
+                        f.name.span(),
+                        "`row_number() OVER (...)` takes PARTITION BY and ORDER BY, no frame",
+                    ));
+                }
+                // Evaluated on each row, as WHERE is: no aggregates.
+                let clause = std::mem::replace(&mut self.clause, Clause::Row);
+                let over = (|| {
+                    let partition = spec
+                        .partition_by
+                        .iter()
+                        .map(|e| self.expr(e))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let order = spec
+                        .order_by
+                        .iter()
+                        .map(|o| {
+                            let asc = !matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+                            Ok((self.expr(&o.expr)?, asc))
+                        })
+                        .collect::<Result<Vec<_>, SqlError>>()?;
+                    Ok::<_, SqlError>(RowNumberOver { partition, order })
+                })();
+                self.clause = clause;
+                self.row_number_over = Some(over?);
+            }
         }
         self.row_numbers.push(Arc::clone(&name));
         Ok(ProjectionItem::Expr {

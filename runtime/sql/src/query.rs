@@ -439,8 +439,24 @@ pub struct Query {
     pub stateful: Option<String>,
     /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
     pub row_numbers: Vec<Arc<str>>,
+    /// `row_number() OVER (PARTITION BY ... ORDER BY ...)`: how a result's rows are
+    /// partitioned and ordered before they are numbered.
+    pub row_number_over: Option<RowNumberOver>,
     /// Whether the statement calls `delay`, which sleeps while the rule evaluates it.
     pub sleeps: bool,
+}
+
+/// The `OVER` of `row_number()`, as eKuiper's window function operator applies it to a
+/// window's rows (before `ORDER BY` and the projection): the rows are put in partitions by the
+/// text of their `PARTITION BY` values (Go's `%v` of each, followed by a comma), the partitions
+/// in the order of that text, each sorted by its `ORDER BY` and numbered from 1; with no
+/// `PARTITION BY`, the whole result is sorted and numbered.
+#[derive(Debug, Clone)]
+pub struct RowNumberOver {
+    /// `PARTITION BY` expressions, evaluated on each row before the projection.
+    pub partition: Vec<Expr>,
+    /// `ORDER BY` expressions and whether each is ascending.
+    pub order: Vec<(Expr, bool)>,
 }
 
 impl Query {

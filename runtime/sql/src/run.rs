@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::aggregate::Acc;
 use super::analytic::{self, Augment, CallState, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
-use super::query::{JoinKind, ProjectionItem, Query};
+use super::query::{JoinKind, ProjectionItem, Query, RowNumberOver};
 use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Schema, Value};
@@ -197,6 +197,9 @@ impl Key {
         }
     }
 }
+
+/// A result row with the keys it is sorted by (see `QueryRunner::result_keys`).
+type Keyed = (Vec<Value>, Row);
 
 /// A hash map with a fast (not DoS-resistant) hasher: its keys come from the rule's own data
 /// within one window.
@@ -1777,6 +1780,41 @@ impl QueryRunner {
         self.project_groups(&groups, window, ctx)
     }
 
+    /// The window function stage alone, as eKuiper's window function operator: a window's
+    /// rows (without aggregates) projected, and their `row_number()` items numbered, in
+    /// partitions and orders by `row_number() OVER (...)` when it has one. A row alone is
+    /// numbered 1. Nothing else of the statement runs (no ORDER BY, no LIMIT).
+    pub fn window_function(
+        &self,
+        input: StageInput,
+        window: Option<(i64, i64)>,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Row>, EvalError> {
+        let StageInput::Window(tuples) = input else {
+            return self.project(input, window, ctx);
+        };
+        let mut results = Vec::new();
+        for t in tuples {
+            let t = self.tuple_of(t, window);
+            let keys = self.result_keys(&t, ctx)?;
+            results.extend(
+                self.query
+                    .projection
+                    .apply_set(&t, ctx)?
+                    .into_iter()
+                    .map(|row| (keys.clone(), row)),
+            );
+        }
+        let results = match &self.query.row_number_over {
+            Some(over) => self.number_over(results, over)?,
+            None => {
+                self.number_rows(results.iter_mut().map(|(_, row)| row));
+                results
+            }
+        };
+        Ok(results.into_iter().map(|(_, row)| row).collect())
+    }
+
     /// The projection of each group of a window (or of one row, a group of its own).
     fn project_groups(
         &self,
@@ -2212,6 +2250,73 @@ impl QueryRunner {
         }
     }
 
+    /// The keys a result is sorted by: those of `ORDER BY`, then the `PARTITION BY` and
+    /// `ORDER BY` values of `row_number() OVER (...)`, all evaluated on the row (or group)
+    /// before the projection.
+    fn result_keys<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Value>, EvalError> {
+        let q = &self.query;
+        let over = q.row_number_over.as_ref();
+        let mut keys = Vec::with_capacity(
+            q.order_by.len() + over.map_or(0, |o| o.partition.len() + o.order.len()),
+        );
+        for (e, _) in &q.order_by {
+            keys.push(e.eval(scope, ctx)?);
+        }
+        if let Some(over) = over {
+            for e in &over.partition {
+                keys.push(
+                    e.eval(scope, ctx)
+                        .map_err(|e| e.within("run partition By error: "))?,
+                );
+            }
+            for (e, _) in &over.order {
+                keys.push(e.eval(scope, ctx)?);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// `row_number() OVER (...)` over a result, as eKuiper's window function operator: its
+    /// rows in partitions by the text of their `PARTITION BY` values, the partitions in the
+    /// order of that text, each sorted by the `OVER`'s `ORDER BY` (stable, as `ORDER BY`) and
+    /// numbered from 1. The keys of `ORDER BY` stay first in each result's keys.
+    fn number_over(
+        &self,
+        results: Vec<(Vec<Value>, Row)>,
+        over: &RowNumberOver,
+    ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
+        let first = self.query.order_by.len();
+        let parts = over.partition.len();
+        let mut partitions: BTreeMap<String, Vec<(Vec<Value>, Keyed)>> = BTreeMap::new();
+        for (keys, row) in results {
+            let mut text = String::new();
+            for v in &keys[first..first + parts] {
+                text.push_str(&crate::wording::go_value(v));
+                text.push(',');
+            }
+            let order = keys[first + parts..].to_vec();
+            partitions
+                .entry(text)
+                .or_default()
+                .push((order, (keys, row)));
+        }
+        let ascending: Vec<bool> = over.order.iter().map(|(_, asc)| *asc).collect();
+        let mut out = Vec::new();
+        for (_, mut members) in partitions {
+            if !ascending.is_empty() {
+                sort_results(&mut members, &ascending)?;
+            }
+            let mut rows: Vec<(Vec<Value>, Row)> = members.into_iter().map(|(_, r)| r).collect();
+            self.number_rows(rows.iter_mut().map(|(_, row)| row));
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// One fired window through join, WHERE, grouping, HAVING, ORDER BY, LIMIT and projection.
     fn window_result(
         &self,
@@ -2503,11 +2608,7 @@ impl QueryRunner {
                     tuple: t,
                     agg_hits: q.agg_hits.then_some(&agg_hits),
                 };
-                let keys = q
-                    .order_by
-                    .iter()
-                    .map(|(e, _)| e.eval(&t, ctx))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let keys = self.result_keys(&t, ctx)?;
                 // As in eKuiper, one row that fails its projection fails the whole window.
                 let rows = q.projection.apply_set(&t, ctx)?;
                 results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
@@ -2546,11 +2647,7 @@ impl QueryRunner {
             {
                 continue;
             }
-            let keys = q
-                .order_by
-                .iter()
-                .map(|(e, _)| e.eval(&scope, ctx))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = self.result_keys(&scope, ctx)?;
             for row in q.projection.apply_set(&scope, ctx)? {
                 results.push((keys.clone(), row));
             }
@@ -2561,7 +2658,12 @@ impl QueryRunner {
     /// `row_number()`, ORDER BY and LIMIT, in eKuiper's order.
     fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
-        self.number_rows(results.iter_mut().map(|(_, row)| row));
+        match &q.row_number_over {
+            Some(over) => {
+                results = self.number_over(results, over)?;
+            }
+            None => self.number_rows(results.iter_mut().map(|(_, row)| row)),
+        }
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -3774,13 +3876,23 @@ mod tests {
                 "`row_number` takes no argument",
             ),
             (
-                "SELECT *, row_number() OVER (PARTITION BY a ORDER BY b) FROM s \
+                "SELECT row_number() OVER (ORDER BY a) AS n, row_number() AS m FROM s \
                  GROUP BY COUNTWINDOW(4)",
-                "line 1, column 11: `row_number() OVER (...)` is not supported",
+                "takes no other row_number()",
             ),
             (
-                "SELECT row_number() OVER (ORDER BY b) AS n FROM s GROUP BY COUNTWINDOW(4)",
-                "`row_number() OVER (...)` is not supported",
+                "SELECT row_number() AS m, row_number() OVER (ORDER BY a) AS n FROM s \
+                 GROUP BY COUNTWINDOW(4)",
+                "must be the statement's only row_number()",
+            ),
+            (
+                "SELECT row_number() OVER (ORDER BY a ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) \
+                 FROM s GROUP BY COUNTWINDOW(4)",
+                "takes PARTITION BY and ORDER BY, no frame",
+            ),
+            (
+                "SELECT row_number() OVER (PARTITION BY count(*)) FROM s GROUP BY COUNTWINDOW(4)",
+                "count",
             ),
         ] {
             let err = super::super::compile(sql, &streams)
@@ -3788,6 +3900,48 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
         }
+    }
+
+    #[test]
+    fn row_number_over_numbers_each_partition_in_its_order_as_ekuiper() {
+        // Partitions in the order of their values' text, each sorted by the OVER's ORDER BY
+        // and numbered from 1; the statement's ORDER BY sorts the numbered rows after.
+        let rows = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (PARTITION BY v % 2 ORDER BY v DESC) AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["v=4,n=1 v=2,n=2 v=5,n=1 v=3,n=2 v=1,n=3"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (PARTITION BY v % 2 ORDER BY v DESC) AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY v LIMIT 4",
+                &rows
+            ),
+            ["v=1,n=3 v=2,n=2 v=3,n=2 v=4,n=1"]
+        );
+        // ORDER BY alone: the whole result sorted, then numbered.
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (ORDER BY v DESC) AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(1, 2), (2, 3), (3, 1)]
+            ),
+            ["v=3,n=1 v=2,n=2 v=1,n=3"]
+        );
+        // PARTITION BY alone keeps each partition's rows in window order; partitions go by
+        // text, as eKuiper sorts their keys as strings: "10," before "9,".
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (PARTITION BY v) AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &[(1, 9), (2, 10), (3, 9)]
+            ),
+            ["v=10,n=1 v=9,n=1 v=9,n=2"]
+        );
     }
 
     #[test]

@@ -125,6 +125,8 @@ enum Stage {
     Group,
     /// The joins ([`QueryRunner::join`]).
     Join,
+    /// The window function, `row_number()` ([`QueryRunner::window_function`]).
+    WindowFunc,
 }
 
 /// The Go test files ported, by the name of their JSON file, and the stage each tests.
@@ -140,7 +142,7 @@ const FILES: &[(&str, Stage)] = &[
     ("cols_func", Stage::Project),
     ("analyticfuncs_operator", Stage::Project),
     ("agg_func_operator", Stage::Project),
-    ("windowfunc_operator", Stage::Project),
+    ("windowfunc_operator", Stage::WindowFunc),
     ("join", Stage::Join),
     ("join_multi", Stage::Join),
 ];
@@ -510,6 +512,12 @@ fn run(case: &Json, stage_of: Stage, streams: &Streams) -> Result<Answer, String
         && query.can_send_meta_to_sink();
     let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
     runner.set_send_meta(send_meta);
+    if let Stage::WindowFunc = stage_of {
+        return Ok(match runner.window_function(stage, window, &ctx) {
+            Ok(rows) => Answer::Rows(rows.iter().map(|r| sent_row(r, send_nil)).collect()),
+            Err(e) => Answer::Error(e.sent().to_string()),
+        });
+    }
     if !matches!(stage_of, Stage::Project) {
         // The items the stage keeps or orders: the row, the window's rows or tuples, or its
         // groups, written as the case writes its input.

@@ -289,9 +289,10 @@ impl Drop for Closer {
 /// What a stopped source does with its session: keeps the connection until the rule's last
 /// checkpoint, then writes the acknowledgements of what the last durable checkpoint covers
 /// (PUBACK; for QoS 2 PUBREC, and PUBCOMP once the broker's PUBREL comes) and a DISCONNECT,
-/// and waits for the broker to close the connection, within [`ACKS_AT_STOP`]. Messages that come meanwhile are not read: the broker sends them
-/// again to the next run. What it could not acknowledge the broker sends again too, and the
-/// next run drops (the checkpoint's ledger names them).
+/// and waits for the broker to close the connection, within [`ACKS_AT_STOP`]. Messages that
+/// come meanwhile are not read: the broker sends them again to the next run. What it could not
+/// acknowledge the broker sends again too, and the next run drops (the checkpoint's ledger
+/// names them).
 async fn close(mut session: Session, positions: Arc<Positions>, stream: String) {
     let mut last = positions.watch_last();
     let mut durable = session.durable.take();

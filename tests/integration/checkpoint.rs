@@ -1041,16 +1041,52 @@ fn spawn_subscribed(scratch: &Scratch) -> (Child, std::sync::Arc<std::sync::Mute
 /// message the run did not write, and none that it wrote.
 #[test]
 fn a_sigterm_acknowledges_what_the_last_checkpoint_covers() {
-    stopped_mid_flow_leaves_nothing_written_in_the_session("3.1.1");
+    stopped_mid_flow_leaves_nothing_written_in_the_session("3.1.1", 1);
+}
+
+/// The same with QoS 2 messages: each PUBREC written, the stop waits for the broker's PUBREL
+/// and writes the PUBCOMP before it disconnects.
+#[test]
+fn a_sigterm_completes_the_qos_2_exchanges_of_what_the_last_checkpoint_covers() {
+    stopped_mid_flow_leaves_nothing_written_in_the_session("3.1.1", 2);
 }
 
 /// The same over MQTT 5.
 #[test]
 fn a_sigterm_acknowledges_what_the_last_checkpoint_covers_over_mqtt_5() {
-    stopped_mid_flow_leaves_nothing_written_in_the_session("5");
+    stopped_mid_flow_leaves_nothing_written_in_the_session("5", 1);
 }
 
-fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str) {
+/// Publishes `{"n": 0}` to `{"n": total - 1}` to `in/n` with QoS 2, until the broker completed
+/// every exchange.
+fn publish_qos_2(port: u16, total: usize) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("oort-test-pub-qos2", "127.0.0.1", port);
+    options.set_inflight(1000);
+    let (client, mut connection) = Client::new(options, 1024);
+    std::thread::spawn(move || {
+        for n in 0..total {
+            client
+                .publish("in/n", QoS::ExactlyOnce, false, format!("{{\"n\":{n}}}"))
+                .expect("publishing");
+        }
+    });
+    let mut completed = 0;
+    for event in connection.iter() {
+        match event {
+            Ok(Event::Incoming(Packet::PubComp(_))) => {
+                completed += 1;
+                if completed == total {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("publishing to the broker failed: {e}"),
+        }
+    }
+}
+
+fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str, qos: u8) {
     use oort_tests::broker::{Broker, publish_all};
     use rumqttc::{Client, Event, MqttOptions, Packet};
     let Some(broker) = Broker::start() else {
@@ -1058,15 +1094,19 @@ fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str) {
     };
     const TOTAL: usize = 20_000;
     let scratch = Scratch::new();
-    mqtt_rule(&scratch, &broker, 1, protocol);
+    mqtt_rule(&scratch, &broker, qos, protocol);
     let (mut child, log) = spawn_subscribed(&scratch);
     let port = broker.port;
     let publisher = std::thread::spawn(move || {
-        publish_all(
-            port,
-            "in/n",
-            (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
-        );
+        if qos == 2 {
+            publish_qos_2(port, TOTAL);
+        } else {
+            publish_all(
+                port,
+                "in/n",
+                (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+            );
+        }
     });
     let output = scratch.path().join("out/result.jsonl");
     wait_for("rows written", Duration::from_secs(120), || {

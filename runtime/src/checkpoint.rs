@@ -385,6 +385,10 @@ pub struct Positions {
     durable: tokio::sync::watch::Sender<Position>,
     wanted: Arc<tokio::sync::Notify>,
     ledger: Mutex<AckLedger>,
+    /// Raised once the rule takes no more checkpoints (the last one, at its end, was taken).
+    last: tokio::sync::watch::Sender<bool>,
+    /// What a stopped source left running to acknowledge what the last checkpoint covers.
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Default for Positions {
@@ -401,6 +405,34 @@ impl Positions {
             durable: tokio::sync::watch::Sender::new(Position::default()),
             wanted,
             ledger: Mutex::default(),
+            last: tokio::sync::watch::Sender::new(false),
+            closing: Mutex::default(),
+        }
+    }
+
+    /// The rule takes no more checkpoints: the last durable one is final.
+    pub fn no_more_checkpoints(&self) {
+        self.last.send_replace(true);
+    }
+
+    /// Follows whether the rule takes more checkpoints ([`no_more_checkpoints`](Self::no_more_checkpoints)).
+    pub fn watch_last(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.last.subscribe()
+    }
+
+    /// A stopped source left `task` to acknowledge what the last checkpoint covers.
+    pub fn closing(&self, task: tokio::task::JoinHandle<()>) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Waits for what the stopped source left running ([`closing`](Self::closing)) to end.
+    pub async fn closed(&self) {
+        let tasks = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
         }
     }
 

@@ -1492,6 +1492,15 @@ async fn run_query(
         ticker
     });
     let wanted = checkpointer.as_ref().map(|c| Arc::clone(&c.wanted));
+    // However the query stage ends (its task dropped too), its sources learn that no more
+    // checkpoints come, so a stopped source's session never waits for one.
+    let _last = LastCheckpoint(
+        checkpointer
+            .iter()
+            .flat_map(|c| c.sources.iter().flatten())
+            .map(|(positions, _)| Arc::clone(positions))
+            .collect(),
+    );
     // Late rows already added to `metrics.late`.
     let mut late_counted = 0u64;
     if let Some(checkpointer) = checkpointer.as_mut()
@@ -1696,6 +1705,26 @@ async fn run_query(
         // watermark holds), so that the next run over a grown input or after a stop goes on
         // with them; the positions are where the input ended.
         checkpointer.take(&mut runner, &mut fanout).await;
+        // The last checkpoint: a stopped MQTT source now acknowledges what it covers and
+        // disconnects (bounded by its own limit; the margin covers a task that overran it).
+        let sources: Vec<Arc<Positions>> = checkpointer
+            .sources
+            .iter()
+            .flatten()
+            .map(|(positions, _)| Arc::clone(positions))
+            .collect();
+        let closed = async {
+            for positions in &sources {
+                positions.no_more_checkpoints();
+            }
+            for positions in &sources {
+                positions.closed().await;
+            }
+        };
+        let limit = source::ACKS_AT_STOP + Duration::from_secs(1);
+        if tokio::time::timeout(limit, closed).await.is_err() {
+            tracing::warn!(rule = %fanout.rule, "the sources' acknowledgements at the stop took over {limit:?}: no longer waited for");
+        }
     }
     metrics.late.add(runner.late().saturating_sub(late_counted));
     let unsent = if fire {
@@ -2018,6 +2047,17 @@ fn restore_plan(
         actions,
         first,
     })
+}
+
+/// Tells its sources, when dropped, that their rule takes no more checkpoints.
+struct LastCheckpoint(Vec<Arc<Positions>>);
+
+impl Drop for LastCheckpoint {
+    fn drop(&mut self) {
+        for positions in &self.0 {
+            positions.no_more_checkpoints();
+        }
+    }
 }
 
 /// Takes a rule's checkpoints (see [`crate::checkpoint`]).

@@ -986,3 +986,243 @@ fn ekuiper_table_join_checkpoint_resumes_after_the_checkpointed_rows() {
         ]
     );
 }
+
+/// SIGTERM to `child`; waits for it to end, which must be a success; returns how long it took.
+fn terminate(child: &mut Child, log: &std::sync::Arc<std::sync::Mutex<String>>) -> Duration {
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let status = child.wait().expect("waiting for oort");
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}\n{}", log.lock().unwrap());
+    took
+}
+
+/// Writes an MQTT configuration (`default` section) for `broker` with `qos`, a stream `s` over
+/// topic `in/n`, and rule `rows` (id) writing `n` to the result file under `qos: 1`, whose only
+/// checkpoints are the ones its MQTT source asks for and the one at its stop.
+fn mqtt_rule(scratch: &Scratch, broker: &oort_tests::broker::Broker, qos: u8, protocol: &str) {
+    scratch.write(
+        "etc/mqtt.yaml",
+        &format!(
+            "default:\n  server: \"{}\"\n  qos: {qos}\n  protocolVersion: \"{protocol}\"\n",
+            broker.url()
+        ),
+    );
+    scratch.write(
+        "streams.sql",
+        "CREATE STREAM s (n BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"in/n\");",
+    );
+    write_rule(
+        scratch,
+        "SELECT n FROM s",
+        result_file(),
+        json!({"qos": 1, "checkpointInterval": "600s"}),
+    );
+}
+
+/// Starts rule `rows` over MQTT and waits until its source has subscribed.
+fn spawn_subscribed(scratch: &Scratch) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = spawn(scratch, &["--mqtt-conf", "etc/mqtt.yaml"]);
+    let log = collect_stderr(&mut child);
+    wait_for("the source to subscribe", Duration::from_secs(60), || {
+        log.lock().unwrap().contains("subscribed to")
+    });
+    (child, log)
+}
+
+/// A SIGTERM acknowledges what the rule's last checkpoint covers before the source disconnects:
+/// the broker keeps none of the messages the stopped run wrote in the rule's session. The stop
+/// lands while messages flow (with up to the broker's inflight window of them read and not yet
+/// acknowledged); then a client taking over the rule's persistent session must get every
+/// message the run did not write, and none that it wrote.
+#[test]
+fn a_sigterm_acknowledges_what_the_last_checkpoint_covers() {
+    stopped_mid_flow_leaves_nothing_written_in_the_session("3.1.1", 1);
+}
+
+/// The same with QoS 2 messages: each PUBREC written, the stop waits for the broker's PUBREL
+/// and writes the PUBCOMP before it disconnects.
+#[test]
+fn a_sigterm_completes_the_qos_2_exchanges_of_what_the_last_checkpoint_covers() {
+    stopped_mid_flow_leaves_nothing_written_in_the_session("3.1.1", 2);
+}
+
+/// The same over MQTT 5.
+#[test]
+fn a_sigterm_acknowledges_what_the_last_checkpoint_covers_over_mqtt_5() {
+    stopped_mid_flow_leaves_nothing_written_in_the_session("5", 1);
+}
+
+/// Publishes `{"n": 0}` to `{"n": total - 1}` to `in/n` with QoS 2, until the broker completed
+/// every exchange.
+fn publish_qos_2(port: u16, total: usize) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("oort-test-pub-qos2", "127.0.0.1", port);
+    options.set_inflight(1000);
+    let (client, mut connection) = Client::new(options, 1024);
+    std::thread::spawn(move || {
+        for n in 0..total {
+            client
+                .publish("in/n", QoS::ExactlyOnce, false, format!("{{\"n\":{n}}}"))
+                .expect("publishing");
+        }
+    });
+    let mut completed = 0;
+    for event in connection.iter() {
+        match event {
+            Ok(Event::Incoming(Packet::PubComp(_))) => {
+                completed += 1;
+                if completed == total {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("publishing to the broker failed: {e}"),
+        }
+    }
+}
+
+fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str, qos: u8) {
+    use oort_tests::broker::{Broker, publish_all};
+    use rumqttc::{Client, Event, MqttOptions, Packet};
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    const TOTAL: usize = 20_000;
+    let scratch = Scratch::new();
+    mqtt_rule(&scratch, &broker, qos, protocol);
+    let (mut child, log) = spawn_subscribed(&scratch);
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        if qos == 2 {
+            publish_qos_2(port, TOTAL);
+        } else {
+            publish_all(
+                port,
+                "in/n",
+                (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+            );
+        }
+    });
+    let output = scratch.path().join("out/result.jsonl");
+    wait_for("rows written", Duration::from_secs(120), || {
+        lines_in(&output) >= 2_000
+    });
+    terminate(&mut child, &log);
+    let log = log.lock().unwrap().clone();
+    publisher.join().expect("the publisher");
+    let (seen, bad) = counted(&scratch, TOTAL);
+    assert!(bad.is_empty(), "bad lines {:?}", &bad[..bad.len().min(3)]);
+    let written = seen.iter().filter(|&&c| c > 0).count();
+    assert!(
+        written < TOTAL,
+        "the stop landed after every message was written"
+    );
+
+    // The rule's session, taken over: what it holds comes now (sent again first).
+    let mut options = MqttOptions::new("oort-rows-s", "127.0.0.1", port);
+    options.set_clean_session(false);
+    options.set_max_packet_size(16 << 20, 16 << 20);
+    let (client, mut connection) = Client::new(options, 64);
+    let mut got = vec![0u32; TOTAL];
+    let mut missing = TOTAL - written;
+    let started = std::time::Instant::now();
+    let mut resumed = None;
+    while missing > 0 && started.elapsed() < Duration::from_secs(60) {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => resumed = Some(ack.session_present),
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let row: Value = serde_json::from_slice(&p.payload).expect("a payload");
+                let n = row["n"].as_u64().expect("n") as usize;
+                if seen[n] == 0 && got[n] == 0 {
+                    missing -= 1;
+                }
+                got[n] += 1;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("the session's client: {e}"),
+        }
+    }
+    let _ = client.try_disconnect();
+    assert_eq!(resumed, Some(true), "the rule's session was not kept");
+    let again: Vec<usize> = (0..TOTAL).filter(|&n| seen[n] > 0 && got[n] > 0).collect();
+    let lost: Vec<usize> = (0..TOTAL)
+        .filter(|&n| seen[n] == 0 && got[n] == 0)
+        .collect();
+    eprintln!(
+        "written before the stop: {written}; left in the session: {}; sent again: {}",
+        TOTAL - written,
+        again.len()
+    );
+    assert!(
+        again.is_empty() && lost.is_empty(),
+        "{} messages the stopped run wrote were still in its session (first {:?}); {} lost \
+         (first {:?})\n{log}",
+        again.len(),
+        &again[..again.len().min(5)],
+        lost.len(),
+        &lost[..lost.len().min(5)],
+    );
+    assert!(
+        log.contains("stopped: the messages the last checkpoint covers are acknowledged"),
+        "{log}"
+    );
+}
+
+/// A stop while the broker holds the connection open and answers nothing (paused with SIGSTOP)
+/// does not wait on it past the acknowledgements' limit (2 s), and says how many
+/// acknowledgements were not sent. Under QoS 2 a PUBREC waits for the broker's PUBREL: none
+/// comes.
+#[test]
+fn a_stop_with_the_broker_hung_ends_within_the_acknowledgement_limit() {
+    use oort_tests::broker::Broker;
+    use rumqttc::{Client, MqttOptions, QoS};
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    mqtt_rule(&scratch, &broker, 2, "3.1.1");
+    let (mut child, log) = spawn_subscribed(&scratch);
+    let mut options = MqttOptions::new("oort-test-pub-qos2", "127.0.0.1", broker.port);
+    options.set_inflight(100);
+    let (client, mut connection) = Client::new(options, 1024);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    std::thread::spawn(move || {
+        for n in 0..1_000_000 {
+            if client
+                .publish("in/n", QoS::ExactlyOnce, false, format!("{{\"n\":{n}}}"))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let output = scratch.path().join("out/result.jsonl");
+    wait_for("rows written", Duration::from_secs(120), || {
+        lines_in(&output) >= 500
+    });
+    let pid = broker.pid().expect("the broker runs").to_string();
+    let paused = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill -STOP");
+    assert!(paused.success());
+    let took = terminate(&mut child, &log);
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    let log = log.lock().unwrap().clone();
+    eprintln!("the stop took {took:?}");
+    assert!(
+        log.contains("acknowledgements of messages the last checkpoint covers not sent within 2s"),
+        "{log}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop took {took:?} with the broker hung\n{log}"
+    );
+}

@@ -123,6 +123,12 @@ impl Broker {
         }
     }
 
+    /// The mosquitto process's id while it runs (to pause it with SIGSTOP: a broker that holds
+    /// its connections open and answers nothing).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `tcp://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)

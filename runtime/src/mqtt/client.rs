@@ -55,6 +55,11 @@ pub enum Ev {
     Sent(u16),
     /// An unsubscription was written, with this packet id.
     UnsubscribeSent(u16),
+    /// The acknowledgement of a received message (PUBACK, or PUBREC for QoS 2) was written to
+    /// the broker, with the message's packet id.
+    AckSent(u16),
+    /// The PUBCOMP ending a received QoS 2 message's exchange was written, with its packet id.
+    CompSent(u16),
     /// The broker answered the unsubscription with this packet id.
     Unsubscribed(u16),
     /// The broker acknowledged the publish with this packet id (PUBACK, or PUBCOMP for QoS 2).
@@ -88,6 +93,24 @@ fn qos5(qos: QoS) -> QoS5 {
         QoS::AtMostOnce => QoS5::AtMostOnce,
         QoS::AtLeastOnce => QoS5::AtLeastOnce,
         QoS::ExactlyOnce => QoS5::ExactlyOnce,
+    }
+}
+
+impl Ack {
+    /// The packet id of the message it acknowledges.
+    pub fn id(&self) -> u16 {
+        match self {
+            Self::V4(p) => p.pkid,
+            Self::V5(p) => p.pkid,
+        }
+    }
+
+    /// Whether the message came with QoS 2 (its PUBREC is answered by a PUBREL, then PUBCOMP).
+    pub fn exactly_once(&self) -> bool {
+        match self {
+            Self::V4(p) => p.qos == QoS::ExactlyOnce,
+            Self::V5(p) => p.qos == QoS5::ExactlyOnce,
+        }
     }
 }
 
@@ -156,6 +179,15 @@ impl Client {
         }
     }
 
+    /// Queues a DISCONNECT without waiting (after every request queued before it); false when
+    /// the request queue is full.
+    pub fn try_disconnect(&self) -> bool {
+        match self {
+            Self::V4(c) => c.try_disconnect().is_ok(),
+            Self::V5(c) => c.try_disconnect().is_ok(),
+        }
+    }
+
     /// Ends the session cleanly.
     pub async fn disconnect(&self) {
         let _ = match self {
@@ -195,6 +227,10 @@ impl Events {
                     | rumqttc::Event::Outgoing(Outgoing::Disconnect) => Ev::Disconnected,
                     rumqttc::Event::Outgoing(Outgoing::Publish(id)) => Ev::Sent(id),
                     rumqttc::Event::Outgoing(Outgoing::Unsubscribe(id)) => Ev::UnsubscribeSent(id),
+                    rumqttc::Event::Outgoing(Outgoing::PubAck(id) | Outgoing::PubRec(id)) => {
+                        Ev::AckSent(id)
+                    }
+                    rumqttc::Event::Outgoing(Outgoing::PubComp(id)) => Ev::CompSent(id),
                     rumqttc::Event::Incoming(Packet::UnsubAck(ack)) => Ev::Unsubscribed(ack.pkid),
                     _ => Ev::Other,
                 })
@@ -248,6 +284,10 @@ impl Events {
                     rumqttc::v5::Event::Outgoing(Outgoing::Unsubscribe(id)) => {
                         Ev::UnsubscribeSent(id)
                     }
+                    rumqttc::v5::Event::Outgoing(Outgoing::PubAck(id) | Outgoing::PubRec(id)) => {
+                        Ev::AckSent(id)
+                    }
+                    rumqttc::v5::Event::Outgoing(Outgoing::PubComp(id)) => Ev::CompSent(id),
                     rumqttc::v5::Event::Incoming(Packet5::UnsubAck(ack)) => {
                         Ev::Unsubscribed(ack.pkid)
                     }

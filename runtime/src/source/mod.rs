@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 pub use crate::mqtt::{MqttConf, MqttSettings};
 pub use decode::{DecodeError, Decoder};
 pub use memory::MemoryBus;
+pub(crate) use mqtt::ACKS_AT_STOP;
 pub use shared::SharedSources;
 
 use crate::checkpoint::{Position, Positions};

@@ -21,8 +21,12 @@
 //! packets in order, so the answer proves the acknowledgements before it were processed. A
 //! message the broker sends again that the ledger holds is dropped (and acknowledged), not read
 //! twice, and counted (`redelivered_dropped` in the summary).
+//!
+//! At a stop the source's task is cancelled, and its session passes to [`close`]: once the
+//! rule's last checkpoint is taken it acknowledges what that checkpoint covers, disconnects and
+//! waits for the broker to close the connection, within [`ACKS_AT_STOP`]; the rule waits for it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +106,10 @@ struct Unacked {
     waiting: VecDeque<(u64, Ack)>,
     /// Where the last durable checkpoint is: messages up to it may be acknowledged.
     durable: u64,
+    /// The QoS 2 messages whose PUBREC was queued and whose PUBCOMP was not written yet (the
+    /// broker's PUBREL comes between), by packet id: a stop waits for them, as a PUBREL that
+    /// comes to the next connection would be one the client never knew of.
+    open: HashSet<u16>,
 }
 
 impl Unacked {
@@ -116,6 +124,9 @@ impl Unacked {
             }
             if let Some(ledger) = ledger.as_mut() {
                 ledger.ack_sent(*at);
+            }
+            if ack.exactly_once() {
+                self.open.insert(ack.id());
             }
             self.waiting.pop_front();
         }
@@ -191,10 +202,9 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
     let def = &ctx.def;
     let settings = conf.settings(def.options.conf_key.as_deref())?;
     let qos = settings.qos(1)?;
-    let filter = def.options.datasource.clone();
     // Checkpoints (a rule with qos 1 or 2): a persistent session, acknowledged after them.
     let persistent = ctx.positions.is_some() && qos != rumqttc::QoS::AtMostOnce;
-    let (client, mut events) = if persistent {
+    let (client, events) = if persistent {
         let id = mqtt::session_client_id(&ctx.rule, &def.name);
         settings.session_client(&id, &conf.base_dir(), 4096, true)?
     } else {
@@ -204,15 +214,253 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
         .server
         .clone()
         .unwrap_or_else(|| mqtt::DEFAULT_SERVER.into());
-    let mut out = Emitter::new(ctx, tx);
-    let mut read = ctx.resume.map_or(0, |p| p.records);
-    let mut durable = persistent
+    let read = ctx.resume.map_or(0, |p| p.records);
+    let durable = persistent
         .then(|| ctx.positions.as_ref().map(|p| p.watch_durable()))
         .flatten();
-    let mut unacked = Unacked {
-        waiting: VecDeque::new(),
-        durable: read,
+    let mut guard = Closer {
+        session: Some(Session {
+            client,
+            events,
+            unacked: Unacked {
+                waiting: VecDeque::new(),
+                durable: read,
+                open: HashSet::new(),
+            },
+            durable,
+            connected: false,
+        }),
+        positions: ctx.positions.clone().filter(|_| persistent),
+        stream: def.name.to_string(),
     };
+    let Some(session) = guard.session.as_mut() else {
+        return Ok(());
+    };
+    let result = pump(ctx, tx, session, qos, &server, persistent, read).await;
+    if result.is_err() {
+        // A failed source is started again (or the rule stops) from the last checkpoint: what
+        // this connection leaves unacknowledged the broker sends again, and the ledger drops.
+        guard.session = None;
+    }
+    if !persistent && let Some(session) = guard.session.take() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), session.client.disconnect()).await;
+    }
+    // With a persistent session, dropping the guard hands the session over to acknowledge
+    // what the rule's last checkpoint covers.
+    result
+}
+
+/// How long a stopped source, once the rule's last checkpoint is durable, takes at most to
+/// write the acknowledgements it allows and its DISCONNECT to the broker.
+pub(crate) const ACKS_AT_STOP: Duration = Duration::from_secs(2);
+
+/// The connection and what waits on it to be acknowledged.
+struct Session {
+    client: Client,
+    events: mqtt::Events,
+    unacked: Unacked,
+    /// Follows the last durable checkpoint (with a persistent session).
+    durable: Option<watch::Receiver<Position>>,
+    connected: bool,
+}
+
+/// Owns a persistent session while the source reads: when the source stops (its task
+/// cancelled at a stop of the run or the rule, or its rows no longer wanted), hands the session
+/// over to [`close`], which the rule waits for after its last checkpoint.
+struct Closer {
+    session: Option<Session>,
+    positions: Option<Arc<Positions>>,
+    stream: String,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        let (Some(session), Some(positions)) = (self.session.take(), self.positions.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let stream = std::mem::take(&mut self.stream);
+            let task = runtime.spawn(close(session, Arc::clone(&positions), stream));
+            positions.closing(task);
+        }
+    }
+}
+
+/// What a stopped source does with its session: keeps the connection until the rule's last
+/// checkpoint, then writes the acknowledgements of what the last durable checkpoint covers
+/// (PUBACK; for QoS 2 PUBREC, and PUBCOMP once the broker's PUBREL comes) and a DISCONNECT,
+/// and waits for the broker to close the connection, within [`ACKS_AT_STOP`]. Messages that
+/// come meanwhile are not read: the broker sends them again to the next run. What it could not
+/// acknowledge the broker sends again too, and the next run drops (the checkpoint's ledger
+/// names them).
+async fn close(mut session: Session, positions: Arc<Positions>, stream: String) {
+    let mut last = positions.watch_last();
+    let mut durable = session.durable.take();
+    let mut failures = 0u32;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let events = &mut session.events;
+        let poll = async {
+            if let Some(at) = retry_at {
+                tokio::time::sleep_until(at).await;
+            }
+            events.poll().await
+        };
+        tokio::select! {
+            _ = last.wait_for(|last| *last) => break,
+            at = durable_changed(&mut durable) => {
+                if let Some(at) = at {
+                    session.unacked.durable = session.unacked.durable.max(at.records);
+                }
+            }
+            event = poll => {
+                retry_at = None;
+                match event {
+                    Ok(Ev::ConnAck { resumed }) => {
+                        failures = 0;
+                        session.connected = true;
+                        if !resumed {
+                            session.unacked.waiting.clear();
+                            session.unacked.open.clear();
+                        }
+                    }
+                    Ok(Ev::CompSent(id)) => {
+                        session.unacked.open.remove(&id);
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        session.connected = false;
+                        failures += 1;
+                        retry_at = Some(tokio::time::Instant::now() + mqtt::backoff(failures));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(durable) = &durable {
+        session.unacked.durable = session.unacked.durable.max(durable.borrow().records);
+    }
+    let covered = |session: &Session| {
+        let durable = session.unacked.durable;
+        session
+            .unacked
+            .waiting
+            .iter()
+            .take_while(|(at, _)| *at <= durable)
+            .count()
+    };
+    let total = covered(&session);
+    // Acknowledgements queued, not yet seen written, by packet id.
+    let mut pending: Vec<u16> = Vec::new();
+    let mut disconnecting = false;
+    let mut disconnected = false;
+    let flushed = tokio::time::timeout(ACKS_AT_STOP, async {
+        // A connection that failed before is tried once more: a kept session takes them.
+        loop {
+            if session.connected {
+                let durable = session.unacked.durable;
+                while let Some((at, ack)) = session.unacked.waiting.front() {
+                    if *at > durable || !session.client.try_ack(ack) {
+                        break;
+                    }
+                    positions.ledger().ack_sent(*at);
+                    pending.push(ack.id());
+                    if ack.exactly_once() {
+                        session.unacked.open.insert(ack.id());
+                    }
+                    session.unacked.waiting.pop_front();
+                }
+                if !disconnecting
+                    && pending.is_empty()
+                    && session.unacked.open.is_empty()
+                    && covered(&session) == 0
+                {
+                    disconnecting = session.client.try_disconnect();
+                }
+            }
+            match session.events.poll().await {
+                Ok(Ev::ConnAck { resumed }) => {
+                    session.connected = true;
+                    if !resumed {
+                        // A new session: the broker forgot those messages, nothing to send.
+                        session.unacked.waiting.clear();
+                        session.unacked.open.clear();
+                        pending.clear();
+                    }
+                }
+                Ok(Ev::AckSent(id)) => {
+                    if let Some(i) = pending.iter().position(|p| *p == id) {
+                        pending.remove(i);
+                    }
+                }
+                Ok(Ev::CompSent(id)) => {
+                    session.unacked.open.remove(&id);
+                }
+                // Written: the broker closes the connection once it has processed what came
+                // before. Until then the source reads on (what comes is not read, and sent
+                // again next run): a socket closed with unread input is reset, and a reset can
+                // discard what the broker had not yet processed.
+                Ok(Ev::Disconnected) if disconnecting => disconnected = true,
+                Ok(_) => {}
+                Err(_) if disconnected => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    // Not written, or (QoS 2) written without the exchange completed.
+    let open = &session.unacked.open;
+    let unsent =
+        open.len() + pending.iter().filter(|id| !open.contains(id)).count() + covered(&session);
+    match flushed {
+        Ok(Ok(())) => tracing::info!(
+            stream = %stream,
+            acknowledged = total,
+            "stopped: the messages the last checkpoint covers are acknowledged; disconnected from the MQTT broker"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            stream = %stream,
+            unsent,
+            "stopping: {unsent} acknowledgements of messages the last checkpoint covers not sent \
+             (the MQTT connection failed: {e}); the broker sends them again and the next run drops them"
+        ),
+        Err(_) if disconnected => tracing::warn!(
+            stream = %stream,
+            acknowledged = total,
+            "stopping: the MQTT broker did not close the connection within {ACKS_AT_STOP:?} of \
+             the DISCONNECT: what it had not processed of the acknowledgements before it, it \
+             sends again, and the next run drops"
+        ),
+        Err(_) => tracing::warn!(
+            stream = %stream,
+            unsent,
+            "stopping: {unsent} acknowledgements of messages the last checkpoint covers not sent \
+             within {ACKS_AT_STOP:?}; the broker sends them again and the next run drops them"
+        ),
+    }
+}
+
+/// Reads messages into rows until the rule no longer wants them or the source fails.
+async fn pump(
+    ctx: &SourceContext,
+    tx: &mpsc::Sender<Chunk>,
+    session: &mut Session,
+    qos: rumqttc::QoS,
+    server: &str,
+    persistent: bool,
+    mut read: u64,
+) -> Result<(), String> {
+    let def = &ctx.def;
+    let filter = def.options.datasource.clone();
+    let Session {
+        client,
+        events,
+        unacked,
+        durable,
+        connected,
+    } = session;
+    let client = &*client;
+    let mut out = Emitter::new(ctx, tx);
     // The ledger of acknowledgements not proven processed (with a persistent session only).
     let ledger = persistent.then_some(ctx.positions.as_deref()).flatten();
     if let Some(positions) = ledger {
@@ -222,7 +470,6 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
         filter: marker_filter(&mqtt::session_client_id(&ctx.rule, &def.name)),
         queued: VecDeque::new(),
     };
-    let mut connected = false;
     let mut dropped_here = 0u64;
     let want_checkpoint = || {
         if let Some(positions) = &ctx.positions {
@@ -252,13 +499,13 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
             };
             tokio::select! {
                 event = events.poll() => event,
-                at = durable_changed(&mut durable) => {
+                at = durable_changed(durable) => {
                     if let Some(at) = at {
                         unacked.durable = unacked.durable.max(at.records);
-                        if connected {
-                            unacked.ack(&client, ledger);
+                        if *connected {
+                            unacked.ack(client, ledger);
                             if let Some(positions) = ledger {
-                                markers.send(&client, &mut positions.ledger());
+                                markers.send(client, &mut positions.ledger());
                             }
                         }
                     }
@@ -275,11 +522,12 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
             Ok(Ev::ConnAck { resumed }) => {
                 failures = 0;
                 tracing::info!(stream = %def.name, %server, protocol = client.protocol(), resumed, "connected to the MQTT broker");
-                connected = true;
+                *connected = true;
                 // What the last connection left unacknowledged, a new session has forgotten; a
                 // kept one sends it again with the same packet ids, acknowledged as before.
                 if !resumed {
                     unacked.waiting.clear();
+                    unacked.open.clear();
                     markers.queued.clear();
                 }
                 // A new session has no subscription: subscribe on every connection.
@@ -290,10 +538,13 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                     let mut ledger = positions.ledger();
                     ledger.connected(resumed);
                     // Its answer comes after all the broker sends again.
-                    markers.send(&client, &mut ledger);
+                    markers.send(client, &mut ledger);
                 }
             }
             Ok(Ev::UnsubscribeSent(id)) => markers.written(id),
+            Ok(Ev::CompSent(id)) => {
+                unacked.open.remove(&id);
+            }
             Ok(Ev::Unsubscribed(id)) => {
                 if let (Some(tag), Some(positions)) = (markers.answered(id), ledger) {
                     let mut ledger = positions.ledger();
@@ -332,8 +583,8 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                         }
                         ctx.metrics.redelivered.add(1);
                         dropped_here += 1;
-                        if connected {
-                            unacked.ack(&client, Some(positions));
+                        if *connected {
+                            unacked.ack(client, Some(positions));
                         }
                         continue;
                     }
@@ -362,6 +613,9 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                     // No row (counted as a decode error; it would fail again): nothing for a
                     // checkpoint to cover, so it is acknowledged now, or with the next ones.
                     if client.try_ack(&ack) {
+                        if ack.exactly_once() {
+                            unacked.open.insert(ack.id());
+                        }
                         if let Some(positions) = ledger {
                             positions.ledger().ack_sent(read);
                         }
@@ -375,7 +629,7 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 if tx.is_closed() {
                     break;
                 }
-                connected = false;
+                *connected = false;
                 markers.disconnected();
                 failures += 1;
                 let wait = mqtt::backoff(failures);
@@ -388,14 +642,13 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
                 }
             }
         }
-        if connected {
-            unacked.ack(&client, ledger);
+        if *connected {
+            unacked.ack(client, ledger);
             if let Some(positions) = ledger {
-                markers.send(&client, &mut positions.ledger());
+                markers.send(client, &mut positions.ledger());
             }
         }
     }
     out.flush().await;
-    let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
     Ok(())
 }

@@ -772,17 +772,33 @@ fn a_stop_that_runs_out_of_time_writes_no_checkpoint_past_undelivered_rows() {
 /// every message once: the restarted source drops what the checkpoint already counted.
 #[test]
 fn under_qos_2_an_mqtt_stream_writes_every_message_once_across_kills_after_checkpoints() {
-    mqtt_stream_killed_after_checkpoints("3.1.1");
+    mqtt_stream_killed_after_checkpoints("3.1.1", 1);
+}
+
+/// The same with the messages published and subscribed at QoS 2: a kill between the source's
+/// PUBREC and its PUBCOMP leaves exchanges the broker completes on the next connection (it
+/// sends PUBREL again for them), which the restarted source must take without losing its
+/// connection.
+#[test]
+fn under_qos_2_an_mqtt_stream_subscribed_at_qos_2_writes_every_message_once_across_kills() {
+    mqtt_stream_killed_after_checkpoints("3.1.1", 2);
+}
+
+/// The same over MQTT 5.
+#[test]
+fn under_qos_2_an_mqtt_5_stream_subscribed_at_qos_2_writes_every_message_once_across_kills() {
+    mqtt_stream_killed_after_checkpoints("5", 2);
 }
 
 /// The same over MQTT 5 (whose broker answers the source's markers "no subscription existed").
 #[test]
 fn under_qos_2_an_mqtt_5_stream_writes_every_message_once_across_kills_after_checkpoints() {
-    mqtt_stream_killed_after_checkpoints("5");
+    mqtt_stream_killed_after_checkpoints("5", 1);
 }
 
-/// Runs the kills above with MQTT `protocol` and checks every message was written once.
-fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
+/// Runs the kills above with MQTT `protocol`, the messages published and subscribed at `qos`,
+/// and checks every message was written once.
+fn mqtt_stream_killed_after_checkpoints(protocol: &str, qos: u8) {
     use oort_tests::broker::{Broker, publish_all};
     let Some(broker) = Broker::start() else {
         return;
@@ -792,7 +808,7 @@ fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
     scratch.write(
         "etc/mqtt.yaml",
         &format!(
-            "default:\n  server: \"{}\"\n  qos: 1\n  protocolVersion: \"{protocol}\"\n",
+            "default:\n  server: \"{}\"\n  qos: {qos}\n  protocolVersion: \"{protocol}\"\n",
             broker.url()
         ),
     );
@@ -832,11 +848,15 @@ fn mqtt_stream_killed_after_checkpoints(protocol: &str) {
         let port = broker.port;
         publisher.get_or_insert_with(|| {
             std::thread::spawn(move || {
-                publish_all(
-                    port,
-                    "in/n",
-                    (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
-                );
+                if qos == 2 {
+                    publish_qos_2(port, TOTAL);
+                } else {
+                    publish_all(
+                        port,
+                        "in/n",
+                        (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+                    );
+                }
             })
         });
         // The first checkpoint covering rows, polled tightly: the kill lands while the

@@ -204,9 +204,14 @@ impl Events {
             Self::V4(events) => {
                 let event = events.poll().await.map_err(|e| e.to_string())?;
                 Ok(match event {
-                    rumqttc::Event::Incoming(Packet::ConnAck(ack)) => Ev::ConnAck {
-                        resumed: ack.session_present,
-                    },
+                    rumqttc::Event::Incoming(Packet::ConnAck(ack)) => {
+                        if ack.session_present {
+                            owed_releases_v4(events);
+                        }
+                        Ev::ConnAck {
+                            resumed: ack.session_present,
+                        }
+                    }
                     rumqttc::Event::Incoming(Packet::SubAck(ack)) => Ev::SubAck {
                         refused: ack
                             .return_codes
@@ -238,9 +243,14 @@ impl Events {
             Self::V5(events) => {
                 let event = events.poll().await.map_err(|e| e.to_string())?;
                 Ok(match event {
-                    rumqttc::v5::Event::Incoming(Packet5::ConnAck(ack)) => Ev::ConnAck {
-                        resumed: ack.session_present,
-                    },
+                    rumqttc::v5::Event::Incoming(Packet5::ConnAck(ack)) => {
+                        if ack.session_present {
+                            owed_releases_v5(events);
+                        }
+                        Ev::ConnAck {
+                            resumed: ack.session_present,
+                        }
+                    }
                     rumqttc::v5::Event::Incoming(Packet5::SubAck(ack)) => Ev::SubAck {
                         refused: ack
                             .return_codes
@@ -296,4 +306,45 @@ impl Events {
             }
         }
     }
+}
+
+// A resumed session may hold QoS 2 messages this client answered with PUBREC before it
+// stopped (a `kill -9`, a lost connection) and the broker released (PUBREL) without getting the
+// PUBCOMP: the broker sends those PUBRELs again at once. rumqttc answers a PUBREL only for a
+// packet id whose PUBLISH it saw on this connection, and takes any other for a protocol error
+// that drops the connection; the broker then sends the same PUBRELs on every reconnection, and
+// the source never gets further (rumqtt issue #664). MQTT wants the PUBREL answered with
+// PUBCOMP either way, so on a resumed session every packet id is made one whose release the
+// client expects. rumqttc offers no call for that; handing its state an incoming QoS 2
+// PUBLISH of each id does it, and the notices that records are dropped again: nothing is
+// sent, and no message reaches the source. Marking an id that no PUBREL comes for is
+// harmless: a later PUBLISH of that id marks it again, and its PUBREL clears it.
+
+/// The packet ids a resumed MQTT 3.1.1 session may release: all of them (see above).
+fn owed_releases_v4(events: &mut rumqttc::EventLoop) {
+    let before = events.state.events.len();
+    for pkid in 1..=u16::MAX {
+        let mut publish = rumqttc::Publish::new(String::new(), QoS::ExactlyOnce, Vec::new());
+        publish.pkid = pkid;
+        // Cannot fail for a QoS 2 PUBLISH: it only records the id (and, with automatic
+        // acknowledgements, returns a PUBREC, which is not sent).
+        let _ = events
+            .state
+            .handle_incoming_packet(Packet::Publish(publish));
+    }
+    events.state.events.truncate(before);
+}
+
+/// The same for an MQTT 5 session.
+fn owed_releases_v5(events: &mut rumqttc::v5::EventLoop) {
+    let before = events.state.events.len();
+    for pkid in 1..=u16::MAX {
+        let mut publish =
+            rumqttc::v5::mqttbytes::v5::Publish::new("oort", QoS5::ExactlyOnce, Bytes::new(), None);
+        publish.pkid = pkid;
+        let _ = events
+            .state
+            .handle_incoming_packet(Packet5::Publish(publish));
+    }
+    events.state.events.truncate(before);
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::json::{Keep, RowDecoder};
 use crate::sql::FieldsRead;
-use crate::stream::{ColumnDef, Format, StreamDef, columns_read, conform, distinct_ignoring_case};
+use crate::stream::{
+    ColumnDef, Format, StreamDef, columns_read, conform, conform_laid_out, distinct_ignoring_case,
+};
 use crate::value::{Row, Schema, Value};
 
 /// A message could not be decoded or does not fit the stream.
@@ -27,6 +29,8 @@ pub struct Decoder {
     read: Vec<bool>,
     /// No two declared columns have names equal but for case: values move into their columns.
     distinct: bool,
+    /// The JSON decoder lays rows out by the declared columns: they are converted in place.
+    laid_out: bool,
     json: RowDecoder,
     timestamp: Option<String>,
 }
@@ -69,14 +73,23 @@ impl Decoder {
             ));
             (cols, schema)
         });
+        let distinct = def.columns.as_deref().is_none_or(distinct_ignoring_case);
+        let mut json = RowDecoder::keeping(keep);
+        // A JSON message's fields go straight to their columns, unless two columns may take
+        // the same field (names equal but for case): `conform` copies it to each.
+        let laid_out = distinct && def.options.format == Format::Json;
+        if let Some((_, schema)) = columns.as_ref().filter(|_| laid_out) {
+            json = json.in_columns(Arc::clone(schema));
+        }
         Self {
             format: def.options.format,
             delimiter: def.options.delimiter,
             columns,
             strict: def.options.strict_validation,
             read,
-            distinct: def.columns.as_deref().is_none_or(distinct_ignoring_case),
-            json: RowDecoder::keeping(keep),
+            distinct,
+            laid_out,
+            json,
             timestamp,
         }
     }
@@ -123,6 +136,12 @@ impl Decoder {
     /// Fits a decoded row to the declared columns and stamps its event time.
     pub fn finish(&mut self, row: Row) -> Result<Row, DecodeError> {
         let mut row = match &self.columns {
+            // Decoded straight into the columns' layout: only the types are left to fit.
+            Some((cols, schema)) if self.laid_out && Arc::ptr_eq(row.schema(), schema) => {
+                let mut row = row;
+                conform_laid_out(&mut row, cols, self.strict, &self.read).map_err(DecodeError)?;
+                row
+            }
             Some((cols, schema)) => {
                 conform(row, cols, schema, self.strict, &self.read, self.distinct)
                     .map_err(DecodeError)?

@@ -38,15 +38,24 @@ impl Keep {
     }
 }
 
-/// The keys of the last object decoded, which of them were kept, and the schema of the kept
-/// ones.
+/// The keys of the last object decoded, which of them were kept and where each kept value goes
+/// in the row, and the row's schema.
 struct Layout {
     keys: Vec<Arc<str>>,
+    /// Per key, whether [`Keep`] keeps it (the serde path decodes its value).
     kept: Vec<bool>,
+    /// Per key, the position of its value in the row ([`SKIPPED`] for a key not kept).
+    slots: Vec<u32>,
     schema: Arc<Schema>,
     /// Whether every key can be matched in the input as it is (see [`flat`]).
     plain: bool,
+    /// Counts the layouts a decoder has recorded: tells a new layout from the last one when
+    /// both have the same schema (always so with declared columns).
+    generation: u64,
 }
+
+/// The slot of a key whose value is not kept.
+const SKIPPED: u32 = u32::MAX;
 
 /// How many messages the fast path is left untried after it declined one that has the
 /// previous layout (a stream whose messages hold nested values would otherwise pay for both
@@ -56,12 +65,19 @@ const FLAT_PAUSE: u32 = 64;
 /// Decodes JSON objects into rows. Consecutive rows with the same keys in the same order share
 /// one [`Schema`], which is what makes column lookups cheap downstream. Fields that the
 /// decoder's [`Keep`] leaves out are skipped without allocating.
+///
+/// A decoder [`in_columns`](RowDecoder::in_columns) lays every row out by the declared columns
+/// instead: each kept field goes straight to its column, absent columns are `NULL`.
 #[derive(Default)]
 pub struct RowDecoder {
     keep: Keep,
+    /// The declared columns rows are laid out by, if any.
+    columns: Option<Arc<Schema>>,
     last: Option<Layout>,
     /// Messages left before the fast path is tried again.
     flat_pause: u32,
+    /// Layouts recorded so far.
+    layouts: u64,
 }
 
 impl RowDecoder {
@@ -74,9 +90,18 @@ impl RowDecoder {
     pub fn keeping(keep: Keep) -> Self {
         Self {
             keep,
-            last: None,
-            flat_pause: 0,
+            ..Self::default()
         }
+    }
+
+    /// Lays every row out by `columns` (declared columns, no two equal but for case): each
+    /// column holds the kept field a lookup of its name ([`Schema::index_of`]) would find among
+    /// the kept fields, or `NULL`. The values are those the decoder would give; converting them
+    /// to the columns' types is the caller's part.
+    pub fn in_columns(mut self, columns: Arc<Schema>) -> Self {
+        self.columns = Some(columns);
+        self.last = None;
+        self
     }
 
     /// Decodes one JSON object.
@@ -91,7 +116,7 @@ impl RowDecoder {
             Ok(text) => self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms),
             Err(_) => self.decode_from(serde_json::Deserializer::from_slice(bytes), timestamp_ms),
         }?;
-        self.after_decline(declined, &row);
+        self.after_decline(declined);
         Ok(row)
     }
 
@@ -102,13 +127,13 @@ impl RowDecoder {
             Err(declined) => declined,
         };
         let row = self.decode_from(serde_json::Deserializer::from_str(text), timestamp_ms)?;
-        self.after_decline(declined, &row);
+        self.after_decline(declined);
         Ok(row)
     }
 
     /// The fast path (see [`flat`]), when the last layout allows it; otherwise the layout it
     /// declined with, if it was tried.
-    fn flat(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, Option<Arc<Schema>>> {
+    fn flat(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, Option<u64>> {
         let Some(layout) = self.last.as_ref().filter(|l| l.plain) else {
             return Err(None);
         };
@@ -116,17 +141,24 @@ impl RowDecoder {
             self.flat_pause -= 1;
             return Err(None);
         }
-        match flat::decode(bytes, &layout.keys, &layout.kept, layout.schema.len()) {
+        let laid_out = self.columns.is_some();
+        match flat::decode(
+            bytes,
+            &layout.keys,
+            &layout.slots,
+            layout.schema.len(),
+            laid_out,
+        ) {
             Some(values) => Ok(Row::new(Arc::clone(&layout.schema), values, timestamp_ms)),
-            None => Err(Some(Arc::clone(&layout.schema))),
+            None => Err(Some(layout.generation)),
         }
     }
 
     /// After the serde path decoded a message the fast path declined: when the layout is the
     /// same, what the message holds is beyond the fast path, and the next ones likely are too,
     /// so it rests. A new layout is tried at once.
-    fn after_decline(&mut self, declined: Option<Arc<Schema>>, row: &Row) {
-        if declined.is_some_and(|schema| Arc::ptr_eq(&schema, row.schema())) {
+    fn after_decline(&mut self, declined: Option<u64>) {
+        if declined.is_some() && declined == self.last.as_ref().map(|l| l.generation) {
             self.flat_pause = FLAT_PAUSE;
         }
     }
@@ -161,22 +193,50 @@ impl RowDecoder {
     }
 
     /// Records a new layout of keys (already checked to be distinct).
-    fn layout_for(&mut self, keys: Vec<Arc<str>>) -> Arc<Schema> {
+    fn layout_for(&mut self, keys: Vec<Arc<str>>) -> &Layout {
         let kept: Vec<bool> = keys.iter().map(|k| self.keep.keeps(k)).collect();
-        let names = keys
-            .iter()
-            .zip(&kept)
-            .filter(|(_, kept)| **kept)
-            .map(|(k, _)| Arc::clone(k))
-            .collect();
-        let schema = Arc::new(Schema::new(names));
-        self.last = Some(Layout {
+        let mut slots = vec![SKIPPED; keys.len()];
+        let schema = match &self.columns {
+            None => {
+                let mut names = Vec::new();
+                for ((key, &kept), slot) in keys.iter().zip(&kept).zip(&mut slots) {
+                    if kept {
+                        *slot = names.len() as u32;
+                        names.push(Arc::clone(key));
+                    }
+                }
+                Arc::new(Schema::new(names))
+            }
+            Some(columns) => {
+                // Each column takes the kept key its name finds (exactly, else ignoring case);
+                // a kept key no column finds (another spelling of a found one) has no slot.
+                let found = Schema::new(
+                    keys.iter()
+                        .zip(&kept)
+                        .filter(|(_, kept)| **kept)
+                        .map(|(k, _)| Arc::clone(k))
+                        .collect(),
+                );
+                let key_at: Vec<usize> = (0..keys.len()).filter(|&i| kept[i]).collect();
+                for (column, name) in columns.names().iter().enumerate() {
+                    if self.keep.keeps(name)
+                        && let Some(at) = found.index_of(name)
+                    {
+                        slots[key_at[at]] = column as u32;
+                    }
+                }
+                Arc::clone(columns)
+            }
+        };
+        self.layouts += 1;
+        self.last.insert(Layout {
             plain: keys.iter().all(|k| flat::plain_key(k)),
             keys,
             kept,
-            schema: Arc::clone(&schema),
-        });
-        schema
+            slots,
+            schema,
+            generation: self.layouts,
+        })
     }
 }
 
@@ -231,6 +291,10 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             None => (&[], &[], 4),
         };
         let mut values = Vec::with_capacity(capacity);
+        // With declared columns, the key of each value kept, to put it in its column once the
+        // layout is known.
+        let mut keys_kept: Vec<usize> = Vec::new();
+        let in_columns = decoder.columns.is_some();
         // Keys are compared against the previous layout as they arrive; only a row whose
         // layout differs allocates its own key list.
         let mut fresh: Option<Vec<Arc<str>>> = None;
@@ -251,13 +315,18 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             };
             if keep {
                 values.push(map.next_value_seed(ValueSeed)?);
+                if in_columns {
+                    keys_kept.push(i);
+                }
             } else {
                 map.next_value::<de::IgnoredAny>()?;
             }
             i += 1;
         }
-        let schema = match (fresh, &decoder.last) {
-            (None, Some(layout)) if layout.keys.len() == i => Arc::clone(&layout.schema),
+        let layout = match (fresh, &decoder.last) {
+            (None, Some(layout)) if layout.keys.len() == i => {
+                decoder.last.as_ref().unwrap_or_else(|| unreachable!())
+            }
             (None, _) => {
                 let keys = expected[..i].to_vec();
                 decoder.layout_for(keys)
@@ -270,7 +339,20 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 decoder.layout_for(keys)
             }
         };
-        Ok(Row::new(schema, values, self.timestamp_ms))
+        if in_columns {
+            let mut columns = vec![Value::Null; layout.schema.len()];
+            for (value, key) in values.into_iter().zip(keys_kept) {
+                if let Some(column) = columns.get_mut(layout.slots[key] as usize) {
+                    *column = value;
+                }
+            }
+            values = columns;
+        }
+        Ok(Row::new(
+            Arc::clone(&layout.schema),
+            values,
+            self.timestamp_ms,
+        ))
     }
 }
 
@@ -697,6 +779,47 @@ mod tests {
         assert_eq!(c.schema().names().len(), 1);
         assert_eq!(e.get("a"), Some(&Value::Int(1)));
         assert!(d.decode(br#"{"a":1,"a":2}"#, 0).is_err());
+    }
+
+    /// Laid out by declared columns, each column takes the field a lookup of its name finds
+    /// (exactly, else ignoring case), on the fast path and the serde path alike, and a new
+    /// layout of the message is followed.
+    #[test]
+    fn rows_laid_out_by_columns_hold_the_field_each_name_finds() {
+        let columns = Arc::new(Schema::new(vec!["t".into(), "id".into(), "n".into()]));
+        let mut d = RowDecoder::keeping(Keep::only(["t", "id"])).in_columns(Arc::clone(&columns));
+        let messages: [(&str, [Value; 3]); 5] = [
+            (
+                r#"{"x":1,"ID":"a","t":2.5,"n":3}"#,
+                [Value::Float(2.5), Value::from("a"), Value::Null],
+            ),
+            // The same layout: the fast path.
+            (
+                r#"{"x":2,"ID":"b","t":1,"n":4}"#,
+                [Value::Int(1), Value::from("b"), Value::Null],
+            ),
+            // A nested value: the serde path.
+            (
+                r#"{"x":[1],"ID":"c","t":1,"n":4}"#,
+                [Value::Int(1), Value::from("c"), Value::Null],
+            ),
+            // The exact name wins over another spelling, wherever it is.
+            (
+                r#"{"T":9,"id":"d","t":7}"#,
+                [Value::Int(7), Value::from("d"), Value::Null],
+            ),
+            (
+                r#"{"T":9,"id":"e","t":8}"#,
+                [Value::Int(8), Value::from("e"), Value::Null],
+            ),
+        ];
+        for (text, want) in messages {
+            let row = d.decode(text.as_bytes(), 0).unwrap();
+            assert!(Arc::ptr_eq(row.schema(), &columns), "{text}");
+            assert_eq!(row.values(), &want, "{text}");
+        }
+        let row = d.decode(br#"{"T":9}"#, 0).unwrap();
+        assert_eq!(row.values(), &[Value::Int(9), Value::Null, Value::Null]);
     }
 
     #[test]

@@ -340,6 +340,11 @@ impl Row {
         &self.values[index]
     }
 
+    /// The row's values, in schema order, to change in place.
+    pub fn values_mut(&mut self) -> &mut [Value] {
+        &mut self.values
+    }
+
     /// Takes the value at position `index` out of the row, leaving `NULL` in its place.
     pub fn take_at(&mut self, index: usize) -> Value {
         std::mem::take(&mut self.values[index])

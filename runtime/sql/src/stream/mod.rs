@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use ddl::{DdlError, parse_streams};
-pub use schema::{ColumnDef, DataType, columns_read, conform, distinct_ignoring_case};
+pub use schema::{
+    ColumnDef, DataType, columns_read, conform, conform_laid_out, distinct_ignoring_case,
+};
 
 /// Whether a definition is a stream (unbounded rows) or a table (a snapshot to join with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,21 +113,65 @@ pub fn conform(
         });
         let value = match found {
             None | Some(Value::Null) => Value::Null,
-            Some(v) => convert_owned(v, &column.ty, strict).map_err(|e| {
-                if strict {
-                    // eKuiper's preprocessor, which checks STRICT_VALIDATION.
-                    format!(
-                        "error in preprocessor: field {} type mismatch: {e}",
-                        column.name
-                    )
-                } else {
-                    format!("field `{}`: {e}", column.name)
-                }
-            })?,
+            Some(v) => fit(v, column, strict)?,
         };
         values.push(value);
     }
     Ok(Row::new(Arc::clone(schema), values, row.timestamp_ms))
+}
+
+/// [`conform`] of a row already laid out by the declared `columns` (each column holding the
+/// field its name finds, or `NULL`, as a JSON decoder laying rows out by them gives it): the
+/// values of the columns `read` says the statement reads are converted in place, with the same
+/// errors, and the others are left `NULL`.
+pub fn conform_laid_out(
+    row: &mut Row,
+    columns: &[ColumnDef],
+    strict: bool,
+    read: &[bool],
+) -> Result<(), String> {
+    debug_assert_eq!(row.len(), columns.len());
+    for (i, (column, value)) in columns.iter().zip(row.values_mut()).enumerate() {
+        if !read.get(i).copied().unwrap_or(true) {
+            *value = Value::Null;
+            continue;
+        }
+        if !value.is_null() && !of_type(value, &column.ty) {
+            *value = fit(std::mem::take(value), column, strict)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `v` is kept as it is in a column of type `ty` (see [`convert_owned`]).
+fn of_type(v: &Value, ty: &DataType) -> bool {
+    matches!(
+        (ty, v),
+        (DataType::Bigint, Value::Int(_))
+            | (DataType::Float, Value::Float(_))
+            | (DataType::String, Value::String(_))
+            | (DataType::Boolean, Value::Bool(_))
+            | (DataType::Bytea, Value::Bytes(_))
+            | (
+                DataType::Datetime,
+                Value::Int(_) | Value::Float(_) | Value::String(_)
+            )
+    )
+}
+
+/// A value (not `NULL`) converted for `column`, or the error naming the column.
+fn fit(v: Value, column: &ColumnDef, strict: bool) -> Result<Value, String> {
+    convert_owned(v, &column.ty, strict).map_err(|e| {
+        if strict {
+            // eKuiper's preprocessor, which checks STRICT_VALIDATION.
+            format!(
+                "error in preprocessor: field {} type mismatch: {e}",
+                column.name
+            )
+        } else {
+            format!("field `{}`: {e}", column.name)
+        }
+    })
 }
 
 /// Whether no two of `columns` have names equal but for case (so that each finds a field of
@@ -142,14 +186,10 @@ pub fn distinct_ignoring_case(columns: &[ColumnDef]) -> bool {
 
 /// [`convert`] of a value the caller gives up: one of the column's type is kept as it is.
 fn convert_owned(v: Value, ty: &DataType, strict: bool) -> Result<Value, String> {
-    match (ty, &v) {
-        (DataType::Bigint, Value::Int(_))
-        | (DataType::Float, Value::Float(_))
-        | (DataType::String, Value::String(_))
-        | (DataType::Boolean, Value::Bool(_))
-        | (DataType::Bytea, Value::Bytes(_))
-        | (DataType::Datetime, Value::Int(_) | Value::Float(_) | Value::String(_)) => Ok(v),
-        _ => convert(&v, ty, strict),
+    if of_type(&v, ty) {
+        Ok(v)
+    } else {
+        convert(&v, ty, strict)
     }
 }
 
@@ -291,6 +331,33 @@ mod tests {
         let bad = Row::from_pairs(vec![("n".into(), Value::string("four"))], 5);
         let err = conform(bad.clone(), &cols, &schema, false, &[], true).unwrap_err();
         assert_eq!(err, "field `n`: expected bigint, got string four");
+    }
+
+    /// A row already laid out by the columns is fitted in place with `conform`'s values and
+    /// errors.
+    #[test]
+    fn a_laid_out_row_fits_as_conform_fits_it() {
+        let (cols, schema) = columns();
+        for (values, strict, read) in [
+            (vec![Value::Int(2), Value::string("4")], false, vec![]),
+            (vec![Value::Int(2), Value::string("4")], true, vec![]),
+            (
+                vec![Value::Float(1.5), Value::string("x")],
+                true,
+                vec![true, false],
+            ),
+            (vec![Value::Null, Value::string("four")], false, vec![]),
+            (vec![Value::Float(1.5), Value::Int(3)], true, vec![]),
+        ] {
+            let row = Row::new(Arc::clone(&schema), values, 5);
+            let want = conform(row.clone(), &cols, &schema, strict, &read, true);
+            let mut got = row;
+            let got = conform_laid_out(&mut got, &cols, strict, &read).map(|()| got);
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.values(), want.values()),
+                (got, want) => assert_eq!(got.map(|_| ()), want.map(|_| ())),
+            }
+        }
     }
 
     #[test]

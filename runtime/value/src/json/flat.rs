@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use super::SKIPPED;
 use crate::value::Value;
 
 /// Powers of ten a float with at most 15 significant digits is divided by: both the digits and
@@ -236,22 +237,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The kept values of `text`, a JSON object whose keys are exactly `keys` in this order (all of
-/// them [`plain_key`]s), or `None` when the serde path must decode it.
+/// The `len` values of the row laid out from `text`, a JSON object whose keys are exactly `keys`
+/// in this order (all of them [`plain_key`]s): the value of key `i` at position `slots[i]`
+/// (not built when that is [`SKIPPED`]), `NULL` where no key goes; or `None` when the serde
+/// path must decode it. Unless `laid_out`, the slots of the kept keys are `0, 1, 2, ...` in key
+/// order: the values are pushed as they come.
 pub(super) fn decode(
     bytes: &[u8],
     keys: &[Arc<str>],
-    kept: &[bool],
-    kept_len: usize,
+    slots: &[u32],
+    len: usize,
+    laid_out: bool,
 ) -> Option<Vec<Value>> {
     if keys.is_empty() {
         return None;
     }
     let mut c = Cursor { bytes, at: 0 };
-    let mut values = Vec::with_capacity(kept_len);
+    let mut values = Vec::with_capacity(len);
+    if laid_out {
+        values.resize_with(len, || Value::Null);
+    }
     c.skip_ws();
     c.eat(b'{')?;
-    for (i, (key, &keep)) in keys.iter().zip(kept).enumerate() {
+    for (i, (key, &slot)) in keys.iter().zip(slots).enumerate() {
         c.skip_ws();
         if i > 0 {
             c.eat(b',')?;
@@ -269,9 +277,13 @@ pub(super) fn decode(
         c.skip_ws();
         c.eat(b':')?;
         c.skip_ws();
-        let value = c.value(keep)?;
-        if keep {
-            values.push(value);
+        let value = c.value(slot != SKIPPED)?;
+        if !laid_out {
+            if slot != SKIPPED {
+                values.push(value);
+            }
+        } else if let Some(column) = values.get_mut(slot as usize) {
+            *column = value;
         }
     }
     c.skip_ws();
@@ -338,7 +350,7 @@ mod tests {
             let serde = super::super::parse_value(text.as_bytes())
                 .ok()
                 .and_then(|v| v.field("n").cloned());
-            match decode(text.as_bytes(), &keys, &[true], 1) {
+            match decode(text.as_bytes(), &keys, &[0], 1, false) {
                 Some(values) => {
                     read += 1;
                     let ours = &values[0];
@@ -365,8 +377,8 @@ mod tests {
     #[test]
     fn declines_what_it_does_not_read() {
         let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b")];
-        let kept = [true, false];
-        let ok = |t: &str| decode(t.as_bytes(), &keys, &kept, 1);
+        let slots = [0, SKIPPED];
+        let ok = |t: &str| decode(t.as_bytes(), &keys, &slots, 1, false);
         assert_eq!(
             ok(" {\"a\" : \"x\" ,\n\"b\":[1]}"),
             None,
@@ -403,11 +415,33 @@ mod tests {
         assert!(!plain_key("a\"b") && !plain_key("a\\b") && plain_key("temperature"));
     }
 
+    /// Each value goes to its key's slot; a skipped key's value is not built, and a slot no key
+    /// fills is `NULL`.
+    #[test]
+    fn values_go_to_their_slots() {
+        let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b"), Arc::from("c")];
+        assert_eq!(
+            decode(
+                br#"{"a":1,"b":"x","c":2.5}"#,
+                &keys,
+                &[2, SKIPPED, 0],
+                4,
+                true
+            ),
+            Some(vec![
+                Value::Float(2.5),
+                Value::Null,
+                Value::Int(1),
+                Value::Null
+            ])
+        );
+    }
+
     /// Keys longer than eight bytes are compared word by word, then byte by byte.
     #[test]
     fn long_keys_match_exactly() {
         let keys: Vec<Arc<str>> = vec![Arc::from("temperature_celsius"), Arc::from("b")];
-        let ok = |t: &str| decode(t.as_bytes(), &keys, &[true, true], 2);
+        let ok = |t: &str| decode(t.as_bytes(), &keys, &[0, 1], 2, false);
         assert_eq!(
             ok(r#"{"temperature_celsius":1,"b":2}"#),
             Some(vec![Value::Int(1), Value::Int(2)])

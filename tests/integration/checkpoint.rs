@@ -805,21 +805,11 @@ fn mqtt_stream_killed_after_checkpoints(protocol: &str, qos: u8) {
     };
     const TOTAL: usize = 20_000;
     let scratch = Scratch::new();
-    scratch.write(
-        "etc/mqtt.yaml",
-        &format!(
-            "default:\n  server: \"{}\"\n  qos: {qos}\n  protocolVersion: \"{protocol}\"\n",
-            broker.url()
-        ),
-    );
-    scratch.write(
-        "streams.sql",
-        "CREATE STREAM s (n BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"in/n\");",
-    );
-    write_rule(
+    mqtt_rule_with(
         &scratch,
-        "SELECT n FROM s",
-        result_file(),
+        &broker,
+        qos,
+        protocol,
         json!({"qos": 2, "checkpointInterval": "1s"}),
     );
     let mqtt = ["--mqtt-conf", "etc/mqtt.yaml"];
@@ -1025,6 +1015,23 @@ fn terminate(child: &mut Child, log: &std::sync::Arc<std::sync::Mutex<String>>) 
 /// topic `in/n`, and rule `rows` (id) writing `n` to the result file under `qos: 1`, whose only
 /// checkpoints are the ones its MQTT source asks for and the one at its stop.
 fn mqtt_rule(scratch: &Scratch, broker: &oort_tests::broker::Broker, qos: u8, protocol: &str) {
+    mqtt_rule_with(
+        scratch,
+        broker,
+        qos,
+        protocol,
+        json!({"qos": 1, "checkpointInterval": "600s"}),
+    );
+}
+
+/// [`mqtt_rule`] with the rule's `options`.
+fn mqtt_rule_with(
+    scratch: &Scratch,
+    broker: &oort_tests::broker::Broker,
+    qos: u8,
+    protocol: &str,
+    options: Value,
+) {
     scratch.write(
         "etc/mqtt.yaml",
         &format!(
@@ -1036,12 +1043,7 @@ fn mqtt_rule(scratch: &Scratch, broker: &oort_tests::broker::Broker, qos: u8, pr
         "streams.sql",
         "CREATE STREAM s (n BIGINT) WITH (TYPE=\"mqtt\", DATASOURCE=\"in/n\");",
     );
-    write_rule(
-        scratch,
-        "SELECT n FROM s",
-        result_file(),
-        json!({"qos": 1, "checkpointInterval": "600s"}),
-    );
+    write_rule(scratch, "SELECT n FROM s", result_file(), options);
 }
 
 /// Starts rule `rows` over MQTT and waits until its source has subscribed.

@@ -2794,6 +2794,9 @@ mod tests {
         "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
     /// Stream `s`, read from memory, on processing time.
     const UNTIMED: &str = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"t\");";
+    /// Streams `s` and `t` in event time (`ts`), for joins.
+    const TWO_TIMED: &str = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
+         CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
 
     /// The catalog the statements under test compile against.
     struct Streams(Vec<StreamDef>);
@@ -3118,8 +3121,7 @@ mod tests {
             now_ms: 0,
             meta: &Value::Null,
         };
-        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
-                   CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+        let ddl = TWO_TIMED;
         let sql =
             "SELECT count(*) AS n FROM s INNER JOIN t ON s.v = t.v GROUP BY TUMBLINGWINDOW(ms, 10)";
         for fire in [false, true] {
@@ -3240,8 +3242,7 @@ mod tests {
             now_ms: 0,
             meta: &Value::Null,
         };
-        let ddl = "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\", TIMESTAMP=\"ts\");\
-                   CREATE STREAM t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", TIMESTAMP=\"ts\");";
+        let ddl = TWO_TIMED;
         let row = |ts: i64, v: i64, f: &str| {
             Row::from_pairs(
                 vec![

@@ -3,12 +3,10 @@
 //! names (relative to the file that defines the stream).
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::{Chunk, Emitter, Reading as SourceReading, Resources, Source, SourceContext};
+use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
 use crate::checkpoint::Position;
 use crate::stream::{FileType, Format, StreamDef};
 use crate::value::Row;
@@ -45,7 +43,7 @@ impl Source for FileSource {
         Ok(())
     }
 
-    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> SourceReading {
+    fn start(&self, ctx: SourceContext, tx: mpsc::Sender<Chunk>) -> Reading {
         Box::pin(async move { run(&ctx, &tx).await })
     }
 
@@ -72,9 +70,6 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
     let path = ctx.def.datasource_path();
     let shown = path.display().to_string();
     let cannot_read = |e: std::io::Error| format!("cannot read {shown}: {e}");
-    if ctx.def.options.format != Format::Binary && ctx.def.file_type() == FileType::Lines {
-        return lines_apart(ctx, tx).await;
-    }
     let mut out = Emitter::new(ctx, tx);
     out.set_file_meta(&ctx.def.options.datasource);
     if ctx.def.options.format == Format::Binary {
@@ -92,7 +87,24 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
         }
         return Ok(());
     }
-    let bytes = tokio::fs::read(&path).await.map_err(cannot_read)?;
+    let bytes = match ctx.def.file_type() {
+        FileType::Lines => {
+            let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+            let from = ctx.resume.unwrap_or_default();
+            if from.offset > 0 {
+                use tokio::io::AsyncSeekExt;
+                file.seek(std::io::SeekFrom::Start(from.offset))
+                    .await
+                    .map_err(cannot_read)?;
+            }
+            lines(file.into_std().await, from, &shown, &mut out)
+                .await
+                .map_err(cannot_read)?;
+            out.flush().await;
+            return Ok(());
+        }
+        _ => tokio::fs::read(&path).await.map_err(cannot_read)?,
+    };
     // A JSON array or a CSV file is read whole; resuming skips the records already read.
     let skip = ctx.resume.map_or(0, |p| p.records);
     let at = |records: u64| Position { offset: 0, records };
@@ -115,11 +127,11 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
                 .has_headers(true)
                 .flexible(false)
                 .from_reader(bytes.as_slice());
-            let headers: Vec<Arc<str>> = reader
+            let headers: Vec<std::sync::Arc<str>> = reader
                 .headers()
                 .map_err(|e| format!("{shown}: cannot read the CSV header: {e}"))?
                 .iter()
-                .map(Arc::from)
+                .map(std::sync::Arc::from)
                 .collect();
             for (i, record) in reader.records().enumerate().skip(skip as usize) {
                 out.at(at(i as u64 + 1));
@@ -151,96 +163,40 @@ async fn run(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String
 /// whatever its size (a line longer than this grows the buffer to hold it).
 const CHUNK: usize = 256 * 1024;
 
-/// Reads a JSON-lines file on a thread of its own (one of the blocking pool), decoding its
-/// lines there too and sending the chunks from it: the rule's query and actions keep the
-/// runtime's workers, and the reading costs no hand-off per block read. Where the future is
-/// dropped (the run or the rule stopping), the thread stops at the next line.
-async fn lines_apart(ctx: &SourceContext, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
-    let ctx = ctx.clone();
-    let tx = tx.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
-    let runtime = tokio::runtime::Handle::current();
+/// Appends up to [`CHUNK`] bytes of `file` to `buf` on a blocking-pool thread; how many (0 at
+/// the end of the file). The bytes are read straight into `buf`: `tokio::fs::File` would read
+/// them into a buffer of its own and copy them over, and its reads grow the buffer they are
+/// given (each growth a reallocation and a copy).
+async fn read_chunk(
+    file: std::fs::File,
+    mut buf: Vec<u8>,
+) -> std::io::Result<(std::fs::File, Vec<u8>, usize)> {
     tokio::task::spawn_blocking(move || {
-        let path = ctx.def.datasource_path();
-        let shown = path.display().to_string();
-        let cannot_read = |e: std::io::Error| format!("cannot read {shown}: {e}");
-        let mut out = Emitter::new(&ctx, &tx);
-        out.set_file_meta(&ctx.def.options.datasource);
-        let mut file = std::fs::File::open(&path).map_err(cannot_read)?;
-        let from = ctx.resume.unwrap_or_default();
-        if from.offset > 0 {
-            use std::io::Seek;
-            file.seek(std::io::SeekFrom::Start(from.offset))
-                .map_err(cannot_read)?;
-        }
-        let mut reading = Reading {
-            runtime: &runtime,
-            stop: &stop,
-        };
-        lines(file, from, &shown, &mut out, &mut reading).map_err(cannot_read)?;
-        if !reading.stopped() {
-            reading.wait(out.flush());
-        }
-        Ok(())
+        use std::io::Read;
+        buf.reserve(CHUNK);
+        let n = (&file).take(CHUNK as u64).read_to_end(&mut buf)?;
+        Ok((file, buf, n))
     })
     .await
-    .map_err(|e| format!("the file reading failed: {e}"))?
-}
-
-/// Raises its flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// What the reading thread needs to hand on its chunks and to learn that it should stop.
-struct Reading<'a> {
-    runtime: &'a tokio::runtime::Handle,
-    stop: &'a AtomicBool,
-}
-
-impl Reading<'_> {
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Runs one step of the emitter to its end on this thread. Nearly every step is ready at
-    /// once (a line decoded into the pending chunk); only sending a chunk into a full channel
-    /// waits, and only then is the thread parked.
-    fn wait<F: Future>(&mut self, step: F) -> F::Output {
-        let mut step = std::pin::pin!(step);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match step.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(done) => done,
-            // Polled again with a waker of its own: the channel keeps the last waker given.
-            std::task::Poll::Pending => self.runtime.block_on(step),
-        }
-    }
+    .map_err(std::io::Error::other)?
 }
 
 /// Streams a JSON-lines file from `from` (the file is there already): one message per
 /// non-blank line (a trailing `\r` is dropped), the last line counted even without a newline.
-/// Up to [`CHUNK`] bytes are read at a time, straight into the buffer the lines are cut from.
 /// Stops early when the run is stopping.
-fn lines(
-    file: std::fs::File,
+async fn lines(
+    mut file: std::fs::File,
     from: Position,
     shown: &str,
     out: &mut Emitter<'_>,
-    reading: &mut Reading<'_>,
 ) -> std::io::Result<()> {
-    use std::io::Read;
     let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK);
     let mut line = from.records as usize;
     // The file offset of `buf[0]`.
     let mut base = from.offset;
     loop {
-        buf.reserve(CHUNK);
-        let read = (&file).take(CHUNK as u64).read_to_end(&mut buf)?;
+        let read;
+        (file, buf, read) = read_chunk(file, buf).await?;
         let eof = read == 0;
         let mut start = 0;
         let ends = memchr::memchr_iter(b'\n', &buf).chain(eof.then_some(buf.len()));
@@ -256,7 +212,7 @@ fn lines(
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if reading.stopped() || !reading.wait(out.message(text, &Line { file: shown, line })) {
+            if !out.message(text, &Line { file: shown, line }).await {
                 return Ok(());
             }
         }

@@ -118,13 +118,23 @@ pub const MARKER_SUFFIX: &str = ".seq";
 const MARKER_WIDTH: usize = 41;
 
 /// Where an open file's bytes go.
+///
+/// The uncompressed and zstd files count their length as they are written (they have one
+/// writer, this instance), so recording it in the marker after each batch costs no look-up of
+/// the file's length.
 enum Out {
-    Plain(BufWriter<File>),
+    /// Uncompressed; `len`: the file's length once what was written is flushed.
+    Plain {
+        file: BufWriter<File>,
+        len: u64,
+    },
     Gzip(GzEncoder<BufWriter<File>>),
-    /// zstd: what was written since the last flush, compressed into one frame at the flush.
+    /// zstd: what was written since the last flush, compressed into one frame at the flush;
+    /// `len`: the file's length with the frames written so far.
     Zstd {
         file: BufWriter<File>,
         pending: Vec<u8>,
+        len: u64,
     },
 }
 
@@ -133,17 +143,19 @@ impl Out {
     /// an uncompressed one, or a zstd one (a flush ends a frame). Not gzip (one stream).
     fn plain_len(&self) -> Option<u64> {
         match self {
-            Self::Plain(w) => w.get_ref().metadata().ok().map(|m| m.len()),
-            Self::Zstd { file, pending } if pending.is_empty() => {
-                file.get_ref().metadata().ok().map(|m| m.len())
-            }
+            Self::Plain { len, .. } => Some(*len),
+            Self::Zstd { pending, len, .. } if pending.is_empty() => Some(*len),
             Self::Gzip(_) | Self::Zstd { .. } => None,
         }
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Self::Plain(w) => w.write_all(bytes),
+            Self::Plain { file, len } => {
+                file.write_all(bytes)?;
+                *len += bytes.len() as u64;
+                Ok(())
+            }
             Self::Gzip(w) => w.write_all(bytes),
             Self::Zstd { pending, .. } => {
                 pending.extend_from_slice(bytes);
@@ -156,12 +168,13 @@ impl Out {
     /// frame: what is in the file decompresses up to here).
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Self::Plain(w) => w.flush(),
+            Self::Plain { file, .. } => file.flush(),
             Self::Gzip(w) => w.flush(),
-            Self::Zstd { file, pending } => {
+            Self::Zstd { file, pending, len } => {
                 if !pending.is_empty() {
                     let frame = compress_to_vec(pending.as_slice(), CompressionLevel::Fastest);
                     file.write_all(&frame)?;
+                    *len += frame.len() as u64;
                     pending.clear();
                 }
                 file.flush()
@@ -172,7 +185,7 @@ impl Out {
     /// Ends the file (the gzip trailer, the last zstd frame) and flushes it.
     fn finish(mut self) -> std::io::Result<()> {
         match self {
-            Self::Plain(mut w) => w.flush(),
+            Self::Plain { mut file, .. } => file.flush(),
             Self::Gzip(w) => w.finish()?.flush(),
             Self::Zstd { .. } => self.flush(),
         }
@@ -549,18 +562,18 @@ impl FileSink {
         let algorithm = self.config.compress_algorithm.as_deref();
         let compressed = matches!(algorithm, Some("gzip" | "zstd"));
         let file_type = self.config.file_type;
-        let written = if self.afresh && self.started.insert(name.clone()) {
+        // Whether the file holds a message, and its length.
+        let (written, len) = if self.afresh && self.started.insert(name.clone()) {
             // A new run of the rule starts the file afresh, as eKuiper's file sink does.
             file.set_len(0).map_err(open_err)?;
-            false
+            (false, 0)
         } else if compressed {
-            file.seek(SeekFrom::End(0)).map_err(open_err)?;
-            file.metadata().map_err(open_err)?.len() > 0
+            let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+            (len > 0, len)
         } else {
             // Written by an earlier instance or run, or closed by a roll: continue it.
             let written = resume(&mut file, file_type).map_err(open_err)?;
-            file.seek(SeekFrom::End(0)).map_err(open_err)?;
-            written
+            (written, file.seek(SeekFrom::End(0)).map_err(open_err)?)
         };
         let buffer = BufWriter::with_capacity(64 * 1024, file);
         let mut out = match algorithm {
@@ -568,8 +581,9 @@ impl FileSink {
             Some("zstd") => Out::Zstd {
                 file: buffer,
                 pending: Vec::new(),
+                len,
             },
-            _ => Out::Plain(buffer),
+            _ => Out::Plain { file: buffer, len },
         };
         if file_type == FileType::Json && !written {
             out.write_all(b"[")?;

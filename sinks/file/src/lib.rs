@@ -121,39 +121,51 @@ const MARKER_WIDTH: usize = 41;
 ///
 /// The uncompressed and zstd files count their length as they are written (they have one
 /// writer, this instance), so recording it in the marker after each batch costs no look-up of
-/// the file's length.
+/// the file's length. A write or flush that fails may have put part of its bytes in the file:
+/// the count is then dropped, and the next marker takes the length from the file again (a
+/// marker whose length fell short of the file would have a resume cut written rows away).
 enum Out {
-    /// Uncompressed; `len`: the file's length once what was written is flushed.
+    /// Uncompressed; `len`: the file's length once what was written is flushed (`None`:
+    /// not known since a write failed).
     Plain {
         file: BufWriter<File>,
-        len: u64,
+        len: Option<u64>,
     },
     Gzip(GzEncoder<BufWriter<File>>),
     /// zstd: what was written since the last flush, compressed into one frame at the flush;
-    /// `len`: the file's length with the frames written so far.
+    /// `len`: the file's length with the frames written so far (`None` as for `Plain`).
     Zstd {
         file: BufWriter<File>,
         pending: Vec<u8>,
-        len: u64,
+        len: Option<u64>,
     },
 }
 
 impl Out {
     /// The file's length after a flush, where cutting the file back to it leaves a whole file:
     /// an uncompressed one, or a zstd one (a flush ends a frame). Not gzip (one stream).
-    fn plain_len(&self) -> Option<u64> {
-        match self {
-            Self::Plain { len, .. } => Some(*len),
-            Self::Zstd { pending, len, .. } if pending.is_empty() => Some(*len),
-            Self::Gzip(_) | Self::Zstd { .. } => None,
+    fn plain_len(&mut self) -> Option<u64> {
+        let (file, len) = match self {
+            Self::Plain { file, len } => (file, len),
+            Self::Zstd { file, pending, len } if pending.is_empty() => (file, len),
+            Self::Gzip(_) | Self::Zstd { .. } => return None,
+        };
+        if len.is_none() {
+            *len = file.get_ref().metadata().ok().map(|m| m.len());
         }
+        *len
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Self::Plain { file, len } => {
-                file.write_all(bytes)?;
-                *len += bytes.len() as u64;
+                if let Err(e) = file.write_all(bytes) {
+                    *len = None;
+                    return Err(e);
+                }
+                if let Some(len) = len {
+                    *len += bytes.len() as u64;
+                }
                 Ok(())
             }
             Self::Gzip(w) => w.write_all(bytes),
@@ -168,16 +180,31 @@ impl Out {
     /// frame: what is in the file decompresses up to here).
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Self::Plain { file, .. } => file.flush(),
+            Self::Plain { file, len } => {
+                let flushed = file.flush();
+                if flushed.is_err() {
+                    *len = None;
+                }
+                flushed
+            }
             Self::Gzip(w) => w.flush(),
             Self::Zstd { file, pending, len } => {
                 if !pending.is_empty() {
                     let frame = compress_to_vec(pending.as_slice(), CompressionLevel::Fastest);
-                    file.write_all(&frame)?;
-                    *len += frame.len() as u64;
+                    if let Err(e) = file.write_all(&frame) {
+                        *len = None;
+                        return Err(e);
+                    }
+                    if let Some(len) = len {
+                        *len += frame.len() as u64;
+                    }
                     pending.clear();
                 }
-                file.flush()
+                let flushed = file.flush();
+                if flushed.is_err() {
+                    *len = None;
+                }
+                flushed
             }
         }
     }
@@ -581,9 +608,12 @@ impl FileSink {
             Some("zstd") => Out::Zstd {
                 file: buffer,
                 pending: Vec::new(),
-                len,
+                len: Some(len),
             },
-            _ => Out::Plain { file: buffer, len },
+            _ => Out::Plain {
+                file: buffer,
+                len: Some(len),
+            },
         };
         if file_type == FileType::Json && !written {
             out.write_all(b"[")?;
@@ -631,7 +661,7 @@ impl FileSink {
     fn save_marker(&mut self, path: &str, sequence: u64) -> Result<(), SinkError> {
         let fixed_name = !self.timestamped() && !self.gzip();
         let target = self.target(path)?;
-        let len = match &target.file {
+        let len = match &mut target.file {
             Some(file) if fixed_name => file.out.plain_len().unwrap_or(0),
             // Closed by a roll: ended and flushed.
             None if fixed_name => std::fs::metadata(path).map_or(0, |m| m.len()),

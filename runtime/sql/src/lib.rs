@@ -53,6 +53,7 @@ pub mod interrupt;
 mod query;
 mod reads;
 pub mod run;
+mod scoped;
 pub mod stream;
 pub mod window;
 mod wording;
@@ -293,8 +294,11 @@ struct Compiler<'a> {
     agg_hits: bool,
     /// The first function that keeps state across rows, for an error that names it.
     stateful: Option<String>,
-    /// The names of the SELECT items that are `row_number()`.
-    row_numbers: Vec<Arc<str>>,
+    /// Whether `row_number()` may be compiled here: in the SELECT list and `ORDER BY`, which
+    /// eKuiper evaluates after its window function operator numbered the rows.
+    numbering: bool,
+    /// How many `row_number()` calls the statement makes (outside an alias's expansion).
+    row_number_calls: usize,
     /// The `OVER` of a `row_number()`, if it has one.
     row_number_over: Option<RowNumberOver>,
     /// The indexes of the SELECT items marked `INVISIBLE`: computed, not sent.
@@ -326,7 +330,8 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
-            row_numbers: Vec::new(),
+            numbering: false,
+            row_number_calls: 0,
             row_number_over: None,
             invisible: Vec::new(),
             rule: None,
@@ -369,7 +374,13 @@ impl<'a> Compiler<'a> {
                 };
                 let expr = match aliased {
                     Some(e) => e,
-                    None => self.expr(&item.expr)?,
+                    None => {
+                        // eKuiper sorts after its window function operator numbered the rows.
+                        self.numbering = true;
+                        let expr = self.expr(&item.expr);
+                        self.numbering = false;
+                        expr?
+                    }
                 };
                 let asc = !matches!(item.options.sort, Some(ast::OrderBySort::Desc));
                 plan.order_by.push((expr, asc));
@@ -659,7 +670,6 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
-            row_numbers: std::mem::take(&mut self.row_numbers),
             row_number_over: self.row_number_over.take(),
             sleeps: false,
         })
@@ -828,6 +838,19 @@ impl<'a> Compiler<'a> {
         let mut out = Vec::with_capacity(items.len());
         let mut labels: Vec<Option<Arc<str>>> = Vec::new();
         self.visible_aliases = 0;
+        self.numbering = true;
+        let done = self.projection_items(items, &mut out, &mut labels);
+        self.numbering = false;
+        done?;
+        Ok(Projection::new(out).labelled(labels))
+    }
+
+    fn projection_items(
+        &mut self,
+        items: &[ast::SelectItem],
+        out: &mut Vec<ProjectionItem>,
+        labels: &mut Vec<Option<Arc<str>>>,
+    ) -> Result<(), SqlError> {
         for (index, item) in items.iter().enumerate() {
             if self.invisible.contains(&index) {
                 // eKuiper: the item is computed and its alias usable by later items and
@@ -886,7 +909,7 @@ impl<'a> Compiler<'a> {
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if matches!(function_name(f).as_str(), "unnest" | "extract") =>
                 {
-                    let (expr, extract) = self.unnest(f, &out)?;
+                    let (expr, extract) = self.unnest(f, out)?;
                     out.push(ProjectionItem::Unnest {
                         name: Arc::from(if extract { "extract" } else { "unnest" }),
                         expr,
@@ -897,7 +920,7 @@ impl<'a> Compiler<'a> {
                     expr: ast::Expr::Function(f),
                     alias,
                 } if matches!(function_name(f).as_str(), "unnest" | "extract") => {
-                    let (expr, extract) = self.unnest(f, &out)?;
+                    let (expr, extract) = self.unnest(f, out)?;
                     self.visible_aliases += 1;
                     out.push(ProjectionItem::Unnest {
                         name: Arc::from(alias.value.as_str()),
@@ -923,18 +946,6 @@ impl<'a> Compiler<'a> {
                     out.push(ProjectionItem::Wildcard(
                         (self.sources.len() > 1).then_some(index),
                     ));
-                }
-                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
-                    if function_name(f) == "row_number" =>
-                {
-                    out.push(self.row_number(f, Arc::from("row_number"))?);
-                }
-                ast::SelectItem::ExprWithAlias {
-                    expr: ast::Expr::Function(f),
-                    alias,
-                } if function_name(f) == "row_number" => {
-                    self.visible_aliases += 1;
-                    out.push(self.row_number(f, Arc::from(alias.value.as_str()))?);
                 }
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if function_name(f) == "changed_cols" =>
@@ -968,16 +979,25 @@ impl<'a> Compiler<'a> {
                 other => return Err(unsupported(other.span(), "this projection")),
             }
         }
-        Ok(Projection::new(out).labelled(labels))
+        Ok(())
     }
 
-    /// `row_number()` as a SELECT item: 1 here, numbered 1, 2, ... over the rows of each
-    /// result by the runner (eKuiper's window function).
-    fn row_number(
-        &mut self,
-        f: &ast::Function,
-        name: Arc<str>,
-    ) -> Result<ProjectionItem, SqlError> {
+    /// `row_number()` in the SELECT list (or in `ORDER BY` through its alias): the runner
+    /// numbers the rows (or groups) of each result 1, 2, ... (eKuiper's window function
+    /// operator, which runs after `HAVING` and before `ORDER BY` and the projection); a row
+    /// alone is 1.
+    fn row_number(&mut self, f: &ast::Function) -> Result<Expr, SqlError> {
+        if !self.numbering {
+            return Err(SqlError::at(
+                f.name.span(),
+                "row_number() numbers the rows of a result after WHERE, GROUP BY and HAVING: \
+                 use it in the SELECT list (ORDER BY may name its alias)",
+            ));
+        }
+        // An alias's expression compiled again where the alias is read: the same call.
+        if !self.expanding.is_empty() {
+            return Ok(Expr::RowNumber);
+        }
         if let ast::FunctionArguments::List(list) = &f.args
             && !list.args.is_empty()
         {
@@ -997,7 +1017,7 @@ impl<'a> Compiler<'a> {
                 ));
             }
             None => {}
-            Some(_) if !self.row_numbers.is_empty() => {
+            Some(_) if self.row_number_calls > 0 => {
                 return Err(SqlError::at(
                     f.name.span(),
                     "`row_number() OVER (...)` must be the statement's only row_number()",
@@ -1038,11 +1058,8 @@ impl<'a> Compiler<'a> {
                 self.row_number_over = Some(over?);
             }
         }
-        self.row_numbers.push(Arc::clone(&name));
-        Ok(ProjectionItem::Expr {
-            name,
-            expr: Expr::Literal(Value::Int(1)),
-        })
+        self.row_number_calls += 1;
+        Ok(Expr::RowNumber)
     }
 
     /// The stream an unqualified column is bound to in eKuiper's printed expressions.
@@ -1414,6 +1431,9 @@ impl<'a> Compiler<'a> {
         if let Some((func, min, max)) = AnalyticFunc::lookup(&name) {
             return self.analytic(f, func, min, max);
         }
+        if name == "row_number" {
+            return self.row_number(f);
+        }
         if f.over.is_some() || !f.within_group.is_empty() {
             return Err(unsupported(span, "OVER on a function"));
         }
@@ -1504,12 +1524,6 @@ impl<'a> Compiler<'a> {
             }
         }
         self.sleeps |= name == "delay";
-        if name == "row_number" {
-            return Err(SqlError::at(
-                span,
-                "row_number() numbers the rows of a result: use it as a SELECT item of its own",
-            ));
-        }
         let Some(def) = functions::lookup(&name) else {
             return Err(SqlError::at(span, format!("unknown function `{name}`")));
         };

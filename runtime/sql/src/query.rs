@@ -437,8 +437,6 @@ pub struct Query {
     /// The first function of the statement that keeps state from row to row, if any (its
     /// state is part of a checkpoint: see [`crate::QueryRunner::function_state`]).
     pub stateful: Option<String>,
-    /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
-    pub row_numbers: Vec<Arc<str>>,
     /// `row_number() OVER (PARTITION BY ... ORDER BY ...)`: how a result's rows are
     /// partitioned and ordered before they are numbered.
     pub row_number_over: Option<RowNumberOver>,

@@ -117,7 +117,8 @@ pub(crate) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         | Expr::Aggregate(_)
         | Expr::WindowStart
         | Expr::WindowEnd
-        | Expr::Row => {}
+        | Expr::Row
+        | Expr::RowNumber => {}
         Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Field(e, _) => walk(e, visit),
         Expr::Binary(_, a, b)
         | Expr::And(a, b)

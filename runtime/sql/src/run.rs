@@ -20,6 +20,7 @@ use super::aggregate::Acc;
 use super::analytic::{self, Augment, CallState, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, ProjectionItem, Query, RowNumberOver};
+use super::scoped::Extra;
 use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Schema, Value};
@@ -198,7 +199,7 @@ impl Key {
     }
 }
 
-/// A result row with the keys it is sorted by (see `QueryRunner::result_keys`).
+/// A result row with the keys it is sorted by (see `QueryRunner::numbered_results`).
 type Keyed = (Vec<Value>, Row);
 
 /// A hash map with a fast (not DoS-resistant) hasher: its keys come from the rule's own data
@@ -1793,25 +1794,11 @@ impl QueryRunner {
         let StageInput::Window(tuples) = input else {
             return self.project(input, window, ctx);
         };
-        let mut results = Vec::new();
-        for t in tuples {
-            let t = self.tuple_of(t, window);
-            let keys = self.result_keys(&t, ctx)?;
-            results.extend(
-                self.query
-                    .projection
-                    .apply_set(&t, ctx)?
-                    .into_iter()
-                    .map(|row| (keys.clone(), row)),
-            );
-        }
-        let results = match &self.query.row_number_over {
-            Some(over) => self.number_over(results, over)?,
-            None => {
-                self.number_rows(results.iter_mut().map(|(_, row)| row));
-                results
-            }
-        };
+        let tuples: Vec<Tuple> = tuples
+            .into_iter()
+            .map(|t| self.tuple_of(t, window))
+            .collect();
+        let results = self.numbered_results(&tuples, ctx)?;
         Ok(results.into_iter().map(|(_, row)| row).collect())
     }
 
@@ -2226,93 +2213,76 @@ impl QueryRunner {
             )
     }
 
-    /// Sets the `row_number()` items of a result's rows to 1, 2, ..., in the order the window
-    /// (or its groups) gives them: eKuiper's window function operator runs before its order
-    /// operator and the projection's LIMIT, so the numbers are those of the rows before
-    /// ORDER BY and LIMIT.
-    fn number_rows<'a>(&self, rows: impl Iterator<Item = &'a mut Row>) {
-        if self.query.row_numbers.is_empty() {
-            return;
-        }
-        for (i, row) in rows.enumerate() {
-            let n = Value::Int(i as i64 + 1);
-            let values = row
-                .iter()
-                .map(|(k, v)| {
-                    if self.query.row_numbers.contains(k) {
-                        n.clone()
-                    } else {
-                        v.clone()
-                    }
-                })
-                .collect();
-            *row = Row::new(Arc::clone(row.schema()), values, row.timestamp_ms);
-        }
-    }
-
-    /// The keys a result is sorted by: those of `ORDER BY`, then the `PARTITION BY` and
-    /// `ORDER BY` values of `row_number() OVER (...)`, all evaluated on the row (or group)
-    /// before the projection.
-    fn result_keys<S: Scope + ?Sized>(
+    /// The results of a collection's rows (or groups), each with its `ORDER BY` keys, as
+    /// eKuiper's window function operator numbers them before its order operator and the
+    /// projection: each row numbered 1, 2, ... in the order the window (or its groups) gives
+    /// them, or by `row_number() OVER (...)` in partitions and orders, which also orders the
+    /// results; then its `ORDER BY` keys and projection evaluated with that number, so that
+    /// `row_number()` in an expression or `ORDER BY` its alias reads it. Rows an `unnest`
+    /// makes of one row share its number.
+    fn numbered_results<S: Scope>(
         &self,
-        scope: &S,
+        scopes: &[S],
         ctx: &EvalCtx<'_>,
-    ) -> Result<Vec<Value>, EvalError> {
+    ) -> Result<Vec<Keyed>, EvalError> {
         let q = &self.query;
-        let over = q.row_number_over.as_ref();
-        let mut keys = Vec::with_capacity(
-            q.order_by.len() + over.map_or(0, |o| o.partition.len() + o.order.len()),
-        );
-        for (e, _) in &q.order_by {
-            keys.push(e.eval(scope, ctx)?);
-        }
-        if let Some(over) = over {
-            for e in &over.partition {
-                keys.push(
-                    e.eval(scope, ctx)
-                        .map_err(|e| e.within("run partition By error: "))?,
-                );
+        let numbers = match &q.row_number_over {
+            Some(over) => self.number_over(scopes, over, ctx)?,
+            None => (0..scopes.len()).map(|i| (i, i as i64 + 1)).collect(),
+        };
+        let mut results = Vec::with_capacity(numbers.len());
+        for (i, n) in numbers {
+            let scope = Extra::numbered(&scopes[i], n);
+            let mut keys = Vec::with_capacity(q.order_by.len());
+            for (e, _) in &q.order_by {
+                keys.push(e.eval(&scope, ctx)?);
             }
-            for (e, _) in &over.order {
-                keys.push(e.eval(scope, ctx)?);
+            for row in q.projection.apply_set(&scope, ctx)? {
+                results.push((keys.clone(), row));
             }
         }
-        Ok(keys)
+        Ok(results)
     }
 
-    /// `row_number() OVER (...)` over a result, as eKuiper's window function operator: its
-    /// rows in partitions by the text of their `PARTITION BY` values, the partitions in the
-    /// order of that text, each sorted by the `OVER`'s `ORDER BY` (stable, as `ORDER BY`) and
-    /// numbered from 1. The keys of `ORDER BY` stay first in each result's keys.
-    fn number_over(
+    /// `row_number() OVER (...)` over a collection, as eKuiper's window function operator:
+    /// its rows in partitions by the text of their `PARTITION BY` values, the partitions in
+    /// the order of that text, each sorted by the `OVER`'s `ORDER BY` (stable, as `ORDER BY`)
+    /// and numbered from 1. Gives each row's index and number, in that order.
+    fn number_over<S: Scope>(
         &self,
-        results: Vec<(Vec<Value>, Row)>,
+        scopes: &[S],
         over: &RowNumberOver,
-    ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
-        let first = self.query.order_by.len();
-        let parts = over.partition.len();
-        let mut partitions: BTreeMap<String, Vec<(Vec<Value>, Keyed)>> = BTreeMap::new();
-        for (keys, row) in results {
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<(usize, i64)>, EvalError> {
+        let mut partitions: BTreeMap<String, Vec<(Vec<Value>, usize)>> = BTreeMap::new();
+        for (i, scope) in scopes.iter().enumerate() {
             let mut text = String::new();
-            for v in &keys[first..first + parts] {
-                text.push_str(&crate::wording::go_value(v));
+            for e in &over.partition {
+                let v = e
+                    .eval(scope, ctx)
+                    .map_err(|e| e.within("run partition By error: "))?;
+                text.push_str(&crate::wording::go_value(&v));
                 text.push(',');
             }
-            let order = keys[first + parts..].to_vec();
-            partitions
-                .entry(text)
-                .or_default()
-                .push((order, (keys, row)));
+            let order = over
+                .order
+                .iter()
+                .map(|(e, _)| e.eval(scope, ctx))
+                .collect::<Result<Vec<_>, _>>()?;
+            partitions.entry(text).or_default().push((order, i));
         }
         let ascending: Vec<bool> = over.order.iter().map(|(_, asc)| *asc).collect();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(scopes.len());
         for (_, mut members) in partitions {
             if !ascending.is_empty() {
                 sort_results(&mut members, &ascending)?;
             }
-            let mut rows: Vec<(Vec<Value>, Row)> = members.into_iter().map(|(_, r)| r).collect();
-            self.number_rows(rows.iter_mut().map(|(_, row)| row));
-            out.extend(rows);
+            out.extend(
+                members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (_, i))| (i, n as i64 + 1)),
+            );
         }
         Ok(out)
     }
@@ -2535,8 +2505,7 @@ impl QueryRunner {
             }
         };
         // (sort keys, projected row) for each result row.
-        let mut results: Vec<(Vec<Value>, Row)> = Vec::new();
-        if q.is_aggregate() {
+        let results = if q.is_aggregate() {
             // Groups in order of first appearance.
             let mut groups: Vec<Vec<Tuple>> = Vec::new();
             if q.group_by.is_empty() {
@@ -2574,7 +2543,7 @@ impl QueryRunner {
                     .unwrap_or_else(|| window.map_or(0, |w| w.1));
                 computed.push((members.first(), aggregates, timestamp_ms));
             }
-            results = self.group_results(computed.into_iter(), window, ctx)?;
+            self.group_results(computed.into_iter(), window, ctx)?
         } else {
             // HAVING without aggregates or GROUP BY: the collection is one group, kept or
             // dropped whole (as eKuiper's having operator does with a window's rows).
@@ -2603,17 +2572,16 @@ impl QueryRunner {
                     return Ok(Vec::new());
                 }
             }
-            for t in &kept {
-                let t = WithAggHits {
+            let scopes: Vec<WithAggHits<'_>> = kept
+                .iter()
+                .map(|t| WithAggHits {
                     tuple: t,
                     agg_hits: q.agg_hits.then_some(&agg_hits),
-                };
-                let keys = self.result_keys(&t, ctx)?;
-                // As in eKuiper, one row that fails its projection fails the whole window.
-                let rows = q.projection.apply_set(&t, ctx)?;
-                results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
-            }
-        }
+                })
+                .collect();
+            // As in eKuiper, one row that fails its projection fails the whole window.
+            self.numbered_results(&scopes, ctx)?
+        };
         self.ordered(results)
     }
 
@@ -2626,17 +2594,18 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
     ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
         let q = &self.query;
-        let mut results = Vec::new();
         let agg_hits = [
             Value::Int(self.agg_hits.count),
             Value::Int(self.agg_hits.time),
         ];
-        for (first, aggregates, timestamp_ms) in groups {
+        let groups: Vec<_> = groups.collect();
+        let mut kept = Vec::with_capacity(groups.len());
+        for (first, aggregates, timestamp_ms) in &groups {
             let scope = Group {
-                first,
-                aggregates: &aggregates,
+                first: *first,
+                aggregates,
                 window,
-                timestamp_ms,
+                timestamp_ms: *timestamp_ms,
                 agg_hits: q.agg_hits.then_some(&agg_hits),
             };
             if let Some(having) = &q.having
@@ -2647,23 +2616,15 @@ impl QueryRunner {
             {
                 continue;
             }
-            let keys = self.result_keys(&scope, ctx)?;
-            for row in q.projection.apply_set(&scope, ctx)? {
-                results.push((keys.clone(), row));
-            }
+            kept.push(scope);
         }
-        Ok(results)
+        self.numbered_results(&kept, ctx)
     }
 
-    /// `row_number()`, ORDER BY and LIMIT, in eKuiper's order.
+    /// ORDER BY and LIMIT over numbered results (see [`Self::numbered_results`]), in
+    /// eKuiper's order.
     fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
-        match &q.row_number_over {
-            Some(over) => {
-                results = self.number_over(results, over)?;
-            }
-            None => self.number_rows(results.iter_mut().map(|(_, row)| row)),
-        }
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -3894,6 +3855,78 @@ mod tests {
             (
                 "SELECT row_number() OVER (PARTITION BY count(*)) FROM s GROUP BY COUNTWINDOW(4)",
                 "count",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn row_number_is_read_by_order_by_and_expressions_as_in_ekuiper() {
+        // eKuiper's planner rewrites each `row_number()` of the SELECT list into a column its
+        // window function operator sets, before its order operator: ORDER BY its alias sorts
+        // on the numbers of the window's order, and an expression reads the number.
+        let rows = [(1, 5), (2, 3), (3, 9)];
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &rows
+            ),
+            ["v=9,n=3 v=3,n=2 v=5,n=1"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) \
+                 ORDER BY n % 2, n DESC LIMIT 2",
+                &rows
+            ),
+            ["v=3,n=2 v=9,n=3"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() + 1 AS m, row_number() * 10, abs(0 - row_number()) AS a \
+                 FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            [
+                "v=5,m=2,kuiper_field_0=10,a=1 v=3,m=3,kuiper_field_0=20,a=2 v=9,m=4,kuiper_field_0=30,a=3"
+            ]
+        );
+        // A later item reads the alias; the groups of a window are numbered as its rows.
+        assert_eq!(
+            messages(
+                "SELECT v % 2 AS k, count(*) AS c, row_number() AS n, n * 100 AS h FROM s \
+                 GROUP BY v % 2, TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &[(1, 5), (2, 4), (3, 9)]
+            ),
+            ["k=0,c=1,n=2,h=200 k=1,c=2,n=1,h=100"]
+        );
+        // With OVER: the numbers of its order, read in an expression and by ORDER BY.
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (ORDER BY v) + 100 AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &rows
+            ),
+            ["v=9,n=103 v=5,n=102 v=3,n=101"]
+        );
+        // A row alone (no window) is 1.
+        let alone = messages("SELECT v, row_number() + 1 AS m FROM s", &[(1, 5)]);
+        assert_eq!(alone.len(), 1);
+        assert!(alone[0].contains("values: [Int(5), Int(2)]"), "{alone:?}");
+        // WHERE and HAVING run before the rows are numbered.
+        let streams = Streams::of(UNTIMED);
+        for (sql, want) in [
+            (
+                "SELECT a FROM s WHERE row_number() + 1 > 1",
+                "row_number() numbers the rows of a result",
+            ),
+            (
+                "SELECT row_number() AS n FROM s GROUP BY COUNTWINDOW(2) HAVING n > 1",
+                "row_number() numbers the rows of a result",
             ),
         ] {
             let err = super::super::compile(sql, &streams)

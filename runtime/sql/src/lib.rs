@@ -275,6 +275,11 @@ struct Compiler<'a> {
     /// The names each source can be referred to by (its name and its alias) -> its index.
     qualifiers: Vec<(String, usize)>,
     aggregates: Vec<AggCall>,
+    /// The aggregate calls of `WHERE`, by slot.
+    where_aggregates: Vec<AggCall>,
+    /// Whether `WHERE` is being compiled (outside an aggregate's arguments and an alias):
+    /// an aggregate there is one of `where_aggregates`.
+    in_where: bool,
     clause: Clause,
     has_window: bool,
     unnamed: usize,
@@ -320,6 +325,8 @@ impl<'a> Compiler<'a> {
             sources: Vec::new(),
             qualifiers: Vec::new(),
             aggregates: Vec::new(),
+            where_aggregates: Vec::new(),
+            in_where: false,
             clause: Clause::Row,
             has_window: false,
             unnamed: 0,
@@ -608,11 +615,12 @@ impl<'a> Compiler<'a> {
             let on = on.map(|e| self.expr(e)).transpose()?;
             joins.push(Join { kind, source, on });
         }
-        let filter = select
-            .selection
-            .as_ref()
-            .map(|e| self.expr(e))
-            .transpose()?;
+        // eKuiper's planner computes an aggregate in WHERE over the window (or the joined
+        // rows, or the row alone) before the filter (`AggFuncPlan`).
+        self.in_where = true;
+        let filter = select.selection.as_ref().map(|e| self.expr(e)).transpose();
+        self.in_where = false;
+        let filter = filter?;
         let group_by = group_keys
             .into_iter()
             .map(|e| self.expr(e))
@@ -660,6 +668,7 @@ impl<'a> Compiler<'a> {
             joins,
             window,
             filter,
+            where_aggregates: std::mem::take(&mut self.where_aggregates),
             group_by,
             aggregates: Vec::new(),
             having,
@@ -1088,7 +1097,10 @@ impl<'a> Compiler<'a> {
     fn expand_alias(&mut self, k: usize, id: &ast::Ident) -> Result<Expr, SqlError> {
         let aliased = self.aliases[k].1.clone();
         self.expanding.push(k);
+        // An alias of an aggregate in WHERE names the column, as before.
+        let in_where = std::mem::replace(&mut self.in_where, false);
         let compiled = self.expr(&aliased);
+        self.in_where = in_where;
         self.expanding.pop();
         match compiled {
             Err(_) if self.clause == Clause::Row => self.column(None, id),
@@ -1786,12 +1798,14 @@ impl<'a> Compiler<'a> {
         max: usize,
     ) -> Result<Expr, SqlError> {
         let span = f.name.span();
-        if self.clause != Clause::Result {
+        let in_where = self.in_where && self.clause == Clause::Row;
+        if self.clause != Clause::Result && !in_where {
             return Err(SqlError::at(
                 span,
                 format!(
-                    "`{name}` is an aggregate function: it may appear in the SELECT list, HAVING \
-                     or ORDER BY, not in WHERE, ON, GROUP BY or another aggregate"
+                    "`{name}` is an aggregate function: it may appear in the SELECT list, WHERE, \
+                     HAVING or ORDER BY, not in ON, GROUP BY, a window's FILTER or OVER, or \
+                     another aggregate"
                 ),
             ));
         }
@@ -1840,7 +1854,8 @@ impl<'a> Compiler<'a> {
             ));
         }
         // Arguments are evaluated per row: no aggregates inside them.
-        self.clause = Clause::Row;
+        let clause = std::mem::replace(&mut self.clause, Clause::Row);
+        self.in_where = false;
         let compiled: Result<Vec<Expr>, SqlError> = args
             .iter()
             .enumerate()
@@ -1852,15 +1867,21 @@ impl<'a> Compiler<'a> {
                 other => Err(unsupported(other.span(), "this argument")),
             })
             .collect();
-        self.clause = Clause::Result;
-        let slot = self.aggregates.len();
-        self.aggregates.push(AggCall {
+        self.clause = clause;
+        self.in_where = in_where;
+        let call = AggCall {
             func,
             args: compiled?,
             star,
             except,
-        });
-        Ok(Expr::Aggregate(slot))
+        };
+        let list = if in_where {
+            &mut self.where_aggregates
+        } else {
+            &mut self.aggregates
+        };
+        list.push(call);
+        Ok(Expr::Aggregate(list.len() - 1))
     }
 }
 

@@ -28,7 +28,7 @@ impl Query {
                 return FieldsRead::All;
             }
         }
-        for call in &self.aggregates {
+        for call in self.aggregates.iter().chain(&self.where_aggregates) {
             if (call.func == AggFunc::Collect && call.star) || call.func == AggFunc::Deduplicate {
                 return FieldsRead::All;
             }
@@ -82,7 +82,7 @@ impl Query {
                 ProjectionItem::Wildcard(_) | ProjectionItem::Except(_) => {}
             }
         }
-        for call in &self.aggregates {
+        for call in self.aggregates.iter().chain(&self.where_aggregates) {
             exprs.extend(&call.args);
         }
         for call in &self.analytics {

@@ -561,8 +561,12 @@ impl Panes {
             _ => return None,
         };
         let incremental = query.aggregates.iter().all(|a| Acc::new(a).is_some());
-        (query.joins.is_empty() && query.sources.len() == 1 && query.is_aggregate() && incremental)
-            .then_some(size)
+        (query.joins.is_empty()
+            && query.sources.len() == 1
+            && query.is_aggregate()
+            && incremental
+            && query.where_aggregates.is_empty())
+        .then_some(size)
     }
 
     /// Adds a row that counts at `ts`.
@@ -914,10 +918,13 @@ fn with_meta(result: Row, meta: &Arc<Value>, schema: Arc<Schema>) -> Row {
 /// down (`WindowPlan.PushDownPredicate`): in processing time, for one stream, below a tumbling,
 /// hopping, session or state window. A window whose rows all fail it is then an empty window,
 /// not one that `WHERE` emptied. Count and sliding windows, event time and joins keep `WHERE`
-/// after the window.
+/// after the window, and so does a `WHERE` with aggregates, which are computed over the
+/// window (eKuiper's planner would push it down all the same, and read the aggregates before
+/// any was computed).
 fn where_before_window(query: &Query, event_time: bool) -> bool {
     !event_time
         && query.filter.is_some()
+        && query.where_aggregates.is_empty()
         && query.joins.is_empty()
         && matches!(
             query.window.as_ref().map(|w| w.kind),
@@ -1342,9 +1349,9 @@ impl QueryRunner {
         if self.query.limit != Some(0) {
             return false;
         }
-        match self.query.filter.as_ref().map(|f| f.eval(row, ctx)) {
-            Some(Err(e)) => outcome.fail(e.in_where(), place),
-            _ => outcome.filtered += 1,
+        match self.query.keeps_row(row, ctx) {
+            Err(e) => outcome.fail(e, place),
+            Ok(_) => outcome.filtered += 1,
         }
         true
     }
@@ -1565,12 +1572,7 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
     ) -> Result<Option<(Vec<Row>, i64)>, EvalError> {
         let q = &self.query;
-        if let Some(filter) = &q.filter
-            && !filter
-                .eval(&row, ctx)
-                .map_err(EvalError::in_where)?
-                .is_true()
-        {
+        if !q.keeps_row(&row, ctx)? {
             return Ok(None);
         }
         let timestamp_ms = row.timestamp_ms;
@@ -1865,22 +1867,20 @@ impl QueryRunner {
             });
         };
         match input {
-            StageInput::Row(row) => Ok(
-                if filter
-                    .eval(&row, ctx)
-                    .map_err(EvalError::in_where)?
-                    .is_true()
-                {
-                    vec![0]
-                } else {
-                    Vec::new()
-                },
-            ),
+            StageInput::Row(row) => Ok(if self.query.keeps_row(&row, ctx)? {
+                vec![0]
+            } else {
+                Vec::new()
+            }),
             StageInput::Window(tuples) => {
+                let tuples: Vec<Tuple> = tuples
+                    .into_iter()
+                    .map(|rows| self.tuple_of(rows, window))
+                    .collect();
+                let values = self.query.where_aggregate_values(&tuples, ctx)?;
                 let mut kept = Vec::new();
-                for (i, rows) in tuples.into_iter().enumerate() {
-                    let t = self.tuple_of(rows, window);
-                    if filter.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                for (i, t) in tuples.iter().enumerate() {
+                    if self.query.keeps_with(filter, t, &values, ctx)? {
                         kept.push(i);
                     }
                 }
@@ -2492,10 +2492,13 @@ impl QueryRunner {
         let kept = match filter {
             None => tuples,
             Some(f) => {
+                // Its aggregates over the whole collection first (eKuiper's aggregate
+                // function operator, before its filter operator).
+                let values = q.where_aggregate_values(&tuples, ctx)?;
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
                     // An error fails the whole collection (as eKuiper's `run Where error`).
-                    if f.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                    if q.keeps_with(f, &t, &values, ctx)? {
                         kept.push(t);
                     } else {
                         outcome.filtered += 1;
@@ -3934,6 +3937,102 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
         }
+    }
+
+    #[test]
+    fn an_aggregate_in_where_is_computed_over_the_window_before_the_filter() {
+        // eKuiper's planner adds its aggregate function operator before the filter for an
+        // aggregate in WHERE: computed over the whole window (after any join, before any
+        // grouping), or over the row alone without a window. (eKuiper's `fvt/rule_test.go` `TestRuleAggInWhere`:
+        // `a > avg(a)` over a count window of 1 and 2 sends 2.)
+        let rows = [(1, 1), (2, 2), (3, 6), (12, 4)];
+        assert_eq!(
+            messages(
+                "SELECT v FROM s WHERE v > avg(v) GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["v=6"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v FROM s WHERE v > avg(v) GROUP BY COUNTWINDOW(2)",
+                &[(1, 1), (2, 2), (3, 6), (4, 4)]
+            ),
+            ["v=2", "v=6"]
+        );
+        // WHERE's `max` sees every row of the window, the SELECT list's only those kept.
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS c, max(v) AS m FROM s WHERE v < max(v) \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["c=2,m=2"]
+        );
+        // Over the window, not per group of GROUP BY.
+        assert_eq!(
+            messages(
+                "SELECT v % 2 AS k, collect(v) AS vs FROM s WHERE v * count(*) > sum(v) \
+                 GROUP BY v % 2, TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["k=0,vs=[6]"]
+        );
+        // A row alone is its own group: `avg(v)` is `v`, `count(*)` is 1.
+        let alone = messages("SELECT v FROM s WHERE v >= avg(v) AND count(*) = 1", &rows);
+        assert_eq!(alone.len(), 4, "{alone:?}");
+        assert!(messages("SELECT v FROM s WHERE count(*) > 1", &rows).is_empty());
+        assert!(messages("SELECT sum(v) AS t FROM s WHERE count(*) > 1", &rows).is_empty());
+
+        // In processing time too, where WHERE without aggregates runs before the window.
+        let streams = Streams::of(UNTIMED);
+        let query = super::super::compile(
+            "SELECT v FROM s WHERE v > avg(v) GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &streams,
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        assert!(!runner.where_first && runner.panes.is_none());
+        let mut out = Vec::new();
+        for (now, v) in [(1, 1), (2, 2), (3, 6)] {
+            let ctx = EvalCtx {
+                now_ms: now,
+                meta: &Value::Null,
+            };
+            let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], now);
+            assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        }
+        let ctx = EvalCtx {
+            now_ms: 10,
+            meta: &Value::Null,
+        };
+        assert!(runner.advance(10, &ctx, &mut out).errors.is_empty());
+        assert_eq!(messages_of(&out), ["v=6"]);
+
+        // Not in a window's FILTER, ON or GROUP BY; an alias of an aggregate in WHERE is the
+        // column of that name, as before.
+        for (sql, want) in [
+            (
+                "SELECT v FROM s GROUP BY TUMBLINGWINDOW(ms, 10) FILTER (WHERE v > avg(v))",
+                "`avg` is an aggregate function",
+            ),
+            (
+                "SELECT v FROM s GROUP BY sum(v), TUMBLINGWINDOW(ms, 10)",
+                "`sum` is an aggregate function",
+            ),
+            (
+                "SELECT v FROM s WHERE avg(avg(v)) > 1",
+                "`avg` is an aggregate function",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+        let query =
+            super::super::compile("SELECT avg(v) AS v FROM s WHERE v > 1", &streams).unwrap();
+        assert!(query.where_aggregates.is_empty());
     }
 
     #[test]

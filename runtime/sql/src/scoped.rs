@@ -18,6 +18,15 @@ pub(crate) struct Extra<'a, S: ?Sized> {
 }
 
 impl<'a, S: Scope + ?Sized> Extra<'a, S> {
+    /// `inner` read by `WHERE`, whose aggregates are `aggregates`.
+    pub(crate) fn filtered(inner: &'a S, aggregates: &'a [Value]) -> Self {
+        Self {
+            inner,
+            aggregates: Some(aggregates),
+            number: None,
+        }
+    }
+
     /// `inner`, numbered `number` in its result.
     pub(crate) fn numbered(inner: &'a S, number: i64) -> Self {
         Self {

@@ -3943,8 +3943,8 @@ mod tests {
     fn an_aggregate_in_where_is_computed_over_the_window_before_the_filter() {
         // eKuiper's planner adds its aggregate function operator before the filter for an
         // aggregate in WHERE: computed over the whole window (after any join, before any
-        // grouping), or over the row alone without a window. (eKuiper's `fvt/rule_test.go` `TestRuleAggInWhere`:
-        // `a > avg(a)` over a count window of 1 and 2 sends 2.)
+        // grouping), or over the row alone without a window. (eKuiper's `fvt/rule_test.go`
+        // `TestRuleAggInWhere`: `a > avg(a)` over a count window of 1 and 2 sends 2.)
         let rows = [(1, 1), (2, 2), (3, 6), (12, 4)];
         assert_eq!(
             messages(

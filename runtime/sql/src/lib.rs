@@ -611,8 +611,27 @@ impl<'a> Compiler<'a> {
 
         self.clause = Clause::Row;
         let mut joins = Vec::new();
-        for (kind, source, on, _) in join_specs {
-            let on = on.map(|e| self.expr(e)).transpose()?;
+        for (kind, source, on_ast, span) in join_specs {
+            let on = on_ast.map(|e| self.expr(e)).transpose()?;
+            // eKuiper's planner refuses a lookup join without an equality between a field of
+            // the table and the rows joined so far (`LookupPlan.validateAndExtractCondition`).
+            let def = self.sources[source].def;
+            if def.kind == StreamKind::Table
+                && def.options.lookup
+                && on.as_ref().is_none_or(|e| !run::looks_up(e, source))
+            {
+                let text = on_ast.map_or_else(
+                    || "%!s(<nil>)".to_owned(),
+                    |e| wording::expr_text(e, self.default_stream()),
+                );
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "join condition {text} is invalid, at least one equi-join predicate is \
+                         required"
+                    ),
+                ));
+            }
             joins.push(Join { kind, source, on });
         }
         // eKuiper's planner computes an aggregate in WHERE over the window (or the joined

@@ -353,6 +353,73 @@ fn hash_join_of(on: Option<&Expr>, source: usize) -> Option<HashJoin> {
     }
 }
 
+/// A lookup table's `ON`, as eKuiper's lookup plan splits it: the first equality of its `AND`ed
+/// conditions between the table's key and what the tuple so far gives, looked up, and the
+/// other conditions (`AND`ed, in order), applied to the joined tuples after the lookup.
+/// `None` when no equality can be looked up (the statement is refused when compiled).
+fn lookup_join_of(on: &Expr, source: usize) -> Option<(HashJoin, Option<Expr>)> {
+    fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+        match e {
+            Expr::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            other => out.push(other),
+        }
+    }
+    // `table.key = e`, `e` reading only the sources joined so far, or nothing (a constant)
+    // where `constant`.
+    let split = |c: &Expr, constant: bool| -> Option<HashJoin> {
+        let Expr::Binary(BinOp::Eq, a, b) = c else {
+            return None;
+        };
+        let (mut sa, mut sb) = (Vec::new(), Vec::new());
+        if !sources_of(a, &mut sa) || !sources_of(b, &mut sb) {
+            return None;
+        }
+        let table = |s: &[usize]| !s.is_empty() && s.iter().all(|&i| i == source);
+        let before = |s: &[usize]| (constant || !s.is_empty()) && s.iter().all(|&i| i < source);
+        if table(&sb) && before(&sa) {
+            Some(HashJoin {
+                left: (**a).clone(),
+                right: (**b).clone(),
+                swapped: false,
+            })
+        } else if table(&sa) && before(&sb) {
+            Some(HashJoin {
+                left: (**b).clone(),
+                right: (**a).clone(),
+                swapped: true,
+            })
+        } else {
+            None
+        }
+    };
+    let mut all = Vec::new();
+    conjuncts(on, &mut all);
+    // An equality with the rows joined so far is looked up first; else one with a constant.
+    let (at, constant) = all
+        .iter()
+        .position(|c| split(c, false).is_some())
+        .map(|at| (at, false))
+        .or_else(|| {
+            all.iter()
+                .position(|c| split(c, true).is_some())
+                .map(|at| (at, true))
+        })?;
+    let hash = split(all.remove(at), constant)?;
+    let rest = all
+        .into_iter()
+        .cloned()
+        .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)));
+    Some((hash, rest))
+}
+
+/// Whether `on` can join a lookup table `source`: it has an equality its key is looked up by.
+pub(crate) fn looks_up(on: &Expr, source: usize) -> bool {
+    lookup_join_of(on, source).is_some()
+}
+
 impl Scope for Tuple {
     fn column(&self, col: &Column) -> Option<&Value> {
         match col.stream {
@@ -850,8 +917,13 @@ pub struct QueryRunner {
     tables: HashMap<usize, Vec<Arc<Row>>>,
     /// Lookup tables, by source index.
     lookups: HashMap<usize, Arc<dyn Lookup>>,
-    /// Per join: how to answer it with a hash table, when its condition allows.
+    /// Per join: how to answer it with a hash table, when its condition allows; for a lookup
+    /// table, the equality of `ON` whose stream side is looked up.
     hash_joins: Vec<Option<HashJoin>>,
+    /// Per join with a lookup table: the rest of its `ON` (the conditions beside the equality
+    /// looked up), which filters the joined tuples as eKuiper's planner puts it in a filter
+    /// after its lookup.
+    lookup_rest: Vec<Option<Expr>>,
     /// Per join with a table: the hash table of the table's rows by key, built at the first row
     /// that needs it and dropped when the table takes rows (so a stream joined row by row with a
     /// table does not index the whole table for every row).
@@ -1145,12 +1217,22 @@ impl QueryRunner {
         if let (Some(window), Some(_)) = (window.as_mut(), &panes) {
             window.aggregate_on_arrival();
         }
+        let mut lookup_rest = Vec::with_capacity(query.joins.len());
         let hash_joins: Vec<Option<HashJoin>> = query
             .joins
             .iter()
-            .map(|j| match j.kind {
-                JoinKind::Cross => None,
-                _ => hash_join_of(j.on.as_ref(), j.source),
+            .map(|j| {
+                if query.sources[j.source].lookup {
+                    let split = j.on.as_ref().and_then(|on| lookup_join_of(on, j.source));
+                    let (hash, rest) = split.unzip();
+                    lookup_rest.push(rest.flatten());
+                    return hash;
+                }
+                lookup_rest.push(None);
+                match j.kind {
+                    JoinKind::Cross => None,
+                    _ => hash_join_of(j.on.as_ref(), j.source),
+                }
             })
             .collect();
         let tables = tables
@@ -1173,6 +1255,7 @@ impl QueryRunner {
             lookups: HashMap::new(),
             table_index: RefCell::new(vec![None; hash_joins.len()]),
             hash_joins,
+            lookup_rest,
             panes,
             fired: Vec::new(),
             merge,
@@ -2470,6 +2553,16 @@ impl QueryRunner {
                         }
                     }
                 }
+            }
+            if let Some(rest) = &self.lookup_rest[j] {
+                // eKuiper's planner filters the looked-up tuples with the rest of `ON`.
+                let mut kept = Vec::with_capacity(out.len());
+                for t in out {
+                    if rest.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                        kept.push(t);
+                    }
+                }
+                out = kept;
             }
             tuples = out;
         }
@@ -4798,18 +4891,62 @@ mod tests {
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
         assert_eq!(outcome.errors.len(), 1);
-        assert!(outcome.errors[0].to_string().contains("out of reach"));
-        let query =
-            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k", &streams)
-                .unwrap();
+        // eKuiper's lookup node sends the lookup's own error, without a prefix.
+        assert_eq!(outcome.errors[0].to_string(), "the store is out of reach");
+        // eKuiper's planner refuses a lookup join without an equality with a table field.
+        for (sql, on) in [
+            (
+                "SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k",
+                "binaryExpr:{ s.k > t.k }",
+            ),
+            (
+                "SELECT s.k, t.v FROM s JOIN t ON s.k = 1 AND t.v > 'a'",
+                "binaryExpr:{ binaryExpr:{ s.k = 1 } AND binaryExpr:{ t.v > a } }",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "join condition {on} is invalid, at least one equi-join predicate is required"
+                )),
+                "{sql}: {err}"
+            );
+        }
+        // The other conditions of ON filter the looked-up tuples after the lookup, as
+        // eKuiper's planner puts them in a filter: a LEFT JOIN's row that found nothing fails
+        // them too.
+        let query = super::super::compile(
+            "SELECT s.k, t.v FROM s LEFT JOIN t ON t.v = 'a' AND s.k = t.k",
+            &streams,
+        )
+        .unwrap();
         let mut runner =
             QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
+        let outcome = runner.push(0, vec![row(1), row(2)], &ctx, &mut out);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
+        let query = super::super::compile(
+            "SELECT s.k, t.v FROM s JOIN t ON s.k = t.k AND t.v = 'b'",
+            &streams,
+        )
+        .unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
         let outcome = runner.push(0, vec![row(1)], &ctx, &mut out);
-        assert!(
-            outcome.errors[0]
-                .to_string()
-                .contains("equality with its key")
-        );
+        assert!(outcome.errors.is_empty() && out.is_empty(), "{out:?}");
+        // A constant is looked up as well (eKuiper takes any expression beside the key).
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s JOIN t ON t.k = 1", &streams).unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let outcome = runner.push(0, vec![row(5)], &ctx, &mut out);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]

@@ -2890,10 +2890,7 @@ mod tests {
                 )
             })
             .collect();
-        let ctx = EvalCtx {
-            now_ms: 200,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(200);
         for sql in [
             "SELECT v, v * 2 AS w FROM s WHERE v > 2",
             "SELECT unnest(xs) AS x FROM s WHERE v % 2 = 0",
@@ -2992,10 +2989,7 @@ mod tests {
             window.watermark_from_caller();
             runner.window = Some(window);
         }
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for (ts, device, v) in rows {
@@ -3032,14 +3026,20 @@ mod tests {
 
     /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
     /// each message as JSON text.
+    /// An evaluation context at processing time `now_ms`, without metadata.
+    fn ctx_at(now_ms: i64) -> EvalCtx<'static> {
+        static NO_META: Value = Value::Null;
+        EvalCtx {
+            now_ms,
+            meta: &NO_META,
+        }
+    }
+
     fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
         let streams = Streams::of(TIMED);
         let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for (ts, v) in rows {
             let row = Row::from_pairs(
@@ -3087,10 +3087,7 @@ mod tests {
 
     #[test]
     fn the_end_of_input_sends_nothing_more_and_counts_what_is_left() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let sql =
             "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
         for on_arrival in [true, false] {
@@ -3132,10 +3129,7 @@ mod tests {
 
     #[test]
     fn a_restored_runner_reports_the_first_window_start_only_once() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let sql =
             "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
         let runner = || {
@@ -3174,10 +3168,7 @@ mod tests {
 
     #[test]
     fn an_ended_stream_holds_the_watermark_unless_fire_at_end() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let ddl = TWO_TIMED;
         let sql =
             "SELECT count(*) AS n FROM s INNER JOIN t ON s.v = t.v GROUP BY TUMBLINGWINDOW(ms, 10)";
@@ -3211,10 +3202,7 @@ mod tests {
         // eKuiper's `TestChangedFuncs_Apply1` 1: `changed_col(true, *)` sends the row when it
         // changed.
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let query =
             super::super::compile("SELECT changed_col(true, *), lag(*) AS p FROM s", &streams)
                 .unwrap();
@@ -3251,10 +3239,7 @@ mod tests {
     fn a_field_may_be_named_all_as_in_ekuiper() {
         // eKuiper's `TestJsonPathFunc_Apply1` 15: its SQL has no `ALL`.
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = Row::from_pairs(
             vec![
                 (
@@ -3295,10 +3280,7 @@ mod tests {
         // eKuiper's right join puts the right row first in the tuples it makes
         // (`TestRightJoinPlan_Apply`, `TestMultiJoinPlan_Apply` 13): a field name both rows
         // have is read from the right row, unqualified or in `*`.
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let ddl = TWO_TIMED;
         let row = |ts: i64, v: i64, f: &str| {
             Row::from_pairs(
@@ -3335,10 +3317,7 @@ mod tests {
                    ORDER BY v DESC LIMIT 1";
         let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = (1..=3)
             .map(|v| Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], v))
             .collect();
@@ -3381,10 +3360,7 @@ mod tests {
 
     #[test]
     fn limit_without_a_window_cuts_each_row_s_unnested_results_and_limit_0_sends_nothing() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = || -> Vec<Row> {
             [(vec![1, 2, 3], 1), (vec![4], 0)]
                 .into_iter()
@@ -3417,10 +3393,7 @@ mod tests {
 
     #[test]
     fn send_meta_adds_each_row_s_metadata_as_meta_to_its_results() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let topic = |t: &str| {
             let mut m = crate::value::Map::new();
             m.insert(Arc::from("topic"), Value::string(t));
@@ -3467,10 +3440,7 @@ mod tests {
 
     #[test]
     fn a_hash_join_fails_where_on_cannot_compare_its_keys_as_eq_row_by_row_does() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: Value| Row::from_pairs(vec![(Arc::from("k"), k)], 0);
         for sql in [
             "SELECT s.k AS a FROM s INNER JOIN t ON s.k = t.k GROUP BY COUNTWINDOW(4)",
@@ -3585,10 +3555,7 @@ mod tests {
         let query = super::super::compile_rule(sql, &streams, &rule).unwrap();
         assert!(!query.sleeps);
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 5,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(5);
         let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(1))], 5);
         let mut out = Vec::new();
         assert!(
@@ -3684,10 +3651,7 @@ mod tests {
         let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         let row = Row::from_pairs(vec![(Arc::from("size"), Value::Int(3))], 0);
         assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
@@ -3779,10 +3743,7 @@ mod tests {
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |topic: &str| {
             let mut row = Row::from_pairs(vec![(Arc::from("id"), Value::Int(1))], 0);
             row.set_meta(Some(Arc::new(Value::from_json(serde_json::json!({
@@ -3848,10 +3809,7 @@ mod tests {
         .unwrap();
         assert!(query.reads_meta());
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         assert!(runner.push(0, rows(), &ctx, &mut out).errors.is_empty());
         let got: Vec<String> = out
@@ -4088,17 +4046,11 @@ mod tests {
         assert!(!runner.where_first && runner.panes.is_none());
         let mut out = Vec::new();
         for (now, v) in [(1, 1), (2, 2), (3, 6)] {
-            let ctx = EvalCtx {
-                now_ms: now,
-                meta: &Value::Null,
-            };
+            let ctx = ctx_at(now);
             let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], now);
             assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
         }
-        let ctx = EvalCtx {
-            now_ms: 10,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(10);
         assert!(runner.advance(10, &ctx, &mut out).errors.is_empty());
         assert_eq!(messages_of(&out), ["v=6"]);
 
@@ -4311,10 +4263,7 @@ mod tests {
         )
         .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for v in [serde_json::json!({"b": [1, 2, 3, 4]}), serde_json::json!(5)] {
             let row = Row::from_pairs(vec![(Arc::from("v"), Value::from_json(v))], 0);
@@ -4341,10 +4290,7 @@ mod tests {
         let streams = Streams::of(TIMED);
         let query = super::super::compile("SELECT ts FROM s", &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for ts in [10, 3, 8, 20, 16, 12, 30] {
             let row = Row::from_pairs(vec![(Arc::from("ts"), Value::Int(ts))], ts);
@@ -4378,10 +4324,7 @@ mod tests {
         );
         let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 1000, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for &(stream, ts, v) in chunks {
             let row = Row::from_pairs(
@@ -4503,10 +4446,7 @@ mod tests {
     ) -> Vec<String> {
         let streams = Streams::of(TIMED);
         let query = || super::super::compile(sql, &streams).unwrap();
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |ts: i64, v: i64| {
             Row::from_pairs(
                 vec![
@@ -4637,10 +4577,7 @@ mod tests {
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: &str, v: Value| Row::from_pairs(vec![(Arc::from(k), v)], 0);
         let rows = || {
             vec![
@@ -4678,10 +4615,7 @@ mod tests {
     #[test]
     fn errors_are_placed_among_the_messages_and_worded_as_ekuiper_sends_them() {
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = || {
             [Value::Int(1), Value::string("x"), Value::Int(2)]
                 .into_iter()
@@ -4749,10 +4683,7 @@ mod tests {
             super::super::compile("SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.k", &streams)
                 .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64, v: Option<&str>| {
             let mut pairs = vec![(Arc::from("k"), Value::Int(k))];
             if let Some(v) = v {
@@ -4812,10 +4743,7 @@ mod tests {
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
              CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
         let query = super::super::compile(
             "SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.id",
@@ -4875,10 +4803,7 @@ mod tests {
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
              CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
         let query =
             super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k = t.k", &streams)
@@ -4959,10 +4884,7 @@ mod tests {
         )
         .unwrap();
         let runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |device: &str, v: i64| {
             Some(Row::from_pairs(
                 vec![

@@ -1700,7 +1700,10 @@ impl<'a> Compiler<'a> {
             }
             Ok(())
         };
+        // Analytic functions run on each row as it enters, before WHERE's aggregates exist.
+        let in_where = std::mem::replace(&mut self.in_where, false);
         let compiled = compile(self);
+        self.in_where = in_where;
         self.clause = clause;
         compiled?;
         let acc = name.starts_with("acc_");

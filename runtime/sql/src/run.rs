@@ -4069,6 +4069,11 @@ mod tests {
                 "SELECT v FROM s WHERE avg(avg(v)) > 1",
                 "`avg` is an aggregate function",
             ),
+            // An analytic function runs on each row before WHERE's aggregates are computed.
+            (
+                "SELECT v FROM s WHERE lag(avg(v)) > 1",
+                "`avg` is an aggregate function",
+            ),
         ] {
             let err = super::super::compile(sql, &streams)
                 .unwrap_err()

@@ -3967,6 +3967,22 @@ mod tests {
             ),
             ["v=9,n=103 v=5,n=102 v=3,n=101"]
         );
+        // The rows an unnest makes of one row share its number (eKuiper's project-set
+        // operator runs after the window function operator).
+        let query = super::super::compile(
+            "SELECT unnest(a) AS x, row_number() AS n FROM s GROUP BY COUNTWINDOW(2)",
+            &Streams::of(UNTIMED),
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let arrays = [vec![1, 2, 3], vec![4]].map(|a| {
+            let a = Value::array(a.into_iter().map(Value::Int).collect());
+            Row::from_pairs(vec![(Arc::from("a"), a)], 0)
+        });
+        let mut out = Vec::new();
+        let outcome = runner.push(0, arrays.to_vec(), &ctx_at(0), &mut out);
+        assert!(outcome.errors.is_empty(), "{outcome:?}");
+        assert_eq!(messages_of(&out), ["n=1,x=1 n=1,x=2 n=1,x=3 n=2,x=4"]);
         // A row alone (no window) is 1.
         let alone = messages("SELECT v, row_number() + 1 AS m FROM s", &[(1, 5)]);
         assert_eq!(alone.len(), 1);

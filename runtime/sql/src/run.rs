@@ -4004,6 +4004,14 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
         }
+        // Its alias in WHERE is the column of that name, as an aggregate's alias.
+        let query =
+            super::super::compile("SELECT row_number() AS n FROM s WHERE n > 1", &streams).unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut out = Vec::new();
+        let rows = [2, 0].map(|n| Row::from_pairs(vec![(Arc::from("n"), Value::Int(n))], 0));
+        runner.push(0, rows.to_vec(), &ctx_at(0), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]

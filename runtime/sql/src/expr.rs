@@ -254,6 +254,9 @@ pub enum Expr {
     /// `*` as a function's argument (`changed_col(true, *)`): the whole row as an object, its
     /// fields as `SELECT *` gives them.
     Row,
+    /// `row_number()`: the number of the row (or group) in its result, as the runner numbers
+    /// them; 1 for a row alone.
+    RowNumber,
 }
 
 /// What an expression reads: one row, a joined tuple, or a group of them.
@@ -287,6 +290,11 @@ pub trait Scope {
     /// order), if the scope has that row and its source gives metadata.
     fn source_meta(&self, source: usize) -> Option<&Value> {
         if source == 0 { self.meta() } else { None }
+    }
+    /// What `row_number()` gives: the number the runner gave the row (or group) in its result;
+    /// `None` for a row alone, which is 1.
+    fn row_number(&self) -> Option<i64> {
+        None
     }
 }
 
@@ -332,6 +340,7 @@ impl Expr {
             Self::Aggregate(slot) => Ok(row.aggregate(*slot).cloned().unwrap_or(Value::Null)),
             Self::WindowStart => Ok(row.window().map_or(Value::Null, |(s, _)| Value::Int(s))),
             Self::WindowEnd => Ok(row.window().map_or(Value::Null, |(_, e)| Value::Int(e))),
+            Self::RowNumber => Ok(Value::Int(row.row_number().unwrap_or(1))),
             Self::Row => {
                 let mut map = crate::value::Map::new();
                 row.fields(None, &mut |k, v| {
@@ -469,7 +478,8 @@ impl Expr {
             | Self::Aggregate(_)
             | Self::WindowStart
             | Self::WindowEnd
-            | Self::Row => false,
+            | Self::Row
+            | Self::RowNumber => false,
             Self::Unary(_, e) | Self::IsNull(e, _) | Self::Field(e, _) => e.is_constant(),
             Self::Binary(_, l, r)
             | Self::And(l, r)

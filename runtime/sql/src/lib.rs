@@ -53,6 +53,7 @@ pub mod interrupt;
 mod query;
 mod reads;
 pub mod run;
+mod scoped;
 pub mod stream;
 pub mod window;
 mod wording;
@@ -274,6 +275,11 @@ struct Compiler<'a> {
     /// The names each source can be referred to by (its name and its alias) -> its index.
     qualifiers: Vec<(String, usize)>,
     aggregates: Vec<AggCall>,
+    /// The aggregate calls of `WHERE`, by slot.
+    where_aggregates: Vec<AggCall>,
+    /// Whether `WHERE` is being compiled (outside an aggregate's arguments and an alias):
+    /// an aggregate there is one of `where_aggregates`.
+    in_where: bool,
     clause: Clause,
     has_window: bool,
     unnamed: usize,
@@ -293,8 +299,11 @@ struct Compiler<'a> {
     agg_hits: bool,
     /// The first function that keeps state across rows, for an error that names it.
     stateful: Option<String>,
-    /// The names of the SELECT items that are `row_number()`.
-    row_numbers: Vec<Arc<str>>,
+    /// Whether `row_number()` may be compiled here: in the SELECT list and `ORDER BY`, which
+    /// eKuiper evaluates after its window function operator numbered the rows.
+    numbering: bool,
+    /// How many `row_number()` calls the statement makes (outside an alias's expansion).
+    row_number_calls: usize,
     /// The `OVER` of a `row_number()`, if it has one.
     row_number_over: Option<RowNumberOver>,
     /// The indexes of the SELECT items marked `INVISIBLE`: computed, not sent.
@@ -316,6 +325,8 @@ impl<'a> Compiler<'a> {
             sources: Vec::new(),
             qualifiers: Vec::new(),
             aggregates: Vec::new(),
+            where_aggregates: Vec::new(),
+            in_where: false,
             clause: Clause::Row,
             has_window: false,
             unnamed: 0,
@@ -326,7 +337,8 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
-            row_numbers: Vec::new(),
+            numbering: false,
+            row_number_calls: 0,
             row_number_over: None,
             invisible: Vec::new(),
             rule: None,
@@ -369,7 +381,13 @@ impl<'a> Compiler<'a> {
                 };
                 let expr = match aliased {
                     Some(e) => e,
-                    None => self.expr(&item.expr)?,
+                    None => {
+                        // eKuiper sorts after its window function operator numbered the rows.
+                        self.numbering = true;
+                        let expr = self.expr(&item.expr);
+                        self.numbering = false;
+                        expr?
+                    }
                 };
                 let asc = !matches!(item.options.sort, Some(ast::OrderBySort::Desc));
                 plan.order_by.push((expr, asc));
@@ -593,15 +611,35 @@ impl<'a> Compiler<'a> {
 
         self.clause = Clause::Row;
         let mut joins = Vec::new();
-        for (kind, source, on, _) in join_specs {
-            let on = on.map(|e| self.expr(e)).transpose()?;
+        for (kind, source, on_ast, span) in join_specs {
+            let on = on_ast.map(|e| self.expr(e)).transpose()?;
+            // eKuiper's planner refuses a lookup join without an equality between a field of
+            // the table and the rows joined so far (`LookupPlan.validateAndExtractCondition`).
+            let def = self.sources[source].def;
+            if def.kind == StreamKind::Table
+                && def.options.lookup
+                && on.as_ref().is_none_or(|e| !run::looks_up(e, source))
+            {
+                let text = on_ast.map_or_else(
+                    || "%!s(<nil>)".to_owned(),
+                    |e| wording::expr_text(e, self.default_stream()),
+                );
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "join condition {text} is invalid, at least one equi-join predicate is \
+                         required"
+                    ),
+                ));
+            }
             joins.push(Join { kind, source, on });
         }
-        let filter = select
-            .selection
-            .as_ref()
-            .map(|e| self.expr(e))
-            .transpose()?;
+        // eKuiper's planner computes an aggregate in WHERE over the window (or the joined
+        // rows, or the row alone) before the filter (`AggFuncPlan`).
+        self.in_where = true;
+        let filter = select.selection.as_ref().map(|e| self.expr(e)).transpose();
+        self.in_where = false;
+        let filter = filter?;
         let group_by = group_keys
             .into_iter()
             .map(|e| self.expr(e))
@@ -649,6 +687,7 @@ impl<'a> Compiler<'a> {
             joins,
             window,
             filter,
+            where_aggregates: std::mem::take(&mut self.where_aggregates),
             group_by,
             aggregates: Vec::new(),
             having,
@@ -659,7 +698,6 @@ impl<'a> Compiler<'a> {
             hits: false,
             agg_hits: false,
             stateful: None,
-            row_numbers: std::mem::take(&mut self.row_numbers),
             row_number_over: self.row_number_over.take(),
             sleeps: false,
         })
@@ -828,6 +866,19 @@ impl<'a> Compiler<'a> {
         let mut out = Vec::with_capacity(items.len());
         let mut labels: Vec<Option<Arc<str>>> = Vec::new();
         self.visible_aliases = 0;
+        self.numbering = true;
+        let done = self.projection_items(items, &mut out, &mut labels);
+        self.numbering = false;
+        done?;
+        Ok(Projection::new(out).labelled(labels))
+    }
+
+    fn projection_items(
+        &mut self,
+        items: &[ast::SelectItem],
+        out: &mut Vec<ProjectionItem>,
+        labels: &mut Vec<Option<Arc<str>>>,
+    ) -> Result<(), SqlError> {
         for (index, item) in items.iter().enumerate() {
             if self.invisible.contains(&index) {
                 // eKuiper: the item is computed and its alias usable by later items and
@@ -886,7 +937,7 @@ impl<'a> Compiler<'a> {
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if matches!(function_name(f).as_str(), "unnest" | "extract") =>
                 {
-                    let (expr, extract) = self.unnest(f, &out)?;
+                    let (expr, extract) = self.unnest(f, out)?;
                     out.push(ProjectionItem::Unnest {
                         name: Arc::from(if extract { "extract" } else { "unnest" }),
                         expr,
@@ -897,7 +948,7 @@ impl<'a> Compiler<'a> {
                     expr: ast::Expr::Function(f),
                     alias,
                 } if matches!(function_name(f).as_str(), "unnest" | "extract") => {
-                    let (expr, extract) = self.unnest(f, &out)?;
+                    let (expr, extract) = self.unnest(f, out)?;
                     self.visible_aliases += 1;
                     out.push(ProjectionItem::Unnest {
                         name: Arc::from(alias.value.as_str()),
@@ -923,18 +974,6 @@ impl<'a> Compiler<'a> {
                     out.push(ProjectionItem::Wildcard(
                         (self.sources.len() > 1).then_some(index),
                     ));
-                }
-                ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
-                    if function_name(f) == "row_number" =>
-                {
-                    out.push(self.row_number(f, Arc::from("row_number"))?);
-                }
-                ast::SelectItem::ExprWithAlias {
-                    expr: ast::Expr::Function(f),
-                    alias,
-                } if function_name(f) == "row_number" => {
-                    self.visible_aliases += 1;
-                    out.push(self.row_number(f, Arc::from(alias.value.as_str()))?);
                 }
                 ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
                     if function_name(f) == "changed_cols" =>
@@ -968,16 +1007,25 @@ impl<'a> Compiler<'a> {
                 other => return Err(unsupported(other.span(), "this projection")),
             }
         }
-        Ok(Projection::new(out).labelled(labels))
+        Ok(())
     }
 
-    /// `row_number()` as a SELECT item: 1 here, numbered 1, 2, ... over the rows of each
-    /// result by the runner (eKuiper's window function).
-    fn row_number(
-        &mut self,
-        f: &ast::Function,
-        name: Arc<str>,
-    ) -> Result<ProjectionItem, SqlError> {
+    /// `row_number()` in the SELECT list (or in `ORDER BY` through its alias): the runner
+    /// numbers the rows (or groups) of each result 1, 2, ... (eKuiper's window function
+    /// operator, which runs after `HAVING` and before `ORDER BY` and the projection); a row
+    /// alone is 1.
+    fn row_number(&mut self, f: &ast::Function) -> Result<Expr, SqlError> {
+        if !self.numbering {
+            return Err(SqlError::at(
+                f.name.span(),
+                "row_number() numbers the rows of a result after WHERE, GROUP BY and HAVING: \
+                 use it in the SELECT list (ORDER BY may name its alias)",
+            ));
+        }
+        // An alias's expression compiled again where the alias is read: the same call.
+        if !self.expanding.is_empty() {
+            return Ok(Expr::RowNumber);
+        }
         if let ast::FunctionArguments::List(list) = &f.args
             && !list.args.is_empty()
         {
@@ -997,7 +1045,7 @@ impl<'a> Compiler<'a> {
                 ));
             }
             None => {}
-            Some(_) if !self.row_numbers.is_empty() => {
+            Some(_) if self.row_number_calls > 0 => {
                 return Err(SqlError::at(
                     f.name.span(),
                     "`row_number() OVER (...)` must be the statement's only row_number()",
@@ -1038,11 +1086,8 @@ impl<'a> Compiler<'a> {
                 self.row_number_over = Some(over?);
             }
         }
-        self.row_numbers.push(Arc::clone(&name));
-        Ok(ProjectionItem::Expr {
-            name,
-            expr: Expr::Literal(Value::Int(1)),
-        })
+        self.row_number_calls += 1;
+        Ok(Expr::RowNumber)
     }
 
     /// The stream an unqualified column is bound to in eKuiper's printed expressions.
@@ -1071,7 +1116,10 @@ impl<'a> Compiler<'a> {
     fn expand_alias(&mut self, k: usize, id: &ast::Ident) -> Result<Expr, SqlError> {
         let aliased = self.aliases[k].1.clone();
         self.expanding.push(k);
+        // An alias of an aggregate in WHERE names the column, as before.
+        let in_where = std::mem::replace(&mut self.in_where, false);
         let compiled = self.expr(&aliased);
+        self.in_where = in_where;
         self.expanding.pop();
         match compiled {
             Err(_) if self.clause == Clause::Row => self.column(None, id),
@@ -1414,6 +1462,9 @@ impl<'a> Compiler<'a> {
         if let Some((func, min, max)) = AnalyticFunc::lookup(&name) {
             return self.analytic(f, func, min, max);
         }
+        if name == "row_number" {
+            return self.row_number(f);
+        }
         if f.over.is_some() || !f.within_group.is_empty() {
             return Err(unsupported(span, "OVER on a function"));
         }
@@ -1504,12 +1555,6 @@ impl<'a> Compiler<'a> {
             }
         }
         self.sleeps |= name == "delay";
-        if name == "row_number" {
-            return Err(SqlError::at(
-                span,
-                "row_number() numbers the rows of a result: use it as a SELECT item of its own",
-            ));
-        }
         let Some(def) = functions::lookup(&name) else {
             return Err(SqlError::at(span, format!("unknown function `{name}`")));
         };
@@ -1655,7 +1700,10 @@ impl<'a> Compiler<'a> {
             }
             Ok(())
         };
+        // Analytic functions run on each row as it enters, before WHERE's aggregates exist.
+        let in_where = std::mem::replace(&mut self.in_where, false);
         let compiled = compile(self);
+        self.in_where = in_where;
         self.clause = clause;
         compiled?;
         let acc = name.starts_with("acc_");
@@ -1772,12 +1820,14 @@ impl<'a> Compiler<'a> {
         max: usize,
     ) -> Result<Expr, SqlError> {
         let span = f.name.span();
-        if self.clause != Clause::Result {
+        let in_where = self.in_where && self.clause == Clause::Row;
+        if self.clause != Clause::Result && !in_where {
             return Err(SqlError::at(
                 span,
                 format!(
-                    "`{name}` is an aggregate function: it may appear in the SELECT list, HAVING \
-                     or ORDER BY, not in WHERE, ON, GROUP BY or another aggregate"
+                    "`{name}` is an aggregate function: it may appear in the SELECT list, WHERE, \
+                     HAVING or ORDER BY, not in ON, GROUP BY, a window's FILTER or OVER, or \
+                     another aggregate"
                 ),
             ));
         }
@@ -1826,7 +1876,8 @@ impl<'a> Compiler<'a> {
             ));
         }
         // Arguments are evaluated per row: no aggregates inside them.
-        self.clause = Clause::Row;
+        let clause = std::mem::replace(&mut self.clause, Clause::Row);
+        self.in_where = false;
         let compiled: Result<Vec<Expr>, SqlError> = args
             .iter()
             .enumerate()
@@ -1838,15 +1889,21 @@ impl<'a> Compiler<'a> {
                 other => Err(unsupported(other.span(), "this argument")),
             })
             .collect();
-        self.clause = Clause::Result;
-        let slot = self.aggregates.len();
-        self.aggregates.push(AggCall {
+        self.clause = clause;
+        self.in_where = in_where;
+        let call = AggCall {
             func,
             args: compiled?,
             star,
             except,
-        });
-        Ok(Expr::Aggregate(slot))
+        };
+        let list = if in_where {
+            &mut self.where_aggregates
+        } else {
+            &mut self.aggregates
+        };
+        list.push(call);
+        Ok(Expr::Aggregate(list.len() - 1))
     }
 }
 

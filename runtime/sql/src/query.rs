@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::aggregate::AggCall;
 use super::analytic::{AnalyticCall, ChangedCols, is_hidden};
 use super::expr::{EvalCtx, EvalError, Expr, Scope};
+use super::scoped::Extra;
 use super::window::WindowSpec;
 use crate::value::{Row, Schema, Value};
 
@@ -416,6 +417,10 @@ pub struct Query {
     pub window: Option<WindowSpec>,
     /// `WHERE`.
     pub filter: Option<Expr>,
+    /// The aggregate calls of `WHERE`, by slot (`Expr::Aggregate` in `filter` reads these):
+    /// computed over the whole window (or the joined rows, or the row alone) before `WHERE`
+    /// filters it, as eKuiper's planner adds its aggregate function operator for them.
+    pub where_aggregates: Vec<AggCall>,
     /// `GROUP BY` keys (beside the window).
     pub group_by: Vec<Expr>,
     /// The aggregate calls of the statement, by slot.
@@ -437,8 +442,6 @@ pub struct Query {
     /// The first function of the statement that keeps state from row to row, if any (its
     /// state is part of a checkpoint: see [`crate::QueryRunner::function_state`]).
     pub stateful: Option<String>,
-    /// The SELECT items that are `row_number()`: each result's rows are numbered 1, 2, ...
-    pub row_numbers: Vec<Arc<str>>,
     /// `row_number() OVER (PARTITION BY ... ORDER BY ...)`: how a result's rows are
     /// partitioned and ordered before they are numbered.
     pub row_number_over: Option<RowNumberOver>,
@@ -495,26 +498,66 @@ impl Query {
 
     /// Runs a row-by-row statement on one row: `Ok(None)` when the filter drops it.
     pub fn process(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Row>, EvalError> {
-        if let Some(filter) = &self.filter
-            && !filter
-                .eval(row, ctx)
-                .map_err(EvalError::in_where)?
-                .is_true()
-        {
+        if !self.keeps_row(row, ctx)? {
             return Ok(None);
         }
         self.projection.apply(row, ctx).map(Some)
     }
 
+    /// Whether `WHERE` keeps a row alone (no window, no join): its aggregates see a group of
+    /// that one row, as eKuiper's aggregate function operator computes them over one tuple.
+    pub fn keeps_row<S: Scope>(&self, row: &S, ctx: &EvalCtx<'_>) -> Result<bool, EvalError> {
+        self.keeps(row, std::slice::from_ref(row), ctx)
+    }
+
+    /// Whether `WHERE` keeps `row`, one of `members` (a window's rows or joined tuples, or
+    /// the row alone) over which its aggregates are computed.
+    pub(crate) fn keeps<S: Scope>(
+        &self,
+        row: &S,
+        members: &[S],
+        ctx: &EvalCtx<'_>,
+    ) -> Result<bool, EvalError> {
+        let Some(filter) = &self.filter else {
+            return Ok(true);
+        };
+        let values = self.where_aggregate_values(members, ctx)?;
+        self.keeps_with(filter, row, &values, ctx)
+    }
+
+    /// `WHERE`'s aggregates over `members` (none computed when it has none). An error is
+    /// sent as eKuiper's aggregate function operator returns it, without a prefix.
+    pub(crate) fn where_aggregate_values<S: Scope>(
+        &self,
+        members: &[S],
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<Value>, EvalError> {
+        self.where_aggregates
+            .iter()
+            .map(|a| a.compute(members, ctx))
+            .collect()
+    }
+
+    /// Whether `filter` (the statement's `WHERE`) keeps `row`, its aggregates being `values`.
+    pub(crate) fn keeps_with<S: Scope + ?Sized>(
+        &self,
+        filter: &Expr,
+        row: &S,
+        values: &[Value],
+        ctx: &EvalCtx<'_>,
+    ) -> Result<bool, EvalError> {
+        let keeps = if self.where_aggregates.is_empty() {
+            filter.eval(row, ctx)
+        } else {
+            filter.eval(&Extra::filtered(row, values), ctx)
+        };
+        Ok(keeps.map_err(EvalError::in_where)?.is_true())
+    }
+
     /// Runs a row-by-row statement with `unnest` on one row: its result rows (none when the
     /// filter drops it, `Ok(None)`).
     pub fn process_set(&self, row: &Row, ctx: &EvalCtx<'_>) -> Result<Option<Vec<Row>>, EvalError> {
-        if let Some(filter) = &self.filter
-            && !filter
-                .eval(row, ctx)
-                .map_err(EvalError::in_where)?
-                .is_true()
-        {
+        if !self.keeps_row(row, ctx)? {
             return Ok(None);
         }
         self.projection.apply_set(row, ctx).map(Some)

@@ -28,7 +28,7 @@ impl Query {
                 return FieldsRead::All;
             }
         }
-        for call in &self.aggregates {
+        for call in self.aggregates.iter().chain(&self.where_aggregates) {
             if (call.func == AggFunc::Collect && call.star) || call.func == AggFunc::Deduplicate {
                 return FieldsRead::All;
             }
@@ -82,7 +82,7 @@ impl Query {
                 ProjectionItem::Wildcard(_) | ProjectionItem::Except(_) => {}
             }
         }
-        for call in &self.aggregates {
+        for call in self.aggregates.iter().chain(&self.where_aggregates) {
             exprs.extend(&call.args);
         }
         for call in &self.analytics {
@@ -117,7 +117,8 @@ pub(crate) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         | Expr::Aggregate(_)
         | Expr::WindowStart
         | Expr::WindowEnd
-        | Expr::Row => {}
+        | Expr::Row
+        | Expr::RowNumber => {}
         Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Field(e, _) => walk(e, visit),
         Expr::Binary(_, a, b)
         | Expr::And(a, b)

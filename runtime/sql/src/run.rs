@@ -20,6 +20,7 @@ use super::aggregate::Acc;
 use super::analytic::{self, Augment, CallState, Hits};
 use super::expr::{BinOp, Column, EvalCtx, EvalError, Expr, Scope, binary};
 use super::query::{JoinKind, ProjectionItem, Query, RowNumberOver};
+use super::scoped::Extra;
 use super::window::{Fired, StateInput, StateSpec, WindowKind, WindowOperator};
 use crate::message::Message;
 use crate::value::{Row, Schema, Value};
@@ -198,7 +199,7 @@ impl Key {
     }
 }
 
-/// A result row with the keys it is sorted by (see `QueryRunner::result_keys`).
+/// A result row with the keys it is sorted by (see `QueryRunner::numbered_results`).
 type Keyed = (Vec<Value>, Row);
 
 /// A hash map with a fast (not DoS-resistant) hasher: its keys come from the rule's own data
@@ -350,6 +351,73 @@ fn hash_join_of(on: Option<&Expr>, source: usize) -> Option<HashJoin> {
     } else {
         None
     }
+}
+
+/// A lookup table's `ON`, as eKuiper's lookup plan splits it: the first equality of its `AND`ed
+/// conditions between the table's key and what the tuple so far gives, looked up, and the
+/// other conditions (`AND`ed, in order), applied to the joined tuples after the lookup.
+/// `None` when no equality can be looked up (the statement is refused when compiled).
+fn lookup_join_of(on: &Expr, source: usize) -> Option<(HashJoin, Option<Expr>)> {
+    fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+        match e {
+            Expr::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            other => out.push(other),
+        }
+    }
+    // `table.key = e`, `e` reading only the sources joined so far, or nothing (a constant)
+    // where `constant`.
+    let split = |c: &Expr, constant: bool| -> Option<HashJoin> {
+        let Expr::Binary(BinOp::Eq, a, b) = c else {
+            return None;
+        };
+        let (mut sa, mut sb) = (Vec::new(), Vec::new());
+        if !sources_of(a, &mut sa) || !sources_of(b, &mut sb) {
+            return None;
+        }
+        let table = |s: &[usize]| !s.is_empty() && s.iter().all(|&i| i == source);
+        let before = |s: &[usize]| (constant || !s.is_empty()) && s.iter().all(|&i| i < source);
+        if table(&sb) && before(&sa) {
+            Some(HashJoin {
+                left: (**a).clone(),
+                right: (**b).clone(),
+                swapped: false,
+            })
+        } else if table(&sa) && before(&sb) {
+            Some(HashJoin {
+                left: (**b).clone(),
+                right: (**a).clone(),
+                swapped: true,
+            })
+        } else {
+            None
+        }
+    };
+    let mut all = Vec::new();
+    conjuncts(on, &mut all);
+    // An equality with the rows joined so far is looked up first; else one with a constant.
+    let (at, constant) = all
+        .iter()
+        .position(|c| split(c, false).is_some())
+        .map(|at| (at, false))
+        .or_else(|| {
+            all.iter()
+                .position(|c| split(c, true).is_some())
+                .map(|at| (at, true))
+        })?;
+    let hash = split(all.remove(at), constant)?;
+    let rest = all
+        .into_iter()
+        .cloned()
+        .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)));
+    Some((hash, rest))
+}
+
+/// Whether `on` can join a lookup table `source`: it has an equality its key is looked up by.
+pub(crate) fn looks_up(on: &Expr, source: usize) -> bool {
+    lookup_join_of(on, source).is_some()
 }
 
 impl Scope for Tuple {
@@ -560,8 +628,12 @@ impl Panes {
             _ => return None,
         };
         let incremental = query.aggregates.iter().all(|a| Acc::new(a).is_some());
-        (query.joins.is_empty() && query.sources.len() == 1 && query.is_aggregate() && incremental)
-            .then_some(size)
+        (query.joins.is_empty()
+            && query.sources.len() == 1
+            && query.is_aggregate()
+            && incremental
+            && query.where_aggregates.is_empty())
+        .then_some(size)
     }
 
     /// Adds a row that counts at `ts`.
@@ -845,8 +917,13 @@ pub struct QueryRunner {
     tables: HashMap<usize, Vec<Arc<Row>>>,
     /// Lookup tables, by source index.
     lookups: HashMap<usize, Arc<dyn Lookup>>,
-    /// Per join: how to answer it with a hash table, when its condition allows.
+    /// Per join: how to answer it with a hash table, when its condition allows; for a lookup
+    /// table, the equality of `ON` whose stream side is looked up.
     hash_joins: Vec<Option<HashJoin>>,
+    /// Per join with a lookup table: the rest of its `ON` (the conditions beside the equality
+    /// looked up), which filters the joined tuples as eKuiper's planner puts it in a filter
+    /// after its lookup.
+    lookup_rest: Vec<Option<Expr>>,
     /// Per join with a table: the hash table of the table's rows by key, built at the first row
     /// that needs it and dropped when the table takes rows (so a stream joined row by row with a
     /// table does not index the whole table for every row).
@@ -913,10 +990,13 @@ fn with_meta(result: Row, meta: &Arc<Value>, schema: Arc<Schema>) -> Row {
 /// down (`WindowPlan.PushDownPredicate`): in processing time, for one stream, below a tumbling,
 /// hopping, session or state window. A window whose rows all fail it is then an empty window,
 /// not one that `WHERE` emptied. Count and sliding windows, event time and joins keep `WHERE`
-/// after the window.
+/// after the window, and so does a `WHERE` with aggregates, which are computed over the
+/// window (eKuiper's planner would push it down all the same, and read the aggregates before
+/// any was computed).
 fn where_before_window(query: &Query, event_time: bool) -> bool {
     !event_time
         && query.filter.is_some()
+        && query.where_aggregates.is_empty()
         && query.joins.is_empty()
         && matches!(
             query.window.as_ref().map(|w| w.kind),
@@ -1137,12 +1217,22 @@ impl QueryRunner {
         if let (Some(window), Some(_)) = (window.as_mut(), &panes) {
             window.aggregate_on_arrival();
         }
+        let mut lookup_rest = Vec::with_capacity(query.joins.len());
         let hash_joins: Vec<Option<HashJoin>> = query
             .joins
             .iter()
-            .map(|j| match j.kind {
-                JoinKind::Cross => None,
-                _ => hash_join_of(j.on.as_ref(), j.source),
+            .map(|j| {
+                if query.sources[j.source].lookup {
+                    let split = j.on.as_ref().and_then(|on| lookup_join_of(on, j.source));
+                    let (hash, rest) = split.unzip();
+                    lookup_rest.push(rest.flatten());
+                    return hash;
+                }
+                lookup_rest.push(None);
+                match j.kind {
+                    JoinKind::Cross => None,
+                    _ => hash_join_of(j.on.as_ref(), j.source),
+                }
             })
             .collect();
         let tables = tables
@@ -1165,6 +1255,7 @@ impl QueryRunner {
             lookups: HashMap::new(),
             table_index: RefCell::new(vec![None; hash_joins.len()]),
             hash_joins,
+            lookup_rest,
             panes,
             fired: Vec::new(),
             merge,
@@ -1341,9 +1432,9 @@ impl QueryRunner {
         if self.query.limit != Some(0) {
             return false;
         }
-        match self.query.filter.as_ref().map(|f| f.eval(row, ctx)) {
-            Some(Err(e)) => outcome.fail(e.in_where(), place),
-            _ => outcome.filtered += 1,
+        match self.query.keeps_row(row, ctx) {
+            Err(e) => outcome.fail(e, place),
+            Ok(_) => outcome.filtered += 1,
         }
         true
     }
@@ -1564,12 +1655,7 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
     ) -> Result<Option<(Vec<Row>, i64)>, EvalError> {
         let q = &self.query;
-        if let Some(filter) = &q.filter
-            && !filter
-                .eval(&row, ctx)
-                .map_err(EvalError::in_where)?
-                .is_true()
-        {
+        if !q.keeps_row(&row, ctx)? {
             return Ok(None);
         }
         let timestamp_ms = row.timestamp_ms;
@@ -1793,25 +1879,11 @@ impl QueryRunner {
         let StageInput::Window(tuples) = input else {
             return self.project(input, window, ctx);
         };
-        let mut results = Vec::new();
-        for t in tuples {
-            let t = self.tuple_of(t, window);
-            let keys = self.result_keys(&t, ctx)?;
-            results.extend(
-                self.query
-                    .projection
-                    .apply_set(&t, ctx)?
-                    .into_iter()
-                    .map(|row| (keys.clone(), row)),
-            );
-        }
-        let results = match &self.query.row_number_over {
-            Some(over) => self.number_over(results, over)?,
-            None => {
-                self.number_rows(results.iter_mut().map(|(_, row)| row));
-                results
-            }
-        };
+        let tuples: Vec<Tuple> = tuples
+            .into_iter()
+            .map(|t| self.tuple_of(t, window))
+            .collect();
+        let results = self.numbered_results(&tuples, ctx)?;
         Ok(results.into_iter().map(|(_, row)| row).collect())
     }
 
@@ -1878,22 +1950,20 @@ impl QueryRunner {
             });
         };
         match input {
-            StageInput::Row(row) => Ok(
-                if filter
-                    .eval(&row, ctx)
-                    .map_err(EvalError::in_where)?
-                    .is_true()
-                {
-                    vec![0]
-                } else {
-                    Vec::new()
-                },
-            ),
+            StageInput::Row(row) => Ok(if self.query.keeps_row(&row, ctx)? {
+                vec![0]
+            } else {
+                Vec::new()
+            }),
             StageInput::Window(tuples) => {
+                let tuples: Vec<Tuple> = tuples
+                    .into_iter()
+                    .map(|rows| self.tuple_of(rows, window))
+                    .collect();
+                let values = self.query.where_aggregate_values(&tuples, ctx)?;
                 let mut kept = Vec::new();
-                for (i, rows) in tuples.into_iter().enumerate() {
-                    let t = self.tuple_of(rows, window);
-                    if filter.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                for (i, t) in tuples.iter().enumerate() {
+                    if self.query.keeps_with(filter, t, &values, ctx)? {
                         kept.push(i);
                     }
                 }
@@ -2226,93 +2296,76 @@ impl QueryRunner {
             )
     }
 
-    /// Sets the `row_number()` items of a result's rows to 1, 2, ..., in the order the window
-    /// (or its groups) gives them: eKuiper's window function operator runs before its order
-    /// operator and the projection's LIMIT, so the numbers are those of the rows before
-    /// ORDER BY and LIMIT.
-    fn number_rows<'a>(&self, rows: impl Iterator<Item = &'a mut Row>) {
-        if self.query.row_numbers.is_empty() {
-            return;
-        }
-        for (i, row) in rows.enumerate() {
-            let n = Value::Int(i as i64 + 1);
-            let values = row
-                .iter()
-                .map(|(k, v)| {
-                    if self.query.row_numbers.contains(k) {
-                        n.clone()
-                    } else {
-                        v.clone()
-                    }
-                })
-                .collect();
-            *row = Row::new(Arc::clone(row.schema()), values, row.timestamp_ms);
-        }
-    }
-
-    /// The keys a result is sorted by: those of `ORDER BY`, then the `PARTITION BY` and
-    /// `ORDER BY` values of `row_number() OVER (...)`, all evaluated on the row (or group)
-    /// before the projection.
-    fn result_keys<S: Scope + ?Sized>(
+    /// The results of a collection's rows (or groups), each with its `ORDER BY` keys, as
+    /// eKuiper's window function operator numbers them before its order operator and the
+    /// projection: each row numbered 1, 2, ... in the order the window (or its groups) gives
+    /// them, or by `row_number() OVER (...)` in partitions and orders, which also orders the
+    /// results; then its `ORDER BY` keys and projection evaluated with that number, so that
+    /// `row_number()` in an expression or `ORDER BY` its alias reads it. Rows an `unnest`
+    /// makes of one row share its number.
+    fn numbered_results<S: Scope>(
         &self,
-        scope: &S,
+        scopes: &[S],
         ctx: &EvalCtx<'_>,
-    ) -> Result<Vec<Value>, EvalError> {
+    ) -> Result<Vec<Keyed>, EvalError> {
         let q = &self.query;
-        let over = q.row_number_over.as_ref();
-        let mut keys = Vec::with_capacity(
-            q.order_by.len() + over.map_or(0, |o| o.partition.len() + o.order.len()),
-        );
-        for (e, _) in &q.order_by {
-            keys.push(e.eval(scope, ctx)?);
-        }
-        if let Some(over) = over {
-            for e in &over.partition {
-                keys.push(
-                    e.eval(scope, ctx)
-                        .map_err(|e| e.within("run partition By error: "))?,
-                );
+        let numbers = match &q.row_number_over {
+            Some(over) => self.number_over(scopes, over, ctx)?,
+            None => (0..scopes.len()).map(|i| (i, i as i64 + 1)).collect(),
+        };
+        let mut results = Vec::with_capacity(numbers.len());
+        for (i, n) in numbers {
+            let scope = Extra::numbered(&scopes[i], n);
+            let mut keys = Vec::with_capacity(q.order_by.len());
+            for (e, _) in &q.order_by {
+                keys.push(e.eval(&scope, ctx)?);
             }
-            for (e, _) in &over.order {
-                keys.push(e.eval(scope, ctx)?);
+            for row in q.projection.apply_set(&scope, ctx)? {
+                results.push((keys.clone(), row));
             }
         }
-        Ok(keys)
+        Ok(results)
     }
 
-    /// `row_number() OVER (...)` over a result, as eKuiper's window function operator: its
-    /// rows in partitions by the text of their `PARTITION BY` values, the partitions in the
-    /// order of that text, each sorted by the `OVER`'s `ORDER BY` (stable, as `ORDER BY`) and
-    /// numbered from 1. The keys of `ORDER BY` stay first in each result's keys.
-    fn number_over(
+    /// `row_number() OVER (...)` over a collection, as eKuiper's window function operator:
+    /// its rows in partitions by the text of their `PARTITION BY` values, the partitions in
+    /// the order of that text, each sorted by the `OVER`'s `ORDER BY` (stable, as `ORDER BY`)
+    /// and numbered from 1. Gives each row's index and number, in that order.
+    fn number_over<S: Scope>(
         &self,
-        results: Vec<(Vec<Value>, Row)>,
+        scopes: &[S],
         over: &RowNumberOver,
-    ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
-        let first = self.query.order_by.len();
-        let parts = over.partition.len();
-        let mut partitions: BTreeMap<String, Vec<(Vec<Value>, Keyed)>> = BTreeMap::new();
-        for (keys, row) in results {
+        ctx: &EvalCtx<'_>,
+    ) -> Result<Vec<(usize, i64)>, EvalError> {
+        let mut partitions: BTreeMap<String, Vec<(Vec<Value>, usize)>> = BTreeMap::new();
+        for (i, scope) in scopes.iter().enumerate() {
             let mut text = String::new();
-            for v in &keys[first..first + parts] {
-                text.push_str(&crate::wording::go_value(v));
+            for e in &over.partition {
+                let v = e
+                    .eval(scope, ctx)
+                    .map_err(|e| e.within("run partition By error: "))?;
+                text.push_str(&crate::wording::go_value(&v));
                 text.push(',');
             }
-            let order = keys[first + parts..].to_vec();
-            partitions
-                .entry(text)
-                .or_default()
-                .push((order, (keys, row)));
+            let order = over
+                .order
+                .iter()
+                .map(|(e, _)| e.eval(scope, ctx))
+                .collect::<Result<Vec<_>, _>>()?;
+            partitions.entry(text).or_default().push((order, i));
         }
         let ascending: Vec<bool> = over.order.iter().map(|(_, asc)| *asc).collect();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(scopes.len());
         for (_, mut members) in partitions {
             if !ascending.is_empty() {
                 sort_results(&mut members, &ascending)?;
             }
-            let mut rows: Vec<(Vec<Value>, Row)> = members.into_iter().map(|(_, r)| r).collect();
-            self.number_rows(rows.iter_mut().map(|(_, row)| row));
-            out.extend(rows);
+            out.extend(
+                members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (_, i))| (i, n as i64 + 1)),
+            );
         }
         Ok(out)
     }
@@ -2501,6 +2554,16 @@ impl QueryRunner {
                     }
                 }
             }
+            if let Some(rest) = &self.lookup_rest[j] {
+                // eKuiper's planner filters the looked-up tuples with the rest of `ON`.
+                let mut kept = Vec::with_capacity(out.len());
+                for t in out {
+                    if rest.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                        kept.push(t);
+                    }
+                }
+                out = kept;
+            }
             tuples = out;
         }
         Ok(tuples)
@@ -2522,10 +2585,13 @@ impl QueryRunner {
         let kept = match filter {
             None => tuples,
             Some(f) => {
+                // Its aggregates over the whole collection first (eKuiper's aggregate
+                // function operator, before its filter operator).
+                let values = q.where_aggregate_values(&tuples, ctx)?;
                 let mut kept = Vec::with_capacity(tuples.len());
                 for t in tuples {
                     // An error fails the whole collection (as eKuiper's `run Where error`).
-                    if f.eval(&t, ctx).map_err(EvalError::in_where)?.is_true() {
+                    if q.keeps_with(f, &t, &values, ctx)? {
                         kept.push(t);
                     } else {
                         outcome.filtered += 1;
@@ -2535,8 +2601,7 @@ impl QueryRunner {
             }
         };
         // (sort keys, projected row) for each result row.
-        let mut results: Vec<(Vec<Value>, Row)> = Vec::new();
-        if q.is_aggregate() {
+        let results = if q.is_aggregate() {
             // Groups in order of first appearance.
             let mut groups: Vec<Vec<Tuple>> = Vec::new();
             if q.group_by.is_empty() {
@@ -2574,7 +2639,7 @@ impl QueryRunner {
                     .unwrap_or_else(|| window.map_or(0, |w| w.1));
                 computed.push((members.first(), aggregates, timestamp_ms));
             }
-            results = self.group_results(computed.into_iter(), window, ctx)?;
+            self.group_results(computed.into_iter(), window, ctx)?
         } else {
             // HAVING without aggregates or GROUP BY: the collection is one group, kept or
             // dropped whole (as eKuiper's having operator does with a window's rows).
@@ -2603,17 +2668,16 @@ impl QueryRunner {
                     return Ok(Vec::new());
                 }
             }
-            for t in &kept {
-                let t = WithAggHits {
+            let scopes: Vec<WithAggHits<'_>> = kept
+                .iter()
+                .map(|t| WithAggHits {
                     tuple: t,
                     agg_hits: q.agg_hits.then_some(&agg_hits),
-                };
-                let keys = self.result_keys(&t, ctx)?;
-                // As in eKuiper, one row that fails its projection fails the whole window.
-                let rows = q.projection.apply_set(&t, ctx)?;
-                results.extend(rows.into_iter().map(|row| (keys.clone(), row)));
-            }
-        }
+                })
+                .collect();
+            // As in eKuiper, one row that fails its projection fails the whole window.
+            self.numbered_results(&scopes, ctx)?
+        };
         self.ordered(results)
     }
 
@@ -2626,17 +2690,18 @@ impl QueryRunner {
         ctx: &EvalCtx<'_>,
     ) -> Result<Vec<(Vec<Value>, Row)>, EvalError> {
         let q = &self.query;
-        let mut results = Vec::new();
         let agg_hits = [
             Value::Int(self.agg_hits.count),
             Value::Int(self.agg_hits.time),
         ];
-        for (first, aggregates, timestamp_ms) in groups {
+        let groups: Vec<_> = groups.collect();
+        let mut kept = Vec::with_capacity(groups.len());
+        for (first, aggregates, timestamp_ms) in &groups {
             let scope = Group {
-                first,
-                aggregates: &aggregates,
+                first: *first,
+                aggregates,
                 window,
-                timestamp_ms,
+                timestamp_ms: *timestamp_ms,
                 agg_hits: q.agg_hits.then_some(&agg_hits),
             };
             if let Some(having) = &q.having
@@ -2647,23 +2712,15 @@ impl QueryRunner {
             {
                 continue;
             }
-            let keys = self.result_keys(&scope, ctx)?;
-            for row in q.projection.apply_set(&scope, ctx)? {
-                results.push((keys.clone(), row));
-            }
+            kept.push(scope);
         }
-        Ok(results)
+        self.numbered_results(&kept, ctx)
     }
 
-    /// `row_number()`, ORDER BY and LIMIT, in eKuiper's order.
+    /// ORDER BY and LIMIT over numbered results (see [`Self::numbered_results`]), in
+    /// eKuiper's order.
     fn ordered(&self, mut results: Vec<(Vec<Value>, Row)>) -> Result<Vec<Row>, EvalError> {
         let q = &self.query;
-        match &q.row_number_over {
-            Some(over) => {
-                results = self.number_over(results, over)?;
-            }
-            None => self.number_rows(results.iter_mut().map(|(_, row)| row)),
-        }
         if !q.order_by.is_empty() {
             sort_results(
                 &mut results,
@@ -2833,10 +2890,7 @@ mod tests {
                 )
             })
             .collect();
-        let ctx = EvalCtx {
-            now_ms: 200,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(200);
         for sql in [
             "SELECT v, v * 2 AS w FROM s WHERE v > 2",
             "SELECT unnest(xs) AS x FROM s WHERE v % 2 = 0",
@@ -2935,10 +2989,7 @@ mod tests {
             window.watermark_from_caller();
             runner.window = Some(window);
         }
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for (ts, device, v) in rows {
@@ -2975,14 +3026,20 @@ mod tests {
 
     /// Runs `sql` over stream `s` (event time, 0 ms tolerance), one row per `(ts, v)`; returns
     /// each message as JSON text.
+    /// An evaluation context at processing time `now_ms`, without metadata.
+    fn ctx_at(now_ms: i64) -> EvalCtx<'static> {
+        static NO_META: Value = Value::Null;
+        EvalCtx {
+            now_ms,
+            meta: &NO_META,
+        }
+    }
+
     fn messages(sql: &str, rows: &[(i64, i64)]) -> Vec<String> {
         let streams = Streams::of(TIMED);
         let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for (ts, v) in rows {
             let row = Row::from_pairs(
@@ -3030,10 +3087,7 @@ mod tests {
 
     #[test]
     fn the_end_of_input_sends_nothing_more_and_counts_what_is_left() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let sql =
             "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
         for on_arrival in [true, false] {
@@ -3075,10 +3129,7 @@ mod tests {
 
     #[test]
     fn a_restored_runner_reports_the_first_window_start_only_once() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let sql =
             "SELECT count(*) AS n, window_start() AS ws FROM s GROUP BY TUMBLINGWINDOW(ms, 10)";
         let runner = || {
@@ -3117,10 +3168,7 @@ mod tests {
 
     #[test]
     fn an_ended_stream_holds_the_watermark_unless_fire_at_end() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let ddl = TWO_TIMED;
         let sql =
             "SELECT count(*) AS n FROM s INNER JOIN t ON s.v = t.v GROUP BY TUMBLINGWINDOW(ms, 10)";
@@ -3154,10 +3202,7 @@ mod tests {
         // eKuiper's `TestChangedFuncs_Apply1` 1: `changed_col(true, *)` sends the row when it
         // changed.
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let query =
             super::super::compile("SELECT changed_col(true, *), lag(*) AS p FROM s", &streams)
                 .unwrap();
@@ -3194,10 +3239,7 @@ mod tests {
     fn a_field_may_be_named_all_as_in_ekuiper() {
         // eKuiper's `TestJsonPathFunc_Apply1` 15: its SQL has no `ALL`.
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = Row::from_pairs(
             vec![
                 (
@@ -3238,10 +3280,7 @@ mod tests {
         // eKuiper's right join puts the right row first in the tuples it makes
         // (`TestRightJoinPlan_Apply`, `TestMultiJoinPlan_Apply` 13): a field name both rows
         // have is read from the right row, unqualified or in `*`.
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let ddl = TWO_TIMED;
         let row = |ts: i64, v: i64, f: &str| {
             Row::from_pairs(
@@ -3278,10 +3317,7 @@ mod tests {
                    ORDER BY v DESC LIMIT 1";
         let query = super::super::compile(sql, &Streams::of(UNTIMED)).unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = (1..=3)
             .map(|v| Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], v))
             .collect();
@@ -3324,10 +3360,7 @@ mod tests {
 
     #[test]
     fn limit_without_a_window_cuts_each_row_s_unnested_results_and_limit_0_sends_nothing() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = || -> Vec<Row> {
             [(vec![1, 2, 3], 1), (vec![4], 0)]
                 .into_iter()
@@ -3360,10 +3393,7 @@ mod tests {
 
     #[test]
     fn send_meta_adds_each_row_s_metadata_as_meta_to_its_results() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let topic = |t: &str| {
             let mut m = crate::value::Map::new();
             m.insert(Arc::from("topic"), Value::string(t));
@@ -3410,10 +3440,7 @@ mod tests {
 
     #[test]
     fn a_hash_join_fails_where_on_cannot_compare_its_keys_as_eq_row_by_row_does() {
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: Value| Row::from_pairs(vec![(Arc::from("k"), k)], 0);
         for sql in [
             "SELECT s.k AS a FROM s INNER JOIN t ON s.k = t.k GROUP BY COUNTWINDOW(4)",
@@ -3528,10 +3555,7 @@ mod tests {
         let query = super::super::compile_rule(sql, &streams, &rule).unwrap();
         assert!(!query.sleeps);
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 5,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(5);
         let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(1))], 5);
         let mut out = Vec::new();
         assert!(
@@ -3627,10 +3651,7 @@ mod tests {
         let compile = |sql: &str| super::super::compile(sql, &streams);
         let query = compile("SELECT a + 1 AS b, size AS a FROM s").unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         let row = Row::from_pairs(vec![(Arc::from("size"), Value::Int(3))], 0);
         assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
@@ -3722,10 +3743,7 @@ mod tests {
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |topic: &str| {
             let mut row = Row::from_pairs(vec![(Arc::from("id"), Value::Int(1))], 0);
             row.set_meta(Some(Arc::new(Value::from_json(serde_json::json!({
@@ -3791,10 +3809,7 @@ mod tests {
         .unwrap();
         assert!(query.reads_meta());
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         assert!(runner.push(0, rows(), &ctx, &mut out).errors.is_empty());
         let got: Vec<String> = out
@@ -3901,6 +3916,197 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{sql}: {err}");
         }
+    }
+
+    #[test]
+    fn row_number_is_read_by_order_by_and_expressions_as_in_ekuiper() {
+        // eKuiper's planner rewrites each `row_number()` of the SELECT list into a column its
+        // window function operator sets, before its order operator: ORDER BY its alias sorts
+        // on the numbers of the window's order, and an expression reads the number.
+        let rows = [(1, 5), (2, 3), (3, 9)];
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &rows
+            ),
+            ["v=9,n=3 v=3,n=2 v=5,n=1"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() AS n FROM s GROUP BY TUMBLINGWINDOW(ms, 10) \
+                 ORDER BY n % 2, n DESC LIMIT 2",
+                &rows
+            ),
+            ["v=3,n=2 v=9,n=3"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() + 1 AS m, row_number() * 10, abs(0 - row_number()) AS a \
+                 FROM s GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            [
+                "v=5,m=2,kuiper_field_0=10,a=1 v=3,m=3,kuiper_field_0=20,a=2 v=9,m=4,kuiper_field_0=30,a=3"
+            ]
+        );
+        // A later item reads the alias; the groups of a window are numbered as its rows.
+        assert_eq!(
+            messages(
+                "SELECT v % 2 AS k, count(*) AS c, row_number() AS n, n * 100 AS h FROM s \
+                 GROUP BY v % 2, TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &[(1, 5), (2, 4), (3, 9)]
+            ),
+            ["k=0,c=1,n=2,h=200 k=1,c=2,n=1,h=100"]
+        );
+        // With OVER: the numbers of its order, read in an expression and by ORDER BY.
+        assert_eq!(
+            messages(
+                "SELECT v, row_number() OVER (ORDER BY v) + 100 AS n FROM s \
+                 GROUP BY TUMBLINGWINDOW(ms, 10) ORDER BY n DESC",
+                &rows
+            ),
+            ["v=9,n=103 v=5,n=102 v=3,n=101"]
+        );
+        // The rows an unnest makes of one row share its number (eKuiper's project-set
+        // operator runs after the window function operator).
+        let query = super::super::compile(
+            "SELECT unnest(a) AS x, row_number() AS n FROM s GROUP BY COUNTWINDOW(2)",
+            &Streams::of(UNTIMED),
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let arrays = [vec![1, 2, 3], vec![4]].map(|a| {
+            let a = Value::array(a.into_iter().map(Value::Int).collect());
+            Row::from_pairs(vec![(Arc::from("a"), a)], 0)
+        });
+        let mut out = Vec::new();
+        let outcome = runner.push(0, arrays.to_vec(), &ctx_at(0), &mut out);
+        assert!(outcome.errors.is_empty(), "{outcome:?}");
+        assert_eq!(messages_of(&out), ["n=1,x=1 n=1,x=2 n=1,x=3 n=2,x=4"]);
+        // A row alone (no window) is 1.
+        let alone = messages("SELECT v, row_number() + 1 AS m FROM s", &[(1, 5)]);
+        assert_eq!(alone.len(), 1);
+        assert!(alone[0].contains("values: [Int(5), Int(2)]"), "{alone:?}");
+        // WHERE and HAVING run before the rows are numbered.
+        let streams = Streams::of(UNTIMED);
+        for (sql, want) in [
+            (
+                "SELECT a FROM s WHERE row_number() + 1 > 1",
+                "row_number() numbers the rows of a result",
+            ),
+            (
+                "SELECT row_number() AS n FROM s GROUP BY COUNTWINDOW(2) HAVING n > 1",
+                "row_number() numbers the rows of a result",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+        // Its alias in WHERE is the column of that name, as an aggregate's alias.
+        let query =
+            super::super::compile("SELECT row_number() AS n FROM s WHERE n > 1", &streams).unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        let mut out = Vec::new();
+        let rows = [2, 0].map(|n| Row::from_pairs(vec![(Arc::from("n"), Value::Int(n))], 0));
+        runner.push(0, rows.to_vec(), &ctx_at(0), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn an_aggregate_in_where_is_computed_over_the_window_before_the_filter() {
+        // eKuiper's planner adds its aggregate function operator before the filter for an
+        // aggregate in WHERE: computed over the whole window (after any join, before any
+        // grouping), or over the row alone without a window. (eKuiper's `fvt/rule_test.go`
+        // `TestRuleAggInWhere`: `a > avg(a)` over a count window of 1 and 2 sends 2.)
+        let rows = [(1, 1), (2, 2), (3, 6), (12, 4)];
+        assert_eq!(
+            messages(
+                "SELECT v FROM s WHERE v > avg(v) GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["v=6"]
+        );
+        assert_eq!(
+            messages(
+                "SELECT v FROM s WHERE v > avg(v) GROUP BY COUNTWINDOW(2)",
+                &[(1, 1), (2, 2), (3, 6), (4, 4)]
+            ),
+            ["v=2", "v=6"]
+        );
+        // WHERE's `max` sees every row of the window, the SELECT list's only those kept.
+        assert_eq!(
+            messages(
+                "SELECT count(*) AS c, max(v) AS m FROM s WHERE v < max(v) \
+                 GROUP BY TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["c=2,m=2"]
+        );
+        // Over the window, not per group of GROUP BY.
+        assert_eq!(
+            messages(
+                "SELECT v % 2 AS k, collect(v) AS vs FROM s WHERE v * count(*) > sum(v) \
+                 GROUP BY v % 2, TUMBLINGWINDOW(ms, 10)",
+                &rows
+            ),
+            ["k=0,vs=[6]"]
+        );
+        // A row alone is its own group: `avg(v)` is `v`, `count(*)` is 1.
+        let alone = messages("SELECT v FROM s WHERE v >= avg(v) AND count(*) = 1", &rows);
+        assert_eq!(alone.len(), 4, "{alone:?}");
+        assert!(messages("SELECT v FROM s WHERE count(*) > 1", &rows).is_empty());
+        assert!(messages("SELECT sum(v) AS t FROM s WHERE count(*) > 1", &rows).is_empty());
+
+        // In processing time too, where WHERE without aggregates runs before the window.
+        let streams = Streams::of(UNTIMED);
+        let query = super::super::compile(
+            "SELECT v FROM s WHERE v > avg(v) GROUP BY TUMBLINGWINDOW(ms, 10)",
+            &streams,
+        )
+        .unwrap();
+        let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
+        assert!(!runner.where_first && runner.panes.is_none());
+        let mut out = Vec::new();
+        for (now, v) in [(1, 1), (2, 2), (3, 6)] {
+            let ctx = ctx_at(now);
+            let row = Row::from_pairs(vec![(Arc::from("v"), Value::Int(v))], now);
+            assert!(runner.push(0, vec![row], &ctx, &mut out).errors.is_empty());
+        }
+        let ctx = ctx_at(10);
+        assert!(runner.advance(10, &ctx, &mut out).errors.is_empty());
+        assert_eq!(messages_of(&out), ["v=6"]);
+
+        // Not in a window's FILTER, ON or GROUP BY; an alias of an aggregate in WHERE is the
+        // column of that name, as before.
+        for (sql, want) in [
+            (
+                "SELECT v FROM s GROUP BY TUMBLINGWINDOW(ms, 10) FILTER (WHERE v > avg(v))",
+                "`avg` is an aggregate function",
+            ),
+            (
+                "SELECT v FROM s GROUP BY sum(v), TUMBLINGWINDOW(ms, 10)",
+                "`sum` is an aggregate function",
+            ),
+            (
+                "SELECT v FROM s WHERE avg(avg(v)) > 1",
+                "`avg` is an aggregate function",
+            ),
+            // An analytic function runs on each row before WHERE's aggregates are computed.
+            (
+                "SELECT v FROM s WHERE lag(avg(v)) > 1",
+                "`avg` is an aggregate function",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
+        let query =
+            super::super::compile("SELECT avg(v) AS v FROM s WHERE v > 1", &streams).unwrap();
+        assert!(query.where_aggregates.is_empty());
     }
 
     #[test]
@@ -4086,10 +4292,7 @@ mod tests {
         )
         .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for v in [serde_json::json!({"b": [1, 2, 3, 4]}), serde_json::json!(5)] {
             let row = Row::from_pairs(vec![(Arc::from("v"), Value::from_json(v))], 0);
@@ -4116,10 +4319,7 @@ mod tests {
         let streams = Streams::of(TIMED);
         let query = super::super::compile("SELECT ts FROM s", &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 5, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for ts in [10, 3, 8, 20, 16, 12, 30] {
             let row = Row::from_pairs(vec![(Arc::from("ts"), Value::Int(ts))], ts);
@@ -4153,10 +4353,7 @@ mod tests {
         );
         let query = super::super::compile(sql, &streams).unwrap();
         let mut runner = QueryRunner::new(query, true, 1000, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let mut out = Vec::new();
         for &(stream, ts, v) in chunks {
             let row = Row::from_pairs(
@@ -4278,10 +4475,7 @@ mod tests {
     ) -> Vec<String> {
         let streams = Streams::of(TIMED);
         let query = || super::super::compile(sql, &streams).unwrap();
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |ts: i64, v: i64| {
             Row::from_pairs(
                 vec![
@@ -4412,10 +4606,7 @@ mod tests {
             "CREATE STREAM a () WITH (TYPE=\"memory\", DATASOURCE=\"a\");
              CREATE STREAM b () WITH (TYPE=\"memory\", DATASOURCE=\"b\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: &str, v: Value| Row::from_pairs(vec![(Arc::from(k), v)], 0);
         let rows = || {
             vec![
@@ -4453,10 +4644,7 @@ mod tests {
     #[test]
     fn errors_are_placed_among_the_messages_and_worded_as_ekuiper_sends_them() {
         let streams = Streams::of(UNTIMED);
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let rows = || {
             [Value::Int(1), Value::string("x"), Value::Int(2)]
                 .into_iter()
@@ -4524,10 +4712,7 @@ mod tests {
             super::super::compile("SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.k", &streams)
                 .unwrap();
         let mut runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64, v: Option<&str>| {
             let mut pairs = vec![(Arc::from("k"), Value::Int(k))];
             if let Some(v) = v {
@@ -4587,10 +4772,7 @@ mod tests {
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
              CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
         let query = super::super::compile(
             "SELECT s.k, t.v FROM s INNER JOIN t ON s.k = t.id",
@@ -4650,10 +4832,7 @@ mod tests {
             "CREATE STREAM s () WITH (TYPE=\"memory\", DATASOURCE=\"s\");\
              CREATE TABLE t () WITH (TYPE=\"memory\", DATASOURCE=\"t\", KEY=\"k\", KIND=\"lookup\");",
         );
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |k: i64| Row::from_pairs(vec![(Arc::from("k"), Value::Int(k))], 0);
         let query =
             super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k = t.k", &streams)
@@ -4666,18 +4845,62 @@ mod tests {
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
         assert_eq!(outcome.errors.len(), 1);
-        assert!(outcome.errors[0].to_string().contains("out of reach"));
-        let query =
-            super::super::compile("SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k", &streams)
-                .unwrap();
+        // eKuiper's lookup node sends the lookup's own error, without a prefix.
+        assert_eq!(outcome.errors[0].to_string(), "the store is out of reach");
+        // eKuiper's planner refuses a lookup join without an equality with a table field.
+        for (sql, on) in [
+            (
+                "SELECT s.k, t.v FROM s LEFT JOIN t ON s.k > t.k",
+                "binaryExpr:{ s.k > t.k }",
+            ),
+            (
+                "SELECT s.k, t.v FROM s JOIN t ON s.k = 1 AND t.v > 'a'",
+                "binaryExpr:{ binaryExpr:{ s.k = 1 } AND binaryExpr:{ t.v > a } }",
+            ),
+        ] {
+            let err = super::super::compile(sql, &streams)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "join condition {on} is invalid, at least one equi-join predicate is required"
+                )),
+                "{sql}: {err}"
+            );
+        }
+        // The other conditions of ON filter the looked-up tuples after the lookup, as
+        // eKuiper's planner puts them in a filter: a LEFT JOIN's row that found nothing fails
+        // them too.
+        let query = super::super::compile(
+            "SELECT s.k, t.v FROM s LEFT JOIN t ON t.v = 'a' AND s.k = t.k",
+            &streams,
+        )
+        .unwrap();
         let mut runner =
             QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
+        let outcome = runner.push(0, vec![row(1), row(2)], &ctx, &mut out);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(format!("{:?}", out[0]).contains("\"a\""), "{out:?}");
+        let query = super::super::compile(
+            "SELECT s.k, t.v FROM s JOIN t ON s.k = t.k AND t.v = 'b'",
+            &streams,
+        )
+        .unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let mut out = Vec::new();
         let outcome = runner.push(0, vec![row(1)], &ctx, &mut out);
-        assert!(
-            outcome.errors[0]
-                .to_string()
-                .contains("equality with its key")
-        );
+        assert!(outcome.errors.is_empty() && out.is_empty(), "{out:?}");
+        // A constant is looked up as well (eKuiper takes any expression beside the key).
+        let query =
+            super::super::compile("SELECT s.k, t.v FROM s JOIN t ON t.k = 1", &streams).unwrap();
+        let mut runner =
+            QueryRunner::new(query, false, 0, HashMap::new()).with_lookup(1, Arc::new(Store));
+        let outcome = runner.push(0, vec![row(5)], &ctx, &mut out);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]
@@ -4690,10 +4913,7 @@ mod tests {
         )
         .unwrap();
         let runner = QueryRunner::new(query, false, 0, HashMap::new());
-        let ctx = EvalCtx {
-            now_ms: 0,
-            meta: &Value::Null,
-        };
+        let ctx = ctx_at(0);
         let row = |device: &str, v: i64| {
             Some(Row::from_pairs(
                 vec![

@@ -1,0 +1,1 @@
+CREATE STREAM sim5 () WITH (TYPE="file", DATASOURCE="events.jsonl");

@@ -10,40 +10,85 @@ const HISTORY = 60;
 
 // ---- the API, with the token asked for once and kept for this tab ----
 
+// The token is kept in this tab's sessionStorage and nowhere else: a reload, or another view
+// of the console in the same tab, sends it again without asking; another tab or browser asks.
+// It goes in the `Authorization` header of every call, never in a URL.
 const tokenKey = 'oort-token';
-const authHeaders = () => {
-  const token = sessionStorage.getItem(tokenKey);
-  return token ? { Authorization: `Bearer ${token}` } : {};
-};
+const storedToken = () => sessionStorage.getItem(tokenKey);
+const authHeaders = (token = storedToken()) => (token ? { Authorization: `Bearer ${token}` } : {});
 
-function askToken() {
+// One dialog at a time: every call refused meanwhile waits for the same answer.
+let asking = null;
+
+// The server answered 401 to a call that sent the token `sent` (null: none). Resolves true
+// when there is a token to try (one stored since that call was sent, or one just typed) and
+// false when the dialog was dismissed without one. A token that was sent and refused (a wrong
+// one, or one the server no longer accepts) is forgotten, and the dialog says so.
+function unauthorized(sent) {
+  const now = storedToken();
+  if (now !== null && now !== sent) return Promise.resolve(true);
+  if (now !== null) sessionStorage.removeItem(tokenKey);
+  asking ??= askToken(sent !== null).finally(() => { asking = null; });
+  return asking;
+}
+
+function askToken(refused) {
   const dialog = document.getElementById('token-dialog');
   const input = document.getElementById('token-input');
+  const error = document.getElementById('token-error');
+  setConn(refused ? 'refused' : 'unauthorized');
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => {
-      if (input.value.trim()) sessionStorage.setItem(tokenKey, input.value.trim());
+      const token = dialog.returnValue === 'use' ? input.value.trim() : '';
       input.value = '';
-      resolve();
+      if (token) sessionStorage.setItem(tokenKey, token);
+      resolve(token !== '');
     }, { once: true });
+    dialog.returnValue = '';
+    error.hidden = !refused;
     dialog.showModal();
     input.focus();
+    // Set once shown, so that the alert is announced.
+    error.textContent = refused ? 'The server refused that token. Check it and paste it again.' : '';
   });
 }
 
 async function api(method, path, body) {
   for (let attempt = 0; ; attempt++) {
-    const init = { method, headers: { ...authHeaders() } };
+    const sent = storedToken();
+    const init = { method, headers: authHeaders(sent) };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const answer = await fetch(path, init);
-    if (answer.status === 401 && attempt < 3) { await askToken(); continue; }
+    if (answer.status === 401 && attempt < 3 && await unauthorized(sent)) continue;
     const text = await answer.text();
     let json = null;
     try { json = JSON.parse(text); } catch { /* a plain-text answer */ }
     return { status: answer.status, ok: answer.ok, text, json, message: json?.message ?? text };
   }
+}
+
+// Follows the event stream `path` with the tab's token. A 401 (no token yet, or one the
+// server refuses now, say after a restart with another token file) asks for a token and draws
+// the page again with it; dismissing the dialog says why the page is empty.
+function live(path, signal, onEvent) {
+  let sent = null;
+  const headers = () => { sent = storedToken(); return authHeaders(sent); };
+  follow(path, headers, signal, onEvent, (state) => {
+    setConn(state);
+    if (state !== 'unauthorized' || signal.aborted) return;
+    unauthorized(sent).then((given) => {
+      if (signal.aborted) return;
+      if (given) route();
+      else {
+        main.replaceChildren(
+          h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'),
+          h('button', { onclick: () => route() }, 'Enter a token'));
+      }
+    });
+  });
 }
 
 // ---- small helpers ----
@@ -87,7 +132,7 @@ function statusBadge(status) {
 }
 
 function setConn(state) {
-  conn.textContent = { live: 'live updates on', retrying: 'reconnecting…', unauthorized: 'token refused', gone: 'gone' }[state] ?? state;
+  conn.textContent = { live: 'live updates on', retrying: 'reconnecting…', unauthorized: 'token needed', refused: 'token refused', gone: 'gone' }[state] ?? state;
 }
 
 function announce(text, bad) {
@@ -233,7 +278,7 @@ function rulesPage(signal) {
     row.cells.exc.textContent = r.counts[2];
     row.cells.late.textContent = r.counts[3];
   }
-  follow('/events/rules', authHeaders, signal, ({ event, data }) => {
+  live('/events/rules', signal, ({ event, data }) => {
     if (event !== 'rules') return;
     const membership = applyRules(JSON.parse(data));
     if (membership || !loaded) {
@@ -242,10 +287,6 @@ function rulesPage(signal) {
       return;
     }
     for (const [id, row] of rows) { const r = rules.get(id); if (r) paintRow(row, r); }
-  }, (state) => {
-    setConn(state);
-    // The server wants a token: ask for it once, then draw the list again with it.
-    if (state === 'unauthorized' && !signal.aborted) askToken().then(() => { if (!signal.aborted) route(); });
   });
 }
 
@@ -345,7 +386,7 @@ async function rulePage(signal, id) {
     histories.replaceChildren(...sinks.map((sink) => actionHistories(sink, (key) => status[`${sink}_0_${key}`])));
   }
   paint();
-  follow(`/events/rules/${encodeURIComponent(id)}`, authHeaders, signal, ({ event, data }) => {
+  live(`/events/rules/${encodeURIComponent(id)}`, signal, ({ event, data }) => {
     if (event === 'dropped') { announce(`Rule ${id} was dropped.`); return; }
     const d = JSON.parse(data);
     const dt = t0 ? (d.t - t0) / 1000 : 0;
@@ -358,7 +399,7 @@ async function rulePage(signal, id) {
       }
     }
     paint();
-  }, setConn);
+  });
 }
 
 // One action's histories: its reloads (build taken over with the swap pause, or refused with

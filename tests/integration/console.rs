@@ -883,3 +883,347 @@ fn the_server_keeps_the_cache_depth_history_and_the_rule_page_draws_it() {
     });
     server.stop();
 }
+
+/// What the browser asked of the server, from the DevTools network events: each request's URL
+/// and `Authorization` header, each answer's URL and status.
+#[derive(Debug, Default)]
+struct Traffic {
+    requests: Vec<(String, Option<String>)>,
+    answers: Vec<(String, u64)>,
+}
+
+impl Traffic {
+    /// Adds the events recorded since the last read.
+    async fn read(&mut self, browser: &Browser) {
+        for event in browser.network_log().await {
+            let params = &event["params"];
+            match event["method"].as_str() {
+                Some("Network.requestWillBeSent") => {
+                    let request = &params["request"];
+                    let authorization = request["headers"].as_object().and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                            .and_then(|(_, v)| v.as_str().map(str::to_string))
+                    });
+                    let url = request["url"].as_str().unwrap_or_default().to_string();
+                    self.requests.push((url, authorization));
+                }
+                Some("Network.responseReceived") => {
+                    let response = &params["response"];
+                    let url = response["url"].as_str().unwrap_or_default().to_string();
+                    self.answers
+                        .push((url, response["status"].as_u64().unwrap_or_default()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The URLs answered 401 from the `from`-th answer on.
+    fn refused_since(&self, from: usize) -> Vec<&str> {
+        self.answers[from..]
+            .iter()
+            .filter(|(_, status)| *status == 401)
+            .map(|(url, _)| url.as_str())
+            .collect()
+    }
+}
+
+/// Types `text` on the keyboard into whatever has the focus, then Enter.
+async fn type_and_enter(browser: &Browser, text: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let mut keys = KeyActions::new("keyboard".into());
+    for value in text.chars().chain(['\u{E007}']) {
+        keys = keys
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+    }
+    browser.client.perform_actions(keys).await.unwrap();
+}
+
+/// A script: the token dialog, open with the focus in its field, and the refusal it shows
+/// (`""` when it shows none); with `refused`, only once it shows one.
+fn asked(refused: bool) -> String {
+    let none = if refused { "null" } else { "''" };
+    format!(
+        r#"const d = document.getElementById('token-dialog');
+           const e = document.getElementById('token-error');
+           return d.open && document.activeElement?.id === 'token-input'
+             ? (e.hidden ? {none} : e.textContent) : null"#
+    )
+}
+
+/// The console on a server that requires a bearer token. The first visit shows the token
+/// dialog and no rule data (the server answered 401); a wrong token is said to be refused and
+/// asked again; the right one shows the rule with live rates. It is asked once per tab: a
+/// reload and moving between the views do not ask again, a new tab and a new browser do. It
+/// goes in a header and never in a URL, the dialog works from the keyboard alone, and a token
+/// the server stops accepting (restarted with another token file) leads back to the dialog.
+#[test]
+fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused() {
+    const FIRST: &str = "first-token-4f1c2b";
+    const SECOND: &str = "second-token-9a7e5d";
+    const WRONG: &str = "wrong-token-0c3d8e";
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    scratch.write("tokens", &format!("# the console's test\n{FIRST}\n"));
+    scratch.write("rotated", &format!("{SECOND}\n"));
+    let options = |tokens: &'static str| {
+        [
+            "--mqtt-conf",
+            "etc/mqtt_source.yaml",
+            "--token-file",
+            tokens,
+        ]
+    };
+    let server = Server::start(&scratch, &options("tokens")).with_token(FIRST);
+    let port = server.port;
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/t\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = r#"{"id":"plant-meter","sql":"SELECT n FROM s","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_log("subscribed to", 1);
+    let flowing = Arc::new(AtomicBool::new(true));
+    let publisher = {
+        let flowing = Arc::clone(&flowing);
+        let port = broker.port;
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while flowing.load(Ordering::Relaxed) {
+                publish_all(port, "in/t", numbers(n..n + 10));
+                n += 10;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let ui = format!("http://127.0.0.1:{port}/ui");
+    let server = runtime().block_on(async {
+        let Some(browser) = Browser::start_recording_network().await else {
+            return server;
+        };
+        let c = &browser.client;
+        let mut traffic = Traffic::default();
+
+        // First visit: the dialog, with the focus in its field, and no rule data.
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        let refusal = browser.until("the token dialog", &asked(false)).await;
+        assert_eq!(refusal, json!(""), "nothing refused yet");
+        let shown = c
+            .execute(
+                "return [document.querySelectorAll('tr[data-rule]').length, document.body.innerText.includes('plant-meter'), document.getElementById('conn').textContent]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, json!([0, false, "token needed"]), "no rule data");
+        traffic.read(&browser).await;
+        assert!(
+            traffic
+                .answers
+                .iter()
+                .any(|(url, status)| url.ends_with("/events/rules") && *status == 401),
+            "the server refused the page its data: {traffic:?}"
+        );
+        browser.shot("token-dialog.png").await;
+
+        // A wrong token, typed and sent with Enter: refused, in words, and asked again.
+        type_and_enter(&browser, WRONG).await;
+        let refusal = browser
+            .until(
+                "the refusal",
+                &asked(true),
+            )
+            .await;
+        assert!(refusal.as_str().unwrap().contains("refused"), "{refusal}");
+        let after = c
+            .execute(
+                "return [document.getElementById('token-error').getAttribute('role'), document.getElementById('conn').textContent, sessionStorage.getItem('oort-token'), document.querySelectorAll('tr[data-rule]').length]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            after,
+            json!(["alert", "token refused", null, 0]),
+            "announced, and the refused token forgotten"
+        );
+        browser.shot("token-refused.png").await;
+
+        // The right one: the rule, its live rate, and the token kept for this tab only.
+        traffic.read(&browser).await;
+        let accepted_from = traffic.answers.len();
+        type_and_enter(&browser, FIRST).await;
+        browser
+            .until(
+                "the rule's live rate",
+                r#"const r = document.querySelector('tr[data-rule="plant-meter"] .rate-in');
+                   return r && parseFloat(r.textContent.replace(/,/g, '')) > 0 && !document.getElementById('token-dialog').open
+                     ? r.textContent : null"#,
+            )
+            .await;
+        let kept = c
+            .execute(
+                "return [sessionStorage.getItem('oort-token'), localStorage.length, document.cookie, location.href.includes('token')]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept, json!([FIRST, 0, "", false]), "in sessionStorage only");
+
+        // Moving between the views, by their links, asks nothing again: each shows its data.
+        c.find(Locator::Css(r#"tr[data-rule="plant-meter"] a"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the rule page",
+                r#"return document.querySelectorAll('.graph [data-edge]').length === 2
+                     && document.querySelector('#rule-status [data-status="running"]') || null"#,
+            )
+            .await;
+        let views = [
+            ("#/new", "a checked rule", "#rule-form"),
+            ("#/streams", "the stream", r#"#stream-form"#),
+            ("#/plugins", "the plugins page", "#plugin-form"),
+        ];
+        for (link, what, marker) in views {
+            c.find(Locator::Css(&format!(r#"nav a[href="{link}"]"#)))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            browser
+                .until(what, &format!("return document.querySelector('{marker}') || null"))
+                .await;
+        }
+        c.find(Locator::Css(r##"nav a[href="#/new"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser.type_into("#rule-id", "draft").await;
+        browser.type_into("#rule-sql", "SELECT n FROM s").await;
+        browser
+            .until(
+                "the server's check of the new rule",
+                r#"return document.querySelector('#verdict[data-valid="true"]')?.textContent ?? null"#,
+            )
+            .await;
+        c.find(Locator::Css(r##"nav a[href="#/streams"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the stream in the list",
+                r#"return [...document.querySelectorAll('main li button')].some((b) => b.textContent === 'Edit s') || null"#,
+            )
+            .await;
+        // A reload of the page keeps the tab's token.
+        c.refresh().await.unwrap();
+        let reloaded = browser
+            .until(
+                "the streams page after a reload",
+                r#"return [...document.querySelectorAll('main li button')].some((b) => b.textContent === 'Edit s')
+                     ? [performance.getEntriesByType('navigation')[0].type, document.getElementById('token-dialog').open] : null"#,
+            )
+            .await;
+        assert_eq!(reloaded, json!(["reload", false]));
+        c.find(Locator::Css(r##"nav a[href="#/rules"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the list after a reload",
+                r#"return document.querySelector('tr[data-rule="plant-meter"] .status')?.textContent.includes('Running') || null"#,
+            )
+            .await;
+        traffic.read(&browser).await;
+        assert_eq!(
+            traffic.refused_since(accepted_from),
+            Vec::<&str>::new(),
+            "nothing refused once the token was given"
+        );
+        let streams: Vec<_> = traffic
+            .requests
+            .iter()
+            .filter(|(url, _)| url.ends_with("/events/rules"))
+            .collect();
+        assert!(
+            streams
+                .iter()
+                .any(|(_, auth)| auth.as_deref() == Some(&format!("Bearer {FIRST}"))),
+            "the list's event stream sends the token in a header: {streams:?}"
+        );
+
+        // A new tab asks again: the token is this tab's.
+        let first_tab = c.window().await.unwrap();
+        let tab = c.new_window(true).await.unwrap();
+        c.switch_to_window(tab.handle).await.unwrap();
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        browser.until("the dialog in a new tab", &asked(false)).await;
+        c.close_window().await.unwrap();
+        c.switch_to_window(first_tab).await.unwrap();
+
+        // The server restarts with another token file, under the rule's page: the page asks
+        // again, saying the token was refused, and comes back with the new one.
+        c.goto(&format!("{ui}#/rule/plant-meter")).await.unwrap();
+        browser
+            .until(
+                "the rule page",
+                r#"return document.querySelector('#rule-status [data-status="running"]') || null"#,
+            )
+            .await;
+        server.stop();
+        let server = Server::start_on(&scratch, port, &options("rotated")).with_token(SECOND);
+        let refusal = browser
+            .until(
+                "the dialog once the token is refused",
+                &asked(true),
+            )
+            .await;
+        assert!(refusal.as_str().unwrap().contains("refused"), "{refusal}");
+        type_and_enter(&browser, SECOND).await;
+        browser
+            .until(
+                "the rule page with the new token",
+                r#"const s = document.querySelector('#rule-status [data-status="running"]');
+                   return s && document.getElementById('conn').textContent === 'live updates on'
+                     && !document.getElementById('token-dialog').open || null"#,
+            )
+            .await;
+
+        // Never in a URL: every request the browser made, pages, scripts and calls.
+        traffic.read(&browser).await;
+        assert!(traffic.requests.len() > 10, "{traffic:?}");
+        for (url, _) in &traffic.requests {
+            for token in [FIRST, SECOND, WRONG] {
+                assert!(!url.contains(token), "{url} holds a token");
+            }
+        }
+        browser.close().await;
+
+        // A new browser (a fresh profile) asks again.
+        let fresh = Browser::start().await.unwrap();
+        fresh.client.goto(&format!("{ui}#/rules")).await.unwrap();
+        fresh.until("the dialog in a new browser", &asked(false)).await;
+        fresh.close().await;
+        server
+    });
+    flowing.store(false, Ordering::Relaxed);
+    publisher.join().unwrap();
+    server.stop();
+}

@@ -81,12 +81,10 @@ function live(path, signal, onEvent) {
     if (state !== 'unauthorized' || signal.aborted) return;
     unauthorized(sent).then((given) => {
       if (signal.aborted) return;
-      if (given) route();
-      else {
-        main.replaceChildren(
-          h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'),
-          h('button', { onclick: () => route() }, 'Enter a token'));
-      }
+      if (given) { route(); return; }
+      const again = h('button', { id: 'enter-token', onclick: () => route() }, 'Enter a token');
+      main.replaceChildren(h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'), again);
+      again.focus();
     });
   });
 }
@@ -446,10 +444,11 @@ function position(message) {
   return m ? { line: +m[1], column: +m[2] } : null;
 }
 
-function verdictNode(ok, message, text) {
+// The server's verdict on what is typed: a status, or an alert when `urgent` (a save refused).
+function verdictNode(ok, message, text, urgent = false) {
   if (ok) return h('div', { class: 'verdict ok', id: 'verdict', role: 'status', 'data-valid': 'true' }, `✔ ${message}`);
   const where = position(message);
-  const node = h('div', { class: 'verdict bad', id: 'verdict', role: 'status', 'data-valid': 'false' }, `✖ ${message}`);
+  const node = h('div', { class: 'verdict bad', id: 'verdict', role: urgent ? 'alert' : 'status', 'data-valid': 'false' }, `✖ ${message}`);
   if (where && text !== undefined) {
     const line = text.split('\n')[where.line - 1];
     if (line !== undefined) {
@@ -473,6 +472,10 @@ async function ruleEditor(id) {
   const actions = editor('rule-actions', 'Actions (JSON)', JSON.stringify(rule.actions ?? [], null, 2), 'json');
   const options = editor('rule-options', 'Options (JSON, optional)', rule.options ? JSON.stringify(rule.options, null, 2) : '', 'json');
   const verdict = h('div', { 'aria-live': 'polite' });
+  // Each field is described by the verdict, and marked invalid when the verdict is about it.
+  const fields = { sql: sql.area, actions: actions.area, options: options.area };
+  for (const area of Object.values(fields)) area.setAttribute('aria-describedby', 'verdict');
+  const flag = (bad) => { for (const [name, area] of Object.entries(fields)) area.setAttribute('aria-invalid', String(name === bad)); };
   const build = () => {
     let parsedActions, parsedOptions;
     try { parsedActions = JSON.parse(actions.area.value || '[]'); } catch (e) { return { error: `Actions: ${e.message}` }; }
@@ -485,13 +488,14 @@ async function ruleEditor(id) {
   const check = async () => {
     const mine = ++seq;
     const { rule: candidate, error } = build();
-    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    if (error) { flag(error.startsWith('Actions') ? 'actions' : 'options'); verdict.replaceChildren(verdictNode(false, error)); return; }
     if (!candidate.id) candidate.id = 'draft';
     const answer = await api('POST', '/rules/validate', candidate);
     if (mine !== seq) return;
     const ok = answer.status === 200;
     const where = ok ? null : position(answer.text);
     sql.mark(where ? where.line : 0);
+    flag(where ? 'sql' : null);
     verdict.replaceChildren(verdictNode(ok, ok ? `valid · reads ${answer.json.sources.join(', ') || 'nothing'}` : answer.text, sql.area.value));
   };
   const onPause = debounce(check, 400);
@@ -501,10 +505,10 @@ async function ruleEditor(id) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const { rule: r, error } = build();
-    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    if (error) { flag(error.startsWith('Actions') ? 'actions' : 'options'); verdict.replaceChildren(verdictNode(false, error, undefined, true)); return; }
     const answer = id ? await api('PUT', `/rules/${encodeURIComponent(id)}`, r) : await api('POST', '/rules', r);
     if (answer.ok) location.hash = `#/rule/${encodeURIComponent(r.id)}`;
-    else verdict.replaceChildren(verdictNode(false, answer.message, sql.area.value));
+    else verdict.replaceChildren(verdictNode(false, answer.message, sql.area.value, true));
   });
   main.replaceChildren(h('h1', {}, id ? `Edit rule ${id}` : 'New rule'), form);
   (id ? sql.area : idInput).focus();

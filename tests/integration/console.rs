@@ -885,11 +885,11 @@ fn the_server_keeps_the_cache_depth_history_and_the_rule_page_draws_it() {
 }
 
 /// What the browser asked of the server, from the DevTools network events: each request's URL
-/// and `Authorization` header, each answer's URL and status.
+/// and `Authorization` header, each answer's URL and status, by DevTools request id.
 #[derive(Debug, Default)]
 struct Traffic {
-    requests: Vec<(String, Option<String>)>,
-    answers: Vec<(String, u64)>,
+    requests: Vec<(String, String, Option<String>)>,
+    answers: Vec<(String, String, u64)>,
 }
 
 impl Traffic {
@@ -897,6 +897,7 @@ impl Traffic {
     async fn read(&mut self, browser: &Browser) {
         for event in browser.network_log().await {
             let params = &event["params"];
+            let id = params["requestId"].as_str().unwrap_or_default().to_string();
             match event["method"].as_str() {
                 Some("Network.requestWillBeSent") => {
                     let request = &params["request"];
@@ -906,13 +907,13 @@ impl Traffic {
                             .and_then(|(_, v)| v.as_str().map(str::to_string))
                     });
                     let url = request["url"].as_str().unwrap_or_default().to_string();
-                    self.requests.push((url, authorization));
+                    self.requests.push((id, url, authorization));
                 }
                 Some("Network.responseReceived") => {
                     let response = &params["response"];
                     let url = response["url"].as_str().unwrap_or_default().to_string();
-                    self.answers
-                        .push((url, response["status"].as_u64().unwrap_or_default()));
+                    let status = response["status"].as_u64().unwrap_or_default();
+                    self.answers.push((id, url, status));
                 }
                 _ => {}
             }
@@ -923,22 +924,70 @@ impl Traffic {
     fn refused_since(&self, from: usize) -> Vec<&str> {
         self.answers[from..]
             .iter()
-            .filter(|(_, status)| *status == 401)
-            .map(|(url, _)| url.as_str())
+            .filter(|(_, _, status)| *status == 401)
+            .map(|(_, url, _)| url.as_str())
             .collect()
+    }
+
+    /// Whether a request for a URL ending in `path`, sent with `authorization` (or none), was
+    /// answered `status`.
+    fn answered(&self, path: &str, authorization: Option<&str>, status: u64) -> bool {
+        self.answers.iter().any(|(id, url, got)| {
+            *got == status
+                && url.ends_with(path)
+                && self
+                    .requests
+                    .iter()
+                    .any(|(rid, _, auth)| rid == id && auth.as_deref() == authorization)
+        })
+    }
+
+    /// Reads the events until `check` holds, for 30 s at most.
+    async fn until(&mut self, browser: &Browser, what: &str, check: impl Fn(&Self) -> bool) {
+        let started = Instant::now();
+        loop {
+            self.read(browser).await;
+            if check(self) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what} in the browser's traffic: {self:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
-/// Types `text` on the keyboard into whatever has the focus, then Enter.
-async fn type_and_enter(browser: &Browser, text: &str) {
+const ENTER: char = '\u{E007}';
+const TAB: char = '\u{E004}';
+const ESCAPE: char = '\u{E00C}';
+
+/// Types `text` on the keyboard (WebDriver's key codes for Enter, Tab, ...) into whatever has
+/// the focus.
+async fn press(browser: &Browser, text: &str) {
     use fantoccini::actions::{InputSource, KeyAction, KeyActions};
     let mut keys = KeyActions::new("keyboard".into());
-    for value in text.chars().chain(['\u{E007}']) {
+    for value in text.chars() {
         keys = keys
             .then(KeyAction::Down { value })
             .then(KeyAction::Up { value });
     }
     browser.client.perform_actions(keys).await.unwrap();
+}
+
+/// Types `text` into whatever has the focus, then Enter.
+async fn type_and_enter(browser: &Browser, text: &str) {
+    press(browser, &format!("{text}{ENTER}")).await;
+}
+
+/// The id of the element with the focus.
+async fn focused(browser: &Browser) -> Json {
+    browser
+        .client
+        .execute("return document.activeElement?.id ?? null", vec![])
+        .await
+        .unwrap()
 }
 
 /// A script: the token dialog, open with the focus in its field, and the refusal it shows
@@ -1019,15 +1068,44 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
             .await
             .unwrap();
         assert_eq!(shown, json!([0, false, "token needed"]), "no rule data");
-        traffic.read(&browser).await;
-        assert!(
-            traffic
-                .answers
-                .iter()
-                .any(|(url, status)| url.ends_with("/events/rules") && *status == 401),
-            "the server refused the page its data: {traffic:?}"
-        );
+        traffic
+            .until(&browser, "the list's events refused", |t| {
+                t.answered("/events/rules", None, 401)
+            })
+            .await;
         browser.shot("token-dialog.png").await;
+
+        // The dialog is labelled, its field too, and Tab goes from the field to its button.
+        let labels = c
+            .execute(
+                r#"const d = document.getElementById('token-dialog');
+                   return [document.getElementById(d.getAttribute('aria-labelledby')).textContent,
+                           document.getElementById('token-input').labels[0].textContent]"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(labels, json!(["This server needs a token", "Token"]));
+        press(&browser, &TAB.to_string()).await;
+        let button = c
+            .execute("return document.activeElement.textContent", vec![])
+            .await
+            .unwrap();
+        assert_eq!(button, json!("Use token"));
+        // Escape dismisses it: the page says why it is empty, and a button asks again.
+        press(&browser, &ESCAPE.to_string()).await;
+        let notice = browser
+            .until(
+                "the page without a token",
+                r#"const n = document.getElementById('no-token');
+                   return n && !document.getElementById('token-dialog').open ? [n.getAttribute('role'), n.textContent] : null"#,
+            )
+            .await;
+        assert_eq!(notice[0], json!("alert"), "{notice}");
+        assert_eq!(focused(&browser).await, json!("enter-token"));
+        press(&browser, &ENTER.to_string()).await;
+        let refusal = browser.until("the token dialog again", &asked(false)).await;
+        assert_eq!(refusal, json!(""), "still nothing refused");
 
         // A wrong token, typed and sent with Enter: refused, in words, and asked again.
         type_and_enter(&browser, WRONG).await;
@@ -1109,14 +1187,68 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
             .click()
             .await
             .unwrap();
-        browser.type_into("#rule-id", "draft").await;
+        // The form: every field labelled, in reading order from the keyboard; the server's
+        // verdict is announced and tied to the fields, a refused save as an alert. (The view
+        // is drawn on the `hashchange` after the click.)
+        let labels = browser
+            .until(
+                "the new rule's form, its first field focused",
+                r#"return document.querySelector('#rule-form') && document.activeElement?.id === 'rule-id'
+                     ? [...document.querySelectorAll('#rule-form input, #rule-form textarea')]
+                         .map((e) => [e.id, e.labels[0]?.textContent ?? null]) : null"#,
+            )
+            .await;
+        assert_eq!(
+            labels,
+            json!([["rule-id", "Id"], ["rule-sql", "SQL"], ["rule-actions", "Actions (JSON)"],
+                   ["rule-options", "Options (JSON, optional)"]])
+        );
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            press(&browser, &TAB.to_string()).await;
+            order.push(focused(&browser).await);
+        }
+        assert_eq!(
+            order,
+            [json!("rule-sql"), json!("rule-actions"), json!("rule-options"), json!("save-rule")]
+        );
+        browser.type_into("#rule-id", "plant-meter").await;
+        browser
+            .type_into("#rule-sql", "SELECT n\nFROM s WHER n > 1")
+            .await;
+        let bad = browser
+            .until(
+                "the SQL error, announced and tied to the field",
+                r#"const v = document.querySelector('#verdict[data-valid="false"][data-line="2"]');
+                   const sql = document.getElementById('rule-sql');
+                   return v && [v.getAttribute('role'), !!v.closest('[aria-live]'),
+                     sql.getAttribute('aria-invalid'), sql.getAttribute('aria-describedby')] || null"#,
+            )
+            .await;
+        assert_eq!(bad, json!(["status", true, "true", "verdict"]));
         browser.type_into("#rule-sql", "SELECT n FROM s").await;
         browser
             .until(
                 "the server's check of the new rule",
-                r#"return document.querySelector('#verdict[data-valid="true"]')?.textContent ?? null"#,
+                r#"return document.querySelector('#verdict[data-valid="true"]')
+                     && document.getElementById('rule-sql').getAttribute('aria-invalid') === 'false' || null"#,
             )
             .await;
+        c.find(Locator::Css("#save-rule"))
+            .await
+            .unwrap()
+            .send_keys(&ENTER.to_string())
+            .await
+            .unwrap();
+        let refused = browser
+            .until(
+                "the refused save",
+                r#"const v = document.querySelector('#verdict[data-valid="false"]');
+                   return v ? [v.getAttribute('role'), v.textContent] : null"#,
+            )
+            .await;
+        assert_eq!(refused[0], json!("alert"), "{refused}");
+        assert!(refused[1].as_str().unwrap().contains("already exists"), "{refused}");
         c.find(Locator::Css(r##"nav a[href="#/streams"]"##))
             .await
             .unwrap()
@@ -1157,16 +1289,9 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
             Vec::<&str>::new(),
             "nothing refused once the token was given"
         );
-        let streams: Vec<_> = traffic
-            .requests
-            .iter()
-            .filter(|(url, _)| url.ends_with("/events/rules"))
-            .collect();
         assert!(
-            streams
-                .iter()
-                .any(|(_, auth)| auth.as_deref() == Some(&format!("Bearer {FIRST}"))),
-            "the list's event stream sends the token in a header: {streams:?}"
+            traffic.answered("/events/rules", Some(&format!("Bearer {FIRST}")), 200),
+            "the list's event stream sends the token in a header: {traffic:?}"
         );
 
         // A new tab asks again: the token is this tab's.
@@ -1205,11 +1330,26 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
                      && !document.getElementById('token-dialog').open || null"#,
             )
             .await;
+        let bearer = format!("Bearer {SECOND}");
+        traffic
+            .until(&browser, "the rule's events with the new token", |t| {
+                t.answered("/events/rules/plant-meter", Some(&bearer), 200)
+            })
+            .await;
+        // And its counters move again.
+        let rows_in = r#"return document.querySelector('tr[data-sink="sink_nop_0"] td:nth-child(2)')?.textContent ?? null"#;
+        let before = browser.until("the action's rows in", rows_in).await;
+        browser
+            .until(
+                "the action's rows in to move",
+                &format!("const n = (() => {{ {rows_in} }})(); return n !== {before} ? n : null"),
+            )
+            .await;
 
         // Never in a URL: every request the browser made, pages, scripts and calls.
         traffic.read(&browser).await;
         assert!(traffic.requests.len() > 10, "{traffic:?}");
-        for (url, _) in &traffic.requests {
+        for (_, url, _) in &traffic.requests {
             for token in [FIRST, SECOND, WRONG] {
                 assert!(!url.contains(token), "{url} holds a token");
             }

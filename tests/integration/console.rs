@@ -753,6 +753,47 @@ fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
     server.stop();
 }
 
+/// An open live-update stream (a console left open) ends when the server stops, instead of
+/// holding up its shutdown.
+#[test]
+fn an_open_event_stream_ends_when_the_server_stops() {
+    use std::io::{BufRead, BufReader, Write};
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, &[]);
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        socket,
+        "GET /events/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(socket);
+    let mut line = String::new();
+    while !line.starts_with("event: rules") {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
+    }
+    let started = Instant::now();
+    server.stop();
+    eprintln!("stopped in {:?} with a stream open", started.elapsed());
+    // The stream's end reached the client: the connection closes.
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => rest.push_str(&line),
+            Err(e) => panic!("the stream did not end: {e}; read {rest:?}"),
+        }
+    }
+}
+
 /// Five `GET /ui` in a row: each one's time to the whole answer, in ms, sorted.
 fn page_times(port: u16) -> Vec<u32> {
     let mut times: Vec<u32> = (0..5)

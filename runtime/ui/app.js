@@ -53,6 +53,21 @@ function askToken(refused) {
   });
 }
 
+// A call refused for want of a token, the dialog dismissed: the page says so (see `noToken`).
+class NoToken extends Error {}
+
+// The page without a token: why it is empty, and a button (focused) that asks again.
+function noToken() {
+  const again = h('button', { id: 'enter-token', onclick: () => route() }, 'Enter a token');
+  main.replaceChildren(h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'), again);
+  again.focus();
+}
+
+// A call made outside the page's drawing (a button's) and refused the same way.
+window.addEventListener('unhandledrejection', (e) => {
+  if (e.reason instanceof NoToken) { e.preventDefault(); noToken(); }
+});
+
 async function api(method, path, body) {
   for (let attempt = 0; ; attempt++) {
     const sent = storedToken();
@@ -62,7 +77,10 @@ async function api(method, path, body) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const answer = await fetch(path, init);
-    if (answer.status === 401 && attempt < 3 && await unauthorized(sent)) continue;
+    if (answer.status === 401 && attempt < 3) {
+      if (await unauthorized(sent)) continue;
+      throw new NoToken(`${path}: no token`);
+    }
     const text = await answer.text();
     let json = null;
     try { json = JSON.parse(text); } catch { /* a plain-text answer */ }
@@ -81,10 +99,7 @@ function live(path, signal, onEvent) {
     if (state !== 'unauthorized' || signal.aborted) return;
     unauthorized(sent).then((given) => {
       if (signal.aborted) return;
-      if (given) { route(); return; }
-      const again = h('button', { id: 'enter-token', onclick: () => route() }, 'Enter a token');
-      main.replaceChildren(h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'), again);
-      again.focus();
+      if (given) route(); else noToken();
     });
   });
 }
@@ -635,6 +650,7 @@ async function route() {
     else if (page === 'plugins') await pluginsPage();
     else await rulesPage(leave.signal);
   } catch (error) {
+    if (error instanceof NoToken) { noToken(); return; }
     main.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The console could not load this page: ${error.message}`));
   }
 }

@@ -10,40 +10,98 @@ const HISTORY = 60;
 
 // ---- the API, with the token asked for once and kept for this tab ----
 
+// The token is kept in this tab's sessionStorage and nowhere else: a reload, or another view
+// of the console in the same tab, sends it again without asking; another tab or browser asks.
+// It goes in the `Authorization` header of every call, never in a URL.
 const tokenKey = 'oort-token';
-const authHeaders = () => {
-  const token = sessionStorage.getItem(tokenKey);
-  return token ? { Authorization: `Bearer ${token}` } : {};
-};
+const storedToken = () => sessionStorage.getItem(tokenKey);
+const authHeaders = (token = storedToken()) => (token ? { Authorization: `Bearer ${token}` } : {});
 
-function askToken() {
+// One dialog at a time: every call refused meanwhile waits for the same answer.
+let asking = null;
+
+// The server answered 401 to a call that sent the token `sent` (null: none). Resolves true
+// when there is a token to try (one stored since that call was sent, or one just typed) and
+// false when the dialog was dismissed without one. A token that was sent and refused (a wrong
+// one, or one the server no longer accepts) is forgotten, and the dialog says so.
+function unauthorized(sent) {
+  const now = storedToken();
+  if (now !== null && now !== sent) return Promise.resolve(true);
+  if (now !== null) sessionStorage.removeItem(tokenKey);
+  asking ??= askToken(sent !== null).finally(() => { asking = null; });
+  return asking;
+}
+
+function askToken(refused) {
   const dialog = document.getElementById('token-dialog');
   const input = document.getElementById('token-input');
+  const error = document.getElementById('token-error');
+  setConn(refused ? 'refused' : 'unauthorized');
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => {
-      if (input.value.trim()) sessionStorage.setItem(tokenKey, input.value.trim());
+      const token = dialog.returnValue === 'use' ? input.value.trim() : '';
       input.value = '';
-      resolve();
+      if (token) sessionStorage.setItem(tokenKey, token);
+      resolve(token !== '');
     }, { once: true });
+    dialog.returnValue = '';
+    error.hidden = !refused;
     dialog.showModal();
     input.focus();
+    // Set once shown, so that the alert is announced.
+    error.textContent = refused ? 'The server refused that token. Check it and paste it again.' : '';
   });
 }
 
+// A call refused for want of a token, the dialog dismissed: the page says so (see `noToken`).
+class NoToken extends Error {}
+
+// The page without a token: why it is empty, and a button (focused) that asks again.
+function noToken() {
+  const again = h('button', { id: 'enter-token', onclick: () => route() }, 'Enter a token');
+  main.replaceChildren(h('p', { class: 'error', role: 'alert', id: 'no-token' }, 'This server needs a token: nothing is shown without one.'), again);
+  again.focus();
+}
+
+// A call made outside the page's drawing (a button's) and refused the same way.
+window.addEventListener('unhandledrejection', (e) => {
+  if (e.reason instanceof NoToken) { e.preventDefault(); noToken(); }
+});
+
 async function api(method, path, body) {
   for (let attempt = 0; ; attempt++) {
-    const init = { method, headers: { ...authHeaders() } };
+    const sent = storedToken();
+    const init = { method, headers: authHeaders(sent) };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const answer = await fetch(path, init);
-    if (answer.status === 401 && attempt < 3) { await askToken(); continue; }
+    if (answer.status === 401 && attempt < 3) {
+      if (await unauthorized(sent)) continue;
+      throw new NoToken(`${path}: no token`);
+    }
     const text = await answer.text();
     let json = null;
     try { json = JSON.parse(text); } catch { /* a plain-text answer */ }
     return { status: answer.status, ok: answer.ok, text, json, message: json?.message ?? text };
   }
+}
+
+// Follows the event stream `path` with the tab's token. A 401 (no token yet, or one the
+// server refuses now, say after a restart with another token file) asks for a token and draws
+// the page again with it; dismissing the dialog says why the page is empty.
+function live(path, signal, onEvent) {
+  let sent = null;
+  const headers = () => { sent = storedToken(); return authHeaders(sent); };
+  follow(path, headers, signal, onEvent, (state) => {
+    setConn(state);
+    if (state !== 'unauthorized' || signal.aborted) return;
+    unauthorized(sent).then((given) => {
+      if (signal.aborted) return;
+      if (given) route(); else noToken();
+    });
+  });
 }
 
 // ---- small helpers ----
@@ -87,7 +145,7 @@ function statusBadge(status) {
 }
 
 function setConn(state) {
-  conn.textContent = { live: 'live updates on', retrying: 'reconnecting…', unauthorized: 'token refused', gone: 'gone' }[state] ?? state;
+  conn.textContent = { live: 'live updates on', retrying: 'reconnecting…', unauthorized: 'token needed', refused: 'token refused', gone: 'gone' }[state] ?? state;
 }
 
 function announce(text, bad) {
@@ -233,7 +291,7 @@ function rulesPage(signal) {
     row.cells.exc.textContent = r.counts[2];
     row.cells.late.textContent = r.counts[3];
   }
-  follow('/events/rules', authHeaders, signal, ({ event, data }) => {
+  live('/events/rules', signal, ({ event, data }) => {
     if (event !== 'rules') return;
     const membership = applyRules(JSON.parse(data));
     if (membership || !loaded) {
@@ -242,10 +300,6 @@ function rulesPage(signal) {
       return;
     }
     for (const [id, row] of rows) { const r = rules.get(id); if (r) paintRow(row, r); }
-  }, (state) => {
-    setConn(state);
-    // The server wants a token: ask for it once, then draw the list again with it.
-    if (state === 'unauthorized' && !signal.aborted) askToken().then(() => { if (!signal.aborted) route(); });
   });
 }
 
@@ -345,7 +399,7 @@ async function rulePage(signal, id) {
     histories.replaceChildren(...sinks.map((sink) => actionHistories(sink, (key) => status[`${sink}_0_${key}`])));
   }
   paint();
-  follow(`/events/rules/${encodeURIComponent(id)}`, authHeaders, signal, ({ event, data }) => {
+  live(`/events/rules/${encodeURIComponent(id)}`, signal, ({ event, data }) => {
     if (event === 'dropped') { announce(`Rule ${id} was dropped.`); return; }
     const d = JSON.parse(data);
     const dt = t0 ? (d.t - t0) / 1000 : 0;
@@ -358,7 +412,7 @@ async function rulePage(signal, id) {
       }
     }
     paint();
-  }, setConn);
+  });
 }
 
 // One action's histories: its reloads (build taken over with the swap pause, or refused with
@@ -405,10 +459,11 @@ function position(message) {
   return m ? { line: +m[1], column: +m[2] } : null;
 }
 
-function verdictNode(ok, message, text) {
+// The server's verdict on what is typed: a status, or an alert when `urgent` (a save refused).
+function verdictNode(ok, message, text, urgent = false) {
   if (ok) return h('div', { class: 'verdict ok', id: 'verdict', role: 'status', 'data-valid': 'true' }, `✔ ${message}`);
   const where = position(message);
-  const node = h('div', { class: 'verdict bad', id: 'verdict', role: 'status', 'data-valid': 'false' }, `✖ ${message}`);
+  const node = h('div', { class: 'verdict bad', id: 'verdict', role: urgent ? 'alert' : 'status', 'data-valid': 'false' }, `✖ ${message}`);
   if (where && text !== undefined) {
     const line = text.split('\n')[where.line - 1];
     if (line !== undefined) {
@@ -432,6 +487,10 @@ async function ruleEditor(id) {
   const actions = editor('rule-actions', 'Actions (JSON)', JSON.stringify(rule.actions ?? [], null, 2), 'json');
   const options = editor('rule-options', 'Options (JSON, optional)', rule.options ? JSON.stringify(rule.options, null, 2) : '', 'json');
   const verdict = h('div', { 'aria-live': 'polite' });
+  // Each field is described by the verdict, and marked invalid when the verdict is about it.
+  const fields = { sql: sql.area, actions: actions.area, options: options.area };
+  for (const area of Object.values(fields)) area.setAttribute('aria-describedby', 'verdict');
+  const flag = (bad) => { for (const [name, area] of Object.entries(fields)) area.setAttribute('aria-invalid', String(name === bad)); };
   const build = () => {
     let parsedActions, parsedOptions;
     try { parsedActions = JSON.parse(actions.area.value || '[]'); } catch (e) { return { error: `Actions: ${e.message}` }; }
@@ -444,13 +503,14 @@ async function ruleEditor(id) {
   const check = async () => {
     const mine = ++seq;
     const { rule: candidate, error } = build();
-    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    if (error) { flag(error.startsWith('Actions') ? 'actions' : 'options'); verdict.replaceChildren(verdictNode(false, error)); return; }
     if (!candidate.id) candidate.id = 'draft';
     const answer = await api('POST', '/rules/validate', candidate);
     if (mine !== seq) return;
     const ok = answer.status === 200;
     const where = ok ? null : position(answer.text);
     sql.mark(where ? where.line : 0);
+    flag(where ? 'sql' : null);
     verdict.replaceChildren(verdictNode(ok, ok ? `valid · reads ${answer.json.sources.join(', ') || 'nothing'}` : answer.text, sql.area.value));
   };
   const onPause = debounce(check, 400);
@@ -460,10 +520,10 @@ async function ruleEditor(id) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const { rule: r, error } = build();
-    if (error) { verdict.replaceChildren(verdictNode(false, error)); return; }
+    if (error) { flag(error.startsWith('Actions') ? 'actions' : 'options'); verdict.replaceChildren(verdictNode(false, error, undefined, true)); return; }
     const answer = id ? await api('PUT', `/rules/${encodeURIComponent(id)}`, r) : await api('POST', '/rules', r);
     if (answer.ok) location.hash = `#/rule/${encodeURIComponent(r.id)}`;
-    else verdict.replaceChildren(verdictNode(false, answer.message, sql.area.value));
+    else verdict.replaceChildren(verdictNode(false, answer.message, sql.area.value, true));
   });
   main.replaceChildren(h('h1', {}, id ? `Edit rule ${id}` : 'New rule'), form);
   (id ? sql.area : idInput).focus();
@@ -590,6 +650,7 @@ async function route() {
     else if (page === 'plugins') await pluginsPage();
     else await rulesPage(leave.signal);
   } catch (error) {
+    if (error instanceof NoToken) { noToken(); return; }
     main.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The console could not load this page: ${error.message}`));
   }
 }

@@ -753,6 +753,47 @@ fn uploads_swap_builds_and_the_status_keeps_reloads_traps_and_dead_letters() {
     server.stop();
 }
 
+/// An open live-update stream (a console left open) ends when the server stops, instead of
+/// holding up its shutdown.
+#[test]
+fn an_open_event_stream_ends_when_the_server_stops() {
+    use std::io::{BufRead, BufReader, Write};
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, &[]);
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        socket,
+        "GET /events/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(socket);
+    let mut line = String::new();
+    while !line.starts_with("event: rules") {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
+    }
+    let started = Instant::now();
+    server.stop();
+    eprintln!("stopped in {:?} with a stream open", started.elapsed());
+    // The stream's end reached the client: the connection closes.
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => rest.push_str(&line),
+            Err(e) => panic!("the stream did not end: {e}; read {rest:?}"),
+        }
+    }
+}
+
 /// Five `GET /ui` in a row: each one's time to the whole answer, in ms, sorted.
 fn page_times(port: u16) -> Vec<u32> {
     let mut times: Vec<u32> = (0..5)
@@ -881,5 +922,497 @@ fn the_server_keeps_the_cache_depth_history_and_the_rule_page_draws_it() {
         browser.shot("rule-cache-depth.png").await;
         browser.close().await;
     });
+    server.stop();
+}
+
+/// What the browser asked of the server, from the DevTools network events: each request's URL
+/// and `Authorization` header, each answer's URL and status, by DevTools request id.
+#[derive(Debug, Default)]
+struct Traffic {
+    requests: Vec<(String, String, Option<String>)>,
+    answers: Vec<(String, String, u64)>,
+}
+
+impl Traffic {
+    /// Adds the events recorded since the last read.
+    async fn read(&mut self, browser: &Browser) {
+        for event in browser.network_log().await {
+            let params = &event["params"];
+            let id = params["requestId"].as_str().unwrap_or_default().to_string();
+            match event["method"].as_str() {
+                Some("Network.requestWillBeSent") => {
+                    let request = &params["request"];
+                    let authorization = request["headers"].as_object().and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                            .and_then(|(_, v)| v.as_str().map(str::to_string))
+                    });
+                    let url = request["url"].as_str().unwrap_or_default().to_string();
+                    self.requests.push((id, url, authorization));
+                }
+                Some("Network.responseReceived") => {
+                    let response = &params["response"];
+                    let url = response["url"].as_str().unwrap_or_default().to_string();
+                    let status = response["status"].as_u64().unwrap_or_default();
+                    self.answers.push((id, url, status));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The URLs answered 401 from the `from`-th answer on.
+    fn refused_since(&self, from: usize) -> Vec<&str> {
+        self.answers[from..]
+            .iter()
+            .filter(|(_, _, status)| *status == 401)
+            .map(|(_, url, _)| url.as_str())
+            .collect()
+    }
+
+    /// Whether a request for a URL ending in `path`, sent with `authorization` (or none), was
+    /// answered `status`.
+    fn answered(&self, path: &str, authorization: Option<&str>, status: u64) -> bool {
+        self.answers.iter().any(|(id, url, got)| {
+            *got == status
+                && url.ends_with(path)
+                && self
+                    .requests
+                    .iter()
+                    .any(|(rid, _, auth)| rid == id && auth.as_deref() == authorization)
+        })
+    }
+
+    /// Reads the events until `check` holds, for 30 s at most.
+    async fn until(&mut self, browser: &Browser, what: &str, check: impl Fn(&Self) -> bool) {
+        let started = Instant::now();
+        loop {
+            self.read(browser).await;
+            if check(self) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what} in the browser's traffic: {self:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+const ENTER: char = '\u{E007}';
+const TAB: char = '\u{E004}';
+const ESCAPE: char = '\u{E00C}';
+
+/// Types `text` on the keyboard (WebDriver's key codes for Enter, Tab, ...) into whatever has
+/// the focus.
+async fn press(browser: &Browser, text: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let mut keys = KeyActions::new("keyboard".into());
+    for value in text.chars() {
+        keys = keys
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+    }
+    browser.client.perform_actions(keys).await.unwrap();
+}
+
+/// Types `text` into whatever has the focus, then Enter.
+async fn type_and_enter(browser: &Browser, text: &str) {
+    press(browser, &format!("{text}{ENTER}")).await;
+}
+
+/// The id of the element with the focus.
+async fn focused(browser: &Browser) -> Json {
+    browser
+        .client
+        .execute("return document.activeElement?.id ?? null", vec![])
+        .await
+        .unwrap()
+}
+
+/// A script: the token dialog, open with the focus in its field, and the refusal it shows
+/// (`""` when it shows none); with `refused`, only once it shows one.
+fn asked(refused: bool) -> String {
+    let none = if refused { "null" } else { "''" };
+    format!(
+        r#"const d = document.getElementById('token-dialog');
+           const e = document.getElementById('token-error');
+           return d.open && document.activeElement?.id === 'token-input'
+             ? (e.hidden ? {none} : e.textContent) : null"#
+    )
+}
+
+/// The console on a server that requires a bearer token. The first visit shows the token
+/// dialog and no rule data (the server answered 401); a wrong token is said to be refused and
+/// asked again; the right one shows the rule with live rates. It is asked once per tab: a
+/// reload and moving between the views do not ask again, a new tab and a new browser do. It
+/// goes in a header and never in a URL, the dialog works from the keyboard alone, and a token
+/// the server stops accepting (restarted with another token file) leads back to the dialog.
+#[test]
+fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused() {
+    const FIRST: &str = "first-token-4f1c2b";
+    const SECOND: &str = "second-token-9a7e5d";
+    const WRONG: &str = "wrong-token-0c3d8e";
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let scratch = scratch_for(&broker);
+    scratch.write("tokens", &format!("# the console's test\n{FIRST}\n"));
+    scratch.write("rotated", &format!("{SECOND}\n"));
+    let options = |tokens: &'static str| {
+        [
+            "--mqtt-conf",
+            "etc/mqtt_source.yaml",
+            "--token-file",
+            tokens,
+        ]
+    };
+    let server = Server::start(&scratch, &options("tokens")).with_token(FIRST);
+    let port = server.port;
+    let stream = r#"{"sql":"CREATE STREAM s (n bigint) WITH (DATASOURCE=\"in/t\")"}"#;
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = r#"{"id":"plant-meter","sql":"SELECT n FROM s","actions":[{"nop":{}}]}"#;
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    server.wait_log("subscribed to", 1);
+    let flowing = Arc::new(AtomicBool::new(true));
+    let publisher = {
+        let flowing = Arc::clone(&flowing);
+        let port = broker.port;
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while flowing.load(Ordering::Relaxed) {
+                publish_all(port, "in/t", numbers(n..n + 10));
+                n += 10;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let ui = format!("http://127.0.0.1:{port}/ui");
+    let server = runtime().block_on(async {
+        let Some(browser) = Browser::start_recording_network().await else {
+            return server;
+        };
+        let c = &browser.client;
+        let mut traffic = Traffic::default();
+
+        // First visit: the dialog, with the focus in its field, and no rule data.
+        c.goto(&format!("{ui}#/rules")).await.unwrap();
+        let refusal = browser.until("the token dialog", &asked(false)).await;
+        assert_eq!(refusal, json!(""), "nothing refused yet");
+        let shown = c
+            .execute(
+                "return [document.querySelectorAll('tr[data-rule]').length, document.body.innerText.includes('plant-meter'), document.getElementById('conn').textContent]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, json!([0, false, "token needed"]), "no rule data");
+        traffic
+            .until(&browser, "the list's events refused", |t| {
+                t.answered("/events/rules", None, 401)
+            })
+            .await;
+        browser.shot("token-dialog.png").await;
+
+        // The dialog is labelled, its field too, and Tab goes from the field to its button.
+        let labels = c
+            .execute(
+                r#"const d = document.getElementById('token-dialog');
+                   return [document.getElementById(d.getAttribute('aria-labelledby')).textContent,
+                           document.getElementById('token-input').labels[0].textContent]"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(labels, json!(["This server needs a token", "Token"]));
+        press(&browser, &TAB.to_string()).await;
+        let button = c
+            .execute("return document.activeElement.textContent", vec![])
+            .await
+            .unwrap();
+        assert_eq!(button, json!("Use token"));
+        // Escape dismisses it: the page says why it is empty, and a button asks again.
+        press(&browser, &ESCAPE.to_string()).await;
+        let notice = browser
+            .until(
+                "the page without a token",
+                r#"const n = document.getElementById('no-token');
+                   return n && !document.getElementById('token-dialog').open ? [n.getAttribute('role'), n.textContent] : null"#,
+            )
+            .await;
+        assert_eq!(notice[0], json!("alert"), "{notice}");
+        assert_eq!(focused(&browser).await, json!("enter-token"));
+        press(&browser, &ENTER.to_string()).await;
+        let refusal = browser.until("the token dialog again", &asked(false)).await;
+        assert_eq!(refusal, json!(""), "still nothing refused");
+
+        // A wrong token, typed and sent with Enter: refused, in words, and asked again.
+        type_and_enter(&browser, WRONG).await;
+        let refusal = browser
+            .until(
+                "the refusal",
+                &asked(true),
+            )
+            .await;
+        assert!(refusal.as_str().unwrap().contains("refused"), "{refusal}");
+        let after = c
+            .execute(
+                "return [document.getElementById('token-error').getAttribute('role'), document.getElementById('conn').textContent, sessionStorage.getItem('oort-token'), document.querySelectorAll('tr[data-rule]').length]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            after,
+            json!(["alert", "token refused", null, 0]),
+            "announced, and the refused token forgotten"
+        );
+        browser.shot("token-refused.png").await;
+
+        // The right one: the rule, its live rate, and the token kept for this tab only.
+        traffic.read(&browser).await;
+        let accepted_from = traffic.answers.len();
+        type_and_enter(&browser, FIRST).await;
+        browser
+            .until(
+                "the rule's live rate",
+                r#"const r = document.querySelector('tr[data-rule="plant-meter"] .rate-in');
+                   return r && parseFloat(r.textContent.replace(/,/g, '')) > 0 && !document.getElementById('token-dialog').open
+                     ? r.textContent : null"#,
+            )
+            .await;
+        let kept = c
+            .execute(
+                "return [sessionStorage.getItem('oort-token'), localStorage.length, document.cookie, location.href.includes('token')]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept, json!([FIRST, 0, "", false]), "in sessionStorage only");
+
+        // Moving between the views, by their links, asks nothing again: each shows its data.
+        c.find(Locator::Css(r#"tr[data-rule="plant-meter"] a"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the rule page",
+                r#"return document.querySelectorAll('.graph [data-edge]').length === 2
+                     && document.querySelector('#rule-status [data-status="running"]') || null"#,
+            )
+            .await;
+        let views = [
+            ("#/new", "a checked rule", "#rule-form"),
+            ("#/streams", "the stream", r#"#stream-form"#),
+            ("#/plugins", "the plugins page", "#plugin-form"),
+        ];
+        for (link, what, marker) in views {
+            c.find(Locator::Css(&format!(r#"nav a[href="{link}"]"#)))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            browser
+                .until(what, &format!("return document.querySelector('{marker}') || null"))
+                .await;
+        }
+        c.find(Locator::Css(r##"nav a[href="#/new"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // The form: every field labelled, in reading order from the keyboard; the server's
+        // verdict is announced and tied to the fields, a refused save as an alert. (The view
+        // is drawn on the `hashchange` after the click.)
+        let labels = browser
+            .until(
+                "the new rule's form, its first field focused",
+                r#"return document.querySelector('#rule-form') && document.activeElement?.id === 'rule-id'
+                     ? [...document.querySelectorAll('#rule-form input, #rule-form textarea')]
+                         .map((e) => [e.id, e.labels[0]?.textContent ?? null]) : null"#,
+            )
+            .await;
+        assert_eq!(
+            labels,
+            json!([["rule-id", "Id"], ["rule-sql", "SQL"], ["rule-actions", "Actions (JSON)"],
+                   ["rule-options", "Options (JSON, optional)"]])
+        );
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            press(&browser, &TAB.to_string()).await;
+            order.push(focused(&browser).await);
+        }
+        assert_eq!(
+            order,
+            [json!("rule-sql"), json!("rule-actions"), json!("rule-options"), json!("save-rule")]
+        );
+        browser.type_into("#rule-id", "plant-meter").await;
+        browser
+            .type_into("#rule-sql", "SELECT n\nFROM s WHER n > 1")
+            .await;
+        let bad = browser
+            .until(
+                "the SQL error, announced and tied to the field",
+                r#"const v = document.querySelector('#verdict[data-valid="false"][data-line="2"]');
+                   const sql = document.getElementById('rule-sql');
+                   return v && [v.getAttribute('role'), !!v.closest('[aria-live]'),
+                     sql.getAttribute('aria-invalid'), sql.getAttribute('aria-describedby')] || null"#,
+            )
+            .await;
+        assert_eq!(bad, json!(["status", true, "true", "verdict"]));
+        browser.type_into("#rule-sql", "SELECT n FROM s").await;
+        browser
+            .until(
+                "the server's check of the new rule",
+                r#"return document.querySelector('#verdict[data-valid="true"]')
+                     && document.getElementById('rule-sql').getAttribute('aria-invalid') === 'false' || null"#,
+            )
+            .await;
+        c.find(Locator::Css("#save-rule"))
+            .await
+            .unwrap()
+            .send_keys(&ENTER.to_string())
+            .await
+            .unwrap();
+        let refused = browser
+            .until(
+                "the refused save",
+                r#"const v = document.querySelector('#verdict[data-valid="false"]');
+                   return v ? [v.getAttribute('role'), v.textContent] : null"#,
+            )
+            .await;
+        assert_eq!(refused[0], json!("alert"), "{refused}");
+        assert!(refused[1].as_str().unwrap().contains("already exists"), "{refused}");
+        c.find(Locator::Css(r##"nav a[href="#/streams"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the stream in the list",
+                r#"return [...document.querySelectorAll('main li button')].some((b) => b.textContent === 'Edit s') || null"#,
+            )
+            .await;
+        // A reload of the page keeps the tab's token.
+        c.refresh().await.unwrap();
+        let reloaded = browser
+            .until(
+                "the streams page after a reload",
+                r#"return [...document.querySelectorAll('main li button')].some((b) => b.textContent === 'Edit s')
+                     ? [performance.getEntriesByType('navigation')[0].type, document.getElementById('token-dialog').open] : null"#,
+            )
+            .await;
+        assert_eq!(reloaded, json!(["reload", false]));
+        c.find(Locator::Css(r##"nav a[href="#/rules"]"##))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .until(
+                "the list after a reload",
+                r#"return document.querySelector('tr[data-rule="plant-meter"] .status')?.textContent.includes('Running') || null"#,
+            )
+            .await;
+        traffic.read(&browser).await;
+        assert_eq!(
+            traffic.refused_since(accepted_from),
+            Vec::<&str>::new(),
+            "nothing refused once the token was given"
+        );
+        assert!(
+            traffic.answered("/events/rules", Some(&format!("Bearer {FIRST}")), 200),
+            "the list's event stream sends the token in a header: {traffic:?}"
+        );
+
+        // A new tab asks again: the token is this tab's.
+        let first_tab = c.window().await.unwrap();
+        let tab = c.new_window(true).await.unwrap();
+        c.switch_to_window(tab.handle).await.unwrap();
+        c.goto(&format!("{ui}#/streams")).await.unwrap();
+        browser.until("the dialog in a new tab", &asked(false)).await;
+        // Dismissed on a page drawn from plain calls: it says why it is empty too.
+        press(&browser, &ESCAPE.to_string()).await;
+        browser
+            .until(
+                "the streams page without a token",
+                r#"return document.getElementById('no-token') && document.activeElement?.id === 'enter-token' || null"#,
+            )
+            .await;
+        c.close_window().await.unwrap();
+        c.switch_to_window(first_tab).await.unwrap();
+
+        // The server restarts with another token file, under the rule's page: the page asks
+        // again, saying the token was refused, and comes back with the new one.
+        c.goto(&format!("{ui}#/rule/plant-meter")).await.unwrap();
+        browser
+            .until(
+                "the rule page",
+                r#"return document.querySelector('#rule-status [data-status="running"]') || null"#,
+            )
+            .await;
+        server.stop();
+        let server = Server::start_on(&scratch, port, &options("rotated")).with_token(SECOND);
+        let refusal = browser
+            .until(
+                "the dialog once the token is refused",
+                &asked(true),
+            )
+            .await;
+        assert!(refusal.as_str().unwrap().contains("refused"), "{refusal}");
+        type_and_enter(&browser, SECOND).await;
+        browser
+            .until(
+                "the rule page with the new token",
+                r#"const s = document.querySelector('#rule-status [data-status="running"]');
+                   return s && document.getElementById('conn').textContent === 'live updates on'
+                     && !document.getElementById('token-dialog').open || null"#,
+            )
+            .await;
+        let bearer = format!("Bearer {SECOND}");
+        traffic
+            .until(&browser, "the rule's events with the new token", |t| {
+                t.answered("/events/rules/plant-meter", Some(&bearer), 200)
+            })
+            .await;
+        // And its counters move again.
+        let rows_in = r#"return document.querySelector('tr[data-sink="sink_nop_0"] td:nth-child(2)')?.textContent ?? null"#;
+        let before = browser.until("the action's rows in", rows_in).await;
+        browser
+            .until(
+                "the action's rows in to move",
+                &format!("const n = (() => {{ {rows_in} }})(); return n !== {before} ? n : null"),
+            )
+            .await;
+
+        // Never in a URL: every request the browser made, pages, scripts and calls.
+        traffic.read(&browser).await;
+        assert!(traffic.requests.len() > 10, "{traffic:?}");
+        for (_, url, _) in &traffic.requests {
+            for token in [FIRST, SECOND, WRONG] {
+                assert!(!url.contains(token), "{url} holds a token");
+            }
+        }
+        browser.close().await;
+
+        // A new browser (a fresh profile) asks again.
+        let fresh = Browser::start().await.unwrap();
+        fresh.client.goto(&format!("{ui}#/rules")).await.unwrap();
+        fresh.until("the dialog in a new browser", &asked(false)).await;
+        fresh.close().await;
+        server
+    });
+    flowing.store(false, Ordering::Relaxed);
+    publisher.join().unwrap();
     server.stop();
 }

@@ -17,6 +17,8 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) port: u16,
     log: Arc<Mutex<String>>,
+    /// The bearer token [`Server::call`] sends, for a server started with `--token-file`.
+    token: Option<String>,
 }
 
 impl Server {
@@ -30,7 +32,7 @@ impl Server {
         Self::start_on(scratch, port, extra)
     }
 
-    fn start_on(scratch: &Scratch, port: u16, extra: &[&str]) -> Self {
+    pub(crate) fn start_on(scratch: &Scratch, port: u16, extra: &[&str]) -> Self {
         Self::start_with_env(scratch, port, extra, &[])
     }
 
@@ -54,7 +56,18 @@ impl Server {
         wait_for("the server to listen", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Self { child, port, log }
+        Self {
+            child,
+            port,
+            log,
+            token: None,
+        }
+    }
+
+    /// The same server, its calls sending `Authorization: Bearer <token>`.
+    pub(crate) fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
     }
 
     /// `curl -X <method> <path> [-d body]`: the status and the body.
@@ -62,6 +75,9 @@ impl Server {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let mut cmd = std::process::Command::new("curl");
         cmd.args(["-s", "-S", "-X", method, "-w", "\n%{http_code}", &url]);
+        if let Some(token) = &self.token {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
         if let Some(body) = body {
             cmd.args(["-H", "Content-Type: application/json", "-d", body]);
         }
@@ -117,14 +133,27 @@ impl Server {
         self.child.id()
     }
 
-    /// SIGTERM, and waits for a clean exit.
+    /// SIGTERM, and waits for a clean exit (a minute at most: a server that does not stop is
+    /// killed and the test fails).
     pub(crate) fn stop(mut self) -> String {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
-        let status = self.child.wait().unwrap();
+        let asked = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if asked.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let log = self.log.lock().unwrap().clone();
+                panic!("the server did not stop within 60 s of SIGTERM\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let log = self.log.lock().unwrap().clone();
         assert!(status.success(), "{status:?}\n{log}");
         log

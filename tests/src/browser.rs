@@ -6,8 +6,28 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value as Json, json};
+
+/// chromedriver's command that hands over (and clears) the performance log: the DevTools
+/// events it recorded.
+#[derive(Debug)]
+struct PerformanceLog;
+
+impl WebDriverCompatibleCommand for PerformanceLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"performance"}"#.into()))
+    }
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -28,6 +48,16 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium (`--no-sandbox`: the tests may run as
     /// root); `None` with a note when they are not installed (`.ci/run` installs them).
     pub async fn start() -> Option<Self> {
+        Self::start_with(false).await
+    }
+
+    /// [`Browser::start`], with the DevTools network events of every page recorded for
+    /// [`Browser::network_log`] (each request's URL and headers, each answer's status).
+    pub async fn start_recording_network() -> Option<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(record_network: bool) -> Option<Self> {
         if Command::new("chromedriver")
             .arg("--version")
             .output()
@@ -60,6 +90,11 @@ impl Browser {
                          "--disable-dev-shm-usage", "--window-size=1280,800"],
             }),
         );
+        if record_network {
+            caps["goog:chromeOptions"]["perfLoggingPrefs"] =
+                json!({"enableNetwork": true, "enablePage": false});
+            caps.insert("goog:loggingPrefs".into(), json!({"performance": "ALL"}));
+        }
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
@@ -92,6 +127,29 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The DevTools `Network.*` events (`{"method", "params"}`) recorded since the last call,
+    /// oldest first; the browser must have been started with
+    /// [`Browser::start_recording_network`].
+    pub async fn network_log(&self) -> Vec<Json> {
+        let entries = self
+            .client
+            .issue_cmd(PerformanceLog)
+            .await
+            .expect("the browser's performance log");
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| serde_json::from_str::<Json>(e["message"].as_str()?).ok())
+            .map(|m| m["message"].clone())
+            .filter(|m| {
+                m["method"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("Network."))
+            })
+            .collect()
     }
 
     /// Saves a screenshot as `target/console-screenshots/<name>`.

@@ -155,6 +155,9 @@ pub struct Server {
     bus: Arc<MemoryBus>,
     /// The readings of `SHARED` streams, shared by every rule of the server that reads them.
     shared: Arc<crate::source::SharedSources>,
+    /// Turns true when the server stops: the event streams end then (an open one would keep
+    /// the HTTP server's graceful shutdown waiting for ever).
+    stopping: watch::Sender<bool>,
 }
 
 impl Server {
@@ -188,9 +191,19 @@ impl Server {
             mqtt_conf,
             bus: MemoryBus::lasting(),
             shared: crate::source::SharedSources::lasting(),
+            stopping: watch::Sender::new(false),
         });
         server.refresh_mqtt_conf()?;
         Ok(server)
+    }
+
+    /// Resolves once the server is stopping.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // An error means the server is gone: stopped too.
+            let _ = stopping.wait_for(|s| *s).await;
+        }
     }
 
     /// Writes the MQTT source configuration anew after a change of its keys; rules started
@@ -619,6 +632,7 @@ pub async fn serve(
         .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
     tokio::select! {
         () = shutdown => {
+            server.stopping.send_replace(true);
             let _ = stop_http.send(());
             http_end.await.map_err(|_| "the HTTP thread ended".to_string())??;
         }

@@ -278,17 +278,23 @@ fn changes<'a>(
 
 type EventStream = Response;
 
-fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> EventStream {
-    Sse::new(stream)
+/// An event stream that ends when the server stops (the browser reconnects to the next one).
+fn sse(
+    server: &Server,
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> EventStream {
+    use futures_util::StreamExt;
+    Sse::new(stream.take_until(server.stopped()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
 async fn list_events(State(server): State<Arc<Server>>) -> EventStream {
+    let stopped = Arc::clone(&server);
     let start = (server, ListFeed::default(), ticker());
-    sse(futures_util::stream::unfold(
-        start,
-        |(server, mut feed, mut ticker)| async move {
+    sse(
+        &stopped,
+        futures_util::stream::unfold(start, |(server, mut feed, mut ticker)| async move {
             ticker.tick().await;
             let event = {
                 let registry = server.registry.lock().await;
@@ -296,8 +302,8 @@ async fn list_events(State(server): State<Arc<Server>>) -> EventStream {
                 Event::default().event("rules").data(data)
             };
             Some((Ok(event), (server, feed, ticker)))
-        },
-    ))
+        }),
+    )
 }
 
 async fn rule_events(
@@ -308,10 +314,11 @@ async fn rule_events(
         return Err(ApiError::rule_not_found(&id));
     }
     // The state: the server, the rule, its last status sent (`None` once it is dropped).
+    let stopped = Arc::clone(&server);
     let start = (server, id, Some(Map::new()), ticker());
-    Ok(sse(futures_util::stream::unfold(
-        start,
-        |(server, id, before, mut ticker)| async move {
+    Ok(sse(
+        &stopped,
+        futures_util::stream::unfold(start, |(server, id, before, mut ticker)| async move {
             let before = before?;
             ticker.tick().await;
             let now = {
@@ -334,8 +341,8 @@ async fn rule_events(
             let data = json!({ "t": unix_ms(), "status": status }).to_string();
             let event = Event::default().event("status").data(data);
             Some((Ok(event), (server, id, Some(now), ticker)))
-        },
-    )))
+        }),
+    ))
 }
 
 #[cfg(test)]

@@ -184,3 +184,58 @@ impl Decoder {
         Ok(row)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::Decoder;
+    use crate::sql::FieldsRead;
+    use crate::stream::{StreamDef, parse_streams};
+    use crate::value::Value;
+
+    fn stream(format: &str) -> StreamDef {
+        let text = format!(
+            "CREATE STREAM s (a bigint, b string, c bigint) WITH (TYPE=\"memory\", \
+             DATASOURCE=\"t\", FORMAT=\"{format}\", STRICT_VALIDATION=\"true\")"
+        );
+        parse_streams(&text, "streams.sql", Path::new("/no/such/folder"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn reading(names: &[&str]) -> FieldsRead {
+        FieldsRead::Only(names.iter().map(|n| Arc::from(*n)).collect())
+    }
+
+    /// A row carries the declared columns the statement reads, checked against their types; the
+    /// others are neither carried nor checked, and `*` carries them all.
+    #[test]
+    fn rows_carry_the_declared_columns_read() {
+        let mut d = Decoder::reading(&stream("json"), false, &reading(&["C", "a"]));
+        for _ in 0..2 {
+            // Twice: the general decoder, then the fast path for the same layout.
+            let row = d.decode(br#"{"a":1,"b":"x","c":7}"#, 0).unwrap();
+            let row = d.finish(row).unwrap();
+            let names: Vec<&str> = row.schema().names().iter().map(|n| &**n).collect();
+            assert_eq!(names, ["a", "c"]);
+            assert_eq!(row.values(), &[Value::Int(1), Value::Int(7)]);
+        }
+        let row = d.decode(br#"{"a":"x","b":1,"c":2}"#, 0).unwrap();
+        let err = d.finish(row).unwrap_err().0;
+        assert!(err.contains("field a type mismatch"), "{err}");
+
+        let mut all = Decoder::reading(&stream("json"), false, &FieldsRead::All);
+        let row = all.decode(br#"{"c":3,"a":1}"#, 0).unwrap();
+        let row = all.finish(row).unwrap();
+        assert_eq!(row.values(), &[Value::Int(1), Value::Null, Value::Int(3)]);
+
+        // A delimited message still holds a value per declared column.
+        let mut d = Decoder::reading(&stream("delimited"), false, &reading(&["b"]));
+        let row = d.decode(b"1,x,3", 0).unwrap();
+        assert_eq!(d.finish(row).unwrap().values(), &[Value::from("x")]);
+        let err = d.decode(b"1,x", 0).unwrap_err().0;
+        assert_eq!(err, "expected 3 delimited values, found 2");
+    }
+}

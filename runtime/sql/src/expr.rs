@@ -332,6 +332,21 @@ pub struct EvalCtx<'a> {
 const NULL: Value = Value::Null;
 
 impl Expr {
+    /// The value of an operand: a column's or a literal's borrowed where it is (most
+    /// comparisons, `temperature > 30`, read one of each), any other expression evaluated.
+    fn operand<'a, S: Scope + ?Sized>(
+        &'a self,
+        row: &'a S,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<std::borrow::Cow<'a, Value>, EvalError> {
+        use std::borrow::Cow;
+        Ok(match self {
+            Self::Literal(v) => Cow::Borrowed(v),
+            Self::Column(c) => Cow::Borrowed(row.column(c).unwrap_or(&NULL)),
+            other => Cow::Owned(other.eval(row, ctx)?),
+        })
+    }
+
     /// Evaluates the expression over `row` (a row, a joined tuple or a group).
     pub fn eval<S: Scope + ?Sized>(&self, row: &S, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
         match self {
@@ -349,7 +364,7 @@ impl Expr {
                 Ok(Value::object(map))
             }
             Self::Unary(op, e) => unary(*op, e.eval(row, ctx)?),
-            Self::Binary(op, l, r) => binary(*op, &l.eval(row, ctx)?, &r.eval(row, ctx)?),
+            Self::Binary(op, l, r) => binary(*op, &*l.operand(row, ctx)?, &*r.operand(row, ctx)?),
             Self::And(l, r) => {
                 if !l.eval(row, ctx)?.is_true() {
                     return Ok(Value::Bool(false));

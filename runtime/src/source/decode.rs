@@ -23,11 +23,14 @@ pub struct DecodeError(pub String);
 pub struct Decoder {
     format: Format,
     delimiter: u8,
+    /// Every declared column, in declared order (a delimited message holds one value each).
+    declared: Option<Vec<ColumnDef>>,
+    /// The declared columns a row carries, and its schema: those the statement reads (all of
+    /// them for `SELECT *`). The others would be `NULL` and are never looked at: leaving them
+    /// out spares building, checking and dropping a value per column and row.
     columns: Option<(Vec<ColumnDef>, Arc<Schema>)>,
     strict: bool,
-    /// Per declared column, whether the statement reads it (the others are not checked).
-    read: Vec<bool>,
-    /// No two declared columns have names equal but for case: values move into their columns.
+    /// No two carried columns have names equal but for case: values move into their columns.
     distinct: bool,
     /// The JSON decoder lays rows out by the declared columns: they are converted in place.
     laid_out: bool,
@@ -44,7 +47,8 @@ impl Decoder {
 
     /// A decoder for `def` for a statement that reads `reads`: a JSON message's other fields
     /// are skipped (of a stream with declared columns, those the statement does not read are
-    /// skipped too, and are `NULL` and not checked, as eKuiper prunes them).
+    /// skipped too and left out of the row, not checked, as eKuiper prunes them: the statement
+    /// never looks them up, and a lookup would find `NULL`).
     pub fn reading(def: &StreamDef, event_time: bool, reads: &FieldsRead) -> Self {
         let timestamp = event_time.then(|| def.options.timestamp.clone()).flatten();
         let read = def
@@ -53,8 +57,8 @@ impl Decoder {
             .map(|c| columns_read(c, reads, timestamp.as_deref()))
             .unwrap_or_default();
         let keep = match (&def.columns, reads) {
-            // The columns the statement does not read are `NULL` whatever the message holds:
-            // they are skipped like undeclared fields.
+            // The columns the statement does not read are not carried whatever the message
+            // holds: they are skipped like undeclared fields.
             (Some(columns), _) => Keep::only(
                 columns
                     .iter()
@@ -67,13 +71,21 @@ impl Decoder {
                 Keep::only(names.iter().map(|n| &**n).chain(timestamp.as_deref()))
             }
         };
-        let columns = def.columns.clone().map(|cols| {
+        let columns = def.columns.as_ref().map(|cols| {
+            let carried: Vec<ColumnDef> = cols
+                .iter()
+                .zip(&read)
+                .filter(|(_, read)| **read)
+                .map(|(c, _)| c.clone())
+                .collect();
             let schema = Arc::new(Schema::new(
-                cols.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+                carried.iter().map(|c| Arc::from(c.name.as_str())).collect(),
             ));
-            (cols, schema)
+            (carried, schema)
         });
-        let distinct = def.columns.as_deref().is_none_or(distinct_ignoring_case);
+        let distinct = columns
+            .as_ref()
+            .is_none_or(|(carried, _)| distinct_ignoring_case(carried));
         let mut json = RowDecoder::keeping(keep);
         // A JSON message's fields go straight to their columns, unless two columns may take
         // the same field (names equal but for case): `conform` copies it to each.
@@ -84,9 +96,9 @@ impl Decoder {
         Self {
             format: def.options.format,
             delimiter: def.options.delimiter,
+            declared: def.columns.clone(),
             columns,
             strict: def.options.strict_validation,
-            read,
             distinct,
             laid_out,
             json,
@@ -102,7 +114,7 @@ impl Decoder {
                 .decode(bytes, now_ms)
                 .map_err(|e| DecodeError(format!("invalid JSON: {e}"))),
             Format::Delimited => {
-                let Some((cols, _)) = &self.columns else {
+                let Some(cols) = &self.declared else {
                     return Err(DecodeError(
                         "the delimited format needs declared columns".into(),
                     ));
@@ -139,12 +151,11 @@ impl Decoder {
             // Decoded straight into the columns' layout: only the types are left to fit.
             Some((cols, schema)) if self.laid_out && Arc::ptr_eq(row.schema(), schema) => {
                 let mut row = row;
-                conform_laid_out(&mut row, cols, self.strict, &self.read).map_err(DecodeError)?;
+                conform_laid_out(&mut row, cols, self.strict, &[]).map_err(DecodeError)?;
                 row
             }
             Some((cols, schema)) => {
-                conform(row, cols, schema, self.strict, &self.read, self.distinct)
-                    .map_err(DecodeError)?
+                conform(row, cols, schema, self.strict, &[], self.distinct).map_err(DecodeError)?
             }
             None => row,
         };
@@ -171,5 +182,60 @@ impl Decoder {
             };
         }
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::Decoder;
+    use crate::sql::FieldsRead;
+    use crate::stream::{StreamDef, parse_streams};
+    use crate::value::Value;
+
+    fn stream(format: &str) -> StreamDef {
+        let text = format!(
+            "CREATE STREAM s (a bigint, b string, c bigint) WITH (TYPE=\"memory\", \
+             DATASOURCE=\"t\", FORMAT=\"{format}\", STRICT_VALIDATION=\"true\")"
+        );
+        parse_streams(&text, "streams.sql", Path::new("/no/such/folder"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn reading(names: &[&str]) -> FieldsRead {
+        FieldsRead::Only(names.iter().map(|n| Arc::from(*n)).collect())
+    }
+
+    /// A row carries the declared columns the statement reads, checked against their types; the
+    /// others are neither carried nor checked, and `*` carries them all.
+    #[test]
+    fn rows_carry_the_declared_columns_read() {
+        let mut d = Decoder::reading(&stream("json"), false, &reading(&["C", "a"]));
+        for _ in 0..2 {
+            // Twice: the general decoder, then the fast path for the same layout.
+            let row = d.decode(br#"{"a":1,"b":"x","c":7}"#, 0).unwrap();
+            let row = d.finish(row).unwrap();
+            let names: Vec<&str> = row.schema().names().iter().map(|n| &**n).collect();
+            assert_eq!(names, ["a", "c"]);
+            assert_eq!(row.values(), &[Value::Int(1), Value::Int(7)]);
+        }
+        let row = d.decode(br#"{"a":"x","b":1,"c":2}"#, 0).unwrap();
+        let err = d.finish(row).unwrap_err().0;
+        assert!(err.contains("field a type mismatch"), "{err}");
+
+        let mut all = Decoder::reading(&stream("json"), false, &FieldsRead::All);
+        let row = all.decode(br#"{"c":3,"a":1}"#, 0).unwrap();
+        let row = all.finish(row).unwrap();
+        assert_eq!(row.values(), &[Value::Int(1), Value::Null, Value::Int(3)]);
+
+        // A delimited message still holds a value per declared column.
+        let mut d = Decoder::reading(&stream("delimited"), false, &reading(&["b"]));
+        let row = d.decode(b"1,x,3", 0).unwrap();
+        assert_eq!(d.finish(row).unwrap().values(), &[Value::from("x")]);
+        let err = d.decode(b"1,x", 0).unwrap_err().0;
+        assert_eq!(err, "expected 3 delimited values, found 2");
     }
 }

@@ -49,6 +49,13 @@ struct Layout {
     schema: Arc<Schema>,
     /// Whether every key can be matched in the input as it is (see [`flat`]).
     plain: bool,
+    /// Per key, the bytes that lead to its value when the message has no whitespace (see
+    /// [`flat::tokens`]).
+    tokens: Vec<Box<[u8]>>,
+    /// Whether the kept keys fill the row's positions in order, one each (`0, 1, 2, ...`), as
+    /// they always do without declared columns: the fast path then pushes the values as they
+    /// come rather than filling a row of `NULL`s.
+    in_order: bool,
     /// Counts the layouts a decoder has recorded: tells a new layout from the last one when
     /// both have the same schema (always so with declared columns).
     generation: u64,
@@ -141,10 +148,10 @@ impl RowDecoder {
             self.flat_pause -= 1;
             return Err(None);
         }
-        let laid_out = self.columns.is_some();
+        let laid_out = !layout.in_order;
         match flat::decode(
             bytes,
-            &layout.keys,
+            &layout.tokens,
             &layout.slots,
             layout.schema.len(),
             laid_out,
@@ -228,9 +235,14 @@ impl RowDecoder {
                 Arc::clone(columns)
             }
         };
+        let mut filled = slots.iter().filter(|&&slot| slot != SKIPPED);
+        let in_order = (0..schema.len()).all(|at| filled.next() == Some(&(at as u32)))
+            && filled.next().is_none();
         self.layouts += 1;
         self.last.insert(Layout {
+            in_order,
             plain: keys.iter().all(|k| flat::plain_key(k)),
+            tokens: flat::tokens(&keys),
             keys,
             kept,
             slots,
@@ -646,6 +658,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
+    if plain_str(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -685,6 +702,18 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether no byte of `bytes` needs escaping (most strings): read a word at a time, the last
+/// word being the eight bytes that end the string, so that no byte is looked at on its own
+/// unless the string is shorter than a word.
+fn plain_str(bytes: &[u8]) -> bool {
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    if bytes.len() < 8 {
+        return bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+    }
+    let last = &bytes[bytes.len() - 8..];
+    bytes.chunks_exact(8).all(|c| !needs_escape(word(c))) && !needs_escape(word(last))
 }
 
 /// Whether any of the eight bytes in `word` is a control character, `"` or `\\`.
@@ -822,6 +851,33 @@ mod tests {
         assert_eq!(row.values(), &[Value::Int(9), Value::Null, Value::Null]);
     }
 
+    /// Columns filled in the message's order take its values as they come, in another order
+    /// each goes to its place; a column no field fills is `NULL` either way.
+    #[test]
+    fn rows_laid_out_by_columns_in_and_out_of_the_message_order() {
+        let columns = Arc::new(Schema::new(vec!["id".into(), "t".into()]));
+        let mut d = RowDecoder::keeping(Keep::only(["id", "t"])).in_columns(Arc::clone(&columns));
+        let messages: [(&str, [Value; 2]); 6] = [
+            (
+                r#"{"id":"a","x":1,"t":2.5}"#,
+                [Value::from("a"), Value::Float(2.5)],
+            ),
+            (
+                r#"{"id":"b","x":1,"t":3}"#,
+                [Value::from("b"), Value::Int(3)],
+            ),
+            (r#"{"t":4,"id":"c"}"#, [Value::from("c"), Value::Int(4)]),
+            (r#"{"t":5,"id":"d"}"#, [Value::from("d"), Value::Int(5)]),
+            (r#"{"id":"e","x":1}"#, [Value::from("e"), Value::Null]),
+            (r#"{"id":"f","x":2}"#, [Value::from("f"), Value::Null]),
+        ];
+        for (text, want) in messages {
+            let row = d.decode(text.as_bytes(), 0).unwrap();
+            assert!(Arc::ptr_eq(row.schema(), &columns), "{text}");
+            assert_eq!(row.values(), &want, "{text}");
+        }
+    }
+
     #[test]
     fn skipped_fields_build_no_value_and_are_still_checked() {
         let mut d = RowDecoder::keeping(Keep::only(["a", "C"]));
@@ -896,6 +952,24 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(&s).unwrap()
             );
+        }
+        // One byte to escape at each position of plain strings of each length: the words
+        // checked at once (the last overlapping the one before) must all see it.
+        for len in 1..=20 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1f}'] {
+                    let s: String = (0..len)
+                        .map(|i| if i == at { special } else { 'x' })
+                        .collect();
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "{s:?}"
+                    );
+                }
+            }
         }
     }
 }

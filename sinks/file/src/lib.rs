@@ -258,6 +258,8 @@ pub struct FileSink {
     tick: u64,
     /// The last rolling timestamp handed out: names stay distinct within a millisecond.
     last_stamp: u128,
+    /// The bytes of the messages being written, kept between batches.
+    scratch: Vec<u8>,
 }
 
 impl Sink for FileSink {
@@ -315,6 +317,7 @@ impl Sink for FileSink {
             started: HashSet::new(),
             tick: 0,
             last_stamp: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -435,32 +438,49 @@ impl FileSink {
             if by_age {
                 self.roll_if_due(path)?;
             }
+            // The messages that go to the file now: up to the end of the run, the one that
+            // fills the file, or (rolling by age) one, whose file's age is checked again next.
+            let room = match rolling_count {
+                0 => u64::MAX,
+                n => n.saturating_sub(self.file(path)?.count).max(1),
+            };
+            let take = (range.end - index).min(usize::try_from(room).unwrap_or(usize::MAX));
+            let take = if by_age { take.min(1) } else { take };
+            let messages = index..index + take;
+            // The bytes are put together here and handed on in one write: a write per message
+            // (and one per separator) costs more than the copy.
+            let mut bytes = std::mem::take(&mut self.scratch);
+            bytes.clear();
             let file = self.file(path)?;
-            let mut full = false;
-            while index < range.end && !full {
-                let message = batch.get(index).expect("index within the batch");
-                match file_type {
-                    FileType::Json if file.written => file.out.write_all(b",")?,
-                    FileType::Csv if !file.written && has_header => {
-                        if let Some(header) = batch.header() {
-                            file.out.write_all(header.as_bytes())?;
-                            file.out.write_all(b"\n")?;
-                        }
+            if file_type == FileType::Csv
+                && !file.written
+                && has_header
+                && let Some(header) = batch.header()
+            {
+                bytes.extend_from_slice(header.as_bytes());
+                bytes.push(b'\n');
+            }
+            for (i, at) in messages.enumerate() {
+                let message = batch.get(at).expect("index within the batch");
+                if file_type == FileType::Json {
+                    if file.written || i > 0 {
+                        bytes.push(b',');
                     }
-                    _ => {}
-                }
-                file.out.write_all(message.payload)?;
-                if file_type != FileType::Json {
-                    file.out.write_all(b"\n")?;
-                }
-                file.written = true;
-                file.count += 1;
-                index += 1;
-                full = rolling_count > 0 && file.count >= rolling_count;
-                if by_age {
-                    break;
+                    bytes.extend_from_slice(message.payload);
+                } else {
+                    bytes.extend_from_slice(message.payload);
+                    bytes.push(b'\n');
                 }
             }
+            let written = file.out.write_all(&bytes);
+            if written.is_ok() {
+                file.written = true;
+                file.count += take as u64;
+            }
+            let full = rolling_count > 0 && file.count >= rolling_count;
+            self.scratch = bytes;
+            written?;
+            index += take;
             if full {
                 self.close_file(path)?;
             }

@@ -653,7 +653,9 @@ fn write_float_slow(out: &mut Vec<u8>, f: f64, abs: f64) {
     }
 }
 
-/// Appends a JSON string literal.
+/// Appends a JSON string literal, escaped as Go's `json.Marshal` escapes it (what eKuiper's
+/// sinks write): besides `"`, `\\` and control characters, `<`, `>` and `&` become `\u003c`,
+/// `\u003e` and `\u0026`, and U+2028 and U+2029 become `\u2028` and `\u2029`.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
@@ -676,6 +678,21 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
         let b = bytes[i];
         let escape: &[u8] = match b {
+            b'<' => b"\\u003c",
+            b'>' => b"\\u003e",
+            b'&' => b"\\u0026",
+            // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR (E2 80 A8 and E2 80 A9).
+            0xe2 if matches!(bytes.get(i + 1..i + 3), Some([0x80, 0xa8 | 0xa9])) => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(if bytes[i + 2] == 0xa8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                i += 3;
+                start = i;
+                continue;
+            }
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
@@ -710,15 +727,25 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 fn plain_str(bytes: &[u8]) -> bool {
     let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
     if bytes.len() < 8 {
-        return bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        return bytes
+            .iter()
+            .all(|&b| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xe2));
     }
     let last = &bytes[bytes.len() - 8..];
     bytes.chunks_exact(8).all(|c| !needs_escape(word(c))) && !needs_escape(word(last))
 }
 
-/// Whether any of the eight bytes in `word` is a control character, `"` or `\\`.
+/// Whether any of the eight bytes in `word` is a control character, `"`, `\\`, `<`, `>`, `&`
+/// or 0xE2 (the first byte of U+2028 and U+2029, and of other characters, which the byte-wise
+/// loop then passes over).
 const fn needs_escape(word: u64) -> bool {
-    escape_mask(word) != 0
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn has(word: u64, byte: u8) -> u64 {
+        let x = word ^ (ONES * byte as u64);
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    (escape_mask(word) | has(word, b'<') | has(word, b'>') | has(word, b'&') | has(word, 0xe2)) != 0
 }
 
 /// Of the eight bytes in `word` (the first in the lowest byte), a mask whose lowest set bit is
@@ -933,6 +960,30 @@ mod tests {
         );
     }
 
+    /// A string as Go's `json.Marshal` writes it: serde_json's escapes (the same for control
+    /// characters, `"` and `\\`), plus Go's escapes of `<`, `>`, `&`, U+2028 and U+2029.
+    fn go_json(s: &str) -> String {
+        serde_json::to_string(s)
+            .unwrap()
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+    }
+
+    #[test]
+    fn strings_escape_html_characters_and_line_separators_as_go_does() {
+        // Go 1.22+: `json.Marshal("<a href=\"x\">&amp;</a>\u2028\u2029\u2027—")`.
+        let mut out = Vec::new();
+        write_str(&mut out, "<a href=\"x\">&amp;</a>\u{2028}\u{2029}\u{2027}—");
+        // U+2027 (E2 80 A7) and the dash (E2 80 94) share the separators' first byte but stay.
+        let expected = r#""\u003ca href=\"x\"\u003e\u0026amp;\u003c/a\u003e\u2028\u2029"#
+            .to_string()
+            + "\u{2027}—\"";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
     #[test]
     fn strings_escape_like_json() {
         let mut out = Vec::new();
@@ -953,21 +1004,19 @@ mod tests {
                 serde_json::to_string(&s).unwrap()
             );
         }
-        // One byte to escape at each position of plain strings of each length: the words
+        // One character to escape at each position of plain strings of each length: the words
         // checked at once (the last overlapping the one before) must all see it.
         for len in 1..=20 {
             for at in 0..len {
-                for special in ['"', '\\', '\n', '\u{1f}'] {
+                for special in [
+                    '"', '\\', '\n', '\u{1f}', '<', '>', '&', '\u{2028}', '\u{2029}',
+                ] {
                     let s: String = (0..len)
                         .map(|i| if i == at { special } else { 'x' })
                         .collect();
                     let mut out = Vec::new();
                     write_str(&mut out, &s);
-                    assert_eq!(
-                        String::from_utf8(out).unwrap(),
-                        serde_json::to_string(&s).unwrap(),
-                        "{s:?}"
-                    );
+                    assert_eq!(String::from_utf8(out).unwrap(), go_json(&s), "{s:?}");
                 }
             }
         }

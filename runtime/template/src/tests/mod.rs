@@ -124,12 +124,12 @@ fn oort_follows_newer_go_releases() {
 }
 
 #[test]
-fn json_output_is_oorts_json() {
-    // Go's encoding/json would escape <, > and & as \u003c, \u003e and \u0026.
+fn json_output_escapes_as_gos_encoding_json() {
+    // Go's encoding/json escapes <, > and & as \u003c, \u003e and \u0026.
     check(
         ROW,
         &[
-            ("{{toJson .s}}", "\"a<b>&\\\"cé\\n\""),
+            ("{{toJson .s}}", "\"a\\u003cb\\u003e\\u0026\\\"cé\\n\""),
             ("{{json .m}}", "{\"a\":1,\"b\":2,\"c\":{\"d\":\"deep\"}}"),
             (
                 "{{toJson .f3}} {{toJson .f2}} {{toJson .f1}}",
@@ -137,7 +137,7 @@ fn json_output_is_oorts_json() {
             ),
             (
                 "{{toPrettyJson (dict \"k\" .s)}}",
-                "{\n  \"k\": \"a<b>&\\\"cé\\n\"\n}",
+                "{\n  \"k\": \"a\\u003cb\\u003e\\u0026\\\"cé\\n\"\n}",
             ),
         ],
     );

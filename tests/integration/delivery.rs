@@ -409,7 +409,8 @@ fn a_write_that_fails_part_way_is_cut_back_and_written_whole_on_retry() {
         ])
         .env("OORT_CACHE_DIR", oort_tests::cache_dir())
         .env("OORT_PLUGINS", scratch.path().join("plugins"))
-        .env("OORT_LOG", "warn")
+        // The retries are logged at debug.
+        .env("OORT_LOG", "warn,oort::sink=debug")
         .env_remove("XDG_CACHE_HOME")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -418,17 +419,24 @@ fn a_write_that_fails_part_way_is_cut_back_and_written_whole_on_retry() {
     let log = collect_stderr(&mut child);
     let output = scratch.path().join("out/rows.jsonl");
     let size = || std::fs::metadata(&output).map_or(0, |m| m.len());
-    // The file reaches the limit and stays below it while the batch is retried.
-    wait_for(
-        "the file to reach the limit",
-        Duration::from_secs(60),
-        || size() > (LIMIT_BLOCKS - 8) * 512,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    // A write fails at the limit, and the batch is retried: twice, so that one retry failed too.
+    wait_for("a write to fail twice", Duration::from_secs(60), || {
+        log.lock()
+            .unwrap()
+            .matches("transient sink error, retrying")
+            .count()
+            >= 2
+    });
+    let before = scratch.read("out/rows.jsonl");
     assert!(
-        size() <= LIMIT_BLOCKS * 512,
+        before.len() as u64 <= LIMIT_BLOCKS * 512,
         "the limit did not hold: {} bytes",
-        size()
+        before.len()
+    );
+    assert!(
+        before.is_empty() || before.ends_with('\n'),
+        "a torn line is left while the batch is retried: {:?}",
+        &before[before.len().saturating_sub(20)..]
     );
     assert!(
         child.try_wait().expect("oort's status").is_none(),

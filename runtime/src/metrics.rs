@@ -69,6 +69,9 @@ pub struct SourceMetrics {
     /// Messages a broker sent again that were read already (before a crash, or on a dropped
     /// connection): acknowledged and dropped, not read twice.
     pub redelivered: Counter,
+    /// Acknowledgements a stop could not send within its limit (the broker down or hung): the
+    /// broker sends those messages again, and the next run drops them.
+    pub acks_unsent_at_stop: Counter,
 }
 
 /// The rule's (query operator's) metrics.

@@ -96,6 +96,12 @@ impl RunReport {
                     "  {redelivered} messages the broker sent again were read already: acknowledged, not read twice\n"
                 ));
             }
+            let unsent = rule.source.acks_unsent_at_stop.get();
+            if unsent > 0 {
+                out.push_str(&format!(
+                    "  {unsent} acknowledgements the stop could not send to the broker: it sends those messages again, and the next run drops them\n"
+                ));
+            }
             let restarts = rule.rule.restarts.get();
             if restarts > 0 {
                 out.push_str(&format!(
@@ -275,6 +281,7 @@ pub fn to_json(report: &RunReport) -> Json {
                     "exceptions_total": r.source.exceptions.total(),
                     "last_exception": r.source.exceptions.last(),
                     "redelivered_dropped_total": r.source.redelivered.get(),
+                    "acks_unsent_at_stop_total": r.source.acks_unsent_at_stop.get(),
                 },
                 "query": {
                     "records_in_total": r.rule.records_in.get(),

@@ -799,7 +799,7 @@ fn under_qos_2_an_mqtt_5_stream_writes_every_message_once_across_kills_after_che
 /// Runs the kills above with MQTT `protocol`, the messages published and subscribed at `qos`,
 /// and checks every message was written once.
 fn mqtt_stream_killed_after_checkpoints(protocol: &str, qos: u8) {
-    use oort_tests::broker::{Broker, publish_all};
+    use oort_tests::broker::Broker;
     let Some(broker) = Broker::start() else {
         return;
     };
@@ -836,19 +836,8 @@ fn mqtt_stream_killed_after_checkpoints(protocol: &str, qos: u8) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let port = broker.port;
-        publisher.get_or_insert_with(|| {
-            std::thread::spawn(move || {
-                if qos == 2 {
-                    publish_qos_2(port, TOTAL);
-                } else {
-                    publish_all(
-                        port,
-                        "in/n",
-                        (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
-                    );
-                }
-            })
-        });
+        publisher
+            .get_or_insert_with(|| std::thread::spawn(move || publish_numbered(port, qos, TOTAL)));
         // The first checkpoint covering rows, polled tightly: the kill lands while the
         // acknowledgements it allows are on their way.
         let started = std::time::Instant::now();
@@ -1079,6 +1068,20 @@ fn a_sigterm_acknowledges_what_the_last_checkpoint_covers_over_mqtt_5() {
     stopped_mid_flow_leaves_nothing_written_in_the_session("5", 1);
 }
 
+/// Publishes `{"n": 0}` to `{"n": total - 1}` to `in/n` with `qos`: at QoS 2 until the broker
+/// completed every exchange, else as [`publish_all`](oort_tests::broker::publish_all) does.
+fn publish_numbered(port: u16, qos: u8, total: usize) {
+    if qos == 2 {
+        publish_qos_2(port, total);
+    } else {
+        oort_tests::broker::publish_all(
+            port,
+            "in/n",
+            (0..total).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
+        );
+    }
+}
+
 /// Publishes `{"n": 0}` to `{"n": total - 1}` to `in/n` with QoS 2, until the broker completed
 /// every exchange.
 fn publish_qos_2(port: u16, total: usize) {
@@ -1109,7 +1112,7 @@ fn publish_qos_2(port: u16, total: usize) {
 }
 
 fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str, qos: u8) {
-    use oort_tests::broker::{Broker, publish_all};
+    use oort_tests::broker::Broker;
     use rumqttc::{Client, Event, MqttOptions, Packet};
     let Some(broker) = Broker::start() else {
         return;
@@ -1119,17 +1122,7 @@ fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str, qos: u
     mqtt_rule(&scratch, &broker, qos, protocol);
     let (mut child, log) = spawn_subscribed(&scratch);
     let port = broker.port;
-    let publisher = std::thread::spawn(move || {
-        if qos == 2 {
-            publish_qos_2(port, TOTAL);
-        } else {
-            publish_all(
-                port,
-                "in/n",
-                (0..TOTAL).map(|n| format!("{{\"n\":{n}}}").into_bytes()),
-            );
-        }
-    });
+    let publisher = std::thread::spawn(move || publish_numbered(port, qos, TOTAL));
     let output = scratch.path().join("out/result.jsonl");
     wait_for("rows written", Duration::from_secs(120), || {
         lines_in(&output) >= 2_000
@@ -1197,7 +1190,7 @@ fn stopped_mid_flow_leaves_nothing_written_in_the_session(protocol: &str, qos: u
 
 /// A stop while the broker holds the connection open and answers nothing (paused with SIGSTOP)
 /// does not wait on it past the acknowledgements' limit (2 s), and says how many
-/// acknowledgements were not sent. Under QoS 2 a PUBREC waits for the broker's PUBREL: none
+/// acknowledgements were not sent (in the log, and counted in the summary). Under QoS 2 a PUBREC waits for the broker's PUBREL: none
 /// comes.
 #[test]
 fn a_stop_with_the_broker_hung_ends_within_the_acknowledgement_limit() {
@@ -1239,9 +1232,26 @@ fn a_stop_with_the_broker_hung_ends_within_the_acknowledgement_limit() {
         .status();
     let log = log.lock().unwrap().clone();
     eprintln!("the stop took {took:?}");
-    assert!(
-        log.contains("acknowledgements of messages the last checkpoint covers not sent within 2s"),
-        "{log}"
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains("acknowledgements of messages the last checkpoint covers not sent within 2s")
+        })
+        .unwrap_or_else(|| panic!("no line on the acknowledgements not sent:\n{log}"));
+    let unsent: u64 = field(line, "unsent").parse().expect("a count");
+    // Counted in the summary as logged.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(
+        &mut child.stdout.take().expect("oort's stdout"),
+        &mut stdout,
+    )
+    .expect("oort's summary");
+    let summary: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{log}"));
+    assert!(unsent > 0, "{line}");
+    assert_eq!(
+        summary["rules"][0]["source"]["acks_unsent_at_stop_total"], unsent,
+        "{line}"
     );
     assert!(
         took < Duration::from_secs(5),

@@ -370,3 +370,129 @@ fn the_alternate_queue_sends_new_rows_while_the_cache_is_resent() {
     );
     assert_balanced(&run.action(0));
 }
+
+/// A write of the `file` sink that fails part-way (the file size limit of the process,
+/// `RLIMIT_FSIZE`, with `SIGXFSZ` ignored: the write puts what fits under the limit into the
+/// file, then fails with `EFBIG`) leaves no partial batch behind: the batch is retried, each
+/// time cut back to where it started in the file, and once the limit is raised it is written
+/// whole. Every row once, in order, and no torn line.
+#[test]
+fn a_write_that_fails_part_way_is_cut_back_and_written_whole_on_retry() {
+    const TOTAL: u64 = 20_000;
+    // 200 blocks of 512 bytes: about 100 KB, where the rows written come to about 250 KB.
+    const LIMIT_BLOCKS: u64 = 200;
+    let scratch = Scratch::new();
+    scratch.write("in.jsonl", &numbered(TOTAL as usize));
+    scratch.write("streams.sql", FILE_STREAM);
+    let rule = json!({
+        "id": "r",
+        "sql": "SELECT n FROM demo",
+        "actions": [{"file": {"path": "out/rows.jsonl", "retryCount": 1000,
+                              "retryInterval": 20}}],
+    });
+    scratch.write("rule.json", &rule.to_string());
+    // The shell sets the limit (soft only, so it can be raised again) and ignores SIGXFSZ (an
+    // ignored signal stays ignored across `exec`); then it becomes `oort`.
+    let mut child = std::process::Command::new("sh")
+        .current_dir(scratch.path())
+        .args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -S -f {LIMIT_BLOCKS}; exec \"$0\" \"$@\""),
+        ])
+        .arg(oort_tests::oort_bin())
+        .args([
+            "run-rule",
+            "rule.json",
+            "--streams",
+            "streams.sql",
+            "--json",
+        ])
+        .env("OORT_CACHE_DIR", oort_tests::cache_dir())
+        .env("OORT_PLUGINS", scratch.path().join("plugins"))
+        // The retries are logged at debug.
+        .env("OORT_LOG", "warn,oort::sink=debug")
+        .env_remove("XDG_CACHE_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting oort under a file size limit");
+    let log = collect_stderr(&mut child);
+    let output = scratch.path().join("out/rows.jsonl");
+    let size = || std::fs::metadata(&output).map_or(0, |m| m.len());
+    // A write fails at the limit, and the batch is retried: twice, so that one retry failed too.
+    wait_for("a write to fail twice", Duration::from_secs(60), || {
+        log.lock()
+            .unwrap()
+            .matches("transient sink error, retrying")
+            .count()
+            >= 2
+    });
+    let before = scratch.read("out/rows.jsonl");
+    assert!(
+        before.len() as u64 <= LIMIT_BLOCKS * 512,
+        "the limit did not hold: {} bytes",
+        before.len()
+    );
+    assert!(
+        before.is_empty() || before.ends_with('\n'),
+        "a torn line is left while the batch is retried: {:?}",
+        &before[before.len().saturating_sub(20)..]
+    );
+    assert!(
+        child.try_wait().expect("oort's status").is_none(),
+        "oort ended under the limit:\n{}",
+        log.lock().unwrap()
+    );
+    let raised = std::process::Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited"])
+        .status()
+        .expect("prlimit");
+    assert!(raised.success());
+    // The retries back off (up to 30 s apart): the next one writes the batch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("oort's status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "oort did not end with the limit raised (the file holds {} bytes):\n{}",
+                size(),
+                log.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = finish(child, &log);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summary: Value = serde_json::from_str(&run.stdout).expect("the JSON summary");
+    let action = &summary["rules"][0]["actions"][0];
+    assert_balanced(action);
+    assert!(
+        action["retries_total"].as_u64().unwrap_or(0) > 0,
+        "no write failed: {action}"
+    );
+
+    let text = scratch.read("out/rows.jsonl");
+    let torn: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).map_or(true, |v| v["n"].as_u64().is_none()))
+        .collect();
+    assert!(
+        torn.is_empty(),
+        "torn lines: {:?}",
+        &torn[..torn.len().min(3)]
+    );
+    let rows: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(rows.len() as u64, TOTAL, "rows lost or written twice");
+    assert!(
+        rows.iter().copied().eq(0..TOTAL),
+        "rows out of order, lost or written twice"
+    );
+}

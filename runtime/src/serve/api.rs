@@ -652,6 +652,10 @@ pub(super) fn status_map(
                             "last_exception",
                             json!(s.exceptions.last().unwrap_or_default()),
                         ),
+                        (
+                            "acks_unsent_at_stop_total",
+                            json!(s.acks_unsent_at_stop.get()),
+                        ),
                     ],
                 );
                 let reading = readings

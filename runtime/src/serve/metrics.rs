@@ -149,6 +149,12 @@ async fn snapshot(server: &Server) -> Snapshot {
                     &l,
                     src.exceptions.total(),
                 );
+                s.counter(
+                    "oort_source_acks_unsent_at_stop",
+                    "Acknowledgements a stop could not send to the MQTT broker within its limit",
+                    &l,
+                    src.acks_unsent_at_stop.get(),
+                );
             }
             let l = node(id, "op", "op_project");
             let q = &r.rule;

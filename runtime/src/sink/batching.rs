@@ -3,6 +3,15 @@
 //! at once), and each finished batch goes to the one sink instance or the pool of instance
 //! workers.
 //!
+//! The one instance delivers a batch as a future of its own ([`Ahead`]), under every `qos`:
+//! the action's loop goes on taking the rule's results while the sink works, so the rule is not
+//! held up by a slow sink and, without a batch size, the next batch takes everything that
+//! arrived meanwhile (up to the largest opportunistic batch) once the sink is free: the slower
+//! the sink, the larger its batches, and the fewer its round trips. (Were the loop to wait for
+//! the sink, what arrived would wait in the action's channel of `bufferLength` messages, then
+//! hold the rule and its other actions up, and each batch would be no larger than that channel
+//! held.) With a batch size, batches are cut at it and wait their turn ahead of the sink.
+//!
 //! Under `qos: 2`, for a sink that numbers its batches, batches are cut the same way, but each
 //! cut is recorded durably before its batch is handed on ([`super::cuts`]; with `batchSize`
 //! alone only how far the cuts by count may go, a block of numbers at a time, and the cuts that
@@ -98,8 +107,9 @@ impl Cut {
 /// a later one) when the sink took it.
 type Sending = Pin<Box<dyn Future<Output = (Deliverer, Batch)> + Send>>;
 
-/// Under `qos: 2`, the batches cut ahead of the sink (oldest first) and the delivery in
-/// progress, which holds the action's one instance meanwhile (see [`Batcher`]).
+/// The batches cut ahead of the sink (oldest first; under `qos: 2` waiting for their records
+/// too) and the delivery in progress, which holds the action's one instance meanwhile (see
+/// [`Batcher`]).
 #[derive(Default)]
 pub(super) struct Ahead {
     cuts: VecDeque<Cut>,
@@ -212,7 +222,8 @@ pub(super) struct Batcher {
     deadline: Option<tokio::time::Instant>,
     /// The batch being filled.
     batch: Batch,
-    /// Under `qos: 2`: batches cut whose records commit or whose turn at the sink has not come.
+    /// Batches cut whose turn at the sink has not come (under `qos: 2`, or whose records
+    /// commit), and the delivery in progress.
     pub(super) ahead: Ahead,
     /// The payloads of one message.
     scratch: Batch,
@@ -512,13 +523,27 @@ impl Batcher {
             return;
         }
         if self.batch_size == 0 {
-            // Under `qos: 2`, while the batch before waits for its record or the sink, this
-            // one takes more of what arrives, up to the largest opportunistic batch.
-            if self.ahead.cuts.is_empty() || self.batch.len() >= MAX_DRAIN {
+            // While the batch before waits for the sink (under `qos: 2`, or for its record),
+            // this one takes more of what arrives, up to the largest opportunistic batch. Under
+            // `qos: 2` it is cut as soon as no batch waits ahead, so that its record commits
+            // while the sink takes the one before; with no record to commit it waits for the
+            // sink to be free.
+            if self.nothing_ahead() || self.batch.len() >= MAX_DRAIN {
                 self.flush().await;
             }
         } else if self.deadline.is_none() && !self.batch.is_empty() {
             self.deadline = self.linger.map(|l| tokio::time::Instant::now() + l);
+        }
+    }
+
+    /// Without a batch size, whether the batch being filled may be cut now: under `qos: 2`
+    /// when no batch waits ahead of the sink (its record then commits while the sink takes the
+    /// batch before), otherwise when the sink is free too.
+    fn nothing_ahead(&self) -> bool {
+        if self.cuts.is_some() {
+            self.ahead.cuts.is_empty()
+        } else {
+            self.ahead.is_idle()
         }
     }
 
@@ -544,11 +569,8 @@ impl Batcher {
             self.ahead.spare = Some(batch);
         }
         self.send_durable().await;
-        let cuts_freely = self.batch_size == 0
-            && self.cuts.is_some()
-            && !self.batch.is_empty()
-            && !self.replaying();
-        if cuts_freely && self.ahead.cuts.is_empty() {
+        let cuts_freely = self.batch_size == 0 && !self.batch.is_empty() && !self.replaying();
+        if cuts_freely && self.nothing_ahead() {
             self.flush().await;
         } else if let Some(cuts) = &self.cuts {
             cuts.pass();
@@ -694,18 +716,12 @@ impl Batcher {
             Some(cuts) if record => Some(cuts.start_record(sequence, self.batch.len() as u64)),
             _ => None,
         };
-        if record.is_none() && self.ahead.is_idle() {
+        if record.is_none() && self.ahead.is_idle() && self.single.is_none() {
+            // The instance workers take it from their queue.
             let mut batch = std::mem::take(&mut self.batch);
             if self.prepare(&mut batch, sequence).await {
-                if let Some(single) = &mut self.single {
-                    single.deliver(&batch).await;
-                } else {
-                    self.send_to_pool(std::mem::take(&mut batch)).await;
-                }
+                self.send_to_pool(batch).await;
             }
-            // Its buffers serve the next batch.
-            batch.clear();
-            self.batch = batch;
             return;
         }
         self.make_room(MAX_AHEAD - 1).await;

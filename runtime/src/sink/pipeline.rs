@@ -117,10 +117,10 @@ pub async fn run(started: StartedAction, mut rx: mpsc::Receiver<Chunk>) {
         };
         let full = out.ahead.is_full();
         let next = tokio::select! {
-            // Under qos 2, while as many batches as it keeps wait for their records or the
-            // sink, the action takes no more.
+            // While as many batches as it keeps wait for the sink (or, under qos 2, for their
+            // records), the action takes no more.
             chunk = rx.recv(), if !full => chunk,
-            // Under qos 2: a record is durable, or the sink took a batch.
+            // The sink took a batch, or (under qos 2) a record is durable.
             event = out.ahead.next() => {
                 out.ahead_event(event).await;
                 continue;

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Chunk, Emitter, Reading, Resources, Source, SourceContext};
 use crate::checkpoint::{AckLedger, MessageIdentity, Position, Positions, Redelivered};
+use crate::metrics::SourceMetrics;
 use crate::mqtt::{self, Ack, Client, Ev, MqttConf};
 
 /// Unacknowledged messages at which the source asks for a checkpoint (again at each multiple).
@@ -232,6 +233,7 @@ async fn run(ctx: &SourceContext, conf: &MqttConf, tx: &mpsc::Sender<Chunk>) -> 
         }),
         positions: ctx.positions.clone().filter(|_| persistent),
         stream: def.name.to_string(),
+        metrics: Arc::clone(&ctx.metrics),
     };
     let Some(session) = guard.session.as_mut() else {
         return Ok(());
@@ -271,6 +273,8 @@ struct Closer {
     session: Option<Session>,
     positions: Option<Arc<Positions>>,
     stream: String,
+    /// Where [`close`] counts the acknowledgements it could not send.
+    metrics: Arc<SourceMetrics>,
 }
 
 impl Drop for Closer {
@@ -280,7 +284,8 @@ impl Drop for Closer {
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let stream = std::mem::take(&mut self.stream);
-            let task = runtime.spawn(close(session, Arc::clone(&positions), stream));
+            let metrics = Arc::clone(&self.metrics);
+            let task = runtime.spawn(close(session, Arc::clone(&positions), stream, metrics));
             positions.closing(task);
         }
     }
@@ -293,7 +298,12 @@ impl Drop for Closer {
 /// come meanwhile are not read: the broker sends them again to the next run. What it could not
 /// acknowledge the broker sends again too, and the next run drops (the checkpoint's ledger
 /// names them).
-async fn close(mut session: Session, positions: Arc<Positions>, stream: String) {
+async fn close(
+    mut session: Session,
+    positions: Arc<Positions>,
+    stream: String,
+    metrics: Arc<SourceMetrics>,
+) {
     let mut last = positions.watch_last();
     let mut durable = session.durable.take();
     let mut failures = 0u32;
@@ -412,6 +422,9 @@ async fn close(mut session: Session, positions: Arc<Positions>, stream: String) 
     let open = &session.unacked.open;
     let unsent =
         open.len() + pending.iter().filter(|id| !open.contains(id)).count() + covered(&session);
+    if !matches!(flushed, Ok(Ok(()))) && !disconnected {
+        metrics.acks_unsent_at_stop.add(unsent as u64);
+    }
     match flushed {
         Ok(Ok(())) => tracing::info!(
             stream = %stream,

@@ -229,6 +229,9 @@ struct OpenFile {
     /// Messages written since it was opened.
     count: u64,
     opened: Instant,
+    /// Where the batch being written started in it: the file's length, `written` and `count`
+    /// then (`None` for gzip, whose stream cannot be cut back).
+    batch_start: Option<(u64, bool, u64)>,
 }
 
 /// What the sink keeps per distinct path (the path as configured or evaluated, before any
@@ -338,6 +341,32 @@ impl Sink for FileSink {
     }
 
     fn collect(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let written = self.write_batch(batch);
+        if written.is_err() {
+            // Part of the batch may be in a file (a write that failed part-way, a full disk):
+            // cut back, so that the batch delivered again is written whole, once.
+            let paths: Vec<String> = self.targets.keys().cloned().collect();
+            for path in paths {
+                self.cut_back(&path)?;
+            }
+        }
+        written
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        let paths: Vec<String> = self.targets.keys().cloned().collect();
+        for path in paths {
+            self.close_file(&path)?;
+        }
+        self.targets.clear();
+        Ok(())
+    }
+}
+
+impl FileSink {
+    /// Writes `batch`: each run of messages going to one path, skipping those whose path's
+    /// marker says they were written, then flushes each file written and records its marker.
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let sequence = batch.sequence();
         let paths = self.paths(batch)?;
         let mut touched: Vec<String> = Vec::new();
@@ -370,21 +399,65 @@ impl Sink for FileSink {
             // An unnumbered batch keeps the marker's number and records the new length.
             let last = self.last_written.get(&path).copied().unwrap_or(0);
             self.save_marker(&path, sequence.max(last))?;
+            if let Some(file) = self.targets.get_mut(&path).and_then(|t| t.file.as_mut()) {
+                file.batch_start = None;
+            }
         }
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), SinkError> {
-        let paths: Vec<String> = self.targets.keys().cloned().collect();
-        for path in paths {
-            self.close_file(&path)?;
-        }
-        self.targets.clear();
+    /// After a batch failed, cuts the open file of `path` back to where the batch started in
+    /// it, dropping what is still buffered (an uncompressed or zstd file; a gzip stream cannot
+    /// be cut, and a file a roll closed during the batch keeps what it was given).
+    fn cut_back(&mut self, path: &str) -> Result<(), SinkError> {
+        let Some(target) = self.targets.get_mut(path) else {
+            return Ok(());
+        };
+        let Some(mut open) = target.file.take() else {
+            return Ok(());
+        };
+        let Some((len, written, count)) = open.batch_start.take() else {
+            target.file = Some(open);
+            return Ok(());
+        };
+        let (buffer, zstd) = match open.out {
+            Out::Plain { file, .. } => (file, false),
+            Out::Zstd { file, .. } => (file, true),
+            gzip @ Out::Gzip(_) => {
+                open.out = gzip;
+                target.file = Some(open);
+                return Ok(());
+            }
+        };
+        // The bytes still buffered are dropped, not written.
+        let (mut file, _) = buffer.into_parts();
+        let name = &open.name;
+        let cut = |e: std::io::Error| {
+            SinkError::transient(format!(
+                "cannot cut {name} back to {len} bytes after a failed write: {e}"
+            ))
+        };
+        file.set_len(len).map_err(cut)?;
+        file.seek(SeekFrom::End(0)).map_err(cut)?;
+        let file = BufWriter::with_capacity(64 * 1024, file);
+        open.out = if zstd {
+            Out::Zstd {
+                file,
+                pending: Vec::new(),
+                len: Some(len),
+            }
+        } else {
+            Out::Plain {
+                file,
+                len: Some(len),
+            }
+        };
+        open.written = written;
+        open.count = count;
+        target.file = Some(open);
         Ok(())
     }
-}
 
-impl FileSink {
     /// Whether new files get a timestamp in their name.
     fn timestamped(&self) -> bool {
         matches!(
@@ -452,6 +525,10 @@ impl FileSink {
             let mut bytes = std::mem::take(&mut self.scratch);
             bytes.clear();
             let file = self.file(path)?;
+            if file.batch_start.is_none() {
+                let (written, count) = (file.written, file.count);
+                file.batch_start = file.out.plain_len().map(|len| (len, written, count));
+            }
             if file_type == FileType::Csv
                 && !file.written
                 && has_header
@@ -636,7 +713,9 @@ impl FileSink {
             },
         };
         if file_type == FileType::Json && !written {
+            // On disk at once: a batch that fails is cut back to what follows it.
             out.write_all(b"[")?;
+            out.flush()?;
         }
         Ok(OpenFile {
             name,
@@ -644,6 +723,7 @@ impl FileSink {
             written,
             count: 0,
             opened: Instant::now(),
+            batch_start: None,
         })
     }
 

@@ -365,27 +365,28 @@ async fn a_full_cache_stops_the_input_being_read_until_the_sink_recovers() {
         accepted += 1;
         tokio::time::sleep(MS).await;
     }
-    // Four rows cached, the fifth waiting for room, the sixth in the channel.
-    assert_eq!(accepted, 6);
+    // Four rows cached, the fifth waiting for room, four batches cut behind it (as many as
+    // the action keeps ahead of its sink), the tenth in the channel.
+    assert_eq!(accepted, 10);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(
-        tx.try_send(rows(6..7)).is_err(),
+        tx.try_send(rows(10..11)).is_err(),
         "the input is still held back"
     );
     assert_eq!(action.metrics.cached.get(), 4);
-    assert_eq!(action.metrics.records_in.get(), 5);
+    assert_eq!(action.metrics.records_in.get(), 9);
     assert_eq!(action.metrics.records_out.get(), 0);
 
     sink.then(Step::Ok);
-    for i in 6..10 {
+    for i in 10..14 {
         tx.send(rows(i..i + 1)).await.expect("the action runs");
     }
     drop(tx);
     let m = action.finish().await;
 
-    assert_counts(&m, [10, 10, 0, 0, 0]);
+    assert_counts(&m, [14, 14, 0, 0, 0]);
     assert_eq!((m.cached_total.get(), m.resent.get()), (4, 4));
-    assert_eq!(sink.delivered(), payloads(0..10));
+    assert_eq!(sink.delivered(), payloads(0..14));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -513,6 +514,43 @@ async fn a_batch_lingers_until_it_is_full_or_its_time_is_up() {
     assert_eq!(sizes, [3, 1]);
     assert_eq!(calls[0].at - start, Duration::ZERO);
     assert_eq!(calls[1].at - start, 50 * MS);
+}
+
+/// Without `batchSize`, a slow sink does not hold the action up: while it takes one batch,
+/// the rows that arrive join the next, which takes them all once the sink is free. Were the
+/// action to wait for the sink, each batch would be no larger than its channel holds (here 4
+/// chunks of 8 rows), and the rows behind would wait in the rule.
+#[tokio::test(start_paused = true)]
+async fn a_slow_sink_gets_fewer_larger_batches_holding_what_arrived_while_it_worked() {
+    let sink = FakeSink::new([], Step::Slow(20 * MS));
+    let action = Action::start(json!({}), &[&sink], None, None, 4);
+    // 200 chunks of 8 rows, one a millisecond: 1,600 rows in 200 ms.
+    for i in 0..200 {
+        action.send(rows(i * 8..i * 8 + 8)).await;
+        tokio::time::sleep(MS).await;
+    }
+    let m = action.finish().await;
+
+    assert_counts(&m, [1600, 1600, 0, 0, 0]);
+    assert_eq!(
+        sink.delivered(),
+        payloads(0..1600),
+        "every row once, in order"
+    );
+    let sizes: Vec<usize> = sink.calls().iter().map(|c| c.payloads.len()).collect();
+    // The first batch holds the first chunk; each one after holds the 20 ms the one before
+    // took: 20 chunks of 8 rows.
+    assert!(
+        sizes.len() <= 14,
+        "{} batches for 1,600 rows into a sink taking 20 ms a batch: {sizes:?}",
+        sizes.len()
+    );
+    assert!(
+        sizes[1..sizes.len() - 1].iter().all(|&n| n >= 120),
+        "each batch but the first and last holds what arrived during the one before: {sizes:?}"
+    );
+    let numbers: Vec<u64> = sink.calls().iter().map(|c| c.sequence).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
 }
 
 #[tokio::test(start_paused = true)]

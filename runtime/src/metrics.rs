@@ -332,6 +332,15 @@ impl ActionMetrics {
             .unwrap_or_default()
     }
 
+    /// The longest pause recorded so far, in nanoseconds (0 before any).
+    pub fn longest_swap_pause_ns(&self) -> u64 {
+        self.swap_pauses_ns
+            .lock()
+            .ok()
+            .and_then(|p| p.iter().max().copied())
+            .unwrap_or(0)
+    }
+
     /// Records the version the action now runs.
     pub fn set_version(&self, hash: &str, loaded_at: std::time::SystemTime) {
         if let Ok(mut v) = self.version.lock() {

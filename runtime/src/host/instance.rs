@@ -166,17 +166,25 @@ pub(super) async fn instantiate(
         log: LogCtx::new(tag),
         deadline_hit: false,
         ticks_left: 0,
+        before_first_tick: true,
     };
     let mut store = Store::new(host.engine(), state);
     store.limiter(|state| &mut state.limits);
     // Every tick the guest yields to the runtime (so a busy guest does not hog a thread) and,
     // once the call's ticks are spent, traps. Set once; each call only resets the count.
+    // The first tick of a call falls anywhere in it, often microseconds after it began (a
+    // sink's `close` in a hot swap takes some 20 µs): yielding there would send a short call
+    // to the back of the runtime's queue, behind every other task, for nothing. So a call
+    // yields from its second tick on: a busy guest still gives the thread back within two
+    // ticks.
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
         state.ticks_left = state.ticks_left.saturating_sub(1);
         if state.ticks_left == 0 {
             state.deadline_hit = true;
             Err(wasmtime::Error::msg("the call ran past its deadline"))
+        } else if std::mem::take(&mut state.before_first_tick) {
+            Ok(UpdateDeadline::Continue(1))
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
@@ -238,6 +246,7 @@ fn arm_deadline(
     let state = store.data_mut();
     state.deadline_hit = false;
     state.ticks_left = ticks;
+    state.before_first_tick = true;
     if epoch {
         store.set_epoch_deadline(1);
     }

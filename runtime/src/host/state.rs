@@ -41,6 +41,9 @@ pub struct InstanceState {
     pub(crate) deadline_hit: bool,
     /// Epoch ticks the current call may still run.
     pub(crate) ticks_left: u64,
+    /// Set when a call starts, cleared at its first epoch tick: the call yields at a tick only
+    /// once it has run through a whole one (see `instance::instantiate`).
+    pub(crate) before_first_tick: bool,
 }
 
 impl InstanceState {

@@ -1,377 +1,571 @@
 //! `GET /metrics`: every rule's source, query and sink counters in the Prometheus text format,
 //! under eKuiper's names (`kuiper_source_records_in_total{rule,type,op,op_instance}`, so its
 //! dashboards keep working) and Oort's own (`oort_sink_failed_total`, reloads, cache depth,
-//! the shared readings' `oort_shared_source_*{stream,time}`, ...). The counters live in the engine's atomics; a scrape reads them into a snapshot that
-//! the Prometheus client crate encodes.
+//! the shared readings' `oort_shared_source_*{stream,time}`, ...).
+//!
+//! The counters live in the engine's atomics. A scrape reads them under the registry's lock
+//! into flat arrays, one row of values per node, and renders each node's label set once, into
+//! one buffer; the body is then written family by family straight into one string (about
+//! 25,000 samples and 2 MiB with 1,000 rules), with no allocation per sample.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 
 use super::{Phase, Server};
 
-/// A sample's labels, shared by the samples of one node (a scrape of 1,000 rules has some
-/// 25,000 samples; copying their labels was much of its time).
-type Labels = Arc<[(&'static str, String)]>;
-
-fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
-    Arc::from(pairs)
+/// The kinds of node a sample belongs to; each has its label set and its row of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A rule of the registry, running or not: `{rule}`.
+    Rule,
+    /// A running rule's query, by rule: `{rule}`.
+    Run,
+    /// A source node: `{rule,type="source",op,op_instance}`.
+    Source,
+    /// The query node: `{rule,type="op",op="op_project",op_instance}`.
+    Op,
+    /// A sink node: `{rule,type="sink",op,op_instance}`.
+    Sink,
+    /// Rules by status: `{status}`.
+    Status,
+    /// A shared reading of a stream: `{stream,time}`.
+    Shared,
+    /// The server: no labels.
+    Server,
 }
 
-/// One metric family: its help, whether it is a gauge, and its samples.
-#[derive(Debug, Default)]
+const KINDS: usize = 8;
+
+impl Kind {
+    /// How many values a node of this kind has (the families that read it, by `index`).
+    const fn width(self) -> usize {
+        match self {
+            Self::Rule | Self::Run | Self::Status | Self::Server => 1,
+            Self::Source => 4,
+            Self::Op => 8,
+            Self::Sink => 14,
+            Self::Shared => 6,
+        }
+    }
+}
+
+/// One metric family: its name (a counter's without `_total`, which the text adds), help and
+/// type, and where its samples are: the nodes of `kind`, value `index` of each.
+#[derive(Debug)]
 struct Family {
+    name: &'static str,
     help: &'static str,
     gauge: bool,
-    samples: Vec<(Labels, u64)>,
+    kind: Kind,
+    index: usize,
 }
 
-/// The values read at one scrape, by metric name (counters without `_total`: the encoder adds
-/// it).
+const fn counter(name: &'static str, help: &'static str, kind: Kind, index: usize) -> Family {
+    Family {
+        name,
+        help,
+        gauge: false,
+        kind,
+        index,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str, kind: Kind, index: usize) -> Family {
+    Family {
+        name,
+        help,
+        gauge: true,
+        kind,
+        index,
+    }
+}
+
+/// Every family, in name order (the order of the body).
+static FAMILIES: &[Family] = &[
+    counter(
+        "kuiper_op_exceptions",
+        "Rows whose evaluation failed",
+        Kind::Op,
+        2,
+    ),
+    gauge(
+        "kuiper_op_process_latency_us",
+        "Mean time the query spent on a row, in microseconds",
+        Kind::Op,
+        3,
+    ),
+    counter(
+        "kuiper_op_records_in",
+        "Rows the query received",
+        Kind::Op,
+        0,
+    ),
+    counter(
+        "kuiper_op_records_out",
+        "Messages the query produced",
+        Kind::Op,
+        1,
+    ),
+    counter(
+        "kuiper_sink_exceptions",
+        "Errors of the action",
+        Kind::Sink,
+        2,
+    ),
+    gauge(
+        "kuiper_sink_process_latency_us",
+        "Mean time of one call into the sink, in microseconds",
+        Kind::Sink,
+        3,
+    ),
+    counter(
+        "kuiper_sink_records_in",
+        "Messages the action received",
+        Kind::Sink,
+        0,
+    ),
+    counter(
+        "kuiper_sink_records_out",
+        "Payloads the sink accepted",
+        Kind::Sink,
+        1,
+    ),
+    counter(
+        "kuiper_source_exceptions",
+        "Messages the source could not decode",
+        Kind::Source,
+        2,
+    ),
+    counter(
+        "kuiper_source_records_in",
+        "Rows the source received",
+        Kind::Source,
+        0,
+    ),
+    counter(
+        "kuiper_source_records_out",
+        "Rows the source handed to the rule",
+        Kind::Source,
+        1,
+    ),
+    gauge(
+        "oort_memory_subscriptions",
+        "Memory streams of running rules subscribed to the server's memory topics",
+        Kind::Server,
+        0,
+    ),
+    counter(
+        "oort_op_filtered",
+        "Rows the WHERE clause dropped",
+        Kind::Op,
+        4,
+    ),
+    counter(
+        "oort_op_late",
+        "Rows that arrived after the watermark (event time)",
+        Kind::Op,
+        5,
+    ),
+    counter(
+        "oort_op_rows_held_at_end",
+        "Rows held by those windows and the watermark, not sent",
+        Kind::Op,
+        7,
+    ),
+    counter(
+        "oort_op_windows_open_at_end",
+        "Windows still open when the rule's input ended or it stopped, not sent",
+        Kind::Op,
+        6,
+    ),
+    counter(
+        "oort_rule_restarts",
+        "Times a failed source of the rule was started again (restartStrategy)",
+        Kind::Run,
+        0,
+    ),
+    gauge(
+        "oort_rule_running",
+        "1 while the rule runs, 0 when it is stopped",
+        Kind::Rule,
+        0,
+    ),
+    gauge("oort_rules", "Rules by status", Kind::Status, 0),
+    counter(
+        "oort_shared_source_backpressure_wait_us",
+        "Time the shared reading waited for a rule's full queue, in microseconds",
+        Kind::Shared,
+        5,
+    ),
+    gauge(
+        "oort_shared_source_buffer_length",
+        "Rows waiting in the fullest queue of the shared reading's rules",
+        Kind::Shared,
+        4,
+    ),
+    counter(
+        "oort_shared_source_exceptions",
+        "Messages the shared reading could not decode",
+        Kind::Shared,
+        3,
+    ),
+    counter(
+        "oort_shared_source_records_in",
+        "Messages the shared reading received (each once, whatever the rules)",
+        Kind::Shared,
+        1,
+    ),
+    counter(
+        "oort_shared_source_records_out",
+        "Rows the shared reading decoded and handed to its rules (each once)",
+        Kind::Shared,
+        2,
+    ),
+    gauge(
+        "oort_shared_source_rules",
+        "Rules attached to the shared reading of the stream",
+        Kind::Shared,
+        0,
+    ),
+    gauge(
+        "oort_sink_cached",
+        "Payloads in the action's cache now",
+        Kind::Sink,
+        6,
+    ),
+    counter(
+        "oort_sink_dead_letter",
+        "Payloads handed to the dead-letter output",
+        Kind::Sink,
+        5,
+    ),
+    counter(
+        "oort_sink_dropped_logs",
+        "Guest log lines dropped because the sink logged too fast",
+        Kind::Sink,
+        13,
+    ),
+    counter(
+        "oort_sink_failed",
+        "Payloads lost and counted",
+        Kind::Sink,
+        4,
+    ),
+    counter(
+        "oort_sink_reload_refusals",
+        "New builds the action refused",
+        Kind::Sink,
+        11,
+    ),
+    counter(
+        "oort_sink_reloads",
+        "Switches to a new build of the sink (hot reloads)",
+        Kind::Sink,
+        10,
+    ),
+    counter(
+        "oort_sink_resent",
+        "Payloads delivered from the cache",
+        Kind::Sink,
+        7,
+    ),
+    counter(
+        "oort_sink_retries",
+        "Batches retried after a transient error",
+        Kind::Sink,
+        8,
+    ),
+    gauge(
+        "oort_sink_swap_pause_max_us",
+        "Longest pause a hot reload caused the action, in microseconds",
+        Kind::Sink,
+        12,
+    ),
+    counter(
+        "oort_sink_traps",
+        "Sink instances replaced after a trap",
+        Kind::Sink,
+        9,
+    ),
+    counter(
+        "oort_source_acks_unsent_at_stop",
+        "Acknowledgements a stop could not send to the MQTT broker within its limit",
+        Kind::Source,
+        3,
+    ),
+];
+
+/// The nodes of one kind read at a scrape: each one's label set (a range of
+/// [`Scrape::labels`]) and its row of values.
 #[derive(Debug, Default)]
-struct Snapshot(BTreeMap<&'static str, Family>);
-
-impl Snapshot {
-    fn add(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        gauge: bool,
-        labels: &Labels,
-        value: u64,
-    ) {
-        let family = self.0.entry(name).or_insert_with(|| Family {
-            help,
-            gauge,
-            samples: Vec::new(),
-        });
-        family.samples.push((Arc::clone(labels), value));
-    }
-
-    fn counter(&mut self, name: &'static str, help: &'static str, labels: &Labels, value: u64) {
-        self.add(name, help, false, labels, value);
-    }
-
-    fn gauge(&mut self, name: &'static str, help: &'static str, labels: &Labels, value: u64) {
-        self.add(name, help, true, labels, value);
-    }
+struct Nodes {
+    labels: Vec<Range<usize>>,
+    values: Vec<u64>,
+    /// The length of all their label sets.
+    label_bytes: usize,
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, family) in &self.0 {
-            if family.gauge {
-                let kind = ConstGauge::new(0i64).metric_type();
-                let mut metric = encoder.encode_descriptor(name, family.help, None, kind)?;
-                let gauge = |value: u64| ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-                if let [(labels, value)] = &family.samples[..]
-                    && labels.is_empty()
-                {
-                    // A server-wide value: `name 1`, not `name{} 1`.
-                    gauge(*value).encode(metric)?;
-                    continue;
+/// What one scrape read: every node's rendered label set in one buffer, and its values.
+#[derive(Debug)]
+struct Scrape {
+    labels: String,
+    nodes: [Nodes; KINDS],
+}
+
+impl Scrape {
+    /// An empty scrape with room for the nodes of `rules` rules of one source and one action
+    /// each, so that the buffers are allocated once, not grown by doubling.
+    fn new(rules: usize) -> Self {
+        Self {
+            // The four label sets of a rule take some 250 bytes with short ids.
+            labels: String::with_capacity(rules * 256),
+            nodes: std::array::from_fn(|kind| {
+                // The kinds of a rule's nodes come first.
+                let nodes = if kind <= Kind::Sink as usize {
+                    rules
+                } else {
+                    0
+                };
+                Nodes {
+                    labels: Vec::with_capacity(nodes),
+                    values: Vec::new(),
+                    label_bytes: 0,
                 }
-                for (labels, value) in &family.samples {
-                    gauge(*value).encode(metric.encode_family(&&labels[..])?)?;
+            }),
+        }
+    }
+
+    /// Renders a label set (`{k="v",...}`, values escaped; nothing for none) into the buffer.
+    fn labels(&mut self, pairs: &[(&str, &str)]) -> Range<usize> {
+        let start = self.labels.len();
+        if !pairs.is_empty() {
+            self.labels.push('{');
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    self.labels.push(',');
                 }
+                self.labels.push_str(key);
+                self.labels.push_str("=\"");
+                escape_label_value(&mut self.labels, value);
+                self.labels.push('"');
+            }
+            self.labels.push('}');
+        }
+        start..self.labels.len()
+    }
+
+    /// The label set of a node of a rule's topology.
+    fn node(&mut self, rule: &str, kind: &str, op: std::fmt::Arguments<'_>) -> Range<usize> {
+        let start = self.labels.len();
+        self.labels.push_str("{rule=\"");
+        escape_label_value(&mut self.labels, rule);
+        self.labels.push_str("\",type=\"");
+        self.labels.push_str(kind);
+        self.labels.push_str("\",op=\"");
+        let op_start = self.labels.len();
+        let _ = self.labels.write_fmt(op);
+        if self.labels[op_start..].contains(['\\', '"', '\n']) {
+            let op = self.labels.split_off(op_start);
+            escape_label_value(&mut self.labels, &op);
+        }
+        self.labels.push_str("\",op_instance=\"0\"}");
+        start..self.labels.len()
+    }
+
+    fn push<const N: usize>(&mut self, kind: Kind, labels: Range<usize>, values: [u64; N]) {
+        debug_assert_eq!(N, kind.width(), "{kind:?}");
+        let nodes = &mut self.nodes[kind as usize];
+        if nodes.values.capacity() == 0 {
+            nodes
+                .values
+                .reserve_exact(nodes.labels.capacity().max(1) * N);
+        }
+        nodes.label_bytes += labels.len();
+        nodes.labels.push(labels);
+        nodes.values.extend_from_slice(&values);
+    }
+
+    /// The body: each family's help, type and samples, then `# EOF`.
+    fn render(&self) -> String {
+        let mut body = String::with_capacity(self.size_bound());
+        let mut digits = itoa::Buffer::new();
+        for family in FAMILIES {
+            let nodes = &self.nodes[family.kind as usize];
+            if nodes.labels.is_empty() {
+                // A family shows once it has a sample (no rule yet, no shared reading).
+                continue;
+            }
+            let width = family.kind.width();
+            body.push_str("# HELP ");
+            body.push_str(family.name);
+            body.push(' ');
+            body.push_str(family.help);
+            body.push_str("\n# TYPE ");
+            body.push_str(family.name);
+            body.push_str(if family.gauge {
+                " gauge\n"
             } else {
-                let kind = ConstCounter::new(0u64).metric_type();
-                let mut metric = encoder.encode_descriptor(name, family.help, None, kind)?;
-                for (labels, value) in &family.samples {
-                    ConstCounter::new(*value).encode(metric.encode_family(&&labels[..])?)?;
+                " counter\n"
+            });
+            for (node, labels) in nodes.labels.iter().enumerate() {
+                let value = nodes.values[node * width + family.index];
+                body.push_str(family.name);
+                if !family.gauge {
+                    body.push_str("_total");
                 }
+                body.push_str(&self.labels[labels.clone()]);
+                body.push(' ');
+                body.push_str(if family.gauge {
+                    // Gauges are signed: a value past `i64::MAX` shows as its maximum.
+                    digits.format(value.min(i64::MAX as u64))
+                } else {
+                    digits.format(value)
+                });
+                body.push('\n');
             }
         }
-        Ok(())
+        body.push_str("# EOF\n");
+        debug_assert!(body.len() <= self.size_bound());
+        body
+    }
+
+    /// The most bytes the body can take (each value taken as 20 digits): it is allocated once.
+    fn size_bound(&self) -> usize {
+        let samples = FAMILIES.iter().map(|family| {
+            let nodes = &self.nodes[family.kind as usize];
+            if nodes.labels.is_empty() {
+                return 0;
+            }
+            // `# HELP name help\n# TYPE name counter\n`
+            let header = 2 * family.name.len() + family.help.len() + 25;
+            let line = family.name.len() + "_total".len() + " \n".len() + 20;
+            header + nodes.labels.len() * line + nodes.label_bytes
+        });
+        samples.sum::<usize>() + "# EOF\n".len()
     }
 }
 
-fn node(rule: &str, kind: &str, op: &str) -> Labels {
-    labels([
-        ("rule", rule.into()),
-        ("type", kind.into()),
-        ("op", op.into()),
-        ("op_instance", "0".into()),
-    ])
+/// A label value as the text format writes it: `\`, `"` and line feeds escaped.
+fn escape_label_value(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
 }
 
-async fn snapshot(server: &Server) -> Snapshot {
-    let mut s = Snapshot::default();
+/// Reads every counter of the server (the registry is locked meanwhile).
+async fn scrape(server: &Server) -> Scrape {
     let registry = server.registry.lock().await;
+    let mut s = Scrape::new(registry.rules.len());
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     for (id, entry) in &registry.rules {
         let Ok(state) = entry.state.lock() else {
             continue;
         };
         let running = matches!(state.phase, Some(Phase::Running));
-        let rule_label = labels([("rule", id.clone())]);
+        let rule_label = s.labels(&[("rule", id.as_str())]);
         *by_status
             .entry(if running { "running" } else { "stopped" })
             .or_default() += 1;
-        s.gauge(
-            "oort_rule_running",
-            "1 while the rule runs, 0 when it is stopped",
-            &rule_label,
-            u64::from(running),
-        );
+        s.push(Kind::Rule, rule_label.clone(), [u64::from(running)]);
         let Some((reports, _)) = &state.live else {
             continue;
         };
         for r in reports {
             for stream in r.stream.split(", ") {
-                let l = node(id, "source", &format!("source_{stream}"));
+                let l = s.node(id, "source", format_args!("source_{stream}"));
                 let src = &r.source;
                 let out = src.records_out.get();
-                s.counter(
-                    "kuiper_source_records_in",
-                    "Rows the source received",
-                    &l,
-                    out + src.exceptions.total(),
-                );
-                s.counter(
-                    "kuiper_source_records_out",
-                    "Rows the source handed to the rule",
-                    &l,
-                    out,
-                );
-                s.counter(
-                    "kuiper_source_exceptions",
-                    "Messages the source could not decode",
-                    &l,
-                    src.exceptions.total(),
-                );
-                s.counter(
-                    "oort_source_acks_unsent_at_stop",
-                    "Acknowledgements a stop could not send to the MQTT broker within its limit",
-                    &l,
-                    src.acks_unsent_at_stop.get(),
-                );
+                let exceptions = src.exceptions.total();
+                let unsent = src.acks_unsent_at_stop.get();
+                s.push(Kind::Source, l, [out + exceptions, out, exceptions, unsent]);
             }
-            let l = node(id, "op", "op_project");
+            let l = s.node(id, "op", format_args!("op_project"));
             let q = &r.rule;
-            s.counter(
-                "kuiper_op_records_in",
-                "Rows the query received",
-                &l,
-                q.records_in.get(),
+            let records_in = q.records_in.get();
+            s.push(
+                Kind::Op,
+                l,
+                [
+                    records_in,
+                    q.records_out.get(),
+                    q.exceptions.total(),
+                    q.process_time_us.get() / records_in.max(1),
+                    q.filtered.get(),
+                    q.late.get(),
+                    q.windows_open_at_end.get(),
+                    q.rows_held_at_end.get(),
+                ],
             );
-            s.counter(
-                "kuiper_op_records_out",
-                "Messages the query produced",
-                &l,
-                q.records_out.get(),
-            );
-            s.counter(
-                "kuiper_op_exceptions",
-                "Rows whose evaluation failed",
-                &l,
-                q.exceptions.total(),
-            );
-            s.gauge(
-                "kuiper_op_process_latency_us",
-                "Mean time the query spent on a row, in microseconds",
-                &l,
-                q.process_time_us.get() / q.records_in.get().max(1),
-            );
-            s.counter(
-                "oort_op_filtered",
-                "Rows the WHERE clause dropped",
-                &l,
-                q.filtered.get(),
-            );
-            s.counter(
-                "oort_op_late",
-                "Rows that arrived after the watermark (event time)",
-                &l,
-                q.late.get(),
-            );
-            s.counter(
-                "oort_op_windows_open_at_end",
-                "Windows still open when the rule's input ended or it stopped, not sent",
-                &l,
-                q.windows_open_at_end.get(),
-            );
-            s.counter(
-                "oort_op_rows_held_at_end",
-                "Rows held by those windows and the watermark, not sent",
-                &l,
-                q.rows_held_at_end.get(),
-            );
-            s.counter(
-                "oort_rule_restarts",
-                "Times a failed source of the rule was started again (restartStrategy)",
-                &rule_label,
-                q.restarts.get(),
-            );
+            s.push(Kind::Run, rule_label.clone(), [q.restarts.get()]);
             for a in &r.actions {
-                let l = node(id, "sink", &format!("sink_{}", a.name));
+                let l = s.node(id, "sink", format_args!("sink_{}", a.name));
                 let m = &a.metrics;
-                s.counter(
-                    "kuiper_sink_records_in",
-                    "Messages the action received",
-                    &l,
-                    m.records_in.get(),
-                );
-                s.counter(
-                    "kuiper_sink_records_out",
-                    "Payloads the sink accepted",
-                    &l,
-                    m.records_out.get(),
-                );
-                s.counter(
-                    "kuiper_sink_exceptions",
-                    "Errors of the action",
-                    &l,
-                    m.exceptions.total(),
-                );
-                s.gauge(
-                    "kuiper_sink_process_latency_us",
-                    "Mean time of one call into the sink, in microseconds",
-                    &l,
-                    m.collect_time_ns.get() / 1000 / m.batches.get().max(1),
-                );
-                s.counter(
-                    "oort_sink_failed",
-                    "Payloads lost and counted",
-                    &l,
-                    m.failed.get(),
-                );
-                s.counter(
-                    "oort_sink_dead_letter",
-                    "Payloads handed to the dead-letter output",
-                    &l,
-                    m.dead_lettered.get(),
-                );
-                s.gauge(
-                    "oort_sink_cached",
-                    "Payloads in the action's cache now",
-                    &l,
-                    m.cached.get(),
-                );
-                s.counter(
-                    "oort_sink_resent",
-                    "Payloads delivered from the cache",
-                    &l,
-                    m.resent.get(),
-                );
-                s.counter(
-                    "oort_sink_retries",
-                    "Batches retried after a transient error",
-                    &l,
-                    m.retries.get(),
-                );
-                s.counter(
-                    "oort_sink_traps",
-                    "Sink instances replaced after a trap",
-                    &l,
-                    m.restarts.get(),
-                );
-                s.counter(
-                    "oort_sink_reloads",
-                    "Switches to a new build of the sink (hot reloads)",
-                    &l,
-                    m.reloads.get(),
-                );
-                s.counter(
-                    "oort_sink_reload_refusals",
-                    "New builds the action refused",
-                    &l,
-                    m.reload_refusals.get(),
-                );
-                s.gauge(
-                    "oort_sink_swap_pause_max_us",
-                    "Longest pause a hot reload caused the action, in microseconds",
-                    &l,
-                    m.swap_pauses().iter().max().copied().unwrap_or(0) / 1000,
-                );
-                s.counter(
-                    "oort_sink_dropped_logs",
-                    "Guest log lines dropped because the sink logged too fast",
-                    &l,
-                    m.dropped_logs.load(Ordering::Relaxed),
+                s.push(
+                    Kind::Sink,
+                    l,
+                    [
+                        m.records_in.get(),
+                        m.records_out.get(),
+                        m.exceptions.total(),
+                        m.collect_time_ns.get() / 1000 / m.batches.get().max(1),
+                        m.failed.get(),
+                        m.dead_lettered.get(),
+                        m.cached.get(),
+                        m.resent.get(),
+                        m.retries.get(),
+                        m.restarts.get(),
+                        m.reloads.get(),
+                        m.reload_refusals.get(),
+                        m.longest_swap_pause_ns() / 1000,
+                        m.dropped_logs.load(Ordering::Relaxed),
+                    ],
                 );
             }
         }
     }
+    drop(registry);
     for (status, n) in by_status {
-        s.gauge(
-            "oort_rules",
-            "Rules by status",
-            &labels([("status", status.into())]),
-            n,
-        );
+        let l = s.labels(&[("status", status)]);
+        s.push(Kind::Status, l, [n]);
     }
     for h in server.shared.stats() {
         let time = if h.event_time { "event" } else { "processing" };
-        let l = labels([("stream", h.stream.to_string()), ("time", time.into())]);
-        s.gauge(
-            "oort_shared_source_rules",
-            "Rules attached to the shared reading of the stream",
-            &l,
-            h.rules.len() as u64,
-        );
-        s.counter(
-            "oort_shared_source_records_in",
-            "Messages the shared reading received (each once, whatever the rules)",
-            &l,
-            h.records + h.exceptions,
-        );
-        s.counter(
-            "oort_shared_source_records_out",
-            "Rows the shared reading decoded and handed to its rules (each once)",
-            &l,
-            h.records,
-        );
-        s.counter(
-            "oort_shared_source_exceptions",
-            "Messages the shared reading could not decode",
-            &l,
-            h.exceptions,
-        );
-        s.gauge(
-            "oort_shared_source_buffer_length",
-            "Rows waiting in the fullest queue of the shared reading's rules",
-            &l,
-            h.queued_rows,
-        );
-        s.counter(
-            "oort_shared_source_backpressure_wait_us",
-            "Time the shared reading waited for a rule's full queue, in microseconds",
-            &l,
-            h.waited_us,
+        let l = s.labels(&[("stream", &h.stream), ("time", time)]);
+        s.push(
+            Kind::Shared,
+            l,
+            [
+                h.rules.len() as u64,
+                h.records + h.exceptions,
+                h.records,
+                h.exceptions,
+                h.queued_rows,
+                h.waited_us,
+            ],
         );
     }
-    s.gauge(
-        "oort_memory_subscriptions",
-        "Memory streams of running rules subscribed to the server's memory topics",
-        &labels([]),
-        server.bus.subscriptions() as u64,
-    );
+    s.push(Kind::Server, 0..0, [server.bus.subscriptions() as u64]);
     s
 }
 
-/// The size of the last `/metrics` body: the next one is about as big.
-static LAST_SIZE: AtomicUsize = AtomicUsize::new(0);
-
 /// `GET /metrics`.
 pub(super) async fn metrics(State(server): State<Arc<Server>>) -> Response {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(snapshot(&server).await));
-    // The body (2 MiB with 1,000 rules) is written once, not grown by doubling.
-    let mut body = String::with_capacity(LAST_SIZE.load(Ordering::Relaxed) * 9 / 8);
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    LAST_SIZE.store(body.len(), Ordering::Relaxed);
+    let body = scrape(&server).await.render();
     (
         [(
             header::CONTENT_TYPE,
@@ -408,5 +602,65 @@ pub(super) async fn readyz(State(server): State<Arc<Server>>) -> Response {
             format!("rules still starting: {starting:?}"),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_in_name_order_and_read_distinct_values_of_their_node() {
+        for pair in FAMILIES.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        for (i, f) in FAMILIES.iter().enumerate() {
+            assert!(f.index < f.kind.width(), "{}", f.name);
+            assert!(
+                !FAMILIES[..i]
+                    .iter()
+                    .any(|g| g.kind == f.kind && g.index == f.index),
+                "{} reads a value another family reads",
+                f.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_is_openmetrics_text_with_escaped_label_values() {
+        let mut s = Scrape::new(1);
+        let rule = s.labels(&[("rule", r#"a"b\c"#)]);
+        s.push(Kind::Rule, rule, [1]);
+        let sink = s.node("r\n1", "sink", format_args!("sink_{}", "file_0"));
+        let mut values = [0; 14];
+        values[1] = 7;
+        values[6] = u64::MAX;
+        s.push(Kind::Sink, sink, values);
+        s.push(Kind::Server, 0..0, [3]);
+        let body = s.render();
+        for line in [
+            "# HELP kuiper_sink_records_out Payloads the sink accepted",
+            "# TYPE kuiper_sink_records_out counter",
+            r#"kuiper_sink_records_out_total{rule="r\n1",type="sink",op="sink_file_0",op_instance="0"} 7"#,
+            "# TYPE oort_sink_cached gauge",
+            r#"oort_sink_cached{rule="r\n1",type="sink",op="sink_file_0",op_instance="0"} 9223372036854775807"#,
+            r#"oort_rule_running{rule="a\"b\\c"} 1"#,
+            "oort_memory_subscriptions 3",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "missing `{line}` in:\n{body}"
+            );
+        }
+        // Families without a sample (no source, query or shared reading here) are left out.
+        assert!(!body.contains("kuiper_source"), "{body}");
+        assert!(!body.contains("oort_shared_source"), "{body}");
+        assert!(body.ends_with("\n# EOF\n"), "{body}");
+        assert_eq!(body.matches("# HELP").count(), 14 + 2);
     }
 }

@@ -214,6 +214,74 @@ fn the_file_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
     assert_eq!(scratch.read("out/once.jsonl").trim(), r#"{"n":7}"#);
 }
 
+/// A crash between the first batch's write and its marker: the marker a fresh run wrote when it
+/// started the file still says "nothing, at length 0", and the restarted run (its numbering
+/// continued: nothing acknowledged yet) gets batch 1 again. The file is cut back to length 0
+/// first, so batch 1 is in it once.
+#[test]
+fn the_file_sink_cuts_an_unmarked_first_batch_back_to_the_empty_file() {
+    let scratch = Scratch::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let host = oort::host::SinkHost::new(oort::host::HostConfig {
+            max_instances: 0,
+            ..oort::host::HostConfig::default()
+        })
+        .unwrap();
+        let plugin = host.load(std::path::Path::new(guests::FILE)).unwrap();
+        let mut props = serde_json::Map::new();
+        props.insert("path".into(), "out/first.jsonl".into());
+        let grants =
+            oort::host::Grants::resolve(&file_manifest(), &mut props, scratch.path(), true)
+                .unwrap();
+        let props = serde_json::Value::Object(props).to_string();
+        let context = oort::host::bindings::WitContext {
+            rule_id: "exactly-once".into(),
+            action: "file_0".into(),
+            instance: 0,
+            format: "json".into(),
+            generation: 0,
+        };
+        let mut first = host
+            .instantiate(&plugin, tag("first"), &grants)
+            .await
+            .unwrap();
+        first.configure(&context, &props).await.unwrap();
+        first.open(None).await.unwrap();
+        // Killed while writing batch 1: its rows reached the file, its marker did not.
+        drop(first);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(scratch.path().join("out/first.jsonl"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":0}\n{\"n\":1}\n"))
+            .unwrap();
+
+        let mut restarted = host
+            .instantiate(&plugin, tag("restarted"), &grants)
+            .await
+            .unwrap();
+        restarted.configure(&context, &props).await.unwrap();
+        restarted.open(Some(0)).await.unwrap();
+        for (sequence, rows) in [(1, 0..2), (2, 2..4)] {
+            restarted
+                .collect(numbered_batch(sequence, rows).as_wit())
+                .await
+                .unwrap();
+        }
+        restarted.close().await.unwrap();
+    });
+    let rows: Vec<u64> = scratch
+        .read("out/first.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(rows, [0, 1, 2, 3], "batch 1 once");
+}
+
 #[test]
 fn a_dynamic_prop_reaches_the_sink_evaluated_for_each_message() {
     let scratch = Scratch::new();

@@ -17,7 +17,8 @@
 //!
 //! The marker is rewritten in place with one write (`<sequence> <length>`, padded), so a crash
 //! leaves the old one or the new one, never an empty one. Its length is the file's after the
-//! batch (for an uncompressed file whose name has no rolling timestamp): a continuing run that
+//! batch (for an uncompressed file whose name has no rolling timestamp; 0 is a length too, that
+//! of a fresh file whose first batch a crash cut off): a continuing run that
 //! finds the file longer cuts it back to that length, because what follows was written by a
 //! batch whose marker a crash prevented, which the host delivers again. A compressed or
 //! timestamped file records no length, so a crash between its batch and its marker can still
@@ -582,8 +583,14 @@ impl FileSink {
         }
         let mut fields = text.split_whitespace();
         let n = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-        let len: u64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-        if len > 0 && !has_file && !self.timestamped() && !self.gzip() {
+        // The file's length with every batch up to `n` in it; absent when it was not known. A
+        // length of 0 is one too: a fresh file whose first batch a crash cut off.
+        let len: Option<u64> = fields.next().and_then(|f| f.parse().ok());
+        if let Some(len) = len
+            && !has_file
+            && !self.timestamped()
+            && !self.gzip()
+        {
             // Written after the marker by a batch a crash cut off: the host delivers it again.
             let cut = |e: std::io::Error| SinkError::transient(format!("cannot open {path}: {e}"));
             let file = OpenOptions::new().write(true).open(path).map_err(cut)?;
@@ -756,18 +763,25 @@ impl FileSink {
         Ok(())
     }
 
-    /// Records `sequence` as the last batch written to `path`, with the file's length (0: not
-    /// known), in one write over the old marker.
+    /// Records `sequence` as the last batch written to `path`, with the file's length when it
+    /// is known (a file with a fixed name, not gzip), in one write over the old marker.
     fn save_marker(&mut self, path: &str, sequence: u64) -> Result<(), SinkError> {
         let fixed_name = !self.timestamped() && !self.gzip();
         let target = self.target(path)?;
         let len = match &mut target.file {
-            Some(file) if fixed_name => file.out.plain_len().unwrap_or(0),
+            Some(file) if fixed_name => file.out.plain_len(),
             // Closed by a roll: ended and flushed.
-            None if fixed_name => std::fs::metadata(path).map_or(0, |m| m.len()),
-            _ => 0,
+            None if fixed_name => match std::fs::metadata(path) {
+                Ok(meta) => Some(meta.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+                Err(_) => None,
+            },
+            _ => None,
         };
-        let text = format!("{sequence} {len}");
+        let text = match len {
+            Some(len) => format!("{sequence} {len}"),
+            None => sequence.to_string(),
+        };
         let marker = &mut target.marker;
         marker.seek(SeekFrom::Start(0))?;
         marker.write_all(format!("{text:<MARKER_WIDTH$}").as_bytes())?;

@@ -10,7 +10,10 @@
 //! the sink, the larger its batches, and the fewer its round trips. (Were the loop to wait for
 //! the sink, what arrived would wait in the action's channel of `bufferLength` messages, then
 //! hold the rule and its other actions up, and each batch would be no larger than that channel
-//! held.) With a batch size, batches are cut at it and wait their turn ahead of the sink.
+//! held.) With a batch size, batches are cut at it. Outside `qos: 2` at most one cut batch
+//! waits for the sink (a full batch while the sink is busy holds the action, and the rule
+//! behind it, until the sink takes it), so what an action holds for a stuck sink stays about
+//! two batches.
 //!
 //! Under `qos: 2`, for a sink that numbers its batches, batches are cut the same way, but each
 //! cut is recorded durably before its batch is handed on ([`super::cuts`]; with `batchSize`
@@ -724,7 +727,16 @@ impl Batcher {
             }
             return;
         }
-        self.make_room(MAX_AHEAD - 1).await;
+        // Under `qos: 2` batches wait ahead while their records commit; otherwise nothing is
+        // gained by cutting more than the sink can take, so a batch is cut only once the sink
+        // took the one before: with a stuck sink the action holds the batch in the sink and one
+        // full batch, and the rule behind it waits (what `bufferLength` bounds stays bounded).
+        let keep = if self.cuts.is_some() {
+            MAX_AHEAD - 1
+        } else {
+            0
+        };
+        self.make_room(keep).await;
         let next = self.ahead.spare.take().unwrap_or_default();
         self.ahead.cuts.push_back(Cut {
             batch: std::mem::replace(&mut self.batch, next),

@@ -1271,16 +1271,75 @@ struct LiveTable {
     retain: usize,
 }
 
-/// What the rule task receives: rows from one of its sources, the end of one, or its failure
-/// (answered with how it starts again, or `None` when the rule stops).
+/// What the rule task receives: rows from one of its sources, the channel of a stream's
+/// reading (the rule task then takes its chunks from the reader itself), the end of one, or its
+/// failure (answered with how it starts again, or `None` when the rule stops).
 enum Input {
     Rows(usize, source::Chunk),
+    Attach(usize, mpsc::Receiver<source::Chunk>),
     End(usize),
     Failed {
         index: usize,
         message: String,
         reply: oneshot::Sender<Option<Restart>>,
     },
+}
+
+/// The channels of the streams' readings the query stage takes chunks from itself.
+#[derive(Default)]
+struct Attached {
+    /// Each with its source's index, in the order they came.
+    readings: Vec<(usize, mpsc::Receiver<source::Chunk>)>,
+    /// Where the next look starts: each reading is looked at first in turn, so none waits
+    /// behind another that always has a chunk.
+    turn: usize,
+}
+
+impl Attached {
+    /// Whether a reading of source `index` is attached.
+    fn has(&self, index: usize) -> bool {
+        self.readings.iter().any(|(i, _)| *i == index)
+    }
+
+    /// Detaches the reading of source `index`.
+    fn take(&mut self, index: usize) -> Option<mpsc::Receiver<source::Chunk>> {
+        let at = self.readings.iter().position(|(i, _)| *i == index)?;
+        Some(self.readings.remove(at).1)
+    }
+
+    /// The next chunk of any reading (with its source's index). A reading whose channel has
+    /// closed is dropped; its source's `End` or `Failed` follows through the stage's channel.
+    /// Pending for as long as none is attached.
+    async fn next(&mut self) -> (usize, source::Chunk) {
+        std::future::poll_fn(|cx| {
+            let n = self.readings.len();
+            let mut found = None;
+            let mut closed = Vec::new();
+            // Every reading is looked at (and wakes this stage) unless a chunk is found.
+            for k in 0..n {
+                let at = (self.turn + k) % n;
+                let (index, rows) = &mut self.readings[at];
+                match rows.poll_recv(cx) {
+                    std::task::Poll::Ready(Some(chunk)) => {
+                        found = Some((*index, chunk));
+                        self.turn = at + 1;
+                        break;
+                    }
+                    std::task::Poll::Ready(None) => closed.push(at),
+                    std::task::Poll::Pending => {}
+                }
+            }
+            closed.sort_unstable();
+            for at in closed.into_iter().rev() {
+                self.readings.remove(at);
+            }
+            match found {
+                Some(found) => std::task::Poll::Ready(found),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 /// How a failed source starts again.
@@ -1310,19 +1369,31 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Runs one source of a rule and hands its chunks to the query stage: at its end, sends `End`;
-/// when it fails, asks the query stage whether to start it again (after the rule's
-/// `restartStrategy` wait, from where the query stage says) or to give up. A stop of the run
-/// (`stop`) or of the rule (`halt`) ends it without a restart.
+/// How a source's chunks reach the query stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handing {
+    /// The feed passes each chunk on through the stage's channel of tables.
+    Forward,
+    /// The feed hands the stage the reading's own channel (`Input::Attach`), and the stage
+    /// takes the chunks from it: a chunk wakes one task, not two.
+    Attach,
+}
+
+/// Runs one source of a rule and hands its chunks to the query stage (`handing`): at its end,
+/// sends `End` (after the last chunk: an attached channel is drained first); when it fails,
+/// asks the query stage whether to start it again (after the rule's `restartStrategy` wait,
+/// from where the query stage says) or to give up. A stop of the run (`stop`) or of the rule
+/// (`halt`) ends it without a restart.
 async fn feed(
     mut feed: Feed,
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
     mut halt: watch::Receiver<bool>,
+    handing: Handing,
 ) {
     let index = feed.index;
     loop {
-        let (reading, mut rows) = match feed.first.take() {
+        let (reading, rows) = match feed.first.take() {
             Some(first) => first,
             None => {
                 let (row_tx, row_rx) = mpsc::channel(feed.capacity);
@@ -1331,28 +1402,57 @@ async fn feed(
         };
         let mut reading = tokio::spawn(reading);
         let mut stopping = false;
-        loop {
-            tokio::select! {
-                chunk = rows.recv() => match chunk {
-                    Some(chunk) => {
-                        if tx.send(Input::Rows(index, chunk)).await.is_err() {
+        let mut ended = None;
+        match handing {
+            Handing::Forward => {
+                let mut rows = rows;
+                loop {
+                    tokio::select! {
+                        chunk = rows.recv() => match chunk {
+                            Some(chunk) => {
+                                if tx.send(Input::Rows(index, chunk)).await.is_err() {
+                                    reading.abort();
+                                    return;
+                                }
+                            }
+                            None => break,
+                        },
+                        () = raised(&mut stop), if !stopping => {
+                            stopping = true;
                             reading.abort();
-                            return;
+                        }
+                        () = raised(&mut halt), if !stopping => {
+                            stopping = true;
+                            reading.abort();
                         }
                     }
-                    None => break,
-                },
-                () = raised(&mut stop), if !stopping => {
-                    stopping = true;
-                    reading.abort();
                 }
-                () = raised(&mut halt), if !stopping => {
-                    stopping = true;
+            }
+            Handing::Attach => {
+                if tx.send(Input::Attach(index, rows)).await.is_err() {
                     reading.abort();
+                    return;
+                }
+                // The reading ends by itself, or is cut short by a stop; what it sent stays in
+                // its channel for the stage to take before the `End` or `Failed` sent below.
+                tokio::select! {
+                    result = &mut reading => ended = Some(result),
+                    () = raised(&mut stop) => {
+                        stopping = true;
+                        reading.abort();
+                    }
+                    () = raised(&mut halt) => {
+                        stopping = true;
+                        reading.abort();
+                    }
                 }
             }
         }
-        let failure = match (&mut reading).await {
+        let result = match ended {
+            Some(result) => result,
+            None => (&mut reading).await,
+        };
+        let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(message)) => Some(message),
             Err(e) if e.is_panic() => Some(format!("the source panicked: {e}")),
@@ -1461,8 +1561,18 @@ async fn run_query(
     // Owned here: if the rule's task is dropped, its sources stop with it.
     let mut feeders = tokio::task::JoinSet::new();
     for one in feeds {
-        feeders.spawn(feed(one, merged_tx.clone(), stop.clone(), halt_rx.clone()));
+        feeders.spawn(feed(
+            one,
+            merged_tx.clone(),
+            stop.clone(),
+            halt_rx.clone(),
+            Handing::Attach,
+        ));
     }
+    // The streams' readings whose chunks this stage takes itself, and one whose `End` or
+    // `Failed` came: its chunks are taken first, then that input.
+    let mut attached = Attached::default();
+    let mut draining: Option<(usize, mpsc::Receiver<source::Chunk>, Input)> = None;
     drop(merged_tx);
     // Tables have a channel of their own: the rule ends with its streams, whatever its tables
     // do, and the loop below takes from both as they come (neither waits for the other).
@@ -1476,6 +1586,7 @@ async fn run_query(
             table_tx.clone(),
             stop.clone(),
             halt_rx.clone(),
+            Handing::Forward,
         ));
     }
     drop(table_tx);
@@ -1522,33 +1633,55 @@ async fn run_query(
                 _ => std::future::pending().await,
             }
         };
-        let input = tokio::select! {
-            input = merged.recv() => input,
-            Some(input) = table_input.recv() => match input {
-                Input::Rows(index, chunk) => {
-                    let keep = retain.get(&index).copied().unwrap_or(LIVE_TABLE_RETAIN);
-                    runner.table_rows(index, chunk.into_rows(), keep);
+        let input = if let Some((index, rows, _)) = draining.as_mut() {
+            match rows.recv().await {
+                Some(chunk) => Some(Input::Rows(*index, chunk)),
+                None => draining.take().map(|(_, _, input)| input),
+            }
+        } else {
+            tokio::select! {
+                input = merged.recv() => input,
+                (index, chunk) = attached.next() => Some(Input::Rows(index, chunk)),
+                Some(input) = table_input.recv() => match input {
+                    Input::Rows(index, chunk) => {
+                        let keep = retain.get(&index).copied().unwrap_or(LIVE_TABLE_RETAIN);
+                        runner.table_rows(index, chunk.into_rows(), keep);
+                        continue;
+                    }
+                    // The table keeps what it holds.
+                    Input::End(_) => continue,
+                    failed @ Input::Failed { .. } => Some(failed),
+                    Input::Attach(..) => unreachable!("a table's feed forwards its chunks"),
+                },
+                () = tick => {
+                    if let Some(checkpointer) = checkpointer.as_mut() {
+                        checkpointer.take(&mut runner, &mut fanout).await;
+                    }
                     continue;
                 }
-                // The table keeps what it holds.
-                Input::End(_) => continue,
-                failed @ Input::Failed { .. } => Some(failed),
-            },
-            () = tick => {
-                if let Some(checkpointer) = checkpointer.as_mut() {
-                    checkpointer.take(&mut runner, &mut fanout).await;
+                () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
+                    let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
+                    let mut out = Vec::new();
+                    let outcome = evaluate(&sleeps, || runner.advance(clock.now_ms(), &ctx, &mut out));
+                    fanout.send(out, outcome, &metrics, send_error, 0).await;
+                    continue;
                 }
-                continue;
-            }
-            () = clock.sleep_until(deadline.unwrap_or(i64::MAX)), if deadline.is_some() => {
-                let ctx = EvalCtx { now_ms: clock.now_ms(), meta: &Value::Null };
-                let mut out = Vec::new();
-                let outcome = evaluate(&sleeps, || runner.advance(clock.now_ms(), &ctx, &mut out));
-                fanout.send(out, outcome, &metrics, send_error, 0).await;
-                continue;
             }
         };
         let Some(input) = input else { break };
+        let input = match input {
+            Input::Attach(index, rows) => {
+                attached.readings.push((index, rows));
+                continue;
+            }
+            Input::End(index) | Input::Failed { index, .. } if attached.has(index) => {
+                if let Some(rows) = attached.take(index) {
+                    draining = Some((index, rows, input));
+                }
+                continue;
+            }
+            input => input,
+        };
         let input = match input {
             Input::Failed {
                 index,
@@ -1609,7 +1742,7 @@ async fn run_query(
                     merge.end(index);
                     0
                 }
-                Input::Failed { .. } => unreachable!("handled above"),
+                Input::Failed { .. } | Input::Attach(..) => unreachable!("handled above"),
             };
             metrics.records_in.add(rows_in as u64);
             let mut out = Vec::new();
@@ -1648,7 +1781,7 @@ async fn run_query(
                 evaluate(&sleeps, || runner.end_source(index, &ctx, &mut out)),
                 0,
             ),
-            Input::Failed { .. } => unreachable!("handled above"),
+            Input::Failed { .. } | Input::Attach(..) => unreachable!("handled above"),
         };
         metrics.records_in.add(rows_in as u64);
         // Late rows are counted as they come, for the live status.

@@ -58,6 +58,9 @@ pub struct FileGuard {
     writable: HashSet<u32>,
     /// Descriptor handles of the files the guest opened and has not dropped.
     open_files: HashSet<u32>,
+    /// Descriptor handles of the written files whose I/O runs on the calling thread (see
+    /// [`inline_file`]).
+    inline: HashSet<u32>,
     /// How many files the guest may hold open at once, and whose refusals are logged.
     max_open_files: (usize, Option<InstanceTag>),
 }
@@ -70,6 +73,7 @@ impl FileGuard {
             preopens: HashMap::new(),
             writable: HashSet::new(),
             open_files: HashSet::new(),
+            inline: HashSet::new(),
             max_open_files: (usize::MAX, None),
         }
     }
@@ -151,6 +155,132 @@ impl FileGuard {
 
 fn denied<T>() -> FsResult<T> {
     Err(FsError::from(types::ErrorCode::NotPermitted))
+}
+
+/// Of a file a sink opened for writing from a write grant: a descriptor of its own for it when
+/// its I/O may run on the thread that runs the sink's call instead of a trip through the
+/// blocking pool each (wasmtime-wasi's `allow_blocking_current_thread`, for this file alone),
+/// `None` when it must keep the pool.
+///
+/// Only a regular file on a local disk or memory filesystem (ext2/3/4, XFS, Btrfs, F2FS, ZFS,
+/// bcachefs, tmpfs, ramfs, overlayfs) qualifies: a write there copies into the page cache and
+/// returns, waiting on nobody but the local disk (at worst the kernel's throttling of dirty
+/// pages). Each write of the guest is at most wasmtime-wasi's write budget (64 KiB), and
+/// between two the guest runs wasm code, which the call's epoch deadline bounds (it yields
+/// every tick and traps past the deadline), so a sink looping over writes holds its thread no
+/// longer than one looping over anything else. What could block for good in the kernel keeps
+/// the pool, where the call's timeout still reaches it: a FIFO or socket without a reader, a
+/// device, a file on NFS, SMB, FUSE or any filesystem not named here.
+fn inline_file(file: &std::fs::File) -> Option<std::fs::File> {
+    if !file.metadata().ok()?.is_file() || !on_local_filesystem(file) {
+        return None;
+    }
+    file.try_clone().ok()
+}
+
+/// Whether `file` lies on a filesystem kept on a local disk or in memory (see [`inline_file`]).
+#[cfg(target_os = "linux")]
+fn on_local_filesystem(file: &std::fs::File) -> bool {
+    /// `statfs` magic numbers: ext2/3/4, XFS, Btrfs, F2FS, ZFS, bcachefs, tmpfs, ramfs, overlayfs.
+    const LOCAL: [u32; 9] = [
+        0xEF53,
+        0x5846_5342,
+        0x9123_683E,
+        0xF2F5_2010,
+        0x2FC1_2FC1,
+        0xCA45_1A4E,
+        0x0102_1994,
+        0x8584_58F6,
+        0x794C_7630,
+    ];
+    // The magic numbers are 32 bits, held in a wider signed field on some targets.
+    rustix::fs::fstatfs(file).is_ok_and(|fs| LOCAL.contains(&(fs.f_type as u32)))
+}
+
+/// Elsewhere every file keeps the blocking pool.
+#[cfg(not(target_os = "linux"))]
+fn on_local_filesystem(_file: &std::fs::File) -> bool {
+    false
+}
+
+/// The output stream of a file written on the calling thread (see [`inline_file`]): each write
+/// the guest makes is one positioned write, done before the call returns, so the stream is
+/// always ready and a flush has nothing left to wait for.
+struct InlineWrites {
+    file: std::sync::Arc<std::fs::File>,
+    /// Where the next write goes.
+    position: u64,
+    /// After a failed write the stream is closed, as wasmtime-wasi's file streams are.
+    closed: bool,
+}
+
+/// Bytes one write may carry (`check-write`): wasmtime-wasi's own budget for file streams.
+const INLINE_WRITE_BUDGET: usize = 64 * 1024;
+
+impl InlineWrites {
+    /// The stream writing `file` from `offset` on (`None` where files keep the blocking pool).
+    #[cfg(unix)]
+    fn at(file: std::sync::Arc<std::fs::File>, offset: u64) -> Option<DynOutputStream> {
+        Some(Box::new(Self {
+            file,
+            position: offset,
+            closed: false,
+        }))
+    }
+
+    #[cfg(not(unix))]
+    fn at(_file: std::sync::Arc<std::fs::File>, _offset: u64) -> Option<DynOutputStream> {
+        None
+    }
+}
+
+impl wasmtime_wasi_io::streams::OutputStream for InlineWrites {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi_io::streams::StreamResult<()> {
+        use wasmtime_wasi_io::streams::StreamError;
+        if self.closed {
+            return Err(StreamError::Closed);
+        }
+        if bytes.len() > INLINE_WRITE_BUDGET {
+            return Err(StreamError::trap(
+                "write not permitted: more bytes than check-write allowed",
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            if let Err(e) = self.file.write_all_at(&bytes, self.position) {
+                self.closed = true;
+                return Err(StreamError::LastOperationFailed(e.into()));
+            }
+        }
+        self.position += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi_io::streams::StreamResult<()> {
+        if self.closed {
+            return Err(wasmtime_wasi_io::streams::StreamError::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi_io::streams::StreamResult<usize> {
+        if self.closed {
+            return Err(wasmtime_wasi_io::streams::StreamError::Closed);
+        }
+        Ok(INLINE_WRITE_BUDGET)
+    }
+}
+
+impl wasmtime_wasi_io::poll::Pollable for InlineWrites {
+    /// Always ready: every write is done when it returns.
+    fn ready<'a, 'b>(&'a mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The guarded view handed to the filesystem bindings.
@@ -375,6 +505,23 @@ impl types::HostDescriptor for Guarded<'_> {
         // `check` let a write through only on a write grant.
         if write {
             self.guard.writable.insert(file.rep());
+            if let Ok(Descriptor::File(opened)) = self.inner.table.get_mut(&file) {
+                let shared = std::sync::Arc::clone(&opened.file);
+                // Looked at on the blocking pool: even `fstat` can hang on a network mount.
+                let inline = tokio::task::spawn_blocking(move || inline_file(&shared))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(own) = inline {
+                    *opened = wasmtime_wasi::filesystem::File::new(
+                        own,
+                        opened.perms,
+                        opened.open_mode,
+                        true,
+                    );
+                    self.guard.inline.insert(file.rep());
+                }
+            }
         }
         Ok(file)
     }
@@ -383,6 +530,7 @@ impl types::HostDescriptor for Guarded<'_> {
         self.guard.preopens.remove(&fd.rep());
         self.guard.writable.remove(&fd.rep());
         self.guard.open_files.remove(&fd.rep());
+        self.guard.inline.remove(&fd.rep());
         types::HostDescriptor::drop(&mut self.inner, fd)
     }
 
@@ -438,7 +586,24 @@ impl types::HostDescriptor for Guarded<'_> {
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
         self.guard.check_writable(&fd)?;
-        self.inner.write_via_stream(fd, offset)
+        let inline = match self.inner.table.get(&fd) {
+            Ok(Descriptor::File(f)) if self.guard.inline.contains(&fd.rep()) => {
+                Some(std::sync::Arc::clone(&f.file))
+            }
+            _ => None,
+        };
+        // wasmtime-wasi's stream checks the descriptor; its writes would each take a trip
+        // through the blocking pool even for a file allowed to block (only its
+        // `blocking-write-and-flush` of at most 4 KiB runs in place), so it is swapped for one
+        // that writes in place.
+        let stream = self.inner.write_via_stream(fd, offset)?;
+        match inline.and_then(|file| InlineWrites::at(file, offset)) {
+            Some(writes) => {
+                self.inner.table.delete(stream)?;
+                Ok(self.inner.table.push(writes)?)
+            }
+            None => Ok(stream),
+        }
     }
 
     fn append_via_stream(
@@ -495,6 +660,40 @@ mod tests {
 
     fn fd(rep: u32) -> Resource<Descriptor> {
         Resource::new_borrow(rep)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_a_regular_file_on_a_local_filesystem_is_written_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("out.jsonl");
+        let file = std::fs::File::create(&plain).unwrap();
+        assert!(
+            inline_file(&file).is_some(),
+            "a regular file in the temporary folder, on a local filesystem"
+        );
+        // A FIFO without a reader would block a write for good: it keeps the blocking pool.
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Read-write: an open that does not wait for a reader.
+        let pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        assert!(inline_file(&pipe).is_none());
+        let device = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        assert!(inline_file(&device).is_none());
+        // procfs is no disk filesystem.
+        let proc_file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(!on_local_filesystem(&proc_file));
     }
 
     #[test]

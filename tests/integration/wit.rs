@@ -74,6 +74,38 @@ fn file_manifest() -> oort::host::Manifest {
     serde_json::from_str(&std::fs::read_to_string(guests::FILE_MANIFEST).unwrap()).unwrap()
 }
 
+/// The shipped file sink loaded in a host of its own, writing to `path` in `scratch`: what
+/// the tests that drive its instances by hand start from.
+struct FileSink {
+    host: oort::host::SinkHost,
+    plugin: std::sync::Arc<oort::host::Plugin>,
+    grants: oort::host::Grants,
+    props: String,
+}
+
+impl FileSink {
+    fn new(scratch: &Scratch, path: &str) -> Self {
+        let host = oort::host::SinkHost::new(oort::host::HostConfig {
+            max_instances: 0,
+            ..oort::host::HostConfig::default()
+        })
+        .unwrap();
+        let plugin = host.load(std::path::Path::new(guests::FILE)).unwrap();
+        let mut props = serde_json::Map::new();
+        props.insert("path".into(), path.into());
+        let grants =
+            oort::host::Grants::resolve(&file_manifest(), &mut props, scratch.path(), true)
+                .unwrap();
+        let props = serde_json::Value::Object(props).to_string();
+        Self {
+            host,
+            plugin,
+            grants,
+            props,
+        }
+    }
+}
+
 fn numbered_batch(sequence: u64, rows: std::ops::Range<u32>) -> oort::sink::Batch {
     let mut batch = oort::sink::Batch::new();
     for n in rows {
@@ -91,18 +123,12 @@ fn the_file_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
     let scratch = Scratch::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let host = oort::host::SinkHost::new(oort::host::HostConfig {
-            max_instances: 0,
-            ..oort::host::HostConfig::default()
-        })
-        .unwrap();
-        let plugin = host.load(std::path::Path::new(guests::FILE)).unwrap();
-        let mut props = serde_json::Map::new();
-        props.insert("path".into(), "out/once.jsonl".into());
-        let grants =
-            oort::host::Grants::resolve(&file_manifest(), &mut props, scratch.path(), true)
-                .unwrap();
-        let props = serde_json::Value::Object(props).to_string();
+        let FileSink {
+            host,
+            plugin,
+            grants,
+            props,
+        } = FileSink::new(&scratch, "out/once.jsonl");
         let context = |generation| oort::host::bindings::WitContext {
             rule_id: "exactly-once".into(),
             action: "file_0".into(),
@@ -180,18 +206,12 @@ fn the_file_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
 
     // A run whose numbering starts afresh starts the file (and the marker) afresh too.
     rt.block_on(async {
-        let host = oort::host::SinkHost::new(oort::host::HostConfig {
-            max_instances: 0,
-            ..oort::host::HostConfig::default()
-        })
-        .unwrap();
-        let plugin = host.load(std::path::Path::new(guests::FILE)).unwrap();
-        let mut props = serde_json::Map::new();
-        props.insert("path".into(), "out/once.jsonl".into());
-        let grants =
-            oort::host::Grants::resolve(&file_manifest(), &mut props, scratch.path(), true)
-                .unwrap();
-        let props = serde_json::Value::Object(props).to_string();
+        let FileSink {
+            host,
+            plugin,
+            grants,
+            props,
+        } = FileSink::new(&scratch, "out/once.jsonl");
         let mut fresh = host
             .instantiate(&plugin, tag("fresh"), &grants)
             .await
@@ -223,18 +243,12 @@ fn the_file_sink_cuts_an_unmarked_first_batch_back_to_the_empty_file() {
     let scratch = Scratch::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let host = oort::host::SinkHost::new(oort::host::HostConfig {
-            max_instances: 0,
-            ..oort::host::HostConfig::default()
-        })
-        .unwrap();
-        let plugin = host.load(std::path::Path::new(guests::FILE)).unwrap();
-        let mut props = serde_json::Map::new();
-        props.insert("path".into(), "out/first.jsonl".into());
-        let grants =
-            oort::host::Grants::resolve(&file_manifest(), &mut props, scratch.path(), true)
-                .unwrap();
-        let props = serde_json::Value::Object(props).to_string();
+        let FileSink {
+            host,
+            plugin,
+            grants,
+            props,
+        } = FileSink::new(&scratch, "out/first.jsonl");
         let context = oort::host::bindings::WitContext {
             rule_id: "exactly-once".into(),
             action: "file_0".into(),

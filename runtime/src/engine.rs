@@ -905,9 +905,13 @@ pub async fn run_within(
                 i64::try_from(replay.after.as_millis()).unwrap_or(i64::MAX),
             )
         });
+        // A stream's reading hands its chunks straight to the query: its channel also holds the
+        // three chunks the feed's hop and the query's input used to hold between them, so the
+        // reading stops for the query no more often than it did.
+        let stream_capacity = capacity + 3;
         for (index, src) in query.sources.iter().enumerate() {
             if !src.table {
-                let (row_tx, row_rx) = mpsc::channel(capacity);
+                let (row_tx, row_rx) = mpsc::channel(stream_capacity);
                 let mut ctx = context(&streams[index], &source_metrics);
                 ctx.reads = reads.clone();
                 if let Some((plan, _)) = &checkpointer
@@ -922,7 +926,7 @@ pub async fn run_within(
                 feeds.push(Feed {
                     index,
                     ctx,
-                    capacity,
+                    capacity: stream_capacity,
                     first: Some((first, row_rx)),
                 });
             }

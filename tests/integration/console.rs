@@ -24,6 +24,36 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Copies the `Versioned` sink builds into `<scratch>/<v1|v2>/`; answers the `file` body field.
+/// Messages `{"n": …}` published to `topic` on the broker at `port`, `step` at a time every
+/// `every`, until [`Flow::stop`]: rows flowing for as long as a test looks at the console.
+struct Flow {
+    flowing: Arc<AtomicBool>,
+    publisher: std::thread::JoinHandle<()>,
+}
+
+impl Flow {
+    fn start(port: u16, topic: &'static str, step: usize, every: Duration) -> Self {
+        let flowing = Arc::new(AtomicBool::new(true));
+        let publisher = {
+            let flowing = Arc::clone(&flowing);
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while flowing.load(Ordering::Relaxed) {
+                    publish_all(port, topic, numbers(n..n + step));
+                    n += step;
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Self { flowing, publisher }
+    }
+
+    fn stop(self) {
+        self.flowing.store(false, Ordering::Relaxed);
+        self.publisher.join().unwrap();
+    }
+}
+
 fn versioned_builds(scratch: &Scratch) -> impl Fn(&str) -> String {
     use oort_tests::guests;
     for (dir, wasm, manifest) in [
@@ -60,19 +90,7 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
     server.wait_log("subscribed to", 1);
 
     // Rows flow for as long as the test looks at the console.
-    let flowing = Arc::new(AtomicBool::new(true));
-    let publisher = {
-        let flowing = Arc::clone(&flowing);
-        let port = broker.port;
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while flowing.load(Ordering::Relaxed) {
-                publish_all(port, "in/c", numbers(n..n + 20));
-                n += 20;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let flow = Flow::start(broker.port, "in/c", 20, Duration::from_millis(100));
 
     let ui = format!("http://127.0.0.1:{}/ui", server.port);
     runtime().block_on(async {
@@ -250,8 +268,7 @@ fn the_console_shows_rules_rates_errors_swaps_and_stops() {
         browser.shot("stopped.png").await;
         browser.close().await;
     });
-    flowing.store(false, Ordering::Relaxed);
-    publisher.join().unwrap();
+    flow.stop();
     assert_eq!(
         server.json("GET", "/rules/live/status", None).1["status"],
         "stopped"
@@ -396,19 +413,7 @@ fn the_console_with_a_thousand_rules() {
         })
     });
     server.wait_log("subscribed to", RUNNING);
-    let flowing = Arc::new(AtomicBool::new(true));
-    let publisher = {
-        let flowing = Arc::clone(&flowing);
-        let port = broker.port;
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while flowing.load(Ordering::Relaxed) {
-                publish_all(port, "in/many", numbers(n..n + 10));
-                n += 10;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    let flow = Flow::start(broker.port, "in/many", 10, Duration::from_millis(200));
 
     // The HTTP thread's CPU (where the live updates are built and sent) with nobody
     // watching, then with one console's list stream open: the rules' own work is not in it.
@@ -483,8 +488,7 @@ fn the_console_with_a_thousand_rules() {
         browser.shot("thousand-rules.png").await;
         browser.close().await;
     });
-    flowing.store(false, Ordering::Relaxed);
-    publisher.join().unwrap();
+    flow.stop();
     server.stop();
 }
 
@@ -1075,19 +1079,7 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
     let rule = r#"{"id":"plant-meter","sql":"SELECT n FROM s","actions":[{"nop":{}}]}"#;
     assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
     server.wait_log("subscribed to", 1);
-    let flowing = Arc::new(AtomicBool::new(true));
-    let publisher = {
-        let flowing = Arc::clone(&flowing);
-        let port = broker.port;
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while flowing.load(Ordering::Relaxed) {
-                publish_all(port, "in/t", numbers(n..n + 10));
-                n += 10;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let flow = Flow::start(broker.port, "in/t", 10, Duration::from_millis(100));
 
     let ui = format!("http://127.0.0.1:{port}/ui");
     let server = runtime().block_on(async {
@@ -1412,7 +1404,6 @@ fn the_console_asks_for_the_token_once_per_tab_and_asks_again_when_it_is_refused
         fresh.close().await;
         server
     });
-    flowing.store(false, Ordering::Relaxed);
-    publisher.join().unwrap();
+    flow.stop();
     server.stop();
 }

@@ -106,6 +106,19 @@ impl FileSink {
     }
 }
 
+/// The `n` of each line of the file at `rel` in `scratch`, in order.
+fn numbers_in(scratch: &Scratch, rel: &str) -> Vec<u64> {
+    scratch
+        .read(rel)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn numbered_batch(sequence: u64, rows: std::ops::Range<u32>) -> oort::sink::Batch {
     let mut batch = oort::sink::Batch::new();
     for n in rows {
@@ -193,15 +206,7 @@ fn the_file_sink_skips_a_batch_redelivered_after_a_lost_acknowledgement() {
             .unwrap();
         next_run.close().await.unwrap();
     });
-    let rows: Vec<u64> = scratch
-        .read("out/once.jsonl")
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let rows = numbers_in(&scratch, "out/once.jsonl");
     assert_eq!(rows, [0, 1, 2, 3, 4, 5], "no batch twice, none lost");
 
     // A run whose numbering starts afresh starts the file (and the marker) afresh too.
@@ -284,15 +289,7 @@ fn the_file_sink_cuts_an_unmarked_first_batch_back_to_the_empty_file() {
         }
         restarted.close().await.unwrap();
     });
-    let rows: Vec<u64> = scratch
-        .read("out/first.jsonl")
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let rows = numbers_in(&scratch, "out/first.jsonl");
     assert_eq!(rows, [0, 1, 2, 3], "batch 1 once");
 }
 

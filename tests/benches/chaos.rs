@@ -1,11 +1,12 @@
-//! The chaos benchmark (`cargo xtask bench chaos [--kills K] [--rows N] [--quick]
+//! The chaos benchmark (`cargo xtask bench chaos [--kills K] [--rows N] [--runs R] [--quick]
 //! [--mqtt-only]`, the last for section 3 alone): rules with `qos: 1` and with `qos: 2` are
 //! killed with SIGKILL at K random moments and started again each time, until their input is
-//! done; prints, from one run,
+//! done; prints
 //!
 //! 1. the throughput cost of checkpointing (1 s, 10 s and 300 s intervals, `qos` 1 and 2)
-//!    against `qos: 0`, on uninterrupted runs over a file stream, and whether each run's window
-//!    results are those of the `qos: 0` run;
+//!    against `qos: 0`, on uninterrupted runs over a file stream (R rounds, 3 by default, each
+//!    running every setting once in turn: the median and range of wall and CPU time), and
+//!    whether each run's window results are those of the `qos: 0` run;
 //! 2. per `qos` (1, then 2): a file stream of N rows through a windowed aggregate (into `file`)
 //!    and a plain filter (into `file`, `redis` and `mqtt`), killed K times: rows lost and
 //!    duplicated per sink, window results compared with the uninterrupted `qos: 0` run,
@@ -44,6 +45,8 @@ use serde_json::{Value, json};
 struct Args {
     rows: u64,
     kills: usize,
+    /// Rounds of the throughput section.
+    runs: usize,
     /// `--mqtt-only`: section 3 alone.
     mqtt_only: bool,
 }
@@ -54,6 +57,7 @@ fn args() -> anyhow::Result<Args> {
     let mut out = Args {
         rows: if quick { 20_000 } else { 200_000 },
         kills: if quick { 5 } else { 20 },
+        runs: if quick { 1 } else { 3 },
         mqtt_only: argv.iter().any(|a| a == "--mqtt-only"),
     };
     let mut it = argv.iter();
@@ -61,10 +65,12 @@ fn args() -> anyhow::Result<Args> {
         match arg.as_str() {
             "--kills" => out.kills = it.next().map(|v| v.parse()).transpose()?.unwrap_or(20),
             "--rows" => out.rows = it.next().map(|v| v.parse()).transpose()?.unwrap_or(200_000),
+            "--runs" => out.runs = it.next().map(|v| v.parse()).transpose()?.unwrap_or(3),
             _ => {}
         }
     }
     anyhow::ensure!(out.rows > 0, "--rows must be above 0");
+    anyhow::ensure!(out.runs > 0, "--runs must be above 0");
     Ok(out)
 }
 
@@ -115,17 +121,14 @@ fn main() -> anyhow::Result<()> {
 
     if !args.mqtt_only {
         // 1. The cost of checkpointing, on uninterrupted runs; the qos 0 run is the reference of
-        // the window results.
+        // the window results. Each round runs every setting once, in turn, so that what the
+        // machine does meanwhile weighs on all of them alike.
         println!(
-            "1. throughput of the two file rules ({} rows), uninterrupted",
-            args.rows
+            "1. throughput of the two file rules ({} rows), uninterrupted, {} round(s) \
+             (median [range] of wall time, CPU time of the process)",
+            args.rows, args.runs
         );
-        let mut base = None;
-        let mut reference: Option<Windows> = None;
-        let mut uninterrupted = None;
-        for (label, qos, interval) in [
-            // Untimed: compiles the sink components into the cache the timed runs then share.
-            ("warm-up", 0, "2s"),
+        const SETTINGS: [(&str, u8, &str); 7] = [
             ("qos 0", 0, "1s"),
             ("qos 1, checkpoint every 1 s", 1, "1s"),
             ("qos 1, checkpoint every 10 s", 1, "10s"),
@@ -133,47 +136,57 @@ fn main() -> anyhow::Result<()> {
             ("qos 2, checkpoint every 1 s", 2, "1s"),
             ("qos 2, checkpoint every 10 s", 2, "10s"),
             ("qos 2, checkpoint every 300 s", 2, "300s"),
-        ] {
-            let case = format!("tp-{label}").replace([' ', ','], "-");
-            env.write_file_rules(&case, 0, qos, interval)?;
-            let started = Instant::now();
-            let child = env.spawn(&case, "file-rules.json")?;
-            let output = child.wait_with_output()?;
-            let took = started.elapsed();
-            let status = output.status;
-            anyhow::ensure!(status.success(), "{label}: oort failed ({status})");
-            if label == "warm-up" {
-                continue;
-            }
-            let rate = args.rows as f64 / took.as_secs_f64();
-            let cost = base.map_or(String::new(), |b: f64| {
-                format!(
-                    ", {:+.1} % time vs qos 0",
-                    (took.as_secs_f64() / b - 1.0) * 100.0
-                )
-            });
-            let (got, _) = windows(&env.root.join(&case), "agg")?;
-            let same = match &reference {
-                None => String::new(),
-                Some(r) if *r == got => "; windows as qos 0's".into(),
-                Some(r) => format!("; windows UNLIKE qos 0's: {}", compare_windows(r, &got)),
-            };
-            println!(
-                "   {label:<30} {:>7.2} s  {rate:>9.0} rows/s{cost}{same}",
-                took.as_secs_f64()
-            );
-            println!("{}", batches(&output.stdout));
-            if qos == 0 {
-                base = Some(took.as_secs_f64());
-                anyhow::ensure!(!got.is_empty(), "the qos 0 run wrote no window");
-                reference = Some(got);
-            }
-            if qos == 1 && interval == "1s" {
-                uninterrupted = Some(took);
+        ];
+        // Untimed: compiles the sink components into the cache the timed runs then share.
+        env.run_file_rules("tp-warm-up", 0, "2s")?;
+        let mut reference: Option<Windows> = None;
+        let mut timed: Vec<Vec<Timed>> = vec![Vec::new(); SETTINGS.len()];
+        for round in 0..args.runs {
+            for (i, (label, qos, interval)) in SETTINGS.iter().enumerate() {
+                let case = format!("tp-{round}-{label}").replace([' ', ','], "-");
+                let run = env.run_file_rules(&case, *qos, interval)?;
+                let (got, _) = windows(&env.root.join(&case), "agg")?;
+                match &reference {
+                    None => {
+                        anyhow::ensure!(!got.is_empty(), "the qos 0 run wrote no window");
+                        reference = Some(got);
+                    }
+                    Some(r) if *r == got => {}
+                    Some(r) => println!(
+                        "   {label} (round {}): windows UNLIKE qos 0's: {}",
+                        round + 1,
+                        compare_windows(r, &got)
+                    ),
+                }
+                timed[i].push(run);
             }
         }
+        let base = Timed::median(&timed[0]);
+        for ((label, _, _), runs) in SETTINGS.iter().zip(&timed) {
+            let m = Timed::median(runs);
+            let (low, high) = Timed::wall_range(runs);
+            let cost = if std::ptr::eq(runs, &timed[0]) {
+                String::new()
+            } else {
+                format!(
+                    ", {:+.1} % wall / {:+.1} % CPU vs qos 0",
+                    (m.wall / base.wall - 1.0) * 100.0,
+                    (m.cpu / base.cpu - 1.0) * 100.0
+                )
+            };
+            println!(
+                "   {label:<30} {:>6.2} s [{low:.2}-{high:.2}]  CPU {:>5.2} s  {:>9.0} rows/s{cost}",
+                m.wall,
+                m.cpu,
+                args.rows as f64 / m.wall
+            );
+            if let Some(last) = runs.last() {
+                println!("{}", last.batches);
+            }
+        }
+        println!("   every run's windows are the qos 0 run's unless said above");
+        let uninterrupted = Duration::from_secs_f64(Timed::median(&timed[1]).wall);
         let reference = reference.expect("the qos 0 run");
-        let uninterrupted = uninterrupted.expect("the qos 1 run");
         println!();
 
         // 2. The file rules, killed K times, under each qos.
@@ -261,6 +274,51 @@ fn main() -> anyhow::Result<()> {
         println!();
     }
     Ok(())
+}
+
+/// One uninterrupted run: wall and CPU seconds, and its actions' batches.
+#[derive(Clone)]
+struct Timed {
+    wall: f64,
+    cpu: f64,
+    batches: String,
+}
+
+impl Timed {
+    /// The median wall and CPU times of `runs` (each taken on its own).
+    fn median(runs: &[Timed]) -> Timed {
+        let mid = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        Timed {
+            wall: mid(runs.iter().map(|r| r.wall).collect()),
+            cpu: mid(runs.iter().map(|r| r.cpu).collect()),
+            batches: String::new(),
+        }
+    }
+
+    /// The shortest and longest wall time of `runs`.
+    fn wall_range(runs: &[Timed]) -> (f64, f64) {
+        runs.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+            (lo.min(r.wall), hi.max(r.wall))
+        })
+    }
+}
+
+/// User and system CPU seconds of every child process waited for so far: `cutime` and
+/// `cstime` of `/proc/self/stat`, in the kernel's `USER_HZ` ticks (100 a second on Linux).
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let field = |n: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (field(16) + field(17)) / 100.0
 }
 
 /// The distinct `n` of every line of the input file.
@@ -474,6 +532,26 @@ fn out_file(rule: &str, run: usize, qos: u8) -> String {
 }
 
 impl Env {
+    /// Runs the two file rules of `case` under `qos` once, uninterrupted, timed.
+    fn run_file_rules(&self, case: &str, qos: u8, interval: &str) -> anyhow::Result<Timed> {
+        self.write_file_rules(case, 0, qos, interval)?;
+        let cpu_before = children_cpu();
+        let started = Instant::now();
+        let output = self.spawn(case, "file-rules.json")?.wait_with_output()?;
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = children_cpu() - cpu_before;
+        anyhow::ensure!(
+            output.status.success(),
+            "{case}: oort failed ({})",
+            output.status
+        );
+        Ok(Timed {
+            wall,
+            cpu,
+            batches: batches(&output.stdout),
+        })
+    }
+
     /// The rules over the file stream: a 1 s event-time tumbling window into `file`, and a
     /// filter into `file`, `redis` (pushed onto the list `case`) and `mqtt` (MQTT 5, so each
     /// message carries its stamp).

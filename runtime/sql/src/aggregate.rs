@@ -340,7 +340,9 @@ impl Acc {
             *n += 1;
             return Ok(());
         }
-        let v = call.args[0].eval(member, ctx)?;
+        // Borrowed where it is (a column): only a value kept is copied.
+        let v = call.args[0].operand(member, ctx)?;
+        let v: &Value = &v;
         if v.is_null() {
             return Ok(());
         }
@@ -359,7 +361,7 @@ impl Acc {
                     return Err(err_worded(
                         "avg",
                         format!("expected numbers, got {} {}", v.type_name(), v.to_text()),
-                        refused("avg", first.as_ref(), &v),
+                        refused("avg", first.as_ref(), v),
                     ));
                 };
                 if *n == 0 {
@@ -373,12 +375,12 @@ impl Acc {
                     return Err(err_worded(
                         "sum",
                         format!("expected numbers, got {}", v.type_name()),
-                        refused("sum", acc.as_ref(), &v),
+                        refused("sum", acc.as_ref(), v),
                     ));
                 }
                 *acc = Some(match acc.take() {
-                    None => v,
-                    Some(t) => binary(BinOp::Add, &t, &v)?,
+                    None => v.clone(),
+                    Some(t) => binary(BinOp::Add, &t, v)?,
                 });
             }
             Self::Extreme(best) => {
@@ -393,10 +395,10 @@ impl Acc {
                             return Err(err_worded(
                                 name,
                                 format!("expected numbers or strings, got {}", v.type_name()),
-                                refused(name, None, &v),
+                                refused(name, None, v),
                             ));
                         }
-                        *best = Some(v);
+                        *best = Some(v.clone());
                     }
                     Some(b)
                         if matches!(b, Value::String(_)) != matches!(v, Value::String(_))
@@ -405,12 +407,12 @@ impl Acc {
                         return Err(err_worded(
                             name,
                             format!("cannot compare {} with {}", v.type_name(), b.type_name()),
-                            refused(name, Some(b), &v),
+                            refused(name, Some(b), v),
                         ));
                     }
                     Some(b) => {
-                        if binary(better, &v, b).map_err(|e| err(name, e))?.is_true() {
-                            *best = Some(v);
+                        if binary(better, v, b).map_err(|e| err(name, e))?.is_true() {
+                            *best = Some(v.clone());
                         }
                     }
                 }

@@ -334,7 +334,7 @@ const NULL: Value = Value::Null;
 impl Expr {
     /// The value of an operand: a column's or a literal's borrowed where it is (most
     /// comparisons, `temperature > 30`, read one of each), any other expression evaluated.
-    fn operand<'a, S: Scope + ?Sized>(
+    pub(crate) fn operand<'a, S: Scope + ?Sized>(
         &'a self,
         row: &'a S,
         ctx: &EvalCtx<'_>,

@@ -592,8 +592,9 @@ impl Outcome {
 
 /// One group of a window aggregated on arrival.
 struct PaneGroup {
-    /// The group's earliest row (non-aggregate columns are read from it).
-    first: Tuple,
+    /// The group's earliest row (non-aggregate columns are read from it): set by
+    /// [`Panes::add`] once the row is aggregated.
+    first: Option<Tuple>,
     /// `(time, arrival)` of `first`: groups come out in order of first appearance in time.
     order: (i64, u64),
     accs: Vec<Acc>,
@@ -640,17 +641,21 @@ impl Panes {
     fn add(
         &mut self,
         query: &Query,
-        row: Arc<Row>,
+        row: Row,
         ts: i64,
         ctx: &EvalCtx<'_>,
         outcome: &mut Outcome,
         place: usize,
     ) {
         let start = ts.div_euclid(self.size) * self.size;
-        let tuple = Tuple::single(1, 0, row, Some((start, start + self.size)));
-        self.open.entry(start).or_default().rows += 1;
+        let member = WindowRow {
+            row: &row,
+            window: (start, start + self.size),
+        };
+        let pane = self.open.entry(start).or_default();
+        pane.rows += 1;
         if let Some(f) = &query.filter {
-            match f.eval(&tuple, ctx) {
+            match f.eval(&member, ctx) {
                 Ok(v) if v.is_true() => {}
                 Ok(_) => {
                     outcome.filtered += 1;
@@ -663,61 +668,117 @@ impl Panes {
             }
         }
         self.seq += 1;
-        let order = (tuple.timestamp_ms, self.seq);
-        let pane = self.open.entry(start).or_default();
+        let order = (row.timestamp_ms, self.seq);
         if pane.error.is_some() {
             return;
         }
-        if let Err(e) = pane.add(query, tuple, order, ctx) {
-            pane.error = Some(e);
+        match pane.add(query, &member, order, ctx) {
+            Ok(Some(first)) => {
+                let window = member.window;
+                pane.groups[first].first = Some(Tuple::single(1, 0, Arc::new(row), Some(window)));
+            }
+            Ok(None) => {}
+            Err(e) => pane.error = Some(e),
         }
     }
 }
 
 impl Pane {
+    /// Adds `member` to its group; returns the group when the row is its first (earliest)
+    /// one, for the caller to keep (most rows are only aggregated, and not kept).
     fn add(
         &mut self,
         query: &Query,
-        tuple: Tuple,
+        member: &WindowRow<'_>,
         order: (i64, u64),
         ctx: &EvalCtx<'_>,
-    ) -> Result<(), EvalError> {
-        let key = group_key(&query.group_by, &tuple, ctx)?;
+    ) -> Result<Option<usize>, EvalError> {
+        let key = group_key(&query.group_by, member, ctx)?;
         // The key is hashed once, whether its group is new or not.
+        let mut first = false;
         let i = match self.index.entry(key) {
             Entry::Occupied(found) => *found.get(),
             Entry::Vacant(slot) => {
                 let accs = query.aggregates.iter().filter_map(Acc::new).collect();
                 slot.insert(self.groups.len());
                 self.groups.push(PaneGroup {
-                    timestamp_ms: tuple.timestamp_ms,
-                    first: tuple.clone(),
+                    timestamp_ms: member.row.timestamp_ms,
+                    first: None,
                     order,
                     accs,
                 });
+                first = true;
                 self.groups.len() - 1
             }
         };
         let group = &mut self.groups[i];
         for (slot, (acc, call)) in group.accs.iter_mut().zip(&query.aggregates).enumerate() {
-            acc.add(call, &tuple, ctx)
+            acc.add(call, member, ctx)
                 .map_err(|e| query.projection.aggregate_failed(slot, e))?;
         }
-        group.timestamp_ms = group.timestamp_ms.max(tuple.timestamp_ms);
+        group.timestamp_ms = group.timestamp_ms.max(member.row.timestamp_ms);
         if order < group.order {
             group.order = order;
-            group.first = tuple;
+            first = true;
         }
-        Ok(())
+        Ok(first.then_some(i))
+    }
+}
+
+/// A row of the one stream of a window aggregated on arrival, read where it is: what a
+/// one-row [`Tuple`] of the window answers, without making the tuple (most rows only add to
+/// their group's aggregates).
+struct WindowRow<'a> {
+    row: &'a Row,
+    window: (i64, i64),
+}
+
+impl Scope for WindowRow<'_> {
+    fn column(&self, col: &Column) -> Option<&Value> {
+        match col.stream {
+            Some(0) | None => col.lookup(self.row),
+            Some(_) => None,
+        }
+    }
+
+    fn timestamp_ms(&self) -> i64 {
+        self.row.timestamp_ms
+    }
+
+    fn window(&self) -> Option<(i64, i64)> {
+        Some(self.window)
+    }
+
+    /// A row of one stream answers `event_time()` with its own time (see [`Tuple`]'s).
+    fn event_time_ms(&self) -> i64 {
+        self.row.timestamp_ms
+    }
+
+    fn meta(&self) -> Option<&Value> {
+        Scope::meta(self.row)
+    }
+
+    fn source_meta(&self, source: usize) -> Option<&Value> {
+        if source == 0 {
+            Scope::meta(self.row)
+        } else {
+            None
+        }
+    }
+
+    fn fields(&self, stream: Option<usize>, visit: &mut dyn FnMut(&Arc<str>, &Value)) {
+        if matches!(stream, Some(0) | None) {
+            self.row.fields(None, visit);
+        }
     }
 }
 
 /// The key of `tuple`'s group.
 /// The group `tuple` falls in; an error is worded as eKuiper's aggregate operator reports it.
-fn group_key(keys: &[Expr], tuple: &Tuple, ctx: &EvalCtx<'_>) -> Result<GroupKey, EvalError> {
+fn group_key<S: Scope>(keys: &[Expr], tuple: &S, ctx: &EvalCtx<'_>) -> Result<GroupKey, EvalError> {
     let failed = |e: EvalError| e.within("run Group By error: ");
     Ok(match keys {
-        [one] => GroupKey::One(Key::of(&one.eval(tuple, ctx).map_err(failed)?)),
+        [one] => GroupKey::One(Key::of(&*one.operand(tuple, ctx).map_err(failed)?)),
         keys => GroupKey::Many(
             keys.iter()
                 .map(|k| k.eval(tuple, ctx).map(|v| Key::of(&v)))
@@ -1391,12 +1452,7 @@ impl QueryRunner {
                 let watermark = merge.watermark();
                 self.process(rows, Some(watermark), ctx, out)
             }
-            None => self.process(
-                rows.into_iter().map(|r| (source, r)).collect(),
-                None,
-                ctx,
-                out,
-            ),
+            None => self.process(rows.into_iter().map(|r| (source, r)), None, ctx, out),
         }
     }
 
@@ -1482,7 +1538,7 @@ impl QueryRunner {
     /// fire after the rows.
     fn process(
         &mut self,
-        rows: Vec<(usize, Row)>,
+        rows: impl IntoIterator<Item = (usize, Row)>,
         watermark: Option<i64>,
         ctx: &EvalCtx<'_>,
         out: &mut Vec<Message>,
@@ -1624,14 +1680,18 @@ impl QueryRunner {
                 }
                 continue;
             }
-            let row = Arc::new(row);
             let Some(window) = self.window.as_mut() else {
                 continue;
             };
-            let at = window.push(source, Arc::clone(&row), triggers, &mut self.fired);
-            if let (Some(panes), Some(ts)) = (self.panes.as_mut(), at) {
-                panes.add(&self.query, row, ts, ctx, &mut outcome, out.len());
+            if let Some(panes) = self.panes.as_mut() {
+                // The window keeps no rows: the pane aggregates the row where it is.
+                let at = window.push_time(source, row.timestamp_ms, triggers, &mut self.fired);
+                if let Some(ts) = at {
+                    panes.add(&self.query, row, ts, ctx, &mut outcome, out.len());
+                }
+                continue;
             }
+            window.push(source, Arc::new(row), triggers, &mut self.fired);
         }
         // Once every stream has ended (`i64::MAX`), `finish` drains the windows.
         if let (Some(window), Some(w)) = (self.window.as_mut(), watermark)
@@ -2257,7 +2317,7 @@ impl QueryRunner {
             self.group_results(
                 groups.iter().map(|g| {
                     let values = g.accs.iter().map(Acc::finish).collect();
-                    (Some(&g.first), values, g.timestamp_ms)
+                    (g.first.as_ref(), values, g.timestamp_ms)
                 }),
                 Some(range),
                 ctx,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use rows::{Buffered, Rows};
 
 use super::expr::Expr;
-use crate::value::Row;
+use crate::value::{Row, Schema};
 
 /// A window's kind and sizes, in milliseconds (or rows, for count windows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +262,9 @@ pub struct WindowOperator {
     external: bool,
     /// Rows that arrived after the watermark had passed them.
     pub late: u64,
+    /// What [`push_time`](WindowOperator::push_time) hands the policy for a row it does not
+    /// keep.
+    no_row: Option<Arc<Row>>,
 }
 
 /// `t` rounded down to a multiple of `step`.
@@ -287,6 +290,7 @@ impl WindowOperator {
             watermark: i64::MIN,
             external: false,
             late: 0,
+            no_row: None,
         }
     }
 
@@ -364,10 +368,39 @@ impl WindowOperator {
         trigger: bool,
         out: &mut Vec<Fired>,
     ) -> Option<i64> {
+        let ts = row.timestamp_ms;
+        self.push_at(stream, ts, row, trigger, out)
+    }
+
+    /// A tumbling window aggregated on arrival (see
+    /// [`aggregate_on_arrival`](Self::aggregate_on_arrival)): takes a row of time
+    /// `timestamp_ms` that the caller aggregates itself, as [`push`](Self::push) takes a row,
+    /// without the row (the operator would not keep it).
+    pub fn push_time(
+        &mut self,
+        stream: usize,
+        timestamp_ms: i64,
+        trigger: bool,
+        out: &mut Vec<Fired>,
+    ) -> Option<i64> {
+        let row = Arc::clone(self.no_row.get_or_insert_with(|| {
+            Arc::new(Row::new(Arc::new(Schema::new(Vec::new())), Vec::new(), 0))
+        }));
+        self.push_at(stream, timestamp_ms, row, trigger, out)
+    }
+
+    fn push_at(
+        &mut self,
+        stream: usize,
+        timestamp_ms: i64,
+        row: Arc<Row>,
+        trigger: bool,
+        out: &mut Vec<Fired>,
+    ) -> Option<i64> {
         self.seq += 1;
         let arrived = Buffered {
             // Clamped so that adding a window's length (at most 100 years) cannot overflow.
-            ts: row.timestamp_ms.clamp(-TIME_LIMIT, TIME_LIMIT),
+            ts: timestamp_ms.clamp(-TIME_LIMIT, TIME_LIMIT),
             seq: self.seq,
             stream,
             row,

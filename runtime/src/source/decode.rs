@@ -36,6 +36,9 @@ pub struct Decoder {
     laid_out: bool,
     json: RowDecoder,
     timestamp: Option<String>,
+    /// The position of the `TIMESTAMP` field in the last schema a row had: consecutive rows
+    /// share their schema, so the field is looked up by name once per schema, not per row.
+    timestamp_at: Option<(Arc<Schema>, Option<usize>)>,
 }
 
 impl Decoder {
@@ -103,6 +106,7 @@ impl Decoder {
             laid_out,
             json,
             timestamp,
+            timestamp_at: None,
         }
     }
 
@@ -160,7 +164,15 @@ impl Decoder {
             None => row,
         };
         if let Some(field) = &self.timestamp {
-            row.timestamp_ms = match row.get(field) {
+            let at = match &self.timestamp_at {
+                Some((schema, at)) if Arc::ptr_eq(schema, row.schema()) => *at,
+                _ => {
+                    let at = row.schema().index_of(field);
+                    self.timestamp_at = Some((Arc::clone(row.schema()), at));
+                    at
+                }
+            };
+            row.timestamp_ms = match at.map(|i| row.at(i)) {
                 Some(Value::Int(ms)) => *ms,
                 Some(Value::Float(ms)) => *ms as i64,
                 Some(Value::String(s)) => s.trim().parse().map_err(|_| {

@@ -78,7 +78,11 @@ impl WindowPolicy for Tumbling {
         self.aligned.on_row(row.ts);
         match &mut self.panes {
             Some(panes) => {
-                panes.starts.insert(floor_to(row.ts, self.size));
+                // Rows mostly come in time order: most belong to the latest pane.
+                let start = floor_to(row.ts, self.size);
+                if panes.starts.last() != Some(&start) {
+                    panes.starts.insert(start);
+                }
             }
             None => rows.insert(index, row),
         }

@@ -316,7 +316,11 @@ mod tests {
                                 assert_eq!(kinds(got), kinds(want), "{case}");
                                 assert_eq!(got.values(), want.values(), "{case}");
                             }
-                            _ => assert_eq!(got.map(|_| ()), want.map(|_| ()), "{case}"),
+                            _ => assert_eq!(
+                                got.map(|_| ()),
+                                want.as_ref().map(|_| ()).map_err(|e| e.clone()),
+                                "{case}"
+                            ),
                         }
                     }
                 }

@@ -32,8 +32,12 @@ pub struct Decoder {
     strict: bool,
     /// No two carried columns have names equal but for case: values move into their columns.
     distinct: bool,
-    /// The JSON decoder lays rows out by the declared columns: they are converted in place.
+    /// The JSON decoder lays rows out by the declared columns and reads values of their
+    /// kinds: a row it reports fitted needs nothing more, another is converted in place.
     laid_out: bool,
+    /// Whether the row [`Decoder::decode`] gave last is laid out and fitted; taken by
+    /// [`Decoder::finish`], so that a row handed in already decoded is always converted.
+    fitted: bool,
     json: RowDecoder,
     timestamp: Option<String>,
     /// The position of the `TIMESTAMP` field in the last schema a row had: consecutive rows
@@ -93,8 +97,9 @@ impl Decoder {
         // A JSON message's fields go straight to their columns, unless two columns may take
         // the same field (names equal but for case): `conform` copies it to each.
         let laid_out = distinct && def.options.format == Format::Json;
-        if let Some((_, schema)) = columns.as_ref().filter(|_| laid_out) {
-            json = json.in_columns(Arc::clone(schema));
+        if let Some((carried, schema)) = columns.as_ref().filter(|_| laid_out) {
+            let kinds: Vec<_> = carried.iter().map(|c| c.ty.kind()).collect();
+            json = json.in_columns(Arc::clone(schema)).of_kinds(kinds);
         }
         Self {
             format: def.options.format,
@@ -104,6 +109,7 @@ impl Decoder {
             strict: def.options.strict_validation,
             distinct,
             laid_out,
+            fitted: false,
             json,
             timestamp,
             timestamp_at: None,
@@ -112,11 +118,16 @@ impl Decoder {
 
     /// Decodes one message (not yet fitted: see [`Decoder::finish`]).
     pub fn decode(&mut self, bytes: &[u8], now_ms: i64) -> Result<Row, DecodeError> {
+        self.fitted = false;
         match self.format {
-            Format::Json => self
-                .json
-                .decode(bytes, now_ms)
-                .map_err(|e| DecodeError(format!("invalid JSON: {e}"))),
+            Format::Json => {
+                let row = self
+                    .json
+                    .decode(bytes, now_ms)
+                    .map_err(|e| DecodeError(format!("invalid JSON: {e}")))?;
+                self.fitted = self.laid_out && self.json.fitted();
+                Ok(row)
+            }
             Format::Delimited => {
                 let Some(cols) = &self.declared else {
                     return Err(DecodeError(
@@ -151,7 +162,10 @@ impl Decoder {
 
     /// Fits a decoded row to the declared columns and stamps its event time.
     pub fn finish(&mut self, row: Row) -> Result<Row, DecodeError> {
+        let fitted = std::mem::take(&mut self.fitted);
         let mut row = match &self.columns {
+            // Decoded straight into the columns' layout, each value of its column's type.
+            Some((_, schema)) if fitted && Arc::ptr_eq(row.schema(), schema) => row,
             // Decoded straight into the columns' layout: only the types are left to fit.
             Some((cols, schema)) if self.laid_out && Arc::ptr_eq(row.schema(), schema) => {
                 let mut row = row;
@@ -249,5 +263,80 @@ mod tests {
         assert_eq!(d.finish(row).unwrap().values(), &[Value::from("x")]);
         let err = d.decode(b"1,x", 0).unwrap_err().0;
         assert_eq!(err, "expected 3 delimited values, found 2");
+    }
+
+    /// A declared column's values come out as `conform` makes them from the message's values,
+    /// with its errors, whichever path decodes the message and whether or not the decoder
+    /// reads them as the column's type already: reading a value as fitting must never skip a
+    /// conversion or an error.
+    #[test]
+    fn declared_columns_convert_as_conform_does_on_every_path() {
+        use crate::json::RowDecoder;
+        use crate::stream::conform;
+
+        let types = ["bigint", "float", "string", "datetime", "boolean", "bytea"];
+        let values = [
+            "1",
+            "-0",
+            "0",
+            "2.0",
+            "2.5",
+            "-3",
+            "999999999999999999",
+            "1e3",
+            "true",
+            "false",
+            "null",
+            r#""7""#,
+            r#""2.5""#,
+            r#""x""#,
+            r#""true""#,
+            r#""aGk=""#,
+            r#""""#,
+        ];
+        for ty in types {
+            for strict in [false, true] {
+                let text = format!(
+                    "CREATE STREAM s (v {ty}, w bigint) WITH (TYPE=\"memory\", \
+                     DATASOURCE=\"t\", FORMAT=\"json\", STRICT_VALIDATION=\"{strict}\")"
+                );
+                let def = parse_streams(&text, "streams.sql", Path::new("/no/such/folder"))
+                    .unwrap()
+                    .remove(0);
+                let columns = def.columns.clone().unwrap();
+                assert_eq!(columns[0].ty.name(), ty);
+                let schema = Arc::new(crate::value::Schema::new(vec!["v".into(), "w".into()]));
+                for value in values {
+                    let mut d = Decoder::reading(&def, false, &FieldsRead::All);
+                    let message = format!(r#"{{"v":{value},"w":1}}"#);
+                    let want = RowDecoder::new()
+                        .decode(message.as_bytes(), 0)
+                        .map_err(|e| e.to_string())
+                        .and_then(|row| conform(row, &columns, &schema, strict, &[], true));
+                    // Three times: a new layout (the serde path), then the fast path.
+                    for _ in 0..3 {
+                        let got = d
+                            .decode(message.as_bytes(), 0)
+                            .and_then(|row| d.finish(row))
+                            .map_err(|e| e.0);
+                        let case = format!("{ty} {value} strict: {strict}");
+                        match (&got, &want) {
+                            (Ok(got), Ok(want)) => {
+                                let kinds = |r: &crate::value::Row| {
+                                    r.values().iter().map(|v| v.type_name()).collect::<Vec<_>>()
+                                };
+                                assert_eq!(kinds(got), kinds(want), "{case}");
+                                assert_eq!(got.values(), want.values(), "{case}");
+                            }
+                            _ => assert_eq!(
+                                got.map(|_| ()),
+                                want.as_ref().map(|_| ()).map_err(|e| e.clone()),
+                                "{case}"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -38,6 +38,60 @@ impl Keep {
     }
 }
 
+/// The kind of value a declared column holds as it is: what the decoder reads for the column
+/// either is of that kind (and the row needs no second look) or is left for the caller to
+/// convert, with the caller's conversions and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Whole numbers (`bigint`).
+    Int,
+    /// Floating point numbers (`float`): a whole number read for the column is read as a float,
+    /// `n as f64`, the conversion every reader of the column makes.
+    Float,
+    /// Text (`string`).
+    String,
+    /// `true` / `false` (`boolean`).
+    Bool,
+    /// Bytes (`bytea`).
+    Bytes,
+    /// A point in time (`datetime`): a number or a text, kept as it is.
+    Time,
+    /// Any other type (arrays, structs): always left for the caller to convert.
+    Other,
+}
+
+impl ColumnKind {
+    /// Whether `v` (not `NULL`) is kept as it is in a column of this kind.
+    pub fn holds(self, v: &Value) -> bool {
+        matches!(
+            (self, v),
+            (Self::Int, Value::Int(_))
+                | (Self::Float, Value::Float(_))
+                | (Self::String, Value::String(_))
+                | (Self::Bool, Value::Bool(_))
+                | (Self::Bytes, Value::Bytes(_))
+                | (
+                    Self::Time,
+                    Value::Int(_) | Value::Float(_) | Value::String(_)
+                )
+        )
+    }
+
+    /// Makes `v` a value of this kind where that needs no choice (a whole number for a float
+    /// column); whether it then fits (`NULL` always does).
+    #[inline]
+    fn fit(self, v: &mut Value) -> bool {
+        match (self, &*v) {
+            (_, Value::Null) => true,
+            (Self::Float, Value::Int(i)) => {
+                *v = Value::Float(*i as f64);
+                true
+            }
+            _ => self.holds(v),
+        }
+    }
+}
+
 /// The keys of the last object decoded, which of them were kept and where each kept value goes
 /// in the row, and the row's schema.
 struct Layout {
@@ -46,6 +100,9 @@ struct Layout {
     kept: Vec<bool>,
     /// Per key, the position of its value in the row ([`SKIPPED`] for a key not kept).
     slots: Vec<u32>,
+    /// With declared kinds, per key the kind of the column its value goes to (that of a key
+    /// not kept is never looked at).
+    kinds: Option<Box<[ColumnKind]>>,
     schema: Arc<Schema>,
     /// Whether every key can be matched in the input as it is (see [`flat`]).
     plain: bool,
@@ -80,6 +137,11 @@ pub struct RowDecoder {
     keep: Keep,
     /// The declared columns rows are laid out by, if any.
     columns: Option<Arc<Schema>>,
+    /// Per declared column, the kind of value it holds as it is, when the caller gave them.
+    kinds: Option<Arc<[ColumnKind]>>,
+    /// Whether the last row decoded holds only values of its columns' kinds (see
+    /// [`RowDecoder::fitted`]).
+    fitted: bool,
     last: Option<Layout>,
     /// Messages left before the fast path is tried again.
     flat_pause: u32,
@@ -111,8 +173,32 @@ impl RowDecoder {
         self
     }
 
+    /// Of a decoder [`in_columns`](RowDecoder::in_columns): the kind of value each column
+    /// holds as it is (one per column). A whole number read for a [`ColumnKind::Float`] column
+    /// is read as a float, and [`RowDecoder::fitted`] tells whether a row needs converting.
+    pub fn of_kinds(mut self, kinds: impl Into<Arc<[ColumnKind]>>) -> Self {
+        let kinds = kinds.into();
+        debug_assert_eq!(
+            Some(kinds.len()),
+            self.columns.as_ref().map(|c| c.len()),
+            "one kind per declared column"
+        );
+        self.kinds = Some(kinds);
+        self.last = None;
+        self
+    }
+
+    /// Whether every column of the row [`decode`](RowDecoder::decode) gave last is `NULL` or
+    /// holds a value of its [kind](RowDecoder::of_kinds), so that the caller has nothing to
+    /// convert. `false` when it may not be so (no kinds were given, or a value of another
+    /// kind was read): the caller converts the row as it would without kinds.
+    pub fn fitted(&self) -> bool {
+        self.fitted
+    }
+
     /// Decodes one JSON object.
     pub fn decode(&mut self, bytes: &[u8], timestamp_ms: i64) -> Result<Row, serde_json::Error> {
+        self.fitted = false;
         let declined = match self.flat(bytes, timestamp_ms) {
             Ok(row) => return Ok(row),
             Err(declined) => declined,
@@ -129,6 +215,7 @@ impl RowDecoder {
 
     /// Decodes one JSON object from text.
     pub fn decode_str(&mut self, text: &str, timestamp_ms: i64) -> Result<Row, serde_json::Error> {
+        self.fitted = false;
         let declined = match self.flat(text.as_bytes(), timestamp_ms) {
             Ok(row) => return Ok(row),
             Err(declined) => declined,
@@ -153,10 +240,14 @@ impl RowDecoder {
             bytes,
             &layout.tokens,
             &layout.slots,
+            layout.kinds.as_deref(),
             layout.schema.len(),
             laid_out,
         ) {
-            Some(values) => Ok(Row::new(Arc::clone(&layout.schema), values, timestamp_ms)),
+            Some((values, fitted)) => {
+                self.fitted = fitted;
+                Ok(Row::new(Arc::clone(&layout.schema), values, timestamp_ms))
+            }
             None => Err(Some(layout.generation)),
         }
     }
@@ -190,6 +281,7 @@ impl RowDecoder {
         bytes: &[u8],
         timestamp_ms: i64,
     ) -> Result<Vec<Row>, serde_json::Error> {
+        self.fitted = false;
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let rows = de.deserialize_seq(RowsVisitor {
             decoder: self,
@@ -238,8 +330,20 @@ impl RowDecoder {
         let mut filled = slots.iter().filter(|&&slot| slot != SKIPPED);
         let in_order = (0..schema.len()).all(|at| filled.next() == Some(&(at as u32)))
             && filled.next().is_none();
+        let kinds = self.kinds.as_ref().map(|kinds| {
+            slots
+                .iter()
+                .map(|&slot| {
+                    kinds
+                        .get(slot as usize)
+                        .copied()
+                        .unwrap_or(ColumnKind::Other)
+                })
+                .collect()
+        });
         self.layouts += 1;
         self.last.insert(Layout {
+            kinds,
             in_order,
             plain: keys.iter().all(|k| flat::plain_key(k)),
             tokens: flat::tokens(&keys),
@@ -903,6 +1007,64 @@ mod tests {
             assert!(Arc::ptr_eq(row.schema(), &columns), "{text}");
             assert_eq!(row.values(), &want, "{text}");
         }
+    }
+
+    /// With the columns' kinds, a row read on the fast path whose values are all of their
+    /// columns' kinds is `fitted` (a whole number read for a float column is a float); any
+    /// other row, and any row the serde path reads, is left as read for the caller to convert.
+    #[test]
+    fn rows_of_kinds_say_whether_they_fit() {
+        let columns = Arc::new(Schema::new(vec!["t".into(), "n".into(), "s".into()]));
+        let mut d = RowDecoder::keeping(Keep::only(["t", "n", "s"]))
+            .in_columns(Arc::clone(&columns))
+            .of_kinds([ColumnKind::Float, ColumnKind::Int, ColumnKind::String]);
+        let messages: [(&str, [Value; 3], bool); 7] = [
+            // A new layout: the serde path, which leaves converting to the caller.
+            (
+                r#"{"t":1,"n":2,"s":"a"}"#,
+                [Value::Int(1), Value::Int(2), Value::from("a")],
+                false,
+            ),
+            (
+                r#"{"t":1,"n":2,"s":"a"}"#,
+                [Value::Float(1.0), Value::Int(2), Value::from("a")],
+                true,
+            ),
+            (
+                r#"{"t":1.5,"n":null,"s":"b"}"#,
+                [Value::Float(1.5), Value::Null, Value::from("b")],
+                true,
+            ),
+            (
+                r#"{"t":1.5,"n":2.0,"s":"b"}"#,
+                [Value::Float(1.5), Value::Float(2.0), Value::from("b")],
+                false,
+            ),
+            (
+                r#"{"t":"1","n":2,"s":"b"}"#,
+                [Value::from("1"), Value::Int(2), Value::from("b")],
+                false,
+            ),
+            (
+                r#"{"t":1,"n":2,"s":3}"#,
+                [Value::Float(1.0), Value::Int(2), Value::Int(3)],
+                false,
+            ),
+            (
+                r#"{"t":true,"n":2,"s":"c"}"#,
+                [Value::Bool(true), Value::Int(2), Value::from("c")],
+                false,
+            ),
+        ];
+        for (text, want, fitted) in messages {
+            let row = d.decode(text.as_bytes(), 0).unwrap();
+            assert_eq!(row.values(), &want, "{text}");
+            assert_eq!(d.fitted(), fitted, "{text}");
+        }
+        assert!(
+            ColumnKind::Time.holds(&Value::from("x")) && ColumnKind::Time.holds(&Value::Int(1))
+        );
+        assert!(!ColumnKind::Other.holds(&Value::array(vec![])));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::json::ColumnKind;
 use crate::reads::FieldsRead;
 use crate::value::{Row, Schema, Value};
 
@@ -56,6 +57,20 @@ impl DataType {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+        }
+    }
+
+    /// The kind of value a column of this type keeps as it is, unconverted by [`conform`]: a
+    /// JSON decoder that reads the column's values as this kind leaves nothing to convert.
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            Self::Bigint => ColumnKind::Int,
+            Self::Float => ColumnKind::Float,
+            Self::String => ColumnKind::String,
+            Self::Datetime => ColumnKind::Time,
+            Self::Boolean => ColumnKind::Bool,
+            Self::Bytea => ColumnKind::Bytes,
+            Self::Array(_) | Self::Struct(_) => ColumnKind::Other,
         }
     }
 }
@@ -145,18 +160,7 @@ pub fn conform_laid_out(
 
 /// Whether `v` is kept as it is in a column of type `ty` (see [`convert_owned`]).
 fn of_type(v: &Value, ty: &DataType) -> bool {
-    matches!(
-        (ty, v),
-        (DataType::Bigint, Value::Int(_))
-            | (DataType::Float, Value::Float(_))
-            | (DataType::String, Value::String(_))
-            | (DataType::Boolean, Value::Bool(_))
-            | (DataType::Bytea, Value::Bytes(_))
-            | (
-                DataType::Datetime,
-                Value::Int(_) | Value::Float(_) | Value::String(_)
-            )
-    )
+    ty.kind().holds(v)
 }
 
 /// A value (not `NULL`) converted for `column`, or the error naming the column.

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::SKIPPED;
+use super::{ColumnKind, SKIPPED};
 use crate::value::Value;
 
 /// Powers of ten a float with at most 15 significant digits is divided by: both the digits and
@@ -260,14 +260,17 @@ impl<'a> Cursor<'a> {
 /// of `tokens` (from [`tokens`], all of them [`plain_key`]s) in this order: the value of key `i`
 /// at position `slots[i]` (not built when that is [`SKIPPED`]), `NULL` where no key goes; or
 /// `None` when the serde path must decode it. Unless `laid_out`, the slots of the kept keys are
-/// `0, 1, 2, ...` in key order: the values are pushed as they come.
+/// `0, 1, 2, ...` in key order: the values are pushed as they come. With `kinds` (per key),
+/// each kept value is fitted to its kind ([`ColumnKind::fit`]); the flag says whether all fit
+/// (always `false` without kinds).
 pub(super) fn decode(
     bytes: &[u8],
     tokens: &[Box<[u8]>],
     slots: &[u32],
+    kinds: Option<&[ColumnKind]>,
     len: usize,
     laid_out: bool,
-) -> Option<Vec<Value>> {
+) -> Option<(Vec<Value>, bool)> {
     if tokens.is_empty() {
         return None;
     }
@@ -276,6 +279,7 @@ pub(super) fn decode(
     if laid_out {
         values.resize_with(len, || Value::Null);
     }
+    let mut fitted = kinds.is_some();
     c.skip_ws();
     c.eat(b'{')?;
     for (i, (token, &slot)) in tokens.iter().zip(slots).enumerate() {
@@ -302,7 +306,12 @@ pub(super) fn decode(
             c.eat(b':')?;
         }
         c.skip_ws();
-        let value = c.value(slot != SKIPPED)?;
+        let mut value = c.value(slot != SKIPPED)?;
+        if let Some(kinds) = kinds
+            && slot != SKIPPED
+        {
+            fitted &= kinds.get(i).is_some_and(|k| k.fit(&mut value));
+        }
         if !laid_out {
             if slot != SKIPPED {
                 values.push(value);
@@ -314,7 +323,7 @@ pub(super) fn decode(
     c.skip_ws();
     c.eat(b'}')?;
     c.skip_ws();
-    (c.at == c.bytes.len()).then_some(values)
+    (c.at == c.bytes.len()).then_some((values, fitted))
 }
 
 #[cfg(test)]
@@ -375,8 +384,8 @@ mod tests {
             let serde = super::super::parse_value(text.as_bytes())
                 .ok()
                 .and_then(|v| v.field("n").cloned());
-            match decode(text.as_bytes(), &tokens(&keys), &[0], 1, false) {
-                Some(values) => {
+            match decode(text.as_bytes(), &tokens(&keys), &[0], None, 1, false) {
+                Some((values, _)) => {
                     read += 1;
                     let ours = &values[0];
                     let theirs = serde
@@ -404,7 +413,7 @@ mod tests {
         let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b")];
         let slots = [0, SKIPPED];
         let tokens = tokens(&keys);
-        let ok = |t: &str| decode(t.as_bytes(), &tokens, &slots, 1, false);
+        let ok = |t: &str| decode(t.as_bytes(), &tokens, &slots, None, 1, false).map(|(v, _)| v);
         assert_eq!(
             ok(" {\"a\" : \"x\" ,\n\"b\":[1]}"),
             None,
@@ -446,21 +455,41 @@ mod tests {
     #[test]
     fn values_go_to_their_slots() {
         let keys: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b"), Arc::from("c")];
+        let text = br#"{"a":1,"b":"x","c":2.5}"#;
+        let tokens = tokens(&keys);
+        let slots = [2, SKIPPED, 0];
         assert_eq!(
-            decode(
-                br#"{"a":1,"b":"x","c":2.5}"#,
-                &tokens(&keys),
-                &[2, SKIPPED, 0],
-                4,
-                true
-            ),
-            Some(vec![
-                Value::Float(2.5),
-                Value::Null,
-                Value::Int(1),
-                Value::Null
-            ])
+            decode(text, &tokens, &slots, None, 4, true),
+            Some((
+                vec![Value::Float(2.5), Value::Null, Value::Int(1), Value::Null],
+                false
+            ))
         );
+        // With kinds: a whole number read for a float column is a float, and the row fits
+        // only when every kept value is of its column's kind (a skipped key's is not looked at).
+        use ColumnKind::{Float, Int, Other};
+        assert_eq!(
+            decode(text, &tokens, &slots, Some(&[Float, Int, Float]), 4, true),
+            Some((
+                vec![
+                    Value::Float(2.5),
+                    Value::Null,
+                    Value::Float(1.0),
+                    Value::Null
+                ],
+                true
+            ))
+        );
+        for kinds in [[Int, Other, Int], [Other, Other, Float]] {
+            assert_eq!(
+                decode(text, &tokens, &slots, Some(&kinds), 4, true),
+                Some((
+                    vec![Value::Float(2.5), Value::Null, Value::Int(1), Value::Null],
+                    false
+                )),
+                "{kinds:?}"
+            );
+        }
     }
 
     /// Keys longer than eight bytes are compared word by word, then byte by byte.
@@ -468,7 +497,7 @@ mod tests {
     fn long_keys_match_exactly() {
         let keys: Vec<Arc<str>> = vec![Arc::from("temperature_celsius"), Arc::from("b")];
         let tokens = tokens(&keys);
-        let ok = |t: &str| decode(t.as_bytes(), &tokens, &[0, 1], 2, false);
+        let ok = |t: &str| decode(t.as_bytes(), &tokens, &[0, 1], None, 2, false).map(|(v, _)| v);
         assert_eq!(
             ok(r#"{"temperature_celsius":1,"b":2}"#),
             Some(vec![Value::Int(1), Value::Int(2)])
